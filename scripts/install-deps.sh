@@ -1,0 +1,29 @@
+#!/bin/bash
+# install-deps.sh - install the Debian packages vmi's tests, demo and
+# benchmarks use, when any is missing. Needs root (apt-get); without root it
+# lists what is missing and exits 0 so callers can skip what needs them.
+#
+# usage: scripts/install-deps.sh [--check]
+#   --check   only report what is missing (exit 1 when something is)
+set -uo pipefail
+PKGS=(qemu-utils qemu-system-x86 qemu-system-common libnbd-bin nbdkit nginx-light
+      fuse3 b3sum debootstrap e2fsprogs curl)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+if [ "${1:-}" = --check ]; then echo "missing: ${missing[*]}"; exit 1; fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: not root; missing Debian packages: ${missing[*]} (tests that need them are skipped)" >&2
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq || { echo "install-deps: apt-get update failed" >&2; exit 1; }
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+  || { echo "install-deps: apt-get install failed" >&2; exit 1; }
+# nginx's package starts a system instance on port 80; the tests start their own.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+pkill -x nginx 2>/dev/null || true
+exit 0

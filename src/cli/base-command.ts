@@ -1,0 +1,97 @@
+/**
+ * Shared flags and the one place errors become messages and exit codes.
+ * Commands stay thin: parse, call one library function, print the result.
+ */
+import {Command, Flags, type Interfaces} from '@oclif/core'
+import os from 'node:os'
+import {ExitCode, VmiError} from '../errors.js'
+import {LocalStore} from '../store/local-store.js'
+import type {ProgressReporter} from '../progress.js'
+import {ttyProgress} from './progress-bar.js'
+import {resolveStoreDir} from './settings.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override enableJsonFlag = true
+
+  static override baseFlags = {
+    store: Flags.string({
+      summary: 'Store directory (default $VMI_HOME, else $XDG_DATA_HOME/vmi, else ~/.local/share/vmi).',
+      helpGroup: 'GLOBAL',
+    }),
+    quiet: Flags.boolean({char: 'q', summary: 'No progress output.', helpGroup: 'GLOBAL', default: false}),
+  }
+
+  protected flags!: BaseFlags<T>
+  protected args!: BaseArgs<T>
+  /** All positional arguments, in order (for variadic commands). */
+  protected positional: string[] = []
+  protected readonly abort = new AbortController()
+  private sigints = 0
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const {args, flags, argv} = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as BaseArgs<T>
+    this.positional = argv as string[]
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (++this.sigints > 1) process.exit(ExitCode.INTERRUPTED)
+      this.abort.abort(new Error(`interrupted by ${sig}`))
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+  }
+
+  protected get signal(): AbortSignal {
+    return this.abort.signal
+  }
+
+  protected storeDir(): string {
+    return resolveStoreDir(this.flags.store, process.env, os.homedir())
+  }
+
+  protected async openStore(opts: {create?: boolean} = {}): Promise<LocalStore> {
+    return LocalStore.open(this.storeDir(), opts)
+  }
+
+  protected progress(): ProgressReporter {
+    return ttyProgress(!this.flags.quiet && !this.jsonEnabled())
+  }
+
+  /** One line on stderr (suppressed by --quiet and --json). */
+  protected note(message: string): void {
+    if (!this.flags?.quiet && !this.jsonEnabled()) process.stderr.write(message + '\n')
+  }
+
+  protected override async catch(err: Interfaces.CommandError): Promise<unknown> {
+    let code: number
+    let payload: Record<string, unknown>
+    if (err instanceof VmiError) {
+      code = err.exitCode
+      payload = {code: err.code, message: err.message, exitCode: code, ...(Object.keys(err.data).length ? {data: err.data} : {})}
+    } else if (typeof (err as {oclif?: {exit?: number}}).oclif?.exit === 'number') {
+      // oclif's own errors: bad flags, missing arguments, this.exit()
+      code = (err as unknown as {oclif: {exit: number}}).oclif.exit
+      if (code === 0) return
+      if (code === 1 || code === 2) code = ExitCode.USAGE
+      payload = {code: 'VMI_USAGE', message: err.message, exitCode: code}
+    } else {
+      code = ExitCode.FAILURE
+      payload = {code: 'VMI_INTERNAL', message: err.message ?? String(err), exitCode: code}
+      if (process.env.VMI_DEBUG) process.stderr.write(`${err.stack}\n`)
+    }
+    process.exitCode = code
+    if (this.jsonEnabled()) process.stderr.write(JSON.stringify({error: payload}) + '\n')
+    else process.stderr.write(`vmi: error: ${payload.message}\n`)
+    return undefined
+  }
+}

@@ -1,0 +1,34 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../cli/base-command.js'
+import {humanBytes, shortId, table} from '../cli/format.js'
+import {listImages, type ImageSummary} from '../store/images.js'
+
+export default class Ls extends BaseCommand<typeof Ls> {
+  static override summary = 'List images in the store.'
+  static override description = `One line per tag: name:tag, short id, virtual size, bytes stored for the image's distinct chunks, bytes no other image shares, and creation time. --all adds untagged images.`
+  static override examples = ['<%= config.bin %> ls', '<%= config.bin %> ls --all --json']
+  static override flags = {
+    all: Flags.boolean({char: 'a', summary: 'Include images no ref points at.', default: false}),
+  }
+
+  async run(): Promise<{images: ImageSummary[]}> {
+    const store = await this.openStore()
+    const images = await listImages(store, {all: this.flags.all})
+    const rows: string[][] = []
+    for (const i of images) {
+      const names = i.refs.length ? i.refs : ['<none>']
+      for (const n of names)
+        rows.push([
+          n,
+          shortId(i.id),
+          humanBytes(i.virtualSize),
+          humanBytes(i.storedBytes) + (i.missingChunks ? ` (${i.missingChunks} chunks absent)` : ''),
+          humanBytes(i.uniqueBytes),
+          i.created.replace(/\.\d+Z$/, 'Z'),
+        ])
+    }
+    if (rows.length > 0) this.log(table(rows, ['NAME:TAG', 'ID', 'VIRTUAL', 'STORED', 'UNIQUE', 'CREATED']))
+    else this.note('no images')
+    return {images}
+  }
+}

@@ -1,0 +1,29 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../cli/base-command.js'
+import {humanBytes} from '../cli/format.js'
+import {UsageError} from '../errors.js'
+import {saveBundle, type SaveResult} from '../store/bundle.js'
+
+export default class Save extends BaseCommand<typeof Save> {
+  static override summary = 'Write images, their refs and chunks to a tar bundle.'
+  static override description = `The bundle carries each image's manifest, the refs named and every distinct chunk once; 'vmi load' verifies all of it before anything enters a store.`
+  static override examples = ['<%= config.bin %> save debian:12 -o debian.tar', '<%= config.bin %> save web:v1 web:v2 -o - | ssh host vmi load -']
+  static override strict = false
+  static override args = {
+    image: Args.string({description: 'Images: NAME[:TAG], id or unique id prefix (one or more).', required: true}),
+  }
+  static override flags = {
+    output: Flags.string({char: 'o', summary: 'Bundle file, or - for standard output.', required: true}),
+  }
+
+  async run(): Promise<SaveResult> {
+    const store = await this.openStore()
+    const specs = this.positional
+    const toStdout = this.flags.output === '-'
+    if (toStdout && this.jsonEnabled()) throw new UsageError('--json cannot be combined with -o - (standard output carries the bundle)')
+    const r = await saveBundle(store, specs, toStdout ? process.stdout : this.flags.output, {progress: this.progress(), signal: this.signal})
+    this.note(`saved ${r.images.length} image(s), ${r.objects} chunks (${humanBytes(r.bytes)})`)
+    return r
+  }
+
+}

@@ -1,0 +1,129 @@
+/**
+ * Every error vmi raises on purpose. Each has a stable `code`, the process
+ * exit code the CLI uses for it, structured `data` and an optional `cause`.
+ * Library messages name the objects and stores involved and never mention
+ * CLI flags; the command layer adds suggestions.
+ */
+
+export const ExitCode = {
+  OK: 0,
+  FAILURE: 1, // generic failure, or fsck found problems
+  USAGE: 2, // malformed arguments (bad name:tag, chunk size, flags)
+  NOT_FOUND: 3, // unknown ref / id / file
+  AMBIGUOUS: 4, // id prefix matches several images
+  BAD_INPUT: 5, // input is not a usable image or bundle, or is corrupt
+  STORE: 6, // store unusable: read-only, disk full, busy, damaged
+  DEPENDENCY: 7, // an external tool (qemu-img, ...) is missing or failed
+  INTEGRITY: 8, // content does not match its id
+  INTERRUPTED: 130,
+} as const
+
+export interface VmiErrorInit {
+  cause?: unknown
+  data?: Record<string, unknown>
+}
+
+export class VmiError extends Error {
+  readonly code: string = 'VMI_ERROR'
+  readonly exitCode: number = ExitCode.FAILURE
+  readonly data: Record<string, unknown>
+
+  constructor(message: string, init: VmiErrorInit = {}) {
+    super(message, init.cause === undefined ? undefined : {cause: init.cause})
+    this.name = new.target.name
+    this.data = init.data ?? {}
+  }
+}
+
+export class UsageError extends VmiError {
+  override readonly code = 'VMI_USAGE'
+  override readonly exitCode = ExitCode.USAGE
+}
+
+export class InvalidRefError extends VmiError {
+  override readonly code = 'VMI_INVALID_REF'
+  override readonly exitCode = ExitCode.USAGE
+}
+
+export class RefNotFoundError extends VmiError {
+  override readonly code = 'VMI_REF_NOT_FOUND'
+  override readonly exitCode = ExitCode.NOT_FOUND
+}
+
+export class AmbiguousRefError extends VmiError {
+  override readonly code = 'VMI_AMBIGUOUS_REF'
+  override readonly exitCode = ExitCode.AMBIGUOUS
+}
+
+export class FileNotFoundError extends VmiError {
+  override readonly code = 'VMI_FILE_NOT_FOUND'
+  override readonly exitCode = ExitCode.NOT_FOUND
+}
+
+export class BadInputError extends VmiError {
+  override readonly code = 'VMI_BAD_INPUT'
+  override readonly exitCode = ExitCode.BAD_INPUT
+}
+
+export class BadManifestError extends VmiError {
+  override readonly code = 'VMI_BAD_MANIFEST'
+  override readonly exitCode = ExitCode.BAD_INPUT
+}
+
+export class BadBundleError extends VmiError {
+  override readonly code = 'VMI_BAD_BUNDLE'
+  override readonly exitCode = ExitCode.BAD_INPUT
+}
+
+export class ChunkMissingError extends VmiError {
+  override readonly code = 'VMI_CHUNK_MISSING'
+  override readonly exitCode = ExitCode.INTEGRITY
+}
+
+export class IntegrityError extends VmiError {
+  override readonly code = 'VMI_INTEGRITY'
+  override readonly exitCode = ExitCode.INTEGRITY
+}
+
+export class StoreError extends VmiError {
+  override readonly code: string = 'VMI_STORE'
+  override readonly exitCode: number = ExitCode.STORE
+}
+
+export class StoreReadOnlyError extends StoreError {
+  override readonly code = 'VMI_STORE_READ_ONLY'
+}
+
+export class StoreFullError extends StoreError {
+  override readonly code = 'VMI_STORE_FULL'
+}
+
+export class StoreBusyError extends StoreError {
+  override readonly code = 'VMI_STORE_BUSY'
+}
+
+export class DependencyError extends VmiError {
+  override readonly code = 'VMI_DEPENDENCY'
+  override readonly exitCode = ExitCode.DEPENDENCY
+}
+
+export class InterruptedError extends VmiError {
+  override readonly code = 'VMI_INTERRUPTED'
+  override readonly exitCode = ExitCode.INTERRUPTED
+}
+
+/** Map a filesystem error met while writing the store to a VmiError. */
+export function storeWriteError(err: unknown, what: string): VmiError {
+  const code = (err as NodeJS.ErrnoException)?.code
+  if (err instanceof VmiError) return err
+  if (code === 'ENOSPC' || code === 'EDQUOT')
+    return new StoreFullError(`no space left on the store's filesystem while writing ${what}`, {cause: err})
+  if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM')
+    return new StoreReadOnlyError(`store is not writable (${code}) while writing ${what}`, {cause: err})
+  return new StoreError(`could not write ${what}: ${(err as Error)?.message ?? String(err)}`, {cause: err})
+}
+
+export function isErrno(err: unknown, ...codes: string[]): boolean {
+  const c = (err as NodeJS.ErrnoException | undefined)?.code
+  return typeof c === 'string' && codes.includes(c)
+}

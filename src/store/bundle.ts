@@ -1,0 +1,286 @@
+/**
+ * `save` / `load`: images as a tar bundle.
+ *
+ *   vmi-bundle.json         {"format":"vmi-bundle","version":1,"images":[{"id","refs"}]}
+ *   manifests/<id>          manifest bytes
+ *   objects/<id>            chunk bytes, each distinct chunk once
+ *
+ * `load` verifies every manifest and object against its id, stages objects in
+ * tmp/, checks that every listed image is complete, and only then moves
+ * objects, manifests and finally refs into the store. A truncated or tampered
+ * bundle is refused and leaves the store unchanged.
+ */
+import {createWriteStream, promises as fsp} from 'node:fs'
+import path from 'node:path'
+import {once} from 'node:events'
+import {pipeline} from 'node:stream/promises'
+import {Readable, type Writable} from 'node:stream'
+import tar from 'tar-stream'
+import {BadBundleError, InterruptedError, VmiError, storeWriteError} from '../errors.js'
+import {silentProgress, type ProgressReporter} from '../progress.js'
+import {tmpName} from './fs-util.js'
+import {hash} from './hash.js'
+import {isValidId} from './layout.js'
+import type {LocalStore} from './local-store.js'
+import {acquireLock} from './lock.js'
+import {decodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, uniqueChunkIds, type Manifest} from './manifest.js'
+import {formatRef, parseRef} from './ref.js'
+
+export const BUNDLE_INDEX = 'vmi-bundle.json'
+export const BUNDLE_VERSION = 1
+const MAX_INDEX_BYTES = 16 * 1024 * 1024
+
+interface BundleIndex {
+  format: 'vmi-bundle'
+  version: number
+  images: {id: string; refs: string[]}[]
+}
+
+export interface SaveInit {
+  progress?: ProgressReporter
+  signal?: AbortSignal
+}
+
+export interface SaveResult {
+  images: {id: string; refs: string[]}[]
+  objects: number
+  bytes: number
+}
+
+/** Write a bundle of `specs` to `dest` (a path: written beside it, then renamed; or a stream). */
+export async function saveBundle(store: LocalStore, specs: string[], dest: string | Writable, init: SaveInit = {}): Promise<SaveResult> {
+  if (specs.length === 0) throw new VmiError('nothing to save: name at least one image')
+  const progress = init.progress ?? silentProgress
+  const images = new Map<string, {manifest: Manifest; bytes: Buffer; refs: Set<string>}>()
+  for (const spec of specs) {
+    const r = await store.resolve(spec)
+    const entry = images.get(r.id) ?? {manifest: r.manifest, bytes: (await store.getManifestBytes(r.id))!, refs: new Set<string>()}
+    if (r.ref) entry.refs.add(formatRef(r.ref))
+    images.set(r.id, entry)
+  }
+  const chunks = new Set<string>()
+  for (const {manifest} of images.values()) for (const c of uniqueChunkIds(manifest)) chunks.add(c)
+  // every chunk must be here before anything is written
+  for (const c of chunks) if (!(await store.hasObject(c))) throw new VmiError(`cannot save: chunk ${c} is not in ${store.name}`)
+
+  const index: BundleIndex = {
+    format: 'vmi-bundle',
+    version: BUNDLE_VERSION,
+    images: [...images].map(([id, e]) => ({id, refs: [...e.refs].sort()})),
+  }
+  const pack = tar.pack()
+  let bytes = 0
+  const producer = (async () => {
+    const add = (name: string, data: Buffer) =>
+      new Promise<void>((resolve, reject) => pack.entry({name, size: data.length, mode: 0o644, mtime: new Date(0)}, data, (err) => (err ? reject(err) : resolve())))
+    await add(BUNDLE_INDEX, Buffer.from(JSON.stringify(index, null, 1) + '\n'))
+    for (const [id, e] of images) await add(`manifests/${id}`, e.bytes)
+    progress.start('saving', chunks.size, 'items')
+    let n = 0
+    for (const c of chunks) {
+      init.signal?.throwIfAborted()
+      const data = await store.getObject(c, {verify: true})
+      await add(`objects/${c}`, data)
+      bytes += data.length
+      progress.update(++n)
+    }
+    pack.finalize()
+  })()
+  producer.catch((err) => pack.destroy(err))
+
+  try {
+    if (typeof dest === 'string') {
+      const target = path.resolve(dest)
+      const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${tmpName('vmi-save')}`)
+      try {
+        await pipeline(pack, createWriteStream(tmp, {flags: 'wx', mode: 0o644}))
+        const fh = await fsp.open(tmp, 'r+')
+        await fh.sync().finally(() => fh.close())
+        await producer
+        await fsp.rename(tmp, target)
+      } catch (err) {
+        await fsp.rm(tmp, {force: true})
+        throw err
+      }
+    } else {
+      for await (const piece of pack) if (!dest.write(piece)) await once(dest, 'drain')
+      await producer
+    }
+  } catch (err) {
+    if (init.signal?.aborted) throw new InterruptedError('save interrupted', {cause: err})
+    throw err
+  } finally {
+    progress.stop()
+  }
+  return {images: index.images, objects: chunks.size, bytes}
+}
+
+export interface LoadInit {
+  progress?: ProgressReporter
+  signal?: AbortSignal
+}
+
+export interface LoadResult {
+  images: {id: string; refs: string[]}[]
+  objects: number
+  newObjects: number
+  bytes: number
+}
+
+/** Read a bundle from a path or stream into the store; all or nothing. */
+export async function loadBundle(store: LocalStore, source: string | AsyncIterable<Uint8Array>, init: LoadInit = {}): Promise<LoadResult> {
+  const progress = init.progress ?? silentProgress
+  const what = typeof source === 'string' ? source : 'standard input'
+  let input: AsyncIterable<Uint8Array>
+  let total: number | undefined
+  if (typeof source === 'string') {
+    let st
+    try {
+      st = await fsp.stat(source)
+    } catch {
+      throw new BadBundleError(`no such bundle file: ${source}`)
+    }
+    if (!st.isFile()) throw new BadBundleError(`${source} is not a file`)
+    total = st.size
+    input = (await fsp.open(source, 'r')).createReadStream()
+  } else input = source
+
+  const lock = await acquireLock(store.layout, {op: 'load', signal: init.signal})
+  const staging = store.tmpPath('load')
+  const extract = tar.extract()
+  const feeding = pipeline(Readable.from(input), extract).catch((err) => {
+    extract.destroy(err)
+    throw err
+  })
+  feeding.catch(() => {})
+  progress.start(`loading ${what}`, total, 'bytes')
+  try {
+    await fsp.mkdir(staging, {recursive: true}).catch((err) => {
+      throw storeWriteError(err, 'the load staging directory')
+    })
+    let index: BundleIndex | undefined
+    const manifests = new Map<string, {bytes: Buffer; manifest: Manifest}>()
+    const staged = new Set<string>()
+    const have = new Set<string>()
+    let objects = 0
+    let bytes = 0
+    let first = true
+    for await (const entry of extract) {
+      init.signal?.throwIfAborted()
+      const {name, size, type} = entry.header
+      const fail = (msg: string): never => {
+        entry.resume()
+        throw new BadBundleError(`${what}: ${msg}`)
+      }
+      if (type !== 'file') fail(`unexpected ${type} entry ${JSON.stringify(name)}`)
+      if (first) {
+        first = false
+        if (name !== BUNDLE_INDEX) fail(`not a vmi bundle (first entry is ${JSON.stringify(name)}, expected ${BUNDLE_INDEX})`)
+        index = parseIndex(await readEntry(entry, size ?? 0, MAX_INDEX_BYTES, name), what)
+        continue
+      }
+      const m = /^(manifests|objects)\/([0-9a-f]{64})$/.exec(name)
+      if (!m) fail(`unexpected entry ${JSON.stringify(name)}`)
+      const id = m![2]
+      if (m![1] === 'manifests') {
+        if (!index!.images.some((i) => i.id === id)) fail(`manifest ${id} is not listed in ${BUNDLE_INDEX}`)
+        const data = await readEntry(entry, size ?? 0, MAX_MANIFEST_BYTES, name)
+        try {
+          manifests.set(id, {bytes: data, manifest: decodeManifest(data, id)})
+        } catch (err) {
+          throw new BadBundleError(`${what}: ${(err as Error).message}`, {cause: err})
+        }
+      } else {
+        const data = await readEntry(entry, size ?? 0, MAX_CHUNK_SIZE, name)
+        const actual = hash(data)
+        if (actual !== id) throw new BadBundleError(`${what}: object ${id} is corrupt (its content hashes to ${actual})`, {data: {id, actual}})
+        objects++
+        bytes += data.length
+        if (await store.hasObject(id)) have.add(id)
+        else if (!staged.has(id)) {
+          await fsp.writeFile(path.join(staging, id), data, {flag: 'wx'}).catch((err) => {
+            throw storeWriteError(err, `staged object ${id}`)
+          })
+          staged.add(id)
+        }
+      }
+      progress.update(bytes)
+    }
+    await feeding
+    if (!index) throw new BadBundleError(`${what}: empty bundle`)
+    // every listed image must be complete
+    for (const img of index.images) {
+      const e = manifests.get(img.id)
+      if (!e) throw new BadBundleError(`${what}: image ${img.id} is listed but its manifest is missing (truncated bundle?)`)
+      for (const c of uniqueChunkIds(e.manifest))
+        if (!staged.has(c) && !have.has(c) && !(await store.hasObject(c)))
+          throw new BadBundleError(`${what}: image ${img.id} needs chunk ${c}, which the bundle does not carry (truncated bundle?)`)
+    }
+    // commit: objects, then manifests, then refs
+    let newObjects = 0
+    for (const id of staged) {
+      const dest = store.layout.objectPath(id)
+      await fsp.mkdir(path.dirname(dest), {recursive: true})
+      try {
+        await fsp.link(path.join(staging, id), dest)
+        newObjects++
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw storeWriteError(err, `object ${id}`)
+      }
+    }
+    for (const [id, e] of manifests) await store.putManifestBytes(id, e.bytes)
+    for (const img of index.images) for (const r of img.refs) await store.writeRef(parseRef(r), img.id)
+    return {images: index.images, objects, newObjects, bytes}
+  } catch (err) {
+    extract.destroy()
+    if (init.signal?.aborted) throw new InterruptedError(`load of ${what} interrupted; the store is unchanged`, {cause: err})
+    if (err instanceof VmiError) throw err
+    throw new BadBundleError(`${what} is not a readable bundle (truncated or damaged: ${(err as Error).message}); the store is unchanged`, {cause: err})
+  } finally {
+    progress.stop()
+    await fsp.rm(staging, {recursive: true, force: true}).catch(() => {})
+    await lock.release().catch(() => {})
+  }
+}
+
+function parseIndex(data: Buffer, what: string): BundleIndex {
+  let idx: BundleIndex
+  try {
+    idx = JSON.parse(data.toString('utf8'))
+  } catch {
+    throw new BadBundleError(`${what}: ${BUNDLE_INDEX} is not valid JSON`)
+  }
+  if (idx?.format !== 'vmi-bundle') throw new BadBundleError(`${what}: not a vmi bundle`)
+  if (idx.version !== BUNDLE_VERSION) throw new BadBundleError(`${what}: bundle version ${JSON.stringify(idx.version)} is not supported (this vmi reads ${BUNDLE_VERSION})`)
+  if (!Array.isArray(idx.images) || idx.images.length === 0 || idx.images.length > 100_000) throw new BadBundleError(`${what}: bad image list`)
+  for (const i of idx.images) {
+    if (!isValidId(i?.id)) throw new BadBundleError(`${what}: bad image id in ${BUNDLE_INDEX}`)
+    if (!Array.isArray(i.refs)) throw new BadBundleError(`${what}: bad refs for image ${i.id}`)
+    for (const r of i.refs) {
+      try {
+        parseRef(r)
+      } catch (err) {
+        throw new BadBundleError(`${what}: ${(err as Error).message}`)
+      }
+    }
+  }
+  return idx
+}
+
+async function readEntry(entry: AsyncIterable<unknown> & {resume(): void}, size: number, max: number, name: string): Promise<Buffer> {
+  if (size > max) {
+    entry.resume()
+    throw new BadBundleError(`bundle entry ${name} is ${size} bytes, over the ${max}-byte limit`)
+  }
+  const parts: Buffer[] = []
+  let n = 0
+  for await (const p of entry) {
+    const b = p as Buffer
+    n += b.length
+    if (n > max) throw new BadBundleError(`bundle entry ${name} is larger than its header says`)
+    parts.push(b)
+  }
+  if (n !== size) throw new BadBundleError(`bundle entry ${name} is truncated`)
+  return Buffer.concat(parts)
+}
+

@@ -1,0 +1,78 @@
+/**
+ * Sources of fixed-size chunks: a file read by position, or any byte stream
+ * (stdin, a converter's stdout) cut into chunks. Memory use is bounded by a
+ * few chunks in flight.
+ */
+import {promises as fsp} from 'node:fs'
+
+/** Reads `fh` in `chunkSize` pieces, keeping `readAhead` reads in flight. */
+export async function* fileChunks(
+  fh: fsp.FileHandle,
+  size: number,
+  chunkSize: number,
+  opts: {readAhead?: number; signal?: AbortSignal} = {},
+): AsyncGenerator<Buffer> {
+  const readAhead = opts.readAhead ?? 4
+  const count = Math.ceil(size / chunkSize)
+  const pending: Promise<Buffer>[] = []
+  let next = 0
+  const issue = () => {
+    const index = next++
+    const len = Math.min(chunkSize, size - index * chunkSize)
+    pending.push(readFully(fh, Buffer.allocUnsafe(len), index * chunkSize))
+  }
+  try {
+    while (next < count && pending.length < readAhead) issue()
+    while (pending.length > 0) {
+      opts.signal?.throwIfAborted()
+      const buf = await pending.shift()!
+      if (next < count) issue()
+      yield buf
+    }
+  } finally {
+    // let reads still in flight settle before the caller closes the file
+    await Promise.allSettled(pending)
+  }
+}
+
+async function readFully(fh: fsp.FileHandle, buf: Buffer, position: number): Promise<Buffer> {
+  let off = 0
+  while (off < buf.length) {
+    const {bytesRead} = await fh.read(buf, off, buf.length - off, position + off)
+    if (bytesRead === 0) throw Object.assign(new Error(`unexpected end of file at byte ${position + off}`), {code: 'VMI_SHORT_READ'})
+    off += bytesRead
+  }
+  return buf
+}
+
+/** Cuts a byte stream into `chunkSize` buffers (the last may be short). */
+export async function* streamChunks(stream: AsyncIterable<Uint8Array>, chunkSize: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  let cur = Buffer.allocUnsafe(chunkSize)
+  let fill = 0
+  for await (const piece of stream) {
+    signal?.throwIfAborted()
+    let off = 0
+    while (off < piece.length) {
+      const n = Math.min(chunkSize - fill, piece.length - off)
+      cur.set(piece.subarray(off, off + n), fill)
+      fill += n
+      off += n
+      if (fill === chunkSize) {
+        yield cur
+        cur = Buffer.allocUnsafe(chunkSize)
+        fill = 0
+      }
+    }
+  }
+  if (fill > 0) yield cur.subarray(0, fill)
+}
+
+const ZERO = Buffer.alloc(4 * 1024 * 1024)
+
+export function isAllZero(buf: Buffer): boolean {
+  for (let off = 0; off < buf.length; off += ZERO.length) {
+    const n = Math.min(ZERO.length, buf.length - off)
+    if (!buf.subarray(off, off + n).equals(ZERO.subarray(0, n))) return false
+  }
+  return true
+}

@@ -1,0 +1,146 @@
+/**
+ * `export`: an image out of the store as a raw disk (sparse on files: zero
+ * chunks become holes), or any qemu-img format. Every chunk is verified
+ * against its id on the way out. Files are written beside the destination
+ * and renamed into place, so a failed export leaves no partial file.
+ */
+import {promises as fsp} from 'node:fs'
+import path from 'node:path'
+import type {Writable} from 'node:stream'
+import {once} from 'node:events'
+import {InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
+import {silentProgress, type ProgressReporter} from '../progress.js'
+import {tmpName} from './fs-util.js'
+import {convertFromRaw, DEFAULT_TOOLS, type Tools} from './formats.js'
+import type {LocalStore} from './local-store.js'
+import {chunkLength, expandChunks} from './manifest.js'
+
+export interface ExportInit {
+  /** 'raw' (default) or any format qemu-img writes (qcow2, vmdk, ...). */
+  format?: string
+  tools?: Tools
+  progress?: ProgressReporter
+  signal?: AbortSignal
+}
+
+export interface ExportResult {
+  id: string
+  virtualSize: number
+  format: string
+  bytesWritten: number
+  holes: number
+  seconds: number
+}
+
+const ZERO = Buffer.alloc(4 * 1024 * 1024)
+
+/** Export to a file path, or to a Writable (stdout) when `dest` is a stream. */
+export async function exportImage(store: LocalStore, spec: string, dest: string | Writable, init: ExportInit = {}): Promise<ExportResult> {
+  const t0 = performance.now()
+  const format = init.format ?? 'raw'
+  if (!/^[a-z0-9]+$/.test(format)) throw new UsageError(`unknown format ${JSON.stringify(format)}`)
+  const {id, manifest} = await store.resolve(spec)
+  const progress = init.progress ?? silentProgress
+  const ids = expandChunks(manifest)
+  let bytesWritten = 0
+  let holes = 0
+
+  const readChunk = async (index: number): Promise<Buffer> => {
+    const cid = ids[index]!
+    const data = await store.getObject(cid, {verify: true})
+    if (data.length !== chunkLength(manifest, index))
+      throw new VmiError(`chunk ${cid} has ${data.length} bytes, image ${id} expects ${chunkLength(manifest, index)} at index ${index}`)
+    return data
+  }
+
+  progress.start(`exporting ${spec}`, manifest.virtualSize, 'bytes')
+  try {
+    if (typeof dest !== 'string') {
+      if (format !== 'raw') {
+        // qemu-img cannot write to a pipe: convert to a temporary file, then stream it.
+        const tmp = path.join(store.layout.tmpDir, tmpName(`export.${format}`))
+        try {
+          await exportImage(store, id, tmp, {...init, progress})
+          const fh = await fsp.open(tmp, 'r')
+          try {
+            for await (const piece of fh.createReadStream()) {
+              if (!dest.write(piece)) await once(dest, 'drain')
+              bytesWritten += piece.length
+            }
+          } finally {
+            await fh.close()
+          }
+        } finally {
+          await fsp.rm(tmp, {force: true})
+        }
+      } else {
+        for (let i = 0; i < ids.length; i++) {
+          init.signal?.throwIfAborted()
+          const len = chunkLength(manifest, i)
+          const data = ids[i] === null ? ZERO.subarray(0, len) : await readChunk(i)
+          if (!dest.write(data)) await once(dest, 'drain')
+          bytesWritten += len
+          progress.update(bytesWritten)
+        }
+      }
+      return {id, virtualSize: manifest.virtualSize, format, bytesWritten, holes, seconds: (performance.now() - t0) / 1000}
+    }
+
+    const target = path.resolve(dest)
+    let st
+    try {
+      st = await fsp.stat(target)
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err
+    }
+    if (st?.isDirectory()) throw new UsageError(`${dest} is a directory; give a file name`)
+    const inPlace = st !== undefined && !st.isFile() // block device or similar
+    const rawFile = inPlace ? target : path.join(path.dirname(target), `.${path.basename(target)}.${tmpName('vmi-export')}`)
+    const rawTarget = format === 'raw' ? rawFile : rawFile + '.raw'
+    try {
+      const fh = await fsp.open(rawTarget, inPlace ? 'r+' : 'wx', 0o644)
+      try {
+        if (!inPlace) await fh.truncate(manifest.virtualSize)
+        // writes in order, a few in flight
+        const inflight: Promise<unknown>[] = []
+        for (let i = 0; i < ids.length; i++) {
+          init.signal?.throwIfAborted()
+          const len = chunkLength(manifest, i)
+          const offset = i * manifest.chunkSize
+          if (ids[i] === null) {
+            if (inPlace) inflight.push(fh.write(ZERO, 0, len, offset))
+            else holes++
+          } else {
+            const data = await readChunk(i)
+            inflight.push(fh.write(data, 0, len, offset))
+          }
+          if (inflight.length >= 8) await inflight.shift()
+          bytesWritten += len
+          progress.update(bytesWritten)
+        }
+        await Promise.all(inflight)
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+      if (format !== 'raw') {
+        await convertFromRaw(rawTarget, format, rawFile, init.tools ?? DEFAULT_TOOLS)
+        await fsp.rm(rawTarget, {force: true})
+      }
+      if (!inPlace) await fsp.rename(rawFile, target)
+    } catch (err) {
+      if (!inPlace) await fsp.rm(rawFile, {force: true}).catch(() => {})
+      if (rawTarget !== rawFile) await fsp.rm(rawTarget, {force: true}).catch(() => {})
+      throw err
+    }
+    return {id, virtualSize: manifest.virtualSize, format, bytesWritten, holes, seconds: (performance.now() - t0) / 1000}
+  } catch (err) {
+    if (init.signal?.aborted) throw new InterruptedError(`export of ${spec} interrupted`, {cause: err})
+    if (isErrno(err, 'ENOSPC')) throw new VmiError(`no space left writing ${typeof dest === 'string' ? dest : 'the export'}`, {cause: err})
+    if (isErrno(err, 'EACCES', 'EPERM', 'EROFS')) throw new VmiError(`cannot write ${typeof dest === 'string' ? dest : 'the export'}: ${(err as Error).message}`, {cause: err})
+    if (isErrno(err, 'ENOENT') && typeof dest === 'string') throw new UsageError(`cannot write ${dest}: its directory does not exist`, {cause: err})
+    throw err
+  } finally {
+    progress.stop()
+  }
+}

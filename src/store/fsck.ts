@@ -1,0 +1,168 @@
+/**
+ * `fsck`: re-hash every object, check every manifest and ref, and report each
+ * problem. `repair` moves corrupt objects to quarantine/ (so a later pull or
+ * import stores a good copy again) and removes refs to absent manifests.
+ */
+import {promises as fsp} from 'node:fs'
+import path from 'node:path'
+import {VmiError} from '../errors.js'
+import {silentProgress, type ProgressReporter} from '../progress.js'
+import {readdirOrEmpty, tmpName} from './fs-util.js'
+import {hash} from './hash.js'
+import {isValidId} from './layout.js'
+import type {LocalStore} from './local-store.js'
+import {withLock} from './lock.js'
+import {decodeManifest, uniqueChunkIds} from './manifest.js'
+import {isValidRefPart} from './ref.js'
+
+export type ProblemKind = 'corrupt-object' | 'stray-file' | 'bad-manifest' | 'missing-chunk' | 'dangling-ref' | 'bad-ref' | 'unreadable'
+
+export interface Problem {
+  kind: ProblemKind
+  path: string
+  message: string
+  /** What --repair did about it. */
+  repaired?: string
+}
+
+export interface FsckInit {
+  repair?: boolean
+  progress?: ProgressReporter
+  /** Parallel object reads (default 4). */
+  concurrency?: number
+}
+
+export interface FsckResult {
+  ok: boolean
+  objects: number
+  objectBytes: number
+  manifests: number
+  refs: number
+  problems: Problem[]
+}
+
+export async function fsck(store: LocalStore, init: FsckInit = {}): Promise<FsckResult> {
+  const run = () => check(store, init)
+  // repair edits the store: exclude gc meanwhile
+  return init.repair ? withLock(store.layout, {op: 'fsck-repair'}, run) : run()
+}
+
+async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
+  const progress = init.progress ?? silentProgress
+  const problems: Problem[] = []
+  const L = store.layout
+  const rel = (p: string) => path.relative(L.root, p)
+  const present = new Set<string>()
+  let objectBytes = 0
+
+  // ---- objects
+  const files: {id: string; file: string}[] = []
+  for (const shard of (await readdirOrEmpty(L.objectsDir)).sort()) {
+    const dir = path.join(L.objectsDir, shard)
+    for (const rest of (await readdirOrEmpty(dir)).sort()) {
+      const id = shard + rest
+      const file = path.join(dir, rest)
+      if (!isValidId(id)) problems.push({kind: 'stray-file', path: rel(file), message: `${rel(file)} is not named by an object id`})
+      else files.push({id, file})
+    }
+  }
+  progress.start('checking objects', files.length, 'items')
+  let done = 0
+  let next = 0
+  const worker = async () => {
+    while (next < files.length) {
+      const {id, file} = files[next++]
+      let data: Buffer
+      try {
+        data = await fsp.readFile(file)
+      } catch (err) {
+        problems.push({kind: 'unreadable', path: rel(file), message: `object ${id} cannot be read: ${(err as Error).message}`})
+        continue
+      }
+      objectBytes += data.length
+      const actual = hash(data)
+      if (actual !== id) {
+        const p: Problem = {kind: 'corrupt-object', path: rel(file), message: `object ${id} is corrupt: its content hashes to ${actual}`}
+        if (init.repair) p.repaired = await quarantine(store, file, id)
+        problems.push(p)
+      } else present.add(id)
+      progress.update(++done)
+    }
+  }
+  await Promise.all(Array.from({length: init.concurrency ?? 4}, worker))
+  progress.stop()
+
+  // ---- manifests
+  let manifests = 0
+  const manifestOk = new Set<string>()
+  for (const shard of (await readdirOrEmpty(L.manifestsDir)).sort()) {
+    for (const rest of (await readdirOrEmpty(path.join(L.manifestsDir, shard))).sort()) {
+      const id = shard + rest
+      const file = path.join(L.manifestsDir, shard, rest)
+      if (!isValidId(id)) {
+        problems.push({kind: 'stray-file', path: rel(file), message: `${rel(file)} is not named by a manifest id`})
+        continue
+      }
+      manifests++
+      let m
+      try {
+        m = decodeManifest(await fsp.readFile(file), id)
+      } catch (err) {
+        const p: Problem = {kind: 'bad-manifest', path: rel(file), message: (err as Error).message}
+        if (init.repair) p.repaired = await quarantine(store, file, id)
+        problems.push(p)
+        continue
+      }
+      manifestOk.add(id)
+      const missing = [...uniqueChunkIds(m)].filter((c) => !present.has(c))
+      if (missing.length > 0)
+        problems.push({
+          kind: 'missing-chunk',
+          path: rel(file),
+          message: `image ${id} lacks ${missing.length} chunk(s): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}; re-import, load or pull it`,
+        })
+    }
+  }
+
+  // ---- refs
+  let refs = 0
+  for (const name of (await readdirOrEmpty(L.refsDir)).sort()) {
+    for (const tag of (await readdirOrEmpty(path.join(L.refsDir, name))).sort()) {
+      const file = path.join(L.refsDir, name, tag)
+      refs++
+      const ref = `${name}:${tag}`
+      if (!isValidRefPart(name) || !isValidRefPart(tag)) {
+        problems.push({kind: 'bad-ref', path: rel(file), message: `${rel(file)} is not a valid ref name`})
+        continue
+      }
+      let id: string | undefined
+      try {
+        id = await store.readRef({name, tag})
+      } catch (err) {
+        problems.push({kind: 'bad-ref', path: rel(file), message: (err as Error).message})
+        continue
+      }
+      if (id && !manifestOk.has(id)) {
+        const p: Problem = {kind: 'dangling-ref', path: rel(file), message: `ref ${ref} points at image ${id}, which is missing or damaged`}
+        if (init.repair && !(await store.hasManifest(id))) {
+          await store.deleteRef({name, tag})
+          p.repaired = 'ref removed'
+        }
+        problems.push(p)
+      }
+    }
+  }
+  return {ok: problems.length === 0, objects: files.length, objectBytes, manifests, refs, problems}
+}
+
+async function quarantine(store: LocalStore, file: string, id: string): Promise<string> {
+  const dest = path.join(store.layout.quarantineDir, `${id}.${tmpName('bad')}`)
+  try {
+    await fsp.mkdir(store.layout.quarantineDir, {recursive: true})
+    await fsp.rename(file, dest)
+    return `moved to ${path.relative(store.layout.root, dest)}`
+  } catch (err) {
+    throw new VmiError(`could not move ${file} aside: ${(err as Error).message}`, {cause: err})
+  }
+}
+

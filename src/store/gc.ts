@@ -1,0 +1,125 @@
+/**
+ * `gc`: delete what no ref, running mount or operation in progress reaches,
+ * plus stale staging files left by crashed processes.
+ */
+import {promises as fsp} from 'node:fs'
+import path from 'node:path'
+import {silentProgress, type ProgressReporter} from '../progress.js'
+import {pidAlive, pidOfTmpName, readdirOrEmpty} from './fs-util.js'
+import type {LocalStore} from './local-store.js'
+import {acquireGcLock} from './lock.js'
+import {uniqueChunkIds} from './manifest.js'
+
+export interface GcInit {
+  dryRun?: boolean
+  /** Extra image ids to keep (besides refs and live locks). */
+  keep?: string[]
+  /** tmp/ files of live processes older than this are removed too (default 24 h). */
+  tmpMaxAgeMs?: number
+  waitMs?: number
+  progress?: ProgressReporter
+}
+
+export interface GcResult {
+  dryRun: boolean
+  keptImages: number
+  removedManifests: string[]
+  removedObjects: number
+  freedBytes: number
+  removedTmpFiles: number
+  freedTmpBytes: number
+  /** Roots that had no manifest (named by a ref or a lock). */
+  missingRoots: string[]
+}
+
+export async function gc(store: LocalStore, init: GcInit = {}): Promise<GcResult> {
+  const dryRun = init.dryRun ?? false
+  const progress = init.progress ?? silentProgress
+  const lock = await acquireGcLock(store.layout, {waitMs: init.waitMs})
+  try {
+    const roots = new Set<string>([...lock.roots, ...(init.keep ?? [])])
+    for (const r of await store.listRefs()) roots.add(r.id)
+    const live = new Set<string>()
+    const missingRoots: string[] = []
+    let keptImages = 0
+    for (const id of roots) {
+      if (!(await store.hasManifest(id))) {
+        missingRoots.push(id)
+        continue
+      }
+      keptImages++
+      for (const c of uniqueChunkIds(await store.getManifest(id))) live.add(c)
+    }
+    const removedManifests: string[] = []
+    for await (const id of store.listManifestIds()) {
+      if (roots.has(id)) continue
+      removedManifests.push(id)
+      if (!dryRun) await store.deleteManifest(id)
+    }
+    let removedObjects = 0
+    let freedBytes = 0
+    let scanned = 0
+    progress.start('collecting garbage', undefined, 'items')
+    for await (const id of store.listObjectIds()) {
+      progress.update(++scanned)
+      if (live.has(id)) continue
+      const file = store.layout.objectPath(id)
+      try {
+        const st = await fsp.stat(file)
+        if (!dryRun) await fsp.rm(file)
+        removedObjects++
+        freedBytes += st.size
+      } catch {
+        /* vanished meanwhile */
+      }
+    }
+    progress.stop()
+    const tmp = await cleanTmp(store, dryRun, init.tmpMaxAgeMs ?? 24 * 3600_000)
+    if (!dryRun) await removeEmptyShards(store)
+    return {dryRun, keptImages, removedManifests, removedObjects, freedBytes, ...tmp, missingRoots}
+  } finally {
+    await lock.release()
+  }
+}
+
+/** Staging files whose process is gone, or older than `maxAgeMs`. */
+async function cleanTmp(store: LocalStore, dryRun: boolean, maxAgeMs: number): Promise<{removedTmpFiles: number; freedTmpBytes: number}> {
+  let removedTmpFiles = 0
+  let freedTmpBytes = 0
+  const dirs = [store.layout.tmpDir, store.layout.locksDir]
+  for (const dir of dirs) {
+    for (const name of await readdirOrEmpty(dir)) {
+      if (dir === store.layout.locksDir && !name.endsWith('.tmp')) continue
+      const file = path.join(dir, name)
+      const pid = pidOfTmpName(name)
+      let st
+      try {
+        st = await fsp.stat(file)
+      } catch {
+        continue
+      }
+      const stale = pid === undefined || pid === process.pid ? Date.now() - st.mtimeMs > maxAgeMs : !pidAlive(pid) || Date.now() - st.mtimeMs > maxAgeMs
+      if (!stale) continue
+      removedTmpFiles++
+      freedTmpBytes += st.isDirectory() ? await duBytes(file) : st.size
+      if (!dryRun) await fsp.rm(file, {recursive: true, force: true})
+    }
+  }
+  return {removedTmpFiles, freedTmpBytes}
+}
+
+async function duBytes(dir: string): Promise<number> {
+  let total = 0
+  for (const e of await fsp.readdir(dir, {withFileTypes: true})) {
+    const p = path.join(dir, e.name)
+    if (e.isDirectory()) total += await duBytes(p)
+    else total += (await fsp.stat(p).catch(() => ({size: 0}))).size
+  }
+  return total
+}
+
+async function removeEmptyShards(store: LocalStore): Promise<void> {
+  for (const dir of [store.layout.objectsDir, store.layout.manifestsDir]) {
+    for (const shard of await readdirOrEmpty(dir)) await fsp.rmdir(path.join(dir, shard)).catch(() => {})
+  }
+}

@@ -1,0 +1,255 @@
+/** Operator views and ref edits: ls, inspect, log, diff, tag, rm. */
+import {RefNotFoundError, VmiError} from '../errors.js'
+import type {LocalStore} from './local-store.js'
+import {withLock} from './lock.js'
+import {chunkLength, expandChunks, type Manifest} from './manifest.js'
+import {formatRef, parseRef, type RefName} from './ref.js'
+
+export interface ImageSummary {
+  id: string
+  refs: string[]
+  virtualSize: number
+  chunkSize: number
+  sourceFormat: string
+  created: string
+  parent?: string
+  /** Bytes of this image's distinct non-zero chunks present in the store. */
+  storedBytes: number
+  /** Of those, bytes no other listed image shares. */
+  uniqueBytes: number
+  /** Distinct non-zero chunks missing from the store. */
+  missingChunks: number
+}
+
+/** Distinct non-zero chunks with their byte length. */
+function chunkSizes(m: Manifest): Map<string, number> {
+  const out = new Map<string, number>()
+  const ids = expandChunks(m)
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]
+    if (id !== null && !out.has(id)) out.set(id, chunkLength(m, i))
+  }
+  return out
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length)
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++
+      out[i] = await fn(items[i])
+    }
+  }
+  await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker))
+  return out
+}
+
+/** Tagged images (and with `all`, untagged manifests too). */
+export async function listImages(store: LocalStore, opts: {all?: boolean} = {}): Promise<ImageSummary[]> {
+  const byId = await store.refsById()
+  const ids = new Set(byId.keys())
+  if (opts.all) for await (const id of store.listManifestIds()) ids.add(id)
+  const manifests = new Map<string, Manifest>()
+  for (const id of ids) {
+    try {
+      manifests.set(id, await store.getManifest(id))
+    } catch (err) {
+      if (!(err instanceof RefNotFoundError)) throw err
+    }
+  }
+  const users = new Map<string, number>()
+  const sizes = new Map<string, Map<string, number>>()
+  for (const [id, m] of manifests) {
+    const s = chunkSizes(m)
+    sizes.set(id, s)
+    for (const c of s.keys()) users.set(c, (users.get(c) ?? 0) + 1)
+  }
+  const present = new Map<string, number | undefined>()
+  const allChunks = [...users.keys()]
+  const stat = await mapLimit(allChunks, 32, (c) => store.objectSize(c))
+  allChunks.forEach((c, i) => present.set(c, stat[i]))
+  const out: ImageSummary[] = []
+  for (const [id, m] of manifests) {
+    let storedBytes = 0
+    let uniqueBytes = 0
+    let missingChunks = 0
+    for (const c of sizes.get(id)!.keys()) {
+      const sz = present.get(c)
+      if (sz === undefined) {
+        missingChunks++
+        continue
+      }
+      storedBytes += sz
+      if (users.get(c) === 1) uniqueBytes += sz
+    }
+    out.push({
+      id,
+      refs: (byId.get(id) ?? []).map(formatRef),
+      virtualSize: m.virtualSize,
+      chunkSize: m.chunkSize,
+      sourceFormat: m.sourceFormat,
+      created: m.created,
+      ...(m.parent ? {parent: m.parent} : {}),
+      storedBytes,
+      uniqueBytes,
+      missingChunks,
+    })
+  }
+  out.sort((a, b) => (a.refs[0] ?? '~' + a.id).localeCompare(b.refs[0] ?? '~' + b.id))
+  return out
+}
+
+export interface ImageDetails extends ImageSummary {
+  chunks: number
+  zeroChunks: number
+  distinctChunks: number
+  annotations: Record<string, string>
+  manifestBytes: number
+}
+
+export async function inspectImage(store: LocalStore, spec: string): Promise<ImageDetails> {
+  const {id, manifest} = await store.resolve(spec)
+  const all = await listImages(store, {all: true})
+  const summary = all.find((s) => s.id === id)!
+  const ids = expandChunks(manifest)
+  return {
+    ...summary,
+    chunks: ids.length,
+    zeroChunks: ids.filter((c) => c === null).length,
+    distinctChunks: chunkSizes(manifest).size,
+    annotations: manifest.annotations ?? {},
+    manifestBytes: (await store.getManifestBytes(id))!.length,
+  }
+}
+
+export interface LogEntry {
+  id: string
+  refs: string[]
+  created: string
+  virtualSize: number
+  /** Set on the last entry when its parent is not in this store. */
+  missingParent?: string
+}
+
+/** The parent lineage of an image, newest first. */
+export async function imageLog(store: LocalStore, spec: string, opts: {max?: number} = {}): Promise<LogEntry[]> {
+  const max = opts.max ?? 10_000
+  const byId = await store.refsById()
+  let id: string | undefined = await store.resolveId(spec)
+  const seen = new Set<string>()
+  const out: LogEntry[] = []
+  while (id !== undefined && out.length < max) {
+    if (seen.has(id)) throw new VmiError(`image ${id} appears twice in its own lineage (a tampered manifest)`)
+    seen.add(id)
+    if (!(await store.hasManifest(id))) {
+      if (out.length === 0) throw new RefNotFoundError(`no image ${id}`)
+      out[out.length - 1].missingParent = id
+      break
+    }
+    const m = await store.getManifest(id)
+    out.push({id, refs: (byId.get(id) ?? []).map(formatRef), created: m.created, virtualSize: m.virtualSize})
+    id = m.parent
+  }
+  return out
+}
+
+export interface DiffSide {
+  chunks: number
+  bytes: number
+}
+
+export interface ImageDiff {
+  a: string
+  b: string
+  /** Position by position (only when both have the same chunk size). */
+  positional?: {same: DiffSide; changed: DiffSide; onlyA: DiffSide; onlyB: DiffSide; zeroBoth: DiffSide}
+  /** Distinct non-zero content, regardless of position. */
+  content: {shared: DiffSide; onlyA: DiffSide; onlyB: DiffSide}
+}
+
+export async function diffImages(store: LocalStore, specA: string, specB: string): Promise<ImageDiff> {
+  const A = await store.resolve(specA)
+  const B = await store.resolve(specB)
+  const side = (): DiffSide => ({chunks: 0, bytes: 0})
+  const add = (s: DiffSide, bytes: number) => {
+    s.chunks++
+    s.bytes += bytes
+  }
+  let positional: ImageDiff['positional']
+  if (A.manifest.chunkSize === B.manifest.chunkSize) {
+    positional = {same: side(), changed: side(), onlyA: side(), onlyB: side(), zeroBoth: side()}
+    const ia = expandChunks(A.manifest)
+    const ib = expandChunks(B.manifest)
+    const n = Math.max(ia.length, ib.length)
+    for (let i = 0; i < n; i++) {
+      if (i >= ib.length) add(positional.onlyA, chunkLength(A.manifest, i))
+      else if (i >= ia.length) add(positional.onlyB, chunkLength(B.manifest, i))
+      else {
+        const la = chunkLength(A.manifest, i)
+        const lb = chunkLength(B.manifest, i)
+        if (ia[i] === null && ib[i] === null && la === lb) add(positional.zeroBoth, la)
+        else if (ia[i] === ib[i] && la === lb) add(positional.same, la)
+        else add(positional.changed, Math.max(la, lb))
+      }
+    }
+  }
+  const ca = chunkSizes(A.manifest)
+  const cb = chunkSizes(B.manifest)
+  const content = {shared: side(), onlyA: side(), onlyB: side()}
+  for (const [c, len] of ca) add(cb.has(c) ? content.shared : content.onlyA, len)
+  for (const [c, len] of cb) if (!ca.has(c)) add(content.onlyB, len)
+  return {a: A.id, b: B.id, positional, content}
+}
+
+export async function tagImage(store: LocalStore, src: string, target: string): Promise<{id: string; ref: string; previous?: string}> {
+  const ref = parseRef(target)
+  return withLock(store.layout, {op: 'tag'}, async () => {
+    const id = await store.resolveId(src)
+    const previous = await store.readRef(ref)
+    await store.writeRef(ref, id)
+    return {id, ref: formatRef(ref), ...(previous && previous !== id ? {previous} : {})}
+  })
+}
+
+export interface RemoveResult {
+  spec: string
+  id: string
+  untagged: string[]
+}
+
+/** Remove refs (an id removes every ref to it). Objects go at the next gc. */
+export async function removeImages(store: LocalStore, specs: string[]): Promise<RemoveResult[]> {
+  return withLock(store.layout, {op: 'rm'}, async () => {
+    // resolve all first: one bad name removes nothing
+    const plans: {spec: string; id: string; refs: RefName[]}[] = []
+    const byId = await store.refsById()
+    for (const spec of specs) {
+      const id = await store.resolveId(spec)
+      const named = spec.includes(':') || !/^[0-9a-f]{4,64}$/.test(spec) || (await store.readRef(parseRefLoose(spec))) === id
+      const refs = named ? [parseRef(spec)] : (byId.get(id) ?? [])
+      plans.push({spec, id, refs})
+    }
+    const out: RemoveResult[] = []
+    for (const p of plans) {
+      const untagged: string[] = []
+      for (const r of p.refs) if ((await store.deleteRef(r)) !== undefined) untagged.push(formatRef(r))
+      if (p.refs.length === 0 || !(await stillReferenced(store, p.id))) await store.deleteManifest(p.id)
+      out.push({spec: p.spec, id: p.id, untagged})
+    }
+    return out
+  })
+}
+
+function parseRefLoose(spec: string): RefName {
+  try {
+    return parseRef(spec)
+  } catch {
+    return {name: '-', tag: '-'}
+  }
+}
+
+async function stillReferenced(store: LocalStore, id: string): Promise<boolean> {
+  return (await store.listRefs()).some((r) => r.id === id)
+}
+

@@ -1,0 +1,277 @@
+/**
+ * `import`: a disk image (raw file, stdin, or any qemu-img format) into the
+ * store. Chunks first, then the manifest, then the ref — so a ref never
+ * names an image whose chunks are not all stored.
+ */
+import {promises as fsp} from 'node:fs'
+import {BadInputError, FileNotFoundError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
+import {silentProgress, type ProgressReporter} from '../progress.js'
+import {fileChunks, isAllZero, streamChunks} from './chunker.js'
+import {convertToRawFile, DEFAULT_TOOLS, detectFormat, openRawStream, sniffArchive, sniffFormat, type RawStream, type Tools} from './formats.js'
+import {hash} from './hash.js'
+import {isValidId} from './layout.js'
+import type {LocalStore} from './local-store.js'
+import {acquireLock} from './lock.js'
+import {ChunkListBuilder, isValidChunkSize, MANIFEST_VERSION, MAX_VIRTUAL_SIZE, type Manifest} from './manifest.js'
+import {formatRef, parseRef, type RefName} from './ref.js'
+
+export const DEFAULT_CHUNK_SIZE = 256 * 1024
+
+export interface ImportInit {
+  /** `name:tag` to point at the new image. */
+  ref?: string
+  chunkSize?: number
+  parent?: string
+  annotations?: Record<string, string>
+  /** Creation time to record (default now); fixed values give reproducible ids. */
+  created?: Date
+  /** Source format override (skip detection). */
+  format?: string
+  tools?: Tools
+  progress?: ProgressReporter
+  signal?: AbortSignal
+  /** Parallel chunk writes (default 8). */
+  concurrency?: number
+}
+
+export interface ImportResult {
+  id: string
+  ref?: string
+  virtualSize: number
+  chunkSize: number
+  sourceFormat: string
+  chunks: number
+  zeroChunks: number
+  /** Non-zero chunks whose content already was in the store (or repeated). */
+  dedupedChunks: number
+  newChunks: number
+  newBytes: number
+  /** How the source was read. */
+  via: string
+  seconds: number
+}
+
+/** Import `source` (a path, or '-' for stdin given as `stdin`). */
+export async function importImage(
+  store: LocalStore,
+  source: string,
+  init: ImportInit & {stdin?: AsyncIterable<Uint8Array>} = {},
+): Promise<ImportResult> {
+  const t0 = performance.now()
+  const chunkSize = init.chunkSize ?? DEFAULT_CHUNK_SIZE
+  if (!isValidChunkSize(chunkSize)) throw new UsageError(`chunk size ${chunkSize} is not a power of two between 64 KiB and 4 MiB`)
+  const ref: RefName | undefined = init.ref === undefined ? undefined : parseRef(init.ref)
+  if (init.parent !== undefined && !isValidId(init.parent)) throw new UsageError(`parent ${init.parent} is not a full image id`)
+  const tools = init.tools ?? DEFAULT_TOOLS
+  const progress = init.progress ?? silentProgress
+
+  let chunks: AsyncIterable<Buffer>
+  let expectedSize: number | undefined
+  let sourceFormat = 'raw'
+  let via: string
+  let cleanup = async () => {}
+  let converter: RawStream | undefined
+
+  if (source === '-') {
+    if (!init.stdin) throw new UsageError('no standard input to read the image from')
+    via = 'stdin'
+    chunks = streamChunks(init.stdin, chunkSize, init.signal)
+  } else {
+    const opened = await openSource(source)
+    const {fh, size, head} = opened
+    cleanup = () => fh.close()
+    try {
+      const archive = sniffArchive(head)
+      if (archive && !sniffFormat(head))
+        throw new BadInputError(`${source} is a ${archive} file, not a disk image; unpack it first`, {data: {source, archive}})
+      const fmt = init.format ? {format: init.format, virtualSize: size, via: 'given'} : await detectFormat(source, size, head, tools)
+      sourceFormat = fmt.format
+      if (fmt.format === 'raw') {
+        checkRawSize(source, size)
+        expectedSize = size
+        via = 'file'
+        chunks = fileChunks(fh, size, chunkSize, {signal: init.signal})
+      } else {
+        expectedSize = fmt.virtualSize
+        checkRawSize(`${source} (${fmt.format}, virtual size)`, expectedSize)
+        converter = await openRawStream(source, fmt.format, tools)
+        if (converter) {
+          via = converter.how
+          chunks = streamChunks(converter.stream, chunkSize, init.signal)
+        } else {
+          // no nbdcopy/qemu-nbd: a sparse raw copy in the store's tmp/
+          const tmp = store.tmpPath('convert.raw')
+          await convertToRawFile(source, fmt.format, tmp, tools)
+          const raw = await fsp.open(tmp, 'r')
+          const prev = cleanup
+          cleanup = async () => {
+            await raw.close()
+            await fsp.rm(tmp, {force: true})
+            await prev()
+          }
+          via = 'qemu-img convert (temporary raw file)'
+          chunks = fileChunks(raw, expectedSize, chunkSize, {signal: init.signal})
+        }
+      }
+    } catch (err) {
+      await cleanup()
+      throw err
+    }
+  }
+
+  const lock = await acquireLock(store.layout, {op: 'import', signal: init.signal}).catch(async (err) => {
+    converter?.kill()
+    await cleanup()
+    throw err
+  })
+  const builder = new ChunkListBuilder()
+  const seen = new Set<string>()
+  const inflight = new Set<Promise<void>>()
+  const concurrency = init.concurrency ?? 8
+  let failure: unknown
+  let total = 0
+  let zeroChunks = 0
+  let deduped = 0
+  let newChunks = 0
+  let newBytes = 0
+  progress.start(`importing ${source === '-' ? 'stdin' : source}`, expectedSize, 'bytes')
+  try {
+    for await (const chunk of chunks) {
+      if (failure) break
+      if (total === 0 && source === '-') {
+        const kind = sniffFormat(chunk) ?? sniffArchive(chunk)
+        if (kind) throw new BadInputError(`standard input is a ${kind} file, not a raw disk image; import it from a file (vmi import FILE)`)
+      }
+      total += chunk.length
+      if (expectedSize !== undefined && total > expectedSize) throw new BadInputError(`${source} is larger than its declared size ${expectedSize}`)
+      if (total > MAX_VIRTUAL_SIZE) throw new BadInputError(`${source} is larger than 1 PiB`)
+      if (isAllZero(chunk)) {
+        builder.push(null)
+        zeroChunks++
+      } else {
+        const id = hash(chunk)
+        builder.push(id)
+        if (seen.has(id)) deduped++
+        else {
+          seen.add(id)
+          const p: Promise<void> = store
+            .putObject(id, chunk)
+            .then((created) => {
+              if (created) {
+                newChunks++
+                newBytes += chunk.length
+              } else deduped++
+            })
+            .catch((err) => {
+              failure ??= err
+            })
+            .finally(() => inflight.delete(p))
+          inflight.add(p)
+          if (inflight.size >= concurrency) await Promise.race(inflight)
+        }
+      }
+      progress.update(total)
+    }
+    await Promise.all(inflight)
+    if (failure) throw failure
+    if (converter) await converter.done
+    init.signal?.throwIfAborted()
+    if (total === 0) throw new BadInputError(`${source === '-' ? 'standard input' : source} is empty`)
+    if (expectedSize !== undefined && total !== expectedSize)
+      throw new BadInputError(`${source}: read ${total} bytes, expected ${expectedSize}`)
+    checkRawSize(source === '-' ? 'standard input' : source, total)
+
+    const manifest: Manifest = {
+      version: MANIFEST_VERSION,
+      virtualSize: total,
+      chunkSize,
+      chunks: builder.entries,
+      sourceFormat,
+      created: (init.created ?? new Date()).toISOString(),
+      ...(init.parent ? {parent: init.parent} : {}),
+      ...(init.annotations && Object.keys(init.annotations).length > 0 ? {annotations: init.annotations} : {}),
+    }
+    const id = await store.putManifest(manifest)
+    if (ref) await store.writeRef(ref, id)
+    return {
+      id,
+      ref: ref ? formatRef(ref) : undefined,
+      virtualSize: total,
+      chunkSize,
+      sourceFormat,
+      chunks: builder.count,
+      zeroChunks,
+      dedupedChunks: deduped,
+      newChunks,
+      newBytes,
+      via,
+      seconds: (performance.now() - t0) / 1000,
+    }
+  } catch (err) {
+    await Promise.allSettled(inflight)
+    converter?.kill()
+    if (init.signal?.aborted) throw new InterruptedError(`import of ${source} interrupted; nothing was tagged`, {cause: err})
+    if (err instanceof VmiError) throw err
+    if ((err as {code?: string}).code === 'VMI_SHORT_READ') throw new BadInputError(`${source} shrank while it was read`, {cause: err})
+    if (isErrno(err, 'EIO')) throw new BadInputError(`I/O error reading ${source}`, {cause: err})
+    throw err
+  } finally {
+    progress.stop()
+    await lock.release().catch(() => {})
+    await cleanup().catch(() => {})
+  }
+}
+
+function checkRawSize(what: string, size: number): void {
+  if (size === 0) throw new BadInputError(`${what} is empty`)
+  if (size % 512 !== 0)
+    throw new BadInputError(`${what} is not a disk image: its size ${size} is not a multiple of 512 bytes`, {data: {size}})
+}
+
+async function openSource(source: string): Promise<{fh: fsp.FileHandle; size: number; head: Buffer}> {
+  let fh: fsp.FileHandle
+  try {
+    fh = await fsp.open(source, 'r')
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw new FileNotFoundError(`no such file: ${source}`, {data: {source}})
+    if (isErrno(err, 'EACCES', 'EPERM')) throw new BadInputError(`cannot read ${source}: permission denied`, {data: {source}})
+    if (isErrno(err, 'EISDIR')) throw new BadInputError(`${source} is a directory, not a disk image`, {data: {source}})
+    throw new BadInputError(`cannot open ${source}: ${(err as Error).message}`, {cause: err})
+  }
+  try {
+    const st = await fh.stat()
+    if (st.isDirectory()) throw new BadInputError(`${source} is a directory, not a disk image`, {data: {source}})
+    let size = st.size
+    if (st.isBlockDevice()) size = await blockDeviceSize(fh)
+    else if (!st.isFile()) throw new BadInputError(`${source} is not a regular file or block device; pipe it to 'vmi import -'`)
+    if (size === 0) throw new BadInputError(`${source} is empty`, {data: {source}})
+    const head = Buffer.alloc(Math.min(size, 4096))
+    try {
+      await fh.read(head, 0, head.length, 0)
+    } catch (err) {
+      if (isErrno(err, 'EISDIR')) throw new BadInputError(`${source} is a directory, not a disk image`)
+      throw new BadInputError(`cannot read ${source}: ${(err as Error).message}`, {cause: err})
+    }
+    return {fh, size, head}
+  } catch (err) {
+    await fh.close()
+    throw err
+  }
+}
+
+async function blockDeviceSize(fh: fsp.FileHandle): Promise<number> {
+  // lseek(SEEK_END) is not exposed; probe the size by binary search on reads.
+  const buf = Buffer.alloc(512)
+  let lo = 0
+  let hi = 512
+  while ((await fh.read(buf, 0, 1, hi - 1)).bytesRead === 1) {
+    lo = hi
+    hi *= 2
+  }
+  while (hi - lo > 512) {
+    const mid = lo + Math.floor((hi - lo) / 1024) * 512
+    if ((await fh.read(buf, 0, 1, mid - 1)).bytesRead === 1) lo = mid
+    else hi = mid
+  }
+  return lo
+}

@@ -1,0 +1,58 @@
+/**
+ * The one module that knows where things live in a store directory.
+ *
+ *   objects/ab/cdef…     chunks, named by the BLAKE3 hex of their bytes
+ *   manifests/ab/cdef…   manifests, named by the BLAKE3 hex of their bytes
+ *   refs/<name>/<tag>    text file holding a manifest id
+ *   tmp/                 write-then-rename staging
+ *   locks/               one file per running operation (see lock.ts)
+ *   quarantine/          objects fsck --repair moved aside
+ *   config.json
+ */
+import path from 'node:path'
+
+export const ID_RE = /^[0-9a-f]{64}$/
+
+export function isValidId(id: unknown): id is string {
+  return typeof id === 'string' && ID_RE.test(id)
+}
+
+export class StoreLayout {
+  readonly root: string
+  readonly objectsDir: string
+  readonly manifestsDir: string
+  readonly refsDir: string
+  readonly tmpDir: string
+  readonly locksDir: string
+  readonly quarantineDir: string
+  readonly configFile: string
+
+  constructor(root: string) {
+    this.root = path.resolve(root)
+    this.objectsDir = path.join(this.root, 'objects')
+    this.manifestsDir = path.join(this.root, 'manifests')
+    this.refsDir = path.join(this.root, 'refs')
+    this.tmpDir = path.join(this.root, 'tmp')
+    this.locksDir = path.join(this.root, 'locks')
+    this.quarantineDir = path.join(this.root, 'quarantine')
+    this.configFile = path.join(this.root, 'config.json')
+  }
+
+  objectPath(id: string): string {
+    assertId(id)
+    return path.join(this.objectsDir, id.slice(0, 2), id.slice(2))
+  }
+
+  manifestPath(id: string): string {
+    assertId(id)
+    return path.join(this.manifestsDir, id.slice(0, 2), id.slice(2))
+  }
+
+  refPath(name: string, tag: string): string {
+    return path.join(this.refsDir, ...name.split('/'), tag)
+  }
+}
+
+function assertId(id: string): void {
+  if (!ID_RE.test(id)) throw new TypeError(`not a 64-hex id: ${JSON.stringify(id).slice(0, 80)}`)
+}

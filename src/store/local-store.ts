@@ -1,0 +1,325 @@
+/**
+ * The local object store: chunks, manifests and refs in a directory
+ * (layout.ts). Writes go through tmp/ and a rename or link, so a crash never
+ * leaves a partial object, manifest or ref in place.
+ */
+import {promises as fsp} from 'node:fs'
+import path from 'node:path'
+import {
+  AmbiguousRefError,
+  ChunkMissingError,
+  IntegrityError,
+  isErrno,
+  RefNotFoundError,
+  StoreError,
+  storeWriteError,
+} from '../errors.js'
+import {exists, readdirOrEmpty, readFileOrUndefined, tmpName, writeFileAtomic, writeFileNoClobber} from './fs-util.js'
+import {hash} from './hash.js'
+import {isValidId, StoreLayout} from './layout.js'
+import {decodeManifest, encodeManifest, type Manifest} from './manifest.js'
+import {formatRef, isValidRefPart, parseRef, type RefName} from './ref.js'
+
+export interface RefEntry extends RefName {
+  id: string
+}
+
+export interface ResolvedImage {
+  id: string
+  manifest: Manifest
+  /** The ref the user named, when they named one. */
+  ref?: RefName
+}
+
+export interface StoreConfig {
+  version: 1
+  chunkSize?: number
+  remotes?: Record<string, {url: string}>
+  [key: string]: unknown
+}
+
+export interface LocalStoreInit {
+  /** Create the directory structure when missing (default true). */
+  create?: boolean
+}
+
+const STORE_DIRS = ['objects', 'manifests', 'refs', 'tmp', 'locks'] as const
+
+export class LocalStore {
+  readonly layout: StoreLayout
+  readonly name: string
+  private readonly madeDirs = new Set<string>()
+
+  private constructor(root: string) {
+    this.layout = new StoreLayout(root)
+    this.name = `local store ${this.layout.root}`
+  }
+
+  /** Open (and by default create) the store at `root`. */
+  static async open(root: string, init: LocalStoreInit = {}): Promise<LocalStore> {
+    const store = new LocalStore(root)
+    const {create = true} = init
+    let st
+    try {
+      st = await fsp.stat(store.layout.root)
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw new StoreError(`cannot open store ${store.layout.root}: ${(err as Error).message}`, {cause: err})
+    }
+    if (st && !st.isDirectory()) throw new StoreError(`store path ${store.layout.root} is not a directory`)
+    if (!st && !create) throw new StoreError(`no store at ${store.layout.root}`)
+    if (create) {
+      const missing: string[] = []
+      for (const d of STORE_DIRS) if (!(await exists(path.join(store.layout.root, d)))) missing.push(d)
+      try {
+        for (const d of missing) await fsp.mkdir(path.join(store.layout.root, d), {recursive: true})
+      } catch (err) {
+        throw storeWriteError(err, `the store directory ${store.layout.root}`)
+      }
+    }
+    return store
+  }
+
+  get root(): string {
+    return this.layout.root
+  }
+
+  /** A fresh path under tmp/ for staging a write. */
+  tmpPath(label: string): string {
+    return path.join(this.layout.tmpDir, tmpName(label))
+  }
+
+  private async ensureShard(file: string): Promise<void> {
+    const dir = path.dirname(file)
+    if (this.madeDirs.has(dir)) return
+    await fsp.mkdir(dir, {recursive: true})
+    this.madeDirs.add(dir)
+  }
+
+  // ---------------------------------------------------------------- objects
+
+  async hasObject(id: string): Promise<boolean> {
+    return exists(this.layout.objectPath(id))
+  }
+
+  /** Chunk bytes; ChunkMissingError when absent. `verify` re-hashes them. */
+  async getObject(id: string, opts: {verify?: boolean} = {}): Promise<Buffer> {
+    const data = await readFileOrUndefined(this.layout.objectPath(id))
+    if (data === undefined) throw new ChunkMissingError(`chunk ${id} is not in ${this.name}`, {data: {id}})
+    if (opts.verify) {
+      const actual = hash(data)
+      if (actual !== id) throw new IntegrityError(`chunk ${id} in ${this.name} is corrupt (hashes to ${actual})`, {data: {id, actual}})
+    }
+    return data
+  }
+
+  /**
+   * Store a chunk. The caller vouches that `id` is the hash of `data`
+   * (pass `verify` for untrusted data). Returns true when newly written.
+   */
+  async putObject(id: string, data: Uint8Array, opts: {verify?: boolean} = {}): Promise<boolean> {
+    if (opts.verify) {
+      const actual = hash(data)
+      if (actual !== id) throw new IntegrityError(`refusing chunk claimed to be ${id}: it hashes to ${actual}`, {data: {id, actual}})
+    }
+    const dest = this.layout.objectPath(id)
+    try {
+      await this.ensureShard(dest)
+      return await writeFileNoClobber(this.tmpPath('obj'), dest, data)
+    } catch (err) {
+      throw storeWriteError(err, `chunk ${id}`)
+    }
+  }
+
+  /** Size in bytes of a stored object, or undefined when absent. */
+  async objectSize(id: string): Promise<number | undefined> {
+    try {
+      return (await fsp.stat(this.layout.objectPath(id))).size
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined
+      throw err
+    }
+  }
+
+  /** Every object id in the store (order unspecified). */
+  async *listObjectIds(): AsyncGenerator<string> {
+    yield* listSharded(this.layout.objectsDir)
+  }
+
+  // ---------------------------------------------------------------- manifests
+
+  async putManifest(m: Manifest): Promise<string> {
+    const {bytes, id} = encodeManifest(m)
+    await this.putManifestBytes(id, bytes)
+    return id
+  }
+
+  /** Store manifest bytes already verified to hash to `id`. */
+  async putManifestBytes(id: string, bytes: Uint8Array): Promise<void> {
+    const dest = this.layout.manifestPath(id)
+    if (await exists(dest)) return
+    try {
+      await this.ensureShard(dest)
+      await writeFileAtomic(this.tmpPath('manifest'), dest, bytes)
+    } catch (err) {
+      throw storeWriteError(err, `manifest ${id}`)
+    }
+  }
+
+  async hasManifest(id: string): Promise<boolean> {
+    return exists(this.layout.manifestPath(id))
+  }
+
+  async getManifestBytes(id: string): Promise<Buffer | undefined> {
+    return readFileOrUndefined(this.layout.manifestPath(id))
+  }
+
+  /** A verified, decoded manifest; RefNotFoundError when absent. */
+  async getManifest(id: string): Promise<Manifest> {
+    const bytes = await this.getManifestBytes(id)
+    if (bytes === undefined) throw new RefNotFoundError(`no image ${id} in ${this.name}`, {data: {id}})
+    return decodeManifest(bytes, id)
+  }
+
+  async *listManifestIds(): AsyncGenerator<string> {
+    yield* listSharded(this.layout.manifestsDir)
+  }
+
+  async deleteManifest(id: string): Promise<void> {
+    await fsp.rm(this.layout.manifestPath(id), {force: true})
+  }
+
+  // ---------------------------------------------------------------- refs
+
+  async readRef(ref: RefName): Promise<string | undefined> {
+    const data = await readFileOrUndefined(this.layout.refPath(ref.name, ref.tag))
+    if (data === undefined) return undefined
+    const id = data.toString('utf8').trim()
+    if (!isValidId(id)) throw new StoreError(`ref ${formatRef(ref)} in ${this.name} is damaged (does not hold an id)`)
+    return id
+  }
+
+  /** Point `ref` at manifest `id` (atomic replace). */
+  async writeRef(ref: RefName, id: string): Promise<void> {
+    if (!isValidId(id)) throw new TypeError(`not an id: ${id}`)
+    try {
+      await writeFileAtomic(this.tmpPath('ref'), this.layout.refPath(ref.name, ref.tag), id + '\n')
+    } catch (err) {
+      throw storeWriteError(err, `ref ${formatRef(ref)}`)
+    }
+  }
+
+  /** Remove a ref; returns the id it held, or undefined when absent. */
+  async deleteRef(ref: RefName): Promise<string | undefined> {
+    const id = await this.readRef(ref)
+    if (id === undefined) return undefined
+    try {
+      await fsp.rm(this.layout.refPath(ref.name, ref.tag), {force: true})
+      await fsp.rmdir(path.join(this.layout.refsDir, ref.name)).catch(() => {})
+    } catch (err) {
+      throw storeWriteError(err, `ref ${formatRef(ref)}`)
+    }
+    return id
+  }
+
+  async listRefs(): Promise<RefEntry[]> {
+    const out: RefEntry[] = []
+    for (const name of (await readdirOrEmpty(this.layout.refsDir)).sort()) {
+      if (!isValidRefPart(name)) continue
+      for (const tag of (await readdirOrEmpty(path.join(this.layout.refsDir, name))).sort()) {
+        if (!isValidRefPart(tag)) continue
+        const id = await this.readRef({name, tag})
+        if (id) out.push({name, tag, id})
+      }
+    }
+    return out
+  }
+
+  /**
+   * Resolve what a user typed: `name:tag`, `name` (tag latest), a full id
+   * or a unique id prefix (at least 4 hex digits), like git.
+   */
+  async resolve(spec: string): Promise<ResolvedImage> {
+    const id = await this.resolveId(spec)
+    const ref = spec.includes(':') || !/^[0-9a-f]{4,64}$/.test(spec) ? parseRef(spec) : undefined
+    const manifest = await this.getManifest(id)
+    return {id, manifest, ref: ref && (await this.readRef(ref)) === id ? ref : undefined}
+  }
+
+  async resolveId(spec: string): Promise<string> {
+    if (spec.includes(':')) {
+      const ref = parseRef(spec)
+      const id = await this.readRef(ref)
+      if (id === undefined) throw await this.notFound(spec)
+      return id
+    }
+    const isHex = /^[0-9a-f]{4,64}$/.test(spec)
+    if (isValidRefPart(spec)) {
+      const id = await this.readRef(parseRef(spec))
+      if (id !== undefined) return id
+    }
+    if (!isHex) {
+      parseRef(spec) // throws a clear error for a malformed name
+      throw await this.notFound(spec)
+    }
+    if (spec.length === 64 && (await this.hasManifest(spec))) return spec
+    const candidates: string[] = []
+    const shard = spec.slice(0, 2)
+    for (const rest of await readdirOrEmpty(path.join(this.layout.manifestsDir, shard))) {
+      const full = shard + rest
+      if (isValidId(full) && full.startsWith(spec)) candidates.push(full)
+    }
+    if (candidates.length === 1) return candidates[0]
+    if (candidates.length > 1)
+      throw new AmbiguousRefError(`id prefix ${spec} is ambiguous; it matches:\n  ${candidates.sort().join('\n  ')}`, {
+        data: {prefix: spec, candidates},
+      })
+    throw await this.notFound(spec)
+  }
+
+  private async notFound(spec: string): Promise<RefNotFoundError> {
+    return new RefNotFoundError(`no image ${JSON.stringify(spec)} in ${this.name}`, {data: {spec}})
+  }
+
+  /** Refs pointing at each manifest id. */
+  async refsById(): Promise<Map<string, RefName[]>> {
+    const map = new Map<string, RefName[]>()
+    for (const r of await this.listRefs()) {
+      const list = map.get(r.id) ?? []
+      list.push({name: r.name, tag: r.tag})
+      map.set(r.id, list)
+    }
+    return map
+  }
+
+  // ---------------------------------------------------------------- config
+
+  async readConfig(): Promise<StoreConfig> {
+    const data = await readFileOrUndefined(this.layout.configFile)
+    if (data === undefined) return {version: 1}
+    try {
+      const parsed = JSON.parse(data.toString('utf8')) as StoreConfig
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object')
+      return parsed
+    } catch (err) {
+      throw new StoreError(`store config ${this.layout.configFile} is not valid JSON: ${(err as Error).message}`, {cause: err})
+    }
+  }
+
+  async writeConfig(config: StoreConfig): Promise<void> {
+    try {
+      await writeFileAtomic(this.tmpPath('config'), this.layout.configFile, JSON.stringify(config, null, 2) + '\n')
+    } catch (err) {
+      throw storeWriteError(err, 'the store config')
+    }
+  }
+}
+
+async function* listSharded(dir: string): AsyncGenerator<string> {
+  for (const shard of (await readdirOrEmpty(dir)).sort()) {
+    if (!/^[0-9a-f]{2}$/.test(shard)) continue
+    for (const rest of await readdirOrEmpty(path.join(dir, shard))) {
+      const id = shard + rest
+      if (isValidId(id)) yield id
+    }
+  }
+}
