@@ -19,7 +19,9 @@ export async function* fileChunks(
   const issue = () => {
     const index = next++
     const len = Math.min(chunkSize, size - index * chunkSize)
-    pending.push(readFully(fh, Buffer.allocUnsafe(len), index * chunkSize))
+    const p = readFully(fh, Buffer.allocUnsafe(len), index * chunkSize)
+    p.catch(() => {}) // handled when awaited in order; avoid unhandled-rejection for reads past a failure
+    pending.push(p)
   }
   try {
     while (next < count && pending.length < readAhead) issue()

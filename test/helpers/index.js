@@ -1,0 +1,136 @@
+// Shared test helpers: temp stores, the real CLI as a child process, test images.
+import {spawn, spawnSync} from 'node:child_process'
+import {createHash, randomBytes} from 'node:crypto'
+import {mkdtempSync, rmSync, promises as fsp} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const BIN = path.join(ROOT, 'bin', 'run.js')
+
+/** A fresh temporary directory; removed by the returned cleanup. */
+export function tmpDir(prefix = 'vmi-test-') {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix))
+  return {dir, cleanup: () => rmSync(dir, {recursive: true, force: true})}
+}
+
+/** A temp store directory (not yet created: the CLI creates it). */
+export function tmpStore() {
+  const t = tmpDir('vmi-store-')
+  return {store: path.join(t.dir, 'store'), dir: t.dir, cleanup: t.cleanup}
+}
+
+/**
+ * Run the real CLI: exec(['import', file], {store}) → {status, stdout, stderr}.
+ * `input` (Buffer|string) is piped to stdin.
+ */
+export function exec(argv, opts = {}) {
+  const env = {...process.env, ...(opts.env ?? {})}
+  delete env.VMI_HOME
+  if (opts.store) env.VMI_HOME = opts.store
+  const r = spawnSync(process.execPath, [BIN, ...argv], {
+    env,
+    input: opts.input,
+    cwd: opts.cwd ?? ROOT,
+    maxBuffer: 1024 * 1024 * 1024,
+    timeout: opts.timeout ?? 300_000,
+  })
+  if (r.error) throw r.error
+  return {status: r.status, signal: r.signal, stdout: r.stdout.toString(), stderr: r.stderr.toString(), stdoutBuf: r.stdout}
+}
+
+/** Start the CLI without waiting: returns the ChildProcess. */
+export function spawnCli(argv, opts = {}) {
+  const env = {...process.env, ...(opts.env ?? {})}
+  delete env.VMI_HOME
+  if (opts.store) env.VMI_HOME = opts.store
+  return spawn(process.execPath, [BIN, ...argv], {env, cwd: ROOT, stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe']})
+}
+
+/** Deterministic pseudo-random bytes (seeded), fast enough for GiB sizes. */
+export function seededBytes(seed, length) {
+  const out = Buffer.allocUnsafe(length)
+  let off = 0
+  let counter = 0
+  while (off < length) {
+    const block = createHash('sha512').update(`${seed}:${counter++}`).digest()
+    off += block.copy(out, off)
+  }
+  return out
+}
+
+/**
+ * Write a raw test image: `layout` is a list of regions
+ * {kind: 'random'|'zero'|'repeat', size, seed?} written in order.
+ * 'repeat' repeats the previous random region's first `size` bytes.
+ * Zero regions are left as holes.
+ */
+export async function makeImage(file, layout) {
+  const fh = await fsp.open(file, 'w')
+  let pos = 0
+  let lastRandom
+  try {
+    for (const r of layout) {
+      if (r.kind === 'zero') {
+        pos += r.size
+        continue
+      }
+      let data
+      if (r.kind === 'random') data = lastRandom = r.seed === undefined ? randomBytes(r.size) : seededBytes(r.seed, r.size)
+      else if (r.kind === 'repeat') data = lastRandom.subarray(0, r.size)
+      else if (r.kind === 'fill') data = Buffer.alloc(r.size, r.byte ?? 0x5a)
+      else throw new Error(`unknown region ${r.kind}`)
+      for (let o = 0; o < data.length; o += 16 << 20) await fh.write(data, o, Math.min(16 << 20, data.length - o), pos + o)
+      pos += r.size
+    }
+    await fh.truncate(pos)
+  } finally {
+    await fh.close()
+  }
+  return pos
+}
+
+export async function sha256File(file) {
+  const h = createHash('sha256')
+  for await (const piece of (await fsp.open(file)).createReadStream()) h.update(piece)
+  return h.digest('hex')
+}
+
+export function hasCommand(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
+}
+
+export const isRoot = process.getuid?.() === 0
+
+/** Print a skip reason in the test output (visible in CI logs). */
+export function skip(reason) {
+  console.log(`  SKIP: ${reason}`)
+}
+
+/** All files under dir (relative paths). */
+export async function listFiles(dir) {
+  const out = []
+  async function walk(d) {
+    let entries
+    try {
+      entries = await fsp.readdir(d, {withFileTypes: true})
+    } catch {
+      return
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) await walk(p)
+      else out.push(path.relative(dir, p))
+    }
+  }
+  await walk(dir)
+  return out.sort()
+}
+
+/** Assert the store passes `vmi fsck`. Returns the fsck JSON. */
+export function fsckClean(store) {
+  const r = exec(['fsck', '--json'], {store})
+  if (r.status !== 0) throw new Error(`fsck not clean (exit ${r.status}): ${r.stderr}\n${r.stdout}`)
+  return JSON.parse(r.stdout)
+}
