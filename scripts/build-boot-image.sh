@@ -111,19 +111,33 @@ remove_tree() {
   rm -rf --one-file-system "$dir"
 }
 
-# Run a long command as a child we can stop when we are signalled.
+# Run a long command in its own process group, so that when we are signalled
+# we can stop it together with everything it started (debootstrap -> dpkg ->
+# maintainer scripts) instead of waiting for it to finish.
 CHILD=
 run_child() {
   local rc=0
-  "$@" & CHILD=$!
+  setsid "$@" & CHILD=$!
   wait "$CHILD" || rc=$?
   CHILD=
   return "$rc"
 }
+stop_child() {
+  [ -n "$CHILD" ] || return 0
+  local i
+  kill -TERM -- "-$CHILD" 2>/dev/null || true
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    kill -0 -- "-$CHILD" 2>/dev/null || break
+    sleep 0.3
+  done
+  kill -KILL -- "-$CHILD" 2>/dev/null || true
+  wait "$CHILD" 2>/dev/null || true
+  CHILD=
+}
 
 WORK=
 cleanup() {
-  if [ -n "$CHILD" ]; then kill "$CHILD" 2>/dev/null || true; wait "$CHILD" 2>/dev/null || true; fi
+  stop_child
   if [ -n "$WORK" ]; then remove_tree "$WORK" || true; fi
 }
 trap cleanup EXIT
