@@ -5,5 +5,5 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh || echo "demo: could not install Debian packages; parts of the demo will be skipped" >&2
-[ -f dist/index.js ] && [ -z "$(find src -newer dist/index.js -name '*.ts' | head -1)" ] || npx tsc -p tsconfig.json || exit 1
+[ -f dist/index.js ] && [ -z "$(find src -newer dist/index.js -name '*.ts' | head -1)" ] || npm run build --silent || exit 1
 exec node scripts/demo.mjs "$@"

@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh || echo "test.sh: could not install Debian packages; dependent tests will skip" >&2
-npx tsc -p tsconfig.json || { echo "0 passed, 1 failed"; exit 1; }
+npm run build --silent || { echo "0 passed, 1 failed"; exit 1; }
 [ -t 1 ] || { unset FORCE_COLOR; export NODE_DISABLE_COLORS=1; }
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT

@@ -15,6 +15,8 @@ export const ExitCode = {
   STORE: 6, // store unusable: read-only, disk full, busy, damaged
   DEPENDENCY: 7, // an external tool (qemu-img, ...) is missing or failed
   INTEGRITY: 8, // content does not match its id
+  REMOTE: 9, // a remote (peer or seed) failed, or none had what was needed
+  AUTH: 10, // a remote refused our credentials
   INTERRUPTED: 130,
 } as const
 
@@ -110,6 +112,26 @@ export class DependencyError extends VmiError {
 export class InterruptedError extends VmiError {
   override readonly code = 'VMI_INTERRUPTED'
   override readonly exitCode = ExitCode.INTERRUPTED
+}
+
+/** A peer or seed failed (network error, 5xx, bad bytes, refused). */
+export class RemoteError extends VmiError {
+  override readonly code: string = 'VMI_REMOTE'
+  override readonly exitCode: number = ExitCode.REMOTE
+  /** HTTP status when there was one. */
+  get status(): number | undefined {
+    return this.data.status as number | undefined
+  }
+}
+
+export class RemoteAuthError extends RemoteError {
+  override readonly code = 'VMI_REMOTE_AUTH'
+  override readonly exitCode = ExitCode.AUTH
+}
+
+/** Bytes from a remote did not hash to the id asked for. */
+export class RemoteIntegrityError extends RemoteError {
+  override readonly code = 'VMI_REMOTE_INTEGRITY'
 }
 
 /** Map a filesystem error met while writing the store to a VmiError. */

@@ -6,6 +6,7 @@
 import path from 'node:path'
 import {UsageError} from '../errors.js'
 import {isValidChunkSize} from '../store/manifest.js'
+import {parsePeerList} from '../peer/factory.js'
 
 export interface Env {
   [key: string]: string | undefined
@@ -40,4 +41,46 @@ export function resolveChunkSize(flag: string | undefined, env: Env, config: {ch
   else return fallback
   if (!isValidChunkSize(n)) throw new UsageError(`chunk size ${n} (from ${from}) must be a power of two between 64K and 4M`)
   return n
+}
+
+export interface RemoteConfig {
+  remotes?: Record<string, {url: string; tokenFile?: string}>
+  peers?: string[]
+  peersFile?: string
+}
+
+/**
+ * Which remote a command talks to: a URL as given, a configured remote name,
+ * or (no argument) the remote named `origin`, like git.
+ */
+export function resolveRemote(arg: string | undefined, config: RemoteConfig): {name?: string; url: string; tokenFile?: string} {
+  if (arg && /^https?:\/\//i.test(arg)) return {url: arg}
+  const name = arg ?? 'origin'
+  const r = config.remotes?.[name]
+  if (!r) {
+    if (arg) throw new UsageError(`no remote named ${JSON.stringify(arg)}: give a URL, or add it with 'vmi remote add ${arg} URL'`)
+    throw new UsageError(`no remote given and no 'origin' configured: give a URL, or 'vmi remote add origin URL'`)
+  }
+  return {name, url: r.url, tokenFile: r.tokenFile}
+}
+
+
+/** Peers: --peer flags, else VMI_PEERS, else the config's list; each must be an http(s) URL. */
+export function resolvePeers(flags: string[] | undefined, env: Env, config: RemoteConfig): string[] {
+  const list = flags && flags.length > 0 ? flags : env.VMI_PEERS ? parsePeerList(env.VMI_PEERS) : (config.peers ?? [])
+  for (const u of list) {
+    let ok = false
+    try {
+      ok = ['http:', 'https:'].includes(new URL(u).protocol)
+    } catch {
+      /* not a URL */
+    }
+    if (!ok) throw new UsageError(`peer ${JSON.stringify(u)} is not an http(s) URL`)
+  }
+  return [...new Set(list.map((u) => u.replace(/\/+$/, '')))]
+}
+
+/** The push token: --token, else $VMI_PUSH_TOKEN, else the remote's token file (read by the caller). */
+export function resolveToken(flag: string | undefined, env: Env): string | undefined {
+  return flag ?? (env.VMI_PUSH_TOKEN || undefined)
 }

@@ -34,6 +34,27 @@ export interface ExportResult {
 
 const ZERO = Buffer.alloc(4 * 1024 * 1024)
 
+/** Yields load(0..n-1) in order, keeping `depth` loads in flight. */
+async function* readAhead(n: number, load: (i: number) => Promise<Buffer>, depth = 8): AsyncGenerator<Buffer> {
+  const pending: Promise<Buffer>[] = []
+  let next = 0
+  const issue = () => {
+    const p = load(next++)
+    p.catch(() => {}) // awaited in order below
+    pending.push(p)
+  }
+  try {
+    while (next < n && pending.length < depth) issue()
+    while (pending.length > 0) {
+      const data = await pending.shift()!
+      if (next < n) issue()
+      yield data
+    }
+  } finally {
+    await Promise.allSettled(pending)
+  }
+}
+
 /** Export to a file path, or to a Writable (stdout) when `dest` is a stream. */
 export async function exportImage(store: LocalStore, spec: string, dest: string | Writable, init: ExportInit = {}): Promise<ExportResult> {
   const t0 = performance.now()
@@ -74,12 +95,10 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
           await fsp.rm(tmp, {force: true})
         }
       } else {
-        for (let i = 0; i < ids.length; i++) {
+        for await (const data of readAhead(ids.length, (i) => (ids[i] === null ? Promise.resolve(ZERO.subarray(0, chunkLength(manifest, i))) : readChunk(i)))) {
           init.signal?.throwIfAborted()
-          const len = chunkLength(manifest, i)
-          const data = ids[i] === null ? ZERO.subarray(0, len) : await readChunk(i)
           if (!dest.write(data)) await once(dest, 'drain')
-          bytesWritten += len
+          bytesWritten += data.length
           progress.update(bytesWritten)
         }
       }
@@ -103,21 +122,18 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
         if (!inPlace) await fh.truncate(manifest.virtualSize)
         // writes in order, a few in flight
         const inflight: Promise<unknown>[] = []
-        for (let i = 0; i < ids.length; i++) {
+        const nonZero = ids.flatMap((c, i) => (c === null ? [] : [i]))
+        holes = inPlace ? 0 : ids.length - nonZero.length
+        if (inPlace) for (let i = 0; i < ids.length; i++) if (ids[i] === null) inflight.push(fh.write(ZERO, 0, chunkLength(manifest, i), i * manifest.chunkSize))
+        let k = 0
+        for await (const data of readAhead(nonZero.length, (j) => readChunk(nonZero[j]))) {
           init.signal?.throwIfAborted()
-          const len = chunkLength(manifest, i)
-          const offset = i * manifest.chunkSize
-          if (ids[i] === null) {
-            if (inPlace) inflight.push(fh.write(ZERO, 0, len, offset))
-            else holes++
-          } else {
-            const data = await readChunk(i)
-            inflight.push(fh.write(data, 0, len, offset))
-          }
+          inflight.push(fh.write(data, 0, data.length, nonZero[k++] * manifest.chunkSize))
           if (inflight.length >= 8) await inflight.shift()
-          bytesWritten += len
+          bytesWritten += data.length
           progress.update(bytesWritten)
         }
+        bytesWritten = manifest.virtualSize
         await Promise.all(inflight)
         await fh.sync()
       } finally {

@@ -1,4 +1,5 @@
 /** Operator views and ref edits: ls, inspect, log, diff, tag, rm. */
+import {mapLimit} from './map-limit.js'
 import {RefNotFoundError, VmiError} from '../errors.js'
 import type {LocalStore} from './local-store.js'
 import {withLock} from './lock.js'
@@ -32,18 +33,6 @@ function chunkSizes(m: Manifest): Map<string, number> {
   return out
 }
 
-async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length)
-  let next = 0
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++
-      out[i] = await fn(items[i])
-    }
-  }
-  await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker))
-  return out
-}
 
 /** Tagged images (and with `all`, untagged manifests too). */
 export async function listImages(store: LocalStore, opts: {all?: boolean} = {}): Promise<ImageSummary[]> {

@@ -123,6 +123,8 @@ export class LocalStore {
     }
     const dest = this.layout.objectPath(id)
     try {
+      // most puts of an existing object end here, without writing anything
+      if (await exists(dest)) return false
       await this.ensureShard(dest)
       return await writeFileNoClobber(this.tmpPath('obj'), dest, data)
     } catch (err) {

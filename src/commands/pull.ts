@@ -1,0 +1,65 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../cli/base-command.js'
+import {humanBytes, rate} from '../cli/format.js'
+import {resolvePeers, resolveRemote, type RemoteConfig} from '../cli/settings.js'
+import {buildChain} from '../peer/factory.js'
+import {pullImage, type PullResult} from '../peer/pull.js'
+
+export default class Pull extends BaseCommand<typeof Pull> {
+  static override summary = 'Bring an image into the local store, from peers first and the seed only for what no peer has.'
+  static override description = `Every chunk the image needs comes through the chain local store → peers → seed, and is verified against its id before it is stored. With peers, each chunk's owner (rendezvous hashing over the peer list) is asked first; it fetches from the seed once for all hosts. Resumable: a re-run fetches only what is still missing. Ends with "local X, peers Y, seed Z".
+
+By image id, a pull works with the seed down as long as a peer has the image (content addressing makes any holder trustworthy); by NAME:TAG the seed is asked what the name points at.
+
+Exit codes: 0 ok, 2 bad arguments, 3 the seed has no such name, 9 no source had a chunk or all failed (the message names the chunk and every source tried).`
+  static override examples = [
+    '<%= config.bin %> pull debian:12',
+    '<%= config.bin %> pull debian:12 https://seed.example:7070 --peer http://10.0.0.2:7070 --peer http://10.0.0.3:7070',
+    '<%= config.bin %> pull 3f2a9c…(full id) --peers-file /etc/vmi/peers',
+  ]
+  static override args = {
+    image: Args.string({description: 'NAME[:TAG] (looked up on the seed) or a full image id.', required: true}),
+    remote: Args.string({description: 'Seed: a configured remote name or URL (default: origin).'}),
+  }
+  static override flags = {
+    peer: Flags.string({summary: 'A peer to fetch from (vmi serve on another host); repeatable. Else $VMI_PEERS, else the config.', multiple: true}),
+    'peers-file': Flags.string({summary: 'File with one peer URL a line; re-read when it changes.'}),
+    'no-seed': Flags.boolean({summary: 'Use only the local store and peers.', default: false}),
+    as: Flags.string({summary: 'Store it under this NAME:TAG.'}),
+    concurrency: Flags.integer({summary: 'Chunks fetched in parallel.', default: 8, min: 1, max: 256}),
+    'no-owner-hashing': Flags.boolean({summary: 'Ask peers in list order instead of each chunk\'s owner first.', default: false}),
+    insecure: Flags.boolean({summary: 'Accept self-signed TLS certificates.', default: false}),
+  }
+
+  async run(): Promise<PullResult> {
+    const store = await this.openStore()
+    const config = (await store.readConfig()) as RemoteConfig
+    const peers = resolvePeers(this.flags.peer, process.env, config)
+    const peersFile = this.flags['peers-file'] ?? (config.peersFile as string | undefined)
+    let seedUrl: string | undefined
+    if (!this.flags['no-seed']) {
+      const noRemote = this.args.remote === undefined && !config.remotes?.origin
+      if (!noRemote || peers.length === 0) seedUrl = resolveRemote(this.args.remote, config).url
+    }
+    const {chain, close} = await buildChain(store, {
+      seedUrl,
+      peers,
+      peersFile,
+      ownerHashing: !this.flags['no-owner-hashing'],
+      insecure: this.flags.insecure,
+      onEvent: (e) => this.note(`warning: ${e.message}`),
+    })
+    try {
+      const r = await pullImage(chain, this.args.image, {as: this.flags.as, concurrency: this.flags.concurrency, progress: this.progress(), signal: this.signal})
+      const b = r.fromBytes
+      this.note(
+        `pulled ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''}: ${r.distinctChunks} distinct chunks, ${humanBytes(b.local + b.peer + b.seed)} in ${r.seconds.toFixed(2)} s, ${rate(b.peer + b.seed, r.seconds)} fetched`,
+      )
+      this.log(`local ${humanBytes(b.local)} (${r.fromChunks.local}), peers ${humanBytes(b.peer)} (${r.fromChunks.peer}), seed ${humanBytes(b.seed)} (${r.fromChunks.seed})`)
+      return r
+    } finally {
+      close()
+    }
+  }
+}
+

@@ -1,0 +1,84 @@
+/**
+ * The one place a fetch chain is assembled from resolved configuration;
+ * commands never build chains themselves.
+ */
+import {promises as fsp} from 'node:fs'
+import {UsageError} from '../errors.js'
+import type {LocalStore} from '../store/local-store.js'
+import {FetchChain, type ChainEvent} from './chain.js'
+import {HttpStore} from './http-store.js'
+
+export interface ChainConfig {
+  seedUrl?: string
+  peers?: string[]
+  /** One peer URL a line; re-read when it changes (checked every second). */
+  peersFile?: string
+  ownerHashing?: boolean
+  insecure?: boolean
+  /** Socket inactivity timeout for peers, ms (default 10000). */
+  peerTimeoutMs?: number
+  onEvent?: (e: ChainEvent) => void
+}
+
+export interface BuiltChain {
+  chain: FetchChain
+  close(): void
+}
+
+export function peerStore(url: string, cfg: ChainConfig = {}): HttpStore {
+  // peers: few quick retries (the chain moves on), short idle timeout
+  return new HttpStore(url, {kind: 'peer', insecure: cfg.insecure, idleTimeoutMs: cfg.peerTimeoutMs ?? 10_000, connectTimeoutMs: 2000, retry: {retries: 1, baseMs: 50}})
+}
+
+export function seedStore(url: string, init: {token?: string; insecure?: boolean} = {}): HttpStore {
+  return new HttpStore(url, {kind: 'seed', token: init.token, insecure: init.insecure, retry: {retries: 4, baseMs: 200}})
+}
+
+async function readPeersFile(file: string): Promise<string[]> {
+  let text: string
+  try {
+    text = await fsp.readFile(file, 'utf8')
+  } catch (err) {
+    throw new UsageError(`cannot read peers file ${file}: ${(err as Error).message}`)
+  }
+  return parsePeerList(text).map((u) => u.replace(/\/+$/, ''))
+}
+
+/** Split a peers list ("URL,URL URL" or one per line; # comments). */
+export function parsePeerList(text: string): string[] {
+  const out: string[] = []
+  for (const line of text.split(/\r?\n/)) {
+    const clean = line.replace(/#.*/, '').trim()
+    for (const u of clean.split(/[\s,]+/)) if (u) out.push(u)
+  }
+  return out
+}
+
+export async function buildChain(store: LocalStore, cfg: ChainConfig): Promise<BuiltChain> {
+  const fixed = cfg.peers ?? []
+  const make = (urls: string[]) => [...new Set(urls)].map((u) => peerStore(u, cfg))
+  const fromFile = cfg.peersFile ? await readPeersFile(cfg.peersFile) : []
+  const chain = new FetchChain(store, {
+    peers: make([...fixed, ...fromFile]),
+    seed: cfg.seedUrl ? seedStore(cfg.seedUrl, {insecure: cfg.insecure}) : undefined,
+    ownerHashing: cfg.ownerHashing,
+    onEvent: cfg.onEvent,
+  })
+  let timer: NodeJS.Timeout | undefined
+  if (cfg.peersFile) {
+    const file = cfg.peersFile
+    let lastMtime = (await fsp.stat(file)).mtimeMs
+    timer = setInterval(async () => {
+      try {
+        const m = (await fsp.stat(file)).mtimeMs
+        if (m === lastMtime) return
+        lastMtime = m
+        chain.setPeers(make([...fixed, ...(await readPeersFile(file))]))
+      } catch {
+        /* keep the last good list */
+      }
+    }, 1000)
+    timer.unref()
+  }
+  return {chain, close: () => timer && clearInterval(timer)}
+}

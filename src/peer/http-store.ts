@@ -1,0 +1,252 @@
+/**
+ * A remote store spoken to over the wire protocol (docs/PROTOCOL.md): a peer
+ * (`vmi serve` on another host) or the seed (`vmi serve`, or any static web
+ * server over a store directory). Every object and manifest received is
+ * verified against its id. Only 404 means "missing".
+ */
+import {mapLimit} from '../store/map-limit.js'
+import http from 'node:http'
+import https from 'node:https'
+import got, {type Got, type OptionsInit, type Response} from 'got'
+import {RemoteAuthError, RemoteError, RemoteIntegrityError} from '../errors.js'
+import {hash} from '../store/hash.js'
+import {isValidId} from '../store/layout.js'
+import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
+import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
+import type {ChunkSource, FetchOptions, ManifestSource, SourceKind} from './source.js'
+
+export interface HttpStoreInit {
+  kind?: SourceKind
+  /** Bearer token for uploads. */
+  token?: string
+  /** Connection timeout, ms (default 5000). */
+  connectTimeoutMs?: number
+  /** Socket inactivity timeout, ms (default 15000): a stalled peer is abandoned. */
+  idleTimeoutMs?: number
+  retry?: Partial<RetryPolicy>
+  /** Extra headers on object GETs (e.g. fetch-through). */
+  objectHeaders?: Record<string, string>
+  /** Accept self-signed TLS certificates (tests). */
+  insecure?: boolean
+  /** Max parallel connections to this store (default 16). */
+  maxSockets?: number
+}
+
+export const MISSING_BATCH = 10_000
+
+export function objectPath(id: string): string {
+  return `objects/${id.slice(0, 2)}/${id.slice(2)}`
+}
+
+export function manifestPath(id: string): string {
+  return `manifests/${id.slice(0, 2)}/${id.slice(2)}`
+}
+
+export class HttpStore implements ChunkSource, ManifestSource {
+  readonly url: string
+  readonly name: string
+  readonly kind: SourceKind
+  private readonly client: Got
+  private readonly token?: string
+  private readonly retry: RetryPolicy
+  private readonly objectHeaders: Record<string, string>
+  private batchUnsupported = false
+
+  constructor(url: string, init: HttpStoreInit = {}) {
+    const u = new URL(url)
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new RemoteError(`unsupported remote URL ${url}: use http:// or https://`)
+    this.url = u.href.endsWith('/') ? u.href : u.href + '/'
+    this.kind = init.kind ?? 'seed'
+    this.name = `${this.kind} ${this.url.replace(/\/$/, '')}`
+    this.token = init.token
+    this.retry = {...DEFAULT_RETRY, ...(init.retry ?? {})}
+    this.objectHeaders = init.objectHeaders ?? {}
+    const maxSockets = init.maxSockets ?? 16
+    const options: OptionsInit = {
+      prefixUrl: this.url,
+      timeout: {connect: init.connectTimeoutMs ?? 5000, socket: init.idleTimeoutMs ?? 15000},
+      retry: {limit: 0},
+      throwHttpErrors: false,
+      followRedirect: true,
+      decompress: true,
+      agent: {
+        http: new http.Agent({keepAlive: true, maxSockets}),
+        https: new https.Agent({keepAlive: true, maxSockets, rejectUnauthorized: !init.insecure}),
+      },
+      headers: {'user-agent': 'vmi/1'},
+    }
+    this.client = got.extend(options)
+  }
+
+  private fail(what: string, res: Response | undefined, err?: unknown): RemoteError {
+    if (res && (res.statusCode === 401 || res.statusCode === 403))
+      return new RemoteAuthError(`${this.name} refused ${what}: HTTP ${res.statusCode} (${res.statusCode === 401 ? 'no token' : 'wrong token'})`, {
+        data: {status: res.statusCode, source: this.name},
+      })
+    if (res) {
+      const body = Buffer.isBuffer(res.body) ? res.body.toString('utf8', 0, 200) : String(res.body ?? '').slice(0, 200)
+      return new RemoteError(`${this.name} failed ${what}: HTTP ${res.statusCode}${body ? ` ${body.trim()}` : ''}`, {
+        data: {status: res.statusCode, source: this.name},
+      })
+    }
+    const e = err as {code?: string; message?: string}
+    return new RemoteError(`${this.name} failed ${what}: ${e?.code ?? ''} ${e?.message ?? String(err)}`.replace(/\s+/g, ' '), {
+      cause: err,
+      data: {source: this.name},
+    })
+  }
+
+  /** GET a capped body; undefined on 404. */
+  private async getBuffer(path: string, what: string, max: number, opts: FetchOptions & {headers?: Record<string, string>} = {}): Promise<Buffer | undefined> {
+    return withRetry(
+      async () => {
+        let res: Response<Buffer>
+        try {
+          const req = this.client.get(path, {responseType: 'buffer', signal: opts.signal, headers: opts.headers})
+          req.on('downloadProgress', (p) => {
+            if (p.transferred > max) req.cancel(`response larger than ${max} bytes`)
+          })
+          res = await req
+        } catch (err) {
+          if ((err as {name?: string}).name === 'CancelError') throw new RemoteError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name, status: 502}})
+          throw this.fail(what, undefined, err)
+        }
+        if (res.statusCode === 404) return undefined
+        if (res.statusCode !== 200) throw this.fail(what, res)
+        const declared = Number(res.headers['content-length'])
+        if (Number.isFinite(declared) && declared !== res.body.length && !res.headers['content-encoding'])
+          throw new RemoteError(`${this.name} sent a truncated body for ${what}`, {cause: Object.assign(new Error('truncated'), {code: 'VMI_TRUNCATED'}), data: {source: this.name}})
+        if (res.body.length > max) throw new RemoteError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name, status: 502}})
+        return res.body
+      },
+      this.retry,
+      opts.signal,
+    )
+  }
+
+  /**
+   * Verified chunk bytes, undefined on 404. `fetchThrough` asks a peer to
+   * fetch the chunk from its upstream when it lacks it (owner role).
+   */
+  async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
+    if (!isValidId(id)) throw new TypeError(`bad id ${id}`)
+    const headers = opts.fetchThrough ? {...this.objectHeaders, 'x-vmi-fetch': 'upstream'} : this.objectHeaders
+    const data = await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_CHUNK_SIZE, {...opts, headers})
+    if (data === undefined) return undefined
+    const actual = hash(data)
+    if (actual !== id)
+      throw new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}})
+    return data
+  }
+
+  async has(id: string, opts: FetchOptions = {}): Promise<boolean> {
+    return withRetry(
+      async () => {
+        let res: Response
+        try {
+          res = await this.client.head(objectPath(id), {signal: opts.signal})
+        } catch (err) {
+          throw this.fail(`HEAD chunk ${id}`, undefined, err)
+        }
+        if (res.statusCode === 404) return false
+        if (res.statusCode === 200) return true
+        throw this.fail(`HEAD chunk ${id}`, res)
+      },
+      this.retry,
+      opts.signal,
+    )
+  }
+
+  /** The ids this store lacks: one POST per 10,000 ids, or HEADs against a static server. */
+  async missing(ids: string[], opts: FetchOptions & {concurrency?: number} = {}): Promise<string[]> {
+    const out: string[] = []
+    for (let i = 0; i < ids.length; i += MISSING_BATCH) {
+      const batch = ids.slice(i, i + MISSING_BATCH)
+      if (!this.batchUnsupported) {
+        const res = await withRetry(
+          async () => {
+            try {
+              return await this.client.post('v1/objects/missing', {json: {ids: batch}, responseType: 'json', signal: opts.signal})
+            } catch (err) {
+              throw this.fail('the batch missing-check', undefined, err)
+            }
+          },
+          this.retry,
+          opts.signal,
+        )
+        if (res.statusCode === 200) {
+          const list = (res.body as {missing?: unknown}).missing
+          if (!Array.isArray(list) || !list.every(isValidId)) throw new RemoteError(`${this.name} answered the missing-check with malformed JSON`)
+          const asked = new Set(batch)
+          out.push(...(list as string[]).filter((x) => asked.has(x)))
+          continue
+        }
+        if (![404, 405, 501, 403].includes(res.statusCode)) throw this.fail('the batch missing-check', res)
+        this.batchUnsupported = true // a static server: fall back to HEAD
+      }
+      const flags = await mapLimit(batch, opts.concurrency ?? 16, (id) => this.has(id, opts))
+      batch.forEach((id, k) => flags[k] || out.push(id))
+    }
+    return out
+  }
+
+  async getManifestBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
+    const data = await this.getBuffer(manifestPath(id), `manifest ${id}`, MAX_MANIFEST_BYTES, opts)
+    if (data === undefined) return undefined
+    const actual = hash(data)
+    if (actual !== id) throw new RemoteIntegrityError(`${this.name} sent wrong bytes for manifest ${id} (they hash to ${actual})`, {data: {id, actual}})
+    return data
+  }
+
+  async getRef(name: string, tag: string, opts: FetchOptions = {}): Promise<string | undefined> {
+    const data = await this.getBuffer(`refs/${encodeURIComponent(name)}/${encodeURIComponent(tag)}`, `ref ${name}:${tag}`, 1024, opts)
+    if (data === undefined) return undefined
+    const id = data.toString('utf8').trim()
+    if (!isValidId(id)) throw new RemoteError(`${this.name} answered ref ${name}:${tag} with something that is not an id`)
+    return id
+  }
+
+  async listRefs(opts: FetchOptions = {}): Promise<{name: string; tag: string; id: string}[] | undefined> {
+    const data = await this.getBuffer('v1/refs', 'the ref list', 64 << 20, opts)
+    if (data === undefined) return undefined
+    try {
+      const refs = JSON.parse(data.toString('utf8')).refs
+      if (!Array.isArray(refs)) throw new Error('no refs list')
+      return refs.filter((r: {id?: unknown}) => isValidId(r?.id))
+    } catch (err) {
+      throw new RemoteError(`${this.name} answered the ref list with malformed JSON`, {cause: err})
+    }
+  }
+
+  private async put(path: string, body: Buffer | string, what: string, opts: FetchOptions = {}): Promise<number> {
+    if (!this.token) throw new RemoteAuthError(`uploading ${what} to ${this.name} needs a push token`)
+    return withRetry(
+      async () => {
+        let res: Response
+        try {
+          res = await this.client.put(path, {body, headers: {authorization: `Bearer ${this.token}`, 'content-type': 'application/octet-stream'}, signal: opts.signal})
+        } catch (err) {
+          throw this.fail(`upload of ${what}`, undefined, err)
+        }
+        if (res.statusCode === 200 || res.statusCode === 201 || res.statusCode === 204) return res.statusCode
+        throw this.fail(`upload of ${what}`, res)
+      },
+      this.retry,
+      opts.signal,
+    )
+  }
+
+  /** Upload a chunk; true when the server did not have it. */
+  async putObject(id: string, data: Buffer, opts: FetchOptions = {}): Promise<boolean> {
+    return (await this.put(objectPath(id), data, `chunk ${id}`, opts)) === 201
+  }
+
+  async putManifest(id: string, bytes: Buffer, opts: FetchOptions = {}): Promise<void> {
+    await this.put(manifestPath(id), bytes, `manifest ${id}`, opts)
+  }
+
+  async putRef(name: string, tag: string, id: string, opts: FetchOptions = {}): Promise<void> {
+    await this.put(`refs/${encodeURIComponent(name)}/${encodeURIComponent(tag)}`, id + '\n', `ref ${name}:${tag}`, opts)
+  }
+}
+

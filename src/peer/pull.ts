@@ -1,0 +1,132 @@
+/**
+ * `pull`: bring an image into the local store through the chain
+ * local → peers → seed, every chunk verified before it is stored. Resumable:
+ * chunks already here are not fetched again. The manifest and the ref are
+ * written last, so a ref never names an image whose chunks are not all here.
+ */
+import {RefNotFoundError, RemoteError, UsageError, VmiError} from '../errors.js'
+import {silentProgress, type ProgressReporter} from '../progress.js'
+import {isValidId} from '../store/layout.js'
+import type {LocalStore} from '../store/local-store.js'
+import {acquireLock} from '../store/lock.js'
+import {mapLimit} from '../store/map-limit.js'
+import {chunkLength, decodeManifest, expandChunks, type Manifest} from '../store/manifest.js'
+import {formatRef, parseRef, type RefName} from '../store/ref.js'
+import type {ChainStats, FetchChain} from './chain.js'
+import type {SourceKind} from './source.js'
+
+export interface PullInit {
+  /** Store the result under this name:tag (default: the name pulled, for refs). */
+  as?: string
+  concurrency?: number
+  progress?: ProgressReporter
+  signal?: AbortSignal
+}
+
+export interface PullResult {
+  id: string
+  ref?: string
+  virtualSize: number
+  chunks: number
+  distinctChunks: number
+  /** Distinct chunks and bytes by where they came from. */
+  fromChunks: Record<SourceKind, number>
+  fromBytes: Record<SourceKind, number>
+  sourceErrors: number
+  verificationFailures: number
+  manifestFrom: string
+  seconds: number
+}
+
+/** Resolve what to pull: `name:tag` (asked of the seed), or a full image id. */
+async function resolveTarget(chain: FetchChain, spec: string, signal?: AbortSignal): Promise<{id: string; ref?: RefName}> {
+  if (isValidId(spec)) return {id: spec}
+  if (/^[0-9a-f]{4,63}$/.test(spec)) {
+    // a prefix is only meaningful locally
+    try {
+      return {id: await chain.local.resolveId(spec)}
+    } catch {
+      throw new UsageError(`${spec} looks like an id prefix; pull needs a full image id or NAME:TAG`)
+    }
+  }
+  const ref = parseRef(spec)
+  if (!chain.seed) {
+    const local = await chain.local.readRef(ref)
+    if (local) return {id: local, ref}
+    throw new UsageError(`pulling ${formatRef(ref)} by name needs a seed (remote) to look the name up; with peers only, pull by image id`)
+  }
+  const id = await chain.seed.getRef(ref.name, ref.tag, {signal})
+  if (!id) throw new RefNotFoundError(`${chain.seed.name} has no image ${formatRef(ref)}`, {data: {spec}})
+  return {id, ref}
+}
+
+/** Manifest bytes: local, else peers, else seed — verified against the id. */
+async function fetchManifest(chain: FetchChain, id: string, signal?: AbortSignal): Promise<{manifest: Manifest; bytes: Buffer; from: string}> {
+  const local = await chain.local.getManifestBytes(id)
+  if (local) return {manifest: decodeManifest(local, id), bytes: local, from: chain.local.name}
+  const errors: string[] = []
+  for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
+    try {
+      const bytes = await src.getManifestBytes(id, {signal})
+      if (bytes) return {manifest: decodeManifest(bytes, id), bytes, from: src.name}
+      errors.push(`${src.name} (missing)`)
+    } catch (err) {
+      if (signal?.aborted) throw err
+      errors.push(`${src.name} (${(err as Error).message})`)
+    }
+  }
+  throw new RemoteError(`no source has image ${id}: tried ${[chain.local.name + ' (missing)', ...errors].join(', ')}`, {data: {id}})
+}
+
+export async function pullImage(chain: FetchChain, spec: string, init: PullInit = {}): Promise<PullResult> {
+  const t0 = performance.now()
+  const store: LocalStore = chain.local
+  const progress = init.progress ?? silentProgress
+  const as = init.as !== undefined ? parseRef(init.as) : undefined
+  const {id, ref} = await resolveTarget(chain, spec, init.signal)
+  const target = as ?? ref
+  // a root lock: gc keeps this image's chunks while we fetch them
+  const lock = await acquireLock(store.layout, {op: 'pull', kind: 'root', roots: [id], signal: init.signal})
+  try {
+    const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal)
+    const ids = expandChunks(manifest)
+    const lengths = new Map<string, number>()
+    ids.forEach((c, i) => c !== null && !lengths.has(c) && lengths.set(c, chunkLength(manifest, i)))
+    const distinct = [...lengths.keys()]
+    const before: ChainStats = structuredClone(chain.stats)
+    let done = 0
+    let doneBytes = 0
+    const total = [...lengths.values()].reduce((a, b) => a + b, 0)
+    progress.start(`pulling ${id.slice(0, 12)}`, total, 'bytes')
+    await mapLimit(distinct, init.concurrency ?? 8, async (cid) => {
+      init.signal?.throwIfAborted()
+      const f = await chain.fetch(cid, {signal: init.signal})
+      if (f.data.length !== lengths.get(cid))
+        throw new VmiError(`chunk ${cid} has ${f.data.length} bytes; image ${id} expects ${lengths.get(cid)}`)
+      done++
+      doneBytes += f.data.length
+      progress.update(doneBytes, {chunks: done})
+    })
+    progress.stop()
+    await store.putManifestBytes(id, bytes)
+    if (target) await store.writeRef(target, id)
+    const s = chain.stats
+    const diff = (k: SourceKind, field: 'chunks' | 'bytes') => s[field][k] - before[field][k]
+    return {
+      id,
+      ref: target ? formatRef(target) : undefined,
+      virtualSize: manifest.virtualSize,
+      chunks: ids.length,
+      distinctChunks: distinct.length,
+      fromChunks: {local: diff('local', 'chunks'), peer: diff('peer', 'chunks'), seed: diff('seed', 'chunks')},
+      fromBytes: {local: diff('local', 'bytes'), peer: diff('peer', 'bytes'), seed: diff('seed', 'bytes')},
+      sourceErrors: s.sourceErrors - before.sourceErrors,
+      verificationFailures: s.verificationFailures - before.verificationFailures,
+      manifestFrom: from,
+      seconds: (performance.now() - t0) / 1000,
+    }
+  } finally {
+    progress.stop()
+    await lock.release().catch(() => {})
+  }
+}

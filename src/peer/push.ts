@@ -1,0 +1,72 @@
+/**
+ * `push`: send an image to a remote (the seed). One batch missing-check,
+ * parallel uploads of only what the remote lacks (bounded), then the
+ * manifest, then the ref — so the remote's ref never names an image whose
+ * chunks are not all there. Re-running after an interruption sends only
+ * what is still missing.
+ */
+import {VmiError} from '../errors.js'
+import {silentProgress, type ProgressReporter} from '../progress.js'
+import type {LocalStore} from '../store/local-store.js'
+import {mapLimit} from '../store/map-limit.js'
+import {uniqueChunkIds} from '../store/manifest.js'
+import {formatRef, parseRef} from '../store/ref.js'
+import type {HttpStore} from './http-store.js'
+
+export interface PushInit {
+  /** Name:tag on the remote (default: the name pushed, when a ref was named). */
+  as?: string
+  concurrency?: number
+  progress?: ProgressReporter
+  signal?: AbortSignal
+}
+
+export interface PushResult {
+  id: string
+  ref?: string
+  remote: string
+  distinctChunks: number
+  uploadedChunks: number
+  uploadedBytes: number
+  alreadyThere: number
+  seconds: number
+}
+
+export async function pushImage(store: LocalStore, spec: string, remote: HttpStore, init: PushInit = {}): Promise<PushResult> {
+  const t0 = performance.now()
+  const progress = init.progress ?? silentProgress
+  const as = init.as !== undefined ? parseRef(init.as) : undefined
+  const {id, manifest, ref} = await store.resolve(spec)
+  const target = as ?? ref
+  const ids = [...uniqueChunkIds(manifest)]
+  for (const c of ids) if (!(await store.hasObject(c))) throw new VmiError(`cannot push ${spec}: chunk ${c} is not in ${store.name} (pull or re-import it first)`)
+  const missing = await remote.missing(ids, {signal: init.signal})
+  let uploadedBytes = 0
+  let uploadedChunks = 0
+  progress.start(`pushing ${id.slice(0, 12)} to ${remote.url}`, missing.length, 'items')
+  try {
+    await mapLimit(missing, init.concurrency ?? 8, async (c) => {
+      init.signal?.throwIfAborted()
+      const data = await store.getObject(c, {verify: true})
+      await remote.putObject(c, data, {signal: init.signal})
+      uploadedChunks++
+      uploadedBytes += data.length
+      progress.update(uploadedChunks)
+    })
+  } finally {
+    progress.stop()
+  }
+  const bytes = (await store.getManifestBytes(id))!
+  await remote.putManifest(id, bytes, {signal: init.signal})
+  if (target) await remote.putRef(target.name, target.tag, id, {signal: init.signal})
+  return {
+    id,
+    ref: target ? formatRef(target) : undefined,
+    remote: remote.url,
+    distinctChunks: ids.length,
+    uploadedChunks,
+    uploadedBytes,
+    alreadyThere: ids.length - missing.length,
+    seconds: (performance.now() - t0) / 1000,
+  }
+}
