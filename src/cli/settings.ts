@@ -84,3 +84,9 @@ export function resolvePeers(flags: string[] | undefined, env: Env, config: Remo
 export function resolveToken(flag: string | undefined, env: Env): string | undefined {
   return flag ?? (env.VMI_PUSH_TOKEN || undefined)
 }
+
+/** Cache budget in bytes: --max-cache, else $VMI_MAX_CACHE, else config maxCache; undefined = unlimited. */
+export function resolveMaxCache(flag: string | undefined, env: Env, config: {maxCache?: unknown}): number | undefined {
+  const raw = flag ?? env.VMI_MAX_CACHE ?? (config.maxCache === undefined ? undefined : String(config.maxCache))
+  return raw === undefined || raw === '' ? undefined : parseSize(raw, 'cache budget')
+}

@@ -2,6 +2,8 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes} from '../cli/format.js'
 import {gc, type GcResult} from '../store/gc.js'
+import {evict, type EvictResult} from '../store/evict.js'
+import {resolveMaxCache} from '../cli/settings.js'
 
 export default class Gc extends BaseCommand<typeof Gc> {
   static override summary = 'Delete objects and manifests no ref or running mount needs.'
@@ -11,16 +13,24 @@ Exit codes: 0 ok, 6 the store is busy or not writable.`
   static override examples = ['<%= config.bin %> gc --dry-run', '<%= config.bin %> gc --json']
   static override flags = {
     'dry-run': Flags.boolean({char: 'n', summary: 'Report what would be removed; remove nothing.', default: false}),
+    'max-cache': Flags.string({summary: 'Then evict least-recently-used chunks of unpinned images until the objects fit (e.g. 20G). Else $VMI_MAX_CACHE or config maxCache.'}),
   }
 
-  async run(): Promise<GcResult> {
+  async run(): Promise<GcResult & {evicted?: EvictResult}> {
     const store = await this.openStore()
     const r = await gc(store, {dryRun: this.flags['dry-run'], progress: this.progress()})
+    const maxBytes = resolveMaxCache(this.flags['max-cache'], process.env, (await store.readConfig()) as {maxCache?: unknown})
+    const evicted = maxBytes === undefined ? undefined : await evict(store, {maxBytes, dryRun: this.flags['dry-run']})
     const verb = r.dryRun ? 'would free' : 'freed'
     this.log(
       `${verb} ${humanBytes(r.freedBytes + r.freedTmpBytes)}: ${r.removedObjects} objects, ${r.removedManifests.length} manifests, ${r.removedTmpFiles} stale tmp files; kept ${r.keptImages} images`,
     )
+    if (evicted)
+      this.log(
+        `cache budget ${humanBytes(evicted.maxBytes)}: ${r.dryRun ? 'would evict' : 'evicted'} ${evicted.removedObjects} chunks (${humanBytes(evicted.freedBytes)}), ${evicted.thinnedImages.length} images now partial` +
+          (evicted.overBudget > 0 ? `; still ${humanBytes(evicted.overBudget)} over: the rest is pinned or in use` : ''),
+      )
     for (const m of r.missingRoots) this.note(`warning: image ${m} is referenced but its manifest is missing (run vmi fsck)`)
-    return r
+    return {...r, ...(evicted ? {evicted} : {})}
   }
 }

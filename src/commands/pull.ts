@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes, rate} from '../cli/format.js'
-import {resolvePeers, resolveRemote, type RemoteConfig} from '../cli/settings.js'
+import {resolveMaxCache, resolvePeers, resolveRemote, type RemoteConfig} from '../cli/settings.js'
 import {buildChain} from '../peer/factory.js'
 import {pullImage, type PullResult} from '../peer/pull.js'
 
@@ -29,6 +29,8 @@ Exit codes: 0 ok, 2 bad arguments, 3 the seed has no such name, 9 no source had 
     concurrency: Flags.integer({summary: 'Chunks fetched in parallel.', default: 8, min: 1, max: 256}),
     'no-owner-hashing': Flags.boolean({summary: 'Ask peers in list order instead of each chunk\'s owner first.', default: false}),
     insecure: Flags.boolean({summary: 'Accept self-signed TLS certificates.', default: false}),
+    'max-cache': Flags.string({summary: 'Cache budget (e.g. 20G): afterwards evict least-recently-used chunks of unpinned images. Else $VMI_MAX_CACHE or config maxCache.'}),
+    'peer-timeout': Flags.integer({summary: 'Give up on a silent peer after this many ms (then skip it for a while).', env: 'VMI_PEER_TIMEOUT_MS', default: 10_000, min: 100}),
   }
 
   async run(): Promise<PullResult> {
@@ -47,10 +49,13 @@ Exit codes: 0 ok, 2 bad arguments, 3 the seed has no such name, 9 no source had 
       peersFile,
       ownerHashing: !this.flags['no-owner-hashing'],
       insecure: this.flags.insecure,
+      peerTimeoutMs: this.flags['peer-timeout'],
       onEvent: (e) => this.note(`warning: ${e.message}`),
     })
     try {
-      const r = await pullImage(chain, this.args.image, {as: this.flags.as, concurrency: this.flags.concurrency, progress: this.progress(), signal: this.signal})
+      const maxCacheBytes = resolveMaxCache(this.flags['max-cache'], process.env, config as {maxCache?: unknown})
+      const r = await pullImage(chain, this.args.image, {as: this.flags.as, concurrency: this.flags.concurrency, maxCacheBytes, progress: this.progress(), signal: this.signal})
+      if (r.evicted && r.evicted.removedObjects > 0) this.note(`cache budget ${humanBytes(r.evicted.maxBytes)}: evicted ${r.evicted.removedObjects} chunks (${humanBytes(r.evicted.freedBytes)})`)
       const b = r.fromBytes
       this.note(
         `pulled ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''}: ${r.distinctChunks} distinct chunks, ${humanBytes(b.local + b.peer + b.seed)} in ${r.seconds.toFixed(2)} s, ${rate(b.peer + b.seed, r.seconds)} fetched`,

@@ -165,7 +165,10 @@ export class FetchChain {
       if (err instanceof ChunkMissingError) return undefined
       throw err
     }
-    if (this.init.verifyLocal === false || hash(data) === id) return data
+    if (this.init.verifyLocal === false || hash(data) === id) {
+      await this.local.touchObject(id) // least-recently-used order for the cache budget
+      return data
+    }
     this.stats.localRepairs++
     const file = this.local.layout.objectPath(id)
     const dest = path.join(this.local.layout.quarantineDir, `${id}.${tmpName('bad')}`)

@@ -9,6 +9,7 @@ import {silentProgress, type ProgressReporter} from '../progress.js'
 import {isValidId} from '../store/layout.js'
 import type {LocalStore} from '../store/local-store.js'
 import {acquireLock} from '../store/lock.js'
+import {evict, type EvictResult} from '../store/evict.js'
 import {mapLimit} from '../store/map-limit.js'
 import {chunkLength, decodeManifest, expandChunks, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
@@ -19,6 +20,8 @@ export interface PullInit {
   /** Store the result under this name:tag (default: the name pulled, for refs). */
   as?: string
   concurrency?: number
+  /** Cache budget: evict least-recently-used unpinned chunks after the pull. */
+  maxCacheBytes?: number
   progress?: ProgressReporter
   signal?: AbortSignal
 }
@@ -35,6 +38,8 @@ export interface PullResult {
   sourceErrors: number
   verificationFailures: number
   manifestFrom: string
+  /** What the cache budget removed afterwards. */
+  evicted?: EvictResult
   seconds: number
 }
 
@@ -109,7 +114,9 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
     })
     progress.stop()
     await store.putManifestBytes(id, bytes)
+    await store.setLazy(id, false) // every chunk is here now
     if (target) await store.writeRef(target, id)
+    const evicted = init.maxCacheBytes !== undefined ? await evict(store, {maxBytes: init.maxCacheBytes, keep: [id]}) : undefined
     const s = chain.stats
     const diff = (k: SourceKind, field: 'chunks' | 'bytes') => s[field][k] - before[field][k]
     return {
@@ -123,6 +130,7 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
       sourceErrors: s.sourceErrors - before.sourceErrors,
       verificationFailures: s.verificationFailures - before.verificationFailures,
       manifestFrom: from,
+      ...(evicted ? {evicted} : {}),
       seconds: (performance.now() - t0) / 1000,
     }
   } finally {

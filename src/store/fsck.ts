@@ -38,6 +38,9 @@ export interface FsckResult {
   objectBytes: number
   manifests: number
   refs: number
+  /** Images marked lazy (cache eviction, lazy mounts) and the chunks they lack. */
+  lazyImages: number
+  lazyMissingChunks: number
   problems: Problem[]
 }
 
@@ -92,7 +95,9 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
   await Promise.all(Array.from({length: init.concurrency ?? 4}, worker))
   progress.stop()
 
-  // ---- manifests
+  // ---- manifests (lazy images may lack chunks by design)
+  const lazy = new Set(await store.listLazy())
+  let lazyMissing = 0
   let manifests = 0
   const manifestOk = new Set<string>()
   for (const shard of (await readdirOrEmpty(L.manifestsDir)).sort()) {
@@ -115,7 +120,8 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
       }
       manifestOk.add(id)
       const missing = [...uniqueChunkIds(m)].filter((c) => !present.has(c))
-      if (missing.length > 0)
+      if (missing.length > 0 && lazy.has(id)) lazyMissing += missing.length
+      else if (missing.length > 0)
         problems.push({
           kind: 'missing-chunk',
           path: rel(file),
@@ -152,7 +158,7 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
       }
     }
   }
-  return {ok: problems.length === 0, objects: files.length, objectBytes, manifests, refs, problems}
+  return {ok: problems.length === 0, objects: files.length, objectBytes, manifests, refs, lazyImages: lazy.size, lazyMissingChunks: lazyMissing, problems}
 }
 
 async function quarantine(store: LocalStore, file: string, id: string): Promise<string> {

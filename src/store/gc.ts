@@ -37,7 +37,7 @@ export async function gc(store: LocalStore, init: GcInit = {}): Promise<GcResult
   const progress = init.progress ?? silentProgress
   const lock = await acquireGcLock(store.layout, {waitMs: init.waitMs})
   try {
-    const roots = new Set<string>([...lock.roots, ...(init.keep ?? [])])
+    const roots = new Set<string>([...lock.roots, ...(init.keep ?? []), ...(await store.listPins())])
     for (const r of await store.listRefs()) roots.add(r.id)
     const live = new Set<string>()
     const missingRoots: string[] = []
@@ -74,6 +74,11 @@ export async function gc(store: LocalStore, init: GcInit = {}): Promise<GcResult
       }
     }
     progress.stop()
+    if (!dryRun)
+      for (const id of [...(await store.listPins()), ...(await store.listLazy())]) if (!(await store.hasManifest(id))) {
+        await store.setPinned(id, false)
+        await store.setLazy(id, false)
+      }
     const tmp = await cleanTmp(store, dryRun, init.tmpMaxAgeMs ?? 24 * 3600_000)
     if (!dryRun) await removeEmptyShards(store)
     return {dryRun, keptImages, removedManifests, removedObjects, freedBytes, ...tmp, missingRoots}

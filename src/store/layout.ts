@@ -7,6 +7,8 @@
  *   tmp/                 write-then-rename staging
  *   locks/               one file per running operation (see lock.ts)
  *   quarantine/          objects fsck --repair moved aside
+ *   pins/<id>            images whose chunks cache eviction never removes
+ *   lazy/<id>            images allowed to lack chunks (evicted or lazily mounted)
  *   config.json
  */
 import path from 'node:path'
@@ -25,6 +27,8 @@ export class StoreLayout {
   readonly tmpDir: string
   readonly locksDir: string
   readonly quarantineDir: string
+  readonly pinsDir: string
+  readonly lazyDir: string
   readonly configFile: string
 
   constructor(root: string) {
@@ -35,6 +39,8 @@ export class StoreLayout {
     this.tmpDir = path.join(this.root, 'tmp')
     this.locksDir = path.join(this.root, 'locks')
     this.quarantineDir = path.join(this.root, 'quarantine')
+    this.pinsDir = path.join(this.root, 'pins')
+    this.lazyDir = path.join(this.root, 'lazy')
     this.configFile = path.join(this.root, 'config.json')
   }
 
@@ -46,6 +52,16 @@ export class StoreLayout {
   manifestPath(id: string): string {
     assertId(id)
     return path.join(this.manifestsDir, id.slice(0, 2), id.slice(2))
+  }
+
+  pinPath(id: string): string {
+    assertId(id)
+    return path.join(this.pinsDir, id)
+  }
+
+  lazyPath(id: string): string {
+    assertId(id)
+    return path.join(this.lazyDir, id)
   }
 
   refPath(name: string, tag: string): string {

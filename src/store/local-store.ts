@@ -293,6 +293,43 @@ export class LocalStore {
     return map
   }
 
+  // ---------------------------------------------------------------- pins and lazy marks
+
+  private async setMark(file: string, on: boolean, what: string): Promise<void> {
+    try {
+      if (on) {
+        await fsp.mkdir(path.dirname(file), {recursive: true})
+        await fsp.writeFile(file, '')
+      } else await fsp.rm(file, {force: true})
+    } catch (err) {
+      throw storeWriteError(err, what)
+    }
+  }
+
+  /** Pinned images keep all their chunks through cache eviction. */
+  async setPinned(id: string, on: boolean): Promise<void> {
+    await this.setMark(this.layout.pinPath(id), on, `pin of ${id}`)
+  }
+
+  async listPins(): Promise<string[]> {
+    return (await readdirOrEmpty(this.layout.pinsDir)).filter(isValidId).sort()
+  }
+
+  /** A lazy image may lack chunks by design (cache eviction, lazy mount); fsck accepts that. */
+  async setLazy(id: string, on: boolean): Promise<void> {
+    await this.setMark(this.layout.lazyPath(id), on, `lazy mark of ${id}`)
+  }
+
+  async listLazy(): Promise<string[]> {
+    return (await readdirOrEmpty(this.layout.lazyDir)).filter(isValidId).sort()
+  }
+
+  /** Record a use of an object (cache eviction is least-recently-used). Best effort. */
+  async touchObject(id: string): Promise<void> {
+    const now = new Date()
+    await fsp.utimes(this.layout.objectPath(id), now, now).catch(() => {})
+  }
+
   // ---------------------------------------------------------------- config
 
   async readConfig(): Promise<StoreConfig> {
