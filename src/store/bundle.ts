@@ -16,7 +16,7 @@ import {once} from 'node:events'
 import {pipeline} from 'node:stream/promises'
 import {Readable, type Writable} from 'node:stream'
 import tar from 'tar-stream'
-import {BadBundleError, InterruptedError, VmiError, storeWriteError} from '../errors.js'
+import {BadBundleError, FileNotFoundError, InterruptedError, VmiError, storeWriteError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {tmpName} from './fs-util.js'
 import {hash} from './hash.js'
@@ -138,7 +138,7 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
     try {
       st = await fsp.stat(source)
     } catch {
-      throw new BadBundleError(`no such bundle file: ${source}`)
+      throw new FileNotFoundError(`no such bundle file: ${source}`)
     }
     if (!st.isFile()) throw new BadBundleError(`${source} is not a file`)
     total = st.size
@@ -148,16 +148,19 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
   const lock = await acquireLock(store.layout, {op: 'load', signal: init.signal})
   const staging = store.tmpPath('load')
   const extract = tar.extract()
-  const feeding = pipeline(Readable.from(input), extract).catch((err) => {
-    extract.destroy(err)
-    throw err
-  })
-  feeding.catch(() => {})
+  let feeding: Promise<void> | undefined
   progress.start(`loading ${what}`, total, 'bytes')
   try {
     await fsp.mkdir(staging, {recursive: true}).catch((err) => {
       throw storeWriteError(err, 'the load staging directory')
     })
+    // the entry iterator must exist before data flows, or the first entry is lost
+    const entries = extract[Symbol.asyncIterator]()
+    feeding = pipeline(Readable.from(input), extract).catch((err) => {
+      extract.destroy(err)
+      throw err
+    })
+    feeding.catch(() => {})
     let index: BundleIndex | undefined
     const manifests = new Map<string, {bytes: Buffer; manifest: Manifest}>()
     const staged = new Set<string>()
@@ -165,7 +168,7 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
     let objects = 0
     let bytes = 0
     let first = true
-    for await (const entry of extract) {
+    for await (const entry of {[Symbol.asyncIterator]: () => entries}) {
       init.signal?.throwIfAborted()
       const {name, size, type} = entry.header
       const fail = (msg: string): never => {

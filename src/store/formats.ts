@@ -36,6 +36,19 @@ export function sniffFormat(head: Uint8Array): string | undefined {
   return undefined
 }
 
+/**
+ * Text (a config file, JSON, a script) passed by mistake: the first bytes
+ * have no NUL, contain a line break, and decode as printable UTF-8. Real
+ * disk images always have NUL bytes in their first 4 KiB.
+ */
+export function looksLikeText(head: Uint8Array): boolean {
+  const b = Buffer.from(head.buffer, head.byteOffset, head.byteLength)
+  if (b.length === 0 || b.includes(0) || (!b.includes(0x0a) && !b.includes(0x0d))) return false
+  const text = b.toString('utf8')
+  // allow a multi-byte character cut at the end of the sample
+  return !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text) && !/\ufffd./s.test(text)
+}
+
 /** Compressed or archive formats people pass by mistake. */
 export function sniffArchive(head: Uint8Array): string | undefined {
   const b = Buffer.from(head.buffer, head.byteOffset, head.byteLength)

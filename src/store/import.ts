@@ -7,7 +7,7 @@ import {promises as fsp} from 'node:fs'
 import {BadInputError, FileNotFoundError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {fileChunks, isAllZero, streamChunks} from './chunker.js'
-import {convertToRawFile, DEFAULT_TOOLS, detectFormat, openRawStream, sniffArchive, sniffFormat, type RawStream, type Tools} from './formats.js'
+import {convertToRawFile, DEFAULT_TOOLS, detectFormat, looksLikeText, openRawStream, sniffArchive, sniffFormat, type RawStream, type Tools} from './formats.js'
 import {hash} from './hash.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
@@ -84,6 +84,7 @@ export async function importImage(
       const archive = sniffArchive(head)
       if (archive && !sniffFormat(head))
         throw new BadInputError(`${source} is a ${archive} file, not a disk image; unpack it first`, {data: {source, archive}})
+      if (!sniffFormat(head) && looksLikeText(head)) throw new BadInputError(`${source} looks like a text file, not a disk image`, {data: {source}})
       const fmt = init.format ? {format: init.format, virtualSize: size, via: 'given'} : await detectFormat(source, size, head, tools)
       sourceFormat = fmt.format
       if (fmt.format === 'raw') {
@@ -139,7 +140,7 @@ export async function importImage(
     for await (const chunk of chunks) {
       if (failure) break
       if (total === 0 && source === '-') {
-        const kind = sniffFormat(chunk) ?? sniffArchive(chunk)
+        const kind = sniffFormat(chunk) ?? sniffArchive(chunk) ?? (looksLikeText(chunk.subarray(0, 4096)) ? 'text' : undefined)
         if (kind) throw new BadInputError(`standard input is a ${kind} file, not a raw disk image; import it from a file (vmi import FILE)`)
       }
       total += chunk.length
