@@ -3,6 +3,7 @@
  * Commands stay thin: parse, call one library function, print the result.
  */
 import {Command, Flags, type Interfaces} from '@oclif/core'
+import {setMaxListeners} from 'node:events'
 import os from 'node:os'
 import {ExitCode, VmiError} from '../errors.js'
 import {LocalStore} from '../store/local-store.js'
@@ -43,6 +44,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
     this.positional = argv as string[]
+    // every in-flight request listens on this signal
+    setMaxListeners(0, this.abort.signal)
     const onSignal = (sig: NodeJS.Signals) => {
       if (++this.sigints > 1) process.exit(ExitCode.INTERRUPTED)
       this.abort.abort(new Error(`interrupted by ${sig}`))

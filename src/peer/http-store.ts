@@ -108,7 +108,8 @@ export class HttpStore implements ChunkSource, ManifestSource {
           })
           res = await req
         } catch (err) {
-          if ((err as {name?: string}).name === 'CancelError') throw new RemoteError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name, status: 502}})
+          // an oversized answer is a wrong answer: not retried
+          if ((err as {name?: string}).name === 'CancelError') throw new RemoteIntegrityError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name}})
           throw this.fail(what, undefined, err)
         }
         if (res.statusCode === 404) return undefined
@@ -116,7 +117,7 @@ export class HttpStore implements ChunkSource, ManifestSource {
         const declared = Number(res.headers['content-length'])
         if (Number.isFinite(declared) && declared !== res.body.length && !res.headers['content-encoding'])
           throw new RemoteError(`${this.name} sent a truncated body for ${what}`, {cause: Object.assign(new Error('truncated'), {code: 'VMI_TRUNCATED'}), data: {source: this.name}})
-        if (res.body.length > max) throw new RemoteError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name, status: 502}})
+        if (res.body.length > max) throw new RemoteIntegrityError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name}})
         return res.body
       },
       this.retry,
@@ -181,7 +182,7 @@ export class HttpStore implements ChunkSource, ManifestSource {
           out.push(...(list as string[]).filter((x) => asked.has(x)))
           continue
         }
-        if (![404, 405, 501, 403].includes(res.statusCode)) throw this.fail('the batch missing-check', res)
+        if (![404, 405, 501].includes(res.statusCode)) throw this.fail('the batch missing-check', res)
         this.batchUnsupported = true // a static server: fall back to HEAD
       }
       const flags = await mapLimit(batch, opts.concurrency ?? 16, (id) => this.has(id, opts))

@@ -5,7 +5,7 @@
  * chunks are not all there. Re-running after an interruption sends only
  * what is still missing.
  */
-import {VmiError} from '../errors.js'
+import {RemoteError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../store/map-limit.js'
@@ -40,24 +40,36 @@ export async function pushImage(store: LocalStore, spec: string, remote: HttpSto
   const target = as ?? ref
   const ids = [...uniqueChunkIds(manifest)]
   for (const c of ids) if (!(await store.hasObject(c))) throw new VmiError(`cannot push ${spec}: chunk ${c} is not in ${store.name} (pull or re-import it first)`)
-  const missing = await remote.missing(ids, {signal: init.signal})
   let uploadedBytes = 0
   let uploadedChunks = 0
-  progress.start(`pushing ${id.slice(0, 12)} to ${remote.url}`, missing.length, 'items')
-  try {
-    await mapLimit(missing, init.concurrency ?? 8, async (c) => {
-      init.signal?.throwIfAborted()
-      const data = await store.getObject(c, {verify: true})
-      await remote.putObject(c, data, {signal: init.signal})
-      uploadedChunks++
-      uploadedBytes += data.length
-      progress.update(uploadedChunks)
-    })
-  } finally {
-    progress.stop()
-  }
+  let alreadyThere = 0
   const bytes = (await store.getManifestBytes(id))!
-  await remote.putManifest(id, bytes, {signal: init.signal})
+  // a gc on the remote between our uploads and the manifest can drop chunks
+  // (the manifest is then refused with 409): check again and resend, bounded
+  for (let round = 0; ; round++) {
+    const missing = await remote.missing(ids, {signal: init.signal})
+    if (round === 0) alreadyThere = ids.length - missing.length
+    progress.start(`pushing ${id.slice(0, 12)} to ${remote.url}`, missing.length, 'items')
+    let done = 0
+    try {
+      await mapLimit(missing, init.concurrency ?? 8, async (c) => {
+        init.signal?.throwIfAborted()
+        const data = await store.getObject(c, {verify: true})
+        await remote.putObject(c, data, {signal: init.signal})
+        uploadedChunks++
+        uploadedBytes += data.length
+        progress.update(++done)
+      })
+    } finally {
+      progress.stop()
+    }
+    try {
+      await remote.putManifest(id, bytes, {signal: init.signal})
+      break
+    } catch (err) {
+      if (!(err instanceof RemoteError && err.status === 409) || round >= 2) throw err
+    }
+  }
   if (target) await remote.putRef(target.name, target.tag, id, {signal: init.signal})
   return {
     id,
@@ -66,7 +78,7 @@ export async function pushImage(store: LocalStore, spec: string, remote: HttpSto
     distinctChunks: ids.length,
     uploadedChunks,
     uploadedBytes,
-    alreadyThere: ids.length - missing.length,
+    alreadyThere,
     seconds: (performance.now() - t0) / 1000,
   }
 }

@@ -229,7 +229,8 @@ export class LocalStore {
       if (!isValidRefPart(name)) continue
       for (const tag of (await readdirOrEmpty(path.join(this.layout.refsDir, name))).sort()) {
         if (!isValidRefPart(tag)) continue
-        const id = await this.readRef({name, tag})
+        // a damaged ref is skipped here (fsck reports it), not fatal for the whole list
+        const id = await this.readRef({name, tag}).catch(() => undefined)
         if (id) out.push({name, tag, id})
       }
     }

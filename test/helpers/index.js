@@ -134,3 +134,19 @@ export function fsckClean(store) {
   if (r.status !== 0) throw new Error(`fsck not clean (exit ${r.status}): ${r.stderr}\n${r.stdout}`)
   return JSON.parse(r.stdout)
 }
+
+/** Like exec(), without blocking this process's event loop (needed when the test itself serves HTTP). */
+export function execAsync(argv, opts = {}) {
+  const child = spawnCli(argv, {store: opts.store, env: opts.env})
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => (stdout += d))
+  child.stderr.on('data', (d) => (stderr += d))
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeout ?? 300_000)
+  return new Promise((resolve) =>
+    child.on('close', (status, signal) => {
+      clearTimeout(timer)
+      resolve({status, signal, stdout, stderr})
+    }),
+  )
+}

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert'
 import http from 'node:http'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {exec, fsckClean, hasCommand, listFiles, makeImage, sha256File, skip, spawnCli, tmpStore} from '../helpers/index.js'
+import {exec, execAsync, fsckClean, hasCommand, listFiles, makeImage, sha256File, skip, spawnCli, tmpStore} from '../helpers/index.js'
 import {metricSum, startServe} from '../helpers/serve.js'
 
 const M = 1024 * 1024
@@ -173,11 +173,12 @@ test('lying, truncating and stalling peers never fail a pull nor store a bad chu
     for (const k of ['liar', 'truncating', 'staller']) peers.push(await hostilePeer(k))
     const host = path.join(t.dir, 'host')
     const args = ['pull', 'app:v1', s.seed.url, '--json', ...peers.flatMap((p) => ['--peer', p.url])]
-    const r = exec(args, {store: host, env: {VMI_PEER_TIMEOUT_MS: '1500'}, timeout: 120_000})
+    // async: this process serves the hostile peers, so it must not block
+    const r = await execAsync(args, {store: host, env: {VMI_PEER_TIMEOUT_MS: '1500'}, timeout: 120_000})
     assert.is(r.status, 0, r.stderr)
     const j = JSON.parse(r.stdout)
     assert.is(j.fromChunks.seed, 16, 'every chunk came from the seed in the end')
-    assert.ok(j.verificationFailures > 0, 'the liar was caught')
+    assert.ok(j.verificationFailures > 0, `the liar was caught: ${r.stdout}`)
     assert.ok(peers[0].hits() > 0 && peers[2].hits() > 0, 'hostile peers were asked')
     const out = path.join(t.dir, 'out.raw')
     ok(exec(['export', 'app:v1', out], {store: host}), 'export')

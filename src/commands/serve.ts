@@ -1,0 +1,116 @@
+import {Flags} from '@oclif/core'
+import {readFile} from 'node:fs/promises'
+import {BaseCommand} from '../cli/base-command.js'
+import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
+import {HttpStore} from '../peer/http-store.js'
+import {startServer} from '../peer/server.js'
+
+export const DEFAULT_LISTEN = '127.0.0.1:7070'
+const CLOSE_GRACE_MS = 10_000
+
+/** `HOST:PORT`, `[v6]:PORT`, or `:PORT` (all interfaces). */
+export function parseListen(spec: string): {host: string; port: number} {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(spec)
+  const port = m ? Number(m[3]) : NaN
+  if (!m || port > 65535) throw new UsageError(`--listen ${JSON.stringify(spec)} is not HOST:PORT (port 0-65535; [v6addr]:PORT for IPv6)`)
+  const host = m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2])
+  return {host, port}
+}
+
+async function readSecretFile(file: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(file)
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) throw new FileNotFoundError(`${what} ${file} does not exist`)
+    throw new UsageError(`cannot read ${what} ${file}: ${(err as Error).message}`)
+  }
+}
+
+export interface ServeResult {
+  url: string
+}
+
+export default class Serve extends BaseCommand<typeof Serve> {
+  static override summary = 'Serve the store over HTTP to peers and pullers (and accept pushes with a token).'
+  static override description = `Answers the wire protocol (docs/PROTOCOL.md): objects, manifests and refs at their store-layout paths, a batch missing-check, the ref list, /healthz and Prometheus /metrics. Read-only unless a push token is given (--push-token, --push-token-file, or $VMI_PUSH_TOKEN); uploads are re-hashed and refused when they do not match their id.
+
+With --seed URL, a GET for an absent chunk carrying "X-Vmi-Fetch: upstream" is fetched once from the seed, verified, stored and served, so a cluster pulls each chunk across the seed link about once.
+
+Prints "listening on URL" (with --json: {"url":...}) as the first line of stdout, then runs until SIGINT or SIGTERM, finishes requests in flight (at most 10 s) and exits 0.
+
+Exit codes: 0 stopped by a signal, 2 bad arguments or the address is in use, 3 a --push-token-file/--tls file is missing, 6 store unusable.`
+
+  static override examples = [
+    '<%= config.bin %> serve',
+    '<%= config.bin %> serve --listen 0.0.0.0:7070 --log',
+    '<%= config.bin %> serve --listen :7070 --push-token-file /etc/vmi/push-token',
+    'VMI_PUSH_TOKEN=s3cret <%= config.bin %> serve --listen 10.0.0.5:7070',
+    '<%= config.bin %> serve --listen :7070 --seed https://seed.example.com:7070   # a peer with fetch-through',
+    '<%= config.bin %> serve --tls-cert cert.pem --tls-key key.pem --listen :7443',
+    '<%= config.bin %> serve --listen 127.0.0.1:0 --json   # ephemeral port, prints {"url":...}',
+  ]
+
+  static override flags = {
+    listen: Flags.string({summary: 'HOST:PORT to listen on (:PORT = all interfaces; port 0 = any free port).', default: DEFAULT_LISTEN}),
+    'push-token': Flags.string({summary: 'Accept uploads carrying "Authorization: Bearer TOKEN" (default $VMI_PUSH_TOKEN; none = read-only). Visible in ps: prefer the file or the variable.', exclusive: ['push-token-file']}),
+    'push-token-file': Flags.string({summary: 'Read the push token from this file (first line).', exclusive: ['push-token']}),
+    seed: Flags.string({summary: 'Upstream seed URL for fetch-through (X-Vmi-Fetch: upstream).'}),
+    'tls-cert': Flags.string({summary: 'PEM certificate (chain) for HTTPS; needs --tls-key.', dependsOn: ['tls-key']}),
+    'tls-key': Flags.string({summary: 'PEM private key for HTTPS; needs --tls-cert.', dependsOn: ['tls-cert']}),
+    log: Flags.boolean({summary: 'Log one line per request to stderr (method, path, status, bytes, ms).', default: false}),
+    'request-timeout': Flags.integer({summary: 'Longest time in ms a client may take to send a request.', hidden: true, min: 50}),
+  }
+
+  async run(): Promise<ServeResult | void> {
+    const {host, port} = parseListen(this.flags.listen)
+    let pushToken: string | undefined
+    if (this.flags['push-token'] !== undefined) pushToken = this.flags['push-token']
+    else if (this.flags['push-token-file'] !== undefined)
+      pushToken = (await readSecretFile(this.flags['push-token-file'], 'push token file')).toString('utf8').split(/\r?\n/)[0]
+    else if (process.env.VMI_PUSH_TOKEN) pushToken = process.env.VMI_PUSH_TOKEN
+    if (pushToken !== undefined && pushToken.trim() === '') throw new UsageError('the push token is empty')
+    if (pushToken !== undefined && /\s/.test(pushToken)) throw new UsageError('the push token must not contain whitespace')
+    let upstream: HttpStore | undefined
+    if (this.flags.seed !== undefined) {
+      try {
+        upstream = new HttpStore(this.flags.seed, {kind: 'seed'})
+      } catch (err) {
+        throw new UsageError(`--seed ${this.flags.seed}: ${(err as Error).message}`)
+      }
+    }
+    const tls =
+      this.flags['tls-cert'] && this.flags['tls-key']
+        ? {cert: await readSecretFile(this.flags['tls-cert'], 'TLS certificate'), key: await readSecretFile(this.flags['tls-key'], 'TLS key')}
+        : undefined
+    const store = await this.openStore()
+    const logLine = this.flags.log ? (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`) : undefined
+    let server
+    try {
+      server = await startServer(store, {
+        host,
+        port,
+        pushToken,
+        upstream,
+        tls,
+        // errors are always worth a line; the per-request lines only with --log
+        log: (line) => (logLine ? logLine(line) : /^(internal error|error|fetch-through|could not|server error)/.test(line) && process.stderr.write(line + '\n')),
+        requestTimeoutMs: this.flags['request-timeout'],
+      })
+    } catch (err) {
+      if (isErrno(err, 'EADDRINUSE', 'EADDRNOTAVAIL', 'EACCES'))
+        throw new UsageError(`cannot listen on ${this.flags.listen}: ${(err as NodeJS.ErrnoException).code}`)
+      if (tls && /PEM|key|certificate/i.test((err as Error).message ?? '')) throw new UsageError(`bad TLS certificate or key: ${(err as Error).message}`)
+      throw err
+    }
+    if (this.jsonEnabled()) process.stdout.write(JSON.stringify({url: server.url}) + '\n')
+    else this.log(`listening on ${server.url}`)
+    this.note(
+      `serving ${store.root} (${pushToken ? 'push enabled' : 'read-only'}${upstream ? `, fetch-through from ${upstream.url}` : ''}); stop with Ctrl-C or SIGTERM`,
+    )
+    if (!this.signal.aborted) await new Promise<void>((resolve) => this.signal.addEventListener('abort', () => resolve(), {once: true}))
+    this.note('shutting down: finishing requests in flight')
+    await server.close({graceMs: CLOSE_GRACE_MS})
+    // the URL was printed already; nothing more on stdout
+    return undefined
+  }
+}
