@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes, rate} from '../cli/format.js'
-import {resolveMaxCache, resolvePeers, resolveRemote, type RemoteConfig} from '../cli/settings.js'
-import {buildChain} from '../peer/factory.js'
+import {resolveMaxCache, type RemoteConfig} from '../cli/settings.js'
+import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
 import {pullImage, type PullResult} from '../peer/pull.js'
 
 export default class Pull extends BaseCommand<typeof Pull> {
@@ -22,36 +22,16 @@ Exit codes: 0 ok, 2 bad arguments, 3 the seed has no such name, 9 no source had 
     remote: Args.string({description: 'Seed: a configured remote name or URL (default: origin).'}),
   }
   static override flags = {
-    peer: Flags.string({summary: 'A peer to fetch from (vmi serve on another host); repeatable. Else $VMI_PEERS, else the config.', multiple: true}),
-    'peers-file': Flags.string({summary: 'File with one peer URL a line; re-read when it changes.'}),
-    'no-seed': Flags.boolean({summary: 'Use only the local store and peers.', default: false}),
+    ...chainFlags,
     as: Flags.string({summary: 'Store it under this NAME:TAG.'}),
     concurrency: Flags.integer({summary: 'Chunks fetched in parallel.', default: 8, min: 1, max: 256}),
-    'no-owner-hashing': Flags.boolean({summary: 'Ask peers in list order instead of each chunk\'s owner first.', default: false}),
-    insecure: Flags.boolean({summary: 'Accept self-signed TLS certificates.', default: false}),
     'max-cache': Flags.string({summary: 'Cache budget (e.g. 20G): afterwards evict least-recently-used chunks of unpinned images. Else $VMI_MAX_CACHE or config maxCache.'}),
-    'peer-timeout': Flags.integer({summary: 'Give up on a silent peer after this many ms (then skip it for a while).', env: 'VMI_PEER_TIMEOUT_MS', default: 10_000, min: 100}),
   }
 
   async run(): Promise<PullResult> {
     const store = await this.openStore()
     const config = (await store.readConfig()) as RemoteConfig
-    const peers = resolvePeers(this.flags.peer, process.env, config)
-    const peersFile = this.flags['peers-file'] ?? (config.peersFile as string | undefined)
-    let seedUrl: string | undefined
-    if (!this.flags['no-seed']) {
-      const noRemote = this.args.remote === undefined && !config.remotes?.origin
-      if (!noRemote || peers.length === 0) seedUrl = resolveRemote(this.args.remote, config).url
-    }
-    const {chain, close} = await buildChain(store, {
-      seedUrl,
-      peers,
-      peersFile,
-      ownerHashing: !this.flags['no-owner-hashing'],
-      insecure: this.flags.insecure,
-      peerTimeoutMs: this.flags['peer-timeout'],
-      onEvent: (e) => this.note(`warning: ${e.message}`),
-    })
+    const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {seedRequired: true, onWarning: (m) => this.note(`warning: ${m}`)})
     try {
       const maxCacheBytes = resolveMaxCache(this.flags['max-cache'], process.env, config as {maxCache?: unknown})
       const r = await pullImage(chain, this.args.image, {as: this.flags.as, concurrency: this.flags.concurrency, maxCacheBytes, progress: this.progress(), signal: this.signal})

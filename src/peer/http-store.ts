@@ -12,6 +12,7 @@ import {RemoteAuthError, RemoteError, RemoteIntegrityError} from '../errors.js'
 import {hash} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
 import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
+import {MAX_PROFILE_BYTES} from '../store/profile.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
 import type {ChunkSource, FetchOptions, ManifestSource, SourceKind} from './source.js'
 
@@ -197,6 +198,15 @@ export class HttpStore implements ChunkSource, ManifestSource {
     const actual = hash(data)
     if (actual !== id) throw new RemoteIntegrityError(`${this.name} sent wrong bytes for manifest ${id} (they hash to ${actual})`, {data: {id, actual}})
     return data
+  }
+
+  /** A boot profile (sidecar), or undefined when the remote has none. Not verified: only a hint. */
+  async getProfileBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
+    return this.getBuffer(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, `boot profile of ${id}`, MAX_PROFILE_BYTES, opts)
+  }
+
+  async putProfile(id: string, bytes: Buffer, opts: FetchOptions = {}): Promise<void> {
+    await this.put(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, bytes, `boot profile of ${id}`, opts)
   }
 
   async getRef(name: string, tag: string, opts: FetchOptions = {}): Promise<string | undefined> {

@@ -9,6 +9,7 @@ import {silentProgress, type ProgressReporter} from '../progress.js'
 import {isValidId} from '../store/layout.js'
 import type {LocalStore} from '../store/local-store.js'
 import {acquireLock} from '../store/lock.js'
+import {decodeProfile} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {mapLimit} from '../store/map-limit.js'
 import {chunkLength, decodeManifest, expandChunks, type Manifest} from '../store/manifest.js'
@@ -44,7 +45,7 @@ export interface PullResult {
 }
 
 /** Resolve what to pull: `name:tag` (asked of the seed), or a full image id. */
-async function resolveTarget(chain: FetchChain, spec: string, signal?: AbortSignal): Promise<{id: string; ref?: RefName}> {
+export async function resolveTarget(chain: FetchChain, spec: string, signal?: AbortSignal): Promise<{id: string; ref?: RefName}> {
   if (isValidId(spec)) return {id: spec}
   if (/^[0-9a-f]{4,63}$/.test(spec)) {
     // a prefix is only meaningful locally
@@ -66,7 +67,7 @@ async function resolveTarget(chain: FetchChain, spec: string, signal?: AbortSign
 }
 
 /** Manifest bytes: local, else peers, else seed — verified against the id. */
-async function fetchManifest(chain: FetchChain, id: string, signal?: AbortSignal): Promise<{manifest: Manifest; bytes: Buffer; from: string}> {
+export async function fetchManifest(chain: FetchChain, id: string, signal?: AbortSignal): Promise<{manifest: Manifest; bytes: Buffer; from: string}> {
   const local = await chain.local.getManifestBytes(id)
   if (local) return {manifest: decodeManifest(local, id), bytes: local, from: chain.local.name}
   const errors: string[] = []
@@ -81,6 +82,21 @@ async function fetchManifest(chain: FetchChain, id: string, signal?: AbortSignal
     }
   }
   throw new RemoteError(`no source has image ${id}: tried ${[chain.local.name + ' (missing)', ...errors].join(', ')}`, {data: {id}})
+}
+
+/** Bring the image's boot profile along when a source has one (a hint: failures are ignored). */
+async function copyProfile(chain: FetchChain, id: string, manifest: Manifest, signal?: AbortSignal): Promise<void> {
+  if (await chain.local.getProfile(id).catch(() => undefined)) return
+  for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
+    const bytes = await src.getProfileBytes(id, {signal}).catch(() => undefined)
+    if (!bytes) continue
+    try {
+      await chain.local.putProfile(id, decodeProfile(bytes, Math.ceil(manifest.virtualSize / manifest.chunkSize)))
+      return
+    } catch {
+      /* a bad profile is ignored */
+    }
+  }
 }
 
 export async function pullImage(chain: FetchChain, spec: string, init: PullInit = {}): Promise<PullResult> {
@@ -115,6 +131,7 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
     progress.stop()
     await store.putManifestBytes(id, bytes)
     await store.setLazy(id, false) // every chunk is here now
+    await copyProfile(chain, id, manifest, init.signal)
     if (target) await store.writeRef(target, id)
     const evicted = init.maxCacheBytes !== undefined ? await evict(store, {maxBytes: init.maxCacheBytes, keep: [id]}) : undefined
     const s = chain.stats

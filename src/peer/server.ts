@@ -21,6 +21,8 @@
  * is fetched once from the upstream (concurrent requests join one fetch),
  * verified by the upstream client, stored and served.
  */
+import {decodeProfile, MAX_PROFILE_BYTES} from '../store/profile.js'
+import {readFileOrUndefined} from '../store/fs-util.js'
 import {createHash, timingSafeEqual} from 'node:crypto'
 import {promises as fsp} from 'node:fs'
 import http, {type IncomingMessage, type ServerResponse} from 'node:http'
@@ -87,6 +89,7 @@ const TEXT = 'text/plain; charset=utf-8'
 type Route =
   | {kind: 'object'; id: string}
   | {kind: 'manifest'; id: string}
+  | {kind: 'profile'; id: string}
   | {kind: 'ref'; name: string; tag: string}
   | {kind: 'missing'}
   | {kind: 'refs'}
@@ -107,10 +110,10 @@ export function parseTarget(target: string): Parsed {
   const seg = target.slice(1).split('/')
   if (seg.some((s) => s === '.' || s === '..')) return {status: 400, reason: 'dot segments are not accepted'}
   const [top] = seg
-  if (top === 'objects' || top === 'manifests') {
+  if (top === 'objects' || top === 'manifests' || top === 'profiles') {
     if (seg.length !== 3 || !SHARD_RE.test(seg[1]) || !REST_RE.test(seg[2]))
-      return {status: 400, reason: `malformed ${top === 'objects' ? 'object' : 'manifest'} path: expected /${top}/<2 hex>/<62 hex>`}
-    return {route: {kind: top === 'objects' ? 'object' : 'manifest', id: seg[1] + seg[2]}}
+      return {status: 400, reason: `malformed ${top.slice(0, -1)} path: expected /${top}/<2 hex>/<62 hex>`}
+    return {route: {kind: top === 'objects' ? 'object' : top === 'manifests' ? 'manifest' : 'profile', id: seg[1] + seg[2]}}
   }
   if (top === 'refs') {
     if (seg.length !== 3 || !isValidRefPart(seg[1]) || !isValidRefPart(seg[2])) return {status: 400, reason: 'malformed ref path: expected /refs/<name>/<tag>'}
@@ -127,6 +130,7 @@ export function parseTarget(target: string): Parsed {
 const ALLOW: Record<Route['kind'], {read: string; write: string}> = {
   object: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
   manifest: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
+  profile: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
   ref: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
   missing: {read: 'POST', write: 'POST'},
   refs: {read: 'GET, HEAD', write: 'GET, HEAD'},
@@ -137,6 +141,7 @@ const ALLOW: Record<Route['kind'], {read: string; write: string}> = {
 const ROUTE_LABEL: Record<Route['kind'], string> = {
   object: 'objects',
   manifest: 'manifests',
+  profile: 'profiles',
   ref: 'refs',
   missing: 'v1/objects/missing',
   refs: 'v1/refs',
@@ -460,6 +465,29 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     if (!(await serveFile(req, res, ctx, store.layout.manifestPath(id), 'manifests', headers))) throw new HttpFailure(404, 'not found')
   }
 
+  async function getProfile(req: IncomingMessage, res: ServerResponse, ctx: Ctx, id: string): Promise<void> {
+    const data = await readFileOrUndefined(store.layout.profilePath(id))
+    if (data === undefined) throw new HttpFailure(404, 'not found')
+    send(req, res, ctx, 200, data, {'Content-Type': 'application/json', 'Cache-Control': 'no-cache'})
+  }
+
+  async function putProfile(req: IncomingMessage, res: ServerResponse, ctx: Ctx, id: string): Promise<void> {
+    const bytes = await readBody(req, MAX_PROFILE_BYTES)
+    await writeLock(async () => {
+      const manifest = await store.getManifest(id).catch(() => undefined)
+      if (!manifest) throw new HttpFailure(409, `manifest ${id} is not on this server`)
+      let profile
+      try {
+        profile = decodeProfile(bytes, Math.ceil(manifest.virtualSize / manifest.chunkSize))
+      } catch (err) {
+        throw new HttpFailure(400, (err as Error).message)
+      }
+      await store.putProfile(id, profile)
+    })
+    m.uploads.inc({result: 'stored'})
+    send(req, res, ctx, 200, 'ok\n')
+  }
+
   async function getRef(req: IncomingMessage, res: ServerResponse, ctx: Ctx, name: string, tag: string): Promise<void> {
     const id = await store.readRef({name, tag})
     if (id === undefined) throw new HttpFailure(404, 'not found')
@@ -562,6 +590,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
       try {
         if (route.kind === 'object') return await putObject(req, res, ctx, route.id)
         if (route.kind === 'manifest') return await putManifest(req, res, ctx, route.id)
+        if (route.kind === 'profile') return await putProfile(req, res, ctx, route.id)
         if (route.kind === 'ref') return await putRef(req, res, ctx, route.name, route.tag)
       } catch (err) {
         const status = err instanceof HttpFailure ? err.status : 0
@@ -575,6 +604,8 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
         return getObject(req, res, ctx, route.id)
       case 'manifest':
         return getManifest(req, res, ctx, route.id)
+      case 'profile':
+        return getProfile(req, res, ctx, route.id)
       case 'ref':
         return getRef(req, res, ctx, route.name, route.tag)
       case 'missing':

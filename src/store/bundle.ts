@@ -3,6 +3,7 @@
  *
  *   vmi-bundle.json         {"format":"vmi-bundle","version":1,"images":[{"id","refs"}]}
  *   manifests/<id>          manifest bytes
+ *   profiles/<id>           boot profile of an image, when it has one (after its manifest)
  *   objects/<id>            chunk bytes, each distinct chunk once
  *
  * `load` verifies every manifest and object against its id, stages objects in
@@ -25,6 +26,7 @@ import type {LocalStore} from './local-store.js'
 import {acquireLock} from './lock.js'
 import {decodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, uniqueChunkIds, type Manifest} from './manifest.js'
 import {formatRef, parseRef} from './ref.js'
+import {decodeProfile, encodeProfile, MAX_PROFILE_BYTES, type BootProfile} from './profile.js'
 
 export const BUNDLE_INDEX = 'vmi-bundle.json'
 export const BUNDLE_VERSION = 1
@@ -75,6 +77,10 @@ export async function saveBundle(store: LocalStore, specs: string[], dest: strin
       new Promise<void>((resolve, reject) => pack.entry({name, size: data.length, mode: 0o644, mtime: new Date(0)}, data, (err) => (err ? reject(err) : resolve())))
     await add(BUNDLE_INDEX, Buffer.from(JSON.stringify(index, null, 1) + '\n'))
     for (const [id, e] of images) await add(`manifests/${id}`, e.bytes)
+    for (const id of images.keys()) {
+      const profile = await store.getProfile(id).catch(() => undefined)
+      if (profile) await add(`profiles/${id}`, encodeProfile(profile))
+    }
     progress.start('saving', chunks.size, 'items')
     let n = 0
     for (const c of chunks) {
@@ -163,6 +169,7 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
     feeding.catch(() => {})
     let index: BundleIndex | undefined
     const manifests = new Map<string, {bytes: Buffer; manifest: Manifest}>()
+    const profiles = new Map<string, BootProfile>()
     const staged = new Set<string>()
     const have = new Set<string>()
     let objects = 0
@@ -182,10 +189,19 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
         index = parseIndex(await readEntry(entry, size ?? 0, MAX_INDEX_BYTES, name), what)
         continue
       }
-      const m = /^(manifests|objects)\/([0-9a-f]{64})$/.exec(name)
+      const m = /^(manifests|objects|profiles)\/([0-9a-f]{64})$/.exec(name)
       if (!m) fail(`unexpected entry ${JSON.stringify(name)}`)
       const id = m![2]
-      if (m![1] === 'manifests') {
+      if (m![1] === 'profiles') {
+        const manifest = manifests.get(id)?.manifest
+        if (!manifest) fail(`profile ${id} comes before, or without, its manifest`)
+        const data = await readEntry(entry, size ?? 0, MAX_PROFILE_BYTES, name)
+        try {
+          profiles.set(id, decodeProfile(data, Math.ceil(manifest!.virtualSize / manifest!.chunkSize)))
+        } catch (err) {
+          throw new BadBundleError(`${what}: ${(err as Error).message}`, {cause: err})
+        }
+      } else if (m![1] === 'manifests') {
         if (!index!.images.some((i) => i.id === id)) fail(`manifest ${id} is not listed in ${BUNDLE_INDEX}`)
         const data = await readEntry(entry, size ?? 0, MAX_MANIFEST_BYTES, name)
         try {
@@ -232,6 +248,7 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
       }
     }
     for (const [id, e] of manifests) await store.putManifestBytes(id, e.bytes)
+    for (const [id, p] of profiles) await store.putProfile(id, p)
     for (const img of index.images) for (const r of img.refs) await store.writeRef(parseRef(r), img.id)
     return {images: index.images, objects, newObjects, bytes}
   } catch (err) {

@@ -7,6 +7,7 @@
  *   tmp/                 write-then-rename staging
  *   locks/               one file per running operation (see lock.ts)
  *   quarantine/          objects fsck --repair moved aside
+ *   profiles/ab/cdef…    boot profile of an image (chunk read order), beside its manifest
  *   pins/<id>            images whose chunks cache eviction never removes
  *   lazy/<id>            images allowed to lack chunks (evicted or lazily mounted)
  *   config.json
@@ -28,6 +29,7 @@ export class StoreLayout {
   readonly locksDir: string
   readonly quarantineDir: string
   readonly pinsDir: string
+  readonly profilesDir: string
   readonly lazyDir: string
   readonly configFile: string
 
@@ -40,6 +42,7 @@ export class StoreLayout {
     this.locksDir = path.join(this.root, 'locks')
     this.quarantineDir = path.join(this.root, 'quarantine')
     this.pinsDir = path.join(this.root, 'pins')
+    this.profilesDir = path.join(this.root, 'profiles')
     this.lazyDir = path.join(this.root, 'lazy')
     this.configFile = path.join(this.root, 'config.json')
   }
@@ -52,6 +55,11 @@ export class StoreLayout {
   manifestPath(id: string): string {
     assertId(id)
     return path.join(this.manifestsDir, id.slice(0, 2), id.slice(2))
+  }
+
+  profilePath(id: string): string {
+    assertId(id)
+    return path.join(this.profilesDir, id.slice(0, 2), id.slice(2))
   }
 
   pinPath(id: string): string {

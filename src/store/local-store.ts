@@ -19,6 +19,7 @@ import {hash} from './hash.js'
 import {isValidId, StoreLayout} from './layout.js'
 import {decodeManifest, encodeManifest, type Manifest} from './manifest.js'
 import {formatRef, isValidRefPart, parseRef, type RefName} from './ref.js'
+import {decodeProfile, encodeProfile, type BootProfile} from './profile.js'
 
 export interface RefEntry extends RefName {
   id: string
@@ -292,6 +293,24 @@ export class LocalStore {
       map.set(r.id, list)
     }
     return map
+  }
+
+  // ---------------------------------------------------------------- boot profiles
+
+  /** The boot profile of an image, if recorded (a sidecar: the image id does not change). */
+  async getProfile(id: string): Promise<BootProfile | undefined> {
+    const data = await readFileOrUndefined(this.layout.profilePath(id))
+    return data === undefined ? undefined : decodeProfile(data)
+  }
+
+  async putProfile(id: string, profile: BootProfile): Promise<void> {
+    const file = this.layout.profilePath(id)
+    try {
+      await this.ensureShard(file)
+      await writeFileAtomic(this.tmpPath('profile'), file, encodeProfile(profile))
+    } catch (err) {
+      throw storeWriteError(err, `boot profile of ${id}`)
+    }
   }
 
   // ---------------------------------------------------------------- pins and lazy marks

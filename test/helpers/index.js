@@ -26,9 +26,7 @@ export function tmpStore() {
  * `input` (Buffer|string) is piped to stdin.
  */
 export function exec(argv, opts = {}) {
-  const env = {...process.env, ...(opts.env ?? {})}
-  delete env.VMI_HOME
-  if (opts.store) env.VMI_HOME = opts.store
+  const env = childEnv(opts)
   const r = spawnSync(process.execPath, [BIN, ...argv], {
     env,
     input: opts.input,
@@ -40,11 +38,19 @@ export function exec(argv, opts = {}) {
   return {status: r.status, signal: r.signal, stdout: r.stdout.toString(), stderr: r.stderr.toString(), stdoutBuf: r.stdout}
 }
 
-/** Start the CLI without waiting: returns the ChildProcess. */
-export function spawnCli(argv, opts = {}) {
+function childEnv(opts) {
   const env = {...process.env, ...(opts.env ?? {})}
   delete env.VMI_HOME
+  // the test runner's colour settings only make Node warn in the children
+  delete env.FORCE_COLOR
+  delete env.NODE_DISABLE_COLORS
   if (opts.store) env.VMI_HOME = opts.store
+  return env
+}
+
+/** Start the CLI without waiting: returns the ChildProcess. */
+export function spawnCli(argv, opts = {}) {
+  const env = childEnv(opts)
   return spawn(process.execPath, [BIN, ...argv], {env, cwd: ROOT, stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe']})
 }
 

@@ -1,0 +1,53 @@
+/** Flags and resolution shared by the commands that fetch through the chain (pull, mount, commit). */
+import {Flags} from '@oclif/core'
+import type {LocalStore} from '../store/local-store.js'
+import {buildChain, type BuiltChain} from '../peer/factory.js'
+import {resolvePeers, resolveRemote, type RemoteConfig} from './settings.js'
+
+export const chainFlags = {
+  peer: Flags.string({summary: 'A peer to fetch from (vmi serve on another host); repeatable. Else $VMI_PEERS, else the config.', multiple: true}),
+  'peers-file': Flags.string({summary: 'File with one peer URL a line; re-read when it changes.'}),
+  'no-seed': Flags.boolean({summary: 'Use only the local store and peers.', default: false}),
+  'no-owner-hashing': Flags.boolean({summary: "Ask peers in list order instead of each chunk's owner first.", default: false}),
+  insecure: Flags.boolean({summary: 'Accept self-signed TLS certificates.', default: false}),
+  'peer-timeout': Flags.integer({summary: 'Give up on a silent peer after this many ms (then skip it for a while).', env: 'VMI_PEER_TIMEOUT_MS', default: 10_000, min: 100}),
+}
+
+export interface ChainFlagValues {
+  peer?: string[]
+  'peers-file'?: string
+  'no-seed': boolean
+  'no-owner-hashing': boolean
+  insecure: boolean
+  'peer-timeout': number
+}
+
+/**
+ * Build the chain for a command: the seed is the remote argument, else
+ * `origin` when configured; with peers and no remote at all, peers only.
+ * `seedRequired` makes a missing remote an error even with peers.
+ */
+export async function chainFromFlags(
+  store: LocalStore,
+  remoteArg: string | undefined,
+  flags: ChainFlagValues,
+  opts: {seedRequired?: boolean; onWarning?: (msg: string) => void} = {},
+): Promise<BuiltChain> {
+  const config = (await store.readConfig()) as RemoteConfig
+  const peers = resolvePeers(flags.peer, process.env, config)
+  const peersFile = flags['peers-file'] ?? config.peersFile
+  let seedUrl: string | undefined
+  if (!flags['no-seed']) {
+    const haveRemote = remoteArg !== undefined || Boolean(config.remotes?.origin)
+    if (haveRemote || (opts.seedRequired && peers.length === 0 && !peersFile)) seedUrl = resolveRemote(remoteArg, config).url
+  }
+  return buildChain(store, {
+    seedUrl,
+    peers,
+    peersFile,
+    ownerHashing: !flags['no-owner-hashing'],
+    insecure: flags.insecure,
+    peerTimeoutMs: flags['peer-timeout'],
+    onEvent: (e) => opts.onWarning?.(e.message),
+  })
+}

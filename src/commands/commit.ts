@@ -1,0 +1,30 @@
+import {Args} from '@oclif/core'
+import {BaseCommand} from '../cli/base-command.js'
+import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
+import {humanBytes} from '../cli/format.js'
+import {commitOverlay, type CommitResult} from '../mount/commit.js'
+
+export default class Commit extends BaseCommand<typeof Commit> {
+  static override summary = "Make a new image from a mount's overlay (the base with the guest's writes)."
+  static override description = "Only the chunks the guest changed are stored; the new image's parent is the mounted image. Base chunks not yet local are fetched through the chain. Commits what the overlay holds as of the mount's last flush."
+  static override examples = ['<%= config.bin %> mount web:v1 --overlay /var/lib/vmi/web1 … && <%= config.bin %> commit /var/lib/vmi/web1 web:v2']
+  static override args = {
+    overlay: Args.string({description: 'Overlay directory (vmi mount --overlay DIR).', required: true}),
+    ref: Args.string({description: 'NAME[:TAG] for the new image.', required: true}),
+    remote: Args.string({description: 'Seed for base chunks not local (default: origin when configured).'}),
+  }
+  static override flags = {...chainFlags}
+
+  async run(): Promise<CommitResult> {
+    const store = await this.openStore()
+    const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags)
+    try {
+      const r = await commitOverlay(chain, this.args.overlay, this.args.ref)
+      this.note(`${r.changedChunks} chunks changed, ${r.newChunks} new (${humanBytes(r.newBytes)}); parent ${r.parent.slice(0, 12)}`)
+      this.log(r.id)
+      return r
+    } finally {
+      close()
+    }
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * An image as a block device: reads resolve chunks through the fetch chain
+ * (local → peers → seed) on first touch; writes go to a copy-on-write
+ * overlay. Chunks fetched are stored locally (so this host lends them).
+ */
+import {promises as fsp} from 'node:fs'
+import type {LocalStore} from '../store/local-store.js'
+import {chunkLength, expandChunks, type Manifest} from '../store/manifest.js'
+import type {FetchChain} from '../peer/chain.js'
+import {BackendError, STATE_HOLE, STATE_ZERO, type BlockBackend, type Extent} from './block-backend.js'
+import {OVERLAY_BLOCK, type Overlay} from './overlay.js'
+
+const NBD_STATE_HOLE = STATE_HOLE
+const NBD_STATE_ZERO = STATE_ZERO
+
+export interface ImageBackendInit {
+  overlay?: Overlay
+  readOnly?: boolean
+  /** Chunks kept in memory after a fetch (default 64). */
+  cacheChunks?: number
+  /** Called with a chunk index the first time the guest reads it (boot profile). */
+  onFirstRead?: (index: number) => void
+  /** Called for every chunk fetched from outside the local store. */
+  onFetch?: (index: number, source: string) => void
+}
+
+
+export class ImageBackend implements BlockBackend {
+  readonly size: number
+  readonly readOnly: boolean
+  readonly multiConnSafe = true // one process, one overlay: every connection sees every write
+  private readonly ids: (string | null)[]
+  private readonly verified: Uint8Array
+  private readonly touched: Uint8Array
+  private readonly chunkCache = new Map<number, Buffer>()
+  private readonly cacheMax: number
+  /** Demand reads in flight (prefetch yields to them). */
+  demandInFlight = 0
+
+  constructor(
+    readonly store: LocalStore,
+    readonly chain: FetchChain,
+    readonly id: string,
+    readonly manifest: Manifest,
+    private readonly init: ImageBackendInit = {},
+  ) {
+    this.size = manifest.virtualSize
+    this.readOnly = init.readOnly ?? !init.overlay
+    this.ids = expandChunks(manifest)
+    this.verified = new Uint8Array(this.ids.length)
+    this.touched = new Uint8Array(this.ids.length)
+    this.cacheMax = init.cacheChunks ?? 64
+  }
+
+  get chunkCount(): number {
+    return this.ids.length
+  }
+
+  chunkId(index: number): string | null {
+    return this.ids[index]
+  }
+
+  /** True when chunk `index` is all zeros or already verified here. */
+  isLocal(index: number): boolean {
+    return this.ids[index] === null || this.verified[index] === 1
+  }
+
+  private remember(index: number, data: Buffer): void {
+    this.chunkCache.delete(index)
+    this.chunkCache.set(index, data)
+    if (this.chunkCache.size > this.cacheMax) this.chunkCache.delete(this.chunkCache.keys().next().value!)
+  }
+
+  /**
+   * Bytes [start, end) of chunk `index` from the base image. A chunk is read
+   * whole and verified the first time; after that slices are read straight
+   * from the object file.
+   */
+  async baseSlice(index: number, start: number, end: number, demand = true): Promise<Buffer> {
+    const id = this.ids[index]
+    if (id === null) return Buffer.alloc(end - start)
+    if (demand && this.touched[index] === 0) {
+      this.touched[index] = 1
+      this.init.onFirstRead?.(index)
+    }
+    const cached = this.chunkCache.get(index)
+    if (cached) return cached.subarray(start, end)
+    if (this.verified[index] === 1) {
+      try {
+        const fh = await fsp.open(this.store.layout.objectPath(id), 'r')
+        try {
+          const buf = Buffer.alloc(end - start)
+          const {bytesRead} = await fh.read(buf, 0, buf.length, start)
+          if (bytesRead === buf.length) return buf
+        } finally {
+          await fh.close()
+        }
+      } catch {
+        /* evicted or removed meanwhile: fetch again */
+      }
+      this.verified[index] = 0
+    }
+    const data = await this.fetchChunk(index)
+    return data.subarray(start, end)
+  }
+
+  /** Fetch (or read locally) and verify chunk `index`; stores it locally. */
+  async fetchChunk(index: number): Promise<Buffer> {
+    const id = this.ids[index]!
+    let f
+    try {
+      f = await this.chain.fetch(id)
+    } catch (err) {
+      throw new BackendError('EIO', (err as Error).message)
+    }
+    if (f.data.length !== chunkLength(this.manifest, index)) throw new BackendError('EIO', `chunk ${id} has the wrong length`)
+    if (f.source !== 'local') this.init.onFetch?.(index, f.source)
+    this.verified[index] = 1
+    this.remember(index, f.data)
+    return f.data
+  }
+
+  /** Prefetch hint: make sure chunk `index` is local (no first-read accounting). */
+  async prefetch(index: number): Promise<void> {
+    if (this.isLocal(index)) return
+    await this.fetchChunk(index)
+  }
+
+  private check(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size)
+      throw new BackendError('EINVAL', `request [${offset}, +${length}) is outside the disk`)
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.check(offset, length)
+    this.demandInFlight++
+    try {
+      const out = Buffer.allocUnsafe(length)
+      const cs = this.manifest.chunkSize
+      const ov = this.init.overlay
+      let pos = offset
+      while (pos < offset + length) {
+        const index = Math.floor(pos / cs)
+        const chunkStart = index * cs
+        const end = Math.min(offset + length, chunkStart + chunkLength(this.manifest, index))
+        if (!ov || !ov.touched(Math.floor(pos / OVERLAY_BLOCK), Math.ceil(end / OVERLAY_BLOCK))) {
+          const part = await this.baseSlice(index, pos - chunkStart, end - chunkStart)
+          part.copy(out, pos - offset)
+        } else {
+          // block by block: overlay where written or zeroed, base elsewhere
+          let p = pos
+          while (p < end) {
+            const b = Math.floor(p / OVERLAY_BLOCK)
+            const bEnd = Math.min(end, (b + 1) * OVERLAY_BLOCK)
+            const st = ov.state(b)
+            if (st === 'zeroed') out.fill(0, p - offset, bEnd - offset)
+            else if (st === 'written') (await ov.readBlocks(p, bEnd - p)).copy(out, p - offset)
+            else (await this.baseSlice(index, p - chunkStart, bEnd - chunkStart)).copy(out, p - offset)
+            p = bEnd
+          }
+        }
+        pos = end
+      }
+      return out
+    } finally {
+      this.demandInFlight--
+    }
+  }
+
+  private overlayOrFail(): Overlay {
+    if (this.readOnly || !this.init.overlay) throw new BackendError('EPERM', 'the export is read-only')
+    return this.init.overlay
+  }
+
+  async write(offset: number, data: Buffer, opts: {fua?: boolean} = {}): Promise<void> {
+    this.check(offset, data.length)
+    const ov = this.overlayOrFail()
+    if (data.length === 0) return
+    // widen to whole overlay blocks, filling the edges from the current content
+    const start = Math.floor(offset / OVERLAY_BLOCK) * OVERLAY_BLOCK
+    const end = Math.min(this.size, Math.ceil((offset + data.length) / OVERLAY_BLOCK) * OVERLAY_BLOCK)
+    let buf = data
+    if (start !== offset || end !== offset + data.length) {
+      buf = Buffer.alloc(end - start)
+      if (start < offset) (await this.read(start, Math.min(OVERLAY_BLOCK, end - start))).copy(buf, 0)
+      if (end > offset + data.length) {
+        const tailStart = Math.max(start, end - OVERLAY_BLOCK)
+        ;(await this.read(tailStart, end - tailStart)).copy(buf, tailStart - start)
+      }
+      data.copy(buf, offset - start)
+    }
+    try {
+      await ov.writeBlocks(start, buf)
+      if (opts.fua) await ov.flush()
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      throw new BackendError(code === 'ENOSPC' || code === 'EDQUOT' ? 'ENOSPC' : 'EIO', `overlay write failed: ${(err as Error).message}`)
+    }
+  }
+
+  async writeZeroes(offset: number, length: number, opts: {noHole?: boolean; fua?: boolean} = {}): Promise<void> {
+    this.check(offset, length)
+    const ov = this.overlayOrFail()
+    const firstFull = Math.ceil(offset / OVERLAY_BLOCK)
+    const endFull = Math.floor((offset + length) / OVERLAY_BLOCK)
+    const endAligned = offset + length === this.size ? Math.ceil(this.size / OVERLAY_BLOCK) : endFull
+    if (firstFull >= endAligned) return this.write(offset, Buffer.alloc(length), opts)
+    if (offset < firstFull * OVERLAY_BLOCK) await this.write(offset, Buffer.alloc(firstFull * OVERLAY_BLOCK - offset))
+    if (offset + length > endAligned * OVERLAY_BLOCK) await this.write(endAligned * OVERLAY_BLOCK, Buffer.alloc(offset + length - endAligned * OVERLAY_BLOCK))
+    ov.markZero(firstFull, endAligned)
+    if (opts.fua) await ov.flush()
+  }
+
+  async trim(offset: number, length: number): Promise<void> {
+    // reads after a trim may return anything; zeros are the honest choice here
+    this.check(offset, length)
+    this.overlayOrFail()
+    const first = Math.ceil(offset / OVERLAY_BLOCK)
+    const end = Math.floor((offset + length) / OVERLAY_BLOCK)
+    if (end > first) this.init.overlay!.markZero(first, end)
+  }
+
+  async flush(): Promise<void> {
+    if (this.init.overlay && !this.readOnly) await this.init.overlay.flush()
+  }
+
+  async cache(offset: number, length: number): Promise<void> {
+    this.check(offset, length)
+    const cs = this.manifest.chunkSize
+    const first = Math.floor(offset / cs)
+    const last = Math.floor((offset + Math.max(0, length - 1)) / cs)
+    await Promise.all(Array.from({length: last - first + 1}, (_, k) => this.prefetch(first + k)))
+  }
+
+  async blockStatus(offset: number, length: number): Promise<Extent[]> {
+    this.check(offset, length)
+    const cs = this.manifest.chunkSize
+    const ov = this.init.overlay
+    const out: Extent[] = []
+    const push = (len: number, flags: number) => {
+      const last = out[out.length - 1]
+      if (last && last.flags === flags) last.length += len
+      else out.push({length: len, flags})
+    }
+    let pos = offset
+    const end = offset + length
+    while (pos < end) {
+      const index = Math.floor(pos / cs)
+      const cEnd = Math.min(end, index * cs + chunkLength(this.manifest, index))
+      if (ov && ov.touched(Math.floor(pos / OVERLAY_BLOCK), Math.ceil(cEnd / OVERLAY_BLOCK))) {
+        for (let p = pos; p < cEnd; ) {
+          const b = Math.floor(p / OVERLAY_BLOCK)
+          const bEnd = Math.min(cEnd, (b + 1) * OVERLAY_BLOCK)
+          const st = ov.state(b)
+          push(bEnd - p, st === 'zeroed' ? NBD_STATE_ZERO : st === 'written' ? 0 : this.ids[index] === null ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0)
+          p = bEnd
+        }
+      } else push(cEnd - pos, this.ids[index] === null ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0)
+      pos = cEnd
+    }
+    return out
+  }
+
+  /** Which chunks are already local (checked once at start: files present). */
+  async scanLocal(): Promise<number> {
+    let n = 0
+    await Promise.all(
+      this.ids.map(async (id, i) => {
+        if (id === null) return
+        if (await this.store.hasObject(id)) {
+          // present but not yet verified: first read verifies through the chain
+          n++
+        }
+      }),
+    )
+    return n
+  }
+}
+

@@ -1,0 +1,262 @@
+/**
+ * `mount`: serve an image as an NBD export before a single chunk is local,
+ * and hand it to a hypervisor: as an NBD URI, a regular file (FUSE, through
+ * qemu-storage-daemon), a vhost-user-blk socket, or a kernel /dev/nbdN.
+ */
+import {execa, type ResultPromise} from 'execa'
+import {existsSync, promises as fsp} from 'node:fs'
+import path from 'node:path'
+import {DependencyError, UsageError, VmiError} from '../errors.js'
+import type {FetchChain} from '../peer/chain.js'
+import {fetchManifest, resolveTarget} from '../peer/pull.js'
+import {acquireLock, type StoreLock} from '../store/lock.js'
+import {decodeProfile} from '../store/profile.js'
+import {ImageBackend} from './image-backend.js'
+import {startNbdServer} from './nbd-server.js'
+import {Overlay} from './overlay.js'
+
+export type PrefetchMode = 'none' | 'profile' | 'all'
+
+export interface MountInit {
+  /** Unix socket for the NBD export (default: <store>/tmp/mount-<pid>.sock). */
+  socketPath?: string
+  /** Serve NBD on TCP instead. */
+  listen?: {host: string; port: number}
+  /** Keep the copy-on-write overlay here (default: a temporary one, removed at unmount). */
+  overlayDir?: string
+  readOnly?: boolean
+  /** Expose as a regular file at this path (FUSE through qemu-storage-daemon). */
+  file?: string
+  /** Expose as a vhost-user-blk socket (qemu-storage-daemon). */
+  vhostUserBlk?: string
+  /** Attach to this kernel NBD device through nbd-client. */
+  device?: string
+  prefetch?: PrefetchMode
+  /** Parallel prefetch fetches (default 4). */
+  prefetchConcurrency?: number
+  recordProfile?: boolean
+  log?: (line: string) => void
+  signal?: AbortSignal
+}
+
+export interface MountStats {
+  id: string
+  chunks: number
+  fetched: {peer: number; seed: number}
+  fetchedBytes: {peer: number; seed: number}
+  localChunks: number
+  firstReads: number
+  prefetched: number
+}
+
+export interface Mount {
+  id: string
+  nbdUri: string
+  socketPath?: string
+  file?: string
+  vhostUserBlk?: string
+  device?: string
+  backend: ImageBackend
+  stats(): MountStats
+  /** Flush, stop bridges, close the export, save the profile, release the store. */
+  close(): Promise<void>
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 15_000, child?: ResultPromise): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await check()) return
+    if (child && child.exitCode !== null) break
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  let detail = ''
+  if (child) {
+    child.kill('SIGTERM')
+    const r = await child.catch((e) => e)
+    detail = `: ${String(r.stderr ?? '').trim().split('\n').slice(-3).join(' ')}`
+  }
+  throw new DependencyError(`${what} did not come up${detail}`)
+}
+
+function qsd(args: string[]): ResultPromise {
+  const child = execa('qemu-storage-daemon', args, {reject: false, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: {stderr: true}})
+  child.catch(() => {})
+  return child
+}
+
+export async function mountImage(chain: FetchChain, spec: string, init: MountInit = {}): Promise<Mount> {
+  const store = chain.local
+  const log = init.log ?? (() => {})
+  if ([init.file, init.vhostUserBlk, init.device].filter(Boolean).length > 1) throw new UsageError('choose one of --file, --vhost-user-blk, --device')
+  let id: string
+  try {
+    id = await store.resolveId(spec)
+  } catch (err) {
+    if (!chain.seed && chain.peerList.length === 0) throw err
+    id = (await resolveTarget(chain, spec, init.signal)).id
+  }
+  const locks: StoreLock[] = []
+  const cleanups: (() => Promise<void>)[] = []
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await c().catch((err) => log(`cleanup: ${(err as Error).message}`))
+    for (const l of locks) await l.release().catch(() => {})
+  }
+  try {
+    // a root lock: gc and cache eviction keep this image while it is mounted
+    locks.push(await acquireLock(store.layout, {op: 'mount', kind: 'root', roots: [id], signal: init.signal}))
+    const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal)
+    if (!(await store.hasManifest(id))) {
+      await store.putManifestBytes(id, bytes)
+      await store.setLazy(id, true) // its chunks arrive on demand
+      log(`manifest of ${id} from ${from}`)
+    }
+    let profile = await store.getProfile(id).catch(() => undefined)
+    if (!profile && (init.prefetch ?? 'profile') !== 'none') {
+      for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
+        const p = await src.getProfileBytes(id).catch(() => undefined)
+        if (p) {
+          try {
+            profile = decodeProfile(p, Math.ceil(manifest.virtualSize / manifest.chunkSize))
+            await store.putProfile(id, profile)
+            break
+          } catch {
+            /* a bad profile is only a missed optimisation */
+          }
+        }
+      }
+    }
+
+    let overlay: Overlay | undefined
+    if (!init.readOnly) {
+      const dir = init.overlayDir ?? store.tmpPath('overlay')
+      overlay = await Overlay.open(dir, {base: id, virtualSize: manifest.virtualSize})
+      cleanups.push(async () => {
+        await overlay!.flush().catch(() => {})
+        await overlay!.close()
+        if (!init.overlayDir) await fsp.rm(dir, {recursive: true, force: true})
+      })
+    }
+    const order: number[] = []
+    const stats = {fetched: {peer: 0, seed: 0}, fetchedBytes: {peer: 0, seed: 0}, prefetched: 0}
+    const backend = new ImageBackend(store, chain, id, manifest, {
+      overlay,
+      readOnly: init.readOnly,
+      onFirstRead: (i) => order.push(i),
+      onFetch: (i, source) => {
+        if (source === 'peer' || source === 'seed') {
+          stats.fetched[source]++
+          stats.fetchedBytes[source] += Math.min(manifest.chunkSize, manifest.virtualSize - i * manifest.chunkSize)
+        }
+      },
+    })
+    if (init.recordProfile)
+      cleanups.push(async () => {
+        await store.putProfile(id, {version: 1, chunkSize: manifest.chunkSize, chunks: order})
+        log(`boot profile of ${order.length} chunks saved`)
+      })
+
+    const socketPath = init.listen ? undefined : (init.socketPath ?? path.join(store.layout.tmpDir, `mount-${process.pid}-${id.slice(0, 8)}.sock`))
+    if (socketPath) await fsp.rm(socketPath, {force: true})
+    const server = await startNbdServer(backend, {
+      socketPath,
+      host: init.listen?.host,
+      port: init.listen?.port,
+      exportName: '',
+      description: `vmi image ${id}`,
+      log,
+    })
+    cleanups.push(async () => {
+      await server.close()
+      if (socketPath) await fsp.rm(socketPath, {force: true})
+    })
+    const mount: Mount = {
+      id,
+      nbdUri: server.address,
+      socketPath,
+      backend,
+      stats: () => ({
+        id,
+        chunks: backend.chunkCount,
+        ...stats,
+        localChunks: Array.from({length: backend.chunkCount}, (_, i) => backend.isLocal(i)).filter(Boolean).length,
+        firstReads: order.length,
+      }),
+      close: cleanup,
+    }
+
+    // ---- bridges
+    const writable = init.readOnly ? 'off' : 'on'
+    const nbdNode =
+      (socketPath
+        ? `driver=nbd,server.type=unix,server.path=${socketPath},node-name=vmi0`
+        : `driver=nbd,server.type=inet,server.host=${init.listen!.host},server.port=${init.listen!.port},node-name=vmi0`) + (init.readOnly ? ',read-only=on' : '')
+    if (init.file) {
+      const file = path.resolve(init.file)
+      const created = !existsSync(file)
+      if (created) await fsp.writeFile(file, '')
+      const child = qsd(['--blockdev', nbdNode, '--export', `type=fuse,id=vmi-fuse,node-name=vmi0,mountpoint=${file},writable=${writable}`])
+      cleanups.push(async () => {
+        child.kill('SIGTERM')
+        await child
+        if (created) await fsp.rm(file, {force: true})
+      })
+      await waitFor(async () => (await fsp.stat(file)).size === manifest.virtualSize, `the FUSE file ${file} (qemu-storage-daemon)`, 15_000, child)
+      mount.file = file
+    }
+    if (init.vhostUserBlk) {
+      const sock = path.resolve(init.vhostUserBlk)
+      await fsp.rm(sock, {force: true})
+      const child = qsd(['--blockdev', nbdNode, '--export', `type=vhost-user-blk,id=vmi-vub,node-name=vmi0,addr.type=unix,addr.path=${sock},writable=${writable}`])
+      cleanups.push(async () => {
+        child.kill('SIGTERM')
+        await child
+        await fsp.rm(sock, {force: true})
+      })
+      await waitFor(async () => existsSync(sock), `the vhost-user-blk socket ${sock} (qemu-storage-daemon)`, 15_000, child)
+      mount.vhostUserBlk = sock
+    }
+    if (init.device) {
+      if (!existsSync(init.device) || !existsSync('/sys/module/nbd'))
+        throw new DependencyError(`${init.device} is not available: this kernel has no NBD driver loaded (modprobe nbd), use --file instead`)
+      const args = socketPath ? ['-unix', socketPath, init.device] : [init.listen!.host, String(init.listen!.port), init.device]
+      const r = await execa('nbd-client', args, {reject: false})
+      if (r.exitCode !== 0) throw new DependencyError(`nbd-client could not attach ${init.device}: ${String(r.stderr).trim()}`)
+      cleanups.push(async () => {
+        await execa('nbd-client', ['-d', init.device!], {reject: false})
+      })
+      mount.device = init.device
+    }
+
+    // ---- background prefetch: profile chunks first, then (with 'all') the rest; demand reads first
+    const mode = init.prefetch ?? 'profile'
+    if (mode !== 'none') {
+      let stopped = false
+      cleanups.unshift(async () => {
+        stopped = true
+      })
+      const queue: number[] = []
+      const seen = new Set<number>()
+      for (const i of profile?.chunks ?? []) if (!seen.has(i) && i < backend.chunkCount) (seen.add(i), queue.push(i))
+      if (mode === 'all') for (let i = 0; i < backend.chunkCount; i++) if (!seen.has(i)) queue.push(i)
+      const worker = async () => {
+        while (!stopped && queue.length > 0) {
+          while (backend.demandInFlight > 0 && !stopped) await new Promise((r) => setTimeout(r, 2))
+          const i = queue.shift()!
+          if (backend.isLocal(i)) continue
+          try {
+            await backend.prefetch(i)
+            stats.prefetched++
+          } catch (err) {
+            log(`prefetch of chunk ${i} failed: ${(err as Error).message}`)
+          }
+        }
+      }
+      if (queue.length > 0) void Promise.all(Array.from({length: init.prefetchConcurrency ?? 4}, worker))
+    }
+    return mount
+  } catch (err) {
+    await cleanup()
+    if (err instanceof VmiError) throw err
+    throw err
+  }
+}

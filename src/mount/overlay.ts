@@ -1,0 +1,174 @@
+/**
+ * The copy-on-write overlay of a mount: guest writes land here, the
+ * content-addressed base is never modified.
+ *
+ *   <dir>/meta.json   {"version":1,"base":"<image id>","virtualSize":N,"blockSize":4096}
+ *   <dir>/data        sparse file of the virtual size; written blocks hold their bytes
+ *   <dir>/map         two bitmaps, one bit per block: "written" then "zeroed"
+ *
+ * A block is in one of three states: base (read through the image), written
+ * (read from `data`), or zeroed (reads as zeros: TRIM / WRITE_ZEROES). FLUSH
+ * fsyncs `data` and then replaces `map` atomically, so a kill -9 after a
+ * FLUSH loses no acknowledged write.
+ */
+import {promises as fsp} from 'node:fs'
+import path from 'node:path'
+import {VmiError} from '../errors.js'
+
+export const OVERLAY_BLOCK = 4096
+
+export interface OverlayMeta {
+  version: 1
+  base: string
+  virtualSize: number
+  blockSize: number
+}
+
+export class Bitmap {
+  readonly bits: Uint8Array
+  constructor(readonly length: number, bits?: Uint8Array) {
+    this.bits = bits ?? new Uint8Array(Math.ceil(length / 8))
+  }
+  get(i: number): boolean {
+    return (this.bits[i >> 3] & (1 << (i & 7))) !== 0
+  }
+  set(i: number, on: boolean): void {
+    if (on) this.bits[i >> 3] |= 1 << (i & 7)
+    else this.bits[i >> 3] &= ~(1 << (i & 7))
+  }
+  any(from: number, to: number): boolean {
+    for (let i = from; i < to; i++) if (this.get(i)) return true
+    return false
+  }
+  count(): number {
+    let n = 0
+    for (let i = 0; i < this.length; i++) if (this.get(i)) n++
+    return n
+  }
+}
+
+export class Overlay {
+  private dirty = false
+  private constructor(
+    readonly dir: string,
+    readonly meta: OverlayMeta,
+    private readonly fh: fsp.FileHandle,
+    readonly written: Bitmap,
+    readonly zeroed: Bitmap,
+  ) {}
+
+  get blocks(): number {
+    return this.written.length
+  }
+
+  /** Open an overlay directory, creating it for `base` when empty. */
+  static async open(dir: string, init: {base: string; virtualSize: number; readOnly?: boolean}): Promise<Overlay> {
+    await fsp.mkdir(dir, {recursive: true})
+    const metaFile = path.join(dir, 'meta.json')
+    let meta: OverlayMeta
+    try {
+      meta = JSON.parse(await fsp.readFile(metaFile, 'utf8'))
+      if (meta.version !== 1 || meta.blockSize !== OVERLAY_BLOCK) throw new VmiError(`overlay ${dir} has an unsupported format`)
+      if (meta.base !== init.base)
+        throw new VmiError(`overlay ${dir} belongs to image ${meta.base}, not ${init.base}`, {data: {overlayBase: meta.base}})
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        if (err instanceof VmiError) throw err
+        throw new VmiError(`overlay ${dir} is damaged: ${(err as Error).message}`, {cause: err})
+      }
+      meta = {version: 1, base: init.base, virtualSize: init.virtualSize, blockSize: OVERLAY_BLOCK}
+      await fsp.writeFile(metaFile + '.tmp', JSON.stringify(meta) + '\n')
+      await fsp.rename(metaFile + '.tmp', metaFile)
+    }
+    const blocks = Math.ceil(meta.virtualSize / OVERLAY_BLOCK)
+    const mapBytes = Math.ceil(blocks / 8)
+    let written = new Bitmap(blocks)
+    let zeroed = new Bitmap(blocks)
+    try {
+      const map = await fsp.readFile(path.join(dir, 'map'))
+      if (map.length !== 2 * mapBytes) throw new VmiError(`overlay ${dir}: map has the wrong size`)
+      written = new Bitmap(blocks, new Uint8Array(map.subarray(0, mapBytes)))
+      zeroed = new Bitmap(blocks, new Uint8Array(map.subarray(mapBytes)))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    const fh = await fsp.open(path.join(dir, 'data'), init.readOnly ? 'r' : (await exists(path.join(dir, 'data'))) ? 'r+' : 'w+')
+    if (!init.readOnly && (await fh.stat()).size !== meta.virtualSize) await fh.truncate(meta.virtualSize)
+    return new Overlay(dir, meta, fh, written, zeroed)
+  }
+
+  /** State of block i: 'base' | 'written' | 'zeroed'. */
+  state(i: number): 'base' | 'written' | 'zeroed' {
+    return this.zeroed.get(i) ? 'zeroed' : this.written.get(i) ? 'written' : 'base'
+  }
+
+  /** True when any block in [from, to) differs from the base. */
+  touched(from: number, to: number): boolean {
+    return this.written.any(from, to) || this.zeroed.any(from, to)
+  }
+
+  async readBlocks(offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.alloc(length)
+    let off = 0
+    while (off < length) {
+      const {bytesRead} = await this.fh.read(buf, off, length - off, offset + off)
+      if (bytesRead === 0) break
+      off += bytesRead
+    }
+    return buf
+  }
+
+  /** Write whole blocks (offset and length multiples of the block size, or up to the end). */
+  async writeBlocks(offset: number, data: Buffer): Promise<void> {
+    await this.fh.write(data, 0, data.length, offset)
+    const first = offset / OVERLAY_BLOCK
+    const last = Math.ceil((offset + data.length) / OVERLAY_BLOCK)
+    for (let i = first; i < last; i++) {
+      this.written.set(i, true)
+      this.zeroed.set(i, false)
+    }
+    this.dirty = true
+  }
+
+  markZero(firstBlock: number, endBlock: number): void {
+    for (let i = firstBlock; i < endBlock; i++) {
+      this.zeroed.set(i, true)
+      this.written.set(i, false)
+    }
+    this.dirty = true
+  }
+
+  /** Make every acknowledged write durable. */
+  async flush(): Promise<void> {
+    await this.fh.datasync()
+    if (!this.dirty) return
+    this.dirty = false
+    const map = Buffer.concat([this.written.bits, this.zeroed.bits])
+    const file = path.join(this.dir, 'map')
+    const tmp = file + '.tmp'
+    const h = await fsp.open(tmp, 'w')
+    try {
+      await h.writeFile(map)
+      await h.datasync()
+    } finally {
+      await h.close()
+    }
+    await fsp.rename(tmp, file)
+    const d = await fsp.open(this.dir, 'r')
+    await d.sync().catch(() => {})
+    await d.close()
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close()
+  }
+}
+
+async function exists(f: string): Promise<boolean> {
+  try {
+    await fsp.access(f)
+    return true
+  } catch {
+    return false
+  }
+}
