@@ -26,6 +26,12 @@ function bootImage() {
 
 const bootCmd = (dir, target) => `bash ${path.join(ROOT, 'scripts/boot-vm.sh')} -d ${dir} -t 240 -g 20 ${target}`
 
+/** The command's --json result: the last top-level JSON document on stdout. */
+function lastJson(stdout) {
+  const i = stdout.lastIndexOf('\n{\n')
+  return JSON.parse(i >= 0 ? stdout.slice(i + 1) : stdout)
+}
+
 function bootResult(stdout) {
   const line = stdout.split('\n').find((l) => l.startsWith('BOOT-RESULT'))
   return line ? Object.fromEntries(line.split(' ').slice(1).map((kv) => kv.split('='))) : undefined
@@ -50,7 +56,7 @@ test('Debian boots through vmi mount: empty host from the seed, --file, and a se
     assert.is(b1.status, 0, b1.stderr.slice(-3000))
     const r1 = bootResult(b1.stdout)
     assert.is(r1?.ok, '1', b1.stdout)
-    const stats1 = JSON.parse(b1.stdout.trim().split('\n').pop())
+    const stats1 = lastJson(b1.stdout)
     const seedBytes1 = metricSum(await seed.metrics(), 'vmi_served_bytes_total', {kind: 'objects'}) - before
     console.log(`  host 1: boot marker at ${r1.marker_s}s; ${stats1.fetched.seed} chunks (${seedBytes1} bytes) from the seed`)
     assert.ok(stats1.fetched.seed > 0 && stats1.fetched.peer === 0)
@@ -75,7 +81,7 @@ test('Debian boots through vmi mount: empty host from the seed, --file, and a se
     const b3 = await execAsync(['mount', id, seed.url, '--peer', peer.url, '--json', '--exec', bootCmd(img.dir, '{nbd}')], {store: host2, timeout: 400_000})
     assert.is(b3.status, 0, b3.stderr.slice(-3000))
     assert.is(bootResult(b3.stdout)?.ok, '1', b3.stdout)
-    const stats3 = JSON.parse(b3.stdout.trim().split('\n').pop())
+    const stats3 = lastJson(b3.stdout)
     console.log(`  host 2: boot marker at ${bootResult(b3.stdout).marker_s}s; ${stats3.fetched.peer} chunks from the peer, ${stats3.fetched.seed} from the seed`)
     assert.is(stats3.fetched.seed, 0, 'the seed sent nothing to host 2')
     assert.ok(stats3.fetched.peer > 0)
