@@ -6,7 +6,7 @@
 # usage: scripts/install-deps.sh [--check]
 #   --check   only report what is missing (exit 1 when something is)
 set -uo pipefail
-PKGS=(qemu-utils qemu-system-x86 qemu-system-common libnbd-bin nbdkit nginx-light
+PKGS=(qemu-utils qemu-system-x86 qemu-system-common libnbd-bin python3-libnbd nbdkit nginx-light
       fuse3 b3sum debootstrap e2fsprogs curl)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -56,14 +56,22 @@ export class BackendError extends Error {
 
 const ZERO_BLOCK = 4096
 const ZEROS = Buffer.alloc(1 << 20)
+const SCAN_PIECE = 1 << 20
 
-/** True when every byte of buf is 0 (memcmp against a shared zero buffer). */
-export function isZero(buf: Buffer): boolean {
-  for (let o = 0; o < buf.length; o += ZEROS.length) {
-    const n = Math.min(ZEROS.length, buf.length - o)
-    if (!buf.subarray(o, o + n).equals(ZEROS.subarray(0, n))) return false
+/** True when buf[start, end) is all zeros (no allocation: native memcmp against a zero buffer). */
+export function isZeroRange(buf: Buffer, start = 0, end = buf.length): boolean {
+  // cheap rejection first: random data almost never starts with zeros
+  if (end > start && (buf[start] !== 0 || buf[end - 1] !== 0)) return false
+  for (let o = start; o < end; o += ZEROS.length) {
+    const n = Math.min(ZEROS.length, end - o)
+    if (ZEROS.compare(buf, o, o + n, 0, n) !== 0) return false
   }
   return true
+}
+
+/** True when every byte of buf is 0. */
+export function isZero(buf: Buffer): boolean {
+  return isZeroRange(buf, 0, buf.length)
 }
 
 /**
@@ -77,7 +85,7 @@ export function zeroExtents(buf: Buffer, offset: number, zeroFlags = STATE_HOLE 
   while (pos < buf.length) {
     const abs = offset + pos
     const next = Math.min(buf.length, pos + (ZERO_BLOCK - (abs % ZERO_BLOCK)))
-    const flags = isZero(buf.subarray(pos, next)) ? zeroFlags : 0
+    const flags = isZeroRange(buf, pos, next) ? zeroFlags : 0
     const last = out[out.length - 1]
     if (last && last.flags === flags) last.length += next - pos
     else out.push({length: next - pos, flags})
@@ -155,8 +163,10 @@ const fsFdatasync = promisify(fs.fdatasync)
 const fsClose = promisify(fs.close)
 
 /**
- * A regular file (or block device) through a file descriptor. blockStatus
- * reads the range and reports all-zero 4 KiB blocks as HOLE|ZERO.
+ * A regular file through a file descriptor. blockStatus reads the range
+ * and reports all-zero 4 KiB blocks as HOLE|ZERO (Node has no
+ * SEEK_DATA/SEEK_HOLE); with `detectZeroes: false` it reports everything
+ * as allocated data without reading.
  */
 export class FileBackend implements BlockBackend {
   readonly size: number
@@ -165,12 +175,19 @@ export class FileBackend implements BlockBackend {
   /** Upper bound on bytes scanned by one blockStatus call. */
   statusScanLimit = 8 << 20
   private fd: number | undefined
+  private scratch: Buffer[] = []
+  /** Recent scans (clients often ask twice about the same range); dropped on any write. */
+  private statusCache: {offset: number; extents: Extent[]}[] = []
+  private generation = 0
+
+  readonly detectZeroes: boolean
 
   constructor(
     readonly path: string,
-    opts: {readOnly?: boolean} = {},
+    opts: {readOnly?: boolean; detectZeroes?: boolean} = {},
   ) {
     this.readOnly = opts.readOnly ?? false
+    this.detectZeroes = opts.detectZeroes ?? true
     const fd = fs.openSync(path, this.readOnly ? 'r' : 'r+')
     try {
       const st = fs.fstatSync(fd)
@@ -203,9 +220,15 @@ export class FileBackend implements BlockBackend {
     return buf
   }
 
+  private invalidate(): void {
+    this.generation++
+    this.statusCache = []
+  }
+
   async write(offset: number, data: Buffer, opts: {fua?: boolean} = {}): Promise<void> {
     checkWritable(this.readOnly)
     checkRange(this.size, offset, data.length)
+    this.invalidate()
     let done = 0
     while (done < data.length) {
       const {bytesWritten} = await fsWrite(this.handle, data, done, data.length - done, offset + done)
@@ -227,6 +250,7 @@ export class FileBackend implements BlockBackend {
   async writeZeroes(offset: number, length: number, opts: {noHole?: boolean; fua?: boolean} = {}): Promise<void> {
     checkWritable(this.readOnly)
     checkRange(this.size, offset, length)
+    this.invalidate()
     let done = 0
     while (done < length) {
       const n = Math.min(ZEROS.length, length - done)
@@ -242,8 +266,34 @@ export class FileBackend implements BlockBackend {
 
   async blockStatus(offset: number, length: number): Promise<Extent[]> {
     checkRange(this.size, offset, length)
+    if (!this.detectZeroes) return [{length, flags: 0}]
+    const hit = this.statusCache.find((c) => c.offset === offset)
+    if (hit) return hit.extents.map((e) => ({...e}))
+    const generation = this.generation
     const n = Math.min(length, this.statusScanLimit)
-    return zeroExtents(await this.read(offset, n), offset)
+    // scan through reused scratch buffers: fresh multi-MiB buffers cost page faults
+    const scratch = this.scratch.pop() ?? Buffer.allocUnsafe(SCAN_PIECE)
+    try {
+      const out: Extent[] = []
+      for (let done = 0; done < n; ) {
+        const k = Math.min(SCAN_PIECE, n - done)
+        const {bytesRead} = await fsRead(this.handle, scratch, 0, k, offset + done)
+        if (bytesRead === 0) throw new BackendError('EIO', `short read at ${offset + done}`)
+        for (const e of zeroExtents(scratch.subarray(0, bytesRead), offset + done)) {
+          const last = out[out.length - 1]
+          if (last && last.flags === e.flags) last.length += e.length
+          else out.push(e)
+        }
+        done += bytesRead
+      }
+      if (generation === this.generation) {
+        this.statusCache.push({offset, extents: out.map((e) => ({...e}))})
+        if (this.statusCache.length > 4) this.statusCache.shift()
+      }
+      return out
+    } finally {
+      if (this.scratch.length < 4) this.scratch.push(scratch)
+    }
   }
 
   async close(): Promise<void> {

@@ -534,7 +534,8 @@ export function splitHoles(
   while (pos < data.length) {
     const abs = offset + pos
     const end = Math.min(data.length, pos + (granularity - (abs % granularity)))
-    const zero = end - pos === granularity && data.subarray(pos, end).equals(zeros)
+    const zero =
+      end - pos === granularity && data[pos] === 0 && data[end - 1] === 0 && zeros.compare(data, pos, end, 0, granularity) === 0
     if (zero) {
       if (zeroStart < 0) zeroStart = pos
     } else {

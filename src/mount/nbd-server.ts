@@ -47,7 +47,7 @@ export interface NbdServerInit {
   /** Export name (default ''); the empty name always selects this export too. */
   exportName?: string
   description?: string
-  /** Connections accepted at once (default 64); more are closed at once. */
+  /** Connections open at once (default 16); more are closed at once. Memory per connection is bounded by maxPendingBytes + 2 MiB. */
   maxConnections?: number
   log?: (line: string) => void
   onRequest?: (ev: NbdRequestEvent) => void
@@ -87,8 +87,10 @@ class SocketReader {
     private readonly highWater: number,
   ) {
     sock.on('data', (d: Buffer) => this.onData(d))
+    // after a half-close, requests already received are still served
     sock.on('end', () => this.fail(new ConnClosed('client closed the connection')))
-    sock.on('close', () => this.fail(new ConnClosed('connection closed')))
+    // once the socket is gone nobody can read replies: drop what is buffered
+    sock.on('close', () => this.abort(new ConnClosed('connection closed')))
   }
 
   private onData(d: Buffer): void {
@@ -123,11 +125,16 @@ class SocketReader {
     }
   }
 
-  /** Drop buffered bytes and refuse further reads at once. */
+  /** Drop buffered bytes and refuse further reads at once; later bytes are read and discarded. */
   abort(err: Error): void {
     this.chunks = []
     this.avail = 0
     this.fail(err)
+    if (this.paused) {
+      // keep draining so the peer's FIN (and our 'close') is seen
+      this.paused = false
+      this.sock.resume()
+    }
   }
 
   private async ensure(n: number): Promise<void> {
@@ -281,6 +288,11 @@ class Connection {
     this.sock.destroy()
   }
 
+  /** The socket is still open (a closed connection may still be finishing backend calls). */
+  get open(): boolean {
+    return !this.sock.destroyed
+  }
+
   private async run(): Promise<void> {
     try {
       const go = await this.handshake()
@@ -383,7 +395,8 @@ class Connection {
         const name = P.decodeString(data)
         if (name === undefined || !this.isOurExport(name)) {
           // no way to report an error here: the spec says terminate
-          throw new ProtocolError(`NBD_OPT_EXPORT_NAME for unknown export ${JSON.stringify(data.subarray(0, 64).toString('utf8'))}`)
+          const shown = name === undefined ? `(invalid string, ${data.length} bytes)` : JSON.stringify(name.slice(0, 64))
+          throw new ProtocolError(`NBD_OPT_EXPORT_NAME for unknown export ${shown}`)
         }
         await this.send([P.encodeExportNameReply(this.backend.size, this.transmissionFlags(), this.noZeroes)])
         return 'go'
@@ -605,6 +618,7 @@ class Connection {
 
   private async execute(h: P.RequestHeader): Promise<void> {
     const b = this.backend
+    if (this.sock.destroyed && h.type !== P.CMD_FLUSH) return
     const fua = (h.flags & P.CMD_FLAG_FUA) !== 0
     switch (h.type) {
       case P.CMD_READ:
@@ -637,6 +651,7 @@ class Connection {
     }
     const held = await this.budget.acquire(h.length)
     try {
+      if (this.sock.destroyed) return // the client is gone: skip the work
       let data: Buffer
       try {
         data = await this.backend.read(h.offset, h.length, this.abort.signal)
@@ -737,7 +752,7 @@ async function removeStaleSocket(path: string): Promise<void> {
 
 function formatAddress(init: NbdServerInit, exportName: string, port?: number): string {
   const name = exportName ? encodeURIComponent(exportName) : ''
-  if (init.socketPath) return `nbd+unix:///${name}?socket=${init.socketPath}`
+  if (init.socketPath) return `nbd+unix:///${name}?socket=${encodeURIComponent(init.socketPath).replace(/%2F/g, '/')}`
   let host = init.host ?? '127.0.0.1'
   if (host.includes(':')) host = `[${host}]`
   return `nbd://${host}:${port}/${name}`
@@ -745,7 +760,7 @@ function formatAddress(init: NbdServerInit, exportName: string, port?: number): 
 
 export async function startNbdServer(backend: BlockBackend, init: NbdServerInit = {}): Promise<NbdServer> {
   const exp: ExportInfo = {name: init.exportName ?? '', description: init.description ?? ''}
-  const maxConnections = init.maxConnections ?? 64
+  const maxConnections = init.maxConnections ?? 16
   const connOpts = {
     handshakeTimeoutMs: init.handshakeTimeoutMs ?? 10_000,
     maxInFlight: Math.max(1, init.maxInFlight ?? 16),
@@ -762,9 +777,15 @@ export async function startNbdServer(backend: BlockBackend, init: NbdServerInit 
   }
   const conns = new Set<Connection>()
   let closing = false
+  const openCount = () => {
+    let n = 0
+    for (const c of conns) if (c.open) n++
+    return n
+  }
   const server = net.createServer({allowHalfOpen: true}, (sock) => {
-    if (closing || conns.size >= maxConnections) {
-      log(`nbd: refusing connection (${closing ? 'shutting down' : `${conns.size} open, limit ${maxConnections}`})`)
+    const n = openCount()
+    if (closing || n >= maxConnections) {
+      log(`nbd: refusing connection (${closing ? 'shutting down' : `${n} open, limit ${maxConnections}`})`)
       sock.on('error', () => {})
       sock.destroy()
       return
@@ -796,7 +817,7 @@ export async function startNbdServer(backend: BlockBackend, init: NbdServerInit 
     address,
     port: init.socketPath ? undefined : port,
     socketPath: init.socketPath,
-    connectionCount: () => conns.size,
+    connectionCount: openCount,
     close() {
       closed ??= (async () => {
         closing = true

@@ -135,7 +135,10 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
         }
         bytesWritten = manifest.virtualSize
         await Promise.all(inflight)
-        await fh.sync()
+        // character devices (/dev/null) cannot be fsynced
+        await fh.sync().catch((err) => {
+          if (!isErrno(err, 'EINVAL', 'ENOTSUP')) throw err
+        })
       } finally {
         await fh.close()
       }

@@ -96,6 +96,7 @@ export async function writeFileNoClobber(tmpFile: string, dest: string, data: Ui
       }
     }
   } finally {
-    await fsp.rm(tmpFile, {force: true}).catch(() => {})
+    // unlink, not rm: one syscall fewer per object on the hot path
+    await fsp.unlink(tmpFile).catch(() => {})
   }
 }

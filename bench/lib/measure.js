@@ -1,0 +1,169 @@
+// Timing a child process: wall time, peak RSS, CPU time, and how much CPU
+// everything else on the machine used meanwhile.
+import {spawn, spawnSync} from 'node:child_process'
+import {existsSync, promises as fsp, readFileSync} from 'node:fs'
+import path from 'node:path'
+import {cpuTimes} from './machine.js'
+
+export const GNU_TIME = ['/usr/bin/time', '/bin/time'].find((p) => existsSync(p) && isGnuTime(p))
+
+function isGnuTime(p) {
+  const r = spawnSync(p, ['-f', '%M', '-o', '/dev/null', 'true'], {stdio: 'ignore'})
+  return r.status === 0
+}
+
+export function hasCommand(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], {stdio: 'ignore'}).status === 0
+}
+
+/** How peak RSS is measured here. */
+export const RSS_METHOD = GNU_TIME ? `${GNU_TIME} -f %M (ru_maxrss of the child)` : 'polling /proc/<pid>/status VmHWM every 10 ms'
+
+/**
+ * Run `cmd args` and measure it. Resolves {wall, rssBytes, user, sys,
+ * bgCores, status, stdout, stderr}; rejects when it exits non-zero unless
+ * `allowFail`. `discardStdout` sends its stdout to /dev/null. `wall` is spawn-to-exit as seen from here (seconds).
+ */
+export async function runTimed(cmd, args, opts = {}) {
+  const tmpOut = path.join(opts.scratch ?? '/tmp', `.time-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`)
+  const argv = GNU_TIME ? [GNU_TIME, ['-f', '%M %U %S %e', '-o', tmpOut, '--', cmd, ...args]] : [cmd, args]
+  const cpu0 = cpuTimes()
+  const t0 = process.hrtime.bigint()
+  const child = spawn(argv[0], argv[1], {env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', opts.discardStdout ? 'ignore' : 'pipe', 'pipe']})
+  const out = []
+  const err = []
+  child.stdout?.on('data', (d) => out.push(d))
+  child.stderr.on('data', (d) => err.push(d))
+  let hwm = 0
+  let poll
+  if (!GNU_TIME) {
+    poll = setInterval(() => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))
+        if (m) hwm = Math.max(hwm, Number(m[1]) * 1024)
+      } catch {}
+    }, 10)
+  }
+  const status = await new Promise((resolve, reject) => {
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolve(code ?? `signal ${signal}`))
+  })
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9
+  const cpu1 = cpuTimes()
+  if (poll) clearInterval(poll)
+  const stdout = Buffer.concat(out).toString()
+  const stderr = Buffer.concat(err).toString()
+  let rssBytes = hwm
+  let user
+  let sys
+  if (GNU_TIME) {
+    const text = await fsp.readFile(tmpOut, 'utf8').catch(() => '')
+    await fsp.rm(tmpOut, {force: true})
+    const last = text.trim().split('\n').pop() ?? ''
+    const f = last.split(/\s+/).map(Number)
+    if (f.length >= 3 && f.every((x) => Number.isFinite(x))) {
+      rssBytes = f[0] * 1024
+      user = f[1]
+      sys = f[2]
+    }
+  }
+  // CPU used by everything else meanwhile, in cores (0..N); needs the child's own CPU time
+  let bgCores
+  if (cpu0 && cpu1 && user !== undefined) bgCores = Math.max(0, cpu1.busy - cpu0.busy - user - sys) / wall
+  // CPU time the hypervisor gave to others while this VM wanted it, in cores
+  const stealCores = cpu0 && cpu1 ? (cpu1.steal - cpu0.steal) / wall : undefined
+  const r = {wall, rssBytes, user, sys, bgCores, stealCores, status, stdout, stderr}
+  if (status !== 0 && !opts.allowFail) {
+    const e = new Error(`${cmd} ${args.join(' ')} failed (${status}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`)
+    e.result = r
+    throw e
+  }
+  return r
+}
+
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b)
+  if (s.length === 0) return undefined
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+/** Flush dirty pages (so one measurement's writeback does not land in the next). */
+export function settle() {
+  spawnSync('sync', [], {stdio: 'ignore'})
+}
+
+/** Read a file end to end so it sits in the page cache. */
+export async function warmFile(file) {
+  const fh = await fsp.open(file, 'r')
+  const buf = Buffer.allocUnsafe(8 << 20)
+  try {
+    let pos = 0
+    for (;;) {
+      const {bytesRead} = await fh.read(buf, 0, buf.length, pos)
+      if (bytesRead === 0) break
+      pos += bytesRead
+    }
+    return pos
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Read every file under `dir` (the store's objects) into the page cache. */
+export async function warmDir(dir) {
+  let bytes = 0
+  let files = 0
+  const walk = async (d) => {
+    for (const e of await fsp.readdir(d, {withFileTypes: true})) {
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) await walk(p)
+      else if (e.isFile()) {
+        bytes += (await fsp.readFile(p)).length
+        files++
+      }
+    }
+  }
+  await walk(dir)
+  return {bytes, files}
+}
+
+/** Number of files under `dir`. */
+export async function countFiles(dir) {
+  let n = 0
+  const walk = async (d) => {
+    let entries
+    try {
+      entries = await fsp.readdir(d, {withFileTypes: true})
+    } catch {
+      return
+    }
+    for (const e of entries) {
+      if (e.isDirectory()) await walk(path.join(d, e.name))
+      else n++
+    }
+  }
+  await walk(dir)
+  return n
+}
+
+/**
+ * Allocate, touch and free `bytes` of memory in a short-lived child. On a VM
+ * with free page reporting (virtio-balloon), memory the guest freed a few
+ * seconds ago has been handed back to the host, and the next process to
+ * fill new page-cache pages pays a host fault per page: the same `cp` took
+ * 0.5 s or 3.5 s depending on it. Touching memory just before every run puts
+ * all contenders on host-backed pages, as on bare metal. Returns seconds.
+ */
+export function pretouch(bytes) {
+  const t0 = performance.now()
+  const piece = 256 * 1024 * 1024
+  const code = `const keep=[];for(let n=${Math.ceil(bytes / piece)};n>0;n--)keep.push(Buffer.allocUnsafe(${piece}).fill(1))`
+  spawnSync(process.execPath, ['-e', code], {stdio: 'ignore'})
+  return (performance.now() - t0) / 1000
+}
+
+/** True when this machine reports free pages to a hypervisor (the reason for pretouch()). */
+export function freePageReporting() {
+  return existsSync('/sys/module/page_reporting')
+}
