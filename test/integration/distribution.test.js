@@ -243,6 +243,40 @@ test('kill -9 mid-pull and mid-push: a re-run completes, fsck clean, no ref befo
   }
 })
 
+test('a peer that leaves mid-pull costs retries, not failures; peers can come from a peers file', async () => {
+  const t = tmpStore()
+  let s
+  const serves = []
+  try {
+    s = await seedWithImage(t, [{kind: 'random', size: 24 * M, seed: 8}])
+    for (let i = 0; i < 3; i++) serves.push(await startServe(path.join(t.dir, `p${i}`), ['--seed', s.seed.url]))
+    const peersFile = path.join(t.dir, 'peers')
+    await fsp.writeFile(peersFile, serves.map((p) => p.url).join('\n') + '\n# comment\n')
+    const host = path.join(t.dir, 'host')
+    const child = spawnCli(['pull', s.push.id, s.seed.url, '--json', '--peers-file', peersFile, '--concurrency', '2'], {store: host})
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (err += d))
+    // once the pull is under way, one peer dies
+    for (let i = 0; i < 500 && (await listFiles(path.join(host, 'objects'))).length < 40; i++) await new Promise((r) => setTimeout(r, 10))
+    await serves[1].stop('SIGKILL')
+    const code = await new Promise((r) => child.on('exit', r))
+    assert.is(code, 0, err)
+    const j = JSON.parse(out)
+    assert.is(j.fromChunks.peer + j.fromChunks.seed, 384, 'every chunk arrived')
+    assert.ok(j.fromChunks.peer > 0, 'peers from the file were used')
+    const outFile = path.join(t.dir, 'out.raw')
+    ok(exec(['export', s.push.id, outFile], {store: host}), 'export')
+    assert.is(await sha256File(outFile), await sha256File(s.src))
+    fsckClean(host)
+  } finally {
+    for (const p of serves) await p.stop()
+    await s?.seed.stop()
+    t.cleanup()
+  }
+})
+
 test('8 hosts pulling at once with owner hashing: the seed sends each chunk about once', async () => {
   const t = tmpStore()
   let s
