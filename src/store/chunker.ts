@@ -5,21 +5,63 @@
  */
 import {promises as fsp} from 'node:fs'
 
-/** Reads `fh` in `chunkSize` pieces, keeping `readAhead` reads in flight. */
+/**
+ * A fixed set of equal buffers handed out and given back, so a long import
+ * reuses the same memory instead of allocating (and garbage-collecting) a
+ * buffer per chunk. acquire() waits while all are in use.
+ */
+export class BufferPool {
+  private readonly free: Buffer[] = []
+  private readonly waiters: ((b: Buffer) => void)[] = []
+  private readonly owned = new Set<ArrayBufferLike>()
+
+  constructor(
+    readonly size: number,
+    count: number,
+  ) {
+    for (let i = 0; i < count; i++) {
+      const b = Buffer.allocUnsafeSlow(size)
+      this.owned.add(b.buffer)
+      this.free.push(b)
+    }
+  }
+
+  acquire(): Promise<Buffer> {
+    const b = this.free.pop()
+    return b ? Promise.resolve(b) : new Promise((resolve) => this.waiters.push(resolve))
+  }
+
+  /** Give back a buffer (or any view of one) from this pool; others are ignored. */
+  release(view: Buffer): void {
+    if (!this.owned.has(view.buffer)) return
+    const b = Buffer.from(view.buffer, 0, this.size)
+    const w = this.waiters.shift()
+    if (w) w(b)
+    else this.free.push(b)
+  }
+}
+
+/**
+ * Reads `fh` in `chunkSize` pieces, keeping `readAhead` reads in flight.
+ * With a pool, the chunks are views of pool buffers the caller must release.
+ */
 export async function* fileChunks(
   fh: fsp.FileHandle,
   size: number,
   chunkSize: number,
-  opts: {readAhead?: number; signal?: AbortSignal} = {},
+  opts: {readAhead?: number; signal?: AbortSignal; pool?: BufferPool} = {},
 ): AsyncGenerator<Buffer> {
   const readAhead = opts.readAhead ?? 4
   const count = Math.ceil(size / chunkSize)
   const pending: Promise<Buffer>[] = []
   let next = 0
+  const pool = opts.pool
   const issue = () => {
     const index = next++
     const len = Math.min(chunkSize, size - index * chunkSize)
-    const p = readFully(fh, Buffer.allocUnsafe(len), index * chunkSize)
+    const p = pool
+      ? pool.acquire().then((b) => readFully(fh, b.subarray(0, len), index * chunkSize))
+      : readFully(fh, Buffer.allocUnsafe(len), index * chunkSize)
     p.catch(() => {}) // handled when awaited in order; avoid unhandled-rejection for reads past a failure
     pending.push(p)
   }

@@ -6,7 +6,7 @@
 import {promises as fsp} from 'node:fs'
 import {BadInputError, FileNotFoundError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
-import {fileChunks, isAllZero, streamChunks} from './chunker.js'
+import {BufferPool, fileChunks, isAllZero, streamChunks} from './chunker.js'
 import {convertToRawFile, DEFAULT_TOOLS, detectFormat, looksLikeText, openRawStream, sniffArchive, sniffFormat, type RawStream, type Tools} from './formats.js'
 import {hash} from './hash.js'
 import {isValidId} from './layout.js'
@@ -71,6 +71,7 @@ export async function importImage(
   let via: string
   let cleanup = async () => {}
   let converter: RawStream | undefined
+  let pool: BufferPool | undefined
 
   if (source === '-') {
     if (!init.stdin) throw new UsageError('no standard input to read the image from')
@@ -91,7 +92,8 @@ export async function importImage(
         checkRawSize(source, size)
         expectedSize = size
         via = 'file'
-        chunks = fileChunks(fh, size, chunkSize, {signal: init.signal})
+        pool = new BufferPool(chunkSize, (init.concurrency ?? 8) + 6)
+        chunks = fileChunks(fh, size, chunkSize, {signal: init.signal, pool})
       } else {
         expectedSize = fmt.virtualSize
         checkRawSize(`${source} (${fmt.format}, virtual size)`, expectedSize)
@@ -149,11 +151,14 @@ export async function importImage(
       if (isAllZero(chunk)) {
         builder.push(null)
         zeroChunks++
+        pool?.release(chunk)
       } else {
         const id = hash(chunk)
         builder.push(id)
-        if (seen.has(id)) deduped++
-        else {
+        if (seen.has(id)) {
+          deduped++
+          pool?.release(chunk)
+        } else {
           seen.add(id)
           const p: Promise<void> = store
             .putObject(id, chunk)
@@ -166,7 +171,10 @@ export async function importImage(
             .catch((err) => {
               failure ??= err
             })
-            .finally(() => inflight.delete(p))
+            .finally(() => {
+              inflight.delete(p)
+              pool?.release(chunk)
+            })
           inflight.add(p)
           if (inflight.size >= concurrency) await Promise.race(inflight)
         }

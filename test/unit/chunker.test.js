@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {Readable} from 'node:stream'
-import {fileChunks, isAllZero, streamChunks} from '../../dist/store/chunker.js'
+import {BufferPool, fileChunks, isAllZero, streamChunks} from '../../dist/store/chunker.js'
 import {seededBytes, tmpDir} from '../helpers/index.js'
 
 async function collect(it) {
@@ -53,6 +53,43 @@ test('fileChunks reports a file that shrank', async () => {
     }
     await fh.close()
     assert.is(err?.code, 'VMI_SHORT_READ')
+  } finally {
+    t.cleanup()
+  }
+})
+
+test('fileChunks with a BufferPool reuses buffers and waits when all are in use', async () => {
+  const t = tmpDir()
+  try {
+    const data = seededBytes('p', 10 * 65536 + 100)
+    const file = path.join(t.dir, 'f')
+    await fsp.writeFile(file, data)
+    const fh = await fsp.open(file)
+    const pool = new BufferPool(65536, 3)
+    const seen = new Set()
+    const parts = []
+    for await (const c of fileChunks(fh, data.length, 65536, {readAhead: 2, pool})) {
+      parts.push(Buffer.from(c))
+      seen.add(c.buffer)
+      pool.release(c)
+    }
+    await fh.close()
+    assert.ok(Buffer.concat(parts).equals(data))
+    assert.ok(seen.size <= 3, `at most 3 distinct buffers used, saw ${seen.size}`)
+    // a waiter is served by the next release
+    const a = await pool.acquire()
+    const b = await pool.acquire()
+    const c = await pool.acquire()
+    let got
+    pool.acquire().then((x) => (got = x))
+    await new Promise((r) => setImmediate(r))
+    assert.is(got, undefined)
+    pool.release(b)
+    await new Promise((r) => setImmediate(r))
+    assert.is(got.buffer, b.buffer)
+    pool.release(Buffer.alloc(10)) // foreign buffers are ignored
+    pool.release(a)
+    pool.release(c)
   } finally {
     t.cleanup()
   }
