@@ -156,3 +156,18 @@ export function execAsync(argv, opts = {}) {
     }),
   )
 }
+
+/** Run any program without blocking this process: {status, out} (stdout + stderr). */
+export function runAsync(cmd, args, timeoutMs = 120_000) {
+  return new Promise((resolve) => {
+    const c = spawn(cmd, args)
+    let out = ''
+    c.stdout.on('data', (d) => (out += d))
+    c.stderr.on('data', (d) => (out += d))
+    const timer = setTimeout(() => c.kill('SIGKILL'), timeoutMs)
+    c.on('close', (status) => {
+      clearTimeout(timer)
+      resolve({status, out})
+    })
+  })
+}

@@ -3,9 +3,8 @@
 // the chunk and every source tried; nothing wrong is ever stored or read.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {spawn} from 'node:child_process'
 import path from 'node:path'
-import {exec, execAsync, fsckClean, hasCommand, makeImage, sha256File, skip, tmpStore} from '../helpers/index.js'
+import {exec, execAsync, runAsync, fsckClean, hasCommand, makeImage, sha256File, skip, tmpStore} from '../helpers/index.js'
 import {startFaultProxy} from '../helpers/fault-proxy.js'
 import {startMount} from '../helpers/mount.js'
 import {startServe} from '../helpers/serve.js'
@@ -21,19 +20,6 @@ async function seed(t) {
   return {src, store, id, server}
 }
 
-function runAsync(cmd, args) {
-  return new Promise((resolve) => {
-    const c = spawn(cmd, args)
-    let out = ''
-    c.stdout.on('data', (d) => (out += d))
-    c.stderr.on('data', (d) => (out += d))
-    const timer = setTimeout(() => c.kill('SIGKILL'), 60_000)
-    c.on('close', (status) => {
-      clearTimeout(timer)
-      resolve({status, out})
-    })
-  })
-}
 
 async function verifyHost(host, src, id, t) {
   const out = path.join(t.dir, `out-${path.basename(host)}.raw`)

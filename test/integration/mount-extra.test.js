@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert'
 import {spawn} from 'node:child_process'
 import {existsSync, promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {exec, fsckClean, hasCommand, listFiles, makeImage, sha256File, skip, tmpStore} from '../helpers/index.js'
+import {exec, runAsync, fsckClean, hasCommand, listFiles, makeImage, sha256File, skip, tmpStore} from '../helpers/index.js'
 import {startMount} from '../helpers/mount.js'
 import {metricSum, startServe} from '../helpers/serve.js'
 
@@ -17,15 +17,7 @@ function ok(r, what) {
   return r
 }
 
-function qemuIo(args) {
-  return new Promise((resolve) => {
-    const c = spawn('qemu-io', args)
-    let out = ''
-    c.stdout.on('data', (d) => (out += d))
-    c.stderr.on('data', (d) => (out += d))
-    c.on('close', (status) => resolve({status, out}))
-  })
-}
+const qemuIo = (args) => runAsync('qemu-io', args)
 
 test('a recorded boot profile travels through push, pull, save and load, and a cold mount prefetches it', async () => {
   if (!hasCommand('qemu-io')) return skip('qemu-io not installed')
