@@ -10,6 +10,7 @@ import type {FetchChain} from '../peer/chain.js'
 import {BackendError, STATE_HOLE, STATE_ZERO, type BlockBackend, type Extent} from './block-backend.js'
 import {OVERLAY_BLOCK, type Overlay} from './overlay.js'
 
+const MAX_OPEN_CHUNKS = 128
 const NBD_STATE_HOLE = STATE_HOLE
 const NBD_STATE_ZERO = STATE_ZERO
 
@@ -33,6 +34,7 @@ export class ImageBackend implements BlockBackend {
   private readonly verified: Uint8Array
   private readonly touched: Uint8Array
   private readonly chunkCache = new Map<number, Buffer>()
+  private readonly handles = new Map<number, Promise<fsp.FileHandle>>()
   private readonly cacheMax: number
   /** Demand reads in flight (prefetch yields to them). */
   demandInFlight = 0
@@ -87,21 +89,50 @@ export class ImageBackend implements BlockBackend {
     if (cached) return cached.subarray(start, end)
     if (this.verified[index] === 1) {
       try {
-        const fh = await fsp.open(this.store.layout.objectPath(id), 'r')
-        try {
-          const buf = Buffer.alloc(end - start)
-          const {bytesRead} = await fh.read(buf, 0, buf.length, start)
-          if (bytesRead === buf.length) return buf
-        } finally {
-          await fh.close()
-        }
+        const fh = await this.handle(index, id)
+        const buf = Buffer.allocUnsafe(end - start)
+        const {bytesRead} = await fh.read(buf, 0, buf.length, start)
+        if (bytesRead === buf.length) return buf
       } catch {
         /* evicted or removed meanwhile: fetch again */
       }
+      this.dropHandle(index)
       this.verified[index] = 0
     }
     const data = await this.fetchChunk(index)
     return data.subarray(start, end)
+  }
+
+  /** An open handle on a verified chunk's object file (a small LRU: no open/close per read). */
+  private async handle(index: number, id: string): Promise<fsp.FileHandle> {
+    const open = this.handles.get(index)
+    if (open) {
+      this.handles.delete(index)
+      this.handles.set(index, open)
+      return open
+    }
+    const p = fsp.open(this.store.layout.objectPath(id), 'r')
+    this.handles.set(index, p)
+    p.catch(() => this.handles.delete(index))
+    if (this.handles.size > MAX_OPEN_CHUNKS) {
+      const [oldest, h] = this.handles.entries().next().value!
+      this.handles.delete(oldest)
+      // closed once reads in flight on it are done
+      h.then((fh) => setTimeout(() => fh.close().catch(() => {}), 1000)).catch(() => {})
+    }
+    return p
+  }
+
+  private dropHandle(index: number): void {
+    const h = this.handles.get(index)
+    this.handles.delete(index)
+    h?.then((fh) => fh.close().catch(() => {})).catch(() => {})
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.handles.values()]
+    this.handles.clear()
+    await Promise.all(all.map((h) => h.then((fh) => fh.close()).catch(() => {})))
   }
 
   /** Fetch (or read locally) and verify chunk `index`; stores it locally. */

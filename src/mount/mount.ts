@@ -167,6 +167,7 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
     })
     cleanups.push(async () => {
       await server.close()
+      await backend.close()
       if (socketPath) await fsp.rm(socketPath, {force: true})
     })
     const mount: Mount = {
