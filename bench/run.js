@@ -26,6 +26,42 @@ const KiB = 1024
 const MiB = 1024 * KiB
 const GiB = 1024 * MiB
 
+// ----------------------------------------------------------------- which benchmarks
+// `--only store|dist|mount[,…]`; default: all three, one after the other, each
+// in its own process (bench/dist.js, bench/mount.js: see bench/README.md). With
+// one of dist/mount alone, every other argument goes to it; with several, only
+// --reps N does (and --build runs once, first).
+{
+  const argv = process.argv.slice(2)
+  const at = argv.indexOf('--only')
+  const known = ['store', 'dist', 'mount']
+  const which = at >= 0 ? String(argv[at + 1] ?? '').split(',').filter(Boolean) : known
+  if (at >= 0 && (which.length === 0 || !which.every((w) => known.includes(w)))) {
+    console.error(`bench: --only takes store, dist or mount (comma-separated), got ${JSON.stringify(argv[at + 1] ?? '')}`)
+    process.exit(2)
+  }
+  let rest = at >= 0 ? [...argv.slice(0, at), ...argv.slice(at + 2)] : argv
+  if (rest.includes('-h') || rest.includes('--help')) {
+    if (which.length === 1 && which[0] !== 'store') process.exit(spawnSync(process.execPath, [path.join(ROOT, 'bench', `${which[0]}.js`), '--help'], {stdio: 'inherit'}).status ?? 1)
+    console.log('npm run bench -- [--only store|dist|mount[,…]] [options]   (default: all three; node bench/dist.js --help, node bench/mount.js --help)\n')
+  } else if (!(which.length === 1 && which[0] === 'store')) {
+    if (which.length > 1 && rest.includes('--build')) {
+      execFileSync('npm', ['run', 'build'], {cwd: ROOT, stdio: 'inherit'})
+      rest = rest.filter((a) => a !== '--build')
+    }
+    const repsAt = rest.indexOf('--reps')
+    const common = repsAt >= 0 ? rest.slice(repsAt, repsAt + 2) : []
+    let status = 0
+    for (const w of which) {
+      const args = w === 'store' ? [fileURLToPath(import.meta.url), '--only', 'store', ...rest] : [path.join(ROOT, 'bench', `${w}.js`), ...(which.length === 1 ? rest : common)]
+      const r = spawnSync(process.execPath, args, {stdio: 'inherit'})
+      if (r.status !== 0) status = r.status ?? 1
+    }
+    process.exit(status)
+  }
+  process.argv = [process.argv[0], process.argv[1], ...rest]
+}
+
 // ----------------------------------------------------------------- options
 
 const USAGE = `usage: npm run bench -- [--reps N] [--no-debian] [--no-scale] [--no-sweep] [--build]

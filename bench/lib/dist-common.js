@@ -1,0 +1,519 @@
+// Shared by bench/dist.js and bench/mount.js: the work directory and its
+// trash, running vmi as a child, starting `vmi serve` and nginx as the
+// benchmarks' servers, CPU accounting for long-running servers, the
+// per-run preparation of the store benchmark (sync, warm page cache, wait
+// for an idle machine, pre-touch memory), and what the machine and build were.
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import {createHash} from 'node:crypto'
+import {existsSync, mkdirSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import http from 'node:http'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {machineInfo, waitQuiet} from './machine.js'
+import {freePageReporting, median, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const BIN = path.join(ROOT, 'bin', 'run.js')
+export const RESULTS = path.join(ROOT, 'bench', 'results')
+export const KiB = 1024
+export const MiB = 1024 * KiB
+export const GiB = 1024 * MiB
+
+export const makeLog = (name) => (msg) => process.stderr.write(`bench ${name}: ${msg}\n`)
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+// ----------------------------------------------------------------- children we started
+
+const children = new Set()
+function track(child) {
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  return child
+}
+/** SIGTERM every server this process started and that is still running (by its own ChildProcess handle). */
+export function stopAllChildren() {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM')
+}
+process.on('exit', stopAllChildren)
+
+// ----------------------------------------------------------------- work directory
+
+/**
+ * A fresh work directory (under $VMI_BENCH_WORKDIR or $TMPDIR) with the store
+ * benchmark's trash: finished stores are moved aside and deleted at the end,
+ * because mass inode deletes slow the next file creations on ext4 without a
+ * journal for 60 s (see bench/README.md, Method).
+ */
+export function workDirectory(prefix, log) {
+  const workDir = process.env.VMI_BENCH_WORKDIR
+    ? mkdtempSync(path.join(path.resolve(process.env.VMI_BENCH_WORKDIR), prefix))
+    : mkdtempSync(path.join(os.tmpdir(), prefix))
+  const trashDir = path.join(workDir, 'trash')
+  const stats = {moved: 0, deletedAtOnce: 0}
+  let n = 0
+  const cleanup = () => {
+    stopAllChildren()
+    rmSync(workDir, {recursive: true, force: true})
+  }
+  process.on('exit', cleanup)
+  for (const sig of ['SIGINT', 'SIGTERM'])
+    process.on(sig, () => {
+      cleanup()
+      process.exit(130)
+    })
+  return {
+    workDir,
+    trashStats: stats,
+    async discard(dir) {
+      if (!existsSync(dir)) return
+      const {bavail, bsize} = await fsp.statfs(workDir)
+      if (bavail * bsize < 15 * GiB) {
+        await fsp.rm(dir, {recursive: true, force: true})
+        settle()
+        stats.deletedAtOnce++
+        log?.('  low on disk space: deleted a store at once; waiting 65 s for ext4 to reuse its inodes without penalty')
+        await sleep(65_000)
+        return
+      }
+      await fsp.mkdir(trashDir, {recursive: true})
+      await fsp.rename(dir, path.join(trashDir, String(n++)))
+      stats.moved++
+    },
+  }
+}
+
+// ----------------------------------------------------------------- vmi as a child
+
+export function vmiEnv(store, extra = {}) {
+  const env = {...process.env, VMI_HOME: store, ...extra}
+  delete env.VMI_CHUNK_SIZE
+  delete env.VMI_PEERS
+  delete env.FORCE_COLOR
+  delete env.NODE_DISABLE_COLORS
+  for (const [k, v] of Object.entries(extra)) if (v === undefined) delete env[k]
+  return env
+}
+
+/** The last JSON document on stdout (vmi --json prints it last; other lines may precede it). */
+export function lastJson(stdout) {
+  const text = stdout.trimEnd()
+  for (let i = text.length - 1; i >= 0; i--) {
+    if (text[i] !== '{' || (i > 0 && text[i - 1] !== '\n')) continue
+    try {
+      return JSON.parse(text.slice(i))
+    } catch {
+      /* an earlier one */
+    }
+  }
+  return undefined
+}
+
+/** Run `vmi ARGS` timed (runTimed: wall, peak RSS, CPU of it and its reaped children). */
+export async function vmiTimed(args, store, opts = {}) {
+  const r = await runTimed(process.execPath, [BIN, ...args], {env: vmiEnv(store, opts.env), cwd: opts.cwd ?? ROOT, scratch: opts.scratch, allowFail: opts.allowFail})
+  if (args.includes('--json')) r.json = lastJson(r.stdout)
+  return r
+}
+
+// ----------------------------------------------------------------- servers
+
+/** Start `vmi serve --listen 127.0.0.1:0 ARGS` on `store`; resolves once it printed its URL. */
+export async function startServe(store, args = [], opts = {}) {
+  const child = track(spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', ...args], {env: vmiEnv(store, opts.env), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']}))
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  const url = await new Promise((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => reject(new Error(`vmi serve did not start: ${stderr}`)), 30_000)
+    child.stdout.on('data', (d) => {
+      out += d
+      const m = /(https?:\/\/[^\s"]+)/.exec(out)
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[1].replace(/\/$/, ''))
+      }
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`vmi serve exited ${code}: ${stderr}`))
+    })
+  })
+  child.removeAllListeners('exit')
+  const exited = new Promise((r) => child.once('exit', (code, signal) => r({code, signal})))
+  return {
+    url,
+    pid: child.pid,
+    stderr: () => stderr,
+    metrics: () => httpText(`${url}/metrics`),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      return exited
+    },
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen({host: '127.0.0.1', port: 0}, () => {
+      const {port} = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+export function httpText(url) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, {agent: false}, (res) => {
+      let s = ''
+      res.setEncoding('utf8')
+      res.on('data', (d) => (s += d))
+      res.on('end', () => resolve(s))
+    })
+    req.on('error', reject)
+    req.setTimeout(10_000, () => req.destroy(new Error(`timeout: ${url}`)))
+  })
+}
+
+/**
+ * nginx over a store directory, as test/helpers/nginx.js configures it
+ * (only /objects/, /manifests/, /refs/ published; one worker; sendfile), plus
+ * optionally one raw file at /raw/<name> (the curl anchor). Access log off:
+ * the anchor is nginx at its best.
+ */
+export async function startNginx(rootDir, {rawFile, workers = 1} = {}) {
+  const prefix = mkdtempSync(path.join(os.tmpdir(), 'vmi-bench-nginx-'))
+  mkdirSync(path.join(prefix, 'tmp'), {recursive: true})
+  const port = await freePort()
+  const isRoot = process.getuid?.() === 0
+  const raw = rawFile ? `    location = /raw/${path.basename(rawFile)} { alias ${path.resolve(rawFile)}; }\n` : ''
+  const conf = `# generated by bench/lib/dist-common.js
+${isRoot ? 'user root;' : ''}
+daemon off;
+master_process on;
+worker_processes ${workers};
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/tmp/body;
+  proxy_temp_path ${prefix}/tmp/proxy;
+  fastcgi_temp_path ${prefix}/tmp/fastcgi;
+  uwsgi_temp_path ${prefix}/tmp/uwsgi;
+  scgi_temp_path ${prefix}/tmp/scgi;
+  types {}
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 60s;
+  keepalive_requests 1000000;
+  server_tokens off;
+  server {
+    listen 127.0.0.1:${port};
+    root ${path.resolve(rootDir)};
+    autoindex off;
+    location / { return 404; }
+    location /objects/ { add_header Cache-Control "public, max-age=31536000, immutable"; }
+    location /manifests/ { default_type application/json; add_header Cache-Control "public, max-age=31536000, immutable"; }
+    location /refs/ { default_type text/plain; add_header Cache-Control no-cache; }
+${raw}  }
+}
+`
+  const confFile = path.join(prefix, 'nginx.conf')
+  writeFileSync(confFile, conf)
+  const child = track(spawn('nginx', ['-p', prefix, '-c', confFile, '-e', path.join(prefix, 'error.log')], {stdio: ['ignore', 'ignore', 'pipe']}))
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  const url = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr} ${readFileSync(path.join(prefix, 'error.log'), 'utf8')}`)
+    const ok = await httpText(url + '/').then(
+      () => true,
+      () => false,
+    )
+    if (ok) break
+    if (Date.now() > deadline) throw new Error(`nginx did not start: ${stderr}`)
+    await sleep(50)
+  }
+  const exited = new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())))
+  return {
+    url,
+    pid: child.pid,
+    version: spawnSync('nginx', ['-v'], {encoding: 'utf8'}).stderr.trim(),
+    async close() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      await exited
+      rmSync(prefix, {recursive: true, force: true})
+    },
+  }
+}
+
+/** Sum of a Prometheus counter's samples whose labels match `labels`. */
+export function metricSum(text, name, labels = {}) {
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue
+    const m = /^([^{\s]+)(\{[^}]*\})?\s+([0-9.eE+-]+)/.exec(line)
+    if (!m || m[1] !== name) continue
+    const lab = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]))
+    if (Object.entries(labels).every(([k, v]) => lab[k] === v)) sum += Number(m[3])
+  }
+  return sum
+}
+
+export async function servedObjectBytes(serve) {
+  return metricSum(await serve.metrics(), 'vmi_served_bytes_total', {kind: 'objects'})
+}
+
+// ----------------------------------------------------------------- CPU of long-running servers
+
+const CLK_TCK = 100 // USER_HZ on Linux
+
+function procTable() {
+  const rows = new Map()
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const s = readFileSync(`/proc/${name}/stat`, 'utf8')
+      const rest = s.slice(s.lastIndexOf(')') + 2).split(' ') // fields from 3 (state) on
+      rows.set(Number(name), {ppid: Number(rest[1]), utime: Number(rest[11]), stime: Number(rest[12]), cutime: Number(rest[13]), cstime: Number(rest[14])})
+    } catch {
+      /* gone */
+    }
+  }
+  return rows
+}
+
+/** CPU seconds used so far by the processes `pids` and all their live descendants (plus their reaped children). */
+export function treeCpuSeconds(pids) {
+  const t = procTable()
+  const kids = new Map()
+  for (const [pid, r] of t) {
+    if (!kids.has(r.ppid)) kids.set(r.ppid, [])
+    kids.get(r.ppid).push(pid)
+  }
+  let ticks = 0
+  const seen = new Set()
+  const stack = [...pids].filter((p) => p !== undefined)
+  while (stack.length) {
+    const p = stack.pop()
+    if (seen.has(p)) continue
+    seen.add(p)
+    const r = t.get(p)
+    if (!r) continue
+    ticks += r.utime + r.stime + r.cutime + r.cstime
+    for (const k of kids.get(p) ?? []) stack.push(k)
+  }
+  return ticks / CLK_TCK
+}
+
+/** Machine-wide CPU seconds from /proc/stat: busy (all but idle/iowait), irq+softirq, steal. */
+function statTimes() {
+  try {
+    const v = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number) // user nice system idle iowait irq softirq steal
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0)
+    return {busy: (total - v[3] - v[4]) / CLK_TCK, irq: (v[5] + v[6]) / CLK_TCK, steal: v[7] / CLK_TCK}
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A measurement window: machine-wide busy CPU, and the CPU of our own
+ * long-running servers (`pids`), from start() to end(). end(childCpu)
+ * returns {wall, busyCores, serverCpu, serverCores, irqCores, othersCores}:
+ * irqCores is interrupt and softirq time (loopback networking lands there,
+ * charged to no process); othersCores is what the rest of the machine used
+ * (busy − irq − the timed child's CPU − our servers).
+ */
+export function cpuWindow(pids = []) {
+  const c0 = statTimes()
+  const s0 = treeCpuSeconds(pids)
+  const t0 = performance.now()
+  return {
+    end(childCpu = 0) {
+      const wall = (performance.now() - t0) / 1000
+      const c1 = statTimes()
+      const serverCpu = treeCpuSeconds(pids) - s0
+      const busy = c0 && c1 ? c1.busy - c0.busy : NaN
+      const irq = c0 && c1 ? c1.irq - c0.irq : NaN
+      return {
+        wall,
+        busyCores: busy / wall,
+        serverCpu,
+        serverCores: serverCpu / wall,
+        irqCores: irq / wall,
+        othersCores: Math.max(0, busy - irq - childCpu - serverCpu) / wall,
+        stealCores: c0 && c1 ? (c1.steal - c0.steal) / wall : undefined,
+      }
+    },
+  }
+}
+
+// ----------------------------------------------------------------- per-run preparation (as bench/run.js)
+
+export function prepSettings() {
+  const quietWaitMs = Number(process.env.VMI_BENCH_QUIET_WAIT ?? 60) * 1000
+  const pretouchBytes =
+    process.env.VMI_BENCH_PRETOUCH_GIB !== undefined ? Number(process.env.VMI_BENCH_PRETOUCH_GIB) * GiB : freePageReporting() ? 3 * GiB : 0
+  return {quietWaitMs, pretouchBytes}
+}
+
+/**
+ * Before every measured run: `sync`, read the given files and directories
+ * into the page cache, wait (bounded) for the rest of the machine to be idle,
+ * and pre-touch memory (see bench/README.md, Method). Returns how the machine
+ * looked: {waitedMs, startedQuiet, busyCoresBefore}.
+ */
+export async function prepare({files = [], dirs = []} = {}, settings = prepSettings()) {
+  settle()
+  for (const f of files) await warmFile(f)
+  for (const d of dirs) await warmDir(d)
+  const q = settings.quietWaitMs > 0 ? await waitQuiet({maxWaitMs: settings.quietWaitMs}) : undefined
+  if (settings.pretouchBytes > 0) pretouch(settings.pretouchBytes)
+  return q ? {waitedMs: q.waitedMs, startedQuiet: q.quiet, busyCoresBefore: q.busyCores} : {}
+}
+
+/** Median/min/max of a list of numbers. */
+export function stats(xs) {
+  const v = xs.filter((x) => Number.isFinite(x))
+  return {median: median(v), min: Math.min(...v), max: Math.max(...v), n: v.length}
+}
+
+// ----------------------------------------------------------------- what was measured
+
+export function distFingerprint() {
+  const h = createHash('sha256')
+  const walk = (d) => {
+    for (const e of readdirSync(d, {withFileTypes: true}).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) walk(p)
+      else if (e.name.endsWith('.js')) h.update(path.relative(ROOT, p)).update(readFileSync(p))
+    }
+  }
+  walk(path.join(ROOT, 'dist'))
+  return h.digest('hex').slice(0, 16)
+}
+
+export function gitInfo() {
+  const g = (args) => spawnSync('git', args, {cwd: ROOT, encoding: 'utf8'}).stdout?.trim()
+  const dirty = (g(['status', '--porcelain', '--', 'src']) || '').split('\n').filter(Boolean).length
+  let distOlder = false
+  try {
+    const distTime = statSync(path.join(ROOT, 'dist', 'store', 'import.js')).mtimeMs
+    const newest = (g(['ls-files', 'src']) || '')
+      .split('\n')
+      .filter(Boolean)
+      .map((p) => statSync(path.join(ROOT, p), {throwIfNoEntry: false})?.mtimeMs ?? 0)
+    distOlder = Math.max(0, ...newest) > distTime
+  } catch {}
+  return {head: g(['rev-parse', '--short', 'HEAD']), dirtySrcFiles: dirty, distOlderThanSrc: distOlder}
+}
+
+function version(cmd, args = ['--version']) {
+  try {
+    const r = spawnSync(cmd, args, {encoding: 'utf8'})
+    return (r.stdout || r.stderr || '').trim().split('\n')[0] || undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** machineInfo() of the store bench plus the tools these benches use. */
+export function machineRecord(workDir, hashBackend) {
+  return {
+    ...machineInfo(workDir),
+    hashBackend,
+    curl: version('curl'),
+    nginx: version('nginx', ['-v']),
+    nbdkit: version('nbdkit'),
+    qemuImg: version('qemu-img'),
+    qemuSystem: version('qemu-system-x86_64'),
+    zstd: version('zstd'),
+    kvmUsable: existsSync('/dev/kvm') && /\b(vmx|svm)\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) && !existsSync('/sys/module/kvm_pvm'),
+  }
+}
+
+/** The Debian boot image (scripts/boot-image-path.sh), or {reason} when it is not built. */
+export function findBootImage() {
+  let dir
+  try {
+    dir = execFileSync('bash', [path.join(ROOT, 'scripts', 'boot-image-path.sh')], {encoding: 'utf8'}).trim()
+  } catch (err) {
+    return {reason: `scripts/boot-image-path.sh failed: ${err.message.split('\n')[0]}`}
+  }
+  const file = path.join(dir, 'disk.raw')
+  if (!existsSync(path.join(dir, '.complete')) || !existsSync(file)) return {dir, reason: `not built: no ${existsSync(file) ? '.complete stamp' : 'disk.raw'} in ${dir}`}
+  let info
+  try {
+    info = Object.fromEntries(
+      readFileSync(path.join(dir, 'info'), 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    )
+  } catch {}
+  return {dir, file, info}
+}
+
+/** Build the boot image when missing and we are root (scripts/build-boot-image.sh, ~90 s). */
+export function ensureBootImage(log) {
+  let img = findBootImage()
+  if (img.file) return img
+  if (process.getuid?.() !== 0) return {reason: `${img.reason}; not root, so not building it (scripts/build-boot-image.sh needs root)`}
+  log(`${img.reason}: building it with scripts/build-boot-image.sh (~90 s, cached afterwards)`)
+  const r = spawnSync('bash', [path.join(ROOT, 'scripts', 'build-boot-image.sh')], {stdio: ['ignore', 'ignore', 'inherit']})
+  img = findBootImage()
+  if (img.file) return {...img, builtNow: true}
+  return {reason: `${img.reason}; scripts/build-boot-image.sh exited ${r.status}`}
+}
+
+/** Write bench/results/<date>-<kind>.md and latest-<kind>.json. */
+export async function writeResults(kind, startedAt, md, json) {
+  await fsp.mkdir(RESULTS, {recursive: true})
+  const mdFile = path.join(RESULTS, `${startedAt.toISOString().slice(0, 10)}-${kind}.md`)
+  await fsp.writeFile(mdFile, md)
+  await fsp.writeFile(path.join(RESULTS, `latest-${kind}.json`), JSON.stringify(json, null, 2) + '\n')
+  return {mdFile: path.relative(ROOT, mdFile), jsonFile: `bench/results/latest-${kind}.json`}
+}
+
+/** Distinct object ids (and sizes) under a store's objects/ directory. */
+export async function listObjects(store) {
+  const dir = path.join(store, 'objects')
+  const out = []
+  for (const ab of (await fsp.readdir(dir)).sort()) {
+    if (!/^[0-9a-f]{2}$/.test(ab)) continue
+    for (const rest of (await fsp.readdir(path.join(dir, ab))).sort()) {
+      if (!/^[0-9a-f]{62}$/.test(rest)) continue
+      const st = await fsp.stat(path.join(dir, ab, rest))
+      out.push({id: ab + rest, path: `/objects/${ab}/${rest}`, file: path.join(dir, ab, rest), size: st.size})
+    }
+  }
+  return out
+}
+
+/** Deterministic shuffle (seeded by a string). */
+export function shuffled(list, seed) {
+  const a = [...list]
+  let h = createHash('sha256').update(seed).digest()
+  let k = 0
+  const next = () => {
+    if (k + 4 > h.length) {
+      h = createHash('sha256').update(h).digest()
+      k = 0
+    }
+    const v = h.readUInt32LE(k)
+    k += 4
+    return v / 2 ** 32
+  }
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1))
+    ;[a[i], a[j]] = [a[j], a[i]]
+  }
+  return a
+}

@@ -1,0 +1,217 @@
+// NBD helpers for bench/mount.js: nbdkit (the anchor, and its log filter as
+// the record of what a booting guest reads), qemu-img bench as the load
+// generator, `vmi mount` as a long-running export, boot-vm.sh's result line,
+// and the arithmetic on a read log (unique bytes, chunks touched per chunk size).
+import {spawn} from 'node:child_process'
+import {existsSync, promises as fsp} from 'node:fs'
+import net from 'node:net'
+import {BIN, lastJson, sleep, vmiEnv, ROOT} from './dist-common.js'
+import {runTimed} from './measure.js'
+
+const children = new Set()
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM')
+})
+function track(c) {
+  children.add(c)
+  c.once('exit', () => children.delete(c))
+  return c
+}
+
+function connectable(socket) {
+  return new Promise((resolve) => {
+    const s = net.connect(socket)
+    s.once('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.once('error', () => resolve(false))
+  })
+}
+
+/**
+ * nbdkit, read-only, foreground, on a unix socket: `nbdkit -f -r -U SOCK
+ * [--filter=F…] file file=FILE [params…]`. Resolves once the socket accepts.
+ */
+export async function startNbdkit({file, socket, filters = [], params = []}) {
+  await fsp.rm(socket, {force: true})
+  const args = ['-f', '-r', '-U', socket, ...filters.map((x) => `--filter=${x}`), 'file', `file=${file}`, ...params]
+  const child = track(spawn('nbdkit', args, {stdio: ['ignore', 'ignore', 'pipe']}))
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  const deadline = Date.now() + 10_000
+  while (!(existsSync(socket) && (await connectable(socket)))) {
+    if (child.exitCode !== null) throw new Error(`nbdkit exited ${child.exitCode}: ${stderr}`)
+    if (Date.now() > deadline) throw new Error(`nbdkit did not start: ${stderr}`)
+    await sleep(20)
+  }
+  const exited = new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())))
+  return {
+    uri: `nbd+unix:///?socket=${socket}`,
+    pid: child.pid,
+    args,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      await exited
+    },
+  }
+}
+
+/** `vmi mount ARGS --json` running until stop(); resolves once it printed its addresses. */
+export async function startMount(store, args, opts = {}) {
+  const child = track(spawn(process.execPath, [BIN, 'mount', ...args, '--json'], {env: vmiEnv(store, opts.env), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']}))
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => (stdout += d))
+  child.stderr.on('data', (d) => (stderr += d))
+  const info = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`vmi mount did not start: ${stderr}`)), 60_000)
+    const check = () => {
+      const line = stdout.split('\n').find((l) => l.startsWith('{"mounted"'))
+      if (line) {
+        clearTimeout(timer)
+        child.stdout.off('data', check)
+        resolve(JSON.parse(line))
+      }
+    }
+    child.stdout.on('data', check)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`vmi mount exited ${code}: ${stderr}`))
+    })
+  })
+  child.removeAllListeners('exit')
+  const exited = new Promise((r) => child.once('exit', (code, signal) => r({code, signal})))
+  return {
+    ...info,
+    uri: info.nbd,
+    pid: child.pid,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      const e = await exited
+      return {...e, json: lastJson(stdout), stderr}
+    },
+  }
+}
+
+/**
+ * `qemu-img bench -f raw -t none -c COUNT -d DEPTH -s SIZE [-S STEP] URI`
+ * (reads). Returns the runTimed result plus `seconds` as qemu-img reports it
+ * ("Run completed in X seconds.").
+ */
+export async function qemuImgBench(uri, {count, depth, size, step}, opts = {}) {
+  const args = ['bench', '-f', 'raw', '-t', 'none', '-c', String(count), '-d', String(depth), '-s', String(size)]
+  if (step !== undefined) args.push('-S', String(step))
+  args.push(uri)
+  const r = await runTimed('qemu-img', args, opts)
+  const m = /Run completed in ([0-9.]+) seconds/.exec(r.stdout)
+  if (!m) throw new Error(`qemu-img bench: no result: ${r.stdout} ${r.stderr}`)
+  r.seconds = Number(m[1])
+  r.args = args
+  return r
+}
+
+/** The BOOT-RESULT line of scripts/boot-vm.sh as numbers. */
+export function parseBootResult(stdout) {
+  const line = stdout.split('\n').find((l) => l.startsWith('BOOT-RESULT '))
+  if (!line) return undefined
+  const kv = Object.fromEntries(
+    line
+      .slice('BOOT-RESULT '.length)
+      .trim()
+      .split(/\s+/)
+      .map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]),
+  )
+  const num = (x) => (x !== undefined && /^[0-9.]+$/.test(x) ? Number(x) : undefined)
+  return {ok: kv.ok === '1', accel: kv.accel, markerS: num(kv.marker_s), exitS: num(kv.exit_s), guestUptimeS: num(kv.guest_uptime_s), kernel: kv.kernel, line}
+}
+
+/** Read requests in an nbdkit log-filter file: [{offset, count}]. */
+export function parseNbdkitLog(text) {
+  const out = []
+  const re = / Read id=\d+ offset=(0x[0-9a-f]+) count=(0x[0-9a-f]+)/g
+  let m
+  while ((m = re.exec(text))) out.push({offset: Number(m[1]), count: Number(m[2])})
+  return out
+}
+
+/** Which `block`-byte blocks of `file` are all zero: Uint8Array, 1 = zero. */
+export async function zeroBlocks(file, block = 4096) {
+  const st = await fsp.stat(file)
+  const n = Math.ceil(st.size / block)
+  const zero = new Uint8Array(n)
+  const fh = await fsp.open(file, 'r')
+  const piece = 8 << 20
+  const buf = Buffer.alloc(piece)
+  const z = Buffer.alloc(block)
+  try {
+    for (let pos = 0; pos < st.size; pos += piece) {
+      const {bytesRead} = await fh.read(buf, 0, piece, pos)
+      for (let o = 0; o < bytesRead; o += block) {
+        const len = Math.min(block, bytesRead - o)
+        if (buf.compare(z, 0, len, o, o + len) === 0) zero[(pos + o) / block] = 1
+      }
+    }
+  } finally {
+    await fh.close()
+  }
+  return {zero, block, size: st.size}
+}
+
+/**
+ * What a read log touched: total and unique bytes, unique bytes inside
+ * non-zero blocks, and per chunk size the chunks touched, the non-zero ones
+ * among them and their bytes (= what a lazy mount with that chunk size and no
+ * prefetch must fetch for these reads).
+ */
+export function readFootprint(reads, zb, chunkSizes) {
+  const sorted = [...reads].sort((a, b) => a.offset - b.offset)
+  const merged = []
+  for (const r of sorted) {
+    const end = r.offset + r.count
+    const last = merged.at(-1)
+    if (last && r.offset <= last.end) last.end = Math.max(last.end, end)
+    else merged.push({start: r.offset, end})
+  }
+  let unique = 0
+  let uniqueNonZero = 0
+  const {zero, block, size} = zb
+  for (const m of merged) {
+    unique += m.end - m.start
+    for (let b = Math.floor(m.start / block); b * block < m.end; b++) {
+      if (zero[b]) continue
+      const s = Math.max(m.start, b * block)
+      const e = Math.min(m.end, (b + 1) * block)
+      uniqueNonZero += e - s
+    }
+  }
+  const perChunkSize = {}
+  for (const cs of chunkSizes) {
+    const touched = new Set()
+    for (const m of merged) for (let c = Math.floor(m.start / cs); c * cs < m.end; c++) touched.add(c)
+    let nonZero = 0
+    let bytes = 0
+    const per = cs / block
+    for (const c of touched) {
+      let allZero = true
+      for (let b = c * per; b < Math.min((c + 1) * per, zero.length); b++)
+        if (!zero[b]) {
+          allZero = false
+          break
+        }
+      if (!allZero) {
+        nonZero++
+        bytes += Math.min(cs, size - c * cs)
+      }
+    }
+    perChunkSize[cs] = {touched: touched.size, nonZero, bytes}
+  }
+  return {
+    requests: reads.length,
+    totalBytes: reads.reduce((a, r) => a + r.count, 0),
+    uniqueBytes: unique,
+    uniqueNonZeroBytes: uniqueNonZero,
+    extents: merged.length,
+    perChunkSize,
+  }
+}
