@@ -86,6 +86,7 @@ test('a seed that always corrupts: the pull fails naming the chunk and every sou
   const t = tmpStore()
   let s
   let proxy
+  let peerProxy
   try {
     s = await seed(t)
     proxy = await startFaultProxy(s.server.url, {mode: 'flip', after: 600})
@@ -93,12 +94,14 @@ test('a seed that always corrupts: the pull fails naming the chunk and every sou
     // manifests are small: let the manifest through, corrupt every object
     const r0 = await execAsync(['pull', s.id, s.server.url, '--concurrency', '1'], {store: path.join(t.dir, 'warm')})
     assert.is(r0.status, 0)
-    const r = await execAsync(['pull', s.id, proxy.url, '--peer', (await startFaultProxy(s.server.url, {mode: 'flip', after: 10})).url, '--no-owner-hashing'], {store: host, timeout: 120_000})
+    peerProxy = await startFaultProxy(s.server.url, {mode: 'flip', after: 10})
+    const r = await execAsync(['pull', s.id, proxy.url, '--peer', peerProxy.url, '--no-owner-hashing'], {store: host, timeout: 120_000})
     assert.is(r.status, 9, r.stderr)
     assert.match(r.stderr, /could not fetch chunk [0-9a-f]{64}|sent wrong bytes for manifest|no source has image/)
     assert.match(r.stderr, /seed|peer/)
     fsckClean(host)
   } finally {
+    await peerProxy?.close()
     await proxy?.close()
     await s?.server.stop()
     t.cleanup()
