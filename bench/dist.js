@@ -56,10 +56,11 @@ const USAGE = `usage: node bench/dist.js [--reps N] [--hosts 1,2,4,8] [--synthet
   --synthetic     use the 1.5 GiB synthetic image even when the Debian boot image is built
   --no-compress   skip the compression study
   --build         run 'npm run build' first
+  --render JSON   measure nothing: rewrite the markdown report from a latest-dist.json
 
 environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
 
-const opts = {reps: 3, hosts: [1, 2, 4, 8], synthetic: false, compress: true, build: false}
+const opts = {reps: 3, hosts: [1, 2, 4, 8], synthetic: false, compress: true, build: false, render: undefined}
 {
   const argv = process.argv.slice(2)
   for (let i = 0; i < argv.length; i++) {
@@ -69,6 +70,7 @@ const opts = {reps: 3, hosts: [1, 2, 4, 8], synthetic: false, compress: true, bu
     else if (a === '--synthetic') opts.synthetic = true
     else if (a === '--no-compress') opts.compress = false
     else if (a === '--build') opts.build = true
+    else if (a === '--render') opts.render = argv[++i]
     else if (a === '-h' || a === '--help') {
       console.log(USAGE)
       process.exit(0)
@@ -86,6 +88,16 @@ const opts = {reps: 3, hosts: [1, 2, 4, 8], synthetic: false, compress: true, bu
 const TARGETS = {pullVsCurl: 2}
 const LOAD = {concurrency: 64, maxRequests: 20000, maxSeconds: 8, warmupSeconds: 2}
 const TOKEN = 'bench-push-token'
+
+if (opts.render) {
+  const {readFileSync} = await import('node:fs')
+  const R = JSON.parse(readFileSync(opts.render, 'utf8'))
+  const md = render(R)
+  const files = await writeResults('dist', new Date(R.startedAt), md, R)
+  console.log(md)
+  process.stderr.write(`bench dist: rewrote ${files.mdFile} from ${opts.render}\n`)
+  process.exit(0)
+}
 
 const log = makeLog('dist')
 const t0 = performance.now()
@@ -668,7 +680,7 @@ function explain(R) {
     ? ` In-process (dist/ modules, one process, 8 in flight, from the same nginx): fetching all ${int(ip.chunks)} chunks through HttpStore.get (got + BLAKE3 verification, as pull does) took ${f(ip.httpStore.wall)} s and ${f(ip.httpStore.cpu)} s of CPU (${f(ip.httpStore.perChunkCpuUs, 0)} µs/chunk); ` +
       `the same GETs with bare node:http ${f(ip.bareHttp.wall)} s / ${f(ip.bareHttp.cpu)} s CPU (${f(ip.bareHttp.perChunkCpuUs, 0)} µs/chunk), so got and verification cost ≈ ${f(ip.httpStore.cpu - ip.bareHttp.cpu)} CPU-s (hashing alone ≈ ${f(hashS)} s); ` +
       `storing them with LocalStore.putObject ${f(ip.putObject.wall)} s / ${f(ip.putObject.cpu)} s CPU (${f(ip.putObject.perChunkCpuUs, 0)} µs/chunk). ` +
-      `Fetch + store ≈ ${f(ip.httpStore.cpu + ip.putObject.cpu)} CPU-s of the pull's ${f(p.pullNginx.cpu)} s; the rest is start-up, the manifest and the chain's bookkeeping.`
+      `Fetch + store ≈ ${f(ip.httpStore.cpu + ip.putObject.cpu)} CPU-s against the pull's ${f(p.pullNginx.cpu)} s: ${ip.httpStore.cpu + ip.putObject.cpu >= 0.9 * p.pullNginx.cpu ? 'they account for (nearly) all of it, and Node\'s HTTP client alone, even bare, is ' + f(ip.bareHttp.cpu) + ' CPU-s' : 'the rest is start-up, the manifest and the chain\'s bookkeeping'}.`
     : ''
   lines.push(
     `- **Pull vs curl** (${f(p.pullNginx.wall)} s vs ${f(p.curlFile.wall)} s): curl moves ${bytesHuman(img.size)} at ${f(linkRate / GB)} GB/s over loopback (→ /dev/null: ${f(p.curlNull.wall)} s), and writing it to a file adds ${f(p.curlFile.wall - p.curlNull.wall)} s. ` +
