@@ -35,6 +35,7 @@ export class ImageBackend implements BlockBackend {
   private readonly touched: Uint8Array
   private readonly chunkCache = new Map<number, Buffer>()
   private readonly handles = new Map<number, Promise<fsp.FileHandle>>()
+  private readonly fetching = new Map<number, Promise<Buffer>>()
   private readonly cacheMax: number
   /** Demand reads in flight (prefetch yields to them). */
   demandInFlight = 0
@@ -136,7 +137,17 @@ export class ImageBackend implements BlockBackend {
   }
 
   /** Fetch (or read locally) and verify chunk `index`; stores it locally. */
-  async fetchChunk(index: number): Promise<Buffer> {
+  fetchChunk(index: number): Promise<Buffer> {
+    // joined per chunk, so a fetch is verified, cached and counted once however many reads wait on it
+    let p = this.fetching.get(index)
+    if (!p) {
+      p = this.fetchChunkOnce(index).finally(() => this.fetching.delete(index))
+      this.fetching.set(index, p)
+    }
+    return p
+  }
+
+  private async fetchChunkOnce(index: number): Promise<Buffer> {
     const id = this.ids[index]!
     let f
     try {
