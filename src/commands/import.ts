@@ -1,5 +1,4 @@
 import {Args, Flags} from '@oclif/core'
-import os from 'node:os'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes, rate} from '../cli/format.js'
 import {resolveChunkSize} from '../cli/settings.js'
@@ -58,7 +57,6 @@ Exit codes: 0 ok, 2 bad arguments, 3 file not found, 5 not a usable image, 6 sto
       stdin: file === '-' ? process.stdin : undefined,
       progress: this.progress(),
       signal: this.signal,
-      concurrency: Math.max(4, os.availableParallelism() * 4),
     })
     this.note(
       `imported ${file}${r.ref ? ` as ${r.ref}` : ''}: ${humanBytes(r.virtualSize)} ${r.sourceFormat}, ${r.chunks} chunks of ${humanBytes(r.chunkSize)} ` +

@@ -29,7 +29,17 @@ export interface BlockBackend {
   /** true when concurrent connections see each other's writes after flush (safe to advertise multi-conn) */
   readonly multiConnSafe: boolean
   /** Exactly `length` bytes, or throws. */
-  read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>
+  /**
+   * `length` bytes at `offset`. When `into` is given (exactly `length`
+   * bytes), the backend may fill and return it instead of allocating.
+   */
+  read(offset: number, length: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer>
+  /**
+   * Optional fast path: the bytes when they can be produced at once, without
+   * waiting on anything (no fetch, no overlay I/O in flight); undefined to
+   * send the request down the normal read path.
+   */
+  readNow?(offset: number, length: number): Buffer | undefined
   write(offset: number, data: Buffer, opts?: {fua?: boolean}): Promise<void>
   flush(): Promise<void>
   trim(offset: number, length: number): Promise<void>

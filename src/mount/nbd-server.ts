@@ -31,6 +31,8 @@ export const MAX_OPTIONS = 128
 export const META_CONTEXT_ID = 1
 /** Reader buffers at most this much ahead of the request being parsed. */
 const READ_HIGH_WATER = 2 << 20
+/** Largest READ answered on the synchronous fast path (Connection.readNow). */
+const READ_NOW_MAX = 128 * 1024
 /** Most extents in one BLOCK_STATUS reply (spec: SHOULD NOT exceed 2^20). */
 const MAX_EXTENTS = 1 << 16
 
@@ -225,8 +227,42 @@ interface ExportInfo {
 
 let nextConnId = 1
 
+/**
+ * Reply buffers for large reads, reused once the kernel has taken their bytes:
+ * a fresh multi-megabyte buffer per READ kept the garbage collector busy
+ * for a third of a sequential-read benchmark. Small reads use Node's own pool.
+ */
+class ReplyBufferPool {
+  private readonly free = new Map<number, Buffer[]>()
+  private pooled = 0
+  constructor(
+    private readonly minSize = 64 * 1024,
+    private readonly maxPooled = 32 * 1024 * 1024,
+  ) {}
+
+  take(length: number): Buffer | undefined {
+    if (length < this.minSize) return undefined
+    const b = this.free.get(length)?.pop()
+    if (b) {
+      this.pooled -= length
+      return b
+    }
+    return Buffer.allocUnsafeSlow(length)
+  }
+
+  give(b: Buffer): void {
+    if (b.length < this.minSize || this.pooled + b.length > this.maxPooled) return
+    let list = this.free.get(b.length)
+    if (!list) this.free.set(b.length, (list = []))
+    list.push(b)
+    this.pooled += b.length
+  }
+}
+
 class Connection {
   readonly id = nextConnId++
+  private readonly pool = new ReplyBufferPool()
+  private corked = false
   private readonly reader: SocketReader
   private readonly budget: ByteBudget
   private readonly abort = new AbortController()
@@ -334,10 +370,19 @@ class Connection {
         if (this.pendingWrites.delete(done)) resolve()
       }
       this.pendingWrites.add(done)
-      sock.cork()
+      // replies finished in the same turn of the event loop leave in one
+      // writev: at queue depth 16 this cut the system calls per 4 KiB read
+      // several-fold
+      if (!this.corked) {
+        this.corked = true
+        sock.cork()
+        process.nextTick(() => {
+          this.corked = false
+          sock.uncork()
+        })
+      }
       for (let i = 0; i < bufs.length - 1; i++) sock.write(bufs[i])
       sock.write(bufs[bufs.length - 1], done)
-      sock.uncork()
     })
   }
 
@@ -537,6 +582,7 @@ class Connection {
       } catch {
         // observers must not break the connection
       }
+      if (h.type === P.CMD_READ && this.readNow(h)) continue
       await this.acquireSlot()
       let dispatched = false
       try {
@@ -644,6 +690,29 @@ class Connection {
     }
   }
 
+  /**
+   * A small READ the backend can answer at once (every byte local) is
+   * answered here, synchronously, without a slot or a promise chain: for a
+   * 4 KiB read from the page cache that bookkeeping cost more than the read.
+   * Returns false to take the normal path.
+   */
+  private readNow(h: P.RequestHeader): boolean {
+    const b = this.backend
+    if (!b.readNow || h.length === 0 || h.length > READ_NOW_MAX) return false
+    if (this.check(h.type, h.flags, h.offset, h.length) !== 0) return false
+    // a client that does not read its replies goes the budgeted way
+    if (this.sock.destroyed || this.sock.writableLength > READ_HIGH_WATER) return false
+    let data: Buffer | undefined
+    try {
+      data = b.readNow(h.offset, h.length)
+    } catch {
+      return false
+    }
+    if (!data || data.length !== h.length) return false
+    this.sendRead(h, data).catch(() => {})
+    return true
+  }
+
   private async doRead(h: P.RequestHeader): Promise<void> {
     if (h.length === 0) {
       if (this.structured) return this.send([P.encodeStructuredDone(h.cookie)])
@@ -653,39 +722,50 @@ class Connection {
     try {
       if (this.sock.destroyed) return // the client is gone: skip the work
       let data: Buffer
+      const into = this.pool.take(h.length)
       try {
-        data = await this.backend.read(h.offset, h.length, this.abort.signal)
+        data = await this.backend.read(h.offset, h.length, this.abort.signal, into)
         if (!Buffer.isBuffer(data) || data.length !== h.length) {
           throw Object.assign(new Error(`backend returned ${data?.length} bytes, expected ${h.length}`), {errno: 'EIO'})
         }
       } catch (e) {
+        if (into) this.pool.give(into)
         if (this.abort.signal.aborted) return
         this.log(`read ${h.offset}+${h.length}: ${(e as Error)?.message ?? e}`)
         return await this.replyError(h, P.errorToNbd(e), `read failed: ${(e as Error)?.message ?? e}`)
       }
-      if (!this.structured) return await this.send([P.encodeSimpleReply(0, h.cookie), data])
-      if (h.flags & P.CMD_FLAG_DF) {
-        const hole = P.splitHoles(data, h.offset, 4096, 4096)
-        if (hole.length === 1 && hole[0].hole) {
-          return await this.send([P.encodeOffsetHole(P.REPLY_FLAG_DONE, h.cookie, h.offset, h.length)])
-        }
-        return await this.send([P.encodeOffsetDataHeader(P.REPLY_FLAG_DONE, h.cookie, h.offset, h.length), data])
+      try {
+        return await this.sendRead(h, data)
+      } finally {
+        // the kernel has the bytes (or the socket is gone): the buffer can be reused
+        if (data === into) this.pool.give(into)
       }
-      const pieces = P.splitHoles(data, h.offset, 4096, 4096)
-      const bufs: Buffer[] = []
-      for (let i = 0; i < pieces.length; i++) {
-        const p = pieces[i]
-        const flags = i === pieces.length - 1 ? P.REPLY_FLAG_DONE : 0
-        if (p.hole) bufs.push(P.encodeOffsetHole(flags, h.cookie, p.offset, p.length))
-        else {
-          const rel = p.offset - h.offset
-          bufs.push(P.encodeOffsetDataHeader(flags, h.cookie, p.offset, p.length), data.subarray(rel, rel + p.length))
-        }
-      }
-      return await this.send(bufs)
     } finally {
       this.budget.release(held)
     }
+  }
+
+  private async sendRead(h: P.RequestHeader, data: Buffer): Promise<void> {
+    if (!this.structured) return await this.send([P.encodeSimpleReply(0, h.cookie), data])
+    if (h.flags & P.CMD_FLAG_DF) {
+      const hole = P.splitHoles(data, h.offset, 4096, 4096)
+      if (hole.length === 1 && hole[0].hole) {
+        return await this.send([P.encodeOffsetHole(P.REPLY_FLAG_DONE, h.cookie, h.offset, h.length)])
+      }
+      return await this.send([P.encodeOffsetDataHeader(P.REPLY_FLAG_DONE, h.cookie, h.offset, h.length), data])
+    }
+    const pieces = P.splitHoles(data, h.offset, 4096, 4096)
+    const bufs: Buffer[] = []
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i]
+      const flags = i === pieces.length - 1 ? P.REPLY_FLAG_DONE : 0
+      if (p.hole) bufs.push(P.encodeOffsetHole(flags, h.cookie, p.offset, p.length))
+      else {
+        const rel = p.offset - h.offset
+        bufs.push(P.encodeOffsetDataHeader(flags, h.cookie, p.offset, p.length), data.subarray(rel, rel + p.length))
+      }
+    }
+    return await this.send(bufs)
   }
 
   private async doBlockStatus(h: P.RequestHeader): Promise<void> {

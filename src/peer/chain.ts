@@ -158,13 +158,8 @@ export class FetchChain {
 
   /** A local object, verified; a corrupt one is moved aside and reads as missing. */
   private async readLocal(id: string): Promise<Buffer | undefined> {
-    let data: Buffer
-    try {
-      data = await this.local.getObject(id)
-    } catch (err) {
-      if (err instanceof ChunkMissingError) return undefined
-      throw err
-    }
+    const data = this.local.readObject(id)
+    if (data === undefined) return undefined
     if (this.init.verifyLocal === false || hash(data) === id) {
       await this.local.touchObject(id) // least-recently-used order for the cache budget
       return data

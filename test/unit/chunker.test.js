@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {Readable} from 'node:stream'
-import {BufferPool, fileChunks, isAllZero, streamChunks} from '../../dist/store/chunker.js'
+import {fileChunks, isAllZero, streamChunks} from '../../dist/store/chunker.js'
 import {seededBytes, tmpDir} from '../helpers/index.js'
 
 async function collect(it) {
@@ -23,17 +23,23 @@ test('streamChunks cuts any piece sizes into exact chunks, last one short', asyn
   }
 })
 
-test('fileChunks reads a file by position in order, with read-ahead', async () => {
+test('fileChunks reads a file by position in order, reusing one buffer', async () => {
   const t = tmpDir()
   try {
     const data = seededBytes('f', 300_000)
     const file = path.join(t.dir, 'f')
     await fsp.writeFile(file, data)
     const fh = await fsp.open(file)
-    const chunks = await collect(fileChunks(fh, data.length, 65536, {readAhead: 3}))
+    const buffers = new Set()
+    const chunks = []
+    for await (const c of fileChunks(fh.fd, data.length, 65536, {yieldEvery: 2})) {
+      buffers.add(c.buffer)
+      chunks.push(Buffer.from(c))
+    }
     await fh.close()
     assert.equal(chunks.map((c) => c.length), [65536, 65536, 65536, 65536, 37856])
     assert.ok(Buffer.concat(chunks).equals(data))
+    assert.is(buffers.size, 1, 'one buffer reused for every chunk')
   } finally {
     t.cleanup()
   }
@@ -47,7 +53,7 @@ test('fileChunks reports a file that shrank', async () => {
     const fh = await fsp.open(file)
     let err
     try {
-      await collect(fileChunks(fh, 4096, 1024))
+      await collect(fileChunks(fh.fd, 4096, 1024))
     } catch (e) {
       err = e
     }
@@ -58,38 +64,26 @@ test('fileChunks reports a file that shrank', async () => {
   }
 })
 
-test('fileChunks with a BufferPool reuses buffers and waits when all are in use', async () => {
+test('fileChunks stops when its signal is aborted', async () => {
   const t = tmpDir()
   try {
-    const data = seededBytes('p', 10 * 65536 + 100)
     const file = path.join(t.dir, 'f')
-    await fsp.writeFile(file, data)
+    await fsp.writeFile(file, seededBytes('a', 8 * 65536))
     const fh = await fsp.open(file)
-    const pool = new BufferPool(65536, 3)
-    const seen = new Set()
-    const parts = []
-    for await (const c of fileChunks(fh, data.length, 65536, {readAhead: 2, pool})) {
-      parts.push(Buffer.from(c))
-      seen.add(c.buffer)
-      pool.release(c)
+    const ac = new AbortController()
+    let n = 0
+    let err
+    try {
+      for await (const c of fileChunks(fh.fd, 8 * 65536, 65536, {signal: ac.signal})) {
+        assert.is(c.length, 65536)
+        if (++n === 3) ac.abort()
+      }
+    } catch (e) {
+      err = e
     }
     await fh.close()
-    assert.ok(Buffer.concat(parts).equals(data))
-    assert.ok(seen.size <= 3, `at most 3 distinct buffers used, saw ${seen.size}`)
-    // a waiter is served by the next release
-    const a = await pool.acquire()
-    const b = await pool.acquire()
-    const c = await pool.acquire()
-    let got
-    pool.acquire().then((x) => (got = x))
-    await new Promise((r) => setImmediate(r))
-    assert.is(got, undefined)
-    pool.release(b)
-    await new Promise((r) => setImmediate(r))
-    assert.is(got.buffer, b.buffer)
-    pool.release(Buffer.alloc(10)) // foreign buffers are ignored
-    pool.release(a)
-    pool.release(c)
+    assert.is(n, 3)
+    assert.is(err?.name, 'AbortError')
   } finally {
     t.cleanup()
   }
