@@ -413,6 +413,9 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     if (p) return p
     p = (async () => {
       try {
+        // a fetch that finished between this request's miss and now has stored it: no second upstream fetch
+        const here = store.readObject(id)
+        if (here !== undefined && hash(here) === id) return here
         const data = await upstream!.get(id)
         if (data === undefined) return undefined
         // HttpStore verifies already; any other ChunkSource is checked here

@@ -8,12 +8,14 @@ import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import type {Writable} from 'node:stream'
 import {once} from 'node:events'
-import {InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
+import {ChunkMissingError, IntegrityError, InterruptedError, isErrno, RefNotFoundError, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {tmpName} from './fs-util.js'
 import {convertFromRaw, DEFAULT_TOOLS, type Tools} from './formats.js'
 import type {LocalStore} from './local-store.js'
-import {chunkLength, expandChunks} from './manifest.js'
+import {hash} from './hash.js'
+import {chunkLength} from './manifest.js'
+import {manifestFileEntries, verifyManifestFile, type ManifestHead} from './manifest-stream.js'
 
 export interface ExportInit {
   /** 'raw' (default) or any format qemu-img writes (qcow2, vmdk, ...). */
@@ -34,24 +36,17 @@ export interface ExportResult {
 
 const ZERO = Buffer.alloc(4 * 1024 * 1024)
 
-/** Yields load(0..n-1) in order, keeping `depth` loads in flight. */
-async function* readAhead(n: number, load: (i: number) => Promise<Buffer>, depth = 8): AsyncGenerator<Buffer> {
-  const pending: Promise<Buffer>[] = []
-  let next = 0
-  const issue = () => {
-    const p = load(next++)
-    p.catch(() => {}) // awaited in order below
-    pending.push(p)
-  }
-  try {
-    while (next < n && pending.length < depth) issue()
-    while (pending.length > 0) {
-      const data = await pending.shift()!
-      if (next < n) issue()
-      yield data
+/** The image's chunks in disk order: one id, or a run of all-zero chunks. */
+async function* chunkRuns(file: string): AsyncGenerator<{index: number; id: string} | {index: number; zeros: number}> {
+  let index = 0
+  for await (const batch of manifestFileEntries(file)) {
+    for (const e of batch) {
+      if (typeof e === 'string') yield {index: index++, id: e}
+      else {
+        yield {index, zeros: e}
+        index += e
+      }
     }
-  } finally {
-    await Promise.allSettled(pending)
   }
 }
 
@@ -60,15 +55,25 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
   const t0 = performance.now()
   const format = init.format ?? 'raw'
   if (!/^[a-z0-9]+$/.test(format)) throw new UsageError(`unknown format ${JSON.stringify(format)}`)
-  const {id, manifest} = await store.resolve(spec)
+  const id = await store.resolveId(spec)
+  // the manifest is checked and walked as a file: its chunk list is never all in memory
+  const manifestFile = store.layout.manifestPath(id)
+  let manifest: ManifestHead
+  try {
+    manifest = (await verifyManifestFile(manifestFile, id)).head
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) throw new RefNotFoundError(`no image ${id} in ${store.name}`, {data: {id}})
+    throw err
+  }
   const progress = init.progress ?? silentProgress
-  const ids = expandChunks(manifest)
   let bytesWritten = 0
   let holes = 0
 
-  const readChunk = async (index: number): Promise<Buffer> => {
-    const cid = ids[index]!
-    const data = await store.getObject(cid, {verify: true})
+  const readChunk = (index: number, cid: string): Buffer => {
+    const data = store.readObject(cid)
+    if (data === undefined) throw new ChunkMissingError(`chunk ${cid} is not in ${store.name}`, {data: {id: cid}})
+    const actual = hash(data)
+    if (actual !== cid) throw new IntegrityError(`chunk ${cid} in ${store.name} is corrupt (hashes to ${actual})`, {data: {id: cid, actual}})
     if (data.length !== chunkLength(manifest, index))
       throw new VmiError(`chunk ${cid} has ${data.length} bytes, image ${id} expects ${chunkLength(manifest, index)} at index ${index}`)
     return data
@@ -95,10 +100,14 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
           await fsp.rm(tmp, {force: true})
         }
       } else {
-        for await (const data of readAhead(ids.length, (i) => (ids[i] === null ? Promise.resolve(ZERO.subarray(0, chunkLength(manifest, i))) : readChunk(i)))) {
+        for await (const run of chunkRuns(manifestFile)) {
           init.signal?.throwIfAborted()
-          if (!dest.write(data)) await once(dest, 'drain')
-          bytesWritten += data.length
+          const n = 'zeros' in run ? run.zeros : 1
+          for (let k = 0; k < n; k++) {
+            const data = 'id' in run ? readChunk(run.index, run.id) : ZERO.subarray(0, chunkLength(manifest, run.index + k))
+            if (!dest.write(data)) await once(dest, 'drain')
+            bytesWritten += data.length
+          }
           progress.update(bytesWritten)
         }
       }
@@ -122,13 +131,20 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
         if (!inPlace) await fh.truncate(manifest.virtualSize)
         // writes in order, a few in flight
         const inflight: Promise<unknown>[] = []
-        const nonZero = ids.flatMap((c, i) => (c === null ? [] : [i]))
-        holes = inPlace ? 0 : ids.length - nonZero.length
-        if (inPlace) for (let i = 0; i < ids.length; i++) if (ids[i] === null) inflight.push(fh.write(ZERO, 0, chunkLength(manifest, i), i * manifest.chunkSize))
-        let k = 0
-        for await (const data of readAhead(nonZero.length, (j) => readChunk(nonZero[j]))) {
+        for await (const run of chunkRuns(manifestFile)) {
           init.signal?.throwIfAborted()
-          inflight.push(fh.write(data, 0, data.length, nonZero[k++] * manifest.chunkSize))
+          if ('zeros' in run) {
+            if (!inPlace) holes += run.zeros
+            else
+              for (let k = 0; k < run.zeros; k++) {
+                const i = run.index + k
+                inflight.push(fh.write(ZERO, 0, chunkLength(manifest, i), i * manifest.chunkSize))
+                if (inflight.length >= 8) await inflight.shift()
+              }
+            continue
+          }
+          const data = readChunk(run.index, run.id)
+          inflight.push(fh.write(data, 0, data.length, run.index * manifest.chunkSize))
           if (inflight.length >= 8) await inflight.shift()
           bytesWritten += data.length
           progress.update(bytesWritten)

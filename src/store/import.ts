@@ -4,7 +4,7 @@
  * names an image whose chunks are not all stored.
  */
 import {promises as fsp} from 'node:fs'
-import {BadInputError, FileNotFoundError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
+import {BadInputError, FileNotFoundError, InterruptedError, isErrno, storeWriteError, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {fileChunks, isAllZero, streamChunks} from './chunker.js'
 import {convertToRawFile, DEFAULT_TOOLS, detectFormat, looksLikeText, openRawStream, sniffArchive, sniffFormat, type RawStream, type Tools} from './formats.js'
@@ -12,7 +12,8 @@ import {hash} from './hash.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
 import {acquireLock} from './lock.js'
-import {ChunkListBuilder, isValidChunkSize, MANIFEST_VERSION, MAX_VIRTUAL_SIZE, type Manifest} from './manifest.js'
+import {isValidChunkSize, MANIFEST_VERSION, MAX_VIRTUAL_SIZE} from './manifest.js'
+import {ManifestWriter, type ManifestHead} from './manifest-stream.js'
 import {formatRef, parseRef, type RefName} from './ref.js'
 
 export const DEFAULT_CHUNK_SIZE = 256 * 1024
@@ -123,7 +124,16 @@ export async function importImage(
     await cleanup()
     throw err
   })
-  const builder = new ChunkListBuilder()
+  let builder: ManifestWriter
+  try {
+    // the chunk list goes to a staging file as it grows: memory stays flat for any image size
+    builder = new ManifestWriter(store.tmpPath('chunks'))
+  } catch (err) {
+    await lock.release().catch(() => {})
+    converter?.kill()
+    await cleanup()
+    throw storeWriteError(err, 'the chunk list')
+  }
   let total = 0
   let zeroChunks = 0
   let deduped = 0
@@ -162,17 +172,24 @@ export async function importImage(
       throw new BadInputError(`${source}: read ${total} bytes, expected ${expectedSize}`)
     checkRawSize(source === '-' ? 'standard input' : source, total)
 
-    const manifest: Manifest = {
+    const head: ManifestHead = {
       version: MANIFEST_VERSION,
       virtualSize: total,
       chunkSize,
-      chunks: builder.entries,
       sourceFormat,
       created: (init.created ?? new Date()).toISOString(),
       ...(init.parent ? {parent: init.parent} : {}),
       ...(init.annotations && Object.keys(init.annotations).length > 0 ? {annotations: init.annotations} : {}),
     }
-    const id = await store.putManifest(manifest)
+    const manifestFile = store.tmpPath('manifest')
+    let id: string
+    try {
+      id = builder.finish(head, manifestFile).id
+    } catch (err) {
+      if (err instanceof VmiError) throw err
+      throw storeWriteError(err, 'the manifest')
+    }
+    await store.putManifestFile(id, manifestFile)
     if (ref) await store.writeRef(ref, id)
     return {
       id,
@@ -189,6 +206,7 @@ export async function importImage(
       seconds: (performance.now() - t0) / 1000,
     }
   } catch (err) {
+    builder.abort()
     converter?.kill()
     if (init.signal?.aborted) throw new InterruptedError(`import of ${source} interrupted; nothing was tagged`, {cause: err})
     if (err instanceof VmiError) throw err

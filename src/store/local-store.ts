@@ -190,6 +190,22 @@ export class LocalStore {
     }
   }
 
+  /** Move a finished manifest file (already hashed to `id`, e.g. by ManifestWriter) into place. */
+  async putManifestFile(id: string, file: string): Promise<void> {
+    const dest = this.layout.manifestPath(id)
+    try {
+      if (await exists(dest)) {
+        await fsp.rm(file, {force: true})
+        return
+      }
+      await this.ensureShard(dest)
+      await fsp.rename(file, dest)
+    } catch (err) {
+      await fsp.rm(file, {force: true}).catch(() => {})
+      throw storeWriteError(err, `manifest ${id}`)
+    }
+  }
+
   async hasManifest(id: string): Promise<boolean> {
     return exists(this.layout.manifestPath(id))
   }
