@@ -80,9 +80,9 @@ function axis(values, {log, min, max, base = 10, zero = false}) {
   if (zero) lo = Math.min(0, lo)
   if (hi === lo) hi = lo + 1
   const t = linearTicks(lo, hi)
-  if (min === undefined) lo = Math.min(lo, t[0])
+  const step = t.length > 1 ? t[1] - t[0] : 1
+  if (min === undefined) lo = Math.min(lo, Math.floor(lo / step + 1e-9) * step)
   if (max === undefined) {
-    const step = t.length > 1 ? t[1] - t[0] : 1
     if (t.at(-1) < hi - 1e-12) hi = t.at(-1) + step
     else hi = Math.max(hi, t.at(-1))
   }
