@@ -575,7 +575,7 @@ export function imageInput(resultsDir = RESULTS) {
   }
   const boot = mount?.boots?.runs?.nbdkitLog?.footprint?.perChunkSize?.[input.chunkSize]?.nonZero ?? mount?.boots?.profile?.chunks
   input.bootChunks = boot ?? Math.round(input.chunks * 0.1)
-  input.bootSource = boot ? `bench/results/latest-mount.json (chunks the guest's boot reads touch, ${mount.startedAt.slice(0, 10)})` : 'assumed: 10 % of the chunks (no bench/results/latest-mount.json)'
+  input.bootSource = boot ? `the chunks the measured boot touched, from bench/results/latest-mount.json, run of ${mount.startedAt.slice(0, 10)}` : 'assumed: 10 % of the chunks, as there is no bench/results/latest-mount.json'
   // simulated ids have a uniform size: the image's average chunk (exact when every chunk is full)
   input.chunkBytes = Math.round(input.uniqueBytes / input.chunks)
   return input
