@@ -27,23 +27,35 @@ const MiB = 1024 * KiB
 const GiB = 1024 * MiB
 
 // ----------------------------------------------------------------- which benchmarks
-// `--only store|dist|mount[,…]`; default: all three, one after the other, each
-// in its own process (bench/dist.js, bench/mount.js: see bench/README.md). With
-// one of dist/mount alone, every other argument goes to it; with several, only
-// --reps N does (and --build runs once, first).
+// `--only store|dist|mount|sim[,…]`; default: all four, one after the other,
+// each in its own process (bench/dist.js, bench/mount.js, bench/sim.js: see
+// bench/README.md). With one of dist/mount/sim alone, every other argument goes
+// to it; with several, only --reps N does (and --build runs once, first).
+// Every run ends by rendering docs/PERFORMANCE.md from bench/results/latest-*.json;
+// `--render` does only that (measures nothing).
 {
   const argv = process.argv.slice(2)
+  if (argv.includes('--render')) {
+    if (argv.length > 1) {
+      console.error('bench: --render takes no other argument (it renders docs/PERFORMANCE.md from bench/results/latest-*.json)')
+      process.exit(2)
+    }
+    process.exit(await renderDoc())
+  }
   const at = argv.indexOf('--only')
-  const known = ['store', 'dist', 'mount']
+  const known = ['store', 'dist', 'mount', 'sim']
   const which = at >= 0 ? String(argv[at + 1] ?? '').split(',').filter(Boolean) : known
   if (at >= 0 && (which.length === 0 || !which.every((w) => known.includes(w)))) {
-    console.error(`bench: --only takes store, dist or mount (comma-separated), got ${JSON.stringify(argv[at + 1] ?? '')}`)
+    console.error(`bench: --only takes store, dist, mount or sim (comma-separated), got ${JSON.stringify(argv[at + 1] ?? '')}`)
     process.exit(2)
   }
   let rest = at >= 0 ? [...argv.slice(0, at), ...argv.slice(at + 2)] : argv
   if (rest.includes('-h') || rest.includes('--help')) {
     if (which.length === 1 && which[0] !== 'store') process.exit(spawnSync(process.execPath, [path.join(ROOT, 'bench', `${which[0]}.js`), '--help'], {stdio: 'inherit'}).status ?? 1)
-    console.log('npm run bench -- [--only store|dist|mount[,…]] [options]   (default: all three; node bench/dist.js --help, node bench/mount.js --help)\n')
+    console.log(
+      'npm run bench -- [--only store|dist|mount|sim[,…]] [options]   (default: all four; node bench/dist.js --help, node bench/mount.js --help, node bench/sim.js --help)\n' +
+        'npm run bench -- --render                                      render docs/PERFORMANCE.md from bench/results/latest-*.json, measuring nothing\n',
+    )
   } else if (!(which.length === 1 && which[0] === 'store')) {
     if (which.length > 1 && rest.includes('--build')) {
       execFileSync('npm', ['run', 'build'], {cwd: ROOT, stdio: 'inherit'})
@@ -53,13 +65,28 @@ const GiB = 1024 * MiB
     const common = repsAt >= 0 ? rest.slice(repsAt, repsAt + 2) : []
     let status = 0
     for (const w of which) {
-      const args = w === 'store' ? [fileURLToPath(import.meta.url), '--only', 'store', ...rest] : [path.join(ROOT, 'bench', `${w}.js`), ...(which.length === 1 ? rest : common)]
+      const own = which.length === 1 ? rest : w === 'sim' ? [] : common
+      const args = w === 'store' ? [fileURLToPath(import.meta.url), '--only', 'store', ...rest] : [path.join(ROOT, 'bench', `${w}.js`), ...own, ...(w === 'sim' ? ['--no-doc'] : [])]
       const r = spawnSync(process.execPath, args, {stdio: 'inherit'})
       if (r.status !== 0) status = r.status ?? 1
     }
-    process.exit(status)
+    const docStatus = await renderDoc()
+    process.exit(status || docStatus)
   }
   process.argv = [process.argv[0], process.argv[1], ...rest]
+}
+
+/** docs/PERFORMANCE.md and docs/img/*.svg from the saved results (bench/lib/perf-doc.js). */
+async function renderDoc() {
+  try {
+    const {renderPerformanceDoc} = await import('./lib/perf-doc.js')
+    const r = await renderPerformanceDoc({root: ROOT})
+    process.stderr.write(`bench: rendered ${r.doc} and ${r.images.length} plots in docs/img/${r.missing.length ? ` (without ${r.missing.join(', ')})` : ''}\n`)
+    return 0
+  } catch (err) {
+    process.stderr.write(`bench: could not render docs/PERFORMANCE.md: ${err.stack ?? err}\n`)
+    return 1
+  }
 }
 
 // ----------------------------------------------------------------- options
@@ -499,6 +526,7 @@ await fsp.writeFile(mdFile, md)
 await fsp.writeFile(path.join(RESULTS, 'latest-store.json'), JSON.stringify(results, null, 2) + '\n')
 console.log(md)
 log(`wrote ${path.relative(ROOT, mdFile)} and bench/results/latest-store.json; total ${f(totalSeconds, 0)} s; deleting ${workDir}`)
+if (process.exitCode === undefined || process.exitCode === 0) process.exitCode = await renderDoc()
 
 // ----------------------------------------------------------------- markdown
 

@@ -1,0 +1,116 @@
+// Invariants of the owner-hashing simulation (bench/sim.js), which runs on the
+// real rankPeers from dist/peer/rendezvous.js.
+import {test} from 'uvu'
+import * as assert from 'uvu/assert'
+import {chunkIds, loadRendezvous, peerUrls, rng, simulate, universeRanking} from '../../bench/sim.js'
+
+const rv = await loadRendezvous()
+const seq = (n, from = 0) => Array.from({length: n}, (_, i) => from + i)
+const CS = 256 * 1024
+
+const C = 400
+const ids = chunkIds(rv, C, 'unit')
+const urls = peerUrls(64)
+const ranking = universeRanking(rv, urls, ids)
+const ctx = {ranking, chunkBytes: CS}
+const fleet = (n, extra = {}) => ({seed: 'unit', label: `n${n}`, members: seq(n), views: [seq(n)], hostView: new Int32Array(n), workload: seq(C), window: 8, rttTicks: 0.1, ...extra})
+
+test('the owner order of any peer sub-list is the universe ranking with absent peers skipped (as rankPeers gives it)', () => {
+  const rnd = rng('subsets')
+  const peers = urls.map((url, i) => ({url, i}))
+  for (let trial = 0; trial < 40; trial++) {
+    const sub = peers.filter(() => rnd() < 0.3)
+    if (!sub.length) continue
+    const c = Math.floor(rnd() * C)
+    const inSub = new Set(sub.map((p) => p.i))
+    const expected = rv.rankPeers(sub, ids[c]).map((p) => p.i)
+    const fromUniverse = [...ranking[c]].filter((i) => inSub.has(i))
+    assert.equal(fromUniverse, expected)
+  }
+})
+
+test('consistent peer lists, nobody leaves: the seed sends exactly the unique bytes, for any fleet size', () => {
+  for (const n of [1, 2, 3, 8, 17, 64]) {
+    const r = simulate(ctx, fleet(n))
+    assert.is(r.seedChunks, C, `${n} hosts`)
+    assert.is(r.seedBytes, C * CS)
+    assert.is(r.uniqueBytes, C * CS)
+    assert.is(r.seedDirect, 0)
+    assert.is(r.finish.n, n)
+    assert.ok(r.finish.min > 0)
+    // every host gets every chunk over the network once, except those it owns (its own fetch-through)
+    assert.is(Math.round(r.served.mean * n), (n - 1) * C)
+    assert.is(Math.round(r.owned.mean * n), C)
+  }
+})
+
+test('a boot working set (a subset, fewer in flight) also leaves the seed exactly once', () => {
+  const work = seq(C).filter((c) => c % 7 === 3)
+  const r = simulate(ctx, fleet(20, {workload: work, window: 4}))
+  assert.is(r.seedChunks, work.length)
+  assert.is(r.uniqueBytes, work.length * CS)
+})
+
+test('without peers every host fetches everything from the seed', () => {
+  const r = simulate(ctx, fleet(5, {views: [[]]}))
+  assert.is(r.seedChunks, 5 * C)
+  assert.is(r.seedDirect, 5 * C)
+})
+
+test('ownership is balanced within the balls-in-bins bound', () => {
+  const big = chunkIds(rv, 4000, 'balance')
+  const rk = universeRanking(rv, urls.slice(0, 8), big)
+  const c2 = {ranking: rk, chunkBytes: CS}
+  for (const n of [2, 4, 8]) {
+    const r = simulate(c2, {seed: 'b', members: seq(n), views: [seq(n)], hostView: new Int32Array(n), workload: seq(4000), window: 8})
+    const mean = 4000 / n
+    assert.ok(r.owned.max <= mean + 5 * Math.sqrt(mean), `${n} hosts: max owned ${r.owned.max}, mean ${mean}`)
+    assert.ok(r.owned.maxOverMean <= 1.2, `${n} hosts: max/mean ${r.owned.maxOverMean}`)
+    assert.is(r.seedChunks, 4000)
+  }
+  const r = simulate(ctx, fleet(64))
+  assert.ok(r.owned.max <= r.owned.mean + 5 * Math.sqrt(r.owned.mean) + 2, `64 hosts: max owned ${r.owned.max}`)
+})
+
+test('deterministic: the same seed gives the same result; other chunk ids give other owners', () => {
+  const a = simulate(ctx, fleet(12, {leave: {fraction: 0.25, atFraction: 0.3, updateViews: false}}))
+  const b = simulate(ctx, fleet(12, {leave: {fraction: 0.25, atFraction: 0.3, updateViews: false}}))
+  assert.equal(a, b)
+  assert.equal(chunkIds(rv, 5, 'unit'), ids.slice(0, 5))
+  const other = universeRanking(rv, urls.slice(0, 12), chunkIds(rv, C, 'unit-2'))
+  const r = simulate({ranking: other, chunkBytes: CS}, fleet(12))
+  const r0 = simulate(ctx, fleet(12))
+  assert.is(r.seedChunks, C)
+  assert.not.equal(r.owned, r0.owned)
+})
+
+test('newcomers the established hosts do not know: one more seed fetch per chunk a newcomer owns on the full list', () => {
+  const n = 40
+  for (const J of [1, 4, 10]) {
+    const old = n - J
+    const r = simulate(ctx, {...fleet(n), views: [seq(old), seq(n)], hostView: Int32Array.from(seq(n), (h) => (h < old ? 0 : 1))})
+    let predicted = 0
+    for (let c = 0; c < C; c++) predicted += ranking[c].find((u) => u < n) >= old ? 1 : 0
+    assert.is(r.seedChunks - C, predicted, `${J} newcomers`)
+    assert.ok(predicted > 0)
+  }
+})
+
+test('hosts leaving mid-pull: survivors finish; updated lists cost little, the fast walk equals the peer-by-peer walk', () => {
+  for (const updateViews of [true, false]) {
+    const r = simulate(ctx, fleet(30, {leave: {fraction: 0.2, atFraction: 0.4, updateViews}}))
+    assert.is(r.survivors, 24)
+    assert.is(r.finish.n, 24)
+    assert.ok(r.finish.min > 0)
+    assert.ok(r.seedChunks >= C)
+    if (updateViews) assert.is(r.notFound, 0)
+  }
+  for (const atFraction of [0.05, 0.4]) {
+    const p = fleet(30, {leave: {fraction: 0.2, atFraction, updateViews: false}})
+    const fast = simulate(ctx, p)
+    const slow = simulate(ctx, {...p, slowWalk: true})
+    assert.equal(fast, slow)
+  }
+})
+
+test.run()
