@@ -35,9 +35,12 @@ export async function* fileChunks(
   }
 }
 
-/** Cuts a byte stream into `chunkSize` buffers (the last may be short). */
+/**
+ * Cuts a byte stream into `chunkSize` buffers (the last may be short). Like
+ * fileChunks, one buffer is reused: a chunk is valid until the next is asked for.
+ */
 export async function* streamChunks(stream: AsyncIterable<Uint8Array>, chunkSize: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
-  let cur = Buffer.allocUnsafe(chunkSize)
+  const cur = Buffer.allocUnsafeSlow(chunkSize)
   let fill = 0
   for await (const piece of stream) {
     signal?.throwIfAborted()
@@ -49,7 +52,6 @@ export async function* streamChunks(stream: AsyncIterable<Uint8Array>, chunkSize
       off += n
       if (fill === chunkSize) {
         yield cur
-        cur = Buffer.allocUnsafe(chunkSize)
         fill = 0
       }
     }

@@ -7,7 +7,6 @@
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import type {Writable} from 'node:stream'
-import {once} from 'node:events'
 import {ChunkMissingError, IntegrityError, InterruptedError, isErrno, RefNotFoundError, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {tmpName} from './fs-util.js'
@@ -69,8 +68,11 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
   let bytesWritten = 0
   let holes = 0
 
-  const readChunk = (index: number, cid: string): Buffer => {
-    const data = store.readObject(cid)
+  // read buffers, reused once their write is done (a fresh buffer per chunk let garbage pile up)
+  const buffers: Buffer[] = []
+  const takeBuffer = () => buffers.pop() ?? Buffer.allocUnsafeSlow(manifest.chunkSize)
+  const readChunk = (index: number, cid: string, into?: Buffer): Buffer => {
+    const data = store.readObject(cid, into)
     if (data === undefined) throw new ChunkMissingError(`chunk ${cid} is not in ${store.name}`, {data: {id: cid}})
     const actual = hash(data)
     if (actual !== cid) throw new IntegrityError(`chunk ${cid} in ${store.name} is corrupt (hashes to ${actual})`, {data: {id: cid, actual}})
@@ -80,6 +82,29 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
   }
 
   progress.start(`exporting ${spec}`, manifest.virtualSize, 'bytes')
+  // a write error on the output stream (disk full, reader gone) arrives as an
+  // 'error' event: caught here and raised from the loop, never left unhandled
+  let streamError: unknown
+  let wake: (() => void) | undefined
+  const onStreamError = (err: unknown) => {
+    streamError ??= err
+    wake?.()
+  }
+  const write = async (out: Writable, data: Buffer) => {
+    if (!out.write(data) && !streamError)
+      await new Promise<void>((resolve) => {
+        wake = resolve
+        out.once('drain', resolve)
+      })
+    if (streamError) throw streamError
+  }
+  // (others' 'error' listeners — oclif's on stdout rethrows — are set aside meanwhile, and
+  // put back only if the stream did not fail: a failed stream may still emit)
+  const otherListeners = typeof dest !== 'string' ? dest.rawListeners('error') : []
+  if (typeof dest !== 'string') {
+    dest.removeAllListeners('error')
+    dest.on('error', onStreamError)
+  }
   try {
     if (typeof dest !== 'string') {
       if (format !== 'raw') {
@@ -90,7 +115,7 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
           const fh = await fsp.open(tmp, 'r')
           try {
             for await (const piece of fh.createReadStream()) {
-              if (!dest.write(piece)) await once(dest, 'drain')
+              await write(dest, piece)
               bytesWritten += piece.length
             }
           } finally {
@@ -105,7 +130,7 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
           const n = 'zeros' in run ? run.zeros : 1
           for (let k = 0; k < n; k++) {
             const data = 'id' in run ? readChunk(run.index, run.id) : ZERO.subarray(0, chunkLength(manifest, run.index + k))
-            if (!dest.write(data)) await once(dest, 'drain')
+            await write(dest, data)
             bytesWritten += data.length
           }
           progress.update(bytesWritten)
@@ -131,6 +156,22 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
         if (!inPlace) await fh.truncate(manifest.virtualSize)
         // writes in order, a few in flight
         const inflight: Promise<unknown>[] = []
+        let writeError: unknown
+        const track = (p: Promise<unknown>, buf?: Buffer) => {
+          // every write is watched, so one that fails while others are waited on is never unhandled
+          inflight.push(
+            p.then(
+              () => buf && buffers.push(buf),
+              (err) => {
+                writeError ??= err
+              },
+            ),
+          )
+        }
+        const settle = async () => {
+          if (inflight.length >= 8) await inflight.shift()
+          if (writeError) throw writeError
+        }
         for await (const run of chunkRuns(manifestFile)) {
           init.signal?.throwIfAborted()
           if ('zeros' in run) {
@@ -138,19 +179,21 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
             else
               for (let k = 0; k < run.zeros; k++) {
                 const i = run.index + k
-                inflight.push(fh.write(ZERO, 0, chunkLength(manifest, i), i * manifest.chunkSize))
-                if (inflight.length >= 8) await inflight.shift()
+                track(fh.write(ZERO, 0, chunkLength(manifest, i), i * manifest.chunkSize))
+                await settle()
               }
             continue
           }
-          const data = readChunk(run.index, run.id)
-          inflight.push(fh.write(data, 0, data.length, run.index * manifest.chunkSize))
-          if (inflight.length >= 8) await inflight.shift()
+          const buf = takeBuffer()
+          const data = readChunk(run.index, run.id, buf)
+          track(fh.write(data, 0, data.length, run.index * manifest.chunkSize), buf)
+          await settle()
           bytesWritten += data.length
           progress.update(bytesWritten)
         }
         bytesWritten = manifest.virtualSize
         await Promise.all(inflight)
+        if (writeError) throw writeError
         // character devices (/dev/null) cannot be fsynced
         await fh.sync().catch((err) => {
           if (!isErrno(err, 'EINVAL', 'ENOTSUP')) throw err
@@ -171,11 +214,16 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
     return {id, virtualSize: manifest.virtualSize, format, bytesWritten, holes, seconds: (performance.now() - t0) / 1000}
   } catch (err) {
     if (init.signal?.aborted) throw new InterruptedError(`export of ${spec} interrupted`, {cause: err})
+    if (isErrno(err, 'EPIPE')) throw new VmiError(`the reader of the export went away (broken pipe)`, {cause: err})
     if (isErrno(err, 'ENOSPC')) throw new VmiError(`no space left writing ${typeof dest === 'string' ? dest : 'the export'}`, {cause: err})
     if (isErrno(err, 'EACCES', 'EPERM', 'EROFS')) throw new VmiError(`cannot write ${typeof dest === 'string' ? dest : 'the export'}: ${(err as Error).message}`, {cause: err})
     if (isErrno(err, 'ENOENT') && typeof dest === 'string') throw new UsageError(`cannot write ${dest}: its directory does not exist`, {cause: err})
     throw err
   } finally {
     progress.stop()
+    if (typeof dest !== 'string' && !streamError) {
+      dest.off('error', onStreamError)
+      for (const l of otherListeners) dest.on('error', l as (err: Error) => void)
+    }
   }
 }

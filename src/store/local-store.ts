@@ -118,9 +118,12 @@ export class LocalStore {
     return data
   }
 
-  /** Chunk bytes as stored (not verified), or undefined when absent: no error built for a miss. */
-  readObject(id: string): Buffer | undefined {
-    return readObjectFileSync(this.layout.objectPath(id))
+  /**
+   * Chunk bytes as stored (not verified), or undefined when absent: no error
+   * built for a miss. With `into` (large enough), the bytes are read into it.
+   */
+  readObject(id: string, into?: Buffer): Buffer | undefined {
+    return readObjectFileSync(this.layout.objectPath(id), into)
   }
 
   /**
@@ -421,8 +424,8 @@ async function* listSharded(dir: string): AsyncGenerator<string> {
   }
 }
 
-/** The whole file, or undefined when it does not exist. */
-function readObjectFileSync(file: string): Buffer | undefined {
+/** The whole file (in `into` when it is large enough), or undefined when it does not exist. */
+function readObjectFileSync(file: string, into?: Buffer): Buffer | undefined {
   let fd: number
   try {
     fd = fs.openSync(file, 'r')
@@ -432,7 +435,7 @@ function readObjectFileSync(file: string): Buffer | undefined {
   }
   try {
     const size = fs.fstatSync(fd).size
-    const buf = Buffer.allocUnsafe(size)
+    const buf = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size)
     let off = 0
     while (off < size) {
       const n = fs.readSync(fd, buf, off, size - off, off)

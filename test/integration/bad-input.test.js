@@ -629,4 +629,36 @@ test('import into a full store → exit 6 mentioning space; no ref, no tmp lefto
   }
 })
 
+test('export onto a full disk (file and stdout) or into a closed pipe: a clear error, no stack trace, no partial file', async () => {
+  const {dir, cleanup} = await setup()
+  const m = tmpfs(dir, '4m')
+  if (m.reason) {
+    cleanup()
+    return skip(m.reason)
+  }
+  try {
+    const store = path.join(dir, 'store')
+    const img = path.join(dir, 'img.raw')
+    await makeImage(img, [{kind: 'random', size: 16 << 20, seed: 'full-export'}])
+    await goodImport(store, img, 'img:v1')
+    const noTrace = (r, what) => assert.not.match(r.stderr, /\n\s+at |node:internal|Node\.js v/, `${what}: no stack trace: ${r.stderr}`)
+    const toFile = exec(['export', 'img:v1', path.join(m.mnt, 'out.raw')], {store})
+    refused(toFile, 1, /no space left/i, 'export to a file on a full disk')
+    noTrace(toFile, 'file')
+    assert.equal(await listFiles(m.mnt), [], 'no partial or staging file left on the full disk')
+    const toStdout = spawnSync('bash', ['-c', `node "${BIN}" export img:v1 - > "${path.join(m.mnt, 'out2.raw')}"`], {encoding: 'utf8', env: {...process.env, VMI_HOME: store}})
+    assert.is(toStdout.status, 1, toStdout.stderr)
+    assert.match(toStdout.stderr, /no space left/i)
+    noTrace(toStdout, 'stdout')
+    const toPipe = spawnSync('bash', ['-o', 'pipefail', '-c', `node "${BIN}" export img:v1 - | head -c 1000 > /dev/null`], {encoding: 'utf8', env: {...process.env, VMI_HOME: store}})
+    assert.is(toPipe.status, 1, toPipe.stderr)
+    assert.match(toPipe.stderr, /broken pipe/i)
+    noTrace(toPipe, 'pipe')
+    fsckClean(store)
+  } finally {
+    m.umount()
+    cleanup()
+  }
+})
+
 test.run()
