@@ -17,6 +17,7 @@
 // bench/results/latest-mount.json; never fails on a missed goal.
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
+import {pathToFileURL} from 'node:url'
 import {bytesHuman, f, GB, int, MB, pct, table} from './lib/format.js'
 import {loadDist} from './lib/inproc.js'
 import {loadAverage} from './lib/machine.js'
@@ -83,8 +84,9 @@ const opts = {reps: 3, boot: true, reads: true, build: false, render: undefined}
 }
 
 const TARGETS = {readsVsNbdkit: 1.0, coldBootVsLocal: 1.2, fetchedVsRead: 1.5}
-const CHUNK_SIZES = [64 * KiB, 256 * KiB, 1 * MiB]
-const MAIN_CS = 256 * KiB
+const CHUNK_SIZES = [64 * KiB, 128 * KiB, 256 * KiB, 1 * MiB]
+// the default chunk size of the code under test (set from dist/ below; from the JSON when rendering)
+let MAIN_CS = 256 * KiB
 const TOKEN = 'bench-push-token'
 const STRIDE_BLOCKS = 100003 // prime: the 4 KiB stride visits every block once, scattered, before repeating
 const PATTERNS = [
@@ -128,6 +130,8 @@ if (!boot.file) {
 const settings = prepSettings()
 const {workDir, discard, trashStats} = workDirectory('vmi-bench-mount-', log)
 const dist = await loadDist(ROOT)
+MAIN_CS = (await import(pathToFileURL(path.join(ROOT, 'dist', 'store', 'import.js')).href)).DEFAULT_CHUNK_SIZE
+if (!CHUNK_SIZES.includes(MAIN_CS)) CHUNK_SIZES.push(MAIN_CS)
 const machine = machineRecord(workDir, dist.hash.activeHashBackend())
 const git = gitInfo()
 const distAtStart = distFingerprint()
@@ -382,6 +386,7 @@ const R = {
     cleanup: `host stores moved to a trash directory and deleted at the end (${trashStats.moved} moved)`,
   },
   targets: TARGETS,
+  mainChunkSize: MAIN_CS,
   image: {...image, seeds: Object.fromEntries(CHUNK_SIZES.map((cs) => [cs, {id: seeds[cs].id, importJson: seeds[cs].importJson, importWall: seeds[cs].importWall, importCpu: seeds[cs].importCpu, importRssBytes: seeds[cs].importRssBytes}]))},
   storeBench,
   reads,
@@ -395,6 +400,7 @@ log(`wrote ${files.mdFile} and ${files.jsonFile}; total ${f(R.totalSeconds, 0)} 
 // ----------------------------------------------------------------- markdown
 
 function render(R) {
+  MAIN_CS = R.mainChunkSize ?? 256 * KiB
   const out = []
   const m = R.machine
   const mark = (ok) => (ok ? 'met' : '**missed**')
@@ -544,7 +550,7 @@ function render(R) {
         '',
       )
     // mount-reported vs seed metrics
-    const mism = ['cold', 'coldProfile', 'cold64k', 'cold1024k']
+    const mism = ['cold', 'coldProfile', ...CHUNK_SIZES.filter((c) => c !== MAIN_CS).map((c) => `cold${c / KiB}k`)]
       .filter((k) => r[k]?.mount?.fetchedBytes && r[k].seedBytes !== undefined && r[k].mount.fetchedBytes.seed !== r[k].seedBytes)
       .map((k) => `${k}: mount says ${bytesHuman(r[k].mount.fetchedBytes.seed)} (${r[k].mount.fetched.seed} chunks), the seed served ${bytesHuman(r[k].seedBytes)}`)
     if (mism.length) out.push(`**Note:** the mount's own \`fetched\`/\`fetchedBytes\` disagree with the seed's egress counter (${mism.join('; ')}); the tables use the seed's counter.`, '')

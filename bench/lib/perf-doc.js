@@ -485,6 +485,8 @@ function mountSection(R, reports, plot) {
       ['coldProfile', 'vmi mount, cold host, with the boot profile'],
       ['warm', 'vmi mount, warm host (every chunk local)'],
       ['cold64k', 'vmi mount, cold host, 64 KiB chunks'],
+      ['cold128k', 'vmi mount, cold host, 128 KiB chunks'],
+      ['cold256k', 'vmi mount, cold host, 256 KiB chunks'],
       ['cold1024k', 'vmi mount, cold host, 1 MiB chunks'],
     ].filter(([k]) => B.runs[k])
     out.push(
@@ -505,7 +507,7 @@ function mountSection(R, reports, plot) {
           title: 'Boot time: lazy mount against the local raw file',
           subtitle: `measured ${M.startedAt.slice(0, 10)}, one boot each, QEMU ${B.runs.rawFirst?.boot?.accel ?? ''}`,
           yLabel: 'seconds to the multi-user marker',
-          categories: ['local raw\nfile (anchor)', ...bootRows.map(([k]) => ({nbdkitLog: 'nbdkit\n(logging)', cold: 'vmi cold', coldProfile: 'vmi cold +\nprofile', warm: 'vmi warm', cold64k: 'vmi cold\n64 KiB', cold1024k: 'vmi cold\n1 MiB'})[k] ?? k)],
+          categories: ['local raw\nfile (anchor)', ...bootRows.map(([k]) => ({nbdkitLog: 'nbdkit\n(logging)', cold: 'vmi cold', coldProfile: 'vmi cold +\nprofile', warm: 'vmi warm', cold64k: 'vmi cold\n64 KiB', cold128k: 'vmi cold\n128 KiB', cold256k: 'vmi cold\n256 KiB', cold1024k: 'vmi cold\n1 MiB'})[k] ?? k)],
           series: [{name: 'boot time', values: [anchor, ...bootRows.map(([k]) => B.runs[k].boot.markerS)]}],
           valueFormat: (v) => f(v),
           refLines: [{y: anchor * M.targets.coldBootVsLocal, label: `goal for cold boots: ${M.targets.coldBootVsLocal}× the local raw file`, color: '#888'}],
@@ -516,7 +518,8 @@ function mountSection(R, reports, plot) {
     )
     if (guest) {
       const cs = Object.keys(M.image.seeds).map(Number).sort((a, b) => a - b)
-      const key = (c) => (c === 256 * KiB ? 'cold' : `cold${c / KiB}k`)
+      const mainCs = M.mainChunkSize ?? 256 * KiB
+      const key = (c) => (c === mainCs ? 'cold' : `cold${c / KiB}k`)
       out.push('### Fetched bytes against chunk size', '')
       out.push(
         table(
