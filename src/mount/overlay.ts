@@ -148,20 +148,25 @@ export class Overlay {
     await this.fh.datasync()
     if (!this.dirty) return
     this.dirty = false
-    const map = Buffer.concat([this.written.bits, this.zeroed.bits])
-    const file = path.join(this.dir, 'map')
-    const tmp = file + '.tmp'
-    const h = await fsp.open(tmp, 'w')
     try {
-      await h.writeFile(map)
-      await h.datasync()
-    } finally {
-      await h.close()
+      const map = Buffer.concat([this.written.bits, this.zeroed.bits])
+      const file = path.join(this.dir, 'map')
+      const tmp = file + '.tmp'
+      const h = await fsp.open(tmp, 'w')
+      try {
+        await h.writeFile(map)
+        await h.datasync()
+      } finally {
+        await h.close()
+      }
+      await fsp.rename(tmp, file)
+      const d = await fsp.open(this.dir, 'r')
+      await d.sync().catch(() => {})
+      await d.close()
+    } catch (err) {
+      this.dirty = true // the map on disk is still the old one: the next flush must write it
+      throw err
     }
-    await fsp.rename(tmp, file)
-    const d = await fsp.open(this.dir, 'r')
-    await d.sync().catch(() => {})
-    await d.close()
   }
 
   async close(): Promise<void> {
