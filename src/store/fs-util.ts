@@ -54,6 +54,23 @@ export async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
+/**
+ * mkdir -p that reports the real cause of a failure: Node's recursive mkdir
+ * says ENOENT when a directory cannot be created on a read-only filesystem.
+ */
+export async function mkdirp(dir: string): Promise<void> {
+  try {
+    await fsp.mkdir(dir, {recursive: true})
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT') || path.dirname(dir) === dir) throw err
+    // one level at a time: the level that cannot be created says why (EROFS, EACCES)
+    await mkdirp(path.dirname(dir))
+    await fsp.mkdir(dir).catch((e: unknown) => {
+      if (!isErrno(e, 'EEXIST')) throw e
+    })
+  }
+}
+
 /** Write `data` to `tmpFile`, optionally fsync, then rename over `dest`. */
 export async function writeFileAtomic(tmpFile: string, dest: string, data: Uint8Array | string, sync = true): Promise<void> {
   const fh = await fsp.open(tmpFile, 'wx', 0o644)

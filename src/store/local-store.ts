@@ -14,7 +14,7 @@ import {
   StoreError,
   storeWriteError,
 } from '../errors.js'
-import {exists, readdirOrEmpty, readFileOrUndefined, tmpName, writeFileAtomic, writeFileNoClobber} from './fs-util.js'
+import {exists, mkdirp, readdirOrEmpty, readFileOrUndefined, tmpName, writeFileAtomic, writeFileNoClobber} from './fs-util.js'
 import {hash} from './hash.js'
 import {isValidId, StoreLayout} from './layout.js'
 import {decodeManifest, encodeManifest, type Manifest} from './manifest.js'
@@ -72,7 +72,7 @@ export class LocalStore {
       const missing: string[] = []
       for (const d of STORE_DIRS) if (!(await exists(path.join(store.layout.root, d)))) missing.push(d)
       try {
-        for (const d of missing) await fsp.mkdir(path.join(store.layout.root, d), {recursive: true})
+        for (const d of missing) await mkdirp(path.join(store.layout.root, d))
       } catch (err) {
         throw storeWriteError(err, `the store directory ${store.layout.root}`)
       }
