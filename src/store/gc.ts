@@ -80,7 +80,7 @@ export async function gc(store: LocalStore, init: GcInit = {}): Promise<GcResult
         await store.setLazy(id, false)
       }
     const tmp = await cleanTmp(store, dryRun, init.tmpMaxAgeMs ?? 24 * 3600_000)
-    if (!dryRun) await removeEmptyShards(store)
+    // empty shard directories stay: a pull or mount running meanwhile may be storing into one
     return {dryRun, keptImages, removedManifests, removedObjects, freedBytes, ...tmp, missingRoots}
   } finally {
     await lock.release()
@@ -121,10 +121,4 @@ async function duBytes(dir: string): Promise<number> {
     else total += (await fsp.stat(p).catch(() => ({size: 0}))).size
   }
   return total
-}
-
-async function removeEmptyShards(store: LocalStore): Promise<void> {
-  for (const dir of [store.layout.objectsDir, store.layout.manifestsDir]) {
-    for (const shard of await readdirOrEmpty(dir)) await fsp.rmdir(path.join(dir, shard)).catch(() => {})
-  }
 }
