@@ -137,6 +137,8 @@ export async function acquireLock(layout: StoreLayout, init: LockInit): Promise<
 export interface GcLock {
   /** Roots named by live `root` locks (mounts, pulls in progress). */
   roots: Set<string>
+  /** Processes on this host holding a live lock (their tmp/ files are in use, however old). */
+  pids: Set<number>
   release(): Promise<void>
 }
 
@@ -163,10 +165,11 @@ export async function acquireGcLock(layout: StoreLayout, init: {waitMs?: number}
     writeSync(fd, JSON.stringify({pid: process.pid, host: hostname(), op: 'gc', kind: 'write', roots: [], started: new Date().toISOString()}))
     closeSync(fd)
     held.add(file)
-    const {writers, roots} = await scanLocks(layout)
+    const {writers, roots, all} = await scanLocks(layout)
     if (writers.length === 0) {
       return {
         roots,
+        pids: new Set(all.filter((l) => l.host === hostname()).map((l) => l.pid)),
         async release() {
           held.delete(file)
           await fsp.rm(file, {force: true})
