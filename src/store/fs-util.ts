@@ -81,7 +81,7 @@ export async function writeFileAtomic(tmpFile: string, dest: string, data: Uint8
     } finally {
       await fh.close()
     }
-    await fsp.mkdir(path.dirname(dest), {recursive: true})
+    await mkdirp(path.dirname(dest))
     await fsp.rename(tmpFile, dest)
   } catch (err) {
     await fsp.rm(tmpFile, {force: true}).catch(() => {})
@@ -103,7 +103,7 @@ export async function writeFileNoClobber(tmpFile: string, dest: string, data: Ui
     } catch (err) {
       if (isErrno(err, 'EEXIST')) return false
       if (!isErrno(err, 'ENOENT')) throw err
-      await fsp.mkdir(path.dirname(dest), {recursive: true})
+      await mkdirp(path.dirname(dest))
       try {
         await fsp.link(tmpFile, dest)
         return true

@@ -92,7 +92,7 @@ export class LocalStore {
   private async ensureShard(file: string): Promise<void> {
     const dir = path.dirname(file)
     if (this.madeDirs.has(dir)) return
-    await fsp.mkdir(dir, {recursive: true})
+    await mkdirp(dir)
     this.madeDirs.add(dir)
   }
 
@@ -318,7 +318,7 @@ export class LocalStore {
   private async setMark(file: string, on: boolean, what: string): Promise<void> {
     try {
       if (on) {
-        await fsp.mkdir(path.dirname(file), {recursive: true})
+        await mkdirp(path.dirname(file))
         await fsp.writeFile(file, '')
       } else await fsp.rm(file, {force: true})
     } catch (err) {
