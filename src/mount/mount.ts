@@ -18,7 +18,7 @@ import {Overlay} from './overlay.js'
 export type PrefetchMode = 'none' | 'profile' | 'all'
 
 export interface MountInit {
-  /** Unix socket for the NBD export (default: <store>/tmp/mount-<pid>.sock). */
+  /** Unix socket for the NBD export (default: <store>/tmp/<pid>-mount-<id prefix>.sock). */
   socketPath?: string
   /** Serve NBD on TCP instead. */
   listen?: {host: string; port: number}
@@ -155,7 +155,7 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
         log(`boot profile of ${order.length} chunks saved`)
       })
 
-    const socketPath = init.listen ? undefined : (init.socketPath ?? path.join(store.layout.tmpDir, `mount-${process.pid}-${id.slice(0, 8)}.sock`))
+    const socketPath = init.listen ? undefined : (init.socketPath ?? path.join(store.layout.tmpDir, `${process.pid}-mount-${id.slice(0, 8)}.sock`))
     if (socketPath) await fsp.rm(socketPath, {force: true})
     const server = await startNbdServer(backend, {
       socketPath,

@@ -120,7 +120,12 @@ export class Overlay {
 
   /** Write whole blocks (offset and length multiples of the block size, or up to the end). */
   async writeBlocks(offset: number, data: Buffer): Promise<void> {
-    await this.fh.write(data, 0, data.length, offset)
+    // a write can be short (the disk filled up mid-way): write the rest, which then fails with the real error
+    for (let done = 0; done < data.length; ) {
+      const {bytesWritten} = await this.fh.write(data, done, data.length - done, offset + done)
+      if (bytesWritten <= 0) throw new VmiError(`overlay ${this.dir}: write at ${offset + done} wrote nothing`)
+      done += bytesWritten
+    }
     const first = offset / OVERLAY_BLOCK
     const last = Math.ceil((offset + data.length) / OVERLAY_BLOCK)
     for (let i = first; i < last; i++) {
@@ -143,20 +148,25 @@ export class Overlay {
     await this.fh.datasync()
     if (!this.dirty) return
     this.dirty = false
-    const map = Buffer.concat([this.written.bits, this.zeroed.bits])
-    const file = path.join(this.dir, 'map')
-    const tmp = file + '.tmp'
-    const h = await fsp.open(tmp, 'w')
     try {
-      await h.writeFile(map)
-      await h.datasync()
-    } finally {
-      await h.close()
+      const map = Buffer.concat([this.written.bits, this.zeroed.bits])
+      const file = path.join(this.dir, 'map')
+      const tmp = file + '.tmp'
+      const h = await fsp.open(tmp, 'w')
+      try {
+        await h.writeFile(map)
+        await h.datasync()
+      } finally {
+        await h.close()
+      }
+      await fsp.rename(tmp, file)
+      const d = await fsp.open(this.dir, 'r')
+      await d.sync().catch(() => {})
+      await d.close()
+    } catch (err) {
+      this.dirty = true // the map on disk is still the old one: the next flush must write it
+      throw err
     }
-    await fsp.rename(tmp, file)
-    const d = await fsp.open(this.dir, 'r')
-    await d.sync().catch(() => {})
-    await d.close()
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,9 @@
 /**
  * `pull`: bring an image into the local store through the chain
  * local → peers → seed, every chunk verified before it is stored. Resumable:
- * chunks already here are not fetched again. The manifest and the ref are
- * written last, so a ref never names an image whose chunks are not all here.
+ * chunks already here are not fetched again. The manifest goes in first,
+ * marked lazy (so gc keeps what has arrived), and the ref last, so a ref never
+ * names an image whose chunks are not all here.
  */
 import {RefNotFoundError, RemoteError, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
@@ -106,10 +107,20 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
   const as = init.as !== undefined ? parseRef(init.as) : undefined
   const {id, ref} = await resolveTarget(chain, spec, init.signal)
   const target = as ?? ref
-  // a root lock: gc keeps this image's chunks while we fetch them
+  const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal)
+  // The manifest goes in first, marked lazy (its chunks are on their way), and
+  // a root lock names it: gc and cache eviction then keep every chunk of it,
+  // the ones already here and the ones fetched. The lock waits for a running
+  // gc, which may have removed the manifest meanwhile: store it again after.
+  const storeManifest = async () => {
+    if (await store.hasManifest(id)) return
+    await store.setLazy(id, true)
+    await store.putManifestBytes(id, bytes)
+  }
+  await storeManifest()
   const lock = await acquireLock(store.layout, {op: 'pull', kind: 'root', roots: [id], signal: init.signal})
   try {
-    const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal)
+    await storeManifest()
     const ids = expandChunks(manifest)
     const lengths = new Map<string, number>()
     ids.forEach((c, i) => c !== null && !lengths.has(c) && lengths.set(c, chunkLength(manifest, i)))
@@ -129,7 +140,6 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
       progress.update(doneBytes, {chunks: done})
     })
     progress.stop()
-    await store.putManifestBytes(id, bytes)
     await store.setLazy(id, false) // every chunk is here now
     await copyProfile(chain, id, manifest, init.signal)
     if (target) await store.writeRef(target, id)

@@ -66,6 +66,38 @@ export async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
+/**
+ * mkdir -p that reports the real cause of a failure: Node's recursive mkdir
+ * says ENOENT when a directory cannot be created on a read-only filesystem.
+ */
+export async function mkdirp(dir: string): Promise<void> {
+  try {
+    await fsp.mkdir(dir, {recursive: true})
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT') || path.dirname(dir) === dir) throw err
+    // one level at a time: the level that cannot be created says why (EROFS, EACCES)
+    await mkdirp(path.dirname(dir))
+    await fsp.mkdir(dir).catch((e: unknown) => {
+      if (!isErrno(e, 'EEXIST')) throw e
+    })
+  }
+}
+
+/** mkdirp, synchronously (the object write path). */
+export function mkdirpSync(dir: string): void {
+  try {
+    fs.mkdirSync(dir, {recursive: true})
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT') || path.dirname(dir) === dir) throw err
+    mkdirpSync(path.dirname(dir))
+    try {
+      fs.mkdirSync(dir)
+    } catch (e) {
+      if (!isErrno(e, 'EEXIST')) throw e
+    }
+  }
+}
+
 /** Write `data` to `tmpFile`, optionally fsync, then rename over `dest`. */
 export async function writeFileAtomic(tmpFile: string, dest: string, data: Uint8Array | string, sync = true): Promise<void> {
   const fh = await fsp.open(tmpFile, 'wx', 0o644)
@@ -76,7 +108,7 @@ export async function writeFileAtomic(tmpFile: string, dest: string, data: Uint8
     } finally {
       await fh.close()
     }
-    await fsp.mkdir(path.dirname(dest), {recursive: true})
+    await mkdirp(path.dirname(dest))
     await fsp.rename(tmpFile, dest)
   } catch (err) {
     await fsp.rm(tmpFile, {force: true}).catch(() => {})
@@ -110,7 +142,7 @@ export function writeFileNoClobberSync(tmpFile: string, dest: string, data: Uint
     } catch (err) {
       if (isErrno(err, 'EEXIST')) return false
       if (!isErrno(err, 'ENOENT')) throw err
-      fs.mkdirSync(path.dirname(dest), {recursive: true})
+      mkdirpSync(path.dirname(dest))
       try {
         fs.linkSync(tmpFile, dest)
         return true

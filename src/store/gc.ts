@@ -14,7 +14,7 @@ export interface GcInit {
   dryRun?: boolean
   /** Extra image ids to keep (besides refs and live locks). */
   keep?: string[]
-  /** tmp/ files of live processes older than this are removed too (default 24 h). */
+  /** tmp/ files of live processes older than this are removed too (default 24 h), unless the process holds a lock. */
   tmpMaxAgeMs?: number
   waitMs?: number
   progress?: ProgressReporter
@@ -79,16 +79,25 @@ export async function gc(store: LocalStore, init: GcInit = {}): Promise<GcResult
         await store.setPinned(id, false)
         await store.setLazy(id, false)
       }
-    const tmp = await cleanTmp(store, dryRun, init.tmpMaxAgeMs ?? 24 * 3600_000)
-    if (!dryRun) await removeEmptyShards(store)
+    const tmp = await cleanTmp(store, dryRun, init.tmpMaxAgeMs ?? 24 * 3600_000, lock.pids)
+    // empty shard directories stay: a pull or mount running meanwhile may be storing into one
     return {dryRun, keptImages, removedManifests, removedObjects, freedBytes, ...tmp, missingRoots}
   } finally {
     await lock.release()
   }
 }
 
-/** Staging files whose process is gone, or older than `maxAgeMs`. */
-async function cleanTmp(store: LocalStore, dryRun: boolean, maxAgeMs: number): Promise<{removedTmpFiles: number; freedTmpBytes: number}> {
+/**
+ * Staging files whose process is gone, or older than `maxAgeMs`; never those
+ * of a process holding a live lock (a mount's socket and overlay last as long
+ * as the mount).
+ */
+async function cleanTmp(
+  store: LocalStore,
+  dryRun: boolean,
+  maxAgeMs: number,
+  lockHolders: Set<number>,
+): Promise<{removedTmpFiles: number; freedTmpBytes: number}> {
   let removedTmpFiles = 0
   let freedTmpBytes = 0
   const dirs = [store.layout.tmpDir, store.layout.locksDir]
@@ -97,6 +106,7 @@ async function cleanTmp(store: LocalStore, dryRun: boolean, maxAgeMs: number): P
       if (dir === store.layout.locksDir && !name.endsWith('.tmp')) continue
       const file = path.join(dir, name)
       const pid = pidOfTmpName(name)
+      if (pid !== undefined && lockHolders.has(pid)) continue
       let st
       try {
         st = await fsp.stat(file)
@@ -121,10 +131,4 @@ async function duBytes(dir: string): Promise<number> {
     else total += (await fsp.stat(p).catch(() => ({size: 0}))).size
   }
   return total
-}
-
-async function removeEmptyShards(store: LocalStore): Promise<void> {
-  for (const dir of [store.layout.objectsDir, store.layout.manifestsDir]) {
-    for (const shard of await readdirOrEmpty(dir)) await fsp.rmdir(path.join(dir, shard)).catch(() => {})
-  }
 }

@@ -14,7 +14,7 @@ import {
   StoreError,
   storeWriteError,
 } from '../errors.js'
-import {exists, fastTmpName, readdirOrEmpty, readFileOrUndefined, tmpName, writeFileAtomic, writeFileNoClobberSync} from './fs-util.js'
+import {exists, fastTmpName, mkdirp, mkdirpSync, readdirOrEmpty, readFileOrUndefined, tmpName, writeFileAtomic, writeFileNoClobberSync} from './fs-util.js'
 import {hash} from './hash.js'
 import {isValidId, StoreLayout} from './layout.js'
 import {decodeManifest, encodeManifest, type Manifest} from './manifest.js'
@@ -72,7 +72,7 @@ export class LocalStore {
       const missing: string[] = []
       for (const d of STORE_DIRS) if (!(await exists(path.join(store.layout.root, d)))) missing.push(d)
       try {
-        for (const d of missing) await fsp.mkdir(path.join(store.layout.root, d), {recursive: true})
+        for (const d of missing) await mkdirp(path.join(store.layout.root, d))
       } catch (err) {
         throw storeWriteError(err, `the store directory ${store.layout.root}`)
       }
@@ -92,7 +92,7 @@ export class LocalStore {
   private async ensureShard(file: string): Promise<void> {
     const dir = path.dirname(file)
     if (this.madeDirs.has(dir)) return
-    await fsp.mkdir(dir, {recursive: true})
+    await mkdirp(dir)
     this.madeDirs.add(dir)
   }
 
@@ -149,7 +149,7 @@ export class LocalStore {
       if (fs.existsSync(dest)) return false
       const dir = path.dirname(dest)
       if (!this.madeDirs.has(dir)) {
-        fs.mkdirSync(dir, {recursive: true})
+        mkdirpSync(dir)
         this.madeDirs.add(dir)
       }
       return writeFileNoClobberSync(path.join(this.layout.tmpDir, fastTmpName('obj')), dest, data)
@@ -359,7 +359,7 @@ export class LocalStore {
   private async setMark(file: string, on: boolean, what: string): Promise<void> {
     try {
       if (on) {
-        await fsp.mkdir(path.dirname(file), {recursive: true})
+        await mkdirp(path.dirname(file))
         await fsp.writeFile(file, '')
       } else await fsp.rm(file, {force: true})
     } catch (err) {

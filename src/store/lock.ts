@@ -7,8 +7,9 @@
  * and then looks for the other's, so the two can never both proceed:
  * - a `write` lock and gc exclude each other (the writer's new objects are
  *   not yet reachable from any ref, so gc must not run meanwhile);
- * - a `root` lock (long-running readers such as mounts) lets gc run, and gc
- *   keeps every image it names.
+ * - a `root` lock (long-running readers such as mounts and pulls) lets gc
+ *   run, and gc keeps every image it names; it is only taken while no gc
+ *   runs (one already running would not know about it).
  * A lock whose process is gone (kill -9) is stale and ignored/removed.
  */
 import {closeSync, openSync, promises as fsp, unlinkSync, writeSync} from 'node:fs'
@@ -91,7 +92,7 @@ async function gcHolder(layout: StoreLayout): Promise<LockInfo | undefined> {
   return undefined
 }
 
-/** Take an operation lock; waits while a gc runs. */
+/** Take an operation lock; waits while a gc runs (for either kind). */
 export async function acquireLock(layout: StoreLayout, init: LockInit): Promise<StoreLock> {
   const {op, kind = 'write', waitMs = 120_000, signal} = init
   let roots = init.roots ?? []
@@ -110,7 +111,8 @@ export async function acquireLock(layout: StoreLayout, init: LockInit): Promise<
       throw storeWriteError(err, `lock file ${file}`)
     }
     held.add(file)
-    const gc = kind === 'write' ? await gcHolder(layout) : undefined
+    // root locks wait too: a gc that started before this lock existed does not know what it protects
+    const gc = await gcHolder(layout)
     if (!gc) break
     held.delete(file)
     await fsp.rm(file, {force: true})
@@ -135,6 +137,8 @@ export async function acquireLock(layout: StoreLayout, init: LockInit): Promise<
 export interface GcLock {
   /** Roots named by live `root` locks (mounts, pulls in progress). */
   roots: Set<string>
+  /** Processes on this host holding a live lock (their tmp/ files are in use, however old). */
+  pids: Set<number>
   release(): Promise<void>
 }
 
@@ -161,10 +165,11 @@ export async function acquireGcLock(layout: StoreLayout, init: {waitMs?: number}
     writeSync(fd, JSON.stringify({pid: process.pid, host: hostname(), op: 'gc', kind: 'write', roots: [], started: new Date().toISOString()}))
     closeSync(fd)
     held.add(file)
-    const {writers, roots} = await scanLocks(layout)
+    const {writers, roots, all} = await scanLocks(layout)
     if (writers.length === 0) {
       return {
         roots,
+        pids: new Set(all.filter((l) => l.host === hostname()).map((l) => l.pid)),
         async release() {
           held.delete(file)
           await fsp.rm(file, {force: true})

@@ -141,6 +141,13 @@ export function fsckClean(store) {
   return JSON.parse(r.stdout)
 }
 
+/** fsckClean() without blocking this process's event loop. */
+export async function fsckCleanAsync(store) {
+  const r = await execAsync(['fsck', '--json'], {store})
+  if (r.status !== 0) throw new Error(`fsck not clean (exit ${r.status}): ${r.stderr}\n${r.stdout}`)
+  return JSON.parse(r.stdout)
+}
+
 /** Like exec(), without blocking this process's event loop (needed when the test itself serves HTTP). */
 export function execAsync(argv, opts = {}) {
   const child = spawnCli(argv, {store: opts.store, env: opts.env})

@@ -9,6 +9,7 @@ import {chmodSync, mkdirSync, promises as fsp, readFileSync, symlinkSync, writeF
 import path from 'node:path'
 import {gzipSync} from 'node:zlib'
 import {BIN, exec, fsckClean, spawnCli, hasCommand, isRoot, listFiles, makeImage, sha256File, skip, tmpStore} from '../helpers/index.js'
+import {sh, tmpfs} from '../helpers/tmpfs.js'
 import {LocalStore} from '../../dist/store/local-store.js'
 import {encodeManifest} from '../../dist/store/manifest.js'
 
@@ -537,21 +538,6 @@ test('export to a path whose directory does not exist → non-zero, clear messag
 })
 
 // ------------------------------------------------------------------ read-only and full stores (root: tmpfs)
-
-function sh(cmd, args) {
-  const r = spawnSync(cmd, args, {encoding: 'utf8'})
-  return r.status === 0 ? undefined : `${cmd} ${args.join(' ')}: ${(r.stderr || r.error?.message || '').trim()}`
-}
-
-/** Mount a tmpfs of `size` on a new dir; returns {mnt, umount} or {reason} to skip. */
-function tmpfs(dir, size) {
-  if (!isRoot) return {reason: 'not root: cannot mount a tmpfs'}
-  const mnt = path.join(dir, 'mnt')
-  mkdirSync(mnt)
-  const err = sh('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt])
-  if (err) return {reason: `cannot mount a tmpfs (${err})`}
-  return {mnt, umount: () => sh('umount', [mnt]) && sh('umount', ['-l', mnt])}
-}
 
 test('import into a read-only store → exit 6 saying not writable', async () => {
   const {dir, cleanup, good} = await setup()

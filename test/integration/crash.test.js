@@ -8,49 +8,12 @@ import {cpSync, promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {exec, fsckClean, listFiles, makeImage, sha256File, spawnCli, tmpStore} from '../helpers/index.js'
+import {countFiles, finished, killMidway, sleep, until} from '../helpers/crash.js'
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const ID_LINE = /^[0-9a-f]{64}\n$/
-
-/** Resolves when the child exits: {status, signal, stdout, stderr}. */
-function finished(child) {
-  const out = []
-  const err = []
-  child.stdout?.on('data', (d) => out.push(d))
-  child.stderr?.on('data', (d) => err.push(d))
-  return new Promise((resolve, reject) => {
-    child.on('error', reject)
-    child.on('close', (status, signal) => resolve({status, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString()}))
-  })
-}
 
 function ok(r, what) {
   assert.is(r.status, 0, `${what}: exit ${r.status} (signal ${r.signal}), stderr ${JSON.stringify(r.stderr)}`)
-}
-
-/** Number of files under dir (recursively). */
-async function countFiles(dir) {
-  let n = 0
-  let entries
-  try {
-    entries = await fsp.readdir(dir, {withFileTypes: true})
-  } catch {
-    return 0
-  }
-  for (const e of entries) n += e.isDirectory() ? await countFiles(path.join(dir, e.name)) : 1
-  return n
-}
-
-/** Poll `pred` every few ms until true; false when `exited` resolves first or on timeout. */
-async function until(pred, {exited, timeoutMs = 60_000, everyMs = 5} = {}) {
-  let done = false
-  exited?.then(() => (done = true))
-  const deadline = Date.now() + timeoutMs
-  while (!done && Date.now() < deadline) {
-    if (await pred()) return true
-    await sleep(everyMs)
-  }
-  return false
 }
 
 const refs = (store) => listFiles(path.join(store, 'refs'))
@@ -73,20 +36,6 @@ async function gcLeavesNothing(store) {
   assert.equal(await listFiles(path.join(store, 'tmp')), [], 'tmp/ is empty after gc')
   assert.equal(await listFiles(path.join(store, 'locks')), [], 'locks/ is empty after gc')
   return JSON.parse(g.stdout)
-}
-
-/**
- * Start `argv`, wait until `started()` says it has written something, sleep a
- * random delay up to `maxDelayMs`, then kill -9. Returns {killed, result}.
- */
-async function killMidway(argv, store, started, maxDelayMs) {
-  const child = spawnCli(argv, {store})
-  const exited = finished(child)
-  const seen = await until(started, {exited})
-  if (seen) await sleep(Math.floor(Math.random() * maxDelayMs))
-  const killed = child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')
-  const result = await exited
-  return {killed: killed && result.signal === 'SIGKILL', seen, result}
 }
 
 // ------------------------------------------------------------------ kill -9 during import
