@@ -7,6 +7,7 @@ import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {
   AmbiguousRefError,
+  BadManifestError,
   ChunkMissingError,
   IntegrityError,
   isErrno,
@@ -14,12 +15,12 @@ import {
   StoreError,
   storeWriteError,
 } from '../errors.js'
-import {exists, readdirOrEmpty, readFileOrUndefined, tmpName, writeFileAtomic, writeFileNoClobber} from './fs-util.js'
+import {exists, readdirOrEmpty, readFileBounded, tmpName, writeFileAtomic, writeFileNoClobber} from './fs-util.js'
 import {hash} from './hash.js'
 import {isValidId, StoreLayout} from './layout.js'
-import {decodeManifest, encodeManifest, type Manifest} from './manifest.js'
+import {decodeManifest, encodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, type Manifest} from './manifest.js'
 import {formatRef, isValidRefPart, parseRef, type RefName} from './ref.js'
-import {decodeProfile, encodeProfile, type BootProfile} from './profile.js'
+import {decodeProfile, encodeProfile, MAX_PROFILE_BYTES, type BootProfile} from './profile.js'
 
 export interface RefEntry extends RefName {
   id: string
@@ -43,6 +44,10 @@ export interface LocalStoreInit {
   /** Create the directory structure when missing (default true). */
   create?: boolean
 }
+
+/** A ref holds an id and a newline; anything much larger is damage. */
+const MAX_REF_BYTES = 4096
+const MAX_CONFIG_BYTES = 1 << 20
 
 const STORE_DIRS = ['objects', 'manifests', 'refs', 'tmp', 'locks'] as const
 
@@ -104,7 +109,11 @@ export class LocalStore {
 
   /** Chunk bytes; ChunkMissingError when absent. `verify` re-hashes them. */
   async getObject(id: string, opts: {verify?: boolean} = {}): Promise<Buffer> {
-    const data = await readFileOrUndefined(this.layout.objectPath(id))
+    const data = await readFileBounded(
+      this.layout.objectPath(id),
+      MAX_CHUNK_SIZE,
+      (size) => new IntegrityError(`chunk ${id} in ${this.name} is corrupt (${size} bytes, more than any chunk)`, {data: {id}}),
+    )
     if (data === undefined) throw new ChunkMissingError(`chunk ${id} is not in ${this.name}`, {data: {id}})
     if (opts.verify) {
       const actual = hash(data)
@@ -172,8 +181,14 @@ export class LocalStore {
     return exists(this.layout.manifestPath(id))
   }
 
+  /** Manifest bytes as stored (not verified); the size limit is checked before reading. */
   async getManifestBytes(id: string): Promise<Buffer | undefined> {
-    return readFileOrUndefined(this.layout.manifestPath(id))
+    const file = this.layout.manifestPath(id)
+    return readFileBounded(
+      file,
+      MAX_MANIFEST_BYTES,
+      (size) => new BadManifestError(`manifest ${id} (${file}) is ${size} bytes, larger than the ${MAX_MANIFEST_BYTES} limit`, {data: {id, file}}),
+    )
   }
 
   /** A verified, decoded manifest; RefNotFoundError when absent. */
@@ -194,10 +209,17 @@ export class LocalStore {
   // ---------------------------------------------------------------- refs
 
   async readRef(ref: RefName): Promise<string | undefined> {
-    const data = await readFileOrUndefined(this.layout.refPath(ref.name, ref.tag))
+    const damaged = (why: string) => new StoreError(`ref ${formatRef(ref)} in ${this.name} is damaged (${why})`, {data: {ref: formatRef(ref)}})
+    let data
+    try {
+      data = await readFileBounded(this.layout.refPath(ref.name, ref.tag), MAX_REF_BYTES, (size) => new StoreError(`${size} bytes, not an id`), {noFollow: true})
+    } catch (err) {
+      if (err instanceof StoreError) throw damaged(err.message)
+      throw err
+    }
     if (data === undefined) return undefined
     const id = data.toString('utf8').trim()
-    if (!isValidId(id)) throw new StoreError(`ref ${formatRef(ref)} in ${this.name} is damaged (does not hold an id)`)
+    if (!isValidId(id)) throw damaged('does not hold an id')
     return id
   }
 
@@ -297,10 +319,13 @@ export class LocalStore {
 
   // ---------------------------------------------------------------- boot profiles
 
-  /** The boot profile of an image, if recorded (a sidecar: the image id does not change). */
-  async getProfile(id: string): Promise<BootProfile | undefined> {
-    const data = await readFileOrUndefined(this.layout.profilePath(id))
-    return data === undefined ? undefined : decodeProfile(data)
+  /**
+   * The boot profile of an image, if recorded (a sidecar: the image id does
+   * not change); with `chunkCount`, checked against the image's size.
+   */
+  async getProfile(id: string, chunkCount?: number): Promise<BootProfile | undefined> {
+    const data = await readFileBounded(this.layout.profilePath(id), MAX_PROFILE_BYTES, () => new BadManifestError(`boot profile of ${id} is too large`))
+    return data === undefined ? undefined : decodeProfile(data, chunkCount)
   }
 
   async putProfile(id: string, profile: BootProfile): Promise<void> {
@@ -353,7 +378,7 @@ export class LocalStore {
   // ---------------------------------------------------------------- config
 
   async readConfig(): Promise<StoreConfig> {
-    const data = await readFileOrUndefined(this.layout.configFile)
+    const data = await readFileBounded(this.layout.configFile, MAX_CONFIG_BYTES, (size) => new StoreError(`store config ${this.layout.configFile} is ${size} bytes, too large`))
     if (data === undefined) return {version: 1}
     try {
       const parsed = JSON.parse(data.toString('utf8')) as StoreConfig
