@@ -69,7 +69,7 @@ export async function resolveTarget(chain: FetchChain, spec: string, signal?: Ab
 /** Manifest bytes: local, else peers, else seed — verified against the id. */
 export async function fetchManifest(chain: FetchChain, id: string, signal?: AbortSignal): Promise<{manifest: Manifest; bytes: Buffer; from: string}> {
   const local = await chain.local.getManifestBytes(id)
-  if (local) return {manifest: decodeManifest(local, id), bytes: local, from: chain.local.name}
+  if (local) return {manifest: chain.local.decodeStoredManifest(id, local), bytes: local, from: chain.local.name}
   const errors: string[] = []
   for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
     try {

@@ -122,7 +122,7 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
         if (bytes === undefined) continue // removed meanwhile
         m = decodeManifest(bytes, id)
       } catch (err) {
-        const p: Problem = {kind: 'bad-manifest', path: rel(file), message: (err as Error).message}
+        const p: Problem = {kind: 'bad-manifest', path: rel(file), message: `${rel(file)}: ${(err as Error).message}`}
         if (init.repair) p.repaired = await quarantine(store, file, id)
         problems.push(p)
         continue

@@ -34,8 +34,12 @@ function chunkSizes(m: Manifest): Map<string, number> {
 }
 
 
-/** Tagged images (and with `all`, untagged manifests too). */
-export async function listImages(store: LocalStore, opts: {all?: boolean} = {}): Promise<ImageSummary[]> {
+/**
+ * Tagged images (and with `all`, untagged manifests too). A damaged manifest
+ * is left out (fsck reports it) and passed to `onDamaged`: one bad file does
+ * not hide every other image.
+ */
+export async function listImages(store: LocalStore, opts: {all?: boolean; onDamaged?: (id: string, err: VmiError) => void} = {}): Promise<ImageSummary[]> {
   const byId = await store.refsById()
   const ids = new Set(byId.keys())
   if (opts.all) for await (const id of store.listManifestIds()) ids.add(id)
@@ -44,7 +48,9 @@ export async function listImages(store: LocalStore, opts: {all?: boolean} = {}):
     try {
       manifests.set(id, await store.getManifest(id))
     } catch (err) {
-      if (!(err instanceof RefNotFoundError)) throw err
+      if (err instanceof RefNotFoundError) continue
+      if (!(err instanceof VmiError)) throw err
+      opts.onDamaged?.(id, err)
     }
   }
   const users = new Map<string, number>()

@@ -191,11 +191,30 @@ export class LocalStore {
     )
   }
 
-  /** A verified, decoded manifest; RefNotFoundError when absent. */
+  /**
+   * A verified, decoded manifest; RefNotFoundError when absent, IntegrityError
+   * when the file does not hash to its name (a damaged or tampered store).
+   */
   async getManifest(id: string): Promise<Manifest> {
     const bytes = await this.getManifestBytes(id)
     if (bytes === undefined) throw new RefNotFoundError(`no image ${id} in ${this.name}`, {data: {id}})
-    return decodeManifest(bytes, id)
+    return this.decodeStoredManifest(id, bytes)
+  }
+
+  /** Decode bytes read from this store's manifest `id` (getManifest's checks and errors). */
+  decodeStoredManifest(id: string, bytes: Uint8Array): Manifest {
+    const file = this.layout.manifestPath(id)
+    try {
+      return decodeManifest(bytes, id)
+    } catch (err) {
+      if (!(err instanceof BadManifestError)) throw err
+      if (err.data.actual !== undefined)
+        throw new IntegrityError(`manifest file ${file} does not match its id ${id} (its content hashes to ${err.data.actual}); the store is damaged (vmi fsck)`, {
+          cause: err,
+          data: {id, file, actual: err.data.actual},
+        })
+      throw new BadManifestError(`${err.message} (${file})`, {cause: err, data: {id, file}})
+    }
   }
 
   async *listManifestIds(): AsyncGenerator<string> {
