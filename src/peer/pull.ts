@@ -12,7 +12,7 @@ import {acquireLock} from '../store/lock.js'
 import {decodeProfile} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {mapLimit} from '../store/map-limit.js'
-import {chunkLength, decodeManifest, expandChunks, type Manifest} from '../store/manifest.js'
+import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
 import type {ChainStats, FetchChain} from './chain.js'
 import type {SourceKind} from './source.js'
@@ -110,9 +110,14 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
   const lock = await acquireLock(store.layout, {op: 'pull', kind: 'root', roots: [id], signal: init.signal})
   try {
     const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal)
-    const ids = expandChunks(manifest)
+    // entry by entry: a zero run stands for any number of chunks at no cost
     const lengths = new Map<string, number>()
-    ids.forEach((c, i) => c !== null && !lengths.has(c) && lengths.set(c, chunkLength(manifest, i)))
+    let index = 0
+    for (const e of manifest.chunks) {
+      if (typeof e === 'number') index += e
+      else if (!lengths.has(e)) lengths.set(e, chunkLength(manifest, index++))
+      else index++
+    }
     const distinct = [...lengths.keys()]
     const before: ChainStats = structuredClone(chain.stats)
     let done = 0
@@ -140,7 +145,7 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
       id,
       ref: target ? formatRef(target) : undefined,
       virtualSize: manifest.virtualSize,
-      chunks: ids.length,
+      chunks: chunkCount(manifest.virtualSize, manifest.chunkSize),
       distinctChunks: distinct.length,
       fromChunks: {local: diff('local', 'chunks'), peer: diff('peer', 'chunks'), seed: diff('seed', 'chunks')},
       fromBytes: {local: diff('local', 'bytes'), peer: diff('peer', 'bytes'), seed: diff('seed', 'bytes')},
