@@ -1,7 +1,8 @@
 /**
  * `fsck`: re-hash every object, check every manifest and ref, and report each
- * problem. `repair` moves corrupt objects to quarantine/ (so a later pull or
- * import stores a good copy again) and removes refs to absent manifests.
+ * problem. `repair` moves corrupt objects, bad manifests and refs that hold
+ * no id to quarantine/ (so a later pull or import stores a good copy again)
+ * and removes refs to absent manifests.
  */
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
@@ -154,7 +155,10 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
       try {
         id = await store.readRef({name, tag})
       } catch (err) {
-        problems.push({kind: 'bad-ref', path: rel(file), message: (err as Error).message})
+        // a ref that holds no id names no image: nothing to keep
+        const p: Problem = {kind: 'bad-ref', path: rel(file), message: (err as Error).message}
+        if (init.repair) p.repaired = await quarantine(store, file, 'ref')
+        problems.push(p)
         continue
       }
       if (id && !manifestOk.has(id)) {
@@ -170,8 +174,9 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
   return {ok: problems.length === 0, objects: files.length, objectBytes, manifests, refs, lazyImages: lazy.size, lazyMissingChunks: lazyMissing, problems}
 }
 
-async function quarantine(store: LocalStore, file: string, id: string): Promise<string> {
-  const dest = path.join(store.layout.quarantineDir, `${id}.${tmpName('bad')}`)
+/** Move `file` to quarantine/ as `<label>.<unique>`. */
+async function quarantine(store: LocalStore, file: string, label: string): Promise<string> {
+  const dest = path.join(store.layout.quarantineDir, `${label}.${tmpName('bad')}`)
   try {
     await fsp.mkdir(store.layout.quarantineDir, {recursive: true})
     await fsp.rename(file, dest)

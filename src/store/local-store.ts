@@ -265,14 +265,15 @@ export class LocalStore {
     return id
   }
 
-  async listRefs(): Promise<RefEntry[]> {
+  /** Every ref. A damaged one is skipped (fsck reports it), or with `strict` is an error. */
+  async listRefs(opts: {strict?: boolean} = {}): Promise<RefEntry[]> {
     const out: RefEntry[] = []
     for (const name of (await readdirOrEmpty(this.layout.refsDir)).sort()) {
       if (!isValidRefPart(name)) continue
       for (const tag of (await readdirOrEmpty(path.join(this.layout.refsDir, name))).sort()) {
         if (!isValidRefPart(tag)) continue
         // a damaged ref is skipped here (fsck reports it), not fatal for the whole list
-        const id = await this.readRef({name, tag}).catch(() => undefined)
+        const id = opts.strict ? await this.readRef({name, tag}) : await this.readRef({name, tag}).catch(() => undefined)
         if (id) out.push({name, tag, id})
       }
     }
