@@ -11,7 +11,7 @@ import type {FetchChain} from '../peer/chain.js'
 import {fetchManifest, resolveTarget} from '../peer/pull.js'
 import {acquireLock, type StoreLock} from '../store/lock.js'
 import {chunkCount, MAX_EXPANDED_CHUNKS} from '../store/manifest.js'
-import {decodeProfile} from '../store/profile.js'
+import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {ImageBackend} from './image-backend.js'
 import {startNbdServer} from './nbd-server.js'
 import {MAX_OVERLAY_SIZE, Overlay} from './overlay.js'
@@ -118,13 +118,13 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       await store.setLazy(id, true) // its chunks arrive on demand
       log(`manifest of ${id} from ${from}`)
     }
-    let profile = await store.getProfile(id).catch(() => undefined)
+    let profile = await store.getProfile(id, chunks).catch(() => undefined)
     if (!profile && (init.prefetch ?? 'profile') !== 'none') {
       for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
-        const p = await src.getProfileBytes(id).catch(() => undefined)
+        const p = await src.getProfileBytes(id, {maxBytes: maxProfileBytes(chunks)}).catch(() => undefined)
         if (p) {
           try {
-            profile = decodeProfile(p, Math.ceil(manifest.virtualSize / manifest.chunkSize))
+            profile = decodeProfile(p, chunks)
             await store.putProfile(id, profile)
             break
           } catch {

@@ -203,8 +203,8 @@ export class HttpStore implements ChunkSource, ManifestSource {
   }
 
   /** A boot profile (sidecar), or undefined when the remote has none. Not verified: only a hint. */
-  async getProfileBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
-    return this.getBuffer(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, `boot profile of ${id}`, MAX_PROFILE_BYTES, opts)
+  async getProfileBytes(id: string, opts: FetchOptions & {maxBytes?: number} = {}): Promise<Buffer | undefined> {
+    return this.getBuffer(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, `boot profile of ${id}`, Math.min(opts.maxBytes ?? MAX_PROFILE_BYTES, MAX_PROFILE_BYTES), opts)
   }
 
   async putProfile(id: string, bytes: Buffer, opts: FetchOptions = {}): Promise<void> {

@@ -9,7 +9,7 @@ import {silentProgress, type ProgressReporter} from '../progress.js'
 import {isValidId} from '../store/layout.js'
 import type {LocalStore} from '../store/local-store.js'
 import {acquireLock} from '../store/lock.js'
-import {decodeProfile} from '../store/profile.js'
+import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {mapLimit} from '../store/map-limit.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
@@ -86,12 +86,14 @@ export async function fetchManifest(chain: FetchChain, id: string, signal?: Abor
 
 /** Bring the image's boot profile along when a source has one (a hint: failures are ignored). */
 async function copyProfile(chain: FetchChain, id: string, manifest: Manifest, signal?: AbortSignal): Promise<void> {
-  if (await chain.local.getProfile(id).catch(() => undefined)) return
+  const chunks = chunkCount(manifest.virtualSize, manifest.chunkSize)
+  if (await chain.local.getProfile(id, chunks).catch(() => undefined)) return
   for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
-    const bytes = await src.getProfileBytes(id, {signal}).catch(() => undefined)
+    // a profile larger than the image's chunks can need is refused before its body is read
+    const bytes = await src.getProfileBytes(id, {signal, maxBytes: maxProfileBytes(chunks)}).catch(() => undefined)
     if (!bytes) continue
     try {
-      await chain.local.putProfile(id, decodeProfile(bytes, Math.ceil(manifest.virtualSize / manifest.chunkSize)))
+      await chain.local.putProfile(id, decodeProfile(bytes, chunks))
       return
     } catch {
       /* a bad profile is ignored */
