@@ -6,12 +6,12 @@ import {fsck, type FsckResult} from '../store/fsck.js'
 
 export default class Fsck extends BaseCommand<typeof Fsck> {
   static override summary = 'Verify the store: re-hash every object, check manifests and refs.'
-  static override description = `Reports each problem on its own line and exits 1 when there is any. --repair moves corrupt objects to quarantine/ (a later pull, load or import stores them again) and removes refs whose image is gone.
+  static override description = `Reports each problem on its own line and exits 1 when there is any. --repair moves corrupt objects, damaged manifests and refs that hold no id to quarantine/ (a later pull, load or import stores them again) and removes refs whose image is gone.
 
 Exit codes: 0 clean, 1 problems found.`
   static override examples = ['<%= config.bin %> fsck', '<%= config.bin %> fsck --repair', '<%= config.bin %> fsck --json']
   static override flags = {
-    repair: Flags.boolean({summary: 'Move corrupt objects aside and drop refs to missing images.', default: false}),
+    repair: Flags.boolean({summary: 'Move corrupt objects, damaged manifests and refs aside; drop refs to missing images.', default: false}),
   }
 
   async run(): Promise<FsckResult> {

@@ -13,7 +13,7 @@ export default class Ls extends BaseCommand<typeof Ls> {
 
   async run(): Promise<{images: ImageSummary[]}> {
     const store = await this.openStore()
-    const images = await listImages(store, {all: this.flags.all})
+    const images = await listImages(store, {all: this.flags.all, onDamaged: (id, err) => this.note(`warning: image ${id} left out: ${err.message}`)})
     const rows: string[][] = []
     for (const i of images) {
       const names = i.refs.length ? i.refs : ['<none>']

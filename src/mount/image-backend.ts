@@ -120,7 +120,7 @@ export class ImageBackend implements BlockBackend {
       this.fds.set(index, open)
       return open
     }
-    const fd = fs.openSync(this.store.layout.objectPath(id), 'r')
+    const fd = fs.openSync(this.store.layout.objectPath(id), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
     this.fds.set(index, fd)
     if (this.fds.size > MAX_OPEN_CHUNKS) {
       const [oldest, old] = this.fds.entries().next().value!

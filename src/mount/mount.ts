@@ -6,14 +6,15 @@
 import {execa, type ResultPromise} from 'execa'
 import {existsSync, promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {DependencyError, UsageError, VmiError} from '../errors.js'
+import {BadManifestError, DependencyError, UsageError, VmiError} from '../errors.js'
 import type {FetchChain} from '../peer/chain.js'
 import {fetchManifest, resolveTarget} from '../peer/pull.js'
 import {acquireLock, type StoreLock} from '../store/lock.js'
-import {decodeProfile} from '../store/profile.js'
+import {chunkCount, MAX_EXPANDED_CHUNKS} from '../store/manifest.js'
+import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {ImageBackend} from './image-backend.js'
 import {startNbdServer} from './nbd-server.js'
-import {Overlay} from './overlay.js'
+import {MAX_OVERLAY_SIZE, Overlay} from './overlay.js'
 
 export type PrefetchMode = 'none' | 'profile' | 'all'
 
@@ -105,18 +106,25 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
     // a root lock: gc and cache eviction keep this image while it is mounted
     locks.push(await acquireLock(store.layout, {op: 'mount', kind: 'root', roots: [id], signal: init.signal}))
     const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal)
+    // per-chunk and per-block state is kept in memory: refuse what cannot fit before storing or serving anything
+    const chunks = chunkCount(manifest.virtualSize, manifest.chunkSize)
+    if (chunks > MAX_EXPANDED_CHUNKS || (!init.readOnly && manifest.virtualSize > MAX_OVERLAY_SIZE))
+      throw new BadManifestError(
+        `image ${id} is too large to mount: ${manifest.virtualSize} bytes in ${chunks} chunks (vmi mounts at most ${MAX_EXPANDED_CHUNKS} chunks, and ${MAX_OVERLAY_SIZE} bytes with a writable overlay)`,
+        {data: {id, virtualSize: manifest.virtualSize, chunks}},
+      )
     if (!(await store.hasManifest(id))) {
       await store.putManifestBytes(id, bytes)
       await store.setLazy(id, true) // its chunks arrive on demand
       log(`manifest of ${id} from ${from}`)
     }
-    let profile = await store.getProfile(id).catch(() => undefined)
+    let profile = await store.getProfile(id, chunks).catch(() => undefined)
     if (!profile && (init.prefetch ?? 'profile') !== 'none') {
       for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
-        const p = await src.getProfileBytes(id).catch(() => undefined)
+        const p = await src.getProfileBytes(id, {maxBytes: maxProfileBytes(chunks)}).catch(() => undefined)
         if (p) {
           try {
-            profile = decodeProfile(p, Math.ceil(manifest.virtualSize / manifest.chunkSize))
+            profile = decodeProfile(p, chunks)
             await store.putProfile(id, profile)
             break
           } catch {

@@ -16,6 +16,8 @@ import path from 'node:path'
 import {VmiError} from '../errors.js'
 
 export const OVERLAY_BLOCK = 4096
+/** Largest disk an overlay covers (16 TiB: its two bitmaps take 1 GiB of memory). */
+export const MAX_OVERLAY_SIZE = 2 ** 44
 
 export interface OverlayMeta {
   version: 1
@@ -71,6 +73,8 @@ export class Overlay {
       if (meta.version !== 1 || meta.blockSize !== OVERLAY_BLOCK) throw new VmiError(`overlay ${dir} has an unsupported format`)
       if (meta.base !== init.base)
         throw new VmiError(`overlay ${dir} belongs to image ${meta.base}, not ${init.base}`, {data: {overlayBase: meta.base}})
+      // checked before the bitmaps are sized from it
+      if (meta.virtualSize !== init.virtualSize) throw new VmiError(`overlay ${dir} is damaged: its virtual size ${JSON.stringify(meta.virtualSize)} is not the image's ${init.virtualSize}`)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         if (err instanceof VmiError) throw err

@@ -10,7 +10,7 @@
  * the peers (rendezvous hashing) is asked first, with fetch-through, so the
  * owner fetches it from the seed once for everybody.
  */
-import {ChunkMissingError, RemoteError, RemoteIntegrityError, VmiError} from '../errors.js'
+import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, VmiError} from '../errors.js'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {hash} from '../store/hash.js'
@@ -158,9 +158,15 @@ export class FetchChain {
 
   /** A local object, verified; a corrupt one is moved aside and reads as missing. */
   private async readLocal(id: string): Promise<Buffer | undefined> {
-    const data = this.local.readObject(id)
-    if (data === undefined) return undefined
-    if (this.init.verifyLocal === false || hash(data) === id) {
+    let data: Buffer | undefined
+    try {
+      data = this.local.readObject(id)
+      if (data === undefined) return undefined
+    } catch (err) {
+      // larger than any chunk, or not a file: corrupt, handled like a mismatch below
+      if (!(err instanceof IntegrityError)) throw err
+    }
+    if (data !== undefined && (this.init.verifyLocal === false || hash(data) === id)) {
       await this.local.touchObject(id) // least-recently-used order for the cache budget
       return data
     }

@@ -11,6 +11,7 @@ import got, {type Got, type OptionsInit, type Response} from 'got'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError} from '../errors.js'
 import {hash} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
+import {isValidRefPart} from '../store/ref.js'
 import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
 import {MAX_PROFILE_BYTES} from '../store/profile.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
@@ -104,8 +105,9 @@ export class HttpStore implements ChunkSource, ManifestSource {
         let res: Response<Buffer>
         try {
           const req = this.client.get(path, {responseType: 'buffer', signal: opts.signal, headers: opts.headers})
+          // the first event comes with the headers: a declared length over the cap is refused before the body
           req.on('downloadProgress', (p) => {
-            if (p.transferred > max) req.cancel(`response larger than ${max} bytes`)
+            if (p.transferred > max || (p.total ?? 0) > max) req.cancel(`response larger than ${max} bytes`)
           })
           res = await req
         } catch (err) {
@@ -201,8 +203,8 @@ export class HttpStore implements ChunkSource, ManifestSource {
   }
 
   /** A boot profile (sidecar), or undefined when the remote has none. Not verified: only a hint. */
-  async getProfileBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
-    return this.getBuffer(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, `boot profile of ${id}`, MAX_PROFILE_BYTES, opts)
+  async getProfileBytes(id: string, opts: FetchOptions & {maxBytes?: number} = {}): Promise<Buffer | undefined> {
+    return this.getBuffer(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, `boot profile of ${id}`, Math.min(opts.maxBytes ?? MAX_PROFILE_BYTES, MAX_PROFILE_BYTES), opts)
   }
 
   async putProfile(id: string, bytes: Buffer, opts: FetchOptions = {}): Promise<void> {
@@ -223,7 +225,8 @@ export class HttpStore implements ChunkSource, ManifestSource {
     try {
       const refs = JSON.parse(data.toString('utf8')).refs
       if (!Array.isArray(refs)) throw new Error('no refs list')
-      return refs.filter((r: {id?: unknown}) => isValidId(r?.id))
+      // names come from an untrusted server: only well-formed ones (no path traversal) get through
+      return refs.filter((r: {name?: unknown; tag?: unknown; id?: unknown}) => isValidId(r?.id) && typeof r.name === 'string' && isValidRefPart(r.name) && typeof r.tag === 'string' && isValidRefPart(r.tag))
     } catch (err) {
       throw new RemoteError(`${this.name} answered the ref list with malformed JSON`, {cause: err})
     }

@@ -10,10 +10,10 @@ import {silentProgress, type ProgressReporter} from '../progress.js'
 import {isValidId} from '../store/layout.js'
 import type {LocalStore} from '../store/local-store.js'
 import {acquireLock} from '../store/lock.js'
-import {decodeProfile} from '../store/profile.js'
+import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {mapLimit} from '../store/map-limit.js'
-import {chunkLength, decodeManifest, expandChunks, type Manifest} from '../store/manifest.js'
+import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
 import type {ChainStats, FetchChain} from './chain.js'
 import type {SourceKind} from './source.js'
@@ -70,7 +70,7 @@ export async function resolveTarget(chain: FetchChain, spec: string, signal?: Ab
 /** Manifest bytes: local, else peers, else seed — verified against the id. */
 export async function fetchManifest(chain: FetchChain, id: string, signal?: AbortSignal): Promise<{manifest: Manifest; bytes: Buffer; from: string}> {
   const local = await chain.local.getManifestBytes(id)
-  if (local) return {manifest: decodeManifest(local, id), bytes: local, from: chain.local.name}
+  if (local) return {manifest: chain.local.decodeStoredManifest(id, local), bytes: local, from: chain.local.name}
   const errors: string[] = []
   for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
     try {
@@ -87,12 +87,14 @@ export async function fetchManifest(chain: FetchChain, id: string, signal?: Abor
 
 /** Bring the image's boot profile along when a source has one (a hint: failures are ignored). */
 async function copyProfile(chain: FetchChain, id: string, manifest: Manifest, signal?: AbortSignal): Promise<void> {
-  if (await chain.local.getProfile(id).catch(() => undefined)) return
+  const chunks = chunkCount(manifest.virtualSize, manifest.chunkSize)
+  if (await chain.local.getProfile(id, chunks).catch(() => undefined)) return
   for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
-    const bytes = await src.getProfileBytes(id, {signal}).catch(() => undefined)
+    // a profile larger than the image's chunks can need is refused before its body is read
+    const bytes = await src.getProfileBytes(id, {signal, maxBytes: maxProfileBytes(chunks)}).catch(() => undefined)
     if (!bytes) continue
     try {
-      await chain.local.putProfile(id, decodeProfile(bytes, Math.ceil(manifest.virtualSize / manifest.chunkSize)))
+      await chain.local.putProfile(id, decodeProfile(bytes, chunks))
       return
     } catch {
       /* a bad profile is ignored */
@@ -121,9 +123,14 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
   const lock = await acquireLock(store.layout, {op: 'pull', kind: 'root', roots: [id], signal: init.signal})
   try {
     await storeManifest()
-    const ids = expandChunks(manifest)
+    // entry by entry: a zero run stands for any number of chunks at no cost
     const lengths = new Map<string, number>()
-    ids.forEach((c, i) => c !== null && !lengths.has(c) && lengths.set(c, chunkLength(manifest, i)))
+    let index = 0
+    for (const e of manifest.chunks) {
+      if (typeof e === 'number') index += e
+      else if (!lengths.has(e)) lengths.set(e, chunkLength(manifest, index++))
+      else index++
+    }
     const distinct = [...lengths.keys()]
     const before: ChainStats = structuredClone(chain.stats)
     let done = 0
@@ -150,7 +157,7 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
       id,
       ref: target ? formatRef(target) : undefined,
       virtualSize: manifest.virtualSize,
-      chunks: ids.length,
+      chunks: chunkCount(manifest.virtualSize, manifest.chunkSize),
       distinctChunks: distinct.length,
       fromChunks: {local: diff('local', 'chunks'), peer: diff('peer', 'chunks'), seed: diff('seed', 'chunks')},
       fromBytes: {local: diff('local', 'bytes'), peer: diff('peer', 'bytes'), seed: diff('seed', 'bytes')},

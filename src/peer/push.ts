@@ -9,7 +9,7 @@ import {RemoteError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../store/map-limit.js'
-import {uniqueChunkIds} from '../store/manifest.js'
+import {chunkCount, uniqueChunkIds} from '../store/manifest.js'
 import {encodeProfile} from '../store/profile.js'
 import {formatRef, parseRef} from '../store/ref.js'
 import type {HttpStore} from './http-store.js'
@@ -71,7 +71,8 @@ export async function pushImage(store: LocalStore, spec: string, remote: HttpSto
       if (!(err instanceof RemoteError && err.status === 409) || round >= 2) throw err
     }
   }
-  const profile = await store.getProfile(id).catch(() => undefined)
+  // a hint: a bad one is not sent (the remote would refuse it after the whole push)
+  const profile = await store.getProfile(id, chunkCount(manifest.virtualSize, manifest.chunkSize)).catch(() => undefined)
   if (profile) await remote.putProfile(id, encodeProfile(profile), {signal: init.signal})
   if (target) await remote.putRef(target.name, target.tag, id, {signal: init.signal})
   return {

@@ -24,9 +24,9 @@ import {hash} from './hash.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
 import {acquireLock} from './lock.js'
-import {decodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, uniqueChunkIds, type Manifest} from './manifest.js'
+import {chunkCount, decodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, uniqueChunkIds, type Manifest} from './manifest.js'
 import {formatRef, parseRef} from './ref.js'
-import {decodeProfile, encodeProfile, MAX_PROFILE_BYTES, type BootProfile} from './profile.js'
+import {decodeProfile, encodeProfile, maxProfileBytes, type BootProfile} from './profile.js'
 
 export const BUNDLE_INDEX = 'vmi-bundle.json'
 export const BUNDLE_VERSION = 1
@@ -77,8 +77,9 @@ export async function saveBundle(store: LocalStore, specs: string[], dest: strin
       new Promise<void>((resolve, reject) => pack.entry({name, size: data.length, mode: 0o644, mtime: new Date(0)}, data, (err) => (err ? reject(err) : resolve())))
     await add(BUNDLE_INDEX, Buffer.from(JSON.stringify(index, null, 1) + '\n'))
     for (const [id, e] of images) await add(`manifests/${id}`, e.bytes)
-    for (const id of images.keys()) {
-      const profile = await store.getProfile(id).catch(() => undefined)
+    for (const [id, {manifest}] of images) {
+      // a hint: a bad one is left out rather than make the bundle unloadable
+      const profile = await store.getProfile(id, chunkCount(manifest.virtualSize, manifest.chunkSize)).catch(() => undefined)
       if (profile) await add(`profiles/${id}`, encodeProfile(profile))
     }
     progress.start('saving', chunks.size, 'items')
@@ -195,9 +196,11 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
       if (m![1] === 'profiles') {
         const manifest = manifests.get(id)?.manifest
         if (!manifest) fail(`profile ${id} comes before, or without, its manifest`)
-        const data = await readEntry(entry, size ?? 0, MAX_PROFILE_BYTES, name)
+        const chunks = chunkCount(manifest!.virtualSize, manifest!.chunkSize)
+        // sized by the image: a small image's huge profile is refused before it is read
+        const data = await readEntry(entry, size ?? 0, maxProfileBytes(chunks), name)
         try {
-          profiles.set(id, decodeProfile(data, Math.ceil(manifest!.virtualSize / manifest!.chunkSize)))
+          profiles.set(id, decodeProfile(data, chunks))
         } catch (err) {
           throw new BadBundleError(`${what}: ${(err as Error).message}`, {cause: err})
         }

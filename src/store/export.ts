@@ -7,14 +7,14 @@
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import type {Writable} from 'node:stream'
-import {ChunkMissingError, IntegrityError, InterruptedError, isErrno, RefNotFoundError, UsageError, VmiError} from '../errors.js'
+import {BadManifestError, ChunkMissingError, IntegrityError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {tmpName} from './fs-util.js'
 import {convertFromRaw, DEFAULT_TOOLS, type Tools} from './formats.js'
 import type {LocalStore} from './local-store.js'
 import {hash} from './hash.js'
-import {chunkLength} from './manifest.js'
-import {manifestFileEntries, verifyManifestFile, type ManifestHead} from './manifest-stream.js'
+import {chunkCount, chunkLength, MAX_EXPANDED_CHUNKS} from './manifest.js'
+import {manifestFileEntries, type ManifestHead} from './manifest-stream.js'
 
 export interface ExportInit {
   /** 'raw' (default) or any format qemu-img writes (qcow2, vmdk, ...). */
@@ -57,13 +57,10 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
   const id = await store.resolveId(spec)
   // the manifest is checked and walked as a file: its chunk list is never all in memory
   const manifestFile = store.layout.manifestPath(id)
-  let manifest: ManifestHead
-  try {
-    manifest = (await verifyManifestFile(manifestFile, id)).head
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) throw new RefNotFoundError(`no image ${id} in ${store.name}`, {data: {id}})
-    throw err
-  }
+  const manifest: ManifestHead = await store.verifyStoredManifestFile(id)
+  const count = chunkCount(manifest.virtualSize, manifest.chunkSize)
+  if (count > MAX_EXPANDED_CHUNKS)
+    throw new BadManifestError(`image ${id} has ${count} chunks; vmi exports at most ${MAX_EXPANDED_CHUNKS} chunks per image`, {data: {id, chunks: count}})
   const progress = init.progress ?? silentProgress
   let bytesWritten = 0
   let holes = 0

@@ -1,8 +1,8 @@
 /** Small filesystem helpers shared by the store modules. */
 import {randomBytes} from 'node:crypto'
-import fs, {promises as fsp} from 'node:fs'
+import fs, {constants as fsConstants, promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {isErrno} from '../errors.js'
+import {isErrno, StoreError} from '../errors.js'
 
 /** A unique file name for staging under tmp/: `<pid>-<random>-<label>`. */
 export function tmpName(label: string): string {
@@ -43,6 +43,44 @@ export async function readFileOrUndefined(file: string): Promise<Buffer | undefi
   } catch (err) {
     if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined
     throw err
+  }
+}
+
+/**
+ * A store file read whole, or undefined when absent; refuses what vmi never
+ * writes there before reading a byte: a FIFO or device (it would block or
+ * never end), a symbolic link when `noFollow`, or a file over `max` bytes
+ * (`tooLarge` makes that error).
+ */
+export async function readFileBounded(
+  file: string,
+  max: number,
+  tooLarge: (size: number) => Error,
+  opts: {noFollow?: boolean} = {},
+): Promise<Buffer | undefined> {
+  let fh: fsp.FileHandle
+  try {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer
+    fh = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (opts.noFollow ? fsConstants.O_NOFOLLOW : 0))
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined
+    if (opts.noFollow && isErrno(err, 'ELOOP')) throw new StoreError(`${file} is a symbolic link; vmi never writes one there and does not follow it`, {cause: err})
+    throw err
+  }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile()) throw new StoreError(`${file} is not a regular file; vmi never writes anything else there`)
+    if (st.size > max) throw tooLarge(st.size)
+    const buf = Buffer.allocUnsafe(st.size)
+    let off = 0
+    while (off < buf.length) {
+      const {bytesRead} = await fh.read(buf, off, buf.length - off, off)
+      if (bytesRead === 0) break
+      off += bytesRead
+    }
+    return off === buf.length ? buf : buf.subarray(0, off)
+  } finally {
+    await fh.close().catch(() => {})
   }
 }
 

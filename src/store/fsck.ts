@@ -1,18 +1,19 @@
 /**
  * `fsck`: re-hash every object, check every manifest and ref, and report each
- * problem. `repair` moves corrupt objects to quarantine/ (so a later pull or
- * import stores a good copy again) and removes refs to absent manifests.
+ * problem. `repair` moves corrupt objects, bad manifests and refs that hold
+ * no id to quarantine/ (so a later pull or import stores a good copy again)
+ * and removes refs to absent manifests.
  */
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
-import {readdirOrEmpty, tmpName} from './fs-util.js'
+import {readdirOrEmpty, readFileBounded, tmpName} from './fs-util.js'
 import {hash} from './hash.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
 import {withLock} from './lock.js'
-import {decodeManifest, uniqueChunkIds} from './manifest.js'
+import {decodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, uniqueChunkIds} from './manifest.js'
 import {isValidRefPart} from './ref.js'
 
 export type ProblemKind = 'corrupt-object' | 'stray-file' | 'bad-manifest' | 'missing-chunk' | 'dangling-ref' | 'bad-ref' | 'unreadable'
@@ -75,13 +76,20 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
   const worker = async () => {
     while (next < files.length) {
       const {id, file} = files[next++]
-      let data: Buffer
+      let data: Buffer | undefined
+      let oversize: string | undefined
       try {
-        data = await fsp.readFile(file)
+        // a file larger than any chunk is corrupt: said so without reading it
+        data = await readFileBounded(file, MAX_CHUNK_SIZE, (size) => new Error((oversize = `object ${id} is corrupt: ${size} bytes, more than any chunk`)))
       } catch (err) {
-        problems.push({kind: 'unreadable', path: rel(file), message: `object ${id} cannot be read: ${(err as Error).message}`})
+        if (oversize !== undefined) {
+          const p: Problem = {kind: 'corrupt-object', path: rel(file), message: oversize}
+          if (init.repair) p.repaired = await quarantine(store, file, id)
+          problems.push(p)
+        } else problems.push({kind: 'unreadable', path: rel(file), message: `object ${id} cannot be read: ${(err as Error).message}`})
         continue
       }
+      if (data === undefined) continue // removed meanwhile
       objectBytes += data.length
       const actual = hash(data)
       if (actual !== id) {
@@ -111,9 +119,11 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
       manifests++
       let m
       try {
-        m = decodeManifest(await fsp.readFile(file), id)
+        const bytes = await readFileBounded(file, MAX_MANIFEST_BYTES, (size) => new Error(`manifest ${id} is ${size} bytes, larger than the ${MAX_MANIFEST_BYTES} limit`))
+        if (bytes === undefined) continue // removed meanwhile
+        m = decodeManifest(bytes, id)
       } catch (err) {
-        const p: Problem = {kind: 'bad-manifest', path: rel(file), message: (err as Error).message}
+        const p: Problem = {kind: 'bad-manifest', path: rel(file), message: `${rel(file)}: ${(err as Error).message}`}
         if (init.repair) p.repaired = await quarantine(store, file, id)
         problems.push(p)
         continue
@@ -145,7 +155,10 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
       try {
         id = await store.readRef({name, tag})
       } catch (err) {
-        problems.push({kind: 'bad-ref', path: rel(file), message: (err as Error).message})
+        // a ref that holds no id names no image: nothing to keep
+        const p: Problem = {kind: 'bad-ref', path: rel(file), message: (err as Error).message}
+        if (init.repair) p.repaired = await quarantine(store, file, 'ref')
+        problems.push(p)
         continue
       }
       if (id && !manifestOk.has(id)) {
@@ -161,8 +174,9 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
   return {ok: problems.length === 0, objects: files.length, objectBytes, manifests, refs, lazyImages: lazy.size, lazyMissingChunks: lazyMissing, problems}
 }
 
-async function quarantine(store: LocalStore, file: string, id: string): Promise<string> {
-  const dest = path.join(store.layout.quarantineDir, `${id}.${tmpName('bad')}`)
+/** Move `file` to quarantine/ as `<label>.<unique>`. */
+async function quarantine(store: LocalStore, file: string, label: string): Promise<string> {
+  const dest = path.join(store.layout.quarantineDir, `${label}.${tmpName('bad')}`)
   try {
     await fsp.mkdir(store.layout.quarantineDir, {recursive: true})
     await fsp.rename(file, dest)

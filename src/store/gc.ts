@@ -38,7 +38,8 @@ export async function gc(store: LocalStore, init: GcInit = {}): Promise<GcResult
   const lock = await acquireGcLock(store.layout, {waitMs: init.waitMs})
   try {
     const roots = new Set<string>([...lock.roots, ...(init.keep ?? []), ...(await store.listPins())])
-    for (const r of await store.listRefs()) roots.add(r.id)
+    // a damaged ref names an unknown image: collecting now could delete what it keeps (fsck --repair first)
+    for (const r of await store.listRefs({strict: true})) roots.add(r.id)
     const live = new Set<string>()
     const missingRoots: string[] = []
     let keptImages = 0

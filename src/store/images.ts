@@ -3,7 +3,7 @@ import {mapLimit} from './map-limit.js'
 import {RefNotFoundError, VmiError} from '../errors.js'
 import type {LocalStore} from './local-store.js'
 import {withLock} from './lock.js'
-import {chunkLength, expandChunks, type Manifest} from './manifest.js'
+import {chunkCount, chunkLength, type Manifest} from './manifest.js'
 import {formatRef, parseRef, type RefName} from './ref.js'
 
 export interface ImageSummary {
@@ -22,20 +22,40 @@ export interface ImageSummary {
   missingChunks: number
 }
 
+/**
+ * The chunk list as runs `[first index, count, id or null for zeros]`.
+ * Walking runs, never one entry per chunk, keeps a zero run of 2^32 chunks
+ * (a valid 1 PiB sparse image) as cheap as one entry.
+ */
+function* chunkRuns(m: Pick<Manifest, 'chunks'>): Generator<[number, number, string | null]> {
+  let i = 0
+  for (const e of m.chunks) {
+    if (typeof e === 'number') {
+      yield [i, e, null]
+      i += e
+    } else yield [i++, 1, e]
+  }
+}
+
+/** Bytes of chunks [from, to) of an image (only the last chunk may be short). */
+function spanBytes(m: Pick<Manifest, 'virtualSize' | 'chunkSize'>, from: number, to: number): number {
+  return Math.min(to * m.chunkSize, m.virtualSize) - from * m.chunkSize
+}
+
 /** Distinct non-zero chunks with their byte length. */
 function chunkSizes(m: Manifest): Map<string, number> {
   const out = new Map<string, number>()
-  const ids = expandChunks(m)
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]
-    if (id !== null && !out.has(id)) out.set(id, chunkLength(m, i))
-  }
+  for (const [i, , id] of chunkRuns(m)) if (id !== null && !out.has(id)) out.set(id, chunkLength(m, i))
   return out
 }
 
 
-/** Tagged images (and with `all`, untagged manifests too). */
-export async function listImages(store: LocalStore, opts: {all?: boolean} = {}): Promise<ImageSummary[]> {
+/**
+ * Tagged images (and with `all`, untagged manifests too). A damaged manifest
+ * is left out (fsck reports it) and passed to `onDamaged`: one bad file does
+ * not hide every other image.
+ */
+export async function listImages(store: LocalStore, opts: {all?: boolean; onDamaged?: (id: string, err: VmiError) => void} = {}): Promise<ImageSummary[]> {
   const byId = await store.refsById()
   const ids = new Set(byId.keys())
   if (opts.all) for await (const id of store.listManifestIds()) ids.add(id)
@@ -44,7 +64,9 @@ export async function listImages(store: LocalStore, opts: {all?: boolean} = {}):
     try {
       manifests.set(id, await store.getManifest(id))
     } catch (err) {
-      if (!(err instanceof RefNotFoundError)) throw err
+      if (err instanceof RefNotFoundError) continue
+      if (!(err instanceof VmiError)) throw err
+      opts.onDamaged?.(id, err)
     }
   }
   const users = new Map<string, number>()
@@ -101,11 +123,12 @@ export async function inspectImage(store: LocalStore, spec: string): Promise<Ima
   const {id, manifest} = await store.resolve(spec)
   const all = await listImages(store, {all: true})
   const summary = all.find((s) => s.id === id)!
-  const ids = expandChunks(manifest)
+  let zeroChunks = 0
+  for (const e of manifest.chunks) if (typeof e === 'number') zeroChunks += e
   return {
     ...summary,
-    chunks: ids.length,
-    zeroChunks: ids.filter((c) => c === null).length,
+    chunks: chunkCount(manifest.virtualSize, manifest.chunkSize),
+    zeroChunks,
     distinctChunks: chunkSizes(manifest).size,
     annotations: manifest.annotations ?? {},
     manifestBytes: (await store.getManifestBytes(id))!.length,
@@ -161,27 +184,52 @@ export async function diffImages(store: LocalStore, specA: string, specB: string
   const A = await store.resolve(specA)
   const B = await store.resolve(specB)
   const side = (): DiffSide => ({chunks: 0, bytes: 0})
-  const add = (s: DiffSide, bytes: number) => {
-    s.chunks++
+  const add = (s: DiffSide, bytes: number, chunks = 1) => {
+    s.chunks += chunks
     s.bytes += bytes
   }
   let positional: ImageDiff['positional']
   if (A.manifest.chunkSize === B.manifest.chunkSize) {
-    positional = {same: side(), changed: side(), onlyA: side(), onlyB: side(), zeroBoth: side()}
-    const ia = expandChunks(A.manifest)
-    const ib = expandChunks(B.manifest)
-    const n = Math.max(ia.length, ib.length)
-    for (let i = 0; i < n; i++) {
-      if (i >= ib.length) add(positional.onlyA, chunkLength(A.manifest, i))
-      else if (i >= ia.length) add(positional.onlyB, chunkLength(B.manifest, i))
-      else {
-        const la = chunkLength(A.manifest, i)
-        const lb = chunkLength(B.manifest, i)
-        if (ia[i] === null && ib[i] === null && la === lb) add(positional.zeroBoth, la)
-        else if (ia[i] === ib[i] && la === lb) add(positional.same, la)
-        else add(positional.changed, Math.max(la, lb))
-      }
+    const p = (positional = {same: side(), changed: side(), onlyA: side(), onlyB: side(), zeroBoth: side()})
+    const ma = A.manifest
+    const mb = B.manifest
+    const na = chunkCount(ma.virtualSize, ma.chunkSize)
+    const nb = chunkCount(mb.virtualSize, mb.chunkSize)
+    const common = Math.min(na, nb)
+    // run by run, never chunk by chunk; below `odd` (the shorter image's
+    // last chunk) both sides' chunks are whole, so a span is classified at once
+    const odd = common - 1
+    const span = (from: number, to: number, ia: string | null, ib: string | null) => {
+      if (from >= to) return
+      add(ia === null && ib === null ? p.zeroBoth : ia === ib ? p.same : p.changed, spanBytes(ma, from, to), to - from)
     }
+    const one = (i: number, ia: string | null, ib: string | null) => {
+      const la = chunkLength(ma, i)
+      const lb = chunkLength(mb, i)
+      if (ia === null && ib === null && la === lb) add(p.zeroBoth, la)
+      else if (ia === ib && la === lb) add(p.same, la)
+      else add(p.changed, Math.max(la, lb))
+    }
+    const ra = chunkRuns(ma)
+    const rb = chunkRuns(mb)
+    let [, leftA, ia] = ra.next().value ?? [0, 0, null]
+    let [, leftB, ib] = rb.next().value ?? [0, 0, null]
+    for (let i = 0; i < common; ) {
+      const k = Math.min(leftA, leftB, common - i)
+      if (!(k > 0)) break // cannot happen with a validated manifest; never spin
+      if (odd >= i && odd < i + k) {
+        span(i, odd, ia, ib)
+        one(odd, ia, ib)
+        span(odd + 1, i + k, ia, ib)
+      } else span(i, i + k, ia, ib)
+      i += k
+      leftA -= k
+      leftB -= k
+      if (leftA === 0) [, leftA, ia] = ra.next().value ?? [0, 0, null]
+      if (leftB === 0) [, leftB, ib] = rb.next().value ?? [0, 0, null]
+    }
+    if (na > common) add(p.onlyA, spanBytes(ma, common, na), na - common)
+    if (nb > common) add(p.onlyB, spanBytes(mb, common, nb), nb - common)
   }
   const ca = chunkSizes(A.manifest)
   const cb = chunkSizes(B.manifest)

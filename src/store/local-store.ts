@@ -7,6 +7,7 @@ import fs, {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {
   AmbiguousRefError,
+  BadManifestError,
   ChunkMissingError,
   IntegrityError,
   isErrno,
@@ -14,12 +15,13 @@ import {
   StoreError,
   storeWriteError,
 } from '../errors.js'
-import {exists, fastTmpName, mkdirp, mkdirpSync, readdirOrEmpty, readFileOrUndefined, tmpName, writeFileAtomic, writeFileNoClobberSync} from './fs-util.js'
+import {exists, fastTmpName, mkdirp, mkdirpSync, readdirOrEmpty, readFileBounded, tmpName, writeFileAtomic, writeFileNoClobberSync} from './fs-util.js'
 import {hash} from './hash.js'
+import {verifyManifestFile, type ManifestHead} from './manifest-stream.js'
 import {isValidId, StoreLayout} from './layout.js'
-import {decodeManifest, encodeManifest, type Manifest} from './manifest.js'
+import {decodeManifest, encodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, type Manifest} from './manifest.js'
 import {formatRef, isValidRefPart, parseRef, type RefName} from './ref.js'
-import {decodeProfile, encodeProfile, type BootProfile} from './profile.js'
+import {decodeProfile, encodeProfile, MAX_PROFILE_BYTES, type BootProfile} from './profile.js'
 
 export interface RefEntry extends RefName {
   id: string
@@ -43,6 +45,10 @@ export interface LocalStoreInit {
   /** Create the directory structure when missing (default true). */
   create?: boolean
 }
+
+/** A ref holds an id and a newline; anything much larger is damage. */
+const MAX_REF_BYTES = 4096
+const MAX_CONFIG_BYTES = 1 << 20
 
 const STORE_DIRS = ['objects', 'manifests', 'refs', 'tmp', 'locks'] as const
 
@@ -213,15 +219,60 @@ export class LocalStore {
     return exists(this.layout.manifestPath(id))
   }
 
+  /** Manifest bytes as stored (not verified); the size limit is checked before reading. */
   async getManifestBytes(id: string): Promise<Buffer | undefined> {
-    return readFileOrUndefined(this.layout.manifestPath(id))
+    const file = this.layout.manifestPath(id)
+    return readFileBounded(
+      file,
+      MAX_MANIFEST_BYTES,
+      (size) => new BadManifestError(`manifest ${id} (${file}) is ${size} bytes, larger than the ${MAX_MANIFEST_BYTES} limit`, {data: {id, file}}),
+    )
   }
 
-  /** A verified, decoded manifest; RefNotFoundError when absent. */
+  /**
+   * A verified, decoded manifest; RefNotFoundError when absent, IntegrityError
+   * when the file does not hash to its name (a damaged or tampered store).
+   */
   async getManifest(id: string): Promise<Manifest> {
     const bytes = await this.getManifestBytes(id)
     if (bytes === undefined) throw new RefNotFoundError(`no image ${id} in ${this.name}`, {data: {id}})
-    return decodeManifest(bytes, id)
+    return this.decodeStoredManifest(id, bytes)
+  }
+
+  /** Decode bytes read from this store's manifest `id` (getManifest's checks and errors). */
+  decodeStoredManifest(id: string, bytes: Uint8Array): Manifest {
+    const file = this.layout.manifestPath(id)
+    try {
+      return decodeManifest(bytes, id)
+    } catch (err) {
+      if (!(err instanceof BadManifestError)) throw err
+      if (err.data.actual !== undefined)
+        throw new IntegrityError(`manifest file ${file} does not match its id ${id} (its content hashes to ${err.data.actual}); the store is damaged (vmi fsck)`, {
+          cause: err,
+          data: {id, file, actual: err.data.actual},
+        })
+      throw new BadManifestError(`${err.message} (${file})`, {cause: err, data: {id, file}})
+    }
+  }
+
+  /**
+   * getManifest's checks on the manifest file without decoding its chunk
+   * list (see manifest-stream.ts): the head, or the same errors.
+   */
+  async verifyStoredManifestFile(id: string): Promise<ManifestHead> {
+    const file = this.layout.manifestPath(id)
+    try {
+      return (await verifyManifestFile(file, id)).head
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw new RefNotFoundError(`no image ${id} in ${this.name}`, {data: {id}})
+      if (!(err instanceof BadManifestError)) throw err
+      if (err.data.actual !== undefined)
+        throw new IntegrityError(`manifest file ${file} does not match its id ${id} (its content hashes to ${err.data.actual}); the store is damaged (vmi fsck)`, {
+          cause: err,
+          data: {id, file, actual: err.data.actual},
+        })
+      throw new BadManifestError(`${err.message} (${file})`, {cause: err, data: {id, file}})
+    }
   }
 
   async *listManifestIds(): AsyncGenerator<string> {
@@ -235,10 +286,17 @@ export class LocalStore {
   // ---------------------------------------------------------------- refs
 
   async readRef(ref: RefName): Promise<string | undefined> {
-    const data = await readFileOrUndefined(this.layout.refPath(ref.name, ref.tag))
+    const damaged = (why: string) => new StoreError(`ref ${formatRef(ref)} in ${this.name} is damaged (${why})`, {data: {ref: formatRef(ref)}})
+    let data
+    try {
+      data = await readFileBounded(this.layout.refPath(ref.name, ref.tag), MAX_REF_BYTES, (size) => new StoreError(`${size} bytes, not an id`), {noFollow: true})
+    } catch (err) {
+      if (err instanceof StoreError) throw damaged(err.message)
+      throw err
+    }
     if (data === undefined) return undefined
     const id = data.toString('utf8').trim()
-    if (!isValidId(id)) throw new StoreError(`ref ${formatRef(ref)} in ${this.name} is damaged (does not hold an id)`)
+    if (!isValidId(id)) throw damaged('does not hold an id')
     return id
   }
 
@@ -265,14 +323,15 @@ export class LocalStore {
     return id
   }
 
-  async listRefs(): Promise<RefEntry[]> {
+  /** Every ref. A damaged one is skipped (fsck reports it), or with `strict` is an error. */
+  async listRefs(opts: {strict?: boolean} = {}): Promise<RefEntry[]> {
     const out: RefEntry[] = []
     for (const name of (await readdirOrEmpty(this.layout.refsDir)).sort()) {
       if (!isValidRefPart(name)) continue
       for (const tag of (await readdirOrEmpty(path.join(this.layout.refsDir, name))).sort()) {
         if (!isValidRefPart(tag)) continue
         // a damaged ref is skipped here (fsck reports it), not fatal for the whole list
-        const id = await this.readRef({name, tag}).catch(() => undefined)
+        const id = opts.strict ? await this.readRef({name, tag}) : await this.readRef({name, tag}).catch(() => undefined)
         if (id) out.push({name, tag, id})
       }
     }
@@ -338,10 +397,13 @@ export class LocalStore {
 
   // ---------------------------------------------------------------- boot profiles
 
-  /** The boot profile of an image, if recorded (a sidecar: the image id does not change). */
-  async getProfile(id: string): Promise<BootProfile | undefined> {
-    const data = await readFileOrUndefined(this.layout.profilePath(id))
-    return data === undefined ? undefined : decodeProfile(data)
+  /**
+   * The boot profile of an image, if recorded (a sidecar: the image id does
+   * not change); with `chunkCount`, checked against the image's size.
+   */
+  async getProfile(id: string, chunkCount?: number): Promise<BootProfile | undefined> {
+    const data = await readFileBounded(this.layout.profilePath(id), MAX_PROFILE_BYTES, () => new BadManifestError(`boot profile of ${id} is too large`))
+    return data === undefined ? undefined : decodeProfile(data, chunkCount)
   }
 
   async putProfile(id: string, profile: BootProfile): Promise<void> {
@@ -394,7 +456,7 @@ export class LocalStore {
   // ---------------------------------------------------------------- config
 
   async readConfig(): Promise<StoreConfig> {
-    const data = await readFileOrUndefined(this.layout.configFile)
+    const data = await readFileBounded(this.layout.configFile, MAX_CONFIG_BYTES, (size) => new StoreError(`store config ${this.layout.configFile} is ${size} bytes, too large`))
     if (data === undefined) return {version: 1}
     try {
       const parsed = JSON.parse(data.toString('utf8')) as StoreConfig
@@ -424,17 +486,26 @@ async function* listSharded(dir: string): AsyncGenerator<string> {
   }
 }
 
-/** The whole file (in `into` when it is large enough), or undefined when it does not exist. */
+/**
+ * The whole object file (in `into` when it is large enough), or undefined
+ * when it does not exist. Not a regular file, or larger than any chunk:
+ * IntegrityError (a corrupt object), without reading it; O_NONBLOCK so a FIFO
+ * planted in the store cannot block the open.
+ */
 function readObjectFileSync(file: string, into?: Buffer): Buffer | undefined {
   let fd: number
   try {
-    fd = fs.openSync(file, 'r')
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
   } catch (err) {
     if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined
     throw err
   }
   try {
-    const size = fs.fstatSync(fd).size
+    const st = fs.fstatSync(fd)
+    const id = path.basename(path.dirname(file)) + path.basename(file)
+    if (!st.isFile()) throw new IntegrityError(`chunk ${id} is corrupt (${file} is not a regular file)`, {data: {id}})
+    if (st.size > MAX_CHUNK_SIZE) throw new IntegrityError(`chunk ${id} is corrupt (${st.size} bytes, more than any chunk)`, {data: {id}})
+    const size = st.size
     const buf = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size)
     let off = 0
     while (off < size) {

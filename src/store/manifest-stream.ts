@@ -11,7 +11,8 @@
  */
 import fs, {promises as fsp} from 'node:fs'
 import {createRequire} from 'node:module'
-import {BadManifestError} from '../errors.js'
+import {BadManifestError, VmiError} from '../errors.js'
+import {hash} from './hash.js'
 import {isValidId} from './layout.js'
 import {canonicalJson, chunkCount, MAX_MANIFEST_BYTES, validateManifest, type ChunkEntry, type Manifest} from './manifest.js'
 
@@ -25,10 +26,29 @@ interface Hasher {
   digest(encoding: 'hex'): string
 }
 
-/** Incremental BLAKE3 (blake3-wasm; the native package hashes whole buffers only). */
-function createHasher(): Hasher {
-  const mod = require('blake3-wasm') as {createHash(): Hasher}
-  return mod.createHash()
+/** Manifests up to this size are hashed in one piece by hash() (native when it loads). */
+const ONE_SHOT_MAX = 32 << 20
+
+/**
+ * BLAKE3 over bytes given piece by piece. The native package hashes whole
+ * buffers only, so up to ONE_SHOT_MAX the pieces are collected and hashed at
+ * the end; beyond that blake3-wasm hashes incrementally (it needs several GB
+ * of address space, which a `ulimit -v` may refuse: hence not by default).
+ */
+function createHasher(totalSize: number): Hasher {
+  if (totalSize <= ONE_SHOT_MAX) {
+    const parts: Buffer[] = []
+    return {
+      update: (b) => void parts.push(Buffer.from(b)),
+      digest: () => hash(Buffer.concat(parts)),
+    }
+  }
+  try {
+    const mod = require('blake3-wasm') as {createHash(): Hasher}
+    return mod.createHash()
+  } catch (err) {
+    throw new VmiError(`cannot hash a ${totalSize}-byte manifest incrementally: ${(err as Error).message}`, {cause: err})
+  }
 }
 
 const BLOCK = 1 << 20
@@ -102,7 +122,7 @@ export class ManifestWriter {
     this.spill()
     this.close()
     const {prefix, suffix} = frame(head, this.count)
-    const hasher = createHasher()
+    const hasher = createHasher(Buffer.byteLength(prefix) + fs.statSync(this.spillFile).size + Buffer.byteLength(suffix))
     const out = fs.openSync(outFile, 'wx', 0o644)
     let size = 0
     const put = (b: Buffer) => {
@@ -220,11 +240,14 @@ class EntryScanner {
   }
 }
 
-async function readBlocks(file: string, onBlock: (b: Buffer) => void): Promise<number> {
-  const fh = await fsp.open(file, 'r')
+async function readBlocks(file: string, onStart: (size: number) => void, onBlock: (b: Buffer) => void): Promise<number> {
+  const fh = await fsp.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
   try {
-    const {size} = await fh.stat()
+    const st = await fh.stat()
+    if (!st.isFile()) throw new BadManifestError(`manifest ${file} is not a regular file`)
+    const size = st.size
     if (size > MAX_MANIFEST_BYTES) throw new BadManifestError(`manifest ${file} is ${size} bytes, larger than the ${MAX_MANIFEST_BYTES} limit`)
+    onStart(size)
     const buf = Buffer.allocUnsafe(BLOCK)
     let total = 0
     for (;;) {
@@ -246,7 +269,7 @@ async function readBlocks(file: string, onBlock: (b: Buffer) => void): Promise<n
  */
 async function scanManifestFile(file: string, expectedId: string | undefined, onEntry: (e: ChunkEntry) => void): Promise<ManifestHead> {
   const where = expectedId ? `manifest ${expectedId}` : `manifest ${file}`
-  const hasher = expectedId ? createHasher() : undefined
+  let hasher: Hasher | undefined
   let prefix = ''
   let suffix = ''
   let phase: 'prefix' | 'entries' | 'suffix' = 'prefix'
@@ -255,7 +278,7 @@ async function scanManifestFile(file: string, expectedId: string | undefined, on
     covered += typeof e === 'number' ? e : 1
     onEntry(e)
   })
-  await readBlocks(file, (block) => {
+  await readBlocks(file, (size) => (hasher = expectedId ? createHasher(size) : undefined), (block) => {
     hasher?.update(block)
     // manifests are ASCII apart from annotation values; latin1 keeps one char per byte
     let s = block.toString('latin1')
@@ -279,8 +302,8 @@ async function scanManifestFile(file: string, expectedId: string | undefined, on
     suffix += s
     if (suffix.length > MAX_SUFFIX) throw new BadManifestError(`${where}: ${suffix.length} bytes after the chunk list`)
   })
-  if (hasher) {
-    const actual = hasher.digest('hex')
+  if (expectedId) {
+    const actual = hasher!.digest('hex')
     if (actual !== expectedId) throw new BadManifestError(`${where} does not match its id (content hashes to ${actual})`, {data: {expectedId, actual}})
   }
   if ((phase as string) === 'prefix') throw new BadManifestError(`${where}: no chunk list in canonical form ("chunks":[…])`)

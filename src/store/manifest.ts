@@ -13,6 +13,11 @@ export const MAX_CHUNK_SIZE = 4 * 1024 * 1024
 export const MAX_VIRTUAL_SIZE = 2 ** 50
 /** Largest manifest accepted, in bytes (checked before parsing). */
 export const MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+/**
+ * Most chunks expandChunks() lists one by one (16 TiB at the default chunk
+ * size): a valid sparse manifest may declare up to 2^34, more than a list can hold.
+ */
+export const MAX_EXPANDED_CHUNKS = 2 ** 26
 
 /** One entry per run: a chunk id, or a positive count of all-zero chunks. */
 export type ChunkEntry = string | number
@@ -68,6 +73,10 @@ export class ChunkListBuilder {
 
 /** Per-chunk ids in disk order; null marks an all-zero chunk. */
 export function expandChunks(m: Pick<Manifest, 'chunks'>): (string | null)[] {
+  let n = 0
+  for (const e of m.chunks) n += typeof e === 'string' ? 1 : e
+  if (n > MAX_EXPANDED_CHUNKS)
+    throw new BadManifestError(`the image has ${n} chunks; vmi handles at most ${MAX_EXPANDED_CHUNKS} chunks per image in this operation`, {data: {chunks: n}})
   const out: (string | null)[] = []
   for (const e of m.chunks) {
     if (typeof e === 'string') out.push(e)

@@ -20,8 +20,15 @@ export function encodeProfile(p: BootProfile): Buffer {
   return Buffer.from(JSON.stringify({version: 1, chunkSize: p.chunkSize, chunks: p.chunks}) + '\n')
 }
 
+/** Bytes a profile of an image of `chunkCount` chunks can need: each chunk once, at most 11 digits and a comma. */
+export function maxProfileBytes(chunkCount: number): number {
+  return Math.min(MAX_PROFILE_BYTES, 64 + chunkCount * 12)
+}
+
 export function decodeProfile(data: Uint8Array, chunkCount?: number): BootProfile {
-  if (data.length > MAX_PROFILE_BYTES) throw new BadManifestError('boot profile is too large')
+  // checked before parsing: a small image cannot have a large profile
+  if (data.length > (chunkCount !== undefined ? maxProfileBytes(chunkCount) : MAX_PROFILE_BYTES))
+    throw new BadManifestError(`boot profile is too large (${data.length} bytes${chunkCount !== undefined ? ` for an image of ${chunkCount} chunks` : ''})`)
   let p: BootProfile
   try {
     p = JSON.parse(Buffer.from(data).toString('utf8'))
@@ -29,6 +36,7 @@ export function decodeProfile(data: Uint8Array, chunkCount?: number): BootProfil
     throw new BadManifestError('boot profile is not valid JSON')
   }
   if (p?.version !== 1 || !Number.isInteger(p.chunkSize) || !Array.isArray(p.chunks)) throw new BadManifestError('boot profile is malformed')
+  if (chunkCount !== undefined && p.chunks.length > chunkCount) throw new BadManifestError('boot profile lists more chunks than the image has')
   for (const i of p.chunks)
     if (!Number.isSafeInteger(i) || i < 0 || (chunkCount !== undefined && i >= chunkCount)) throw new BadManifestError('boot profile names a chunk outside the image')
   return p
