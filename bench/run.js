@@ -384,7 +384,7 @@ for (const img of images) {
   // import again, export, then the next repetition), so a burst of background
   // load hits one repetition of each rather than every repetition of one.
   const runs = {b3sum: [], cp: [], cpSync: [], importCold: [], importAgain: [], export: []}
-  const sweepSizes = img.kind === 'synthetic' && opts.sweep ? [64 * KiB, 128 * KiB, 1 * MiB] : []
+  const sweepSizes = img.kind === 'synthetic' && opts.sweep ? [64 * KiB, 128 * KiB, 256 * KiB, 1 * MiB].filter((cs) => cs !== dist.importDefaultChunkSize) : []
   const sweepRuns = new Map(sweepSizes.map((cs) => [cs, []]))
   const sweepFiles = new Map()
   const cpDest = path.join(workDir, 'cp.raw')
@@ -443,7 +443,7 @@ for (const img of images) {
 
   if (sweepSizes.length) {
     img.sweep = [64 * KiB, 128 * KiB, 256 * KiB, 1 * MiB].map((cs) => {
-      if (cs === 256 * KiB) return {chunkSize: cs, ...rows.importCold, objects: rows.importCold.json.newChunks, objectFiles: img.objectFiles, reused: true}
+      if (cs === rows.importCold.json.chunkSize) return {chunkSize: cs, ...rows.importCold, objects: rows.importCold.json.newChunks, objectFiles: img.objectFiles, reused: true}
       const sm = summarize(sweepRuns.get(cs))
       return {chunkSize: cs, ...sm, objects: sm.json.newChunks, objectFiles: sweepFiles.get(cs)}
     })

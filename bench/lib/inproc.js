@@ -10,8 +10,8 @@ import {settle} from './measure.js'
 
 export async function loadDist(root) {
   const imp = (p) => import(pathToFileURL(path.join(root, 'dist', p)).href)
-  const [hash, chunker, store] = await Promise.all([imp('store/hash.js'), imp('store/chunker.js'), imp('store/local-store.js')])
-  return {hash, chunker, store}
+  const [hash, chunker, store, importMod] = await Promise.all([imp('store/hash.js'), imp('store/chunker.js'), imp('store/local-store.js'), imp('store/import.js')])
+  return {hash, chunker, store, importDefaultChunkSize: importMod.DEFAULT_CHUNK_SIZE}
 }
 
 function rate(bytes, seconds) {

@@ -87,8 +87,10 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
     streamError ??= err
     wake?.()
   }
-  const write = async (out: Writable, data: Buffer) => {
-    if (!out.write(data) && !streamError)
+  const write = async (out: Writable, data: Buffer, reusable?: Buffer) => {
+    // a pooled buffer goes back once the stream is done with it
+    const more = reusable ? out.write(data, () => buffers.push(reusable)) : out.write(data)
+    if (!more && !streamError)
       await new Promise<void>((resolve) => {
         wake = resolve
         out.once('drain', resolve)
@@ -126,8 +128,9 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
           init.signal?.throwIfAborted()
           const n = 'zeros' in run ? run.zeros : 1
           for (let k = 0; k < n; k++) {
-            const data = 'id' in run ? readChunk(run.index, run.id) : ZERO.subarray(0, chunkLength(manifest, run.index + k))
-            await write(dest, data)
+            const buf = 'id' in run ? takeBuffer() : undefined
+            const data = 'id' in run ? readChunk(run.index, run.id, buf) : ZERO.subarray(0, chunkLength(manifest, run.index + k))
+            await write(dest, data, buf)
             bytesWritten += data.length
           }
           progress.update(bytesWritten)

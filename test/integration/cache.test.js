@@ -18,7 +18,7 @@ test('gc --max-cache evicts the least recently used unpinned chunks; pinned imag
     for (const [name, seed] of [['a', 'ca'], ['b', 'cb'], ['c', 'cc']]) {
       files[name] = path.join(t.dir, `${name}.raw`)
       await makeImage(files[name], [{kind: 'random', size: M, seed}])
-      ok(exec(['import', files[name], name], {store: t.store}), `import ${name}`)
+      ok(exec(['import', files[name], name, '--chunk-size', '256K'], {store: t.store}), `import ${name}`)
       await new Promise((r) => setTimeout(r, 30)) // distinct mtimes
     }
     ok(exec(['pin', 'a'], {store: t.store}), 'pin a')
