@@ -86,10 +86,24 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
   const onStreamError = (err: unknown) => {
     streamError ??= err
     wake?.()
+    released?.()
   }
+  // pooled buffers handed to the stream and not yet released by its callback
+  let lent = 0
+  let released: (() => void) | undefined
   const write = async (out: Writable, data: Buffer, reusable?: Buffer) => {
-    // a pooled buffer goes back once the stream is done with it
-    const more = reusable ? out.write(data, () => buffers.push(reusable)) : out.write(data)
+    // a pooled buffer goes back once the stream is done with it; at most 8 are
+    // lent at a time (a stream that writes synchronously, like a file or
+    // /dev/null on stdout, runs its callbacks only when the event loop turns)
+    if (reusable) lent++
+    const more = reusable
+      ? out.write(data, () => {
+          lent--
+          buffers.push(reusable)
+          released?.()
+        })
+      : out.write(data)
+    while (lent >= 8 && !streamError) await new Promise<void>((resolve) => (released = resolve))
     if (!more && !streamError)
       await new Promise<void>((resolve) => {
         wake = resolve
