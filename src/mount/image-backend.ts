@@ -359,20 +359,5 @@ export class ImageBackend implements BlockBackend {
     }
     return out
   }
-
-  /** Which chunks are already local (checked once at start: files present). */
-  async scanLocal(): Promise<number> {
-    let n = 0
-    await Promise.all(
-      this.ids.map(async (id, i) => {
-        if (id === null) return
-        if (await this.store.hasObject(id)) {
-          // present but not yet verified: first read verifies through the chain
-          n++
-        }
-      }),
-    )
-    return n
-  }
 }
 

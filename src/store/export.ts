@@ -7,12 +7,11 @@
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import type {Writable} from 'node:stream'
-import {BadManifestError, ChunkMissingError, IntegrityError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
+import {BadManifestError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {tmpName} from './fs-util.js'
 import {convertFromRaw, DEFAULT_TOOLS, type Tools} from './formats.js'
 import type {LocalStore} from './local-store.js'
-import {hash} from './hash.js'
 import {chunkCount, chunkLength, MAX_EXPANDED_CHUNKS} from './manifest.js'
 import {manifestFileEntries, type ManifestHead} from './manifest-stream.js'
 
@@ -68,11 +67,8 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
   // read buffers, reused once their write is done (a fresh buffer per chunk let garbage pile up)
   const buffers: Buffer[] = []
   const takeBuffer = () => buffers.pop() ?? Buffer.allocUnsafeSlow(manifest.chunkSize)
-  const readChunk = (index: number, cid: string, into?: Buffer): Buffer => {
-    const data = store.readObject(cid, into)
-    if (data === undefined) throw new ChunkMissingError(`chunk ${cid} is not in ${store.name}`, {data: {id: cid}})
-    const actual = hash(data)
-    if (actual !== cid) throw new IntegrityError(`chunk ${cid} in ${store.name} is corrupt (hashes to ${actual})`, {data: {id: cid, actual}})
+  const readChunk = async (index: number, cid: string, into?: Buffer): Promise<Buffer> => {
+    const data = await store.getObject(cid, {verify: true, into})
     if (data.length !== chunkLength(manifest, index))
       throw new VmiError(`chunk ${cid} has ${data.length} bytes, image ${id} expects ${chunkLength(manifest, index)} at index ${index}`)
     return data
@@ -143,7 +139,7 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
           const n = 'zeros' in run ? run.zeros : 1
           for (let k = 0; k < n; k++) {
             const buf = 'id' in run ? takeBuffer() : undefined
-            const data = 'id' in run ? readChunk(run.index, run.id, buf) : ZERO.subarray(0, chunkLength(manifest, run.index + k))
+            const data = 'id' in run ? await readChunk(run.index, run.id, buf) : ZERO.subarray(0, chunkLength(manifest, run.index + k))
             await write(dest, data, buf)
             bytesWritten += data.length
           }
@@ -199,7 +195,7 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
             continue
           }
           const buf = takeBuffer()
-          const data = readChunk(run.index, run.id, buf)
+          const data = await readChunk(run.index, run.id, buf)
           track(fh.write(data, 0, data.length, run.index * manifest.chunkSize), buf)
           await settle()
           bytesWritten += data.length

@@ -95,10 +95,11 @@ export class LocalStore {
     return path.join(this.layout.tmpDir, tmpName(label))
   }
 
-  private async ensureShard(file: string): Promise<void> {
+  /** The directory `file` goes in exists (made once per process; synchronous, as it is on the object write path). */
+  private ensureShard(file: string): void {
     const dir = path.dirname(file)
     if (this.madeDirs.has(dir)) return
-    await mkdirp(dir)
+    mkdirpSync(dir)
     this.madeDirs.add(dir)
   }
 
@@ -114,8 +115,8 @@ export class LocalStore {
    * cache, and a miss costs one stat instead of a thrown ENOENT from the
    * thread pool (measured: the promise version of a miss cost ~280 µs).
    */
-  async getObject(id: string, opts: {verify?: boolean} = {}): Promise<Buffer> {
-    const data = this.readObject(id)
+  async getObject(id: string, opts: {verify?: boolean; into?: Buffer} = {}): Promise<Buffer> {
+    const data = this.readObject(id, opts.into)
     if (data === undefined) throw new ChunkMissingError(`chunk ${id} is not in ${this.name}`, {data: {id}})
     if (opts.verify) {
       const actual = hash(data)
@@ -153,11 +154,7 @@ export class LocalStore {
     try {
       // most puts of an existing object end here, without writing anything
       if (fs.existsSync(dest)) return false
-      const dir = path.dirname(dest)
-      if (!this.madeDirs.has(dir)) {
-        mkdirpSync(dir)
-        this.madeDirs.add(dir)
-      }
+      this.ensureShard(dest)
       return writeFileNoClobberSync(path.join(this.layout.tmpDir, fastTmpName('obj')), dest, data)
     } catch (err) {
       throw storeWriteError(err, `chunk ${id}`)
@@ -192,7 +189,7 @@ export class LocalStore {
     const dest = this.layout.manifestPath(id)
     if (await exists(dest)) return
     try {
-      await this.ensureShard(dest)
+      this.ensureShard(dest)
       await writeFileAtomic(this.tmpPath('manifest'), dest, bytes)
     } catch (err) {
       throw storeWriteError(err, `manifest ${id}`)
@@ -207,7 +204,7 @@ export class LocalStore {
         await fsp.rm(file, {force: true})
         return
       }
-      await this.ensureShard(dest)
+      this.ensureShard(dest)
       await fsp.rename(file, dest)
     } catch (err) {
       await fsp.rm(file, {force: true}).catch(() => {})
@@ -241,18 +238,23 @@ export class LocalStore {
 
   /** Decode bytes read from this store's manifest `id` (getManifest's checks and errors). */
   decodeStoredManifest(id: string, bytes: Uint8Array): Manifest {
-    const file = this.layout.manifestPath(id)
     try {
       return decodeManifest(bytes, id)
     } catch (err) {
-      if (!(err instanceof BadManifestError)) throw err
-      if (err.data.actual !== undefined)
-        throw new IntegrityError(`manifest file ${file} does not match its id ${id} (its content hashes to ${err.data.actual}); the store is damaged (vmi fsck)`, {
-          cause: err,
-          data: {id, file, actual: err.data.actual},
-        })
-      throw new BadManifestError(`${err.message} (${file})`, {cause: err, data: {id, file}})
+      throw this.storedManifestError(id, err)
     }
+  }
+
+  /** A manifest check's error, said of this store's file: a hash mismatch is damage (IntegrityError). */
+  private storedManifestError(id: string, err: unknown): unknown {
+    if (!(err instanceof BadManifestError)) return err
+    const file = this.layout.manifestPath(id)
+    if (err.data.actual !== undefined)
+      return new IntegrityError(`manifest file ${file} does not match its id ${id} (its content hashes to ${err.data.actual}); the store is damaged (vmi fsck)`, {
+        cause: err,
+        data: {id, file, actual: err.data.actual},
+      })
+    return new BadManifestError(`${err.message} (${file})`, {cause: err, data: {id, file}})
   }
 
   /**
@@ -260,18 +262,11 @@ export class LocalStore {
    * list (see manifest-stream.ts): the head, or the same errors.
    */
   async verifyStoredManifestFile(id: string): Promise<ManifestHead> {
-    const file = this.layout.manifestPath(id)
     try {
-      return (await verifyManifestFile(file, id)).head
+      return (await verifyManifestFile(this.layout.manifestPath(id), id)).head
     } catch (err) {
       if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw new RefNotFoundError(`no image ${id} in ${this.name}`, {data: {id}})
-      if (!(err instanceof BadManifestError)) throw err
-      if (err.data.actual !== undefined)
-        throw new IntegrityError(`manifest file ${file} does not match its id ${id} (its content hashes to ${err.data.actual}); the store is damaged (vmi fsck)`, {
-          cause: err,
-          data: {id, file, actual: err.data.actual},
-        })
-      throw new BadManifestError(`${err.message} (${file})`, {cause: err, data: {id, file}})
+      throw this.storedManifestError(id, err)
     }
   }
 
@@ -409,7 +404,7 @@ export class LocalStore {
   async putProfile(id: string, profile: BootProfile): Promise<void> {
     const file = this.layout.profilePath(id)
     try {
-      await this.ensureShard(file)
+      this.ensureShard(file)
       await writeFileAtomic(this.tmpPath('profile'), file, encodeProfile(profile))
     } catch (err) {
       throw storeWriteError(err, `boot profile of ${id}`)

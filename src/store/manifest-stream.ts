@@ -181,7 +181,6 @@ class EntryScanner {
   private lastWasRun = false
   private expectEntry = true
   entries = 0
-  done = false
 
   constructor(
     private readonly where: string,
@@ -228,7 +227,6 @@ class EntryScanner {
         // ']'
         if (this.token.length === 0 && this.entries > 0) this.bad('trailing comma in the chunk list')
         this.finishToken()
-        this.done = true
         return i + 1
       } else {
         if (this.token.length >= 66) this.bad('malformed chunk entry')
@@ -240,14 +238,18 @@ class EntryScanner {
   }
 }
 
-async function readBlocks(file: string, onStart: (size: number) => void, onBlock: (b: Buffer) => void): Promise<number> {
+/**
+ * A manifest file a block at a time (the buffer is reused: each block is valid
+ * until the next). Refused unread when not a regular file or over the size
+ * limit; `onStart` gets the size before the first block.
+ */
+async function* manifestBlocks(file: string, onStart?: (size: number) => void): AsyncGenerator<Buffer> {
   const fh = await fsp.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
   try {
     const st = await fh.stat()
     if (!st.isFile()) throw new BadManifestError(`manifest ${file} is not a regular file`)
-    const size = st.size
-    if (size > MAX_MANIFEST_BYTES) throw new BadManifestError(`manifest ${file} is ${size} bytes, larger than the ${MAX_MANIFEST_BYTES} limit`)
-    onStart(size)
+    if (st.size > MAX_MANIFEST_BYTES) throw new BadManifestError(`manifest ${file} is ${st.size} bytes, larger than the ${MAX_MANIFEST_BYTES} limit`)
+    onStart?.(st.size)
     const buf = Buffer.allocUnsafe(BLOCK)
     let total = 0
     for (;;) {
@@ -255,20 +257,19 @@ async function readBlocks(file: string, onStart: (size: number) => void, onBlock
       if (bytesRead === 0) break
       total += bytesRead
       if (total > MAX_MANIFEST_BYTES) throw new BadManifestError(`manifest ${file} grew past the ${MAX_MANIFEST_BYTES}-byte limit while read`)
-      onBlock(buf.subarray(0, bytesRead))
+      yield buf.subarray(0, bytesRead)
     }
-    return total
   } finally {
     await fh.close()
   }
 }
 
 /**
- * One pass over a manifest file: hash, framing and every entry. With
- * `expectedId` the bytes must hash to it. Returns the head.
+ * One pass over a manifest file: hash, framing and every entry. The bytes
+ * must hash to `expectedId`. Returns the head.
  */
-async function scanManifestFile(file: string, expectedId: string | undefined, onEntry: (e: ChunkEntry) => void): Promise<ManifestHead> {
-  const where = expectedId ? `manifest ${expectedId}` : `manifest ${file}`
+async function scanManifestFile(file: string, expectedId: string, onEntry: (e: ChunkEntry) => void): Promise<ManifestHead> {
+  const where = `manifest ${expectedId}`
   let hasher: Hasher | undefined
   let prefix = ''
   let suffix = ''
@@ -278,8 +279,8 @@ async function scanManifestFile(file: string, expectedId: string | undefined, on
     covered += typeof e === 'number' ? e : 1
     onEntry(e)
   })
-  await readBlocks(file, (size) => (hasher = expectedId ? createHasher(size) : undefined), (block) => {
-    hasher?.update(block)
+  for await (const block of manifestBlocks(file, (size) => (hasher = createHasher(size)))) {
+    hasher!.update(block)
     // manifests are ASCII apart from annotation values; latin1 keeps one char per byte
     let s = block.toString('latin1')
     if (phase === 'prefix') {
@@ -287,7 +288,7 @@ async function scanManifestFile(file: string, expectedId: string | undefined, on
       const at = prefix.indexOf(CHUNKS_KEY)
       if (at < 0) {
         if (prefix.length > MAX_PREFIX) throw new BadManifestError(`${where}: no chunk list in the first ${MAX_PREFIX} bytes`)
-        return
+        continue
       }
       s = prefix.slice(at + CHUNKS_KEY.length)
       prefix = prefix.slice(0, at + CHUNKS_KEY.length)
@@ -295,19 +296,17 @@ async function scanManifestFile(file: string, expectedId: string | undefined, on
     }
     if (phase === 'entries') {
       const end = scanner.feed(s)
-      if (end < 0) return
+      if (end < 0) continue
       s = s.slice(end - 1) // keep the ']'
       phase = 'suffix'
     }
     suffix += s
     if (suffix.length > MAX_SUFFIX) throw new BadManifestError(`${where}: ${suffix.length} bytes after the chunk list`)
-  })
-  if (expectedId) {
-    const actual = hasher!.digest('hex')
-    if (actual !== expectedId) throw new BadManifestError(`${where} does not match its id (content hashes to ${actual})`, {data: {expectedId, actual}})
   }
-  if ((phase as string) === 'prefix') throw new BadManifestError(`${where}: no chunk list in canonical form ("chunks":[…])`)
-  if ((phase as string) !== 'suffix') throw new BadManifestError(`${where}: the chunk list is not terminated (truncated?)`)
+  const actual = hasher!.digest('hex')
+  if (actual !== expectedId) throw new BadManifestError(`${where} does not match its id (content hashes to ${actual})`, {data: {expectedId, actual}})
+  if (phase === 'prefix') throw new BadManifestError(`${where}: no chunk list in canonical form ("chunks":[…])`)
+  if (phase !== 'suffix') throw new BadManifestError(`${where}: the chunk list is not terminated (truncated?)`)
   const frameText = Buffer.from(prefix + suffix, 'latin1').toString('utf8')
   let parsed: Manifest
   try {
@@ -345,34 +344,23 @@ export async function verifyManifestFile(file: string, id: string): Promise<{hea
  */
 export async function* manifestFileEntries(file: string): AsyncGenerator<ChunkEntry[]> {
   let batch: ChunkEntry[] = []
-  const batches: ChunkEntry[][] = []
-  let prefixDone = false
-  let carry = ''
+  let carry: string | undefined = ''
   const scanner = new EntryScanner(`manifest ${file}`, (e) => batch.push(e))
-  const fh = await fsp.open(file, 'r')
-  try {
-    const buf = Buffer.allocUnsafe(BLOCK)
-    for (;;) {
-      const {bytesRead} = await fh.read(buf, 0, buf.length, null)
-      if (bytesRead === 0) break
-      let s = buf.toString('latin1', 0, bytesRead)
-      if (!prefixDone) {
-        carry += s
-        const at = carry.indexOf(CHUNKS_KEY)
-        if (at < 0) continue
-        s = carry.slice(at + CHUNKS_KEY.length)
-        carry = ''
-        prefixDone = true
-      }
-      const end = scanner.feed(s)
-      if (batch.length > 0) {
-        batches.push(batch)
-        batch = []
-      }
-      while (batches.length > 0) yield batches.shift()!
-      if (end >= 0) return
+  for await (const block of manifestBlocks(file)) {
+    let s = block.toString('latin1')
+    if (carry !== undefined) {
+      // still looking for the start of the list
+      carry += s
+      const at = carry.indexOf(CHUNKS_KEY)
+      if (at < 0) continue
+      s = carry.slice(at + CHUNKS_KEY.length)
+      carry = undefined
     }
-  } finally {
-    await fh.close()
+    const end = scanner.feed(s)
+    if (batch.length > 0) {
+      yield batch
+      batch = []
+    }
+    if (end >= 0) return
   }
 }
