@@ -24,7 +24,12 @@ Exit codes: 0 ok, 2 bad arguments, 3 the seed has no such name, 9 no source had 
   static override flags = {
     ...chainFlags,
     as: Flags.string({summary: 'Store it under this NAME:TAG.'}),
-    concurrency: Flags.integer({summary: 'Chunks fetched in parallel.', default: 8, min: 1, max: 256}),
+    concurrency: Flags.integer({summary: 'Chunks fetched in parallel when fetching chunk by chunk.', default: 8, min: 1, max: 256}),
+    bulk: Flags.boolean({
+      summary: 'Fetch chunks in pipelined bulk requests from each first source (default); --no-bulk asks chunk by chunk.',
+      default: true,
+      allowNo: true,
+    }),
     'max-cache': Flags.string({summary: 'Cache budget (e.g. 20G): afterwards evict least-recently-used chunks of unpinned images. Else $VMI_MAX_CACHE or config maxCache.'}),
   }
 
@@ -34,7 +39,7 @@ Exit codes: 0 ok, 2 bad arguments, 3 the seed has no such name, 9 no source had 
     const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {seedRequired: true, onWarning: (m) => this.note(`warning: ${m}`)})
     try {
       const maxCacheBytes = resolveMaxCache(this.flags['max-cache'], process.env, config as {maxCache?: unknown})
-      const r = await pullImage(chain, this.args.image, {as: this.flags.as, concurrency: this.flags.concurrency, maxCacheBytes, progress: this.progress(), signal: this.signal})
+      const r = await pullImage(chain, this.args.image, {as: this.flags.as, concurrency: this.flags.concurrency, bulk: this.flags.bulk, maxCacheBytes, progress: this.progress(), signal: this.signal})
       if (r.evicted && r.evicted.removedObjects > 0) this.note(`cache budget ${humanBytes(r.evicted.maxBytes)}: evicted ${r.evicted.removedObjects} chunks (${humanBytes(r.evicted.freedBytes)})`)
       const b = r.fromBytes
       this.note(

@@ -11,12 +11,15 @@
  * owner fetches it from the seed once for everybody.
  */
 import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, VmiError} from '../errors.js'
-import {promises as fsp} from 'node:fs'
+import fs, {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {hash} from '../store/hash.js'
 import {tmpName} from '../store/fs-util.js'
 import type {LocalStore} from '../store/local-store.js'
-import {HttpStore} from './http-store.js'
+import {mapLimit} from '../store/map-limit.js'
+import {ObjectWriter} from '../store/object-writer.js'
+import {HttpStore, objectPath} from './http-store.js'
+import {bulkGet, type BulkItem} from './pipelined-get.js'
 import {rankPeers} from './rendezvous.js'
 import type {SourceKind} from './source.js'
 
@@ -48,6 +51,19 @@ export interface FetchChainInit {
   verifyLocal?: boolean
   onEvent?: (e: ChainEvent) => void
 }
+
+export interface FetchManyInit {
+  signal?: AbortSignal
+  /** Chunks fetched one by one in parallel, for what the bulk path leaves (default 8). */
+  concurrency?: number
+  /** Pipelined bulk GETs from each chunk's first source (default true). */
+  bulk?: boolean
+  /** Each chunk once it is stored (or found) locally. */
+  onChunk?: (id: string, bytes: number, source: SourceKind) => void
+}
+
+/** Bytes handed to the writer thread and not yet stored, before the bulk path stops asking for more. */
+const WRITER_BACKLOG = 32 << 20
 
 export interface Fetched {
   data: Buffer
@@ -92,6 +108,104 @@ export class FetchChain {
     const p = this.resolve(id, opts).finally(() => this.inflight.delete(id))
     this.inflight.set(id, p)
     return p
+  }
+
+  /**
+   * Bring many chunks into the local store (a pull). Chunks not here are
+   * asked of their first source (the owner peer, else the seed) in pipelined
+   * bulk GETs, verified and stored on a writer thread; whatever that leaves —
+   * missing there, a failure, a lie, a server that does not pipeline — goes
+   * through the chunk-by-chunk chain, with its fall-through and retries.
+   */
+  async fetchMany(items: {id: string; length: number}[], init: FetchManyInit = {}): Promise<void> {
+    const leftover: string[] = []
+    const groups = new Map<HttpStore, BulkItem[]>()
+    for (const {id, length} of items) {
+      const first = init.bulk === false || fs.existsSync(this.local.layout.objectPath(id)) ? undefined : this.firstSource(id)
+      if (!first) leftover.push(id)
+      else {
+        const list = groups.get(first) ?? []
+        list.push({id, path: objectPath(id), length})
+        groups.set(first, list)
+      }
+    }
+    if (groups.size > 0) await this.bulkFetch(groups, init, leftover)
+    await mapLimit(leftover, init.concurrency ?? 8, async (id) => {
+      init.signal?.throwIfAborted()
+      const f = await this.fetch(id, {signal: init.signal})
+      init.onChunk?.(id, f.data.length, f.source)
+    })
+  }
+
+  /** The source a chunk is asked of first: its owner among the peers, else the first peer up, else the seed. */
+  private firstSource(id: string): HttpStore | undefined {
+    const now = Date.now()
+    const up = this.peers.filter((p) => (this.downUntil.get(p.url) ?? 0) <= now)
+    if (up.length > 0) return this.init.ownerHashing === false ? up[0] : rankPeers(up, id)[0]
+    return this.seed
+  }
+
+  private async bulkFetch(groups: Map<HttpStore, BulkItem[]>, init: FetchManyInit, leftover: string[]): Promise<void> {
+    const writer = new ObjectWriter(this.local.root)
+    const stop = new AbortController()
+    const onAbort = () => stop.abort()
+    init.signal?.addEventListener('abort', onAbort, {once: true})
+    let fatal: Error | undefined
+    const stores: Promise<void>[] = []
+    try {
+      await Promise.all(
+        [...groups].map(async ([src, list]) => {
+          const owner = src.kind === 'peer' && this.init.ownerHashing !== false
+          const r = await bulkGet(
+            src.url,
+            list,
+            {
+              onBody: (item, body) => {
+                stores.push(
+                  writer.put(item.id, body).then(
+                    (outcome) => {
+                      if (outcome === 'stored' || outcome === 'present') {
+                        this.tally(src.kind, item.length)
+                        init.onChunk?.(item.id, item.length, src.kind)
+                      }
+                    },
+                    (err: Error) => {
+                      if (err instanceof IntegrityError) {
+                        this.stats.sourceErrors++
+                        this.stats.verificationFailures++
+                        this.emit({type: 'verification-failure', id: item.id, source: src.name, message: `${src.name} sent wrong bytes for chunk ${item.id} (${err.message})`})
+                        leftover.push(item.id)
+                      } else {
+                        fatal ??= err
+                        stop.abort()
+                      }
+                    },
+                  ),
+                )
+              },
+              onMissing: (item) => leftover.push(item.id),
+              onFailed: (item, reason) => {
+                this.stats.sourceErrors++
+                this.emit({type: 'source-error', id: item.id, source: src.name, message: `${src.name} failed chunk ${item.id}: ${reason}`})
+                leftover.push(item.id)
+              },
+            },
+            {...src.bulkOptions(owner), connections: groups.size > 1 ? 1 : 2, signal: stop.signal, beforeSend: () => writer.whenBelow(WRITER_BACKLOG)},
+          )
+          if (r.stopped && r.unanswered.length > 0 && !stop.signal.aborted) {
+            this.stats.sourceErrors++
+            this.emit({type: 'source-error', id: r.unanswered[0].id, source: src.name, message: `bulk fetch from ${src.name} stopped (${r.stopped}); ${r.unanswered.length} chunks go one by one`})
+          }
+          for (const it of r.unanswered) leftover.push(it.id)
+        }),
+      )
+      await Promise.all(stores)
+    } finally {
+      init.signal?.removeEventListener('abort', onAbort)
+      await writer.close().catch(() => {})
+    }
+    if (fatal) throw fatal
+    init.signal?.throwIfAborted()
   }
 
   private emit(e: ChainEvent): void {
@@ -146,9 +260,13 @@ export class FetchChain {
   }
 
   private count(f: Fetched): Fetched {
-    this.stats.chunks[f.source]++
-    this.stats.bytes[f.source] += f.data.length
+    this.tally(f.source, f.data.length)
     return f
+  }
+
+  private tally(source: SourceKind, bytes: number): void {
+    this.stats.chunks[source]++
+    this.stats.bytes[source] += bytes
   }
 
   private async keep(id: string, f: Fetched, opts: {store?: boolean}): Promise<Fetched> {

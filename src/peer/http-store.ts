@@ -15,6 +15,7 @@ import {isValidRefPart} from '../store/ref.js'
 import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
 import {MAX_PROFILE_BYTES} from '../store/profile.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
+import type {BulkOptions} from './pipelined-get.js'
 import type {ChunkSource, FetchOptions, ManifestSource, SourceKind} from './source.js'
 
 export interface HttpStoreInit {
@@ -52,6 +53,7 @@ export class HttpStore implements ChunkSource, ManifestSource {
   private readonly token?: string
   private readonly retry: RetryPolicy
   private readonly objectHeaders: Record<string, string>
+  private readonly init: HttpStoreInit
   private batchUnsupported = false
 
   constructor(url: string, init: HttpStoreInit = {}) {
@@ -63,6 +65,7 @@ export class HttpStore implements ChunkSource, ManifestSource {
     this.token = init.token
     this.retry = {...DEFAULT_RETRY, ...(init.retry ?? {})}
     this.objectHeaders = init.objectHeaders ?? {}
+    this.init = init
     const maxSockets = init.maxSockets ?? 16
     const options: OptionsInit = {
       prefixUrl: this.url,
@@ -134,13 +137,30 @@ export class HttpStore implements ChunkSource, ManifestSource {
    */
   async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
     if (!isValidId(id)) throw new TypeError(`bad id ${id}`)
-    const headers = opts.fetchThrough ? {...this.objectHeaders, 'x-vmi-fetch': 'upstream'} : this.objectHeaders
+    const headers = this.objectRequestHeaders(opts.fetchThrough === true)
     const data = await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_CHUNK_SIZE, {...opts, headers})
     if (data === undefined) return undefined
     const actual = hash(data)
     if (actual !== id)
       throw new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}})
     return data
+  }
+
+  private objectRequestHeaders(fetchThrough: boolean): Record<string, string> {
+    return fetchThrough ? {...this.objectHeaders, 'x-vmi-fetch': 'upstream'} : this.objectHeaders
+  }
+
+  /**
+   * Connection settings for bulk object GETs (pipelined-get.ts) from this
+   * store, the same headers and timeouts as `get`.
+   */
+  bulkOptions(fetchThrough: boolean): BulkOptions {
+    return {
+      headers: this.objectRequestHeaders(fetchThrough),
+      connectTimeoutMs: this.init.connectTimeoutMs ?? 5000,
+      idleTimeoutMs: this.init.idleTimeoutMs ?? 15_000,
+      insecure: this.init.insecure,
+    }
   }
 
   async has(id: string, opts: FetchOptions = {}): Promise<boolean> {

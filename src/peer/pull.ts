@@ -12,7 +12,6 @@ import type {LocalStore} from '../store/local-store.js'
 import {acquireLock} from '../store/lock.js'
 import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
-import {mapLimit} from '../store/map-limit.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
 import type {ChainStats, FetchChain} from './chain.js'
@@ -22,6 +21,8 @@ export interface PullInit {
   /** Store the result under this name:tag (default: the name pulled, for refs). */
   as?: string
   concurrency?: number
+  /** Pipelined bulk GETs (default true); false fetches chunk by chunk. */
+  bulk?: boolean
   /** Cache budget: evict least-recently-used unpinned chunks after the pull. */
   maxCacheBytes?: number
   progress?: ProgressReporter
@@ -137,15 +138,20 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
     let doneBytes = 0
     const total = [...lengths.values()].reduce((a, b) => a + b, 0)
     progress.start(`pulling ${id.slice(0, 12)}`, total, 'bytes')
-    await mapLimit(distinct, init.concurrency ?? 8, async (cid) => {
-      init.signal?.throwIfAborted()
-      const f = await chain.fetch(cid, {signal: init.signal})
-      if (f.data.length !== lengths.get(cid))
-        throw new VmiError(`chunk ${cid} has ${f.data.length} bytes; image ${id} expects ${lengths.get(cid)}`)
-      done++
-      doneBytes += f.data.length
-      progress.update(doneBytes, {chunks: done})
-    })
+    await chain.fetchMany(
+      distinct.map((cid) => ({id: cid, length: lengths.get(cid)!})),
+      {
+        concurrency: init.concurrency ?? 8,
+        bulk: init.bulk,
+        signal: init.signal,
+        onChunk: (cid, length) => {
+          if (length !== lengths.get(cid)) throw new VmiError(`chunk ${cid} has ${length} bytes; image ${id} expects ${lengths.get(cid)}`)
+          done++
+          doneBytes += length
+          progress.update(doneBytes, {chunks: done})
+        },
+      },
+    )
     progress.stop()
     await store.setLazy(id, false) // every chunk is here now
     await copyProfile(chain, id, manifest, init.signal)

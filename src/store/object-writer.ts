@@ -1,0 +1,109 @@
+/**
+ * Verify and store chunks on a second thread. A pull receives chunks on the
+ * main thread; hashing them and writing one file each (open, write, close,
+ * link, unlink) costs about as much CPU again, so a worker thread does it
+ * while the main thread reads the next ones off the network (measured:
+ * docs/PROTOCOL.md, "Bulk fetch"). Chunk buffers are transferred, not copied:
+ * the caller must not touch a buffer after handing it over.
+ *
+ * Backlog is bounded in bytes: `whenBelow()` lets a producer wait.
+ */
+import {Worker} from 'node:worker_threads'
+import {IntegrityError, StoreError, storeWriteError} from '../errors.js'
+
+export type PutOutcome = 'stored' | 'present'
+
+interface Reply {
+  seq: number
+  ok?: PutOutcome
+  mismatch?: string
+  error?: {message: string; errno?: string}
+}
+
+interface Waiting {
+  id: string
+  bytes: number
+  resolve: (v: PutOutcome) => void
+  reject: (e: Error) => void
+}
+
+export class ObjectWriter {
+  private readonly worker: Worker
+  private readonly waiting = new Map<number, Waiting>()
+  private seq = 0
+  private backlog = 0
+  private drainWaiters: {limit: number; resolve: () => void}[] = []
+  private dead?: Error
+  private closed = false
+
+  constructor(storeRoot: string) {
+    this.worker = new Worker(new URL('./object-writer-worker.js', import.meta.url), {workerData: {root: storeRoot}})
+    this.worker.on('message', (r: Reply) => this.onReply(r))
+    this.worker.on('error', (err) => this.fail(new StoreError(`the chunk writer thread failed: ${err.message}`, {cause: err})))
+    this.worker.on('exit', (code) => {
+      if (!this.closed) this.fail(new StoreError(`the chunk writer thread exited (code ${code})`))
+    })
+  }
+
+  /** Bytes handed over and not yet written. */
+  get backlogBytes(): number {
+    return this.backlog
+  }
+
+  /**
+   * Hash `data`, and store it when it matches `id`. Rejects with an
+   * IntegrityError on a mismatch (nothing stored) and with a StoreError when
+   * the store cannot be written. `data`'s memory is moved to the worker.
+   */
+  put(id: string, data: Buffer): Promise<PutOutcome> {
+    if (this.dead) return Promise.reject(this.dead)
+    const seq = ++this.seq
+    const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && !(data.buffer instanceof SharedArrayBuffer)
+    const buf = whole ? data : Buffer.from(data) // a slice of a shared pool cannot be transferred
+    return new Promise<PutOutcome>((resolve, reject) => {
+      this.waiting.set(seq, {id, bytes: buf.length, resolve, reject})
+      this.backlog += buf.length
+      this.worker.postMessage({seq, id, data: buf}, [buf.buffer as ArrayBuffer])
+    })
+  }
+
+  /** Resolves once the backlog is at most `limit` bytes. */
+  whenBelow(limit: number): Promise<void> {
+    if (this.backlog <= limit || this.dead) return Promise.resolve()
+    return new Promise((resolve) => this.drainWaiters.push({limit, resolve}))
+  }
+
+  private onReply(r: Reply): void {
+    const w = this.waiting.get(r.seq)
+    if (!w) return
+    this.waiting.delete(r.seq)
+    this.backlog -= w.bytes
+    if (r.ok) w.resolve(r.ok)
+    else if (r.mismatch !== undefined) w.reject(new IntegrityError(`chunk ${w.id} hashes to ${r.mismatch}`, {data: {id: w.id, actual: r.mismatch}}))
+    else w.reject(storeWriteError(Object.assign(new Error(r.error?.message ?? 'unknown error'), {code: r.error?.errno}), `chunk ${w.id}`))
+    this.wakeDrainers()
+  }
+
+  private wakeDrainers(): void {
+    if (this.drainWaiters.length === 0) return
+    const still: typeof this.drainWaiters = []
+    for (const d of this.drainWaiters) (this.backlog <= d.limit || this.dead ? d.resolve() : still.push(d))
+    this.drainWaiters = still
+  }
+
+  private fail(err: Error): void {
+    if (this.dead) return
+    this.dead = err
+    for (const w of this.waiting.values()) w.reject(err)
+    this.waiting.clear()
+    this.backlog = 0
+    this.wakeDrainers()
+  }
+
+  /** Wait for every put, then stop the thread. */
+  async close(): Promise<void> {
+    await this.whenBelow(0)
+    this.closed = true
+    await this.worker.terminate()
+  }
+}
