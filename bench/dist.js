@@ -185,7 +185,7 @@ let image
   log(`${image.name}: ${image.file} (${bytesHuman(image.size)}, ${bytesHuman(image.allocated)} allocated)`)
 }
 
-// the seed store: the image imported once (256 KiB chunks, the default)
+// the seed store: the image imported once (at the default chunk size)
 const seedStore = path.join(workDir, 'seed')
 {
   await prepare({files: [image.file]}, settings)
@@ -216,10 +216,10 @@ const seedServe = await startServe(seedStore)
 log(`seed: nginx ${nginx.url} (${nginx.version}, 1 worker) and vmi serve ${seedServe.url}, both over ${seedStore}`)
 const rawUrl = `${nginx.url}/raw/${path.basename(image.file)}`
 
-log('in-process split of a pull: HttpStore.get (got + verify), bare node:http GETs, LocalStore.putObject (8 in flight)')
+log('in-process split of a pull: HttpStore.get (got + verify) and bare node:http GETs (8 in flight), pipelined GETs, hash, LocalStore.putObjectSync')
 await prepare({dirs: [seedObjects]}, settings)
 inproc.pull = await pullComponents(ROOT, nginx.url, image.objects, {storeDir: path.join(workDir, 'inproc-store'), discard})
-for (const k of ['httpStore', 'bareHttp', 'putObject']) log(`  ${k}: ${f(inproc.pull[k].wall)} s wall, ${f(inproc.pull[k].cpu)} s CPU`)
+for (const k of ['httpStore', 'bareHttp', 'pipelined', 'hash', 'putObject']) log(`  ${k}: ${f(inproc.pull[k].wall)} s wall, ${f(inproc.pull[k].cpu)} s CPU`)
 
 // ----------------------------------------------------------------- 1. pull vs curl
 

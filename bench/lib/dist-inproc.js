@@ -1,8 +1,9 @@
 // In-process split of a pull's cost, with the built modules (dist/): fetching
-// every chunk over HTTP through HttpStore (got + hash verification, as vmi
-// pull does), the same GETs with bare node:http (no got, no hashing), and
-// storing the fetched chunks with LocalStore.putObject, each with 8 in
-// flight like pull's default concurrency. Wall and this process's CPU time.
+// every chunk over HTTP one request at a time per connection — through
+// HttpStore (got + hash verification, as `pull --no-bulk` does) and with bare
+// node:http (no got, no hashing), 8 in flight — then the same GETs pipelined
+// (bulkGet, as vmi pull does, bodies dropped), hashing every chunk, and
+// storing them with LocalStore.putObjectSync. Wall and this process's CPU time.
 import http from 'node:http'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
@@ -29,11 +30,16 @@ async function timed(fn) {
 
 /**
  * objects: [{id, path, size}]; baseUrl: a static server over a store. Returns
- * {httpStore, bareHttp, putObject}: each {wall, cpu, perChunkCpuUs}.
+ * {httpStore, bareHttp, pipelined, hash, putObject}: each {wall, cpu, perChunkCpuUs}.
  */
 export async function pullComponents(root, baseUrl, objects, {concurrency = 8, storeDir, discard} = {}) {
   const imp = (p) => import(pathToFileURL(path.join(root, 'dist', p)).href)
-  const [{HttpStore}, {LocalStore}] = await Promise.all([imp('peer/http-store.js'), imp('store/local-store.js')])
+  const [{HttpStore}, {LocalStore}, {bulkGet}, {hash}] = await Promise.all([
+    imp('peer/http-store.js'),
+    imp('store/local-store.js'),
+    imp('peer/pipelined-get.js'),
+    imp('store/hash.js'),
+  ])
   const n = objects.length
   const per = (x) => ({...x, result: undefined, perChunkCpuUs: (x.cpu / n) * 1e6, perChunkWallUs: (x.wall / n) * 1e6})
 
@@ -62,8 +68,16 @@ export async function pullComponents(root, baseUrl, objects, {concurrency = 8, s
   )
   agent.destroy()
 
+  let received = 0
+  const items = objects.map((o, k) => ({id: o.id, path: o.path.replace(/^\//, ''), length: bufs[k].length}))
+  const pipelined = await timed(() =>
+    bulkGet(baseUrl, items, {onBody: (_, b) => (received += b.length), onMissing: () => {}, onFailed: () => {}}, {connections: 2}),
+  )
+  if (received !== bufs.reduce((a, b) => a + b.length, 0)) throw new Error(`bulkGet received ${received} bytes`)
+  const hashed = await timed(async () => bufs.forEach((b) => hash(b)))
+
   const store = await LocalStore.open(storeDir)
-  const put = await timed(() => pool(objects, concurrency, (o, k) => store.putObject(o.id, bufs[k])))
+  const put = await timed(async () => bufs.forEach((b, k) => store.putObjectSync(objects[k].id, b, {probe: false})))
   if (discard) await discard(storeDir)
-  return {concurrency, chunks: n, httpStore: per(viaGot), bareHttp: per(bare), putObject: per(put)}
+  return {concurrency, chunks: n, httpStore: per(viaGot), bareHttp: per(bare), pipelined: per(pipelined), hash: per(hashed), putObject: per(put)}
 }

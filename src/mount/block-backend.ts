@@ -37,9 +37,15 @@ export interface BlockBackend {
   /**
    * Optional fast path: the bytes when they can be produced at once, without
    * waiting on anything (no fetch, no overlay I/O in flight); undefined to
-   * send the request down the normal read path.
+   * send the request down the normal read path. With `into`, the bytes go
+   * to `into` at `at` (and that view is returned).
    */
-  readNow?(offset: number, length: number): Buffer | undefined
+  readNow?(offset: number, length: number, into?: Buffer, at?: number): Buffer | undefined
+  /**
+   * Optional fast path: true when the range is known, at once, to read as
+   * zeros (all-zero chunks of the base, nothing written over them).
+   */
+  zeroNow?(offset: number, length: number): boolean
   write(offset: number, data: Buffer, opts?: {fua?: boolean}): Promise<void>
   flush(): Promise<void>
   trim(offset: number, length: number): Promise<void>

@@ -11,7 +11,7 @@ import {BackendError, STATE_HOLE, STATE_ZERO, type BlockBackend, type Extent} fr
 import {OVERLAY_BLOCK, type Overlay} from './overlay.js'
 
 // object files kept open (Node raises the descriptor limit to the hard limit at start)
-const MAX_OPEN_CHUNKS = 2048
+const MAX_OPEN_CHUNKS = 8192
 const NBD_STATE_HOLE = STATE_HOLE
 const NBD_STATE_ZERO = STATE_ZERO
 
@@ -213,7 +213,16 @@ export class ImageBackend implements BlockBackend {
     }
   }
 
-  readNow(offset: number, length: number): Buffer | undefined {
+  zeroNow(offset: number, length: number): boolean {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset + length > this.size) return false
+    const cs = this.manifest.chunkSize
+    const last = Math.floor((offset + length - 1) / cs)
+    for (let i = Math.floor(offset / cs); i <= last; i++) if (this.ids[i] !== null) return false
+    const ov = this.init.overlay
+    return !(ov && ov.touched(Math.floor(offset / OVERLAY_BLOCK), Math.ceil((offset + length) / OVERLAY_BLOCK)))
+  }
+
+  readNow(offset: number, length: number, into?: Buffer, at = 0): Buffer | undefined {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset + length > this.size) return undefined
     const cs = this.manifest.chunkSize
     const first = Math.floor(offset / cs)
@@ -221,7 +230,7 @@ export class ImageBackend implements BlockBackend {
     for (let i = first; i <= last; i++) if (this.ids[i] !== null && this.verified[i] !== 1 && !this.chunkCache.has(i)) return undefined
     const ov = this.init.overlay
     if (ov && ov.touched(Math.floor(offset / OVERLAY_BLOCK), Math.ceil((offset + length) / OVERLAY_BLOCK))) return undefined
-    const out = Buffer.allocUnsafe(length)
+    const out = into && into.length - at >= length ? into.subarray(at, at + length) : Buffer.allocUnsafe(length)
     let pos = offset
     while (pos < offset + length) {
       const index = Math.floor(pos / cs)

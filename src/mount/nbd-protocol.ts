@@ -551,6 +551,59 @@ export function splitHoles(
   return out
 }
 
+/**
+ * Write, in place at the start of `out`, what precedes `dataLength` bytes of
+ * read data in a reply: a simple reply, or a structured OFFSET_DATA chunk
+ * with the DONE flag. The cookie is copied from the raw request header
+ * (`request`, as received). Returns the prefix length. Byte for byte the same
+ * as encodeSimpleReply / encodeOffsetDataHeader, without allocating.
+ */
+export function writeReadReplyPrefix(out: Buffer, structured: boolean, request: Buffer, offset: number, dataLength: number): number {
+  if (!structured) {
+    out.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0)
+    out.writeUInt32BE(0, 4)
+    request.copy(out, 8, 8, 16)
+    return SIMPLE_REPLY_SIZE
+  }
+  out.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0)
+  out.writeUInt16BE(REPLY_FLAG_DONE, 4)
+  out.writeUInt16BE(REPLY_TYPE_OFFSET_DATA, 6)
+  request.copy(out, 8, 8, 16)
+  out.writeUInt32BE(dataLength + 8, 16)
+  out.writeUInt32BE(Math.floor(offset / 2 ** 32), 20)
+  out.writeUInt32BE(offset >>> 0, 24)
+  return STRUCTURED_HEADER_SIZE + 8
+}
+
+export const HOLE_REPLY_SIZE = STRUCTURED_HEADER_SIZE + 12
+
+/** Write at the start of `out` a whole structured reply saying the read range is a hole (OFFSET_HOLE, DONE), cookie copied from the request. */
+export function writeHoleReply(out: Buffer, request: Buffer, offset: number, length: number): void {
+  out.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0)
+  out.writeUInt16BE(REPLY_FLAG_DONE, 4)
+  out.writeUInt16BE(REPLY_TYPE_OFFSET_HOLE, 6)
+  request.copy(out, 8, 8, 16)
+  out.writeUInt32BE(12, 16)
+  out.writeUInt32BE(Math.floor(offset / 2 ** 32), 20)
+  out.writeUInt32BE(offset >>> 0, 24)
+  out.writeUInt32BE(length >>> 0, 28)
+}
+
+/** Length of the prefix writeReadReplyPrefix writes. */
+export function readReplyPrefixSize(structured: boolean): number {
+  return structured ? STRUCTURED_HEADER_SIZE + 8 : SIMPLE_REPLY_SIZE
+}
+
+/** True when `data` (at image offset `offset`) holds a whole all-zero aligned block (what splitHoles would make a hole). */
+export function hasZeroBlock(data: Buffer, offset: number, granularity = 4096): boolean {
+  const zeros = zeroBuffer(granularity)
+  let pos = (granularity - (offset % granularity)) % granularity
+  for (; pos + granularity <= data.length; pos += granularity) {
+    if (data[pos] === 0 && data[pos + granularity - 1] === 0 && zeros.compare(data, pos, pos + granularity, 0, granularity) === 0) return true
+  }
+  return false
+}
+
 let zeroCache: Buffer | undefined
 function zeroBuffer(n: number): Buffer {
   if (!zeroCache || zeroCache.length < n) zeroCache = Buffer.alloc(Math.max(n, 65536))

@@ -31,6 +31,8 @@ export const MAX_OPTIONS = 128
 export const META_CONTEXT_ID = 1
 /** Reader buffers at most this much ahead of the request being parsed. */
 const READ_HIGH_WATER = 2 << 20
+/** Fast-path replies are cut from slabs of this size (Connection.carve). */
+const SLAB_BYTES = 1 << 20
 /** Largest READ answered on the synchronous fast path (Connection.readNow). */
 const READ_NOW_MAX = 128 * 1024
 /** Most extents in one BLOCK_STATUS reply (spec: SHOULD NOT exceed 2^20). */
@@ -174,6 +176,12 @@ class SocketReader {
     return out
   }
 
+  /** n bytes at once when they are buffered already (no promise), else undefined. */
+  tryRead(n: number): Buffer | undefined {
+    if (this.failure || this.avail < n || n === 0) return undefined
+    return this.take(n)
+  }
+
   async read(n: number): Promise<Buffer> {
     if (n === 0) return Buffer.alloc(0)
     await this.ensure(n)
@@ -263,6 +271,8 @@ class Connection {
   readonly id = nextConnId++
   private readonly pool = new ReplyBufferPool()
   private corked = false
+  private slab = Buffer.allocUnsafeSlow(0)
+  private slabUsed = 0
   private readonly reader: SocketReader
   private readonly budget: ByteBudget
   private readonly abort = new AbortController()
@@ -361,6 +371,27 @@ class Connection {
 
   // ------------------------------------------------------------ writing
 
+  /** Replies queued in this turn of the event loop leave together, when it ends. */
+  private corkForThisTurn(): void {
+    if (this.corked) return
+    this.corked = true
+    this.sock.cork()
+    process.nextTick(this.uncork)
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false
+    this.sock.uncork()
+  }
+
+  /** Queue one whole reply, without tracking when the kernel takes it (the buffer is not reused). */
+  private sendNow(buf: Buffer): void {
+    const sock = this.sock
+    if (sock.destroyed || !sock.writable) return
+    this.corkForThisTurn()
+    sock.write(buf)
+  }
+
   /** Queue buffers as one contiguous message; resolves when the kernel has them (or the socket is gone). */
   private send(bufs: Buffer[]): Promise<void> {
     const sock = this.sock
@@ -373,14 +404,7 @@ class Connection {
       // replies finished in the same turn of the event loop leave in one
       // writev: at queue depth 16 this cut the system calls per 4 KiB read
       // several-fold
-      if (!this.corked) {
-        this.corked = true
-        sock.cork()
-        process.nextTick(() => {
-          this.corked = false
-          sock.uncork()
-        })
-      }
+      this.corkForThisTurn()
       for (let i = 0; i < bufs.length - 1; i++) sock.write(bufs[i])
       sock.write(bufs[bufs.length - 1], done)
     })
@@ -574,7 +598,11 @@ class Connection {
 
   private async transmission(): Promise<void> {
     for (;;) {
-      const h = P.decodeRequestHeader(await this.reader.read(P.REQUEST_HEADER_SIZE))
+      // pipelined requests already buffered are taken without a promise
+      const raw = this.reader.tryRead(P.REQUEST_HEADER_SIZE) ?? (await this.reader.read(P.REQUEST_HEADER_SIZE))
+      // a READ the backend can answer at once is answered from the raw header, allocating only the reply
+      if (raw.readUInt32BE(0) === P.REQUEST_MAGIC && raw.readUInt16BE(6) === P.CMD_READ && !this.opts.onRequest && this.readNow(raw)) continue
+      const h = P.decodeRequestHeader(raw)
       if (h.magic !== P.REQUEST_MAGIC) throw new ProtocolError(`bad request magic 0x${h.magic.toString(16)}`)
       if (h.type === P.CMD_DISC) return
       try {
@@ -582,7 +610,7 @@ class Connection {
       } catch {
         // observers must not break the connection
       }
-      if (h.type === P.CMD_READ && this.readNow(h)) continue
+      if (h.type === P.CMD_READ && this.readNow(raw)) continue
       await this.acquireSlot()
       let dispatched = false
       try {
@@ -696,21 +724,58 @@ class Connection {
    * 4 KiB read from the page cache that bookkeeping cost more than the read.
    * Returns false to take the normal path.
    */
-  private readNow(h: P.RequestHeader): boolean {
+  private readNow(raw: Buffer): boolean {
     const b = this.backend
-    if (!b.readNow || h.length === 0 || h.length > READ_NOW_MAX) return false
-    if (this.check(h.type, h.flags, h.offset, h.length) !== 0) return false
+    const flags = raw.readUInt16BE(4)
+    const offset = raw.readUInt32BE(16) * 2 ** 32 + raw.readUInt32BE(20)
+    const length = raw.readUInt32BE(24)
+    if (!b.readNow || length === 0 || length > READ_NOW_MAX) return false
+    if (this.check(P.CMD_READ, flags, offset, length) !== 0) return false
     // a client that does not read its replies goes the budgeted way
     if (this.sock.destroyed || this.sock.writableLength > READ_HIGH_WATER) return false
+    // structured replies say "hole" for a range of zeros (one chunk: allowed with DF too)
+    if (this.structured && b.zeroNow?.(offset, length)) {
+      const reply = this.carve(P.HOLE_REPLY_SIZE)
+      P.writeHoleReply(reply, raw, offset, length)
+      this.sendNow(reply)
+      return true
+    }
+    // the reply in one buffer: its header, then the bytes read straight in after it
+    const prefix = P.readReplyPrefixSize(this.structured)
+    const reply = this.carve(prefix + length)
     let data: Buffer | undefined
     try {
-      data = b.readNow(h.offset, h.length)
+      data = b.readNow(offset, length, reply, prefix)
     } catch {
       return false
     }
-    if (!data || data.length !== h.length) return false
-    this.sendRead(h, data).catch(() => {})
+    if (!data || data.length !== length) return false
+    if (this.structured && P.hasZeroBlock(data, offset)) {
+      // holes inside the range are sent as holes: the general reply path splits them out
+      this.sendRead(P.decodeRequestHeader(raw), data).catch(() => {})
+      return true
+    }
+    P.writeReadReplyPrefix(reply, this.structured, raw, offset, length)
+    this.sendNow(data.buffer === reply.buffer && data.byteOffset === reply.byteOffset + prefix ? reply : Buffer.concat([reply.subarray(0, prefix), data]))
     return true
+  }
+
+  /**
+   * Memory for a fast-path reply, cut from a slab: one allocation per
+   * SLAB_BYTES instead of one per reply (each 4 KiB reply had its own
+   * backing store, and the garbage collector ran for it). A slab region is
+   * never reused: a new slab is started when one is used up, and the old
+   * one is freed once every write from it is done.
+   */
+  private carve(n: number): Buffer {
+    if (n > SLAB_BYTES / 8) return Buffer.allocUnsafe(n)
+    if (this.slabUsed + n > this.slab.length) {
+      this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
+      this.slabUsed = 0
+    }
+    const out = this.slab.subarray(this.slabUsed, this.slabUsed + n)
+    this.slabUsed += (n + 7) & ~7
+    return out
   }
 
   private async doRead(h: P.RequestHeader): Promise<void> {

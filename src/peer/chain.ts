@@ -146,7 +146,7 @@ export class FetchChain {
   }
 
   private async bulkFetch(groups: Map<HttpStore, BulkItem[]>, init: FetchManyInit, leftover: string[]): Promise<void> {
-    const writer = new ObjectWriter(this.local.root)
+    const writer = new ObjectWriter(this.local.root, {threads: Number(process.env.VMI_WRITER_THREADS ?? 1)})
     const stop = new AbortController()
     const onAbort = () => stop.abort()
     init.signal?.addEventListener('abort', onAbort, {once: true})
@@ -190,7 +190,7 @@ export class FetchChain {
                 leftover.push(item.id)
               },
             },
-            {...src.bulkOptions(owner), connections: groups.size > 1 ? 1 : 2, signal: stop.signal, beforeSend: () => writer.whenBelow(WRITER_BACKLOG)},
+            {...src.bulkOptions(owner), connections: groups.size > 1 ? 1 : 2, signal: stop.signal, beforeSend: () => writer.whenBelow(WRITER_BACKLOG), allocBody: (n) => writer.takeBuffer(n)},
           )
           if (r.stopped && r.unanswered.length > 0 && !stop.signal.aborted) {
             this.stats.sourceErrors++

@@ -47,6 +47,8 @@ export interface BulkOptions {
   idleTimeoutMs?: number
   insecure?: boolean
   signal?: AbortSignal
+  /** Memory for a body of `length` bytes (default: fresh). */
+  allocBody?: (length: number) => Buffer
   /** Called before each batch of requests is written: wait here to slow down (bounds memory with the window). */
   beforeSend?: () => Promise<void> | void
 }
@@ -227,7 +229,7 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
         const item = pending[0]
         cur = {item, status}
         if (status === 200 && length === item.length) {
-          body = Buffer.allocUnsafeSlow(length)
+          body = opts.allocBody ? opts.allocBody(length) : Buffer.allocUnsafeSlow(length)
           bodyOff = 0
           if (length === 0) complete()
           return

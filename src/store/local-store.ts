@@ -149,11 +149,12 @@ export class LocalStore {
    * putObject without verification, in synchronous system calls (see
    * writeFileNoClobberSync): the hot path of import, pull and load.
    */
-  putObjectSync(id: string, data: Uint8Array): boolean {
+  putObjectSync(id: string, data: Uint8Array, opts: {probe?: boolean} = {}): boolean {
     const dest = this.layout.objectPath(id)
     try {
-      // most puts of an existing object end here, without writing anything
-      if (fs.existsSync(dest)) return false
+      // most puts of an existing object end here, without writing anything;
+      // `probe: false` when the caller found it absent already (the link then says EEXIST)
+      if (opts.probe !== false && fs.existsSync(dest)) return false
       this.ensureShard(dest)
       return writeFileNoClobberSync(path.join(this.layout.tmpDir, fastTmpName('obj')), dest, data)
     } catch (err) {

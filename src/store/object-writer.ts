@@ -15,6 +15,8 @@ export type PutOutcome = 'stored' | 'present'
 
 interface Reply {
   seq: number
+  /** The chunk's memory, handed back for reuse. */
+  buffer?: ArrayBuffer
   ok?: PutOutcome
   mismatch?: string
   error?: {message: string; errno?: string}
@@ -27,27 +29,58 @@ interface Waiting {
   reject: (e: Error) => void
 }
 
+/** Spare chunk memory kept for reuse, at most. */
+const MAX_SPARE = 48 << 20
+
+/** Buffers come in power-of-two sizes from 4 KiB, so a chunk's memory fits any chunk of its size class. */
+function bucket(length: number): number {
+  return length <= 4096 ? 4096 : 2 ** Math.ceil(Math.log2(length))
+}
+
 export class ObjectWriter {
-  private readonly worker: Worker
-  private readonly waiting = new Map<number, Waiting>()
+  private readonly workers: Worker[]
+  private readonly load: number[]
+  private readonly waiting = new Map<number, Waiting & {thread: number}>()
   private seq = 0
   private backlog = 0
   private drainWaiters: {limit: number; resolve: () => void}[] = []
   private dead?: Error
   private closed = false
+  /** Memory handed back by the worker, by size: reused so that each chunk does not cost fresh pages. */
+  private readonly spare = new Map<number, ArrayBuffer[]>()
+  private spareBytes = 0
 
-  constructor(storeRoot: string) {
-    this.worker = new Worker(new URL('./object-writer-worker.js', import.meta.url), {workerData: {root: storeRoot}})
-    this.worker.on('message', (r: Reply) => this.onReply(r))
-    this.worker.on('error', (err) => this.fail(new StoreError(`the chunk writer thread failed: ${err.message}`, {cause: err})))
-    this.worker.on('exit', (code) => {
-      if (!this.closed) this.fail(new StoreError(`the chunk writer thread exited (code ${code})`))
+  constructor(storeRoot: string, opts: {threads?: number} = {}) {
+    this.workers = Array.from({length: Math.max(1, opts.threads ?? 1)}, () => {
+      const w = new Worker(new URL('./object-writer-worker.js', import.meta.url), {workerData: {root: storeRoot}})
+      w.on('message', (r: Reply) => this.onReply(r))
+      w.on('error', (err) => this.fail(new StoreError(`the chunk writer thread failed: ${err.message}`, {cause: err})))
+      w.on('exit', (code) => {
+        if (!this.closed) this.fail(new StoreError(`the chunk writer thread exited (code ${code})`))
+      })
+      return w
     })
+    this.load = this.workers.map(() => 0)
   }
 
   /** Bytes handed over and not yet written. */
   get backlogBytes(): number {
     return this.backlog
+  }
+
+  /**
+   * A buffer of `length` bytes to receive a chunk into, reusing memory the
+   * worker has finished with (fresh memory costs page faults: measurably
+   * more than the copy into it).
+   */
+  takeBuffer(length: number): Buffer {
+    const size = bucket(length)
+    const ab = this.spare.get(size)?.pop()
+    if (ab) {
+      this.spareBytes -= size
+      return Buffer.from(ab, 0, length)
+    }
+    return Buffer.from(new ArrayBuffer(size), 0, length)
   }
 
   /**
@@ -58,12 +91,16 @@ export class ObjectWriter {
   put(id: string, data: Buffer): Promise<PutOutcome> {
     if (this.dead) return Promise.reject(this.dead)
     const seq = ++this.seq
-    const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && !(data.buffer instanceof SharedArrayBuffer)
-    const buf = whole ? data : Buffer.from(data) // a slice of a shared pool cannot be transferred
+    // a view into Node's shared small-buffer pool cannot be moved: copy it
+    const own = data.byteOffset === 0 && data.buffer.byteLength >= data.length && data.buffer.byteLength <= Math.max(bucket(data.length), data.length) && !(data.buffer instanceof SharedArrayBuffer)
+    const buf = own ? data : Buffer.from(data)
+    let thread = 0
+    for (let i = 1; i < this.load.length; i++) if (this.load[i] < this.load[thread]) thread = i
     return new Promise<PutOutcome>((resolve, reject) => {
-      this.waiting.set(seq, {id, bytes: buf.length, resolve, reject})
+      this.waiting.set(seq, {id, bytes: buf.length, resolve, reject, thread})
       this.backlog += buf.length
-      this.worker.postMessage({seq, id, data: buf}, [buf.buffer as ArrayBuffer])
+      this.load[thread] += buf.length
+      this.workers[thread].postMessage({seq, id, buffer: buf.buffer, length: buf.length}, [buf.buffer as ArrayBuffer])
     })
   }
 
@@ -78,6 +115,13 @@ export class ObjectWriter {
     if (!w) return
     this.waiting.delete(r.seq)
     this.backlog -= w.bytes
+    this.load[w.thread] -= w.bytes
+    if (r.buffer && this.spareBytes + r.buffer.byteLength <= MAX_SPARE) {
+      const list = this.spare.get(r.buffer.byteLength) ?? []
+      list.push(r.buffer)
+      this.spare.set(r.buffer.byteLength, list)
+      this.spareBytes += r.buffer.byteLength
+    }
     if (r.ok) w.resolve(r.ok)
     else if (r.mismatch !== undefined) w.reject(new IntegrityError(`chunk ${w.id} hashes to ${r.mismatch}`, {data: {id: w.id, actual: r.mismatch}}))
     else w.reject(storeWriteError(Object.assign(new Error(r.error?.message ?? 'unknown error'), {code: r.error?.errno}), `chunk ${w.id}`))
@@ -104,6 +148,7 @@ export class ObjectWriter {
   async close(): Promise<void> {
     await this.whenBelow(0)
     this.closed = true
-    await this.worker.terminate()
+    await Promise.all(this.workers.map((w) => w.terminate()))
+    this.spare.clear()
   }
 }

@@ -253,4 +253,40 @@ test('zeroExtents and MemoryBackend basics', async () => {
   assert.is(err?.errno, 'EPERM')
 })
 
+test('fast-path reply prefixes are byte for byte the general encoders, for offsets past 4 GiB too', () => {
+  for (const offset of [0, 4096, 5 * 2 ** 32 + 77, 2 ** 52 + 4096]) {
+    const raw = Buffer.alloc(P.REQUEST_HEADER_SIZE)
+    raw.writeUInt32BE(P.REQUEST_MAGIC, 0)
+    raw.writeUInt16BE(P.CMD_READ, 6)
+    raw.writeBigUInt64BE(0xfedcba9876543210n, 8)
+    raw.writeBigUInt64BE(BigInt(offset), 16)
+    raw.writeUInt32BE(4096, 24)
+    const h = P.decodeRequestHeader(raw)
+    const s = Buffer.alloc(40, 0xaa)
+    assert.is(P.writeReadReplyPrefix(s, true, raw, offset, 4096), P.readReplyPrefixSize(true))
+    assert.equal(s.subarray(0, 28), P.encodeOffsetDataHeader(P.REPLY_FLAG_DONE, h.cookie, h.offset, 4096))
+    const p = Buffer.alloc(40, 0xaa)
+    assert.is(P.writeReadReplyPrefix(p, false, raw, offset, 4096), P.readReplyPrefixSize(false))
+    assert.equal(p.subarray(0, 16), P.encodeSimpleReply(0, h.cookie))
+    const hole = Buffer.alloc(P.HOLE_REPLY_SIZE)
+    P.writeHoleReply(hole, raw, offset, 4096)
+    assert.equal(hole, P.encodeOffsetHole(P.REPLY_FLAG_DONE, h.cookie, h.offset, 4096))
+  }
+})
+
+test('hasZeroBlock finds an aligned all-zero 4 KiB block exactly when splitHoles would make a hole', () => {
+  const cases = [
+    [Buffer.alloc(8192, 1), 0],
+    [Buffer.concat([Buffer.alloc(4096, 1), Buffer.alloc(4096)]), 0],
+    [Buffer.alloc(4096), 2048], // zeros, but not one aligned block
+    [Buffer.alloc(6144), 2048], // one aligned block inside
+    [Buffer.concat([Buffer.alloc(4095), Buffer.from([1])]), 0],
+    [Buffer.alloc(512), 0],
+  ]
+  for (const [data, offset] of cases) {
+    const holes = P.splitHoles(data, offset, 4096, 4096).some((x) => x.hole)
+    assert.is(P.hasZeroBlock(data, offset), holes, `${data.length} bytes at ${offset}`)
+  }
+})
+
 test.run()
