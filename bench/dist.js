@@ -671,23 +671,26 @@ function explain(R) {
   const p = R.pull
   const lines = []
   const linkRate = img.size / p.curlNull.wall
-  const hashS = U / R.inproc.hash256
   const n = img.importJson.newChunks
   const transferS = U / linkRate
   const need = p.curlFile.wall / R.targets.pullVsCurl
   const ip = R.inproc.pull
   const split = ip
-    ? ` In-process (dist/ modules, one process, 8 in flight, from the same nginx): fetching all ${int(ip.chunks)} chunks through HttpStore.get (got + BLAKE3 verification, as pull does) took ${f(ip.httpStore.wall)} s and ${f(ip.httpStore.cpu)} s of CPU (${f(ip.httpStore.perChunkCpuUs, 0)} µs/chunk); ` +
-      `the same GETs with bare node:http ${f(ip.bareHttp.wall)} s / ${f(ip.bareHttp.cpu)} s CPU (${f(ip.bareHttp.perChunkCpuUs, 0)} µs/chunk), so got and verification cost ≈ ${f(ip.httpStore.cpu - ip.bareHttp.cpu)} CPU-s (hashing alone ≈ ${f(hashS)} s); ` +
-      `storing them with LocalStore.putObject ${f(ip.putObject.wall)} s / ${f(ip.putObject.cpu)} s CPU (${f(ip.putObject.perChunkCpuUs, 0)} µs/chunk). ` +
-      `Fetch + store ≈ ${f(ip.httpStore.cpu + ip.putObject.cpu)} CPU-s against the pull's ${f(p.pullNginx.cpu)} s: ${ip.httpStore.cpu + ip.putObject.cpu >= 0.9 * p.pullNginx.cpu ? 'they account for (nearly) all of it, and Node\'s HTTP client alone, even bare, is ' + f(ip.bareHttp.cpu) + ' CPU-s' : 'the rest is start-up, the manifest and the chain\'s bookkeeping'}.`
+    ? ` In-process (dist/ modules, one process, from the same nginx): the ${int(ip.chunks)} chunks through HttpStore.get one request at a time per connection (got + BLAKE3 verification, as \`pull --no-bulk\` does, 8 in flight) took ${f(ip.httpStore.wall)} s and ${f(ip.httpStore.cpu)} s of CPU (${f(ip.httpStore.perChunkCpuUs, 0)} µs/chunk), ` +
+      `bare node:http ${f(ip.bareHttp.wall)} s / ${f(ip.bareHttp.cpu)} s CPU (${f(ip.bareHttp.perChunkCpuUs, 0)} µs/chunk); ` +
+      (ip.pipelined
+        ? `pipelined (bulkGet, what pull does, bodies dropped) ${f(ip.pipelined.wall)} s / ${f(ip.pipelined.cpu)} s CPU (${f(ip.pipelined.perChunkCpuUs, 0)} µs/chunk). ` +
+          `Hashing them all took ${f(ip.hash.cpu)} CPU-s and writing them with LocalStore.putObjectSync ${f(ip.putObject.wall)} s / ${f(ip.putObject.cpu)} s CPU (${f(ip.putObject.perChunkCpuUs, 0)} µs/chunk): ` +
+          `receive + hash + store ≈ ${f(ip.pipelined.cpu + ip.hash.cpu + ip.putObject.cpu)} CPU-s against the pull's ${f(p.pullNginx.cpu)} s (the rest is start-up, the manifest, the lock and the writer thread's start). ` +
+          `The pull receives on the main thread and hashes and writes on a second one, so its wall time is bounded by the busier of the two plus start-up, with nginx sharing the ${R.machine.cores} cores.`
+        : '')
     : ''
   lines.push(
     `- **Pull vs curl** (${f(p.pullNginx.wall)} s vs ${f(p.curlFile.wall)} s): curl moves ${bytesHuman(img.size)} at ${f(linkRate / GB)} GB/s over loopback (→ /dev/null: ${f(p.curlNull.wall)} s), and writing it to a file adds ${f(p.curlFile.wall - p.curlNull.wall)} s. ` +
-      `vmi pull moves ${pct(U, img.size)} of those bytes (moving them at curl's rate would take ≈ ${f(transferS)} s), but pays per chunk on the client's CPU: ` +
-      `the client used ${f(p.pullNginx.cpu)} s of CPU (${f(p.pullNginx.cpu / p.pullNginx.wall)} cores of ${R.machine.cores}) and nginx only ${f(p.pullNginx.serverCpu)} s.` +
+      `vmi pull moves ${pct(U, img.size)} of those bytes (moving them at curl's rate would take ≈ ${f(transferS)} s) as ${int(n)} chunks, and verifies and stores each as its own file: ` +
+      `the client used ${f(p.pullNginx.cpu)} s of CPU (${f(p.pullNginx.cpu / p.pullNginx.wall)} cores of ${R.machine.cores}) and nginx ${f(p.pullNginx.serverCpu)} s.` +
       split +
-      ` CLI start-up is ${f(R.inproc.startup)} s. The vmi-reported time (${f(p.pullNginx.reported)} s) excludes start-up and exit. To reach ${R.targets.pullVsCurl}× curl the pull must take ≤ ${f(need)} s — ${need > p.pullNginx.wall ? 'it does' : `${f(p.pullNginx.wall - need)} s less than now`}.`,
+      ` CLI start-up is ${f(R.inproc.startup)} s. The vmi-reported time (${f(p.pullNginx.reported)} s) excludes start-up and exit. To reach ${R.targets.pullVsCurl}× curl the pull must take ≤ ${f(need)} s — ${need >= p.pullNginx.wall ? 'it does' : `${f(p.pullNginx.wall - need)} s less than now`}.`,
   )
   lines.push(
     `- **vmi serve vs nginx as the seed for one pull**: ${f(p.pullServe.wall)} s vs ${f(p.pullNginx.wall)} s (server CPU ${f(p.pullServe.serverCpu)} s vs ${f(p.pullNginx.serverCpu)} s).`,

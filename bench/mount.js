@@ -15,7 +15,9 @@
 // One boot per configuration (each takes ~20 s under TCG); the raw-file anchor
 // boots twice (first and last). Writes bench/results/<date>-mount.md and
 // bench/results/latest-mount.json; never fails on a missed goal.
+import {spawnSync} from 'node:child_process'
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {bytesHuman, f, GB, int, MB, pct, table} from './lib/format.js'
@@ -96,6 +98,21 @@ const PATTERNS = [
   {key: 'rand4k_d16', label: 'scattered 4 KiB, depth 16', size: 4 * KiB, depth: 16, count: 60000, step: 4 * KiB * STRIDE_BLOCKS},
 ]
 
+const PLACEMENTS = [
+  {key: 'split', label: 'server on CPU 0, qemu-img on CPU 1', server: '0', client: '1'},
+  {key: 'same', label: 'server and qemu-img both on CPU 0', server: '0', client: '0'},
+  {key: 'free', label: 'unpinned (the scheduler chooses)', server: undefined, client: undefined},
+]
+const HEADLINE_PLACEMENT = 'split'
+const PATTERN_KEYS = (R) => R.reads.patterns.map((p) => p.key)
+
+/** Pin a process and all its threads to `cpus` (a taskset list), or to every CPU when undefined. */
+function pinTree(pid, cpus) {
+  const list = cpus ?? `0-${os.cpus().length - 1}`
+  const r = spawnSync('taskset', ['-a', '-p', '-c', list, String(pid)], {encoding: 'utf8'})
+  if (r.status !== 0) throw new Error(`taskset ${list} ${pid}: ${r.stderr}`)
+}
+
 if (opts.render) {
   const R = JSON.parse(readFileSync(opts.render, 'utf8'))
   const md = render(R)
@@ -133,6 +150,19 @@ const dist = await loadDist(ROOT)
 MAIN_CS = (await import(pathToFileURL(path.join(ROOT, 'dist', 'store', 'import.js')).href)).DEFAULT_CHUNK_SIZE
 if (!CHUNK_SIZES.includes(MAIN_CS)) CHUNK_SIZES.push(MAIN_CS)
 const machine = machineRecord(workDir, dist.hash.activeHashBackend())
+{
+  // how an idle core wakes up (see "By CPU placement")
+  const sys = (f) => {
+    try {
+      return readFileSync(f, 'utf8').trim()
+    } catch {
+      return undefined
+    }
+  }
+  machine.cpuidle = sys('/sys/devices/system/cpu/cpuidle/current_driver')
+  const poll = sys('/sys/module/haltpoll/parameters/guest_halt_poll_ns')
+  if (poll !== undefined && /^\d+$/.test(poll)) machine.haltPollNs = Number(poll)
+}
 const git = gitInfo()
 const distAtStart = distFingerprint()
 const image = {file: boot.file, dir: boot.dir, info: boot.info, size: (await fsp.stat(boot.file)).size}
@@ -181,9 +211,9 @@ if (opts.reads) {
     {key: 'vmi', label: 'vmi mount (all chunks local)', uri: mount.uri, pid: mount.pid},
   ]
   const warm = {files: [image.file], dirs: [path.join(seed.store, 'objects')]}
-  const runOne = async (c, pat) => {
+  const runOne = async (c, pat, cpus) => {
     const w = cpuWindow([c.pid])
-    const r = await qemuImgBench(c.uri, pat, {scratch: workDir})
+    const r = await qemuImgBench(c.uri, pat, {scratch: workDir, cpus})
     const cpu = w.end((r.user ?? 0) + (r.sys ?? 0))
     return {seconds: r.seconds, wall: r.wall, clientCpu: (r.user ?? 0) + (r.sys ?? 0), serverCpu: cpu.serverCpu, othersCores: cpu.othersCores, irqCores: cpu.irqCores}
   }
@@ -194,17 +224,24 @@ if (opts.reads) {
     firstPass[c.key] = {...(await runOne(c, PATTERNS[0])), ...p}
     log(`  first sequential pass, ${c.key}: ${f(firstPass[c.key].seconds)} s`)
   }
-  const runs = Object.fromEntries(PATTERNS.map((pat) => [pat.key, {nbdkit: [], vmi: []}]))
-  for (let r = 0; r < opts.reps; r++) {
-    for (const pat of PATTERNS) {
-      for (const c of r % 2 ? [...contenders].reverse() : contenders) {
-        const p = await prepare(warm, settings)
-        const res = {...(await runOne(c, pat)), ...p}
-        runs[pat.key][c.key].push(res)
-        log(`  ${pat.label}, ${c.key} #${r + 1}: ${f(res.seconds, 3)} s = ${f((pat.count * pat.size) / res.seconds / MB, 0)} MB/s, ${int(pat.count / res.seconds)} IOPS; server CPU ${f(res.serverCpu / res.seconds)} cores, others ${f(res.othersCores)}`)
+  // Where the two processes run matters on this VM: a request/reply ping-pong
+  // between cores pays the hypervisor's cross-core wake-up twice per request
+  // (no halt polling here), so each placement is measured on its own.
+  const runs = Object.fromEntries(PLACEMENTS.map((pl) => [pl.key, Object.fromEntries(PATTERNS.map((pat) => [pat.key, {nbdkit: [], vmi: []}]))]))
+  for (const pl of PLACEMENTS) {
+    for (const c of contenders) pinTree(c.pid, pl.server)
+    for (let r = 0; r < opts.reps; r++) {
+      for (const pat of PATTERNS) {
+        for (const c of r % 2 ? [...contenders].reverse() : contenders) {
+          const p = await prepare(warm, settings)
+          const res = {...(await runOne(c, pat, pl.client)), ...p}
+          runs[pl.key][pat.key][c.key].push(res)
+          log(`  [${pl.key}] ${pat.label}, ${c.key} #${r + 1}: ${f(res.seconds, 3)} s = ${f((pat.count * pat.size) / res.seconds / MB, 0)} MB/s, ${int(pat.count / res.seconds)} IOPS; server CPU ${f(res.serverCpu / res.seconds)} cores, others ${f(res.othersCores)}`)
+        }
       }
     }
   }
+  for (const c of contenders) pinTree(c.pid, undefined)
   const mstats = await mount.stop()
   await nbdkit.stop()
   log('  the block backend alone, in-process (dist/ ImageBackend, no NBD)')
@@ -215,26 +252,32 @@ if (opts.reads) {
     backend,
     firstPass,
     mountStats: mstats.json,
-    patterns: PATTERNS.map((pat) => {
-      const s = (k) => {
-        const list = runs[pat.key][k]
-        const sec = stats(list.map((x) => x.seconds))
-        return {
-          seconds: sec,
-          bytesPerSecond: (pat.count * pat.size) / sec.median,
-          iops: pat.count / sec.median,
-          serverCores: median(list.map((x) => x.serverCpu / x.seconds)),
-          clientCores: median(list.map((x) => x.clientCpu / x.seconds)),
-          othersCores: median(list.map((x) => x.othersCores)),
-          busyStarts: list.filter((x) => x.startedQuiet === false).length,
-          runs: list,
-        }
-      }
-      const nb = s('nbdkit')
-      const vm = s('vmi')
-      return {...pat, nbdkit: nb, vmi: vm, ratio: nb.seconds.median / vm.seconds.median}
-    }),
+    placements: PLACEMENTS.map((pl) => ({...pl, patterns: summarizePatterns(runs[pl.key])})),
   }
+  // the headline: server and client on different cores, as a hypervisor's I/O thread and vmi usually are
+  reads.patterns = reads.placements.find((pl) => pl.key === HEADLINE_PLACEMENT).patterns
+}
+
+function summarizePatterns(byPattern) {
+  return PATTERNS.map((pat) => {
+    const s = (k) => {
+      const list = byPattern[pat.key][k]
+      const sec = stats(list.map((x) => x.seconds))
+      return {
+        seconds: sec,
+        bytesPerSecond: (pat.count * pat.size) / sec.median,
+        iops: pat.count / sec.median,
+        serverCores: median(list.map((x) => x.serverCpu / x.seconds)),
+        clientCores: median(list.map((x) => x.clientCpu / x.seconds)),
+        othersCores: median(list.map((x) => x.othersCores)),
+        busyStarts: list.filter((x) => x.startedQuiet === false).length,
+        runs: list,
+      }
+    }
+    const nb = s('nbdkit')
+    const vm = s('vmi')
+    return {...pat, nbdkit: nb, vmi: vm, ratio: nb.seconds.median / vm.seconds.median}
+  })
 }
 
 // ----------------------------------------------------------------- boots
@@ -459,7 +502,10 @@ function render(R) {
         `Before the timed runs each export was read once end to end (vmi verifies each chunk against its id on its first read: that pass took ${f(R.reads.firstPass.vmi.seconds)} s vs nbdkit's ${f(R.reads.firstPass.nbdkit.seconds)} s and is not counted). ` +
         `"Scattered" 4 KiB reads: qemu-img bench has no random mode, so the offset advances by a stride of ${int(STRIDE_BLOCKS)} × 4 KiB (a prime number of blocks, wrapping modulo the image size): every 4 KiB block is visited once in a scattered order before any repeats, ` +
         `and consecutive reads land in different chunks. The whole image is read, so about ${pct(s256.zeroChunks, s256.chunks)} of the reads fall in all-zero chunks (holes in the raw file). ` +
-        `${R.reps} runs per row, contenders alternating; median. Ratio = nbdkit time / vmi time (≥ 1 means vmi is at least as fast).`,
+        `${R.reps} runs per row, contenders alternating; median. Ratio = nbdkit time / vmi time (≥ 1 means vmi is at least as fast). ` +
+        (R.reads.placements
+          ? `This table: ${R.reads.placements.find((pl) => pl.patterns === R.reads.patterns || pl.key === 'split')?.label ?? ''} (each server's threads pinned with taskset, qemu-img started under taskset); the next table gives every placement.`
+          : ''),
       '',
     )
     out.push(
@@ -485,6 +531,28 @@ function render(R) {
       ),
       '',
     )
+    if (R.reads.placements) {
+      const us = (p, k) => (1e6 * p[k].seconds.median) / p.count
+      out.push(
+        `### By CPU placement`,
+        '',
+        `The same runs for each placement of the two processes on this machine's ${R.machine.cores} cores: µs per request, nbdkit / vmi (ratio = nbdkit time / vmi time). ` +
+          `On this VM a reply sent to a process sleeping on the other core wakes it through the hypervisor (the guest's cpuidle driver is ${R.machine.cpuidle ?? 'unknown'}, halt polling ${R.machine.haltPollNs === 0 ? 'off' : R.machine.haltPollNs === undefined ? 'unknown' : `up to ${R.machine.haltPollNs} ns`}), ` +
+          `and a depth-1 ping-pong pays that twice per request; on one core the two processes hand over without it. "Unpinned" lands on either case run by run.`,
+        '',
+        table(
+          ['pattern', ...R.reads.placements.map((pl) => pl.label)],
+          PATTERN_KEYS(R).map((key) => [
+            R.reads.placements[0].patterns.find((p) => p.key === key).label,
+            ...R.reads.placements.map((pl) => {
+              const p = pl.patterns.find((x) => x.key === key)
+              return `${f(us(p, 'nbdkit'), 1)} / ${f(us(p, 'vmi'), 1)} µs (**${f(p.ratio)}×**)`
+            }),
+          ]),
+        ),
+        '',
+      )
+    }
   }
 
   if (B) {
@@ -598,13 +666,17 @@ function explain(R, rawAnchor, guest) {
     const p = Object.fromEntries(R.reads.patterns.map((x) => [x.key, x]))
     const us = (x, k) => (1e6 * x[k].seconds.median) / x.count
     const be = (k) => R.reads.backend?.patterns[k]?.usPerRequest
+    const sameList = R.reads.placements?.find((pl) => pl.key === 'same')?.patterns
+    const same = sameList ? Object.fromEntries(sameList.map((x) => [x.key, x])) : undefined
     lines.push(
-      `- **Cached reads**: a 4 KiB read at depth 1 takes ${f(us(p.rand4k_d1, 'vmi'), 0)} µs through vmi vs ${f(us(p.rand4k_d1, 'nbdkit'), 0)} µs through nbdkit; ` +
-        `the block backend alone (ImageBackend.read in-process, no NBD) takes ${f(be('rand4k_d1'), 0)} µs of that, so ≈ ${f(us(p.rand4k_d1, 'vmi') - be('rand4k_d1'), 0)} µs is the NBD server and the socket in Node. ` +
-        `The backend's part is ImageBackend.read itself (chunk lookup, a read of the verified object file through Node's thread pool, a copy into the reply buffer; zeros for all-zero chunks); the rest is the NBD server's request parsing and reply writing on the unix socket, all on one Node event loop. nbdkit answers with one pread on the raw file from C threads. ` +
-        `At depth 16: ${f(p.rand4k_d16.vmi.iops / 1000, 1)}k vs ${f(p.rand4k_d16.nbdkit.iops / 1000, 1)}k IOPS (backend alone ${f(be('rand4k_d16'), 1)} µs/request), vmi's server at ${f(p.rand4k_d16.vmi.serverCores)} cores vs nbdkit's ${f(p.rand4k_d16.nbdkit.serverCores)}. ` +
-        `Sequential 1 MiB: ${f(p.seq1m_d1.vmi.bytesPerSecond / MB, 0)} vs ${f(p.seq1m_d1.nbdkit.bytesPerSecond / MB, 0)} MB/s at depth 1 (backend alone ${f(be('seq1m_d1'), 0)} of ${f(us(p.seq1m_d1, 'vmi'), 0)} µs per request): each request spans 4 chunks at 256 KiB. ` +
-        `Everything shares ${R.machine.cores} cores with qemu-img; the first pass, which verifies every chunk, took ${f(R.reads.firstPass.vmi.seconds)} s through NBD and ${f(R.reads.backend?.firstPassSeconds)} s in the backend alone.`,
+      `- **Cached reads**: a scattered 4 KiB read at depth 1 takes ${f(us(p.rand4k_d1, 'vmi'), 0)} µs through vmi vs ${f(us(p.rand4k_d1, 'nbdkit'), 0)} µs through nbdkit with server and client on different cores` +
+        (same ? `, and ${f(us(same.rand4k_d1, 'vmi'), 0)} vs ${f(us(same.rand4k_d1, 'nbdkit'), 0)} µs with both on one core` : '') +
+        `; the block backend alone (ImageBackend, in-process, no NBD) takes ${f(be('rand4k_d1'), 0)} µs of it. ` +
+        `A small read of a verified chunk is answered synchronously from the raw request header: one reply buffer cut from a per-connection slab, the object file read straight into it (a descriptor cache), or a single hole reply for an all-zero chunk; no promise per request. ` +
+        `On one core the comparison is the two servers' own work per request; across cores each request and each reply also wakes a sleeping process on the other core, which on this VM goes through the hypervisor, and a single-threaded Node event loop pays that wake-up on every request where nbdkit's threads overlap some of it. ` +
+        `At depth 16: ${f(p.rand4k_d16.vmi.iops / 1000, 1)}k vs ${f(p.rand4k_d16.nbdkit.iops / 1000, 1)}k IOPS across cores${same ? `, ${f(same.rand4k_d16.vmi.iops / 1000, 1)}k vs ${f(same.rand4k_d16.nbdkit.iops / 1000, 1)}k on one core` : ''}; vmi's server at ${f(p.rand4k_d16.vmi.serverCores)} cores vs nbdkit's ${f(p.rand4k_d16.nbdkit.serverCores)}. ` +
+        `Sequential 1 MiB: ${f(p.seq1m_d1.vmi.bytesPerSecond / MB, 0)} vs ${f(p.seq1m_d1.nbdkit.bytesPerSecond / MB, 0)} MB/s at depth 1 (backend alone ${f(be('seq1m_d1'), 0)} of ${f(us(p.seq1m_d1, 'vmi'), 0)} µs per request): each request spans ${int(MiB / MAIN_CS)} chunks at ${bytesHuman(MAIN_CS)}. ` +
+        `The first pass, which verifies every chunk, took ${f(R.reads.firstPass.vmi.seconds)} s through NBD and ${f(R.reads.backend?.firstPassSeconds)} s in the backend alone.`,
     )
   }
   const B = R.boots
