@@ -87,8 +87,12 @@ export class ObjectWriter {
    * Hash `data`, and store it when it matches `id`. Rejects with an
    * IntegrityError on a mismatch (nothing stored) and with a StoreError when
    * the store cannot be written. `data`'s memory is moved to the worker.
+   * `verify: false` when the caller hashed the bytes itself. By default the
+   * caller found the object absent and it is written without a look first;
+   * `probe: true` looks first (LocalStore.putObjectSync), for callers that
+   * expect many objects to be present already.
    */
-  put(id: string, data: Buffer): Promise<PutOutcome> {
+  put(id: string, data: Buffer, opts: {verify?: boolean; probe?: boolean} = {}): Promise<PutOutcome> {
     if (this.dead) return Promise.reject(this.dead)
     const seq = ++this.seq
     // a view into Node's shared small-buffer pool cannot be moved: copy it
@@ -100,7 +104,9 @@ export class ObjectWriter {
       this.waiting.set(seq, {id, bytes: buf.length, resolve, reject, thread})
       this.backlog += buf.length
       this.load[thread] += buf.length
-      this.workers[thread].postMessage({seq, id, buffer: buf.buffer, length: buf.length}, [buf.buffer as ArrayBuffer])
+      this.workers[thread].postMessage({seq, id, buffer: buf.buffer, length: buf.length, verify: opts.verify !== false, probe: opts.probe === true}, [
+        buf.buffer as ArrayBuffer,
+      ])
     })
   }
 
