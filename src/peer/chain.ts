@@ -151,7 +151,6 @@ export class FetchChain {
     const onAbort = () => stop.abort()
     init.signal?.addEventListener('abort', onAbort, {once: true})
     let fatal: Error | undefined
-    const stores: Promise<void>[] = []
     try {
       await Promise.all(
         [...groups].map(async ([src, list]) => {
@@ -161,26 +160,28 @@ export class FetchChain {
             list,
             {
               onBody: (item, body) => {
-                stores.push(
-                  writer.put(item.id, body).then(
-                    (outcome) => {
-                      if (outcome === 'stored' || outcome === 'present') {
-                        this.tally(src.kind, item.length)
-                        init.onChunk?.(item.id, item.length, src.kind)
-                      }
-                    },
-                    (err: Error) => {
-                      if (err instanceof IntegrityError) {
-                        this.stats.sourceErrors++
-                        this.stats.verificationFailures++
-                        this.emit({type: 'verification-failure', id: item.id, source: src.name, message: `${src.name} sent wrong bytes for chunk ${item.id} (${err.message})`})
-                        leftover.push(item.id)
-                      } else {
-                        fatal ??= err
-                        stop.abort()
-                      }
-                    },
-                  ),
+                void writer.put(item.id, body).then(
+                  (outcome) => {
+                    if (outcome !== 'stored' && outcome !== 'present') return
+                    this.tally(src.kind, item.length)
+                    try {
+                      init.onChunk?.(item.id, item.length, src.kind)
+                    } catch (err) {
+                      fatal ??= err as Error
+                      stop.abort()
+                    }
+                  },
+                  (err: Error) => {
+                    if (err instanceof IntegrityError) {
+                      this.stats.sourceErrors++
+                      this.stats.verificationFailures++
+                      this.emit({type: 'verification-failure', id: item.id, source: src.name, message: `${src.name} sent wrong bytes for chunk ${item.id} (${err.message})`})
+                      leftover.push(item.id)
+                    } else {
+                      fatal ??= err
+                      stop.abort()
+                    }
+                  },
                 )
               },
               onMissing: (item) => leftover.push(item.id),
@@ -199,7 +200,8 @@ export class FetchChain {
           for (const it of r.unanswered) leftover.push(it.id)
         }),
       )
-      await Promise.all(stores)
+      // every put's outcome is counted before this resolves (its handlers were queued first)
+      await writer.whenBelow(0)
     } finally {
       init.signal?.removeEventListener('abort', onAbort)
       await writer.close().catch(() => {})
