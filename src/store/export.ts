@@ -34,19 +34,8 @@ export interface ExportResult {
 
 const ZERO = Buffer.alloc(4 * 1024 * 1024)
 
-/** The image's chunks in disk order: one id, or a run of all-zero chunks. */
-async function* chunkRuns(file: string): AsyncGenerator<{index: number; id: string} | {index: number; zeros: number}> {
-  let index = 0
-  for await (const batch of manifestFileEntries(file)) {
-    for (const e of batch) {
-      if (typeof e === 'string') yield {index: index++, id: e}
-      else {
-        yield {index, zeros: e}
-        index += e
-      }
-    }
-  }
-}
+/** Progress is reported at most once per this many bytes (a TTY bar formats text on every update). */
+const PROGRESS_STEP = 8 << 20
 
 /** Export to a file path, or to a Writable (stdout) when `dest` is a stream. */
 export async function exportImage(store: LocalStore, spec: string, dest: string | Writable, init: ExportInit = {}): Promise<ExportResult> {
@@ -67,11 +56,19 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
   // read buffers, reused once their write is done (a fresh buffer per chunk let garbage pile up)
   const buffers: Buffer[] = []
   const takeBuffer = () => buffers.pop() ?? Buffer.allocUnsafeSlow(manifest.chunkSize)
-  const readChunk = async (index: number, cid: string, into?: Buffer): Promise<Buffer> => {
-    const data = await store.getObject(cid, {verify: true, into})
+  // synchronous (the object read and hash are): no promise per chunk
+  const readChunk = (index: number, cid: string, into?: Buffer): Buffer => {
+    const data = store.getObjectSync(cid, {verify: true, into})
     if (data.length !== chunkLength(manifest, index))
       throw new VmiError(`chunk ${cid} has ${data.length} bytes, image ${id} expects ${chunkLength(manifest, index)} at index ${index}`)
     return data
+  }
+  let reported = 0
+  const report = (force = false) => {
+    if (force || bytesWritten - reported >= PROGRESS_STEP) {
+      reported = bytesWritten
+      progress.update(bytesWritten)
+    }
   }
 
   progress.start(`exporting ${spec}`, manifest.virtualSize, 'bytes')
@@ -84,23 +81,30 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
     wake?.()
     released?.()
   }
-  // pooled buffers handed to the stream and not yet released by its callback
-  let lent = 0
+  // pooled buffers handed to the stream and not yet released, oldest first. A
+  // stream calls back in write order, so one callback serves them all (and
+  // consecutive synchronous writes with the same callback share one tick).
+  // At most 8 are lent at a time: a stream that writes synchronously, like a
+  // file or /dev/null on stdout, calls back only after the current task.
+  const lentBuffers: Buffer[] = []
   let released: (() => void) | undefined
-  const write = async (out: Writable, data: Buffer, reusable?: Buffer) => {
-    // a pooled buffer goes back once the stream is done with it; at most 8 are
-    // lent at a time (a stream that writes synchronously, like a file or
-    // /dev/null on stdout, runs its callbacks only when the event loop turns)
-    if (reusable) lent++
-    const more = reusable
-      ? out.write(data, () => {
-          lent--
-          buffers.push(reusable)
-          released?.()
-        })
-      : out.write(data)
-    while (lent >= 8 && !streamError) await new Promise<void>((resolve) => (released = resolve))
-    if (!more && !streamError)
+  const onWritten = () => {
+    const b = lentBuffers.shift()
+    if (b) buffers.push(b)
+    released?.()
+  }
+  /** Hand `data` to the stream; true when the caller must `await settle(out)` before the next. */
+  const send = (out: Writable, data: Buffer, pooled?: Buffer): boolean => {
+    let more: boolean
+    if (pooled) {
+      lentBuffers.push(pooled)
+      more = out.write(data, onWritten)
+    } else more = out.write(data)
+    return !more || lentBuffers.length >= 8 || streamError !== undefined
+  }
+  const settle = async (out: Writable) => {
+    while (lentBuffers.length >= 8 && !streamError) await new Promise<void>((resolve) => (released = resolve))
+    if (out.writableNeedDrain && !streamError)
       await new Promise<void>((resolve) => {
         wake = resolve
         out.once('drain', resolve)
@@ -124,7 +128,7 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
           const fh = await fsp.open(tmp, 'r')
           try {
             for await (const piece of fh.createReadStream()) {
-              await write(dest, piece)
+              if (send(dest, piece)) await settle(dest)
               bytesWritten += piece.length
             }
           } finally {
@@ -134,17 +138,34 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
           await fsp.rm(tmp, {force: true})
         }
       } else {
-        for await (const run of chunkRuns(manifestFile)) {
-          init.signal?.throwIfAborted()
-          const n = 'zeros' in run ? run.zeros : 1
-          for (let k = 0; k < n; k++) {
-            const buf = 'id' in run ? takeBuffer() : undefined
-            const data = 'id' in run ? await readChunk(run.index, run.id, buf) : ZERO.subarray(0, chunkLength(manifest, run.index + k))
-            await write(dest, data, buf)
-            bytesWritten += data.length
+        let index = 0
+        for await (const batch of manifestFileEntries(manifestFile)) {
+          for (const e of batch) {
+            init.signal?.throwIfAborted()
+            if (typeof e === 'number') {
+              // a zero run: ZERO-sized writes, not one per chunk
+              const end = Math.min((index + e) * manifest.chunkSize, manifest.virtualSize)
+              for (let at = index * manifest.chunkSize; at < end; ) {
+                const n = Math.min(ZERO.length, end - at)
+                const wait = send(dest, ZERO.subarray(0, n))
+                bytesWritten += n
+                at += n
+                if (wait) await settle(dest)
+              }
+              index += e
+            } else {
+              const buf = takeBuffer()
+              const data = readChunk(index, e, buf)
+              const wait = send(dest, data, buf)
+              bytesWritten += data.length
+              index++
+              if (wait) await settle(dest)
+            }
+            report()
           }
-          progress.update(bytesWritten)
         }
+        await settle(dest)
+        report(true)
       }
       return {id, virtualSize: manifest.virtualSize, format, bytesWritten, holes, seconds: (performance.now() - t0) / 1000}
     }
@@ -178,28 +199,33 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
             ),
           )
         }
-        const settle = async () => {
+        const settleFile = async () => {
           if (inflight.length >= 8) await inflight.shift()
           if (writeError) throw writeError
         }
-        for await (const run of chunkRuns(manifestFile)) {
-          init.signal?.throwIfAborted()
-          if ('zeros' in run) {
-            if (!inPlace) holes += run.zeros
-            else
-              for (let k = 0; k < run.zeros; k++) {
-                const i = run.index + k
-                track(fh.write(ZERO, 0, chunkLength(manifest, i), i * manifest.chunkSize))
-                await settle()
-              }
-            continue
+        let index = 0
+        for await (const batch of manifestFileEntries(manifestFile)) {
+          for (const e of batch) {
+            init.signal?.throwIfAborted()
+            if (typeof e === 'number') {
+              if (!inPlace) holes += e
+              else
+                for (let k = 0; k < e; k++) {
+                  const i = index + k
+                  track(fh.write(ZERO, 0, chunkLength(manifest, i), i * manifest.chunkSize))
+                  await settleFile()
+                }
+              index += e
+              continue
+            }
+            const buf = takeBuffer()
+            const data = readChunk(index, e, buf)
+            track(fh.write(data, 0, data.length, index * manifest.chunkSize), buf)
+            index++
+            await settleFile()
+            bytesWritten += data.length
+            report()
           }
-          const buf = takeBuffer()
-          const data = await readChunk(run.index, run.id, buf)
-          track(fh.write(data, 0, data.length, run.index * manifest.chunkSize), buf)
-          await settle()
-          bytesWritten += data.length
-          progress.update(bytesWritten)
         }
         bytesWritten = manifest.virtualSize
         await Promise.all(inflight)

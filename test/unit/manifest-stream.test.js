@@ -111,6 +111,58 @@ test('verifyManifestFile refuses wrong ids, non-canonical text, bad entries and 
     await refuse(good.replace(`"virtualSize":${50 * CS}`, `"virtualSize":${51 * CS}`), /cover 50 chunks/, 'count does not match the size')
     await refuse(good.slice(0, good.length / 2), /not terminated/, 'truncated')
     await refuse(good.replace('"chunks":[', '"chunks":[' + '9'.repeat(70) + ','), /malformed|neither/, 'endless number')
+    await refuse(good.replace('"chunks":[', '"chunks":[,'), /empty chunk entry/, 'a comma before the first entry')
+    await refuse(good.replace(`"${firstId}"`, `"${firstId}",`), /empty chunk entry/, 'two commas')
+    await refuse(good.replace(/\]/, ',]'), /trailing comma/, 'trailing comma')
+    await refuse(good.replace(`"${firstId}"`, `"${firstId.slice(1)}"`), /not 64 lowercase hex/, 'short id')
+    await refuse(good.replace(`"${firstId}"`, `"${firstId}0"`), /malformed chunk entry/, 'long id')
+  } finally {
+    t.cleanup()
+  }
+})
+
+test('manifests read a block (1 MiB) at a time: the list key and every position of an entry may straddle two blocks', async () => {
+  const t = tmpDir()
+  try {
+    const BLOCK = 1 << 20
+    const ids = randomChunks('straddle', 3000)
+    const filler = {}
+    for (let i = 0; i < 15; i++) filler[`f${i}`] = 'x'.repeat(65536)
+    const headFor = (extra) => ({
+      version: 1,
+      virtualSize: ids.length * CS,
+      chunkSize: CS,
+      sourceFormat: 'raw',
+      created: '2026-11-25T00:00:00.000Z',
+      annotations: {...filler, pad: 'y'.repeat(extra + 1)},
+    })
+    // where the list starts with the shortest pad
+    const probe = writeWithWriter(t.dir, ids, headFor(0))
+    const start0 = fs.readFileSync(probe.file).indexOf('"chunks":[') + '"chunks":['.length
+    assert.ok(start0 < BLOCK - 400, 'the list starts in the first block')
+    // the key cut at each of its bytes, then the block boundary at each byte of a few entries
+    const listStarts = []
+    for (let k = 1; k < '"chunks":['.length; k++) listStarts.push(BLOCK + '"chunks":['.length - k)
+    for (let j = 0; j <= 140; j++) listStarts.push(BLOCK - j)
+    const want = expandChunks({chunks: await entriesOf(probe.file)})
+    assert.equal(want, ids)
+    for (const start of listStarts) {
+      const w = writeWithWriter(t.dir, ids, headFor(start - start0))
+      const bytes = fs.readFileSync(w.file)
+      assert.is(bytes.indexOf('"chunks":[') + '"chunks":['.length, start, 'layout as planned')
+      const v = await verifyManifestFile(w.file, w.id)
+      assert.is(v.nonZero, ids.filter((x) => x !== null).length, `list at ${start}: verified`)
+      let batches = 0
+      const got = []
+      for await (const batch of manifestFileEntries(w.file)) {
+        assert.ok(batch.length > 0 && batch.length <= 32, 'small batches')
+        batches++
+        got.push(...batch)
+      }
+      assert.ok(batches >= Math.ceil(got.length / 32))
+      assert.equal(expandChunks({chunks: got}), ids, `list at ${start}: entries read back`)
+      fs.rmSync(w.file)
+    }
   } finally {
     t.cleanup()
   }
