@@ -146,7 +146,7 @@ export class FetchChain {
   }
 
   private async bulkFetch(groups: Map<HttpStore, BulkItem[]>, init: FetchManyInit, leftover: string[]): Promise<void> {
-    const writer = new ObjectWriter(this.local.root, {threads: Number(process.env.VMI_WRITER_THREADS ?? 1)})
+    const writer = new ObjectWriter(this.local.root)
     const stop = new AbortController()
     const onAbort = () => stop.abort()
     init.signal?.addEventListener('abort', onAbort, {once: true})
