@@ -6,7 +6,7 @@
 import path from 'node:path'
 import {UsageError} from '../errors.js'
 import {isValidChunkSize} from '../store/manifest.js'
-import {parsePeerList} from '../peer/factory.js'
+import {parsePeerList} from '../peer/peer-list.js'
 
 export interface Env {
   [key: string]: string | undefined

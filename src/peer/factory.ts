@@ -7,6 +7,9 @@ import {UsageError} from '../errors.js'
 import type {LocalStore} from '../store/local-store.js'
 import {FetchChain, type ChainEvent} from './chain.js'
 import {HttpStore} from './http-store.js'
+import {parsePeerList} from './peer-list.js'
+
+export {parsePeerList} from './peer-list.js'
 
 export interface ChainConfig {
   seedUrl?: string
@@ -42,16 +45,6 @@ async function readPeersFile(file: string): Promise<string[]> {
     throw new UsageError(`cannot read peers file ${file}: ${(err as Error).message}`)
   }
   return parsePeerList(text).map((u) => u.replace(/\/+$/, ''))
-}
-
-/** Split a peers list ("URL,URL URL" or one per line; # comments). */
-export function parsePeerList(text: string): string[] {
-  const out: string[] = []
-  for (const line of text.split(/\r?\n/)) {
-    const clean = line.replace(/#.*/, '').trim()
-    for (const u of clean.split(/[\s,]+/)) if (u) out.push(u)
-  }
-  return out
 }
 
 export async function buildChain(store: LocalStore, cfg: ChainConfig): Promise<BuiltChain> {

@@ -2,7 +2,6 @@
  * Disk image formats: detection (qemu-img info, or magic bytes when qemu-img
  * is absent) and raw streams of non-raw images through QEMU's tools.
  */
-import {execa} from 'execa'
 import {BadInputError, DependencyError} from '../errors.js'
 
 /** Formats imported through qemu-img / qemu-nbd. */
@@ -71,8 +70,14 @@ interface ToolResult {
   stderr: string
 }
 
+/** execa, loaded on first use: most imports of raw files never run a tool, and loading it costs ~65 ms. */
+function loadExeca(): Promise<typeof import('execa')> {
+  return import('execa')
+}
+
 /** Run a tool to completion; undefined when it is not installed. */
 async function runTool(tool: string, args: string[], timeout = 600_000): Promise<ToolResult | undefined> {
+  const {execa} = await loadExeca()
   const r = await execa(tool, args, {reject: false, timeout, stdin: 'ignore'})
   if (r.failed && isEnoent(r)) return undefined
   if (r.failed && r.exitCode === undefined) throw new DependencyError(`running ${tool} failed: ${r.shortMessage ?? r.message}`)
@@ -131,6 +136,7 @@ export interface RawStream {
  */
 export async function openRawStream(file: string, format: string, tools: Tools = DEFAULT_TOOLS): Promise<RawStream | undefined> {
   for (const tool of [tools.nbdcopy, tools.qemuNbd]) if ((await runTool(tool, ['--version'], 10_000)) === undefined) return undefined
+  const {execa} = await loadExeca()
   const child = execa(tools.nbdcopy, ['--', '[', tools.qemuNbd, '-r', '--cache=none', '--aio=threads', '-f', format, file, ']', '-'], {
     stdout: 'pipe',
     stderr: 'pipe',

@@ -171,14 +171,15 @@ export async function importImage(
       } else {
         const id = hash(chunk)
         builder.push(id)
-        if (handedOver.has(id)) deduped++
+        // already stored (or on its way): nothing to copy or send
+        if (handedOver.has(id) || store.hasObjectSync(id)) deduped++
         else {
           // the chunk buffer is reused for the next chunk: the writer gets a copy
           const copy = writer.takeBuffer(chunk.length)
           chunk.copy(copy)
           const length = chunk.length
           handedOver.add(id)
-          writer.put(id, copy, {verify: false, probe: true}).then(
+          writer.put(id, copy, {verify: false}).then(
             (outcome) => {
               handedOver.delete(id)
               if (outcome === 'stored') {

@@ -109,6 +109,11 @@ export class LocalStore {
     return exists(this.layout.objectPath(id))
   }
 
+  /** hasObject, synchronously (one stat): for hot loops over chunks. */
+  hasObjectSync(id: string): boolean {
+    return fs.existsSync(this.layout.objectPath(id))
+  }
+
   /**
    * Chunk bytes; ChunkMissingError when absent. `verify` re-hashes them.
    * Read synchronously: a chunk is at most 4 MiB and usually in the page
