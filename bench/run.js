@@ -800,10 +800,12 @@ function explain(R, img) {
   }
   const need = img.size / TARGETS.importBytesPerSecond
   const needCp = r.cp.wall / TARGETS.importVsCp
+  // reading and hashing run on the main thread, storing on the writer thread (src/store/object-writer.ts)
+  const mainS = hashS + readS
   lines.push(
     `- **Import, empty store** (${f(r.importCold.wall)} s = ${f(img.size / r.importCold.wall / GB)} GB/s, ${cores(r.importCold)}; cp takes ${f(r.cp.wall)} s): ` +
       coldParts.map(([k, v]) => `${k} ≈ ${f(v)} s`).join('; ') +
-      `. Largest: ${top[0]}.${fitText} ` +
+      `. Largest: ${top[0]}. Reading and hashing (≈ ${f(mainS)} s) run on the main thread while a second thread stores (≈ ${f(writeS)} s), so the floor is start-up + the longer of the two ≈ ${f(startS + Math.max(mainS, writeS))} s on an otherwise idle machine.${fitText} ` +
       `cp writes one file of ${bytesHuman(img.allocated)} allocated data (sparse-aware); import writes one file per new chunk (${int(j.newChunks)}). ` +
       `Targets: 1 GB/s needs the import to finish in ${f(need)} s and 0.5× cp in ${f(needCp)} s; start-up alone is ${f(startS)} s.`,
   )

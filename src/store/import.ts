@@ -153,7 +153,9 @@ export async function importImage(
   // (ObjectWriter): the two halves take about as long as each other, so the
   // import takes about as long as the longer one. The writer's backlog is
   // bounded, so memory stays flat.
-  const writer = new ObjectWriter(store.root)
+  // started at the first new chunk: re-importing stored content needs no thread
+  let writerThread: ObjectWriter | undefined
+  const writer = (): ObjectWriter => (writerThread ??= new ObjectWriter(store.root))
   const handedOver = new Set<string>() // ids with a write in flight: a repeat in the image is not sent twice
   let writeFailure: Error | undefined
   try {
@@ -175,11 +177,12 @@ export async function importImage(
         if (handedOver.has(id) || store.hasObjectSync(id)) deduped++
         else {
           // the chunk buffer is reused for the next chunk: the writer gets a copy
-          const copy = writer.takeBuffer(chunk.length)
+          const w = writer()
+          const copy = w.takeBuffer(chunk.length)
           chunk.copy(copy)
           const length = chunk.length
           handedOver.add(id)
-          writer.put(id, copy, {verify: false}).then(
+          w.put(id, copy, {verify: false}).then(
             (outcome) => {
               handedOver.delete(id)
               if (outcome === 'stored') {
@@ -192,13 +195,13 @@ export async function importImage(
               writeFailure ??= err
             },
           )
-          if (writer.backlogBytes > WRITE_BACKLOG) await writer.whenBelow(WRITE_BACKLOG / 2)
+          if (w.backlogBytes > WRITE_BACKLOG) await w.whenBelow(WRITE_BACKLOG / 2)
           if (writeFailure) throw writeFailure
         }
       }
       progress.update(total)
     }
-    await writer.whenBelow(0)
+    await writerThread?.whenBelow(0)
     if (writeFailure) throw writeFailure
     if (converter) await converter.done
     init.signal?.throwIfAborted()
@@ -250,7 +253,7 @@ export async function importImage(
     throw err
   } finally {
     progress.stop()
-    await writer.close().catch(() => {})
+    await writerThread?.close().catch(() => {})
     await lock.release().catch(() => {})
     await cleanup().catch(() => {})
   }

@@ -79,15 +79,29 @@ test('remote add origin makes pull and push default to it', async () => {
   }
 })
 
-test('a plain nginx serving a store directory is a read-only seed', async () => {
+/**
+ * fn({t, s, nginx}) with a seed holding app:v1 (vmi serve) and a plain nginx
+ * serving the same store directory; everything stopped and removed after.
+ */
+async function withNginxSeed(layout, nginxOpts, fn) {
   if (!hasCommand('nginx')) return skip('nginx not installed')
   const {startNginx} = await import('../helpers/nginx.js')
   const t = tmpStore()
   let s
   let nginx
   try {
-    s = await seedWithImage(t, [{kind: 'random', size: 2 * M, seed: 3}, {kind: 'zero', size: M}])
-    nginx = await startNginx(s.seedStore)
+    s = await seedWithImage(t, layout)
+    nginx = await startNginx(s.seedStore, nginxOpts)
+    await fn({t, s, nginx})
+  } finally {
+    await nginx?.close()
+    await s?.seed.stop()
+    t.cleanup()
+  }
+}
+
+test('a plain nginx serving a store directory is a read-only seed', () =>
+  withNginxSeed([{kind: 'random', size: 2 * M, seed: 3}, {kind: 'zero', size: M}], {}, async ({t, s, nginx}) => {
     const host = path.join(t.dir, 'host')
     const r = JSON.parse(ok(exec(['pull', 'app:v1', nginx.url, '--json'], {store: host}), 'pull from nginx').stdout)
     assert.is(r.fromChunks.seed, 32)
@@ -96,45 +110,32 @@ test('a plain nginx serving a store directory is a read-only seed', async () => 
     assert.is(await sha256File(out), await sha256File(s.src))
     assert.ok(nginx.bytesServed() >= 2 * M, `nginx access log shows ${nginx.bytesServed()} bytes`)
     fsckClean(host)
-  } finally {
-    await nginx?.close()
-    await s?.seed.stop()
-    t.cleanup()
-  }
-})
+  }))
 
-test('pipelined pulls from nginx: a tiny keep-alive limit costs reconnections, never a chunk asked twice', async () => {
-  if (!hasCommand('nginx')) return skip('nginx not installed')
-  const {startNginx} = await import('../helpers/nginx.js')
-  const t = tmpStore()
-  let s
-  let nginx
-  try {
-    s = await seedWithImage(t, [{kind: 'random', size: 3 * M, seed: 5}, {kind: 'zero', size: M}, {kind: 'random', size: M, seed: 6}])
-    nginx = await startNginx(s.seedStore, {keepaliveRequests: 5})
-    const host = path.join(t.dir, 'host')
-    const r = JSON.parse(ok(exec(['pull', 'app:v1', nginx.url, '--json'], {store: host}), 'pull from nginx').stdout)
-    assert.is(r.fromChunks.seed, 64)
-    assert.is(r.sourceErrors, 0)
-    const gets = nginx.requests().filter((q) => q.uri.startsWith('/objects/'))
-    assert.is(gets.length, 64, 'nginx answered each chunk once (requests past its keep-alive limit were sent again, not lost or doubled)')
-    assert.is(new Set(gets.map((q) => q.uri)).size, 64)
-    assert.ok(gets.every((q) => q.status === 200))
-    const out = path.join(t.dir, 'out.raw')
-    ok(exec(['export', 'app:v1', out], {store: host}), 'export')
-    assert.is(await sha256File(out), await sha256File(s.src))
-    fsckClean(host)
-    // the chunk-by-chunk path gives the same result
-    const host2 = path.join(t.dir, 'host2')
-    const r2 = JSON.parse(ok(exec(['pull', 'app:v1', nginx.url, '--json', '--no-bulk'], {store: host2}), 'pull --no-bulk').stdout)
-    assert.is(r2.fromChunks.seed, 64)
-    fsckClean(host2)
-  } finally {
-    await nginx?.close()
-    await s?.seed.stop()
-    t.cleanup()
-  }
-})
+test('pipelined pulls from nginx: a tiny keep-alive limit costs reconnections, never a chunk asked twice', () =>
+  withNginxSeed(
+    [{kind: 'random', size: 3 * M, seed: 5}, {kind: 'zero', size: M}, {kind: 'random', size: M, seed: 6}],
+    {keepaliveRequests: 5},
+    async ({t, s, nginx}) => {
+      const host = path.join(t.dir, 'host')
+      const r = JSON.parse(ok(exec(['pull', 'app:v1', nginx.url, '--json'], {store: host}), 'pull from nginx').stdout)
+      assert.is(r.fromChunks.seed, 64)
+      assert.is(r.sourceErrors, 0)
+      const gets = nginx.requests().filter((q) => q.uri.startsWith('/objects/'))
+      assert.is(gets.length, 64, 'nginx answered each chunk once (requests past its keep-alive limit were sent again, not lost or doubled)')
+      assert.is(new Set(gets.map((q) => q.uri)).size, 64)
+      assert.ok(gets.every((q) => q.status === 200))
+      const out = path.join(t.dir, 'out.raw')
+      ok(exec(['export', 'app:v1', out], {store: host}), 'export')
+      assert.is(await sha256File(out), await sha256File(s.src))
+      fsckClean(host)
+      // the chunk-by-chunk path gives the same result
+      const host2 = path.join(t.dir, 'host2')
+      const r2 = JSON.parse(ok(exec(['pull', 'app:v1', nginx.url, '--json', '--no-bulk'], {store: host2}), 'pull --no-bulk').stdout)
+      assert.is(r2.fromChunks.seed, 64)
+      fsckClean(host2)
+    },
+  ))
 
 test('pull by id from a peer while the seed is stopped', async () => {
   const t = tmpStore()
