@@ -601,7 +601,9 @@ class Connection {
       // pipelined requests already buffered are taken without a promise
       const raw = this.reader.tryRead(P.REQUEST_HEADER_SIZE) ?? (await this.reader.read(P.REQUEST_HEADER_SIZE))
       // a READ the backend can answer at once is answered from the raw header, allocating only the reply
-      if (raw.readUInt32BE(0) === P.REQUEST_MAGIC && raw.readUInt16BE(6) === P.CMD_READ && !this.opts.onRequest && this.readNow(raw)) continue
+      // (after the observers have seen it, when there are any)
+      const fastRead = raw.readUInt32BE(0) === P.REQUEST_MAGIC && raw.readUInt16BE(6) === P.CMD_READ
+      if (fastRead && !this.opts.onRequest && this.readNow(raw)) continue
       const h = P.decodeRequestHeader(raw)
       if (h.magic !== P.REQUEST_MAGIC) throw new ProtocolError(`bad request magic 0x${h.magic.toString(16)}`)
       if (h.type === P.CMD_DISC) return
@@ -610,7 +612,7 @@ class Connection {
       } catch {
         // observers must not break the connection
       }
-      if (h.type === P.CMD_READ && this.readNow(raw)) continue
+      if (fastRead && this.opts.onRequest && this.readNow(raw)) continue
       await this.acquireSlot()
       let dispatched = false
       try {

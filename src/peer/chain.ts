@@ -11,7 +11,7 @@
  * owner fetches it from the seed once for everybody.
  */
 import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, VmiError} from '../errors.js'
-import fs, {promises as fsp} from 'node:fs'
+import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {hash} from '../store/hash.js'
 import {tmpName} from '../store/fs-util.js'
@@ -121,7 +121,7 @@ export class FetchChain {
     const leftover: string[] = []
     const groups = new Map<HttpStore, BulkItem[]>()
     for (const {id, length} of items) {
-      const first = init.bulk === false || fs.existsSync(this.local.layout.objectPath(id)) ? undefined : this.firstSource(id)
+      const first = init.bulk === false || this.local.hasObjectSync(id) ? undefined : this.firstSource(id)
       if (!first) leftover.push(id)
       else {
         const list = groups.get(first) ?? []

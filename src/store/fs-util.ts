@@ -107,26 +107,15 @@ export async function readdirOrEmpty(dir: string): Promise<string[]> {
 /**
  * mkdir -p that reports the real cause of a failure: Node's recursive mkdir
  * says ENOENT when a directory cannot be created on a read-only filesystem.
+ * Synchronous: it runs on the object write path, and elsewhere a few mkdir
+ * calls do not need the thread pool.
  */
-export async function mkdirp(dir: string): Promise<void> {
-  try {
-    await fsp.mkdir(dir, {recursive: true})
-  } catch (err) {
-    if (!isErrno(err, 'ENOENT') || path.dirname(dir) === dir) throw err
-    // one level at a time: the level that cannot be created says why (EROFS, EACCES)
-    await mkdirp(path.dirname(dir))
-    await fsp.mkdir(dir).catch((e: unknown) => {
-      if (!isErrno(e, 'EEXIST')) throw e
-    })
-  }
-}
-
-/** mkdirp, synchronously (the object write path). */
 export function mkdirpSync(dir: string): void {
   try {
     fs.mkdirSync(dir, {recursive: true})
   } catch (err) {
     if (!isErrno(err, 'ENOENT') || path.dirname(dir) === dir) throw err
+    // one level at a time: the level that cannot be created says why (EROFS, EACCES)
     mkdirpSync(path.dirname(dir))
     try {
       fs.mkdirSync(dir)
@@ -196,4 +185,9 @@ export function writeFileNoClobberSync(tmpFile: string, dest: string, data: Uint
       // already gone; gc removes stale tmp/ files in any case
     }
   }
+}
+
+/** mkdirpSync for async callers. */
+export async function mkdirp(dir: string): Promise<void> {
+  mkdirpSync(dir)
 }

@@ -56,10 +56,10 @@ export interface ImportResult {
   seconds: number
 }
 
-/** Import `source` (a path, or '-' for stdin given as `stdin`). */
 /** Chunk bytes handed to the writer thread and not yet written, at most (then reading waits). */
 const WRITE_BACKLOG = 8 << 20
 
+/** Import `source` (a path, or '-' for stdin given as `stdin`). */
 export async function importImage(
   store: LocalStore,
   source: string,

@@ -164,7 +164,7 @@ export class LocalStore {
     try {
       // most puts of an existing object end here, without writing anything;
       // `probe: false` when the caller found it absent already (the link then says EEXIST)
-      if (opts.probe !== false && fs.existsSync(dest)) return false
+      if (opts.probe !== false && this.hasObjectSync(id)) return false
       this.ensureShard(dest)
       return writeFileNoClobberSync(path.join(this.layout.tmpDir, fastTmpName('obj')), dest, data)
     } catch (err) {

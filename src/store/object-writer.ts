@@ -38,9 +38,8 @@ function bucket(length: number): number {
 }
 
 export class ObjectWriter {
-  private readonly workers: Worker[]
-  private readonly load: number[]
-  private readonly waiting = new Map<number, Waiting & {thread: number}>()
+  private readonly worker: Worker
+  private readonly waiting = new Map<number, Waiting>()
   private seq = 0
   private backlog = 0
   private drainWaiters: {limit: number; resolve: () => void}[] = []
@@ -50,17 +49,13 @@ export class ObjectWriter {
   private readonly spare = new Map<number, ArrayBuffer[]>()
   private spareBytes = 0
 
-  constructor(storeRoot: string, opts: {threads?: number} = {}) {
-    this.workers = Array.from({length: Math.max(1, opts.threads ?? 1)}, () => {
-      const w = new Worker(new URL('./object-writer-worker.js', import.meta.url), {workerData: {root: storeRoot}})
-      w.on('message', (r: Reply) => this.onReply(r))
-      w.on('error', (err) => this.fail(new StoreError(`the chunk writer thread failed: ${err.message}`, {cause: err})))
-      w.on('exit', (code) => {
-        if (!this.closed) this.fail(new StoreError(`the chunk writer thread exited (code ${code})`))
-      })
-      return w
+  constructor(storeRoot: string) {
+    this.worker = new Worker(new URL('./object-writer-worker.js', import.meta.url), {workerData: {root: storeRoot}})
+    this.worker.on('message', (r: Reply) => this.onReply(r))
+    this.worker.on('error', (err) => this.fail(new StoreError(`the chunk writer thread failed: ${err.message}`, {cause: err})))
+    this.worker.on('exit', (code) => {
+      if (!this.closed) this.fail(new StoreError(`the chunk writer thread exited (code ${code})`))
     })
-    this.load = this.workers.map(() => 0)
   }
 
   /** Bytes handed over and not yet written. */
@@ -95,16 +90,14 @@ export class ObjectWriter {
   put(id: string, data: Buffer, opts: {verify?: boolean; probe?: boolean} = {}): Promise<PutOutcome> {
     if (this.dead) return Promise.reject(this.dead)
     const seq = ++this.seq
-    // a view into Node's shared small-buffer pool cannot be moved: copy it
-    const own = data.byteOffset === 0 && data.buffer.byteLength >= data.length && data.buffer.byteLength <= Math.max(bucket(data.length), data.length) && !(data.buffer instanceof SharedArrayBuffer)
+    // only memory the buffer has to itself (from takeBuffer or its own allocation) is moved;
+    // a view into Node's shared small-buffer pool, or into anything larger, is copied
+    const own = data.byteOffset === 0 && data.buffer.byteLength <= Math.max(bucket(data.length), data.length) && !(data.buffer instanceof SharedArrayBuffer)
     const buf = own ? data : Buffer.from(data)
-    let thread = 0
-    for (let i = 1; i < this.load.length; i++) if (this.load[i] < this.load[thread]) thread = i
     return new Promise<PutOutcome>((resolve, reject) => {
-      this.waiting.set(seq, {id, bytes: buf.length, resolve, reject, thread})
+      this.waiting.set(seq, {id, bytes: buf.length, resolve, reject})
       this.backlog += buf.length
-      this.load[thread] += buf.length
-      this.workers[thread].postMessage({seq, id, buffer: buf.buffer, length: buf.length, verify: opts.verify !== false, probe: opts.probe === true}, [
+      this.worker.postMessage({seq, id, buffer: buf.buffer, length: buf.length, verify: opts.verify !== false, probe: opts.probe === true}, [
         buf.buffer as ArrayBuffer,
       ])
     })
@@ -121,7 +114,6 @@ export class ObjectWriter {
     if (!w) return
     this.waiting.delete(r.seq)
     this.backlog -= w.bytes
-    this.load[w.thread] -= w.bytes
     if (r.buffer && this.spareBytes + r.buffer.byteLength <= MAX_SPARE) {
       const list = this.spare.get(r.buffer.byteLength) ?? []
       list.push(r.buffer)
@@ -154,7 +146,7 @@ export class ObjectWriter {
   async close(): Promise<void> {
     await this.whenBelow(0)
     this.closed = true
-    await Promise.all(this.workers.map((w) => w.terminate()))
+    await this.worker.terminate()
     this.spare.clear()
   }
 }
