@@ -35,12 +35,12 @@ export interface BlockBackend {
    */
   read(offset: number, length: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer>
   /**
-   * Optional fast path: the bytes when they can be produced at once, without
-   * waiting on anything (no fetch, no overlay I/O in flight); undefined to
-   * send the request down the normal read path. With `into`, the bytes go
-   * to `into` at `at` (and that view is returned).
+   * Optional fast path: when the bytes can be produced at once, without
+   * waiting on anything (no fetch, no overlay I/O in flight), write them to
+   * `into` at `at` and return true; false to send the request down the
+   * normal read path (`into` may then hold anything).
    */
-  readNow?(offset: number, length: number, into?: Buffer, at?: number): Buffer | undefined
+  readNow?(offset: number, length: number, into: Buffer, at: number): boolean
   /**
    * Optional fast path: true when the range is known, at once, to read as
    * zeros (all-zero chunks of the base, nothing written over them).

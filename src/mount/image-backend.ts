@@ -8,6 +8,7 @@ import type {LocalStore} from '../store/local-store.js'
 import {chunkLength, expandChunks, type Manifest} from '../store/manifest.js'
 import type {FetchChain} from '../peer/chain.js'
 import {BackendError, STATE_HOLE, STATE_ZERO, type BlockBackend, type Extent} from './block-backend.js'
+import {FdCache} from './fd-cache.js'
 import {OVERLAY_BLOCK, type Overlay} from './overlay.js'
 
 // object files kept open (Node raises the descriptor limit to the hard limit at start)
@@ -35,8 +36,8 @@ export class ImageBackend implements BlockBackend {
   private readonly verified: Uint8Array
   private readonly touched: Uint8Array
   private readonly chunkCache = new Map<number, Buffer>()
-  /** Open descriptors of verified chunks' object files, least recently used first. */
-  private readonly fds = new Map<number, number>()
+  /** Open descriptors of verified chunks' object files. */
+  private readonly fds = new FdCache(MAX_OPEN_CHUNKS)
   private readonly fetching = new Map<number, Promise<Buffer>>()
   private readonly cacheMax: number
   /** Demand reads in flight (prefetch yields to them). */
@@ -112,32 +113,20 @@ export class ImageBackend implements BlockBackend {
     return out
   }
 
-  /** An open descriptor on a verified chunk's object file (a small LRU: no open/close per read). */
+  /** An open descriptor on a verified chunk's object file (cached: no open/close per read). */
   private fd(index: number, id: string): number {
     const open = this.fds.get(index)
-    if (open !== undefined) {
-      this.fds.delete(index)
-      this.fds.set(index, open)
-      return open
-    }
+    if (open !== undefined) return open
     const fd = fs.openSync(this.store.layout.objectPath(id), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
-    this.fds.set(index, fd)
-    if (this.fds.size > MAX_OPEN_CHUNKS) {
-      const [oldest, old] = this.fds.entries().next().value!
-      this.fds.delete(oldest)
-      fs.closeSync(old)
-    }
+    this.fds.add(index, fd)
     return fd
   }
 
   private dropFd(index: number): void {
-    const fd = this.fds.get(index)
-    this.fds.delete(index)
-    if (fd !== undefined) fs.close(fd, () => {})
+    this.fds.drop(index)
   }
 
   async close(): Promise<void> {
-    for (const fd of this.fds.values()) fs.close(fd, () => {})
     this.fds.clear()
   }
 
@@ -222,24 +211,24 @@ export class ImageBackend implements BlockBackend {
     return !(ov && ov.touched(Math.floor(offset / OVERLAY_BLOCK), Math.ceil((offset + length) / OVERLAY_BLOCK)))
   }
 
-  readNow(offset: number, length: number, into?: Buffer, at = 0): Buffer | undefined {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset + length > this.size) return undefined
+  readNow(offset: number, length: number, into: Buffer, at: number): boolean {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset + length > this.size) return false
+    if (!Number.isSafeInteger(at) || at < 0 || into.length - at < length) return false
     const cs = this.manifest.chunkSize
     const first = Math.floor(offset / cs)
     const last = Math.floor((offset + length - 1) / cs)
-    for (let i = first; i <= last; i++) if (this.ids[i] !== null && this.verified[i] !== 1 && !this.chunkCache.has(i)) return undefined
+    for (let i = first; i <= last; i++) if (this.ids[i] !== null && this.verified[i] !== 1 && !this.chunkCache.has(i)) return false
     const ov = this.init.overlay
-    if (ov && ov.touched(Math.floor(offset / OVERLAY_BLOCK), Math.ceil((offset + length) / OVERLAY_BLOCK))) return undefined
-    const out = into && into.length - at >= length ? into.subarray(at, at + length) : Buffer.allocUnsafe(length)
+    if (ov && ov.touched(Math.floor(offset / OVERLAY_BLOCK), Math.ceil((offset + length) / OVERLAY_BLOCK))) return false
     let pos = offset
     while (pos < offset + length) {
       const index = Math.floor(pos / cs)
       const chunkStart = index * cs
       const end = Math.min(offset + length, chunkStart + chunkLength(this.manifest, index))
-      if (!this.baseIntoNow(index, pos - chunkStart, end - chunkStart, out, pos - offset)) return undefined
+      if (!this.baseIntoNow(index, pos - chunkStart, end - chunkStart, into, at + pos - offset)) return false
       pos = end
     }
-    return out
+    return true
   }
 
   /** baseInto's synchronous cases; false when the chunk must be fetched after all. */
@@ -253,7 +242,7 @@ export class ImageBackend implements BlockBackend {
       this.touched[index] = 1
       this.init.onFirstRead?.(index)
     }
-    const cached = this.chunkCache.get(index)
+    const cached = this.chunkCache.size === 0 ? undefined : this.chunkCache.get(index)
     if (cached) {
       cached.copy(out, at, start, end)
       return true

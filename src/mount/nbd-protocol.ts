@@ -595,10 +595,10 @@ export function readReplyPrefixSize(structured: boolean): number {
 }
 
 /** True when `data` (at image offset `offset`) holds a whole all-zero aligned block (what splitHoles would make a hole). */
-export function hasZeroBlock(data: Buffer, offset: number, granularity = 4096): boolean {
+export function hasZeroBlock(data: Buffer, offset: number, granularity = 4096, start = 0, end = data.length): boolean {
   const zeros = zeroBuffer(granularity)
-  let pos = (granularity - (offset % granularity)) % granularity
-  for (; pos + granularity <= data.length; pos += granularity) {
+  let pos = start + ((granularity - (offset % granularity)) % granularity)
+  for (; pos + granularity <= end; pos += granularity) {
     if (data[pos] === 0 && data[pos + granularity - 1] === 0 && zeros.compare(data, pos, pos + granularity, 0, granularity) === 0) return true
   }
   return false
@@ -607,5 +607,5 @@ export function hasZeroBlock(data: Buffer, offset: number, granularity = 4096): 
 let zeroCache: Buffer | undefined
 function zeroBuffer(n: number): Buffer {
   if (!zeroCache || zeroCache.length < n) zeroCache = Buffer.alloc(Math.max(n, 65536))
-  return zeroCache.subarray(0, n)
+  return zeroCache // (compared by range: no view per call)
 }

@@ -31,8 +31,6 @@ export const MAX_OPTIONS = 128
 export const META_CONTEXT_ID = 1
 /** Reader buffers at most this much ahead of the request being parsed. */
 const READ_HIGH_WATER = 2 << 20
-/** Fast-path replies are cut from slabs of this size (Connection.carve). */
-const SLAB_BYTES = 1 << 20
 /** Largest READ answered on the synchronous fast path (Connection.readNow). */
 const READ_NOW_MAX = 128 * 1024
 /** Most extents in one BLOCK_STATUS reply (spec: SHOULD NOT exceed 2^20). */
@@ -97,8 +95,24 @@ class SocketReader {
     sock.on('close', () => this.abort(new ConnClosed('connection closed')))
   }
 
+  /**
+   * Set by the connection: answers one request header on the spot (true) or
+   * leaves it to the request loop (false). Used while the loop is waiting
+   * for a header with nothing buffered, so requests are handled inside the
+   * data callback, without waking the loop through a promise.
+   */
+  direct: ((raw: Buffer) => boolean) | undefined
+  private headerSize = 0
+
   private onData(d: Buffer): void {
     if (this.failure) return
+    const h = this.headerSize
+    if (h > 0 && this.wake && this.avail === 0 && this.direct) {
+      let pos = 0
+      while (d.length - pos >= h && this.direct(d.subarray(pos, pos + h))) pos += h
+      if (pos === d.length) return
+      if (pos > 0) d = d.subarray(pos)
+    }
     this.chunks.push(d)
     this.avail += d.length
     if (this.wake && this.avail >= this.need) {
@@ -188,6 +202,17 @@ class SocketReader {
     return this.take(n)
   }
 
+  /** Like read, for the next request header: meanwhile whole headers may go to `direct`. */
+  async readHeader(n: number): Promise<Buffer> {
+    this.headerSize = n
+    try {
+      await this.ensure(n)
+    } finally {
+      this.headerSize = 0
+    }
+    return this.take(n)
+  }
+
   /** Read and discard n bytes without holding them. */
   async skip(n: number): Promise<void> {
     while (n > 0) {
@@ -271,8 +296,10 @@ class Connection {
   readonly id = nextConnId++
   private readonly pool = new ReplyBufferPool()
   private corked = false
-  private slab = Buffer.allocUnsafeSlow(0)
-  private slabUsed = 0
+  /** The socket's descriptor for direct writes of fast-path replies, or -1 (then the stream). */
+  private readonly fd: number
+  /** Where a fast-path reply is built; it is reused as soon as the kernel has taken the reply (sendNow). */
+  private scratch = Buffer.allocUnsafeSlow(0)
   private readonly reader: SocketReader
   private readonly budget: ByteBudget
   private readonly abort = new AbortController()
@@ -297,6 +324,8 @@ class Connection {
       Pick<NbdServerInit, 'log' | 'onRequest'>,
   ) {
     this.budget = new ByteBudget(Math.max(opts.maxPendingBytes, MAX_PAYLOAD))
+    const fd = (sock as unknown as {_handle?: {fd?: unknown}})._handle?.fd
+    this.fd = typeof fd === 'number' && fd >= 0 ? fd : -1
     this.reader = new SocketReader(sock, READ_HIGH_WATER)
     sock.on('error', () => {}) // reported through 'close'; never crash
     sock.on('close', () => {
@@ -345,6 +374,9 @@ class Connection {
       if (this.handshakeTimer) clearTimeout(this.handshakeTimer)
       if (go && !this.stopping) {
         this.transmitting = true
+        // a READ the backend answers at once needs no trip through the request loop
+        if (!this.opts.onRequest)
+          this.reader.direct = (raw) => raw.readUInt32BE(0) === P.REQUEST_MAGIC && raw.readUInt16BE(6) === P.CMD_READ && this.readNow(raw)
         await this.transmission()
       }
     } catch (e) {
@@ -384,12 +416,30 @@ class Connection {
     this.sock.uncork()
   }
 
-  /** Queue one whole reply, without tracking when the kernel takes it (the buffer is not reused). */
-  private sendNow(buf: Buffer): void {
+  /**
+   * Send the first `length` bytes of `buf`, a whole fast-path reply, at
+   * once: straight to the socket's descriptor when nothing is queued before
+   * it; whatever the kernel does not take (or everything, without a
+   * descriptor) is copied and goes through the stream, so `buf` may be
+   * reused on return. Not batched with the other replies of this turn: a
+   * client waiting on several requests starts on the first answer while the
+   * next ones are read. Measured at depth 16, server and client on different
+   * cores (bench/README.md): ~25 % more IOPS than one corked writev per turn
+   * through the stream, and no garbage per reply.
+   */
+  private sendNow(buf: Buffer, length: number): void {
     const sock = this.sock
     if (sock.destroyed || !sock.writable) return
-    this.corkForThisTurn()
-    sock.write(buf)
+    let n = 0
+    if (this.fd >= 0 && !this.corked && sock.writableLength === 0) {
+      try {
+        n = fs.writeSync(this.fd, buf, 0, length)
+      } catch {
+        // EAGAIN (socket buffer full) or a broken connection: the stream reports the latter
+      }
+      if (n === length) return
+    }
+    sock.write(Buffer.from(buf.subarray(n, length)))
   }
 
   /** Queue buffers as one contiguous message; resolves when the kernel has them (or the socket is gone). */
@@ -599,7 +649,7 @@ class Connection {
   private async transmission(): Promise<void> {
     for (;;) {
       // pipelined requests already buffered are taken without a promise
-      const raw = this.reader.tryRead(P.REQUEST_HEADER_SIZE) ?? (await this.reader.read(P.REQUEST_HEADER_SIZE))
+      const raw = this.reader.tryRead(P.REQUEST_HEADER_SIZE) ?? (await this.reader.readHeader(P.REQUEST_HEADER_SIZE))
       // a READ the backend can answer at once is answered from the raw header, allocating only the reply
       // (after the observers have seen it, when there are any)
       const fastRead = raw.readUInt32BE(0) === P.REQUEST_MAGIC && raw.readUInt16BE(6) === P.CMD_READ
@@ -735,49 +785,30 @@ class Connection {
     if (this.check(P.CMD_READ, flags, offset, length) !== 0) return false
     // a client that does not read its replies goes the budgeted way
     if (this.sock.destroyed || this.sock.writableLength > READ_HIGH_WATER) return false
+    if (this.scratch.length === 0) this.scratch = Buffer.allocUnsafeSlow(P.readReplyPrefixSize(true) + READ_NOW_MAX)
+    const reply = this.scratch
     // structured replies say "hole" for a range of zeros (one chunk: allowed with DF too)
     if (this.structured && b.zeroNow?.(offset, length)) {
-      const reply = this.carve(P.HOLE_REPLY_SIZE)
       P.writeHoleReply(reply, raw, offset, length)
-      this.sendNow(reply)
+      this.sendNow(reply, P.HOLE_REPLY_SIZE)
       return true
     }
     // the reply in one buffer: its header, then the bytes read straight in after it
     const prefix = P.readReplyPrefixSize(this.structured)
-    const reply = this.carve(prefix + length)
-    let data: Buffer | undefined
     try {
-      data = b.readNow(offset, length, reply, prefix)
+      if (!b.readNow(offset, length, reply, prefix)) return false
     } catch {
       return false
     }
-    if (!data || data.length !== length) return false
-    if (this.structured && P.hasZeroBlock(data, offset)) {
+    if (this.structured && P.hasZeroBlock(reply, offset, 4096, prefix, prefix + length)) {
       // holes inside the range are sent as holes: the general reply path splits them out
+      const data = Buffer.from(reply.subarray(prefix, prefix + length))
       this.sendRead(P.decodeRequestHeader(raw), data).catch(() => {})
       return true
     }
     P.writeReadReplyPrefix(reply, this.structured, raw, offset, length)
-    this.sendNow(data.buffer === reply.buffer && data.byteOffset === reply.byteOffset + prefix ? reply : Buffer.concat([reply.subarray(0, prefix), data]))
+    this.sendNow(reply, prefix + length)
     return true
-  }
-
-  /**
-   * Memory for a fast-path reply, cut from a slab: one allocation per
-   * SLAB_BYTES instead of one per reply (each 4 KiB reply had its own
-   * backing store, and the garbage collector ran for it). A slab region is
-   * never reused: a new slab is started when one is used up, and the old
-   * one is freed once every write from it is done.
-   */
-  private carve(n: number): Buffer {
-    if (n > SLAB_BYTES / 8) return Buffer.allocUnsafe(n)
-    if (this.slabUsed + n > this.slab.length) {
-      this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
-      this.slabUsed = 0
-    }
-    const out = this.slab.subarray(this.slabUsed, this.slabUsed + n)
-    this.slabUsed += (n + 7) & ~7
-    return out
   }
 
   private async doRead(h: P.RequestHeader): Promise<void> {
