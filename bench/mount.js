@@ -455,11 +455,11 @@ function render(R) {
       `Total ${f(R.totalSeconds, 0)} s; load average at end ${R.loadAverageAtEnd.join(' ')}.`,
     '',
   )
-  const s256 = R.image.seeds[MAIN_CS].importJson
+  const sMain = R.image.seeds[MAIN_CS].importJson
   out.push(
     `Image: \`${R.image.file}\` — the Debian boot image, ${bytesHuman(R.image.size)}` +
       (R.image.info ? ` (Debian ${R.image.info.suite} ${R.image.info.variant}, kernel ${R.image.info.kernel_release})` : '') +
-      `; at 256 KiB chunks ${int(s256.chunks)} chunks, ${int(s256.zeroChunks)} all-zero, ${int(s256.newChunks)} distinct non-zero (${bytesHuman(s256.newBytes)}).`,
+      `; at ${bytesHuman(MAIN_CS)} chunks ${int(sMain.chunks)} chunks, ${int(sMain.zeroChunks)} all-zero, ${int(sMain.newChunks)} distinct non-zero (${bytesHuman(sMain.newBytes)}).`,
     '',
   )
   out.push(`Method: ${Object.values(R.method).join('; ')}.`, '')
@@ -501,7 +501,7 @@ function render(R) {
         `\`vmi mount IMAGE --read-only --prefetch none\` on a store holding every chunk (objects in the page cache), and \`nbdkit -r file file=disk.raw\` (file in the page cache). ` +
         `Before the timed runs each export was read once end to end (vmi verifies each chunk against its id on its first read: that pass took ${f(R.reads.firstPass.vmi.seconds)} s vs nbdkit's ${f(R.reads.firstPass.nbdkit.seconds)} s and is not counted). ` +
         `"Scattered" 4 KiB reads: qemu-img bench has no random mode, so the offset advances by a stride of ${int(STRIDE_BLOCKS)} × 4 KiB (a prime number of blocks, wrapping modulo the image size): every 4 KiB block is visited once in a scattered order before any repeats, ` +
-        `and consecutive reads land in different chunks. The whole image is read, so about ${pct(s256.zeroChunks, s256.chunks)} of the reads fall in all-zero chunks (holes in the raw file). ` +
+        `and consecutive reads land in different chunks. The whole image is read, so about ${pct(sMain.zeroChunks, sMain.chunks)} of the reads fall in all-zero chunks (holes in the raw file). ` +
         `${R.reps} runs per row, contenders alternating; median. Ratio = nbdkit time / vmi time (≥ 1 means vmi is at least as fast). ` +
         (R.reads.placements
           ? `This table: ${R.reads.placements.find((pl) => pl.patterns === R.reads.patterns || pl.key === 'split')?.label ?? ''} (each server's threads pinned with taskset, qemu-img started under taskset); the next table gives every placement.`
@@ -672,7 +672,7 @@ function explain(R, rawAnchor, guest) {
       `- **Cached reads**: a scattered 4 KiB read at depth 1 takes ${f(us(p.rand4k_d1, 'vmi'), 0)} µs through vmi vs ${f(us(p.rand4k_d1, 'nbdkit'), 0)} µs through nbdkit with server and client on different cores` +
         (same ? `, and ${f(us(same.rand4k_d1, 'vmi'), 0)} vs ${f(us(same.rand4k_d1, 'nbdkit'), 0)} µs with both on one core` : '') +
         `; the block backend alone (ImageBackend, in-process, no NBD) takes ${f(be('rand4k_d1'), 0)} µs of it. ` +
-        `A small read of a verified chunk is answered synchronously from the raw request header: one reply buffer cut from a per-connection slab, the object file read straight into it (a descriptor cache), or a single hole reply for an all-zero chunk; no promise per request. ` +
+        `A small read of a verified chunk is answered synchronously, inside the socket's data callback, from the raw request header: the reply is built in one reusable per-connection buffer with the object file read straight into it (descriptors kept open), or is a single hole reply for an all-zero chunk, and is written to the socket's descriptor at once (the stream only queues what the kernel does not take); no promise, no allocation and no batching per request. ` +
         `On one core the comparison is the two servers' own work per request; across cores each request and each reply also wakes a sleeping process on the other core, which on this VM goes through the hypervisor: both servers pay it, and it is most of the time per request at depth 1. ` +
         `At depth 16: ${f(p.rand4k_d16.vmi.iops / 1000, 1)}k vs ${f(p.rand4k_d16.nbdkit.iops / 1000, 1)}k IOPS across cores${same ? `, ${f(same.rand4k_d16.vmi.iops / 1000, 1)}k vs ${f(same.rand4k_d16.nbdkit.iops / 1000, 1)}k on one core` : ''}; vmi's server at ${f(p.rand4k_d16.vmi.serverCores)} cores vs nbdkit's ${f(p.rand4k_d16.nbdkit.serverCores)}. ` +
         `Sequential 1 MiB: ${f(p.seq1m_d1.vmi.bytesPerSecond / MB, 0)} vs ${f(p.seq1m_d1.nbdkit.bytesPerSecond / MB, 0)} MB/s at depth 1 (backend alone ${f(be('seq1m_d1'), 0)} of ${f(us(p.seq1m_d1, 'vmi'), 0)} µs per request): each request spans ${int(MiB / MAIN_CS)} chunks at ${bytesHuman(MAIN_CS)}. ` +

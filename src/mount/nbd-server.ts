@@ -423,9 +423,10 @@ class Connection {
    * descriptor) is copied and goes through the stream, so `buf` may be
    * reused on return. Not batched with the other replies of this turn: a
    * client waiting on several requests starts on the first answer while the
-   * next ones are read. Measured at depth 16, server and client on different
-   * cores (bench/README.md): ~25 % more IOPS than one corked writev per turn
-   * through the stream, and no garbage per reply.
+   * next ones are read. Measured (qemu-img bench, 4 KiB at depth 16, server
+   * and client pinned to different cores): ~90k IOPS with one corked writev
+   * per turn through the stream and a reply buffer per request, ~130k with
+   * this, where nbdkit's file plugin did ~135k.
    */
   private sendNow(buf: Buffer, length: number): void {
     const sock = this.sock
