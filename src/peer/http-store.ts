@@ -7,7 +7,7 @@
 import {mapLimit} from '../store/map-limit.js'
 import http from 'node:http'
 import https from 'node:https'
-import got, {type Got, type OptionsInit, type Response} from 'got'
+import type {Got, OptionsInit, Response} from 'got'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError} from '../errors.js'
 import {hash} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
@@ -15,7 +15,7 @@ import {isValidRefPart} from '../store/ref.js'
 import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
 import {MAX_PROFILE_BYTES} from '../store/profile.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
-import type {BulkOptions} from './pipelined-get.js'
+import {bulkGet, type BulkOptions} from './pipelined-get.js'
 import type {ChunkSource, FetchOptions, ManifestSource, SourceKind} from './source.js'
 
 export interface HttpStoreInit {
@@ -49,7 +49,9 @@ export class HttpStore implements ChunkSource, ManifestSource {
   readonly url: string
   readonly name: string
   readonly kind: SourceKind
-  private readonly client: Got
+  /** got, loaded on first use: a pull or a mount that only reads through the fast paths never pays for loading it (~70 ms). */
+  private gotClient?: Promise<Got>
+  private readonly gotOptions: OptionsInit
   private readonly token?: string
   private readonly retry: RetryPolicy
   private readonly objectHeaders: Record<string, string>
@@ -80,7 +82,29 @@ export class HttpStore implements ChunkSource, ManifestSource {
       },
       headers: {'user-agent': 'vmi/1'},
     }
-    this.client = got.extend(options)
+    this.gotOptions = options
+  }
+
+  private client(): Promise<Got> {
+    return (this.gotClient ??= import('got').then(({default: got}) => got.extend(this.gotOptions)))
+  }
+
+  /**
+   * One small GET (a ref, a manifest, a profile) through the narrow client of
+   * pipelined-get: a 200 with a Content-Length up to `max`, or a 404.
+   * undefined for anything else (a redirect, an error status, a compressed or
+   * chunked body, a connection failure): the caller then asks through got,
+   * with its retries and redirects.
+   */
+  private async quickGet(path: string, max: number, signal?: AbortSignal): Promise<{body?: Buffer} | undefined> {
+    let out: {body?: Buffer} | undefined
+    await bulkGet(
+      this.url,
+      [{id: path, path, length: Math.min(max, 1 << 20), upTo: max}],
+      {onBody: (_item, body) => (out = {body}), onMissing: () => (out = {}), onFailed: () => {}},
+      {...this.bulkOptions(false), headers: {}, connections: 1, maxFailures: 1, signal},
+    )
+    return out
   }
 
   private fail(what: string, res: Response | undefined, err?: unknown): RemoteError {
@@ -102,12 +126,21 @@ export class HttpStore implements ChunkSource, ManifestSource {
   }
 
   /** GET a capped body; undefined on 404. */
-  private async getBuffer(path: string, what: string, max: number, opts: FetchOptions & {headers?: Record<string, string>} = {}): Promise<Buffer | undefined> {
+  private async getBuffer(
+    path: string,
+    what: string,
+    max: number,
+    opts: FetchOptions & {headers?: Record<string, string>; quick?: boolean} = {},
+  ): Promise<Buffer | undefined> {
+    if (opts.quick && !opts.signal?.aborted) {
+      const q = await this.quickGet(path, max, opts.signal).catch(() => undefined)
+      if (q) return q.body
+    }
     return withRetry(
       async () => {
         let res: Response<Buffer>
         try {
-          const req = this.client.get(path, {responseType: 'buffer', signal: opts.signal, headers: opts.headers})
+          const req = (await this.client()).get(path, {responseType: 'buffer', signal: opts.signal, headers: opts.headers})
           // the first event comes with the headers: a declared length over the cap is refused before the body
           req.on('downloadProgress', (p) => {
             if (p.transferred > max || (p.total ?? 0) > max) req.cancel(`response larger than ${max} bytes`)
@@ -168,7 +201,7 @@ export class HttpStore implements ChunkSource, ManifestSource {
       async () => {
         let res: Response
         try {
-          res = await this.client.head(objectPath(id), {signal: opts.signal})
+          res = await (await this.client()).head(objectPath(id), {signal: opts.signal})
         } catch (err) {
           throw this.fail(`HEAD chunk ${id}`, undefined, err)
         }
@@ -190,7 +223,7 @@ export class HttpStore implements ChunkSource, ManifestSource {
         const res = await withRetry(
           async () => {
             try {
-              return await this.client.post('v1/objects/missing', {json: {ids: batch}, responseType: 'json', signal: opts.signal})
+              return await (await this.client()).post('v1/objects/missing', {json: {ids: batch}, responseType: 'json', signal: opts.signal})
             } catch (err) {
               throw this.fail('the batch missing-check', undefined, err)
             }
@@ -215,7 +248,7 @@ export class HttpStore implements ChunkSource, ManifestSource {
   }
 
   async getManifestBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
-    const data = await this.getBuffer(manifestPath(id), `manifest ${id}`, MAX_MANIFEST_BYTES, opts)
+    const data = await this.getBuffer(manifestPath(id), `manifest ${id}`, MAX_MANIFEST_BYTES, {...opts, quick: true})
     if (data === undefined) return undefined
     const actual = hash(data)
     if (actual !== id) throw new RemoteIntegrityError(`${this.name} sent wrong bytes for manifest ${id} (they hash to ${actual})`, {data: {id, actual}})
@@ -224,7 +257,7 @@ export class HttpStore implements ChunkSource, ManifestSource {
 
   /** A boot profile (sidecar), or undefined when the remote has none. Not verified: only a hint. */
   async getProfileBytes(id: string, opts: FetchOptions & {maxBytes?: number} = {}): Promise<Buffer | undefined> {
-    return this.getBuffer(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, `boot profile of ${id}`, Math.min(opts.maxBytes ?? MAX_PROFILE_BYTES, MAX_PROFILE_BYTES), opts)
+    return this.getBuffer(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, `boot profile of ${id}`, Math.min(opts.maxBytes ?? MAX_PROFILE_BYTES, MAX_PROFILE_BYTES), {...opts, quick: true})
   }
 
   async putProfile(id: string, bytes: Buffer, opts: FetchOptions = {}): Promise<void> {
@@ -232,7 +265,7 @@ export class HttpStore implements ChunkSource, ManifestSource {
   }
 
   async getRef(name: string, tag: string, opts: FetchOptions = {}): Promise<string | undefined> {
-    const data = await this.getBuffer(`refs/${encodeURIComponent(name)}/${encodeURIComponent(tag)}`, `ref ${name}:${tag}`, 1024, opts)
+    const data = await this.getBuffer(`refs/${encodeURIComponent(name)}/${encodeURIComponent(tag)}`, `ref ${name}:${tag}`, 1024, {...opts, quick: true})
     if (data === undefined) return undefined
     const id = data.toString('utf8').trim()
     if (!isValidId(id)) throw new RemoteError(`${this.name} answered ref ${name}:${tag} with something that is not an id`)
@@ -258,7 +291,7 @@ export class HttpStore implements ChunkSource, ManifestSource {
       async () => {
         let res: Response
         try {
-          res = await this.client.put(path, {body, headers: {authorization: `Bearer ${this.token}`, 'content-type': 'application/octet-stream'}, signal: opts.signal})
+          res = await (await this.client()).put(path, {body, headers: {authorization: `Bearer ${this.token}`, 'content-type': 'application/octet-stream'}, signal: opts.signal})
         } catch (err) {
           throw this.fail(`upload of ${what}`, undefined, err)
         }

@@ -23,8 +23,10 @@ export interface BulkItem {
   id: string
   /** Path below the base URL, e.g. "objects/ab/cdef…". */
   path: string
-  /** Exact body length expected (the manifest says it). */
+  /** Exact body length expected (the manifest says it); with `upTo`, only an estimate for the window. */
   length: number
+  /** Accept any body length up to this instead of exactly `length` (a ref, a manifest). */
+  upTo?: number
 }
 
 export interface BulkHandlers {
@@ -49,6 +51,8 @@ export interface BulkOptions {
   signal?: AbortSignal
   /** Memory for a body of `length` bytes (default: fresh). */
   allocBody?: (length: number) => Buffer
+  /** Connections in a row that end without answering anything before bulk fetching gives up (default 2). */
+  maxFailures?: number
   /** Called before each batch of requests is written: wait here to slow down (bounds memory with the window). */
   beforeSend?: () => Promise<void> | void
 }
@@ -119,7 +123,7 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
         pending.length = 0
         if (answered > 0) failuresInARow = 0
         else if (why) failuresInARow++
-        if (why && failuresInARow >= 2) stop ??= why
+        if (why && failuresInARow >= (opts.maxFailures ?? 2)) stop ??= why
         resolve()
       }
       const onAbort = () => end('aborted')
@@ -228,13 +232,14 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
         if (!keepAlive) closing = true
         const item = pending[0]
         cur = {item, status}
-        if (status === 200 && length === item.length) {
+        const fits = item.upTo !== undefined ? length <= item.upTo : length === item.length
+        if (status === 200 && fits) {
           body = opts.allocBody ? opts.allocBody(length) : Buffer.allocUnsafeSlow(length)
           bodyOff = 0
           if (length === 0) complete()
           return
         }
-        if (status === 200) handlers.onFailed(item, `sent ${length} bytes, expected ${item.length}`, status)
+        if (status === 200) handlers.onFailed(item, `sent ${length} bytes, expected ${item.upTo !== undefined ? `at most ${item.upTo}` : item.length}`, status)
         else if (status !== 404) handlers.onFailed(item, `HTTP ${status}`, status)
         if (length > MAX_SKIP) {
           // answered (reported above), but too long to read past: drop the connection

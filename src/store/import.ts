@@ -151,11 +151,12 @@ export async function importImage(
   progress.start(`importing ${source === '-' ? 'stdin' : source}`, expectedSize, 'bytes')
   // Chunks are read and hashed here and written on a second thread
   // (ObjectWriter): the two halves take about as long as each other, so the
-  // import takes about as long as the longer one. The writer's backlog is
-  // bounded, so memory stays flat.
+  // import takes about as long as the longer one. When the writer falls
+  // behind (its backlog reaches 4 MiB), this thread writes the next chunks
+  // itself instead of waiting; either way memory stays flat.
   // started at the first new chunk: re-importing stored content needs no thread
   let writerThread: ObjectWriter | undefined
-  const writer = (): ObjectWriter => (writerThread ??= new ObjectWriter(store.root))
+  const writer = (): ObjectWriter => (writerThread ??= new ObjectWriter(store.root, {inline: store}))
   const handedOver = new Set<string>() // ids with a write in flight: a repeat in the image is not sent twice
   let writeFailure: Error | undefined
   try {

@@ -10,6 +10,8 @@
  */
 import {Worker} from 'node:worker_threads'
 import {IntegrityError, StoreError, storeWriteError} from '../errors.js'
+import {hash} from './hash.js'
+import type {LocalStore} from './local-store.js'
 
 export type PutOutcome = 'stored' | 'present'
 
@@ -37,6 +39,20 @@ function bucket(length: number): number {
   return length <= 4096 ? 4096 : 2 ** Math.ceil(Math.log2(length))
 }
 
+export interface ObjectWriterInit {
+  /**
+   * Share the work: while the thread has at least `inlineAbove` bytes
+   * waiting, a put is verified and written on the caller's thread, through
+   * this store, instead of being queued. A caller that would otherwise wait
+   * for the backlog to drain (a pull whose writer is the slower half, an
+   * import reading faster than it writes) then does a share of the writing
+   * on its own core.
+   */
+  inline?: LocalStore
+  /** Backlog in bytes from which puts run inline (default 4 MiB). */
+  inlineAbove?: number
+}
+
 export class ObjectWriter {
   private readonly worker: Worker
   private readonly waiting = new Map<number, Waiting>()
@@ -49,7 +65,14 @@ export class ObjectWriter {
   private readonly spare = new Map<number, ArrayBuffer[]>()
   private spareBytes = 0
 
-  constructor(storeRoot: string) {
+  private readonly inline?: LocalStore
+  private readonly inlineAbove: number
+  /** Puts done on the caller's thread (see ObjectWriterInit.inline). */
+  inlinePuts = 0
+
+  constructor(storeRoot: string, init: ObjectWriterInit = {}) {
+    this.inline = init.inline
+    this.inlineAbove = init.inlineAbove ?? 4 << 20
     this.worker = new Worker(new URL('./object-writer-worker.js', import.meta.url), {workerData: {root: storeRoot}})
     this.worker.on('message', (r: Reply) => this.onReply(r))
     this.worker.on('error', (err) => this.fail(new StoreError(`the chunk writer thread failed: ${err.message}`, {cause: err})))
@@ -89,6 +112,7 @@ export class ObjectWriter {
    */
   put(id: string, data: Buffer, opts: {verify?: boolean; probe?: boolean} = {}): Promise<PutOutcome> {
     if (this.dead) return Promise.reject(this.dead)
+    if (this.inline && this.backlog >= this.inlineAbove) return this.putHere(this.inline, id, data, opts)
     const seq = ++this.seq
     // only memory the buffer has to itself (from takeBuffer or its own allocation) is moved;
     // a view into Node's shared small-buffer pool, or into anything larger, is copied
@@ -103,6 +127,37 @@ export class ObjectWriter {
     })
   }
 
+  /** put, on this thread; the buffer goes back to the spare memory afterwards. */
+  private putHere(store: LocalStore, id: string, data: Buffer, opts: {verify?: boolean; probe?: boolean}): Promise<PutOutcome> {
+    this.inlinePuts++
+    try {
+      if (opts.verify !== false) {
+        const actual = hash(data)
+        if (actual !== id) return Promise.reject(new IntegrityError(`chunk ${id} hashes to ${actual}`, {data: {id, actual}}))
+      }
+      // (putObjectSync reports a store that cannot be written as a StoreError, as the thread does)
+      return Promise.resolve(store.putObjectSync(id, data, {probe: opts.probe === true}) ? 'stored' : 'present')
+    } catch (err) {
+      return Promise.reject(err)
+    } finally {
+      this.recycle(data)
+    }
+  }
+
+  /** Keep a buffer's memory for takeBuffer when it is a whole bucket of its own. */
+  private recycle(data: Buffer): void {
+    const ab = data.buffer
+    if (data.byteOffset === 0 && !(ab instanceof SharedArrayBuffer) && ab.byteLength === bucket(data.length)) this.keepSpare(ab)
+  }
+
+  private keepSpare(ab: ArrayBuffer): void {
+    if (this.spareBytes + ab.byteLength > MAX_SPARE) return
+    const list = this.spare.get(ab.byteLength) ?? []
+    list.push(ab)
+    this.spare.set(ab.byteLength, list)
+    this.spareBytes += ab.byteLength
+  }
+
   /** Resolves once the backlog is at most `limit` bytes. */
   whenBelow(limit: number): Promise<void> {
     if (this.backlog <= limit || this.dead) return Promise.resolve()
@@ -114,12 +169,7 @@ export class ObjectWriter {
     if (!w) return
     this.waiting.delete(r.seq)
     this.backlog -= w.bytes
-    if (r.buffer && this.spareBytes + r.buffer.byteLength <= MAX_SPARE) {
-      const list = this.spare.get(r.buffer.byteLength) ?? []
-      list.push(r.buffer)
-      this.spare.set(r.buffer.byteLength, list)
-      this.spareBytes += r.buffer.byteLength
-    }
+    if (r.buffer) this.keepSpare(r.buffer)
     if (r.ok) w.resolve(r.ok)
     else if (r.mismatch !== undefined) w.reject(new IntegrityError(`chunk ${w.id} hashes to ${r.mismatch}`, {data: {id: w.id, actual: r.mismatch}}))
     else w.reject(storeWriteError(Object.assign(new Error(r.error?.message ?? 'unknown error'), {code: r.error?.errno}), `chunk ${w.id}`))

@@ -314,4 +314,46 @@ test('ObjectWriter: verifies on its thread, stores once, refuses wrong bytes, re
   }
 })
 
+test('ObjectWriter inline: past the backlog limit puts run on the caller thread, with the same checks and outcomes', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-writer-'))
+  try {
+    const store = await LocalStore.open(dir)
+    // limit 1 byte: the first put goes to the thread; while it is queued, the next ones run here
+    const w = new ObjectWriter(store.root, {inline: store, inlineAbove: 1})
+    const chunks = Array.from({length: 20}, () => {
+      const b = w.takeBuffer(65536)
+      randomBytes(b.length).copy(b)
+      return b
+    })
+    const copies = chunks.map((c) => Buffer.from(c))
+    const ids = copies.map((c) => hash(c))
+    const outcomes = await Promise.all(chunks.map((c, i) => w.put(ids[i], c)))
+    assert.equal(outcomes, Array(20).fill('stored'))
+    assert.ok(w.inlinePuts >= 1 && w.inlinePuts < 20, `some puts inline, not all: ${w.inlinePuts}`)
+    for (let i = 0; i < 20; i++) assert.ok(store.readObject(ids[i]).equals(copies[i]), `chunk ${i} stored intact`)
+    // inline too: wrong bytes are refused and nothing is stored; a repeat is 'present'
+    const hold = w.put(hash(copies[0]), Buffer.from(copies[0])) // queued: keeps the backlog above the limit
+    const wrong = hash(randomBytes(8))
+    const before = w.inlinePuts
+    const err = await w.put(wrong, Buffer.from(copies[1])).catch((e) => e)
+    assert.instance(err, IntegrityError)
+    assert.is(w.inlinePuts, before + 1, 'that put ran inline')
+    assert.not.ok(existsSync(store.layout.objectPath(wrong)))
+    assert.is(await hold, 'present')
+    await w.close()
+    // the caller's thread reports an unwritable store the way the thread does
+    rmSync(store.layout.tmpDir, {recursive: true})
+    writeFileSync(store.layout.tmpDir, 'x')
+    const w2 = new ObjectWriter(store.root, {inline: store, inlineAbove: 0})
+    const d = randomBytes(3000)
+    const e2 = await w2.put(hash(d), d).catch((e) => e)
+    assert.is(w2.inlinePuts, 1)
+    assert.instance(e2, StoreError)
+    assert.match(e2.message, /chunk/)
+    await w2.close()
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+})
+
 test.run()
