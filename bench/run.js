@@ -19,6 +19,9 @@ import {hashSpeed, loadDist, storeWriteCost, zeroCheckSpeed} from './lib/inproc.
 import {loadAverage, machineInfo, waitQuiet} from './lib/machine.js'
 import {countFiles, freePageReporting, GNU_TIME, hasCommand, median, pretouch, RSS_METHOD, runTimed, settle, warmDir, warmFile} from './lib/measure.js'
 
+/** Seconds between two benchmarks of one run (see the loop below). */
+const SETTLE_S = 120
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = path.join(ROOT, 'bin', 'run.js')
 const RESULTS = path.join(ROOT, 'bench', 'results')
@@ -64,7 +67,15 @@ const GiB = 1024 * MiB
     const repsAt = rest.indexOf('--reps')
     const common = repsAt >= 0 ? rest.slice(repsAt, repsAt + 2) : []
     let status = 0
-    for (const w of which) {
+    for (const [i, w] of which.entries()) {
+      // each benchmark deletes its scratch stores when it ends; on this VM's journal-less ext4 the
+      // file creations of the next minute or so are then several times slower (measured: a pull
+      // started right after the store benchmark's clean-up took 1.60 s, the same pull 0.85 s five
+      // minutes later), so the next benchmark starts after a pause
+      if (i > 0) {
+        process.stderr.write(`bench: ${SETTLE_S} s pause before ${w} (the previous benchmark just deleted its stores)\n`)
+        await new Promise((r) => setTimeout(r, SETTLE_S * 1000))
+      }
       const own = which.length === 1 ? rest : w === 'sim' ? [] : common
       const args = w === 'store' ? [fileURLToPath(import.meta.url), '--only', 'store', ...rest] : [path.join(ROOT, 'bench', `${w}.js`), ...own, ...(w === 'sim' ? ['--no-doc'] : [])]
       const r = spawnSync(process.execPath, args, {stdio: 'inherit'})
