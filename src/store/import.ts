@@ -4,6 +4,7 @@
  * names an image whose chunks are not all stored.
  */
 import {promises as fsp} from 'node:fs'
+import os from 'node:os'
 import {BadInputError, FileNotFoundError, InterruptedError, isErrno, storeWriteError, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {fileChunks, isAllZero, streamChunks} from './chunker.js'
@@ -14,6 +15,7 @@ import type {LocalStore} from './local-store.js'
 import {acquireLock} from './lock.js'
 import {isValidChunkSize, MANIFEST_VERSION, MAX_VIRTUAL_SIZE} from './manifest.js'
 import {ManifestWriter, type ManifestHead} from './manifest-stream.js'
+import {processSegment, type SegmentRequest, type SegmentResult} from './import-segment.js'
 import {ObjectWriter} from './object-writer.js'
 import {formatRef, parseRef, type RefName} from './ref.js'
 
@@ -79,6 +81,8 @@ export async function importImage(
   let via: string
   let cleanup = async () => {}
   let converter: RawStream | undefined
+  /** A raw file read by position: imported by segments on two threads at once (importSegments). */
+  let file: {fd: number; size: number} | undefined
 
   if (source === '-') {
     if (!init.stdin) throw new UsageError('no standard input to read the image from')
@@ -100,6 +104,7 @@ export async function importImage(
         expectedSize = size
         via = 'file'
         chunks = fileChunks(fh.fd, size, chunkSize, {signal: init.signal})
+        file = {fd: fh.fd, size}
       } else {
         expectedSize = fmt.virtualSize
         checkRawSize(`${source} (${fmt.format}, virtual size)`, expectedSize)
@@ -120,6 +125,7 @@ export async function importImage(
           }
           via = 'qemu-img convert (temporary raw file)'
           chunks = fileChunks(raw.fd, expectedSize, chunkSize, {signal: init.signal})
+          file = {fd: raw.fd, size: expectedSize}
         }
       }
     } catch (err) {
@@ -149,58 +155,68 @@ export async function importImage(
   let newChunks = 0
   let newBytes = 0
   progress.start(`importing ${source === '-' ? 'stdin' : source}`, expectedSize, 'bytes')
-  // Chunks are read and hashed here and written on a second thread
-  // (ObjectWriter): the two halves take about as long as each other, so the
-  // import takes about as long as the longer one. When the writer falls
+  // A raw file (read by position) is imported in segments on this thread
+  // and the writer thread at once, each doing everything for its segments
+  // (importSegments). A stream (stdin, a converter) is read and hashed here
+  // and written on the writer thread (ObjectWriter); when the writer falls
   // behind (its backlog reaches 4 MiB), this thread writes the next chunks
-  // itself instead of waiting; either way memory stays flat.
+  // itself instead of waiting. Either way memory stays flat.
   // started at the first new chunk: re-importing stored content needs no thread
   let writerThread: ObjectWriter | undefined
   const writer = (): ObjectWriter => (writerThread ??= new ObjectWriter(store.root, {inline: store}))
   const handedOver = new Set<string>() // ids with a write in flight: a repeat in the image is not sent twice
   let writeFailure: Error | undefined
   try {
-    for await (const chunk of chunks) {
-      if (total === 0 && source === '-') {
-        const kind = sniffFormat(chunk) ?? sniffArchive(chunk) ?? (looksLikeText(chunk.subarray(0, 4096)) ? 'text' : undefined)
-        if (kind) throw new BadInputError(`standard input is a ${kind} file, not a raw disk image; import it from a file (vmi import FILE)`)
-      }
-      total += chunk.length
-      if (expectedSize !== undefined && total > expectedSize) throw new BadInputError(`${source} is larger than its declared size ${expectedSize}`)
-      if (total > MAX_VIRTUAL_SIZE) throw new BadInputError(`${source} is larger than 1 PiB`)
-      if (isAllZero(chunk)) {
-        builder.push(null)
-        zeroChunks++
-      } else {
-        const id = hash(chunk)
-        builder.push(id)
-        // already stored (or on its way): nothing to copy or send
-        if (handedOver.has(id) || store.hasObjectSync(id)) deduped++
-        else {
-          // the chunk buffer is reused for the next chunk: the writer gets a copy
-          const w = writer()
-          const copy = w.takeBuffer(chunk.length)
-          chunk.copy(copy)
-          const length = chunk.length
-          handedOver.add(id)
-          w.put(id, copy, {verify: false}).then(
-            (outcome) => {
-              handedOver.delete(id)
-              if (outcome === 'stored') {
-                newChunks++
-                newBytes += length
-              } else deduped++
-            },
-            (err: Error) => {
-              handedOver.delete(id)
-              writeFailure ??= err
-            },
-          )
-          if (w.backlogBytes > WRITE_BACKLOG) await w.whenBelow(WRITE_BACKLOG / 2)
-          if (writeFailure) throw writeFailure
+    if (file && PARALLEL) {
+      const t = await importSegments(store, file, chunkSize, builder, writer(), progress, init.signal)
+      total = t.bytes
+      zeroChunks = t.zero
+      deduped = t.present
+      newChunks = t.stored
+      newBytes = t.storedBytes
+    } else {
+      for await (const chunk of chunks) {
+        if (total === 0 && source === '-') {
+          const kind = sniffFormat(chunk) ?? sniffArchive(chunk) ?? (looksLikeText(chunk.subarray(0, 4096)) ? 'text' : undefined)
+          if (kind) throw new BadInputError(`standard input is a ${kind} file, not a raw disk image; import it from a file (vmi import FILE)`)
         }
+        total += chunk.length
+        if (expectedSize !== undefined && total > expectedSize) throw new BadInputError(`${source} is larger than its declared size ${expectedSize}`)
+        if (total > MAX_VIRTUAL_SIZE) throw new BadInputError(`${source} is larger than 1 PiB`)
+        if (isAllZero(chunk)) {
+          builder.push(null)
+          zeroChunks++
+        } else {
+          const id = hash(chunk)
+          builder.push(id)
+          // already stored (or on its way): nothing to copy or send
+          if (handedOver.has(id) || store.hasObjectSync(id)) deduped++
+          else {
+            // the chunk buffer is reused for the next chunk: the writer gets a copy
+            const w = writer()
+            const copy = w.takeBuffer(chunk.length)
+            chunk.copy(copy)
+            const length = chunk.length
+            handedOver.add(id)
+            w.put(id, copy, {verify: false}).then(
+              (outcome) => {
+                handedOver.delete(id)
+                if (outcome === 'stored') {
+                  newChunks++
+                  newBytes += length
+                } else deduped++
+              },
+              (err: Error) => {
+                handedOver.delete(id)
+                writeFailure ??= err
+              },
+            )
+            if (w.backlogBytes > WRITE_BACKLOG) await w.whenBelow(WRITE_BACKLOG / 2)
+            if (writeFailure) throw writeFailure
+          }
+        }
+        progress.update(total)
       }
-      progress.update(total)
     }
     await writerThread?.whenBelow(0)
     if (writeFailure) throw writeFailure
@@ -258,6 +274,94 @@ export async function importImage(
     await lock.release().catch(() => {})
     await cleanup().catch(() => {})
   }
+}
+
+/**
+ * Segments of a raw file are imported on two threads at once (this one and
+ * the writer thread), each reading, hashing and storing its own segments;
+ * the ids enter the manifest in order. Measured on the 2-core machine
+ * (bench/results/*-store.md): splitting the work by stage (read and hash
+ * here, store there) left one thread waiting on the other; by segment, both
+ * stay busy. Off when the machine has one core.
+ */
+const PARALLEL = os.availableParallelism() > 1
+/** Bytes per segment. */
+const SEGMENT_BYTES = 8 << 20
+/** Segments finished ahead of the next one the manifest needs, at most. */
+const MAX_AHEAD = 16
+
+interface SegmentTotals {
+  bytes: number
+  zero: number
+  stored: number
+  storedBytes: number
+  present: number
+}
+
+async function importSegments(
+  store: LocalStore,
+  file: {fd: number; size: number},
+  chunkSize: number,
+  builder: ManifestWriter,
+  thread: ObjectWriter,
+  progress: ProgressReporter,
+  signal?: AbortSignal,
+): Promise<SegmentTotals> {
+  const chunkCount = Math.ceil(file.size / chunkSize)
+  const per = Math.max(1, Math.floor(SEGMENT_BYTES / chunkSize))
+  const segmentCount = Math.ceil(chunkCount / per)
+  const request = (k: number): SegmentRequest => ({fd: file.fd, size: file.size, chunkSize, first: k * per, count: Math.min(per, chunkCount - k * per)})
+  const totals: SegmentTotals = {bytes: 0, zero: 0, stored: 0, storedBytes: 0, present: 0}
+  const finished = new Map<number, SegmentResult>()
+  const scratch = Buffer.allocUnsafeSlow(chunkSize)
+  let next = 0 // next segment nobody has taken
+  let written = 0 // segments whose ids are in the manifest
+  let onThread = 0
+  let failure: Error | undefined
+  let wake: (() => void) | undefined
+  // the thread has up to two segments at a time, so it never waits for this one
+  const feed = () => {
+    while (!failure && onThread < 2 && next < segmentCount && finished.size < MAX_AHEAD) {
+      const k = next++
+      onThread++
+      thread.segment(request(k)).then(
+        (r) => finished.set(k, r),
+        (err: Error) => (failure ??= err),
+      ).finally(() => {
+        onThread--
+        wake?.()
+      })
+    }
+  }
+  const drain = () => {
+    for (let r = finished.get(written); r; r = finished.get(written)) {
+      finished.delete(written++)
+      for (const id of r.ids) builder.push(id)
+      totals.bytes += r.bytes
+      totals.zero += r.zero
+      totals.stored += r.stored
+      totals.storedBytes += r.storedBytes
+      totals.present += r.present
+      progress.update(totals.bytes)
+    }
+  }
+  while (written < segmentCount) {
+    signal?.throwIfAborted()
+    if (failure) throw failure
+    feed()
+    if (next < segmentCount && finished.size < MAX_AHEAD) {
+      const k = next++
+      finished.set(k, processSegment(store, request(k), scratch))
+      drain()
+      await new Promise((resolve) => setImmediate(resolve)) // the thread's answers, signals, progress
+    } else {
+      drain()
+      if (written < segmentCount && !finished.has(written) && !failure) await new Promise<void>((resolve) => (wake = resolve))
+      wake = undefined
+    }
+  }
+  if (failure) throw failure
+  return totals
 }
 
 function checkRawSize(what: string, size: number): void {

@@ -2,15 +2,22 @@
  * The thread behind ObjectWriter: hash each chunk it is given and, when the
  * hash matches (unless the sender hashed it already), store it with
  * LocalStore.putObjectSync (tmp file, link), probing for an existing object
- * first only when asked.
+ * first only when asked; or import a whole segment of a raw file.
  */
 import {parentPort, workerData} from 'node:worker_threads'
 import {hash} from './hash.js'
+import {processSegment, SegmentReadError, type SegmentRequest} from './import-segment.js'
 import {LocalStore} from './local-store.js'
 
 const store = await LocalStore.open((workerData as {root: string}).root, {create: false})
 
-parentPort!.on('message', (m: {seq: number; id: string; buffer: ArrayBuffer; length: number; verify: boolean; probe: boolean}) => {
+let scratch = Buffer.alloc(0)
+
+type PutMessage = {seq: number; id: string; buffer: ArrayBuffer; length: number; verify: boolean; probe: boolean}
+type SegmentMessage = {seq: number; op: 'segment'; req: SegmentRequest}
+
+parentPort!.on('message', (m: PutMessage | SegmentMessage) => {
+  if ('op' in m) return segment(m)
   const data = Buffer.from(m.buffer, 0, m.length)
   // the memory goes back with the answer, for the next chunk
   const reply = (r: object) => parentPort!.postMessage({seq: m.seq, buffer: m.buffer, ...r}, [m.buffer])
@@ -25,3 +32,15 @@ parentPort!.on('message', (m: {seq: number; id: string; buffer: ArrayBuffer; len
     reply({error: {message: cause.message, errno: cause.code}})
   }
 })
+
+/** A whole segment of an import (import-segment.ts), on this thread. */
+function segment(m: SegmentMessage): void {
+  if (scratch.length < m.req.chunkSize) scratch = Buffer.allocUnsafeSlow(m.req.chunkSize)
+  try {
+    parentPort!.postMessage({seq: m.seq, segment: processSegment(store, m.req, scratch)})
+  } catch (err) {
+    const read = err instanceof SegmentReadError
+    const cause = (read ? err : ((err as {cause?: unknown}).cause ?? err)) as NodeJS.ErrnoException
+    parentPort!.postMessage({seq: m.seq, error: {message: cause.message, errno: cause.code, read}})
+  }
+}

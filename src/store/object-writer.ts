@@ -11,6 +11,7 @@
 import {Worker} from 'node:worker_threads'
 import {IntegrityError, StoreError, storeWriteError} from '../errors.js'
 import {hash} from './hash.js'
+import {SegmentReadError, type SegmentRequest, type SegmentResult} from './import-segment.js'
 import type {LocalStore} from './local-store.js'
 
 export type PutOutcome = 'stored' | 'present'
@@ -21,7 +22,8 @@ interface Reply {
   buffer?: ArrayBuffer
   ok?: PutOutcome
   mismatch?: string
-  error?: {message: string; errno?: string}
+  error?: {message: string; errno?: string; read?: boolean}
+  segment?: SegmentResult
 }
 
 interface Waiting {
@@ -56,6 +58,7 @@ export interface ObjectWriterInit {
 export class ObjectWriter {
   private readonly worker: Worker
   private readonly waiting = new Map<number, Waiting>()
+  private readonly segments = new Map<number, {resolve: (r: SegmentResult) => void; reject: (e: Error) => void; what: string}>()
   private seq = 0
   private backlog = 0
   private drainWaiters: {limit: number; resolve: () => void}[] = []
@@ -164,7 +167,29 @@ export class ObjectWriter {
     return new Promise((resolve) => this.drainWaiters.push({limit, resolve}))
   }
 
+  /**
+   * Import a segment of a raw file on the thread (import-segment.ts). Rejects
+   * with a SegmentReadError when the source cannot be read and a StoreError
+   * when the store cannot be written.
+   */
+  segment(req: SegmentRequest): Promise<SegmentResult> {
+    if (this.dead) return Promise.reject(this.dead)
+    const seq = ++this.seq
+    return new Promise<SegmentResult>((resolve, reject) => {
+      this.segments.set(seq, {resolve, reject, what: `chunks ${req.first}–${req.first + req.count - 1}`})
+      this.worker.postMessage({seq, op: 'segment', req})
+    })
+  }
+
   private onReply(r: Reply): void {
+    const sg = this.segments.get(r.seq)
+    if (sg) {
+      this.segments.delete(r.seq)
+      if (r.segment) sg.resolve(r.segment)
+      else if (r.error?.read) sg.reject(new SegmentReadError(r.error.message, r.error.errno))
+      else sg.reject(storeWriteError(Object.assign(new Error(r.error?.message ?? 'unknown error'), {code: r.error?.errno}), sg.what))
+      return
+    }
     const w = this.waiting.get(r.seq)
     if (!w) return
     this.waiting.delete(r.seq)
@@ -188,6 +213,8 @@ export class ObjectWriter {
     this.dead = err
     for (const w of this.waiting.values()) w.reject(err)
     this.waiting.clear()
+    for (const sg of this.segments.values()) sg.reject(err)
+    this.segments.clear()
     this.backlog = 0
     this.wakeDrainers()
   }
@@ -198,5 +225,7 @@ export class ObjectWriter {
     this.closed = true
     await this.worker.terminate()
     this.spare.clear()
+    // segments abandoned by a caller that failed: nobody waits for them, but settle them
+    this.fail(new StoreError('the chunk writer thread was closed'))
   }
 }

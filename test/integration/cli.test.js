@@ -122,6 +122,36 @@ test('stdin import, and qemu-img formats import to the same raw content', async 
   }
 })
 
+test('a file imported by segments on two threads gives the same chunk list as the same bytes from stdin', async () => {
+  const t = tmpStore()
+  try {
+    // 64 KiB chunks: a segment is 128 chunks (8 MiB), so this file (385 chunks) is 4 segments,
+    // the last one a single short chunk; repeats inside and across segments
+    const src = path.join(t.dir, 'src.raw')
+    const a = seededBytes('seg-a', 3 * M)
+    const b = seededBytes('seg-b', 5 * M + 4608)
+    writeFileSync(src, Buffer.concat([a, Buffer.alloc(9 * M), a, a.subarray(0, M), Buffer.alloc(3 * M), b]))
+    const f = JSON.parse(ok(exec(['import', src, 'file:1', '--chunk-size', '64K', '--json'], {store: t.store}), 'file import').stdout)
+    assert.is(f.via, 'file')
+    assert.is(f.virtualSize, statSync(src).size)
+    assert.is(f.chunks, 385)
+    assert.is(f.zeroChunks, 12 * 16)
+    assert.is(f.newChunks, 48 + 81, 'a once, b with its short last chunk')
+    assert.is(f.dedupedChunks, 48 + 16, 'the second a and the first MiB of a again')
+    const s = JSON.parse(ok(exec(['import', '-', 'stdin:1', '--chunk-size', '64K', '--json'], {store: t.store, input: readFileSync(src)}), 'stdin import').stdout)
+    assert.is(s.newChunks, 0, 'the stdin import found every chunk stored')
+    const d = JSON.parse(ok(exec(['diff', 'file:1', 'stdin:1', '--json'], {store: t.store}), 'diff').stdout)
+    assert.is(d.positional.same.chunks + d.positional.zeroBoth.chunks, 385, JSON.stringify(d.positional))
+    assert.is(d.positional.changed.chunks + d.positional.onlyA.chunks + d.positional.onlyB.chunks, 0)
+    const out = path.join(t.dir, 'out.raw')
+    ok(exec(['export', 'file:1', out], {store: t.store}), 'export')
+    assert.is(await sha256File(out), await sha256File(src))
+    fsckClean(t.store)
+  } finally {
+    t.cleanup()
+  }
+})
+
 test('tag, rm, log, inspect and prefix resolution', async () => {
   const t = tmpStore()
   try {
