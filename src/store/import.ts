@@ -39,6 +39,8 @@ export interface ImportInit {
   tools?: Tools
   progress?: ProgressReporter
   signal?: AbortSignal
+  /** Tuning of the two-thread file import (tests): chunks per segment, finished segments held ahead of the manifest. */
+  segments?: {chunks?: number; maxAhead?: number}
 }
 
 export interface ImportResult {
@@ -168,7 +170,7 @@ export async function importImage(
   let writeFailure: Error | undefined
   try {
     if (file && PARALLEL) {
-      const t = await importSegments(store, file, chunkSize, builder, writer(), progress, init.signal)
+      const t = await importSegments(store, file, chunkSize, builder, writer(), progress, init.signal, init.segments)
       total = t.bytes
       zeroChunks = t.zero
       deduped = t.present
@@ -306,9 +308,11 @@ async function importSegments(
   thread: ObjectWriter,
   progress: ProgressReporter,
   signal?: AbortSignal,
+  tuning: {chunks?: number; maxAhead?: number} = {},
 ): Promise<SegmentTotals> {
   const chunkCount = Math.ceil(file.size / chunkSize)
-  const per = Math.max(1, Math.floor(SEGMENT_BYTES / chunkSize))
+  const per = tuning.chunks ?? Math.max(1, Math.floor(SEGMENT_BYTES / chunkSize))
+  const maxAhead = tuning.maxAhead ?? MAX_AHEAD
   const segmentCount = Math.ceil(chunkCount / per)
   const request = (k: number): SegmentRequest => ({fd: file.fd, size: file.size, chunkSize, first: k * per, count: Math.min(per, chunkCount - k * per)})
   const totals: SegmentTotals = {bytes: 0, zero: 0, stored: 0, storedBytes: 0, present: 0}
@@ -321,7 +325,7 @@ async function importSegments(
   let wake: (() => void) | undefined
   // the thread has up to two segments at a time, so it never waits for this one
   const feed = () => {
-    while (!failure && onThread < 2 && next < segmentCount && finished.size < MAX_AHEAD) {
+    while (!failure && onThread < 2 && next < segmentCount && finished.size < maxAhead) {
       const k = next++
       onThread++
       thread.segment(request(k)).then(
@@ -348,16 +352,20 @@ async function importSegments(
   while (written < segmentCount) {
     signal?.throwIfAborted()
     if (failure) throw failure
+    drain()
     feed()
-    if (next < segmentCount && finished.size < MAX_AHEAD) {
+    if (written >= segmentCount) break
+    // wait only for a segment the thread has; otherwise take the next one here
+    // (past maxAhead too, if the thread has nothing: then waiting would never end)
+    if (onThread > 0 && (next >= segmentCount || finished.size >= maxAhead)) {
+      if (!finished.has(written)) await new Promise<void>((resolve) => (wake = resolve))
+      wake = undefined
+      continue
+    }
+    if (next < segmentCount) {
       const k = next++
       finished.set(k, processSegment(store, request(k), scratch))
-      drain()
       await new Promise((resolve) => setImmediate(resolve)) // the thread's answers, signals, progress
-    } else {
-      drain()
-      if (written < segmentCount && !finished.has(written) && !failure) await new Promise<void>((resolve) => (wake = resolve))
-      wake = undefined
     }
   }
   if (failure) throw failure

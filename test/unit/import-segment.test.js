@@ -12,6 +12,7 @@ import {ObjectWriter} from '../../dist/store/object-writer.js'
 import {LocalStore} from '../../dist/store/local-store.js'
 import {hash} from '../../dist/store/hash.js'
 import {StoreError} from '../../dist/errors.js'
+import {importImage} from '../../dist/store/import.js'
 
 const CS = 65536
 
@@ -72,6 +73,36 @@ test('here and on the thread: ids in order, zeros as null, repeats and stored ob
     assert.instance(e4, StoreError)
   } finally {
     fx.cleanup()
+  }
+})
+
+test('two-thread import with one-chunk segments: every interleaving of here, thread, ahead and waiting completes with the same chunk list', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-seg-'))
+  try {
+    const store = await LocalStore.open(path.join(dir, 'store'))
+    // 300 chunks: random, zero and repeated ones
+    const parts = []
+    for (let i = 0; i < 300; i++) parts.push(i % 7 === 3 ? Buffer.alloc(CS) : i % 5 === 4 ? parts[i - 4] : randomBytes(CS))
+    const bytes = Buffer.concat(parts)
+    const file = path.join(dir, 'src.raw')
+    writeFileSync(file, bytes)
+    const created = new Date('2026-01-01T00:00:00Z')
+    const ref = await importImage(store, '-', {stdin: [bytes], chunkSize: CS, created})
+    // a re-import is all deduplicated, so this thread races ahead of the writer thread:
+    // the cases where it must wait (and where it must not) come up again and again
+    for (const [chunks, maxAhead] of [[1, 1], [1, 2], [2, 1], [3, 4], [1, 16]]) {
+      for (let round = 0; round < 4; round++) {
+        const r = await Promise.race([
+          importImage(store, file, {chunkSize: CS, created, segments: {chunks, maxAhead}}),
+          new Promise((_, reject) => setTimeout(() => reject(new Error(`import hung (segments of ${chunks}, ${maxAhead} ahead)`)), 20_000)),
+        ])
+        assert.is(r.id, ref.id, `segments of ${chunks}, ${maxAhead} ahead: same manifest as from stdin`)
+        assert.is(r.newChunks, 0)
+        assert.is(r.zeroChunks + r.dedupedChunks, 300)
+      }
+    }
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
   }
 })
 
