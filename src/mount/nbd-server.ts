@@ -73,6 +73,11 @@ export interface NbdServer {
 }
 
 class ConnClosed extends Error {}
+
+/** A raw request header that is a READ (the fast path's candidates). */
+function isReadRequest(raw: Buffer): boolean {
+  return raw.readUInt32BE(0) === P.REQUEST_MAGIC && raw.readUInt16BE(6) === P.CMD_READ
+}
 class ProtocolError extends Error {}
 
 /** Pull-style reader over a socket with bounded read-ahead. */
@@ -376,7 +381,7 @@ class Connection {
         this.transmitting = true
         // a READ the backend answers at once needs no trip through the request loop
         if (!this.opts.onRequest)
-          this.reader.direct = (raw) => raw.readUInt32BE(0) === P.REQUEST_MAGIC && raw.readUInt16BE(6) === P.CMD_READ && this.readNow(raw)
+          this.reader.direct = (raw) => isReadRequest(raw) && this.readNow(raw)
         await this.transmission()
       }
     } catch (e) {
@@ -653,7 +658,7 @@ class Connection {
       const raw = this.reader.tryRead(P.REQUEST_HEADER_SIZE) ?? (await this.reader.readHeader(P.REQUEST_HEADER_SIZE))
       // a READ the backend can answer at once is answered from the raw header, allocating only the reply
       // (after the observers have seen it, when there are any)
-      const fastRead = raw.readUInt32BE(0) === P.REQUEST_MAGIC && raw.readUInt16BE(6) === P.CMD_READ
+      const fastRead = isReadRequest(raw)
       if (fastRead && !this.opts.onRequest && this.readNow(raw)) continue
       const h = P.decodeRequestHeader(raw)
       if (h.magic !== P.REQUEST_MAGIC) throw new ProtocolError(`bad request magic 0x${h.magic.toString(16)}`)

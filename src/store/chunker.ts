@@ -25,13 +25,22 @@ export async function* fileChunks(
     if (++n % yieldEvery === 0) await new Promise((resolve) => setImmediate(resolve))
     opts.signal?.throwIfAborted()
     const len = Math.min(chunkSize, size - pos)
-    let off = 0
-    while (off < len) {
-      const got = fs.readSync(fd, buf, off, len - off, pos + off)
-      if (got === 0) throw Object.assign(new Error(`unexpected end of file at byte ${pos + off}`), {code: 'VMI_SHORT_READ'})
-      off += got
-    }
+    readFullSync(fd, buf, len, pos)
     yield len === chunkSize ? buf : buf.subarray(0, len)
+  }
+}
+
+/**
+ * Read exactly `len` bytes at `pos` into the start of `buf`. A file that
+ * ends first is an error with code 'VMI_SHORT_READ'; read errors are thrown
+ * as they come.
+ */
+export function readFullSync(fd: number, buf: Buffer, len: number, pos: number): void {
+  let off = 0
+  while (off < len) {
+    const got = fs.readSync(fd, buf, off, len - off, pos + off)
+    if (got === 0) throw Object.assign(new Error(`unexpected end of file at byte ${pos + off}`), {code: 'VMI_SHORT_READ'})
+    off += got
   }
 }
 

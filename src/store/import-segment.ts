@@ -5,8 +5,7 @@
  * the writer thread at once (src/store/import.ts), so reading, hashing and
  * writing use both cores instead of a reading half and a writing half.
  */
-import fs from 'node:fs'
-import {isAllZero} from './chunker.js'
+import {isAllZero, readFullSync} from './chunker.js'
 import {hash} from './hash.js'
 import type {LocalStore} from './local-store.js'
 
@@ -54,17 +53,11 @@ export function processSegment(store: LocalStore, req: SegmentRequest, buf: Buff
     const pos = i * req.chunkSize
     const len = Math.min(req.chunkSize, req.size - pos)
     if (len <= 0) break
-    let off = 0
-    while (off < len) {
-      let got: number
-      try {
-        got = fs.readSync(req.fd, buf, off, len - off, pos + off)
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException
-        throw new SegmentReadError(e.message, e.code)
-      }
-      if (got === 0) throw new SegmentReadError(`unexpected end of file at byte ${pos + off}`, 'VMI_SHORT_READ')
-      off += got
+    try {
+      readFullSync(req.fd, buf, len, pos)
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException
+      throw new SegmentReadError(e.message, e.code)
     }
     const chunk = buf.subarray(0, len)
     r.bytes += len

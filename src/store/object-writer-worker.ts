@@ -28,8 +28,7 @@ parentPort!.on('message', (m: PutMessage | SegmentMessage) => {
   try {
     reply({ok: store.putObjectSync(m.id, data, {probe: m.probe}) ? 'stored' : 'present'})
   } catch (err) {
-    const cause = ((err as {cause?: unknown}).cause ?? err) as NodeJS.ErrnoException
-    reply({error: {message: cause.message, errno: cause.code}})
+    reply({error: errorData(err)})
   }
 })
 
@@ -39,8 +38,13 @@ function segment(m: SegmentMessage): void {
   try {
     parentPort!.postMessage({seq: m.seq, segment: processSegment(store, m.req, scratch)})
   } catch (err) {
-    const read = err instanceof SegmentReadError
-    const cause = (read ? err : ((err as {cause?: unknown}).cause ?? err)) as NodeJS.ErrnoException
-    parentPort!.postMessage({seq: m.seq, error: {message: cause.message, errno: cause.code, read}})
+    parentPort!.postMessage({seq: m.seq, error: errorData(err)})
   }
+}
+
+/** A failure as data that crosses to the other thread: a read error as it is, a store error by its cause (the errno). */
+function errorData(err: unknown): {message: string; errno?: string; read: boolean} {
+  const read = err instanceof SegmentReadError
+  const cause = (read ? err : ((err as {cause?: unknown}).cause ?? err)) as NodeJS.ErrnoException
+  return {message: cause.message, errno: cause.code, read}
 }

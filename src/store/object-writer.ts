@@ -41,14 +41,18 @@ function bucket(length: number): number {
   return length <= 4096 ? 4096 : 2 ** Math.ceil(Math.log2(length))
 }
 
+/** The StoreError for a write the thread reported failed (its message and errno crossed over as plain data). */
+function threadStoreError(error: Reply['error'], what: string): Error {
+  return storeWriteError(Object.assign(new Error(error?.message ?? 'unknown error'), {code: error?.errno}), what)
+}
+
 export interface ObjectWriterInit {
   /**
    * Share the work: while the thread has at least `inlineAbove` bytes
    * waiting, a put is verified and written on the caller's thread, through
    * this store, instead of being queued. A caller that would otherwise wait
-   * for the backlog to drain (a pull whose writer is the slower half, an
-   * import reading faster than it writes) then does a share of the writing
-   * on its own core.
+   * for the backlog to drain (a stream import reading faster than the thread
+   * writes) then does a share of the writing on its own core.
    */
   inline?: LocalStore
   /** Backlog in bytes from which puts run inline (default 4 MiB). */
@@ -187,7 +191,7 @@ export class ObjectWriter {
       this.segments.delete(r.seq)
       if (r.segment) sg.resolve(r.segment)
       else if (r.error?.read) sg.reject(new SegmentReadError(r.error.message, r.error.errno))
-      else sg.reject(storeWriteError(Object.assign(new Error(r.error?.message ?? 'unknown error'), {code: r.error?.errno}), sg.what))
+      else sg.reject(threadStoreError(r.error, sg.what))
       return
     }
     const w = this.waiting.get(r.seq)
@@ -197,7 +201,7 @@ export class ObjectWriter {
     if (r.buffer) this.keepSpare(r.buffer)
     if (r.ok) w.resolve(r.ok)
     else if (r.mismatch !== undefined) w.reject(new IntegrityError(`chunk ${w.id} hashes to ${r.mismatch}`, {data: {id: w.id, actual: r.mismatch}}))
-    else w.reject(storeWriteError(Object.assign(new Error(r.error?.message ?? 'unknown error'), {code: r.error?.errno}), `chunk ${w.id}`))
+    else w.reject(threadStoreError(r.error, `chunk ${w.id}`))
     this.wakeDrainers()
   }
 
