@@ -5,6 +5,7 @@ import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
 import {humanBytes} from '../cli/format.js'
 import {UsageError} from '../errors.js'
 import {mountImage, type MountStats, type PrefetchMode} from '../mount/mount.js'
+import {DEFAULT_POLL_US} from '../mount/nbd-server.js'
 
 export default class Mount extends BaseCommand<typeof Mount> {
   static override summary = 'Serve an image to a hypervisor, fetching each chunk on first read.'
@@ -34,6 +35,12 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
     'read-only': Flags.boolean({summary: 'Refuse writes.', default: false}),
     exec: Flags.string({summary: 'Run this command for the life of the mount ({nbd} {file} {socket} {device} {vhost} substituted).'}),
     prefetch: Flags.string({summary: 'Background fetch after the first reads: none, profile (the recorded boot profile) or all.', options: ['none', 'profile', 'all'], default: 'profile'}),
+    'poll-us': Flags.integer({
+      summary: 'Adaptive polling: after answering cached reads, keep reading the socket for up to this many µs while requests arrive back to back (0 = off).',
+      default: DEFAULT_POLL_US,
+      min: 0,
+      max: 10_000,
+    }),
     'record-profile': Flags.boolean({summary: 'Record which chunks this boot reads, in order, as the image\'s boot profile.', default: false}),
   }
 
@@ -56,6 +63,7 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
       device: this.flags.device,
       prefetch: this.flags.prefetch as PrefetchMode,
       recordProfile: this.flags['record-profile'],
+      pollUs: this.flags['poll-us'],
       log: process.env.VMI_DEBUG ? (l) => process.stderr.write(l + '\n') : undefined,
       signal: this.signal,
     })

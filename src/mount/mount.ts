@@ -36,6 +36,8 @@ export interface MountInit {
   /** Parallel prefetch fetches (default 4). */
   prefetchConcurrency?: number
   recordProfile?: boolean
+  /** NBD adaptive polling, longest wait in µs (default DEFAULT_POLL_US; 0 = off). */
+  pollUs?: number
   log?: (line: string) => void
   signal?: AbortSignal
 }
@@ -171,6 +173,7 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       port: init.listen?.port,
       exportName: '',
       description: `vmi image ${id}`,
+      pollUs: init.pollUs,
       log,
     })
     cleanups.push(async () => {

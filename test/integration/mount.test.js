@@ -125,6 +125,74 @@ test('fast-path reads a client leaves unread (far past the socket buffer) all ar
   }
 })
 
+test('adaptive polling: requests read while polling are answered right (reads, writes between them, split headers, a client that leaves)', async () => {
+  const t = tmpStore()
+  let m
+  let c
+  try {
+    const {src, store} = await imageStore(t, [{kind: 'random', size: 4 * M, seed: 'poll'}])
+    const want = readFileSync(src)
+    // a wide window, so a Node client's turnaround falls inside it on any machine
+    m = await startMount(store, ['img:v1', '--poll-us', '5000', '--prefetch', 'none'], {env: {VMI_DEBUG: '1'}})
+    c = await Raw.connect({path: m.socket})
+    await c.handshake({structured: false, meta: false})
+    for (let off = 0; off < want.length; off += 64 * 1024) {
+      const r = await c.readAt(off, 64 * 1024, 0, BigInt(off))
+      assert.ok(r.data.equals(want.subarray(off, off + 64 * 1024)), `verifying pass at ${off}`)
+    }
+    const blocks = want.length / 4096
+    // depth-1 reads back to back: most are read by the poll, not the event loop
+    for (let i = 0; i < 1500; i++) {
+      const off = ((i * 7919) % blocks) * 4096
+      const r = await c.readAt(off, 4096, 0, BigInt(i))
+      assert.ok(r.data.equals(want.subarray(off, off + 4096)), `read ${i} at ${off}`)
+    }
+    // a WRITE (header and payload) right after a fast read: the poll hands it to the request loop
+    for (let i = 0; i < 40; i++) {
+      const off = ((i * 104729) % blocks) * 4096
+      await c.readAt(off, 4096, 0, 1n)
+      const data = Buffer.alloc(4096, (i * 37 + 1) & 0xff)
+      c.request(P.CMD_WRITE, {cookie: 2n, offset: off, length: 4096, payload: data})
+      const w = await c.reply()
+      assert.is(w.error, 0, `write ${i}`)
+      data.copy(want, off)
+      const r = await c.readAt(off, 4096, 0, 3n)
+      assert.ok(r.data.equals(data), `write ${i} reads back`)
+    }
+    // a header split in two, the second part after a pause: the first part may be read by a poll
+    for (let i = 0; i < 20; i++) {
+      const off = ((i * 31) % blocks) * 4096
+      await c.readAt(0, 4096, 0, 4n)
+      const h = P.encodeRequest(P.CMD_READ, 0, 5n, off, 4096)
+      const cut = 1 + (i % 27)
+      c.write(h.subarray(0, cut))
+      await new Promise((r) => setTimeout(r, i % 2 ? 1 : 8))
+      c.write(h.subarray(cut))
+      const r = await c.reply({readLength: 4096})
+      assert.is(r.cookie, 5n)
+      assert.ok(r.data.equals(want.subarray(off, off + 4096)), `split header ${i} (cut at ${cut})`)
+    }
+    // a client that leaves right after a reply, while the server polls its socket
+    await c.readAt(4096, 4096, 0, 6n)
+    c.destroy()
+    c = await Raw.connect({path: m.socket})
+    await c.handshake({structured: true, meta: false})
+    const r = await c.readAt(8192, 4096, 0, 7n)
+    assert.ok(r.data.equals(want.subarray(8192, 8192 + 4096)), 'a new connection is served')
+    c.destroy()
+    c = undefined
+    await m.stop()
+    const stats = [...m.stderr().matchAll(/adaptive polling: (\d+) polls found requests, (\d+) found them after being preempted, (\d+) ran out/g)]
+    assert.ok(stats.length > 0, `the log reports polling: ${m.stderr().slice(-2000)}`)
+    const found = stats.reduce((a, s) => a + Number(s[1]) + Number(s[2]), 0)
+    assert.ok(found > 0, `polls found requests: ${stats.map((s) => s[0]).join('; ')}`)
+  } finally {
+    c?.destroy()
+    await m?.stop()
+    t.cleanup()
+  }
+})
+
 test('an empty host reading 4 KiB fetches one chunk from the seed, not the image', async () => {
   if (!haveQemu) return skip('qemu-io not installed')
   const t = tmpStore()
