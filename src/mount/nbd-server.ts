@@ -22,6 +22,7 @@ import net from 'node:net'
 import fs from 'node:fs'
 import type {BlockBackend, Extent} from './block-backend.js'
 import * as P from './nbd-protocol.js'
+import {PREEMPT_GAP_MS, PollPolicy} from './poll-policy.js'
 
 export const MIN_BLOCK_SIZE = 1
 export const PREFERRED_BLOCK_SIZE = 4096
@@ -105,8 +106,9 @@ class SocketReader {
     /** The socket's descriptor, for polling (-1: never poll). */
     private readonly fd = -1,
     /** Longest poll, ms (0: never poll). */
-    private readonly pollMaxMs = 0,
+    pollMaxMs = 0,
   ) {
+    this.polling = pollMaxMs > 0 && fd >= 0 ? new PollPolicy(pollMaxMs) : undefined
     sock.on('data', (d: Buffer) => this.onData(d))
     // after a half-close, requests already received are still served
     sock.on('end', () => this.fail(new ConnClosed('client closed the connection')))
@@ -123,14 +125,9 @@ class SocketReader {
   direct: ((raw: Buffer) => boolean) | undefined
   private headerSize = 0
 
-  /** When the last burst of direct requests was answered (performance.now()), or -1. */
-  private idleSince = -1
-  /** Polls that ran out in a row, and bursts left before the next poll (backoff). */
-  private missStreak = 0
-  private cooldown = 0
+  /** Adaptive polling: when to poll (undefined: never). */
+  readonly polling: PollPolicy | undefined
   private pollBuf: Buffer | undefined
-  /** Polls that found a request / that ran out (for tests and the log). */
-  readonly pollStats = {hits: 0, misses: 0, preempted: 0}
 
   private onData(d: Buffer): void {
     if (this.failure) return
@@ -139,42 +136,32 @@ class SocketReader {
       let pos = 0
       while (d.length - pos >= h && this.direct(d.subarray(pos, pos + h))) pos += h
       if (pos === d.length) {
-        if (this.pollMaxMs > 0) this.afterDirect()
+        const polling = this.polling
+        if (polling?.afterBurst(performance.now())) {
+          this.poll(polling)
+          polling.burstEnd(performance.now())
+        }
         return
       }
       if (pos > 0) d = d.subarray(pos)
     }
-    this.idleSince = -1
+    this.polling?.interrupted()
     this.queue(d)
   }
 
   /**
    * Adaptive polling, in the spirit of QEMU's poll-max-ns: every request of
-   * a burst was answered in the data callback; if the burst came soon after
-   * the previous one, keep reading the socket without sleeping for up to
-   * pollMaxMs and answer what arrives right here. On this 2-core VM a depth-1
+   * a burst was answered in the data callback and the bursts come back to
+   * back, so keep reading the socket without sleeping for up to the policy's
+   * maxMs and answer what arrives right here. On this 2-core VM a depth-1
    * client on the other core sends its next request ~20 µs after a reply,
    * while sleeping in epoll and being woken again costs ~45 µs of latency and
-   * more CPU than the poll (docs/PERFORMANCE.md). A poll that runs out backs
-   * off exponentially (1, 3, 7 … 1,023 bursts without polling) and a poll
-   * that finds a request resets that, so a client sharing this core, which
-   * cannot send while this thread spins, or one that pauses (a booting
-   * guest) costs a rare wasted poll and nothing more.
+   * more CPU than the poll (docs/PERFORMANCE.md). PollPolicy decides when to
+   * poll and backs off when polls are wasted: a client sharing this core
+   * (which cannot send while this thread spins) or one that pauses (a
+   * booting guest) costs a rare wasted poll and nothing more.
    */
-  private afterDirect(): void {
-    const now = performance.now()
-    const recent = this.idleSince >= 0 && now - this.idleSince <= 4 * this.pollMaxMs
-    if (this.cooldown > 0) this.cooldown--
-    else if (recent) this.poll()
-    this.idleSince = performance.now()
-  }
-
-  private backOff(): void {
-    this.missStreak = Math.min(this.missStreak + 1, 10)
-    this.cooldown = 2 ** this.missStreak - 1
-  }
-
-  private poll(): void {
+  private poll(policy: PollPolicy): void {
     const h = this.headerSize
     const sock = this.sock
     const buf = (this.pollBuf ??= Buffer.allocUnsafeSlow(64 * 1024))
@@ -182,33 +169,38 @@ class SocketReader {
     Error.stackTraceLimit = 0 // EAGAIN is thrown on every empty read: keep it cheap
     try {
       let start = performance.now()
-      // a poll during which this thread was preempted shares its core with the client: back off
-      let switches = process.resourceUsage().involuntaryContextSwitches
+      let last = start
+      // A loop turn longer than PREEMPT_GAP_MS means this thread was off its
+      // core meanwhile. Measured per thread, by the clock: the process-wide
+      // count of context switches also counted V8's compiler and GC threads,
+      // and kept polling backed off for whole runs while they were busy.
+      let preempted = false
+      // whether a read came back empty before this request
+      let spun = false
       for (;;) {
         // bytes the stream holds (or replies still queued) come first: stop polling
         if (this.failure || sock.readableLength > 0 || sock.writableLength > 0 || !this.wake || this.avail !== 0 || this.headerSize !== h) return
-        if (performance.now() - start > this.pollMaxMs) {
-          this.pollStats.misses++
-          this.backOff()
+        const now = performance.now()
+        if (now - last > PREEMPT_GAP_MS) preempted = true
+        last = now
+        if (now - start > policy.maxMs) {
+          policy.record('miss')
           return
         }
         let n: number
         try {
           n = fs.readSync(this.fd, buf, 0, buf.length, null)
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue
+          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+            spun = true
+            continue
+          }
           return // the stream sees the same error or end on its next read
         }
         if (n === 0) return // end of stream: the stream's next read reports it
-        const nowSwitches = process.resourceUsage().involuntaryContextSwitches
-        if (nowSwitches === switches) {
-          this.pollStats.hits++
-          this.missStreak = 0
-        } else {
-          this.pollStats.preempted++
-          this.backOff()
-        }
-        switches = nowSwitches
+        // preempted: off the core before or inside the read that found it
+        policy.record(preempted || performance.now() - last > PREEMPT_GAP_MS ? 'preempted' : spun ? 'hit' : 'ready')
+        preempted = spun = false
         let pos = 0
         while (n - pos >= h && this.direct?.(buf.subarray(pos, pos + h))) pos += h
         if (pos < n) {
@@ -216,7 +208,7 @@ class SocketReader {
           this.queue(Buffer.from(buf.subarray(pos, n)))
           return
         }
-        start = performance.now()
+        start = last = performance.now()
       }
     } finally {
       Error.stackTraceLimit = stackLimit
@@ -499,9 +491,9 @@ class Connection {
       this.reader.abort(new ConnClosed('connection finishing'))
       await this.whenIdle()
       await this.closeSocket()
-      const polls = this.reader.pollStats
-      if (polls.hits + polls.misses + polls.preempted > 0)
-        this.log(`adaptive polling: ${polls.hits} polls found requests, ${polls.preempted} found them after being preempted, ${polls.misses} ran out`)
+      const polls = this.reader.polling?.stats
+      if (polls && polls.hit + polls.miss + polls.preempted + polls.ready > 0)
+        this.log(`adaptive polling: ${polls.hit} polls found requests, ${polls.ready} found them at once, ${polls.preempted} found them after being preempted, ${polls.miss} ran out`)
     }
   }
 
