@@ -2,7 +2,8 @@ import {Flags} from '@oclif/core'
 import {readFile} from 'node:fs/promises'
 import {BaseCommand} from '../cli/base-command.js'
 import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
-import {HttpStore} from '../peer/http-store.js'
+import type {BatchedSource} from '../peer/batched-source.js'
+import {upstreamSource} from '../peer/factory.js'
 import {startServer} from '../peer/server.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070'
@@ -70,10 +71,10 @@ Exit codes: 0 stopped by a signal, 2 bad arguments or the address is in use, 3 a
     else if (process.env.VMI_PUSH_TOKEN) pushToken = process.env.VMI_PUSH_TOKEN
     if (pushToken !== undefined && pushToken.trim() === '') throw new UsageError('the push token is empty')
     if (pushToken !== undefined && /\s/.test(pushToken)) throw new UsageError('the push token must not contain whitespace')
-    let upstream: HttpStore | undefined
+    let upstream: BatchedSource | undefined
     if (this.flags.seed !== undefined) {
       try {
-        upstream = new HttpStore(this.flags.seed, {kind: 'seed'})
+        upstream = upstreamSource(this.flags.seed)
       } catch (err) {
         throw new UsageError(`--seed ${this.flags.seed}: ${(err as Error).message}`)
       }

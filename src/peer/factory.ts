@@ -5,6 +5,7 @@
 import {promises as fsp} from 'node:fs'
 import {UsageError} from '../errors.js'
 import type {LocalStore} from '../store/local-store.js'
+import {BatchedSource} from './batched-source.js'
 import {FetchChain, type ChainEvent} from './chain.js'
 import {HttpStore} from './http-store.js'
 import {parsePeerList} from './peer-list.js'
@@ -35,6 +36,11 @@ export function peerStore(url: string, cfg: ChainConfig = {}): HttpStore {
 
 export function seedStore(url: string, init: {token?: string; insecure?: boolean} = {}): HttpStore {
   return new HttpStore(url, {kind: 'seed', token: init.token, insecure: init.insecure, retry: {retries: 4, baseMs: 200}})
+}
+
+/** The upstream of `vmi serve --seed URL`: its fetch-through gets joined into pipelined batches. */
+export function upstreamSource(url: string): BatchedSource {
+  return new BatchedSource(new HttpStore(url, {kind: 'seed'}))
 }
 
 async function readPeersFile(file: string): Promise<string[]> {

@@ -1,0 +1,145 @@
+/**
+ * A chunk source that joins single gets into pipelined bulk requests
+ * (pipelined-get.ts). `vmi serve --seed` fetches through one chunk per
+ * request it misses; a pull asking the owner pipelines up to a window of
+ * requests, so many such gets arrive together. One got request per chunk
+ * costs ~0.8 ms of CPU (docs/PERFORMANCE.md); a chunk in a pipelined batch
+ * costs a header parse and a copy.
+ *
+ * Gets queue up while at most `maxInFlight` batches are under way; a batch
+ * leaves when fewer are, at the end of the event loop's turn, carrying
+ * everything queued (up to `maxBatch`): the busier the upstream, the larger
+ * the batches, and a lone get waits for one turn of the loop. Every body is verified against its id. Only what a
+ * batch could not settle — a status other than 200 or 404, a body over the
+ * chunk size cap, a connection that failed — goes through the wrapped
+ * store's own get (got, with its retries and redirects), one by one.
+ */
+import {RemoteIntegrityError} from '../errors.js'
+import {hash} from '../store/hash.js'
+import {isValidId} from '../store/layout.js'
+import {MAX_CHUNK_SIZE} from '../store/manifest.js'
+import type {HttpStore} from './http-store.js'
+import {objectPath} from './http-store.js'
+import {bulkGet, type BulkItem} from './pipelined-get.js'
+import type {ChunkSource, FetchOptions, SourceKind} from './source.js'
+
+export interface BatchedSourceInit {
+  /** Most gets in one batch (default 64). */
+  maxBatch?: number
+  /** Batches under way at once (default 2). */
+  maxInFlight?: number
+  /** A guess at a chunk's size, for the pipelining window (default 128 KiB). */
+  typicalChunkBytes?: number
+}
+
+interface Waiter {
+  id: string
+  resolve: (data: Buffer | undefined) => void
+  reject: (err: Error) => void
+}
+
+export class BatchedSource implements ChunkSource {
+  readonly name: string
+  readonly kind: SourceKind
+  readonly url: string
+  /** Batches sent, gets they settled, and gets left to the store's own get (for tests and the log). */
+  readonly stats = {batches: 0, batched: 0, fallbacks: 0}
+  private readonly queue: Waiter[] = []
+  private inFlight = 0
+  private scheduled = false
+  private readonly maxBatch: number
+  private readonly maxInFlight: number
+  private readonly typical: number
+
+  constructor(
+    private readonly store: HttpStore,
+    init: BatchedSourceInit = {},
+  ) {
+    this.name = store.name
+    this.kind = store.kind
+    this.url = store.url
+    this.maxBatch = Math.max(1, init.maxBatch ?? 64)
+    this.maxInFlight = Math.max(1, init.maxInFlight ?? 2)
+    this.typical = init.typicalChunkBytes ?? 128 * 1024
+  }
+
+  has(id: string, opts?: FetchOptions): Promise<boolean> {
+    return this.store.has(id, opts)
+  }
+
+  /** Verified chunk bytes, undefined on 404 (as HttpStore.get). A signal only applies to the one-by-one fallback. */
+  get(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
+    if (!isValidId(id)) return Promise.reject(new TypeError(`bad id ${id}`))
+    if (opts.signal) return this.store.get(id, opts)
+    return new Promise((resolve, reject) => {
+      this.queue.push({id, resolve, reject})
+      // after this turn of the event loop: requests parsed from the same bytes go together
+      if (!this.scheduled) {
+        this.scheduled = true
+        setImmediate(() => {
+          this.scheduled = false
+          this.pump()
+        })
+      }
+    })
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0 && this.inFlight < this.maxInFlight) {
+      const batch = this.queue.splice(0, this.maxBatch)
+      this.inFlight++
+      this.stats.batches++
+      void this.send(batch).finally(() => {
+        this.inFlight--
+        this.pump()
+      })
+    }
+  }
+
+  private async send(batch: Waiter[]): Promise<void> {
+    const byItem = new Map<BulkItem, Waiter>()
+    const items = batch.map((w) => {
+      const item: BulkItem = {id: w.id, path: objectPath(w.id), length: this.typical, upTo: MAX_CHUNK_SIZE}
+      byItem.set(item, w)
+      return item
+    })
+    const settled = new Set<Waiter>()
+    const settle = (item: BulkItem, fn: (w: Waiter) => void) => {
+      const w = byItem.get(item)!
+      if (settled.has(w)) return
+      settled.add(w)
+      this.stats.batched++
+      fn(w)
+    }
+    // bulkGet reports each item through these handlers and does not throw;
+    // an item it reports as failed, or leaves unanswered, stays unsettled
+    await bulkGet(
+      this.store.url,
+      items,
+      {
+        onBody: (item, body) => {
+          const actual = hash(body)
+          settle(item, (w) =>
+            actual === item.id
+              ? w.resolve(body)
+              : w.reject(new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${item.id} (they hash to ${actual})`, {data: {id: item.id, actual, source: this.name}})),
+          )
+        },
+        onMissing: (item) => settle(item, (w) => w.resolve(undefined)),
+        onFailed: () => {},
+      },
+      {...this.store.bulkOptions(false), connections: 1, maxFailures: 1, windowBytes: this.maxBatch * this.typical},
+    ).catch(() => undefined)
+    const later = batch.filter((w) => !settled.has(w))
+    await Promise.all(
+      later.map(async (w) => {
+        this.stats.fallbacks++
+        try {
+          w.resolve(await this.store.get(w.id))
+        } catch (err) {
+          w.reject(err as Error)
+        }
+      }),
+    )
+  }
+}
