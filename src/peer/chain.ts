@@ -60,6 +60,12 @@ export interface FetchManyInit {
   bulk?: boolean
   /** Each chunk once it is stored (or found) locally. */
   onChunk?: (id: string, bytes: number, source: SourceKind) => void
+  /**
+   * The writer thread for the bulk path, started by the caller ahead of time
+   * (its thread takes ~40 ms to start, and the bulk path waits for it);
+   * the caller closes it. Default: one started and closed here.
+   */
+  writer?: ObjectWriter
 }
 
 /** Bytes handed to the writer thread and not yet stored, before the bulk path stops asking for more. */
@@ -146,7 +152,7 @@ export class FetchChain {
   }
 
   private async bulkFetch(groups: Map<HttpStore, BulkItem[]>, init: FetchManyInit, leftover: string[]): Promise<void> {
-    const writer = new ObjectWriter(this.local.root)
+    const writer = init.writer ?? new ObjectWriter(this.local.root)
     const stop = new AbortController()
     const onAbort = () => stop.abort()
     init.signal?.addEventListener('abort', onAbort, {once: true})
@@ -204,7 +210,7 @@ export class FetchChain {
       await writer.whenBelow(0)
     } finally {
       init.signal?.removeEventListener('abort', onAbort)
-      await writer.close().catch(() => {})
+      if (!init.writer) await writer.close().catch(() => {})
     }
     if (fatal) throw fatal
     init.signal?.throwIfAborted()

@@ -10,6 +10,7 @@ import {silentProgress, type ProgressReporter} from '../progress.js'
 import {isValidId} from '../store/layout.js'
 import type {LocalStore} from '../store/local-store.js'
 import {acquireLock} from '../store/lock.js'
+import {ObjectWriter} from '../store/object-writer.js'
 import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
@@ -108,6 +109,21 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
   const store: LocalStore = chain.local
   const progress = init.progress ?? silentProgress
   const as = init.as !== undefined ? parseRef(init.as) : undefined
+  // the bulk path's writer thread starts while the ref and the manifest are fetched
+  const writer = init.bulk === false ? undefined : new ObjectWriter(store.root)
+  try {
+    return await pullWith(chain, spec, init, {t0, store, progress, as, writer})
+  } finally {
+    await writer?.close().catch(() => {})
+  }
+}
+
+async function pullWith(
+  chain: FetchChain,
+  spec: string,
+  init: PullInit,
+  {t0, store, progress, as, writer}: {t0: number; store: LocalStore; progress: ProgressReporter; as?: RefName; writer?: ObjectWriter},
+): Promise<PullResult> {
   const {id, ref} = await resolveTarget(chain, spec, init.signal)
   const target = as ?? ref
   const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal)
@@ -143,6 +159,7 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
       {
         concurrency: init.concurrency ?? 8,
         bulk: init.bulk,
+        writer,
         signal: init.signal,
         onChunk: (cid, length) => {
           if (length !== lengths.get(cid)) throw new VmiError(`chunk ${cid} has ${length} bytes; image ${id} expects ${lengths.get(cid)}`)
