@@ -714,7 +714,8 @@ function explain(R) {
   const S = R.serveLoad
   lines.push(
     `- **Serve under load**: vmi serve used ${f(S.vmi.serverCores.median)} cores for ${f(S.vmi.bytesPerSecond.median / MB, 0)} MB/s, nginx ${f(S.nginx.serverCores.median)} cores for ${f(S.nginx.bytesPerSecond.median / MB, 0)} MB/s, while the generator itself used ${f(S.vmi.generatorCores.median)}–${f(S.nginx.generatorCores.median)} cores of the ${R.machine.cores}: ` +
-      `with the generator on the same machine, the server that needs less CPU per byte (nginx: sendfile, no copies through user space) gets more done; the absolute numbers are bounded by the 2 cores shared by both ends.`,
+      `per GB served that is ${f(S.vmi.serverCores.median / (S.vmi.bytesPerSecond.median / GB))} core-s for vmi serve and ${f(S.nginx.serverCores.median / (S.nginx.bytesPerSecond.median / GB))} for nginx (sendfile, no copy through user space). ` +
+      `Which one moves more here (${S.vmi.bytesPerSecond.median >= S.nginx.bytesPerSecond.median ? 'vmi serve' : 'nginx'}) also depends on the generator, which shares the ${R.machine.cores} cores with the server: the absolute numbers are bounded by the cores both ends share, and on a machine of its own the server that needs less CPU per byte has more headroom.`,
   )
   return lines
 }
