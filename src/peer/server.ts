@@ -418,7 +418,12 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     p = (async () => {
       try {
         // a fetch that finished between this request's miss and now has stored it: no second upstream fetch
-        const here = store.readObject(id)
+        let here: Buffer | undefined
+        try {
+          here = store.readObject(id)
+        } catch (err) {
+          if (!(err instanceof IntegrityError)) throw err // a corrupt copy here: fetch a good one
+        }
         if (here !== undefined && hash(here) === id) return here
         const data = await upstream!.get(id)
         if (data === undefined) return undefined

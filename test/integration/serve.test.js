@@ -663,14 +663,21 @@ test('chunk GETs: clients that never read hold bounded memory while others are s
   for (const id of [oversized, fifo]) spawnSync('mkdir', ['-p', path.dirname(store.layout.objectPath(id))])
   writeFileSync(store.layout.objectPath(oversized), Buffer.alloc(4 * M + 1, 1))
   assert.is(spawnSync('mkfifo', [store.layout.objectPath(fifo)]).status, 0)
+  // an upstream that has the real chunk behind the oversized file's id
+  const up = await LocalStore.open(path.join(t.dir, 'up'))
+  await up.putObject(oversized, Buffer.from('oversized'))
+  const upSrv = await startServer(up, {port: 0})
   const lines = []
-  const srv = await startServer(store, {port: 0, log: (l) => lines.push(l)})
+  const srv = await startServer(store, {port: 0, log: (l) => lines.push(l), upstream: new HttpStore(upSrv.url, {kind: 'seed'})})
   const u = new URL(srv.url)
   const stalled = []
   try {
     assert.is((await request(srv.url, objPath(oversized))).status, 404, 'oversized: not served')
     assert.is((await request(srv.url, objPath(fifo))).status, 404, 'FIFO: not served, no hang')
     assert.ok(lines.some((l) => l.includes(`not serving chunk ${oversized}`)), lines.join(' | '))
+    const through = await request(srv.url, objPath(oversized), {headers: {'x-vmi-fetch': 'upstream'}})
+    assert.is(through.status, 200, 'asked to fetch through, it fetches a good copy')
+    assert.is(through.body.toString(), 'oversized')
     global.gc?.()
     const rss0 = process.memoryUsage().rss
     // 32 connections, each with 8 pipelined GETs of the 4 MiB chunk, reading nothing
@@ -695,6 +702,7 @@ test('chunk GETs: clients that never read hold bounded memory while others are s
   } finally {
     for (const s of stalled) s.destroy()
     await srv.close({graceMs: 1000})
+    await upSrv.close({graceMs: 1000})
     t.cleanup()
   }
 })
