@@ -126,8 +126,9 @@ export class FetchChain {
   async fetchMany(items: {id: string; length: number}[], init: FetchManyInit = {}): Promise<void> {
     const leftover: string[] = []
     const groups = new Map<HttpStore, BulkItem[]>()
+    const here = init.bulk === false ? undefined : this.local.presentObjectsSync(items.map((i) => i.id))
     for (const {id, length} of items) {
-      const first = init.bulk === false || this.local.hasObjectSync(id) ? undefined : this.firstSource(id)
+      const first = !here || here.has(id) ? undefined : this.firstSource(id)
       if (!first) leftover.push(id)
       else {
         const list = groups.get(first) ?? []

@@ -115,6 +115,26 @@ export class LocalStore {
   }
 
   /**
+   * hasObjectSync for many ids at once: one listing of objects/ first, so an
+   * id whose shard directory does not exist costs no stat (a pull onto an
+   * empty host skips 4,929 stats, ~10-20 ms, for the Debian image). A
+   * snapshot: an object stored meanwhile by another process may be reported
+   * absent, which only costs fetching it again.
+   */
+  presentObjectsSync(ids: Iterable<string>): Set<string> {
+    let shards: Set<string>
+    try {
+      shards = new Set(fs.readdirSync(this.layout.objectsDir))
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err
+      shards = new Set()
+    }
+    const present = new Set<string>()
+    for (const id of ids) if (shards.has(id.slice(0, 2)) && this.hasObjectSync(id)) present.add(id)
+    return present
+  }
+
+  /**
    * Chunk bytes; ChunkMissingError when absent. `verify` re-hashes them.
    * Read synchronously: a chunk is at most 4 MiB and usually in the page
    * cache, and a miss costs one stat instead of a thrown ENOENT from the

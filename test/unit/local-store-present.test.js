@@ -1,0 +1,71 @@
+// LocalStore.presentObjectsSync: which of many ids the store holds, with one
+// listing of objects/ so that ids in shards that do not exist cost no stat.
+import {test} from 'uvu'
+import * as assert from 'uvu/assert'
+import {randomBytes} from 'node:crypto'
+import {mkdtempSync, rmSync, mkdirSync, writeFileSync} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {LocalStore} from '../../dist/store/local-store.js'
+import {hash} from '../../dist/store/hash.js'
+
+test('an empty store holds none of them, with or without objects/', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-present-'))
+  try {
+    const store = await LocalStore.open(path.join(dir, 'store'))
+    const ids = Array.from({length: 50}, () => hash(randomBytes(64)))
+    let stats = 0
+    const has = store.hasObjectSync.bind(store)
+    store.hasObjectSync = (id) => (stats++, has(id))
+    assert.is(store.presentObjectsSync(ids).size, 0)
+    assert.is(stats, 0, 'no shard exists, so no id is looked up')
+    rmSync(store.layout.objectsDir, {recursive: true, force: true})
+    assert.is(store.presentObjectsSync(ids).size, 0)
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+})
+
+test('finds stored objects, not their shard neighbours nor ids in other shards', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-present-'))
+  try {
+    const store = await LocalStore.open(path.join(dir, 'store'))
+    const stored = []
+    for (let i = 0; i < 20; i++) {
+      const data = randomBytes(100)
+      const id = hash(data)
+      await store.putObject(id, data)
+      stored.push(id)
+    }
+    // same shard as a stored object, but absent
+    const neighbour = stored[0].slice(0, 2) + 'f'.repeat(62)
+    // a shard directory that exists but is empty
+    mkdirSync(path.join(store.layout.objectsDir, 'zz'), {recursive: true})
+    const others = Array.from({length: 30}, () => hash(randomBytes(64))).filter((id) => !stored.includes(id))
+    let stats = 0
+    const has = store.hasObjectSync.bind(store)
+    store.hasObjectSync = (id) => (stats++, has(id))
+    const asked = [...others, neighbour, ...stored]
+    const got = store.presentObjectsSync(asked)
+    const shards = new Set(stored.map((id) => id.slice(0, 2)))
+    assert.is(stats, asked.filter((id) => shards.has(id.slice(0, 2))).length, 'only ids in existing shards are looked up')
+    assert.equal([...got].sort(), [...stored].sort())
+    for (const id of [...others, neighbour]) assert.is(got.has(id), store.hasObjectSync(id))
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+})
+
+test('a store whose objects/ is not a directory fails loudly', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-present-'))
+  try {
+    const store = await LocalStore.open(path.join(dir, 'store'))
+    rmSync(store.layout.objectsDir, {recursive: true, force: true})
+    writeFileSync(store.layout.objectsDir, 'not a directory')
+    assert.throws(() => store.presentObjectsSync([hash(Buffer.from('x'))]), /ENOTDIR/)
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+})
+
+test.run()
