@@ -24,7 +24,7 @@
 import {decodeProfile, MAX_PROFILE_BYTES} from '../store/profile.js'
 import {readFileOrUndefined} from '../store/fs-util.js'
 import {createHash, timingSafeEqual} from 'node:crypto'
-import {promises as fsp} from 'node:fs'
+import {constants as fsConstants, promises as fsp} from 'node:fs'
 import http, {type IncomingMessage, type ServerResponse} from 'node:http'
 import https from 'node:https'
 import type {AddressInfo, Socket} from 'node:net'
@@ -368,14 +368,19 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   ): Promise<boolean> {
     let fh: fsp.FileHandle
     try {
-      fh = await fsp.open(file, 'r')
+      // non-blocking: opening a FIFO planted in the store must not wait for a writer
+      fh = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
     } catch (err) {
       if (isErrno(err, 'ENOENT', 'ENOTDIR')) return false
       throw err
     }
     try {
       const st = await fh.stat()
-      if (!st.isFile()) return false
+      // as readObject: an object that is not a regular file, or larger than any chunk, is corrupt
+      if (!st.isFile() || (kind === 'objects' && st.size > MAX_CHUNK_SIZE)) {
+        log(`not serving ${kind === 'objects' ? 'chunk' : 'manifest'} file ${file}: ${st.isFile() ? `${st.size} bytes, more than any chunk` : 'not a regular file'}`)
+        return false
+      }
       onFound?.()
       res.statusCode = 200
       for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)

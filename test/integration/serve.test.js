@@ -689,6 +689,9 @@ test('chunk GETs: clients that never read hold bounded memory while others are s
       stalled.push(sock)
     }
     await sleep(1500)
+    // past the bound, chunks stream from their files: still no corrupt object served, no hang on the FIFO
+    assert.is((await request(srv.url, objPath(oversized))).status, 404, 'oversized, streaming path: not served')
+    assert.is((await request(srv.url, objPath(fifo))).status, 404, 'FIFO, streaming path: not served, no hang')
     const r1 = await request(srv.url, objPath(bigId))
     assert.is(r1.status, 200)
     assert.ok(r1.body.equals(big), 'the 4 MiB chunk arrives whole while 32 clients stall')
