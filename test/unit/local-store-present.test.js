@@ -9,27 +9,37 @@ import path from 'node:path'
 import {LocalStore} from '../../dist/store/local-store.js'
 import {hash} from '../../dist/store/hash.js'
 
-test('an empty store holds none of them, with or without objects/', async () => {
+/** A fresh store in a temporary directory, removed afterwards. */
+async function withStore(fn) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-present-'))
   try {
-    const store = await LocalStore.open(path.join(dir, 'store'))
-    const ids = Array.from({length: 50}, () => hash(randomBytes(64)))
-    let stats = 0
-    const has = store.hasObjectSync.bind(store)
-    store.hasObjectSync = (id) => (stats++, has(id))
-    assert.is(store.presentObjectsSync(ids).size, 0)
-    assert.is(stats, 0, 'no shard exists, so no id is looked up')
-    rmSync(store.layout.objectsDir, {recursive: true, force: true})
-    assert.is(store.presentObjectsSync(ids).size, 0)
+    await fn(await LocalStore.open(path.join(dir, 'store')))
   } finally {
     rmSync(dir, {recursive: true, force: true})
   }
-})
+}
 
-test('finds stored objects, not their shard neighbours nor ids in other shards', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-present-'))
-  try {
-    const store = await LocalStore.open(path.join(dir, 'store'))
+/** Counts the store's single-object lookups from now on. */
+function countLookups(store) {
+  let n = 0
+  const has = store.hasObjectSync.bind(store)
+  store.hasObjectSync = (id) => (n++, has(id))
+  return () => n
+}
+
+test('an empty store holds none of them, with or without objects/', () =>
+  withStore(async (store) => {
+    const ids = Array.from({length: 50}, () => hash(randomBytes(64)))
+    const lookups = countLookups(store)
+    assert.is(store.presentObjectsSync(ids).size, 0)
+    assert.is(lookups(), 0, 'no shard exists, so no id is looked up')
+    rmSync(store.layout.objectsDir, {recursive: true, force: true})
+    assert.is(store.presentObjectsSync(ids).size, 0)
+  }),
+)
+
+test('finds stored objects, not their shard neighbours nor ids in other shards', () =>
+  withStore(async (store) => {
     const stored = []
     for (let i = 0; i < 20; i++) {
       const data = randomBytes(100)
@@ -42,30 +52,22 @@ test('finds stored objects, not their shard neighbours nor ids in other shards',
     // a shard directory that exists but is empty
     mkdirSync(path.join(store.layout.objectsDir, 'zz'), {recursive: true})
     const others = Array.from({length: 30}, () => hash(randomBytes(64))).filter((id) => !stored.includes(id))
-    let stats = 0
-    const has = store.hasObjectSync.bind(store)
-    store.hasObjectSync = (id) => (stats++, has(id))
+    const lookups = countLookups(store)
     const asked = [...others, neighbour, ...stored]
     const got = store.presentObjectsSync(asked)
     const shards = new Set(stored.map((id) => id.slice(0, 2)))
-    assert.is(stats, asked.filter((id) => shards.has(id.slice(0, 2))).length, 'only ids in existing shards are looked up')
+    assert.is(lookups(), asked.filter((id) => shards.has(id.slice(0, 2))).length, 'only ids in existing shards are looked up')
     assert.equal([...got].sort(), [...stored].sort())
     for (const id of [...others, neighbour]) assert.is(got.has(id), store.hasObjectSync(id))
-  } finally {
-    rmSync(dir, {recursive: true, force: true})
-  }
-})
+  }),
+)
 
-test('a store whose objects/ is not a directory fails loudly', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-present-'))
-  try {
-    const store = await LocalStore.open(path.join(dir, 'store'))
+test('a store whose objects/ is not a directory fails loudly', () =>
+  withStore(async (store) => {
     rmSync(store.layout.objectsDir, {recursive: true, force: true})
     writeFileSync(store.layout.objectsDir, 'not a directory')
     assert.throws(() => store.presentObjectsSync([hash(Buffer.from('x'))]), /ENOTDIR/)
-  } finally {
-    rmSync(dir, {recursive: true, force: true})
-  }
-})
+  }),
+)
 
 test.run()
