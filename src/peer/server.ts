@@ -34,7 +34,7 @@ import {BadManifestError, IntegrityError, isErrno, StoreBusyError} from '../erro
 import {isAllZero} from '../store/chunker.js'
 import {hash} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
-import type {LocalStore} from '../store/local-store.js'
+import {objectFileDefect, type LocalStore} from '../store/local-store.js'
 import {withLock} from '../store/lock.js'
 import {decodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, uniqueChunkIds} from '../store/manifest.js'
 import {mapLimit} from '../store/map-limit.js'
@@ -376,9 +376,10 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     }
     try {
       const st = await fh.stat()
-      // as readObject: an object that is not a regular file, or larger than any chunk, is corrupt
-      if (!st.isFile() || (kind === 'objects' && st.size > MAX_CHUNK_SIZE)) {
-        log(`not serving ${kind === 'objects' ? 'chunk' : 'manifest'} file ${file}: ${st.isFile() ? `${st.size} bytes, more than any chunk` : 'not a regular file'}`)
+      // as the store's own reads: an object file that cannot hold a chunk is corrupt, not served
+      const defect = kind === 'objects' ? objectFileDefect(file, st) : st.isFile() ? undefined : `${file} is not a regular file`
+      if (defect) {
+        log(`not serving ${kind === 'objects' ? 'chunk' : 'manifest'} file ${file}: ${defect}`)
         return false
       }
       onFound?.()

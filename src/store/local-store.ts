@@ -518,6 +518,17 @@ async function* listSharded(dir: string): AsyncGenerator<string> {
  * IntegrityError (a corrupt object), without reading it; O_NONBLOCK so a FIFO
  * planted in the store cannot block the open.
  */
+/**
+ * Why an object file cannot hold a chunk, or undefined when it can: not a
+ * regular file (a FIFO would block a read), or larger than any chunk. Shared
+ * by the store's reads and by `vmi serve`, which streams objects itself.
+ */
+export function objectFileDefect(file: string, st: {isFile(): boolean; size: number}): string | undefined {
+  if (!st.isFile()) return `${file} is not a regular file`
+  if (st.size > MAX_CHUNK_SIZE) return `${st.size} bytes, more than any chunk`
+  return undefined
+}
+
 function readObjectFileSync(file: string, into?: Buffer): Buffer | undefined {
   let fd: number
   try {
@@ -528,9 +539,11 @@ function readObjectFileSync(file: string, into?: Buffer): Buffer | undefined {
   }
   try {
     const st = fs.fstatSync(fd)
-    const id = path.basename(path.dirname(file)) + path.basename(file)
-    if (!st.isFile()) throw new IntegrityError(`chunk ${id} is corrupt (${file} is not a regular file)`, {data: {id}})
-    if (st.size > MAX_CHUNK_SIZE) throw new IntegrityError(`chunk ${id} is corrupt (${st.size} bytes, more than any chunk)`, {data: {id}})
+    const defect = objectFileDefect(file, st)
+    if (defect) {
+      const id = path.basename(path.dirname(file)) + path.basename(file)
+      throw new IntegrityError(`chunk ${id} is corrupt (${defect})`, {data: {id}})
+    }
     const size = st.size
     const buf = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size)
     let off = 0
