@@ -513,12 +513,6 @@ async function* listSharded(dir: string): AsyncGenerator<string> {
 }
 
 /**
- * The whole object file (in `into` when it is large enough), or undefined
- * when it does not exist. Not a regular file, or larger than any chunk:
- * IntegrityError (a corrupt object), without reading it; O_NONBLOCK so a FIFO
- * planted in the store cannot block the open.
- */
-/**
  * Why an object file cannot hold a chunk, or undefined when it can: not a
  * regular file (a FIFO would block a read), or larger than any chunk. Shared
  * by the store's reads and by `vmi serve`, which streams objects itself.
@@ -529,6 +523,12 @@ export function objectFileDefect(file: string, st: {isFile(): boolean; size: num
   return undefined
 }
 
+/**
+ * The whole object file (in `into` when it is large enough), or undefined
+ * when it does not exist. Not a regular file, or larger than any chunk:
+ * IntegrityError (a corrupt object), without reading it; O_NONBLOCK so a FIFO
+ * planted in the store cannot block the open.
+ */
 function readObjectFileSync(file: string, into?: Buffer): Buffer | undefined {
   let fd: number
   try {
