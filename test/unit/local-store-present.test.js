@@ -49,16 +49,19 @@ test('finds stored objects, not their shard neighbours nor ids in other shards',
     }
     // same shard as a stored object, but absent
     const neighbour = stored[0].slice(0, 2) + 'f'.repeat(62)
-    // a shard directory that exists but is empty
-    mkdirSync(path.join(store.layout.objectsDir, 'zz'), {recursive: true})
+    const shards = new Set(stored.map((id) => id.slice(0, 2)))
+    // a shard directory that exists but is empty, and an id in it
+    const emptyShard = Array.from({length: 256}, (_, i) => i.toString(16).padStart(2, '0')).find((s) => !shards.has(s))
+    mkdirSync(path.join(store.layout.objectsDir, emptyShard), {recursive: true})
+    shards.add(emptyShard)
+    const inEmpty = emptyShard + 'e'.repeat(62)
     const others = Array.from({length: 30}, () => hash(randomBytes(64))).filter((id) => !stored.includes(id))
     const lookups = countLookups(store)
-    const asked = [...others, neighbour, ...stored]
+    const asked = [...others, neighbour, inEmpty, ...stored]
     const got = store.presentObjectsSync(asked)
-    const shards = new Set(stored.map((id) => id.slice(0, 2)))
     assert.is(lookups(), asked.filter((id) => shards.has(id.slice(0, 2))).length, 'only ids in existing shards are looked up')
     assert.equal([...got].sort(), [...stored].sort())
-    for (const id of [...others, neighbour]) assert.is(got.has(id), store.hasObjectSync(id))
+    for (const id of [...others, neighbour, inEmpty]) assert.is(got.has(id), store.hasObjectSync(id))
   }),
 )
 
