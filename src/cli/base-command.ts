@@ -2,7 +2,7 @@
  * Shared flags and the one place errors become messages and exit codes.
  * Commands stay thin: parse, call one library function, print the result.
  */
-import {Command, Flags, type Interfaces} from '@oclif/core'
+import {Command, Flags, type Interfaces} from '#oclif'
 import {setMaxListeners} from 'node:events'
 import os from 'node:os'
 import {ExitCode, VmiError} from '../errors.js'

@@ -1,5 +1,5 @@
 /** Flags and resolution shared by the commands that fetch through the chain (pull, mount, commit). */
-import {Flags} from '@oclif/core'
+import {Flags} from '#oclif'
 import type {LocalStore} from '../store/local-store.js'
 import {buildChain, type BuiltChain} from '../peer/factory.js'
 import {resolvePeers, resolveRemote, type RemoteConfig} from './settings.js'

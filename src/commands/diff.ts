@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import {Args} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes, table} from '../cli/format.js'
 import {diffImages, type DiffSide, type ImageDiff} from '../store/images.js'

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import {Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes} from '../cli/format.js'
 import {ExitCode} from '../errors.js'

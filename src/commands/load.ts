@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import {Args} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes} from '../cli/format.js'
 import {loadBundle, type LoadResult} from '../store/bundle.js'

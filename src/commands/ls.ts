@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import {Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes, shortId, table} from '../cli/format.js'
 import {listImages, type ImageSummary} from '../store/images.js'

@@ -1,4 +1,4 @@
-import {Args, Flags} from '@oclif/core'
+import {Args, Flags} from '#oclif'
 import {spawn} from 'node:child_process'
 import {BaseCommand} from '../cli/base-command.js'
 import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'

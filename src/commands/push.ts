@@ -1,4 +1,4 @@
-import {Args, Flags} from '@oclif/core'
+import {Args, Flags} from '#oclif'
 import {readFileSync} from 'node:fs'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes, rate} from '../cli/format.js'

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import {Flags} from '#oclif'
 import {readFile} from 'node:fs/promises'
 import {BaseCommand} from '../cli/base-command.js'
 import {FileNotFoundError, isErrno, UsageError} from '../errors.js'

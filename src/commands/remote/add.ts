@@ -1,4 +1,4 @@
-import {Args, Flags} from '@oclif/core'
+import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../../cli/base-command.js'
 import {UsageError} from '../../errors.js'
 import {isValidRefPart} from '../../store/ref.js'
