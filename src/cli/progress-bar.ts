@@ -1,11 +1,19 @@
-/** A ProgressReporter drawing a bar on stderr (TTY only), via cli-progress. */
-import cliProgress from 'cli-progress'
+/**
+ * A ProgressReporter drawing a bar on stderr (TTY only), via cli-progress.
+ * cli-progress is loaded only when a bar is drawn: loading it cost ~10 ms of
+ * every command's start, and scripts (no TTY) never draw one.
+ */
+import {createRequire} from 'node:module'
+import type cliProgressTypes from 'cli-progress'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {humanBytes} from './format.js'
 
+const require = createRequire(import.meta.url)
+
 export function ttyProgress(enabled: boolean): ProgressReporter {
   if (!enabled || !process.stderr.isTTY) return silentProgress
-  let bar: cliProgress.SingleBar | undefined
+  const cliProgress = require('cli-progress') as typeof cliProgressTypes
+  let bar: cliProgressTypes.SingleBar | undefined
   let unit: 'bytes' | 'items' = 'bytes'
   let t0 = 0
   return {

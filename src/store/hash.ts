@@ -10,15 +10,32 @@ const require = createRequire(import.meta.url)
 export type HashBackendName = 'native' | 'wasm'
 export type HashFn = (data: Uint8Array) => Buffer
 
+/**
+ * The package names to try for the native backend: the platform's own
+ * binary package first, then @napi-rs/blake-hash's loader. The loader picks
+ * the same package, but on Linux it asks process.report for the C library
+ * first, which costs ~5 ms of every command's start (and of every writer
+ * thread's); loading the wrong C library's binary just fails, and the next
+ * name is tried.
+ */
+export function nativeCandidates(platform: string = process.platform, arch: string = process.arch): string[] {
+  const base = `@napi-rs/blake-hash-${platform}-${arch}`
+  const direct =
+    platform === 'linux' ? [`${base}-gnu`, `${base}-musl`] : platform === 'win32' ? [`${base}-msvc`] : platform === 'darwin' ? ['@napi-rs/blake-hash-darwin-universal', base] : [base]
+  return [...direct, '@napi-rs/blake-hash']
+}
+
 function loadNative(): HashFn | undefined {
-  try {
-    const mod = require('@napi-rs/blake-hash') as {blake3(input: Uint8Array): Buffer}
-    const probe = mod.blake3(Buffer.from('abc')).toString('hex')
-    if (probe !== '6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85') return undefined
-    return (data) => mod.blake3(data)
-  } catch {
-    return undefined
+  for (const name of nativeCandidates()) {
+    try {
+      const mod = require(name) as {blake3(input: Uint8Array): Buffer}
+      const probe = mod.blake3(Buffer.from('abc')).toString('hex')
+      if (probe === '6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85') return (data) => mod.blake3(data)
+    } catch {
+      // not installed for this platform, or not loadable here: try the next
+    }
   }
+  return undefined
 }
 
 function loadWasm(): HashFn {

@@ -1,6 +1,7 @@
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {activeHashBackend, hash, hashBackend} from '../../dist/store/hash.js'
+import {activeHashBackend, hash, hashBackend, nativeCandidates} from '../../dist/store/hash.js'
+import {execFileSync} from 'node:child_process'
 
 // Official BLAKE3 test vectors (BLAKE3-team/BLAKE3 test_vectors.json): input
 // is the repeating byte sequence 0..250; the default hash is the first 32
@@ -61,6 +62,28 @@ test('hash() uses the native backend when it loads and returns 64 hex', () => {
   assert.is(activeHashBackend(), hashBackend('native') ? 'native' : 'wasm')
   assert.match(hash(Buffer.from('abc')), /^[0-9a-f]{64}$/)
   assert.is(hash(input(1024)), VECTORS[1024])
+})
+
+test('the native backend is looked for by platform package first, the generic loader last', () => {
+  assert.equal(nativeCandidates('linux', 'x64'), ['@napi-rs/blake-hash-linux-x64-gnu', '@napi-rs/blake-hash-linux-x64-musl', '@napi-rs/blake-hash'])
+  assert.equal(nativeCandidates('win32', 'x64'), ['@napi-rs/blake-hash-win32-x64-msvc', '@napi-rs/blake-hash'])
+  assert.equal(nativeCandidates('darwin', 'arm64'), ['@napi-rs/blake-hash-darwin-universal', '@napi-rs/blake-hash-darwin-arm64', '@napi-rs/blake-hash'])
+  assert.equal(nativeCandidates('freebsd', 'x64'), ['@napi-rs/blake-hash-freebsd-x64', '@napi-rs/blake-hash'])
+})
+
+test('loading the native backend does not ask process.report for the C library (it costs ~5 ms)', () => {
+  if (!hashBackend('native')) {
+    console.log('  [skip] the native backend does not load here')
+    return
+  }
+  const script = `
+    let asked = 0
+    const real = process.report.getReport
+    process.report.getReport = (...a) => (asked++, real.apply(process.report, a))
+    const {activeHashBackend} = await import(${JSON.stringify(new URL('../../dist/store/hash.js', import.meta.url).href)})
+    console.log(JSON.stringify({backend: activeHashBackend(), asked}))`
+  const r = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], {encoding: 'utf8'}))
+  assert.equal(r, {backend: 'native', asked: 0})
 })
 
 test.run()
