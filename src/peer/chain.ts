@@ -12,6 +12,7 @@
  */
 import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, VmiError} from '../errors.js'
 import {promises as fsp} from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import {hash} from '../store/hash.js'
 import {tmpName} from '../store/fs-util.js'
@@ -19,7 +20,8 @@ import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../store/map-limit.js'
 import {ObjectWriter} from '../store/object-writer.js'
 import {HttpStore, objectPath} from './http-store.js'
-import {bulkGet, type BulkItem} from './pipelined-get.js'
+import type {BulkItem} from './pipelined-get.js'
+import type {BulkEnd, BulkProgress} from './bulk-receive.js'
 import {rankPeers} from './rendezvous.js'
 import type {SourceKind} from './source.js'
 
@@ -61,15 +63,22 @@ export interface FetchManyInit {
   /** Each chunk once it is stored (or found) locally. */
   onChunk?: (id: string, bytes: number, source: SourceKind) => void
   /**
-   * The writer thread for the bulk path, started by the caller ahead of time
-   * (its thread takes ~40 ms to start, and the bulk path waits for it);
-   * the caller closes it. Default: one started and closed here.
+   * The threads that receive, verify and store the bulk path's chunks
+   * (receiveThreads() of them), started by the caller ahead of time (a
+   * thread takes ~40 ms to start, and the bulk path waits for it); the
+   * caller closes them. Default: started and closed here.
    */
-  writer?: ObjectWriter
+  writers?: ObjectWriter[]
 }
 
-/** Bytes handed to the writer thread and not yet stored, before the bulk path stops asking for more. */
-const WRITER_BACKLOG = 32 << 20
+/**
+ * Threads a pull receives, verifies and stores chunks on, one connection
+ * each: one per core, at least 2 (the bulk path always used two connections)
+ * and at most 4 (more connections to one seed bring nothing on loopback).
+ */
+export function receiveThreads(): number {
+  return Math.max(2, Math.min(4, os.availableParallelism()))
+}
 
 export interface Fetched {
   data: Buffer
@@ -153,71 +162,71 @@ export class FetchChain {
   }
 
   private async bulkFetch(groups: Map<HttpStore, BulkItem[]>, init: FetchManyInit, leftover: string[]): Promise<void> {
-    const writer = init.writer ?? new ObjectWriter(this.local.root)
+    const own = init.writers === undefined
+    const writers = init.writers ?? Array.from({length: receiveThreads()}, () => new ObjectWriter(this.local.root))
     const stop = new AbortController()
     const onAbort = () => stop.abort()
     init.signal?.addEventListener('abort', onAbort, {once: true})
     let fatal: Error | undefined
+    // One task per connection: a lone source is shared among all the threads
+    // (every other chunk to each), several sources get one connection each.
+    const tasks: {src: HttpStore; items: BulkItem[]}[] = []
+    for (const [src, list] of groups) {
+      const parts = groups.size > 1 ? 1 : Math.min(writers.length, list.length)
+      for (let p = 0; p < parts; p++) tasks.push({src, items: list.filter((_, i) => i % parts === p)})
+    }
     try {
       await Promise.all(
-        [...groups].map(async ([src, list]) => {
+        tasks.map(async ({src, items}, t) => {
           const owner = src.kind === 'peer' && this.init.ownerHashing !== false
-          const r = await bulkGet(
-            src.url,
-            list,
-            {
-              onBody: (item, body) => {
-                // A peer may be this host's own `vmi serve` (it is listed among
-                // the peers, and owns its share of the chunks): it stored the
-                // chunk in this very store before sending it. Look before
-                // writing, or every such chunk is written to a temporary file
-                // only for the link to find it there (measured, one host
-                // pulling through its own serve: pull CPU 6.2 -> 1.0 s).
-                void writer.put(item.id, body, {probe: src.kind === 'peer'}).then(
-                  (outcome) => {
-                    if (outcome !== 'stored' && outcome !== 'present') return
-                    this.tally(src.kind, item.length)
-                    try {
-                      init.onChunk?.(item.id, item.length, src.kind)
-                    } catch (err) {
-                      fatal ??= err as Error
-                      stop.abort()
-                    }
-                  },
-                  (err: Error) => {
-                    if (err instanceof IntegrityError) {
-                      this.stats.sourceErrors++
-                      this.stats.verificationFailures++
-                      this.emit({type: 'verification-failure', id: item.id, source: src.name, message: `${src.name} sent wrong bytes for chunk ${item.id} (${err.message})`})
-                      leftover.push(item.id)
-                    } else {
-                      fatal ??= err
-                      stop.abort()
-                    }
-                  },
-                )
-              },
-              onMissing: (item) => leftover.push(item.id),
-              onFailed: (item, reason) => {
-                this.stats.sourceErrors++
-                this.emit({type: 'source-error', id: item.id, source: src.name, message: `${src.name} failed chunk ${item.id}: ${reason}`})
-                leftover.push(item.id)
-              },
-            },
-            {...src.bulkOptions(owner), connections: groups.size > 1 ? 1 : 2, signal: stop.signal, beforeSend: () => writer.whenBelow(WRITER_BACKLOG), allocBody: (n) => writer.takeBuffer(n)},
-          )
-          if (r.stopped && r.unanswered.length > 0 && !stop.signal.aborted) {
-            this.stats.sourceErrors++
-            this.emit({type: 'source-error', id: r.unanswered[0].id, source: src.name, message: `bulk fetch from ${src.name} stopped (${r.stopped}); ${r.unanswered.length} chunks go one by one`})
+          const onProgress = (p: BulkProgress) => {
+            for (const i of p.stored) {
+              const item = items[i]
+              this.tally(src.kind, item.length)
+              try {
+                init.onChunk?.(item.id, item.length, src.kind)
+              } catch (err) {
+                fatal ??= err as Error
+                stop.abort()
+              }
+            }
+            for (const i of p.missing) leftover.push(items[i].id)
+            for (const [i, reason] of p.failed) {
+              this.stats.sourceErrors++
+              this.emit({type: 'source-error', id: items[i].id, source: src.name, message: `${src.name} failed chunk ${items[i].id}: ${reason}`})
+              leftover.push(items[i].id)
+            }
+            for (const [i, actual] of p.mismatch) {
+              this.stats.sourceErrors++
+              this.stats.verificationFailures++
+              const id = items[i].id
+              this.emit({type: 'verification-failure', id, source: src.name, message: `${src.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`})
+              leftover.push(id)
+            }
           }
-          for (const it of r.unanswered) leftover.push(it.id)
+          let end: BulkEnd
+          try {
+            end = await writers[t % writers.length].bulk(
+              {url: src.url, items: items.map(({id, path, length}) => ({id, path, length})), options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
+              onProgress,
+              stop.signal,
+            )
+          } catch (err) {
+            // the store could not be written (or the thread died): nothing more can be stored
+            fatal ??= err as Error
+            stop.abort()
+            return
+          }
+          if (end.stopped && end.unanswered.length > 0 && !stop.signal.aborted) {
+            this.stats.sourceErrors++
+            this.emit({type: 'source-error', id: items[end.unanswered[0]].id, source: src.name, message: `bulk fetch from ${src.name} stopped (${end.stopped}); ${end.unanswered.length} chunks go one by one`})
+          }
+          for (const i of end.unanswered) leftover.push(items[i].id)
         }),
       )
-      // every put's outcome is counted before this resolves (its handlers were queued first)
-      await writer.whenBelow(0)
     } finally {
       init.signal?.removeEventListener('abort', onAbort)
-      if (!init.writer) await writer.close().catch(() => {})
+      if (own) await Promise.all(writers.map((w) => w.close().catch(() => {})))
     }
     if (fatal) throw fatal
     init.signal?.throwIfAborted()

@@ -15,7 +15,7 @@ import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
-import type {ChainStats, FetchChain} from './chain.js'
+import {receiveThreads, type ChainStats, type FetchChain} from './chain.js'
 import type {SourceKind} from './source.js'
 
 export interface PullInit {
@@ -109,12 +109,12 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
   const store: LocalStore = chain.local
   const progress = init.progress ?? silentProgress
   const as = init.as !== undefined ? parseRef(init.as) : undefined
-  // the bulk path's writer thread starts while the ref and the manifest are fetched
-  const writer = init.bulk === false ? undefined : new ObjectWriter(store.root)
+  // the bulk path's threads start while the ref and the manifest are fetched
+  const writers = init.bulk === false ? undefined : Array.from({length: receiveThreads()}, () => new ObjectWriter(store.root))
   try {
-    return await pullWith(chain, spec, init, {t0, store, progress, as, writer})
+    return await pullWith(chain, spec, init, {t0, store, progress, as, writers})
   } finally {
-    await writer?.close().catch(() => {})
+    await Promise.all((writers ?? []).map((w) => w.close().catch(() => {})))
   }
 }
 
@@ -122,7 +122,7 @@ async function pullWith(
   chain: FetchChain,
   spec: string,
   init: PullInit,
-  {t0, store, progress, as, writer}: {t0: number; store: LocalStore; progress: ProgressReporter; as?: RefName; writer?: ObjectWriter},
+  {t0, store, progress, as, writers}: {t0: number; store: LocalStore; progress: ProgressReporter; as?: RefName; writers?: ObjectWriter[]},
 ): Promise<PullResult> {
   const {id, ref} = await resolveTarget(chain, spec, init.signal)
   const target = as ?? ref
@@ -159,7 +159,7 @@ async function pullWith(
       {
         concurrency: init.concurrency ?? 8,
         bulk: init.bulk,
-        writer,
+        writers,
         signal: init.signal,
         onChunk: (cid, length) => {
           if (length !== lengths.get(cid)) throw new VmiError(`chunk ${cid} has ${length} bytes; image ${id} expects ${lengths.get(cid)}`)

@@ -116,20 +116,29 @@ async function cleanTmp(
       }
       const stale = pid === undefined || pid === process.pid ? Date.now() - st.mtimeMs > maxAgeMs : !pidAlive(pid) || Date.now() - st.mtimeMs > maxAgeMs
       if (!stale) continue
-      removedTmpFiles++
-      freedTmpBytes += st.isDirectory() ? await duBytes(file) : st.size
+      // a directory (a writer thread's staging directory, a mount's) counts by the files in it
+      const size = st.isDirectory() ? await du(file) : {bytes: st.size, files: 1}
+      removedTmpFiles += size.files
+      freedTmpBytes += size.bytes
       if (!dryRun) await fsp.rm(file, {recursive: true, force: true})
     }
   }
   return {removedTmpFiles, freedTmpBytes}
 }
 
-async function duBytes(dir: string): Promise<number> {
-  let total = 0
-  for (const e of await fsp.readdir(dir, {withFileTypes: true})) {
+/** Bytes and files below `dir`. */
+async function du(dir: string): Promise<{bytes: number; files: number}> {
+  const total = {bytes: 0, files: 0}
+  for (const e of await fsp.readdir(dir, {withFileTypes: true}).catch(() => [])) {
     const p = path.join(dir, e.name)
-    if (e.isDirectory()) total += await duBytes(p)
-    else total += (await fsp.stat(p).catch(() => ({size: 0}))).size
+    if (e.isDirectory()) {
+      const sub = await du(p)
+      total.bytes += sub.bytes
+      total.files += sub.files
+    } else {
+      total.bytes += (await fsp.stat(p).catch(() => ({size: 0}))).size
+      total.files++
+    }
   }
   return total
 }

@@ -6,7 +6,7 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import net from 'node:net'
 import {randomBytes} from 'node:crypto'
-import {mkdtempSync, rmSync, mkdirSync, writeFileSync, existsSync} from 'node:fs'
+import {mkdtempSync, rmSync, mkdirSync, writeFileSync, existsSync, readdirSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {bulkGet} from '../../dist/peer/pipelined-get.js'
@@ -352,6 +352,82 @@ test('ObjectWriter inline: past the backlog limit puts run on the caller thread,
     assert.match(e2.message, /chunk/)
     await w2.close()
   } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+})
+
+test('ObjectWriter.bulk: the thread fetches, verifies and stores its share; outcomes come back by index; its staging directory goes at close', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-writer-'))
+  const {items, bodies} = makeItems(40)
+  const lie = items[3].id // same length, other bytes
+  const gone = items[7].id // 404
+  const broken = items[11].id // 500
+  const srv = await scriptedServer(({id}) => {
+    if (id === lie) return {body: randomBytes(bodies.get(id).length)}
+    if (id === gone) return {status: 404}
+    if (id === broken) return {status: 500, body: Buffer.from('oops')}
+    return {body: bodies.get(id)}
+  })
+  try {
+    const store = await LocalStore.open(dir)
+    const w = new ObjectWriter(store.root)
+    const seen = {stored: [], missing: [], failed: [], mismatch: [], reports: 0}
+    const end = await w.bulk({url: srv.url, items, options: {connections: 1}, probe: false}, (p) => {
+      seen.reports++
+      for (const k of ['stored', 'missing', 'failed', 'mismatch']) seen[k].push(...p[k])
+    })
+    assert.equal(end.unanswered, [])
+    assert.equal(seen.missing, [7])
+    assert.equal(seen.failed.map(([i]) => i), [11])
+    assert.match(seen.failed[0][1], /HTTP 500/)
+    assert.equal(seen.mismatch.map(([i]) => i), [3])
+    assert.is.not(seen.mismatch[0][1], lie)
+    const want = items.map((_, i) => i).filter((i) => ![3, 7, 11].includes(i))
+    assert.equal([...seen.stored].sort((a, b) => a - b), want)
+    assert.ok(seen.reports >= 2, `outcomes batched into a few reports (${seen.reports})`)
+    for (const i of want) assert.ok(store.readObject(items[i].id).equals(bodies.get(items[i].id)), `chunk ${i} stored intact`)
+    for (const id of [lie, gone, broken]) assert.not.ok(existsSync(store.layout.objectPath(id)), 'nothing stored for a wrong, missing or failed chunk')
+    // the thread staged its files in a directory of its own below tmp/, removed at close
+    const staging = readdirSync(store.layout.tmpDir)
+    assert.is(staging.length, 1, `one staging directory: ${staging}`)
+    assert.match(staging[0], new RegExp(`^${process.pid}-[0-9a-f]+-writer$`))
+    assert.equal(readdirSync(path.join(store.layout.tmpDir, staging[0])), [], 'no temporary file left in it')
+    await w.close()
+    assert.equal(readdirSync(store.layout.tmpDir), [])
+  } finally {
+    await srv.close()
+    rmSync(dir, {recursive: true, force: true})
+  }
+})
+
+test('ObjectWriter.bulk: an abort ends a stalled task promptly with the rest unanswered; an unwritable store rejects with a StoreError', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-writer-'))
+  const {items, bodies} = makeItems(10)
+  const srv = await scriptedServer(({id, nth}) => (nth < 4 ? {body: bodies.get(id)} : {stallAfter: 20, body: bodies.get(id)}))
+  try {
+    const store = await LocalStore.open(dir)
+    const w = new ObjectWriter(store.root)
+    const stored = []
+    const ctl = new AbortController()
+    const t0 = Date.now()
+    setTimeout(() => ctl.abort(), 300)
+    const end = await w.bulk({url: srv.url, items, options: {connections: 1, idleTimeoutMs: 30_000}, probe: false}, (p) => stored.push(...p.stored), ctl.signal)
+    assert.ok(Date.now() - t0 < 5000, 'ended soon after the abort, not at the idle timeout')
+    assert.equal(stored, [0, 1, 2, 3])
+    assert.equal(end.unanswered, [4, 5, 6, 7, 8, 9])
+    await w.close()
+
+    // objects/ cannot hold shards: the write fails on the thread and the task rejects
+    rmSync(store.layout.objectsDir, {recursive: true})
+    writeFileSync(store.layout.objectsDir, 'x')
+    const srv2 = await scriptedServer(({id}) => ({body: bodies.get(id)}))
+    const w2 = new ObjectWriter(store.root)
+    const err = await w2.bulk({url: srv2.url, items, options: {connections: 1}, probe: false}, () => {}).catch((e) => e)
+    assert.instance(err, StoreError)
+    await w2.close()
+    await srv2.close()
+  } finally {
+    await srv.close()
     rmSync(dir, {recursive: true, force: true})
   }
 })

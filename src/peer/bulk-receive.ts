@@ -1,0 +1,131 @@
+/**
+ * Receive, verify and store chunks on one thread: a bulk task runs
+ * pipelined GETs (pipelined-get.ts) on a writer thread, and each body is
+ * hashed and written to the store right there, while it is still in that
+ * core's cache, in the memory it was read into. A pull runs one task per
+ * writer thread, each over its own connection, so every thread does the
+ * whole job for its share of the chunks and no chunk crosses between threads
+ * (measured against receiving on the main thread and handing each chunk to
+ * a writer thread: docs/PROTOCOL.md, "Bulk fetch").
+ *
+ * The main thread hears about outcomes in batches (BulkProgress), by item
+ * index, and does the bookkeeping: counts, events, progress, and what goes
+ * back to the chunk-by-chunk chain.
+ */
+import {hash} from '../store/hash.js'
+import type {LocalStore} from '../store/local-store.js'
+import {bulkGet, type BulkItem, type BulkOptions} from './pipelined-get.js'
+
+/** What a thread needs to fetch its share: plain data, sent to the thread. */
+export interface BulkTask {
+  url: string
+  items: {id: string; path: string; length: number}[]
+  options: Omit<BulkOptions, 'signal' | 'allocBody' | 'beforeSend'>
+  /** Look for each object before writing it (a peer may be this host's own serve, which stored it here already). */
+  probe: boolean
+}
+
+/** Outcomes since the last report, by index into BulkTask.items. */
+export interface BulkProgress {
+  /** Verified and stored, or found present. */
+  stored: number[]
+  /** 404. */
+  missing: number[]
+  /** Any other answer: status, wrong length. */
+  failed: [number, string][]
+  /** A body that hashes to something else: [index, what it hashes to]. */
+  mismatch: [number, string][]
+}
+
+export interface BulkEnd {
+  /** Never answered (the source stopped answering): fetch them another way. */
+  unanswered: number[]
+  stopped?: string
+}
+
+/** Reports are batched: at most this many outcomes, or this many ms, apart. */
+const REPORT_EVERY = 32
+const REPORT_MS = 50
+
+export function emptyProgress(): BulkProgress {
+  return {stored: [], missing: [], failed: [], mismatch: []}
+}
+
+/**
+ * Run a task against `store` on this thread. `report` is called with
+ * batches of outcomes (the last batch before this resolves). A failure to
+ * write the store stops the task and rejects with that error.
+ */
+export async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
+  const items: (BulkItem & {index: number})[] = task.items.map((it, index) => ({...it, index}))
+  const stop = new AbortController()
+  const onAbort = () => stop.abort()
+  signal?.addEventListener('abort', onAbort, {once: true})
+  // body memory, reused: a body is hashed and written before the callback returns
+  const spare: ArrayBuffer[] = []
+  let pending = emptyProgress()
+  let count = 0
+  let last = performance.now()
+  let fatal: unknown
+  const flush = (force: boolean) => {
+    if (count === 0 || (!force && count < REPORT_EVERY && performance.now() - last < REPORT_MS)) return
+    const p = pending
+    pending = emptyProgress()
+    count = 0
+    last = performance.now()
+    report(p)
+  }
+  const outcome = () => {
+    count++
+    flush(false)
+  }
+  try {
+    const r = await bulkGet(
+      task.url,
+      items,
+      {
+        onBody: (item, body) => {
+          const {index} = item as BulkItem & {index: number}
+          try {
+            if (fatal) return
+            const actual = hash(body)
+            if (actual !== item.id) pending.mismatch.push([index, actual])
+            else {
+              store.putObjectSync(item.id, body, {probe: task.probe})
+              pending.stored.push(index)
+            }
+            outcome()
+          } catch (err) {
+            fatal ??= err
+            stop.abort()
+          } finally {
+            if (body.byteOffset === 0) spare.push(body.buffer as ArrayBuffer)
+          }
+        },
+        onMissing: (item) => {
+          pending.missing.push((item as BulkItem & {index: number}).index)
+          outcome()
+        },
+        onFailed: (item, reason) => {
+          pending.failed.push([(item as BulkItem & {index: number}).index, reason])
+          outcome()
+        },
+      },
+      {
+        ...task.options,
+        signal: stop.signal,
+        allocBody: (n) => {
+          for (let i = spare.length - 1; i >= 0; i--) {
+            if (spare[i].byteLength >= n) return Buffer.from(spare.splice(i, 1)[0], 0, n)
+          }
+          return Buffer.from(new ArrayBuffer(Math.max(n, 128 << 10)), 0, n)
+        },
+      },
+    )
+    if (fatal) throw fatal
+    flush(true)
+    return {unanswered: r.unanswered.map((it) => (it as BulkItem & {index: number}).index), ...(r.stopped ? {stopped: r.stopped} : {})}
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+  }
+}
