@@ -20,7 +20,7 @@ import {bulkGet, type BulkItem, type BulkOptions} from './pipelined-get.js'
 export interface BulkTask {
   url: string
   items: {id: string; path: string; length: number}[]
-  options: Omit<BulkOptions, 'signal' | 'allocBody' | 'beforeSend'>
+  options: Omit<BulkOptions, 'signal' | 'allocBody'>
   /** Look for each object before writing it (a peer may be this host's own serve, which stored it here already). */
   probe: boolean
 }
@@ -47,7 +47,10 @@ export interface BulkEnd {
 const REPORT_EVERY = 32
 const REPORT_MS = 50
 
-export function emptyProgress(): BulkProgress {
+/** An item and its place in BulkTask.items. */
+type Indexed = BulkItem & {index: number}
+
+function emptyProgress(): BulkProgress {
   return {stored: [], missing: [], failed: [], mismatch: []}
 }
 
@@ -57,7 +60,7 @@ export function emptyProgress(): BulkProgress {
  * write the store stops the task and rejects with that error.
  */
 export async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
-  const items: (BulkItem & {index: number})[] = task.items.map((it, index) => ({...it, index}))
+  const items: Indexed[] = task.items.map((it, index) => ({...it, index}))
   const stop = new AbortController()
   const onAbort = () => stop.abort()
   signal?.addEventListener('abort', onAbort, {once: true})
@@ -85,7 +88,7 @@ export async function runBulkTask(store: LocalStore, task: BulkTask, report: (p:
       items,
       {
         onBody: (item, body) => {
-          const {index} = item as BulkItem & {index: number}
+          const {index} = item as Indexed
           try {
             if (fatal) return
             const actual = hash(body)
@@ -103,11 +106,11 @@ export async function runBulkTask(store: LocalStore, task: BulkTask, report: (p:
           }
         },
         onMissing: (item) => {
-          pending.missing.push((item as BulkItem & {index: number}).index)
+          pending.missing.push((item as Indexed).index)
           outcome()
         },
         onFailed: (item, reason) => {
-          pending.failed.push([(item as BulkItem & {index: number}).index, reason])
+          pending.failed.push([(item as Indexed).index, reason])
           outcome()
         },
       },
@@ -124,7 +127,7 @@ export async function runBulkTask(store: LocalStore, task: BulkTask, report: (p:
     )
     if (fatal) throw fatal
     flush(true)
-    return {unanswered: r.unanswered.map((it) => (it as BulkItem & {index: number}).index), ...(r.stopped ? {stopped: r.stopped} : {})}
+    return {unanswered: r.unanswered.map((it) => (it as Indexed).index), ...(r.stopped ? {stopped: r.stopped} : {})}
   } finally {
     signal?.removeEventListener('abort', onAbort)
   }

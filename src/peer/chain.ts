@@ -64,7 +64,7 @@ export interface FetchManyInit {
   onChunk?: (id: string, bytes: number, source: SourceKind) => void
   /**
    * The threads that receive, verify and store the bulk path's chunks
-   * (receiveThreads() of them), started by the caller ahead of time (a
+   * (from startWriters), started by the caller ahead of time (a
    * thread takes ~40 ms to start, and the bulk path waits for it); the
    * caller closes them. Default: started and closed here.
    */
@@ -72,12 +72,17 @@ export interface FetchManyInit {
 }
 
 /**
- * Threads a pull receives, verifies and stores chunks on, one connection
- * each: one per core, at least 2 (the bulk path always used two connections)
- * and at most 4 (more connections to one seed bring nothing on loopback).
+ * Start the threads a pull receives, verifies and stores chunks on, one
+ * connection each: one per core, at least 2 (the bulk path always used two
+ * connections) and at most 4 (more connections to one seed bring nothing on
+ * loopback). Close them with closeWriters.
  */
-export function receiveThreads(): number {
-  return Math.max(2, Math.min(4, os.availableParallelism()))
+export function startWriters(storeRoot: string): ObjectWriter[] {
+  return Array.from({length: Math.max(2, Math.min(4, os.availableParallelism()))}, () => new ObjectWriter(storeRoot))
+}
+
+export async function closeWriters(writers: readonly ObjectWriter[]): Promise<void> {
+  await Promise.all(writers.map((w) => w.close().catch(() => {})))
 }
 
 export interface Fetched {
@@ -163,7 +168,7 @@ export class FetchChain {
 
   private async bulkFetch(groups: Map<HttpStore, BulkItem[]>, init: FetchManyInit, leftover: string[]): Promise<void> {
     const own = init.writers === undefined
-    const writers = init.writers ?? Array.from({length: receiveThreads()}, () => new ObjectWriter(this.local.root))
+    const writers = init.writers ?? startWriters(this.local.root)
     const stop = new AbortController()
     const onAbort = () => stop.abort()
     init.signal?.addEventListener('abort', onAbort, {once: true})
@@ -207,7 +212,7 @@ export class FetchChain {
           let end: BulkEnd
           try {
             end = await writers[t % writers.length].bulk(
-              {url: src.url, items: items.map(({id, path, length}) => ({id, path, length})), options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
+              {url: src.url, items, options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
               onProgress,
               stop.signal,
             )
@@ -226,7 +231,7 @@ export class FetchChain {
       )
     } finally {
       init.signal?.removeEventListener('abort', onAbort)
-      if (own) await Promise.all(writers.map((w) => w.close().catch(() => {})))
+      if (own) await closeWriters(writers)
     }
     if (fatal) throw fatal
     init.signal?.throwIfAborted()

@@ -53,8 +53,6 @@ export interface BulkOptions {
   allocBody?: (length: number) => Buffer
   /** Connections in a row that end without answering anything before bulk fetching gives up (default 2). */
   maxFailures?: number
-  /** Called before each batch of requests is written: wait here to slow down (bounds memory with the window). */
-  beforeSend?: () => Promise<void> | void
 }
 
 export interface BulkResult {
@@ -105,7 +103,6 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
       let bodyOff = 0
       let skip = 0 // body bytes to read past
       let cur: {item: BulkItem; status: number} | undefined
-      let sending = false
 
       const readBuf = Buffer.allocUnsafe(secure ? 0 : READ_BUFFER)
       const sock: net.Socket = secure
@@ -129,26 +126,19 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
       const onAbort = () => end('aborted')
       opts.signal?.addEventListener('abort', onAbort, {once: true})
 
-      const send = async () => {
-        if (sending || closing || finished) return
-        sending = true
-        try {
-          if (opts.beforeSend) await opts.beforeSend()
-          if (finished || closing) return
-          let text = ''
-          while (queue.length > 0 && (windowLeft > 0 || pending.length < 2)) {
-            const it = queue.pop()!
-            pending.push(it)
-            windowLeft -= it.length
-            text += requestText(it)
-          }
-          if (text) sock.write(text)
-          else if (pending.length === 0) {
-            sock.end()
-            end()
-          }
-        } finally {
-          sending = false
+      const send = () => {
+        if (closing || finished) return
+        let text = ''
+        while (queue.length > 0 && (windowLeft > 0 || pending.length < 2)) {
+          const it = queue.pop()!
+          pending.push(it)
+          windowLeft -= it.length
+          text += requestText(it)
+        }
+        if (text) sock.write(text)
+        else if (pending.length === 0) {
+          sock.end()
+          end()
         }
       }
 
@@ -165,7 +155,7 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
           end() // re-sent on a new connection
           return
         }
-        if (pending.length === 0 || windowLeft >= (opts.windowBytes ?? 4 << 20) / 2) void send()
+        if (pending.length === 0 || windowLeft >= (opts.windowBytes ?? 4 << 20) / 2) send()
       }
 
       /** Parse `buf[off, n)`; ProtocolStop ends the connection. */
@@ -258,7 +248,7 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
       sock.setTimeout(opts.connectTimeoutMs ?? 5000)
       sock.on(secure ? 'secureConnect' : 'connect', () => {
         sock.setTimeout(opts.idleTimeoutMs ?? 15_000)
-        void send()
+        send()
       })
       sock.on('timeout', () => end(pending.length > 0 ? 'the server stalled' : undefined))
       sock.on('error', (err: NodeJS.ErrnoException) => end(err.code ?? err.message))

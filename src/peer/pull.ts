@@ -10,12 +10,12 @@ import {silentProgress, type ProgressReporter} from '../progress.js'
 import {isValidId} from '../store/layout.js'
 import type {LocalStore} from '../store/local-store.js'
 import {acquireLock} from '../store/lock.js'
-import {ObjectWriter} from '../store/object-writer.js'
+import type {ObjectWriter} from '../store/object-writer.js'
 import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
-import {receiveThreads, type ChainStats, type FetchChain} from './chain.js'
+import {closeWriters, startWriters, type ChainStats, type FetchChain} from './chain.js'
 import type {SourceKind} from './source.js'
 
 export interface PullInit {
@@ -110,11 +110,11 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
   const progress = init.progress ?? silentProgress
   const as = init.as !== undefined ? parseRef(init.as) : undefined
   // the bulk path's threads start while the ref and the manifest are fetched
-  const writers = init.bulk === false ? undefined : Array.from({length: receiveThreads()}, () => new ObjectWriter(store.root))
+  const writers = init.bulk === false ? undefined : startWriters(store.root)
   try {
     return await pullWith(chain, spec, init, {t0, store, progress, as, writers})
   } finally {
-    await Promise.all((writers ?? []).map((w) => w.close().catch(() => {})))
+    if (writers) await closeWriters(writers)
   }
 }
 

@@ -1,8 +1,7 @@
 /**
  * The thread behind ObjectWriter: hash each chunk it is given and, when the
  * hash matches (unless the sender hashed it already), store it with
- * LocalStore.putObjectSync (tmp file, link), probing for an existing object
- * first only when asked; or import a whole segment of a raw file; or fetch,
+ * LocalStore.putObjectSync (tmp file, link); or import a whole segment of a raw file; or fetch,
  * verify and store a share of a pull's chunks (peer/bulk-receive.ts).
  */
 import {parentPort, workerData} from 'node:worker_threads'
@@ -17,7 +16,7 @@ store.stageObjectsIn(stagingDir)
 
 let scratch = Buffer.alloc(0)
 
-type PutMessage = {seq: number; id: string; buffer: ArrayBuffer; length: number; verify: boolean; probe: boolean}
+type PutMessage = {seq: number; id: string; buffer: ArrayBuffer; length: number; verify: boolean}
 type SegmentMessage = {seq: number; op: 'segment'; req: SegmentRequest}
 type BulkMessage = {seq: number; op: 'bulk'; task: BulkTask}
 type AbortMessage = {seq: number; op: 'abort'}
@@ -39,7 +38,7 @@ parentPort!.on('message', (m: PutMessage | SegmentMessage | BulkMessage | AbortM
     if (actual !== m.id) return reply({mismatch: actual})
   }
   try {
-    reply({ok: store.putObjectSync(m.id, data, {probe: m.probe}) ? 'stored' : 'present'})
+    reply({ok: store.putObjectSync(m.id, data, {probe: false}) ? 'stored' : 'present'})
   } catch (err) {
     reply({error: errorData(err)})
   }

@@ -1,10 +1,11 @@
 /**
- * Verify and store chunks on a second thread. A pull receives chunks on the
- * main thread; hashing them and writing one file each (open, write, close,
- * link, unlink) costs about as much CPU again, so a worker thread does it
- * while the main thread reads the next ones off the network (measured:
- * docs/PROTOCOL.md, "Bulk fetch"). Chunk buffers are transferred, not copied:
- * the caller must not touch a buffer after handing it over.
+ * Verify and store chunks on a second thread. An import hands it chunks
+ * (`put`) or whole segments of a raw file (`segment`) while the caller reads
+ * the next ones; a pull hands each thread a share of its chunks to fetch,
+ * verify and store there (`bulk`, peer/bulk-receive.ts; measured:
+ * docs/PROTOCOL.md, "Bulk fetch"). Chunk buffers given to `put` are
+ * transferred, not copied: the caller must not touch a buffer after handing
+ * it over.
  *
  * Backlog is bounded in bytes: `whenBelow()` lets a producer wait.
  */
@@ -130,12 +131,10 @@ export class ObjectWriter {
    * Hash `data`, and store it when it matches `id`. Rejects with an
    * IntegrityError on a mismatch (nothing stored) and with a StoreError when
    * the store cannot be written. `data`'s memory is moved to the worker.
-   * `verify: false` when the caller hashed the bytes itself. By default the
-   * caller found the object absent and it is written without a look first;
-   * `probe: true` looks first (LocalStore.putObjectSync), for callers that
-   * expect many objects to be present already.
+   * `verify: false` when the caller hashed the bytes itself. The caller
+   * found the object absent: it is written without a look first.
    */
-  put(id: string, data: Buffer, opts: {verify?: boolean; probe?: boolean} = {}): Promise<PutOutcome> {
+  put(id: string, data: Buffer, opts: {verify?: boolean} = {}): Promise<PutOutcome> {
     if (this.dead) return Promise.reject(this.dead)
     if (this.inline && this.backlog >= this.inlineAbove) return this.putHere(this.inline, id, data, opts)
     const seq = ++this.seq
@@ -146,14 +145,14 @@ export class ObjectWriter {
     return new Promise<PutOutcome>((resolve, reject) => {
       this.waiting.set(seq, {id, bytes: buf.length, resolve, reject})
       this.backlog += buf.length
-      this.worker.postMessage({seq, id, buffer: buf.buffer, length: buf.length, verify: opts.verify !== false, probe: opts.probe === true}, [
+      this.worker.postMessage({seq, id, buffer: buf.buffer, length: buf.length, verify: opts.verify !== false}, [
         buf.buffer as ArrayBuffer,
       ])
     })
   }
 
   /** put, on this thread; the buffer goes back to the spare memory afterwards. */
-  private putHere(store: LocalStore, id: string, data: Buffer, opts: {verify?: boolean; probe?: boolean}): Promise<PutOutcome> {
+  private putHere(store: LocalStore, id: string, data: Buffer, opts: {verify?: boolean}): Promise<PutOutcome> {
     this.inlinePuts++
     try {
       if (opts.verify !== false) {
@@ -161,7 +160,7 @@ export class ObjectWriter {
         if (actual !== id) return Promise.reject(new IntegrityError(`chunk ${id} hashes to ${actual}`, {data: {id, actual}}))
       }
       // (putObjectSync reports a store that cannot be written as a StoreError, as the thread does)
-      return Promise.resolve(store.putObjectSync(id, data, {probe: opts.probe === true}) ? 'stored' : 'present')
+      return Promise.resolve(store.putObjectSync(id, data, {probe: false}) ? 'stored' : 'present')
     } catch (err) {
       return Promise.reject(err)
     } finally {
