@@ -104,6 +104,11 @@ export class StoreBusyError extends StoreError {
   override readonly code = 'VMI_STORE_BUSY'
 }
 
+/** An overlay, a --file path or a socket already has an owner (another live process). */
+export class InUseError extends StoreError {
+  override readonly code = 'VMI_IN_USE'
+}
+
 export class DependencyError extends VmiError {
   override readonly code = 'VMI_DEPENDENCY'
   override readonly exitCode = ExitCode.DEPENDENCY

@@ -30,12 +30,13 @@ function connectable(socket) {
 }
 
 /**
- * nbdkit, read-only, foreground, on a unix socket: `nbdkit -f -r -U SOCK
- * [--filter=F…] file file=FILE [params…]`. Resolves once the socket accepts.
+ * nbdkit, foreground, on a unix socket: `nbdkit -f -r -U SOCK [--filter=F…]
+ * file file=FILE [params…]` (without -r when `writable`). Resolves once the
+ * socket accepts.
  */
-export async function startNbdkit({file, socket, filters = [], params = []}) {
+export async function startNbdkit({file, socket, filters = [], params = [], writable = false}) {
   await fsp.rm(socket, {force: true})
-  const args = ['-f', '-r', '-U', socket, ...filters.map((x) => `--filter=${x}`), 'file', `file=${file}`, ...params]
+  const args = ['-f', ...(writable ? [] : ['-r']), '-U', socket, ...filters.map((x) => `--filter=${x}`), 'file', `file=${file}`, ...params]
   const child = track(spawn('nbdkit', args, {stdio: ['ignore', 'ignore', 'pipe']}))
   let stderr = ''
   child.stderr.on('data', (d) => (stderr += d))
@@ -59,7 +60,8 @@ export async function startNbdkit({file, socket, filters = [], params = []}) {
 
 /** `vmi mount ARGS --json` running until stop(); resolves once it printed its addresses. */
 export async function startMount(store, args, opts = {}) {
-  const child = track(spawn(process.execPath, [BIN, 'mount', ...args, '--json'], {env: vmiEnv(store, opts.env), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']}))
+  // opts.bin: another build's bin/run.js (an A/B of two builds in one run)
+  const child = track(spawn(process.execPath, [opts.bin ?? BIN, 'mount', ...args, '--json'], {env: vmiEnv(store, opts.env), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']}))
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d) => (stdout += d))
@@ -95,13 +97,15 @@ export async function startMount(store, args, opts = {}) {
 }
 
 /**
- * `qemu-img bench -f raw -t none -c COUNT -d DEPTH -s SIZE [-S STEP] URI`
- * (reads). Returns the runTimed result plus `seconds` as qemu-img reports it
+ * `qemu-img bench -f raw -t none -c COUNT -d DEPTH -s SIZE [-S STEP] [-o OFFSET]
+ * [-w] URI` (reads, or writes with `write`). Returns the runTimed result plus `seconds` as qemu-img reports it
  * ("Run completed in X seconds.").
  */
-export async function qemuImgBench(uri, {count, depth, size, step}, opts = {}) {
+export async function qemuImgBench(uri, {count, depth, size, step, offset, write}, opts = {}) {
   const args = ['bench', '-f', 'raw', '-t', 'none', '-c', String(count), '-d', String(depth), '-s', String(size)]
   if (step !== undefined) args.push('-S', String(step))
+  if (offset !== undefined) args.push('-o', String(offset))
+  if (write) args.push('-w')
   args.push(uri)
   // opts.cpus: run qemu-img pinned to these CPUs (taskset execs it: the timing and CPU are qemu-img's)
   const r = opts.cpus !== undefined ? await runTimed('taskset', ['-c', opts.cpus, 'qemu-img', ...args], opts) : await runTimed('qemu-img', args, opts)

@@ -13,6 +13,7 @@ import {withLock} from '../store/lock.js'
 import {ChunkListBuilder, chunkLength, expandChunks, MANIFEST_VERSION, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef} from '../store/ref.js'
 import {OVERLAY_BLOCK, Overlay} from './overlay.js'
+import {acquireOwner} from './owner-lock.js'
 
 export interface CommitResult {
   id: string
@@ -33,7 +34,15 @@ export async function commitOverlay(chain: FetchChain, overlayDir: string, targe
     throw new UsageError(`${overlayDir} is not a vmi overlay (no meta.json); mount with --overlay DIR to keep one`)
   }
   const base: Manifest = await store.getManifest(meta.base)
-  const overlay = await Overlay.open(overlayDir, {base: meta.base, virtualSize: base.virtualSize, readOnly: true})
+  // a running mount may be changing the overlay: commit only one that no mount owns
+  const owner = await acquireOwner('overlay', overlayDir, 'vmi commit')
+  let overlay: Overlay
+  try {
+    overlay = await Overlay.open(overlayDir, {base: meta.base, virtualSize: base.virtualSize, readOnly: true})
+  } catch (err) {
+    await owner.release()
+    throw err
+  }
   try {
     return await withLock(store.layout, {op: 'commit'}, async () => {
       const ids = expandChunks(base)
@@ -85,5 +94,6 @@ export async function commitOverlay(chain: FetchChain, overlayDir: string, targe
     })
   } finally {
     await overlay.close()
+    await owner.release()
   }
 }

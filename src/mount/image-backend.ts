@@ -10,6 +10,7 @@ import type {FetchChain} from '../peer/chain.js'
 import {BackendError, STATE_HOLE, STATE_ZERO, type BlockBackend, type Extent} from './block-backend.js'
 import {FdCache} from './fd-cache.js'
 import {OVERLAY_BLOCK, type Overlay} from './overlay.js'
+import {RangeLock} from './range-lock.js'
 
 // object files kept open (Node raises the descriptor limit to the hard limit at start)
 const MAX_OPEN_CHUNKS = 8192
@@ -40,6 +41,8 @@ export class ImageBackend implements BlockBackend {
   private readonly fds = new FdCache(MAX_OPEN_CHUNKS)
   private readonly fetching = new Map<number, Promise<Buffer>>()
   private readonly cacheMax: number
+  /** Overlay blocks being changed (see changing()). */
+  private readonly blockLock = new RangeLock()
   /** Demand reads in flight (prefetch yields to them). */
   demandInFlight = 0
 
@@ -269,11 +272,36 @@ export class ImageBackend implements BlockBackend {
     return this.init.overlay
   }
 
+  /**
+   * Hold the overlay blocks [offset, offset + length) touches while `fn`
+   * changes them. A write that does not cover whole blocks reads the rest of
+   * its edge blocks and writes them back: without the lock a concurrent
+   * change to the same block, landing between that read and that write,
+   * would be lost although it was acknowledged.
+   */
+  private async changing<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T> {
+    const release = await this.blockLock.acquire(Math.floor(offset / OVERLAY_BLOCK), Math.ceil((offset + length) / OVERLAY_BLOCK))
+    try {
+      return await fn()
+    } finally {
+      release()
+    }
+  }
+
   async write(offset: number, data: Buffer, opts: {fua?: boolean} = {}): Promise<void> {
     this.check(offset, data.length)
     const ov = this.overlayOrFail()
     if (data.length === 0) return
-    // widen to whole overlay blocks, filling the edges from the current content
+    try {
+      await this.changing(offset, data.length, () => this.writeLocked(ov, offset, data))
+      if (opts.fua) await ov.flush()
+    } catch (err) {
+      throw overlayWriteError(err)
+    }
+  }
+
+  /** write() with its blocks held: widen to whole overlay blocks, filling the edges from the current content. */
+  private async writeLocked(ov: Overlay, offset: number, data: Buffer): Promise<void> {
     const start = Math.floor(offset / OVERLAY_BLOCK) * OVERLAY_BLOCK
     const end = Math.min(this.size, Math.ceil((offset + data.length) / OVERLAY_BLOCK) * OVERLAY_BLOCK)
     let buf = data
@@ -286,13 +314,7 @@ export class ImageBackend implements BlockBackend {
       }
       data.copy(buf, offset - start)
     }
-    try {
-      await ov.writeBlocks(start, buf)
-      if (opts.fua) await ov.flush()
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      throw new BackendError(code === 'ENOSPC' || code === 'EDQUOT' ? 'ENOSPC' : 'EIO', `overlay write failed: ${(err as Error).message}`)
-    }
+    await ov.writeBlocks(start, buf)
   }
 
   async writeZeroes(offset: number, length: number, opts: {noHole?: boolean; fua?: boolean} = {}): Promise<void> {
@@ -302,19 +324,26 @@ export class ImageBackend implements BlockBackend {
     const endFull = Math.floor((offset + length) / OVERLAY_BLOCK)
     const endAligned = offset + length === this.size ? Math.ceil(this.size / OVERLAY_BLOCK) : endFull
     if (firstFull >= endAligned) return this.write(offset, Buffer.alloc(length), opts)
-    if (offset < firstFull * OVERLAY_BLOCK) await this.write(offset, Buffer.alloc(firstFull * OVERLAY_BLOCK - offset))
-    if (offset + length > endAligned * OVERLAY_BLOCK) await this.write(endAligned * OVERLAY_BLOCK, Buffer.alloc(offset + length - endAligned * OVERLAY_BLOCK))
-    ov.markZero(firstFull, endAligned)
-    if (opts.fua) await ov.flush()
+    try {
+      await this.changing(offset, length, async () => {
+        if (offset < firstFull * OVERLAY_BLOCK) await this.writeLocked(ov, offset, Buffer.alloc(firstFull * OVERLAY_BLOCK - offset))
+        if (offset + length > endAligned * OVERLAY_BLOCK)
+          await this.writeLocked(ov, endAligned * OVERLAY_BLOCK, Buffer.alloc(offset + length - endAligned * OVERLAY_BLOCK))
+        ov.markZero(firstFull, endAligned)
+      })
+      if (opts.fua) await ov.flush()
+    } catch (err) {
+      throw overlayWriteError(err)
+    }
   }
 
   async trim(offset: number, length: number): Promise<void> {
     // reads after a trim may return anything; zeros are the honest choice here
     this.check(offset, length)
-    this.overlayOrFail()
+    const ov = this.overlayOrFail()
     const first = Math.ceil(offset / OVERLAY_BLOCK)
     const end = Math.floor((offset + length) / OVERLAY_BLOCK)
-    if (end > first) this.init.overlay!.markZero(first, end)
+    if (end > first) await this.changing(first * OVERLAY_BLOCK, (end - first) * OVERLAY_BLOCK, async () => ov.markZero(first, end))
   }
 
   async flush(): Promise<void> {
@@ -359,3 +388,9 @@ export class ImageBackend implements BlockBackend {
   }
 }
 
+/** A failed overlay change as the NBD error the client gets. */
+function overlayWriteError(err: unknown): BackendError {
+  if (err instanceof BackendError) return err
+  const code = (err as NodeJS.ErrnoException).code
+  return new BackendError(code === 'ENOSPC' || code === 'EDQUOT' ? 'ENOSPC' : 'EIO', `overlay write failed: ${(err as Error).message}`)
+}

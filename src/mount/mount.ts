@@ -15,6 +15,7 @@ import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {ImageBackend} from './image-backend.js'
 import {startNbdServer} from './nbd-server.js'
 import {MAX_OVERLAY_SIZE, Overlay} from './overlay.js'
+import {acquireOwner, type OwnerLock} from './owner-lock.js'
 
 export type PrefetchMode = 'none' | 'profile' | 'all'
 
@@ -99,11 +100,15 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
     id = (await resolveTarget(chain, spec, init.signal)).id
   }
   const locks: StoreLock[] = []
+  const owners: OwnerLock[] = []
   const cleanups: (() => Promise<void>)[] = []
   const cleanup = async () => {
     for (const c of cleanups.reverse()) await c().catch((err) => log(`cleanup: ${(err as Error).message}`))
     for (const l of locks) await l.release().catch(() => {})
+    for (const o of owners) await o.release().catch(() => {})
   }
+  // an overlay, a socket, a --file path each have one owner: two guests on one overlay corrupt each other
+  const own = async (kind: string, p: string) => owners.push(await acquireOwner(kind, p, `vmi mount of ${id.slice(0, 12)}`))
   try {
     // a root lock: gc and cache eviction keep this image while it is mounted
     locks.push(await acquireLock(store.layout, {op: 'mount', kind: 'root', roots: [id], signal: init.signal}))
@@ -136,6 +141,12 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       }
     }
 
+    if (init.overlayDir) await own('overlay', init.overlayDir)
+    const socketPath = init.listen ? undefined : (init.socketPath ?? path.join(store.layout.tmpDir, `${process.pid}-mount-${id.slice(0, 8)}.sock`))
+    if (socketPath) await own('socket', socketPath)
+    if (init.file) await own('file', init.file)
+    if (init.vhostUserBlk) await own('socket', init.vhostUserBlk)
+
     let overlay: Overlay | undefined
     if (!init.readOnly) {
       const dir = init.overlayDir ?? store.tmpPath('overlay')
@@ -165,7 +176,6 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
         log(`boot profile of ${order.length} chunks saved`)
       })
 
-    const socketPath = init.listen ? undefined : (init.socketPath ?? path.join(store.layout.tmpDir, `${process.pid}-mount-${id.slice(0, 8)}.sock`))
     if (socketPath) await fsp.rm(socketPath, {force: true})
     const server = await startNbdServer(backend, {
       socketPath,

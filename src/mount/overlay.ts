@@ -7,11 +7,21 @@
  *   <dir>/map         two bitmaps, one bit per block: "written" then "zeroed"
  *
  * A block is in one of three states: base (read through the image), written
- * (read from `data`), or zeroed (reads as zeros: TRIM / WRITE_ZEROES). FLUSH
- * fsyncs `data` and then replaces `map` atomically, so a kill -9 after a
- * FLUSH loses no acknowledged write.
+ * (read from `data`), or zeroed (reads as zeros: TRIM / WRITE_ZEROES).
+ *
+ * Durability: a FLUSH copies the bitmaps first, then fsyncs `data`, then
+ * writes the copy to a temporary file of its own, fsyncs it and renames it
+ * over `map`. A block's bit is set only after its bytes are in `data`, so
+ * every block the copied map calls written had its bytes written before the
+ * fsync: after a kill -9 the map on disk never points at bytes that were not
+ * synced. Flushes run one at a time; a flush asked for while one runs waits
+ * for the next one, which covers every write acknowledged before it was asked
+ * for, and all the flushes asked for meanwhile share it.
+ *
+ * Callers serialize writes to the same block (ImageBackend's range lock):
+ * writeBlocks and markZero only record, they do not order.
  */
-import {promises as fsp} from 'node:fs'
+import fs, {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {VmiError} from '../errors.js'
 
@@ -49,8 +59,17 @@ export class Bitmap {
   }
 }
 
+let tmpCounter = 0
+/** Overlay reads and writes up to this size are made synchronously. */
+const SYNC_IO_MAX = 64 * 1024
+
 export class Overlay {
-  private dirty = false
+  /** Bumped by every change to the bitmaps; the map on disk holds savedGeneration's. */
+  private generation = 0
+  private savedGeneration = 0
+  private flushing?: Promise<void>
+  private failed?: VmiError
+  private nextFlush?: Promise<void>
   private constructor(
     readonly dir: string,
     readonly meta: OverlayMeta,
@@ -84,6 +103,8 @@ export class Overlay {
       await fsp.writeFile(metaFile + '.tmp', JSON.stringify(meta) + '\n')
       await fsp.rename(metaFile + '.tmp', metaFile)
     }
+    if (!init.readOnly)
+      for (const name of await fsp.readdir(dir)) if (name.startsWith('map.tmp')) await fsp.rm(path.join(dir, name), {force: true})
     const blocks = Math.ceil(meta.virtualSize / OVERLAY_BLOCK)
     const mapBytes = Math.ceil(blocks / 8)
     let written = new Bitmap(blocks)
@@ -115,7 +136,10 @@ export class Overlay {
     const buf = Buffer.alloc(length)
     let off = 0
     while (off < length) {
-      const {bytesRead} = await this.fh.read(buf, off, length - off, offset + off)
+      const bytesRead =
+        length - off <= SYNC_IO_MAX
+          ? fs.readSync(this.fh.fd, buf, off, length - off, offset + off)
+          : (await this.fh.read(buf, off, length - off, offset + off)).bytesRead
       if (bytesRead === 0) break
       off += bytesRead
     }
@@ -126,7 +150,11 @@ export class Overlay {
   async writeBlocks(offset: number, data: Buffer): Promise<void> {
     // a write can be short (the disk filled up mid-way): write the rest, which then fails with the real error
     for (let done = 0; done < data.length; ) {
-      const {bytesWritten} = await this.fh.write(data, done, data.length - done, offset + done)
+      // small writes land in the page cache in microseconds: a thread-pool round trip would cost more than the write
+      const bytesWritten =
+        data.length - done <= SYNC_IO_MAX
+          ? fs.writeSync(this.fh.fd, data, done, data.length - done, offset + done)
+          : (await this.fh.write(data, done, data.length - done, offset + done)).bytesWritten
       if (bytesWritten <= 0) throw new VmiError(`overlay ${this.dir}: write at ${offset + done} wrote nothing`)
       done += bytesWritten
     }
@@ -136,7 +164,7 @@ export class Overlay {
       this.written.set(i, true)
       this.zeroed.set(i, false)
     }
-    this.dirty = true
+    this.generation++
   }
 
   markZero(firstBlock: number, endBlock: number): void {
@@ -144,18 +172,45 @@ export class Overlay {
       this.zeroed.set(i, true)
       this.written.set(i, false)
     }
-    this.dirty = true
+    this.generation++
   }
 
-  /** Make every acknowledged write durable. */
-  async flush(): Promise<void> {
-    await this.fh.datasync()
-    if (!this.dirty) return
-    this.dirty = false
+  /** Make every write that completed before this call durable. */
+  flush(): Promise<void> {
+    if (!this.flushing) return this.startFlush()
+    // the running flush may have copied the map before the caller's writes completed: wait for the next one
+    this.nextFlush ??= this.flushing.then(
+      () => this.startFlush(),
+      () => this.startFlush(),
+    )
+    return this.nextFlush
+  }
+
+  private startFlush(): Promise<void> {
+    this.nextFlush = undefined
+    const p = this.flushOnce().finally(() => {
+      if (this.flushing === p) this.flushing = undefined
+    })
+    this.flushing = p
+    return p
+  }
+
+  private async flushOnce(): Promise<void> {
+    if (this.failed) throw this.failed
+    const gen = this.generation
+    const map = gen === this.savedGeneration ? undefined : Buffer.concat([this.written.bits, this.zeroed.bits])
     try {
-      const map = Buffer.concat([this.written.bits, this.zeroed.bits])
-      const file = path.join(this.dir, 'map')
-      const tmp = file + '.tmp'
+      await this.fh.datasync()
+    } catch (err) {
+      // the kernel may drop the pages whose write-back failed and report success to the next fsync:
+      // from here on no flush can vouch for the data, so every later one fails too
+      this.failed = new VmiError(`overlay ${this.dir}: syncing its data failed, its acknowledged writes may be lost: ${(err as Error).message}`, {cause: err})
+      throw this.failed
+    }
+    if (!map) return
+    const file = path.join(this.dir, 'map')
+    const tmp = `${file}.tmp-${process.pid}-${++tmpCounter}`
+    try {
       const h = await fsp.open(tmp, 'w')
       try {
         await h.writeFile(map)
@@ -164,16 +219,24 @@ export class Overlay {
         await h.close()
       }
       await fsp.rename(tmp, file)
-      const d = await fsp.open(this.dir, 'r')
-      await d.sync().catch(() => {})
-      await d.close()
     } catch (err) {
-      this.dirty = true // the map on disk is still the old one: the next flush must write it
+      await fsp.rm(tmp, {force: true}).catch(() => {})
       throw err
     }
+    const d = await fsp.open(this.dir, 'r')
+    try {
+      await d.sync()
+    } catch {
+      /* some filesystems cannot sync a directory */
+    } finally {
+      await d.close()
+    }
+    if (gen > this.savedGeneration) this.savedGeneration = gen
   }
 
   async close(): Promise<void> {
+    await this.flushing?.catch(() => {})
+    await this.nextFlush?.catch(() => {})
     await this.fh.close()
   }
 }

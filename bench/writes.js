@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+// @ts-check
+// Sub-block writes through `vmi mount`'s copy-on-write overlay:
+// `node bench/writes.js` (or `npm run bench -- --only writes`).
+//
+// qemu-img bench -w: 1 KiB writes (inside 4 KiB blocks: every one is a
+// read-modify-write of its block) and 4 KiB aligned writes, scattered, at
+// depth 1 and 16, through a writable `vmi mount` (every chunk local, a fresh
+// overlay per run) against nbdkit's file plugin with its cow filter over the
+// same raw file (a fresh one per run), alternating. With `--old DIR` a second
+// vmi build (DIR/bin/run.js, built) runs as a third contender: an A/B of two
+// builds in one run. Writes bench/results/<date>-writes.md and
+// bench/results/latest-writes.json; never fails on a missed goal.
+import {randomBytes} from 'node:crypto'
+import {promises as fsp} from 'node:fs'
+import path from 'node:path'
+import {f, int, table} from './lib/format.js'
+import {hasCommand} from './lib/measure.js'
+import {
+  cpuWindow,
+  gitInfo,
+  KiB,
+  machineRecord,
+  makeLog,
+  MiB,
+  prepare,
+  prepSettings,
+  stats,
+  stopAllChildren,
+  vmiTimed,
+  workDirectory,
+  writeResults,
+} from './lib/dist-common.js'
+import {qemuImgBench, startMount, startNbdkit} from './lib/mount-nbd.js'
+
+const log = makeLog('writes')
+const argv = process.argv.slice(2)
+if (argv.includes('--help')) {
+  console.log('node bench/writes.js [--reps N] [--old DIR]   sub-block writes through vmi mount vs nbdkit file+cow (see bench/README.md)')
+  process.exit(0)
+}
+const arg = (name, dflt) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt)
+const reps = Number(arg('--reps', 5))
+const oldDir = arg('--old', undefined)
+const IMAGE = 256 * MiB
+const STRIDE = 4 * KiB * 97 // scattered: one request every 97 blocks, wrapping inside the image
+
+/** @type {{key: string, label: string, size: number, depth: number, count: number, step: number, offset: number, write: true}[]} */
+const PATTERNS = [
+  {key: 'w1k_d1', label: '1 KiB writes (read-modify-write), depth 1', size: KiB, depth: 1, count: 8000, step: STRIDE, offset: 1536, write: true},
+  {key: 'w1k_d16', label: '1 KiB writes (read-modify-write), depth 16', size: KiB, depth: 16, count: 20000, step: STRIDE, offset: 1536, write: true},
+  {key: 'w4k_d1', label: '4 KiB aligned writes, depth 1', size: 4 * KiB, depth: 1, count: 8000, step: STRIDE, offset: 0, write: true},
+  {key: 'w4k_d16', label: '4 KiB aligned writes, depth 16', size: 4 * KiB, depth: 16, count: 20000, step: STRIDE, offset: 0, write: true},
+]
+
+if (!hasCommand('qemu-img') || !hasCommand('nbdkit')) {
+  console.error('bench writes: qemu-img and nbdkit are needed (scripts/install-deps.sh installs them)')
+  process.exit(1)
+}
+process.on('exit', stopAllChildren)
+const startedAt = new Date()
+const settings = prepSettings()
+const {workDir} = workDirectory('vmi-bench-writes-', log)
+const raw = path.join(workDir, 'disk.raw')
+{
+  const fh = await fsp.open(raw, 'w')
+  for (let off = 0; off < IMAGE / 2; off += 16 * MiB) await fh.write(randomBytes(16 * MiB), 0, 16 * MiB, off)
+  await fh.truncate(IMAGE)
+  await fh.close()
+}
+const store = path.join(workDir, 'store')
+const imp = await vmiTimed(['import', raw, 'bench:writes', '--json'], store, {scratch: workDir})
+const id = imp.json.id
+log(`image ${IMAGE / MiB} MiB (half random, half zeros), id ${id.slice(0, 12)}; ${reps} repetitions, contenders alternating`)
+
+const contenders = [
+  {key: 'nbdkit', label: 'nbdkit file plugin + cow filter (anchor)'},
+  {key: 'vmi', label: 'vmi mount (this build)'},
+  ...(oldDir ? [{key: 'old', label: `vmi mount (build in ${oldDir})`, bin: path.join(path.resolve(oldDir), 'bin', 'run.js')}] : []),
+]
+
+/** Start a fresh server of contender `c`; returns {uri, pid, stop}. */
+async function start(c, run) {
+  if (c.key === 'nbdkit') {
+    const n = await startNbdkit({file: raw, socket: path.join(workDir, `nbdkit-${run}.sock`), filters: ['cow'], writable: true})
+    return {uri: n.uri, pid: n.pid, stop: () => n.stop()}
+  }
+  const m = await startMount(store, [id, '--prefetch', 'none', '--overlay', path.join(workDir, `ovl-${c.key}-${run}`)], {bin: c.bin})
+  return {uri: m.uri, pid: m.pid, stop: () => m.stop()}
+}
+
+/** @type {Record<string, Record<string, any[]>>} */
+const runs = Object.fromEntries(PATTERNS.map((p) => [p.key, Object.fromEntries(contenders.map((c) => [c.key, []]))]))
+let run = 0
+for (let r = 0; r < reps; r++) {
+  for (const pat of PATTERNS) {
+    for (const c of r % 2 ? [...contenders].reverse() : contenders) {
+      const server = await start(c, run++)
+      try {
+        const p = await prepare({files: [raw], dirs: [path.join(store, 'objects')]}, settings)
+        const w = cpuWindow([server.pid])
+        const res = await qemuImgBench(server.uri, pat, {scratch: workDir})
+        const cpu = w.end((res.user ?? 0) + (res.sys ?? 0))
+        runs[pat.key][c.key].push({seconds: res.seconds, serverCpu: cpu.serverCpu, othersCores: cpu.othersCores, ...p})
+        log(`  ${pat.label}, ${c.key} #${r + 1}: ${f(res.seconds, 3)} s, ${int(pat.count / res.seconds)} IOPS, server CPU ${f(cpu.serverCpu / res.seconds)} cores`)
+      } finally {
+        await server.stop()
+      }
+    }
+  }
+}
+await fsp.rm(workDir, {recursive: true, force: true})
+
+const rows = PATTERNS.map((pat) => {
+  const s = Object.fromEntries(contenders.map((c) => [c.key, stats(runs[pat.key][c.key].map((x) => x.seconds))]))
+  return {...pat, seconds: s, ratio: s.nbdkit.median / s.vmi.median, ratioOld: oldDir ? s.old.median / s.vmi.median : undefined, runs: runs[pat.key]}
+})
+const machine = machineRecord('/tmp', 'n/a')
+const git = gitInfo()
+const span = (s) => `${f(s.median, 3)} (${f(s.min, 3)}–${f(s.max, 3)})`
+const md = [
+  `# Sub-block writes through vmi mount, ${startedAt.toISOString().slice(0, 10)}`,
+  '',
+  `Commit ${git.head}${git.dirtySrcFiles ? ` with ${git.dirtySrcFiles} uncommitted files in src/` : ''}. Machine: ${machine.cpuModel}, ${machine.cores} cores. ` +
+    `Image ${IMAGE / MiB} MiB (half random, half zeros), every chunk local. \`qemu-img bench -w -t none\` over NBD on a unix socket, one request every ${STRIDE / KiB} KiB (wrapping), ` +
+    `a fresh server and overlay per run; ${reps} runs per row, contenders alternating; seconds as median (min–max). ` +
+    `Ratio = anchor time / vmi time (≥ 1: vmi at least as fast).`,
+  '',
+  table(
+    ['pattern', 'requests', ...contenders.map((c) => `${c.key} s`), ...contenders.map((c) => `${c.key} IOPS`), 'vmi / nbdkit speed', ...(oldDir ? ['vmi / old build speed'] : [])],
+    rows.map((r) => [
+      r.label,
+      int(r.count),
+      ...contenders.map((c) => span(r.seconds[c.key])),
+      ...contenders.map((c) => int(r.count / r.seconds[c.key].median)),
+      `**${f(r.ratio)}×**`,
+      ...(oldDir ? [`${f(r.ratioOld)}×`] : []),
+    ]),
+  ),
+  '',
+  'Every 1 KiB write covers part of one 4 KiB overlay block, so vmi reads the rest of the block (base chunk or overlay) and writes the whole block back, holding that block (and only it) against other changes meanwhile; nbdkit\'s cow filter does the same read-modify-write in its own 64 KiB blocks under a lock.',
+  '',
+].join('\n')
+const out = await writeResults('writes', startedAt, md, {startedAt, git, machine, image: {size: IMAGE, id}, reps, old: oldDir, patterns: rows})
+process.stdout.write(md)
+log(`wrote ${out.mdFile} and ${out.jsonFile}`)
