@@ -233,8 +233,8 @@ export async function importImage(
     if (writeFailure) throw writeFailure
     if (converter) await converter.done
     init.signal?.throwIfAborted()
-    if (total === 0) throw new BadInputError(`${source === '-' ? 'standard input' : source} is empty`)
     if (expectedSize !== undefined && total !== expectedSize) throw wrongLength(source, total, expectedSize, converter)
+    if (total === 0) throw new BadInputError(`${source === '-' ? 'standard input' : source} is empty`)
     checkRawSize(source === '-' ? 'standard input' : source, total)
 
     const head: ManifestHead = {
@@ -381,9 +381,11 @@ async function importSegments(
 }
 
 /**
- * The source gave more or fewer bytes than its size. A converter's output
- * is checked against the virtual size qemu-img read from the image's
- * header, and the converter exited cleanly: the tool failed, not the input.
+ * The source gave more or fewer bytes than its size. For a converter that
+ * size is the virtual size qemu-img read from the image's header, and a
+ * converter is only asked for its length after it exited cleanly (an image
+ * it cannot read makes it fail, a BadInputError with its reason): too many
+ * bytes, or too few from a clean exit, is the tool failing, not the input.
  */
 function wrongLength(source: string, total: number, expected: number, converter: RawStream | undefined): VmiError {
   const data = {bytes: total, expected}
