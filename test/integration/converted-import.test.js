@@ -43,6 +43,32 @@ async function convertedImage(dir, format) {
   return file
 }
 
+/** The absolute path of a command on this PATH. */
+const which = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).stdout.toString().trim()
+
+/** A directory `bin` under `dir` for a test's own PATH, holding `tools` ({name: shell script body}). */
+function toolDir(dir, tools) {
+  const bin = path.join(dir, 'bin')
+  mkdirSync(bin, {recursive: true})
+  for (const [name, body] of Object.entries(tools)) {
+    rmSync(path.join(bin, name), {force: true})
+    writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`)
+    chmodSync(path.join(bin, name), 0o755)
+  }
+  return bin
+}
+
+/** Run `body(t, file)` with a fresh store `t` and the test image as qcow2; skips without QEMU's tools. */
+async function withQcow2(body) {
+  if (missing().length) return skip(`${missing().join(', ')} not installed`)
+  const t = tmpStore()
+  try {
+    await body(t, await convertedImage(t.dir, 'qcow2'))
+  } finally {
+    t.cleanup()
+  }
+}
+
 const importArgs = (file, ref) => ['import', file, ref, '--created', CREATED, '--json']
 const objects = (store) => listFiles(path.join(store, 'objects'))
 
@@ -55,38 +81,39 @@ async function assertStore(store, objs, refCount, what) {
   await fsckCleanAsync(store)
 }
 
-test(`${LOOPS} qcow2 imports into a store that already holds every chunk: all succeed with the same id, nothing added, fsck clean`, async () => {
-  if (missing().length) return skip(`${missing().join(', ')} not installed`)
-  const t = tmpStore()
-  try {
-    const qcow = await convertedImage(t.dir, 'qcow2')
-    const first = JSON.parse(ok(await execAsync(importArgs(qcow, 'disk:v1'), {store: t.store}), 'first import').stdout)
-    assert.is(first.via, 'nbdcopy + qemu-nbd', 'streamed by the converter, not through a temporary file')
-    assert.is(first.virtualSize, 24 * M)
+test(`${LOOPS} qcow2 and vmdk imports into a store that already holds every chunk: all succeed with the same id, nothing added, fsck clean`, () =>
+  withQcow2(async (t, qcow) => {
+    const files = [qcow, await convertedImage(t.dir, 'vmdk')]
+    const ids = []
+    for (const [k, file] of files.entries()) {
+      const first = JSON.parse(ok(await execAsync(importArgs(file, `disk:f${k}`), {store: t.store}), `first import of ${file}`).stdout)
+      assert.is(first.via, 'nbdcopy + qemu-nbd', 'streamed by the converter, not through a temporary file')
+      assert.is(first.virtualSize, 24 * M)
+      ids.push(first.id)
+    }
     const stored = await objects(t.store)
-    assert.is(stored.length, 8 * M / first.chunkSize)
+    assert.is(stored.length, (8 * M) / (128 * 1024), 'the two formats share every chunk')
 
     const failures = []
     let next = 0
     const worker = async () => {
       while (next < LOOPS) {
         const i = next++
-        const r = await execAsync(importArgs(qcow, `disk:r${i % 4}`), {store: t.store})
+        const k = i % files.length
+        const r = await execAsync(importArgs(files[k], `disk:r${i % 4}`), {store: t.store})
         if (r.status !== 0) failures.push(`#${i}: exit ${r.status}: ${r.stderr.trim()}`)
         else {
           const j = JSON.parse(r.stdout)
-          if (j.id !== first.id) failures.push(`#${i}: id ${j.id}, not ${first.id}`)
+          if (j.id !== ids[k]) failures.push(`#${i}: id ${j.id}, not ${ids[k]}`)
           else if (j.newChunks !== 0) failures.push(`#${i}: ${j.newChunks} new chunks`)
         }
       }
     }
     await Promise.all(Array.from({length: AT_ONCE}, worker))
     assert.equal(failures, [], `${failures.length} of ${LOOPS} re-imports failed:\n${failures.join('\n')}`)
-    await assertStore(t.store, stored, 5, 'after the loop')
-  } finally {
-    t.cleanup()
-  }
-})
+    await assertStore(t.store, stored, 6, 'after the loop')
+  }),
+)
 
 test('an import that waits for a running gc before it reads the converter gets every byte (qcow2, vmdk, vhdx)', async () => {
   if (missing().length) return skip(`${missing().join(', ')} not installed`)
@@ -116,20 +143,11 @@ test('an import that waits for a running gc before it reads the converter gets e
   }
 })
 
-test('a converter that exits cleanly with too few bytes → exit 7 naming it; nothing referenced, gc removes its chunks', async () => {
-  if (missing().length) return skip(`${missing().join(', ')} not installed`)
-  const t = tmpStore()
-  try {
-    const qcow = await convertedImage(t.dir, 'qcow2')
+test('a converter that exits cleanly with too few bytes → exit 7 naming it; nothing referenced, gc removes its chunks', () =>
+  withQcow2(async (t, qcow) => {
     // nbdcopy whose output stops after 2 MiB + 64 KiB, and which still exits 0 (the pipeline's status is head's)
-    const bin = path.join(t.dir, 'bin')
-    mkdirSync(bin)
-    const real = spawnSync('sh', ['-c', 'command -v nbdcopy']).stdout.toString().trim()
-    writeFileSync(
-      path.join(bin, 'nbdcopy'),
-      `#!/bin/sh\n[ "$1" = --version ] && exec ${real} --version\n${real} "$@" | head -c ${2 * M + 65536}\n`,
-    )
-    chmodSync(path.join(bin, 'nbdcopy'), 0o755)
+    const real = which('nbdcopy')
+    const bin = toolDir(t.dir, {nbdcopy: `[ "$1" = --version ] && exec ${real} --version\n${real} "$@" | head -c ${2 * M + 65536}`})
     const r = await execAsync(['import', qcow, 'disk:v1', '--created', CREATED], {store: t.store, env: {PATH: `${bin}:${process.env.PATH}`}})
     const ctx = `exit ${r.status}, stderr ${JSON.stringify(r.stderr)}`
     assert.is(r.status, 7, ctx)
@@ -148,44 +166,29 @@ test('a converter that exits cleanly with too few bytes → exit 7 naming it; no
     // the real converter imports the same file
     ok(await execAsync(['import', qcow, 'disk:v1', '--created', CREATED], {store: t.store}), 'import with the real nbdcopy')
     await fsckCleanAsync(t.store)
-  } finally {
-    t.cleanup()
-  }
-})
+  }),
+)
 
-test('without nbdcopy, the qemu-img convert fallback gives the same id; a short converted file → exit 7 naming qemu-img, tmp/ left empty', async () => {
-  if (missing().length) return skip(`${missing().join(', ')} not installed`)
-  const t = tmpStore()
-  try {
-    const qcow = await convertedImage(t.dir, 'qcow2')
+test('without nbdcopy, the qemu-img convert fallback gives the same id; a short converted file → exit 7 naming qemu-img, tmp/ left empty', () =>
+  withQcow2(async (t, qcow) => {
     const first = JSON.parse(ok(await execAsync(importArgs(qcow, 'disk:v1'), {store: t.store}), 'import through nbdcopy').stdout)
     const stored = await objects(t.store)
     // a PATH with node and qemu-img but no nbdcopy or qemu-nbd
-    const bin = path.join(t.dir, 'bin')
-    mkdirSync(bin)
+    const qemuImg = which('qemu-img')
+    const bin = toolDir(t.dir, {'qemu-img': `exec ${qemuImg} "$@"`})
     symlinkSync(process.execPath, path.join(bin, 'node'))
-    const qemuImg = spawnSync('sh', ['-c', 'command -v qemu-img']).stdout.toString().trim()
-    symlinkSync(qemuImg, path.join(bin, 'qemu-img'))
     const j = JSON.parse(ok(await execAsync(importArgs(qcow, 'disk:v2'), {store: t.store, env: {PATH: bin}}), 'import through qemu-img convert').stdout)
     assert.is(j.via, 'qemu-img convert (temporary raw file)')
     assert.is(j.id, first.id, 'same image either way')
     await assertStore(t.store, stored, 2, 'after the fallback import')
     // a qemu-img whose converted file comes out 1 MiB long
-    const truncate = spawnSync('sh', ['-c', 'command -v truncate']).stdout.toString().trim()
-    rmSync(path.join(bin, 'qemu-img'))
-    writeFileSync(
-      path.join(bin, 'qemu-img'),
-      `#!/bin/sh\n${qemuImg} "$@" || exit $?\nif [ "$1" = convert ]; then for last; do :; done; ${truncate} -s ${M} "$last"; fi\n`,
-    )
-    chmodSync(path.join(bin, 'qemu-img'), 0o755)
+    toolDir(t.dir, {'qemu-img': `${qemuImg} "$@" || exit $?\nif [ "$1" = convert ]; then for last; do :; done; ${which('truncate')} -s ${M} "$last"; fi`})
     const r = await execAsync(importArgs(qcow, 'disk:v3'), {store: t.store, env: {PATH: bin}})
     const ctx = `exit ${r.status}, stderr ${JSON.stringify(r.stderr)}`
     assert.is(r.status, 7, ctx)
     assert.match(r.stderr, /qemu-img convert.*1048576 bytes/, ctx)
     await assertStore(t.store, stored, 2, 'after the short conversion')
-  } finally {
-    t.cleanup()
-  }
-})
+  }),
+)
 
 test.run()
