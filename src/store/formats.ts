@@ -2,6 +2,7 @@
  * Disk image formats: detection (qemu-img info, or magic bytes when qemu-img
  * is absent) and raw streams of non-raw images through QEMU's tools.
  */
+import {spawn} from 'node:child_process'
 import {BadInputError, DependencyError} from '../errors.js'
 
 /** Formats imported through qemu-img / qemu-nbd. */
@@ -122,33 +123,61 @@ function lastLine(s: string): string {
 
 export interface RawStream {
   stream: AsyncIterable<Uint8Array>
-  /** Resolves when the converter exits cleanly; rejects with its error. */
+  /** Resolves when the converter exits cleanly (or was killed by kill()); rejects with its error. */
   done: Promise<void>
   kill(): void
+  /** The tools doing the conversion, for messages. */
   how: string
 }
+
+/** Bytes of a converter's stderr kept for its error message (the end, where the reason is). */
+const STDERR_TAIL = 64 * 1024
 
 /**
  * A raw byte stream of a non-raw image, without a temporary copy:
  * `nbdcopy -- [ qemu-nbd -r -f FMT FILE ] -` (qemu-nbd serves the image over
  * NBD, nbdcopy writes it to stdout). Returns undefined when nbdcopy or
  * qemu-nbd is missing, so the caller can fall back to a converted file.
+ *
+ * Invariant: no byte of the converter's output is lost, however late the
+ * caller starts reading `stream` (an import first waits for the store lock,
+ * up to minutes while a gc runs). Node's own child_process leaves an unread
+ * stdout paused, so a full pipe stops nbdcopy until the reader comes. execa
+ * with `buffer: false` does not: one macrotask after the spawn it resumes an
+ * stdout nobody reads yet and its bytes are dropped (execa's resumeStream),
+ * which cut random lengths from the start of imports.
  */
 export async function openRawStream(file: string, format: string, tools: Tools = DEFAULT_TOOLS): Promise<RawStream | undefined> {
   for (const tool of [tools.nbdcopy, tools.qemuNbd]) if ((await runTool(tool, ['--version'], 10_000)) === undefined) return undefined
-  const {execa} = await loadExeca()
-  const child = execa(tools.nbdcopy, ['--', '[', tools.qemuNbd, '-r', '--cache=none', '--aio=threads', '-f', format, file, ']', '-'], {
-    stdout: 'pipe',
-    stderr: 'pipe',
-    buffer: {stdout: false, stderr: true},
-    reject: false,
+  const how = `${tools.nbdcopy} + ${tools.qemuNbd}`
+  const child = spawn(tools.nbdcopy, ['--', '[', tools.qemuNbd, '-r', '--cache=none', '--aio=threads', '-f', format, file, ']', '-'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
   })
-  const done = child.then((r) => {
-    if (r.isTerminated && r.signal === 'SIGTERM') return
-    if (r.exitCode !== 0) throw new BadInputError(`converting ${file} (${format}) failed: ${lastLine(String(r.stderr))}`)
+  let stderr = ''
+  child.stderr.setEncoding('utf8')
+  child.stderr.on('data', (s: string) => (stderr = (stderr + s).slice(-STDERR_TAIL)))
+  let killed = false
+  const done = new Promise<void>((resolve, reject) => {
+    child.once('error', (err) => reject(new DependencyError(`running ${tools.nbdcopy} failed: ${err.message}`, {cause: err})))
+    child.once('close', (code, signal) => {
+      if (killed) resolve()
+      else if (signal !== null) reject(new DependencyError(`${how} converting ${file} (${format}) was killed by ${signal}`, {data: {tool: tools.nbdcopy, signal}}))
+      else if (code !== 0) reject(new BadInputError(`converting ${file} (${format}) failed: ${lastLine(stderr)}`, {data: {tool: tools.nbdcopy, exitCode: code}}))
+      else resolve()
+    })
   })
   done.catch(() => {})
-  return {stream: child.stdout!, done, kill: () => child.kill('SIGTERM'), how: 'nbdcopy + qemu-nbd'}
+  return {
+    stream: child.stdout,
+    done,
+    // unread output is discarded first: 'close' waits for stdout to end, and nbdcopy then stops on EPIPE if not on the signal
+    kill: () => {
+      killed = true
+      child.stdout.destroy()
+      child.kill('SIGTERM')
+    },
+    how,
+  }
 }
 
 /** Convert to a sparse raw file (fallback when nbdcopy is missing). */

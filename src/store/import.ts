@@ -5,7 +5,7 @@
  */
 import {promises as fsp} from 'node:fs'
 import os from 'node:os'
-import {BadInputError, FileNotFoundError, InterruptedError, isErrno, storeWriteError, UsageError, VmiError} from '../errors.js'
+import {BadInputError, DependencyError, FileNotFoundError, InterruptedError, isErrno, storeWriteError, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {fileChunks, isAllZero, streamChunks} from './chunker.js'
 import {convertToRawFile, DEFAULT_TOOLS, detectFormat, looksLikeText, openRawStream, sniffArchive, sniffFormat, type RawStream, type Tools} from './formats.js'
@@ -117,14 +117,23 @@ export async function importImage(
         } else {
           // no nbdcopy/qemu-nbd: a sparse raw copy in the store's tmp/
           const tmp = store.tmpPath('convert.raw')
+          const prev = cleanup
+          cleanup = async () => {
+            await fsp.rm(tmp, {force: true})
+            await prev()
+          }
           await convertToRawFile(source, fmt.format, tmp, tools)
           const raw = await fsp.open(tmp, 'r')
-          const prev = cleanup
           cleanup = async () => {
             await raw.close()
             await fsp.rm(tmp, {force: true})
             await prev()
           }
+          const converted = (await raw.stat()).size
+          if (converted !== expectedSize)
+            throw new DependencyError(`qemu-img convert turned ${source} (${fmt.format}) into ${converted} bytes, expected its virtual size ${expectedSize}`, {
+              data: {tool: tools.qemuImg, bytes: converted, expected: expectedSize},
+            })
           via = 'qemu-img convert (temporary raw file)'
           chunks = fileChunks(raw.fd, expectedSize, chunkSize, {signal: init.signal})
           file = {fd: raw.fd, size: expectedSize}
@@ -183,7 +192,7 @@ export async function importImage(
           if (kind) throw new BadInputError(`standard input is a ${kind} file, not a raw disk image; import it from a file (vmi import FILE)`)
         }
         total += chunk.length
-        if (expectedSize !== undefined && total > expectedSize) throw new BadInputError(`${source} is larger than its declared size ${expectedSize}`)
+        if (expectedSize !== undefined && total > expectedSize) throw wrongLength(source, total, expectedSize, converter)
         if (total > MAX_VIRTUAL_SIZE) throw new BadInputError(`${source} is larger than 1 PiB`)
         if (isAllZero(chunk)) {
           builder.push(null)
@@ -224,9 +233,8 @@ export async function importImage(
     if (writeFailure) throw writeFailure
     if (converter) await converter.done
     init.signal?.throwIfAborted()
+    if (expectedSize !== undefined && total !== expectedSize) throw wrongLength(source, total, expectedSize, converter)
     if (total === 0) throw new BadInputError(`${source === '-' ? 'standard input' : source} is empty`)
-    if (expectedSize !== undefined && total !== expectedSize)
-      throw new BadInputError(`${source}: read ${total} bytes, expected ${expectedSize}`)
     checkRawSize(source === '-' ? 'standard input' : source, total)
 
     const head: ManifestHead = {
@@ -370,6 +378,23 @@ async function importSegments(
   }
   if (failure) throw failure
   return totals
+}
+
+/**
+ * The source gave more or fewer bytes than its size. For a converter that
+ * size is the virtual size qemu-img read from the image's header, and a
+ * converter is only asked for its length after it exited cleanly (an image
+ * it cannot read makes it fail, a BadInputError with its reason): too many
+ * bytes, or too few from a clean exit, is the tool failing, not the input.
+ */
+function wrongLength(source: string, total: number, expected: number, converter: RawStream | undefined): VmiError {
+  const data = {bytes: total, expected}
+  if (converter)
+    return new DependencyError(
+      `${converter.how} gave ${total} bytes of ${source}, not its virtual size ${expected}; no image was recorded`,
+      {data: {...data, tool: converter.how}},
+    )
+  return new BadInputError(`${source}: read ${total} bytes, expected ${expected}`, {data})
 }
 
 function checkRawSize(what: string, size: number): void {
