@@ -21,7 +21,7 @@
  * Callers serialize writes to the same block (ImageBackend's range lock):
  * writeBlocks and markZero only record, they do not order.
  */
-import fs, {promises as fsp} from 'node:fs'
+import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {VmiError} from '../errors.js'
 
@@ -60,8 +60,6 @@ export class Bitmap {
 }
 
 let tmpCounter = 0
-/** Overlay reads and writes up to this size are made synchronously. */
-const SYNC_IO_MAX = 64 * 1024
 
 export class Overlay {
   /** Bumped by every change to the bitmaps; the map on disk holds savedGeneration's. */
@@ -136,10 +134,7 @@ export class Overlay {
     const buf = Buffer.alloc(length)
     let off = 0
     while (off < length) {
-      const bytesRead =
-        length - off <= SYNC_IO_MAX
-          ? fs.readSync(this.fh.fd, buf, off, length - off, offset + off)
-          : (await this.fh.read(buf, off, length - off, offset + off)).bytesRead
+      const {bytesRead} = await this.fh.read(buf, off, length - off, offset + off)
       if (bytesRead === 0) break
       off += bytesRead
     }
@@ -150,11 +145,7 @@ export class Overlay {
   async writeBlocks(offset: number, data: Buffer): Promise<void> {
     // a write can be short (the disk filled up mid-way): write the rest, which then fails with the real error
     for (let done = 0; done < data.length; ) {
-      // small writes land in the page cache in microseconds: a thread-pool round trip would cost more than the write
-      const bytesWritten =
-        data.length - done <= SYNC_IO_MAX
-          ? fs.writeSync(this.fh.fd, data, done, data.length - done, offset + done)
-          : (await this.fh.write(data, done, data.length - done, offset + done)).bytesWritten
+      const {bytesWritten} = await this.fh.write(data, done, data.length - done, offset + done)
       if (bytesWritten <= 0) throw new VmiError(`overlay ${this.dir}: write at ${offset + done} wrote nothing`)
       done += bytesWritten
     }
