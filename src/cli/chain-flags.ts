@@ -1,6 +1,7 @@
 /** Flags and resolution shared by the commands that fetch through the chain (pull, mount, commit). */
 import {Flags} from '#oclif'
 import type {LocalStore} from '../store/local-store.js'
+import type {ChainEvent} from '../peer/chain.js'
 import {buildChain, type BuiltChain} from '../peer/factory.js'
 import {resolvePeers, resolveRemote, type RemoteConfig} from './settings.js'
 
@@ -31,7 +32,14 @@ export async function chainFromFlags(
   store: LocalStore,
   remoteArg: string | undefined,
   flags: ChainFlagValues,
-  opts: {seedRequired?: boolean; onWarning?: (msg: string) => void} = {},
+  opts: {
+    seedRequired?: boolean
+    onWarning?: (msg: string) => void
+    /** Events not to pass on (a pull's error already names an unavailable chunk and its sources). */
+    quiet?: ChainEvent['type'][]
+    /** Connection timeout for every source, ms (see ChainConfig). */
+    connectTimeoutMs?: number
+  } = {},
 ): Promise<BuiltChain> {
   const config = (await store.readConfig()) as RemoteConfig
   const peers = resolvePeers(flags.peer, process.env, config)
@@ -48,6 +56,7 @@ export async function chainFromFlags(
     ownerHashing: !flags['no-owner-hashing'],
     insecure: flags.insecure,
     peerTimeoutMs: flags['peer-timeout'],
-    onEvent: (e) => opts.onWarning?.(e.message),
+    connectTimeoutMs: opts.connectTimeoutMs,
+    onEvent: (e) => opts.quiet?.includes(e.type) || opts.onWarning?.(e.message),
   })
 }
