@@ -34,7 +34,7 @@ export async function chainFromFlags(
   flags: ChainFlagValues,
   opts: {
     seedRequired?: boolean
-    onWarning?: (msg: string) => void
+    onWarning?: (msg: string, event: ChainEvent) => void
     /** Events not to pass on (a pull's error already names an unavailable chunk and its sources). */
     quiet?: ChainEvent['type'][]
     /** Connection timeout for every source, ms (see ChainConfig). */
@@ -57,6 +57,6 @@ export async function chainFromFlags(
     insecure: flags.insecure,
     peerTimeoutMs: flags['peer-timeout'],
     connectTimeoutMs: opts.connectTimeoutMs,
-    onEvent: (e) => opts.quiet?.includes(e.type) || opts.onWarning?.(e.message),
+    onEvent: (e) => opts.quiet?.includes(e.type) || opts.onWarning?.(e.message, e),
   })
 }

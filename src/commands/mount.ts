@@ -59,7 +59,7 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
       if (!m || Number(m[2]) > 65535) throw new UsageError(`--listen ${this.flags.listen}: use HOST:PORT`)
       listen = {host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2])}
     }
-    const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {onWarning: (m) => this.note(`warning: ${m}`), connectTimeoutMs: MOUNT_CONNECT_TIMEOUT_MS})
+    const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {onWarning: (m, e) => this.warning(m, e), connectTimeoutMs: MOUNT_CONNECT_TIMEOUT_MS})
     const mount = await mountImage(chain, this.args.image, {
       socketPath: this.flags.socket,
       listen,

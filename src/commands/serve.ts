@@ -73,7 +73,7 @@ Exit codes: 0 stopped by a signal, 2 bad arguments or the address is in use, 3 a
     let upstream: ReturnType<typeof upstreamSource> | undefined
     if (this.flags.seed !== undefined) {
       try {
-        upstream = upstreamSource(this.flags.seed, {onEvent: (e) => this.note(`warning: upstream ${e.message}`)})
+        upstream = upstreamSource(this.flags.seed, {onEvent: (e) => this.warning(`upstream ${e.message}`, e)})
       } catch (err) {
         throw new UsageError(`--seed ${this.flags.seed}: ${(err as Error).message}`)
       }

@@ -75,7 +75,9 @@ export function breakerEvent(c: BreakerChange): ChainEvent | undefined {
  * fetch-through a 502 at once, not a connection attempt and its retries).
  */
 export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => void} = {}): GuardedSource<BatchedSource> {
-  const store = new HttpStore(url, {kind: 'seed', retry: {unreachableRetries: 0}})
+  // a host waits on this peer's fetch-through: a seed that does not accept
+  // the connection costs it this long once (2 s: one lost SYN is resent at 1 s)
+  const store = new HttpStore(url, {kind: 'seed', connectTimeoutMs: 2000, retry: {unreachableRetries: 0}})
   const breaker = new CircuitBreaker(store.name, {
     probe: (signal) => store.ping({signal}),
     onChange: (c) => {

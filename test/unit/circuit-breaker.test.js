@@ -5,9 +5,8 @@
 // HTTP server on 127.0.0.1 that is stopped and restarted on its port.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, rmSync} from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
@@ -17,6 +16,7 @@ import {buildChain} from '../../dist/peer/factory.js'
 import {LocalStore} from '../../dist/store/local-store.js'
 import {hash} from '../../dist/store/hash.js'
 import {RemoteError, RemoteIntegrityError, SourceDownError} from '../../dist/errors.js'
+import {haveBlackhole, PYTHON, startBlackhole} from '../helpers/blackhole.js'
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
@@ -200,19 +200,11 @@ test('a source that stays silent (idle timeout) is marked down at its first time
   }
 })
 
-test('a connection that is never accepted (a full backlog: the SYN is dropped) times out once and marks the source down', async () => {
-  const py = '/usr/bin/python3'
-  if (!existsSync(py)) return console.log('  SKIP: /usr/bin/python3 not installed')
-  // a listener with a backlog of 0 that never accepts: the first connection fills the queue, later SYNs go unanswered
-  const child = spawn(py, ['-c', 'import socket,sys,time\ns=socket.socket();s.bind(("127.0.0.1",0));s.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)'], {stdio: ['ignore', 'pipe', 'inherit']})
-  let src
-  const filler = []
+test('a connection that is never accepted (its SYN dropped) times out once and marks the source down', async () => {
+  if (!haveBlackhole()) return console.log(`  SKIP: ${PYTHON} not installed`)
+  const hole = await startBlackhole()
+  const src = guardRemote(seedLike(hole.url, {connectTimeoutMs: 300}), {probeMinMs: 60_000})
   try {
-    const port = await new Promise((resolve) => child.stdout.once('data', (d) => resolve(Number(String(d).trim()))))
-    const net = await import('node:net')
-    for (let i = 0; i < 2; i++) filler.push(net.connect(port, '127.0.0.1').on('error', () => {}))
-    await sleep(100)
-    src = guardRemote(seedLike(`http://127.0.0.1:${port}`, {connectTimeoutMs: 300}), {probeMinMs: 60_000})
     const r = await timed(() => rejects(src.get(chunk(6).id)))
     assert.ok(r.ms >= 250 && r.ms < 1500, `one connect timeout (${r.ms.toFixed(0)} ms)`)
     assert.is(src.breaker.state, 'open')
@@ -221,9 +213,8 @@ test('a connection that is never accepted (a full backlog: the SYN is dropped) t
     assert.instance(again.value, SourceDownError)
     assert.ok(again.ms < 50)
   } finally {
-    src?.breaker.close()
-    for (const s of filler) s.destroy()
-    child.kill()
+    src.breaker.close()
+    hole.close()
   }
 })
 
