@@ -11,7 +11,7 @@ export const chainFlags = {
   'no-seed': Flags.boolean({summary: 'Use only the local store and peers.', default: false}),
   'no-owner-hashing': Flags.boolean({summary: "Ask peers in list order instead of each chunk's owner first.", default: false}),
   insecure: Flags.boolean({summary: 'Accept self-signed TLS certificates.', default: false}),
-  'peer-timeout': Flags.integer({summary: 'Give up on a silent peer after this many ms (then skip it for a while).', env: 'VMI_PEER_TIMEOUT_MS', default: 10_000, min: 100}),
+  'peer-timeout': Flags.integer({summary: 'Give up on a silent peer after this many ms (then skip it until it answers again).', env: 'VMI_PEER_TIMEOUT_MS', default: 10_000, min: 100}),
 }
 
 export interface ChainFlagValues {
