@@ -588,7 +588,7 @@ function simSection(R, plot) {
     '- Senders serve their queue first come first served, skipping for this tick a job whose receiver is already receiving; senders take turns in a seeded random order each tick.',
     `- Leaving: a share of the hosts (chosen at random) stops at once when the fleet has received ${(m.leaveAt ?? []).map((a) => `${f(a * 100, 0)} %`).join(' or ')} of its chunks; their transfers and queues are lost and whoever waited asks again. With **updated** lists, the others drop them from their peer lists at that moment (as if the file given to \`--peers-file\`, which vmi re-reads when it changes, were updated everywhere at once), so their chunks move to the next-ranked peer (rendezvous hashing moves only those). With **stale** lists, the others keep asking the departed owner: the connection is refused (once per departed peer and host: its circuit breaker then marks it down and it is skipped, as vmi does), then — as chain.ts does — they ask the next peers in rank order with plain GETs (no fetch-through); the first that holds the chunk sends it; if none does, the host fetches it from the seed itself. Each 404 costs a round trip; whether a peer holds the chunk is judged when the walk starts.`,
     '- Newcomers: the last hosts of the fleet joined lately; they know every host, but the established hosts\' peer lists do not name them yet.',
-    '- Not modelled: CPU, disk, TCP, request latency on the normal path, HTTP errors, a departed peer's breaker probes finding it back, hosts starting at different times.',
+    '- Not modelled: CPU, disk, TCP, request latency on the normal path, HTTP errors, probes finding a departed peer back, hosts starting at different times.',
     '',
   )
 
