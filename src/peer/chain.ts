@@ -15,8 +15,8 @@
  * the reachable ones take to say "missing". Such a failure is reported once
  * as a 'chunk-unavailable' event naming the chunk and every source with its
  * outcome; more failures for the same reasons (the same sources down since
- * the same moment, the same errors) are only counted, until something
- * changes.
+ * the same moment, the same errors) are only counted, until a source goes
+ * down or comes back.
  */
 import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, SourceDownError, VmiError} from '../errors.js'
 import {promises as fsp} from 'node:fs'
@@ -112,8 +112,13 @@ export class FetchChain {
     localRepairs: 0,
   }
   private readonly inflight = new Map<string, Promise<Fetched>>()
-  /** What the last chunk-unavailable event said (without the chunk), and failures since with the same reasons. */
-  private lastUnavailable = ''
+  /**
+   * Rate limit of chunk-unavailable events: the sources down (and since
+   * when) at the last one, the sets of other errors reported while that
+   * lasts, and the failures left unreported.
+   */
+  private downAtReport = ''
+  private readonly reportedErrors = new Set<string>()
   private unreported = 0
   private peers: RemoteSource[]
   readonly seed?: RemoteSource
@@ -258,8 +263,9 @@ export class FetchChain {
     const local = await this.readLocal(id)
     if (local) return this.count({data: local, source: 'local', from: this.local.name})
     const tried: string[] = []
-    /** The outcomes that explain a failure, without the chunk: equal keys, equal reasons. */
-    const reasons: string[] = []
+    /** What explains a failure, without the chunk: the sources down, and the other errors ("missing" is the chunk's own fact). */
+    const down: string[] = []
+    const errors: string[] = []
     // reported only when another source then has the chunk; else the chunk-unavailable event says it all
     const failures: ChainEvent[] = []
     let anyError = false
@@ -267,14 +273,13 @@ export class FetchChain {
       try {
         const data = await src.get(id, {signal: opts.signal, fetchThrough})
         tried.push(`${src.name} (${data ? 'ok' : 'missing'})`)
-        if (!data) reasons.push(`${src.name} missing`)
         return data
       } catch (err) {
         if (opts.signal?.aborted) throw err
         anyError = true
         if (err instanceof SourceDownError) {
           tried.push(`${src.name} (down since ${new Date(err.data.since as number).toISOString()}: ${err.data.reason})`)
-          reasons.push(`${src.name} down since ${err.data.since}`)
+          down.push(`${src.name}@${err.data.since}`)
           return undefined
         }
         this.stats.sourceErrors++
@@ -284,7 +289,8 @@ export class FetchChain {
         } else failures.push({type: 'source-error', id, source: src.name, message: (err as Error).message})
         tried.push(`${src.name} (${shortReason(err)})`)
         // a failure that marked the source down reads as the failures that follow while it is down
-        reasons.push(src.downSince === undefined ? `${src.name} ${shortReason(err)}` : `${src.name} down since ${src.downSince}`)
+        if (src.downSince === undefined) errors.push(`${src.name} ${shortReason(err)}`)
+        else down.push(`${src.name}@${src.downSince}`)
         return undefined
       }
     }
@@ -308,25 +314,36 @@ export class FetchChain {
       return this.keep(id, f, opts)
     }
     const where = [this.local.name + ' (missing)', ...tried].join(', ')
-    this.reportUnavailable(id, where, reasons.join('; '))
+    this.reportUnavailable(id, where, down.sort().join(' '), errors.sort().join('; '))
     if (anyError) throw new RemoteError(`could not fetch chunk ${id}; tried ${where}`, {data: {id, tried}})
     throw new ChunkMissingError(`chunk ${id} is in none of: ${where}`, {data: {id, tried}})
   }
 
-  /** One event for the first chunk that fails for a set of reasons; later ones for the same reasons are counted into the next event. */
-  private reportUnavailable(id: string, where: string, key: string): void {
-    if (key === this.lastUnavailable) {
+  /**
+   * One event for the first chunk that fails for a set of reasons; later
+   * ones for reasons already reported are counted into the next event. A
+   * source going down or coming back (a new set of sources down) starts
+   * afresh. Errors other than "down" may differ from chunk to chunk (the
+   * owner peer's fetch-through fails, the others say missing): each set is
+   * reported once, and again only after a state change or 64 other sets.
+   */
+  private reportUnavailable(id: string, where: string, down: string, errors: string): void {
+    if (down !== this.downAtReport || this.reportedErrors.size >= 64) {
+      this.downAtReport = down
+      this.reportedErrors.clear()
+    }
+    if (this.reportedErrors.has(errors)) {
       this.unreported++
       return
     }
-    const more = this.unreported > 0 ? ` (since the last such report, ${this.unreported} more chunk fetch${this.unreported === 1 ? '' : 'es'} failed, for the reasons it gave)` : ''
-    this.lastUnavailable = key
+    this.reportedErrors.add(errors)
+    const more = this.unreported > 0 ? ` (since the last such report, ${this.unreported} more chunk fetch${this.unreported === 1 ? '' : 'es'} failed, for reasons already reported)` : ''
     this.unreported = 0
     this.emit({
       type: 'chunk-unavailable',
       id,
       source: this.local.name,
-      message: `chunk ${id} is unavailable: tried ${where}${more}; further chunks failing for the same reasons are not reported until that changes`,
+      message: `chunk ${id} is unavailable: tried ${where}${more}; further chunks failing for the same reasons are not reported until a source goes down or comes back`,
     })
   }
 

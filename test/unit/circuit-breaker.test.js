@@ -65,6 +65,8 @@ async function chunkServer(chunks = []) {
       if (s.mode === 'stall') return
       if (s.mode === 'reset') return req.socket.destroy()
       if (s.mode === '500') return res.writeHead(500, {'content-length': 4}).end('boom')
+      // a peer whose upstream is down: its fetch-throughs fail, plain GETs of what it lacks are 404
+      if (s.mode === 'upstream-down' && req.headers['x-vmi-fetch']) return res.writeHead(502, {'content-length': 14}).end('upstream error')
       const body = byPath.get(req.url)
       if (!body) return res.writeHead(404, {'content-length': 2}).end('no')
       res.writeHead(200, {'content-length': body.length}).end(s.mode === 'lie' ? Buffer.alloc(body.length, 0x41) : body)
@@ -295,6 +297,34 @@ test('a chain with its seed down: a chunk only the seed could give fails at once
     built?.close()
     await peer.stop()
     await seed.stop().catch(() => {})
+    rmSync(dir, {recursive: true, force: true})
+  }
+})
+
+test('several owner peers whose fetch-throughs fail, the seed down: unavailable chunks are reported once per set of reasons, not once per chunk', async () => {
+  const peers = [await chunkServer(), await chunkServer(), await chunkServer()]
+  for (const p of peers) p.mode = 'upstream-down'
+  const seed = await chunkServer()
+  await seed.stop()
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-breaker-'))
+  const events = []
+  let built
+  try {
+    const store = await LocalStore.open(path.join(dir, 'store'))
+    built = await buildChain(store, {seedUrl: seed.url, peers: peers.map((p) => p.url), onEvent: (e) => events.push(e)})
+    const ids = Array.from({length: 30}, (_, i) => chunk(100 + i).id)
+    for (const id of ids) {
+      const err = await rejects(built.chain.fetch(id, {store: false}))
+      // each peer in turn is a chunk's owner (its fetch-through fails), the others say missing
+      assert.match(err.message, /HTTP 502/)
+    }
+    const reports = events.filter((e) => e.type === 'chunk-unavailable')
+    assert.ok(reports.length >= 2 && reports.length <= peers.length, `one report per owner peer at most, not per chunk: ${reports.length} for ${ids.length} chunks`)
+    assert.equal(events.filter((e) => e.type === 'source-down').map((e) => e.source), [`seed ${seed.url}`])
+    assert.equal(events.filter((e) => e.type === 'source-error'), [], 'no per-source warning for chunks that no source gave')
+  } finally {
+    built?.close()
+    for (const p of peers) await p.stop()
     rmSync(dir, {recursive: true, force: true})
   }
 })
