@@ -286,9 +286,9 @@ export class FetchChain {
         if (err instanceof RemoteIntegrityError) {
           this.stats.verificationFailures++
           this.emit({type: 'verification-failure', id, source: src.name, message: err.message})
-        } else failures.push({type: 'source-error', id, source: src.name, message: (err as Error).message})
+        } else if (src.downSince === undefined) failures.push({type: 'source-error', id, source: src.name, message: (err as Error).message})
         tried.push(`${src.name} (${shortReason(err)})`)
-        // a failure that marked the source down reads as the failures that follow while it is down
+        // a failure that marked the source down was reported as such (source-down), and reads as the failures that follow while it is down
         if (src.downSince === undefined) errors.push(`${src.name} ${shortReason(err)}`)
         else down.push(`${src.name}@${src.downSince}`)
         return undefined
