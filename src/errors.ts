@@ -139,6 +139,15 @@ export class RemoteIntegrityError extends RemoteError {
   override readonly code = 'VMI_REMOTE_INTEGRITY'
 }
 
+/**
+ * A remote found unreachable is not asked until a probe finds it back (its
+ * circuit breaker is open): the request failed at once, without a
+ * connection. `data.reason` says why it was marked down, `data.since` when.
+ */
+export class SourceDownError extends RemoteError {
+  override readonly code = 'VMI_SOURCE_DOWN'
+}
+
 /** Map a filesystem error met while writing the store to a VmiError. */
 export function storeWriteError(err: unknown, what: string): VmiError {
   const code = (err as NodeJS.ErrnoException)?.code

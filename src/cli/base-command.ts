@@ -75,6 +75,16 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (!this.flags?.quiet && !this.jsonEnabled()) process.stderr.write(message + '\n')
   }
 
+  /**
+   * A warning on stderr: `warning: …`, or with --json one JSON line
+   * `{"warning": {message, …data}}` (a script still hears of it);
+   * suppressed by --quiet.
+   */
+  protected warning(message: string, data: object = {}): void {
+    if (this.flags?.quiet) return
+    process.stderr.write(this.jsonEnabled() ? JSON.stringify({warning: {...data, message}}) + '\n' : `warning: ${message}\n`)
+  }
+
   protected override async catch(err: Interfaces.CommandError): Promise<unknown> {
     let code: number
     let payload: Record<string, unknown>

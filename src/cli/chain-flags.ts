@@ -1,6 +1,7 @@
 /** Flags and resolution shared by the commands that fetch through the chain (pull, mount, commit). */
 import {Flags} from '#oclif'
 import type {LocalStore} from '../store/local-store.js'
+import type {ChainEvent} from '../peer/chain.js'
 import {buildChain, type BuiltChain} from '../peer/factory.js'
 import {resolvePeers, resolveRemote, type RemoteConfig} from './settings.js'
 
@@ -10,7 +11,7 @@ export const chainFlags = {
   'no-seed': Flags.boolean({summary: 'Use only the local store and peers.', default: false}),
   'no-owner-hashing': Flags.boolean({summary: "Ask peers in list order instead of each chunk's owner first.", default: false}),
   insecure: Flags.boolean({summary: 'Accept self-signed TLS certificates.', default: false}),
-  'peer-timeout': Flags.integer({summary: 'Give up on a silent peer after this many ms (then skip it for a while).', env: 'VMI_PEER_TIMEOUT_MS', default: 10_000, min: 100}),
+  'peer-timeout': Flags.integer({summary: 'Give up on a silent peer after this many ms (then skip it until it answers again).', env: 'VMI_PEER_TIMEOUT_MS', default: 10_000, min: 100}),
 }
 
 export interface ChainFlagValues {
@@ -31,7 +32,14 @@ export async function chainFromFlags(
   store: LocalStore,
   remoteArg: string | undefined,
   flags: ChainFlagValues,
-  opts: {seedRequired?: boolean; onWarning?: (msg: string) => void} = {},
+  opts: {
+    seedRequired?: boolean
+    onWarning?: (msg: string, event: ChainEvent) => void
+    /** Events not to pass on (a pull's error already names an unavailable chunk and its sources). */
+    quiet?: ChainEvent['type'][]
+    /** Connection timeout for every source, ms (see ChainConfig). */
+    connectTimeoutMs?: number
+  } = {},
 ): Promise<BuiltChain> {
   const config = (await store.readConfig()) as RemoteConfig
   const peers = resolvePeers(flags.peer, process.env, config)
@@ -48,6 +56,7 @@ export async function chainFromFlags(
     ownerHashing: !flags['no-owner-hashing'],
     insecure: flags.insecure,
     peerTimeoutMs: flags['peer-timeout'],
-    onEvent: (e) => opts.onWarning?.(e.message),
+    connectTimeoutMs: opts.connectTimeoutMs,
+    onEvent: (e) => opts.quiet?.includes(e.type) || opts.onWarning?.(e.message, e),
   })
 }

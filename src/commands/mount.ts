@@ -7,6 +7,13 @@ import {UsageError} from '../errors.js'
 import {mountImage, type MountStats, type PrefetchMode} from '../mount/mount.js'
 import {DEFAULT_POLL_US} from '../mount/nbd-server.js'
 
+/**
+ * A guest read waits for a source's connection at most this long, once:
+ * then the source is marked down and later reads skip it (a guest with no
+ * reachable source gets EIO at once rather than after seconds).
+ */
+const MOUNT_CONNECT_TIMEOUT_MS = 1000
+
 export default class Mount extends BaseCommand<typeof Mount> {
   static override summary = 'Serve an image to a hypervisor, fetching each chunk on first read.'
   static override description = `Serves the image as an NBD export (unix socket or TCP) before a single chunk is local. Each chunk is fetched on the guest's first read through local store → peers → seed (the seed only when no local or peer copy exists), verified, stored locally, and served. Writes go to a copy-on-write overlay; the image is never modified ('vmi commit' makes a new image from the overlay).
@@ -52,7 +59,7 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
       if (!m || Number(m[2]) > 65535) throw new UsageError(`--listen ${this.flags.listen}: use HOST:PORT`)
       listen = {host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2])}
     }
-    const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {onWarning: (m) => this.note(`warning: ${m}`)})
+    const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {onWarning: (m, e) => this.warning(m, e), connectTimeoutMs: MOUNT_CONNECT_TIMEOUT_MS})
     const mount = await mountImage(chain, this.args.image, {
       socketPath: this.flags.socket,
       listen,

@@ -36,7 +36,7 @@ Exit codes: 0 ok, 2 bad arguments, 3 the seed has no such name, 9 no source had 
   async run(): Promise<PullResult> {
     const store = await this.openStore()
     const config = (await store.readConfig()) as RemoteConfig
-    const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {seedRequired: true, onWarning: (m) => this.note(`warning: ${m}`)})
+    const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {seedRequired: true, onWarning: (m, e) => this.warning(m, e), quiet: ['chunk-unavailable']})
     try {
       const maxCacheBytes = resolveMaxCache(this.flags['max-cache'], process.env, config as {maxCache?: unknown})
       const r = await pullImage(chain, this.args.image, {as: this.flags.as, concurrency: this.flags.concurrency, bulk: this.flags.bulk, maxCacheBytes, progress: this.progress(), signal: this.signal})

@@ -2,7 +2,6 @@ import {Flags} from '#oclif'
 import {readFile} from 'node:fs/promises'
 import {BaseCommand} from '../cli/base-command.js'
 import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
-import type {BatchedSource} from '../peer/batched-source.js'
 import {upstreamSource} from '../peer/factory.js'
 import {startServer} from '../peer/server.js'
 
@@ -71,10 +70,10 @@ Exit codes: 0 stopped by a signal, 2 bad arguments or the address is in use, 3 a
     else if (process.env.VMI_PUSH_TOKEN) pushToken = process.env.VMI_PUSH_TOKEN
     if (pushToken !== undefined && pushToken.trim() === '') throw new UsageError('the push token is empty')
     if (pushToken !== undefined && /\s/.test(pushToken)) throw new UsageError('the push token must not contain whitespace')
-    let upstream: BatchedSource | undefined
+    let upstream: ReturnType<typeof upstreamSource> | undefined
     if (this.flags.seed !== undefined) {
       try {
-        upstream = upstreamSource(this.flags.seed)
+        upstream = upstreamSource(this.flags.seed, {onEvent: (e) => this.warning(`upstream ${e.message}`, e)})
       } catch (err) {
         throw new UsageError(`--seed ${this.flags.seed}: ${(err as Error).message}`)
       }
@@ -106,11 +105,12 @@ Exit codes: 0 stopped by a signal, 2 bad arguments or the address is in use, 3 a
     if (this.jsonEnabled()) process.stdout.write(JSON.stringify({url: server.url}) + '\n')
     else this.log(`listening on ${server.url}`)
     this.note(
-      `serving ${store.root} (${pushToken ? 'push enabled' : 'read-only'}${upstream ? `, fetch-through from ${upstream.url}` : ''}); stop with Ctrl-C or SIGTERM`,
+      `serving ${store.root} (${pushToken ? 'push enabled' : 'read-only'}${upstream ? `, fetch-through from ${upstream.inner.url}` : ''}); stop with Ctrl-C or SIGTERM`,
     )
     if (!this.signal.aborted) await new Promise<void>((resolve) => this.signal.addEventListener('abort', () => resolve(), {once: true}))
     this.note('shutting down: finishing requests in flight')
     await server.close({graceMs: CLOSE_GRACE_MS})
+    upstream?.breaker.close()
     // the URL was printed already; nothing more on stdout
     return undefined
   }

@@ -9,8 +9,16 @@
  * With owner hashing (default when there are peers) each chunk's owner among
  * the peers (rendezvous hashing) is asked first, with fetch-through, so the
  * owner fetches it from the seed once for everybody.
+ *
+ * A source known to be down (its circuit breaker open, circuit-breaker.ts)
+ * is skipped at once, so a chunk no reachable source has fails in the time
+ * the reachable ones take to say "missing". Such a failure is reported once
+ * as a 'chunk-unavailable' event naming the chunk and every source with its
+ * outcome; more failures for the same reasons (the same sources down since
+ * the same moment, the same errors) are only counted, until a source goes
+ * down or comes back.
  */
-import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, VmiError} from '../errors.js'
+import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, SourceDownError, VmiError} from '../errors.js'
 import {promises as fsp} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -19,11 +27,11 @@ import {tmpName} from '../store/fs-util.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../store/map-limit.js'
 import {ObjectWriter} from '../store/object-writer.js'
-import {HttpStore, objectPath} from './http-store.js'
+import {objectPath} from './http-store.js'
 import type {BulkItem} from './pipelined-get.js'
 import type {BulkEnd, BulkProgress} from './bulk-receive.js'
 import {rankPeers} from './rendezvous.js'
-import type {SourceKind} from './source.js'
+import type {RemoteSource, SourceKind} from './source.js'
 
 export interface ChainStats {
   chunks: Record<SourceKind, number>
@@ -36,19 +44,23 @@ export interface ChainStats {
 }
 
 export interface ChainEvent {
-  type: 'source-error' | 'verification-failure' | 'local-repair' | 'peer-down'
-  id: string
+  /**
+   * source-error: a source failed a chunk another source then had.
+   * chunk-unavailable: no source had a chunk or could be asked (rate-limited, see above).
+   * source-down / source-up: a source's breaker opened / closed again (sent by whoever owns the breakers).
+   */
+  type: 'source-error' | 'verification-failure' | 'local-repair' | 'chunk-unavailable' | 'source-down' | 'source-up'
+  /** The chunk, for the per-chunk events. */
+  id?: string
   source: string
   message: string
 }
 
 export interface FetchChainInit {
-  peers?: HttpStore[]
-  seed?: HttpStore
+  peers?: RemoteSource[]
+  seed?: RemoteSource
   /** Ask each chunk's owner peer first, with fetch-through (default true). */
   ownerHashing?: boolean
-  /** How long a peer that failed to connect is skipped, ms (default 5000). */
-  peerDownMs?: number
   /** Verify chunks read from the local store (default true; a native BLAKE3 does GB/s). */
   verifyLocal?: boolean
   onEvent?: (e: ChainEvent) => void
@@ -100,9 +112,16 @@ export class FetchChain {
     localRepairs: 0,
   }
   private readonly inflight = new Map<string, Promise<Fetched>>()
-  private readonly downUntil = new Map<string, number>()
-  private peers: HttpStore[]
-  readonly seed?: HttpStore
+  /**
+   * Rate limit of chunk-unavailable events: the sources down (and since
+   * when) at the last one, the sets of other errors reported while that
+   * lasts, and the failures left unreported.
+   */
+  private downAtReport = ''
+  private readonly reportedErrors = new Set<string>()
+  private unreported = 0
+  private peers: RemoteSource[]
+  readonly seed?: RemoteSource
 
   constructor(
     readonly local: LocalStore,
@@ -113,11 +132,11 @@ export class FetchChain {
   }
 
   /** Replace the peer list (peers file changed). */
-  setPeers(peers: HttpStore[]): void {
+  setPeers(peers: RemoteSource[]): void {
     this.peers = peers
   }
 
-  get peerList(): readonly HttpStore[] {
+  get peerList(): readonly RemoteSource[] {
     return this.peers
   }
 
@@ -139,7 +158,7 @@ export class FetchChain {
    */
   async fetchMany(items: {id: string; length: number}[], init: FetchManyInit = {}): Promise<void> {
     const leftover: string[] = []
-    const groups = new Map<HttpStore, BulkItem[]>()
+    const groups = new Map<RemoteSource, BulkItem[]>()
     const here = init.bulk === false ? undefined : this.local.presentObjectsSync(items.map((i) => i.id))
     for (const {id, length} of items) {
       const first = !here || here.has(id) ? undefined : this.firstSource(id)
@@ -158,15 +177,14 @@ export class FetchChain {
     })
   }
 
-  /** The source a chunk is asked of first: its owner among the peers, else the first peer up, else the seed. */
-  private firstSource(id: string): HttpStore | undefined {
-    const now = Date.now()
-    const up = this.peers.filter((p) => (this.downUntil.get(p.url) ?? 0) <= now)
+  /** The source a chunk is asked of first: its owner among the peers up, else the first peer up, else the seed when up. */
+  private firstSource(id: string): RemoteSource | undefined {
+    const up = this.peers.filter((p) => p.downSince === undefined)
     if (up.length > 0) return this.init.ownerHashing === false ? up[0] : rankPeers(up, id)[0]
-    return this.seed
+    return this.seed?.downSince === undefined ? this.seed : undefined
   }
 
-  private async bulkFetch(groups: Map<HttpStore, BulkItem[]>, init: FetchManyInit, leftover: string[]): Promise<void> {
+  private async bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: FetchManyInit, leftover: string[]): Promise<void> {
     const own = init.writers === undefined
     const writers = init.writers ?? startWriters(this.local.root)
     const stop = new AbortController()
@@ -175,7 +193,7 @@ export class FetchChain {
     let fatal: Error | undefined
     // One task per connection: a lone source is shared among all the threads
     // (every other chunk to each), several sources get one connection each.
-    const tasks: {src: HttpStore; items: BulkItem[]}[] = []
+    const tasks: {src: RemoteSource; items: BulkItem[]}[] = []
     for (const [src, list] of groups) {
       const parts = groups.size > 1 ? 1 : Math.min(writers.length, list.length)
       for (let p = 0; p < parts; p++) tasks.push({src, items: list.filter((_, i) => i % parts === p)})
@@ -245,13 +263,13 @@ export class FetchChain {
     const local = await this.readLocal(id)
     if (local) return this.count({data: local, source: 'local', from: this.local.name})
     const tried: string[] = []
+    /** What explains a failure, without the chunk: the sources down, and the other errors ("missing" is the chunk's own fact). */
+    const down: string[] = []
+    const errors: string[] = []
+    // reported only when another source then has the chunk; else the chunk-unavailable event says it all
+    const failures: ChainEvent[] = []
     let anyError = false
-    const attempt = async (src: HttpStore, fetchThrough: boolean): Promise<Buffer | undefined> => {
-      const until = this.downUntil.get(src.url)
-      if (until !== undefined && until > Date.now()) {
-        tried.push(`${src.name} (skipped: unreachable)`)
-        return undefined
-      }
+    const attempt = async (src: RemoteSource, fetchThrough: boolean): Promise<Buffer | undefined> => {
       try {
         const data = await src.get(id, {signal: opts.signal, fetchThrough})
         tried.push(`${src.name} (${data ? 'ok' : 'missing'})`)
@@ -259,33 +277,74 @@ export class FetchChain {
       } catch (err) {
         if (opts.signal?.aborted) throw err
         anyError = true
+        if (err instanceof SourceDownError) {
+          tried.push(`${src.name} (down since ${new Date(err.data.since as number).toISOString()}: ${err.data.reason})`)
+          down.push(`${src.name}@${err.data.since}`)
+          return undefined
+        }
         this.stats.sourceErrors++
         if (err instanceof RemoteIntegrityError) {
           this.stats.verificationFailures++
           this.emit({type: 'verification-failure', id, source: src.name, message: err.message})
-        } else this.emit({type: 'source-error', id, source: src.name, message: (err as Error).message})
-        if (src.kind === 'peer' && !(err instanceof RemoteIntegrityError) && (err as RemoteError).status === undefined) {
-          this.downUntil.set(src.url, Date.now() + (this.init.peerDownMs ?? 5000))
-          this.emit({type: 'peer-down', id, source: src.name, message: `skipping ${src.name} for a while`})
-        }
+        } else if (src.downSince === undefined) failures.push({type: 'source-error', id, source: src.name, message: (err as Error).message})
         tried.push(`${src.name} (${shortReason(err)})`)
+        // a failure that marked the source down was reported as such (source-down), and reads as the failures that follow while it is down
+        if (src.downSince === undefined) errors.push(`${src.name} ${shortReason(err)}`)
+        else down.push(`${src.name}@${src.downSince}`)
         return undefined
       }
     }
-    if (this.peers.length > 0) {
-      const ranked = this.init.ownerHashing === false ? this.peers : rankPeers(this.peers, id)
-      for (let i = 0; i < ranked.length; i++) {
-        const data = await attempt(ranked[i], i === 0 && this.init.ownerHashing !== false)
-        if (data) return this.keep(id, {data, source: 'peer', from: ranked[i].name}, opts)
+    const found = async (): Promise<Fetched | undefined> => {
+      if (this.peers.length > 0) {
+        const ranked = this.init.ownerHashing === false ? this.peers : rankPeers(this.peers, id)
+        for (let i = 0; i < ranked.length; i++) {
+          const data = await attempt(ranked[i], i === 0 && this.init.ownerHashing !== false)
+          if (data) return {data, source: 'peer', from: ranked[i].name}
+        }
       }
+      if (this.seed) {
+        const data = await attempt(this.seed, false)
+        if (data) return {data, source: 'seed', from: this.seed.name}
+      }
+      return undefined
     }
-    if (this.seed) {
-      const data = await attempt(this.seed, false)
-      if (data) return this.keep(id, {data, source: 'seed', from: this.seed.name}, opts)
+    const f = await found()
+    if (f) {
+      for (const e of failures) this.emit(e)
+      return this.keep(id, f, opts)
     }
     const where = [this.local.name + ' (missing)', ...tried].join(', ')
+    this.reportUnavailable(id, where, down.sort().join(' '), errors.sort().join('; '))
     if (anyError) throw new RemoteError(`could not fetch chunk ${id}; tried ${where}`, {data: {id, tried}})
     throw new ChunkMissingError(`chunk ${id} is in none of: ${where}`, {data: {id, tried}})
+  }
+
+  /**
+   * One event for the first chunk that fails for a set of reasons; later
+   * ones for reasons already reported are counted into the next event. A
+   * source going down or coming back (a new set of sources down) starts
+   * afresh. Errors other than "down" may differ from chunk to chunk (the
+   * owner peer's fetch-through fails, the others say missing): each set is
+   * reported once, and again only after a state change or 64 other sets.
+   */
+  private reportUnavailable(id: string, where: string, down: string, errors: string): void {
+    if (down !== this.downAtReport || this.reportedErrors.size >= 64) {
+      this.downAtReport = down
+      this.reportedErrors.clear()
+    }
+    if (this.reportedErrors.has(errors)) {
+      this.unreported++
+      return
+    }
+    this.reportedErrors.add(errors)
+    const more = this.unreported > 0 ? ` (since the last such report, ${this.unreported} more chunk fetch${this.unreported === 1 ? '' : 'es'} failed, for reasons already reported)` : ''
+    this.unreported = 0
+    this.emit({
+      type: 'chunk-unavailable',
+      id,
+      source: this.local.name,
+      message: `chunk ${id} is unavailable: tried ${where}${more}; further chunks failing for the same reasons are not reported until a source goes down or comes back`,
+    })
   }
 
   private count(f: Fetched): Fetched {

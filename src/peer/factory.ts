@@ -7,6 +7,7 @@ import {UsageError} from '../errors.js'
 import type {LocalStore} from '../store/local-store.js'
 import {BatchedSource} from './batched-source.js'
 import {FetchChain, type ChainEvent} from './chain.js'
+import {CircuitBreaker, GuardedSource, guardRemote, type BreakerChange, type GuardedRemote} from './circuit-breaker.js'
 import {HttpStore} from './http-store.js'
 import {parsePeerList} from './peer-list.js'
 
@@ -21,26 +22,70 @@ export interface ChainConfig {
   insecure?: boolean
   /** Socket inactivity timeout for peers, ms (default 10000). */
   peerTimeoutMs?: number
+  /**
+   * Connection timeout for peers and the seed, ms (default 2000 for peers,
+   * 5000 for the seed). A mount sets a short one: a guest read waits for it
+   * at most once per source, then the source is marked down.
+   */
+  connectTimeoutMs?: number
+  /** Events of the chain, and every source going down or coming back. */
   onEvent?: (e: ChainEvent) => void
 }
 
 export interface BuiltChain {
   chain: FetchChain
+  /** Stop re-reading the peers file and the breakers' probing. */
   close(): void
 }
 
+// Retries in the chain: an unreachable source is not tried again (its
+// breaker opens and the chain moves on); part-way failures and 5xx are.
 export function peerStore(url: string, cfg: ChainConfig = {}): HttpStore {
   // peers: few quick retries (the chain moves on), short idle timeout
-  return new HttpStore(url, {kind: 'peer', insecure: cfg.insecure, idleTimeoutMs: cfg.peerTimeoutMs ?? 10_000, connectTimeoutMs: 2000, retry: {retries: 1, baseMs: 50}})
+  return new HttpStore(url, {
+    kind: 'peer',
+    insecure: cfg.insecure,
+    idleTimeoutMs: cfg.peerTimeoutMs ?? 10_000,
+    connectTimeoutMs: cfg.connectTimeoutMs ?? 2000,
+    retry: {retries: 1, baseMs: 50, unreachableRetries: 0},
+  })
 }
 
+/** The seed as push uses it: an unreachable seed is retried (with backoff, bounded) like any connection error. */
 export function seedStore(url: string, init: {token?: string; insecure?: boolean} = {}): HttpStore {
   return new HttpStore(url, {kind: 'seed', token: init.token, insecure: init.insecure, retry: {retries: 4, baseMs: 200}})
 }
 
-/** The upstream of `vmi serve --seed URL`: its fetch-through gets joined into pipelined batches. */
-export function upstreamSource(url: string): BatchedSource {
-  return new BatchedSource(new HttpStore(url, {kind: 'seed'}))
+function chainSeedStore(url: string, cfg: ChainConfig): HttpStore {
+  return new HttpStore(url, {kind: 'seed', insecure: cfg.insecure, connectTimeoutMs: cfg.connectTimeoutMs, retry: {retries: 4, baseMs: 200, unreachableRetries: 0}})
+}
+
+/** A source's breaker opening or closing, as a chain event (the states between are not news). */
+export function breakerEvent(c: BreakerChange): ChainEvent | undefined {
+  if (c.from === 'closed' && c.to === 'open')
+    return {type: 'source-down', source: c.source, message: `${c.source} is unreachable (${c.reason}); it is not asked until it answers again (probed in the background)`}
+  if (c.to === 'closed')
+    return {type: 'source-up', source: c.source, message: `${c.source} answers again (down since ${new Date(c.since).toISOString()}: ${c.reason})`}
+  return undefined
+}
+
+/**
+ * The upstream of `vmi serve --seed URL`: its fetch-through gets joined
+ * into pipelined batches, behind a breaker (an unreachable seed costs each
+ * fetch-through a 502 at once, not a connection attempt and its retries).
+ */
+export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => void} = {}): GuardedSource<BatchedSource> {
+  // a host waits on this peer's fetch-through: a seed that does not accept
+  // the connection costs it this long once (2 s: one lost SYN is resent at 1 s)
+  const store = new HttpStore(url, {kind: 'seed', connectTimeoutMs: 2000, retry: {unreachableRetries: 0}})
+  const breaker = new CircuitBreaker(store.name, {
+    probe: (signal) => store.ping({signal}),
+    onChange: (c) => {
+      const e = breakerEvent(c)
+      if (e) init.onEvent?.(e)
+    },
+  })
+  return new GuardedSource(new BatchedSource(store), breaker)
 }
 
 async function readPeersFile(file: string): Promise<string[]> {
@@ -53,13 +98,33 @@ async function readPeersFile(file: string): Promise<string[]> {
   return parsePeerList(text).map((u) => u.replace(/\/+$/, ''))
 }
 
+/** Every remote of a chain goes behind its own breaker; source-down/up events go to the chain's listener. */
 export async function buildChain(store: LocalStore, cfg: ChainConfig): Promise<BuiltChain> {
+  const guard = (remote: HttpStore) =>
+    guardRemote(remote, {
+      onChange: (c) => {
+        const e = breakerEvent(c)
+        if (e) cfg.onEvent?.(e)
+      },
+    })
+  // one guarded store per peer URL, kept across peers-file changes (a peer's state survives a re-read)
+  const peerByUrl = new Map<string, GuardedRemote>()
+  const make = (urls: string[]) => {
+    const list = [...new Set(urls)]
+    for (const [u, p] of peerByUrl) {
+      if (list.includes(u)) continue
+      p.breaker.close()
+      peerByUrl.delete(u)
+    }
+    for (const u of list) if (!peerByUrl.has(u)) peerByUrl.set(u, guard(peerStore(u, cfg)))
+    return list.map((u) => peerByUrl.get(u)!)
+  }
   const fixed = cfg.peers ?? []
-  const make = (urls: string[]) => [...new Set(urls)].map((u) => peerStore(u, cfg))
   const fromFile = cfg.peersFile ? await readPeersFile(cfg.peersFile) : []
+  const seed = cfg.seedUrl ? guard(chainSeedStore(cfg.seedUrl, cfg)) : undefined
   const chain = new FetchChain(store, {
     peers: make([...fixed, ...fromFile]),
-    seed: cfg.seedUrl ? seedStore(cfg.seedUrl, {insecure: cfg.insecure}) : undefined,
+    seed,
     ownerHashing: cfg.ownerHashing,
     onEvent: cfg.onEvent,
   })
@@ -79,5 +144,12 @@ export async function buildChain(store: LocalStore, cfg: ChainConfig): Promise<B
     }, 1000)
     timer.unref()
   }
-  return {chain, close: () => timer && clearInterval(timer)}
+  return {
+    chain,
+    close: () => {
+      if (timer) clearInterval(timer)
+      for (const p of peerByUrl.values()) p.breaker.close()
+      seed?.breaker.close()
+    },
+  }
 }

@@ -16,7 +16,7 @@ import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
 import {MAX_PROFILE_BYTES} from '../store/profile.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
 import {bulkGet, type BulkOptions} from './pipelined-get.js'
-import type {ChunkSource, FetchOptions, ManifestSource, SourceKind} from './source.js'
+import type {FetchOptions, RemoteSource, SourceKind} from './source.js'
 
 export interface HttpStoreInit {
   kind?: SourceKind
@@ -37,6 +37,9 @@ export interface HttpStoreInit {
 
 export const MISSING_BATCH = 10_000
 
+/** How long past its connect timeout a ping may wait for the answer's headers. */
+const PING_ANSWER_MS = 2000
+
 export function objectPath(id: string): string {
   return `objects/${id.slice(0, 2)}/${id.slice(2)}`
 }
@@ -45,7 +48,7 @@ export function manifestPath(id: string): string {
   return `manifests/${id.slice(0, 2)}/${id.slice(2)}`
 }
 
-export class HttpStore implements ChunkSource, ManifestSource {
+export class HttpStore implements RemoteSource {
   readonly url: string
   readonly name: string
   readonly kind: SourceKind
@@ -193,6 +196,20 @@ export class HttpStore implements ChunkSource, ManifestSource {
       connectTimeoutMs: this.init.connectTimeoutMs ?? 5000,
       idleTimeoutMs: this.init.idleTimeoutMs ?? 15_000,
       insecure: this.init.insecure,
+    }
+  }
+
+  /**
+   * One HEAD of the store's base URL, not retried: resolves on any HTTP
+   * answer (a static server may well say 403 or 404 there), throws when the
+   * source cannot be reached or does not answer in time. The circuit
+   * breaker's probe.
+   */
+  async ping(opts: FetchOptions = {}): Promise<void> {
+    try {
+      await (await this.client()).head('', {signal: opts.signal, timeout: {request: (this.init.connectTimeoutMs ?? 5000) + PING_ANSWER_MS}})
+    } catch (err) {
+      throw this.fail('a ping', undefined, err)
     }
   }
 

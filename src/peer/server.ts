@@ -30,7 +30,7 @@ import https from 'node:https'
 import type {AddressInfo, Socket} from 'node:net'
 import {pipeline} from 'node:stream/promises'
 import {Counter, Gauge, Registry} from 'prom-client'
-import {BadManifestError, IntegrityError, isErrno, StoreBusyError} from '../errors.js'
+import {BadManifestError, IntegrityError, isErrno, SourceDownError, StoreBusyError} from '../errors.js'
 import {isAllZero} from '../store/chunker.js'
 import {hash} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
@@ -491,7 +491,8 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
       const e = err as {code?: string; message?: string}
       if (e?.code === 'VMI_REMOTE_INTEGRITY') m.verificationFailures.inc({source: upstream.kind})
       m.upstreamErrors.inc()
-      log(`fetch-through of ${id} from ${upstream.name} failed: ${e?.message ?? String(err)}`)
+      // an upstream marked down was reported once when it went down, not again for every request
+      if (!(err instanceof SourceDownError)) log(`fetch-through of ${id} from ${upstream.name} failed: ${e?.message ?? String(err)}`)
       throw new HttpFailure(502, 'upstream error')
     }
     if (data === undefined) throw new HttpFailure(404, 'not found')

@@ -3,6 +3,7 @@
  * seed, and the chain built from them). Only "missing" falls through a
  * chain; every other failure is an error naming its source.
  */
+import type {BulkOptions} from './pipelined-get.js'
 
 export interface FetchOptions {
   signal?: AbortSignal
@@ -26,4 +27,23 @@ export interface ManifestSource {
   getManifestBytes(id: string, opts?: FetchOptions): Promise<Buffer | undefined>
   /** The id a ref points at, or undefined when absent. */
   getRef(name: string, tag: string, opts?: FetchOptions): Promise<string | undefined>
+}
+
+/**
+ * A remote store as the fetch chain, pull and mount use it (HttpStore, or a
+ * wrapper around one): chunks, manifests, refs, boot profiles, and what the
+ * bulk path needs to open its own connections.
+ */
+export interface RemoteSource extends ChunkSource, ManifestSource {
+  readonly url: string
+  /** `fetchThrough` asks a peer to fetch a chunk it lacks from its upstream (owner role). */
+  get(id: string, opts?: FetchOptions & {fetchThrough?: boolean}): Promise<Buffer | undefined>
+  /** A boot profile, or undefined when the source has none. */
+  getProfileBytes(id: string, opts?: FetchOptions & {maxBytes?: number}): Promise<Buffer | undefined>
+  /** Connection settings for pipelined bulk GETs from this source. */
+  bulkOptions(fetchThrough: boolean): BulkOptions
+  /** Resolves when the source answers HTTP at all (any status); throws when it cannot be reached. */
+  ping(opts?: FetchOptions): Promise<void>
+  /** While the source is known to be down (requests fail at once): since when, ms since the epoch. Else undefined. */
+  readonly downSince?: number
 }
