@@ -14,6 +14,17 @@ import {resolveStoreDir} from './settings.js'
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
+/**
+ * oclif fills an omitted optional positional argument from standard input
+ * whenever stdin is not a TTY (a pipe, a `while read` loop, a CI step), which
+ * turned `cat disk | vmi import -` and `… | vmi pull web:1` into garbage
+ * names. vmi reads stdin only where the user wrote `-`: every argument of
+ * every command is parsed with oclif's `ignoreStdin`.
+ */
+function withoutStdin(args: Interfaces.ArgInput | undefined): Interfaces.ArgInput {
+  return Object.fromEntries(Object.entries(args ?? {}).map(([name, arg]) => [name, {...arg, ignoreStdin: true}]))
+}
+
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
 
@@ -38,7 +49,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       flags: this.ctor.flags,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
-      args: this.ctor.args,
+      args: withoutStdin(this.ctor.args),
       strict: this.ctor.strict,
     })
     this.flags = flags as BaseFlags<T>
