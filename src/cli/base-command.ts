@@ -5,11 +5,22 @@
 import {Command, Flags, type Interfaces} from '#oclif'
 import {setMaxListeners} from 'node:events'
 import os from 'node:os'
-import {ExitCode, VmiError} from '../errors.js'
+import {ExitCode, InterruptedError, VmiError} from '../errors.js'
 import {LocalStore} from '../store/local-store.js'
 import type {ProgressReporter} from '../progress.js'
 import {ttyProgress} from './progress-bar.js'
 import {resolveStoreDir} from './settings.js'
+
+/**
+ * Signals that stop a command. SIGHUP is among them: a hypervisor started by
+ * `mount --exec` runs in a session of its own, so a closed terminal no longer
+ * reaches it directly.
+ */
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+
+function signalExitCode(sig: NodeJS.Signals): number {
+  return 128 + (os.constants.signals[sig] ?? ExitCode.INTERRUPTED - 128)
+}
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -41,7 +52,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** All positional arguments, in order (for variadic commands). */
   protected positional: string[] = []
   protected readonly abort = new AbortController()
-  private sigints = 0
+  /** The first of SIGINT, SIGTERM, SIGHUP received. */
+  protected stopSignal?: NodeJS.Signals
 
   public override async init(): Promise<void> {
     await super.init()
@@ -57,12 +69,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.positional = argv as string[]
     // every in-flight request listens on this signal
     setMaxListeners(0, this.abort.signal)
+    // the first signal asks run() to stop; a second one ends the process at once
     const onSignal = (sig: NodeJS.Signals) => {
-      if (++this.sigints > 1) process.exit(ExitCode.INTERRUPTED)
-      this.abort.abort(new Error(`interrupted by ${sig}`))
+      if (this.stopSignal) process.exit(signalExitCode(this.stopSignal))
+      this.stopSignal = sig
+      this.abort.abort(new InterruptedError(`interrupted by ${sig}`))
     }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
+    for (const sig of STOP_SIGNALS) process.on(sig, onSignal)
+  }
+
+  /** The exit code for having been stopped by a signal: 128 + its number (SIGINT 130, SIGTERM 143, SIGHUP 129). */
+  protected interruptedExitCode(): number {
+    return signalExitCode(this.stopSignal ?? 'SIGINT')
   }
 
   protected get signal(): AbortSignal {
@@ -90,7 +108,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     let code: number
     let payload: Record<string, unknown>
     if (err instanceof VmiError) {
-      code = err.exitCode
+      code = err instanceof InterruptedError ? this.interruptedExitCode() : err.exitCode
       payload = {code: err.code, message: err.message, exitCode: code, ...(Object.keys(err.data).length ? {data: err.data} : {})}
     } else if (typeof (err as {oclif?: {exit?: number}}).oclif?.exit === 'number') {
       // oclif's own errors: bad flags, missing arguments, this.exit()
