@@ -5,6 +5,7 @@
 import {Command, Flags, type Interfaces} from '#oclif'
 import {setMaxListeners} from 'node:events'
 import os from 'node:os'
+import {addAbortSignal} from 'node:stream'
 import {ExitCode, InterruptedError, VmiError} from '../errors.js'
 import {LocalStore} from '../store/local-store.js'
 import type {ProgressReporter} from '../progress.js'
@@ -55,7 +56,29 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** The first of SIGINT, SIGTERM, SIGHUP received. */
   protected stopSignal?: NodeJS.Signals
 
+  /**
+   * Whether run() stops on `this.signal` (winding down what it started).
+   * Any other command ends at once on a signal: its writes are atomic
+   * renames and its locks go with the process.
+   */
+  static interruptible = false
+
   public override async init(): Promise<void> {
+    // every in-flight request listens on this signal
+    setMaxListeners(0, this.abort.signal)
+    // the first signal asks run() to stop; a second one (or any, for a command that is not interruptible) ends the process at once
+    const onSignal = (sig: NodeJS.Signals) => {
+      const again = this.stopSignal !== undefined
+      this.stopSignal ??= sig
+      if (again || !(this.ctor as typeof BaseCommand).interruptible) {
+        // a progress bar hides the cursor until it stops
+        if (process.stderr.isTTY) process.stderr.write('\x1b[?25h\n')
+        this.report(new InterruptedError(`${this.commandName()} interrupted by ${this.stopSignal}`))
+        process.exit(this.interruptedExitCode())
+      }
+      this.abort.abort(new InterruptedError(`interrupted by ${sig}`))
+    }
+    for (const sig of STOP_SIGNALS) process.on(sig, onSignal)
     await super.init()
     const {args, flags, argv} = await this.parse({
       flags: this.ctor.flags,
@@ -67,15 +90,6 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
     this.positional = argv as string[]
-    // every in-flight request listens on this signal
-    setMaxListeners(0, this.abort.signal)
-    // the first signal asks run() to stop; a second one ends the process at once
-    const onSignal = (sig: NodeJS.Signals) => {
-      if (this.stopSignal) process.exit(signalExitCode(this.stopSignal))
-      this.stopSignal = sig
-      this.abort.abort(new InterruptedError(`interrupted by ${sig}`))
-    }
-    for (const sig of STOP_SIGNALS) process.on(sig, onSignal)
   }
 
   /** The exit code for having been stopped by a signal: 128 + its number (SIGINT 130, SIGTERM 143, SIGHUP 129). */
@@ -85,6 +99,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected get signal(): AbortSignal {
     return this.abort.signal
+  }
+
+  /** Standard input (for a `-` argument), destroyed on a signal: a writer that sends nothing more must not hold the command. */
+  protected stdin(): NodeJS.ReadStream {
+    return addAbortSignal(this.signal, process.stdin)
   }
 
   protected storeDir(): string {
@@ -105,15 +124,27 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected override async catch(err: Interfaces.CommandError): Promise<unknown> {
+    const code = this.report(err)
+    if (code !== ExitCode.OK) process.exitCode = code
+    return undefined
+  }
+
+  /** Print the error (stderr; JSON with --json) and return its exit code. */
+  private report(err: Interfaces.CommandError): number {
     let code: number
     let payload: Record<string, unknown>
-    if (err instanceof VmiError) {
-      code = err instanceof InterruptedError ? this.interruptedExitCode() : err.exitCode
+    if (this.stopSignal) {
+      // whatever failed after a signal failed because of it (an aborted request is not the remote's fault)
+      code = this.interruptedExitCode()
+      const message = err instanceof InterruptedError ? err.message : `${this.commandName()} interrupted by ${this.stopSignal}`
+      payload = {code: 'VMI_INTERRUPTED', message, exitCode: code}
+    } else if (err instanceof VmiError) {
+      code = err.exitCode
       payload = {code: err.code, message: err.message, exitCode: code, ...(Object.keys(err.data).length ? {data: err.data} : {})}
     } else if (typeof (err as {oclif?: {exit?: number}}).oclif?.exit === 'number') {
       // oclif's own errors: bad flags, missing arguments, this.exit()
       code = (err as unknown as {oclif: {exit: number}}).oclif.exit
-      if (code === 0) return
+      if (code === 0) return code
       if (code === 1 || code === 2) code = ExitCode.USAGE
       payload = {code: 'VMI_USAGE', message: err.message, exitCode: code}
     } else {
@@ -121,9 +152,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       payload = {code: 'VMI_INTERNAL', message: err.message ?? String(err), exitCode: code}
       if (process.env.VMI_DEBUG) process.stderr.write(`${err.stack}\n`)
     }
-    process.exitCode = code
     if (this.jsonEnabled()) process.stderr.write(JSON.stringify({error: payload}) + '\n')
     else process.stderr.write(`vmi: error: ${payload.message}\n`)
-    return undefined
+    return code
+  }
+
+  private commandName(): string {
+    return (this.id ?? 'vmi').replaceAll(':', ' ')
   }
 }

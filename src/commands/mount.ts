@@ -2,9 +2,10 @@ import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
 import {humanBytes} from '../cli/format.js'
+import {listenError} from '../cli/listen.js'
 import {InterruptedError, UsageError} from '../errors.js'
 import {execCommandLine, execPlaceholders, runHypervisor, type HypervisorExit, type MountAddresses} from '../mount/hypervisor.js'
-import {mountImage, type MountStats, type PrefetchMode} from '../mount/mount.js'
+import {mountImage, type Mount as ImageMount, type MountStats, type PrefetchMode} from '../mount/mount.js'
 import {DEFAULT_POLL_US} from '../mount/nbd-server.js'
 
 /** The flag that gives each --exec placeholder its address; {nbd} always has one. */
@@ -23,6 +24,7 @@ function checkExecPlaceholders(exec: string, flags: {listen?: string; file?: str
 }
 
 export default class Mount extends BaseCommand<typeof Mount> {
+  static override interruptible = true
   static override summary = 'Serve an image to a hypervisor, fetching each chunk on first read.'
   static override description = `Serves the image as an NBD export (unix socket or TCP) before a single chunk is local. Each chunk is fetched on the guest's first read through local store → peers → seed (the seed only when no local or peer copy exists), verified, stored locally, and served. Writes go to a copy-on-write overlay; the image is never modified ('vmi commit' makes a new image from the overlay).
 
@@ -75,20 +77,26 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
       listen = {host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2])}
     }
     const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {onWarning: (m) => this.note(`warning: ${m}`)})
-    const mount = await mountImage(chain, this.args.image, {
-      socketPath: this.flags.socket,
-      listen,
-      overlayDir: this.flags.overlay,
-      readOnly: this.flags['read-only'],
-      file: this.flags.file,
-      vhostUserBlk: this.flags['vhost-user-blk'],
-      device: this.flags.device,
-      prefetch: this.flags.prefetch as PrefetchMode,
-      recordProfile: this.flags['record-profile'],
-      pollUs: this.flags['poll-us'],
-      log: process.env.VMI_DEBUG ? (l) => process.stderr.write(l + '\n') : undefined,
-      signal: this.signal,
-    })
+    let mount: ImageMount
+    try {
+      mount = await mountImage(chain, this.args.image, {
+        socketPath: this.flags.socket,
+        listen,
+        overlayDir: this.flags.overlay,
+        readOnly: this.flags['read-only'],
+        file: this.flags.file,
+        vhostUserBlk: this.flags['vhost-user-blk'],
+        device: this.flags.device,
+        prefetch: this.flags.prefetch as PrefetchMode,
+        recordProfile: this.flags['record-profile'],
+        pollUs: this.flags['poll-us'],
+        log: process.env.VMI_DEBUG ? (l) => process.stderr.write(l + '\n') : undefined,
+        signal: this.signal,
+      })
+    } catch (err) {
+      close()
+      throw (this.flags.listen && listenError(err, this.flags.listen)) || err
+    }
     let run: HypervisorExit | undefined
     try {
       const addr: MountAddresses = {nbd: mount.nbdUri, socket: mount.socketPath, file: mount.file, vhost: mount.vhostUserBlk, device: mount.device}

@@ -1,6 +1,7 @@
 import {Flags} from '#oclif'
 import {readFile} from 'node:fs/promises'
 import {BaseCommand} from '../cli/base-command.js'
+import {listenError} from '../cli/listen.js'
 import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
 import type {BatchedSource} from '../peer/batched-source.js'
 import {upstreamSource} from '../peer/factory.js'
@@ -32,6 +33,7 @@ export interface ServeResult {
 }
 
 export default class Serve extends BaseCommand<typeof Serve> {
+  static override interruptible = true
   static override summary = 'Serve the store over HTTP to peers and pullers (and accept pushes with a token).'
   static override description = `Answers the wire protocol (docs/PROTOCOL.md): objects, manifests and refs at their store-layout paths, a batch missing-check, the ref list, /healthz and Prometheus /metrics. Read-only unless a push token is given (--push-token, --push-token-file, or $VMI_PUSH_TOKEN); uploads are re-hashed and refused when they do not match their id.
 
@@ -39,7 +41,7 @@ With --seed URL, a GET for an absent chunk carrying "X-Vmi-Fetch: upstream" is f
 
 Prints "listening on URL" (with --json: {"url":...}) as the first line of stdout, then runs until SIGINT or SIGTERM, finishes requests in flight (at most 10 s) and exits 0.
 
-Exit codes: 0 stopped by a signal, 2 bad arguments or the address is in use, 3 a --push-token-file/--tls file is missing, 6 store unusable.`
+Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments or the address cannot be listened on, 3 a --push-token-file/--tls file is missing, 6 store unusable.`
 
   static override examples = [
     '<%= config.bin %> serve',
@@ -98,8 +100,8 @@ Exit codes: 0 stopped by a signal, 2 bad arguments or the address is in use, 3 a
         requestTimeoutMs: this.flags['request-timeout'],
       })
     } catch (err) {
-      if (isErrno(err, 'EADDRINUSE', 'EADDRNOTAVAIL', 'EACCES'))
-        throw new UsageError(`cannot listen on ${this.flags.listen}: ${(err as NodeJS.ErrnoException).code}`)
+      const listenFailed = listenError(err, this.flags.listen)
+      if (listenFailed) throw listenFailed
       if (tls && /PEM|key|certificate/i.test((err as Error).message ?? '')) throw new UsageError(`bad TLS certificate or key: ${(err as Error).message}`)
       throw err
     }
