@@ -2,7 +2,7 @@ import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
 import {humanBytes} from '../cli/format.js'
-import {listenError} from '../cli/listen.js'
+import {listenError, parseListen} from '../cli/listen.js'
 import {InterruptedError, UsageError} from '../errors.js'
 import {execCommandLine, execPlaceholders, runHypervisor, type HypervisorExit, type MountAddresses} from '../mount/hypervisor.js'
 import {mountImage, type Mount as ImageMount, type MountStats, type PrefetchMode} from '../mount/mount.js'
@@ -44,7 +44,7 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
   static override flags = {
     ...chainFlags,
     socket: Flags.string({summary: 'Unix socket for the NBD export (default: in the store tmp/).'}),
-    listen: Flags.string({summary: 'Serve NBD on TCP HOST:PORT instead of a unix socket.'}),
+    listen: Flags.string({summary: 'Serve NBD on TCP HOST:PORT instead of a unix socket (:PORT = all interfaces, [v6addr]:PORT for IPv6).'}),
     file: Flags.string({summary: 'Also expose the disk as a regular file at PATH (FUSE, qemu-storage-daemon).'}),
     'vhost-user-blk': Flags.string({summary: 'Also expose it as a vhost-user-blk socket (qemu-storage-daemon).'}),
     device: Flags.string({summary: 'Attach it to a kernel NBD device (/dev/nbdN) through nbd-client.'}),
@@ -69,13 +69,8 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
 
   async run(): Promise<MountStats & {exitCode?: number}> {
     if (this.flags.exec) checkExecPlaceholders(this.flags.exec, this.flags)
+    const listen = this.flags.listen === undefined ? undefined : parseListen(this.flags.listen)
     const store = await this.openStore()
-    let listen: {host: string; port: number} | undefined
-    if (this.flags.listen) {
-      const m = /^(.+):(\d+)$/.exec(this.flags.listen)
-      if (!m || Number(m[2]) > 65535) throw new UsageError(`--listen ${this.flags.listen}: use HOST:PORT`)
-      listen = {host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2])}
-    }
     const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {onWarning: (m) => this.note(`warning: ${m}`)})
     let mount: ImageMount
     try {

@@ -1,7 +1,7 @@
 import {Flags} from '#oclif'
 import {readFile} from 'node:fs/promises'
 import {BaseCommand} from '../cli/base-command.js'
-import {listenError} from '../cli/listen.js'
+import {listenError, parseListen} from '../cli/listen.js'
 import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
 import type {BatchedSource} from '../peer/batched-source.js'
 import {upstreamSource} from '../peer/factory.js'
@@ -9,15 +9,6 @@ import {startServer} from '../peer/server.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070'
 const CLOSE_GRACE_MS = 10_000
-
-/** `HOST:PORT`, `[v6]:PORT`, or `:PORT` (all interfaces). */
-export function parseListen(spec: string): {host: string; port: number} {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(spec)
-  const port = m ? Number(m[3]) : NaN
-  if (!m || port > 65535) throw new UsageError(`--listen ${JSON.stringify(spec)} is not HOST:PORT (port 0-65535; [v6addr]:PORT for IPv6)`)
-  const host = m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2])
-  return {host, port}
-}
 
 async function readSecretFile(file: string, what: string): Promise<Buffer> {
   try {
