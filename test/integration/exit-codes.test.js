@@ -141,6 +141,37 @@ async function slowSeed(mode) {
 
 const NOT_BLAMING_REMOTE = (r) => assert.not.match(r.stderr, /ERR_ABORTED|seed http|failed/, `a signal is not a remote's failure: ${r.stderr}`)
 
+/** A pull from a trickling seed, stopped by `sig` once chunks arrive. */
+const pullStopped = (sig, what) => ({
+  what,
+  run: async () => {
+    const seed = await slowSeed('trickle')
+    try {
+      const store = path.join(T.dir, `pull-${sig}`)
+      return await signalled(['pull', 'img:1', seed.url], {store, ready: () => hasObjects(store), sig})
+    } finally {
+      await seed.close()
+    }
+  },
+  stderr: new RegExp(`interrupted by ${sig}`),
+  check: NOT_BLAMING_REMOTE,
+})
+
+/** A push to a seed that answers nothing, stopped by `sig`. */
+const pushStopped = (sig, what) => ({
+  what,
+  run: async () => {
+    const seed = await slowSeed('stall')
+    try {
+      return await signalled(['push', 'img:1', seed.url], {store: STORE, env: {VMI_PUSH_TOKEN: 'tok'}, ready: seed.busy, sig})
+    } finally {
+      await seed.close()
+    }
+  },
+  stderr: new RegExp(`interrupted by ${sig}`),
+  check: NOT_BLAMING_REMOTE,
+})
+
 // ---- the table: code → cases. Each case returns {status, stdout, stderr} and names the stderr it expects.
 const ROWS = {
   0: [
@@ -274,49 +305,10 @@ const ROWS = {
       stderr: /token|401|403/i,
     },
   ],
-  129: [
-    {
-      what: 'push stopped by SIGHUP',
-      run: async () => {
-        const seed = await slowSeed('stall')
-        try {
-          return await signalled(['push', 'img:1', seed.url], {store: STORE, env: {VMI_PUSH_TOKEN: 'tok'}, ready: seed.busy, sig: 'SIGHUP'})
-        } finally {
-          await seed.close()
-        }
-      },
-      stderr: /interrupted by SIGHUP/,
-      check: NOT_BLAMING_REMOTE,
-    },
-  ],
+  129: [pushStopped('SIGHUP', 'push stopped by SIGHUP')],
   130: [
-    {
-      what: 'pull interrupted mid-transfer (Ctrl-C)',
-      run: async () => {
-        const seed = await slowSeed('trickle')
-        try {
-          const store = path.join(T.dir, 'pull-130')
-          return await signalled(['pull', 'img:1', seed.url], {store, ready: () => hasObjects(store), sig: 'SIGINT'})
-        } finally {
-          await seed.close()
-        }
-      },
-      stderr: /interrupted by SIGINT/,
-      check: NOT_BLAMING_REMOTE,
-    },
-    {
-      what: 'push interrupted while the seed is silent',
-      run: async () => {
-        const seed = await slowSeed('stall')
-        try {
-          return await signalled(['push', 'img:1', seed.url], {store: STORE, env: {VMI_PUSH_TOKEN: 'tok'}, ready: seed.busy, sig: 'SIGINT'})
-        } finally {
-          await seed.close()
-        }
-      },
-      stderr: /interrupted by SIGINT/,
-      check: NOT_BLAMING_REMOTE,
-    },
+    pullStopped('SIGINT', 'pull interrupted mid-transfer (Ctrl-C)'),
+    pushStopped('SIGINT', 'push interrupted while the seed is silent'),
     {
       what: 'fsck stops on the first Ctrl-C',
       run: () => {
@@ -367,22 +359,7 @@ const ROWS = {
       stdout: /^nbd: /,
     },
   ],
-  143: [
-    {
-      what: 'pull stopped by SIGTERM',
-      run: async () => {
-        const seed = await slowSeed('trickle')
-        try {
-          const store = path.join(T.dir, 'pull-143')
-          return await signalled(['pull', 'img:1', seed.url], {store, ready: () => hasObjects(store), sig: 'SIGTERM'})
-        } finally {
-          await seed.close()
-        }
-      },
-      stderr: /interrupted by SIGTERM/,
-      check: NOT_BLAMING_REMOTE,
-    },
-  ],
+  143: [pullStopped('SIGTERM', 'pull stopped by SIGTERM')],
 }
 
 test('the README table and this file list the same codes', () => {
