@@ -54,7 +54,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected positional: string[] = []
   protected readonly abort = new AbortController()
   /** The first of SIGINT, SIGTERM, SIGHUP received. */
-  protected stopSignal?: NodeJS.Signals
+  private stopSignal?: NodeJS.Signals
 
   /**
    * Whether run() stops on `this.signal` (winding down what it started).
@@ -93,7 +93,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   /** The exit code for having been stopped by a signal: 128 + its number (SIGINT 130, SIGTERM 143, SIGHUP 129). */
-  protected interruptedExitCode(): number {
+  private interruptedExitCode(): number {
     return signalExitCode(this.stopSignal ?? 'SIGINT')
   }
 
