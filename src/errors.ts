@@ -62,6 +62,12 @@ export class FileNotFoundError extends VmiError {
   override readonly exitCode = ExitCode.NOT_FOUND
 }
 
+/** A remote name that is not configured. */
+export class UnknownRemoteError extends VmiError {
+  override readonly code = 'VMI_UNKNOWN_REMOTE'
+  override readonly exitCode = ExitCode.NOT_FOUND
+}
+
 export class BadInputError extends VmiError {
   override readonly code = 'VMI_BAD_INPUT'
   override readonly exitCode = ExitCode.BAD_INPUT

@@ -4,9 +4,9 @@
  * Pure: callers pass the environment in.
  */
 import path from 'node:path'
-import {UsageError} from '../errors.js'
+import {UnknownRemoteError, UsageError} from '../errors.js'
 import {isValidChunkSize} from '../store/manifest.js'
-import {parsePeerList} from '../peer/peer-list.js'
+import {isHttpUrl, parsePeerList} from '../peer/peer-list.js'
 
 export interface Env {
   [key: string]: string | undefined
@@ -58,7 +58,7 @@ export function resolveRemote(arg: string | undefined, config: RemoteConfig): {n
   const name = arg ?? 'origin'
   const r = config.remotes?.[name]
   if (!r) {
-    if (arg) throw new UsageError(`no remote named ${JSON.stringify(arg)}: give a URL, or add it with 'vmi remote add ${arg} URL'`)
+    if (arg) throw new UnknownRemoteError(`no remote named ${JSON.stringify(arg)}: give a URL, or add it with 'vmi remote add ${arg} URL'`)
     throw new UsageError(`no remote given and no 'origin' configured: give a URL, or 'vmi remote add origin URL'`)
   }
   return {name, url: r.url, tokenFile: r.tokenFile}
@@ -68,15 +68,7 @@ export function resolveRemote(arg: string | undefined, config: RemoteConfig): {n
 /** Peers: --peer flags, else VMI_PEERS, else the config's list; each must be an http(s) URL. */
 export function resolvePeers(flags: string[] | undefined, env: Env, config: RemoteConfig): string[] {
   const list = flags && flags.length > 0 ? flags : env.VMI_PEERS ? parsePeerList(env.VMI_PEERS) : (config.peers ?? [])
-  for (const u of list) {
-    let ok = false
-    try {
-      ok = ['http:', 'https:'].includes(new URL(u).protocol)
-    } catch {
-      /* not a URL */
-    }
-    if (!ok) throw new UsageError(`peer ${JSON.stringify(u)} is not an http(s) URL`)
-  }
+  for (const u of list) if (!isHttpUrl(u)) throw new UsageError(`peer ${JSON.stringify(u)} is not an http(s) URL`)
   return [...new Set(list.map((u) => u.replace(/\/+$/, '')))]
 }
 

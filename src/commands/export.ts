@@ -5,10 +5,11 @@ import {UsageError} from '../errors.js'
 import {exportImage, type ExportResult} from '../store/export.js'
 
 export default class Export extends BaseCommand<typeof Export> {
+  static override interruptible = true
   static override summary = 'Write an image out as a disk file.'
   static override description = `Writes the image as a raw disk (sparse on files: all-zero chunks become holes), or in another format through qemu-img. Every chunk is verified against its id. A file is written beside FILE and renamed into place, so a failed export leaves nothing behind.
 
-Exit codes: 0 ok, 2 bad arguments, 3 unknown image, 4 ambiguous id prefix, 7 qemu-img missing, 8 a chunk is missing or corrupt.`
+Exit codes: 0 ok, 2 bad arguments, 3 unknown image, 4 ambiguous id prefix, 7 qemu-img missing, 8 a chunk is missing or corrupt, 130 interrupted (143 SIGTERM).`
 
   static override examples = [
     '<%= config.bin %> export debian:12 disk.raw',

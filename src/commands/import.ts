@@ -6,10 +6,11 @@ import {UsageError} from '../errors.js'
 import {DEFAULT_CHUNK_SIZE, importImage, type ImportResult} from '../store/import.js'
 
 export default class Import extends BaseCommand<typeof Import> {
+  static override interruptible = true
   static override summary = 'Import a disk image into the store.'
   static override description = `Reads a raw image from FILE or standard input ("-"), or a qcow2, vmdk, vhdx, vdi or vpc image through qemu-img, splits it into fixed-size chunks named by their BLAKE3 hash, and stores each distinct non-zero chunk once. Prints the image id last on stdout.
 
-Exit codes: 0 ok, 2 bad arguments, 3 file not found, 5 not a usable image, 6 store not writable or full, 7 qemu-img missing or failed (or a converter gave the wrong length), 130 interrupted.`
+Exit codes: 0 ok, 2 bad arguments, 3 file not found, 5 not a usable image, 6 store not writable or full, 7 qemu-img missing or failed (or a converter gave the wrong length), 130 interrupted (143 SIGTERM).`
 
   static override examples = [
     '<%= config.bin %> import disk.raw debian:12',
@@ -54,7 +55,7 @@ Exit codes: 0 ok, 2 bad arguments, 3 file not found, 5 not a usable image, 6 sto
       annotations,
       created,
       format: this.flags.format,
-      stdin: file === '-' ? process.stdin : undefined,
+      stdin: file === '-' ? this.stdin() : undefined,
       progress: this.progress(),
       signal: this.signal,
     })

@@ -10,7 +10,8 @@ export default class Log extends BaseCommand<typeof Log> {
     image: Args.string({description: 'Image: NAME[:TAG], id or unique id prefix.', required: true}),
   }
   static override flags = {
-    max: Flags.integer({char: 'n', summary: 'Show at most this many entries.', min: 1}),
+    // -n is --dry-run wherever vmi has a short -n (gc)
+    max: Flags.integer({summary: 'Show at most this many entries.', min: 1}),
   }
 
   async run(): Promise<{entries: LogEntry[]}> {

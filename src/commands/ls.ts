@@ -8,7 +8,8 @@ export default class Ls extends BaseCommand<typeof Ls> {
   static override description = `One line per tag: name:tag, short id, virtual size, bytes stored for the image's distinct chunks, bytes no other image shares, and creation time. --all adds untagged images.`
   static override examples = ['<%= config.bin %> ls', '<%= config.bin %> ls --all --json']
   static override flags = {
-    all: Flags.boolean({char: 'a', summary: 'Include images no ref points at.', default: false}),
+    // -a is --annotation wherever vmi has a short -a (import)
+    all: Flags.boolean({summary: 'Include images no ref points at.', default: false}),
   }
 
   async run(): Promise<{images: ImageSummary[]}> {

@@ -1,10 +1,11 @@
 import {Args, Flags} from '#oclif'
-import {spawn} from 'node:child_process'
 import {BaseCommand} from '../cli/base-command.js'
 import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
 import {humanBytes} from '../cli/format.js'
-import {UsageError} from '../errors.js'
-import {mountImage, type MountStats, type PrefetchMode} from '../mount/mount.js'
+import {listenError, parseListen} from '../cli/listen.js'
+import {InterruptedError, UsageError} from '../errors.js'
+import {execCommandLine, execPlaceholders, runHypervisor, type HypervisorExit, type MountAddresses} from '../mount/hypervisor.js'
+import {mountImage, type Mount as ImageMount, type MountStats, type PrefetchMode} from '../mount/mount.js'
 import {DEFAULT_POLL_US} from '../mount/nbd-server.js'
 
 /**
@@ -14,13 +15,29 @@ import {DEFAULT_POLL_US} from '../mount/nbd-server.js'
  */
 const MOUNT_CONNECT_TIMEOUT_MS = 1000
 
+/** The flag that gives each --exec placeholder its address; {nbd} always has one. */
+const PLACEHOLDER_FLAG = {file: 'file', vhost: 'vhost-user-blk', device: 'device'} as const
+
+/** Refuse, before mounting, an --exec command line that names an address the mount will not have. */
+function checkExecPlaceholders(exec: string, flags: {listen?: string; file?: string; 'vhost-user-blk'?: string; device?: string}): void {
+  for (const k of execPlaceholders(exec)) {
+    if (k === 'nbd') continue
+    if (k === 'socket') {
+      if (flags.listen) throw new UsageError('--exec uses {socket}, but with --listen the mount has no unix socket (use {nbd})')
+      continue
+    }
+    if (!flags[PLACEHOLDER_FLAG[k]]) throw new UsageError(`--exec uses {${k}}, but the mount has no ${k} (add --${PLACEHOLDER_FLAG[k]})`)
+  }
+}
+
 export default class Mount extends BaseCommand<typeof Mount> {
+  static override interruptible = true
   static override summary = 'Serve an image to a hypervisor, fetching each chunk on first read.'
   static override description = `Serves the image as an NBD export (unix socket or TCP) before a single chunk is local. Each chunk is fetched on the guest's first read through local store → peers → seed (the seed only when no local or peer copy exists), verified, stored locally, and served. Writes go to a copy-on-write overlay; the image is never modified ('vmi commit' makes a new image from the overlay).
 
 Bridges for hypervisors that open files: --file PATH (a regular file through FUSE; cloud-hypervisor --disk path=PATH, Firecracker path_on_host=PATH), --vhost-user-blk SOCK (cloud-hypervisor --disk vhost_user=true,socket=SOCK, with --memory shared=on), --device /dev/nbdN (kernel NBD). Both bridges use qemu-storage-daemon.
 
---exec runs the hypervisor for the life of the mount with {nbd}, {file}, {socket}, {device} and {vhost} substituted, and exits with its exit code. Without --exec the mount runs until SIGINT/SIGTERM. Prints the addresses on stdout.`
+--exec runs the hypervisor for the life of the mount with {nbd}, {file}, {socket}, {device} and {vhost} substituted, and exits with its exit code. The command runs in a process group of its own: SIGINT, SIGTERM or SIGHUP to vmi stops that whole group (SIGTERM, then SIGKILL after --exec-stop-timeout seconds), then the bridges and the export, and vmi exits 130, 143 or 129; when the command ends on its own, whatever it left running in the background is stopped the same way. Without --exec the mount runs until SIGINT/SIGTERM and then exits 0. Prints the addresses on stdout.`
   static override examples = [
     '<%= config.bin %> mount debian:12 --exec "qemu-system-x86_64 -m 1G -drive file={nbd},format=raw,if=virtio ..."',
     '<%= config.bin %> mount debian:12 --file /run/vm1.raw --exec "cloud-hypervisor --kernel vmlinux --disk path={file} ..."',
@@ -34,13 +51,19 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
   static override flags = {
     ...chainFlags,
     socket: Flags.string({summary: 'Unix socket for the NBD export (default: in the store tmp/).'}),
-    listen: Flags.string({summary: 'Serve NBD on TCP HOST:PORT instead of a unix socket.'}),
+    listen: Flags.string({summary: 'Serve NBD on TCP HOST:PORT instead of a unix socket (:PORT = all interfaces, [v6addr]:PORT for IPv6).'}),
     file: Flags.string({summary: 'Also expose the disk as a regular file at PATH (FUSE, qemu-storage-daemon).'}),
     'vhost-user-blk': Flags.string({summary: 'Also expose it as a vhost-user-blk socket (qemu-storage-daemon).'}),
     device: Flags.string({summary: 'Attach it to a kernel NBD device (/dev/nbdN) through nbd-client.'}),
     overlay: Flags.string({summary: 'Keep the copy-on-write overlay in this directory (reused across mounts).'}),
     'read-only': Flags.boolean({summary: 'Refuse writes.', default: false}),
     exec: Flags.string({summary: 'Run this command for the life of the mount ({nbd} {file} {socket} {device} {vhost} substituted).'}),
+    'exec-stop-timeout': Flags.integer({
+      summary: 'Seconds the --exec command (its whole process group) has to exit after SIGTERM before SIGKILL.',
+      default: 10,
+      min: 0,
+      max: 3600,
+    }),
     prefetch: Flags.string({summary: 'Background fetch after the first reads: none, profile (the recorded boot profile) or all.', options: ['none', 'profile', 'all'], default: 'profile'}),
     'poll-us': Flags.integer({
       summary: 'Adaptive polling: after answering cached reads, keep reading the socket for up to this many µs while requests arrive back to back (0 = off). Lowers the latency of one-at-a-time reads from another core, at the cost of CPU while they last.',
@@ -52,48 +75,39 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
   }
 
   async run(): Promise<MountStats & {exitCode?: number}> {
+    if (this.flags.exec) checkExecPlaceholders(this.flags.exec, this.flags)
+    const listen = this.flags.listen === undefined ? undefined : parseListen(this.flags.listen)
     const store = await this.openStore()
-    let listen: {host: string; port: number} | undefined
-    if (this.flags.listen) {
-      const m = /^(.+):(\d+)$/.exec(this.flags.listen)
-      if (!m || Number(m[2]) > 65535) throw new UsageError(`--listen ${this.flags.listen}: use HOST:PORT`)
-      listen = {host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2])}
-    }
     const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {onWarning: (m, e) => this.warning(m, e), connectTimeoutMs: MOUNT_CONNECT_TIMEOUT_MS})
-    const mount = await mountImage(chain, this.args.image, {
-      socketPath: this.flags.socket,
-      listen,
-      overlayDir: this.flags.overlay,
-      readOnly: this.flags['read-only'],
-      file: this.flags.file,
-      vhostUserBlk: this.flags['vhost-user-blk'],
-      device: this.flags.device,
-      prefetch: this.flags.prefetch as PrefetchMode,
-      recordProfile: this.flags['record-profile'],
-      pollUs: this.flags['poll-us'],
-      log: process.env.VMI_DEBUG ? (l) => process.stderr.write(l + '\n') : undefined,
-      signal: this.signal,
-    })
-    let exitCode: number | undefined
+    let mount: ImageMount
     try {
-      const addr: Record<string, string> = {nbd: mount.nbdUri}
-      if (mount.socketPath) addr.socket = mount.socketPath
-      if (mount.file) addr.file = mount.file
-      if (mount.vhostUserBlk) addr.vhost = mount.vhostUserBlk
-      if (mount.device) addr.device = mount.device
-      if (this.jsonEnabled()) process.stdout.write(JSON.stringify({mounted: mount.id, ...addr}) + '\n')
-      else for (const [k, v] of Object.entries(addr)) this.log(`${k}: ${v}`)
+      mount = await mountImage(chain, this.args.image, {
+        socketPath: this.flags.socket,
+        listen,
+        overlayDir: this.flags.overlay,
+        readOnly: this.flags['read-only'],
+        file: this.flags.file,
+        vhostUserBlk: this.flags['vhost-user-blk'],
+        device: this.flags.device,
+        prefetch: this.flags.prefetch as PrefetchMode,
+        recordProfile: this.flags['record-profile'],
+        pollUs: this.flags['poll-us'],
+        log: process.env.VMI_DEBUG ? (l) => process.stderr.write(l + '\n') : undefined,
+        signal: this.signal,
+      })
+    } catch (err) {
+      close()
+      throw (this.flags.listen && listenError(err, this.flags.listen)) || err
+    }
+    let run: HypervisorExit | undefined
+    try {
+      const addr: MountAddresses = {nbd: mount.nbdUri, socket: mount.socketPath, file: mount.file, vhost: mount.vhostUserBlk, device: mount.device}
+      const shown = Object.entries(addr).filter((e): e is [string, string] => e[1] !== undefined)
+      if (this.jsonEnabled()) process.stdout.write(JSON.stringify({mounted: mount.id, ...Object.fromEntries(shown)}) + '\n')
+      else for (const [k, v] of shown) this.log(`${k}: ${v}`)
       if (this.flags.exec) {
-        const cmd = this.flags.exec.replace(/\{(nbd|file|socket|device|vhost)\}/g, (_, k: string) => {
-          if (!addr[k]) throw new UsageError(`--exec uses {${k}}, but the mount has no ${k} (add --${k === 'vhost' ? 'vhost-user-blk' : k})`)
-          return addr[k]
-        })
-        const child = spawn('sh', ['-c', cmd], {stdio: ['inherit', 'inherit', 'inherit']})
-        const onAbort = () => child.kill('SIGTERM')
-        this.signal.addEventListener('abort', onAbort)
-        exitCode = await new Promise<number>((resolve) => child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 + 15 : 1))))
-        this.signal.removeEventListener('abort', onAbort)
-      } else {
+        run = await runHypervisor(execCommandLine(this.flags.exec, addr), {signal: this.signal, graceMs: this.flags['exec-stop-timeout'] * 1000})
+      } else if (!this.signal.aborted) {
         await new Promise<void>((resolve) => this.signal.addEventListener('abort', () => resolve(), {once: true}))
       }
     } finally {
@@ -104,6 +118,9 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
         `unmounted ${mount.id.slice(0, 12)}: fetched ${stats.fetched.peer} chunks (${humanBytes(stats.fetchedBytes.peer)}) from peers, ${stats.fetched.seed} (${humanBytes(stats.fetchedBytes.seed)}) from the seed; ${stats.firstReads} chunks read by the guest, ${stats.prefetched} prefetched`,
       )
     }
+    // stopped by a signal: the hypervisor's whole process group is gone, and so is the mount
+    if (run?.stopped) throw new InterruptedError('the --exec command was stopped (its whole process group) and the image unmounted')
+    const exitCode = run?.exitCode
     if (exitCode !== undefined) process.exitCode = exitCode
     return {...mount.stats(), ...(exitCode !== undefined ? {exitCode} : {})}
   }

@@ -6,12 +6,13 @@ import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
 import {pullImage, type PullResult} from '../peer/pull.js'
 
 export default class Pull extends BaseCommand<typeof Pull> {
+  static override interruptible = true
   static override summary = 'Bring an image into the local store, from peers first and the seed only for what no peer has.'
   static override description = `Every chunk the image needs comes through the chain local store → peers → seed, and is verified against its id before it is stored. With peers, each chunk's owner (rendezvous hashing over the peer list) is asked first; it fetches from the seed once for all hosts. Resumable: a re-run fetches only what is still missing. Ends with "local X, peers Y, seed Z".
 
 By image id, a pull works with the seed down as long as a peer has the image (content addressing makes any holder trustworthy); by NAME:TAG the seed is asked what the name points at.
 
-Exit codes: 0 ok, 2 bad arguments, 3 the seed has no such name, 9 no source had a chunk or all failed (the message names the chunk and every source tried).`
+Exit codes: 0 ok, 2 bad arguments (a bad line in a peers file is named by file:line), 3 the seed has no such name, or the remote name or peers file does not exist, 9 no source had a chunk or all failed (the message names the chunk and every source tried), 130 interrupted (143 SIGTERM).`
   static override examples = [
     '<%= config.bin %> pull debian:12',
     '<%= config.bin %> pull debian:12 https://seed.example:7070 --peer http://10.0.0.2:7070 --peer http://10.0.0.3:7070',

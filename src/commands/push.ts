@@ -8,12 +8,13 @@ import {seedStore} from '../peer/factory.js'
 import {pushImage, type PushResult} from '../peer/push.js'
 
 export default class Push extends BaseCommand<typeof Push> {
+  static override interruptible = true
   static override summary = 'Send an image to a seed (vmi serve with a push token).'
   static override description = `Asks the remote which chunks it lacks (one batch request), uploads only those in parallel, then the manifest, then the ref: the remote's ref never names an image whose chunks are not all there. A re-run after an interruption sends only what is still missing.
 
 The token comes from --token, else $VMI_PUSH_TOKEN, else the remote's tokenFile in the store config.
 
-Exit codes: 0 ok, 3 unknown image, 9 the remote failed, 10 the remote refused the token.`
+Exit codes: 0 ok, 3 unknown image or remote name, 9 the remote failed, 10 the remote refused the token, 130 interrupted (143 SIGTERM).`
   static override examples = [
     '<%= config.bin %> push debian:12',
     'VMI_PUSH_TOKEN=$(cat /etc/vmi/token) <%= config.bin %> push web:v2 https://seed.example:7070',

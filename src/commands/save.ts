@@ -5,6 +5,7 @@ import {UsageError} from '../errors.js'
 import {saveBundle, type SaveResult} from '../store/bundle.js'
 
 export default class Save extends BaseCommand<typeof Save> {
+  static override interruptible = true
   static override summary = 'Write images, their refs and chunks to a tar bundle.'
   static override description = `The bundle carries each image's manifest, the refs named and every distinct chunk once; 'vmi load' verifies all of it before anything enters a store.`
   static override examples = ['<%= config.bin %> save debian:12 -o debian.tar', '<%= config.bin %> save web:v1 web:v2 -o - | ssh host vmi load -']

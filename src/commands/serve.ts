@@ -1,21 +1,13 @@
 import {Flags} from '#oclif'
 import {readFile} from 'node:fs/promises'
 import {BaseCommand} from '../cli/base-command.js'
+import {listenError, parseListen} from '../cli/listen.js'
 import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
 import {upstreamSource} from '../peer/factory.js'
 import {startServer} from '../peer/server.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070'
 const CLOSE_GRACE_MS = 10_000
-
-/** `HOST:PORT`, `[v6]:PORT`, or `:PORT` (all interfaces). */
-export function parseListen(spec: string): {host: string; port: number} {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(spec)
-  const port = m ? Number(m[3]) : NaN
-  if (!m || port > 65535) throw new UsageError(`--listen ${JSON.stringify(spec)} is not HOST:PORT (port 0-65535; [v6addr]:PORT for IPv6)`)
-  const host = m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2])
-  return {host, port}
-}
 
 async function readSecretFile(file: string, what: string): Promise<Buffer> {
   try {
@@ -31,6 +23,7 @@ export interface ServeResult {
 }
 
 export default class Serve extends BaseCommand<typeof Serve> {
+  static override interruptible = true
   static override summary = 'Serve the store over HTTP to peers and pullers (and accept pushes with a token).'
   static override description = `Answers the wire protocol (docs/PROTOCOL.md): objects, manifests and refs at their store-layout paths, a batch missing-check, the ref list, /healthz and Prometheus /metrics. Read-only unless a push token is given (--push-token, --push-token-file, or $VMI_PUSH_TOKEN); uploads are re-hashed and refused when they do not match their id.
 
@@ -38,7 +31,7 @@ With --seed URL, a GET for an absent chunk carrying "X-Vmi-Fetch: upstream" is f
 
 Prints "listening on URL" (with --json: {"url":...}) as the first line of stdout, then runs until SIGINT or SIGTERM, finishes requests in flight (at most 10 s) and exits 0.
 
-Exit codes: 0 stopped by a signal, 2 bad arguments or the address is in use, 3 a --push-token-file/--tls file is missing, 6 store unusable.`
+Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments or the address cannot be listened on, 3 a --push-token-file/--tls file is missing, 6 store unusable.`
 
   static override examples = [
     '<%= config.bin %> serve',
@@ -97,8 +90,8 @@ Exit codes: 0 stopped by a signal, 2 bad arguments or the address is in use, 3 a
         requestTimeoutMs: this.flags['request-timeout'],
       })
     } catch (err) {
-      if (isErrno(err, 'EADDRINUSE', 'EADDRNOTAVAIL', 'EACCES'))
-        throw new UsageError(`cannot listen on ${this.flags.listen}: ${(err as NodeJS.ErrnoException).code}`)
+      const listenFailed = listenError(err, this.flags.listen)
+      if (listenFailed) throw listenFailed
       if (tls && /PEM|key|certificate/i.test((err as Error).message ?? '')) throw new UsageError(`bad TLS certificate or key: ${(err as Error).message}`)
       throw err
     }

@@ -3,13 +3,13 @@
  * commands never build chains themselves.
  */
 import {promises as fsp} from 'node:fs'
-import {UsageError} from '../errors.js'
+import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
 import type {LocalStore} from '../store/local-store.js'
 import {BatchedSource} from './batched-source.js'
 import {FetchChain, type ChainEvent} from './chain.js'
 import {CircuitBreaker, GuardedSource, guardRemote, type BreakerChange, type GuardedRemote} from './circuit-breaker.js'
 import {HttpStore} from './http-store.js'
-import {parsePeerList} from './peer-list.js'
+import {isHttpUrl, parsePeerLines} from './peer-list.js'
 
 export {parsePeerList} from './peer-list.js'
 
@@ -88,14 +88,19 @@ export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => 
   return new GuardedSource(new BatchedSource(store), breaker)
 }
 
+/** The peers a file lists; a missing file is not found, a line that is not an http(s) URL is named by file and line. */
 async function readPeersFile(file: string): Promise<string[]> {
   let text: string
   try {
     text = await fsp.readFile(file, 'utf8')
   } catch (err) {
-    throw new UsageError(`cannot read peers file ${file}: ${(err as Error).message}`)
+    if (isErrno(err, 'ENOENT')) throw new FileNotFoundError(`peers file ${file} does not exist`, {cause: err})
+    throw new UsageError(`cannot read peers file ${file}: ${(err as Error).message}`, {cause: err})
   }
-  return parsePeerList(text).map((u) => u.replace(/\/+$/, ''))
+  const entries = parsePeerLines(text)
+  const bad = entries.find((e) => !isHttpUrl(e.url))
+  if (bad) throw new UsageError(`${file}:${bad.line}: ${JSON.stringify(bad.url)} is not an http(s) URL`, {data: {file, line: bad.line}})
+  return entries.map((e) => e.url.replace(/\/+$/, ''))
 }
 
 /** Every remote of a chain goes behind its own breaker; source-down/up events go to the chain's listener. */

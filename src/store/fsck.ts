@@ -6,7 +6,7 @@
  */
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {VmiError} from '../errors.js'
+import {InterruptedError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {readdirOrEmpty, readFileBounded, tmpName} from './fs-util.js'
 import {hash} from './hash.js'
@@ -31,6 +31,8 @@ export interface FsckInit {
   progress?: ProgressReporter
   /** Parallel object reads (default 4). */
   concurrency?: number
+  /** Stops the check between objects and manifests (InterruptedError); repairs made so far stay. */
+  signal?: AbortSignal
 }
 
 export interface FsckResult {
@@ -73,8 +75,12 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
   progress.start('checking objects', files.length, 'items')
   let done = 0
   let next = 0
+  const stopIfAborted = () => {
+    if (init.signal?.aborted) throw new InterruptedError(`fsck interrupted after ${done} of ${files.length} objects`, {cause: init.signal.reason})
+  }
   const worker = async () => {
     while (next < files.length) {
+      stopIfAborted()
       const {id, file} = files[next++]
       let data: Buffer | undefined
       let oversize: string | undefined
@@ -100,8 +106,11 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
       progress.update(++done)
     }
   }
-  await Promise.all(Array.from({length: init.concurrency ?? 4}, worker))
-  progress.stop()
+  try {
+    await Promise.all(Array.from({length: init.concurrency ?? 4}, worker))
+  } finally {
+    progress.stop()
+  }
 
   // ---- manifests (lazy images may lack chunks by design)
   const lazy = new Set(await store.listLazy())
@@ -110,6 +119,7 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
   const manifestOk = new Set<string>()
   for (const shard of (await readdirOrEmpty(L.manifestsDir)).sort()) {
     for (const rest of (await readdirOrEmpty(path.join(L.manifestsDir, shard))).sort()) {
+      stopIfAborted()
       const id = shard + rest
       const file = path.join(L.manifestsDir, shard, rest)
       if (!isValidId(id)) {

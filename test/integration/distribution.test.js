@@ -71,7 +71,7 @@ test('remote add origin makes pull and push default to it', async () => {
     assert.equal(ls.remotes, [{name: 'origin', url: s.seed.url}])
     ok(exec(['pull', 'app:v1'], {store: host}), 'pull from origin')
     const none = exec(['pull', 'app:v1', 'nosuch'], {store: host})
-    assert.is(none.status, 2)
+    assert.is(none.status, 3, 'an unknown remote name is not found (README exit codes)')
     assert.match(none.stderr, /no remote named "nosuch"/)
   } finally {
     await s?.seed.stop()

@@ -1,6 +1,6 @@
 import {Args} from '#oclif'
 import {BaseCommand} from '../../cli/base-command.js'
-import {UsageError} from '../../errors.js'
+import {UnknownRemoteError} from '../../errors.js'
 import {withLock} from '../../store/lock.js'
 import type {RemoteConfig} from '../../cli/settings.js'
 
@@ -16,7 +16,7 @@ export default class RemoteRm extends BaseCommand<typeof RemoteRm> {
     await withLock(store.layout, {op: 'config'}, async () => {
       const config = await store.readConfig()
       const remotes = {...((config as RemoteConfig).remotes ?? {})}
-      if (!remotes[this.args.name]) throw new UsageError(`no remote named ${JSON.stringify(this.args.name)}`)
+      if (!remotes[this.args.name]) throw new UnknownRemoteError(`no remote named ${JSON.stringify(this.args.name)}`)
       delete remotes[this.args.name]
       await store.writeConfig({...config, remotes})
     })
