@@ -5,7 +5,7 @@ import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
 import {humanBytes} from '../cli/format.js'
 import {UsageError} from '../errors.js'
 import {mountImage, type MountStats, type PrefetchMode} from '../mount/mount.js'
-import {DEFAULT_POLL_US} from '../mount/nbd-server.js'
+import {DEFAULT_POLL_US} from '../mount/nbd/server.js'
 
 export default class Mount extends BaseCommand<typeof Mount> {
   static override summary = 'Serve an image to a hypervisor, fetching each chunk on first read.'

@@ -3,7 +3,7 @@
 import * as assert from 'uvu/assert'
 import {once} from 'node:events'
 import net from 'node:net'
-import * as P from '../../dist/mount/nbd-protocol.js'
+import * as P from '../../dist/mount/nbd/wire.js'
 
 /** A hand-driven NBD client over one socket. */
 export class Raw {

@@ -1,8 +1,8 @@
 // NBD wire encoding/decoding helpers (pure functions, no sockets).
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import * as P from '../../dist/mount/nbd-protocol.js'
-import {normalizeExtents} from '../../dist/mount/nbd-server.js'
+import * as P from '../../dist/mount/nbd/wire.js'
+import {normalizeExtents} from '../../dist/mount/nbd/server.js'
 import {MemoryBackend, isZero, zeroExtents} from '../../dist/mount/block-backend.js'
 
 test('greeting: NBDMAGIC, IHAVEOPT, handshake flags', () => {

@@ -20,8 +20,8 @@
  */
 import net from 'node:net'
 import fs from 'node:fs'
-import type {BlockBackend, Extent} from './block-backend.js'
-import * as P from './nbd-protocol.js'
+import type {BlockBackend, Extent} from '../block-backend.js'
+import * as P from './wire.js'
 import {PREEMPT_GAP_MS, PollPolicy} from './poll-policy.js'
 
 export const MIN_BLOCK_SIZE = 1
