@@ -12,8 +12,7 @@ import {pathToFileURL} from 'node:url'
 import {ROOT, hasCommand, makeImage, seededBytes, sha256File, skip, tmpDir} from '../helpers/index.js'
 import {startNbdServer} from '../../dist/mount/nbd/server.js'
 import {FileBackend, MemoryBackend} from '../../dist/mount/block-backend.js'
-import * as P from '../../dist/mount/nbd/wire.js'
-import {Raw} from '../helpers/nbd-raw.js'
+import {P, Raw} from '../helpers/nbd-raw.js'
 
 const K = 1024
 const M = 1024 * 1024

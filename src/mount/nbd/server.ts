@@ -21,7 +21,11 @@
 import net from 'node:net'
 import fs from 'node:fs'
 import type {BlockBackend, Extent} from '../block-backend.js'
-import * as P from './wire.js'
+import {errorToNbd} from './errors.js'
+import * as P from './protocol.js'
+import {hasZeroBlock, normalizeExtents, splitHoles} from './sparse.js'
+import * as H from './wire-handshake.js'
+import * as W from './wire-transmission.js'
 import {PREEMPT_GAP_MS, PollPolicy} from './poll-policy.js'
 
 export const MIN_BLOCK_SIZE = 1
@@ -85,10 +89,6 @@ export interface NbdServer {
 
 class ConnClosed extends Error {}
 
-/** A raw request header that is a READ (the fast path's candidates). */
-function isReadRequest(raw: Buffer): boolean {
-  return raw.readUInt32BE(0) === P.REQUEST_MAGIC && raw.readUInt16BE(6) === P.CMD_READ
-}
 class ProtocolError extends Error {}
 
 /** Pull-style reader over a socket with bounded read-ahead. */
@@ -479,7 +479,7 @@ class Connection {
         this.transmitting = true
         // a READ the backend answers at once needs no trip through the request loop
         if (!this.opts.onRequest)
-          this.reader.direct = (raw) => isReadRequest(raw) && this.readNow(raw)
+          this.reader.direct = (raw) => W.isReadRequest(raw) && this.readNow(raw)
         await this.transmission()
       }
     } catch (e) {
@@ -584,7 +584,7 @@ class Connection {
   }
 
   private optReply(opt: number, type: number, data?: Buffer): Buffer {
-    return P.encodeOptionReply(opt, type, data)
+    return H.encodeOptionReply(opt, type, data)
   }
 
   private optError(opt: number, type: number, message: string): Promise<void> {
@@ -593,14 +593,14 @@ class Connection {
 
   /** Returns true to enter transmission, false when the client aborted. */
   private async handshake(): Promise<boolean> {
-    await this.send([P.encodeGreeting(P.FLAG_FIXED_NEWSTYLE | P.FLAG_NO_ZEROES)])
-    const clientFlags = (await this.reader.read(4)).readUInt32BE(0)
+    await this.send([H.encodeGreeting(P.FLAG_FIXED_NEWSTYLE | P.FLAG_NO_ZEROES)])
+    const clientFlags = H.decodeClientFlags(await this.reader.read(H.CLIENT_FLAGS_SIZE))
     if (clientFlags & ~(P.FLAG_C_FIXED_NEWSTYLE | P.FLAG_C_NO_ZEROES)) {
       throw new ProtocolError(`unknown client flags 0x${clientFlags.toString(16)}`)
     }
     this.noZeroes = (clientFlags & P.FLAG_C_NO_ZEROES) !== 0
     for (let count = 0; ; count++) {
-      const h = P.decodeOptionHeader(await this.reader.read(P.OPTION_HEADER_SIZE))
+      const h = H.decodeOptionHeader(await this.reader.read(H.OPTION_HEADER_SIZE))
       if (h.magic !== P.IHAVEOPT) throw new ProtocolError('bad option magic')
       if (count >= MAX_OPTIONS) throw new ProtocolError(`more than ${MAX_OPTIONS} options`)
       if (h.length > MAX_OPTION_LENGTH) throw new ProtocolError(`option ${h.option} data of ${h.length} bytes is too long`)
@@ -618,13 +618,13 @@ class Connection {
     const exp = this.exp
     switch (opt) {
       case P.OPT_EXPORT_NAME: {
-        const name = P.decodeString(data)
+        const name = H.decodeString(data)
         if (name === undefined || !this.isOurExport(name)) {
           // no way to report an error here: the spec says terminate
           const shown = name === undefined ? `(invalid string, ${data.length} bytes)` : JSON.stringify(name.slice(0, 64))
           throw new ProtocolError(`NBD_OPT_EXPORT_NAME for unknown export ${shown}`)
         }
-        await this.send([P.encodeExportNameReply(this.backend.size, this.transmissionFlags(), this.noZeroes)])
+        await this.send([H.encodeExportNameReply(this.backend.size, this.transmissionFlags(), this.noZeroes)])
         return 'go'
       }
       case P.OPT_ABORT:
@@ -635,11 +635,11 @@ class Connection {
           await this.optError(opt, P.REP_ERR_INVALID, 'NBD_OPT_LIST takes no data')
           return 'continue'
         }
-        await this.send([this.optReply(opt, P.REP_SERVER, P.encodeRepServer(exp.name, exp.description)), this.optReply(opt, P.REP_ACK)])
+        await this.send([this.optReply(opt, P.REP_SERVER, H.encodeRepServer(exp.name, exp.description)), this.optReply(opt, P.REP_ACK)])
         return 'continue'
       case P.OPT_INFO:
       case P.OPT_GO: {
-        const req = P.decodeInfoRequest(data)
+        const req = H.decodeInfoRequest(data)
         if (!req) {
           await this.optError(opt, P.REP_ERR_INVALID, 'malformed NBD_OPT_INFO/GO request')
           return 'continue'
@@ -648,12 +648,12 @@ class Connection {
           await this.optError(opt, P.REP_ERR_UNKNOWN, `no export named ${JSON.stringify(req.name)}`)
           return 'continue'
         }
-        const replies = [this.optReply(opt, P.REP_INFO, P.encodeInfoExport(this.backend.size, this.transmissionFlags()))]
-        if (req.infos.includes(P.INFO_NAME)) replies.push(this.optReply(opt, P.REP_INFO, P.encodeInfoString(P.INFO_NAME, exp.name)))
+        const replies = [this.optReply(opt, P.REP_INFO, H.encodeInfoExport(this.backend.size, this.transmissionFlags()))]
+        if (req.infos.includes(P.INFO_NAME)) replies.push(this.optReply(opt, P.REP_INFO, H.encodeInfoString(P.INFO_NAME, exp.name)))
         if (req.infos.includes(P.INFO_DESCRIPTION) && exp.description) {
-          replies.push(this.optReply(opt, P.REP_INFO, P.encodeInfoString(P.INFO_DESCRIPTION, exp.description)))
+          replies.push(this.optReply(opt, P.REP_INFO, H.encodeInfoString(P.INFO_DESCRIPTION, exp.description)))
         }
-        replies.push(this.optReply(opt, P.REP_INFO, P.encodeInfoBlockSize(MIN_BLOCK_SIZE, PREFERRED_BLOCK_SIZE, MAX_PAYLOAD)))
+        replies.push(this.optReply(opt, P.REP_INFO, H.encodeInfoBlockSize(MIN_BLOCK_SIZE, PREFERRED_BLOCK_SIZE, MAX_PAYLOAD)))
         replies.push(this.optReply(opt, P.REP_ACK))
         await this.send(replies)
         return opt === P.OPT_GO ? 'go' : 'continue'
@@ -674,7 +674,7 @@ class Connection {
           await this.optError(opt, P.REP_ERR_INVALID, 'negotiate structured replies first')
           return 'continue'
         }
-        const req = P.decodeMetaContextRequest(data)
+        const req = H.decodeMetaContextRequest(data)
         if (!req) {
           await this.optError(opt, P.REP_ERR_INVALID, 'malformed meta context request')
           return 'continue'
@@ -687,7 +687,7 @@ class Connection {
         if (set) match = req.queries.includes(P.META_BASE_ALLOCATION)
         else match = req.queries.length === 0 || req.queries.some((q) => q === 'base:' || q === P.META_BASE_ALLOCATION)
         const replies: Buffer[] = []
-        if (match) replies.push(this.optReply(opt, P.REP_META_CONTEXT, P.encodeMetaContext(set ? META_CONTEXT_ID : 0, P.META_BASE_ALLOCATION)))
+        if (match) replies.push(this.optReply(opt, P.REP_META_CONTEXT, H.encodeMetaContext(set ? META_CONTEXT_ID : 0, P.META_BASE_ALLOCATION)))
         replies.push(this.optReply(opt, P.REP_ACK))
         if (set) this.metaContext = match
         await this.send(replies)
@@ -756,12 +756,12 @@ class Connection {
   private async transmission(): Promise<void> {
     for (;;) {
       // pipelined requests already buffered are taken without a promise
-      const raw = this.reader.tryRead(P.REQUEST_HEADER_SIZE) ?? (await this.reader.readHeader(P.REQUEST_HEADER_SIZE))
+      const raw = this.reader.tryRead(W.REQUEST_HEADER_SIZE) ?? (await this.reader.readHeader(W.REQUEST_HEADER_SIZE))
       // a READ the backend can answer at once is answered from the raw header, allocating only the reply
       // (after the observers have seen it, when there are any)
-      const fastRead = isReadRequest(raw)
+      const fastRead = W.isReadRequest(raw)
       if (fastRead && !this.opts.onRequest && this.readNow(raw)) continue
-      const h = P.decodeRequestHeader(raw)
+      const h = W.decodeRequestHeader(raw)
       if (h.magic !== P.REQUEST_MAGIC) throw new ProtocolError(`bad request magic 0x${h.magic.toString(16)}`)
       if (h.type === P.CMD_DISC) return
       try {
@@ -784,7 +784,7 @@ class Connection {
    * Validate one request, read its payload, start its handler. Returns true
    * once the handler owns the slot. Throws ProtocolError to disconnect.
    */
-  private async dispatch(h: P.RequestHeader): Promise<boolean> {
+  private async dispatch(h: W.RequestHeader): Promise<boolean> {
     const err = this.check(h.type, h.flags, h.offset, h.length)
     if (h.type === P.CMD_WRITE) {
       if (h.length > MAX_PAYLOAD) {
@@ -814,7 +814,7 @@ class Connection {
   }
 
   /** Run one request's handler in the background; the slot (and budget) are released when its reply is out. */
-  private run1(h: P.RequestHeader, fn: () => Promise<void>, held = 0): void {
+  private run1(h: W.RequestHeader, fn: () => Promise<void>, held = 0): void {
     fn()
       .catch((e) => this.log(`request ${P.COMMAND_NAMES[h.type] ?? h.type} failed: ${(e as Error)?.message ?? e}`))
       .finally(() => {
@@ -823,33 +823,33 @@ class Connection {
       })
   }
 
-  private replyError(h: P.RequestHeader, error: number, message: string): Promise<void> {
-    if (this.structured) return this.send([P.encodeErrorChunk(P.REPLY_FLAG_DONE, h.cookie, error, message)])
-    return this.send([P.encodeSimpleReply(error, h.cookie)])
+  private replyError(h: W.RequestHeader, error: number, message: string): Promise<void> {
+    if (this.structured) return this.send([W.encodeErrorChunk(P.REPLY_FLAG_DONE, h.cookie, error, message)])
+    return this.send([W.encodeSimpleReply(error, h.cookie)])
   }
 
-  private replyOk(h: P.RequestHeader): Promise<void> {
-    return this.send([P.encodeSimpleReply(0, h.cookie)])
+  private replyOk(h: W.RequestHeader): Promise<void> {
+    return this.send([W.encodeSimpleReply(0, h.cookie)])
   }
 
-  private async backendCall(h: P.RequestHeader, fn: () => Promise<void>): Promise<void> {
+  private async backendCall(h: W.RequestHeader, fn: () => Promise<void>): Promise<void> {
     try {
       await fn()
     } catch (e) {
-      const err = P.errorToNbd(e)
+      const err = errorToNbd(e)
       this.log(`${P.COMMAND_NAMES[h.type]} ${h.offset}+${h.length}: ${(e as Error)?.message ?? e}`)
       return this.replyError(h, err, `${P.COMMAND_NAMES[h.type]} failed: ${(e as Error)?.message ?? e}`)
     }
     return this.replyOk(h)
   }
 
-  private doWrite(h: P.RequestHeader, payload: Buffer): Promise<void> {
+  private doWrite(h: W.RequestHeader, payload: Buffer): Promise<void> {
     if (h.length === 0) return this.replyOk(h)
     const fua = (h.flags & P.CMD_FLAG_FUA) !== 0
     return this.backendCall(h, () => this.backend.write(h.offset, payload, {fua}))
   }
 
-  private async execute(h: P.RequestHeader): Promise<void> {
+  private async execute(h: W.RequestHeader): Promise<void> {
     const b = this.backend
     if (this.sock.destroyed && h.type !== P.CMD_FLUSH) return
     const fua = (h.flags & P.CMD_FLAG_FUA) !== 0
@@ -885,42 +885,42 @@ class Connection {
    */
   private readNow(raw: Buffer): boolean {
     const b = this.backend
-    const flags = raw.readUInt16BE(4)
-    const offset = raw.readUInt32BE(16) * 2 ** 32 + raw.readUInt32BE(20)
-    const length = raw.readUInt32BE(24)
+    const flags = W.requestFlags(raw)
+    const offset = W.requestOffset(raw)
+    const length = W.requestLength(raw)
     if (!b.readNow || length === 0 || length > READ_NOW_MAX) return false
     if (this.check(P.CMD_READ, flags, offset, length) !== 0) return false
     // a client that does not read its replies goes the budgeted way
     if (this.sock.destroyed || this.sock.writableLength > READ_HIGH_WATER) return false
-    if (this.scratch.length === 0) this.scratch = Buffer.allocUnsafeSlow(P.readReplyPrefixSize(true) + READ_NOW_MAX)
+    if (this.scratch.length === 0) this.scratch = Buffer.allocUnsafeSlow(W.readReplyPrefixSize(true) + READ_NOW_MAX)
     const reply = this.scratch
     // structured replies say "hole" for a range of zeros (one chunk: allowed with DF too)
     if (this.structured && b.zeroNow?.(offset, length)) {
-      P.writeHoleReply(reply, raw, offset, length)
-      this.sendNow(reply, P.HOLE_REPLY_SIZE)
+      W.writeHoleReply(reply, raw, offset, length)
+      this.sendNow(reply, W.HOLE_REPLY_SIZE)
       return true
     }
     // the reply in one buffer: its header, then the bytes read straight in after it
-    const prefix = P.readReplyPrefixSize(this.structured)
+    const prefix = W.readReplyPrefixSize(this.structured)
     try {
       if (!b.readNow(offset, length, reply, prefix)) return false
     } catch {
       return false
     }
-    if (this.structured && P.hasZeroBlock(reply, offset, 4096, prefix, prefix + length)) {
+    if (this.structured && hasZeroBlock(reply, offset, 4096, prefix, prefix + length)) {
       // holes inside the range are sent as holes: the general reply path splits them out
       const data = Buffer.from(reply.subarray(prefix, prefix + length))
-      this.sendRead(P.decodeRequestHeader(raw), data).catch(() => {})
+      this.sendRead(W.decodeRequestHeader(raw), data).catch(() => {})
       return true
     }
-    P.writeReadReplyPrefix(reply, this.structured, raw, offset, length)
+    W.writeReadReplyPrefix(reply, this.structured, raw, offset, length)
     this.sendNow(reply, prefix + length)
     return true
   }
 
-  private async doRead(h: P.RequestHeader): Promise<void> {
+  private async doRead(h: W.RequestHeader): Promise<void> {
     if (h.length === 0) {
-      if (this.structured) return this.send([P.encodeStructuredDone(h.cookie)])
+      if (this.structured) return this.send([W.encodeStructuredDone(h.cookie)])
       return this.replyOk(h)
     }
     const held = await this.budget.acquire(h.length)
@@ -937,7 +937,7 @@ class Connection {
         if (into) this.pool.give(into)
         if (this.abort.signal.aborted) return
         this.log(`read ${h.offset}+${h.length}: ${(e as Error)?.message ?? e}`)
-        return await this.replyError(h, P.errorToNbd(e), `read failed: ${(e as Error)?.message ?? e}`)
+        return await this.replyError(h, errorToNbd(e), `read failed: ${(e as Error)?.message ?? e}`)
       }
       try {
         return await this.sendRead(h, data)
@@ -950,69 +950,42 @@ class Connection {
     }
   }
 
-  private async sendRead(h: P.RequestHeader, data: Buffer): Promise<void> {
-    if (!this.structured) return await this.send([P.encodeSimpleReply(0, h.cookie), data])
+  private async sendRead(h: W.RequestHeader, data: Buffer): Promise<void> {
+    if (!this.structured) return await this.send([W.encodeSimpleReply(0, h.cookie), data])
     if (h.flags & P.CMD_FLAG_DF) {
-      const hole = P.splitHoles(data, h.offset, 4096, 4096)
+      const hole = splitHoles(data, h.offset, 4096, 4096)
       if (hole.length === 1 && hole[0].hole) {
-        return await this.send([P.encodeOffsetHole(P.REPLY_FLAG_DONE, h.cookie, h.offset, h.length)])
+        return await this.send([W.encodeOffsetHole(P.REPLY_FLAG_DONE, h.cookie, h.offset, h.length)])
       }
-      return await this.send([P.encodeOffsetDataHeader(P.REPLY_FLAG_DONE, h.cookie, h.offset, h.length), data])
+      return await this.send([W.encodeOffsetDataHeader(P.REPLY_FLAG_DONE, h.cookie, h.offset, h.length), data])
     }
-    const pieces = P.splitHoles(data, h.offset, 4096, 4096)
+    const pieces = splitHoles(data, h.offset, 4096, 4096)
     const bufs: Buffer[] = []
     for (let i = 0; i < pieces.length; i++) {
       const p = pieces[i]
       const flags = i === pieces.length - 1 ? P.REPLY_FLAG_DONE : 0
-      if (p.hole) bufs.push(P.encodeOffsetHole(flags, h.cookie, p.offset, p.length))
+      if (p.hole) bufs.push(W.encodeOffsetHole(flags, h.cookie, p.offset, p.length))
       else {
         const rel = p.offset - h.offset
-        bufs.push(P.encodeOffsetDataHeader(flags, h.cookie, p.offset, p.length), data.subarray(rel, rel + p.length))
+        bufs.push(W.encodeOffsetDataHeader(flags, h.cookie, p.offset, p.length), data.subarray(rel, rel + p.length))
       }
     }
     return await this.send(bufs)
   }
 
-  private async doBlockStatus(h: P.RequestHeader): Promise<void> {
+  private async doBlockStatus(h: W.RequestHeader): Promise<void> {
     let raw: Extent[]
     try {
       raw = await this.backend.blockStatus(h.offset, h.length)
       if (!Array.isArray(raw)) throw Object.assign(new Error('backend returned no extent list'), {errno: 'EIO'})
     } catch (e) {
       this.log(`block-status ${h.offset}+${h.length}: ${(e as Error)?.message ?? e}`)
-      return this.replyError(h, P.errorToNbd(e), `block status failed: ${(e as Error)?.message ?? e}`)
+      return this.replyError(h, errorToNbd(e), `block status failed: ${(e as Error)?.message ?? e}`)
     }
     const reqOne = (h.flags & P.CMD_FLAG_REQ_ONE) !== 0
     const extents = normalizeExtents(raw, h.length, reqOne ? 1 : MAX_EXTENTS)
-    return this.send([P.encodeBlockStatus(P.REPLY_FLAG_DONE, h.cookie, META_CONTEXT_ID, extents)])
+    return this.send([W.encodeBlockStatus(P.REPLY_FLAG_DONE, h.cookie, META_CONTEXT_ID, extents)])
   }
-}
-
-/**
- * Clean up a backend's extent list for the wire: drop empty/invalid
- * entries, keep only base:allocation bits, merge equal neighbours, cut at
- * the requested length and at `maxCount` descriptors. Never empty: a
- * backend that said nothing useful gets one "allocated, unknown" extent.
- */
-export function normalizeExtents(raw: Extent[], length: number, maxCount: number): Extent[] {
-  const out: Extent[] = []
-  let total = 0
-  for (const e of raw) {
-    if (total >= length) break
-    const len = Math.floor(Number(e?.length))
-    if (!Number.isFinite(len) || len <= 0) break
-    const flags = (Number(e.flags) | 0) & (P.STATE_HOLE | P.STATE_ZERO)
-    const take = Math.min(len, length - total)
-    const last = out[out.length - 1]
-    if (last && last.flags === flags) last.length += take
-    else {
-      if (out.length >= maxCount) break
-      out.push({length: take, flags})
-    }
-    total += take
-  }
-  if (out.length === 0) out.push({length, flags: 0})
-  return out
 }
 
 async function removeStaleSocket(path: string): Promise<void> {
