@@ -40,3 +40,9 @@ export function errorToNbd(err: unknown): number {
   }
   return EIO
 }
+
+/** The client broke the protocol (bad magic, oversized option or payload): disconnect it. */
+export class ProtocolError extends Error {}
+
+/** The connection is closing or closed: nothing more is read from it. */
+export class ConnClosed extends Error {}

@@ -154,6 +154,11 @@ export function encodeSimpleReply(error: number, cookie: bigint): Buffer {
   return b
 }
 
+/** The error reply to a request in the negotiated style: an ERROR chunk with DONE, or a simple reply. */
+export function encodeErrorReply(structured: boolean, cookie: bigint, error: number, message: string): Buffer {
+  return structured ? encodeErrorChunk(REPLY_FLAG_DONE, cookie, error, message) : encodeSimpleReply(error, cookie)
+}
+
 /** A structured chunk header followed by `extra` zero bytes for its payload. */
 function structuredChunk(flags: number, type: number, cookie: bigint, payloadLength: number, extra = payloadLength): Buffer {
   const b = Buffer.alloc(STRUCTURED_HEADER_SIZE + extra)
