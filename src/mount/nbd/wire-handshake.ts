@@ -152,6 +152,15 @@ export function decodeString(b: Buffer): string | undefined {
   return s
 }
 
+/** The export name (length u32, string) that starts `data`, where at least `tail` more bytes must follow; undefined when invalid. */
+function decodeName(data: Buffer, tail: number): {name: string; end: number} | undefined {
+  if (data.length < 4 + tail) return undefined
+  const nameLen = data.readUInt32BE(0)
+  if (nameLen > data.length - 4 - tail) return undefined
+  const name = decodeString(data.subarray(4, 4 + nameLen))
+  return name === undefined ? undefined : {name, end: 4 + nameLen}
+}
+
 export interface InfoRequest {
   name: string
   /** NBD_INFO_* types requested (duplicates removed). */
@@ -160,19 +169,16 @@ export interface InfoRequest {
 
 /** NBD_OPT_INFO / NBD_OPT_GO data (name length u32, name, count u16, types u16…); undefined when syntactically invalid. */
 export function decodeInfoRequest(data: Buffer): InfoRequest | undefined {
-  if (data.length < 6) return undefined
-  const nameLen = data.readUInt32BE(0)
-  if (nameLen > data.length - 6) return undefined
-  const name = decodeString(data.subarray(4, 4 + nameLen))
-  if (name === undefined) return undefined
-  const count = data.readUInt16BE(4 + nameLen)
-  if (data.length !== 6 + nameLen + 2 * count) return undefined
+  const head = decodeName(data, 2)
+  if (!head) return undefined
+  const count = data.readUInt16BE(head.end)
+  if (data.length !== head.end + 2 + 2 * count) return undefined
   const infos: number[] = []
   for (let i = 0; i < count; i++) {
-    const t = data.readUInt16BE(6 + nameLen + 2 * i)
+    const t = data.readUInt16BE(head.end + 2 + 2 * i)
     if (!infos.includes(t)) infos.push(t)
   }
-  return {name, infos}
+  return {name: head.name, infos}
 }
 
 export function encodeInfoRequest(name: string, infos: number[] = []): Buffer {
@@ -192,12 +198,10 @@ export interface MetaContextRequest {
 
 /** NBD_OPT_LIST/SET_META_CONTEXT data (name length u32, name, count u32, then length u32 + query each); undefined when invalid. */
 export function decodeMetaContextRequest(data: Buffer): MetaContextRequest | undefined {
-  if (data.length < 8) return undefined
-  const nameLen = data.readUInt32BE(0)
-  if (nameLen > data.length - 8) return undefined
-  const name = decodeString(data.subarray(4, 4 + nameLen))
-  if (name === undefined) return undefined
-  let pos = 4 + nameLen
+  const head = decodeName(data, 4)
+  if (!head) return undefined
+  const name = head.name
+  let pos = head.end
   const count = data.readUInt32BE(pos)
   pos += 4
   // every query needs at least its 4-byte length
