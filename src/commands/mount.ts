@@ -6,7 +6,7 @@ import {listenError, parseListen} from '../cli/listen.js'
 import {InterruptedError, UsageError} from '../errors.js'
 import {execCommandLine, execPlaceholders, runHypervisor, type HypervisorExit, type MountAddresses} from '../mount/hypervisor.js'
 import {mountImage, type Mount as ImageMount, type MountStats, type PrefetchMode} from '../mount/mount.js'
-import {DEFAULT_POLL_US} from '../mount/nbd-server.js'
+import {DEFAULT_POLL_US} from '../mount/nbd/server.js'
 
 /**
  * A guest read waits for a source's connection at most this long, once:

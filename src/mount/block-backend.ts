@@ -1,8 +1,8 @@
 /**
  * The storage behind an NBD export: a flat range of `size` bytes.
  *
- * The NBD server (nbd-server.ts) validates every request (bounds, read-only,
- * payload limits) before calling a backend, so implementations may assume
+ * The NBD server validates every request (bounds, read-only, payload
+ * limits: nbd/validate.ts) before calling a backend, so implementations may assume
  * 0 ≤ offset, offset + length ≤ size and length ≥ 1. Errors thrown may
  * carry `errno` ('EIO' | 'ENOSPC' | 'EPERM' | 'EINVAL'); anything else is
  * reported to the client as EIO.

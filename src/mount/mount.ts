@@ -13,7 +13,7 @@ import {acquireLock, type StoreLock} from '../store/lock.js'
 import {chunkCount, MAX_EXPANDED_CHUNKS} from '../store/manifest.js'
 import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {ImageBackend} from './image-backend.js'
-import {startNbdServer} from './nbd-server.js'
+import {startNbdServer} from './nbd/server.js'
 import {MAX_OVERLAY_SIZE, Overlay} from './overlay.js'
 import {acquireOwner, type OwnerLock} from './owner-lock.js'
 

@@ -3,7 +3,12 @@
 import * as assert from 'uvu/assert'
 import {once} from 'node:events'
 import net from 'node:net'
-import * as P from '../../dist/mount/nbd-protocol.js'
+import * as protocol from '../../dist/mount/nbd/protocol.js'
+import * as handshake from '../../dist/mount/nbd/wire-handshake.js'
+import * as transmission from '../../dist/mount/nbd/wire-transmission.js'
+
+/** The NBD protocol's values and both phases' message layouts, as one namespace. */
+export const P = {...protocol, ...handshake, ...transmission}
 
 /** A hand-driven NBD client over one socket. */
 export class Raw {

@@ -7,8 +7,7 @@ import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {exec, fsckClean, hasCommand, listFiles, makeImage, sha256File, skip, tmpStore} from '../helpers/index.js'
 import {startMount} from '../helpers/mount.js'
-import {Raw} from '../helpers/nbd-raw.js'
-import * as P from '../../dist/mount/nbd-protocol.js'
+import {P, Raw} from '../helpers/nbd-raw.js'
 import {metricSum, startServe} from '../helpers/serve.js'
 
 const M = 1024 * 1024

@@ -1,4 +1,4 @@
-// The NBD server (dist/mount/nbd-server.js) against real clients (qemu-img,
+// The NBD server (dist/mount/nbd/server.js) against real clients (qemu-img,
 // qemu-io, nbdcopy, nbdinfo, libnbd's Python bindings) and against a raw
 // JS client speaking the protocol by hand, including hostile input.
 import {test} from 'uvu'
@@ -10,10 +10,9 @@ import net from 'node:net'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {ROOT, hasCommand, makeImage, seededBytes, sha256File, skip, tmpDir} from '../helpers/index.js'
-import {startNbdServer} from '../../dist/mount/nbd-server.js'
+import {startNbdServer} from '../../dist/mount/nbd/server.js'
 import {FileBackend, MemoryBackend} from '../../dist/mount/block-backend.js'
-import * as P from '../../dist/mount/nbd-protocol.js'
-import {Raw} from '../helpers/nbd-raw.js'
+import {P, Raw} from '../helpers/nbd-raw.js'
 
 const K = 1024
 const M = 1024 * 1024
@@ -775,7 +774,7 @@ test('handshake timeout, connection limit, close() with clients attached', async
 // ------------------------------------------ hostile clients (server in a child)
 
 const CHILD = `
-import {startNbdServer} from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'dist/mount/nbd-server.js')).href)}
+import {startNbdServer} from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'dist/mount/nbd/server.js')).href)}
 import {FileBackend, MemoryBackend} from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'dist/mount/block-backend.js')).href)}
 const cfg = JSON.parse(process.env.NBD_CHILD)
 const log = (l) => process.stderr.write(l + '\\n')

@@ -1,7 +1,7 @@
 // PollPolicy: when the NBD server polls its socket after a burst, and how it backs off.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {MAX_MISS_STREAK, PollPolicy} from '../../dist/mount/poll-policy.js'
+import {MAX_MISS_STREAK, PollPolicy} from '../../dist/mount/nbd/poll-policy.js'
 
 /** Bursts every `gap` ms from `t`; returns how many of `n` bursts polled. */
 function bursts(p, n, t, gap, outcome) {

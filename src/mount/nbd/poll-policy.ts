@@ -1,6 +1,6 @@
 /**
  * When the NBD server polls its socket instead of sleeping, and when it backs
- * off (see SocketReader.poll in nbd-server.ts). Pure: the caller reports what
+ * off (see SocketReader.poll in socket-reader.ts). Pure: the caller reports what
  * each poll found; this decides whether the next burst polls.
  *
  * Outcomes of one poll, as the caller classifies them:

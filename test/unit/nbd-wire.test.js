@@ -1,9 +1,9 @@
-// NBD wire encoding/decoding helpers (pure functions, no sockets).
+// The NBD wire format (protocol.ts, wire-handshake.ts, wire-transmission.ts):
+// encoders and decoders, pure functions, no sockets.
 import {test} from 'uvu'
+import {randomBytes, randomInt} from 'node:crypto'
 import * as assert from 'uvu/assert'
-import * as P from '../../dist/mount/nbd-protocol.js'
-import {normalizeExtents} from '../../dist/mount/nbd-server.js'
-import {MemoryBackend, isZero, zeroExtents} from '../../dist/mount/block-backend.js'
+import {P} from '../helpers/nbd-raw.js'
 
 test('greeting: NBDMAGIC, IHAVEOPT, handshake flags', () => {
   const g = P.encodeGreeting(P.FLAG_FIXED_NEWSTYLE | P.FLAG_NO_ZEROES)
@@ -154,105 +154,6 @@ test('simple and structured reply encodings', () => {
   assert.equal(P.decodeStructuredHeader(none), {magic: P.STRUCTURED_REPLY_MAGIC, flags: 1, type: 0, cookie: 4n, length: 0})
 })
 
-test('errno mapping', () => {
-  assert.is(P.errnoToNbd('EPERM'), 1)
-  assert.is(P.errnoToNbd('ENOSPC'), 28)
-  assert.is(P.errnoToNbd('EDQUOT'), 28)
-  assert.is(P.errnoToNbd('EINVAL'), 22)
-  assert.is(P.errnoToNbd('EIO'), 5)
-  assert.is(P.errnoToNbd('whatever'), 5)
-  assert.is(P.errorToNbd(Object.assign(new Error('x'), {errno: 'ENOSPC'})), 28)
-  assert.is(P.errorToNbd(Object.assign(new Error('x'), {code: 'EROFS'})), 1)
-  assert.is(P.errorToNbd(new Error('plain')), 5)
-  assert.is(P.errorToNbd(undefined), 5)
-  assert.is(P.errorToNbd('string'), 5)
-})
-
-test('splitHoles: zero runs of whole aligned blocks become holes', () => {
-  const data = Buffer.alloc(5 * 4096)
-  data.fill(1, 0, 100) // block 0 data
-  data.fill(2, 4 * 4096 + 10, 4 * 4096 + 11) // block 4 data
-  assert.equal(P.splitHoles(data, 0), [
-    {offset: 0, length: 4096, hole: false},
-    {offset: 4096, length: 3 * 4096, hole: true},
-    {offset: 4 * 4096, length: 4096, hole: false},
-  ])
-  // unaligned start: the partial first block stays data
-  const z = Buffer.alloc(3 * 4096)
-  assert.equal(P.splitHoles(z, 100), [
-    {offset: 100, length: 3996, hole: false},
-    {offset: 4096, length: 8192, hole: true},
-    {offset: 12288, length: 100, hole: false},
-  ])
-  assert.equal(P.splitHoles(Buffer.alloc(4096), 0), [{offset: 0, length: 4096, hole: true}])
-  assert.equal(P.splitHoles(Buffer.alloc(0), 0), [])
-  // minHole: short zero runs are folded into data
-  const d2 = Buffer.alloc(3 * 4096, 7)
-  d2.fill(0, 4096, 8192)
-  assert.equal(P.splitHoles(d2, 0, 4096, 8192), [{offset: 0, length: 3 * 4096, hole: false}])
-  // coverage is exact for random layouts
-  for (let round = 0; round < 50; round++) {
-    const len = 1 + Math.floor(Math.random() * 40000)
-    const off = Math.floor(Math.random() * 10000)
-    const b = Buffer.alloc(len)
-    for (let i = 0; i < 5; i++) b[Math.floor(Math.random() * len)] = 1
-    const parts = P.splitHoles(b, off)
-    let pos = off
-    for (const p of parts) {
-      assert.is(p.offset, pos)
-      assert.ok(p.length > 0)
-      if (p.hole) assert.ok(isZero(b.subarray(p.offset - off, p.offset - off + p.length)))
-      pos += p.length
-    }
-    assert.is(pos, off + len)
-  }
-})
-
-test('normalizeExtents: clamps, merges, masks, never empty', () => {
-  assert.equal(normalizeExtents([{length: 100, flags: 3}, {length: 100, flags: 3}, {length: 50, flags: 0}], 180, 10), [
-    {length: 180, flags: 3},
-  ])
-  assert.equal(normalizeExtents([{length: 10, flags: 0xff}, {length: 10, flags: 0}], 100, 10), [
-    {length: 10, flags: 3},
-    {length: 10, flags: 0},
-  ])
-  assert.equal(normalizeExtents([], 4096, 10), [{length: 4096, flags: 0}])
-  assert.equal(normalizeExtents([{length: 0, flags: 1}], 4096, 10), [{length: 4096, flags: 0}])
-  assert.equal(normalizeExtents([{length: NaN, flags: 1}], 4096, 10), [{length: 4096, flags: 0}])
-  assert.equal(normalizeExtents([{length: 5, flags: 1}, {length: 5, flags: 0}, {length: 5, flags: 1}], 100, 1), [{length: 5, flags: 1}])
-})
-
-test('zeroExtents and MemoryBackend basics', async () => {
-  const b = Buffer.alloc(16384)
-  b[5000] = 1
-  assert.equal(zeroExtents(b, 0), [
-    {length: 4096, flags: 3},
-    {length: 4096, flags: 0},
-    {length: 8192, flags: 3},
-  ])
-  const m = new MemoryBackend(b)
-  assert.equal(await m.blockStatus(0, 16384), zeroExtents(b, 0))
-  await m.write(0, Buffer.from('hi'))
-  assert.is((await m.read(0, 2)).toString(), 'hi')
-  await m.writeZeroes(0, 2)
-  assert.is((await m.read(0, 2)).toString('hex'), '0000')
-  let rangeErr
-  try {
-    await m.read(16000, 1000)
-  } catch (e) {
-    rangeErr = e
-  }
-  assert.is(rangeErr?.errno, 'EINVAL')
-  const ro = new MemoryBackend(4096, {readOnly: true})
-  let err
-  try {
-    await ro.write(0, Buffer.alloc(1))
-  } catch (e) {
-    err = e
-  }
-  assert.is(err?.errno, 'EPERM')
-})
-
 test('fast-path reply prefixes are byte for byte the general encoders, for offsets past 4 GiB too', () => {
   for (const offset of [0, 4096, 5 * 2 ** 32 + 77, 2 ** 52 + 4096]) {
     const raw = Buffer.alloc(P.REQUEST_HEADER_SIZE)
@@ -274,18 +175,80 @@ test('fast-path reply prefixes are byte for byte the general encoders, for offse
   }
 })
 
-test('hasZeroBlock finds an aligned all-zero 4 KiB block exactly when splitHoles would make a hole', () => {
-  const cases = [
-    [Buffer.alloc(8192, 1), 0],
-    [Buffer.concat([Buffer.alloc(4096, 1), Buffer.alloc(4096)]), 0],
-    [Buffer.alloc(4096), 2048], // zeros, but not one aligned block
-    [Buffer.alloc(6144), 2048], // one aligned block inside
-    [Buffer.concat([Buffer.alloc(4095), Buffer.from([1])]), 0],
-    [Buffer.alloc(512), 0],
-  ]
-  for (const [data, offset] of cases) {
-    const holes = P.splitHoles(data, offset, 4096, 4096).some((x) => x.hole)
-    assert.is(P.hasZeroBlock(data, offset), holes, `${data.length} bytes at ${offset}`)
+/** A random request header; magic, type and offset drawn to hit the interesting cases often. */
+function randomRequest() {
+  const raw = randomBytes(P.REQUEST_HEADER_SIZE)
+  if (randomInt(4) > 0) raw.writeUInt32BE(P.REQUEST_MAGIC, 0)
+  if (randomInt(2) > 0) raw.writeUInt16BE(randomInt(2) ? P.CMD_READ : randomInt(10), 6)
+  const edges = [0n, 4096n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n]
+  if (randomInt(2) > 0) raw.writeBigUInt64BE(edges[randomInt(edges.length)], 16)
+  else if (randomInt(2) > 0) raw.writeBigUInt64BE(BigInt(randomInt(2 ** 47)) * 4096n, 16)
+  return raw
+}
+
+test('random request headers: the read path accessors and decodeRequestHeader agree, and encodeRequest rebuilds them', () => {
+  for (let i = 0; i < 5000; i++) {
+    const raw = randomRequest()
+    const what = raw.toString('hex')
+    const h = P.decodeRequestHeader(raw)
+    // independent of the module: the fields by their offsets in the specification
+    assert.equal(
+      [h.magic, h.flags, h.type, h.cookie, h.offset64, h.length],
+      [raw.readUInt32BE(0), raw.readUInt16BE(4), raw.readUInt16BE(6), raw.readBigUInt64BE(8), raw.readBigUInt64BE(16), raw.readUInt32BE(24)],
+      what,
+    )
+    assert.is(h.offset, h.offset64 <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(h.offset64) : -1, what)
+    assert.is(P.requestFlags(raw), h.flags, what)
+    assert.is(P.requestOffset(raw), h.offset, what)
+    assert.is(P.requestLength(raw), h.length, what)
+    assert.is(P.isReadRequest(raw), h.magic === P.REQUEST_MAGIC && h.type === P.CMD_READ, what)
+    // inside a larger buffer
+    const pad = randomInt(1, 64)
+    assert.equal(P.decodeRequestHeader(Buffer.concat([randomBytes(pad), raw, randomBytes(3)]), pad), h, what)
+    if (h.magic === P.REQUEST_MAGIC) assert.equal(P.encodeRequest(h.type, h.flags, h.cookie, h.offset64, h.length), raw, what)
+  }
+})
+
+test('random replies: the read path writers are byte for byte the general encoders, which decode back', () => {
+  const out = Buffer.alloc(64)
+  for (let i = 0; i < 5000; i++) {
+    const raw = randomRequest()
+    const cookie = raw.readBigUInt64BE(8)
+    const offset = randomInt(2) ? randomInt(2 ** 48 - 1) : Number.MAX_SAFE_INTEGER - randomInt(2 ** 20)
+    const length = randomInt(2 ** 32 - 9)
+    const what = `cookie ${cookie} offset ${offset} length ${length}`
+    out.fill(0xaa)
+    assert.is(P.writeReadReplyPrefix(out, false, raw, offset, length), P.readReplyPrefixSize(false))
+    assert.equal(out.subarray(0, P.readReplyPrefixSize(false)), P.encodeSimpleReply(0, cookie), what)
+    out.fill(0xaa)
+    assert.is(P.writeReadReplyPrefix(out, true, raw, offset, length), P.readReplyPrefixSize(true))
+    const data = P.encodeOffsetDataHeader(P.REPLY_FLAG_DONE, cookie, offset, length)
+    assert.equal(out.subarray(0, P.readReplyPrefixSize(true)), data, what)
+    assert.equal(P.decodeStructuredHeader(data), {magic: P.STRUCTURED_REPLY_MAGIC, flags: P.REPLY_FLAG_DONE, type: P.REPLY_TYPE_OFFSET_DATA, cookie, length: length + 8}, what)
+    assert.is(data.readBigUInt64BE(P.STRUCTURED_HEADER_SIZE), BigInt(offset), what)
+    out.fill(0xaa)
+    P.writeHoleReply(out, raw, offset, length)
+    const hole = P.encodeOffsetHole(P.REPLY_FLAG_DONE, cookie, offset, length)
+    assert.equal(out.subarray(0, P.HOLE_REPLY_SIZE), hole, what)
+    assert.equal([hole.readBigUInt64BE(20), hole.readUInt32BE(28)], [BigInt(offset), length], what)
+  }
+})
+
+test('random option requests and replies round trip', () => {
+  for (let i = 0; i < 1000; i++) {
+    const option = randomInt(2 ** 32 - 1)
+    const type = randomInt(2 ** 32 - 1)
+    const data = randomBytes(randomInt(100))
+    const o = P.encodeOption(option, data)
+    assert.equal(P.decodeOptionHeader(o), {magic: P.IHAVEOPT, option, length: data.length})
+    assert.equal(o.subarray(P.OPTION_HEADER_SIZE), data)
+    const r = P.encodeOptionReply(option, type, data)
+    assert.equal(P.decodeOptionReplyHeader(r), {magic: P.OPTION_REPLY_MAGIC, option, type, length: data.length})
+    assert.equal(r.subarray(P.OPTION_REPLY_HEADER_SIZE), data)
+    const flags = randomInt(2 ** 32 - 1)
+    const f = Buffer.alloc(P.CLIENT_FLAGS_SIZE)
+    f.writeUInt32BE(flags)
+    assert.is(P.decodeClientFlags(f), flags)
   }
 })
 
