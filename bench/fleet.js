@@ -16,17 +16,18 @@
 // Writes bench/results/<date>-fleet.md and bench/results/latest-fleet.json.
 // It never fails on a missed goal: it reports it.
 import {spawn} from 'node:child_process'
-import {existsSync, promises as fsp, readFileSync} from 'node:fs'
+import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {labUnavailable, startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
 import {loadAverage} from './lib/machine.js'
-import {GNU_TIME, hasCommand, runTimed} from './lib/measure.js'
+import {GNU_TIME} from './lib/measure.js'
 import {
   BIN,
   cpuWindow,
   distFingerprint,
+  ensureReady,
   gitInfo,
   listObjects,
   machineRecord,
@@ -35,6 +36,7 @@ import {
   MiB,
   prepare,
   prepSettings,
+  rerenderAndExit,
   ROOT,
   sleep,
   startNginx,
@@ -98,14 +100,7 @@ const SEED_PORT = 7070
 const NGINX_PORT = 8080
 const HOST_PORT = 7070
 
-if (opts.render) {
-  const R = JSON.parse(readFileSync(opts.render, 'utf8'))
-  const md = renderFleetReport(R)
-  const files = await writeResults('fleet', new Date(R.startedAt), md, R)
-  console.log(md)
-  process.stderr.write(`bench fleet: rewrote ${files.mdFile} from ${opts.render}\n`)
-  process.exit(0)
-}
+if (opts.render) await rerenderAndExit('fleet', opts.render, renderFleetReport)
 
 const log = makeLog('fleet')
 const t0 = performance.now()
@@ -117,21 +112,7 @@ const startedAt = new Date()
     process.exit(0)
   }
 }
-if (opts.build) {
-  log('building (npm run build)')
-  const {execFileSync} = await import('node:child_process')
-  execFileSync('npm', ['run', 'build'], {cwd: ROOT, stdio: 'inherit'})
-}
-if (!existsSync(path.join(ROOT, 'dist', 'commands', 'pull.js'))) {
-  console.error('bench fleet: dist/ is not built; run `npm run build`')
-  process.exit(1)
-}
-for (const tool of ['curl', 'nginx']) {
-  if (!hasCommand(tool)) {
-    console.error(`bench fleet: ${tool} is not installed (scripts/install-deps.sh installs it); the fleet benchmark needs it as the anchor`)
-    process.exit(1)
-  }
-}
+ensureReady('fleet', {build: opts.build, tools: ['curl', 'nginx']})
 
 // The machine is shared and never idle for long; the runs are network-bound by design, so a
 // run waits at most 15 s for quiet (the report shows the CPU others used during each run).

@@ -507,6 +507,39 @@ export function ensureBootImage(log) {
   return {reason: `${img.reason}; scripts/build-boot-image.sh exited ${r.status}`}
 }
 
+/**
+ * `--render JSON`: rewrite bench/results/<date>-<kind>.md from a saved
+ * latest-<kind>.json with `render(R)`, print it, and exit.
+ */
+export async function rerenderAndExit(kind, jsonFile, render) {
+  const R = JSON.parse(readFileSync(jsonFile, 'utf8'))
+  const md = render(R)
+  const files = await writeResults(kind, new Date(R.startedAt), md, R)
+  console.log(md)
+  process.stderr.write(`bench ${kind}: rewrote ${files.mdFile} from ${jsonFile}\n`)
+  process.exit(0)
+}
+
+/**
+ * Before measuring: `npm run build` when `build`, then dist/ must be built and
+ * every tool of `tools` installed; otherwise exit 1 with the reason.
+ */
+export function ensureReady(kind, {build = false, tools = []} = {}) {
+  if (build) {
+    process.stderr.write(`bench ${kind}: building (npm run build)\n`)
+    execFileSync('npm', ['run', 'build'], {cwd: ROOT, stdio: 'inherit'})
+  }
+  if (!existsSync(path.join(ROOT, 'dist', 'index.js'))) {
+    console.error(`bench ${kind}: dist/ is not built; run \`npm run build\``)
+    process.exit(1)
+  }
+  const missing = tools.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`], {stdio: 'ignore'}).status !== 0)
+  if (missing.length) {
+    console.error(`bench ${kind}: ${missing.join(', ')} not installed (scripts/install-deps.sh installs ${missing.length > 1 ? 'them' : 'it'}); the benchmark needs ${missing.length > 1 ? 'them' : 'it'}`)
+    process.exit(1)
+  }
+}
+
 /** Write bench/results/<date>-<kind>.md and latest-<kind>.json. */
 export async function writeResults(kind, startedAt, md, json) {
   await fsp.mkdir(RESULTS, {recursive: true})
