@@ -14,17 +14,18 @@
 //   - would compressing chunks on the wire help? (measured, not implemented).
 // Writes bench/results/<date>-dist.md and bench/results/latest-dist.json. It
 // never fails on a missed goal: it reports it.
-import {existsSync, promises as fsp, writeFileSync} from 'node:fs'
+import {promises as fsp, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {bytesHuman, f, GB, int, MB, mbps, pct, table} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed, loadDist} from './lib/inproc.js'
 import {loadAverage} from './lib/machine.js'
-import {GNU_TIME, hasCommand, median, runTimed} from './lib/measure.js'
+import {GNU_TIME, median, runTimed} from './lib/measure.js'
 import {
   cpuWindow,
   distFingerprint,
   ensureBootImage,
+  ensureReady,
   GiB,
   gitInfo,
   KiB,
@@ -35,6 +36,7 @@ import {
   MiB,
   prepare,
   prepSettings,
+  rerenderAndExit,
   ROOT,
   servedObjectBytes,
   shuffled,
@@ -89,34 +91,12 @@ const TARGETS = {pullVsCurl: 2}
 const LOAD = {concurrency: 64, maxRequests: 20000, maxSeconds: 8, warmupSeconds: 2}
 const TOKEN = 'bench-push-token'
 
-if (opts.render) {
-  const {readFileSync} = await import('node:fs')
-  const R = JSON.parse(readFileSync(opts.render, 'utf8'))
-  const md = render(R)
-  const files = await writeResults('dist', new Date(R.startedAt), md, R)
-  console.log(md)
-  process.stderr.write(`bench dist: rewrote ${files.mdFile} from ${opts.render}\n`)
-  process.exit(0)
-}
+if (opts.render) await rerenderAndExit('dist', opts.render, render)
 
 const log = makeLog('dist')
 const t0 = performance.now()
 const startedAt = new Date()
-if (opts.build) {
-  log('building (npm run build)')
-  const {execFileSync} = await import('node:child_process')
-  execFileSync('npm', ['run', 'build'], {cwd: ROOT, stdio: 'inherit'})
-}
-if (!existsSync(path.join(ROOT, 'dist', 'commands', 'pull.js'))) {
-  console.error('bench dist: dist/ is not built; run `npm run build`')
-  process.exit(1)
-}
-for (const tool of ['curl', 'nginx']) {
-  if (!hasCommand(tool)) {
-    console.error(`bench dist: ${tool} is not installed (scripts/install-deps.sh installs it); the distribution benchmark needs it as the anchor`)
-    process.exit(1)
-  }
-}
+ensureReady('dist', {build: opts.build, tools: ['curl', 'nginx']})
 
 const settings = prepSettings()
 const {workDir, discard, trashStats} = workDirectory('vmi-bench-dist-', log)

@@ -16,18 +16,19 @@
 // boots twice (first and last). Writes bench/results/<date>-mount.md and
 // bench/results/latest-mount.json; never fails on a missed goal.
 import {spawnSync} from 'node:child_process'
-import {existsSync, promises as fsp, readFileSync} from 'node:fs'
+import {promises as fsp, readFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {bytesHuman, f, GB, int, MB, pct, table} from './lib/format.js'
 import {loadDist} from './lib/inproc.js'
 import {loadAverage} from './lib/machine.js'
-import {GNU_TIME, hasCommand, median, runTimed} from './lib/measure.js'
+import {GNU_TIME, median, runTimed} from './lib/measure.js'
 import {
   cpuWindow,
   distFingerprint,
   ensureBootImage,
+  ensureReady,
   GiB,
   gitInfo,
   httpText,
@@ -38,6 +39,7 @@ import {
   MiB,
   prepare,
   prepSettings,
+  rerenderAndExit,
   RESULTS,
   ROOT,
   servedObjectBytes,
@@ -113,31 +115,12 @@ function pinTree(pid, cpus) {
   if (r.status !== 0) throw new Error(`taskset ${list} ${pid}: ${r.stderr}`)
 }
 
-if (opts.render) {
-  const R = JSON.parse(readFileSync(opts.render, 'utf8'))
-  const md = render(R)
-  const files = await writeResults('mount', new Date(R.startedAt), md, R)
-  console.log(md)
-  process.stderr.write(`bench mount: rewrote ${files.mdFile} from ${opts.render}\n`)
-  process.exit(0)
-}
+if (opts.render) await rerenderAndExit('mount', opts.render, render)
 
 const log = makeLog('mount')
 const t0 = performance.now()
 const startedAt = new Date()
-if (opts.build) {
-  const {execFileSync} = await import('node:child_process')
-  execFileSync('npm', ['run', 'build'], {cwd: ROOT, stdio: 'inherit'})
-}
-if (!existsSync(path.join(ROOT, 'dist', 'commands', 'mount.js'))) {
-  console.error('bench mount: dist/ is not built; run `npm run build`')
-  process.exit(1)
-}
-const missing = ['qemu-img', 'nbdkit', ...(opts.boot ? ['qemu-system-x86_64'] : [])].filter((c) => !hasCommand(c))
-if (missing.length) {
-  console.error(`bench mount: ${missing.join(', ')} not installed (scripts/install-deps.sh installs them)`)
-  process.exit(1)
-}
+ensureReady('mount', {build: opts.build, tools: ['qemu-img', 'nbdkit', ...(opts.boot ? ['qemu-system-x86_64'] : [])]})
 const boot = ensureBootImage(log)
 if (!boot.file) {
   console.error(`bench mount: the Debian boot image is needed: ${boot.reason}`)

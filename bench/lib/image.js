@@ -57,6 +57,11 @@ export function planRegions(spec) {
   const minU = spec.minRegion / spec.align
   const maxU = spec.maxRegion / spec.align
   const regions = []
+  if (spec.pattern) {
+    // a fixed layout: regions of minRegion, their kinds cycling through spec.pattern ('random' | 'zero')
+    for (let u = 0, i = 0; u < units; u += minU, i++) regions.push({kind: spec.pattern[i % spec.pattern.length], offset: u * spec.align, size: Math.min(minU, units - u) * spec.align})
+    return regions
+  }
   const randomUnits = [] // unit offsets holding random data, for repeat sources
   let u = 0
   while (u < units) {

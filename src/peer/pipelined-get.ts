@@ -244,13 +244,17 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
         if (skip === 0) complete()
       }
 
+      let connected = false
       sock.setNoDelay(true)
       sock.setTimeout(opts.connectTimeoutMs ?? 5000)
       sock.on(secure ? 'secureConnect' : 'connect', () => {
+        connected = true
         sock.setTimeout(opts.idleTimeoutMs ?? 15_000)
         send()
       })
-      sock.on('timeout', () => end(pending.length > 0 ? 'the server stalled' : undefined))
+      // a connect that times out is a failure like a refused one (a host whose link is down
+      // drops the SYNs): counted, so that bulk fetching from it ends instead of retrying forever
+      sock.on('timeout', () => end(!connected ? 'connect timed out' : pending.length > 0 ? 'the server stalled' : undefined))
       sock.on('error', (err: NodeJS.ErrnoException) => end(err.code ?? err.message))
       sock.on('close', () => end(pending.length > 0 || queue.length > 0 ? 'the server closed the connection' : undefined))
     })

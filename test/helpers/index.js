@@ -48,10 +48,14 @@ function childEnv(opts) {
   return env
 }
 
-/** Start the CLI without waiting: returns the ChildProcess. */
+/**
+ * Start the CLI without waiting: returns the ChildProcess. `netns` runs it
+ * inside that network namespace (`ip netns exec`, the fleet lab's hosts).
+ */
 export function spawnCli(argv, opts = {}) {
   const env = childEnv(opts)
-  return spawn(process.execPath, [BIN, ...argv], {env, cwd: ROOT, stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe']})
+  const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, process.execPath, BIN, ...argv]] : [process.execPath, [BIN, ...argv]]
+  return spawn(cmd, args, {env, cwd: ROOT, stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe']})
 }
 
 /** Deterministic pseudo-random bytes (seeded), fast enough for GiB sizes. */
@@ -150,7 +154,7 @@ export async function fsckCleanAsync(store) {
 
 /** Like exec(), without blocking this process's event loop (needed when the test itself serves HTTP). */
 export function execAsync(argv, opts = {}) {
-  const child = spawnCli(argv, {store: opts.store, env: opts.env})
+  const child = spawnCli(argv, {store: opts.store, env: opts.env, netns: opts.netns})
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d) => (stdout += d))

@@ -1,9 +1,13 @@
 // Start `vmi serve` as a child process and learn its URL from the first stdout line.
 import {spawnCli} from './index.js'
 
-/** `opts.listen` (default 127.0.0.1:0) lets a restarted server take its old port again. */
+/**
+ * `opts.listen` (default 127.0.0.1:0) lets a restarted server take its old
+ * port again; `opts.netns` runs it in a network namespace (then metrics()
+ * cannot reach it from here: ask from inside, test/helpers/lab.js httpGet).
+ */
 export async function startServe(store, args = [], opts = {}) {
-  const child = spawnCli(['serve', '--listen', opts.listen ?? '127.0.0.1:0', ...args], {store, env: opts.env})
+  const child = spawnCli(['serve', '--listen', opts.listen ?? '127.0.0.1:0', ...args], {store, env: opts.env, netns: opts.netns})
   let stderr = ''
   child.stderr.on('data', (d) => (stderr += d))
   const url = await new Promise((resolve, reject) => {

@@ -5,6 +5,7 @@
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import net from 'node:net'
+import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdtempSync, rmSync, mkdirSync, writeFileSync, existsSync, readdirSync} from 'node:fs'
 import os from 'node:os'
@@ -226,6 +227,38 @@ test('a server that stalls mid-body on one item: abandoned after the idle timeou
     )
   } finally {
     await srv.close()
+  }
+})
+
+test('a server whose connects time out (SYNs dropped, as for a host whose link is down): bulk fetching gives up, it does not reconnect forever', async () => {
+  // a listener that never accepts, its accept queue filled: Linux drops further SYNs, so connects time out
+  const py = spawn('/usr/bin/python3', ['-c', 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)'], {stdio: ['ignore', 'pipe', 'inherit']})
+  const fillers = []
+  const ac = new AbortController()
+  try {
+    const port = Number(await new Promise((resolve) => py.stdout.once('data', (d) => resolve(String(d).trim()))))
+    for (let i = 0; i < 2; i++) {
+      const s = net.connect(port, '127.0.0.1')
+      s.on('error', () => {})
+      fillers.push(s)
+    }
+    await new Promise((r) => fillers[0].once('connect', r))
+    await new Promise((r) => setTimeout(r, 100))
+    const {items} = makeItems(4)
+    const t0 = Date.now()
+    const r = await Promise.race([
+      bulkGet(`http://127.0.0.1:${port}`, items, collect().handlers, {connections: 1, connectTimeoutMs: 200, signal: ac.signal}),
+      new Promise((resolve) => setTimeout(() => resolve('still reconnecting'), 5000)),
+    ])
+    assert.not.equal(r, 'still reconnecting', 'bulk fetching stopped after failed connects')
+    assert.match(r.stopped, /connect timed out/)
+    assert.is(r.unanswered.length, 4)
+    assert.is(r.connectionsOpened, 2, 'two connects in a row that time out end it (maxFailures)')
+    assert.ok(Date.now() - t0 < 2000)
+  } finally {
+    ac.abort()
+    for (const s of fillers) s.destroy()
+    py.kill()
   }
 })
 

@@ -1,0 +1,475 @@
+#!/usr/bin/env node
+// vmi fleet benchmark in the lab: `node bench/fleet.js` (or `npm run bench -- --only fleet`).
+// See bench/README.md, "Fleet benchmark".
+//
+// A seed and N hosts, each in its own network namespace on a tbf-shaped link
+// (test/helpers/lab.js). On a synthetic image (default 256 MiB, half of it
+// unique non-zero chunks):
+//   - fill, N = 1, 2, 4, 8, 16 hosts getting the whole image at once, three
+//     contenders in the same lab: each host curls the raw file from nginx on
+//     the seed (anchor); each host pulls from the seed alone (nginx, no peers);
+//     vmi with peers and owner hashing (every host: vmi serve --seed SEED and
+//     vmi pull ID SEED --peer <every host>) — against the physical limit,
+//     unique bytes ÷ link rate;
+//   - churn (at 8 hosts by default): an owner's link cut mid-fill, a host
+//     joining late, the seed's link down for 10 s, one host's link 10× slower.
+// Writes bench/results/<date>-fleet.md and bench/results/latest-fleet.json.
+// It never fails on a missed goal: it reports it.
+import {spawn} from 'node:child_process'
+import {promises as fsp} from 'node:fs'
+import path from 'node:path'
+import {labUnavailable, startLab} from '../test/helpers/lab.js'
+import {bytesHuman, f, int} from './lib/format.js'
+import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
+import {loadAverage} from './lib/machine.js'
+import {GNU_TIME} from './lib/measure.js'
+import {
+  BIN,
+  cpuWindow,
+  distFingerprint,
+  ensureReady,
+  gitInfo,
+  listObjects,
+  machineRecord,
+  makeLog,
+  metricSum,
+  MiB,
+  prepare,
+  prepSettings,
+  rerenderAndExit,
+  ROOT,
+  sleep,
+  startNginx,
+  startServe,
+  vmiEnv,
+  vmiTimed,
+  workDirectory,
+  writeResults,
+} from './lib/dist-common.js'
+import {CONTENDERS, renderFleetReport} from './lib/fleet-report.js'
+import {loadDist} from './lib/inproc.js'
+
+const USAGE = `usage: node bench/fleet.js [--hosts 1,2,4,8,16] [--rate 200mbit] [--seed-rate R] [--size-mib 256] [--reps N] [--churn-hosts 8] [--no-churn] [--no-anchors] [--build]
+
+  --hosts LIST      fleet sizes for the fill (default 1,2,4,8,16)
+  --rate R          every host's link, both directions (default 200mbit)
+  --seed-rate R     the seed's link (default: --rate)
+  --size-mib N      image size; half of it is unique non-zero chunks (default 256)
+  --reps N          runs of the vmi contender per fleet size, min–median–max reported (default 3); anchors run once
+  --churn-hosts N   fleet size for the churn scenarios (default 8)
+  --no-churn        skip the churn scenarios
+  --no-anchors      skip curl and the pulls from the seed alone
+  --build           run 'npm run build' first
+  --render JSON     measure nothing: rewrite the markdown report from a latest-fleet.json
+
+environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
+
+const opts = {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, sizeMiB: 256, reps: 3, churnHosts: 8, churn: true, anchors: true, build: false, render: undefined}
+{
+  const argv = process.argv.slice(2)
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--hosts') opts.hosts = String(argv[++i]).split(',').map(Number)
+    else if (a === '--rate') opts.rate = argv[++i]
+    else if (a === '--seed-rate') opts.seedRate = argv[++i]
+    else if (a === '--size-mib') opts.sizeMiB = Number(argv[++i])
+    else if (a === '--reps') opts.reps = Number(argv[++i])
+    else if (a === '--churn-hosts') opts.churnHosts = Number(argv[++i])
+    else if (a === '--no-churn') opts.churn = false
+    else if (a === '--no-anchors') opts.anchors = false
+    else if (a === '--build') opts.build = true
+    else if (a === '--render') opts.render = argv[++i]
+    else if (a === '-h' || a === '--help') {
+      console.log(USAGE)
+      process.exit(0)
+    } else {
+      console.error(`bench fleet: unknown argument ${a}\n${USAGE}`)
+      process.exit(2)
+    }
+  }
+  const okN = (n) => Number.isInteger(n) && n >= 1 && n <= 64
+  if (!opts.hosts.every(okN) || !okN(opts.churnHosts) || opts.churnHosts < 3 || !Number.isInteger(opts.reps) || opts.reps < 1 || !(opts.sizeMiB >= 8 && opts.sizeMiB % 8 === 0)) {
+    console.error(`bench fleet: bad --hosts, --churn-hosts (3-64), --reps or --size-mib (a multiple of 8)\n${USAGE}`)
+    process.exit(2)
+  }
+}
+
+/** Goals from the issue (ratios; the report marks each met or missed). */
+const GOALS = {limitRatio: 1.3, flatRatio: 1.15, seedEgress: 1.02, vsCurl: 10, churnSeedEgress: 1.25, cpuVsDirect: 1.5}
+const SEED_PORT = 7070
+const NGINX_PORT = 8080
+const HOST_PORT = 7070
+
+if (opts.render) await rerenderAndExit('fleet', opts.render, renderFleetReport)
+
+const log = makeLog('fleet')
+const t0 = performance.now()
+const startedAt = new Date()
+{
+  const why = labUnavailable()
+  if (why) {
+    console.log(`SKIP: the fleet benchmark needs the lab: ${why}`)
+    process.exit(0)
+  }
+}
+ensureReady('fleet', {build: opts.build, tools: ['curl', 'nginx']})
+
+// The machine is shared and never idle for long; the runs are network-bound by design, so a
+// run waits at most 15 s for quiet (the report shows the CPU others used during each run).
+const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 15_000)}
+const {workDir, discard} = workDirectory('vmi-bench-fleet-', log)
+const dist = await loadDist(ROOT)
+const machine = machineRecord(workDir, dist.hash.activeHashBackend())
+const git = gitInfo()
+const distAtStart = distFingerprint()
+log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
+
+// ----------------------------------------------------------------- the image and the seed store
+
+const spec = {
+  generator: 'vmi-bench-fleet/1',
+  size: opts.sizeMiB * MiB,
+  align: MiB,
+  seed: 'vmi-bench-fleet-2026',
+  minRegion: 4 * MiB,
+  maxRegion: 4 * MiB,
+  weights: {random: 0.5, zero: 0.5, repeat: 0},
+  pattern: ['random', 'zero'],
+}
+const built = await ensureSyntheticImage(spec, log)
+const image = {file: built.file, size: spec.size, spec, composition: built.composition, allocated: await allocatedBytes(built.file)}
+const seedStore = path.join(workDir, 'seed')
+{
+  const r = await vmiTimed(['import', image.file, 'bench:fleet', '--json'], seedStore, {scratch: workDir})
+  image.id = r.json.id
+  image.uniqueBytes = r.json.newBytes
+  image.chunks = r.json.newChunks
+  image.chunkSize = r.json.chunkSize
+  image.objects = (await listObjects(seedStore)).map((o) => o.id)
+  log(`image ${bytesHuman(image.size)}: ${int(image.chunks)} distinct non-zero chunks of ${image.chunkSize / 1024} KiB = ${bytesHuman(image.uniqueBytes)} (imported in ${f(r.wall)} s)`)
+}
+const U = image.uniqueBytes
+
+// ----------------------------------------------------------------- the lab
+
+const maxHosts = Math.max(...opts.hosts, opts.churn ? opts.churnHosts : 0)
+const lab = await startLab({hosts: maxHosts, hostRate: opts.rate, seedRate: opts.seedRate ?? opts.rate})
+const rate = lab.hosts[0].rate
+const seedRate = lab.seed.rate
+log(`lab ${lab.id}: seed + ${maxHosts} hosts, links ${f(rate / 1e6, 0)} Mbit/s (seed ${f(seedRate / 1e6, 0)} Mbit/s), tbf both ways${lab.swept.length ? `; swept ${lab.swept.length} stale namespaces` : ''}`)
+const seedServe = await startServe(seedStore, [], {netns: lab.seed.ns, listen: `${lab.seed.ip}:${SEED_PORT}`})
+const nginx = await startNginx(seedStore, {rawFile: image.file, netns: lab.seed.ns, host: lab.seed.ip, port: NGINX_PORT})
+const rawUrl = `${nginx.url}/raw/${path.basename(image.file)}`
+log(`seed ${lab.seed.ip}: vmi serve ${seedServe.url}, nginx ${nginx.url} (${nginx.version}) over the same store`)
+
+/** Seconds the slowest necessary transfer takes at link rate: every host receives U, the seed sends U at least once. */
+const limitSeconds = Math.max((U * 8) / seedRate, (U * 8) / rate)
+
+// ----------------------------------------------------------------- one fleet run
+
+const seedObjectBytes = async () => metricSum(await seedServe.metrics(), 'vmi_served_bytes_total', {kind: 'objects'})
+
+/** Start `vmi serve --seed SEED` on each host (outside the timed window). */
+async function startHostServes(hosts, stores) {
+  return Promise.all(hosts.map((h, i) => startServe(stores[i], ['--seed', seedServe.url], {netns: h.ns, listen: `${h.ip}:${HOST_PORT}`})))
+}
+
+/**
+ * A command in a host's namespace, timed: resolves {wall, user, sys, status,
+ * stdout, stderr, startedAt, endedAt} (times in s from `tStart`). The child
+ * is returned at once in `.child` so a scenario can kill it.
+ */
+function timedIn(host, argv, env, tStart) {
+  const tmp = path.join(workDir, `.time-${host.name}-${Math.random().toString(36).slice(2)}`)
+  const inner = ['ip', 'netns', 'exec', host.ns, ...argv]
+  const [cmd, args] = GNU_TIME ? [GNU_TIME, ['-f', '%U %S', '-o', tmp, '--', ...inner]] : [inner[0], inner.slice(1)]
+  const startedAt = (performance.now() - tStart) / 1000
+  const child = spawn(cmd, args, {env, stdio: ['ignore', 'pipe', 'pipe']})
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => (stdout += d))
+  child.stderr.on('data', (d) => (stderr += d))
+  const done = new Promise((resolve) =>
+    child.on('close', async (code, signal) => {
+      const endedAt = (performance.now() - tStart) / 1000
+      let user
+      let sys
+      const t = await fsp.readFile(tmp, 'utf8').catch(() => '')
+      await fsp.rm(tmp, {force: true})
+      const m = /(\d+\.\d+) (\d+\.\d+)\s*$/.exec(t)
+      if (m) [user, sys] = [Number(m[1]), Number(m[2])]
+      let json
+      try {
+        json = JSON.parse(stdout)
+      } catch {}
+      resolve({host: host.name, status: code ?? `signal ${signal}`, wall: endedAt - startedAt, startedAt, endedAt, user, sys, json, stderr: stderr.slice(-2000)})
+    }),
+  )
+  return {child, done}
+}
+
+/**
+ * Run one fill: every host of `hosts` gets the image at once by `kind`.
+ * `scenario(ctx)` (churn) runs alongside and may cut links or start late
+ * hosts; it returns when its part is done. Returns the run's record.
+ */
+async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
+  const stores = hosts.map((h, i) => path.join(workDir, `${kind}-${hosts.length}-${i}-${Math.random().toString(36).slice(2, 8)}`))
+  // a late host's serve is started by the scenario, with its pull
+  const serves = kind === 'peers' ? await startHostServes(hosts.filter((h) => !late.includes(h)), stores.filter((_, i) => !late.includes(hosts[i]))) : []
+  if (kind === 'peers') for (const [i, h] of hosts.entries()) if (late.includes(h)) serves.splice(i, 0, undefined)
+  const peerArgs = kind === 'peers' ? hosts.flatMap((h) => ['--peer', `http://${h.ip}:${HOST_PORT}`]) : []
+  const argvFor = (i) => {
+    if (kind === 'curl') return ['curl', '-sSf', '-o', path.join(stores[i], 'image.raw'), rawUrl]
+    if (kind === 'seedAlone') return [process.execPath, BIN, 'pull', image.id, nginx.url, '--json']
+    return [process.execPath, BIN, 'pull', image.id, seedServe.url, ...peerArgs, '--json']
+  }
+  if (kind === 'curl') for (const s of stores) await fsp.mkdir(s, {recursive: true})
+  const prep = await prepare(kind === 'curl' ? {files: [image.file]} : {dirs: [path.join(seedStore, 'objects')]}, settings)
+  const pids = [seedServe.pid, nginx.pid, ...serves.filter(Boolean).map((s) => s.pid)]
+  const w = cpuWindow(pids)
+  const wSeed = cpuWindow([seedServe.pid, nginx.pid])
+  const tx0 = lab.counters(lab.seed).tx
+  const served0 = await seedObjectBytes()
+  const tStart = performance.now()
+  const running = hosts.map((h, i) => (late.includes(h) ? undefined : timedIn(h, argvFor(i), vmiEnv(stores[i]), tStart)))
+  const ctx = {
+    tStart,
+    stores,
+    serves,
+    children: running,
+    /** Start host i now (a late joiner). */
+    start: (i) => (running[i] = timedIn(hosts[i], argvFor(i), vmiEnv(stores[i]), tStart)),
+  }
+  const scenarioDone = scenario ? scenario(ctx) : Promise.resolve({})
+  const events = await scenarioDone
+  const results = await Promise.all(running.map((r) => r.done))
+  const wall = Math.max(...results.filter((r) => !events.excluded?.includes(r.host)).map((r) => r.endedAt))
+  const childCpu = results.reduce((a, r) => a + (r.user ?? 0) + (r.sys ?? 0), 0)
+  const cpu = w.end(childCpu)
+  const seedCpu = wSeed.end().serverCpu
+  const seedWireBytes = lab.counters(lab.seed).tx - tx0
+  const seedServedBytes = (await seedObjectBytes()) - served0
+  const hostServed = []
+  const fetchedThrough = []
+  for (const s of serves) {
+    const m = (await s?.metrics().catch(() => '')) ?? ''
+    hostServed.push(metricSum(m, 'vmi_served_bytes_total', {kind: 'objects'}))
+    fetchedThrough.push(metricSum(m, 'vmi_fetched_bytes_total'))
+  }
+  // every finished host has the whole image: vmi verified each chunk on arrival, fsck checks the store; curl's file has the size
+  const failures = []
+  const counted = results.filter((r) => !events.excluded?.includes(r.host))
+  for (const [i, r] of results.entries()) {
+    if (events.excluded?.includes(r.host)) continue
+    if (r.status !== 0) failures.push(`${r.host}: exit ${r.status}: ${r.stderr.trim().split('\n').pop()}`)
+    else if (kind === 'curl') {
+      const got = (await fsp.stat(path.join(stores[i], 'image.raw'))).size
+      if (got !== image.size) failures.push(`${r.host}: curl wrote ${got} bytes`)
+    } else {
+      const n = r.json ? r.json.fromChunks.local + r.json.fromChunks.peer + r.json.fromChunks.seed : -1
+      if (n !== image.chunks) failures.push(`${r.host}: the pull reports ${n} chunks, the image has ${image.chunks}`)
+    }
+  }
+  let fsckFailures = 0
+  if (kind !== 'curl' && scenario) {
+    // churn: every finished store verified end to end (every object re-hashed, manifest and ref checked)
+    for (const [i, r] of results.entries()) {
+      if (events.excluded?.includes(r.host) || r.status !== 0) continue
+      const c = await vmiTimed(['fsck', '--json'], stores[i], {scratch: workDir, allowFail: true})
+      if (c.status !== 0) fsckFailures++
+    }
+  }
+  for (const s of serves) await s?.stop()
+  for (const s of stores) await discard(s)
+  const sumChunks = (k) => counted.reduce((a, r) => a + (r.json?.fromChunks?.[k] ?? 0), 0)
+  return {
+    kind,
+    label,
+    hosts: hosts.length,
+    wall,
+    seedWireBytes,
+    // vmi serve's own count of chunk bytes when it is the seed; nginx's link bytes otherwise
+    seedBytes: kind === 'peers' ? seedServedBytes : seedWireBytes,
+    seedRatio: (kind === 'peers' ? seedServedBytes : seedWireBytes) / U,
+    hostServedBytes: hostServed,
+    fetchedThroughBytes: fetchedThrough.reduce((a, b) => a + b, 0),
+    chunksFrom: {local: sumChunks('local'), peer: sumChunks('peer'), seed: sumChunks('seed')},
+    sourceErrors: counted.reduce((a, r) => a + (r.json?.sourceErrors ?? 0), 0),
+    clientCpu: childCpu,
+    hostServeCpu: cpu.serverCpu - seedCpu,
+    seedCpu,
+    busyCores: cpu.busyCores,
+    irqCores: cpu.irqCores,
+    othersCores: cpu.othersCores,
+    stealCores: cpu.stealCores,
+    failures,
+    fsckFailures,
+    events,
+    perHost: results.map((r) => ({host: r.host, status: r.status, wall: r.wall, startedAt: r.startedAt, endedAt: r.endedAt, cpu: (r.user ?? 0) + (r.sys ?? 0), seconds: r.json?.seconds, fromChunks: r.json?.fromChunks, sourceErrors: r.json?.sourceErrors})),
+    ...prep,
+  }
+}
+
+const line = (x) =>
+  `${x.hosts} host(s) ${x.label}: ${f(x.wall)} s (${f(x.wall / limitSeconds)}× the limit), seed sent ${f(x.seedRatio, 3)}× the unique bytes; ` +
+  `CPU s: clients ${f(x.clientCpu)}, host serves ${f(x.hostServeCpu)}, seed ${f(x.seedCpu)}; machine busy ${f(x.busyCores)} of ${machine.cores} cores (irq ${f(x.irqCores)}, others ${f(x.othersCores)})` +
+  (x.failures.length ? `; FAILURES: ${x.failures.join('; ')}` : '')
+
+// ----------------------------------------------------------------- 1. fill
+
+log(`fill: N = ${opts.hosts.join(', ')}; limit ${f(limitSeconds)} s (${bytesHuman(U)} at ${f(Math.min(rate, seedRate) / 1e6, 0)} Mbit/s); vmi ${opts.reps}× per N, anchors once`)
+const fillRuns = []
+for (const n of opts.hosts) {
+  const hosts = lab.hosts.slice(0, n)
+  const point = {hosts: n, peers: [], seedAlone: undefined, curl: undefined}
+  for (let r = 0; r < opts.reps; r++) {
+    const x = await fill('peers', hosts)
+    point.peers.push(x)
+    log(`  #${r + 1} ${line(x)}`)
+  }
+  if (opts.anchors) {
+    for (const kind of ['seedAlone', 'curl']) {
+      const x = await fill(kind, hosts)
+      point[kind] = x
+      log(`  ${line(x)}`)
+    }
+  }
+  fillRuns.push(point)
+}
+
+// ----------------------------------------------------------------- 2. churn
+
+/** Wait until a store holds `count` objects (or `ms` pass). */
+async function waitObjects(store, count, ms) {
+  const deadline = Date.now() + ms
+  const dir = path.join(store, 'objects')
+  for (;;) {
+    let n = 0
+    for (const d of await fsp.readdir(dir).catch(() => [])) n += (await fsp.readdir(path.join(dir, d)).catch(() => [])).length
+    if (n >= count || Date.now() > deadline) return n
+    await sleep(50)
+  }
+}
+
+const churn = {}
+if (opts.churn) {
+  const n = opts.churnHosts
+  const hosts = lab.hosts.slice(0, n)
+  log(`churn at ${n} hosts (vmi, peers + owner hashing)`)
+
+  // an owner's link is cut once it holds 40 % of its chunks' worth of the image
+  churn.ownerDown = await fill('peers', hosts, {
+    label: 'owner link cut mid-fill',
+    scenario: async (ctx) => {
+      const held = await waitObjects(ctx.stores[0], Math.round(0.4 * image.chunks), 120_000)
+      const at = (performance.now() - ctx.tStart) / 1000
+      lab.setLink(hosts[0], false)
+      // the cut host cannot finish; the others are what is measured
+      const others = ctx.children.slice(1).map((c) => c.done)
+      await Promise.race([Promise.all(others), sleep(600_000)])
+      ctx.children[0].child.kill('SIGTERM')
+      lab.setLink(hosts[0], true)
+      return {cutAt: at, cutHost: hosts[0].name, heldAtCut: held, excluded: [hosts[0].name]}
+    },
+  })
+  log(`  ${line(churn.ownerDown)}`)
+
+  // the last host starts (serve and pull) when the others are halfway; everyone's list names it from the start
+  const lateHost = hosts.at(-1)
+  churn.lateJoin = await fill('peers', hosts, {
+    label: 'a host joins late',
+    late: [lateHost],
+    scenario: async (ctx) => {
+      await waitObjects(ctx.stores[0], Math.round(0.5 * image.chunks), 120_000)
+      const at = (performance.now() - ctx.tStart) / 1000
+      const again = await startServe(ctx.stores.at(-1), ['--seed', seedServe.url], {netns: lateHost.ns, listen: `${lateHost.ip}:${HOST_PORT}`})
+      ctx.serves[ctx.serves.length - 1] = again
+      ctx.start(hosts.length - 1)
+      return {joinedAt: at, lateHost: lateHost.name}
+    },
+  })
+  log(`  ${line(churn.lateJoin)}`)
+
+  // the seed's link goes down for 10 s once the first host holds 30 % of the chunks
+  churn.seedDown = await fill('peers', hosts, {
+    label: "the seed's link down for 10 s",
+    scenario: async (ctx) => {
+      await waitObjects(ctx.stores[0], Math.round(0.3 * image.chunks), 120_000)
+      const at = (performance.now() - ctx.tStart) / 1000
+      lab.setLink(lab.seed, false)
+      await sleep(10_000)
+      lab.setLink(lab.seed, true)
+      return {downAt: at, downFor: 10}
+    },
+  })
+  log(`  ${line(churn.seedDown)}`)
+
+  // one host's link is 10× slower than the rest (both directions)
+  const slow = hosts.at(-1)
+  lab.shape(slow, rate / 10)
+  try {
+    churn.slowHost = await fill('peers', hosts, {label: "one host's link 10× slower", scenario: async () => ({slowHost: slow.name, slowRate: rate / 10})})
+  } finally {
+    lab.shape(slow, rate)
+  }
+  log(`  ${line(churn.slowHost)}`)
+}
+
+// ----------------------------------------------------------------- the owner-hashing simulation's ownership, checked
+
+// bench/sim.js picks owners with the real rankPeers; here the same ranking over this lab's
+// chunk ids and host URLs predicts how many chunk bytes each host serves in a fill
+// (N × what it owns: every host's pull, its own included, asks the owner's serve);
+// compared with each host serve's /metrics from the fill runs.
+const {rankPeers} = await import(path.join(ROOT, 'dist', 'peer', 'rendezvous.js'))
+const ownership = fillRuns
+  .filter((p) => p.hosts >= 2)
+  .map((p) => {
+    const urls = lab.hosts.slice(0, p.hosts).map((h) => ({url: `http://${h.ip}:${HOST_PORT}`}))
+    const owned = new Map(urls.map((u) => [u.url, 0]))
+    for (const id of image.objects) {
+      const o = rankPeers(urls, id)[0].url
+      owned.set(o, owned.get(o) + 1)
+    }
+    const predicted = urls.map((u) => (owned.get(u.url) * p.hosts * U) / image.chunks)
+    const measured = p.peers[0].hostServedBytes
+    const maxOverMean = (xs) => Math.max(...xs) / (xs.reduce((a, b) => a + b, 0) / xs.length)
+    return {
+      hosts: p.hosts,
+      predictedMaxOverMean: maxOverMean(predicted),
+      measuredMaxOverMean: maxOverMean(measured),
+      worstHostError: Math.max(...measured.map((m, i) => Math.abs(m - predicted[i]) / predicted[i])),
+      predicted,
+      measured,
+    }
+  })
+
+await seedServe.stop()
+await nginx.close()
+await lab.close()
+
+// ----------------------------------------------------------------- results
+
+const R = {
+  startedAt: startedAt.toISOString(),
+  finishedAt: new Date().toISOString(),
+  totalSeconds: (performance.now() - t0) / 1000,
+  reps: opts.reps,
+  machine,
+  git: {...git, distAtStart, distAtEnd: distFingerprint()},
+  loadAverageAtEnd: loadAverage(),
+  lab: {rate, seedRate, hosts: maxHosts, id: lab.id, shaping: 'tbf on both ends of every veth (uplink and downlink); no netem on this kernel: no latency or loss emulated'},
+  image: {size: image.size, allocated: image.allocated, uniqueBytes: U, chunks: image.chunks, chunkSize: image.chunkSize, spec, composition: image.composition, id: image.id},
+  limitSeconds,
+  goals: GOALS,
+  settings: {quietWaitMs: settings.quietWaitMs, pretouchBytes: settings.pretouchBytes},
+  fill: fillRuns,
+  churn: opts.churn ? churn : undefined,
+  ownership,
+}
+const md = renderFleetReport(R)
+const files = await writeResults('fleet', startedAt, md, R)
+console.log(md)
+log(`wrote ${files.mdFile} and ${files.jsonFile} (${f(R.totalSeconds, 0)} s)`)
+
