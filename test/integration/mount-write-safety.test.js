@@ -38,6 +38,20 @@ async function fixture(t, size = 8 * M) {
   return {base, store, size}
 }
 
+/** Run fn({f, m, t}) against a fresh store and a mount of img:v1 with `args`; stops and cleans up after. */
+async function withMount(args, fn) {
+  const t = tmpStore()
+  const ctx = {t, m: undefined, f: undefined}
+  try {
+    ctx.f = await fixture(t)
+    ctx.m = await startMount(ctx.f.store, ['img:v1', ...args.map((a) => a.replace('{dir}', t.dir))])
+    await fn(ctx)
+  } finally {
+    await ctx.m?.stop()
+    t.cleanup()
+  }
+}
+
 function need() {
   if (!haveLibnbd) {
     skip(`libnbd's Python bindings are not importable by ${PY} (Debian package python3-libnbd)`)
@@ -48,45 +62,27 @@ function need() {
 
 test('eight concurrent 512-byte writes to the sectors of each 4 KiB block, then one FLUSH: every sector reads back on another connection', async () => {
   if (!need()) return
-  const t = tmpStore()
-  let m
-  try {
-    const f = await fixture(t)
-    m = await startMount(f.store, ['img:v1'])
+  await withMount([], async ({m}) => {
     for (const [i, offset] of [0, 3 * M + 4096, 5 * M].entries()) {
       const r = await driver('sectors', {uri: m.nbd, seed: `s${i}`, offset, blocks: 8})
       assert.equal(r.errors, [], 'no write or flush failed')
       assert.is(r.stale, 0, `${r.stale} of ${r.sectors} acknowledged sectors read back stale (offset ${offset})`)
     }
-  } finally {
-    await m?.stop()
-    t.cleanup()
-  }
+  })
 })
 
 test('a 4 KiB write and a 100-byte write inside it, in flight together: the bytes outside the small write are the 4 KiB write\'s', async () => {
   if (!need()) return
-  const t = tmpStore()
-  let m
-  try {
-    const f = await fixture(t)
-    m = await startMount(f.store, ['img:v1'])
+  await withMount([], async ({m}) => {
     const r = await driver('overlap', {uri: m.nbd, seed: 'ov', offset: M, blocks: 256})
     assert.equal(r.errors, [])
     assert.is(r.lost, 0, `${r.lost} of ${r.blocks} blocks lost bytes of an acknowledged write`)
-  } finally {
-    await m?.stop()
-    t.cleanup()
-  }
+  })
 })
 
 test('qemu-io -t writeback: 32 concurrent 512-byte aio_writes and aio_flush all read back', async () => {
   if (!haveQemuIo) return skip('qemu-io not installed (Debian package qemu-utils)')
-  const t = tmpStore()
-  let m
-  try {
-    const f = await fixture(t)
-    m = await startMount(f.store, ['img:v1'])
+  await withMount([], async ({m}) => {
     const base = 2 * M + 512 // across a chunk and block boundaries, unaligned to 4 KiB
     const cmds = []
     for (let s = 0; s < 32; s++) cmds.push('-c', `aio_write -P ${0x10 + s} ${base + s * 512} 512`)
@@ -100,20 +96,12 @@ test('qemu-io -t writeback: 32 concurrent 512-byte aio_writes and aio_flush all 
     const bad = (r.out.match(/Pattern verification failed/g) ?? []).length
     assert.is(bad, 0, `${bad} of 32 sectors stale:\n${r.out.slice(0, 1500)}`)
     assert.is(r.status, 0, r.out)
-  } finally {
-    await m?.stop()
-    t.cleanup()
-  }
+  })
 })
 
 test('concurrent FLUSHes and FUA writes on two connections never fail, and a flush on one connection covers the other\'s writes', async () => {
   if (!need()) return
-  const t = tmpStore()
-  let m
-  try {
-    const f = await fixture(t)
-    const ovl = path.join(t.dir, 'ovl')
-    m = await startMount(f.store, ['img:v1', '--overlay', ovl])
+  await withMount(['--overlay', '{dir}/ovl'], async ({m, f, t}) => {
     // flush-heavy model run: every reply must be a success
     const r = await driver('model', {uri: m.nbd, size: f.size, base: f.base, seed: 7, seconds: 4, connections: 2, model_out: path.join(t.dir, 'model.bin')})
     assert.is(r.errors_count, 0, `commands failed: ${r.errors.join('; ')}`)
@@ -136,10 +124,7 @@ print('ok')
     const p = await runAsync(PY, ['-c', py])
     assert.is(p.status, 0, p.out)
     assert.match(p.out, /^ok/m)
-  } finally {
-    await m?.stop()
-    t.cleanup()
-  }
+  })
 })
 
 test('randomized model test: concurrent reads, writes, zeroes, trims, flushes of random sizes and alignments on three connections match an in-memory model, and again after a remount', async () => {
