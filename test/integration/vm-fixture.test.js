@@ -15,6 +15,7 @@ import {existsSync, mkdtempSync, readFileSync, rmSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
+import {skip} from '../helpers/index.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const script = (name) => path.join(repo, 'scripts', name);
@@ -46,7 +47,7 @@ function parseBootResult(stdout) {
 }
 
 function skipped(what, reason) {
-  console.log(`  [skip] ${what}: ${reason}`);
+  skip(`${what}: ${reason}`);
 }
 
 function haveCommand(cmd) {

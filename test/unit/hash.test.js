@@ -2,6 +2,7 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {activeHashBackend, hash, hashBackend, nativeCandidates} from '../../dist/store/hash.js'
 import {execFileSync} from 'node:child_process'
+import {skip} from '../helpers/index.js'
 
 // Official BLAKE3 test vectors (BLAKE3-team/BLAKE3 test_vectors.json): input
 // is the repeating byte sequence 0..250; the default hash is the first 32
@@ -47,7 +48,7 @@ for (const name of backends) {
 test('native and wasm agree on random inputs of many sizes', () => {
   const native = hashBackend('native')
   if (!native) {
-    console.log('  SKIP: @napi-rs/blake-hash does not load here; only wasm tested')
+    skip('@napi-rs/blake-hash does not load here; only wasm tested')
     return
   }
   const wasm = hashBackend('wasm')
@@ -73,7 +74,7 @@ test('the native backend is looked for by platform package first, the generic lo
 
 test('loading the native backend does not ask process.report for the C library (it costs ~5 ms)', () => {
   if (!hashBackend('native')) {
-    console.log('  [skip] the native backend does not load here')
+    skip('the native backend does not load here')
     return
   }
   const script = `

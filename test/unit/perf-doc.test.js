@@ -7,7 +7,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {renderPerformanceDoc} from '../../bench/lib/perf-doc.js'
 import {barChart, lineChart, linearTicks, logTicks} from '../../bench/lib/svg-plot.js'
-import {tmpDir} from '../helpers/index.js'
+import {skip, tmpDir} from '../helpers/index.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const RESULTS = path.join(ROOT, 'bench', 'results')
@@ -37,7 +37,7 @@ test('charts are well-formed SVG with every series in the legend, and determinis
 
 test('docs/PERFORMANCE.md renders from the saved results; every plot it links exists; no hand-typed gaps', async () => {
   if (!existsSync(path.join(RESULTS, 'latest-dist.json'))) {
-    console.log('  SKIP: no bench/results/latest-dist.json')
+    skip('no bench/results/latest-dist.json')
     return
   }
   const {dir: root, cleanup} = tmpDir('vmi-perfdoc-')

@@ -1,4 +1,4 @@
-// More crashes and faults (issue 5): kill -9 at random points of vmi serve,
+// Crashes and faults (issue 5): kill -9 at random points of vmi serve,
 // vmi mount (with writes), vmi commit and vmi gc; a full disk while pulling and
 // while writing an overlay; a read-only store under a pull; two pulls of one
 // image at once; gc looping while a pull and a mount run. After every fault the
@@ -19,7 +19,7 @@ import {startServe} from '../helpers/serve.js'
 import {sh, tmpfs} from '../helpers/tmpfs.js'
 
 const M = 1024 * 1024
-const TOKEN = 'crash-more-token'
+const TOKEN = 'crash-serve-token'
 const haveQemu = hasCommand('qemu-io') && hasCommand('qemu-img')
 const rand = (n) => Math.floor(Math.random() * n)
 
