@@ -9,7 +9,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {bytesHuman, f, GB, int, MB, pct, table} from './format.js'
 import {barChart, lineChart} from './svg-plot.js'
-import {CONTENDERS, cpuPerGiB, fleetGoals} from './fleet-report.js'
+import {CONTENDERS, cpuPerGiB, fleetGoals, loadSummary} from './fleet-report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const KiB = 1024
@@ -447,6 +447,8 @@ function fleetSection(R, reports, plot) {
     `A seed and up to ${F.lab.hosts} hosts, each in its own network namespace with its own address on a veth into one bridge (test/helpers/lab.js); every link shaped both ways by tbf: hosts ${mbit(F.lab.rate)}, seed ${mbit(F.lab.seedRate)}. ` +
       `**No netem on this kernel: no latency or loss is emulated.** Image: ${bytesHuman(img.size)}, ${bytesHuman(img.uniqueBytes)} of unique non-zero chunks; **physical limit** ${secs(F.limitSeconds)} (unique bytes ÷ link rate). ` +
       `Scaling: at ${mbit(F.lab.rate)} this models a fleet on 10 Gbit/s links with every size ×${f(10e9 / F.lab.rate, 0)}, as long as CPU is not saturated — **every host runs on the same ${F.machine.cores} shared cores**, and the CPU table says when that bound the run.`,
+    '',
+    loadSummary(F),
     '',
   )
   out.push(
