@@ -195,10 +195,17 @@ export async function startLab({hosts = 4, seedRate = 200e6, hostRate = 200e6, r
       )
     fail(ipBatch(nodes.flatMap((n) => [`link set ${n.switchPort} master ${BRIDGE}`, `link set ${n.switchPort} up`]), {ns: sw}))
     for (const n of nodes) lab.shape(n, n.rate)
-    // every host reaches the seed: a TCP connect to a closed port is refused only by a reachable host
+    // every host reaches the seed: a TCP connect to a closed port is refused only by a reachable
+    // host. A bridge port forwards once the kernel has seen its carrier (linkwatch, up to a second
+    // or more on a busy machine), so the first tries may go nowhere: up to 15 s in all.
+    const deadline = Date.now() + 15_000
     for (const n of lab.hosts) {
-      const r = spawnSync('ip', ['netns', 'exec', n.ns, 'timeout', '3', 'bash', '-c', `exec 3<>/dev/tcp/${seed.ip}/1`], {encoding: 'utf8'})
-      if (!/refused/i.test(r.stderr)) throw new Error(`lab: ${n.name} cannot reach the seed at ${seed.ip}: ${r.stderr.trim() || `exit ${r.status}`}`)
+      for (;;) {
+        const r = spawnSync('ip', ['netns', 'exec', n.ns, 'timeout', '2', 'bash', '-c', `exec 3<>/dev/tcp/${seed.ip}/1`], {encoding: 'utf8'})
+        if (/refused/i.test(r.stderr)) break
+        if (Date.now() > deadline) throw new Error(`lab: ${n.name} cannot reach the seed at ${seed.ip}: ${r.stderr.trim() || `exit ${r.status}`}`)
+        spawnSync('sleep', ['0.2'])
+      }
     }
   } catch (err) {
     await lab.close()
