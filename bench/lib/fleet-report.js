@@ -231,3 +231,62 @@ function explain(R) {
   }
   return lines
 }
+
+// ----------------------------------------------------------------- the boot storm (bench/fleet-boot.js)
+
+export const BOOT_CONTENDERS = {peers: 'vmi mount with peers + owner hashing', seedAlone: 'vmi mount from the seed alone', copy: 'copy then boot (curl the raw file, replay on it)'}
+
+
+/** The goals, judged at the largest N: [{goal, result, met}] (also used by bench/lib/perf-doc.js). */
+export function bootGoals(R) {
+  const one = R.runs.find((p) => p.hosts === 1)?.peers
+  const big = R.runs.at(-1)
+  if (!one || !big || big.hosts === 1) return []
+  const single = one.p50
+  return [
+    {goal: `boot storm: N = ${big.hosts}, p99 time-to-boot-set ≤ ${R.goals.p99VsSingle}× the single-host replay`, result: `${f(big.peers.p99 / single)}× (${f(big.peers.p99)} s vs ${f(single)} s)`, met: big.peers.p99 <= R.goals.p99VsSingle * single},
+    {
+      goal: `boot storm: N = ${big.hosts}, seed bytes ≤ ${R.goals.seedVsBootSet}× one host's boot set`,
+      result: `${f(big.peers.seedBytes / R.trace.bootSetBytes, 3)}× (${bytesHuman(big.peers.seedBytes)} vs ${bytesHuman(R.trace.bootSetBytes)})`,
+      met: big.peers.seedBytes <= R.goals.seedVsBootSet * R.trace.bootSetBytes,
+    },
+  ]
+}
+
+export function renderBootReport(R) {
+  const T = R.trace
+  const mark = (ok) => (ok ? 'met' : '**missed**')
+  const out = [`# vmi boot storm in the fleet lab, ${R.startedAt.slice(0, 10)}`, '']
+  out.push(
+    `Started ${R.startedAt} (git ${R.git.head}), took ${f(R.totalSeconds, 0)} s. ${R.machine.cpuModel}, ${R.machine.cores} cores; load average at the end ${R.loadAverageAtEnd.join(' ')} — **a shared machine**: other work used CPU during these runs (the "others" column). ` +
+      `Lab: a seed and ${R.lab.hosts} hosts in their own network namespaces, links ${f(R.lab.rate / 1e6, 0)} Mbit/s (seed ${f(R.lab.seedRate / 1e6, 0)}), tbf both ways, **no latency or loss emulated** (no netem).`,
+    '',
+  )
+  out.push(
+    `**This is a replay, not N real boots.** The trace (${T.file}, recorded ${T.recordedAt.slice(0, 10)} under ${T.accel}, the boot's marker at ${f(T.bootMarkerS)} s) holds the ${int(T.reads)} reads (${bytesHuman(T.bytes)}) of one real boot through \`vmi mount\` and the guest's think time before each (${f(T.thinkSeconds)} s in all). ` +
+      `Each host replays them one at a time with \`bench/lib/replay-trace.py\` (libnbd), waiting each think time after the previous read completed${T.matchesImage ? '' : '; the trace was recorded on another build of the image, so the offsets are a boot pattern replayed on this one'}. ` +
+      `The reads touch ${int(T.chunksTouched)} chunks, ${int(T.bootSetChunks)} of them non-zero: **one host's boot set is ${bytesHuman(T.bootSetBytes)}**. ` +
+      `Time-to-boot-set = from the host's start (its \`vmi mount\`, or its curl) to its last replayed read answered. p99 of fewer than 100 hosts is the slowest host.`,
+    '',
+  )
+  out.push('## Goals', '', table(['goal', 'result', 'status'], bootGoals(R).map((g) => [g.goal, g.result, mark(g.met)])), '')
+  out.push('## Time-to-boot-set and seed bytes', '')
+  const rows = []
+  for (const p of R.runs)
+    for (const k of ['peers', 'seedAlone', 'copy']) {
+      const x = p[k]
+      if (!x) continue
+      rows.push([p.hosts, BOOT_CONTENDERS[k], f(x.p50), f(x.p99), bytesHuman(x.seedBytes), `${f(x.seedBytes / T.bootSetBytes, 2)}×`, x.failures.length ? `**${x.failures.length} failed**` : 'ok', f(x.clientCpu), f(x.serverCpu), `${f(x.busyCores)} (${f(x.othersCores)})`])
+    }
+  out.push(table(['hosts', 'contender', 'p50 s', 'p99 s', 'seed sent', '÷ one boot set', 'hosts', 'CPU s: clients', 'servers', 'busy cores (others)'], rows), '')
+  const copyMissing = R.runs.filter((p) => !p.copy).map((p) => p.hosts)
+  if (copyMissing.length)
+    out.push(
+      `Copy-then-boot was not run at ${copyMissing.join(', ')} hosts (each copy moves the whole ${bytesHuman(R.image.size)} through the seed's link). Computed from the link alone, the copies would take ${copyMissing.map((n) => `${f((n * R.image.size * 8) / R.lab.seedRate, 0)} s at ${n}`).join(', ')} hosts before the replay even starts.`,
+      '',
+    )
+  const real = R.runs.flatMap((p) => p.peers.perHost.filter((h) => h.realBoot).map((h) => ({...h, hosts: p.hosts})))
+  for (const h of real)
+    out.push(`Real QEMU boot (the check) on ${h.host} of the ${h.hosts}-host run, through \`vmi mount\` with peers: ${h.realBoot.ok ? `reached its marker at ${f(h.realBoot.markerS)} s (${h.realBoot.accel}; the recorded boot: ${f(T.bootMarkerS)} s)` : '**failed**'}.`, '')
+  return out.join('\n')
+}
