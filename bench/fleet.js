@@ -15,14 +15,12 @@
 //     joining late, the seed's link down for 10 s, one host's link 10× slower.
 // Writes bench/results/<date>-fleet.md and bench/results/latest-fleet.json.
 // It never fails on a missed goal: it reports it.
-import {spawn} from 'node:child_process'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {labUnavailable, startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
 import {loadAverage} from './lib/machine.js'
-import {GNU_TIME} from './lib/measure.js'
 import {
   BIN,
   cpuWindow,
@@ -47,6 +45,7 @@ import {
   writeResults,
 } from './lib/dist-common.js'
 import {CONTENDERS, renderFleetReport} from './lib/fleet-report.js'
+import {timedIn} from './lib/lab-run.js'
 import {loadDist} from './lib/inproc.js'
 
 const USAGE = `usage: node bench/fleet.js [--hosts 1,2,4,8,16] [--rate 200mbit] [--seed-rate R] [--size-mib 256] [--reps N] [--churn-hosts 8] [--no-churn] [--no-anchors] [--build]
@@ -175,40 +174,6 @@ async function startHostServes(hosts, stores) {
 }
 
 /**
- * A command in a host's namespace, timed: resolves {wall, user, sys, status,
- * stdout, stderr, startedAt, endedAt} (times in s from `tStart`). The child
- * is returned at once in `.child` so a scenario can kill it.
- */
-function timedIn(host, argv, env, tStart) {
-  const tmp = path.join(workDir, `.time-${host.name}-${Math.random().toString(36).slice(2)}`)
-  const inner = ['ip', 'netns', 'exec', host.ns, ...argv]
-  const [cmd, args] = GNU_TIME ? [GNU_TIME, ['-f', '%U %S', '-o', tmp, '--', ...inner]] : [inner[0], inner.slice(1)]
-  const startedAt = (performance.now() - tStart) / 1000
-  const child = spawn(cmd, args, {env, stdio: ['ignore', 'pipe', 'pipe']})
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d) => (stdout += d))
-  child.stderr.on('data', (d) => (stderr += d))
-  const done = new Promise((resolve) =>
-    child.on('close', async (code, signal) => {
-      const endedAt = (performance.now() - tStart) / 1000
-      let user
-      let sys
-      const t = await fsp.readFile(tmp, 'utf8').catch(() => '')
-      await fsp.rm(tmp, {force: true})
-      const m = /(\d+\.\d+) (\d+\.\d+)\s*$/.exec(t)
-      if (m) [user, sys] = [Number(m[1]), Number(m[2])]
-      let json
-      try {
-        json = JSON.parse(stdout)
-      } catch {}
-      resolve({host: host.name, status: code ?? `signal ${signal}`, wall: endedAt - startedAt, startedAt, endedAt, user, sys, json, stderr: stderr.slice(-2000)})
-    }),
-  )
-  return {child, done}
-}
-
-/**
  * Run one fill: every host of `hosts` gets the image at once by `kind`.
  * `scenario(ctx)` (churn) runs alongside and may cut links or start late
  * hosts; it returns when its part is done. Returns the run's record.
@@ -232,14 +197,14 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
   const tx0 = lab.counters(lab.seed).tx
   const served0 = await seedObjectBytes()
   const tStart = performance.now()
-  const running = hosts.map((h, i) => (late.includes(h) ? undefined : timedIn(h, argvFor(i), vmiEnv(stores[i]), tStart)))
+  const running = hosts.map((h, i) => (late.includes(h) ? undefined : timedIn(h, argvFor(i), {env: vmiEnv(stores[i]), tStart, scratch: workDir})))
   const ctx = {
     tStart,
     stores,
     serves,
     children: running,
     /** Start host i now (a late joiner). */
-    start: (i) => (running[i] = timedIn(hosts[i], argvFor(i), vmiEnv(stores[i]), tStart)),
+    start: (i) => (running[i] = timedIn(hosts[i], argvFor(i), {env: vmiEnv(stores[i]), tStart, scratch: workDir})),
   }
   const scenarioDone = scenario ? scenario(ctx) : Promise.resolve({})
   const events = await scenarioDone
@@ -366,8 +331,11 @@ if (opts.churn) {
       const at = (performance.now() - ctx.tStart) / 1000
       lab.setLink(hosts[0], false)
       // the cut host cannot finish; the others are what is measured
-      const others = ctx.children.slice(1).map((c) => c.done)
-      await Promise.race([Promise.all(others), sleep(600_000)])
+      // bounded: a survivor that never finishes is reported as a failure, not waited for forever
+      let timer
+      await Promise.race([Promise.all(ctx.children.slice(1).map((c) => c.done)), new Promise((r) => (timer = setTimeout(r, 600_000)))])
+      clearTimeout(timer)
+      for (const c of ctx.children.slice(1)) if (c.child.exitCode === null) c.child.kill('SIGTERM')
       ctx.children[0].child.kill('SIGTERM')
       lab.setLink(hosts[0], true)
       return {cutAt: at, cutHost: hosts[0].name, heldAtCut: held, excluded: [hosts[0].name]}

@@ -31,12 +31,12 @@ function connectable(socket) {
 
 /**
  * nbdkit, foreground, on a unix socket: `nbdkit -f -r -U SOCK [--filter=F…]
- * file file=FILE [params…]` (without -r when `writable`). Resolves once the
- * socket accepts.
+ * PLUGIN… [params…]` (PLUGIN: `file file=FILE` by default; without -r when
+ * `writable`). Resolves once the socket accepts.
  */
-export async function startNbdkit({file, socket, filters = [], params = [], writable = false}) {
+export async function startNbdkit({file, plugin = ['file', `file=${file}`], socket, filters = [], params = [], writable = false}) {
   await fsp.rm(socket, {force: true})
-  const args = ['-f', ...(writable ? [] : ['-r']), '-U', socket, ...filters.map((x) => `--filter=${x}`), 'file', `file=${file}`, ...params]
+  const args = ['-f', ...(writable ? [] : ['-r']), '-U', socket, ...filters.map((x) => `--filter=${x}`), ...plugin, ...params]
   const child = track(spawn('nbdkit', args, {stdio: ['ignore', 'ignore', 'pipe']}))
   let stderr = ''
   child.stderr.on('data', (d) => (stderr += d))
@@ -138,6 +138,36 @@ export function parseNbdkitLog(text) {
   let m
   while ((m = re.exec(text))) out.push({offset: Number(m[1]), count: Number(m[2])})
   return out
+}
+
+/**
+ * Read requests in an nbdkit log-filter file as a replayable trace, in the
+ * order they started: [{offset, count, think, at}], think = seconds from the
+ * previous read's completion to this read's start (0 when they overlapped;
+ * for the first read, from the connection), at = seconds from the
+ * connection to this read's start.
+ */
+export function parseNbdkitTrace(text) {
+  const at = (stamp) => {
+    const [date, time] = stamp.split(' ')
+    return Date.parse(`${date}T${time.slice(0, 8)}Z`) / 1000 + Number(`0${time.slice(8)}`)
+  }
+  let connect
+  const open = new Map()
+  const reads = []
+  for (const line of text.split('\n')) {
+    const m = /^(\S+ \S+) connection=(\d+) (\.\.\.)?(Read|Connect)(?: id=(\d+))?(?: offset=(0x[0-9a-f]+) count=(0x[0-9a-f]+))?/.exec(line)
+    if (!m) continue
+    const t = at(m[1])
+    const key = `${m[2]}:${m[5]}`
+    if (m[4] === 'Connect') connect ??= t
+    else if (!m[3]) open.set(key, reads.push({offset: Number(m[6]), count: Number(m[7]), start: t, end: t}) - 1)
+    else if (open.has(key)) reads[open.get(key)].end = t
+  }
+  reads.sort((a, b) => a.start - b.start)
+  const t0 = connect ?? reads[0]?.start
+  const us = (x) => Math.round(x * 1e6) / 1e6
+  return reads.map((r, i) => ({offset: r.offset, count: r.count, think: us(Math.max(0, r.start - (i === 0 ? t0 : reads[i - 1].end))), at: us(r.start - t0)}))
 }
 
 /** Which `block`-byte blocks of `file` are all zero: Uint8Array, 1 = zero. */

@@ -195,10 +195,25 @@ export async function startLab({hosts = 4, seedRate = 200e6, hostRate = 200e6, r
       )
     fail(ipBatch(nodes.flatMap((n) => [`link set ${n.switchPort} master ${BRIDGE}`, `link set ${n.switchPort} up`]), {ns: sw}))
     for (const n of nodes) lab.shape(n, n.rate)
-    // every host reaches the seed: a TCP connect to a closed port is refused only by a reachable host
+    // every host reaches the seed: a TCP connect to a closed port is refused only by a reachable
+    // host. A bridge port forwards once the kernel has seen its carrier (linkwatch, up to a second
+    // or more on a busy machine), so the first tries may go nowhere: up to 15 s in all.
+    const deadline = Date.now() + 15_000
     for (const n of lab.hosts) {
-      const r = spawnSync('ip', ['netns', 'exec', n.ns, 'timeout', '3', 'bash', '-c', `exec 3<>/dev/tcp/${seed.ip}/1`], {encoding: 'utf8'})
-      if (!/refused/i.test(r.stderr)) throw new Error(`lab: ${n.name} cannot reach the seed at ${seed.ip}: ${r.stderr.trim() || `exit ${r.status}`}`)
+      for (;;) {
+        // stdin not a socket: bash sources ~/.bashrc when its stdin is one (Debian's SSH_SOURCE_BASHRC)
+        const r = spawnSync('ip', ['netns', 'exec', n.ns, 'timeout', '2', 'bash', '-c', `exec 3<>/dev/tcp/${seed.ip}/1`], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']})
+        if (/refused/i.test(r.stderr)) break
+        if (Date.now() > deadline) {
+          // what the kernel says, for whoever reads the error
+          const state = [['-n', sw, '-br', 'link'], ['-n', n.ns, 'neigh'], ['-n', n.ns, '-br', 'addr'], ['-n', seed.ns, '-br', 'addr'], ['-n', seed.ns, 'neigh'], ['-n', n.ns, 'route'], ['-n', n.ns, '-s', 'link', 'show', IFACE], ['-n', sw, '-s', 'link', 'show', n.switchPort]]
+            .map((c) => `ip ${c.join(' ')}:\n${spawnSync('ip', c, {encoding: 'utf8'}).stdout.trim()}`)
+            .concat(`tc -s qdisc (${n.name}):\n${spawnSync('tc', ['-n', n.ns, '-s', 'qdisc'], {encoding: 'utf8'}).stdout.trim()}`)
+            .join('\n')
+          throw new Error(`lab: ${n.name} cannot reach the seed at ${seed.ip}: ${r.stderr.trim() || `exit ${r.status}`}\n${state}`)
+        }
+        spawnSync('sleep', ['0.2'])
+      }
     }
   } catch (err) {
     await lab.close()

@@ -1,0 +1,333 @@
+#!/usr/bin/env node
+// vmi boot-storm benchmark in the fleet lab: `node bench/fleet-boot.js` (or
+// `npm run bench -- --only fleet-boot`). See bench/README.md, "Boot storm".
+//
+// N hosts cold-boot the Debian image at once through `vmi mount`. A real boot
+// under TCG takes a whole core for 20–40 s, so the boot is replayed instead:
+// the guest's read trace (offset, length, think time since the previous
+// read completed), recorded once during a real boot through `vmi mount`
+// (bench/traces/debian-boot.json, re-recorded with --record), is replayed on
+// every host by an NBD client (bench/lib/replay-trace.py) that waits each
+// recorded think time. One real QEMU boot runs on one host of the largest
+// run as a check. Contenders: vmi with peers + owner hashing, vmi without
+// peers (lazy from the seed alone), and copy-then-boot (curl the raw file,
+// then replay on the local file). Reports p50/p99 time-to-boot-set per host
+// and the seed's bytes. Writes bench/results/<date>-fleet-boot.md and
+// bench/results/latest-fleet-boot.json; never fails on a missed goal.
+import {spawnSync} from 'node:child_process'
+import {existsSync, promises as fsp, readFileSync} from 'node:fs'
+import path from 'node:path'
+import {labUnavailable, startLab} from '../test/helpers/lab.js'
+import {bytesHuman, f, int} from './lib/format.js'
+import {loadAverage} from './lib/machine.js'
+import {runTimed} from './lib/measure.js'
+import {
+  BIN,
+  cpuWindow,
+  distFingerprint,
+  ensureBootImage,
+  ensureReady,
+  gitInfo,
+  machineRecord,
+  makeLog,
+  metricSum,
+  prepare,
+  prepSettings,
+  rerenderAndExit,
+  ROOT,
+  startNginx,
+  startServe,
+  vmiEnv,
+  vmiTimed,
+  workDirectory,
+  writeResults,
+} from './lib/dist-common.js'
+import {BOOT_CONTENDERS, renderBootReport} from './lib/fleet-report.js'
+import {loadDist} from './lib/inproc.js'
+import {timedIn} from './lib/lab-run.js'
+import {parseBootResult, parseNbdkitTrace, startMount, startNbdkit} from './lib/mount-nbd.js'
+
+const TRACE = path.join(ROOT, 'bench', 'traces', 'debian-boot.json')
+const REPLAY = path.join(ROOT, 'bench', 'lib', 'replay-trace.py')
+const BOOT_SCRIPT = path.join(ROOT, 'scripts', 'boot-vm.sh')
+const PY = '/usr/bin/python3' // Debian's python3-libnbd is for this one
+const GOALS = {p99VsSingle: 1.3, seedVsBootSet: 1.1}
+
+const USAGE = `usage: node bench/fleet-boot.js [--hosts 1,2,4,8,16] [--rate 200mbit] [--seed-rate R] [--copy-hosts 1,2] [--no-qemu] [--record] [--build]
+
+  --hosts LIST       fleet sizes (default 1,2,4,8,16)
+  --rate R           every host's link (default 200mbit); --seed-rate R the seed's (default: --rate)
+  --copy-hosts LIST  fleet sizes at which copy-then-boot runs (default 1,2: each copy moves the whole
+                     1.5 GiB image through the seed's link; larger N are computed from the link, and marked so)
+  --no-qemu          no real QEMU boot on one host of the largest run
+  --record           record the boot trace again (a real boot through vmi mount, ~30 s of one core)
+  --reps N           ignored (each storm runs once)
+  --render JSON      measure nothing: rewrite the markdown report from a latest-fleet-boot.json`
+
+const opts = {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, copyHosts: [1, 2], qemu: true, record: false, build: false, render: undefined}
+{
+  const argv = process.argv.slice(2)
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--hosts') opts.hosts = String(argv[++i]).split(',').map(Number)
+    else if (a === '--rate') opts.rate = argv[++i]
+    else if (a === '--seed-rate') opts.seedRate = argv[++i]
+    else if (a === '--copy-hosts') opts.copyHosts = String(argv[++i]).split(',').filter(Boolean).map(Number)
+    else if (a === '--no-qemu') opts.qemu = false
+    else if (a === '--record') opts.record = true
+    else if (a === '--build') opts.build = true
+    else if (a === '--reps') i++ // given to every benchmark by bench/run.js; each storm runs once
+    else if (a === '--render') opts.render = argv[++i]
+    else if (a === '-h' || a === '--help') {
+      console.log(USAGE)
+      process.exit(0)
+    } else {
+      console.error(`bench fleet-boot: unknown argument ${a}\n${USAGE}`)
+      process.exit(2)
+    }
+  }
+  if (!opts.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 64)) {
+    console.error(`bench fleet-boot: bad --hosts\n${USAGE}`)
+    process.exit(2)
+  }
+}
+
+if (opts.render) await rerenderAndExit('fleet-boot', opts.render, renderBootReport)
+
+const log = makeLog('fleet-boot')
+const t0 = performance.now()
+const startedAt = new Date()
+{
+  const why = labUnavailable() ?? (spawnSync(PY, ['-c', 'import nbd'], {stdio: 'ignore'}).status !== 0 ? `${PY} cannot import nbd (Debian package python3-libnbd)` : undefined)
+  if (why) {
+    console.log(`SKIP: the boot-storm benchmark needs: ${why}`)
+    process.exit(0)
+  }
+}
+ensureReady('fleet-boot', {build: opts.build, tools: ['curl', 'nginx', 'nbdkit', ...(opts.qemu || opts.record || !existsSync(TRACE) ? ['qemu-system-x86_64'] : [])]})
+const boot = ensureBootImage(log)
+if (!boot.file) {
+  console.error(`bench fleet-boot: the Debian boot image is needed: ${boot.reason}`)
+  process.exit(1)
+}
+const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 15_000)}
+const {workDir, discard} = workDirectory('vmi-bench-fleet-boot-', log)
+const dist = await loadDist(ROOT)
+const machine = machineRecord(workDir, dist.hash.activeHashBackend())
+const git = gitInfo()
+const distAtStart = distFingerprint()
+log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
+
+// ----------------------------------------------------------------- the image on the seed
+
+const image = {file: boot.file, dir: boot.dir, size: (await fsp.stat(boot.file)).size, info: boot.info}
+const seedStore = path.join(workDir, 'seed')
+{
+  const r = await vmiTimed(['import', image.file, 'debian:boot', '--json'], seedStore, {scratch: workDir})
+  Object.assign(image, {id: r.json.id, uniqueBytes: r.json.newBytes, chunks: r.json.newChunks, chunkSize: r.json.chunkSize})
+  log(`Debian boot image ${bytesHuman(image.size)}: ${int(image.chunks)} distinct non-zero chunks (${bytesHuman(image.uniqueBytes)}), id ${image.id.slice(0, 12)}`)
+}
+
+// ----------------------------------------------------------------- the trace
+
+/**
+ * Record the guest's reads during a real boot through `vmi mount` (every
+ * chunk local, so the gaps are the guest's own time): QEMU → nbdkit's log
+ * filter → nbdkit's nbd plugin → the mount's socket.
+ */
+async function recordTrace() {
+  log('recording the boot trace: a real boot through vmi mount, behind nbdkit log filter (~30 s of one core under TCG)')
+  const mount = await startMount(seedStore, [image.id, '--prefetch', 'none', '--read-only', '--socket', path.join(workDir, 'rec-mount.sock')])
+  const logFile = path.join(workDir, 'rec-reads.log')
+  const nb = await startNbdkit({plugin: ['nbd', `socket=${mount.socket}`], socket: path.join(workDir, 'rec-log.sock'), filters: ['log'], params: [`logfile=${logFile}`]})
+  let r
+  try {
+    r = await runTimed('bash', [BOOT_SCRIPT, '-d', image.dir, nb.uri], {scratch: workDir, allowFail: true})
+  } finally {
+    await nb.stop()
+    await mount.stop()
+  }
+  const result = parseBootResult(r.stdout)
+  if (!result.ok) throw new Error(`the recording boot failed: ${r.stdout}${r.stderr.slice(-2000)}`)
+  // the boot set: the reads up to the guest's marker (after it the guest powers off); QEMU
+  // connects at its start, from which boot-vm.sh counts marker_s
+  const all = parseNbdkitTrace(await fsp.readFile(logFile, 'utf8'))
+  const reads = all.filter((x) => x.at <= result.markerS)
+  const trace = {
+    format: 'vmi-boot-trace/1',
+    recordedAt: new Date().toISOString(),
+    how: 'QEMU (scripts/boot-vm.sh, snapshot=on) → nbdkit log filter → nbdkit nbd plugin → vmi mount --prefetch none, every chunk in the local store; think = this read\'s start − the previous read\'s completion (0 when they overlapped); the first read\'s think is from the NBD connection',
+    accel: result.accel,
+    bootMarkerS: result.markerS,
+    // the build of the image it was recorded on (an image id changes with every import: it covers the creation time)
+    image: {size: image.size, chunkSize: image.chunkSize, builtAt: image.info?.built_at, builder: image.info?.builder_sha256},
+    readsAfterMarker: all.length - reads.length,
+    reads,
+  }
+  await fsp.mkdir(path.dirname(TRACE), {recursive: true})
+  await fsp.writeFile(TRACE, JSON.stringify({...trace, reads: undefined}, null, 1).replace(/\n}$/, `,\n "reads": [\n${reads.map((x) => '  ' + JSON.stringify(x)).join(',\n')}\n ]\n}\n`))
+  log(`  recorded ${reads.length} reads up to the boot marker at ${f(result.markerS)} s (${result.accel}; ${all.length - reads.length} more while it powered off, left out); wrote ${path.relative(ROOT, TRACE)}`)
+}
+
+if (opts.record || !existsSync(TRACE)) await recordTrace()
+const trace = JSON.parse(readFileSync(TRACE, 'utf8'))
+const traceInfo = {
+  file: path.relative(ROOT, TRACE),
+  recordedAt: trace.recordedAt,
+  accel: trace.accel,
+  bootMarkerS: trace.bootMarkerS,
+  reads: trace.reads.length,
+  bytes: trace.reads.reduce((a, r) => a + r.count, 0),
+  thinkSeconds: trace.reads.reduce((a, r) => a + r.think, 0),
+  matchesImage: trace.image?.builtAt !== undefined && trace.image.builtAt === image.info?.built_at && trace.image.size === image.size,
+}
+// the chunks the trace touches that hold data: what one host must fetch (its boot set)
+{
+  const {hash} = dist.hash
+  const touched = new Set()
+  for (const r of trace.reads) for (let c = Math.floor(r.offset / image.chunkSize); c * image.chunkSize < r.offset + r.count; c++) touched.add(c)
+  const fh = await fsp.open(image.file, 'r')
+  const buf = Buffer.alloc(image.chunkSize)
+  const ids = new Set()
+  for (const c of touched) {
+    const {bytesRead} = await fh.read(buf, 0, image.chunkSize, c * image.chunkSize)
+    const b = buf.subarray(0, bytesRead)
+    if (b.some((x) => x !== 0)) ids.add(hash(b))
+  }
+  await fh.close()
+  traceInfo.chunksTouched = touched.size
+  traceInfo.bootSetChunks = ids.size
+  traceInfo.bootSetBytes = ids.size * image.chunkSize
+}
+log(
+  `trace ${traceInfo.file}: ${int(traceInfo.reads)} reads, ${bytesHuman(traceInfo.bytes)}, think ${f(traceInfo.thinkSeconds)} s (recorded ${traceInfo.recordedAt.slice(0, 10)}, ${traceInfo.accel}, ` +
+    `${traceInfo.matchesImage ? 'this image' : 'ANOTHER build of the image: the pattern is replayed on this one'}); boot set ${int(traceInfo.bootSetChunks)} chunks = ${bytesHuman(traceInfo.bootSetBytes)}`,
+)
+
+// ----------------------------------------------------------------- the lab
+
+const maxHosts = Math.max(...opts.hosts)
+const lab = await startLab({hosts: maxHosts, hostRate: opts.rate, seedRate: opts.seedRate ?? opts.rate})
+const seedServe = await startServe(seedStore, [], {netns: lab.seed.ns, listen: `${lab.seed.ip}:7070`})
+const nginx = await startNginx(seedStore, {rawFile: image.file, netns: lab.seed.ns, host: lab.seed.ip, port: 8080})
+const rawUrl = `${nginx.url}/raw/${path.basename(image.file)}`
+log(`lab ${lab.id}: seed + ${maxHosts} hosts at ${f(lab.hosts[0].rate / 1e6, 0)} Mbit/s (seed ${f(lab.seed.rate / 1e6, 0)})`)
+const servedBytes = async () => metricSum(await seedServe.metrics(), 'vmi_served_bytes_total', {kind: 'objects'})
+
+
+/** One storm: every host of `hosts` boots by `kind`; `qemuHost` runs a real boot instead of the replay. */
+async function storm(kind, hosts, {qemuHost} = {}) {
+  const stores = hosts.map((h, i) => path.join(workDir, `${kind}-${hosts.length}-${i}`))
+  const serves = kind === 'peers' ? await Promise.all(hosts.map((h, i) => startServe(stores[i], ['--seed', seedServe.url], {netns: h.ns, listen: `${h.ip}:7070`}))) : []
+  const peerArgs = serves.flatMap((s) => ['--peer', s.url])
+  const argvFor = (h, i) => {
+    if (kind === 'copy') {
+      const file = path.join(stores[i], 'disk.raw')
+      return ['sh', '-c', `mkdir -p '${stores[i]}' && curl -sSf -o '${file}' '${rawUrl}' && exec ${PY} '${REPLAY}' '${file}' '${TRACE}'`]
+    }
+    const client = h === qemuHost ? `bash '${BOOT_SCRIPT}' -d '${image.dir}' {nbd}` : `${PY} '${REPLAY}' {nbd} '${TRACE}'`
+    return [process.execPath, BIN, 'mount', image.id, seedServe.url, ...(kind === 'peers' ? peerArgs : []), '--prefetch', 'none', '--read-only', '--json', '--exec', client]
+  }
+  const prep = await prepare({dirs: [path.join(seedStore, 'objects')]}, settings)
+  const w = cpuWindow([seedServe.pid, nginx.pid, ...serves.map((s) => s.pid)])
+  const tx0 = lab.counters(lab.seed).tx
+  const served0 = await servedBytes()
+  const tStart = performance.now()
+  const epoch0 = Date.now() / 1000
+  const results = await Promise.all(hosts.map((h, i) => timedIn(h, argvFor(h, i), {env: vmiEnv(stores[i]), tStart, scratch: workDir}).done))
+  const wall = (performance.now() - tStart) / 1000
+  const cpu = w.end(results.reduce((a, r) => a + (r.user ?? 0) + (r.sys ?? 0), 0))
+  const seedWire = lab.counters(lab.seed).tx - tx0
+  const seedServed = (await servedBytes()) - served0
+  for (const s of serves) await s.stop()
+  for (const s of stores) await discard(s)
+  const perHost = results.map((r, i) => {
+    const line = r.stdout.split('\n').find((l) => l.startsWith('{"start"'))
+    const replay = line ? JSON.parse(line) : undefined
+    const real = hosts[i] === qemuHost ? parseBootResult(r.stdout) : undefined
+    const mount = kind === 'copy' ? undefined : r.json
+    return {
+      host: r.host,
+      status: r.status,
+      // from the host's start (its mount or curl spawned) to the last read of the boot set answered
+      timeToBootSet: replay ? replay.end - (epoch0 + r.startedAt) : undefined,
+      replay,
+      realBoot: real,
+      fetchedBytes: mount?.fetchedBytes,
+      wall: r.wall,
+      cpu: (r.user ?? 0) + (r.sys ?? 0),
+      error: r.status !== 0 || (!replay && !real?.ok) ? r.stderr.trim().split('\n').slice(-3).join(' | ') : undefined,
+    }
+  })
+  const times = perHost.filter((p) => p.timeToBootSet !== undefined).map((p) => p.timeToBootSet)
+  return {
+    kind,
+    hosts: hosts.length,
+    wall,
+    p50: percentile(times, 50),
+    p99: percentile(times, 99),
+    max: Math.max(...times),
+    // chunk bytes from vmi serve (its /metrics); the seed veth's bytes for the copies from nginx
+    seedBytes: kind === 'copy' ? seedWire : seedServed,
+    seedWireBytes: seedWire,
+    failures: perHost.filter((p) => p.error).map((p) => `${p.host}: ${p.error}`),
+    clientCpu: results.reduce((a, r) => a + (r.user ?? 0) + (r.sys ?? 0), 0),
+    serverCpu: cpu.serverCpu,
+    busyCores: cpu.busyCores,
+    othersCores: cpu.othersCores,
+    irqCores: cpu.irqCores,
+    perHost,
+    ...prep,
+  }
+}
+
+/** Nearest-rank percentile: p99 of fewer than 100 hosts is the slowest host. */
+function percentile(xs, p) {
+  const v = [...xs].sort((a, b) => a - b)
+  return v.length ? v[Math.min(v.length - 1, Math.ceil((p / 100) * v.length) - 1)] : NaN
+}
+
+const line = (x) =>
+  `${x.hosts} host(s) ${BOOT_CONTENDERS[x.kind]}: time-to-boot-set p50 ${f(x.p50)} s, p99 ${f(x.p99)} s; seed sent ${bytesHuman(x.seedBytes)}; ` +
+  `CPU s: clients ${f(x.clientCpu)}, servers ${f(x.serverCpu)}; busy ${f(x.busyCores)} cores (others ${f(x.othersCores)})${x.failures.length ? `; FAILURES: ${x.failures.join('; ')}` : ''}`
+
+const runs = []
+for (const n of opts.hosts) {
+  const hosts = lab.hosts.slice(0, n)
+  const point = {hosts: n}
+  const qemuHost = opts.qemu && n === maxHosts ? hosts[0] : undefined
+  point.peers = await storm('peers', hosts, {qemuHost})
+  log(`  ${line(point.peers)}`)
+  const real = point.peers.perHost.find((p) => p.realBoot)
+  if (real) log(`    real QEMU boot on ${real.host}: ${real.realBoot.ok ? `marker at ${f(real.realBoot.markerS)} s` : 'FAILED'}`)
+  point.seedAlone = await storm('seedAlone', hosts)
+  log(`  ${line(point.seedAlone)}`)
+  if (opts.copyHosts.includes(n)) {
+    point.copy = await storm('copy', hosts)
+    log(`  ${line(point.copy)}`)
+  }
+  runs.push(point)
+}
+
+await seedServe.stop()
+await nginx.close()
+await lab.close()
+
+const R = {
+  startedAt: startedAt.toISOString(),
+  finishedAt: new Date().toISOString(),
+  totalSeconds: (performance.now() - t0) / 1000,
+  machine,
+  git: {...git, distAtStart, distAtEnd: distFingerprint()},
+  loadAverageAtEnd: loadAverage(),
+  lab: {rate: lab.hosts[0].rate, seedRate: lab.seed.rate, hosts: maxHosts},
+  image: {size: image.size, uniqueBytes: image.uniqueBytes, chunks: image.chunks, chunkSize: image.chunkSize, id: image.id},
+  trace: traceInfo,
+  goals: GOALS,
+  runs,
+}
+const md = renderBootReport(R)
+const files = await writeResults('fleet-boot', startedAt, md, R)
+console.log(md)
+log(`wrote ${files.mdFile} and ${files.jsonFile} (${f(R.totalSeconds, 0)} s)`)
+
