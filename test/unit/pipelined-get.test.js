@@ -442,13 +442,20 @@ test('ObjectWriter.bulk: an abort ends a stalled task promptly with the rest una
     const w = new ObjectWriter(store.root)
     const stored = []
     const ctl = new AbortController()
+    // the four answered chunks are stored well within this on a loaded machine (300 ms was not always enough
+    // for the writer thread to start); the fifth stalls, so nothing more can be stored meanwhile
+    const ABORT_AFTER_MS = 2000
     const t0 = Date.now()
-    setTimeout(() => ctl.abort(), 300)
-    const end = await w.bulk({url: srv.url, items, options: {connections: 1, idleTimeoutMs: 30_000}, probe: false}, (p) => stored.push(...p.stored), ctl.signal)
-    assert.ok(Date.now() - t0 < 5000, 'ended soon after the abort, not at the idle timeout')
+    setTimeout(() => ctl.abort(), ABORT_AFTER_MS)
+    let end
+    try {
+      end = await w.bulk({url: srv.url, items, options: {connections: 1, idleTimeoutMs: 30_000}, probe: false}, (p) => stored.push(...p.stored), ctl.signal)
+    } finally {
+      await w.close() // a failed assertion must not leave the writer thread keeping the test process alive
+    }
+    assert.ok(Date.now() - t0 < ABORT_AFTER_MS + 5000, 'ended soon after the abort, not at the idle timeout')
     assert.equal(stored, [0, 1, 2, 3])
     assert.equal(end.unanswered, [4, 5, 6, 7, 8, 9])
-    await w.close()
 
     // objects/ cannot hold shards: the write fails on the thread and the task rejects
     rmSync(store.layout.objectsDir, {recursive: true})
