@@ -34,6 +34,7 @@ import {
   prepare,
   prepSettings,
   rerenderAndExit,
+  runFields,
   ROOT,
   startNginx,
   startServe,
@@ -314,12 +315,7 @@ await nginx.close()
 await lab.close()
 
 const R = {
-  startedAt: startedAt.toISOString(),
-  finishedAt: new Date().toISOString(),
-  totalSeconds: (performance.now() - t0) / 1000,
-  machine,
-  git: {...git, distAtStart, distAtEnd: distFingerprint()},
-  loadAverageAtEnd: loadAverage(),
+  ...runFields({startedAt, t0, machine, git, distAtStart}),
   lab: {rate: lab.hosts[0].rate, seedRate: lab.seed.rate, hosts: maxHosts},
   image: {size: image.size, uniqueBytes: image.uniqueBytes, chunks: image.chunks, chunkSize: image.chunkSize, id: image.id},
   trace: traceInfo,

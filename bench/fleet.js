@@ -35,6 +35,7 @@ import {
   prepare,
   prepSettings,
   rerenderAndExit,
+  runFields,
   ROOT,
   sleep,
   startNginx,
@@ -420,13 +421,8 @@ await lab.close()
 // ----------------------------------------------------------------- results
 
 const R = {
-  startedAt: startedAt.toISOString(),
-  finishedAt: new Date().toISOString(),
-  totalSeconds: (performance.now() - t0) / 1000,
+  ...runFields({startedAt, t0, machine, git, distAtStart}),
   reps: opts.reps,
-  machine,
-  git: {...git, distAtStart, distAtEnd: distFingerprint()},
-  loadAverageAtEnd: loadAverage(),
   lab: {rate, seedRate, hosts: maxHosts, id: lab.id, shaping: 'tbf on both ends of every veth (uplink and downlink); no netem on this kernel: no latency or loss emulated'},
   image: {size: image.size, allocated: image.allocated, uniqueBytes: U, chunks: image.chunks, chunkSize: image.chunkSize, spec, composition: image.composition, id: image.id},
   limitSeconds,

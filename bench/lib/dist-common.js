@@ -11,7 +11,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {machineInfo, waitQuiet} from './machine.js'
+import {loadAverage, machineInfo, waitQuiet} from './machine.js'
 import {freePageReporting, median, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -537,6 +537,18 @@ export function ensureReady(kind, {build = false, tools = []} = {}) {
   if (missing.length) {
     console.error(`bench ${kind}: ${missing.join(', ')} not installed (scripts/install-deps.sh installs ${missing.length > 1 ? 'them' : 'it'}); the benchmark needs ${missing.length > 1 ? 'them' : 'it'}`)
     process.exit(1)
+  }
+}
+
+/** What every result file starts with: when and how long, the machine, the build at the start and the end, the load at the end. */
+export function runFields({startedAt, t0, machine, git, distAtStart}) {
+  return {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    totalSeconds: (performance.now() - t0) / 1000,
+    machine,
+    git: {...git, distAtStart, distAtEnd: distFingerprint()},
+    loadAverageAtEnd: loadAverage(),
   }
 }
 

@@ -285,8 +285,23 @@ export function renderBootReport(R) {
       `Copy-then-boot was not run at ${copyMissing.join(', ')} hosts (each copy moves the whole ${bytesHuman(R.image.size)} through the seed's link). Computed from the link alone, the copies would take ${copyMissing.map((n) => `${f((n * R.image.size * 8) / R.lab.seedRate, 0)} s at ${n}`).join(', ')} hosts before the replay even starts.`,
       '',
     )
-  const real = R.runs.flatMap((p) => p.peers.perHost.filter((h) => h.realBoot).map((h) => ({...h, hosts: p.hosts})))
+  const real = R.runs.flatMap((p) => p.peers.perHost.filter((h) => h.realBoot).map((h) => ({...h, hosts: p.hosts, run: p.peers})))
   for (const h of real)
-    out.push(`Real QEMU boot (the check) on ${h.host} of the ${h.hosts}-host run, through \`vmi mount\` with peers: ${h.realBoot.ok ? `reached its marker at ${f(h.realBoot.markerS)} s (${h.realBoot.accel}; the recorded boot: ${f(T.bootMarkerS)} s)` : '**failed**'}.`, '')
+    out.push(
+      `Real QEMU boot (the check) on ${h.host} of the ${h.hosts}-host run, through \`vmi mount\` with peers: ${h.realBoot.ok ? `reached its marker at ${f(h.realBoot.markerS)} s (${h.realBoot.accel}; the recorded boot alone: ${f(T.bootMarkerS)} s)` : '**failed**'}. ` +
+        `It used ${f(h.cpu)} CPU-s of the ${R.machine.cores} shared cores during that run (the other hosts' mount and replay ${f((h.run.clientCpu - h.cpu) / (h.hosts - 1))} CPU-s each), so that run's times carry it; its reads are not the trace's, and what it fetched beyond the boot set counts in that run's seed bytes.`,
+      '',
+    )
+  out.push('## What bounds it', '')
+  for (const p of R.runs) {
+    const a = p.peers
+    const b = p.seedAlone
+    out.push(
+      `- **${p.hosts} host(s)**: the replay's think time alone is ${f(T.thinkSeconds)} s; with peers the slowest host took ${f(a.p99)} s, from the seed alone ${f(b.p99)} s. ` +
+        `The seed's link needed ${f((b.seedBytes * 8) / R.lab.seedRate)} s to send the seed-alone run's ${bytesHuman(b.seedBytes)} (spread over the boot) and ${f((a.seedBytes * 8) / R.lab.seedRate)} s with peers. ` +
+        `The machine was busy ${f(a.busyCores)} / ${f(b.busyCores)} of ${R.machine.cores} cores (others ${f(a.othersCores)} / ${f(b.othersCores)}); CPU: mounts and replays ${f(a.clientCpu)} / ${f(b.clientCpu)} s, servers (seed, and the hosts' vmi serve with peers) ${f(a.serverCpu)} / ${f(b.serverCpu)} s` +
+        `${a.busyCores >= 0.9 * R.machine.cores || b.busyCores >= 0.9 * R.machine.cores ? ' — **CPU-bound**: the times measure the shared cores, and the peers run pays for N more serves on them' : ''}.`,
+    )
+  }
   return out.join('\n')
 }

@@ -112,7 +112,7 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
   if (R.mount) out.push(...mountSection(R, reports, plot))
   if (R.writes && reports.writes) out.push(...writesSection(reports.writes))
   if (R.fleet) out.push(...fleetSection(R, reports, plot))
-  if (R['fleet-boot']) out.push(...bootStormSection(R, plot))
+  if (R['fleet-boot']) out.push(...bootStormSection(R, reports, plot))
   if (R.sim) out.push(...simSection(R, plot))
 
   const docDir = path.join(root, 'docs')
@@ -538,7 +538,7 @@ function fleetSection(R, reports, plot) {
   return out
 }
 
-function bootStormSection(R, plot) {
+function bootStormSection(R, reports, plot) {
   const B = R['fleet-boot']
   const T = B.trace
   const out = ['### Boot storm in the lab (a replay)', '']
@@ -575,6 +575,7 @@ function bootStormSection(R, plot) {
     ),
     '',
   )
+  out.push(...bounds(reports['fleet-boot'], [[/^## What bounds it/, '']]))
   return out
 }
 
@@ -721,7 +722,8 @@ function simSection(R, plot) {
   out.push(
     '> **This section is a simulation, not a measurement.** Nothing here ran on a network or on more than one machine. ' +
       'It models what `src/peer/chain.ts` and `src/peer/server.ts` do, to see how owner hashing behaves at fleet sizes the benchmark cannot reach; the benchmark above checks the same property for 1 to ' +
-      `${R.dist?.fleet?.at(-1)?.hosts ?? '8'} hosts (real processes on one machine).`,
+      `${R.dist?.fleet?.at(-1)?.hosts ?? '8'} hosts (real processes on one machine)` +
+      (R.fleet ? `, and the [fleet lab](#fleet-lab-hosts-in-their-own-network-namespaces-on-shaped-links) for 1 to ${R.fleet.lab.hosts} hosts on shaped links, where the simulation's ownership is checked against each host's bytes.` : '.'),
     '',
   )
   out.push(

@@ -155,7 +155,7 @@ test("fleet lab: a host's link is cut mid-fill; the other hosts still complete, 
     const results = await bounded(Promise.all(pulls.slice(1).map((p) => p.done)), 90_000, 'the fill of the hosts left')
     for (const r of results) {
       assert.is(r.code, 0, `pull on ${r.host}: ${r.stderr}`)
-      assert.is(r.json.fromChunks.local + r.json.fromChunks.peer + r.json.fromChunks.seed, CHUNKS)
+      assert.is(r.json.fromChunks.local + r.json.fromChunks.peer + r.json.fromChunks.seed, CHUNKS, `${r.host} has every chunk`)
     }
     const errors = results.reduce((a, r) => a + r.json.sourceErrors, 0)
     assert.ok(errors > 0, 'the hosts left felt the cut (requests to the cut host failed)')
