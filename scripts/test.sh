@@ -7,13 +7,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh || echo "test.sh: could not install Debian packages; dependent tests will skip" >&2
 npm run build --silent || { echo "0 passed, 1 failed"; exit 1; }
-[ -t 1 ] || { unset FORCE_COLOR; export NODE_DISABLE_COLORS=1; }
+# Plain output into a pipe. uvu sets FORCE_COLOR=1 in its own process, and so
+# in every child, unless given --no-color; Node warns in any process that gets
+# both FORCE_COLOR and NODE_DISABLE_COLORS, so the latter is never set here.
+color=()
+[ -t 1 ] || { unset FORCE_COLOR; color=(--no-color); }
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 status=0
 for dir in test/unit test/integration; do
   [ -d "$dir" ] || continue
-  npx uvu "$dir" "${TEST_FILTER:-.*}\.test\.js$" 2>&1 | tee -a "$LOG"
+  npx uvu "${color[@]}" "$dir" "${TEST_FILTER:-.*}\.test\.js$" 2>&1 | tee -a "$LOG"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 done
 total=$(awk '/Total:/ {s+=$2} END {print s+0}' "$LOG")

@@ -39,6 +39,7 @@ import {withLock} from '../store/lock.js'
 import {decodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, uniqueChunkIds} from '../store/manifest.js'
 import {mapLimit} from '../store/map-limit.js'
 import {isValidRefPart} from '../store/ref.js'
+import {onResponseDone} from './response-done.js'
 import type {ChunkSource} from './source.js'
 
 export interface ServeInit {
@@ -391,6 +392,10 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
         return true
       }
       const stream = fh.createReadStream({start: 0, end: st.size - 1, highWaterMark: 256 * 1024, autoClose: false})
+      // a reply whose connection went away ends the pipeline, so the file is closed below
+      onResponseDone(req, res, () => {
+        if (!res.writableFinished) stream.destroy()
+      })
       // counted as it goes, so /metrics is current as soon as a client has the bytes
       stream.on('data', (b: Buffer | string) => {
         ctx.bytes += b.length
@@ -474,7 +479,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
       if (here) {
         const held = here.length
         heldBytes += held
-        res.once('close', () => (heldBytes -= held))
+        onResponseDone(req, res, () => (heldBytes -= held))
         m.objectRequests.inc({result: 'hit'})
         if (req.method !== 'HEAD') countWhenSent(res, held)
         send(req, res, ctx, 200, here, headers)
@@ -703,7 +708,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
       }
     }
     res.once('finish', finish)
-    res.once('close', finish)
+    onResponseDone(req, res, finish)
     dispatch(req, res, ctx)
       .catch(async (err: unknown) => {
         if (res.headersSent || res.destroyed) {

@@ -6,13 +6,15 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync} from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
 import path from 'node:path'
 import {exec, fsckClean, hasCommand, listFiles, makeImage, sha256File, skip, spawnCli, tmpDir, tmpStore} from '../helpers/index.js'
+import {until} from '../helpers/crash.js'
 import {startNginx} from '../helpers/nginx.js'
+import {metricSum} from '../helpers/serve.js'
 import {hash} from '../../dist/store/hash.js'
 import {LocalStore} from '../../dist/store/local-store.js'
 import {startServer} from '../../dist/peer/server.js'
@@ -106,6 +108,18 @@ function request(base, target, {method = 'GET', headers = {}, body, chunks, agen
       for (const c of chunks) req.write(c)
       req.end()
     } else req.end(body)
+  })
+}
+
+/** `connections` sockets that each send `depth` pipelined GETs of `target` at once and never read. */
+function pipelineUnread(base, target, connections, depth) {
+  const u = new URL(base)
+  const text = `GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(depth)
+  return Array.from({length: connections}, () => {
+    const sock = net.connect({host: u.hostname, port: Number(u.port)}, () => sock.write(text))
+    sock.on('error', () => {})
+    sock.pause()
+    return sock
   })
 }
 
@@ -669,7 +683,6 @@ test('chunk GETs: clients that never read hold bounded memory while others are s
   const upSrv = await startServer(up, {port: 0})
   const lines = []
   const srv = await startServer(store, {port: 0, log: (l) => lines.push(l), upstream: new HttpStore(upSrv.url, {kind: 'seed'})})
-  const u = new URL(srv.url)
   const stalled = []
   try {
     assert.is((await request(srv.url, objPath(oversized))).status, 404, 'oversized: not served')
@@ -681,13 +694,7 @@ test('chunk GETs: clients that never read hold bounded memory while others are s
     global.gc?.()
     const rss0 = process.memoryUsage().rss
     // 32 connections, each with 8 pipelined GETs of the 4 MiB chunk, reading nothing
-    const text = `GET ${objPath(bigId)} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(8)
-    for (let i = 0; i < 32; i++) {
-      const sock = net.connect({host: u.hostname, port: Number(u.port)}, () => sock.write(text))
-      sock.on('error', () => {})
-      sock.pause()
-      stalled.push(sock)
-    }
+    stalled.push(...pipelineUnread(srv.url, objPath(bigId), 32, 8))
     await sleep(1500)
     // past the bound, chunks stream from their files: still no corrupt object served, no hang on the FIFO
     assert.is((await request(srv.url, objPath(oversized))).status, 404, 'oversized, streaming path: not served')
@@ -706,6 +713,44 @@ test('chunk GETs: clients that never read hold bounded memory while others are s
     for (const s of stalled) s.destroy()
     await srv.close({graceMs: 1000})
     await upSrv.close({graceMs: 1000})
+    t.cleanup()
+  }
+})
+
+test('clients that pipeline chunk GETs and hang up unread: the server closes every object file it opened for them and counts no request in flight', async () => {
+  const t = tmpDir()
+  const store = await LocalStore.open(path.join(t.dir, 'store'))
+  const big = randomBytes(4 * M)
+  const id = hash(big)
+  await store.putObject(id, big)
+  const file = realpathSync(store.layout.objectPath(id))
+  const srv = await startServer(store, {port: 0})
+  /** Descriptors of this process open on the object file (the server runs here). */
+  const openOnFile = () =>
+    readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === file
+      } catch {
+        return false
+      }
+    }).length
+  const inFlight = async () => metricSum(await srv.metrics(), 'vmi_http_requests_in_flight')
+  const socks = []
+  try {
+    // 8 connections × 8 pipelined GETs of the 4 MiB chunk, reading nothing: the first
+    // 64 MiB of replies are held in memory, the rest stream from the object file
+    socks.push(...pipelineUnread(srv.url, objPath(id), 8, 8))
+    assert.ok(await until(async () => (await inFlight()) === 64, {timeoutMs: 20_000}), `${await inFlight()} of 64 requests reached the handler`)
+    assert.ok(openOnFile() > 0, 'past the memory bound, replies stream from the object file')
+    for (const sock of socks) sock.destroy()
+    // a reply queued behind another on a connection that went away gets no 'close' from Node 20
+    const settled = await until(async () => (await inFlight()) === 0 && openOnFile() === 0, {timeoutMs: 5000})
+    assert.ok(settled, `after the clients hung up: ${await inFlight()} requests still in flight, ${openOnFile()} descriptors still open on the object file`)
+    assert.is((await request(srv.url, objPath(id))).body.equals(big), true, 'still serving')
+  } finally {
+    for (const sock of socks) sock.destroy()
+    // (a request stuck in flight holds close() for graceMs on a timer that keeps no process alive)
+    await Promise.race([srv.close({graceMs: 1000}), sleep(2000)])
     t.cleanup()
   }
 })
