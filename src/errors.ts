@@ -140,6 +140,11 @@ export class RemoteAuthError extends RemoteError {
   override readonly exitCode = ExitCode.AUTH
 }
 
+/** A remote's TLS certificate is not trusted (self-signed, unknown CA, expired, wrong name). */
+export class RemoteTlsError extends RemoteError {
+  override readonly code = 'VMI_REMOTE_TLS'
+}
+
 /** Bytes from a remote did not hash to the id asked for. */
 export class RemoteIntegrityError extends RemoteError {
   override readonly code = 'VMI_REMOTE_INTEGRITY'

@@ -9,6 +9,7 @@ import {addAbortSignal} from 'node:stream'
 import {ExitCode, InterruptedError, VmiError} from '../errors.js'
 import {LocalStore} from '../store/local-store.js'
 import type {ProgressReporter} from '../progress.js'
+import {hintFor} from './hints.js'
 import {ttyProgress} from './progress-bar.js'
 import {resolveStoreDir} from './settings.js'
 
@@ -150,7 +151,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       payload = {code: 'VMI_INTERRUPTED', message, exitCode: code}
     } else if (err instanceof VmiError) {
       code = err.exitCode
-      payload = {code: err.code, message: err.message, exitCode: code, ...(Object.keys(err.data).length ? {data: err.data} : {})}
+      const hint = hintFor(err)
+      payload = {code: err.code, message: err.message, exitCode: code, ...(hint ? {hint} : {}), ...(Object.keys(err.data).length ? {data: err.data} : {})}
     } else if (typeof (err as {oclif?: {exit?: number}}).oclif?.exit === 'number') {
       // oclif's own errors: bad flags, missing arguments, this.exit()
       code = (err as unknown as {oclif: {exit: number}}).oclif.exit
@@ -163,7 +165,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       if (process.env.VMI_DEBUG) process.stderr.write(`${err.stack}\n`)
     }
     if (this.jsonEnabled()) process.stderr.write(JSON.stringify({error: payload}) + '\n')
-    else process.stderr.write(`vmi: error: ${payload.message}\n`)
+    else process.stderr.write(`vmi: error: ${payload.message}\n${payload.hint ? `vmi: hint: ${payload.hint}\n` : ''}`)
     return code
   }
 

@@ -3,14 +3,27 @@ import {Flags} from '#oclif'
 import type {LocalStore} from '../store/local-store.js'
 import type {ChainEvent} from '../peer/chain.js'
 import {buildChain, type BuiltChain} from '../peer/factory.js'
-import {resolvePeers, resolveRemote, type RemoteConfig} from './settings.js'
+import {readCaFile} from './credential-files.js'
+import {resolveCaCert, resolvePeers, resolveRemote, type RemoteConfig} from './settings.js'
+
+/** How a command that talks to remotes over https decides whom to trust (pull, push, mount, serve --seed). */
+export const tlsFlags = {
+  insecure: Flags.boolean({summary: 'Accept any TLS certificate (no verification): tests only; prefer --ca-cert.', default: false}),
+  'ca-cert': Flags.string({summary: 'PEM file of CA certificates (a private CA) to trust besides the system roots. Else $VMI_CA_CERT, else the remote\'s caCert.'}),
+}
+
+/** The CA bundle to trust (read and checked), or undefined for the system roots only. */
+export async function caFromFlags(flags: {'ca-cert'?: string}, remote: {caCert?: string} = {}): Promise<string | undefined> {
+  const file = resolveCaCert(flags['ca-cert'], process.env, remote)
+  return file === undefined ? undefined : readCaFile(file)
+}
 
 export const chainFlags = {
   peer: Flags.string({summary: 'A peer to fetch from (vmi serve on another host); repeatable. Else $VMI_PEERS, else the config.', multiple: true}),
   'peers-file': Flags.string({summary: 'File with one peer URL a line; re-read when it changes.'}),
   'no-seed': Flags.boolean({summary: 'Use only the local store and peers.', default: false}),
   'no-owner-hashing': Flags.boolean({summary: "Ask peers in list order instead of each chunk's owner first.", default: false}),
-  insecure: Flags.boolean({summary: 'Accept self-signed TLS certificates.', default: false}),
+  ...tlsFlags,
   'peer-timeout': Flags.integer({summary: 'Give up on a silent peer after this many ms (then skip it until it answers again).', env: 'VMI_PEER_TIMEOUT_MS', default: 10_000, min: 100}),
 }
 
@@ -20,6 +33,7 @@ export interface ChainFlagValues {
   'no-seed': boolean
   'no-owner-hashing': boolean
   insecure: boolean
+  'ca-cert'?: string
   'peer-timeout': number
 }
 
@@ -44,13 +58,15 @@ export async function chainFromFlags(
   const config = (await store.readConfig()) as RemoteConfig
   const peers = resolvePeers(flags.peer, process.env, config)
   const peersFile = flags['peers-file'] ?? config.peersFile
-  let seedUrl: string | undefined
+  let seed: ReturnType<typeof resolveRemote> | undefined
   if (!flags['no-seed']) {
     const haveRemote = remoteArg !== undefined || Boolean(config.remotes?.origin)
-    if (haveRemote || (opts.seedRequired && peers.length === 0 && !peersFile)) seedUrl = resolveRemote(remoteArg, config).url
+    if (haveRemote || (opts.seedRequired && peers.length === 0 && !peersFile)) seed = resolveRemote(remoteArg, config)
   }
   return buildChain(store, {
-    seedUrl,
+    seedUrl: seed?.url,
+    // one CA bundle for the seed and the peers: a fleet's private CA signs them all
+    ca: await caFromFlags(flags, seed),
     peers,
     peersFile,
     ownerHashing: !flags['no-owner-hashing'],

@@ -44,7 +44,7 @@ export function resolveChunkSize(flag: string | undefined, env: Env, config: {ch
 }
 
 export interface RemoteConfig {
-  remotes?: Record<string, {url: string; tokenFile?: string}>
+  remotes?: Record<string, {url: string; tokenFile?: string; caCert?: string}>
   peers?: string[]
   peersFile?: string
 }
@@ -53,7 +53,7 @@ export interface RemoteConfig {
  * Which remote a command talks to: a URL as given, a configured remote name,
  * or (no argument) the remote named `origin`, like git.
  */
-export function resolveRemote(arg: string | undefined, config: RemoteConfig): {name?: string; url: string; tokenFile?: string} {
+export function resolveRemote(arg: string | undefined, config: RemoteConfig): {name?: string; url: string; tokenFile?: string; caCert?: string} {
   if (arg && /^https?:\/\//i.test(arg)) return {url: arg}
   const name = arg ?? 'origin'
   const r = config.remotes?.[name]
@@ -61,7 +61,7 @@ export function resolveRemote(arg: string | undefined, config: RemoteConfig): {n
     if (arg) throw new UnknownRemoteError(`no remote named ${JSON.stringify(arg)}: give a URL, or add it with 'vmi remote add ${arg} URL'`)
     throw new UsageError(`no remote given and no 'origin' configured: give a URL, or 'vmi remote add origin URL'`)
   }
-  return {name, url: r.url, tokenFile: r.tokenFile}
+  return {name, url: r.url, tokenFile: r.tokenFile, caCert: r.caCert}
 }
 
 
@@ -72,9 +72,25 @@ export function resolvePeers(flags: string[] | undefined, env: Env, config: Remo
   return [...new Set(list.map((u) => u.replace(/\/+$/, '')))]
 }
 
-/** The push token: --token, else $VMI_PUSH_TOKEN, else the remote's token file (read by the caller). */
-export function resolveToken(flag: string | undefined, env: Env): string | undefined {
-  return flag ?? (env.VMI_PUSH_TOKEN || undefined)
+/**
+ * Where the push token comes from: --token, else --token-file, else
+ * $VMI_PUSH_TOKEN, else the remote's token file. Files are read by the caller.
+ */
+export function resolveToken(
+  flags: {token?: string; tokenFile?: string},
+  env: Env,
+  remote: {tokenFile?: string} = {},
+): {token: string; from: string} | {file: string; from: string} | undefined {
+  if (flags.token !== undefined) return {token: flags.token, from: '--token'}
+  if (flags.tokenFile !== undefined) return {file: flags.tokenFile, from: '--token-file'}
+  if (env.VMI_PUSH_TOKEN) return {token: env.VMI_PUSH_TOKEN, from: 'VMI_PUSH_TOKEN'}
+  if (remote.tokenFile) return {file: remote.tokenFile, from: "the remote's tokenFile"}
+  return undefined
+}
+
+/** The CA bundle file to trust besides the system's roots: --ca-cert, else $VMI_CA_CERT, else the remote's caCert. */
+export function resolveCaCert(flag: string | undefined, env: Env, remote: {caCert?: string} = {}): string | undefined {
+  return flag ?? (env.VMI_CA_CERT || undefined) ?? remote.caCert
 }
 
 /** Cache budget in bytes: --max-cache, else $VMI_MAX_CACHE, else config maxCache; undefined = unlimited. */

@@ -1,9 +1,9 @@
 import {Args, Flags} from '#oclif'
-import {readFileSync} from 'node:fs'
 import {BaseCommand} from '../cli/base-command.js'
+import {caFromFlags, tlsFlags} from '../cli/chain-flags.js'
+import {checkToken, readTokenFile} from '../cli/credential-files.js'
 import {humanBytes, rate} from '../cli/format.js'
 import {resolveRemote, resolveToken, type RemoteConfig} from '../cli/settings.js'
-import {UsageError} from '../errors.js'
 import {seedStore} from '../peer/factory.js'
 import {pushImage, type PushResult} from '../peer/push.js'
 
@@ -12,12 +12,13 @@ export default class Push extends BaseCommand<typeof Push> {
   static override summary = 'Send an image to a seed (vmi serve with a push token).'
   static override description = `Asks the remote which chunks it lacks (one batch request), uploads only those in parallel, then the manifest, then the ref: the remote's ref never names an image whose chunks are not all there. A re-run after an interruption sends only what is still missing.
 
-The token comes from --token, else $VMI_PUSH_TOKEN, else the remote's tokenFile in the store config.
+The token comes from --token, else --token-file, else $VMI_PUSH_TOKEN, else the remote's tokenFile in the store config ('vmi remote add NAME URL --token-file FILE'). Without any, the push stops before its first request.
 
-Exit codes: 0 ok, 3 unknown image or remote name, 9 the remote failed, 10 the remote refused the token, 130 interrupted (143 SIGTERM).`
+Exit codes: 0 ok, 2 an empty or unreadable token or CA file, 3 unknown image or remote name, or a token or CA file that does not exist, 9 the remote failed (a TLS certificate it does not trust included), 10 no push token, or the remote refused it, 130 interrupted (143 SIGTERM).`
   static override examples = [
     '<%= config.bin %> push debian:12',
     'VMI_PUSH_TOKEN=$(cat /etc/vmi/token) <%= config.bin %> push web:v2 https://seed.example:7070',
+    '<%= config.bin %> push web:v2 https://seed.internal:7070 --token-file /etc/vmi/token --ca-cert /etc/vmi/ca.pem',
     '<%= config.bin %> push 3f2a9c origin --as web:stable',
   ]
   static override args = {
@@ -25,25 +26,23 @@ Exit codes: 0 ok, 3 unknown image or remote name, 9 the remote failed, 10 the re
     remote: Args.string({description: 'A configured remote name or URL (default: origin).'}),
   }
   static override flags = {
-    token: Flags.string({summary: 'Push token (prefer $VMI_PUSH_TOKEN: flags show up in ps).'}),
+    token: Flags.string({summary: 'Push token (prefer --token-file or $VMI_PUSH_TOKEN: flags show up in ps).', exclusive: ['token-file']}),
+    'token-file': Flags.string({summary: 'Read the push token from this file (first line).', exclusive: ['token']}),
     as: Flags.string({summary: 'Name:tag on the remote (default: the name given).'}),
     concurrency: Flags.integer({summary: 'Parallel uploads.', default: 8, min: 1, max: 64}),
-    insecure: Flags.boolean({summary: 'Accept self-signed TLS certificates.', default: false}),
+    ...tlsFlags,
   }
 
   async run(): Promise<PushResult> {
     const store = await this.openStore()
     const config = (await store.readConfig()) as RemoteConfig
     const remote = resolveRemote(this.args.remote, config)
-    let token = resolveToken(this.flags.token, process.env)
-    if (!token && remote.tokenFile) {
-      try {
-        token = readFileSync(remote.tokenFile, 'utf8').trim()
-      } catch (err) {
-        throw new UsageError(`cannot read token file ${remote.tokenFile}: ${(err as Error).message}`)
-      }
-    }
-    const r = await pushImage(store, this.args.image, seedStore(remote.url, {token, insecure: this.flags.insecure}), {
+    const source = resolveToken({token: this.flags.token, tokenFile: this.flags['token-file']}, process.env, remote)
+    let token: string | undefined
+    if (source && 'file' in source) token = await readTokenFile(source.file)
+    else if (source) checkToken((token = source.token), source.from)
+    const ca = await caFromFlags(this.flags, remote)
+    const r = await pushImage(store, this.args.image, seedStore(remote.url, {token, insecure: this.flags.insecure, ca}), {
       as: this.flags.as,
       concurrency: this.flags.concurrency,
       progress: this.progress(),

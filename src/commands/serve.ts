@@ -1,22 +1,14 @@
 import {Flags} from '#oclif'
-import {readFile} from 'node:fs/promises'
 import {BaseCommand} from '../cli/base-command.js'
+import {caFromFlags, tlsFlags} from '../cli/chain-flags.js'
+import {checkToken, readCredentialFile, readTokenFile} from '../cli/credential-files.js'
 import {listenError, parseListen} from '../cli/listen.js'
-import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
+import {UsageError} from '../errors.js'
 import {upstreamSource} from '../peer/factory.js'
 import {startServer} from '../peer/server.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070'
 const CLOSE_GRACE_MS = 10_000
-
-async function readSecretFile(file: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(file)
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) throw new FileNotFoundError(`${what} ${file} does not exist`)
-    throw new UsageError(`cannot read ${what} ${file}: ${(err as Error).message}`)
-  }
-}
 
 export interface ServeResult {
   url: string
@@ -25,29 +17,35 @@ export interface ServeResult {
 export default class Serve extends BaseCommand<typeof Serve> {
   static override interruptible = true
   static override summary = 'Serve the store over HTTP to peers and pullers (and accept pushes with a token).'
-  static override description = `Answers the wire protocol (docs/PROTOCOL.md): objects, manifests and refs at their store-layout paths, a batch missing-check, the ref list, /healthz and Prometheus /metrics. Read-only unless a push token is given (--push-token, --push-token-file, or $VMI_PUSH_TOKEN); uploads are re-hashed and refused when they do not match their id.
+  static override description = `Answers the wire protocol (docs/PROTOCOL.md): objects, manifests and refs at their store-layout paths, a batch missing-check, the ref list, /healthz and Prometheus /metrics. Read-only unless a push token is given (--token-file, --token, or $VMI_PUSH_TOKEN; --push-token-file and --push-token are their old names); uploads are re-hashed and refused when they do not match their id.
 
 With --seed URL, a GET for an absent chunk carrying "X-Vmi-Fetch: upstream" is fetched once from the seed, verified, stored and served, so a cluster pulls each chunk across the seed link about once.
 
 Prints "listening on URL" (with --json: {"url":...}) as the first line of stdout, then runs until SIGINT or SIGTERM, finishes requests in flight (at most 10 s) and exits 0.
 
-Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments or the address cannot be listened on, 3 a --push-token-file/--tls file is missing, 6 store unusable.`
+Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments or the address cannot be listened on, 3 a --token-file, --tls-* or --ca-cert file is missing, 6 store unusable.`
 
   static override examples = [
     '<%= config.bin %> serve',
     '<%= config.bin %> serve --listen 0.0.0.0:7070 --log',
-    '<%= config.bin %> serve --listen :7070 --push-token-file /etc/vmi/push-token',
+    '<%= config.bin %> serve --listen :7070 --token-file /etc/vmi/push-token',
     'VMI_PUSH_TOKEN=s3cret <%= config.bin %> serve --listen 10.0.0.5:7070',
     '<%= config.bin %> serve --listen :7070 --seed https://seed.example.com:7070   # a peer with fetch-through',
+    '<%= config.bin %> serve --listen :7070 --seed https://seed.internal:7070 --ca-cert /etc/vmi/ca.pem   # a seed signed by a private CA',
     '<%= config.bin %> serve --tls-cert cert.pem --tls-key key.pem --listen :7443',
     '<%= config.bin %> serve --listen 127.0.0.1:0 --json   # ephemeral port, prints {"url":...}',
   ]
 
   static override flags = {
     listen: Flags.string({summary: 'HOST:PORT to listen on (:PORT = all interfaces; port 0 = any free port).', default: DEFAULT_LISTEN}),
-    'push-token': Flags.string({summary: 'Accept uploads carrying "Authorization: Bearer TOKEN" (default $VMI_PUSH_TOKEN; none = read-only). Visible in ps: prefer the file or the variable.', exclusive: ['push-token-file']}),
-    'push-token-file': Flags.string({summary: 'Read the push token from this file (first line).', exclusive: ['push-token']}),
+    token: Flags.string({
+      summary: 'Accept uploads carrying "Authorization: Bearer TOKEN" (default $VMI_PUSH_TOKEN; none = read-only). Visible in ps: prefer the file or the variable.',
+      aliases: ['push-token'],
+      exclusive: ['token-file'],
+    }),
+    'token-file': Flags.string({summary: 'Read the push token from this file (first line).', aliases: ['push-token-file'], exclusive: ['token']}),
     seed: Flags.string({summary: 'Upstream seed URL for fetch-through (X-Vmi-Fetch: upstream).'}),
+    ...tlsFlags,
     'tls-cert': Flags.string({summary: 'PEM certificate (chain) for HTTPS; needs --tls-key.', dependsOn: ['tls-key']}),
     'tls-key': Flags.string({summary: 'PEM private key for HTTPS; needs --tls-cert.', dependsOn: ['tls-cert']}),
     log: Flags.boolean({summary: 'Log one line per request to stderr (method, path, status, bytes, ms).', default: false}),
@@ -57,23 +55,21 @@ Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments or the address canno
   async run(): Promise<ServeResult | void> {
     const {host, port} = parseListen(this.flags.listen)
     let pushToken: string | undefined
-    if (this.flags['push-token'] !== undefined) pushToken = this.flags['push-token']
-    else if (this.flags['push-token-file'] !== undefined)
-      pushToken = (await readSecretFile(this.flags['push-token-file'], 'push token file')).toString('utf8').split(/\r?\n/)[0]
-    else if (process.env.VMI_PUSH_TOKEN) pushToken = process.env.VMI_PUSH_TOKEN
-    if (pushToken !== undefined && pushToken.trim() === '') throw new UsageError('the push token is empty')
-    if (pushToken !== undefined && /\s/.test(pushToken)) throw new UsageError('the push token must not contain whitespace')
+    if (this.flags.token !== undefined) checkToken((pushToken = this.flags.token), '--token')
+    else if (this.flags['token-file'] !== undefined) pushToken = await readTokenFile(this.flags['token-file'])
+    else if (process.env.VMI_PUSH_TOKEN) checkToken((pushToken = process.env.VMI_PUSH_TOKEN), 'VMI_PUSH_TOKEN')
     let upstream: ReturnType<typeof upstreamSource> | undefined
     if (this.flags.seed !== undefined) {
+      const ca = await caFromFlags(this.flags)
       try {
-        upstream = upstreamSource(this.flags.seed, {onEvent: (e) => this.warning(`upstream ${e.message}`, e)})
+        upstream = upstreamSource(this.flags.seed, {onEvent: (e) => this.warning(`upstream ${e.message}`, e), insecure: this.flags.insecure, ca})
       } catch (err) {
         throw new UsageError(`--seed ${this.flags.seed}: ${(err as Error).message}`)
       }
     }
     const tls =
       this.flags['tls-cert'] && this.flags['tls-key']
-        ? {cert: await readSecretFile(this.flags['tls-cert'], 'TLS certificate'), key: await readSecretFile(this.flags['tls-key'], 'TLS key')}
+        ? {cert: await readCredentialFile(this.flags['tls-cert'], 'TLS certificate'), key: await readCredentialFile(this.flags['tls-key'], 'TLS key')}
         : undefined
     const store = await this.openStore()
     const logLine = this.flags.log ? (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`) : undefined

@@ -20,6 +20,8 @@ export interface ChainConfig {
   peersFile?: string
   ownerHashing?: boolean
   insecure?: boolean
+  /** PEM certificates (a private CA) every source's TLS certificate may chain to, besides the system's roots. */
+  ca?: string
   /** Socket inactivity timeout for peers, ms (default 10000). */
   peerTimeoutMs?: number
   /**
@@ -45,6 +47,7 @@ export function peerStore(url: string, cfg: ChainConfig = {}): HttpStore {
   return new HttpStore(url, {
     kind: 'peer',
     insecure: cfg.insecure,
+    ca: cfg.ca,
     idleTimeoutMs: cfg.peerTimeoutMs ?? 10_000,
     connectTimeoutMs: cfg.connectTimeoutMs ?? 2000,
     retry: {retries: 1, baseMs: 50, unreachableRetries: 0},
@@ -52,12 +55,12 @@ export function peerStore(url: string, cfg: ChainConfig = {}): HttpStore {
 }
 
 /** The seed as push uses it: an unreachable seed is retried (with backoff, bounded) like any connection error. */
-export function seedStore(url: string, init: {token?: string; insecure?: boolean} = {}): HttpStore {
-  return new HttpStore(url, {kind: 'seed', token: init.token, insecure: init.insecure, retry: {retries: 4, baseMs: 200}})
+export function seedStore(url: string, init: {token?: string; insecure?: boolean; ca?: string} = {}): HttpStore {
+  return new HttpStore(url, {kind: 'seed', token: init.token, insecure: init.insecure, ca: init.ca, retry: {retries: 4, baseMs: 200}})
 }
 
 function chainSeedStore(url: string, cfg: ChainConfig): HttpStore {
-  return new HttpStore(url, {kind: 'seed', insecure: cfg.insecure, connectTimeoutMs: cfg.connectTimeoutMs, retry: {retries: 4, baseMs: 200, unreachableRetries: 0}})
+  return new HttpStore(url, {kind: 'seed', insecure: cfg.insecure, ca: cfg.ca, connectTimeoutMs: cfg.connectTimeoutMs, retry: {retries: 4, baseMs: 200, unreachableRetries: 0}})
 }
 
 /** A source's breaker opening or closing, as a chain event (the states between are not news). */
@@ -74,10 +77,10 @@ export function breakerEvent(c: BreakerChange): ChainEvent | undefined {
  * into pipelined batches, behind a breaker (an unreachable seed costs each
  * fetch-through a 502 at once, not a connection attempt and its retries).
  */
-export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => void} = {}): GuardedSource<BatchedSource> {
+export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => void; insecure?: boolean; ca?: string} = {}): GuardedSource<BatchedSource> {
   // a host waits on this peer's fetch-through: a seed that does not accept
   // the connection costs it this long once (2 s: one lost SYN is resent at 1 s)
-  const store = new HttpStore(url, {kind: 'seed', connectTimeoutMs: 2000, retry: {unreachableRetries: 0}})
+  const store = new HttpStore(url, {kind: 'seed', insecure: init.insecure, ca: init.ca, connectTimeoutMs: 2000, retry: {unreachableRetries: 0}})
   const breaker = new CircuitBreaker(store.name, {
     probe: (signal) => store.ping({signal}),
     onChange: (c) => {

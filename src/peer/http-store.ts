@@ -7,8 +7,9 @@
 import {mapLimit} from '../store/map-limit.js'
 import http from 'node:http'
 import https from 'node:https'
+import type {SecureContext} from 'node:tls'
 import type {Got, OptionsInit, Response} from 'got'
-import {RemoteAuthError, RemoteError, RemoteIntegrityError} from '../errors.js'
+import {RemoteAuthError, RemoteError, RemoteIntegrityError, RemoteTlsError} from '../errors.js'
 import {hash} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
 import {isValidRefPart} from '../store/ref.js'
@@ -16,6 +17,7 @@ import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
 import {MAX_PROFILE_BYTES} from '../store/profile.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
 import {bulkGet, type BulkOptions} from './pipelined-get.js'
+import {isTlsTrustError, trustContext} from './tls-trust.js'
 import type {FetchOptions, RemoteSource, SourceKind} from './source.js'
 
 export interface HttpStoreInit {
@@ -29,8 +31,10 @@ export interface HttpStoreInit {
   retry?: Partial<RetryPolicy>
   /** Extra headers on object GETs (e.g. fetch-through). */
   objectHeaders?: Record<string, string>
-  /** Accept self-signed TLS certificates (tests). */
+  /** Accept any TLS certificate (no verification). */
   insecure?: boolean
+  /** PEM certificates (a private CA) trusted besides the system's roots. */
+  ca?: string
   /** Max parallel connections to this store (default 16). */
   maxSockets?: number
 }
@@ -60,6 +64,7 @@ export class HttpStore implements RemoteSource {
   private readonly objectHeaders: Record<string, string>
   private readonly init: HttpStoreInit
   private batchUnsupported = false
+  private readonly secureContext?: SecureContext
 
   constructor(url: string, init: HttpStoreInit = {}) {
     const u = new URL(url)
@@ -72,6 +77,7 @@ export class HttpStore implements RemoteSource {
     this.objectHeaders = init.objectHeaders ?? {}
     this.init = init
     const maxSockets = init.maxSockets ?? 16
+    this.secureContext = trustContext(init.ca)
     const options: OptionsInit = {
       prefixUrl: this.url,
       timeout: {connect: init.connectTimeoutMs ?? 5000, socket: init.idleTimeoutMs ?? 15000},
@@ -81,11 +87,16 @@ export class HttpStore implements RemoteSource {
       decompress: true,
       agent: {
         http: new http.Agent({keepAlive: true, maxSockets}),
-        https: new https.Agent({keepAlive: true, maxSockets, rejectUnauthorized: !init.insecure}),
+        https: new https.Agent({keepAlive: true, maxSockets, rejectUnauthorized: !init.insecure, secureContext: this.secureContext}),
       },
       headers: {'user-agent': 'vmi/1'},
     }
     this.gotOptions = options
+  }
+
+  /** Whether uploads carry a token (without one, every write is refused). */
+  get hasToken(): boolean {
+    return this.token !== undefined
   }
 
   private client(): Promise<Got> {
@@ -122,6 +133,11 @@ export class HttpStore implements RemoteSource {
       })
     }
     const e = err as {code?: string; message?: string}
+    if (isTlsTrustError(err))
+      return new RemoteTlsError(`${this.name} failed ${what}: its TLS certificate is not trusted (${e.code}: ${e.message})`, {
+        cause: err,
+        data: {source: this.name, tlsCode: e.code},
+      })
     return new RemoteError(`${this.name} failed ${what}: ${e?.code ?? ''} ${e?.message ?? String(err)}`.replace(/\s+/g, ' '), {
       cause: err,
       data: {source: this.name},
@@ -196,6 +212,7 @@ export class HttpStore implements RemoteSource {
       connectTimeoutMs: this.init.connectTimeoutMs ?? 5000,
       idleTimeoutMs: this.init.idleTimeoutMs ?? 15_000,
       insecure: this.init.insecure,
+      ca: this.init.ca,
     }
   }
 

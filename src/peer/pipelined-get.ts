@@ -18,6 +18,7 @@
  */
 import net from 'node:net'
 import tls from 'node:tls'
+import {trustContext} from './tls-trust.js'
 
 export interface BulkItem {
   id: string
@@ -48,6 +49,8 @@ export interface BulkOptions {
   /** A connection silent this long with requests outstanding is abandoned. */
   idleTimeoutMs?: number
   insecure?: boolean
+  /** PEM certificates (a private CA) trusted besides the system's roots (plain text: options go to writer threads). */
+  ca?: string
   signal?: AbortSignal
   /** Memory for a body of `length` bytes (default: fresh). */
   allocBody?: (length: number) => Buffer
@@ -106,7 +109,7 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
 
       const readBuf = Buffer.allocUnsafe(secure ? 0 : READ_BUFFER)
       const sock: net.Socket = secure
-        ? tls.connect({host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: !opts.insecure})
+        ? tls.connect({host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: !opts.insecure, secureContext: trustContext(opts.ca)})
         : net.connect({host, port, onread: {buffer: readBuf, callback: (n: number) => (feed(readBuf, 0, n), true)}})
       if (secure) sock.on('data', (d: Buffer) => feed(d, 0, d.length))
 

@@ -5,7 +5,7 @@
  * chunks are not all there. Re-running after an interruption sends only
  * what is still missing.
  */
-import {RemoteError, VmiError} from '../errors.js'
+import {RemoteAuthError, RemoteError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../store/map-limit.js'
@@ -38,6 +38,8 @@ export async function pushImage(store: LocalStore, spec: string, remote: HttpSto
   const progress = init.progress ?? silentProgress
   const as = init.as !== undefined ? parseRef(init.as) : undefined
   const {id, manifest, ref} = await store.resolve(spec)
+  // every write needs the token (the manifest and the ref even when the remote has every chunk): without one, ask nothing
+  if (!remote.hasToken) throw new RemoteAuthError(`pushing to ${remote.name} needs a push token`, {data: {source: remote.name}})
   const target = as ?? ref
   const ids = [...uniqueChunkIds(manifest)]
   for (const c of ids) if (!(await store.hasObject(c))) throw new VmiError(`cannot push ${spec}: chunk ${c} is not in ${store.name} (pull or re-import it first)`)
