@@ -29,6 +29,8 @@ export class VmiError extends Error {
   readonly code: string = 'VMI_ERROR'
   readonly exitCode: number = ExitCode.FAILURE
   readonly data: Record<string, unknown>
+  /** What the user can do about it: set by the CLI only (library messages never name flags or commands). */
+  hint?: string
 
   constructor(message: string, init: VmiErrorInit = {}) {
     super(message, init.cause === undefined ? undefined : {cause: init.cause})
@@ -60,6 +62,12 @@ export class AmbiguousRefError extends VmiError {
 export class FileNotFoundError extends VmiError {
   override readonly code = 'VMI_FILE_NOT_FOUND'
   override readonly exitCode = ExitCode.NOT_FOUND
+}
+
+/** An output file that exists, where replacing it was not asked for. */
+export class FileExistsError extends VmiError {
+  override readonly code = 'VMI_FILE_EXISTS'
+  override readonly exitCode = ExitCode.USAGE
 }
 
 /** A remote name that is not configured. */

@@ -151,7 +151,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       payload = {code: 'VMI_INTERRUPTED', message, exitCode: code}
     } else if (err instanceof VmiError) {
       code = err.exitCode
-      const hint = hintFor(err)
+      const hint = err.hint ?? hintFor(err)
       payload = {code: err.code, message: err.message, exitCode: code, ...(hint ? {hint} : {}), ...(Object.keys(err.data).length ? {data: err.data} : {})}
     } else if (typeof (err as {oclif?: {exit?: number}}).oclif?.exit === 'number') {
       // oclif's own errors: bad flags, missing arguments, this.exit()

@@ -4,6 +4,8 @@
  */
 import {RemoteAuthError, RemoteError, RemoteTlsError} from '../errors.js'
 import {mentionsTlsTrust} from '../peer/tls-trust.js'
+import type {LocalStore} from '../store/local-store.js'
+import {parseRef} from '../store/ref.js'
 
 export const TOKEN_HINT =
   "give the seed's push token with --token-file FILE, $VMI_PUSH_TOKEN or --token, or store it with the remote: 'vmi remote add NAME URL --token-file FILE'"
@@ -16,4 +18,21 @@ export function hintFor(err: unknown): string | undefined {
   if (err instanceof RemoteTlsError) return TLS_HINT
   if (err instanceof RemoteError && mentionsTlsTrust(err.message)) return TLS_HINT
   return undefined
+}
+
+/**
+ * An image lacks chunks (evicted, a lazy mount, damage): where to get them
+ * again — the remotes it came from when known — and fsck to see the extent.
+ */
+export async function missingChunksHint(store: LocalStore, spec: string): Promise<string> {
+  const id = await store.resolveId(spec).catch(() => undefined)
+  const sources = id ? await store.getSources(id) : []
+  // a pull takes NAME:TAG or a full id, not an id prefix
+  const named = await Promise.resolve()
+    .then(() => store.readRef(parseRef(spec)))
+    .catch(() => undefined)
+  if (id && named !== id) spec = id
+  const fsck = "'vmi fsck' lists every missing or damaged chunk"
+  if (sources.length > 0) return `fetch what is missing again with 'vmi pull ${spec} ${sources[sources.length - 1]}'; ${fsck}`
+  return `no remote is known to hold this image: pull it again from a seed that has it ('vmi pull ${spec} REMOTE'), or load it from a bundle; ${fsck}`
 }

@@ -1,15 +1,16 @@
 import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes, rate} from '../cli/format.js'
-import {UsageError} from '../errors.js'
+import {ExitCode, FileExistsError, UsageError, VmiError} from '../errors.js'
 import {exportImage, type ExportResult} from '../store/export.js'
+import {missingChunksHint} from '../cli/hints.js'
 
 export default class Export extends BaseCommand<typeof Export> {
   static override interruptible = true
   static override summary = 'Write an image out as a disk file.'
-  static override description = `Writes the image as a raw disk (sparse on files: all-zero chunks become holes), or in another format through qemu-img. Every chunk is verified against its id. A file is written beside FILE and renamed into place, so a failed export leaves nothing behind.
+  static override description = `Writes the image as a raw disk (sparse on files: all-zero chunks become holes), or in another format through qemu-img. Every chunk is verified against its id. A file is written beside FILE and renamed into place, so a failed export leaves nothing behind; an existing FILE is replaced only with --force.
 
-Exit codes: 0 ok, 2 bad arguments, 3 unknown image, 4 ambiguous id prefix, 7 qemu-img missing, 8 a chunk is missing or corrupt, 130 interrupted (143 SIGTERM).`
+Exit codes: 0 ok, 2 bad arguments, or FILE exists (without --force), 3 unknown image, 4 ambiguous id prefix, 7 qemu-img missing, 8 a chunk is missing or corrupt, 130 interrupted (143 SIGTERM).`
 
   static override examples = [
     '<%= config.bin %> export debian:12 disk.raw',
@@ -24,17 +25,26 @@ Exit codes: 0 ok, 2 bad arguments, 3 unknown image, 4 ambiguous id prefix, 7 qem
 
   static override flags = {
     format: Flags.string({char: 'f', summary: 'Output format: raw (default), qcow2, vmdk, vhdx, vdi, vpc.', default: 'raw'}),
+    force: Flags.boolean({summary: 'Replace FILE when it exists (it is replaced whole, only once the export succeeded).', default: false}),
   }
 
   async run(): Promise<ExportResult> {
     const store = await this.openStore()
     const toStdout = this.args.file === '-'
     if (toStdout && this.jsonEnabled()) throw new UsageError('--json cannot be combined with exporting to standard output')
-    const r = await exportImage(store, this.args.image, toStdout ? process.stdout : this.args.file, {
-      format: this.flags.format,
-      progress: this.progress(),
-      signal: this.signal,
-    })
+    let r: ExportResult
+    try {
+      r = await exportImage(store, this.args.image, toStdout ? process.stdout : this.args.file, {
+        format: this.flags.format,
+        progress: this.progress(),
+        signal: this.signal,
+        overwrite: this.flags.force,
+      })
+    } catch (err) {
+      if (err instanceof FileExistsError) err.hint = '--force replaces it'
+      else if (err instanceof VmiError && err.exitCode === ExitCode.INTEGRITY) err.hint = await missingChunksHint(store, this.args.image)
+      throw err
+    }
     this.note(`exported ${r.id.slice(0, 12)} (${humanBytes(r.virtualSize)}) as ${r.format} in ${r.seconds.toFixed(2)} s, ${rate(r.virtualSize, r.seconds)}`)
     return r
   }

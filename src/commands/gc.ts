@@ -9,6 +9,8 @@ export default class Gc extends BaseCommand<typeof Gc> {
   static override summary = 'Delete objects and manifests no ref or running mount needs.'
   static override description = `Keeps every image a ref points at, and every image a running operation (mount, pull) holds; removes the rest, and staging files left in tmp/ by crashed processes. Waits for running imports and loads to finish.
 
+With a cache budget (--max-cache), then evicts least-recently-used chunks, but only chunks that can be fetched again: never one of a pinned image, of an image in use, or of an image no remote is known to hold (imported, committed or loaded here and never pushed: its chunks may be the only copy). An image pulled or mounted from a remote, or pushed to one, is cache.
+
 Exit codes: 0 ok, 6 the store is busy or not writable.`
   static override examples = ['<%= config.bin %> gc --dry-run', '<%= config.bin %> gc --json']
   static override flags = {
@@ -28,7 +30,9 @@ Exit codes: 0 ok, 6 the store is busy or not writable.`
     if (evicted)
       this.log(
         `cache budget ${humanBytes(evicted.maxBytes)}: ${r.dryRun ? 'would evict' : 'evicted'} ${evicted.removedObjects} chunks (${humanBytes(evicted.freedBytes)}), ${evicted.thinnedImages.length} images now partial` +
-          (evicted.overBudget > 0 ? `; still ${humanBytes(evicted.overBudget)} over: the rest is pinned or in use` : ''),
+          (evicted.overBudget > 0
+            ? `; still ${humanBytes(evicted.overBudget)} over: the rest is pinned, in use, or the only copy (${evicted.onlyCopyImages.length} images no remote is known to hold: imported, committed or loaded here, never pushed)`
+            : ''),
       )
     for (const m of r.missingRoots) this.note(`warning: image ${m} is referenced but its manifest is missing (run vmi fsck)`)
     return {...r, ...(evicted ? {evicted} : {})}

@@ -5,7 +5,7 @@ import {listImages, type ImageSummary} from '../store/images.js'
 
 export default class Ls extends BaseCommand<typeof Ls> {
   static override summary = 'List images in the store.'
-  static override description = `One line per tag: name:tag, short id, virtual size, bytes stored for the image's distinct chunks, bytes no other image shares, and creation time. --all adds untagged images.`
+  static override description = `One line per tag: name:tag, short id, virtual size, bytes stored for the image's distinct chunks (and how many are absent, for a lazily mounted or evicted image), bytes no other image in the store shares (the figure inspect gives), and creation time. Untagged images are listed when lazy (a mount by id); --all adds every untagged image.`
   static override examples = ['<%= config.bin %> ls', '<%= config.bin %> ls --all --json']
   static override flags = {
     // -a is --annotation wherever vmi has a short -a (import)

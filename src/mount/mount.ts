@@ -5,13 +5,16 @@
  */
 import {execa, type ResultPromise} from 'execa'
 import {existsSync, promises as fsp} from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
-import {BadManifestError, DependencyError, UsageError, VmiError} from '../errors.js'
+import {BadManifestError, DependencyError, StoreReadOnlyError, UsageError, VmiError} from '../errors.js'
 import type {FetchChain} from '../peer/chain.js'
 import {fetchManifest, resolveTarget} from '../peer/pull.js'
 import {acquireLock, type StoreLock} from '../store/lock.js'
-import {chunkCount, MAX_EXPANDED_CHUNKS} from '../store/manifest.js'
+import {chunkCount, MAX_EXPANDED_CHUNKS, uniqueChunkIds} from '../store/manifest.js'
 import {decodeProfile, maxProfileBytes} from '../store/profile.js'
+import type {LocalStore} from '../store/local-store.js'
+import type {RefName} from '../store/ref.js'
 import {ImageBackend} from './image-backend.js'
 import {startNbdServer} from './nbd/server.js'
 import {MAX_OVERLAY_SIZE, Overlay} from './overlay.js'
@@ -93,11 +96,12 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
   const log = init.log ?? (() => {})
   if ([init.file, init.vhostUserBlk, init.device].filter(Boolean).length > 1) throw new UsageError('choose one of --file, --vhost-user-blk, --device')
   let id: string
+  let named: {ref?: RefName; remote?: string} = {}
   try {
     id = await store.resolveId(spec)
   } catch (err) {
     if (!chain.seed && chain.peerList.length === 0) throw err
-    id = (await resolveTarget(chain, spec, init.signal)).id
+    ;({id, ...named} = await resolveTarget(chain, spec, init.signal))
   }
   const locks: StoreLock[] = []
   const owners: OwnerLock[] = []
@@ -109,10 +113,18 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
   }
   // an overlay, a socket, a --file path each have one owner: two guests on one overlay corrupt each other
   const own = async (kind: string, p: string) => owners.push(await acquireOwner(kind, p, `vmi mount of ${id.slice(0, 12)}`))
+  // A store this process cannot write (a read-only filesystem, another
+  // user's store) is mounted as it is: the image must be whole in it (nothing
+  // fetched can be stored), and no lock is written — nothing can collect a
+  // store nobody can write. Sockets and overlays go to the system's tmp.
+  const storeWritable = await store.isWritable()
+  const scratch = storeWritable ? store.layout.tmpDir : os.tmpdir()
   try {
-    // a root lock: gc and cache eviction keep this image while it is mounted
-    locks.push(await acquireLock(store.layout, {op: 'mount', kind: 'root', roots: [id], signal: init.signal}))
-    const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal)
+    if (storeWritable) {
+      // a root lock: gc and cache eviction keep this image while it is mounted
+      locks.push(await acquireLock(store.layout, {op: 'mount', kind: 'root', roots: [id], signal: init.signal}))
+    } else await checkWholeLocally(store, id, init.recordProfile === true)
+    const {manifest, bytes, from, remote} = await fetchManifest(chain, id, init.signal)
     // per-chunk and per-block state is kept in memory: refuse what cannot fit before storing or serving anything
     const chunks = chunkCount(manifest.virtualSize, manifest.chunkSize)
     if (chunks > MAX_EXPANDED_CHUNKS || (!init.readOnly && manifest.virtualSize > MAX_OVERLAY_SIZE))
@@ -125,8 +137,13 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       await store.setLazy(id, true) // its chunks arrive on demand
       log(`manifest of ${id} from ${from}`)
     }
+    // what came from a remote is listed (a NAME:TAG gets its ref, as a pull
+    // gives it) and is cache: its chunks can be fetched again (evict.ts)
+    const sources = [named.remote, remote].filter((u): u is string => u !== undefined)
+    if (sources.length > 0) await store.addSources(id, sources)
+    if (named.ref && !(await store.readRef(named.ref))) await store.writeRef(named.ref, id)
     let profile = await store.getProfile(id, chunks).catch(() => undefined)
-    if (!profile && (init.prefetch ?? 'profile') !== 'none') {
+    if (!profile && storeWritable && (init.prefetch ?? 'profile') !== 'none') {
       for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
         const p = await src.getProfileBytes(id, {maxBytes: maxProfileBytes(chunks)}).catch(() => undefined)
         if (p) {
@@ -142,14 +159,14 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
     }
 
     if (init.overlayDir) await own('overlay', init.overlayDir)
-    const socketPath = init.listen ? undefined : (init.socketPath ?? path.join(store.layout.tmpDir, `${process.pid}-mount-${id.slice(0, 8)}.sock`))
+    const socketPath = init.listen ? undefined : (init.socketPath ?? path.join(scratch, `${process.pid}-mount-${id.slice(0, 8)}.sock`))
     if (socketPath) await own('socket', socketPath)
     if (init.file) await own('file', init.file)
     if (init.vhostUserBlk) await own('socket', init.vhostUserBlk)
 
     let overlay: Overlay | undefined
     if (!init.readOnly) {
-      const dir = init.overlayDir ?? store.tmpPath('overlay')
+      const dir = init.overlayDir ?? (storeWritable ? store.tmpPath('overlay') : path.join(scratch, `vmi-overlay-${process.pid}-${id.slice(0, 8)}`))
       overlay = await Overlay.open(dir, {base: id, virtualSize: manifest.virtualSize})
       cleanups.push(async () => {
         await overlay!.flush().catch(() => {})
@@ -281,4 +298,14 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
     if (err instanceof VmiError) throw err
     throw err
   }
+}
+
+/** Before mounting from a store that cannot be written: every chunk must be there already, and nothing may need storing. */
+async function checkWholeLocally(store: LocalStore, id: string, recordProfile: boolean): Promise<void> {
+  if (recordProfile) throw new StoreReadOnlyError(`store ${store.root} is not writable: a boot profile cannot be recorded in it`)
+  if (!(await store.hasManifest(id))) throw new StoreReadOnlyError(`store ${store.root} is not writable and lacks image ${id}: nothing fetched could be stored`, {data: {id}})
+  let missing = 0
+  for (const c of uniqueChunkIds(await store.getManifest(id))) if (!(await store.hasObject(c))) missing++
+  if (missing > 0)
+    throw new StoreReadOnlyError(`store ${store.root} is not writable and lacks ${missing} chunks of image ${id}: nothing fetched could be stored`, {data: {id, missing}})
 }

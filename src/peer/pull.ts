@@ -48,7 +48,7 @@ export interface PullResult {
 }
 
 /** Resolve what to pull: `name:tag` (asked of the seed), or a full image id. */
-export async function resolveTarget(chain: FetchChain, spec: string, signal?: AbortSignal): Promise<{id: string; ref?: RefName}> {
+export async function resolveTarget(chain: FetchChain, spec: string, signal?: AbortSignal): Promise<{id: string; ref?: RefName; remote?: string}> {
   if (isValidId(spec)) return {id: spec}
   if (/^[0-9a-f]{4,63}$/.test(spec)) {
     // a prefix is only meaningful locally
@@ -66,18 +66,18 @@ export async function resolveTarget(chain: FetchChain, spec: string, signal?: Ab
   }
   const id = await chain.seed.getRef(ref.name, ref.tag, {signal})
   if (!id) throw new RefNotFoundError(`${chain.seed.name} has no image ${formatRef(ref)}`, {data: {spec}})
-  return {id, ref}
+  return {id, ref, remote: chain.seed.url}
 }
 
 /** Manifest bytes: local, else peers, else seed — verified against the id. */
-export async function fetchManifest(chain: FetchChain, id: string, signal?: AbortSignal): Promise<{manifest: Manifest; bytes: Buffer; from: string}> {
+export async function fetchManifest(chain: FetchChain, id: string, signal?: AbortSignal): Promise<{manifest: Manifest; bytes: Buffer; from: string; remote?: string}> {
   const local = await chain.local.getManifestBytes(id)
   if (local) return {manifest: chain.local.decodeStoredManifest(id, local), bytes: local, from: chain.local.name}
   const errors: string[] = []
   for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
     try {
       const bytes = await src.getManifestBytes(id, {signal})
-      if (bytes) return {manifest: decodeManifest(bytes, id), bytes, from: src.name}
+      if (bytes) return {manifest: decodeManifest(bytes, id), bytes, from: src.name, remote: src.url}
       errors.push(`${src.name} (missing)`)
     } catch (err) {
       if (signal?.aborted) throw err
@@ -124,9 +124,11 @@ async function pullWith(
   init: PullInit,
   {t0, store, progress, as, writers}: {t0: number; store: LocalStore; progress: ProgressReporter; as?: RefName; writers?: ObjectWriter[]},
 ): Promise<PullResult> {
-  const {id, ref} = await resolveTarget(chain, spec, init.signal)
+  const {id, ref, remote: namedBy} = await resolveTarget(chain, spec, init.signal)
   const target = as ?? ref
-  const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal)
+  const {manifest, bytes, from, remote} = await fetchManifest(chain, id, init.signal)
+  // the remotes known to hold the image: its chunks here are cache (evict.ts)
+  const sources = [...new Set([namedBy, remote].filter((u): u is string => u !== undefined))]
   // The manifest goes in first, marked lazy (its chunks are on their way), and
   // a root lock names it: gc and cache eviction then keep every chunk of it,
   // the ones already here and the ones fetched. The lock waits for a running
@@ -140,6 +142,7 @@ async function pullWith(
   const lock = await acquireLock(store.layout, {op: 'pull', kind: 'root', roots: [id], signal: init.signal})
   try {
     await storeManifest()
+    await store.addSources(id, sources)
     // entry by entry: a zero run stands for any number of chunks at no cost
     const lengths = new Map<string, number>()
     let index = 0

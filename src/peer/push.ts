@@ -77,6 +77,9 @@ export async function pushImage(store: LocalStore, spec: string, remote: HttpSto
   const profile = await store.getProfile(id, chunkCount(manifest.virtualSize, manifest.chunkSize)).catch(() => undefined)
   if (profile) await remote.putProfile(id, encodeProfile(profile), {signal: init.signal})
   if (target) await remote.putRef(target.name, target.tag, id, {signal: init.signal})
+  // the remote holds it whole now: here it is cache (evict.ts). Best effort: a
+  // store this host cannot write (a read-only mount) only keeps it uncached
+  await store.addSources(id, [remote.url]).catch(() => {})
   return {
     id,
     ref: target ? formatRef(target) : undefined,

@@ -1,8 +1,11 @@
 /**
  * Cache budget: remove least-recently-used chunks until the objects fit in
- * `maxBytes`, never a chunk of a pinned image or of an image a running
- * operation holds (mounts, pulls). Images that lose chunks are marked lazy:
- * they stay listed, and their chunks are fetched again when needed.
+ * `maxBytes`, never a chunk of a pinned image, of an image a running
+ * operation holds (mounts, pulls), or of an image with no source (no remote
+ * it was pulled or mounted from or pushed to: imported, committed, loaded
+ * here) — such a chunk may be the only copy anywhere, so it is not cache.
+ * Images that lose chunks are marked lazy: they stay listed, and their
+ * chunks are fetched again when needed.
  */
 import {promises as fsp} from 'node:fs'
 import type {LocalStore} from './local-store.js'
@@ -26,6 +29,8 @@ export interface EvictResult {
   thinnedImages: string[]
   /** Bytes over the budget that could not be freed (all protected). */
   overBudget: number
+  /** Images kept whole because no remote is known to hold them (they have no source). */
+  onlyCopyImages: string[]
 }
 
 export async function evict(store: LocalStore, init: EvictInit): Promise<EvictResult> {
@@ -42,9 +47,15 @@ export async function evict(store: LocalStore, init: EvictInit): Promise<EvictRe
         /* vanished */
       }
     }
-    const result: EvictResult = {totalBytes: total, maxBytes: init.maxBytes, removedObjects: 0, freedBytes: 0, thinnedImages: [], overBudget: 0}
+    const result: EvictResult = {totalBytes: total, maxBytes: init.maxBytes, removedObjects: 0, freedBytes: 0, thinnedImages: [], overBudget: 0, onlyCopyImages: []}
     if (total <= init.maxBytes) return result
     const protectedIds = new Set<string>([...lock.roots, ...(init.keep ?? []), ...(await store.listPins())])
+    const sourced = new Set(await store.listSourced())
+    for await (const id of store.listManifestIds())
+      if (!sourced.has(id)) {
+        protectedIds.add(id)
+        result.onlyCopyImages.push(id)
+      }
     const protectedChunks = new Set<string>()
     for (const id of protectedIds) {
       if (!(await store.hasManifest(id))) continue

@@ -7,7 +7,7 @@
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import type {Writable} from 'node:stream'
-import {BadManifestError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
+import {BadManifestError, FileExistsError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {tmpName} from './fs-util.js'
 import {convertFromRaw, DEFAULT_TOOLS, type Tools} from './formats.js'
@@ -21,6 +21,8 @@ export interface ExportInit {
   tools?: Tools
   progress?: ProgressReporter
   signal?: AbortSignal
+  /** Replace an existing regular file at the destination (default: refuse, before reading a chunk). */
+  overwrite?: boolean
 }
 
 export interface ExportResult {
@@ -178,6 +180,7 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
       if (!isErrno(err, 'ENOENT')) throw err
     }
     if (st?.isDirectory()) throw new UsageError(`${dest} is a directory; give a file name`)
+    if (st?.isFile() && !init.overwrite) throw new FileExistsError(`${dest} already exists`, {data: {file: target}})
     const inPlace = st !== undefined && !st.isFile() // block device or similar
     const rawFile = inPlace ? target : path.join(path.dirname(target), `.${path.basename(target)}.${tmpName('vmi-export')}`)
     const rawTarget = format === 'raw' ? rawFile : rawFile + '.raw'
@@ -241,7 +244,7 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
         await convertFromRaw(rawTarget, format, rawFile, init.tools ?? DEFAULT_TOOLS)
         await fsp.rm(rawTarget, {force: true})
       }
-      if (!inPlace) await fsp.rename(rawFile, target)
+      if (!inPlace) await publish(rawFile, target, init.overwrite ?? false, dest)
     } catch (err) {
       if (!inPlace) await fsp.rm(rawFile, {force: true}).catch(() => {})
       if (rawTarget !== rawFile) await fsp.rm(rawTarget, {force: true}).catch(() => {})
@@ -262,4 +265,23 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
       for (const l of otherListeners) dest.on('error', l as (err: Error) => void)
     }
   }
+}
+
+/**
+ * Put the finished file in place. Without `overwrite`, a hard link makes it
+ * appear only if nothing took the name meanwhile (EEXIST); a filesystem
+ * without hard links falls back to a rename.
+ */
+async function publish(file: string, target: string, overwrite: boolean, shown: string): Promise<void> {
+  if (!overwrite) {
+    try {
+      await fsp.link(file, target)
+      await fsp.rm(file, {force: true})
+      return
+    } catch (err) {
+      if (isErrno(err, 'EEXIST')) throw new FileExistsError(`${shown} already exists`, {cause: err, data: {file: target}})
+      if (!isErrno(err, 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK')) throw err
+    }
+  }
+  await fsp.rename(file, target)
 }

@@ -76,9 +76,10 @@ export async function gc(store: LocalStore, init: GcInit = {}): Promise<GcResult
     }
     progress.stop()
     if (!dryRun)
-      for (const id of [...(await store.listPins()), ...(await store.listLazy())]) if (!(await store.hasManifest(id))) {
+      for (const id of [...(await store.listPins()), ...(await store.listLazy()), ...(await store.listSourced())]) if (!(await store.hasManifest(id))) {
         await store.setPinned(id, false)
         await store.setLazy(id, false)
+        await store.clearSources(id)
       }
     const tmp = await cleanTmp(store, dryRun, init.tmpMaxAgeMs ?? 24 * 3600_000, lock.pids)
     // empty shard directories stay: a pull or mount running meanwhile may be storing into one

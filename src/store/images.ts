@@ -16,10 +16,12 @@ export interface ImageSummary {
   parent?: string
   /** Bytes of this image's distinct non-zero chunks present in the store. */
   storedBytes: number
-  /** Of those, bytes no other listed image shares. */
+  /** Of those, bytes no other image in the store shares (tagged or not: `ls`, `ls --all` and `inspect` agree). */
   uniqueBytes: number
   /** Distinct non-zero chunks missing from the store. */
   missingChunks: number
+  /** Allowed to lack chunks: lazily mounted, or thinned by cache eviction (chunks come again from its sources). */
+  lazy: boolean
 }
 
 /**
@@ -51,14 +53,18 @@ function chunkSizes(m: Manifest): Map<string, number> {
 
 
 /**
- * Tagged images (and with `all`, untagged manifests too). A damaged manifest
- * is left out (fsck reports it) and passed to `onDamaged`: one bad file does
- * not hide every other image.
+ * Tagged images and lazy ones (a lazy mount by id has no ref); with `all`,
+ * every manifest. Unique bytes are counted against every manifest in the
+ * store whatever is listed, so every view gives an image the same figure. A
+ * damaged manifest is left out (fsck reports it) and passed to `onDamaged`:
+ * one bad file does not hide every other image.
  */
 export async function listImages(store: LocalStore, opts: {all?: boolean; onDamaged?: (id: string, err: VmiError) => void} = {}): Promise<ImageSummary[]> {
   const byId = await store.refsById()
+  const lazy = new Set(await store.listLazy())
   const ids = new Set(byId.keys())
-  if (opts.all) for await (const id of store.listManifestIds()) ids.add(id)
+  for await (const id of store.listManifestIds()) ids.add(id)
+  const listed = (id: string) => opts.all || byId.has(id) || lazy.has(id)
   const manifests = new Map<string, Manifest>()
   for (const id of ids) {
     try {
@@ -66,7 +72,7 @@ export async function listImages(store: LocalStore, opts: {all?: boolean; onDama
     } catch (err) {
       if (err instanceof RefNotFoundError) continue
       if (!(err instanceof VmiError)) throw err
-      opts.onDamaged?.(id, err)
+      if (listed(id)) opts.onDamaged?.(id, err)
     }
   }
   const users = new Map<string, number>()
@@ -82,6 +88,7 @@ export async function listImages(store: LocalStore, opts: {all?: boolean; onDama
   allChunks.forEach((c, i) => present.set(c, stat[i]))
   const out: ImageSummary[] = []
   for (const [id, m] of manifests) {
+    if (!listed(id)) continue
     let storedBytes = 0
     let uniqueBytes = 0
     let missingChunks = 0
@@ -105,6 +112,7 @@ export async function listImages(store: LocalStore, opts: {all?: boolean; onDama
       storedBytes,
       uniqueBytes,
       missingChunks,
+      lazy: lazy.has(id),
     })
   }
   out.sort((a, b) => (a.refs[0] ?? '~' + a.id).localeCompare(b.refs[0] ?? '~' + b.id))

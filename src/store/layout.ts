@@ -10,6 +10,7 @@
  *   profiles/ab/cdef…    boot profile of an image (chunk read order), beside its manifest
  *   pins/<id>            images whose chunks cache eviction never removes
  *   lazy/<id>            images allowed to lack chunks (evicted or lazily mounted)
+ *   sources/<id>         remotes an image can be fetched from again (its chunks are cache)
  *   config.json
  */
 import path from 'node:path'
@@ -31,6 +32,7 @@ export class StoreLayout {
   readonly pinsDir: string
   readonly profilesDir: string
   readonly lazyDir: string
+  readonly sourcesDir: string
   readonly configFile: string
 
   constructor(root: string) {
@@ -44,6 +46,7 @@ export class StoreLayout {
     this.pinsDir = path.join(this.root, 'pins')
     this.profilesDir = path.join(this.root, 'profiles')
     this.lazyDir = path.join(this.root, 'lazy')
+    this.sourcesDir = path.join(this.root, 'sources')
     this.configFile = path.join(this.root, 'config.json')
   }
 
@@ -70,6 +73,11 @@ export class StoreLayout {
   lazyPath(id: string): string {
     assertId(id)
     return path.join(this.lazyDir, id)
+  }
+
+  sourcesPath(id: string): string {
+    assertId(id)
+    return path.join(this.sourcesDir, id)
   }
 
   refPath(name: string, tag: string): string {

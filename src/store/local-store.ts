@@ -92,6 +92,14 @@ export class LocalStore {
     return this.layout.root
   }
 
+  /** Whether this process may write the store (false on a read-only filesystem, or a directory it lacks permission for). */
+  async isWritable(): Promise<boolean> {
+    return fsp.access(this.layout.root, fs.constants.W_OK).then(
+      () => true,
+      () => false,
+    )
+  }
+
   /** A fresh path under tmp/ for staging a write. */
   tmpPath(label: string): string {
     return path.join(this.layout.tmpDir, tmpName(label))
@@ -487,6 +495,38 @@ export class LocalStore {
 
   async listLazy(): Promise<string[]> {
     return (await readdirOrEmpty(this.layout.lazyDir)).filter(isValidId).sort()
+  }
+
+  /**
+   * The remotes (URLs) this image was pulled or mounted from, or pushed to:
+   * where its chunks can be fetched again. Only an image with a source is
+   * cache; cache eviction never removes the only copy of a chunk.
+   */
+  async getSources(id: string): Promise<string[]> {
+    const text = await fsp.readFile(this.layout.sourcesPath(id), 'utf8').catch(() => '')
+    return text.split('\n').filter((l) => /^https?:\/\//.test(l))
+  }
+
+  /** Add remotes to an image's sources (kept once each, newest last). */
+  async addSources(id: string, urls: string[]): Promise<void> {
+    const before = await this.getSources(id)
+    const after = [...new Set([...before, ...urls.map((u) => u.replace(/\/+$/, ''))])]
+    if (after.length === before.length) return
+    try {
+      await mkdirp(this.layout.sourcesDir)
+      await writeFileAtomic(this.tmpPath('sources'), this.layout.sourcesPath(id), after.join('\n') + '\n')
+    } catch (err) {
+      throw storeWriteError(err, `sources of ${id}`)
+    }
+  }
+
+  async clearSources(id: string): Promise<void> {
+    await this.setMark(this.layout.sourcesPath(id), false, `sources of ${id}`)
+  }
+
+  /** Images with at least one source file. */
+  async listSourced(): Promise<string[]> {
+    return (await readdirOrEmpty(this.layout.sourcesDir)).filter(isValidId).sort()
   }
 
   /** Record a use of an object (cache eviction is least-recently-used). Best effort. */
