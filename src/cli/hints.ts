@@ -2,7 +2,7 @@
  * What the CLI adds to a library error: the flags, variables and commands
  * that fix it (library messages never name flags).
  */
-import {RemoteAuthError, RemoteError, RemoteTlsError} from '../errors.js'
+import {RemoteError, RemoteTlsError} from '../errors.js'
 import {mentionsTlsTrust} from '../peer/tls-trust.js'
 import type {LocalStore} from '../store/local-store.js'
 import {parseRef} from '../store/ref.js'
@@ -13,8 +13,8 @@ export const TOKEN_HINT =
 export const TLS_HINT =
   "to trust a private CA, pass its certificate with --ca-cert FILE (or $VMI_CA_CERT, or 'vmi remote add NAME URL --ca-cert FILE'); --insecure skips verification"
 
+/** A hint any command may give (push adds TOKEN_HINT itself: a 401 to a pull is not about push tokens). */
 export function hintFor(err: unknown): string | undefined {
-  if (err instanceof RemoteAuthError) return TOKEN_HINT
   if (err instanceof RemoteTlsError) return TLS_HINT
   if (err instanceof RemoteError && mentionsTlsTrust(err.message)) return TLS_HINT
   return undefined

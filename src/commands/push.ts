@@ -2,6 +2,8 @@ import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {caFromFlags, tlsFlags} from '../cli/chain-flags.js'
 import {checkToken, readTokenFile} from '../cli/credential-files.js'
+import {TOKEN_HINT} from '../cli/hints.js'
+import {RemoteAuthError} from '../errors.js'
 import {humanBytes, rate} from '../cli/format.js'
 import {resolveRemote, resolveToken, type RemoteConfig} from '../cli/settings.js'
 import {seedStore} from '../peer/factory.js'
@@ -42,12 +44,18 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, 3 unknown image or 
     if (source && 'file' in source) token = await readTokenFile(source.file)
     else if (source) checkToken((token = source.token), source.from)
     const ca = await caFromFlags(this.flags, remote)
-    const r = await pushImage(store, this.args.image, seedStore(remote.url, {token, insecure: this.flags.insecure, ca}), {
-      as: this.flags.as,
-      concurrency: this.flags.concurrency,
-      progress: this.progress(),
-      signal: this.signal,
-    })
+    let r: PushResult
+    try {
+      r = await pushImage(store, this.args.image, seedStore(remote.url, {token, insecure: this.flags.insecure, ca}), {
+        as: this.flags.as,
+        concurrency: this.flags.concurrency,
+        progress: this.progress(),
+        signal: this.signal,
+      })
+    } catch (err) {
+      if (err instanceof RemoteAuthError) err.hint = TOKEN_HINT
+      throw err
+    }
     this.log(
       `pushed ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''} to ${r.remote}: ${r.uploadedChunks} chunks uploaded (${humanBytes(r.uploadedBytes)}), ${r.alreadyThere} already there, ${r.seconds.toFixed(2)} s, ${rate(r.uploadedBytes, r.seconds)}`,
     )
