@@ -6,6 +6,7 @@ import {listenError, parseListen} from '../cli/listen.js'
 import {InterruptedError, UsageError} from '../errors.js'
 import {execCommandLine, execPlaceholders, runHypervisor, type HypervisorExit, type MountAddresses} from '../mount/hypervisor.js'
 import {mountImage, type Mount as ImageMount, type MountStats, type PrefetchMode} from '../mount/mount.js'
+import {registerMount} from '../mount/mount-registry.js'
 import {DEFAULT_POLL_US} from '../mount/nbd/server.js'
 
 /**
@@ -100,6 +101,19 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
       throw (this.flags.listen && listenError(err, this.flags.listen)) || err
     }
     let run: HypervisorExit | undefined
+    // `vmi status` lists this mount from here on
+    const registration = await registerMount(store.layout, () => ({
+      image: mount.id,
+      spec: this.args.image,
+      nbd: mount.nbdUri,
+      ...(mount.socketPath ? {socket: mount.socketPath} : {}),
+      ...(mount.file ? {file: mount.file} : {}),
+      ...(mount.vhostUserBlk ? {vhostUserBlk: mount.vhostUserBlk} : {}),
+      ...(mount.device ? {device: mount.device} : {}),
+      ...(mount.overlayDir ? {overlay: mount.overlayDir} : {}),
+      readOnly: this.flags['read-only'],
+      stats: mount.stats(),
+    }))
     try {
       const addr: MountAddresses = {nbd: mount.nbdUri, socket: mount.socketPath, file: mount.file, vhost: mount.vhostUserBlk, device: mount.device}
       const shown = Object.entries(addr).filter((e): e is [string, string] => e[1] !== undefined)
@@ -111,6 +125,7 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
         await new Promise<void>((resolve) => this.signal.addEventListener('abort', () => resolve(), {once: true}))
       }
     } finally {
+      await registration.remove()
       const stats = mount.stats()
       await mount.close()
       close()

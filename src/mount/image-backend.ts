@@ -24,7 +24,7 @@ export interface ImageBackendInit {
   cacheChunks?: number
   /** Called with a chunk index the first time the guest reads it (boot profile). */
   onFirstRead?: (index: number) => void
-  /** Called for every chunk fetched from outside the local store. */
+  /** Called for every chunk read and verified for the first time (or again after its copy was dropped), with where it came from: local, peer or seed. */
   onFetch?: (index: number, source: string) => void
 }
 
@@ -153,7 +153,7 @@ export class ImageBackend implements BlockBackend {
       throw new BackendError('EIO', (err as Error).message)
     }
     if (f.data.length !== chunkLength(this.manifest, index)) throw new BackendError('EIO', `chunk ${id} has the wrong length`)
-    if (f.source !== 'local') this.init.onFetch?.(index, f.source)
+    this.init.onFetch?.(index, f.source)
     this.verified[index] = 1
     this.remember(index, f.data)
     return f.data

@@ -46,8 +46,9 @@ export interface MountInit {
 export interface MountStats {
   id: string
   chunks: number
-  fetched: {peer: number; seed: number}
-  fetchedBytes: {peer: number; seed: number}
+  /** Chunks (and their bytes) this mount has read and verified, by where they came from. */
+  fetched: {local: number; peer: number; seed: number}
+  fetchedBytes: {local: number; peer: number; seed: number}
   localChunks: number
   firstReads: number
   prefetched: number
@@ -60,6 +61,8 @@ export interface Mount {
   file?: string
   vhostUserBlk?: string
   device?: string
+  /** The copy-on-write overlay directory (none when read-only). */
+  overlayDir?: string
   backend: ImageBackend
   stats(): MountStats
   /** Flush, stop bridges, close the export, save the profile, release the store. */
@@ -148,8 +151,9 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
     if (init.vhostUserBlk) await own('socket', init.vhostUserBlk)
 
     let overlay: Overlay | undefined
+    let overlayDir: string | undefined
     if (!init.readOnly) {
-      const dir = init.overlayDir ?? store.tmpPath('overlay')
+      const dir = (overlayDir = path.resolve(init.overlayDir ?? store.tmpPath('overlay')))
       overlay = await Overlay.open(dir, {base: id, virtualSize: manifest.virtualSize})
       cleanups.push(async () => {
         await overlay!.flush().catch(() => {})
@@ -158,13 +162,13 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       })
     }
     const order: number[] = []
-    const stats = {fetched: {peer: 0, seed: 0}, fetchedBytes: {peer: 0, seed: 0}, prefetched: 0}
+    const stats = {fetched: {local: 0, peer: 0, seed: 0}, fetchedBytes: {local: 0, peer: 0, seed: 0}, prefetched: 0}
     const backend = new ImageBackend(store, chain, id, manifest, {
       overlay,
       readOnly: init.readOnly,
       onFirstRead: (i) => order.push(i),
       onFetch: (i, source) => {
-        if (source === 'peer' || source === 'seed') {
+        if (source === 'local' || source === 'peer' || source === 'seed') {
           stats.fetched[source]++
           stats.fetchedBytes[source] += Math.min(manifest.chunkSize, manifest.virtualSize - i * manifest.chunkSize)
         }
@@ -195,6 +199,7 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       id,
       nbdUri: server.address,
       socketPath,
+      overlayDir,
       backend,
       stats: () => ({
         id,

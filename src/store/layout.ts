@@ -10,6 +10,7 @@
  *   profiles/ab/cdef…    boot profile of an image (chunk read order), beside its manifest
  *   pins/<id>            images whose chunks cache eviction never removes
  *   lazy/<id>            images allowed to lack chunks (evicted or lazily mounted)
+ *   run/mounts/<pid>.json  what each running mount serves (see mount/mount-registry.ts)
  *   config.json
  */
 import path from 'node:path'
@@ -32,6 +33,7 @@ export class StoreLayout {
   readonly profilesDir: string
   readonly lazyDir: string
   readonly configFile: string
+  readonly mountsDir: string
 
   constructor(root: string) {
     this.root = path.resolve(root)
@@ -45,6 +47,7 @@ export class StoreLayout {
     this.profilesDir = path.join(this.root, 'profiles')
     this.lazyDir = path.join(this.root, 'lazy')
     this.configFile = path.join(this.root, 'config.json')
+    this.mountsDir = path.join(this.root, 'run', 'mounts')
   }
 
   objectPath(id: string): string {
