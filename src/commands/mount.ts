@@ -2,6 +2,7 @@ import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
 import {humanBytes} from '../cli/format.js'
+import {jsonLine} from '../cli/json.js'
 import {listenError, parseListen} from '../cli/listen.js'
 import {InterruptedError, UsageError} from '../errors.js'
 import {execCommandLine, execPlaceholders, runHypervisor, type HypervisorExit, type MountAddresses} from '../mount/hypervisor.js'
@@ -117,7 +118,7 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
     try {
       const addr: MountAddresses = {nbd: mount.nbdUri, socket: mount.socketPath, file: mount.file, vhost: mount.vhostUserBlk, device: mount.device}
       const shown = Object.entries(addr).filter((e): e is [string, string] => e[1] !== undefined)
-      if (this.jsonEnabled()) process.stdout.write(JSON.stringify({mounted: mount.id, ...Object.fromEntries(shown)}) + '\n')
+      if (this.jsonEnabled()) process.stdout.write(jsonLine({mounted: mount.id, ...Object.fromEntries(shown)}))
       else for (const [k, v] of shown) this.log(`${k}: ${v}`)
       if (this.flags.exec) {
         run = await runHypervisor(execCommandLine(this.flags.exec, addr), {signal: this.signal, graceMs: this.flags['exec-stop-timeout'] * 1000})
