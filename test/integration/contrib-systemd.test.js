@@ -7,9 +7,8 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {spawn, spawnSync} from 'node:child_process'
 import {chmodSync, readFileSync, writeFileSync} from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
-import {BIN, ROOT, tmpDir, tmpStore} from '../helpers/index.js'
+import {BIN, freePort, ROOT, tmpDir, tmpStore} from '../helpers/index.js'
 
 const UNIT = readFileSync(path.join(ROOT, 'contrib', 'vmi-serve.service'), 'utf8')
 const ENV_FILE = readFileSync(path.join(ROOT, 'contrib', 'vmi-serve.env'), 'utf8')
@@ -64,14 +63,6 @@ function systemdArgv(line, env) {
     words.push(word.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, v) => (m === '$$' ? '$' : (env[v] ?? ''))))
   }
   return words
-}
-
-async function freePort() {
-  const srv = net.createServer()
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r))
-  const {port} = srv.address()
-  await new Promise((r) => srv.close(r))
-  return port
 }
 
 /** The unit's environment: Environment= lines, then the environment file over them (as systemd orders them). */

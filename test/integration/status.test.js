@@ -6,22 +6,12 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {spawnSync} from 'node:child_process'
 import {existsSync, promises as fsp} from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
-import {exec, makeImage, tmpDir, tmpStore} from '../helpers/index.js'
+import {exec, freePort, makeImage, tmpDir, tmpStore} from '../helpers/index.js'
 import {startMount} from '../helpers/mount.js'
 import {startServe} from '../helpers/serve.js'
 
 const K = 1024
-
-/** A loopback port nothing listens on (bound, then closed). */
-async function deadPort() {
-  const srv = net.createServer()
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r))
-  const {port} = srv.address()
-  await new Promise((r) => srv.close(r))
-  return port
-}
 
 function status(store, argv = []) {
   const r = exec(['status', '--json', ...argv], {store})
@@ -55,7 +45,7 @@ test('status lists a running mount with its bytes by source, probes peers, and f
       assert.is(exec(['import', file, ref, '--chunk-size', '64K', '-q'], {store}).status, 0)
     seedServe = await startServe(seed.store)
     peerServe = await startServe(peer.store)
-    const dead = `http://127.0.0.1:${await deadPort()}`
+    const dead = `http://127.0.0.1:${await freePort()}`
     assert.is(exec(['remote', 'add', 'origin', seedServe.url], {store: host.store}).status, 0)
     assert.is(exec(['config', 'set', 'peers', `${peerServe.url},${dead}`], {store: host.store}).status, 0)
 
