@@ -45,6 +45,8 @@ export class ImageBackend implements BlockBackend {
   private readonly blockLock = new RangeLock()
   /** Demand reads in flight (prefetch yields to them). */
   demandInFlight = 0
+  /** Chunks isLocal() is true for, kept as they change (a count over all chunks would stall reads: up to 2^26 of them). */
+  private localCount = 0
 
   constructor(
     readonly store: LocalStore,
@@ -59,6 +61,12 @@ export class ImageBackend implements BlockBackend {
     this.verified = new Uint8Array(this.ids.length)
     this.touched = new Uint8Array(this.ids.length)
     this.cacheMax = init.cacheChunks ?? 64
+    for (const id of this.ids) if (id === null) this.localCount++
+  }
+
+  /** How many chunks are all zeros or verified here. */
+  get localChunks(): number {
+    return this.localCount
   }
 
   get chunkCount(): number {
@@ -154,6 +162,7 @@ export class ImageBackend implements BlockBackend {
     }
     if (f.data.length !== chunkLength(this.manifest, index)) throw new BackendError('EIO', `chunk ${id} has the wrong length`)
     this.init.onFetch?.(index, f.source)
+    if (this.verified[index] === 0) this.localCount++
     this.verified[index] = 1
     this.remember(index, f.data)
     return f.data
@@ -263,6 +272,7 @@ export class ImageBackend implements BlockBackend {
       /* evicted or removed meanwhile */
     }
     this.dropFd(index)
+    if (this.verified[index] === 1) this.localCount--
     this.verified[index] = 0
     return false
   }

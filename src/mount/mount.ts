@@ -205,7 +205,7 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
         id,
         chunks: backend.chunkCount,
         ...stats,
-        localChunks: Array.from({length: backend.chunkCount}, (_, i) => backend.isLocal(i)).filter(Boolean).length,
+        localChunks: backend.localChunks,
         firstReads: order.length,
       }),
       close: cleanup,

@@ -74,6 +74,7 @@ test('status lists a running mount with its bytes by source, probes peers, and f
     assert.is(m.readOnly, false)
     assert.equal(m.bytes, {local: 512 * K, peer: 256 * K, seed: 256 * K})
     assert.is(m.stats.chunks, 16)
+    assert.is(m.stats.localChunks, 16, 'every chunk is verified here after the whole read')
 
     const byUrl = Object.fromEntries(st.sources.map((s) => [s.url, s]))
     assert.is(byUrl[peerServe.url].up, true, JSON.stringify(byUrl[peerServe.url]))
