@@ -182,3 +182,9 @@ export function isErrno(err: unknown, ...codes: string[]): boolean {
   const c = (err as NodeJS.ErrnoException | undefined)?.code
   return typeof c === 'string' && codes.includes(c)
 }
+
+/** A known setting that the store config does not hold (`vmi config get`). */
+export class SettingNotSetError extends VmiError {
+  override readonly code = 'VMI_SETTING_NOT_SET'
+  override readonly exitCode = ExitCode.NOT_FOUND
+}

@@ -10,6 +10,7 @@ import {ExitCode, InterruptedError, VmiError} from '../errors.js'
 import {LocalStore} from '../store/local-store.js'
 import type {ProgressReporter} from '../progress.js'
 import {hintFor} from './hints.js'
+import {jsonLine, versioned} from './json.js'
 import {ttyProgress} from './progress-bar.js'
 import {resolveStoreDir} from './settings.js'
 
@@ -126,12 +127,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /**
    * A warning on stderr: `warning: …`, or with --json one JSON line
-   * `{"warning": {message, …data}}` (a script still hears of it);
+   * `{"version": 1, "warning": {message, …data}}` (a script still hears of it);
    * suppressed by --quiet.
    */
   protected warning(message: string, data: object = {}): void {
     if (this.flags?.quiet) return
-    process.stderr.write(this.jsonEnabled() ? JSON.stringify({warning: {...data, message}}) + '\n' : `warning: ${message}\n`)
+    process.stderr.write(this.jsonEnabled() ? jsonLine({warning: {...data, message}}) : `warning: ${message}\n`)
+  }
+
+  /** The result on stdout with --json, with its shape's version (docs/JSON.md). */
+  protected override toSuccessJson(result: unknown): unknown {
+    return versioned(result as object)
   }
 
   protected override async catch(err: Interfaces.CommandError): Promise<unknown> {
@@ -164,7 +170,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       payload = {code: 'VMI_INTERNAL', message: err.message ?? String(err), exitCode: code}
       if (process.env.VMI_DEBUG) process.stderr.write(`${err.stack}\n`)
     }
-    if (this.jsonEnabled()) process.stderr.write(JSON.stringify({error: payload}) + '\n')
+    if (this.jsonEnabled()) process.stderr.write(jsonLine({error: payload}))
     else process.stderr.write(`vmi: error: ${payload.message}\n${payload.hint ? `vmi: hint: ${payload.hint}\n` : ''}`)
     return code
   }

@@ -2,10 +2,12 @@ import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
 import {humanBytes} from '../cli/format.js'
+import {jsonLine} from '../cli/json.js'
 import {listenError, parseListen} from '../cli/listen.js'
 import {InterruptedError, UsageError} from '../errors.js'
 import {execCommandLine, execPlaceholders, runHypervisor, type HypervisorExit, type MountAddresses} from '../mount/hypervisor.js'
 import {mountImage, type Mount as ImageMount, type MountStats, type PrefetchMode} from '../mount/mount.js'
+import {registerMount} from '../mount/mount-registry.js'
 import {DEFAULT_POLL_US} from '../mount/nbd/server.js'
 
 /**
@@ -102,10 +104,23 @@ A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vm
       throw (this.flags.listen && listenError(err, this.flags.listen)) || err
     }
     let run: HypervisorExit | undefined
+    // `vmi status` lists this mount from here on
+    const registration = await registerMount(store.layout, () => ({
+      image: mount.id,
+      spec: this.args.image,
+      nbd: mount.nbdUri,
+      ...(mount.socketPath ? {socket: mount.socketPath} : {}),
+      ...(mount.file ? {file: mount.file} : {}),
+      ...(mount.vhostUserBlk ? {vhostUserBlk: mount.vhostUserBlk} : {}),
+      ...(mount.device ? {device: mount.device} : {}),
+      ...(mount.overlayDir ? {overlay: mount.overlayDir} : {}),
+      readOnly: this.flags['read-only'],
+      stats: mount.stats(),
+    }))
     try {
       const addr: MountAddresses = {nbd: mount.nbdUri, socket: mount.socketPath, file: mount.file, vhost: mount.vhostUserBlk, device: mount.device}
       const shown = Object.entries(addr).filter((e): e is [string, string] => e[1] !== undefined)
-      if (this.jsonEnabled()) process.stdout.write(JSON.stringify({mounted: mount.id, ...Object.fromEntries(shown)}) + '\n')
+      if (this.jsonEnabled()) process.stdout.write(jsonLine({mounted: mount.id, ...Object.fromEntries(shown)}))
       else for (const [k, v] of shown) this.log(`${k}: ${v}`)
       if (this.flags.exec) {
         run = await runHypervisor(execCommandLine(this.flags.exec, addr), {signal: this.signal, graceMs: this.flags['exec-stop-timeout'] * 1000})
@@ -113,6 +128,7 @@ A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vm
         await new Promise<void>((resolve) => this.signal.addEventListener('abort', () => resolve(), {once: true}))
       }
     } finally {
+      await registration.remove()
       const stats = mount.stats()
       await mount.close()
       close()

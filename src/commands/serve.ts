@@ -2,6 +2,7 @@ import {Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {caFromFlags, tlsFlags} from '../cli/chain-flags.js'
 import {checkToken, readCredentialFile, readTokenFile} from '../cli/credential-files.js'
+import {jsonLine} from '../cli/json.js'
 import {listenError, parseListen} from '../cli/listen.js'
 import {UsageError} from '../errors.js'
 import {upstreamSource} from '../peer/factory.js'
@@ -21,7 +22,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
 
 With --seed URL, a GET for an absent chunk carrying "X-Vmi-Fetch: upstream" is fetched once from the seed, verified, stored and served, so a cluster pulls each chunk across the seed link about once.
 
-Prints "listening on URL" (with --json: {"url":...}) as the first line of stdout, then runs until SIGINT or SIGTERM, finishes requests in flight (at most 10 s) and exits 0.
+Prints "listening on URL" (with --json: {"version":1,"url":...}) as the first line of stdout, then runs until SIGINT or SIGTERM, finishes requests in flight (at most 10 s) and exits 0.
 
 Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments or the address cannot be listened on, 3 a --token-file, --tls-* or --ca-cert file is missing, 6 store unusable.`
 
@@ -33,7 +34,7 @@ Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments or the address canno
     '<%= config.bin %> serve --listen :7070 --seed https://seed.example.com:7070   # a peer with fetch-through',
     '<%= config.bin %> serve --listen :7070 --seed https://seed.internal:7070 --ca-cert /etc/vmi/ca.pem   # a seed signed by a private CA',
     '<%= config.bin %> serve --tls-cert cert.pem --tls-key key.pem --listen :7443',
-    '<%= config.bin %> serve --listen 127.0.0.1:0 --json   # ephemeral port, prints {"url":...}',
+    '<%= config.bin %> serve --listen 127.0.0.1:0 --json   # ephemeral port, prints {"version":1,"url":...}',
   ]
 
   static override flags = {
@@ -91,7 +92,7 @@ Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments or the address canno
       if (tls && /PEM|key|certificate/i.test((err as Error).message ?? '')) throw new UsageError(`bad TLS certificate or key: ${(err as Error).message}`)
       throw err
     }
-    if (this.jsonEnabled()) process.stdout.write(JSON.stringify({url: server.url}) + '\n')
+    if (this.jsonEnabled()) process.stdout.write(jsonLine({url: server.url}))
     else this.log(`listening on ${server.url}`)
     this.note(
       `serving ${store.root} (${pushToken ? 'push enabled' : 'read-only'}${upstream ? `, fetch-through from ${upstream.inner.url}` : ''}); stop with Ctrl-C or SIGTERM`,

@@ -4,6 +4,7 @@
  * with the closest command suggested ("did you mean").
  */
 import type {Hook} from '#oclif'
+import {jsonLine} from '../cli/json.js'
 import {ExitCode} from '../errors.js'
 
 /** Edit distance (insertions, deletions, substitutions, adjacent swaps). */
@@ -44,7 +45,7 @@ const hook: Hook<'command_not_found'> = async function (opts) {
     (near.length > 0 ? `: did you mean ${near.map((c) => `"${c}"`).join(' or ')}?` : '') +
     ` ('${opts.config.bin} --help' lists the commands)`
   const code = ExitCode.USAGE
-  if (opts.argv?.includes('--json')) process.stderr.write(JSON.stringify({error: {code: 'VMI_USAGE', message, exitCode: code}}) + '\n')
+  if (opts.argv?.includes('--json')) process.stderr.write(jsonLine({error: {code: 'VMI_USAGE', message, exitCode: code}}))
   else process.stderr.write(`${opts.config.bin}: error: ${message}\n`)
   process.exitCode = code
 }

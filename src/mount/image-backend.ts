@@ -24,7 +24,7 @@ export interface ImageBackendInit {
   cacheChunks?: number
   /** Called with a chunk index the first time the guest reads it (boot profile). */
   onFirstRead?: (index: number) => void
-  /** Called for every chunk fetched from outside the local store. */
+  /** Called for every chunk read and verified for the first time (or again after its copy was dropped), with where it came from: local, peer or seed. */
   onFetch?: (index: number, source: string) => void
 }
 
@@ -45,6 +45,8 @@ export class ImageBackend implements BlockBackend {
   private readonly blockLock = new RangeLock()
   /** Demand reads in flight (prefetch yields to them). */
   demandInFlight = 0
+  /** Chunks isLocal() is true for, kept as they change (a count over all chunks would stall reads: up to 2^26 of them). */
+  private localCount = 0
 
   constructor(
     readonly store: LocalStore,
@@ -59,6 +61,12 @@ export class ImageBackend implements BlockBackend {
     this.verified = new Uint8Array(this.ids.length)
     this.touched = new Uint8Array(this.ids.length)
     this.cacheMax = init.cacheChunks ?? 64
+    for (const id of this.ids) if (id === null) this.localCount++
+  }
+
+  /** How many chunks are all zeros or verified here. */
+  get localChunks(): number {
+    return this.localCount
   }
 
   get chunkCount(): number {
@@ -153,7 +161,8 @@ export class ImageBackend implements BlockBackend {
       throw new BackendError('EIO', (err as Error).message)
     }
     if (f.data.length !== chunkLength(this.manifest, index)) throw new BackendError('EIO', `chunk ${id} has the wrong length`)
-    if (f.source !== 'local') this.init.onFetch?.(index, f.source)
+    this.init.onFetch?.(index, f.source)
+    if (this.verified[index] === 0) this.localCount++
     this.verified[index] = 1
     this.remember(index, f.data)
     return f.data
@@ -263,6 +272,7 @@ export class ImageBackend implements BlockBackend {
       /* evicted or removed meanwhile */
     }
     this.dropFd(index)
+    if (this.verified[index] === 1) this.localCount--
     this.verified[index] = 0
     return false
   }

@@ -49,8 +49,9 @@ export interface MountInit {
 export interface MountStats {
   id: string
   chunks: number
-  fetched: {peer: number; seed: number}
-  fetchedBytes: {peer: number; seed: number}
+  /** Chunks (and their bytes) this mount has read and verified, by where they came from. */
+  fetched: {local: number; peer: number; seed: number}
+  fetchedBytes: {local: number; peer: number; seed: number}
   localChunks: number
   firstReads: number
   prefetched: number
@@ -63,6 +64,8 @@ export interface Mount {
   file?: string
   vhostUserBlk?: string
   device?: string
+  /** The copy-on-write overlay directory (none when read-only). */
+  overlayDir?: string
   backend: ImageBackend
   stats(): MountStats
   /** Flush, stop bridges, close the export, save the profile, release the store. */
@@ -165,8 +168,9 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
     if (init.vhostUserBlk) await own('socket', init.vhostUserBlk)
 
     let overlay: Overlay | undefined
+    let overlayDir: string | undefined
     if (!init.readOnly) {
-      const dir = init.overlayDir ?? (storeWritable ? store.tmpPath('overlay') : path.join(scratch, `vmi-overlay-${process.pid}-${id.slice(0, 8)}`))
+      const dir = (overlayDir = path.resolve(init.overlayDir ?? (storeWritable ? store.tmpPath('overlay') : path.join(scratch, `vmi-overlay-${process.pid}-${id.slice(0, 8)}`))))
       overlay = await Overlay.open(dir, {base: id, virtualSize: manifest.virtualSize})
       cleanups.push(async () => {
         await overlay!.flush().catch(() => {})
@@ -175,13 +179,13 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       })
     }
     const order: number[] = []
-    const stats = {fetched: {peer: 0, seed: 0}, fetchedBytes: {peer: 0, seed: 0}, prefetched: 0}
+    const stats = {fetched: {local: 0, peer: 0, seed: 0}, fetchedBytes: {local: 0, peer: 0, seed: 0}, prefetched: 0}
     const backend = new ImageBackend(store, chain, id, manifest, {
       overlay,
       readOnly: init.readOnly,
       onFirstRead: (i) => order.push(i),
       onFetch: (i, source) => {
-        if (source === 'peer' || source === 'seed') {
+        if (source === 'local' || source === 'peer' || source === 'seed') {
           stats.fetched[source]++
           stats.fetchedBytes[source] += Math.min(manifest.chunkSize, manifest.virtualSize - i * manifest.chunkSize)
         }
@@ -212,12 +216,13 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       id,
       nbdUri: server.address,
       socketPath,
+      overlayDir,
       backend,
       stats: () => ({
         id,
         chunks: backend.chunkCount,
         ...stats,
-        localChunks: Array.from({length: backend.chunkCount}, (_, i) => backend.isLocal(i)).filter(Boolean).length,
+        localChunks: backend.localChunks,
         firstReads: order.length,
       }),
       close: cleanup,

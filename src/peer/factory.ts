@@ -92,7 +92,7 @@ export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => 
 }
 
 /** The peers a file lists; a missing file is not found, a line that is not an http(s) URL is named by file and line. */
-async function readPeersFile(file: string): Promise<string[]> {
+export async function readPeersFile(file: string): Promise<string[]> {
   let text: string
   try {
     text = await fsp.readFile(file, 'utf8')

@@ -11,6 +11,7 @@
  *   pins/<id>            images whose chunks cache eviction never removes
  *   lazy/<id>            images allowed to lack chunks (evicted or lazily mounted)
  *   sources/<id>         remotes an image can be fetched from again (its chunks are cache)
+ *   run/mounts/<pid>.json  what each running mount serves (see mount/mount-registry.ts)
  *   config.json
  */
 import path from 'node:path'
@@ -34,6 +35,7 @@ export class StoreLayout {
   readonly lazyDir: string
   readonly sourcesDir: string
   readonly configFile: string
+  readonly mountsDir: string
 
   constructor(root: string) {
     this.root = path.resolve(root)
@@ -48,6 +50,7 @@ export class StoreLayout {
     this.lazyDir = path.join(this.root, 'lazy')
     this.sourcesDir = path.join(this.root, 'sources')
     this.configFile = path.join(this.root, 'config.json')
+    this.mountsDir = path.join(this.root, 'run', 'mounts')
   }
 
   objectPath(id: string): string {

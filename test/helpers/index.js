@@ -2,12 +2,25 @@
 import {spawn, spawnSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {mkdtempSync, rmSync, promises as fsp} from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'run.js')
+
+/** A loopback port nothing listens on right now (bound, then closed): for a server that must be told its port, or a peer that refuses. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen({host: '127.0.0.1', port: 0}, () => {
+      const {port} = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
 
 /** A fresh temporary directory; removed by the returned cleanup. */
 export function tmpDir(prefix = 'vmi-test-') {

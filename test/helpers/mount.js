@@ -10,7 +10,7 @@ export async function startMount(store, args, opts = {}) {
     const timer = setTimeout(() => reject(new Error(`vmi mount did not start: ${stderr}`)), opts.timeoutMs ?? 60_000)
     child.stdout.on('data', (d) => {
       stdout += d
-      const line = stdout.split('\n').find((l) => l.startsWith('{"mounted"'))
+      const line = stdout.split('\n').find((l) => /^\{("version":\d+,)?"mounted"/.test(l))
       if (line) {
         clearTimeout(timer)
         resolve(JSON.parse(line))
@@ -22,6 +22,8 @@ export async function startMount(store, args, opts = {}) {
     })
   })
   child.removeAllListeners('exit')
+  // from here on one listener appends (the start-up one would append every chunk twice)
+  child.stdout.removeAllListeners('data')
   const exited = new Promise((r) => child.on('exit', (code, signal) => r({code, signal, stdout, stderr})))
   child.stdout.on('data', (d) => (stdout += d))
   return {

@@ -199,7 +199,7 @@ test.after(async () => {
 // ---------------------------------------------------------------- reads
 
 test('read routes return the store files byte for byte, with ETag and Cache-Control', async () => {
-  assert.match(ro.first, /^\{"url":"http:\/\/127\.0\.0\.1:\d+"\}$/, '--json prints one JSON line first')
+  assert.match(ro.first, /^\{"version":1,"url":"http:\/\/127\.0\.0\.1:\d+"\}$/, '--json prints one JSON line first')
   const files = await listFiles(S.store)
   const served = files.filter((f) => /^(objects|manifests|refs)\//.test(f))
   assert.ok(served.length >= objectIds.length + 3)

@@ -43,6 +43,8 @@ function argvFor(id, cls, work) {
     target: 'new:1',
     name: 'origin',
     url: 'http://127.0.0.1:9',
+    key: 'maxCache',
+    value: '1G',
   }
   const extra = {
     import: ['--created', CREATED, '--chunk-size', '64K'],

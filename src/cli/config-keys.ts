@@ -1,0 +1,136 @@
+/**
+ * Every setting vmi reads, where it can come from, and how `vmi config set`
+ * checks a value for the store's config.json. The README's settings table is
+ * tested against this list, and this list against the VMI_* variables the
+ * code reads, so none of the three can drift from the others.
+ *
+ * Precedence is the same for every setting (see settings.ts):
+ * flag → VMI_* environment variable → store config file → default.
+ */
+import path from 'node:path'
+import {UsageError} from '../errors.js'
+import {isValidChunkSize} from '../store/manifest.js'
+import {isHttpUrl, parsePeerList} from '../peer/peer-list.js'
+import {parseSize} from './settings.js'
+
+export interface Setting {
+  /** What it is, for tables and help. */
+  name: string
+  /** Key in the store's config.json; undefined when the setting is not kept there. */
+  key?: string
+  /** Environment variables, in the order they are consulted. */
+  env: string[]
+  /** Flags, as `--flag (command, command)`. */
+  flags: string[]
+  summary: string
+  /** Text → the value stored in config.json (throws UsageError); undefined when `vmi config set` must not write it. */
+  parse?: (text: string) => unknown
+  /** The value names a file that must exist when it is set. */
+  file?: boolean
+  /** Set by another command instead of `vmi config set`. */
+  managedBy?: string
+}
+
+export const SETTINGS: Setting[] = [
+  {
+    name: 'store directory',
+    env: ['VMI_HOME', 'XDG_DATA_HOME'],
+    flags: ['--store (every command)'],
+    summary: 'Where the store lives: --store, else $VMI_HOME, else $XDG_DATA_HOME/vmi, else ~/.local/share/vmi.',
+  },
+  {
+    name: 'chunk size',
+    key: 'chunkSize',
+    env: ['VMI_CHUNK_SIZE'],
+    flags: ['--chunk-size (import)'],
+    summary: 'Chunk size of new imports: a power of two between 64K and 4M (default 128K).',
+    parse: (text) => {
+      const n = parseSize(text, 'chunk size')
+      if (!isValidChunkSize(n)) throw new UsageError(`chunk size ${n} must be a power of two between 64K and 4M`)
+      return n
+    },
+  },
+  {
+    name: 'cache budget',
+    key: 'maxCache',
+    env: ['VMI_MAX_CACHE'],
+    flags: ['--max-cache (gc, pull)'],
+    summary: 'After a pull, and on gc, evict least-recently-used chunks of unpinned images until the objects fit (default: no budget).',
+    parse: (text) => parseSize(text, 'cache budget'),
+  },
+  {
+    name: 'peers',
+    key: 'peers',
+    env: ['VMI_PEERS'],
+    flags: ['--peer (pull, mount, commit)'],
+    summary: 'Peer URLs (vmi serve on other hosts) to fetch from before the seed; a list separated by commas, spaces or newlines.',
+    parse: (text) => {
+      const list = parsePeerList(text)
+      for (const u of list) if (!isHttpUrl(u)) throw new UsageError(`peer ${JSON.stringify(u)} is not an http(s) URL`)
+      return [...new Set(list.map((u) => u.replace(/\/+$/, '')))]
+    },
+  },
+  {
+    name: 'peers file',
+    key: 'peersFile',
+    env: [],
+    flags: ['--peers-file (pull, mount, commit)'],
+    summary: 'A file with one peer URL a line, re-read when it changes.',
+    parse: (text) => {
+      if (text.trim() === '') throw new UsageError('peers file: give a path')
+      return path.resolve(text)
+    },
+    file: true,
+  },
+  {
+    name: 'remotes',
+    key: 'remotes',
+    env: [],
+    flags: ['REMOTE argument (pull, push, mount, commit)'],
+    summary: "Named seeds, each {url, tokenFile, caCert}; the default is 'origin'.",
+    managedBy: 'vmi remote add|rm',
+  },
+  {
+    name: 'push token',
+    env: ['VMI_PUSH_TOKEN'],
+    flags: ['--token, --token-file (push, serve)'],
+    summary: "Bearer token for uploads; else the remote's tokenFile (vmi remote add --token-file).",
+  },
+  {
+    name: 'CA certificates',
+    env: ['VMI_CA_CERT'],
+    flags: ['--ca-cert (pull, push, mount, commit, serve)'],
+    summary: "A PEM bundle of CA certificates trusted besides the system's roots; else the remote's caCert (vmi remote add --ca-cert).",
+  },
+  {
+    name: 'peer timeout',
+    env: ['VMI_PEER_TIMEOUT_MS'],
+    flags: ['--peer-timeout (pull, mount, commit)'],
+    summary: 'Milliseconds before a silent peer is given up on and skipped until it answers again (default 10000).',
+  },
+  {
+    name: 'debug',
+    env: ['VMI_DEBUG'],
+    flags: [],
+    summary: 'Any value: stack traces of internal errors, and mount diagnostics, on stderr.',
+  },
+]
+
+/** The settings `vmi config` knows, by config.json key. */
+export function configKeys(): Map<string, Setting> {
+  return new Map(SETTINGS.filter((s): s is Setting & {key: string} => s.key !== undefined).map((s) => [s.key, s]))
+}
+
+/** The setting for a config key, or a UsageError naming the keys there are. */
+export function configSetting(key: string): Setting {
+  const s = configKeys().get(key)
+  if (!s) throw new UsageError(`unknown setting ${JSON.stringify(key)}: the settings are ${[...configKeys().keys()].join(', ')}`)
+  return s
+}
+
+/** A config value as one line of text (lists comma-separated, objects as JSON). */
+export function showConfigValue(value: unknown): string {
+  if (Array.isArray(value)) return value.join(',')
+  if (value !== null && typeof value === 'object') return JSON.stringify(value)
+  return String(value)
+}
