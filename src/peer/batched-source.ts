@@ -17,11 +17,10 @@
 import {RemoteIntegrityError} from '../errors.js'
 import {hash} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
-import {MAX_CHUNK_SIZE} from '../store/manifest.js'
 import type {HttpStore} from './http-store.js'
-import {objectPath} from './http-store.js'
 import {bulkGet, type BulkItem} from './pipelined-get.js'
 import type {ChunkSource, FetchOptions, SourceKind} from './source.js'
+import {MAX_OBJECT_BYTES, objectPath} from './wire.js'
 
 export interface BatchedSourceInit {
   /** Most gets in one batch (default 64). */
@@ -99,7 +98,7 @@ export class BatchedSource implements ChunkSource {
   private async send(batch: Waiter[]): Promise<void> {
     const byItem = new Map<BulkItem, Waiter>()
     const items = batch.map((w) => {
-      const item: BulkItem = {id: w.id, path: objectPath(w.id), length: this.typical, upTo: MAX_CHUNK_SIZE}
+      const item: BulkItem = {id: w.id, path: objectPath(w.id), length: this.typical, upTo: MAX_OBJECT_BYTES}
       byItem.set(item, w)
       return item
     })

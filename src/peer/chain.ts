@@ -27,11 +27,11 @@ import {tmpName} from '../store/fs-util.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../store/map-limit.js'
 import {ObjectWriter} from '../store/object-writer.js'
-import {objectPath} from './http-store.js'
 import type {BulkItem} from './pipelined-get.js'
 import type {BulkEnd, BulkProgress} from './bulk-receive.js'
 import {rankPeers} from './rendezvous.js'
 import type {RemoteSource, SourceKind} from './source.js'
+import {objectPath} from './wire.js'
 
 export interface ChainStats {
   chunks: Record<SourceKind, number>

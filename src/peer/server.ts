@@ -21,7 +21,7 @@
  * is fetched once from the upstream (concurrent requests join one fetch),
  * verified by the upstream client, stored and served.
  */
-import {decodeProfile, MAX_PROFILE_BYTES} from '../store/profile.js'
+import {decodeProfile} from '../store/profile.js'
 import {readFileOrUndefined} from '../store/fs-util.js'
 import {createHash, timingSafeEqual} from 'node:crypto'
 import {constants as fsConstants, promises as fsp} from 'node:fs'
@@ -36,11 +36,31 @@ import {hash} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
 import {objectFileDefect, type LocalStore} from '../store/local-store.js'
 import {withLock} from '../store/lock.js'
-import {decodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, uniqueChunkIds} from '../store/manifest.js'
+import {decodeManifest, uniqueChunkIds} from '../store/manifest.js'
 import {mapLimit} from '../store/map-limit.js'
-import {isValidRefPart} from '../store/ref.js'
 import {onResponseDone} from './response-done.js'
 import type {ChunkSource} from './source.js'
+import {
+  ALLOWED_METHODS,
+  asksFetchThrough,
+  CACHE_IMMUTABLE,
+  CACHE_NONE,
+  CACHE_REVALIDATE,
+  CONTENT_BINARY,
+  CONTENT_JSON,
+  CONTENT_TEXT,
+  FETCH_HEADER,
+  MAX_HEADER_BYTES,
+  MAX_MANIFEST_BYTES,
+  MAX_MISSING_BODY,
+  MAX_MISSING_IDS,
+  MAX_OBJECT_BYTES,
+  MAX_PROFILE_BYTES,
+  MAX_REF_BYTES,
+  parseBearer,
+  parseTarget,
+  ROUTE_LABEL,
+} from './wire.js'
 
 export interface ServeInit {
   /** Interface to bind (default 127.0.0.1). */
@@ -74,11 +94,6 @@ export interface RunningServer {
   close(opts?: {graceMs?: number}): Promise<void>
 }
 
-/** Largest batch accepted by POST /v1/objects/missing. */
-export const MAX_MISSING_IDS = 10_000
-const MAX_URL_LENGTH = 1024
-const MAX_MISSING_BODY = MAX_MISSING_IDS * 70 + 4096
-const MAX_REF_BODY = 1024
 /** After refusing a request, read and discard at most this much of its body before closing the connection. */
 const MAX_DISCARD_BYTES = 8 * 1024 * 1024
 const DISCARD_MS = 5000
@@ -86,71 +101,6 @@ const LOCK_WAIT_MS = 30_000
 
 /** Chunk bytes held in memory for replies being sent, at most; then chunks stream from their files. */
 const MAX_HELD_BYTES = 64 * 1024 * 1024
-const IMMUTABLE = 'public, max-age=31536000, immutable'
-const TEXT = 'text/plain; charset=utf-8'
-
-type Route =
-  | {kind: 'object'; id: string}
-  | {kind: 'manifest'; id: string}
-  | {kind: 'profile'; id: string}
-  | {kind: 'ref'; name: string; tag: string}
-  | {kind: 'missing'}
-  | {kind: 'refs'}
-  | {kind: 'healthz'}
-  | {kind: 'metrics'}
-
-type Parsed = {route: Route} | {status: 400 | 404 | 414; reason: string}
-
-const SHARD_RE = /^[0-9a-f]{2}$/
-const REST_RE = /^[0-9a-f]{62}$/
-
-/** Map a raw request target to a route, or to the 4xx that refuses it. Pure: no filesystem access. */
-export function parseTarget(target: string): Parsed {
-  if (target.length > MAX_URL_LENGTH) return {status: 414, reason: 'request target too long'}
-  if (!target.startsWith('/')) return {status: 400, reason: 'request target must be a path'}
-  if (/[%\\?#]/.test(target)) return {status: 400, reason: 'encoded characters, backslashes and query strings are not accepted'}
-  if (target.includes('//')) return {status: 400, reason: 'empty path segment'}
-  const seg = target.slice(1).split('/')
-  if (seg.some((s) => s === '.' || s === '..')) return {status: 400, reason: 'dot segments are not accepted'}
-  const [top] = seg
-  if (top === 'objects' || top === 'manifests' || top === 'profiles') {
-    if (seg.length !== 3 || !SHARD_RE.test(seg[1]) || !REST_RE.test(seg[2]))
-      return {status: 400, reason: `malformed ${top.slice(0, -1)} path: expected /${top}/<2 hex>/<62 hex>`}
-    return {route: {kind: top === 'objects' ? 'object' : top === 'manifests' ? 'manifest' : 'profile', id: seg[1] + seg[2]}}
-  }
-  if (top === 'refs') {
-    if (seg.length !== 3 || !isValidRefPart(seg[1]) || !isValidRefPart(seg[2])) return {status: 400, reason: 'malformed ref path: expected /refs/<name>/<tag>'}
-    return {route: {kind: 'ref', name: seg[1], tag: seg[2]}}
-  }
-  const joined = seg.join('/')
-  if (joined === 'v1/objects/missing') return {route: {kind: 'missing'}}
-  if (joined === 'v1/refs') return {route: {kind: 'refs'}}
-  if (joined === 'healthz') return {route: {kind: 'healthz'}}
-  if (joined === 'metrics') return {route: {kind: 'metrics'}}
-  return {status: 404, reason: 'not found'}
-}
-
-const ALLOW: Record<Route['kind'], {read: string; write: string}> = {
-  object: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
-  manifest: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
-  profile: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
-  ref: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
-  missing: {read: 'POST', write: 'POST'},
-  refs: {read: 'GET, HEAD', write: 'GET, HEAD'},
-  healthz: {read: 'GET, HEAD', write: 'GET, HEAD'},
-  metrics: {read: 'GET, HEAD', write: 'GET, HEAD'},
-}
-
-const ROUTE_LABEL: Record<Route['kind'], string> = {
-  object: 'objects',
-  manifest: 'manifests',
-  profile: 'profiles',
-  ref: 'refs',
-  missing: 'v1/objects/missing',
-  refs: 'v1/refs',
-  healthz: 'healthz',
-  metrics: 'metrics',
-}
 
 const METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'OPTIONS', 'PATCH'])
 
@@ -255,7 +205,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     const buf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body
     res.statusCode = status
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
-    if (!res.hasHeader('content-type')) res.setHeader('Content-Type', TEXT)
+    if (!res.hasHeader('content-type')) res.setHeader('Content-Type', CONTENT_TEXT)
     res.setHeader('Content-Length', buf.length)
     if (req.method === 'HEAD') res.end()
     else {
@@ -265,7 +215,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   }
 
   function fail(req: IncomingMessage, res: ServerResponse, ctx: Ctx, f: HttpFailure): void {
-    if (f.json !== undefined) send(req, res, ctx, f.status, JSON.stringify(f.json) + '\n', {...f.headers, 'Content-Type': 'application/json'})
+    if (f.json !== undefined) send(req, res, ctx, f.status, JSON.stringify(f.json) + '\n', {...f.headers, 'Content-Type': CONTENT_JSON})
     else send(req, res, ctx, f.status, f.message + '\n', f.headers)
   }
 
@@ -419,7 +369,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   }
 
   function immutableHeaders(id: string, type: string): Record<string, string> {
-    return {'Content-Type': type, ETag: `"${id}"`, 'Cache-Control': IMMUTABLE}
+    return {'Content-Type': type, ETag: `"${id}"`, 'Cache-Control': CACHE_IMMUTABLE}
   }
 
   /** Fetch-through from the upstream, once per id however many ask at once. */
@@ -453,7 +403,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   }
 
   async function getObject(req: IncomingMessage, res: ServerResponse, ctx: Ctx, id: string): Promise<void> {
-    const headers = immutableHeaders(id, 'application/octet-stream')
+    const headers = immutableHeaders(id, CONTENT_BINARY)
     if (notModified(req, id) && (await store.hasObject(id))) {
       m.objectRequests.inc({result: 'hit'})
       res.writeHead(304, headers).end()
@@ -487,7 +437,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
       }
     } else if (await serveFile(req, res, ctx, store.layout.objectPath(id), 'objects', headers, () => m.objectRequests.inc({result: 'hit'}))) return
     m.objectRequests.inc({result: 'miss'})
-    const wantsUpstream = req.method === 'GET' && String(req.headers['x-vmi-fetch'] ?? '').trim().toLowerCase() === 'upstream'
+    const wantsUpstream = req.method === 'GET' && asksFetchThrough(req.headers[FETCH_HEADER])
     if (!wantsUpstream || !upstream) throw new HttpFailure(404, 'not found')
     let data: Buffer | undefined
     try {
@@ -518,7 +468,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   }
 
   async function getManifest(req: IncomingMessage, res: ServerResponse, ctx: Ctx, id: string): Promise<void> {
-    const headers = immutableHeaders(id, 'application/json')
+    const headers = immutableHeaders(id, CONTENT_JSON)
     if (notModified(req, id) && (await store.hasManifest(id))) {
       res.writeHead(304, headers).end()
       return
@@ -529,7 +479,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   async function getProfile(req: IncomingMessage, res: ServerResponse, ctx: Ctx, id: string): Promise<void> {
     const data = await readFileOrUndefined(store.layout.profilePath(id))
     if (data === undefined) throw new HttpFailure(404, 'not found')
-    send(req, res, ctx, 200, data, {'Content-Type': 'application/json', 'Cache-Control': 'no-cache'})
+    send(req, res, ctx, 200, data, {'Content-Type': CONTENT_JSON, 'Cache-Control': CACHE_REVALIDATE})
   }
 
   async function putProfile(req: IncomingMessage, res: ServerResponse, ctx: Ctx, id: string): Promise<void> {
@@ -552,7 +502,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   async function getRef(req: IncomingMessage, res: ServerResponse, ctx: Ctx, name: string, tag: string): Promise<void> {
     const id = await store.readRef({name, tag})
     if (id === undefined) throw new HttpFailure(404, 'not found')
-    send(req, res, ctx, 200, id + '\n', {'Content-Type': TEXT, 'Cache-Control': 'no-cache'})
+    send(req, res, ctx, 200, id + '\n', {'Content-Type': CONTENT_TEXT, 'Cache-Control': CACHE_REVALIDATE})
   }
 
   async function postMissing(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
@@ -568,17 +518,16 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     if (!ids.every(isValidId)) throw new HttpFailure(400, 'ids must be 64 lowercase hex')
     const flags = await mapLimit(ids as string[], 32, (id) => store.hasObject(id))
     const missing = (ids as string[]).filter((_, i) => !flags[i])
-    send(req, res, ctx, 200, JSON.stringify({missing}) + '\n', {'Content-Type': 'application/json', 'Cache-Control': 'no-store'})
+    send(req, res, ctx, 200, JSON.stringify({missing}) + '\n', {'Content-Type': CONTENT_JSON, 'Cache-Control': CACHE_NONE})
   }
 
   // ------------------------------------------------------------ writes
 
   function checkToken(req: IncomingMessage): void {
-    const auth = req.headers.authorization
-    const m1 = typeof auth === 'string' ? /^Bearer +(\S+) *$/i.exec(auth) : null
-    if (!m1) throw new HttpFailure(401, 'push token required', {'WWW-Authenticate': 'Bearer realm="vmi"'})
+    const token = parseBearer(req.headers.authorization)
+    if (token === undefined) throw new HttpFailure(401, 'push token required', {'WWW-Authenticate': 'Bearer realm="vmi"'})
     // equal-length digests: the comparison time does not depend on the token
-    if (!timingSafeEqual(digest(m1[1]), tokenDigest!)) throw new HttpFailure(403, 'wrong push token')
+    if (!timingSafeEqual(digest(token), tokenDigest!)) throw new HttpFailure(403, 'wrong push token')
   }
 
   function writeLock<T>(fn: () => Promise<T>): Promise<T> {
@@ -586,7 +535,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   }
 
   async function putObject(req: IncomingMessage, res: ServerResponse, ctx: Ctx, id: string): Promise<void> {
-    const data = await readBody(req, MAX_CHUNK_SIZE)
+    const data = await readBody(req, MAX_OBJECT_BYTES)
     if (hash(data) !== id) {
       m.verificationFailures.inc({source: 'upload'})
       throw new HttpFailure(400, 'body does not hash to the id')
@@ -621,7 +570,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   }
 
   async function putRef(req: IncomingMessage, res: ServerResponse, ctx: Ctx, name: string, tag: string): Promise<void> {
-    const id = (await readBody(req, MAX_REF_BODY)).toString('utf8').trim()
+    const id = (await readBody(req, MAX_REF_BYTES)).toString('utf8').trim()
     if (!isValidId(id)) throw new HttpFailure(400, 'body must be a 64-hex manifest id')
     await writeLock(async () => {
       if (!(await store.hasManifest(id))) throw new HttpFailure(409, `manifest ${id} is not on this server`)
@@ -639,8 +588,8 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     if ('status' in parsed) throw new HttpFailure(parsed.status, parsed.reason)
     const {route} = parsed
     ctx.route = ROUTE_LABEL[route.kind]
-    const allow = ALLOW[route.kind][tokenDigest ? 'write' : 'read']
-    if (method === 'PUT' && ALLOW[route.kind].write.includes('PUT')) {
+    const allow = ALLOWED_METHODS[route.kind][tokenDigest ? 'write' : 'read']
+    if (method === 'PUT' && ALLOWED_METHODS[route.kind].write.includes('PUT')) {
       if (!tokenDigest) throw new HttpFailure(405, 'this server is read-only (started without a push token)', {Allow: allow})
       try {
         checkToken(req)
@@ -674,14 +623,14 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
       case 'refs': {
         const refs = await store.listRefs()
         return send(req, res, ctx, 200, JSON.stringify({refs: refs.map((r) => ({name: r.name, tag: r.tag, id: r.id}))}) + '\n', {
-          'Content-Type': 'application/json',
-          'Cache-Control': 'no-cache',
+          'Content-Type': CONTENT_JSON,
+          'Cache-Control': CACHE_REVALIDATE,
         })
       }
       case 'healthz':
-        return send(req, res, ctx, 200, 'ok\n', {'Cache-Control': 'no-store'})
+        return send(req, res, ctx, 200, 'ok\n', {'Cache-Control': CACHE_NONE})
       case 'metrics':
-        return send(req, res, ctx, 200, await m.registry.metrics(), {'Content-Type': m.registry.contentType, 'Cache-Control': 'no-store'})
+        return send(req, res, ctx, 200, await m.registry.metrics(), {'Content-Type': m.registry.contentType, 'Cache-Control': CACHE_NONE})
     }
   }
 
@@ -741,7 +690,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     keepAliveTimeout: 5000,
     // how often node checks the two timeouts above
     connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(headersTimeout / 4))),
-    maxHeaderSize: 16 * 1024,
+    maxHeaderSize: MAX_HEADER_BYTES,
   }
   const server: http.Server = tls ? https.createServer({...serverOptions, cert: tls.cert, key: tls.key}, onRequest) : http.createServer(serverOptions, onRequest)
   server.maxConnections = maxConnections
