@@ -15,7 +15,7 @@
  * store's own get (got, with its retries and redirects), one by one.
  */
 import {RemoteIntegrityError} from '../errors.js'
-import {hash} from '../store/hash.js'
+import {contentMismatch} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
 import type {HttpStore} from './http-store.js'
 import {bulkGet, type BulkItem} from './pipelined-get.js'
@@ -117,9 +117,9 @@ export class BatchedSource implements ChunkSource {
       items,
       {
         onBody: (item, body) => {
-          const actual = hash(body)
+          const actual = contentMismatch(item.id, body)
           settle(item, (w) =>
-            actual === item.id
+            actual === undefined
               ? w.resolve(body)
               : w.reject(new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${item.id} (they hash to ${actual})`, {data: {id: item.id, actual, source: this.name}})),
           )

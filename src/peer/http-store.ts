@@ -9,7 +9,7 @@ import http from 'node:http'
 import https from 'node:https'
 import type {Got, OptionsInit, Response} from 'got'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError} from '../errors.js'
-import {hash} from '../store/hash.js'
+import {verifyContent} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
 import {isValidRefPart} from '../store/ref.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
@@ -183,9 +183,11 @@ export class HttpStore implements RemoteSource {
     const headers = this.objectRequestHeaders(opts.fetchThrough === true)
     const data = await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers})
     if (data === undefined) return undefined
-    const actual = hash(data)
-    if (actual !== id)
-      throw new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}})
+    verifyContent(
+      id,
+      data,
+      (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}}),
+    )
     return data
   }
 
@@ -274,8 +276,7 @@ export class HttpStore implements RemoteSource {
   async getManifestBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
     const data = await this.getBuffer(manifestPath(id), `manifest ${id}`, MAX_MANIFEST_BYTES, {...opts, quick: true})
     if (data === undefined) return undefined
-    const actual = hash(data)
-    if (actual !== id) throw new RemoteIntegrityError(`${this.name} sent wrong bytes for manifest ${id} (they hash to ${actual})`, {data: {id, actual}})
+    verifyContent(id, data, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for manifest ${id} (they hash to ${actual})`, {data: {id, actual}}))
     return data
   }
 

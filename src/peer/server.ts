@@ -32,7 +32,7 @@ import {pipeline} from 'node:stream/promises'
 import {Counter, Gauge, Registry} from 'prom-client'
 import {BadManifestError, IntegrityError, isErrno, SourceDownError, StoreBusyError} from '../errors.js'
 import {isAllZero} from '../store/chunker.js'
-import {hash} from '../store/hash.js'
+import {contentMismatch} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
 import {objectFileDefect, type LocalStore} from '../store/local-store.js'
 import {withLock} from '../store/lock.js'
@@ -385,7 +385,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
         } catch (err) {
           if (!(err instanceof IntegrityError)) throw err // a corrupt copy here: fetch a good one
         }
-        if (here !== undefined && hash(here) === id) return here
+        if (here !== undefined && contentMismatch(id, here) === undefined) return here
         // verified by the source (ChunkSource.get's contract: HttpStore and
         // BatchedSource hash every body; wrong bytes are a RemoteIntegrityError)
         const data = await upstream!.get(id)
@@ -536,7 +536,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
 
   async function putObject(req: IncomingMessage, res: ServerResponse, ctx: Ctx, id: string): Promise<void> {
     const data = await readBody(req, MAX_OBJECT_BYTES)
-    if (hash(data) !== id) {
+    if (contentMismatch(id, data) !== undefined) {
       m.verificationFailures.inc({source: 'upload'})
       throw new HttpFailure(400, 'body does not hash to the id')
     }
