@@ -16,7 +16,7 @@ import https from 'node:https'
 import type {AddressInfo, Socket} from 'node:net'
 import type {LocalStore} from '../store/local-store.js'
 import {onResponseDone} from './response-done.js'
-import {createLogger} from './server/access-log.js'
+import {createLogger, type LogFormat, type LogLevel} from './server/access-log.js'
 import type {ServerContext} from './server/context.js'
 import {describe, Dispatcher} from './server/dispatch.js'
 import {FetchThrough} from './server/fetch-through.js'
@@ -26,6 +26,8 @@ import {ReadHandlers} from './server/reads.js'
 import {UploadHandlers} from './server/uploads.js'
 import type {ChunkSource} from './source.js'
 import {MAX_HEADER_BYTES} from './wire.js'
+
+export {LOG_FORMATS, type LogFormat, type LogLevel} from './server/access-log.js'
 
 export interface ServeInit {
   /** Interface to bind (default 127.0.0.1). */
@@ -37,8 +39,13 @@ export interface ServeInit {
   /** Fetch-through source for `X-Vmi-Fetch: upstream` (usually the seed). */
   upstream?: ChunkSource
   tls?: {cert: Buffer; key: Buffer}
-  /** One line per request, and error details. */
-  log?: (line: string) => void
+  /**
+   * Where log lines go: one per request ('info'), a chunk file not served
+   * ('warn'), error details ('error').
+   */
+  log?: (line: string, level: LogLevel) => void
+  /** Text lines (default), or one JSON object a line (access-log.ts). */
+  logFormat?: LogFormat
   /** Connections beyond this are dropped (default 1024). */
   maxConnections?: number
   /**
@@ -104,7 +111,7 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
 
 export async function startServer(store: LocalStore, init: ServeInit = {}): Promise<RunningServer> {
   const {host = '127.0.0.1', port = 7070, upstream, tls, maxConnections = 1024, requestTimeoutMs = 120_000} = init
-  const sc: ServerContext = {store, metrics: createMetrics(upstream?.kind), logger: createLogger(init.log ?? (() => {}))}
+  const sc: ServerContext = {store, metrics: createMetrics(upstream?.kind), logger: createLogger(init.log ?? (() => {}), init.logFormat)}
   const uploads = new UploadHandlers(sc, init.pushToken)
   const dispatcher = new Dispatcher(sc, new ReadHandlers(sc, upstream && new FetchThrough(sc, upstream)), uploads)
   const inFlight = new InFlight()
@@ -112,6 +119,8 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const start = process.hrtime.bigint()
     const x: Exchange = {req, res, ctx: {route: 'other', bytes: 0}}
+    // read now: a socket that has closed no longer tells its peer's address
+    const client = req.socket.remoteAddress ?? '-'
     inFlight.count++
     sc.metrics.inFlight.inc()
     if (inFlight.closing) res.setHeader('Connection', 'close')
@@ -124,7 +133,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
       const status = res.headersSent ? res.statusCode : 0
       sc.metrics.requests.inc({route: x.ctx.route, method, status: String(status)})
       const ms = Number(process.hrtime.bigint() - start) / 1e6
-      sc.logger.request({method: req.method ?? '-', path: req.url ?? '-', status, bytes: x.ctx.bytes, ms})
+      sc.logger.request({client, method: req.method ?? '-', path: req.url ?? '-', status, bytes: x.ctx.bytes, ms})
       if (inFlight.closing) server.closeIdleConnections()
       inFlight.done()
     }
