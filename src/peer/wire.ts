@@ -64,6 +64,9 @@ export function bearer(token: string): string {
   return `Bearer ${token}`
 }
 
+/** WWW-Authenticate of a 401: uploads need a bearer token. */
+export const BEARER_CHALLENGE = 'Bearer realm="vmi"'
+
 /** The push token in an Authorization value, or undefined when it carries none. */
 export function parseBearer(value: string | undefined): string | undefined {
   const m = typeof value === 'string' ? /^Bearer +(\S+) *$/i.exec(value) : null

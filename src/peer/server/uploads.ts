@@ -20,6 +20,7 @@ import {decodeManifest, uniqueChunkIds} from '../../store/manifest.js'
 import {mapLimit} from '../../store/map-limit.js'
 import {decodeProfile} from '../../store/profile.js'
 import {
+  BEARER_CHALLENGE,
   CACHE_NONE,
   CONTENT_JSON,
   MAX_MANIFEST_BYTES,
@@ -99,7 +100,7 @@ export class UploadHandlers {
 
   private checkToken(req: IncomingMessage): void {
     const token = parseBearer(req.headers.authorization)
-    if (token === undefined) throw new HttpFailure(401, 'push token required', {'WWW-Authenticate': 'Bearer realm="vmi"'})
+    if (token === undefined) throw new HttpFailure(401, 'push token required', {'WWW-Authenticate': BEARER_CHALLENGE})
     // equal-length digests: the comparison time does not depend on the token
     if (!timingSafeEqual(digest(token), this.tokenDigest!)) throw new HttpFailure(403, 'wrong push token')
   }
