@@ -19,7 +19,7 @@
 //     host's peer list; the list includes the host itself, as in the
 //     benchmark) with fetch-through: an owner that has the chunk queues an
 //     upload; one that lacks it joins its single flight for that chunk (one
-//     seed fetch per owner and chunk, however many ask: server.ts
+//     seed fetch per owner and chunk, however many ask: server/fetch-through.ts
 //     fetchThrough), stores it, then uploads it to every waiter;
 //   - a host whose list still names an owner that has left gets a refused
 //     connection and, as chain.ts does, asks the next peers in rank order

@@ -15,13 +15,12 @@
  * store's own get (got, with its retries and redirects), one by one.
  */
 import {RemoteIntegrityError} from '../errors.js'
-import {hash} from '../store/hash.js'
+import {contentMismatch} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
-import {MAX_CHUNK_SIZE} from '../store/manifest.js'
 import type {HttpStore} from './http-store.js'
-import {objectPath} from './http-store.js'
 import {bulkGet, type BulkItem} from './pipelined-get.js'
 import type {ChunkSource, FetchOptions, SourceKind} from './source.js'
+import {MAX_OBJECT_BYTES, objectPath} from './wire.js'
 
 export interface BatchedSourceInit {
   /** Most gets in one batch (default 64). */
@@ -99,7 +98,7 @@ export class BatchedSource implements ChunkSource {
   private async send(batch: Waiter[]): Promise<void> {
     const byItem = new Map<BulkItem, Waiter>()
     const items = batch.map((w) => {
-      const item: BulkItem = {id: w.id, path: objectPath(w.id), length: this.typical, upTo: MAX_CHUNK_SIZE}
+      const item: BulkItem = {id: w.id, path: objectPath(w.id), length: this.typical, upTo: MAX_OBJECT_BYTES}
       byItem.set(item, w)
       return item
     })
@@ -118,9 +117,9 @@ export class BatchedSource implements ChunkSource {
       items,
       {
         onBody: (item, body) => {
-          const actual = hash(body)
+          const actual = contentMismatch(item.id, body)
           settle(item, (w) =>
-            actual === item.id
+            actual === undefined
               ? w.resolve(body)
               : w.reject(new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${item.id} (they hash to ${actual})`, {data: {id: item.id, actual, source: this.name}})),
           )

@@ -12,7 +12,7 @@
  * index, and does the bookkeeping: counts, events, progress, and what goes
  * back to the chunk-by-chunk chain.
  */
-import {hash} from '../store/hash.js'
+import {contentMismatch} from '../store/hash.js'
 import type {LocalStore} from '../store/local-store.js'
 import {bulkGet, type BulkItem, type BulkOptions} from './pipelined-get.js'
 
@@ -91,8 +91,8 @@ export async function runBulkTask(store: LocalStore, task: BulkTask, report: (p:
           const {index} = item as Indexed
           try {
             if (fatal) return
-            const actual = hash(body)
-            if (actual !== item.id) pending.mismatch.push([index, actual])
+            const actual = contentMismatch(item.id, body)
+            if (actual !== undefined) pending.mismatch.push([index, actual])
             else {
               store.putObjectSync(item.id, body, {probe: task.probe})
               pending.stored.push(index)

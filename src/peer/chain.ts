@@ -22,16 +22,16 @@ import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, So
 import {promises as fsp} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {hash} from '../store/hash.js'
+import {contentMismatch} from '../store/hash.js'
 import {tmpName} from '../store/fs-util.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../store/map-limit.js'
 import {ObjectWriter} from '../store/object-writer.js'
-import {objectPath} from './http-store.js'
 import type {BulkItem} from './pipelined-get.js'
 import type {BulkEnd, BulkProgress} from './bulk-receive.js'
 import {rankPeers} from './rendezvous.js'
 import type {RemoteSource, SourceKind} from './source.js'
+import {objectPath} from './wire.js'
 
 export interface ChainStats {
   chunks: Record<SourceKind, number>
@@ -372,7 +372,7 @@ export class FetchChain {
       // larger than any chunk, or not a file: corrupt, handled like a mismatch below
       if (!(err instanceof IntegrityError)) throw err
     }
-    if (data !== undefined && (this.init.verifyLocal === false || hash(data) === id)) {
+    if (data !== undefined && (this.init.verifyLocal === false || contentMismatch(id, data) === undefined)) {
       await this.local.touchObject(id) // least-recently-used order for the cache budget
       return data
     }

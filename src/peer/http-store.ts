@@ -10,15 +10,32 @@ import https from 'node:https'
 import type {SecureContext} from 'node:tls'
 import type {Got, OptionsInit, Response} from 'got'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError, RemoteTlsError} from '../errors.js'
-import {hash} from '../store/hash.js'
+import {verifyContent} from '../store/hash.js'
 import {isValidId} from '../store/layout.js'
 import {isValidRefPart} from '../store/ref.js'
-import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
-import {MAX_PROFILE_BYTES} from '../store/profile.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
 import {bulkGet, type BulkOptions} from './pipelined-get.js'
 import {isTlsTrustError, trustContext} from './tls-trust.js'
 import type {FetchOptions, RemoteSource, SourceKind} from './source.js'
+import {
+  bearer,
+  CONTENT_BINARY,
+  FETCH_HEADER,
+  FETCH_UPSTREAM,
+  manifestPath,
+  MAX_MANIFEST_BYTES,
+  MAX_MISSING_IDS,
+  MAX_OBJECT_BYTES,
+  MAX_PROFILE_BYTES,
+  MAX_REF_BYTES,
+  MAX_REF_LIST_BYTES,
+  MISSING_ROUTE,
+  objectPath,
+  profilePath,
+  REF_LIST_ROUTE,
+  refPath,
+  USER_AGENT,
+} from './wire.js'
 
 export interface HttpStoreInit {
   kind?: SourceKind
@@ -39,18 +56,8 @@ export interface HttpStoreInit {
   maxSockets?: number
 }
 
-export const MISSING_BATCH = 10_000
-
 /** How long past its connect timeout a ping may wait for the answer's headers. */
 const PING_ANSWER_MS = 2000
-
-export function objectPath(id: string): string {
-  return `objects/${id.slice(0, 2)}/${id.slice(2)}`
-}
-
-export function manifestPath(id: string): string {
-  return `manifests/${id.slice(0, 2)}/${id.slice(2)}`
-}
 
 export class HttpStore implements RemoteSource {
   readonly url: string
@@ -89,7 +96,7 @@ export class HttpStore implements RemoteSource {
         http: new http.Agent({keepAlive: true, maxSockets}),
         https: new https.Agent({keepAlive: true, maxSockets, rejectUnauthorized: !init.insecure, secureContext: this.secureContext}),
       },
-      headers: {'user-agent': 'vmi/1'},
+      headers: {'user-agent': USER_AGENT},
     }
     this.gotOptions = options
   }
@@ -190,16 +197,18 @@ export class HttpStore implements RemoteSource {
   async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
     if (!isValidId(id)) throw new TypeError(`bad id ${id}`)
     const headers = this.objectRequestHeaders(opts.fetchThrough === true)
-    const data = await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_CHUNK_SIZE, {...opts, headers})
+    const data = await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers})
     if (data === undefined) return undefined
-    const actual = hash(data)
-    if (actual !== id)
-      throw new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}})
+    verifyContent(
+      id,
+      data,
+      (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}}),
+    )
     return data
   }
 
   private objectRequestHeaders(fetchThrough: boolean): Record<string, string> {
-    return fetchThrough ? {...this.objectHeaders, 'x-vmi-fetch': 'upstream'} : this.objectHeaders
+    return fetchThrough ? {...this.objectHeaders, [FETCH_HEADER]: FETCH_UPSTREAM} : this.objectHeaders
   }
 
   /**
@@ -248,16 +257,16 @@ export class HttpStore implements RemoteSource {
     )
   }
 
-  /** The ids this store lacks: one POST per 10,000 ids, or HEADs against a static server. */
+  /** The ids this store lacks: one POST per MAX_MISSING_IDS ids, or HEADs against a static server. */
   async missing(ids: string[], opts: FetchOptions & {concurrency?: number} = {}): Promise<string[]> {
     const out: string[] = []
-    for (let i = 0; i < ids.length; i += MISSING_BATCH) {
-      const batch = ids.slice(i, i + MISSING_BATCH)
+    for (let i = 0; i < ids.length; i += MAX_MISSING_IDS) {
+      const batch = ids.slice(i, i + MAX_MISSING_IDS)
       if (!this.batchUnsupported) {
         const res = await withRetry(
           async () => {
             try {
-              return await (await this.client()).post('v1/objects/missing', {json: {ids: batch}, responseType: 'json', signal: opts.signal})
+              return await (await this.client()).post(MISSING_ROUTE, {json: {ids: batch}, responseType: 'json', signal: opts.signal})
             } catch (err) {
               throw this.fail('the batch missing-check', undefined, err)
             }
@@ -284,22 +293,21 @@ export class HttpStore implements RemoteSource {
   async getManifestBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
     const data = await this.getBuffer(manifestPath(id), `manifest ${id}`, MAX_MANIFEST_BYTES, {...opts, quick: true})
     if (data === undefined) return undefined
-    const actual = hash(data)
-    if (actual !== id) throw new RemoteIntegrityError(`${this.name} sent wrong bytes for manifest ${id} (they hash to ${actual})`, {data: {id, actual}})
+    verifyContent(id, data, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for manifest ${id} (they hash to ${actual})`, {data: {id, actual}}))
     return data
   }
 
   /** A boot profile (sidecar), or undefined when the remote has none. Not verified: only a hint. */
   async getProfileBytes(id: string, opts: FetchOptions & {maxBytes?: number} = {}): Promise<Buffer | undefined> {
-    return this.getBuffer(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, `boot profile of ${id}`, Math.min(opts.maxBytes ?? MAX_PROFILE_BYTES, MAX_PROFILE_BYTES), {...opts, quick: true})
+    return this.getBuffer(profilePath(id), `boot profile of ${id}`, Math.min(opts.maxBytes ?? MAX_PROFILE_BYTES, MAX_PROFILE_BYTES), {...opts, quick: true})
   }
 
   async putProfile(id: string, bytes: Buffer, opts: FetchOptions = {}): Promise<void> {
-    await this.put(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, bytes, `boot profile of ${id}`, opts)
+    await this.put(profilePath(id), bytes, `boot profile of ${id}`, opts)
   }
 
   async getRef(name: string, tag: string, opts: FetchOptions = {}): Promise<string | undefined> {
-    const data = await this.getBuffer(`refs/${encodeURIComponent(name)}/${encodeURIComponent(tag)}`, `ref ${name}:${tag}`, 1024, {...opts, quick: true})
+    const data = await this.getBuffer(refPath(name, tag), `ref ${name}:${tag}`, MAX_REF_BYTES, {...opts, quick: true})
     if (data === undefined) return undefined
     const id = data.toString('utf8').trim()
     if (!isValidId(id)) throw new RemoteError(`${this.name} answered ref ${name}:${tag} with something that is not an id`)
@@ -307,7 +315,7 @@ export class HttpStore implements RemoteSource {
   }
 
   async listRefs(opts: FetchOptions = {}): Promise<{name: string; tag: string; id: string}[] | undefined> {
-    const data = await this.getBuffer('v1/refs', 'the ref list', 64 << 20, opts)
+    const data = await this.getBuffer(REF_LIST_ROUTE, 'the ref list', MAX_REF_LIST_BYTES, opts)
     if (data === undefined) return undefined
     try {
       const refs = JSON.parse(data.toString('utf8')).refs
@@ -325,7 +333,7 @@ export class HttpStore implements RemoteSource {
       async () => {
         let res: Response
         try {
-          res = await (await this.client()).put(path, {body, headers: {authorization: `Bearer ${this.token}`, 'content-type': 'application/octet-stream'}, signal: opts.signal})
+          res = await (await this.client()).put(path, {body, headers: {authorization: bearer(this.token!), 'content-type': CONTENT_BINARY}, signal: opts.signal})
         } catch (err) {
           throw this.fail(`upload of ${what}`, undefined, err)
         }
@@ -347,7 +355,7 @@ export class HttpStore implements RemoteSource {
   }
 
   async putRef(name: string, tag: string, id: string, opts: FetchOptions = {}): Promise<void> {
-    await this.put(`refs/${encodeURIComponent(name)}/${encodeURIComponent(tag)}`, id + '\n', `ref ${name}:${tag}`, opts)
+    await this.put(refPath(name, tag), id + '\n', `ref ${name}:${tag}`, opts)
   }
 }
 

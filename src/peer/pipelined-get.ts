@@ -19,6 +19,7 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import {trustContext} from './tls-trust.js'
+import {MAX_HEADER_BYTES, USER_AGENT} from './wire.js'
 
 export interface BulkItem {
   id: string
@@ -66,7 +67,6 @@ export interface BulkResult {
   connectionsOpened: number
 }
 
-const MAX_HEAD = 16 * 1024
 /** A wrong-length body up to this size is read past; a bigger one closes the connection. */
 const MAX_SKIP = 8 << 20
 const READ_BUFFER = 1 << 20
@@ -80,7 +80,7 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
   const port = Number(base.port || (secure ? 443 : 80))
   const host = base.hostname.replace(/^\[|\]$/g, '')
   const prefix = base.pathname.endsWith('/') ? base.pathname : base.pathname + '/'
-  const extra = Object.entries({'user-agent': 'vmi/1', ...(opts.headers ?? {})})
+  const extra = Object.entries({'user-agent': USER_AGENT, ...(opts.headers ?? {})})
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join('')
   const hostHeader = `host: ${base.host}\r\n`
@@ -186,7 +186,7 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
             const joined: Buffer = head ? Buffer.concat([head, chunk]) : chunk
             const endAt = joined.indexOf('\r\n\r\n')
             if (endAt < 0) {
-              if (joined.length > MAX_HEAD) throw new ProtocolStop('response header too large')
+              if (joined.length > MAX_HEADER_BYTES) throw new ProtocolStop('response header too large')
               head = Buffer.from(joined)
               return
             }

@@ -20,7 +20,7 @@ import tar from 'tar-stream'
 import {BadBundleError, FileNotFoundError, InterruptedError, VmiError, storeWriteError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {tmpName} from './fs-util.js'
-import {hash} from './hash.js'
+import {verifyContent} from './hash.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
 import {acquireLock} from './lock.js'
@@ -214,8 +214,7 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
         }
       } else {
         const data = await readEntry(entry, size ?? 0, MAX_CHUNK_SIZE, name)
-        const actual = hash(data)
-        if (actual !== id) throw new BadBundleError(`${what}: object ${id} is corrupt (its content hashes to ${actual})`, {data: {id, actual}})
+        verifyContent(id, data, (actual) => new BadBundleError(`${what}: object ${id} is corrupt (its content hashes to ${actual})`, {data: {id, actual}}))
         objects++
         bytes += data.length
         if (await store.hasObject(id)) have.add(id)

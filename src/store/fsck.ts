@@ -9,7 +9,7 @@ import path from 'node:path'
 import {InterruptedError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {readdirOrEmpty, readFileBounded, tmpName} from './fs-util.js'
-import {hash} from './hash.js'
+import {contentMismatch} from './hash.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
 import {withLock} from './lock.js'
@@ -97,8 +97,8 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
       }
       if (data === undefined) continue // removed meanwhile
       objectBytes += data.length
-      const actual = hash(data)
-      if (actual !== id) {
+      const actual = contentMismatch(id, data)
+      if (actual !== undefined) {
         const p: Problem = {kind: 'corrupt-object', path: rel(file), message: `object ${id} is corrupt: its content hashes to ${actual}`}
         if (init.repair) p.repaired = await quarantine(store, file, id)
         problems.push(p)

@@ -70,3 +70,25 @@ export function activeHashBackend(): HashBackendName {
 export function hash(data: Uint8Array): string {
   return pick().fn(data).toString('hex')
 }
+
+/**
+ * The one check that content matches its address: what `data` hashes to
+ * when that is not `id`, else undefined. Every read from the network or a
+ * bundle, every upload, and every verified local read goes through this or
+ * verifyContent; callers keep their own error (IntegrityError,
+ * RemoteIntegrityError, BadBundleError …) naming the store that was wrong.
+ */
+export function contentMismatch(id: string, data: Uint8Array): string | undefined {
+  return digestMismatch(id, hash(data))
+}
+
+/** contentMismatch for a digest already computed (a manifest hashed as it streamed). */
+export function digestMismatch(id: string, actual: string): string | undefined {
+  return actual === id ? undefined : actual
+}
+
+/** Throws `fail(actual)` unless `data` hashes to `id`. */
+export function verifyContent(id: string, data: Uint8Array, fail: (actual: string) => Error): void {
+  const actual = contentMismatch(id, data)
+  if (actual !== undefined) throw fail(actual)
+}

@@ -16,7 +16,7 @@ import {
   storeWriteError,
 } from '../errors.js'
 import {exists, fastTmpName, mkdirp, mkdirpSync, readdirOrEmpty, readFileBounded, tmpName, writeFileAtomic, writeFileNoClobberSync} from './fs-util.js'
-import {hash} from './hash.js'
+import {verifyContent} from './hash.js'
 import {verifyManifestFile, type ManifestHead} from './manifest-stream.js'
 import {isValidId, StoreLayout} from './layout.js'
 import {decodeManifest, encodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, type Manifest} from './manifest.js'
@@ -159,8 +159,7 @@ export class LocalStore {
     const data = this.readObject(id, opts.into)
     if (data === undefined) throw new ChunkMissingError(`chunk ${id} is not in ${this.name}`, {data: {id}})
     if (opts.verify) {
-      const actual = hash(data)
-      if (actual !== id) throw new IntegrityError(`chunk ${id} in ${this.name} is corrupt (hashes to ${actual})`, {data: {id, actual}})
+      verifyContent(id, data, (actual) => new IntegrityError(`chunk ${id} in ${this.name} is corrupt (hashes to ${actual})`, {data: {id, actual}}))
     }
     return data
   }
@@ -179,8 +178,7 @@ export class LocalStore {
    */
   async putObject(id: string, data: Uint8Array, opts: {verify?: boolean} = {}): Promise<boolean> {
     if (opts.verify) {
-      const actual = hash(data)
-      if (actual !== id) throw new IntegrityError(`refusing chunk claimed to be ${id}: it hashes to ${actual}`, {data: {id, actual}})
+      verifyContent(id, data, (actual) => new IntegrityError(`refusing chunk claimed to be ${id}: it hashes to ${actual}`, {data: {id, actual}}))
     }
     return this.putObjectSync(id, data)
   }

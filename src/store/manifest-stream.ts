@@ -12,7 +12,7 @@
 import fs, {promises as fsp} from 'node:fs'
 import {createRequire} from 'node:module'
 import {BadManifestError, VmiError} from '../errors.js'
-import {hash} from './hash.js'
+import {digestMismatch, hash} from './hash.js'
 import {canonicalJson, chunkCount, MAX_MANIFEST_BYTES, validateManifest, type ChunkEntry, type Manifest} from './manifest.js'
 
 const require = createRequire(import.meta.url)
@@ -455,7 +455,8 @@ async function scanManifestFile(file: string, expectedId: string, onId: () => vo
     if (pieces[0]) release(pieces[0])
     pieces = undefined
   } else actual = hasher!.digest('hex')
-  if (actual !== expectedId) throw new BadManifestError(`${where} does not match its id (content hashes to ${actual})`, {data: {expectedId, actual}})
+  if (digestMismatch(expectedId, actual) !== undefined)
+    throw new BadManifestError(`${where} does not match its id (content hashes to ${actual})`, {data: {expectedId, actual}})
   if (phase === 'prefix') throw new BadManifestError(`${where}: no chunk list in canonical form ("chunks":[…])`)
   if (phase !== 'suffix') throw new BadManifestError(`${where}: the chunk list is not terminated (truncated?)`)
   const frameText = Buffer.concat([keyFinder.prefix(), ...suffixParts]).toString('utf8')

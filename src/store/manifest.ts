@@ -3,7 +3,7 @@
  * the image id is the BLAKE3 of these bytes. See docs/FORMAT.md.
  */
 import {BadManifestError} from '../errors.js'
-import {hash} from './hash.js'
+import {hash, verifyContent} from './hash.js'
 import {isValidId} from './layout.js'
 
 export const MANIFEST_VERSION = 1
@@ -113,10 +113,8 @@ const KEYS = new Set(['version', 'virtualSize', 'chunkSize', 'chunks', 'sourceFo
 export function decodeManifest(bytes: Uint8Array, expectedId?: string): Manifest {
   const where = expectedId ? `manifest ${expectedId}` : 'manifest'
   if (bytes.length > MAX_MANIFEST_BYTES) throw new BadManifestError(`${where} is ${bytes.length} bytes, larger than the ${MAX_MANIFEST_BYTES} limit`)
-  if (expectedId !== undefined) {
-    const actual = hash(bytes)
-    if (actual !== expectedId) throw new BadManifestError(`${where} does not match its id (content hashes to ${actual})`, {data: {expectedId, actual}})
-  }
+  if (expectedId !== undefined)
+    verifyContent(expectedId, bytes, (actual) => new BadManifestError(`${where} does not match its id (content hashes to ${actual})`, {data: {expectedId, actual}}))
   let parsed: unknown
   try {
     parsed = JSON.parse(Buffer.from(bytes).toString('utf8'))

@@ -6,7 +6,7 @@
  */
 import {parentPort, workerData} from 'node:worker_threads'
 import {runBulkTask, type BulkTask} from '../peer/bulk-receive.js'
-import {hash} from './hash.js'
+import {contentMismatch} from './hash.js'
 import {processSegment, SegmentReadError, type SegmentRequest} from './import-segment.js'
 import {LocalStore} from './local-store.js'
 
@@ -34,8 +34,8 @@ parentPort!.on('message', (m: PutMessage | SegmentMessage | BulkMessage | AbortM
   // the memory goes back with the answer, for the next chunk
   const reply = (r: object) => parentPort!.postMessage({seq: m.seq, buffer: m.buffer, ...r}, [m.buffer])
   if (m.verify) {
-    const actual = hash(data)
-    if (actual !== m.id) return reply({mismatch: actual})
+    const actual = contentMismatch(m.id, data)
+    if (actual !== undefined) return reply({mismatch: actual})
   }
   try {
     reply({ok: store.putObjectSync(m.id, data, {probe: false}) ? 'stored' : 'present'})

@@ -15,7 +15,7 @@ import {Worker} from 'node:worker_threads'
 import {IntegrityError, StoreError, storeWriteError} from '../errors.js'
 import type {BulkEnd, BulkProgress, BulkTask} from '../peer/bulk-receive.js'
 import {tmpName} from './fs-util.js'
-import {hash} from './hash.js'
+import {verifyContent} from './hash.js'
 import {StoreLayout} from './layout.js'
 import {SegmentReadError, type SegmentRequest, type SegmentResult} from './import-segment.js'
 import type {LocalStore} from './local-store.js'
@@ -155,10 +155,7 @@ export class ObjectWriter {
   private putHere(store: LocalStore, id: string, data: Buffer, opts: {verify?: boolean}): Promise<PutOutcome> {
     this.inlinePuts++
     try {
-      if (opts.verify !== false) {
-        const actual = hash(data)
-        if (actual !== id) return Promise.reject(new IntegrityError(`chunk ${id} hashes to ${actual}`, {data: {id, actual}}))
-      }
+      if (opts.verify !== false) verifyContent(id, data, (actual) => new IntegrityError(`chunk ${id} hashes to ${actual}`, {data: {id, actual}}))
       // (putObjectSync reports a store that cannot be written as a StoreError, as the thread does)
       return Promise.resolve(store.putObjectSync(id, data, {probe: false}) ? 'stored' : 'present')
     } catch (err) {

@@ -1,6 +1,6 @@
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {activeHashBackend, hash, hashBackend, nativeCandidates} from '../../dist/store/hash.js'
+import {activeHashBackend, contentMismatch, digestMismatch, hash, hashBackend, nativeCandidates, verifyContent} from '../../dist/store/hash.js'
 import {execFileSync} from 'node:child_process'
 import {skip} from '../helpers/index.js'
 
@@ -85,6 +85,25 @@ test('loading the native backend does not ask process.report for the C library (
     console.log(JSON.stringify({backend: activeHashBackend(), asked}))`
   const r = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], {encoding: 'utf8'}))
   assert.equal(r, {backend: 'native', asked: 0})
+})
+
+test('verifyContent: content matching its id passes, a mismatch throws the error of the caller, with what it hashes to', () => {
+  const data = Buffer.from('chunk bytes')
+  const id = hash(data)
+  const other = Buffer.from('other bytes')
+  assert.is(contentMismatch(id, data), undefined)
+  assert.is(contentMismatch(id, other), hash(other))
+  assert.is(digestMismatch(id, id), undefined)
+  assert.is(digestMismatch(id, hash(other)), hash(other))
+  verifyContent(id, data, () => assert.unreachable('no error for matching content'))
+  class MyError extends Error {}
+  try {
+    verifyContent(id, other, (actual) => new MyError(`hashes to ${actual}`))
+    assert.unreachable('a mismatch must throw')
+  } catch (err) {
+    assert.instance(err, MyError)
+    assert.is(err.message, `hashes to ${hash(other)}`)
+  }
 })
 
 test.run()
