@@ -44,7 +44,7 @@ Exit codes: 0 ok, 2 bad arguments (a bad line in a peers file is named by file:l
       if (r.evicted && r.evicted.removedObjects > 0) this.note(`cache budget ${humanBytes(r.evicted.maxBytes)}: evicted ${r.evicted.removedObjects} chunks (${humanBytes(r.evicted.freedBytes)})`)
       const b = r.fromBytes
       this.note(
-        `pulled ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''}: ${r.distinctChunks} distinct chunks, ${humanBytes(b.local + b.peer + b.seed)} in ${r.seconds.toFixed(2)} s, ${rate(b.peer + b.seed, r.seconds)} fetched`,
+        `pulled ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''}${r.upToDate ? ' (already here whole)' : ''}: ${r.distinctChunks} distinct chunks, ${humanBytes(b.local + b.peer + b.seed)} in ${r.seconds.toFixed(2)} s, ${rate(b.peer + b.seed, r.seconds)} fetched`,
       )
       this.log(`local ${humanBytes(b.local)} (${r.fromChunks.local}), peers ${humanBytes(b.peer)} (${r.fromChunks.peer}), seed ${humanBytes(b.seed)} (${r.fromChunks.seed})`)
       return r

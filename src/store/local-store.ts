@@ -485,6 +485,13 @@ export class LocalStore {
     await this.setMark(this.layout.lazyPath(id), on, `lazy mark of ${id}`)
   }
 
+  async isLazy(id: string): Promise<boolean> {
+    return fsp.access(this.layout.lazyPath(id)).then(
+      () => true,
+      () => false,
+    )
+  }
+
   async listLazy(): Promise<string[]> {
     return (await readdirOrEmpty(this.layout.lazyDir)).filter(isValidId).sort()
   }
