@@ -219,6 +219,10 @@ export class GuardedRemote extends GuardedSource<RemoteSource> implements Remote
     return this.breaker.run(() => this.inner.getProfileBytes(id, opts))
   }
 
+  looksLikeStore(opts?: FetchOptions): Promise<boolean> {
+    return this.breaker.run(() => this.inner.looksLikeStore(opts))
+  }
+
   bulkOptions(fetchThrough: boolean): BulkOptions {
     return this.inner.bulkOptions(fetchThrough)
   }

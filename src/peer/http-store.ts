@@ -10,7 +10,7 @@ import https from 'node:https'
 import type {Got, OptionsInit, Response} from 'got'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError} from '../errors.js'
 import {hash} from '../store/hash.js'
-import {isValidId} from '../store/layout.js'
+import {isValidId, STORE_MARKER_NAME} from '../store/layout.js'
 import {isValidRefPart} from '../store/ref.js'
 import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
 import {MAX_PROFILE_BYTES} from '../store/profile.js'
@@ -279,6 +279,21 @@ export class HttpStore implements RemoteSource {
 
   async putProfile(id: string, bytes: Buffer, opts: FetchOptions = {}): Promise<void> {
     await this.put(`profiles/${id.slice(0, 2)}/${id.slice(2)}`, bytes, `boot profile of ${id}`, opts)
+  }
+
+  /**
+   * Whether the server is a vmi store at all: a static server over a store
+   * has its marker (/vmi-store.json), `vmi serve` answers /healthz. Asked
+   * after a 404 that may mean "not a vmi store" rather than "absent" (a
+   * store written before the marker existed has neither, when served
+   * statically). Throws when the server cannot be reached.
+   */
+  async looksLikeStore(opts: FetchOptions = {}): Promise<boolean> {
+    // any answer but 200 (404, 403 from a static server) means no marker
+    const marker = await this.getBuffer(STORE_MARKER_NAME, 'the store marker', 4096, {...opts, quick: true}).catch(() => undefined)
+    if (marker && marker.toString('utf8').includes('"vmi-store"')) return true
+    const health = await this.getBuffer('healthz', 'the health check', 64, {...opts, quick: true}).catch(() => undefined)
+    return health?.toString('utf8').trim() === 'ok'
   }
 
   async getRef(name: string, tag: string, opts: FetchOptions = {}): Promise<string | undefined> {

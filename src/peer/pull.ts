@@ -5,9 +5,9 @@
  * marked lazy (so gc keeps what has arrived), and the ref last, so a ref never
  * names an image whose chunks are not all here.
  */
-import {RefNotFoundError, RemoteError, UsageError, VmiError} from '../errors.js'
+import {NotAStoreError, RefNotFoundError, RemoteError, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
-import {isValidId} from '../store/layout.js'
+import {isValidId, STORE_MARKER_NAME} from '../store/layout.js'
 import type {LocalStore} from '../store/local-store.js'
 import {acquireLock} from '../store/lock.js'
 import type {ObjectWriter} from '../store/object-writer.js'
@@ -16,7 +16,7 @@ import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
 import {closeWriters, startWriters, type ChainStats, type FetchChain} from './chain.js'
-import type {SourceKind} from './source.js'
+import type {RemoteSource, SourceKind} from './source.js'
 
 export interface PullInit {
   /** Store the result under this name:tag (default: the name pulled, for refs). */
@@ -49,6 +49,14 @@ export interface PullResult {
   seconds: number
 }
 
+/** A seed that answers 404 to everything (any web server) is not "a seed without the image". */
+function notAStore(seed: RemoteSource, what: string): NotAStoreError {
+  return new NotAStoreError(
+    `${seed.url} does not look like a vmi seed (${what}, no /${STORE_MARKER_NAME}, no /healthz: neither a vmi serve nor a static server over a vmi store; a store last written by a vmi older than its marker gets one from any vmi command run on it)`,
+    {data: {url: seed.url}},
+  )
+}
+
 /** Resolve what to pull: `name:tag` (asked of the seed), or a full image id. */
 export async function resolveTarget(chain: FetchChain, spec: string, signal?: AbortSignal): Promise<{id: string; ref?: RefName}> {
   if (isValidId(spec)) return {id: spec}
@@ -67,6 +75,7 @@ export async function resolveTarget(chain: FetchChain, spec: string, signal?: Ab
     throw new UsageError(`pulling ${formatRef(ref)} by name needs a seed (remote) to look the name up; with peers only, pull by image id`)
   }
   const id = await chain.seed.getRef(ref.name, ref.tag, {signal})
+  if (!id && !(await chain.seed.looksLikeStore({signal}))) throw notAStore(chain.seed, `no ref ${formatRef(ref)}`)
   if (!id) throw new RefNotFoundError(`${chain.seed.name} has no image ${formatRef(ref)}`, {data: {spec}})
   return {id, ref}
 }
@@ -80,9 +89,10 @@ export async function fetchManifest(chain: FetchChain, id: string, signal?: Abor
     try {
       const bytes = await src.getManifestBytes(id, {signal})
       if (bytes) return {manifest: decodeManifest(bytes, id), bytes, from: src.name}
+      if (src === chain.seed && !(await src.looksLikeStore({signal}))) throw notAStore(src, `no manifest ${id}`)
       errors.push(`${src.name} (missing)`)
     } catch (err) {
-      if (signal?.aborted) throw err
+      if (signal?.aborted || err instanceof NotAStoreError) throw err
       errors.push(`${src.name} (${(err as Error).message})`)
     }
   }

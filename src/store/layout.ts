@@ -20,6 +20,11 @@ export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && ID_RE.test(id)
 }
 
+/** The store marker's file name, at the store's root (docs/FORMAT.md). */
+export const STORE_MARKER_NAME = 'vmi-store.json'
+/** Its content. */
+export const STORE_MARKER = '{"format":"vmi-store","version":1}\n'
+
 export class StoreLayout {
   readonly root: string
   readonly objectsDir: string
@@ -31,6 +36,8 @@ export class StoreLayout {
   readonly pinsDir: string
   readonly profilesDir: string
   readonly lazyDir: string
+  /** vmi-store.json: says "this directory is a vmi store" to whoever reads it over HTTP (a static seed). */
+  readonly markerFile: string
   readonly configFile: string
 
   constructor(root: string) {
@@ -45,6 +52,7 @@ export class StoreLayout {
     this.profilesDir = path.join(this.root, 'profiles')
     this.lazyDir = path.join(this.root, 'lazy')
     this.configFile = path.join(this.root, 'config.json')
+    this.markerFile = path.join(this.root, STORE_MARKER_NAME)
   }
 
   objectPath(id: string): string {
