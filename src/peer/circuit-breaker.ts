@@ -188,6 +188,11 @@ export class GuardedSource<S extends ChunkSource = ChunkSource> implements Chunk
     return this.breaker.state === 'closed' ? undefined : this.breaker.since
   }
 
+  /** While the breaker is not closed: why the source is down. */
+  get downReason(): string | undefined {
+    return this.breaker.state === 'closed' ? undefined : this.breaker.reason
+  }
+
   get(id: string, opts?: FetchOptions): Promise<Buffer | undefined> {
     return this.breaker.run(() => this.inner.get(id, opts))
   }

@@ -30,6 +30,21 @@ export interface PullInit {
   signal?: AbortSignal
 }
 
+/** One remote of the pull: whether it is up at the end, and what it gave. */
+export interface SourceReport {
+  name: string
+  url: string
+  kind: SourceKind
+  /** false while its circuit breaker is open: it could not be reached, and was not asked again. */
+  up: boolean
+  /** When down: why, and since when (ISO 8601). */
+  downReason?: string
+  downSince?: string
+  /** Distinct chunks (and bytes) it sent this pull. */
+  chunks: number
+  bytes: number
+}
+
 export interface PullResult {
   id: string
   ref?: string
@@ -44,6 +59,8 @@ export interface PullResult {
   manifestFrom: string
   /** The image was here whole already (its manifest, not marked lazy, and every chunk): nothing was fetched, read or re-hashed. */
   upToDate: boolean
+  /** Every peer, then the seed. */
+  sources: SourceReport[]
   /** What the cache budget removed afterwards. */
   evicted?: EvictResult
   seconds: number
@@ -194,6 +211,19 @@ async function pullWith(
     const evicted = init.maxCacheBytes !== undefined ? await evict(store, {maxBytes: init.maxCacheBytes, keep: [id]}) : undefined
     const s = chain.stats
     const diff = (k: SourceKind, field: 'chunks' | 'bytes') => s[field][k] - before[field][k]
+    const sources = [...chain.peerList, ...(chain.seed ? [chain.seed] : [])].map((src): SourceReport => {
+      const got = s.bySource[src.name] ?? {chunks: 0, bytes: 0}
+      const had = before.bySource[src.name] ?? {chunks: 0, bytes: 0}
+      return {
+        name: src.name,
+        url: src.url,
+        kind: src.kind,
+        up: src.downSince === undefined,
+        ...(src.downSince !== undefined ? {downReason: src.downReason, downSince: new Date(src.downSince).toISOString()} : {}),
+        chunks: got.chunks - had.chunks,
+        bytes: got.bytes - had.bytes,
+      }
+    })
     return {
       id,
       ref: target ? formatRef(target) : undefined,
@@ -206,6 +236,7 @@ async function pullWith(
       verificationFailures: s.verificationFailures - before.verificationFailures,
       manifestFrom: from,
       upToDate,
+      sources,
       ...(evicted ? {evicted} : {}),
       seconds: (performance.now() - t0) / 1000,
     }

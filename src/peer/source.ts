@@ -48,4 +48,6 @@ export interface RemoteSource extends ChunkSource, ManifestSource {
   ping(opts?: FetchOptions): Promise<void>
   /** While the source is known to be down (requests fail at once): since when, ms since the epoch. Else undefined. */
   readonly downSince?: number
+  /** While the source is known to be down: why. */
+  readonly downReason?: string
 }
