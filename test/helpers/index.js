@@ -2,6 +2,7 @@
 import {spawn, spawnSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {mkdtempSync, rmSync, promises as fsp} from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -123,6 +124,15 @@ export const isRoot = process.getuid?.() === 0
  */
 export function skip(reason) {
   console.log(`\n  SKIP: ${reason}`)
+}
+
+/** A port on 127.0.0.1 nothing listens on right now (a dead peer's address, or one for a server to take). */
+export async function freePort() {
+  const s = net.createServer()
+  await new Promise((r) => s.listen(0, '127.0.0.1', r))
+  const port = s.address().port
+  await new Promise((r) => s.close(r))
+  return port
 }
 
 /** All files under dir (relative paths). */

@@ -4,20 +4,12 @@
 // sent; `--json` carries the same as `sources`.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import net from 'node:net'
 import path from 'node:path'
-import {execAsync, makeImage, tmpStore} from '../helpers/index.js'
+import {execAsync, freePort, makeImage, tmpStore} from '../helpers/index.js'
 import {startServe} from '../helpers/serve.js'
 
 const K = 1024
 
-async function deadUrl() {
-  const s = net.createServer()
-  await new Promise((r) => s.listen(0, '127.0.0.1', r))
-  const port = s.address().port
-  await new Promise((r) => s.close(r))
-  return `http://127.0.0.1:${port}`
-}
 
 test('one dead peer of two: one warning line; --verbose and --json say which sources are up and what each sent', async () => {
   const t = tmpStore()
@@ -35,7 +27,7 @@ test('one dead peer of two: one warning line; --verbose and --json say which sou
     assert.is((await execAsync(['pull', 'app:v1', seed.url], {store: peerStore})).status, 0)
     const peer = await startServe(peerStore)
     servers.push(peer)
-    const dead = await deadUrl()
+    const dead = `http://127.0.0.1:${await freePort()}`
     const args = ['pull', 'app:v1', seed.url, '--peer', dead, '--peer', peer.url]
 
     for (const bulk of [[], ['--no-bulk']]) {

@@ -10,9 +10,8 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {spawn, spawnSync} from 'node:child_process'
 import {chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
-import {BIN, exec, fsckCleanAsync, hasCommand, makeImage, ROOT, skip, tmpDir} from '../helpers/index.js'
+import {BIN, exec, freePort, fsckCleanAsync, hasCommand, makeImage, ROOT, skip, tmpDir} from '../helpers/index.js'
 import {startServe} from '../helpers/serve.js'
 
 const K = 1024
@@ -87,15 +86,6 @@ function runRecipe(text, {cwd, env, until}) {
       })
     : Promise.race([exited, new Promise((r) => setTimeout(r, 240_000)).then(() => ({status: 'timeout', stdout, stderr}))])
   return {result, stop}
-}
-
-/** A port nothing listens on right now (a recipe's LISTEN). */
-async function freePort() {
-  const s = net.createServer()
-  await new Promise((r) => s.listen(0, '127.0.0.1', r))
-  const port = s.address().port
-  await new Promise((r) => s.close(r))
-  return port
 }
 
 function ok(r, what) {
