@@ -97,8 +97,17 @@ export async function resolveTarget(chain: FetchChain, spec: string, signal?: Ab
   return {id, ref}
 }
 
-/** Manifest bytes: local, else peers, else seed — verified against the id. */
-export async function fetchManifest(chain: FetchChain, id: string, signal?: AbortSignal): Promise<{manifest: Manifest; bytes: Buffer; from: string}> {
+/**
+ * Manifest bytes: local, else peers, else seed — verified against the id.
+ * `probeSeed`: when the seed lacks it, ask whether the seed is a vmi store at
+ * all (pulling by id; a seed that just answered a ref is one).
+ */
+export async function fetchManifest(
+  chain: FetchChain,
+  id: string,
+  signal?: AbortSignal,
+  opts: {probeSeed?: boolean} = {},
+): Promise<{manifest: Manifest; bytes: Buffer; from: string}> {
   const local = await chain.local.getManifestBytes(id)
   if (local) return {manifest: chain.local.decodeStoredManifest(id, local), bytes: local, from: chain.local.name}
   const errors: string[] = []
@@ -106,7 +115,7 @@ export async function fetchManifest(chain: FetchChain, id: string, signal?: Abor
     try {
       const bytes = await src.getManifestBytes(id, {signal})
       if (bytes) return {manifest: decodeManifest(bytes, id), bytes, from: src.name}
-      if (src === chain.seed && !(await src.looksLikeStore({signal}))) throw notAStore(src, `no manifest ${id}`)
+      if (opts.probeSeed && src === chain.seed && !(await src.looksLikeStore({signal}))) throw notAStore(src, `no manifest ${id}`)
       errors.push(`${src.name} (missing)`)
     } catch (err) {
       if (signal?.aborted || err instanceof NotAStoreError) throw err
@@ -155,7 +164,7 @@ async function pullWith(
 ): Promise<PullResult> {
   const {id, ref} = await resolveTarget(chain, spec, init.signal)
   const target = as ?? ref
-  const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal)
+  const {manifest, bytes, from} = await fetchManifest(chain, id, init.signal, {probeSeed: ref === undefined})
   const wasComplete = from === store.name && !(await store.isLazy(id))
   // The manifest goes in first, marked lazy (its chunks are on their way), and
   // a root lock names it: gc and cache eviction then keep every chunk of it,
