@@ -143,6 +143,11 @@ export class RemoteError extends VmiError {
   }
 }
 
+/** A remote answers HTTP, but is not a vmi store at all (any web server answering 404). */
+export class NotAStoreError extends RemoteError {
+  override readonly code = 'VMI_NOT_A_STORE'
+}
+
 export class RemoteAuthError extends RemoteError {
   override readonly code = 'VMI_REMOTE_AUTH'
   override readonly exitCode = ExitCode.AUTH

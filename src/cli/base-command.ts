@@ -11,7 +11,7 @@ import {LocalStore} from '../store/local-store.js'
 import type {ProgressReporter} from '../progress.js'
 import {hintFor} from './hints.js'
 import {jsonLine, versioned} from './json.js'
-import {ttyProgress} from './progress-bar.js'
+import {stderrProgress} from './progress-bar.js'
 import {resolveStoreDir} from './settings.js'
 
 /**
@@ -116,8 +116,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return LocalStore.open(this.storeDir(), opts)
   }
 
+  /** Progress on stderr: a bar on a TTY, else a line every 5 s ($VMI_PROGRESS_INTERVAL_MS); none with -q or --json. */
   protected progress(): ProgressReporter {
-    return ttyProgress(!this.flags.quiet && !this.jsonEnabled())
+    const ms = Number(process.env.VMI_PROGRESS_INTERVAL_MS)
+    return stderrProgress(!this.flags.quiet && !this.jsonEnabled(), Number.isInteger(ms) && ms > 0 ? ms : undefined)
   }
 
   /** One line on stderr (suppressed by --quiet and --json). */

@@ -2,7 +2,8 @@ import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes, rate} from '../cli/format.js'
 import {resolveChunkSize} from '../cli/settings.js'
-import {UsageError} from '../errors.js'
+import {RefNotFoundError, UsageError} from '../errors.js'
+import type {LocalStore} from '../store/local-store.js'
 import {DEFAULT_CHUNK_SIZE, importImage, type ImportResult} from '../store/import.js'
 
 export default class Import extends BaseCommand<typeof Import> {
@@ -10,13 +11,14 @@ export default class Import extends BaseCommand<typeof Import> {
   static override summary = 'Import a disk image into the store.'
   static override description = `Reads a raw image from FILE or standard input ("-"), or a qcow2, vmdk, vhdx, vdi or vpc image through qemu-img, splits it into fixed-size chunks named by their BLAKE3 hash, and stores each distinct non-zero chunk once. Prints the image id last on stdout.
 
-Exit codes: 0 ok, 2 bad arguments, 3 file not found, 5 not a usable image, 6 store not writable or full, 7 qemu-img missing or failed (or a converter gave the wrong length), 130 interrupted (143 SIGTERM).`
+Exit codes: 0 ok, 2 bad arguments, 3 file or --parent image not found, 5 not a usable image, 6 store not writable or full, 7 qemu-img missing or failed (or a converter gave the wrong length), 130 interrupted (143 SIGTERM).`
 
   static override examples = [
     '<%= config.bin %> import disk.raw debian:12',
     '<%= config.bin %> import cloud.qcow2 ubuntu:24.04 --chunk-size 1M',
     'curl -s https://example.com/disk.raw | <%= config.bin %> import - mydisk',
     '<%= config.bin %> import disk.raw --json',
+    '<%= config.bin %> import build/disk.qcow2 web:$GIT_SHA --parent-if-exists web:latest',
   ]
 
   static override args = {
@@ -26,7 +28,11 @@ Exit codes: 0 ok, 2 bad arguments, 3 file not found, 5 not a usable image, 6 sto
 
   static override flags = {
     'chunk-size': Flags.string({summary: `Chunk size, a power of two from 64K to 4M (default ${DEFAULT_CHUNK_SIZE / 1024}K, or the store config's chunkSize).`}),
-    parent: Flags.string({summary: 'Record this image (ref or id) as the parent, for vmi log.'}),
+    parent: Flags.string({summary: 'Record this image (ref or id) as the parent, for vmi log.', exclusive: ['parent-if-exists']}),
+    'parent-if-exists': Flags.string({
+      summary: 'Like --parent, but an image that does not exist records no parent instead of failing (a first build: --parent-if-exists web:latest).',
+      exclusive: ['parent'],
+    }),
     annotation: Flags.string({char: 'a', summary: 'KEY=VALUE to record in the manifest (repeatable).', multiple: true}),
     format: Flags.string({summary: 'Source format; skips detection (raw, qcow2, vmdk, ...).'}),
     created: Flags.string({summary: 'Creation time to record (ISO 8601), for reproducible image ids.'}),
@@ -47,7 +53,7 @@ Exit codes: 0 ok, 2 bad arguments, 3 file not found, 5 not a usable image, 6 sto
       created = new Date(this.flags.created)
       if (Number.isNaN(created.getTime())) throw new UsageError(`--created ${this.flags.created} is not a date`)
     }
-    const parent = this.flags.parent ? await store.resolveId(this.flags.parent) : undefined
+    const parent = await this.resolveParent(store)
     const r = await importImage(store, file, {
       ref,
       chunkSize,
@@ -65,5 +71,19 @@ Exit codes: 0 ok, 2 bad arguments, 3 file not found, 5 not a usable image, 6 sto
     )
     this.log(r.id)
     return r
+  }
+
+  /** --parent must exist; --parent-if-exists may name nothing yet (the first build of a series). */
+  private async resolveParent(store: LocalStore): Promise<string | undefined> {
+    if (this.flags.parent) return store.resolveId(this.flags.parent)
+    const spec = this.flags['parent-if-exists']
+    if (!spec) return undefined
+    try {
+      return await store.resolveId(spec)
+    } catch (err) {
+      if (!(err instanceof RefNotFoundError)) throw err
+      this.note(`no image ${spec} here: imported without a parent`)
+      return undefined
+    }
   }
 }

@@ -31,6 +31,7 @@ Exit codes: 0 ok, 2 bad arguments (a bad line in a peers file is named by file:l
       default: true,
       allowNo: true,
     }),
+    verbose: Flags.boolean({summary: 'Also list every peer and the seed: up or down (and why), and what each sent.', default: false}),
     'max-cache': Flags.string({summary: 'Cache budget (e.g. 20G): afterwards evict least-recently-used chunks of unpinned images. Else $VMI_MAX_CACHE or config maxCache.'}),
   }
 
@@ -44,8 +45,11 @@ Exit codes: 0 ok, 2 bad arguments (a bad line in a peers file is named by file:l
       if (r.evicted && r.evicted.removedObjects > 0) this.note(`cache budget ${humanBytes(r.evicted.maxBytes)}: evicted ${r.evicted.removedObjects} chunks (${humanBytes(r.evicted.freedBytes)})`)
       const b = r.fromBytes
       this.note(
-        `pulled ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''}: ${r.distinctChunks} distinct chunks, ${humanBytes(b.local + b.peer + b.seed)} in ${r.seconds.toFixed(2)} s, ${rate(b.peer + b.seed, r.seconds)} fetched`,
+        `pulled ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''}${r.upToDate ? ' (already here whole)' : ''}: ${r.distinctChunks} distinct chunks, ${humanBytes(b.local + b.peer + b.seed)} in ${r.seconds.toFixed(2)} s, ${rate(b.peer + b.seed, r.seconds)} fetched`,
       )
+      if (this.flags.verbose)
+        for (const src of r.sources)
+          this.note(`  ${src.name}: ${src.up ? 'up' : `down since ${src.downSince} (${src.downReason})`}, sent ${src.chunks} chunks (${humanBytes(src.bytes)})`)
       this.log(`local ${humanBytes(b.local)} (${r.fromChunks.local}), peers ${humanBytes(b.peer)} (${r.fromChunks.peer}), seed ${humanBytes(b.seed)} (${r.fromChunks.seed})`)
       return r
     } finally {

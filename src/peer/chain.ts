@@ -41,6 +41,8 @@ export interface ChainStats {
   verificationFailures: number
   /** Corrupt local objects found and moved aside. */
   localRepairs: number
+  /** Chunks and bytes by remote source name ("peer http://…", "seed http://…"). */
+  bySource: Record<string, {chunks: number; bytes: number}>
 }
 
 export interface ChainEvent {
@@ -110,6 +112,7 @@ export class FetchChain {
     sourceErrors: 0,
     verificationFailures: 0,
     localRepairs: 0,
+    bySource: {},
   }
   private readonly inflight = new Map<string, Promise<Fetched>>()
   /**
@@ -205,7 +208,7 @@ export class FetchChain {
           const onProgress = (p: BulkProgress) => {
             for (const i of p.stored) {
               const item = items[i]
-              this.tally(src.kind, item.length)
+              this.tally(src.kind, item.length, src.name)
               try {
                 init.onChunk?.(item.id, item.length, src.kind)
               } catch (err) {
@@ -348,13 +351,18 @@ export class FetchChain {
   }
 
   private count(f: Fetched): Fetched {
-    this.tally(f.source, f.data.length)
+    this.tally(f.source, f.data.length, f.source === 'local' ? undefined : f.from)
     return f
   }
 
-  private tally(source: SourceKind, bytes: number): void {
+  private tally(source: SourceKind, bytes: number, from?: string): void {
     this.stats.chunks[source]++
     this.stats.bytes[source] += bytes
+    if (from !== undefined) {
+      const s = (this.stats.bySource[from] ??= {chunks: 0, bytes: 0})
+      s.chunks++
+      s.bytes += bytes
+    }
   }
 
   private async keep(id: string, f: Fetched, opts: {store?: boolean}): Promise<Fetched> {

@@ -188,6 +188,11 @@ export class GuardedSource<S extends ChunkSource = ChunkSource> implements Chunk
     return this.breaker.state === 'closed' ? undefined : this.breaker.since
   }
 
+  /** While the breaker is not closed: why the source is down. */
+  get downReason(): string | undefined {
+    return this.breaker.state === 'closed' ? undefined : this.breaker.reason
+  }
+
   get(id: string, opts?: FetchOptions): Promise<Buffer | undefined> {
     return this.breaker.run(() => this.inner.get(id, opts))
   }
@@ -217,6 +222,10 @@ export class GuardedRemote extends GuardedSource<RemoteSource> implements Remote
 
   getProfileBytes(id: string, opts?: FetchOptions & {maxBytes?: number}): Promise<Buffer | undefined> {
     return this.breaker.run(() => this.inner.getProfileBytes(id, opts))
+  }
+
+  looksLikeStore(opts?: FetchOptions): Promise<boolean> {
+    return this.breaker.run(() => this.inner.looksLikeStore(opts))
   }
 
   bulkOptions(fetchThrough: boolean): BulkOptions {

@@ -11,7 +11,7 @@ import type {SecureContext} from 'node:tls'
 import type {Got, OptionsInit, Response} from 'got'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError, RemoteTlsError} from '../errors.js'
 import {verifyContent} from '../store/hash.js'
-import {isValidId} from '../store/layout.js'
+import {isValidId, STORE_MARKER_NAME} from '../store/layout.js'
 import {isValidRefPart} from '../store/ref.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
 import {bulkGet, type BulkOptions} from './pipelined-get.js'
@@ -22,6 +22,7 @@ import {
   CONTENT_BINARY,
   FETCH_HEADER,
   FETCH_UPSTREAM,
+  HEALTH_ROUTE,
   manifestPath,
   MAX_MANIFEST_BYTES,
   MAX_MISSING_IDS,
@@ -304,6 +305,21 @@ export class HttpStore implements RemoteSource {
 
   async putProfile(id: string, bytes: Buffer, opts: FetchOptions = {}): Promise<void> {
     await this.put(profilePath(id), bytes, `boot profile of ${id}`, opts)
+  }
+
+  /**
+   * Whether the server is a vmi store at all: a static server over a store
+   * has its marker (/vmi-store.json), `vmi serve` answers /healthz. Asked
+   * after a 404 that may mean "not a vmi store" rather than "absent" (a
+   * store written before the marker existed has neither, when served
+   * statically). Throws when the server cannot be reached.
+   */
+  async looksLikeStore(opts: FetchOptions = {}): Promise<boolean> {
+    // any answer but 200 (404, 403 from a static server) means no marker
+    const marker = await this.getBuffer(STORE_MARKER_NAME, 'the store marker', 4096, {...opts, quick: true}).catch(() => undefined)
+    if (marker && marker.toString('utf8').includes('"vmi-store"')) return true
+    const health = await this.getBuffer(HEALTH_ROUTE, 'the health check', 64, {...opts, quick: true}).catch(() => undefined)
+    return health?.toString('utf8').trim() === 'ok'
   }
 
   async getRef(name: string, tag: string, opts: FetchOptions = {}): Promise<string | undefined> {

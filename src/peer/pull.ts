@@ -5,9 +5,9 @@
  * marked lazy (so gc keeps what has arrived), and the ref last, so a ref never
  * names an image whose chunks are not all here.
  */
-import {RefNotFoundError, RemoteError, UsageError, VmiError} from '../errors.js'
+import {NotAStoreError, RefNotFoundError, RemoteError, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
-import {isValidId} from '../store/layout.js'
+import {isValidId, STORE_MARKER_NAME} from '../store/layout.js'
 import type {LocalStore} from '../store/local-store.js'
 import {acquireLock} from '../store/lock.js'
 import type {ObjectWriter} from '../store/object-writer.js'
@@ -16,7 +16,7 @@ import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
 import {closeWriters, startWriters, type ChainStats, type FetchChain} from './chain.js'
-import type {SourceKind} from './source.js'
+import type {RemoteSource, SourceKind} from './source.js'
 
 export interface PullInit {
   /** Store the result under this name:tag (default: the name pulled, for refs). */
@@ -28,6 +28,21 @@ export interface PullInit {
   maxCacheBytes?: number
   progress?: ProgressReporter
   signal?: AbortSignal
+}
+
+/** One remote of the pull: whether it is up at the end, and what it gave. */
+export interface SourceReport {
+  name: string
+  url: string
+  kind: SourceKind
+  /** false while its circuit breaker is open: it could not be reached, and was not asked again. */
+  up: boolean
+  /** When down: why, and since when (ISO 8601). */
+  downReason?: string
+  downSince?: string
+  /** Distinct chunks (and bytes) it sent this pull. */
+  chunks: number
+  bytes: number
 }
 
 export interface PullResult {
@@ -42,9 +57,21 @@ export interface PullResult {
   sourceErrors: number
   verificationFailures: number
   manifestFrom: string
+  /** The image was here whole already (its manifest, not marked lazy, and every chunk): nothing was fetched, read or re-hashed. */
+  upToDate: boolean
+  /** Every peer, then the seed. */
+  sources: SourceReport[]
   /** What the cache budget removed afterwards. */
   evicted?: EvictResult
   seconds: number
+}
+
+/** A seed that answers 404 to everything (any web server) is not "a seed without the image". */
+function notAStore(seed: RemoteSource, what: string): NotAStoreError {
+  return new NotAStoreError(
+    `${seed.url} does not look like a vmi seed (${what}, no /${STORE_MARKER_NAME}, no /healthz: neither a vmi serve nor a static server over a vmi store; a store last written by a vmi older than its marker gets one from any vmi command run on it)`,
+    {data: {url: seed.url}},
+  )
 }
 
 /** Resolve what to pull: `name:tag` (asked of the seed), or a full image id. */
@@ -65,12 +92,22 @@ export async function resolveTarget(chain: FetchChain, spec: string, signal?: Ab
     throw new UsageError(`pulling ${formatRef(ref)} by name needs a seed (remote) to look the name up; with peers only, pull by image id`)
   }
   const id = await chain.seed.getRef(ref.name, ref.tag, {signal})
+  if (!id && !(await chain.seed.looksLikeStore({signal}))) throw notAStore(chain.seed, `no ref ${formatRef(ref)}`)
   if (!id) throw new RefNotFoundError(`${chain.seed.name} has no image ${formatRef(ref)}`, {data: {spec}})
   return {id, ref, remote: chain.seed.url}
 }
 
-/** Manifest bytes: local, else peers, else seed — verified against the id. */
-export async function fetchManifest(chain: FetchChain, id: string, signal?: AbortSignal): Promise<{manifest: Manifest; bytes: Buffer; from: string; remote?: string}> {
+/**
+ * Manifest bytes: local, else peers, else seed — verified against the id.
+ * `probeSeed`: when the seed lacks it, ask whether the seed is a vmi store at
+ * all (pulling by id; a seed that just answered a ref is one).
+ */
+export async function fetchManifest(
+  chain: FetchChain,
+  id: string,
+  signal?: AbortSignal,
+  opts: {probeSeed?: boolean} = {},
+): Promise<{manifest: Manifest; bytes: Buffer; from: string; remote?: string}> {
   const local = await chain.local.getManifestBytes(id)
   if (local) return {manifest: chain.local.decodeStoredManifest(id, local), bytes: local, from: chain.local.name}
   const errors: string[] = []
@@ -78,9 +115,10 @@ export async function fetchManifest(chain: FetchChain, id: string, signal?: Abor
     try {
       const bytes = await src.getManifestBytes(id, {signal})
       if (bytes) return {manifest: decodeManifest(bytes, id), bytes, from: src.name, remote: src.url}
+      if (opts.probeSeed && src === chain.seed && !(await src.looksLikeStore({signal}))) throw notAStore(src, `no manifest ${id}`)
       errors.push(`${src.name} (missing)`)
     } catch (err) {
-      if (signal?.aborted) throw err
+      if (signal?.aborted || err instanceof NotAStoreError) throw err
       errors.push(`${src.name} (${(err as Error).message})`)
     }
   }
@@ -126,9 +164,10 @@ async function pullWith(
 ): Promise<PullResult> {
   const {id, ref, remote: namedBy} = await resolveTarget(chain, spec, init.signal)
   const target = as ?? ref
-  const {manifest, bytes, from, remote} = await fetchManifest(chain, id, init.signal)
+  const {manifest, bytes, from, remote} = await fetchManifest(chain, id, init.signal, {probeSeed: ref === undefined})
+  const wasComplete = from === store.name && !(await store.isLazy(id))
   // the remotes known to hold the image: its chunks here are cache (evict.ts)
-  const sources = [...new Set([namedBy, remote].filter((u): u is string => u !== undefined))]
+  const holders = [...new Set([namedBy, remote].filter((u): u is string => u !== undefined))]
   // The manifest goes in first, marked lazy (its chunks are on their way), and
   // a root lock names it: gc and cache eviction then keep every chunk of it,
   // the ones already here and the ones fetched. The lock waits for a running
@@ -142,7 +181,7 @@ async function pullWith(
   const lock = await acquireLock(store.layout, {op: 'pull', kind: 'root', roots: [id], signal: init.signal})
   try {
     await storeManifest()
-    await store.addSources(id, sources)
+    await store.addSources(id, holders)
     // entry by entry: a zero run stands for any number of chunks at no cost
     const lengths = new Map<string, number>()
     let index = 0
@@ -156,8 +195,13 @@ async function pullWith(
     let done = 0
     let doneBytes = 0
     const total = [...lengths.values()].reduce((a, b) => a + b, 0)
+    // An image already here whole is not read again: the store trusts its own
+    // objects, as a mount does (fsck re-hashes them). Reading, hashing and
+    // touching every chunk made a no-op pull cost seconds; it costs a stat per
+    // chunk now. (Its chunks' last-use times are left as they are.)
+    const upToDate = wasComplete && store.presentObjectsSync(distinct).size === distinct.length
     progress.start(`pulling ${id.slice(0, 12)}`, total, 'bytes')
-    await chain.fetchMany(
+    if (!upToDate) await chain.fetchMany(
       distinct.map((cid) => ({id: cid, length: lengths.get(cid)!})),
       {
         concurrency: init.concurrency ?? 8,
@@ -179,17 +223,32 @@ async function pullWith(
     const evicted = init.maxCacheBytes !== undefined ? await evict(store, {maxBytes: init.maxCacheBytes, keep: [id]}) : undefined
     const s = chain.stats
     const diff = (k: SourceKind, field: 'chunks' | 'bytes') => s[field][k] - before[field][k]
+    const sources = [...chain.peerList, ...(chain.seed ? [chain.seed] : [])].map((src): SourceReport => {
+      const got = s.bySource[src.name] ?? {chunks: 0, bytes: 0}
+      const had = before.bySource[src.name] ?? {chunks: 0, bytes: 0}
+      return {
+        name: src.name,
+        url: src.url,
+        kind: src.kind,
+        up: src.downSince === undefined,
+        ...(src.downSince !== undefined ? {downReason: src.downReason, downSince: new Date(src.downSince).toISOString()} : {}),
+        chunks: got.chunks - had.chunks,
+        bytes: got.bytes - had.bytes,
+      }
+    })
     return {
       id,
       ref: target ? formatRef(target) : undefined,
       virtualSize: manifest.virtualSize,
       chunks: chunkCount(manifest.virtualSize, manifest.chunkSize),
       distinctChunks: distinct.length,
-      fromChunks: {local: diff('local', 'chunks'), peer: diff('peer', 'chunks'), seed: diff('seed', 'chunks')},
-      fromBytes: {local: diff('local', 'bytes'), peer: diff('peer', 'bytes'), seed: diff('seed', 'bytes')},
+      fromChunks: {local: upToDate ? distinct.length : diff('local', 'chunks'), peer: diff('peer', 'chunks'), seed: diff('seed', 'chunks')},
+      fromBytes: {local: upToDate ? total : diff('local', 'bytes'), peer: diff('peer', 'bytes'), seed: diff('seed', 'bytes')},
       sourceErrors: s.sourceErrors - before.sourceErrors,
       verificationFailures: s.verificationFailures - before.verificationFailures,
       manifestFrom: from,
+      upToDate,
+      sources,
       ...(evicted ? {evicted} : {}),
       seconds: (performance.now() - t0) / 1000,
     }

@@ -53,6 +53,7 @@ export async function pushImage(store: LocalStore, spec: string, remote: HttpSto
     const missing = await remote.missing(ids, {signal: init.signal})
     if (round === 0) alreadyThere = ids.length - missing.length
     progress.start(`pushing ${id.slice(0, 12)} to ${remote.url}`, missing.length, 'items')
+    progress.update(0, {bytes: uploadedBytes})
     let done = 0
     try {
       await mapLimit(missing, init.concurrency ?? 8, async (c) => {
@@ -61,7 +62,7 @@ export async function pushImage(store: LocalStore, spec: string, remote: HttpSto
         await remote.putObject(c, data, {signal: init.signal})
         uploadedChunks++
         uploadedBytes += data.length
-        progress.update(++done)
+        progress.update(++done, {bytes: uploadedBytes})
       })
     } finally {
       progress.stop()

@@ -42,8 +42,12 @@ export interface RemoteSource extends ChunkSource, ManifestSource {
   getProfileBytes(id: string, opts?: FetchOptions & {maxBytes?: number}): Promise<Buffer | undefined>
   /** Connection settings for pipelined bulk GETs from this source. */
   bulkOptions(fetchThrough: boolean): BulkOptions
+  /** Whether the server is a vmi store at all (its marker, or vmi serve's /healthz), asked after a telling 404. */
+  looksLikeStore(opts?: FetchOptions): Promise<boolean>
   /** Resolves when the source answers HTTP at all (any status); throws when it cannot be reached. */
   ping(opts?: FetchOptions): Promise<void>
   /** While the source is known to be down (requests fail at once): since when, ms since the epoch. Else undefined. */
   readonly downSince?: number
+  /** While the source is known to be down: why. */
+  readonly downReason?: string
 }

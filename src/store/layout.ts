@@ -22,6 +22,11 @@ export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && ID_RE.test(id)
 }
 
+/** The store marker's file name, at the store's root (docs/FORMAT.md). */
+export const STORE_MARKER_NAME = 'vmi-store.json'
+/** Its content. */
+export const STORE_MARKER = '{"format":"vmi-store","version":1}\n'
+
 export class StoreLayout {
   readonly root: string
   readonly objectsDir: string
@@ -34,6 +39,8 @@ export class StoreLayout {
   readonly profilesDir: string
   readonly lazyDir: string
   readonly sourcesDir: string
+  /** vmi-store.json: says "this directory is a vmi store" to whoever reads it over HTTP (a static seed). */
+  readonly markerFile: string
   readonly configFile: string
   readonly mountsDir: string
 
@@ -51,6 +58,7 @@ export class StoreLayout {
     this.sourcesDir = path.join(this.root, 'sources')
     this.configFile = path.join(this.root, 'config.json')
     this.mountsDir = path.join(this.root, 'run', 'mounts')
+    this.markerFile = path.join(this.root, STORE_MARKER_NAME)
   }
 
   objectPath(id: string): string {

@@ -18,7 +18,7 @@ import {
 import {exists, fastTmpName, mkdirp, mkdirpSync, readdirOrEmpty, readFileBounded, tmpName, writeFileAtomic, writeFileNoClobberSync} from './fs-util.js'
 import {verifyContent} from './hash.js'
 import {verifyManifestFile, type ManifestHead} from './manifest-stream.js'
-import {isValidId, StoreLayout} from './layout.js'
+import {isValidId, STORE_MARKER, StoreLayout} from './layout.js'
 import {decodeManifest, encodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, type Manifest} from './manifest.js'
 import {formatRef, isValidRefPart, parseRef, type RefName} from './ref.js'
 import {decodeProfile, encodeProfile, MAX_PROFILE_BYTES, type BootProfile} from './profile.js'
@@ -84,6 +84,9 @@ export class LocalStore {
       } catch (err) {
         throw storeWriteError(err, `the store directory ${store.layout.root}`)
       }
+      // The marker tells a client that a static web server over this directory
+      // is a vmi seed. Best effort: a read-only store (an old one) works without it.
+      if (!(await exists(store.layout.markerFile))) await fsp.writeFile(store.layout.markerFile, STORE_MARKER, {flag: 'wx'}).catch(() => {})
     }
     return store
   }
@@ -489,6 +492,13 @@ export class LocalStore {
   /** A lazy image may lack chunks by design (cache eviction, lazy mount); fsck accepts that. */
   async setLazy(id: string, on: boolean): Promise<void> {
     await this.setMark(this.layout.lazyPath(id), on, `lazy mark of ${id}`)
+  }
+
+  async isLazy(id: string): Promise<boolean> {
+    return fsp.access(this.layout.lazyPath(id)).then(
+      () => true,
+      () => false,
+    )
   }
 
   async listLazy(): Promise<string[]> {

@@ -8,9 +8,8 @@
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {readFileSync, rmSync} from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
-import {exec, execAsync, fsckCleanAsync, listFiles, makeImage, skip, tmpStore} from '../helpers/index.js'
+import {exec, execAsync, freePort, fsckCleanAsync, listFiles, makeImage, skip, tmpStore} from '../helpers/index.js'
 import {haveBlackhole, startBlackhole} from '../helpers/blackhole.js'
 import {haveLibnbd, startLibnbdReader} from '../helpers/libnbd-reader.js'
 import {startMount} from '../helpers/mount.js'
@@ -49,11 +48,7 @@ async function setup(t) {
 
 /** A port nothing listens on. */
 async function deadUrl() {
-  const s = net.createServer()
-  await new Promise((r) => s.listen(0, '127.0.0.1', r))
-  const port = s.address().port
-  await new Promise((r) => s.close(r))
-  return `http://127.0.0.1:${port}`
+  return `http://127.0.0.1:${await freePort()}`
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
