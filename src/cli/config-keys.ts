@@ -109,6 +109,12 @@ export const SETTINGS: Setting[] = [
     summary: 'Milliseconds before a silent peer is given up on and skipped until it answers again (default 10000).',
   },
   {
+    name: 'progress interval',
+    env: ['VMI_PROGRESS_INTERVAL_MS'],
+    flags: [],
+    summary: 'Milliseconds between the plain progress lines printed where stderr is not a terminal (default 5000).',
+  },
+  {
     name: 'debug',
     env: ['VMI_DEBUG'],
     flags: [],
