@@ -16,10 +16,9 @@
  */
 import {RemoteIntegrityError} from '../errors.js'
 import {contentMismatch} from '../store/hash.js'
-import {isValidId} from '../store/layout.js'
 import type {HttpStore} from './http-store.js'
 import {bulkGet, type BulkItem} from './pipelined-get.js'
-import type {ChunkSource, FetchOptions, SourceKind} from './source.js'
+import {assertChunkId, type ChunkSource, type FetchOptions, type SourceKind} from './source.js'
 import {MAX_OBJECT_BYTES, objectPath} from './wire.js'
 
 export interface BatchedSourceInit {
@@ -68,7 +67,11 @@ export class BatchedSource implements ChunkSource {
 
   /** Verified chunk bytes, undefined on 404 (as HttpStore.get). A signal only applies to the one-by-one fallback. */
   get(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
-    if (!isValidId(id)) return Promise.reject(new TypeError(`bad id ${id}`))
+    try {
+      assertChunkId(id)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     if (opts.signal) return this.store.get(id, opts)
     return new Promise((resolve, reject) => {
       this.queue.push({id, resolve, reject})

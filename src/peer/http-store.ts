@@ -16,7 +16,7 @@ import {isValidRefPart} from '../store/ref.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
 import {bulkGet, type BulkOptions} from './pipelined-get.js'
 import {isTlsTrustError, trustContext} from './tls-trust.js'
-import type {FetchOptions, RemoteSource, SourceKind} from './source.js'
+import {assertChunkId, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 import {
   bearer,
   CONTENT_BINARY,
@@ -196,7 +196,7 @@ export class HttpStore implements RemoteSource {
    * fetch the chunk from its upstream when it lacks it (owner role).
    */
   async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
-    if (!isValidId(id)) throw new TypeError(`bad id ${id}`)
+    assertChunkId(id)
     const headers = this.objectRequestHeaders(opts.fetchThrough === true)
     const data = await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers})
     if (data === undefined) return undefined
@@ -241,6 +241,7 @@ export class HttpStore implements RemoteSource {
   }
 
   async has(id: string, opts: FetchOptions = {}): Promise<boolean> {
+    assertChunkId(id) // before any request: an id is part of the path
     return withRetry(
       async () => {
         let res: Response
