@@ -143,13 +143,15 @@ export class FetchChain implements ChunkSource {
   /**
    * ChunkSource.get: the chunk through the chain (stored locally), undefined
    * when no source has it and none failed. A caller's signal rejects its own
-   * call at once, even when it joined a fetch another caller started.
+   * call at once; it does not reach the fetch, which other gets of the same
+   * chunk may share (single flight): that fetch runs on, bounded by the
+   * sources' timeouts, and stores the chunk for the next reader.
    */
   async get(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
     assertChunkId(id)
     opts.signal?.throwIfAborted()
     try {
-      return (await abortable(this.fetch(id, opts), opts.signal)).data
+      return (await abortable(this.fetch(id), opts.signal)).data
     } catch (err) {
       if (err instanceof ChunkMissingError) return undefined
       throw err

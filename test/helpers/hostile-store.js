@@ -7,12 +7,12 @@
 //   await h.close()
 //
 // GET and HEAD of /objects/xx/yyy answer 200 with the body the map holds for
-// that id (whatever it hashes to), else 404. `stall: true` accepts every
-// object request and never answers it. Anything else (the base URL, which a
+// that id (whatever it hashes to), else 404, after `delayMs` (default 0).
+// `stall: true` accepts every object request and never answers it. Anything else (the base URL, which a
 // ping asks) is 200 with an empty body.
 import http from 'node:http'
 
-export async function startHostileStore({bodies = new Map(), stall = false} = {}) {
+export async function startHostileStore({bodies = new Map(), stall = false, delayMs = 0} = {}) {
   const requests = []
   const server = http.createServer((req, res) => {
     const m = /^\/objects\/([0-9a-f]{2})\/([0-9a-f]{62})$/.exec(req.url)
@@ -20,9 +20,11 @@ export async function startHostileStore({bodies = new Map(), stall = false} = {}
     if (!m) return res.writeHead(200, {'content-length': '0'}).end()
     if (stall) return // held until close()
     const body = bodies.get(m[1] + m[2])
-    if (!body) return res.writeHead(404, {'content-length': '0'}).end()
-    res.writeHead(200, {'content-length': String(body.length)})
-    res.end(req.method === 'HEAD' ? undefined : body)
+    setTimeout(() => {
+      if (!body) return res.writeHead(404, {'content-length': '0'}).end()
+      res.writeHead(200, {'content-length': String(body.length)})
+      res.end(req.method === 'HEAD' ? undefined : body)
+    }, delayMs)
   })
   await new Promise((r) => server.listen(0, '127.0.0.1', r))
   return {

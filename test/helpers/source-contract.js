@@ -5,6 +5,7 @@
 //     create: async (chunks) => ({source, cleanup}),  // holds exactly `chunks` ({id, body})
 //     createLying: async (id, wrong) => ({source, cleanup}),  // asked for `id`, its backend answers `wrong`
 //     createStalled: async () => ({source, cleanup}),  // a remote that accepts requests and never answers
+//     createSlow: async (chunks) => ({source, cleanup}),  // holds `chunks`, answers each request after ~300 ms
 //     createDown: async () => ({source, cleanup, downName}),  // a remote nothing listens at
 //   })
 //
@@ -176,6 +177,23 @@ export function sourceContract(label, impl) {
           await rejection(made.source[op](absentIds(1)[0], {signal: ac.signal}), `${op} aborted while waiting`)
           assert.ok(ac.signal.aborted)
         }
+      } finally {
+        await done()
+      }
+    })
+
+  if (impl.createSlow)
+    test('a get aborted while waiting does not fail other gets of the same chunk', async () => {
+      const [c] = makeChunks().slice(3, 4)
+      const {made, done} = await withSource(impl.createSlow, [c])
+      try {
+        const ac = new AbortController()
+        // the aborted get first: a source that shares one fetch among the gets of an id must not let its signal end the others'
+        const first = made.source.get(c.id, {signal: ac.signal})
+        const others = [made.source.get(c.id), made.source.get(c.id, {signal: new AbortController().signal})]
+        setTimeout(() => ac.abort(), 50)
+        await rejection(first, 'the aborted get')
+        for (const got of await Promise.all(others)) assert.ok(got?.equals(c.body), `the other gets: ${describe(got)}`)
       } finally {
         await done()
       }

@@ -17,6 +17,8 @@ import {startNginx} from '../helpers/nginx.js'
 import {startHostileStore} from '../helpers/hostile-store.js'
 import {sourceContract} from '../helpers/source-contract.js'
 
+/** How long a slow remote takes to answer each request. */
+const SLOW_MS = 300
 const fastRetry = {retries: 1, baseMs: 10, maxMs: 20}
 const http = (url, init = {}) => new HttpStore(url, {kind: 'seed', retry: fastRetry, connectTimeoutMs: 2000, ...init})
 
@@ -52,6 +54,10 @@ function remote(wrap, serveChunks = servedStore) {
     },
     createStalled: async () => {
       const h = await startHostileStore({stall: true})
+      return made(h.url, h.close)
+    },
+    createSlow: async (chunks) => {
+      const h = await startHostileStore({bodies: new Map(chunks.map((c) => [c.id, c.body])), delayMs: SLOW_MS})
       return made(h.url, h.close)
     },
     createDown: async () => made(`http://127.0.0.1:${await freePort()}`, async () => {}),
@@ -136,6 +142,11 @@ sourceContract('FetchChain (factory.buildChain) with a peer and a seed', {
   createStalled: async () => {
     const peer = await servedStore([])
     const seed = await startHostileStore({stall: true})
+    return chain(peer.url, seed.url, [peer.cleanup, seed.close])
+  },
+  createSlow: async (chunks) => {
+    const peer = await servedStore([])
+    const seed = await startHostileStore({bodies: new Map(chunks.map((c) => [c.id, c.body])), delayMs: SLOW_MS})
     return chain(peer.url, seed.url, [peer.cleanup, seed.close])
   },
   createDown: async () => {
