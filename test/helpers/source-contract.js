@@ -7,6 +7,7 @@
 //     createStalled: async () => ({source, cleanup}),  // a remote that accepts requests and never answers
 //     createSlow: async (chunks) => ({source, cleanup}),  // holds `chunks`, answers each request after ~300 ms
 //     createDown: async () => ({source, cleanup, downName}),  // a remote nothing listens at
+//     createFailing: async () => ({source, cleanup, downName}),  // a remote answering 503 to every chunk request
 //   })
 //
 // Only `create` is required; each other factory adds the tests it enables.
@@ -199,15 +200,15 @@ export function sourceContract(label, impl) {
       }
     })
 
-  if (impl.createDown)
-    test('a source that cannot be reached rejects get and has with an error naming it (not undefined, not false)', async () => {
-      const {made, done} = await withSource(impl.createDown)
+  const unreachable = (what, factory, rounds) =>
+    test(`${what} rejects get and has with an error naming it (not undefined, not false)`, async () => {
+      const {made, done} = await withSource(factory)
       try {
         const name = made.downName ?? made.source.name
-        // twice: the first finds it down, the second may be refused by its breaker at once
-        for (let round = 0; round < 2; round++) {
+        // a source that is down twice: the first call finds it down, the second may be refused by its breaker at once
+        for (let round = 0; round < rounds; round++) {
           for (const op of ['get', 'has']) {
-            const {err} = await rejection(made.source[op](absentIds(1)[0]), `${op} from a source that is down`, 15_000)
+            const {err} = await rejection(made.source[op](absentIds(1)[0]), `${op} from ${what}`, 15_000)
             assert.ok(err instanceof Error, `an Error: ${err}`)
             assert.ok(err.message.includes(name), `the error names ${name}: ${err.message}`)
           }
@@ -216,6 +217,8 @@ export function sourceContract(label, impl) {
         await done()
       }
     })
+  if (impl.createDown) unreachable('a source that cannot be reached', impl.createDown, 2)
+  if (impl.createFailing) unreachable('a source answering 503', impl.createFailing, 1)
 
   test.run()
 }

@@ -61,6 +61,10 @@ function remote(wrap, serveChunks = servedStore) {
       return made(h.url, h.close)
     },
     createDown: async () => made(`http://127.0.0.1:${await freePort()}`, async () => {}),
+    createFailing: async () => {
+      const h = await startHostileStore({status: 503})
+      return made(h.url, h.close)
+    },
   }
 }
 
@@ -148,6 +152,11 @@ sourceContract('FetchChain (factory.buildChain) with a peer and a seed', {
     const peer = await servedStore([])
     const seed = await startHostileStore({bodies: new Map(chunks.map((c) => [c.id, c.body])), delayMs: SLOW_MS})
     return chain(peer.url, seed.url, [peer.cleanup, seed.close])
+  },
+  createFailing: async () => {
+    const peer = await servedStore([])
+    const seed = await startHostileStore({status: 503})
+    return {...(await chain(peer.url, seed.url, [peer.cleanup, seed.close])), downName: `seed ${seed.url}`}
   },
   createDown: async () => {
     const seedUrl = `http://127.0.0.1:${await freePort()}`
