@@ -129,9 +129,10 @@ export class HttpStore implements RemoteSource {
     return out
   }
 
-  private fail(what: string, res: Response | undefined, err?: unknown): RemoteError {
+  /** `tokenSent`: the request carried the push token (only uploads do), so a 403 means that token is wrong. */
+  private fail(what: string, res: Response | undefined, err?: unknown, tokenSent = false): RemoteError {
     if (res && (res.statusCode === 401 || res.statusCode === 403))
-      return new RemoteAuthError(`${this.name} refused ${what}: HTTP ${res.statusCode} (${res.statusCode === 401 ? 'no token' : 'wrong token'})`, {
+      return new RemoteAuthError(`${this.name} refused ${what}: HTTP ${res.statusCode} (${res.statusCode === 401 ? 'no token' : tokenSent ? 'wrong token' : 'forbidden'})`, {
         data: {status: res.statusCode, source: this.name},
       })
     if (res) {
@@ -355,7 +356,7 @@ export class HttpStore implements RemoteSource {
           throw this.fail(`upload of ${what}`, undefined, err)
         }
         if (res.statusCode === 200 || res.statusCode === 201 || res.statusCode === 204) return res.statusCode
-        throw this.fail(`upload of ${what}`, res)
+        throw this.fail(`upload of ${what}`, res, undefined, true)
       },
       this.retry,
       opts.signal,

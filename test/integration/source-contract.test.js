@@ -5,6 +5,7 @@
 // a peer and a seed. Lying and stalling remotes are test/helpers/hostile-store.js;
 // a remote that is down is a loopback port nothing listens on.
 import {test} from 'uvu'
+import * as assert from 'uvu/assert'
 import {LocalStore} from '../../dist/store/local-store.js'
 import {LocalSource} from '../../dist/peer/local-source.js'
 import {HttpStore} from '../../dist/peer/http-store.js'
@@ -82,6 +83,25 @@ sourceContract('LocalSource (the local store)', {
 
 sourceContract('HttpStore against vmi serve', remote((url) => ({source: http(url)})))
 
+test('a read refused with 403 is reported as forbidden, not as a wrong token (reads carry no token)', async () => {
+  const h = await startHostileStore({status: 403})
+  try {
+    const id = 'a'.repeat(64)
+    for (const op of ['get', 'has']) {
+      const err = await http(h.url)[op](id).then(
+        () => undefined,
+        (e) => e,
+      )
+      assert.ok(err, `${op} rejects`)
+      assert.is(err.code, 'VMI_REMOTE_AUTH')
+      assert.match(err.message, /HTTP 403 \(forbidden\)/, err.message)
+      assert.ok(err.message.includes(`seed ${h.url}`), err.message)
+    }
+  } finally {
+    await h.close()
+  }
+})
+
 if (hasCommand('nginx'))
   sourceContract(
     'HttpStore against nginx over a store directory',
@@ -96,7 +116,6 @@ if (hasCommand('nginx'))
   )
 else {
   test('HttpStore against nginx over a store directory', () => skip('nginx is not installed (scripts/install-deps.sh installs nginx-light)'))
-  test.run()
 }
 
 sourceContract('BatchedSource over HttpStore', remote((url) => ({source: new BatchedSource(http(url))})))
@@ -164,3 +183,5 @@ sourceContract('FetchChain (factory.buildChain) with a peer and a seed', {
     return {...made, downName: `seed ${seedUrl}`}
   },
 })
+
+test.run()
