@@ -2,6 +2,10 @@
  * The small interfaces every chunk source implements (local store, peer,
  * seed, and the chain built from them). Only "missing" falls through a
  * chain; every other failure is an error naming its source.
+ *
+ * A new kind of source implements ChunkSource (RemoteSource for a remote,
+ * opened by URL in factory.openRemote) and joins the factories of
+ * test/integration/source-contract.test.js, which hold it to the contract below.
  */
 import {isValidId} from '../store/layout.js'
 import type {BulkOptions} from './pipelined-get.js'
