@@ -12,14 +12,12 @@
  * the batches, and a lone get waits for one turn of the loop. Every body is verified against its id. Only what a
  * batch could not settle — a status other than 200 or 404, a body over the
  * chunk size cap, a connection that failed — goes through the wrapped
- * store's own get (got, with its retries and redirects), one by one.
+ * store's own get (HttpStore: got, with its retries and redirects), one by one.
  */
 import {RemoteIntegrityError} from '../errors.js'
 import {contentMismatch} from '../store/hash.js'
-import {isValidId} from '../store/layout.js'
-import type {HttpStore} from './http-store.js'
 import {bulkGet, type BulkItem} from './pipelined-get.js'
-import type {ChunkSource, FetchOptions, SourceKind} from './source.js'
+import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 import {MAX_OBJECT_BYTES, objectPath} from './wire.js'
 
 export interface BatchedSourceInit {
@@ -51,7 +49,7 @@ export class BatchedSource implements ChunkSource {
   private readonly typical: number
 
   constructor(
-    private readonly store: HttpStore,
+    private readonly store: RemoteSource,
     init: BatchedSourceInit = {},
   ) {
     this.name = store.name
@@ -66,9 +64,13 @@ export class BatchedSource implements ChunkSource {
     return this.store.has(id, opts)
   }
 
-  /** Verified chunk bytes, undefined on 404 (as HttpStore.get). A signal only applies to the one-by-one fallback. */
+  /** Verified chunk bytes, undefined on 404 (as RemoteSource.get). A signal only applies to the one-by-one fallback. */
   get(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
-    if (!isValidId(id)) return Promise.reject(new TypeError(`bad id ${id}`))
+    try {
+      assertChunkId(id)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     if (opts.signal) return this.store.get(id, opts)
     return new Promise((resolve, reject) => {
       this.queue.push({id, resolve, reject})

@@ -30,7 +30,7 @@ import {ObjectWriter} from '../store/object-writer.js'
 import type {BulkItem} from './pipelined-get.js'
 import type {BulkEnd, BulkProgress} from './bulk-receive.js'
 import {rankPeers} from './rendezvous.js'
-import type {RemoteSource, SourceKind} from './source.js'
+import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 import {objectPath} from './wire.js'
 
 export interface ChainStats {
@@ -105,7 +105,9 @@ export interface Fetched {
   from: string
 }
 
-export class FetchChain {
+export class FetchChain implements ChunkSource {
+  /** What a chain returns is in the local store once returned (a read-through cache over the remotes). */
+  readonly kind = 'local' as const
   readonly stats: ChainStats = {
     chunks: {local: 0, peer: 0, seed: 0},
     bytes: {local: 0, peer: 0, seed: 0},
@@ -132,6 +134,46 @@ export class FetchChain {
   ) {
     this.peers = init.peers ?? []
     this.seed = init.seed
+  }
+
+  get name(): string {
+    return `fetch chain over ${this.local.name}`
+  }
+
+  /**
+   * ChunkSource.get: the chunk through the chain (stored locally), undefined
+   * when no source has it and none failed. A caller's signal rejects its own
+   * call at once; it does not reach the fetch, which other gets of the same
+   * chunk may share (single flight): that fetch runs on, bounded by the
+   * sources' timeouts, and stores the chunk for the next reader.
+   */
+  async get(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
+    assertChunkId(id)
+    opts.signal?.throwIfAborted()
+    try {
+      return (await abortable(this.fetch(id), opts.signal)).data
+    } catch (err) {
+      if (err instanceof ChunkMissingError) return undefined
+      throw err
+    }
+  }
+
+  /** ChunkSource.has: here, or at any peer or the seed; an error only when none has it and one failed. */
+  async has(id: string, opts: FetchOptions = {}): Promise<boolean> {
+    assertChunkId(id)
+    opts.signal?.throwIfAborted()
+    if (await this.local.hasObject(id)) return true
+    const failed: string[] = []
+    for (const src of this.seed ? [...this.peers, this.seed] : this.peers) {
+      try {
+        if (await src.has(id, opts)) return true
+      } catch (err) {
+        if (opts.signal?.aborted) throw err
+        failed.push(`${src.name} (${shortReason(err)})`)
+      }
+    }
+    if (failed.length > 0) throw new RemoteError(`could not tell whether chunk ${id} is available; failed: ${failed.join(', ')}`, {data: {id, failed}})
+    return false
   }
 
   /** Replace the peer list (peers file changed). */
@@ -392,6 +434,16 @@ export class FetchChain {
     this.emit({type: 'local-repair', id, source: this.local.name, message: `local chunk ${id} was corrupt; moved to ${dest}`})
     return undefined
   }
+}
+
+/** `p`, or the signal's reason as soon as it aborts (p itself runs on). */
+function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, {once: true})
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
 }
 
 function shortReason(err: unknown): string {

@@ -8,8 +8,9 @@ import type {LocalStore} from '../store/local-store.js'
 import {BatchedSource} from './batched-source.js'
 import {FetchChain, type ChainEvent} from './chain.js'
 import {CircuitBreaker, GuardedSource, guardRemote, type BreakerChange, type GuardedRemote} from './circuit-breaker.js'
-import {HttpStore} from './http-store.js'
+import {HttpStore, type HttpStoreInit} from './http-store.js'
 import {isHttpUrl, parsePeerLines} from './peer-list.js'
+import type {RemoteSource} from './source.js'
 
 export {parsePeerList} from './peer-list.js'
 
@@ -40,11 +41,21 @@ export interface BuiltChain {
   close(): void
 }
 
+/**
+ * The one place a URL becomes a remote chunk source for a chain or a
+ * fetch-through upstream: everything past it (FetchChain, BatchedSource,
+ * the breakers) knows only RemoteSource. Today every remote is http(s); a
+ * new kind (an S3 bucket) is one more branch here, by URL scheme.
+ */
+export function openRemote(url: string, init: HttpStoreInit): RemoteSource {
+  return new HttpStore(url, init)
+}
+
 // Retries in the chain: an unreachable source is not tried again (its
 // breaker opens and the chain moves on); part-way failures and 5xx are.
-export function peerStore(url: string, cfg: ChainConfig = {}): HttpStore {
+export function peerStore(url: string, cfg: ChainConfig = {}): RemoteSource {
   // peers: few quick retries (the chain moves on), short idle timeout
-  return new HttpStore(url, {
+  return openRemote(url, {
     kind: 'peer',
     insecure: cfg.insecure,
     ca: cfg.ca,
@@ -59,8 +70,8 @@ export function seedStore(url: string, init: {token?: string; insecure?: boolean
   return new HttpStore(url, {kind: 'seed', token: init.token, insecure: init.insecure, ca: init.ca, retry: {retries: 4, baseMs: 200}})
 }
 
-function chainSeedStore(url: string, cfg: ChainConfig): HttpStore {
-  return new HttpStore(url, {kind: 'seed', insecure: cfg.insecure, ca: cfg.ca, connectTimeoutMs: cfg.connectTimeoutMs, retry: {retries: 4, baseMs: 200, unreachableRetries: 0}})
+function chainSeedStore(url: string, cfg: ChainConfig): RemoteSource {
+  return openRemote(url, {kind: 'seed', insecure: cfg.insecure, ca: cfg.ca, connectTimeoutMs: cfg.connectTimeoutMs, retry: {retries: 4, baseMs: 200, unreachableRetries: 0}})
 }
 
 /** A source's breaker opening or closing, as a chain event (the states between are not news). */
@@ -80,7 +91,7 @@ export function breakerEvent(c: BreakerChange): ChainEvent | undefined {
 export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => void; insecure?: boolean; ca?: string} = {}): GuardedSource<BatchedSource> {
   // a host waits on this peer's fetch-through: a seed that does not accept
   // the connection costs it this long once (2 s: one lost SYN is resent at 1 s)
-  const store = new HttpStore(url, {kind: 'seed', insecure: init.insecure, ca: init.ca, connectTimeoutMs: 2000, retry: {unreachableRetries: 0}})
+  const store = openRemote(url, {kind: 'seed', insecure: init.insecure, ca: init.ca, connectTimeoutMs: 2000, retry: {unreachableRetries: 0}})
   const breaker = new CircuitBreaker(store.name, {
     probe: (signal) => store.ping({signal}),
     onChange: (c) => {
@@ -108,7 +119,7 @@ export async function readPeersFile(file: string): Promise<string[]> {
 
 /** Every remote of a chain goes behind its own breaker; source-down/up events go to the chain's listener. */
 export async function buildChain(store: LocalStore, cfg: ChainConfig): Promise<BuiltChain> {
-  const guard = (remote: HttpStore) =>
+  const guard = (remote: RemoteSource) =>
     guardRemote(remote, {
       onChange: (c) => {
         const e = breakerEvent(c)

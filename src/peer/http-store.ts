@@ -16,7 +16,7 @@ import {isValidRefPart} from '../store/ref.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
 import {bulkGet, type BulkOptions} from './pipelined-get.js'
 import {isTlsTrustError, trustContext} from './tls-trust.js'
-import type {FetchOptions, RemoteSource, SourceKind} from './source.js'
+import {assertChunkId, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 import {
   bearer,
   CONTENT_BINARY,
@@ -129,9 +129,10 @@ export class HttpStore implements RemoteSource {
     return out
   }
 
-  private fail(what: string, res: Response | undefined, err?: unknown): RemoteError {
+  /** `tokenSent`: the request carried the push token (only uploads do), so a 403 means that token is wrong. */
+  private fail(what: string, res: Response | undefined, err?: unknown, tokenSent = false): RemoteError {
     if (res && (res.statusCode === 401 || res.statusCode === 403))
-      return new RemoteAuthError(`${this.name} refused ${what}: HTTP ${res.statusCode} (${res.statusCode === 401 ? 'no token' : 'wrong token'})`, {
+      return new RemoteAuthError(`${this.name} refused ${what}: HTTP ${res.statusCode} (${res.statusCode === 401 ? 'no token' : tokenSent ? 'wrong token' : 'forbidden'})`, {
         data: {status: res.statusCode, source: this.name},
       })
     if (res) {
@@ -196,7 +197,7 @@ export class HttpStore implements RemoteSource {
    * fetch the chunk from its upstream when it lacks it (owner role).
    */
   async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
-    if (!isValidId(id)) throw new TypeError(`bad id ${id}`)
+    assertChunkId(id)
     const headers = this.objectRequestHeaders(opts.fetchThrough === true)
     const data = await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers})
     if (data === undefined) return undefined
@@ -241,6 +242,7 @@ export class HttpStore implements RemoteSource {
   }
 
   async has(id: string, opts: FetchOptions = {}): Promise<boolean> {
+    assertChunkId(id) // before any request: an id is part of the path
     return withRetry(
       async () => {
         let res: Response
@@ -354,7 +356,7 @@ export class HttpStore implements RemoteSource {
           throw this.fail(`upload of ${what}`, undefined, err)
         }
         if (res.statusCode === 200 || res.statusCode === 201 || res.statusCode === 204) return res.statusCode
-        throw this.fail(`upload of ${what}`, res)
+        throw this.fail(`upload of ${what}`, res, undefined, true)
       },
       this.retry,
       opts.signal,

@@ -2,7 +2,12 @@
  * The small interfaces every chunk source implements (local store, peer,
  * seed, and the chain built from them). Only "missing" falls through a
  * chain; every other failure is an error naming its source.
+ *
+ * A new kind of source implements ChunkSource (RemoteSource for a remote,
+ * opened by URL in factory.openRemote) and joins the factories of
+ * test/integration/source-contract.test.js, which hold it to the contract below.
  */
+import {isValidId} from '../store/layout.js'
 import type {BulkOptions} from './pipelined-get.js'
 
 export interface FetchOptions {
@@ -12,6 +17,18 @@ export interface FetchOptions {
 /** Where a chunk came from, for counters and summaries. */
 export type SourceKind = 'local' | 'peer' | 'seed'
 
+/**
+ * The contract (test/helpers/source-contract.js runs it against every
+ * source): get returns exactly the chunk's bytes (a zero-length chunk is an
+ * empty Buffer, not undefined), or undefined when the source does not have
+ * it — never an error for "missing". Bytes that do not hash to the id are
+ * an error (code VMI_INTEGRITY or VMI_REMOTE_INTEGRITY, or for a chain an
+ * error naming every source tried), never returned. has() agrees with get().
+ * An id that is not 64 lowercase hex digits rejects with a TypeError before
+ * any I/O. A signal already aborted, or aborted while waiting, rejects the
+ * call promptly. Any other failure (unreachable, 5xx, timeout) rejects with
+ * an error whose message names the source.
+ */
 export interface ChunkSource {
   /** Human-readable name used in messages ("peer http://10.0.0.2:7070"). */
   readonly name: string
@@ -19,6 +36,11 @@ export interface ChunkSource {
   /** Verified chunk bytes, or undefined when the source does not have it. Throws on any other failure. */
   get(id: string, opts?: FetchOptions): Promise<Buffer | undefined>
   has(id: string, opts?: FetchOptions): Promise<boolean>
+}
+
+/** The id check every source makes first (ChunkSource's contract): a TypeError, before any I/O. */
+export function assertChunkId(id: unknown): asserts id is string {
+  if (!isValidId(id)) throw new TypeError(`bad chunk id ${JSON.stringify(id)}`)
 }
 
 export interface ManifestSource {
