@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // vmi distribution benchmark: `node bench/dist.js` (or `npm run bench -- --only dist`).
 // See bench/README.md, "Distribution benchmark".
 //
@@ -18,7 +19,7 @@ import {promises as fsp, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {bytesHuman, f, GB, int, MB, mbps, pct, table} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
-import {hashSpeed, loadDist} from './lib/inproc.js'
+import {hashSpeed} from './lib/inproc.js'
 import {loadAverage} from './lib/machine.js'
 import {GNU_TIME, median, runTimed} from './lib/measure.js'
 import {
@@ -46,7 +47,8 @@ import {
   vmiTimed,
   workDirectory,
   writeResults,
-} from './lib/dist-common.js'
+  loadVmi,
+} from './lib/common.js'
 import {compressionStudy} from './lib/dist-compress.js'
 import {pullComponents} from './lib/dist-inproc.js'
 
@@ -100,8 +102,8 @@ ensureReady('dist', {build: opts.build, tools: ['curl', 'nginx']})
 
 const settings = prepSettings()
 const {workDir, discard, trashStats} = workDirectory('vmi-bench-dist-', log)
-const dist = await loadDist(ROOT)
-const machine = machineRecord(workDir, dist.hash.activeHashBackend())
+const dist = await loadVmi()
+const machine = machineRecord(workDir, dist.activeHashBackend())
 const git = gitInfo()
 const distAtStart = distFingerprint()
 log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
@@ -142,6 +144,7 @@ async function withServers(pids, fn) {
 
 // ----------------------------------------------------------------- the image
 
+/** @type {Record<string, any>} */
 let image
 {
   const boot = opts.synthetic ? {reason: '--synthetic given'} : ensureBootImage(log)
@@ -198,7 +201,7 @@ const rawUrl = `${nginx.url}/raw/${path.basename(image.file)}`
 
 log('in-process split of a pull: HttpStore.get (got + verify) and bare node:http GETs (8 in flight), pipelined GETs, hash, LocalStore.putObjectSync')
 await prepare({dirs: [seedObjects]}, settings)
-inproc.pull = await pullComponents(ROOT, nginx.url, image.objects, {storeDir: path.join(workDir, 'inproc-store'), discard})
+inproc.pull = await pullComponents(nginx.url, image.objects, {storeDir: path.join(workDir, 'inproc-store'), discard})
 for (const k of ['httpStore', 'bareHttp', 'pipelined', 'hash', 'putObject']) log(`  ${k}: ${f(inproc.pull[k].wall)} s wall, ${f(inproc.pull[k].cpu)} s CPU`)
 
 // ----------------------------------------------------------------- 1. pull vs curl
@@ -321,10 +324,10 @@ writeFileSync(pathsFile, shuffled(image.objects.map((o) => o.path), 'vmi-bench-l
 const loadServe = await startServe(seedStore)
 const loadRuns = {vmi: [], nginx: []}
 for (let r = 0; r < opts.reps; r++) {
-  for (const [key, srv] of [
+  for (const [key, srv] of /** @type {[string, {url: string, pid: number}][]} */ ([
     ['vmi', loadServe],
     ['nginx', nginx],
-  ]) {
+  ])) {
     const p = await prepare({dirs: [seedObjects]}, settings)
     const args = [
       path.join(ROOT, 'bench', 'lib', 'dist-load.js'),

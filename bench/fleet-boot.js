@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // vmi boot-storm benchmark in the fleet lab: `node bench/fleet-boot.js` (or
 // `npm run bench -- --only fleet-boot`). See bench/README.md, "Boot storm".
 //
@@ -42,9 +43,9 @@ import {
   vmiTimed,
   workDirectory,
   writeResults,
-} from './lib/dist-common.js'
+  loadVmi,
+} from './lib/common.js'
 import {BOOT_CONTENDERS, renderBootReport} from './lib/fleet-report.js'
-import {loadDist} from './lib/inproc.js'
 import {timedIn} from './lib/lab-run.js'
 import {parseBootResult, parseNbdkitTrace, startMount, startNbdkit} from './lib/mount-nbd.js'
 
@@ -113,8 +114,8 @@ if (!boot.file) {
 }
 const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 15_000)}
 const {workDir, discard} = workDirectory('vmi-bench-fleet-boot-', log)
-const dist = await loadDist(ROOT)
-const machine = machineRecord(workDir, dist.hash.activeHashBackend())
+const dist = await loadVmi()
+const machine = machineRecord(workDir, dist.activeHashBackend())
 const git = gitInfo()
 const distAtStart = distFingerprint()
 log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
@@ -184,7 +185,7 @@ const traceInfo = {
 }
 // the chunks the trace touches that hold data: what one host must fetch (its boot set)
 {
-  const {hash} = dist.hash
+  const {hash} = dist
   const touched = new Set()
   for (const r of trace.reads) for (let c = Math.floor(r.offset / image.chunkSize); c * image.chunkSize < r.offset + r.count; c++) touched.add(c)
   const fh = await fsp.open(image.file, 'r')
@@ -217,6 +218,7 @@ const servedBytes = async () => metricSum(await seedServe.metrics(), 'vmi_served
 
 
 /** One storm: every host of `hosts` boots by `kind`; `qemuHost` runs a real boot instead of the replay. */
+/** @param {string} kind @param {any[]} hosts @param {{qemuHost?: any}} [o] */
 async function storm(kind, hosts, {qemuHost} = {}) {
   const stores = hosts.map((h, i) => path.join(workDir, `${kind}-${hosts.length}-${i}`))
   const serves = kind === 'peers' ? await Promise.all(hosts.map((h, i) => startServe(stores[i], ['--seed', seedServe.url], {netns: h.ns, listen: `${h.ip}:7070`}))) : []

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // vmi fleet benchmark in the lab: `node bench/fleet.js` (or `npm run bench -- --only fleet`).
 // See bench/README.md, "Fleet benchmark".
 //
@@ -44,10 +45,10 @@ import {
   vmiTimed,
   workDirectory,
   writeResults,
-} from './lib/dist-common.js'
+  loadVmi,
+} from './lib/common.js'
 import {CONTENDERS, renderFleetReport} from './lib/fleet-report.js'
 import {timedIn} from './lib/lab-run.js'
-import {loadDist} from './lib/inproc.js'
 
 const USAGE = `usage: node bench/fleet.js [--hosts 1,2,4,8,16] [--rate 200mbit] [--seed-rate R] [--size-mib 256] [--reps N] [--churn-hosts 8] [--no-churn] [--no-anchors] [--build]
 
@@ -118,8 +119,8 @@ ensureReady('fleet', {build: opts.build, tools: ['curl', 'nginx']})
 // run waits at most 15 s for quiet (the report shows the CPU others used during each run).
 const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 15_000)}
 const {workDir, discard} = workDirectory('vmi-bench-fleet-', log)
-const dist = await loadDist(ROOT)
-const machine = machineRecord(workDir, dist.hash.activeHashBackend())
+const dist = await loadVmi()
+const machine = machineRecord(workDir, dist.activeHashBackend())
 const git = gitInfo()
 const distAtStart = distFingerprint()
 log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
@@ -179,6 +180,7 @@ async function startHostServes(hosts, stores) {
  * `scenario(ctx)` (churn) runs alongside and may cut links or start late
  * hosts; it returns when its part is done. Returns the run's record.
  */
+/** @param {string} kind @param {any[]} hosts @param {{label?: string, scenario?: (ctx: any) => Promise<any>, late?: any[]}} [o] */
 async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
   const stores = hosts.map((h, i) => path.join(workDir, `${kind}-${hosts.length}-${i}-${Math.random().toString(36).slice(2, 8)}`))
   // a late host's serve is started by the scenario, with its pull
@@ -391,7 +393,7 @@ if (opts.churn) {
 // chunk ids and host URLs predicts how many chunk bytes each host serves in a fill
 // (N × what it owns: every host's pull, its own included, asks the owner's serve);
 // compared with each host serve's /metrics from the fill runs.
-const {rankPeers} = await import(path.join(ROOT, 'dist', 'peer', 'rendezvous.js'))
+const {rankPeers} = dist
 const ownership = fillRuns
   .filter((p) => p.hosts >= 2)
   .map((p) => {

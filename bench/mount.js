@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // vmi mount benchmark: `node bench/mount.js` (or `npm run bench -- --only mount`).
 // See bench/README.md, "Mount benchmark".
 //
@@ -19,9 +20,7 @@ import {spawnSync} from 'node:child_process'
 import {promises as fsp, readFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {pathToFileURL} from 'node:url'
 import {bytesHuman, f, GB, int, MB, pct, table} from './lib/format.js'
-import {loadDist} from './lib/inproc.js'
 import {loadAverage} from './lib/machine.js'
 import {GNU_TIME, median, runTimed} from './lib/measure.js'
 import {
@@ -49,7 +48,8 @@ import {
   vmiTimed,
   workDirectory,
   writeResults,
-} from './lib/dist-common.js'
+  loadVmi,
+} from './lib/common.js'
 import {backendReadCost} from './lib/mount-inproc.js'
 import {parseBootResult, parseNbdkitLog, qemuImgBench, readFootprint, startMount, startNbdkit, zeroBlocks} from './lib/mount-nbd.js'
 
@@ -129,10 +129,11 @@ if (!boot.file) {
 
 const settings = prepSettings()
 const {workDir, discard, trashStats} = workDirectory('vmi-bench-mount-', log)
-const dist = await loadDist(ROOT)
-MAIN_CS = (await import(pathToFileURL(path.join(ROOT, 'dist', 'store', 'import.js')).href)).DEFAULT_CHUNK_SIZE
+const dist = await loadVmi()
+MAIN_CS = dist.DEFAULT_CHUNK_SIZE
 if (!CHUNK_SIZES.includes(MAIN_CS)) CHUNK_SIZES.push(MAIN_CS)
-const machine = machineRecord(workDir, dist.hash.activeHashBackend())
+/** @type {Record<string, any>} */
+const machine = machineRecord(workDir, dist.activeHashBackend())
 {
   // how an idle core wakes up (see "By CPU placement")
   const sys = (f) => {
@@ -183,6 +184,7 @@ try {
 
 // ----------------------------------------------------------------- cached reads
 
+/** @type {Record<string, any>} */
 let reads
 if (opts.reads) {
   log(`cached reads: vmi mount (every chunk local) vs nbdkit file plugin, qemu-img bench, ${opts.reps} repetitions`)
@@ -229,7 +231,7 @@ if (opts.reads) {
   await nbdkit.stop()
   log('  the block backend alone, in-process (dist/ ImageBackend, no NBD)')
   await prepare(warm, settings)
-  const backend = await backendReadCost(ROOT, seed.store, seed.id, PATTERNS)
+  const backend = await backendReadCost(seed.store, seed.id, PATTERNS)
   for (const pat of PATTERNS) log(`    ${pat.label}: ${f(backend.patterns[pat.key].usPerRequest, 1)} µs/request`)
   reads = {
     backend,
@@ -265,6 +267,7 @@ function summarizePatterns(byPattern) {
 
 // ----------------------------------------------------------------- boots
 
+/** @type {Record<string, any>} */
 let boots
 if (opts.boot) {
   boots = {runs: {}}
@@ -283,6 +286,7 @@ if (opts.boot) {
   }
   /** One timed boot: `cmd args`, accounting the seeds' CPU and egress. */
   const kernelFiles = [path.join(image.dir, 'vmlinuz'), path.join(image.dir, 'initrd.img')]
+  /** @param {string} cmd @param {string[]} args @param {{env?: NodeJS.ProcessEnv, seedCs?: number, warm?: {files?: string[], dirs?: string[]}}} [o] */
   const timedBoot = async (cmd, args, {env, seedCs, warm = {files: [image.file]}} = {}) => {
     const p = await prepare({files: [...kernelFiles, ...(warm.files ?? [])], dirs: warm.dirs ?? []}, settings)
     const before = seedCs ? await servedObjectBytes(seeds[seedCs].serve) : undefined
@@ -290,6 +294,7 @@ if (opts.boot) {
     const r = await runTimed(cmd, args, {env, scratch: workDir, allowFail: true})
     const cpu = w.end((r.user ?? 0) + (r.sys ?? 0))
     const after = seedCs ? await servedObjectBytes(seeds[seedCs].serve) : undefined
+    /** @type {Record<string, any>} */
     const out = {
       wall: r.wall,
       status: r.status,

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // @ts-check
+// @ts-check
 // Sub-block writes through `vmi mount`'s copy-on-write overlay:
 // `node bench/writes.js` (or `npm run bench -- --only writes`).
 //
@@ -30,7 +31,7 @@ import {
   vmiTimed,
   workDirectory,
   writeResults,
-} from './lib/dist-common.js'
+} from './lib/common.js'
 import {qemuImgBench, startMount, startNbdkit} from './lib/mount-nbd.js'
 
 const log = makeLog('writes')

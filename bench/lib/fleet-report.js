@@ -1,3 +1,4 @@
+// @ts-check
 // The fleet benchmark's report (bench/fleet.js) and the figures its goals are
 // judged on, shared with docs/PERFORMANCE.md (bench/lib/perf-doc.js).
 import {bytesHuman, f, int, table} from './format.js'

@@ -1,3 +1,4 @@
+// @ts-check
 // Number formatting and markdown tables.
 
 export const MB = 1e6

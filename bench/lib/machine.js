@@ -1,3 +1,4 @@
+// @ts-check
 // What machine the numbers come from, and how busy it was.
 import {execFileSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'

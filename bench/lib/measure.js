@@ -1,3 +1,4 @@
+// @ts-check
 // Timing a child process: wall time, peak RSS, CPU time, and how much CPU
 // everything else on the machine used meanwhile.
 import {spawn, spawnSync} from 'node:child_process'
@@ -74,9 +75,7 @@ export async function runTimed(cmd, args, opts = {}) {
   const stealCores = cpu0 && cpu1 ? (cpu1.steal - cpu0.steal) / wall : undefined
   const r = {wall, rssBytes, user, sys, bgCores, stealCores, status, stdout, stderr}
   if (status !== 0 && !opts.allowFail) {
-    const e = new Error(`${cmd} ${args.join(' ')} failed (${status}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`)
-    e.result = r
-    throw e
+    throw Object.assign(new Error(`${cmd} ${args.join(' ')} failed (${status}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`), {result: r})
   }
   return r
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // docs/PERFORMANCE.md and its plots (docs/img/*.svg), rendered from the saved
 // results: bench/results/latest-{store,dist,mount,fleet,fleet-boot,sim}.json and the "what
 // bounds it" sections of the markdown reports of the same runs. Every number
