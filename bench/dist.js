@@ -21,7 +21,7 @@ import {bytesHuman, f, GB, int, MB, mbps, pct, table} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed} from './lib/inproc.js'
 import {loadAverage} from './lib/machine.js'
-import {GNU_TIME, median, runTimed} from './lib/measure.js'
+import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
 import {
   cpuWindow,
   distFingerprint,
@@ -43,7 +43,6 @@ import {
   shuffled,
   startNginx,
   startServe,
-  stats,
   vmiTimed,
   workDirectory,
   writeResults,

@@ -22,7 +22,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {bytesHuman, f, GB, int, MB, pct, table} from './lib/format.js'
 import {loadAverage} from './lib/machine.js'
-import {GNU_TIME, median, runTimed} from './lib/measure.js'
+import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
 import {
   cpuWindow,
   distFingerprint,
@@ -43,7 +43,6 @@ import {
   ROOT,
   servedObjectBytes,
   startServe,
-  stats,
   vmiEnv,
   vmiTimed,
   workDirectory,

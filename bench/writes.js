@@ -16,7 +16,7 @@ import {randomBytes} from 'node:crypto'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {f, int, table} from './lib/format.js'
-import {hasCommand} from './lib/measure.js'
+import {hasCommand, stats} from './lib/measure.js'
 import {
   cpuWindow,
   gitInfo,
@@ -26,7 +26,6 @@ import {
   MiB,
   prepare,
   prepSettings,
-  stats,
   stopAllChildren,
   vmiTimed,
   workDirectory,

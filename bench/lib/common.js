@@ -12,15 +12,14 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {loadAverage, machineInfo, waitQuiet} from './machine.js'
-import {freePageReporting, median, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
+import {loadAverage, machineInfo, sleep, waitQuiet} from './machine.js'
+import {GiB} from './format.js'
+import {freePageReporting, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'run.js')
 export const RESULTS = path.join(ROOT, 'bench', 'results')
-export const KiB = 1024
-export const MiB = 1024 * KiB
-export const GiB = 1024 * MiB
+export {GiB, KiB, MiB} from './format.js'
 
 /** @typedef {typeof import('../../dist/index.js')} Vmi */
 
@@ -35,12 +34,14 @@ export async function loadVmi() {
 }
 
 export const makeLog = (name) => (msg) => process.stderr.write(`bench ${name}: ${msg}\n`)
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+export {sleep}
 
 // ----------------------------------------------------------------- children we started
 
+/** @type {Set<import('node:child_process').ChildProcess>} */
 const children = new Set()
-function track(child) {
+/** @template {import('node:child_process').ChildProcess} C @param {C} child @returns {C} */
+export function track(child) {
   children.add(child)
   child.once('exit', () => children.delete(child))
   return child
@@ -431,11 +432,6 @@ export async function prepare({files = [], dirs = []} = {}, settings = prepSetti
   return q ? {waitedMs: q.waitedMs, startedQuiet: q.quiet, busyCoresBefore: q.busyCores} : {}
 }
 
-/** Median/min/max of a list of numbers. */
-export function stats(xs) {
-  const v = xs.filter((x) => Number.isFinite(x))
-  return {median: median(v), min: Math.min(...v), max: Math.max(...v), n: v.length}
-}
 
 // ----------------------------------------------------------------- what was measured
 

@@ -5,7 +5,7 @@ import {createCipheriv, createHash} from 'node:crypto'
 import {existsSync, promises as fsp} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {GiB, MiB} from './common.js'
+import {GiB, MiB} from './format.js'
 
 /** @typedef {{generator: string, size: number, align: number, seed: string, minRegion: number, maxRegion: number, weights: Record<string, number>, pattern?: string[]}} SyntheticSpec */
 /** @typedef {{kind: string, offset: number, size: number, from?: number[]}} Region */

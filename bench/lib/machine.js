@@ -79,7 +79,8 @@ export function busyProcesses(minPct = 20) {
     .map((f) => `${f[3]} (pid ${f[0]}, ${f[2]}% CPU)`)
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+/** @param {number} ms */
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 /**
  * Wait (up to `maxWaitMs`) until the rest of the machine is quiet: two

@@ -80,11 +80,16 @@ export async function runTimed(cmd, args, opts = {}) {
   return r
 }
 
+/** The median of the finite numbers of `xs` (undefined when there are none). @param {(number | undefined)[]} xs */
 export function median(xs) {
-  const s = [...xs].sort((a, b) => a - b)
-  if (s.length === 0) return undefined
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+  return stats(xs).median
+}
+
+/** Median, min, max and count of the finite numbers of `xs` (undefined but n when there are none). @param {(number | undefined)[]} xs */
+export function stats(xs) {
+  const v = /** @type {number[]} */ (xs.filter(Number.isFinite)).sort((a, b) => a - b)
+  const m = v.length >> 1
+  return {median: v.length ? (v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2) : undefined, min: v[0], max: v.at(-1), n: v.length}
 }
 
 /** Flush dirty pages (so one measurement's writeback does not land in the next). */

@@ -6,18 +6,8 @@
 import {spawn} from 'node:child_process'
 import {existsSync, promises as fsp} from 'node:fs'
 import net from 'node:net'
-import {BIN, lastJson, sleep, vmiEnv, ROOT} from './common.js'
+import {BIN, lastJson, sleep, track, vmiEnv, ROOT} from './common.js'
 import {runTimed} from './measure.js'
-
-const children = new Set()
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM')
-})
-function track(c) {
-  children.add(c)
-  c.once('exit', () => children.delete(c))
-  return c
-}
 
 function connectable(socket) {
   return new Promise((resolve) => {
