@@ -20,33 +20,26 @@ import path from 'node:path'
 import {bytesHuman, f, GB, int, MB, mbps, pct, table} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed} from './lib/inproc.js'
-import {loadAverage} from './lib/machine.js'
 import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
 import {
   cpuWindow,
-  distFingerprint,
   ensureBootImage,
-  ensureReady,
   GiB,
-  gitInfo,
   KiB,
   listObjects,
-  machineRecord,
-  makeLog,
   metricSum,
   MiB,
   prepare,
+  prepMethod,
   prepSettings,
   rerenderAndExit,
   ROOT,
   servedObjectBytes,
   shuffled,
   startNginx,
+  startRun,
   startServe,
   vmiTimed,
-  workDirectory,
-  writeResults,
-  loadVmi,
 } from './lib/common.js'
 import {compressionStudy} from './lib/dist-compress.js'
 import {pullComponents} from './lib/dist-inproc.js'
@@ -94,18 +87,9 @@ const TOKEN = 'bench-push-token'
 
 if (opts.render) await rerenderAndExit('dist', opts.render, render)
 
-const log = makeLog('dist')
-const t0 = performance.now()
-const startedAt = new Date()
-ensureReady('dist', {build: opts.build, tools: ['curl', 'nginx']})
-
+const run = await startRun('dist', {build: opts.build, tools: ['curl', 'nginx']})
+const {log, startedAt, workDir, discard, trashStats, dist, machine} = run
 const settings = prepSettings()
-const {workDir, discard, trashStats} = workDirectory('vmi-bench-dist-', log)
-const dist = await loadVmi()
-const machine = machineRecord(workDir, dist.activeHashBackend())
-const git = gitInfo()
-const distAtStart = distFingerprint()
-log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
 
 const tagged = (prep, r) => Object.assign(r, prep)
 
@@ -383,21 +367,12 @@ if (opts.compress) {
 
 // ----------------------------------------------------------------- results
 
-const finishedAt = new Date()
-const R = {
-  startedAt: startedAt.toISOString(),
-  finishedAt: finishedAt.toISOString(),
-  totalSeconds: (performance.now() - t0) / 1000,
+await run.finish({
   reps: opts.reps,
-  machine,
-  git: {...git, distAtStart, distAtEnd: distFingerprint()},
-  loadAverageAtEnd: loadAverage(),
   method: {
     wall: 'spawn to exit of the child, measured by the bench process (vmi: includes node + oclif start-up)',
     pageCache: 'before every run the source is read once: the raw file for curl and cp, the seed store objects for pull, push and the load test',
-    sync: '`sync` before every run',
-    quiet: settings.quietWaitMs > 0 ? `before every run the bench waits (up to ${settings.quietWaitMs / 1000} s) until the rest of the machine uses < 0.3 cores` : 'no waiting for an idle machine',
-    pretouch: settings.pretouchBytes > 0 ? `a child touches and frees ${f(settings.pretouchBytes / GiB, 1)} GiB just before every run (free page reporting; see bench/README.md)` : 'no memory pre-touch',
+    ...prepMethod(settings),
     cpu: `CPU of the timed child by ${GNU_TIME ? 'GNU time (user+sys, reaped children included)' : 'n/a (no GNU time)'}; servers' CPU from /proc/<pid>/stat of their process trees; "others" = machine busy time − both`,
     network: 'everything on 127.0.0.1 (loopback)',
     cleanup: `stores moved to a trash directory and deleted at the end (${trashStats.moved} moved, ${trashStats.deletedAtOnce} deleted at once)`,
@@ -411,11 +386,7 @@ const R = {
   push,
   serveLoad,
   compression,
-}
-const md = render(R)
-const files = await writeResults('dist', startedAt, md, R)
-console.log(md)
-log(`wrote ${files.mdFile} and ${files.jsonFile}; total ${f(R.totalSeconds, 0)} s`)
+}, render)
 
 // ----------------------------------------------------------------- markdown
 

@@ -20,30 +20,21 @@ import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {labUnavailable, startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
-import {loadAverage} from './lib/machine.js'
 import {runTimed} from './lib/measure.js'
 import {
   BIN,
   cpuWindow,
-  distFingerprint,
   ensureBootImage,
-  ensureReady,
-  gitInfo,
-  machineRecord,
-  makeLog,
   metricSum,
   prepare,
   prepSettings,
   rerenderAndExit,
-  runFields,
   ROOT,
   startNginx,
+  startRun,
   startServe,
   vmiEnv,
   vmiTimed,
-  workDirectory,
-  writeResults,
-  loadVmi,
 } from './lib/common.js'
 import {BOOT_CONTENDERS, renderBootReport} from './lib/fleet-report.js'
 import {timedIn} from './lib/lab-run.js'
@@ -96,9 +87,6 @@ const opts = {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, cop
 
 if (opts.render) await rerenderAndExit('fleet-boot', opts.render, renderBootReport)
 
-const log = makeLog('fleet-boot')
-const t0 = performance.now()
-const startedAt = new Date()
 {
   const why = labUnavailable() ?? (spawnSync(PY, ['-c', 'import nbd'], {stdio: 'ignore'}).status !== 0 ? `${PY} cannot import nbd (Debian package python3-libnbd)` : undefined)
   if (why) {
@@ -106,19 +94,14 @@ const startedAt = new Date()
     process.exit(0)
   }
 }
-ensureReady('fleet-boot', {build: opts.build, tools: ['curl', 'nginx', 'nbdkit', ...(opts.qemu || opts.record || !existsSync(TRACE) ? ['qemu-system-x86_64'] : [])]})
+const run = await startRun('fleet-boot', {build: opts.build, tools: ['curl', 'nginx', 'nbdkit', ...(opts.qemu || opts.record || !existsSync(TRACE) ? ['qemu-system-x86_64'] : [])]})
+const {log, workDir, discard, dist} = run
 const boot = ensureBootImage(log)
 if (!boot.file) {
   console.error(`bench fleet-boot: the Debian boot image is needed: ${boot.reason}`)
   process.exit(1)
 }
 const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 15_000)}
-const {workDir, discard} = workDirectory('vmi-bench-fleet-boot-', log)
-const dist = await loadVmi()
-const machine = machineRecord(workDir, dist.activeHashBackend())
-const git = gitInfo()
-const distAtStart = distFingerprint()
-log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
 
 // ----------------------------------------------------------------- the image on the seed
 
@@ -316,16 +299,11 @@ await seedServe.stop()
 await nginx.close()
 await lab.close()
 
-const R = {
-  ...runFields({startedAt, t0, machine, git, distAtStart}),
+await run.finish({
   lab: {rate: lab.hosts[0].rate, seedRate: lab.seed.rate, hosts: maxHosts},
   image: {size: image.size, uniqueBytes: image.uniqueBytes, chunks: image.chunks, chunkSize: image.chunkSize, id: image.id},
   trace: traceInfo,
   goals: GOALS,
   runs,
-}
-const md = renderBootReport(R)
-const files = await writeResults('fleet-boot', startedAt, md, R)
-console.log(md)
-log(`wrote ${files.mdFile} and ${files.jsonFile} (${f(R.totalSeconds, 0)} s)`)
+}, renderBootReport)
 

@@ -21,33 +21,23 @@ import path from 'node:path'
 import {labUnavailable, startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
-import {loadAverage} from './lib/machine.js'
 import {
   BIN,
   cpuWindow,
-  distFingerprint,
-  ensureReady,
-  gitInfo,
   listObjects,
-  machineRecord,
-  makeLog,
   metricSum,
   MiB,
   prepare,
   prepSettings,
   rerenderAndExit,
-  runFields,
-  ROOT,
   sleep,
   startNginx,
+  startRun,
   startServe,
   vmiEnv,
   vmiTimed,
-  workDirectory,
-  writeResults,
-  loadVmi,
 } from './lib/common.js'
-import {CONTENDERS, renderFleetReport} from './lib/fleet-report.js'
+import {renderFleetReport} from './lib/fleet-report.js'
 import {timedIn} from './lib/lab-run.js'
 
 const USAGE = `usage: node bench/fleet.js [--hosts 1,2,4,8,16] [--rate 200mbit] [--seed-rate R] [--size-mib 256] [--reps N] [--churn-hosts 8] [--no-churn] [--no-anchors] [--build]
@@ -103,9 +93,6 @@ const HOST_PORT = 7070
 
 if (opts.render) await rerenderAndExit('fleet', opts.render, renderFleetReport)
 
-const log = makeLog('fleet')
-const t0 = performance.now()
-const startedAt = new Date()
 {
   const why = labUnavailable()
   if (why) {
@@ -113,17 +100,12 @@ const startedAt = new Date()
     process.exit(0)
   }
 }
-ensureReady('fleet', {build: opts.build, tools: ['curl', 'nginx']})
+const run = await startRun('fleet', {build: opts.build, tools: ['curl', 'nginx']})
+const {log, workDir, discard, dist} = run
 
 // The machine is shared and never idle for long; the runs are network-bound by design, so a
 // run waits at most 15 s for quiet (the report shows the CPU others used during each run).
 const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 15_000)}
-const {workDir, discard} = workDirectory('vmi-bench-fleet-', log)
-const dist = await loadVmi()
-const machine = machineRecord(workDir, dist.activeHashBackend())
-const git = gitInfo()
-const distAtStart = distFingerprint()
-log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
 
 // ----------------------------------------------------------------- the image and the seed store
 
@@ -281,7 +263,7 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
 
 const line = (x) =>
   `${x.hosts} host(s) ${x.label}: ${f(x.wall)} s (${f(x.wall / limitSeconds)}× the limit), seed sent ${f(x.seedRatio, 3)}× the unique bytes; ` +
-  `CPU s: clients ${f(x.clientCpu)}, host serves ${f(x.hostServeCpu)}, seed ${f(x.seedCpu)}; machine busy ${f(x.busyCores)} of ${machine.cores} cores (irq ${f(x.irqCores)}, others ${f(x.othersCores)})` +
+  `CPU s: clients ${f(x.clientCpu)}, host serves ${f(x.hostServeCpu)}, seed ${f(x.seedCpu)}; machine busy ${f(x.busyCores)} of ${run.machine.cores} cores (irq ${f(x.irqCores)}, others ${f(x.othersCores)})` +
   (x.failures.length ? `; FAILURES: ${x.failures.join('; ')}` : '')
 
 // ----------------------------------------------------------------- 1. fill
@@ -422,8 +404,7 @@ await lab.close()
 
 // ----------------------------------------------------------------- results
 
-const R = {
-  ...runFields({startedAt, t0, machine, git, distAtStart}),
+await run.finish({
   reps: opts.reps,
   lab: {rate, seedRate, hosts: maxHosts, id: lab.id, shaping: 'tbf on both ends of every veth (uplink and downlink); no netem on this kernel: no latency or loss emulated'},
   image: {size: image.size, allocated: image.allocated, uniqueBytes: U, chunks: image.chunks, chunkSize: image.chunkSize, spec, composition: image.composition, id: image.id},
@@ -433,9 +414,5 @@ const R = {
   fill: fillRuns,
   churn: opts.churn ? churn : undefined,
   ownership,
-}
-const md = renderFleetReport(R)
-const files = await writeResults('fleet', startedAt, md, R)
-console.log(md)
-log(`wrote ${files.mdFile} and ${files.jsonFile} (${f(R.totalSeconds, 0)} s)`)
+}, renderFleetReport)
 

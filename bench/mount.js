@@ -21,33 +21,26 @@ import {promises as fsp, readFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {bytesHuman, f, GB, int, MB, pct, table} from './lib/format.js'
-import {loadAverage} from './lib/machine.js'
 import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
 import {
   cpuWindow,
-  distFingerprint,
   ensureBootImage,
-  ensureReady,
   GiB,
-  gitInfo,
   httpText,
   KiB,
   lastJson,
-  machineRecord,
-  makeLog,
   MiB,
   prepare,
+  prepMethod,
   prepSettings,
   rerenderAndExit,
   RESULTS,
   ROOT,
   servedObjectBytes,
+  startRun,
   startServe,
   vmiEnv,
   vmiTimed,
-  workDirectory,
-  writeResults,
-  loadVmi,
 } from './lib/common.js'
 import {backendReadCost} from './lib/mount-inproc.js'
 import {parseBootResult, parseNbdkitLog, qemuImgBench, readFootprint, startMount, startNbdkit, zeroBlocks} from './lib/mount-nbd.js'
@@ -116,10 +109,8 @@ function pinTree(pid, cpus) {
 
 if (opts.render) await rerenderAndExit('mount', opts.render, render)
 
-const log = makeLog('mount')
-const t0 = performance.now()
-const startedAt = new Date()
-ensureReady('mount', {build: opts.build, tools: ['qemu-img', 'nbdkit', ...(opts.boot ? ['qemu-system-x86_64'] : [])]})
+const run = await startRun('mount', {build: opts.build, tools: ['qemu-img', 'nbdkit', ...(opts.boot ? ['qemu-system-x86_64'] : [])]})
+const {log, workDir, discard, trashStats, dist, machine} = run
 const boot = ensureBootImage(log)
 if (!boot.file) {
   console.error(`bench mount: the Debian boot image is needed: ${boot.reason}`)
@@ -127,12 +118,8 @@ if (!boot.file) {
 }
 
 const settings = prepSettings()
-const {workDir, discard, trashStats} = workDirectory('vmi-bench-mount-', log)
-const dist = await loadVmi()
 MAIN_CS = dist.DEFAULT_CHUNK_SIZE
 if (!CHUNK_SIZES.includes(MAIN_CS)) CHUNK_SIZES.push(MAIN_CS)
-/** @type {Record<string, any>} */
-const machine = machineRecord(workDir, dist.activeHashBackend())
 {
   // how an idle core wakes up (see "By CPU placement")
   const sys = (f) => {
@@ -146,10 +133,8 @@ const machine = machineRecord(workDir, dist.activeHashBackend())
   const poll = sys('/sys/module/haltpoll/parameters/guest_halt_poll_ns')
   if (poll !== undefined && /^\d+$/.test(poll)) machine.haltPollNs = Number(poll)
 }
-const git = gitInfo()
-const distAtStart = distFingerprint()
 const image = {file: boot.file, dir: boot.dir, info: boot.info, size: (await fsp.stat(boot.file)).size}
-log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores, KVM ${machine.kvmUsable ? 'usable' : 'not usable (TCG)'}; load average ${loadAverage().join(' ')}`)
+log(`KVM ${machine.kvmUsable ? 'usable' : 'not usable (TCG)'}`)
 log(`image ${image.file} (${bytesHuman(image.size)})`)
 
 // ----------------------------------------------------------------- seeds: one store per chunk size
@@ -399,19 +384,11 @@ for (const cs of CHUNK_SIZES) await seeds[cs].serve.stop()
 
 // ----------------------------------------------------------------- results
 
-const R = {
-  startedAt: startedAt.toISOString(),
-  finishedAt: new Date().toISOString(),
-  totalSeconds: (performance.now() - t0) / 1000,
+await run.finish({
   reps: opts.reps,
-  machine,
-  git: {...git, distAtStart, distAtEnd: distFingerprint()},
-  loadAverageAtEnd: loadAverage(),
   method: {
     pageCache: 'before every run the bench reads the raw file and/or the store objects involved (warm page cache on both sides)',
-    sync: '`sync` before every run',
-    quiet: settings.quietWaitMs > 0 ? `before every run the bench waits (up to ${settings.quietWaitMs / 1000} s) until the rest of the machine uses < 0.3 cores` : 'no waiting for an idle machine',
-    pretouch: settings.pretouchBytes > 0 ? `a child touches and frees ${f(settings.pretouchBytes / GiB, 1)} GiB just before every run` : 'no memory pre-touch',
+    ...prepMethod(settings),
     cpu: `timed children's CPU by ${GNU_TIME ? 'GNU time (reaped children included: QEMU under vmi mount --exec)' : 'n/a'}; servers' CPU from /proc/<pid>/stat`,
     cleanup: `host stores moved to a trash directory and deleted at the end (${trashStats.moved} moved)`,
   },
@@ -421,11 +398,7 @@ const R = {
   storeBench,
   reads,
   boots,
-}
-const md = render(R)
-const files = await writeResults('mount', startedAt, md, R)
-console.log(md)
-log(`wrote ${files.mdFile} and ${files.jsonFile}; total ${f(R.totalSeconds, 0)} s`)
+}, render)
 
 // ----------------------------------------------------------------- markdown
 

@@ -17,8 +17,7 @@ import {fileURLToPath} from 'node:url'
 import {bytesHuman, f, GB, int, linearFit, MB, mbps, pct, table} from './lib/format.js'
 import {allocatedBytes, ensureScaleImage, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed, storeWriteCost, zeroCheckSpeed} from './lib/inproc.js'
-import {machineInfo} from './lib/machine.js'
-import {BIN, distFingerprint, ensureReady, findBootImage, GiB, gitInfo, KiB, loadVmi, MiB, prepare as prepareRun, prepSettings, ROOT, runFields, vmiEnv, workDirectory, writeResults} from './lib/common.js'
+import {BIN, findBootImage, GiB, KiB, MiB, prepare as prepareRun, prepMethod, prepSettings, ROOT, startRun, vmiEnv} from './lib/common.js'
 import {countFiles, GNU_TIME, hasCommand, median, RSS_METHOD, runTimed, settle, warmDir, warmFile} from './lib/measure.js'
 
 /** Seconds between two benchmarks of one run (see the loop below). */
@@ -145,19 +144,9 @@ const TARGETS = {importBytesPerSecond: 1 * GB, importVsCp: 0.5, rssBytes: 150 * 
 
 // ----------------------------------------------------------------- setup
 
-const log = (msg) => process.stderr.write(`bench: ${msg}\n`)
-const t0 = performance.now()
-const startedAt = new Date()
-
-ensureReady('store', {build: opts.build})
-const {workDir, discard, trashStats} = workDirectory('vmi-bench-', log)
-
-const dist = await loadVmi()
-const machine = {...machineInfo(workDir), hashBackend: dist.activeHashBackend()}
-const git = gitInfo()
-const distAtStart = distFingerprint()
+const run = await startRun('store', {build: opts.build})
+const {log, workDir, discard, trashStats, dist} = run
 const haveB3sum = hasCommand('b3sum')
-log(`work dir ${workDir} (${machine.filesystem}); ${machine.cpuModel}, ${machine.cores} cores; hash backend ${machine.hashBackend}`)
 if (!GNU_TIME) log('GNU time not found (Debian package "time"); peak RSS by polling /proc/<pid>/status VmHWM')
 
 // ----------------------------------------------------------------- helpers
@@ -393,19 +382,13 @@ if (opts.scale) {
 
 // ----------------------------------------------------------------- report
 
-const results = {
-  ...runFields({startedAt, t0, machine, git, distAtStart}),
+await run.finish({
   reps: opts.reps,
   method: {
     rss: RSS_METHOD,
     wall: 'spawn to exit of the child, measured by the bench process (includes node + oclif start-up for vmi)',
     pageCache: 'the source file is read once before every run (warm page cache for every contender); export reads the store objects once before',
-    sync: '`sync` before every run, so writeback from one run does not land in the next',
-    pretouch:
-      settings.pretouchBytes > 0
-        ? `just before every run a child process touches and frees ${f(settings.pretouchBytes / GiB, 1)} GiB of memory: this VM reports free pages to the hypervisor, and without it the first writer after a pause paid host page faults (the same cp took 0.5–3.8 s)`
-        : 'no memory pre-touch',
-    quiet: settings.quietWaitMs > 0 ? `before every run the bench waits (up to ${settings.quietWaitMs / 1000} s) until the rest of the machine uses < 0.3 cores` : 'no waiting for an idle machine',
+    ...prepMethod(settings),
     throughput: 'image size (virtual bytes, holes included) / median wall time; MB = 10^6 bytes',
     importConcurrency: concurrency,
     cleanup: `outputs are deleted after each run; finished stores are moved to a trash directory and deleted at the end (${trashStats.moved} moved, ${trashStats.deletedAtOnce} deleted at once for lack of space), because mass inode deletes slow the next file creations on ext4 without a journal for 60 s`,
@@ -415,11 +398,7 @@ const results = {
   inproc,
   images,
   scale,
-}
-const md = renderMarkdown(results)
-const written = await writeResults('store', startedAt, md, results)
-console.log(md)
-log(`wrote ${written.mdFile} and ${written.jsonFile}; total ${f(results.totalSeconds, 0)} s; deleting ${workDir}`)
+}, renderMarkdown)
 if (process.exitCode === undefined || process.exitCode === 0) process.exitCode = await renderDoc()
 
 // ----------------------------------------------------------------- markdown

@@ -554,6 +554,58 @@ export function ensureReady(kind, {build = false, tools = []} = {}) {
   }
 }
 
+/**
+ * The start of a benchmark run (after its options): log, clock, the build
+ * and tools checked (ensureReady), a work directory, vmi's API, and what the
+ * machine and build were. `finish(fields, render)` puts runFields before
+ * `fields`, writes render(R) and R (writeResults), prints the markdown and
+ * returns R.
+ * @param {string} kind @param {{build?: boolean, tools?: string[]}} [ready]
+ */
+export async function startRun(kind, ready = {}) {
+  const log = makeLog(kind)
+  const t0 = performance.now()
+  const startedAt = new Date()
+  ensureReady(kind, ready)
+  const {workDir, discard, trashStats} = workDirectory(`vmi-bench-${kind}-`, log)
+  const dist = await loadVmi()
+  /** @type {Record<string, any>} */
+  const machine = machineRecord(workDir, dist.activeHashBackend())
+  const git = gitInfo()
+  const distAtStart = distFingerprint()
+  log(`work dir ${workDir} (${machine.filesystem}); ${machine.cpuModel}, ${machine.cores} cores; hash backend ${machine.hashBackend}; load average ${loadAverage().join(' ')}`)
+  return {
+    log,
+    startedAt,
+    workDir,
+    discard,
+    trashStats,
+    dist,
+    machine,
+    /** @param {Record<string, any>} fields @param {(R: Record<string, any>) => string} render */
+    async finish(fields, render) {
+      const R = {...runFields({startedAt, t0, machine, git, distAtStart}), ...fields}
+      const md = render(R)
+      const files = await writeResults(kind, startedAt, md, R)
+      console.log(md)
+      log(`wrote ${files.mdFile} and ${files.jsonFile}; total ${R.totalSeconds.toFixed(0)} s`)
+      return R
+    },
+  }
+}
+
+/** How prepare() readied every run, in words for the report. @param {{quietWaitMs: number, pretouchBytes: number}} settings */
+export function prepMethod(settings) {
+  return {
+    sync: '`sync` before every run, so writeback from one run does not land in the next',
+    quiet: settings.quietWaitMs > 0 ? `before every run the bench waits (up to ${settings.quietWaitMs / 1000} s) until the rest of the machine uses < 0.3 cores` : 'no waiting for an idle machine',
+    pretouch:
+      settings.pretouchBytes > 0
+        ? `just before every run a child process touches and frees ${(settings.pretouchBytes / GiB).toFixed(1)} GiB of memory (this VM reports free pages to the hypervisor; see bench/README.md)`
+        : 'no memory pre-touch',
+  }
+}
+
 /** What every result file starts with: when and how long, the machine, the build at the start and the end, the load at the end. */
 export function runFields({startedAt, t0, machine, git, distAtStart}) {
   return {

@@ -6,7 +6,7 @@
 import {spawn} from 'node:child_process'
 import {existsSync, promises as fsp} from 'node:fs'
 import net from 'node:net'
-import {BIN, lastJson, sleep, track, vmiEnv, ROOT} from './common.js'
+import {BIN, lastJson, ROOT, sleep, track, vmiEnv} from './common.js'
 import {runTimed} from './measure.js'
 
 function connectable(socket) {
