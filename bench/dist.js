@@ -29,6 +29,8 @@ import {
   listObjects,
   metricSum,
   MiB,
+  numberList,
+  parseOptions,
   prepare,
   prepMethod,
   prepSettings,
@@ -56,30 +58,20 @@ const USAGE = `usage: node bench/dist.js [--reps N] [--hosts 1,2,4,8] [--synthet
 
 environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
 
-const opts = {reps: 3, hosts: [1, 2, 4, 8], synthetic: false, compress: true, build: false, render: undefined}
-{
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--reps') opts.reps = Number(argv[++i])
-    else if (a === '--hosts') opts.hosts = String(argv[++i]).split(',').map(Number)
-    else if (a === '--synthetic') opts.synthetic = true
-    else if (a === '--no-compress') opts.compress = false
-    else if (a === '--build') opts.build = true
-    else if (a === '--render') opts.render = argv[++i]
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else {
-      console.error(`bench dist: unknown argument ${a}\n${USAGE}`)
-      process.exit(2)
-    }
-  }
-  if (!Number.isInteger(opts.reps) || opts.reps < 1 || !opts.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 32)) {
-    console.error(`bench dist: bad --reps or --hosts\n${USAGE}`)
-    process.exit(2)
-  }
-}
+const opts = parseOptions(
+  'dist',
+  USAGE,
+  {reps: 3, hosts: [1, 2, 4, 8], synthetic: false, compress: true, build: false, render: undefined},
+  {
+    '--reps': ['reps', Number],
+    '--hosts': ['hosts', numberList],
+    '--synthetic': ['synthetic', true],
+    '--no-compress': ['compress', false],
+    '--build': ['build', true],
+    '--render': ['render', String],
+  },
+  (o) => (!Number.isInteger(o.reps) || o.reps < 1 || !o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 32)) && `bad --reps or --hosts`,
+)
 
 const TARGETS = {pullVsCurl: 2}
 const LOAD = {concurrency: 64, maxRequests: 20000, maxSeconds: 8, warmupSeconds: 2}

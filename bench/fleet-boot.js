@@ -26,6 +26,8 @@ import {
   cpuWindow,
   ensureBootImage,
   metricSum,
+  numberList,
+  parseOptions,
   prepare,
   prepSettings,
   rerenderAndExit,
@@ -57,33 +59,23 @@ const USAGE = `usage: node bench/fleet-boot.js [--hosts 1,2,4,8,16] [--rate 200m
   --reps N           ignored (each storm runs once)
   --render JSON      measure nothing: rewrite the markdown report from a latest-fleet-boot.json`
 
-const opts = {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, copyHosts: [1, 2], qemu: true, record: false, build: false, render: undefined}
-{
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--hosts') opts.hosts = String(argv[++i]).split(',').map(Number)
-    else if (a === '--rate') opts.rate = argv[++i]
-    else if (a === '--seed-rate') opts.seedRate = argv[++i]
-    else if (a === '--copy-hosts') opts.copyHosts = String(argv[++i]).split(',').filter(Boolean).map(Number)
-    else if (a === '--no-qemu') opts.qemu = false
-    else if (a === '--record') opts.record = true
-    else if (a === '--build') opts.build = true
-    else if (a === '--reps') i++ // given to every benchmark by bench/run.js; each storm runs once
-    else if (a === '--render') opts.render = argv[++i]
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else {
-      console.error(`bench fleet-boot: unknown argument ${a}\n${USAGE}`)
-      process.exit(2)
-    }
-  }
-  if (!opts.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 64)) {
-    console.error(`bench fleet-boot: bad --hosts\n${USAGE}`)
-    process.exit(2)
-  }
-}
+const opts = parseOptions(
+  'fleet-boot',
+  USAGE,
+  {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, copyHosts: [1, 2], qemu: true, record: false, build: false, render: undefined, reps: undefined},
+  {
+    '--hosts': ['hosts', numberList],
+    '--rate': ['rate', String],
+    '--seed-rate': ['seedRate', String],
+    '--copy-hosts': ['copyHosts', (s) => numberList(s).filter(Boolean)],
+    '--no-qemu': ['qemu', false],
+    '--record': ['record', true],
+    '--build': ['build', true],
+    '--reps': ['reps', String], // given to every benchmark by bench/run.js; ignored
+    '--render': ['render', String],
+  },
+  (o) => (!o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 64)) && `bad --hosts`,
+)
 
 if (opts.render) await rerenderAndExit('fleet-boot', opts.render, renderBootReport)
 

@@ -27,6 +27,8 @@ import {
   listObjects,
   metricSum,
   MiB,
+  numberList,
+  parseOptions,
   prepare,
   prepSettings,
   rerenderAndExit,
@@ -55,35 +57,27 @@ const USAGE = `usage: node bench/fleet.js [--hosts 1,2,4,8,16] [--rate 200mbit] 
 
 environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
 
-const opts = {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, sizeMiB: 256, reps: 3, churnHosts: 8, churn: true, anchors: true, build: false, render: undefined}
-{
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--hosts') opts.hosts = String(argv[++i]).split(',').map(Number)
-    else if (a === '--rate') opts.rate = argv[++i]
-    else if (a === '--seed-rate') opts.seedRate = argv[++i]
-    else if (a === '--size-mib') opts.sizeMiB = Number(argv[++i])
-    else if (a === '--reps') opts.reps = Number(argv[++i])
-    else if (a === '--churn-hosts') opts.churnHosts = Number(argv[++i])
-    else if (a === '--no-churn') opts.churn = false
-    else if (a === '--no-anchors') opts.anchors = false
-    else if (a === '--build') opts.build = true
-    else if (a === '--render') opts.render = argv[++i]
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else {
-      console.error(`bench fleet: unknown argument ${a}\n${USAGE}`)
-      process.exit(2)
-    }
-  }
-  const okN = (n) => Number.isInteger(n) && n >= 1 && n <= 64
-  if (!opts.hosts.every(okN) || !okN(opts.churnHosts) || opts.churnHosts < 3 || !Number.isInteger(opts.reps) || opts.reps < 1 || !(opts.sizeMiB >= 8 && opts.sizeMiB % 8 === 0)) {
-    console.error(`bench fleet: bad --hosts, --churn-hosts (3-64), --reps or --size-mib (a multiple of 8)\n${USAGE}`)
-    process.exit(2)
-  }
-}
+const opts = parseOptions(
+  'fleet',
+  USAGE,
+  {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, sizeMiB: 256, reps: 3, churnHosts: 8, churn: true, anchors: true, build: false, render: undefined},
+  {
+    '--hosts': ['hosts', numberList],
+    '--rate': ['rate', String],
+    '--seed-rate': ['seedRate', String],
+    '--size-mib': ['sizeMiB', Number],
+    '--reps': ['reps', Number],
+    '--churn-hosts': ['churnHosts', Number],
+    '--no-churn': ['churn', false],
+    '--no-anchors': ['anchors', false],
+    '--build': ['build', true],
+    '--render': ['render', String],
+  },
+  (o) => {
+    const okN = (n) => Number.isInteger(n) && n >= 1 && n <= 64
+    return (!o.hosts.every(okN) || !okN(o.churnHosts) || o.churnHosts < 3 || !Number.isInteger(o.reps) || o.reps < 1 || !(o.sizeMiB >= 8 && o.sizeMiB % 8 === 0)) && `bad --hosts, --churn-hosts (3-64), --reps or --size-mib (a multiple of 8)`
+  },
+)
 
 /** Goals from the issue (ratios; the report marks each met or missed). */
 const GOALS = {limitRatio: 1.3, flatRatio: 1.15, seedEgress: 1.02, vsCurl: 10, churnSeedEgress: 1.25, cpuVsDirect: 1.5}

@@ -30,6 +30,7 @@ import {
   KiB,
   lastJson,
   MiB,
+  parseOptions,
   prepare,
   prepMethod,
   prepSettings,
@@ -55,29 +56,19 @@ const USAGE = `usage: node bench/mount.js [--reps N] [--no-boot] [--no-reads] [-
 
 environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
 
-const opts = {reps: 3, boot: true, reads: true, build: false, render: undefined}
-{
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--reps') opts.reps = Number(argv[++i])
-    else if (a === '--no-boot') opts.boot = false
-    else if (a === '--no-reads') opts.reads = false
-    else if (a === '--build') opts.build = true
-    else if (a === '--render') opts.render = argv[++i]
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else {
-      console.error(`bench mount: unknown argument ${a}\n${USAGE}`)
-      process.exit(2)
-    }
-  }
-  if (!Number.isInteger(opts.reps) || opts.reps < 1) {
-    console.error(`bench mount: --reps must be a positive integer`)
-    process.exit(2)
-  }
-}
+const opts = parseOptions(
+  'mount',
+  USAGE,
+  {reps: 3, boot: true, reads: true, build: false, render: undefined},
+  {
+    '--reps': ['reps', Number],
+    '--no-boot': ['boot', false],
+    '--no-reads': ['reads', false],
+    '--build': ['build', true],
+    '--render': ['render', String],
+  },
+  (o) => (!Number.isInteger(o.reps) || o.reps < 1) && `--reps must be a positive integer`,
+)
 
 const TARGETS = {readsVsNbdkit: 1.0, coldBootVsLocal: 1.2, fetchedVsRead: 1.5}
 const CHUNK_SIZES = [64 * KiB, 128 * KiB, 256 * KiB, 1 * MiB]

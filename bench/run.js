@@ -17,7 +17,7 @@ import {fileURLToPath} from 'node:url'
 import {bytesHuman, f, GB, int, linearFit, MB, mbps, pct, table} from './lib/format.js'
 import {allocatedBytes, ensureScaleImage, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed, storeWriteCost, zeroCheckSpeed} from './lib/inproc.js'
-import {BIN, findBootImage, GiB, KiB, MiB, prepare as prepareRun, prepMethod, prepSettings, ROOT, startRun, vmiEnv} from './lib/common.js'
+import {BIN, findBootImage, GiB, KiB, MiB, parseOptions, prepare as prepareRun, prepMethod, prepSettings, ROOT, startRun, vmiEnv} from './lib/common.js'
 import {countFiles, GNU_TIME, hasCommand, median, RSS_METHOD, runTimed, settle, warmDir, warmFile} from './lib/measure.js'
 
 /** Seconds between two benchmarks of one run (see the loop below). */
@@ -112,29 +112,19 @@ environment:
   VMI_BENCH_QUIET_WAIT seconds each run may wait for the rest of the machine to go idle (default 60; 0: don't wait)
   VMI_BENCH_PRETOUCH_GIB  memory to touch before every run (default 3 on a VM with free page reporting, else 0)`
 
-const opts = {reps: 3, debian: true, scale: true, sweep: true, build: false}
-{
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--reps') opts.reps = Number(argv[++i])
-    else if (a === '--no-debian') opts.debian = false
-    else if (a === '--no-scale') opts.scale = false
-    else if (a === '--no-sweep') opts.sweep = false
-    else if (a === '--build') opts.build = true
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else {
-      console.error(`bench: unknown argument ${a}\n${USAGE}`)
-      process.exit(2)
-    }
-  }
-  if (!Number.isInteger(opts.reps) || opts.reps < 1) {
-    console.error('bench: --reps must be a positive integer')
-    process.exit(2)
-  }
-}
+const opts = parseOptions(
+  'store',
+  USAGE,
+  {reps: 3, debian: true, scale: true, sweep: true, build: false},
+  {
+    '--reps': ['reps', Number],
+    '--no-debian': ['debian', false],
+    '--no-scale': ['scale', false],
+    '--no-sweep': ['sweep', false],
+    '--build': ['build', true],
+  },
+  (o) => (!Number.isInteger(o.reps) || o.reps < 1) && '--reps must be a positive integer',
+)
 const settings = prepSettings()
 /** Manifests up to this size are hashed in memory at once (ONE_SHOT_MAX in src/store/manifest-stream.ts). */
 const ONE_SHOT_MANIFEST = 32 * 1024 * 1024

@@ -33,6 +33,41 @@ export async function loadVmi() {
   return import('../../dist/index.js')
 }
 
+/**
+ * A benchmark's command line. `flags` maps each option to [key, parse] (it
+ * takes a value, parsed by `parse`) or [key, value] (a switch that sets it);
+ * -h/--help prints `usage` and exits 0; an unknown option, or what `check`
+ * returns (a message, or false when all is well), exits 2.
+ * @template {Record<string, any>} T
+ * @param {string} kind @param {string} usage @param {T} defaults
+ * @param {Record<string, [keyof T, ((v: string) => any) | boolean]>} flags
+ * @param {(o: T) => string | false} [check]
+ * @returns {T}
+ */
+export function parseOptions(kind, usage, defaults, flags, check, argv = process.argv.slice(2)) {
+  /** @type {Record<string, any>} */
+  const opts = {...defaults}
+  /** @param {string} msg @returns {never} */
+  const fail = (msg) => {
+    console.error(`bench ${kind}: ${msg}\n${usage}`)
+    process.exit(2)
+  }
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '-h' || argv[i] === '--help') {
+      console.log(usage)
+      process.exit(0)
+    }
+    const [key, v] = flags[argv[i]] ?? fail(`unknown argument ${argv[i]}`)
+    opts[/** @type {string} */ (key)] = typeof v === 'function' ? v(argv[++i]) : v
+  }
+  const wrong = check?.(/** @type {T} */ (opts))
+  if (wrong) fail(wrong)
+  return /** @type {T} */ (opts)
+}
+
+/** '1,2,4' → [1, 2, 4] @param {string} s */
+export const numberList = (s) => String(s).split(',').map(Number)
+
 export const makeLog = (name) => (msg) => process.stderr.write(`bench ${name}: ${msg}\n`)
 export {sleep}
 
