@@ -20,7 +20,7 @@ import path from 'node:path'
 import {bytesHuman, f, GB, int, MB, mbps, pct, table} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed} from './lib/inproc.js'
-import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
+import {GNU_TIME, median, runTimed, stats, summarizeRuns} from './lib/measure.js'
 import {
   cpuWindow,
   ensureBootImage,
@@ -85,25 +85,7 @@ const settings = prepSettings()
 
 const tagged = (prep, r) => Object.assign(r, prep)
 
-function summarize(runs) {
-  const pick = (k) => runs.map((r) => r[k]).filter((x) => x !== undefined && Number.isFinite(x))
-  return {
-    wall: median(pick('wall')),
-    wallMin: Math.min(...pick('wall')),
-    wallMax: Math.max(...pick('wall')),
-    rssBytes: Math.max(...pick('rssBytes')),
-    cpu: median(runs.map((r) => (r.user ?? NaN) + (r.sys ?? NaN)).filter(Number.isFinite)),
-    serverCpu: median(pick('serverCpu')),
-    othersCores: median(pick('othersCores')),
-    irqCores: median(pick('irqCores')),
-    stealCores: median(pick('stealCores')),
-    startedQuiet: runs.filter((r) => r.startedQuiet === false).length === 0,
-    busyStarts: runs.filter((r) => r.startedQuiet === false).length,
-    reported: median(runs.map((r) => r.json?.seconds).filter((x) => x !== undefined)),
-    json: runs[0].json,
-    runs: runs.map(({stdout, stderr, json, ...rest}) => rest),
-  }
-}
+const summarize = (runs) => summarizeRuns(runs, ['serverCpu', 'othersCores', 'irqCores', 'stealCores'])
 
 /** Run `fn` (which returns a runTimed result) while accounting the CPU of our servers `pids`. */
 async function withServers(pids, fn) {

@@ -18,7 +18,7 @@ import {bytesHuman, f, GB, int, linearFit, MB, mbps, pct, table} from './lib/for
 import {allocatedBytes, ensureScaleImage, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed, storeWriteCost, zeroCheckSpeed} from './lib/inproc.js'
 import {BIN, findBootImage, GiB, KiB, MiB, parseOptions, prepare as prepareRun, prepMethod, prepSettings, ROOT, startRun, vmiEnv} from './lib/common.js'
-import {countFiles, GNU_TIME, hasCommand, median, RSS_METHOD, runTimed, settle, warmDir, warmFile} from './lib/measure.js'
+import {countFiles, GNU_TIME, hasCommand, median, RSS_METHOD, runTimed, settle, warmDir, warmFile, summarizeRuns} from './lib/measure.js'
 
 /** Seconds between two benchmarks of one run (see the loop below). */
 const SETTLE_S = 120
@@ -152,23 +152,7 @@ async function repeat(label, once, reps = opts.reps) {
   return summarize(runs)
 }
 
-function summarize(runs) {
-  const pick = (k) => runs.map((r) => r[k]).filter((x) => x !== undefined)
-  return {
-    wall: median(pick('wall')),
-    wallMin: Math.min(...pick('wall')),
-    wallMax: Math.max(...pick('wall')),
-    rssBytes: Math.max(...pick('rssBytes')), // the worst run: the target is a ceiling
-    cpu: median(runs.map((r) => (r.user ?? NaN) + (r.sys ?? NaN))),
-    user: median(pick('user')),
-    sys: median(pick('sys')),
-    bgCores: median(pick('bgCores')),
-    stealCores: median(pick('stealCores')),
-    reported: runs[0].reported !== undefined ? median(pick('reported')) : undefined,
-    json: runs[0].json,
-    runs: runs.map(({stdout, stderr, json, ...rest}) => rest),
-  }
-}
+const summarize = (runs) => summarizeRuns(runs, ['user', 'sys', 'bgCores', 'stealCores'])
 
 let lastQuiet
 /** Before a run: flush dirty pages, warm the page cache, wait for the machine to be idle. */

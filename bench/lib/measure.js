@@ -92,6 +92,33 @@ export function stats(xs) {
   return {median: v.length ? (v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2) : undefined, min: v[0], max: v.at(-1), n: v.length}
 }
 
+/**
+ * A measurement repeated (runTimed results): median wall with its min and
+ * max, the worst peak RSS (targets are ceilings), median CPU and median of
+ * each of `keys`, how many runs started on a busy machine, the median time
+ * vmi reported (--json seconds), the first run's JSON, every run without its
+ * output.
+ * @param {Record<string, any>[]} runs @param {string[]} keys
+ */
+export function summarizeRuns(runs, keys) {
+  const pick = (/** @type {string} */ k) => runs.map((r) => r[k])
+  const wall = stats(pick('wall'))
+  const busyStarts = runs.filter((r) => r.startedQuiet === false).length
+  return {
+    wall: wall.median,
+    wallMin: wall.min,
+    wallMax: wall.max,
+    rssBytes: stats(pick('rssBytes')).max,
+    cpu: median(runs.map((r) => (r.user ?? NaN) + (r.sys ?? NaN))),
+    ...Object.fromEntries(keys.map((k) => [k, median(pick(k))])),
+    startedQuiet: busyStarts === 0,
+    busyStarts,
+    reported: median(runs.map((r) => r.json?.seconds)),
+    json: runs[0].json,
+    runs: runs.map(({stdout, stderr, json, ...rest}) => rest),
+  }
+}
+
 /** Flush dirty pages (so one measurement's writeback does not land in the next). */
 export function settle() {
   spawnSync('sync', [], {stdio: 'ignore'})
