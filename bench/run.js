@@ -17,7 +17,7 @@ import {fileURLToPath} from 'node:url'
 import {bytesHuman, f, GB, int, linearFit, MB, mbps, pct, table} from './lib/format.js'
 import {allocatedBytes, ensureScaleImage, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed, storeWriteCost, zeroCheckSpeed} from './lib/inproc.js'
-import {BIN, findBootImage, GiB, KiB, MiB, parseOptions, prepare as prepareRun, prepMethod, prepSettings, ROOT, startRun, vmiEnv} from './lib/common.js'
+import {findBootImage, GiB, KiB, MiB, parseOptions, prepare as prepareRun, prepMethod, prepSettings, ROOT, startRun, vmiTimed} from './lib/common.js'
 import {countFiles, GNU_TIME, hasCommand, median, RSS_METHOD, runTimed, settle, warmDir, warmFile, summarizeRuns} from './lib/measure.js'
 
 /** Seconds between two benchmarks of one run (see the loop below). */
@@ -167,14 +167,8 @@ function tag(r) {
   return r
 }
 
-async function vmi(args, store, extra = {}) {
-  const r = await runTimed(process.execPath, [BIN, ...args], {env: vmiEnv(store), cwd: workDir, scratch: workDir, ...extra})
-  if (!extra.discardStdout && args.includes('--json')) {
-    r.json = JSON.parse(r.stdout)
-    r.reported = r.json.seconds
-  }
-  return r
-}
+/** @param {string[]} args @param {string} store @param {{discardStdout?: boolean}} [extra] */
+const vmi = (args, store, extra = {}) => vmiTimed(args, store, {cwd: workDir, scratch: workDir, ...extra})
 
 async function b3sumOf(file) {
   if (haveB3sum) return execFileSync('b3sum', ['--no-names', file], {encoding: 'utf8'}).trim()

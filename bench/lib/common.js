@@ -161,10 +161,16 @@ export function lastJson(stdout) {
   return undefined
 }
 
-/** Run `vmi ARGS` timed (runTimed: wall, peak RSS, CPU of it and its reaped children). */
+/**
+ * Run `vmi ARGS` timed (runTimed: wall, peak RSS, CPU of it and its reaped children), `json` its --json output.
+ * @param {string[]} args @param {string} store
+ * @param {{env?: Record<string, string | undefined>, cwd?: string, scratch?: string, allowFail?: boolean, discardStdout?: boolean}} [opts]
+ */
 export async function vmiTimed(args, store, opts = {}) {
-  const r = await runTimed(process.execPath, [BIN, ...args], {env: vmiEnv(store, opts.env), cwd: opts.cwd ?? ROOT, scratch: opts.scratch, allowFail: opts.allowFail})
-  if (args.includes('--json')) r.json = lastJson(r.stdout)
+  const {env, cwd = ROOT, ...rest} = opts
+  /** @type {Record<string, any>} */
+  const r = await runTimed(process.execPath, [BIN, ...args], {env: vmiEnv(store, env), cwd, ...rest})
+  if (args.includes('--json') && !opts.discardStdout) r.json = lastJson(r.stdout)
   return r
 }
 
