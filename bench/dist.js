@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // vmi distribution benchmark: `node bench/dist.js` (or `npm run bench -- --only dist`).
 // See bench/README.md, "Distribution benchmark".
 //
@@ -18,35 +19,30 @@ import {promises as fsp, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {bytesHuman, f, GB, int, MB, mbps, pct, table} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
-import {hashSpeed, loadDist} from './lib/inproc.js'
-import {loadAverage} from './lib/machine.js'
-import {GNU_TIME, median, runTimed} from './lib/measure.js'
+import {hashSpeed} from './lib/inproc.js'
+import {GNU_TIME, median, runTimed, stats, summarizeRuns} from './lib/measure.js'
 import {
   cpuWindow,
-  distFingerprint,
   ensureBootImage,
-  ensureReady,
   GiB,
-  gitInfo,
   KiB,
   listObjects,
-  machineRecord,
-  makeLog,
   metricSum,
   MiB,
+  numberList,
+  parseOptions,
   prepare,
+  prepMethod,
   prepSettings,
   rerenderAndExit,
   ROOT,
   servedObjectBytes,
   shuffled,
   startNginx,
+  startRun,
   startServe,
-  stats,
   vmiTimed,
-  workDirectory,
-  writeResults,
-} from './lib/dist-common.js'
+} from './lib/common.js'
 import {compressionStudy} from './lib/dist-compress.js'
 import {pullComponents} from './lib/dist-inproc.js'
 
@@ -62,30 +58,20 @@ const USAGE = `usage: node bench/dist.js [--reps N] [--hosts 1,2,4,8] [--synthet
 
 environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
 
-const opts = {reps: 3, hosts: [1, 2, 4, 8], synthetic: false, compress: true, build: false, render: undefined}
-{
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--reps') opts.reps = Number(argv[++i])
-    else if (a === '--hosts') opts.hosts = String(argv[++i]).split(',').map(Number)
-    else if (a === '--synthetic') opts.synthetic = true
-    else if (a === '--no-compress') opts.compress = false
-    else if (a === '--build') opts.build = true
-    else if (a === '--render') opts.render = argv[++i]
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else {
-      console.error(`bench dist: unknown argument ${a}\n${USAGE}`)
-      process.exit(2)
-    }
-  }
-  if (!Number.isInteger(opts.reps) || opts.reps < 1 || !opts.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 32)) {
-    console.error(`bench dist: bad --reps or --hosts\n${USAGE}`)
-    process.exit(2)
-  }
-}
+const opts = parseOptions(
+  'dist',
+  USAGE,
+  {reps: 3, hosts: [1, 2, 4, 8], synthetic: false, compress: true, build: false, render: undefined},
+  {
+    '--reps': ['reps', Number],
+    '--hosts': ['hosts', numberList],
+    '--synthetic': ['synthetic', true],
+    '--no-compress': ['compress', false],
+    '--build': ['build', true],
+    '--render': ['render', String],
+  },
+  (o) => (!Number.isInteger(o.reps) || o.reps < 1 || !o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 32)) && `bad --reps or --hosts`,
+)
 
 const TARGETS = {pullVsCurl: 2}
 const LOAD = {concurrency: 64, maxRequests: 20000, maxSeconds: 8, warmupSeconds: 2}
@@ -93,40 +79,13 @@ const TOKEN = 'bench-push-token'
 
 if (opts.render) await rerenderAndExit('dist', opts.render, render)
 
-const log = makeLog('dist')
-const t0 = performance.now()
-const startedAt = new Date()
-ensureReady('dist', {build: opts.build, tools: ['curl', 'nginx']})
-
+const run = await startRun('dist', {build: opts.build, tools: ['curl', 'nginx']})
+const {log, startedAt, workDir, discard, trashStats, dist, machine} = run
 const settings = prepSettings()
-const {workDir, discard, trashStats} = workDirectory('vmi-bench-dist-', log)
-const dist = await loadDist(ROOT)
-const machine = machineRecord(workDir, dist.hash.activeHashBackend())
-const git = gitInfo()
-const distAtStart = distFingerprint()
-log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
 
 const tagged = (prep, r) => Object.assign(r, prep)
 
-function summarize(runs) {
-  const pick = (k) => runs.map((r) => r[k]).filter((x) => x !== undefined && Number.isFinite(x))
-  return {
-    wall: median(pick('wall')),
-    wallMin: Math.min(...pick('wall')),
-    wallMax: Math.max(...pick('wall')),
-    rssBytes: Math.max(...pick('rssBytes')),
-    cpu: median(runs.map((r) => (r.user ?? NaN) + (r.sys ?? NaN)).filter(Number.isFinite)),
-    serverCpu: median(pick('serverCpu')),
-    othersCores: median(pick('othersCores')),
-    irqCores: median(pick('irqCores')),
-    stealCores: median(pick('stealCores')),
-    startedQuiet: runs.filter((r) => r.startedQuiet === false).length === 0,
-    busyStarts: runs.filter((r) => r.startedQuiet === false).length,
-    reported: median(runs.map((r) => r.json?.seconds).filter((x) => x !== undefined)),
-    json: runs[0].json,
-    runs: runs.map(({stdout, stderr, json, ...rest}) => rest),
-  }
-}
+const summarize = (runs) => summarizeRuns(runs, ['serverCpu', 'othersCores', 'irqCores', 'stealCores'])
 
 /** Run `fn` (which returns a runTimed result) while accounting the CPU of our servers `pids`. */
 async function withServers(pids, fn) {
@@ -142,6 +101,7 @@ async function withServers(pids, fn) {
 
 // ----------------------------------------------------------------- the image
 
+/** @type {Record<string, any>} */
 let image
 {
   const boot = opts.synthetic ? {reason: '--synthetic given'} : ensureBootImage(log)
@@ -198,7 +158,7 @@ const rawUrl = `${nginx.url}/raw/${path.basename(image.file)}`
 
 log('in-process split of a pull: HttpStore.get (got + verify) and bare node:http GETs (8 in flight), pipelined GETs, hash, LocalStore.putObjectSync')
 await prepare({dirs: [seedObjects]}, settings)
-inproc.pull = await pullComponents(ROOT, nginx.url, image.objects, {storeDir: path.join(workDir, 'inproc-store'), discard})
+inproc.pull = await pullComponents(nginx.url, image.objects, {storeDir: path.join(workDir, 'inproc-store'), discard})
 for (const k of ['httpStore', 'bareHttp', 'pipelined', 'hash', 'putObject']) log(`  ${k}: ${f(inproc.pull[k].wall)} s wall, ${f(inproc.pull[k].cpu)} s CPU`)
 
 // ----------------------------------------------------------------- 1. pull vs curl
@@ -321,10 +281,10 @@ writeFileSync(pathsFile, shuffled(image.objects.map((o) => o.path), 'vmi-bench-l
 const loadServe = await startServe(seedStore)
 const loadRuns = {vmi: [], nginx: []}
 for (let r = 0; r < opts.reps; r++) {
-  for (const [key, srv] of [
+  for (const [key, srv] of /** @type {[string, {url: string, pid: number}][]} */ ([
     ['vmi', loadServe],
     ['nginx', nginx],
-  ]) {
+  ])) {
     const p = await prepare({dirs: [seedObjects]}, settings)
     const args = [
       path.join(ROOT, 'bench', 'lib', 'dist-load.js'),
@@ -381,21 +341,12 @@ if (opts.compress) {
 
 // ----------------------------------------------------------------- results
 
-const finishedAt = new Date()
-const R = {
-  startedAt: startedAt.toISOString(),
-  finishedAt: finishedAt.toISOString(),
-  totalSeconds: (performance.now() - t0) / 1000,
+await run.finish({
   reps: opts.reps,
-  machine,
-  git: {...git, distAtStart, distAtEnd: distFingerprint()},
-  loadAverageAtEnd: loadAverage(),
   method: {
     wall: 'spawn to exit of the child, measured by the bench process (vmi: includes node + oclif start-up)',
     pageCache: 'before every run the source is read once: the raw file for curl and cp, the seed store objects for pull, push and the load test',
-    sync: '`sync` before every run',
-    quiet: settings.quietWaitMs > 0 ? `before every run the bench waits (up to ${settings.quietWaitMs / 1000} s) until the rest of the machine uses < 0.3 cores` : 'no waiting for an idle machine',
-    pretouch: settings.pretouchBytes > 0 ? `a child touches and frees ${f(settings.pretouchBytes / GiB, 1)} GiB just before every run (free page reporting; see bench/README.md)` : 'no memory pre-touch',
+    ...prepMethod(settings),
     cpu: `CPU of the timed child by ${GNU_TIME ? 'GNU time (user+sys, reaped children included)' : 'n/a (no GNU time)'}; servers' CPU from /proc/<pid>/stat of their process trees; "others" = machine busy time − both`,
     network: 'everything on 127.0.0.1 (loopback)',
     cleanup: `stores moved to a trash directory and deleted at the end (${trashStats.moved} moved, ${trashStats.deletedAtOnce} deleted at once)`,
@@ -409,11 +360,7 @@ const R = {
   push,
   serveLoad,
   compression,
-}
-const md = render(R)
-const files = await writeResults('dist', startedAt, md, R)
-console.log(md)
-log(`wrote ${files.mdFile} and ${files.jsonFile}; total ${f(R.totalSeconds, 0)} s`)
+}, render)
 
 // ----------------------------------------------------------------- markdown
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // vmi boot-storm benchmark in the fleet lab: `node bench/fleet-boot.js` (or
 // `npm run bench -- --only fleet-boot`). See bench/README.md, "Boot storm".
 //
@@ -19,32 +20,25 @@ import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {labUnavailable, startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
-import {loadAverage} from './lib/machine.js'
 import {runTimed} from './lib/measure.js'
 import {
   BIN,
   cpuWindow,
-  distFingerprint,
   ensureBootImage,
-  ensureReady,
-  gitInfo,
-  machineRecord,
-  makeLog,
   metricSum,
+  numberList,
+  parseOptions,
   prepare,
   prepSettings,
   rerenderAndExit,
-  runFields,
   ROOT,
   startNginx,
+  startRun,
   startServe,
   vmiEnv,
   vmiTimed,
-  workDirectory,
-  writeResults,
-} from './lib/dist-common.js'
+} from './lib/common.js'
 import {BOOT_CONTENDERS, renderBootReport} from './lib/fleet-report.js'
-import {loadDist} from './lib/inproc.js'
 import {timedIn} from './lib/lab-run.js'
 import {parseBootResult, parseNbdkitTrace, startMount, startNbdkit} from './lib/mount-nbd.js'
 
@@ -65,39 +59,26 @@ const USAGE = `usage: node bench/fleet-boot.js [--hosts 1,2,4,8,16] [--rate 200m
   --reps N           ignored (each storm runs once)
   --render JSON      measure nothing: rewrite the markdown report from a latest-fleet-boot.json`
 
-const opts = {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, copyHosts: [1, 2], qemu: true, record: false, build: false, render: undefined}
-{
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--hosts') opts.hosts = String(argv[++i]).split(',').map(Number)
-    else if (a === '--rate') opts.rate = argv[++i]
-    else if (a === '--seed-rate') opts.seedRate = argv[++i]
-    else if (a === '--copy-hosts') opts.copyHosts = String(argv[++i]).split(',').filter(Boolean).map(Number)
-    else if (a === '--no-qemu') opts.qemu = false
-    else if (a === '--record') opts.record = true
-    else if (a === '--build') opts.build = true
-    else if (a === '--reps') i++ // given to every benchmark by bench/run.js; each storm runs once
-    else if (a === '--render') opts.render = argv[++i]
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else {
-      console.error(`bench fleet-boot: unknown argument ${a}\n${USAGE}`)
-      process.exit(2)
-    }
-  }
-  if (!opts.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 64)) {
-    console.error(`bench fleet-boot: bad --hosts\n${USAGE}`)
-    process.exit(2)
-  }
-}
+const opts = parseOptions(
+  'fleet-boot',
+  USAGE,
+  {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, copyHosts: [1, 2], qemu: true, record: false, build: false, render: undefined, reps: undefined},
+  {
+    '--hosts': ['hosts', numberList],
+    '--rate': ['rate', String],
+    '--seed-rate': ['seedRate', String],
+    '--copy-hosts': ['copyHosts', (s) => numberList(s).filter(Boolean)],
+    '--no-qemu': ['qemu', false],
+    '--record': ['record', true],
+    '--build': ['build', true],
+    '--reps': ['reps', String], // given to every benchmark by bench/run.js; ignored
+    '--render': ['render', String],
+  },
+  (o) => (!o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 64)) && `bad --hosts`,
+)
 
 if (opts.render) await rerenderAndExit('fleet-boot', opts.render, renderBootReport)
 
-const log = makeLog('fleet-boot')
-const t0 = performance.now()
-const startedAt = new Date()
 {
   const why = labUnavailable() ?? (spawnSync(PY, ['-c', 'import nbd'], {stdio: 'ignore'}).status !== 0 ? `${PY} cannot import nbd (Debian package python3-libnbd)` : undefined)
   if (why) {
@@ -105,19 +86,14 @@ const startedAt = new Date()
     process.exit(0)
   }
 }
-ensureReady('fleet-boot', {build: opts.build, tools: ['curl', 'nginx', 'nbdkit', ...(opts.qemu || opts.record || !existsSync(TRACE) ? ['qemu-system-x86_64'] : [])]})
+const run = await startRun('fleet-boot', {build: opts.build, tools: ['curl', 'nginx', 'nbdkit', ...(opts.qemu || opts.record || !existsSync(TRACE) ? ['qemu-system-x86_64'] : [])]})
+const {log, workDir, discard, dist} = run
 const boot = ensureBootImage(log)
 if (!boot.file) {
   console.error(`bench fleet-boot: the Debian boot image is needed: ${boot.reason}`)
   process.exit(1)
 }
 const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 15_000)}
-const {workDir, discard} = workDirectory('vmi-bench-fleet-boot-', log)
-const dist = await loadDist(ROOT)
-const machine = machineRecord(workDir, dist.hash.activeHashBackend())
-const git = gitInfo()
-const distAtStart = distFingerprint()
-log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
 
 // ----------------------------------------------------------------- the image on the seed
 
@@ -184,7 +160,7 @@ const traceInfo = {
 }
 // the chunks the trace touches that hold data: what one host must fetch (its boot set)
 {
-  const {hash} = dist.hash
+  const {hash} = dist
   const touched = new Set()
   for (const r of trace.reads) for (let c = Math.floor(r.offset / image.chunkSize); c * image.chunkSize < r.offset + r.count; c++) touched.add(c)
   const fh = await fsp.open(image.file, 'r')
@@ -217,6 +193,7 @@ const servedBytes = async () => metricSum(await seedServe.metrics(), 'vmi_served
 
 
 /** One storm: every host of `hosts` boots by `kind`; `qemuHost` runs a real boot instead of the replay. */
+/** @param {string} kind @param {any[]} hosts @param {{qemuHost?: any}} [o] */
 async function storm(kind, hosts, {qemuHost} = {}) {
   const stores = hosts.map((h, i) => path.join(workDir, `${kind}-${hosts.length}-${i}`))
   const serves = kind === 'peers' ? await Promise.all(hosts.map((h, i) => startServe(stores[i], ['--seed', seedServe.url], {netns: h.ns, listen: `${h.ip}:7070`}))) : []
@@ -314,16 +291,11 @@ await seedServe.stop()
 await nginx.close()
 await lab.close()
 
-const R = {
-  ...runFields({startedAt, t0, machine, git, distAtStart}),
+await run.finish({
   lab: {rate: lab.hosts[0].rate, seedRate: lab.seed.rate, hosts: maxHosts},
   image: {size: image.size, uniqueBytes: image.uniqueBytes, chunks: image.chunks, chunkSize: image.chunkSize, id: image.id},
   trace: traceInfo,
   goals: GOALS,
   runs,
-}
-const md = renderBootReport(R)
-const files = await writeResults('fleet-boot', startedAt, md, R)
-console.log(md)
-log(`wrote ${files.mdFile} and ${files.jsonFile} (${f(R.totalSeconds, 0)} s)`)
+}, renderBootReport)
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // vmi fleet benchmark in the lab: `node bench/fleet.js` (or `npm run bench -- --only fleet`).
 // See bench/README.md, "Fleet benchmark".
 //
@@ -20,34 +21,26 @@ import path from 'node:path'
 import {labUnavailable, startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
-import {loadAverage} from './lib/machine.js'
 import {
   BIN,
   cpuWindow,
-  distFingerprint,
-  ensureReady,
-  gitInfo,
   listObjects,
-  machineRecord,
-  makeLog,
   metricSum,
   MiB,
+  numberList,
+  parseOptions,
   prepare,
   prepSettings,
   rerenderAndExit,
-  runFields,
-  ROOT,
   sleep,
   startNginx,
+  startRun,
   startServe,
   vmiEnv,
   vmiTimed,
-  workDirectory,
-  writeResults,
-} from './lib/dist-common.js'
-import {CONTENDERS, renderFleetReport} from './lib/fleet-report.js'
+} from './lib/common.js'
+import {renderFleetReport} from './lib/fleet-report.js'
 import {timedIn} from './lib/lab-run.js'
-import {loadDist} from './lib/inproc.js'
 
 const USAGE = `usage: node bench/fleet.js [--hosts 1,2,4,8,16] [--rate 200mbit] [--seed-rate R] [--size-mib 256] [--reps N] [--churn-hosts 8] [--no-churn] [--no-anchors] [--build]
 
@@ -64,35 +57,27 @@ const USAGE = `usage: node bench/fleet.js [--hosts 1,2,4,8,16] [--rate 200mbit] 
 
 environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
 
-const opts = {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, sizeMiB: 256, reps: 3, churnHosts: 8, churn: true, anchors: true, build: false, render: undefined}
-{
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--hosts') opts.hosts = String(argv[++i]).split(',').map(Number)
-    else if (a === '--rate') opts.rate = argv[++i]
-    else if (a === '--seed-rate') opts.seedRate = argv[++i]
-    else if (a === '--size-mib') opts.sizeMiB = Number(argv[++i])
-    else if (a === '--reps') opts.reps = Number(argv[++i])
-    else if (a === '--churn-hosts') opts.churnHosts = Number(argv[++i])
-    else if (a === '--no-churn') opts.churn = false
-    else if (a === '--no-anchors') opts.anchors = false
-    else if (a === '--build') opts.build = true
-    else if (a === '--render') opts.render = argv[++i]
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else {
-      console.error(`bench fleet: unknown argument ${a}\n${USAGE}`)
-      process.exit(2)
-    }
-  }
-  const okN = (n) => Number.isInteger(n) && n >= 1 && n <= 64
-  if (!opts.hosts.every(okN) || !okN(opts.churnHosts) || opts.churnHosts < 3 || !Number.isInteger(opts.reps) || opts.reps < 1 || !(opts.sizeMiB >= 8 && opts.sizeMiB % 8 === 0)) {
-    console.error(`bench fleet: bad --hosts, --churn-hosts (3-64), --reps or --size-mib (a multiple of 8)\n${USAGE}`)
-    process.exit(2)
-  }
-}
+const opts = parseOptions(
+  'fleet',
+  USAGE,
+  {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, sizeMiB: 256, reps: 3, churnHosts: 8, churn: true, anchors: true, build: false, render: undefined},
+  {
+    '--hosts': ['hosts', numberList],
+    '--rate': ['rate', String],
+    '--seed-rate': ['seedRate', String],
+    '--size-mib': ['sizeMiB', Number],
+    '--reps': ['reps', Number],
+    '--churn-hosts': ['churnHosts', Number],
+    '--no-churn': ['churn', false],
+    '--no-anchors': ['anchors', false],
+    '--build': ['build', true],
+    '--render': ['render', String],
+  },
+  (o) => {
+    const okN = (n) => Number.isInteger(n) && n >= 1 && n <= 64
+    return (!o.hosts.every(okN) || !okN(o.churnHosts) || o.churnHosts < 3 || !Number.isInteger(o.reps) || o.reps < 1 || !(o.sizeMiB >= 8 && o.sizeMiB % 8 === 0)) && `bad --hosts, --churn-hosts (3-64), --reps or --size-mib (a multiple of 8)`
+  },
+)
 
 /** Goals from the issue (ratios; the report marks each met or missed). */
 const GOALS = {limitRatio: 1.3, flatRatio: 1.15, seedEgress: 1.02, vsCurl: 10, churnSeedEgress: 1.25, cpuVsDirect: 1.5}
@@ -102,9 +87,6 @@ const HOST_PORT = 7070
 
 if (opts.render) await rerenderAndExit('fleet', opts.render, renderFleetReport)
 
-const log = makeLog('fleet')
-const t0 = performance.now()
-const startedAt = new Date()
 {
   const why = labUnavailable()
   if (why) {
@@ -112,17 +94,12 @@ const startedAt = new Date()
     process.exit(0)
   }
 }
-ensureReady('fleet', {build: opts.build, tools: ['curl', 'nginx']})
+const run = await startRun('fleet', {build: opts.build, tools: ['curl', 'nginx']})
+const {log, workDir, discard, dist} = run
 
 // The machine is shared and never idle for long; the runs are network-bound by design, so a
 // run waits at most 15 s for quiet (the report shows the CPU others used during each run).
 const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 15_000)}
-const {workDir, discard} = workDirectory('vmi-bench-fleet-', log)
-const dist = await loadDist(ROOT)
-const machine = machineRecord(workDir, dist.hash.activeHashBackend())
-const git = gitInfo()
-const distAtStart = distFingerprint()
-log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores; load average ${loadAverage().join(' ')}`)
 
 // ----------------------------------------------------------------- the image and the seed store
 
@@ -179,6 +156,7 @@ async function startHostServes(hosts, stores) {
  * `scenario(ctx)` (churn) runs alongside and may cut links or start late
  * hosts; it returns when its part is done. Returns the run's record.
  */
+/** @param {string} kind @param {any[]} hosts @param {{label?: string, scenario?: (ctx: any) => Promise<any>, late?: any[]}} [o] */
 async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
   const stores = hosts.map((h, i) => path.join(workDir, `${kind}-${hosts.length}-${i}-${Math.random().toString(36).slice(2, 8)}`))
   // a late host's serve is started by the scenario, with its pull
@@ -279,7 +257,7 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
 
 const line = (x) =>
   `${x.hosts} host(s) ${x.label}: ${f(x.wall)} s (${f(x.wall / limitSeconds)}× the limit), seed sent ${f(x.seedRatio, 3)}× the unique bytes; ` +
-  `CPU s: clients ${f(x.clientCpu)}, host serves ${f(x.hostServeCpu)}, seed ${f(x.seedCpu)}; machine busy ${f(x.busyCores)} of ${machine.cores} cores (irq ${f(x.irqCores)}, others ${f(x.othersCores)})` +
+  `CPU s: clients ${f(x.clientCpu)}, host serves ${f(x.hostServeCpu)}, seed ${f(x.seedCpu)}; machine busy ${f(x.busyCores)} of ${run.machine.cores} cores (irq ${f(x.irqCores)}, others ${f(x.othersCores)})` +
   (x.failures.length ? `; FAILURES: ${x.failures.join('; ')}` : '')
 
 // ----------------------------------------------------------------- 1. fill
@@ -391,7 +369,7 @@ if (opts.churn) {
 // chunk ids and host URLs predicts how many chunk bytes each host serves in a fill
 // (N × what it owns: every host's pull, its own included, asks the owner's serve);
 // compared with each host serve's /metrics from the fill runs.
-const {rankPeers} = await import(path.join(ROOT, 'dist', 'peer', 'rendezvous.js'))
+const {rankPeers} = dist
 const ownership = fillRuns
   .filter((p) => p.hosts >= 2)
   .map((p) => {
@@ -420,8 +398,7 @@ await lab.close()
 
 // ----------------------------------------------------------------- results
 
-const R = {
-  ...runFields({startedAt, t0, machine, git, distAtStart}),
+await run.finish({
   reps: opts.reps,
   lab: {rate, seedRate, hosts: maxHosts, id: lab.id, shaping: 'tbf on both ends of every veth (uplink and downlink); no netem on this kernel: no latency or loss emulated'},
   image: {size: image.size, allocated: image.allocated, uniqueBytes: U, chunks: image.chunks, chunkSize: image.chunkSize, spec, composition: image.composition, id: image.id},
@@ -431,9 +408,5 @@ const R = {
   fill: fillRuns,
   churn: opts.churn ? churn : undefined,
   ownership,
-}
-const md = renderFleetReport(R)
-const files = await writeResults('fleet', startedAt, md, R)
-console.log(md)
-log(`wrote ${files.mdFile} and ${files.jsonFile} (${f(R.totalSeconds, 0)} s)`)
+}, renderFleetReport)
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // vmi mount benchmark: `node bench/mount.js` (or `npm run bench -- --only mount`).
 // See bench/README.md, "Mount benchmark".
 //
@@ -19,37 +20,29 @@ import {spawnSync} from 'node:child_process'
 import {promises as fsp, readFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {pathToFileURL} from 'node:url'
 import {bytesHuman, f, GB, int, MB, pct, table} from './lib/format.js'
-import {loadDist} from './lib/inproc.js'
-import {loadAverage} from './lib/machine.js'
-import {GNU_TIME, median, runTimed} from './lib/measure.js'
+import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
 import {
   cpuWindow,
-  distFingerprint,
   ensureBootImage,
-  ensureReady,
   GiB,
-  gitInfo,
   httpText,
   KiB,
   lastJson,
-  machineRecord,
-  makeLog,
   MiB,
+  parseOptions,
   prepare,
+  prepMethod,
   prepSettings,
   rerenderAndExit,
   RESULTS,
   ROOT,
   servedObjectBytes,
+  startRun,
   startServe,
-  stats,
   vmiEnv,
   vmiTimed,
-  workDirectory,
-  writeResults,
-} from './lib/dist-common.js'
+} from './lib/common.js'
 import {backendReadCost} from './lib/mount-inproc.js'
 import {parseBootResult, parseNbdkitLog, qemuImgBench, readFootprint, startMount, startNbdkit, zeroBlocks} from './lib/mount-nbd.js'
 
@@ -63,29 +56,19 @@ const USAGE = `usage: node bench/mount.js [--reps N] [--no-boot] [--no-reads] [-
 
 environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
 
-const opts = {reps: 3, boot: true, reads: true, build: false, render: undefined}
-{
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--reps') opts.reps = Number(argv[++i])
-    else if (a === '--no-boot') opts.boot = false
-    else if (a === '--no-reads') opts.reads = false
-    else if (a === '--build') opts.build = true
-    else if (a === '--render') opts.render = argv[++i]
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else {
-      console.error(`bench mount: unknown argument ${a}\n${USAGE}`)
-      process.exit(2)
-    }
-  }
-  if (!Number.isInteger(opts.reps) || opts.reps < 1) {
-    console.error(`bench mount: --reps must be a positive integer`)
-    process.exit(2)
-  }
-}
+const opts = parseOptions(
+  'mount',
+  USAGE,
+  {reps: 3, boot: true, reads: true, build: false, render: undefined},
+  {
+    '--reps': ['reps', Number],
+    '--no-boot': ['boot', false],
+    '--no-reads': ['reads', false],
+    '--build': ['build', true],
+    '--render': ['render', String],
+  },
+  (o) => (!Number.isInteger(o.reps) || o.reps < 1) && `--reps must be a positive integer`,
+)
 
 const TARGETS = {readsVsNbdkit: 1.0, coldBootVsLocal: 1.2, fetchedVsRead: 1.5}
 const CHUNK_SIZES = [64 * KiB, 128 * KiB, 256 * KiB, 1 * MiB]
@@ -117,10 +100,8 @@ function pinTree(pid, cpus) {
 
 if (opts.render) await rerenderAndExit('mount', opts.render, render)
 
-const log = makeLog('mount')
-const t0 = performance.now()
-const startedAt = new Date()
-ensureReady('mount', {build: opts.build, tools: ['qemu-img', 'nbdkit', ...(opts.boot ? ['qemu-system-x86_64'] : [])]})
+const run = await startRun('mount', {build: opts.build, tools: ['qemu-img', 'nbdkit', ...(opts.boot ? ['qemu-system-x86_64'] : [])]})
+const {log, workDir, discard, trashStats, dist, machine} = run
 const boot = ensureBootImage(log)
 if (!boot.file) {
   console.error(`bench mount: the Debian boot image is needed: ${boot.reason}`)
@@ -128,11 +109,8 @@ if (!boot.file) {
 }
 
 const settings = prepSettings()
-const {workDir, discard, trashStats} = workDirectory('vmi-bench-mount-', log)
-const dist = await loadDist(ROOT)
-MAIN_CS = (await import(pathToFileURL(path.join(ROOT, 'dist', 'store', 'import.js')).href)).DEFAULT_CHUNK_SIZE
+MAIN_CS = dist.DEFAULT_CHUNK_SIZE
 if (!CHUNK_SIZES.includes(MAIN_CS)) CHUNK_SIZES.push(MAIN_CS)
-const machine = machineRecord(workDir, dist.hash.activeHashBackend())
 {
   // how an idle core wakes up (see "By CPU placement")
   const sys = (f) => {
@@ -146,10 +124,8 @@ const machine = machineRecord(workDir, dist.hash.activeHashBackend())
   const poll = sys('/sys/module/haltpoll/parameters/guest_halt_poll_ns')
   if (poll !== undefined && /^\d+$/.test(poll)) machine.haltPollNs = Number(poll)
 }
-const git = gitInfo()
-const distAtStart = distFingerprint()
 const image = {file: boot.file, dir: boot.dir, info: boot.info, size: (await fsp.stat(boot.file)).size}
-log(`work dir ${workDir}; ${machine.cpuModel}, ${machine.cores} cores, KVM ${machine.kvmUsable ? 'usable' : 'not usable (TCG)'}; load average ${loadAverage().join(' ')}`)
+log(`KVM ${machine.kvmUsable ? 'usable' : 'not usable (TCG)'}`)
 log(`image ${image.file} (${bytesHuman(image.size)})`)
 
 // ----------------------------------------------------------------- seeds: one store per chunk size
@@ -183,6 +159,7 @@ try {
 
 // ----------------------------------------------------------------- cached reads
 
+/** @type {Record<string, any>} */
 let reads
 if (opts.reads) {
   log(`cached reads: vmi mount (every chunk local) vs nbdkit file plugin, qemu-img bench, ${opts.reps} repetitions`)
@@ -229,7 +206,7 @@ if (opts.reads) {
   await nbdkit.stop()
   log('  the block backend alone, in-process (dist/ ImageBackend, no NBD)')
   await prepare(warm, settings)
-  const backend = await backendReadCost(ROOT, seed.store, seed.id, PATTERNS)
+  const backend = await backendReadCost(seed.store, seed.id, PATTERNS)
   for (const pat of PATTERNS) log(`    ${pat.label}: ${f(backend.patterns[pat.key].usPerRequest, 1)} µs/request`)
   reads = {
     backend,
@@ -265,6 +242,7 @@ function summarizePatterns(byPattern) {
 
 // ----------------------------------------------------------------- boots
 
+/** @type {Record<string, any>} */
 let boots
 if (opts.boot) {
   boots = {runs: {}}
@@ -283,6 +261,7 @@ if (opts.boot) {
   }
   /** One timed boot: `cmd args`, accounting the seeds' CPU and egress. */
   const kernelFiles = [path.join(image.dir, 'vmlinuz'), path.join(image.dir, 'initrd.img')]
+  /** @param {string} cmd @param {string[]} args @param {{env?: NodeJS.ProcessEnv, seedCs?: number, warm?: {files?: string[], dirs?: string[]}}} [o] */
   const timedBoot = async (cmd, args, {env, seedCs, warm = {files: [image.file]}} = {}) => {
     const p = await prepare({files: [...kernelFiles, ...(warm.files ?? [])], dirs: warm.dirs ?? []}, settings)
     const before = seedCs ? await servedObjectBytes(seeds[seedCs].serve) : undefined
@@ -290,6 +269,7 @@ if (opts.boot) {
     const r = await runTimed(cmd, args, {env, scratch: workDir, allowFail: true})
     const cpu = w.end((r.user ?? 0) + (r.sys ?? 0))
     const after = seedCs ? await servedObjectBytes(seeds[seedCs].serve) : undefined
+    /** @type {Record<string, any>} */
     const out = {
       wall: r.wall,
       status: r.status,
@@ -395,19 +375,11 @@ for (const cs of CHUNK_SIZES) await seeds[cs].serve.stop()
 
 // ----------------------------------------------------------------- results
 
-const R = {
-  startedAt: startedAt.toISOString(),
-  finishedAt: new Date().toISOString(),
-  totalSeconds: (performance.now() - t0) / 1000,
+await run.finish({
   reps: opts.reps,
-  machine,
-  git: {...git, distAtStart, distAtEnd: distFingerprint()},
-  loadAverageAtEnd: loadAverage(),
   method: {
     pageCache: 'before every run the bench reads the raw file and/or the store objects involved (warm page cache on both sides)',
-    sync: '`sync` before every run',
-    quiet: settings.quietWaitMs > 0 ? `before every run the bench waits (up to ${settings.quietWaitMs / 1000} s) until the rest of the machine uses < 0.3 cores` : 'no waiting for an idle machine',
-    pretouch: settings.pretouchBytes > 0 ? `a child touches and frees ${f(settings.pretouchBytes / GiB, 1)} GiB just before every run` : 'no memory pre-touch',
+    ...prepMethod(settings),
     cpu: `timed children's CPU by ${GNU_TIME ? 'GNU time (reaped children included: QEMU under vmi mount --exec)' : 'n/a'}; servers' CPU from /proc/<pid>/stat`,
     cleanup: `host stores moved to a trash directory and deleted at the end (${trashStats.moved} moved)`,
   },
@@ -417,11 +389,7 @@ const R = {
   storeBench,
   reads,
   boots,
-}
-const md = render(R)
-const files = await writeResults('mount', startedAt, md, R)
-console.log(md)
-log(`wrote ${files.mdFile} and ${files.jsonFile}; total ${f(R.totalSeconds, 0)} s`)
+}, render)
 
 // ----------------------------------------------------------------- markdown
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // vmi store benchmark: `npm run bench`. See bench/README.md.
 //
 // One run measures, on a 2 GiB synthetic image (and on the Debian boot image
@@ -9,25 +10,19 @@
 // prints the table. It never fails on a missed target: it reports it.
 import {execFileSync, spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
+import {promises as fsp} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {bytesHuman, f, GB, int, linearFit, MB, mbps, pct, table} from './lib/format.js'
 import {allocatedBytes, ensureScaleImage, ensureSyntheticImage} from './lib/image.js'
-import {hashSpeed, loadDist, storeWriteCost, zeroCheckSpeed} from './lib/inproc.js'
-import {loadAverage, machineInfo, waitQuiet} from './lib/machine.js'
-import {countFiles, freePageReporting, GNU_TIME, hasCommand, median, pretouch, RSS_METHOD, runTimed, settle, warmDir, warmFile} from './lib/measure.js'
+import {hashSpeed, storeWriteCost, zeroCheckSpeed} from './lib/inproc.js'
+import {findBootImage, GiB, KiB, MiB, parseOptions, prepare as prepareRun, prepMethod, prepSettings, ROOT, startRun, vmiTimed} from './lib/common.js'
+import {countFiles, GNU_TIME, hasCommand, median, RSS_METHOD, runTimed, settle, warmDir, warmFile, summarizeRuns} from './lib/measure.js'
 
 /** Seconds between two benchmarks of one run (see the loop below). */
 const SETTLE_S = 120
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const BIN = path.join(ROOT, 'bin', 'run.js')
-const RESULTS = path.join(ROOT, 'bench', 'results')
-const KiB = 1024
-const MiB = 1024 * KiB
-const GiB = 1024 * MiB
 
 // ----------------------------------------------------------------- which benchmarks
 // `--only store|dist|mount|writes|fleet|fleet-boot|sim[,…]`; default: all seven, one after the other,
@@ -108,7 +103,7 @@ const USAGE = `usage: npm run bench -- [--reps N] [--no-debian] [--no-scale] [--
   --no-debian   skip the Debian boot image even when it is built
   --no-scale    skip the RSS-vs-image-size check (sparse 2 and 16 GiB images)
   --no-sweep    skip the chunk-size sweep
-  --build       run 'npx tsc -p .' first (default: use dist/ as it is)
+  --build       run 'npm run build' first (default: use dist/ as it is)
 
 environment:
   VMI_CACHE_DIR        cache base (default \${XDG_CACHE_HOME:-~/.cache}/vmi); images go in <base>/bench
@@ -117,32 +112,20 @@ environment:
   VMI_BENCH_QUIET_WAIT seconds each run may wait for the rest of the machine to go idle (default 60; 0: don't wait)
   VMI_BENCH_PRETOUCH_GIB  memory to touch before every run (default 3 on a VM with free page reporting, else 0)`
 
-const opts = {reps: 3, debian: true, scale: true, sweep: true, build: false}
-{
-  const argv = process.argv.slice(2)
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--reps') opts.reps = Number(argv[++i])
-    else if (a === '--no-debian') opts.debian = false
-    else if (a === '--no-scale') opts.scale = false
-    else if (a === '--no-sweep') opts.sweep = false
-    else if (a === '--build') opts.build = true
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else {
-      console.error(`bench: unknown argument ${a}\n${USAGE}`)
-      process.exit(2)
-    }
-  }
-  if (!Number.isInteger(opts.reps) || opts.reps < 1) {
-    console.error('bench: --reps must be a positive integer')
-    process.exit(2)
-  }
-}
-const quietWaitMs = Number(process.env.VMI_BENCH_QUIET_WAIT ?? 60) * 1000
-// bytes of memory to touch before every run (see pretouch()); 0 disables
-const pretouchBytes = process.env.VMI_BENCH_PRETOUCH_GIB !== undefined ? Number(process.env.VMI_BENCH_PRETOUCH_GIB) * 1024 ** 3 : freePageReporting() ? 3 * 1024 ** 3 : 0
+const opts = parseOptions(
+  'store',
+  USAGE,
+  {reps: 3, debian: true, scale: true, sweep: true, build: false},
+  {
+    '--reps': ['reps', Number],
+    '--no-debian': ['debian', false],
+    '--no-scale': ['scale', false],
+    '--no-sweep': ['sweep', false],
+    '--build': ['build', true],
+  },
+  (o) => (!Number.isInteger(o.reps) || o.reps < 1) && '--reps must be a positive integer',
+)
+const settings = prepSettings()
 /** Manifests up to this size are hashed in memory at once (ONE_SHOT_MAX in src/store/manifest-stream.ts). */
 const ONE_SHOT_MANIFEST = 32 * 1024 * 1024
 const scaleSizes = (process.env.VMI_BENCH_SCALE_GIB || '2,16,80').split(',').map((x) => Number(x) * GiB)
@@ -151,74 +134,12 @@ const TARGETS = {importBytesPerSecond: 1 * GB, importVsCp: 0.5, rssBytes: 150 * 
 
 // ----------------------------------------------------------------- setup
 
-const log = (msg) => process.stderr.write(`bench: ${msg}\n`)
-const t0 = performance.now()
-const startedAt = new Date()
-
-if (opts.build) {
-  log('building dist/ (npx tsc -p .)')
-  execFileSync('npx', ['tsc', '-p', '.'], {cwd: ROOT, stdio: 'inherit'})
-}
-if (!existsSync(path.join(ROOT, 'dist', 'commands', 'import.js'))) {
-  console.error('bench: dist/ is not built; run `npx tsc -p .` (or npm run bench -- --build)')
-  process.exit(1)
-}
-
-const workDir = process.env.VMI_BENCH_WORKDIR
-  ? await fsp.mkdtemp(path.join(path.resolve(process.env.VMI_BENCH_WORKDIR), 'vmi-bench-'))
-  : mkdtempSync(path.join(os.tmpdir(), 'vmi-bench-'))
-const cleanupWork = () => rmSync(workDir, {recursive: true, force: true})
-process.on('exit', cleanupWork)
-for (const sig of ['SIGINT', 'SIGTERM'])
-  process.on(sig, () => {
-    cleanupWork()
-    process.exit(130)
-  })
-
-const dist = await loadDist(ROOT)
-const machine = {...machineInfo(workDir), hashBackend: dist.hash.activeHashBackend()}
-const git = gitInfo()
-const distAtStart = distFingerprint()
+const run = await startRun('store', {build: opts.build})
+const {log, workDir, discard, trashStats, dist} = run
 const haveB3sum = hasCommand('b3sum')
-log(`work dir ${workDir} (${machine.filesystem}); ${machine.cpuModel}, ${machine.cores} cores; hash backend ${machine.hashBackend}`)
 if (!GNU_TIME) log('GNU time not found (Debian package "time"); peak RSS by polling /proc/<pid>/status VmHWM')
 
-/** sha256 over dist/**\/*.js (names and contents): did the build change under us? */
-function distFingerprint() {
-  const h = createHash('sha256')
-  const walk = (d) => {
-    for (const e of readdirSync(d, {withFileTypes: true}).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const p = path.join(d, e.name)
-      if (e.isDirectory()) walk(p)
-      else if (e.name.endsWith('.js')) h.update(path.relative(ROOT, p)).update(readFileSync(p))
-    }
-  }
-  walk(path.join(ROOT, 'dist'))
-  return h.digest('hex').slice(0, 16)
-}
-
-function gitInfo() {
-  const g = (args) => spawnSync('git', args, {cwd: ROOT, encoding: 'utf8'}).stdout?.trim()
-  const dirty = (g(['status', '--porcelain', '--', 'src']) || '').split('\n').filter(Boolean).length
-  let distOlder = false
-  try {
-    const distTime = statSync(path.join(ROOT, 'dist', 'store', 'import.js')).mtimeMs
-    const newest = (g(['ls-files', 'src']) || '')
-      .split('\n')
-      .filter(Boolean)
-      .map((p) => statSync(path.join(ROOT, p), {throwIfNoEntry: false})?.mtimeMs ?? 0)
-    distOlder = Math.max(0, ...newest) > distTime
-  } catch {}
-  return {head: g(['rev-parse', '--short', 'HEAD']), dirtySrcFiles: dirty, distOlderThanSrc: distOlder}
-}
-
 // ----------------------------------------------------------------- helpers
-
-const vmiEnv = (store) => {
-  const env = {...process.env, VMI_HOME: store}
-  delete env.VMI_CHUNK_SIZE
-  return env
-}
 
 /** Run `once(rep)` opts.reps times; each returns a runTimed result (plus extras). */
 async function repeat(label, once, reps = opts.reps) {
@@ -231,83 +152,26 @@ async function repeat(label, once, reps = opts.reps) {
   return summarize(runs)
 }
 
-function summarize(runs) {
-  const pick = (k) => runs.map((r) => r[k]).filter((x) => x !== undefined)
-  return {
-    wall: median(pick('wall')),
-    wallMin: Math.min(...pick('wall')),
-    wallMax: Math.max(...pick('wall')),
-    rssBytes: Math.max(...pick('rssBytes')), // the worst run: the target is a ceiling
-    cpu: median(runs.map((r) => (r.user ?? NaN) + (r.sys ?? NaN))),
-    user: median(pick('user')),
-    sys: median(pick('sys')),
-    bgCores: median(pick('bgCores')),
-    stealCores: median(pick('stealCores')),
-    reported: runs[0].reported !== undefined ? median(pick('reported')) : undefined,
-    json: runs[0].json,
-    runs: runs.map(({stdout, stderr, json, ...rest}) => rest),
-  }
-}
+const summarize = (runs) => summarizeRuns(runs, ['user', 'sys', 'bgCores', 'stealCores'])
 
 let lastQuiet
 /** Before a run: flush dirty pages, warm the page cache, wait for the machine to be idle. */
 async function prepare(file) {
-  settle()
-  if (file) await warmFile(file)
-  lastQuiet = quietWaitMs > 0 ? await waitQuiet({maxWaitMs: quietWaitMs}) : undefined
-  if (pretouchBytes > 0) pretouch(pretouchBytes)
+  lastQuiet = await prepareRun({files: file ? [file] : []}, settings)
 }
 
 /** Attach how the machine looked when the run started. */
 function tag(r) {
-  if (lastQuiet) {
-    r.waitedMs = lastQuiet.waitedMs
-    r.startedQuiet = lastQuiet.quiet
-    r.busyCoresBefore = lastQuiet.busyCores
-  }
+  Object.assign(r, lastQuiet)
   lastQuiet = undefined
   return r
 }
 
-async function vmi(args, store, extra = {}) {
-  const r = await runTimed(process.execPath, [BIN, ...args], {env: vmiEnv(store), cwd: workDir, scratch: workDir, ...extra})
-  if (!extra.discardStdout && args.includes('--json')) {
-    r.json = JSON.parse(r.stdout)
-    r.reported = r.json.seconds
-  }
-  return r
-}
-
-/**
- * Put a finished store out of the way. Deleting thousands of files frees
- * their inodes, and ext4 without a journal (this machine's root) skips
- * inodes deleted in the last 60 s when it allocates new ones, which made
- * the next import measurably slower (~1.5 s on 2 GiB). So stores go to
- * <work>/trash/ and are deleted at the end of the run — unless free space
- * runs low, then they are deleted at once and the bench waits 65 s.
- */
-const trashDir = path.join(workDir, 'trash')
-let trashCount = 0
-const trashStats = {moved: 0, deletedAtOnce: 0}
-async function discard(dir) {
-  if (!existsSync(dir)) return
-  const {bavail, bsize} = await fsp.statfs(workDir)
-  if (bavail * bsize < 15 * GiB) {
-    await fsp.rm(dir, {recursive: true, force: true})
-    settle()
-    trashStats.deletedAtOnce++
-    log('  low on disk space: deleted a store at once; waiting 65 s for ext4 to reuse its inodes without penalty')
-    await new Promise((r) => setTimeout(r, 65_000))
-    return
-  }
-  await fsp.mkdir(trashDir, {recursive: true})
-  await fsp.rename(dir, path.join(trashDir, String(trashCount++)))
-  trashStats.moved++
-}
+/** @param {string[]} args @param {string} store @param {{discardStdout?: boolean}} [extra] */
+const vmi = (args, store, extra = {}) => vmiTimed(args, store, {cwd: workDir, scratch: workDir, ...extra})
 
 async function b3sumOf(file) {
   if (haveB3sum) return execFileSync('b3sum', ['--no-names', file], {encoding: 'utf8'}).trim()
-  const {createHash} = await import('node:crypto')
   const h = createHash('sha256')
   for await (const piece of (await fsp.open(file)).createReadStream()) h.update(piece)
   return h.digest('hex')
@@ -333,6 +197,7 @@ log(
 
 // ----------------------------------------------------------------- images
 
+/** @type {Record<string, any>[]} */
 const images = []
 log('synthetic image')
 const synth = await ensureSyntheticImage(undefined, log)
@@ -351,32 +216,10 @@ images.push({
 if (!opts.debian) images.push({name: 'Debian boot image', kind: 'debian', skipped: '--no-debian given'})
 else images.push({name: 'Debian boot image', kind: 'debian', pending: true})
 
-function findDebian() {
-  let dir
-  try {
-    dir = execFileSync('bash', [path.join(ROOT, 'scripts', 'boot-image-path.sh')], {encoding: 'utf8'}).trim()
-  } catch (err) {
-    return {reason: `scripts/boot-image-path.sh failed: ${err.message.split('\n')[0]}`}
-  }
-  const file = path.join(dir, 'disk.raw')
-  if (!existsSync(path.join(dir, '.complete')) || !existsSync(file))
-    return {reason: `not built: no ${existsSync(file) ? '.complete stamp' : 'disk.raw'} in ${dir} (build it with scripts/build-boot-image.sh)`}
-  let info
-  try {
-    info = Object.fromEntries(
-      readFileSync(path.join(dir, 'info'), 'utf8')
-        .split('\n')
-        .filter((l) => l.includes('='))
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    )
-  } catch {}
-  return {file, info}
-}
-
 for (const img of images) {
   if (img.pending) {
     delete img.pending
-    const debian = findDebian()
+    const debian = findBootImage()
     if (debian.file) Object.assign(img, {file: debian.file, info: debian.info})
     else img.skipped = debian.reason
   }
@@ -391,13 +234,15 @@ for (const img of images) {
   const t = performance.now()
   await warmFile(img.file) // a second read: page-cache speed
   img.warmReadBytesPerSecond = img.size / ((performance.now() - t) / 1000)
+  /** @type {Record<string, any>} */
   const rows = (img.rows = {})
 
   // Contenders take turns within each repetition (b3sum, cp, cp+fsync, import,
   // import again, export, then the next repetition), so a burst of background
   // load hits one repetition of each rather than every repetition of one.
+  /** @type {Record<string, any[]>} */
   const runs = {b3sum: [], cp: [], cpSync: [], importCold: [], importAgain: [], export: []}
-  const sweepSizes = img.kind === 'synthetic' && opts.sweep ? [64 * KiB, 128 * KiB, 256 * KiB, 1 * MiB].filter((cs) => cs !== dist.importDefaultChunkSize) : []
+  const sweepSizes = img.kind === 'synthetic' && opts.sweep ? [64 * KiB, 128 * KiB, 256 * KiB, 1 * MiB].filter((cs) => cs !== dist.DEFAULT_CHUNK_SIZE) : []
   const sweepRuns = new Map(sweepSizes.map((cs) => [cs, []]))
   const sweepFiles = new Map()
   const cpDest = path.join(workDir, 'cp.raw')
@@ -466,6 +311,7 @@ for (const img of images) {
 
 // ----------------------------------------------------------------- RSS vs image size
 
+/** @type {Record<string, any>} */
 let scale
 if (opts.scale) {
   scale = {chunkSize: 64 * KiB, points: []}
@@ -504,26 +350,13 @@ if (opts.scale) {
 
 // ----------------------------------------------------------------- report
 
-const finishedAt = new Date()
-const totalSeconds = (performance.now() - t0) / 1000
-const results = {
-  startedAt: startedAt.toISOString(),
-  finishedAt: finishedAt.toISOString(),
-  totalSeconds,
+await run.finish({
   reps: opts.reps,
-  machine,
-  git: {...git, distAtStart, distAtEnd: distFingerprint()},
-  loadAverageAtEnd: loadAverage(),
   method: {
     rss: RSS_METHOD,
     wall: 'spawn to exit of the child, measured by the bench process (includes node + oclif start-up for vmi)',
     pageCache: 'the source file is read once before every run (warm page cache for every contender); export reads the store objects once before',
-    sync: '`sync` before every run, so writeback from one run does not land in the next',
-    pretouch:
-      pretouchBytes > 0
-        ? `just before every run a child process touches and frees ${f(pretouchBytes / GiB, 1)} GiB of memory: this VM reports free pages to the hypervisor, and without it the first writer after a pause paid host page faults (the same cp took 0.5–3.8 s)`
-        : 'no memory pre-touch',
-    quiet: quietWaitMs > 0 ? `before every run the bench waits (up to ${quietWaitMs / 1000} s) until the rest of the machine uses < 0.3 cores` : 'no waiting for an idle machine',
+    ...prepMethod(settings),
     throughput: 'image size (virtual bytes, holes included) / median wall time; MB = 10^6 bytes',
     importConcurrency: concurrency,
     cleanup: `outputs are deleted after each run; finished stores are moved to a trash directory and deleted at the end (${trashStats.moved} moved, ${trashStats.deletedAtOnce} deleted at once for lack of space), because mass inode deletes slow the next file creations on ext4 without a journal for 60 s`,
@@ -533,14 +366,7 @@ const results = {
   inproc,
   images,
   scale,
-}
-const md = renderMarkdown(results)
-await fsp.mkdir(RESULTS, {recursive: true})
-const mdFile = path.join(RESULTS, `${startedAt.toISOString().slice(0, 10)}-store.md`)
-await fsp.writeFile(mdFile, md)
-await fsp.writeFile(path.join(RESULTS, 'latest-store.json'), JSON.stringify(results, null, 2) + '\n')
-console.log(md)
-log(`wrote ${path.relative(ROOT, mdFile)} and bench/results/latest-store.json; total ${f(totalSeconds, 0)} s; deleting ${workDir}`)
+}, renderMarkdown)
 if (process.exitCode === undefined || process.exitCode === 0) process.exitCode = await renderDoc()
 
 // ----------------------------------------------------------------- markdown

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
+// @ts-check
 // A simulation (not a measurement) of owner hashing for 1 to 1,000 hosts:
 // `node bench/sim.js` or `npm run bench -- --only sim`. See bench/README.md,
 // "Owner-hashing simulation", and docs/PERFORMANCE.md for what it shows.
 //
 // The owner of each chunk is chosen by the REAL rendezvous function
-// (dist/peer/rendezvous.js: rankPeers, as src/peer/chain.ts calls it), over
+// (rankPeers of vmi's public API, as the fetch chain calls it), over
 // synthetic chunk ids (BLAKE3 of a seeded string, like real ids) and the chunk
 // count and size of the Debian image in bench/results/latest-dist.json.
 // Everything else is a model of what src/peer/chain.ts and src/peer/server.ts
@@ -37,13 +38,10 @@
 // peer, the chain's peerDownMs expiry (a departed peer stays skipped), and a
 // host leaving while its own pull still needs it (it simply stops).
 import {createHash} from 'node:crypto'
-import {existsSync, promises as fsp, readFileSync} from 'node:fs'
+import {promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
-import {fileURLToPath, pathToFileURL} from 'node:url'
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const RESULTS = path.join(ROOT, 'bench', 'results')
-const KiB = 1024
+import {pathToFileURL} from 'node:url'
+import {KiB, loadVmi, RESULTS, ROOT} from './lib/common.js'
 
 export const DEFAULTS = Object.freeze({
   seed: 'vmi-sim-2026',
@@ -97,16 +95,15 @@ function shuffleInPlace(a, rnd, n = a.length) {
 
 // ----------------------------------------------------------------- the real owner choice
 
-/** The built rendezvous module and hash (dist/), as vmi itself uses them. */
-export async function loadRendezvous(root = ROOT) {
-  const file = path.join(root, 'dist', 'peer', 'rendezvous.js')
-  if (!existsSync(file)) throw new Error(`${path.relative(process.cwd(), file)} is missing: build first (npm run build)`)
-  const rv = await import(pathToFileURL(file).href)
-  const h = await import(pathToFileURL(path.join(root, 'dist', 'store', 'hash.js')).href)
-  return {rankPeers: rv.rankPeers, rendezvousScore: rv.rendezvousScore, hash: h.hash, hashBackend: h.activeHashBackend(), module: path.relative(root, file)}
+/** The rendezvous ranking and hash of vmi's public API (dist/index.js), as vmi itself uses them. */
+export async function loadRendezvous() {
+  const vmi = await loadVmi()
+  return {rankPeers: vmi.rankPeers, rendezvousScore: vmi.rendezvousScore, hash: vmi.hash, hashBackend: vmi.activeHashBackend(), module: 'dist/index.js'}
 }
 
-/** `count` chunk ids: BLAKE3 hex of a seeded string (uniform like real ids). */
+/** @typedef {Awaited<ReturnType<typeof loadRendezvous>>} Rendezvous */
+
+/** `count` chunk ids: BLAKE3 hex of a seeded string (uniform like real ids). @param {Rendezvous} rv @param {number} count @param {string} seed */
 export function chunkIds(rv, count, seed) {
   return Array.from({length: count}, (_, i) => rv.hash(Buffer.from(`${seed}/chunk/${i}`)))
 }
@@ -121,6 +118,7 @@ export function peerUrls(count) {
  * from rankPeers itself. rankPeers orders by a per-(peer, id) score, so the
  * ranking of any sub-list is this order with the absent peers skipped (the
  * unit test checks that against rankPeers on sub-lists).
+ * @param {Rendezvous} rv @param {string[]} urls @param {string[]} ids
  */
 export function universeRanking(rv, urls, ids) {
   const peers = urls.map((url, i) => ({url, i}))
@@ -557,6 +555,7 @@ export function imageInput(resultsDir = RESULTS) {
     mount = JSON.parse(readFileSync(path.join(resultsDir, 'latest-mount.json'), 'utf8'))
   } catch {}
   const j = dist?.image?.importJson
+  /** @type {Record<string, any>} */
   let input
   if (j?.newChunks && j.chunkSize) {
     input = {
@@ -584,11 +583,12 @@ export function imageInput(resultsDir = RESULTS) {
 // ----------------------------------------------------------------- the suite
 
 /** Everything docs/PERFORMANCE.md shows. Deterministic for a given seed and input. */
+/** @param {Record<string, any>} [opts] */
 export async function runSuite(opts = {}) {
   const o = {...DEFAULTS, ...opts}
   const t0 = performance.now()
-  const rv = opts.rv ?? (await loadRendezvous(o.root ?? ROOT))
-  const input = opts.input ?? imageInput(o.resultsDir)
+  const rv = opts.rv ?? (await loadRendezvous())
+  const input = opts.input ?? imageInput(opts.resultsDir)
   const log = opts.log ?? (() => {})
   const C = input.chunks
   const urls = peerUrls(Math.max(...o.hosts, o.churnHosts))
@@ -673,7 +673,7 @@ export async function runSuite(opts = {}) {
 const USAGE = `usage: node bench/sim.js [--seed S] [--hosts 1,2,4,…] [--churn-hosts N] [--out FILE] [--no-doc]
 
   A simulation, not a measurement: owner hashing for N hosts pulling and booting
-  the image of bench/results/latest-dist.json, with the real rankPeers from dist/.
+  the image of bench/results/latest-dist.json, with the real rankPeers of vmi's API.
   Writes bench/results/latest-sim.json (or --out) and re-renders docs/PERFORMANCE.md.
 
   --seed S          seed of the chunk ids and of every random choice (default ${DEFAULTS.seed})

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // @ts-check
+// @ts-check
 // Sub-block writes through `vmi mount`'s copy-on-write overlay:
 // `node bench/writes.js` (or `npm run bench -- --only writes`).
 //
@@ -15,7 +16,7 @@ import {randomBytes} from 'node:crypto'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {f, int, table} from './lib/format.js'
-import {hasCommand} from './lib/measure.js'
+import {hasCommand, stats} from './lib/measure.js'
 import {
   cpuWindow,
   gitInfo,
@@ -25,12 +26,11 @@ import {
   MiB,
   prepare,
   prepSettings,
-  stats,
   stopAllChildren,
   vmiTimed,
   workDirectory,
   writeResults,
-} from './lib/dist-common.js'
+} from './lib/common.js'
 import {qemuImgBench, startMount, startNbdkit} from './lib/mount-nbd.js'
 
 const log = makeLog('writes')

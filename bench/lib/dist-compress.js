@@ -1,3 +1,4 @@
+// @ts-check
 // Would compressing chunks on the wire help? In-process measurement on the
 // image's real chunks (the store's object files): per chunk, as a server
 // would send it, Node's zlib gzip level 1 and brotli quality 1 (the fastest
@@ -10,7 +11,7 @@ import {spawn} from 'node:child_process'
 import {promises as fsp} from 'node:fs'
 import zlib from 'node:zlib'
 import {hasCommand} from './measure.js'
-import {shuffled} from './dist-common.js'
+import {shuffled} from './common.js'
 
 const CODECS = {
   'gzip -1': {
@@ -30,6 +31,7 @@ const CODECS = {
  * compression time passed (then the result is a random sample; coverage is
  * reported). Times are the codec calls alone, on this one thread.
  */
+/** @param {{file: string, size: number}[]} objects @param {{maxSecondsPerCodec?: number, log?: (msg: string) => void}} [opts] */
 export async function compressionStudy(objects, {maxSecondsPerCodec = 12, log = () => {}} = {}) {
   const order = shuffled(objects, 'vmi-bench-compress')
   const bufs = []

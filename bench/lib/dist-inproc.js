@@ -1,12 +1,12 @@
-// In-process split of a pull's cost, with the built modules (dist/): fetching
+// @ts-check
+// In-process split of a pull's cost, with vmi's public API (dist/index.js): fetching
 // every chunk over HTTP one request at a time per connection — through
 // HttpStore (got + hash verification, as `pull --no-bulk` does) and with bare
 // node:http (no got, no hashing), 8 in flight — then the same GETs pipelined
 // (bulkGet, as vmi pull does, bodies dropped), hashing every chunk, and
 // storing them with LocalStore.putObjectSync. Wall and this process's CPU time.
 import http from 'node:http'
-import path from 'node:path'
-import {pathToFileURL} from 'node:url'
+import {loadVmi} from './common.js'
 
 async function pool(items, concurrency, fn) {
   let i = 0
@@ -32,14 +32,12 @@ async function timed(fn) {
  * objects: [{id, path, size}]; baseUrl: a static server over a store. Returns
  * {httpStore, bareHttp, pipelined, hash, putObject}: each {wall, cpu, perChunkCpuUs}.
  */
-export async function pullComponents(root, baseUrl, objects, {concurrency = 8, storeDir, discard} = {}) {
-  const imp = (p) => import(pathToFileURL(path.join(root, 'dist', p)).href)
-  const [{HttpStore}, {LocalStore}, {bulkGet}, {hash}] = await Promise.all([
-    imp('peer/http-store.js'),
-    imp('store/local-store.js'),
-    imp('peer/pipelined-get.js'),
-    imp('store/hash.js'),
-  ])
+/**
+ * @param {string} baseUrl @param {{id: string, path: string, size: number}[]} objects
+ * @param {{concurrency?: number, storeDir: string, discard?: (dir: string) => Promise<void>}} opts
+ */
+export async function pullComponents(baseUrl, objects, {concurrency = 8, storeDir, discard}) {
+  const {HttpStore, LocalStore, bulkGet, hash} = await loadVmi()
   const n = objects.length
   const per = (x) => ({...x, result: undefined, perChunkCpuUs: (x.cpu / n) * 1e6, perChunkWallUs: (x.wall / n) * 1e6})
 

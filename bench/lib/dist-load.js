@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// @ts-check
 // A small HTTP load generator for chunk GETs: CONCURRENCY workers, each with
 // one keep-alive connection (one http.Agent, maxSockets = CONCURRENCY), loop
 // over a list of paths (shared cursor, wrapping) until MAX_REQUESTS requests
@@ -29,9 +30,9 @@ export async function runLoad({baseUrl, paths, concurrency = 64, maxRequests = 2
         let n = 0
         res.on('data', (d) => (n += d.length))
         res.on('end', () => resolve({status: res.statusCode, bytes: n, ms: Number(process.hrtime.bigint() - t0) / 1e6}))
-        res.on('error', (err) => resolve({error: err.code ?? err.message, ms: Number(process.hrtime.bigint() - t0) / 1e6}))
+        res.on('error', (/** @type {NodeJS.ErrnoException} */ err) => resolve({error: err.code ?? err.message, ms: Number(process.hrtime.bigint() - t0) / 1e6}))
       })
-      req.on('error', (err) => resolve({error: err.code ?? err.message, ms: Number(process.hrtime.bigint() - t0) / 1e6}))
+      req.on('error', (/** @type {NodeJS.ErrnoException} */ err) => resolve({error: err.code ?? err.message, ms: Number(process.hrtime.bigint() - t0) / 1e6}))
       req.end()
     })
 

@@ -1,14 +1,8 @@
+// @ts-check
 // The fleet benchmark's report (bench/fleet.js) and the figures its goals are
 // judged on, shared with docs/PERFORMANCE.md (bench/lib/perf-doc.js).
-import {bytesHuman, f, int, table} from './format.js'
-
-const GiB = 1024 ** 3
-
-function stats(xs) {
-  const v = xs.filter(Number.isFinite).sort((a, b) => a - b)
-  const m = v.length >> 1
-  return {median: v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2, min: v[0], max: v.at(-1), n: v.length}
-}
+import {bytesHuman, f, GiB, int, table} from './format.js'
+import {stats} from './measure.js'
 
 export const CONTENDERS = {
   peers: 'vmi, peers + owner hashing',

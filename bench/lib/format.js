@@ -1,7 +1,11 @@
+// @ts-check
 // Number formatting and markdown tables.
 
 export const MB = 1e6
 export const GB = 1e9
+export const KiB = 1024
+export const MiB = 1024 * KiB
+export const GiB = 1024 * MiB
 
 export function mbps(bytes, seconds) {
   return bytes / seconds / MB

@@ -1,12 +1,14 @@
+// @ts-check
 // The synthetic benchmark image: random, zero (hole) and repeated regions,
 // built once into a cache directory keyed by its spec.
 import {createCipheriv, createHash} from 'node:crypto'
 import {existsSync, promises as fsp} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {GiB, MiB} from './format.js'
 
-const MiB = 1024 * 1024
-const GiB = 1024 * MiB
+/** @typedef {{generator: string, size: number, align: number, seed: string, minRegion: number, maxRegion: number, weights: Record<string, number>, pattern?: string[]}} SyntheticSpec */
+/** @typedef {{kind: string, offset: number, size: number, from?: number[]}} Region */
 
 /**
  * The spec. Region lengths are drawn from a seeded PRNG in whole `align`
@@ -51,6 +53,7 @@ function prng(seed) {
 }
 
 /** The region list for a spec: [{kind, offset, size, from?}] covering spec.size. */
+/** @param {SyntheticSpec} spec @returns {Region[]} */
 export function planRegions(spec) {
   const rnd = prng(spec.seed)
   const units = spec.size / spec.align
@@ -107,6 +110,7 @@ function keystream(seed, offset, size) {
  * Build (or reuse) the synthetic image. Returns {file, spec, key, regions,
  * composition, built: boolean, seconds}.
  */
+/** @param {SyntheticSpec} [spec] @param {(msg: string) => void} [log] */
 export async function ensureSyntheticImage(spec = SYNTHETIC_SPEC, log = () => {}) {
   const key = specKey(spec)
   const dir = path.join(cacheBase(), 'bench')
@@ -157,6 +161,7 @@ export async function ensureSyntheticImage(spec = SYNTHETIC_SPEC, log = () => {}
  * per-chunk bookkeeping with image size while costing ~1/16 of the size on
  * disk at 64 KiB chunks and almost nothing in the store.
  */
+/** @param {{size: number, chunkSize: number}} image @param {(msg: string) => void} [log] */
 export async function ensureScaleImage({size, chunkSize}, log = () => {}) {
   const spec = {generator: 'vmi-bench-scale/1', size, chunkSize, stamp: 4096}
   const key = specKey(spec)

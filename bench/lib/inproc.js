@@ -1,39 +1,37 @@
-// In-process component speeds, using the built modules (dist/): what one
+// @ts-check
+// In-process component speeds, using vmi's public API (dist/index.js): what one
 // core hashes, how fast the all-zero check is, and what the store's object
 // write path costs per object and per byte. These explain the end-to-end
 // numbers ("what bounds it"); they are not the headline.
 import {randomBytes} from 'node:crypto'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {pathToFileURL} from 'node:url'
 import {settle} from './measure.js'
 
-export async function loadDist(root) {
-  const imp = (p) => import(pathToFileURL(path.join(root, 'dist', p)).href)
-  const [hash, chunker, store, importMod] = await Promise.all([imp('store/hash.js'), imp('store/chunker.js'), imp('store/local-store.js'), imp('store/import.js')])
-  return {hash, chunker, store, importDefaultChunkSize: importMod.DEFAULT_CHUNK_SIZE}
-}
+/** @typedef {import('./common.js').Vmi} Vmi */
 
 function rate(bytes, seconds) {
   return bytes / seconds
 }
 
 /** Bytes/s of hash() (hex digest included, as import uses it) on one core, for `chunkSize` buffers. */
+/** @param {Vmi} dist @param {number} chunkSize */
 export function hashSpeed(dist, chunkSize, seconds = 0.6) {
   const bufs = Array.from({length: Math.max(8, Math.ceil((32 << 20) / chunkSize))}, () => randomBytes(chunkSize))
-  for (const b of bufs.slice(0, 4)) dist.hash.hash(b) // warm up
+  for (const b of bufs.slice(0, 4)) dist.hash(b) // warm up
   let n = 0
   const t0 = performance.now()
-  while (performance.now() - t0 < seconds * 1000) for (const b of bufs) n += (dist.hash.hash(b), b.length)
+  while (performance.now() - t0 < seconds * 1000) for (const b of bufs) n += (dist.hash(b), b.length)
   return rate(n, (performance.now() - t0) / 1000)
 }
 
 /** Bytes/s of isAllZero() on an all-zero chunk (its worst case). */
+/** @param {Vmi} dist @param {number} chunkSize */
 export function zeroCheckSpeed(dist, chunkSize, seconds = 0.3) {
   const z = Buffer.alloc(chunkSize)
   let n = 0
   const t0 = performance.now()
-  while (performance.now() - t0 < seconds * 1000) n += (dist.chunker.isAllZero(z), z.length)
+  while (performance.now() - t0 < seconds * 1000) n += (dist.isAllZero(z), z.length)
   return rate(n, (performance.now() - t0) / 1000)
 }
 
@@ -44,8 +42,12 @@ export function zeroCheckSpeed(dist, chunkSize, seconds = 0.3) {
  * asks of it), then reads them back with getObject (page cache warm) one
  * at a time and `concurrency` at a time. Returns per-object costs.
  */
+/**
+ * @param {Vmi} dist @param {string} dir
+ * @param {{chunkSize: number, count: number, concurrency: number, discard?: (dir: string) => Promise<void>}} o
+ */
 export async function storeWriteCost(dist, dir, {chunkSize, count, concurrency, discard}) {
-  const store = await dist.store.LocalStore.open(path.join(dir, 'putobject-store'))
+  const store = await dist.LocalStore.open(path.join(dir, 'putobject-store'))
   const pool = randomBytes(chunkSize + 4096)
   const ids = Array.from({length: count}, () => randomBytes(32).toString('hex'))
   const pass = async () => {

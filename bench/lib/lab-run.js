@@ -1,9 +1,10 @@
+// @ts-check
 // Running timed commands on the fleet lab's hosts (test/helpers/lab.js), for
 // bench/fleet.js and bench/fleet-boot.js.
 import {spawn} from 'node:child_process'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {lastJson} from './dist-common.js'
+import {lastJson} from './common.js'
 import {GNU_TIME} from './measure.js'
 
 /**

@@ -1,3 +1,4 @@
+// @ts-check
 // What machine the numbers come from, and how busy it was.
 import {execFileSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
@@ -78,7 +79,8 @@ export function busyProcesses(minPct = 20) {
     .map((f) => `${f[3]} (pid ${f[0]}, ${f[2]}% CPU)`)
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+/** @param {number} ms */
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 /**
  * Wait (up to `maxWaitMs`) until the rest of the machine is quiet: two

@@ -1,3 +1,4 @@
+// @ts-check
 // Timing a child process: wall time, peak RSS, CPU time, and how much CPU
 // everything else on the machine used meanwhile.
 import {spawn, spawnSync} from 'node:child_process'
@@ -74,18 +75,48 @@ export async function runTimed(cmd, args, opts = {}) {
   const stealCores = cpu0 && cpu1 ? (cpu1.steal - cpu0.steal) / wall : undefined
   const r = {wall, rssBytes, user, sys, bgCores, stealCores, status, stdout, stderr}
   if (status !== 0 && !opts.allowFail) {
-    const e = new Error(`${cmd} ${args.join(' ')} failed (${status}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`)
-    e.result = r
-    throw e
+    throw Object.assign(new Error(`${cmd} ${args.join(' ')} failed (${status}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`), {result: r})
   }
   return r
 }
 
+/** The median of the finite numbers of `xs` (undefined when there are none). @param {(number | undefined)[]} xs */
 export function median(xs) {
-  const s = [...xs].sort((a, b) => a - b)
-  if (s.length === 0) return undefined
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+  return stats(xs).median
+}
+
+/** Median, min, max and count of the finite numbers of `xs` (undefined but n when there are none). @param {(number | undefined)[]} xs */
+export function stats(xs) {
+  const v = /** @type {number[]} */ (xs.filter(Number.isFinite)).sort((a, b) => a - b)
+  const m = v.length >> 1
+  return {median: v.length ? (v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2) : undefined, min: v[0], max: v.at(-1), n: v.length}
+}
+
+/**
+ * A measurement repeated (runTimed results): median wall with its min and
+ * max, the worst peak RSS (targets are ceilings), median CPU and median of
+ * each of `keys`, how many runs started on a busy machine, the median time
+ * vmi reported (--json seconds), the first run's JSON, every run without its
+ * output.
+ * @param {Record<string, any>[]} runs @param {string[]} keys
+ */
+export function summarizeRuns(runs, keys) {
+  const pick = (/** @type {string} */ k) => runs.map((r) => r[k])
+  const wall = stats(pick('wall'))
+  const busyStarts = runs.filter((r) => r.startedQuiet === false).length
+  return {
+    wall: wall.median,
+    wallMin: wall.min,
+    wallMax: wall.max,
+    rssBytes: stats(pick('rssBytes')).max,
+    cpu: median(runs.map((r) => (r.user ?? NaN) + (r.sys ?? NaN))),
+    ...Object.fromEntries(keys.map((k) => [k, median(pick(k))])),
+    startedQuiet: busyStarts === 0,
+    busyStarts,
+    reported: median(runs.map((r) => r.json?.seconds)),
+    json: runs[0].json,
+    runs: runs.map(({stdout, stderr, json, ...rest}) => rest),
+  }
 }
 
 /** Flush dirty pages (so one measurement's writeback does not land in the next). */

@@ -1,18 +1,17 @@
-// In-process cost of the mount's block backend alone (dist/ ImageBackend over
+// @ts-check
+// In-process cost of the mount's block backend alone (ImageBackend over
 // a LocalStore holding every chunk): the same read patterns as the qemu-img
 // runs, without NBD or a socket, so the report can split a request's time
 // into backend and protocol/transport.
-import path from 'node:path'
-import {pathToFileURL} from 'node:url'
+import {loadVmi} from './common.js'
 
 /**
  * patterns: [{key, size, depth, count, step?}] (step defaults to size; offsets
  * wrap modulo the image size, as qemu-img bench 7.2 does). Returns
  * {firstPassSeconds, patterns: {key: {seconds, usPerRequest, cpuSeconds}}}.
  */
-export async function backendReadCost(root, storeDir, imageId, patterns) {
-  const imp = (p) => import(pathToFileURL(path.join(root, 'dist', p)).href)
-  const [{LocalStore}, {buildChain}, {ImageBackend}] = await Promise.all([imp('store/local-store.js'), imp('peer/factory.js'), imp('mount/image-backend.js')])
+export async function backendReadCost(storeDir, imageId, patterns) {
+  const {LocalStore, buildChain, ImageBackend} = await loadVmi()
   const store = await LocalStore.open(storeDir)
   const {manifest} = await store.resolve(imageId)
   const {chain, close} = await buildChain(store, {})

@@ -1,3 +1,4 @@
+// @ts-check
 // NBD helpers for bench/mount.js: nbdkit (the anchor, and its log filter as
 // the record of what a booting guest reads), qemu-img bench as the load
 // generator, `vmi mount` as a long-running export, boot-vm.sh's result line,
@@ -5,18 +6,8 @@
 import {spawn} from 'node:child_process'
 import {existsSync, promises as fsp} from 'node:fs'
 import net from 'node:net'
-import {BIN, lastJson, sleep, vmiEnv, ROOT} from './dist-common.js'
+import {BIN, lastJson, ROOT, sleep, track, vmiEnv} from './common.js'
 import {runTimed} from './measure.js'
-
-const children = new Set()
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM')
-})
-function track(c) {
-  children.add(c)
-  c.once('exit', () => children.delete(c))
-  return c
-}
 
 function connectable(socket) {
   return new Promise((resolve) => {
@@ -33,6 +24,7 @@ function connectable(socket) {
  * nbdkit, foreground, on a unix socket: `nbdkit -f -r -U SOCK [--filter=F…]
  * PLUGIN… [params…]` (PLUGIN: `file file=FILE` by default; without -r when
  * `writable`). Resolves once the socket accepts.
+ * @param {{file?: string, plugin?: string[], socket: string, filters?: string[], params?: string[], writable?: boolean}} init
  */
 export async function startNbdkit({file, plugin = ['file', `file=${file}`], socket, filters = [], params = [], writable = false}) {
   await fsp.rm(socket, {force: true})

@@ -1,3 +1,4 @@
+// @ts-check
 // docs/PERFORMANCE.md and its plots (docs/img/*.svg), rendered from the saved
 // results: bench/results/latest-{store,dist,mount,fleet,fleet-boot,sim}.json and the "what
 // bounds it" sections of the markdown reports of the same runs. Every number
@@ -7,21 +8,12 @@
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {bytesHuman, f, GB, int, MB, pct, table} from './format.js'
+import {bytesHuman, f, GB, GiB, int, KiB, MB, MiB, pct, table} from './format.js'
+import {median} from './measure.js'
 import {barChart, lineChart} from './svg-plot.js'
 import {BOOT_CONTENDERS, bootGoals, CONTENDERS, cpuPerGiB, fleetGoals, loadSummary} from './fleet-report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-const KiB = 1024
-const MiB = 1024 * KiB
-const GiB = 1024 * MiB
-
-const median = (xs) => {
-  const v = xs.filter(Number.isFinite).sort((a, b) => a - b)
-  if (!v.length) return NaN
-  const m = v.length >> 1
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
-}
 const mark = (ok) => (ok ? 'met' : '**missed**')
 const x = (v, d = 2) => `${f(v, d)}×`
 const secs = (s) => `${f(s)} s`

@@ -1,3 +1,4 @@
+// @ts-check
 // A small dependency-free SVG chart writer for the performance report:
 // line charts (linear or log axes, several series, markers, dashed lines)
 // and grouped bar charts, with axes, ticks, labels and a legend. The output
@@ -134,6 +135,7 @@ function frame({width, height, title, subtitle}) {
   return head
 }
 
+/** @param {Record<string, any>} a */
 function axesSvg({x0, x1, y0, y1, xAxis, yAxis, sx, sy, xLabel, yLabel, xFormat, yFormat, xTickValues, xTickLabels}) {
   const out = []
   // grid and y ticks

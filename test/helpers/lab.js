@@ -158,6 +158,7 @@ function hookExit() {
  *
  * Nodes: {name, ns, ip, rate}; the seed is 10.77.0.1, host i is 10.77.1.(i+1)
  * (then 10.77.2.x past 250 hosts).
+ * @param {{hosts?: number, seedRate?: number | string, hostRate?: number | string, rates?: Record<string, number | string>, subnet?: string}} [init]
  */
 export async function startLab({hosts = 4, seedRate = 200e6, hostRate = 200e6, rates = {}, subnet = '10.77'} = {}) {
   const why = labUnavailable()

@@ -1,4 +1,5 @@
-// Shared by bench/dist.js and bench/mount.js: the work directory and its
+// @ts-check
+// Shared by every benchmark: vmi's public API, the work directory and its
 // trash, running vmi as a child, starting `vmi serve` and nginx as the
 // benchmarks' servers, CPU accounting for long-running servers, the
 // per-run preparation of the store benchmark (sync, warm page cache, wait
@@ -11,23 +12,71 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {loadAverage, machineInfo, waitQuiet} from './machine.js'
-import {freePageReporting, median, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
+import {loadAverage, machineInfo, sleep, waitQuiet} from './machine.js'
+import {GiB} from './format.js'
+import {freePageReporting, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'run.js')
 export const RESULTS = path.join(ROOT, 'bench', 'results')
-export const KiB = 1024
-export const MiB = 1024 * KiB
-export const GiB = 1024 * MiB
+export {GiB, KiB, MiB} from './format.js'
+
+/** @typedef {typeof import('../../dist/index.js')} Vmi */
+
+/**
+ * vmi's public API (package.json `main`: dist/index.js, typed by
+ * dist/index.d.ts), imported when first asked for so that `--help` works
+ * before a build.
+ */
+export async function loadVmi() {
+  if (!existsSync(path.join(ROOT, 'dist', 'index.js'))) throw new Error('dist/ is not built: run `npm run build`')
+  return import('../../dist/index.js')
+}
+
+/**
+ * A benchmark's command line. `flags` maps each option to [key, parse] (it
+ * takes a value, parsed by `parse`) or [key, value] (a switch that sets it);
+ * -h/--help prints `usage` and exits 0; an unknown option, or what `check`
+ * returns (a message, or false when all is well), exits 2.
+ * @template {Record<string, any>} T
+ * @param {string} kind @param {string} usage @param {T} defaults
+ * @param {Record<string, [keyof T, ((v: string) => any) | boolean]>} flags
+ * @param {(o: T) => string | false} [check]
+ * @returns {T}
+ */
+export function parseOptions(kind, usage, defaults, flags, check, argv = process.argv.slice(2)) {
+  /** @type {Record<string, any>} */
+  const opts = {...defaults}
+  /** @param {string} msg @returns {never} */
+  const fail = (msg) => {
+    console.error(`bench ${kind}: ${msg}\n${usage}`)
+    process.exit(2)
+  }
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '-h' || argv[i] === '--help') {
+      console.log(usage)
+      process.exit(0)
+    }
+    const [key, v] = flags[argv[i]] ?? fail(`unknown argument ${argv[i]}`)
+    opts[/** @type {string} */ (key)] = typeof v === 'function' ? v(argv[++i]) : v
+  }
+  const wrong = check?.(/** @type {T} */ (opts))
+  if (wrong) fail(wrong)
+  return /** @type {T} */ (opts)
+}
+
+/** '1,2,4' → [1, 2, 4] @param {string} s */
+export const numberList = (s) => String(s).split(',').map(Number)
 
 export const makeLog = (name) => (msg) => process.stderr.write(`bench ${name}: ${msg}\n`)
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+export {sleep}
 
 // ----------------------------------------------------------------- children we started
 
+/** @type {Set<import('node:child_process').ChildProcess>} */
 const children = new Set()
-function track(child) {
+/** @template {import('node:child_process').ChildProcess} C @param {C} child @returns {C} */
+export function track(child) {
   children.add(child)
   child.once('exit', () => children.delete(child))
   return child
@@ -86,7 +135,9 @@ export function workDirectory(prefix, log) {
 
 // ----------------------------------------------------------------- vmi as a child
 
+/** @param {string} store @param {Record<string, string | undefined>} [extra] */
 export function vmiEnv(store, extra = {}) {
+  /** @type {NodeJS.ProcessEnv} */
   const env = {...process.env, VMI_HOME: store, ...extra}
   delete env.VMI_CHUNK_SIZE
   delete env.VMI_PEERS
@@ -110,10 +161,16 @@ export function lastJson(stdout) {
   return undefined
 }
 
-/** Run `vmi ARGS` timed (runTimed: wall, peak RSS, CPU of it and its reaped children). */
+/**
+ * Run `vmi ARGS` timed (runTimed: wall, peak RSS, CPU of it and its reaped children), `json` its --json output.
+ * @param {string[]} args @param {string} store
+ * @param {{env?: Record<string, string | undefined>, cwd?: string, scratch?: string, allowFail?: boolean, discardStdout?: boolean}} [opts]
+ */
 export async function vmiTimed(args, store, opts = {}) {
-  const r = await runTimed(process.execPath, [BIN, ...args], {env: vmiEnv(store, opts.env), cwd: opts.cwd ?? ROOT, scratch: opts.scratch, allowFail: opts.allowFail})
-  if (args.includes('--json')) r.json = lastJson(r.stdout)
+  const {env, cwd = ROOT, ...rest} = opts
+  /** @type {Record<string, any>} */
+  const r = await runTimed(process.execPath, [BIN, ...args], {env: vmiEnv(store, env), cwd, ...rest})
+  if (args.includes('--json') && !opts.discardStdout) r.json = lastJson(r.stdout)
   return r
 }
 
@@ -164,12 +221,13 @@ export async function startServe(store, args = [], opts = {}) {
   }
 }
 
+/** @returns {Promise<number>} */
 function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer()
     srv.once('error', reject)
     srv.listen({host: '127.0.0.1', port: 0}, () => {
-      const {port} = srv.address()
+      const {port} = /** @type {net.AddressInfo} */ (srv.address())
       srv.close(() => resolve(port))
     })
   })
@@ -216,13 +274,14 @@ export function httpTextIn(netns, url) {
  * optionally one raw file at /raw/<name> (the curl anchor). Access log off:
  * the anchor is nginx at its best.
  */
+/** @param {string} rootDir @param {{rawFile?: string, workers?: number, netns?: string, host?: string, port?: number}} [opts] */
 export async function startNginx(rootDir, {rawFile, workers = 1, netns, host = '127.0.0.1', port: fixedPort} = {}) {
   const prefix = mkdtempSync(path.join(os.tmpdir(), 'vmi-bench-nginx-'))
   mkdirSync(path.join(prefix, 'tmp'), {recursive: true})
   const port = fixedPort ?? (await freePort())
   const isRoot = process.getuid?.() === 0
   const raw = rawFile ? `    location = /raw/${path.basename(rawFile)} { alias ${path.resolve(rawFile)}; }\n` : ''
-  const conf = `# generated by bench/lib/dist-common.js
+  const conf = `# generated by bench/lib/common.js
 ${isRoot ? 'user root;' : ''}
 daemon off;
 master_process on;
@@ -404,6 +463,7 @@ export function prepSettings() {
  * and pre-touch memory (see bench/README.md, Method). Returns how the machine
  * looked: {waitedMs, startedQuiet, busyCoresBefore}.
  */
+/** @param {{files?: string[], dirs?: string[]}} [warm] @param {{quietWaitMs: number, pretouchBytes: number}} [settings] */
 export async function prepare({files = [], dirs = []} = {}, settings = prepSettings()) {
   settle()
   for (const f of files) await warmFile(f)
@@ -413,11 +473,6 @@ export async function prepare({files = [], dirs = []} = {}, settings = prepSetti
   return q ? {waitedMs: q.waitedMs, startedQuiet: q.quiet, busyCoresBefore: q.busyCores} : {}
 }
 
-/** Median/min/max of a list of numbers. */
-export function stats(xs) {
-  const v = xs.filter((x) => Number.isFinite(x))
-  return {median: median(v), min: Math.min(...v), max: Math.max(...v), n: v.length}
-}
 
 // ----------------------------------------------------------------- what was measured
 
@@ -439,7 +494,7 @@ export function gitInfo() {
   const dirty = (g(['status', '--porcelain', '--', 'src']) || '').split('\n').filter(Boolean).length
   let distOlder = false
   try {
-    const distTime = statSync(path.join(ROOT, 'dist', 'store', 'import.js')).mtimeMs
+    const distTime = statSync(path.join(ROOT, 'dist', 'index.js')).mtimeMs
     const newest = (g(['ls-files', 'src']) || '')
       .split('\n')
       .filter(Boolean)
@@ -537,6 +592,58 @@ export function ensureReady(kind, {build = false, tools = []} = {}) {
   if (missing.length) {
     console.error(`bench ${kind}: ${missing.join(', ')} not installed (scripts/install-deps.sh installs ${missing.length > 1 ? 'them' : 'it'}); the benchmark needs ${missing.length > 1 ? 'them' : 'it'}`)
     process.exit(1)
+  }
+}
+
+/**
+ * The start of a benchmark run (after its options): log, clock, the build
+ * and tools checked (ensureReady), a work directory, vmi's API, and what the
+ * machine and build were. `finish(fields, render)` puts runFields before
+ * `fields`, writes render(R) and R (writeResults), prints the markdown and
+ * returns R.
+ * @param {string} kind @param {{build?: boolean, tools?: string[]}} [ready]
+ */
+export async function startRun(kind, ready = {}) {
+  const log = makeLog(kind)
+  const t0 = performance.now()
+  const startedAt = new Date()
+  ensureReady(kind, ready)
+  const {workDir, discard, trashStats} = workDirectory(`vmi-bench-${kind}-`, log)
+  const dist = await loadVmi()
+  /** @type {Record<string, any>} */
+  const machine = machineRecord(workDir, dist.activeHashBackend())
+  const git = gitInfo()
+  const distAtStart = distFingerprint()
+  log(`work dir ${workDir} (${machine.filesystem}); ${machine.cpuModel}, ${machine.cores} cores; hash backend ${machine.hashBackend}; load average ${loadAverage().join(' ')}`)
+  return {
+    log,
+    startedAt,
+    workDir,
+    discard,
+    trashStats,
+    dist,
+    machine,
+    /** @param {Record<string, any>} fields @param {(R: Record<string, any>) => string} render */
+    async finish(fields, render) {
+      const R = {...runFields({startedAt, t0, machine, git, distAtStart}), ...fields}
+      const md = render(R)
+      const files = await writeResults(kind, startedAt, md, R)
+      console.log(md)
+      log(`wrote ${files.mdFile} and ${files.jsonFile}; total ${R.totalSeconds.toFixed(0)} s`)
+      return R
+    },
+  }
+}
+
+/** How prepare() readied every run, in words for the report. @param {{quietWaitMs: number, pretouchBytes: number}} settings */
+export function prepMethod(settings) {
+  return {
+    sync: '`sync` before every run, so writeback from one run does not land in the next',
+    quiet: settings.quietWaitMs > 0 ? `before every run the bench waits (up to ${settings.quietWaitMs / 1000} s) until the rest of the machine uses < 0.3 cores` : 'no waiting for an idle machine',
+    pretouch:
+      settings.pretouchBytes > 0
+        ? `just before every run a child process touches and frees ${(settings.pretouchBytes / GiB).toFixed(1)} GiB of memory (this VM reports free pages to the hypervisor; see bench/README.md)`
+        : 'no memory pre-touch',
   }
 }
 
