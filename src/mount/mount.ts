@@ -18,7 +18,7 @@ import type {RefName} from '../store/ref.js'
 import {ImageBackend} from './image-backend.js'
 import {startNbdServer} from './nbd/server.js'
 import {MAX_OVERLAY_SIZE, Overlay} from './overlay.js'
-import {acquireOwner, type OwnerLock} from './owner-lock.js'
+import {acquireOwner, type OwnerLock} from '../util/owner-lock.js'
 
 export type PrefetchMode = 'none' | 'profile' | 'all'
 

@@ -15,7 +15,7 @@ import {
   StoreError,
   storeWriteError,
 } from '../errors.js'
-import {exists, fastTmpName, mkdirp, mkdirpSync, readdirOrEmpty, readFileBounded, tmpName, writeFileAtomic, writeFileNoClobberSync} from './fs-util.js'
+import {exists, fastTmpName, mkdirp, mkdirpSync, readdirOrEmpty, readFileBounded, tmpName, writeFileAtomic, writeFileNoClobberSync} from '../util/fs-util.js'
 import {verifyContent} from './hash.js'
 import {verifyManifestFile, type ManifestHead} from './manifest-stream.js'
 import {isValidId, STORE_MARKER, StoreLayout} from './layout.js'
