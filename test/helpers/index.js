@@ -138,15 +138,6 @@ export function skip(reason) {
   console.log(`\n  SKIP: ${reason}`)
 }
 
-/** A port on 127.0.0.1 nothing listens on right now (a dead peer's address, or one for a server to take). */
-export async function freePort() {
-  const s = net.createServer()
-  await new Promise((r) => s.listen(0, '127.0.0.1', r))
-  const port = s.address().port
-  await new Promise((r) => s.close(r))
-  return port
-}
-
 /** All files under dir (relative paths). */
 export async function listFiles(dir) {
   const out = []
