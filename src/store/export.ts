@@ -13,7 +13,8 @@ import {tmpName} from '../util/fs-util.js'
 import {convertFromRaw, DEFAULT_TOOLS, type Tools} from './formats.js'
 import type {LocalStore} from './local-store.js'
 import {chunkCount, chunkLength, MAX_EXPANDED_CHUNKS} from './manifest.js'
-import {manifestFileEntries, type ManifestHead} from './manifest-stream.js'
+import {manifestFileEntries} from './manifest-scan.js'
+import type {ManifestHead} from './manifest-stream.js'
 
 export interface ExportInit {
   /** 'raw' (default) or any format qemu-img writes (qcow2, vmdk, ...). */

@@ -16,7 +16,8 @@ import {
 } from '../errors.js'
 import {exists, mkdirp, readdirOrEmpty, readFileBounded, writeFileAtomic} from '../util/fs-util.js'
 import {listSharded, LocalObjectStore} from './local-objects.js'
-import {verifyManifestFile, type ManifestHead} from './manifest-stream.js'
+import {verifyManifestFile} from './manifest-scan.js'
+import type {ManifestHead} from './manifest-stream.js'
 import {isValidId, STORE_MARKER} from './layout.js'
 import {decodeManifest, encodeManifest, MAX_MANIFEST_BYTES, type Manifest} from './manifest.js'
 import {formatRef, isValidRefPart, parseRef, type RefName} from './ref.js'
@@ -166,7 +167,7 @@ export class LocalStore extends LocalObjectStore {
 
   /**
    * getManifest's checks on the manifest file without decoding its chunk
-   * list (see manifest-stream.ts): the head, or the same errors.
+   * list (see manifest-scan.ts): the head, or the same errors.
    */
   async verifyStoredManifestFile(id: string): Promise<ManifestHead> {
     try {
