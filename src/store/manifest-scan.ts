@@ -33,10 +33,9 @@ function isHexId(b: Uint8Array, at: number): boolean {
  * that is not canonical (whitespace, leading zeros, bad ids, two zero runs in
  * a row) is an error.
  *
- * It works on the bytes. It used to take each block as a string (a 1 MiB
- * latin1 string is external, freed only by a full GC) and build every entry a
- * character at a time: ~2 KB of garbage per chunk in each of export's two
- * passes.
+ * It works on the bytes, not on strings: a block taken as a latin1 string is
+ * external memory, freed only by a full GC, and entries built a character at
+ * a time leave garbage per chunk in each of export's two passes.
  */
 class EntryScanner {
   /** An entry cut by the end of a block, carried into the next. */
