@@ -59,6 +59,11 @@ export function receiveBulk(writer: ObjectWriter, task: BulkTask, onProgress: (p
   return writer.job(BULK_RECEIVE, task, onProgress, `chunks from ${task.url}`, signal)
 }
 
+/** Have `writer`'s thread load this module ahead of its first task (ObjectWriter.preload). */
+export function preloadBulkReceive(writer: ObjectWriter): void {
+  writer.preload(BULK_RECEIVE as WriterJob<unknown, unknown, unknown>)
+}
+
 /** Reports are batched: at most this many outcomes, or this many ms, apart. */
 const REPORT_EVERY = 32
 const REPORT_MS = 50

@@ -15,6 +15,7 @@ import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
+import {preloadBulkReceive} from './bulk-receive.js'
 import {closeWriters, startWriters, type ChainStats, type FetchChain} from './chain.js'
 import type {RemoteSource, SourceKind} from './source.js'
 
@@ -149,6 +150,7 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
   const as = init.as !== undefined ? parseRef(init.as) : undefined
   // the bulk path's threads start while the ref and the manifest are fetched
   const writers = init.bulk === false ? undefined : startWriters(store.root)
+  writers?.forEach(preloadBulkReceive)
   try {
     return await pullWith(chain, spec, init, {t0, store, progress, as, writers})
   } finally {

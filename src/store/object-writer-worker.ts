@@ -21,6 +21,7 @@ type PutMessage = {seq: number; id: string; buffer: ArrayBuffer; length: number;
 type SegmentMessage = {seq: number; op: 'segment'; req: SegmentRequest}
 type JobMessage = {seq: number; op: 'job'; module: string; task: unknown}
 type AbortMessage = {seq: number; op: 'abort'}
+type LoadMessage = {seq: number; op: 'load'; module: string}
 
 /** Jobs running, to abort by their seq. */
 const jobs = new Map<number, AbortController>()
@@ -28,10 +29,11 @@ const jobs = new Map<number, AbortController>()
 /** Job modules by URL, each imported once. */
 const runners = new Map<string, Promise<WriterJobRunner<unknown, unknown, unknown>>>()
 
-parentPort!.on('message', (m: PutMessage | SegmentMessage | JobMessage | AbortMessage) => {
+parentPort!.on('message', (m: PutMessage | SegmentMessage | JobMessage | LoadMessage | AbortMessage) => {
   if ('op' in m) {
     if (m.op === 'segment') return segment(m)
     if (m.op === 'job') return void job(m)
+    if (m.op === 'load') return void runnerFor(m.module).catch(() => {}) // reported by the job that needs it
     return jobs.get(m.seq)?.abort()
   }
   const data = Buffer.from(m.buffer, 0, m.length)
@@ -63,18 +65,23 @@ async function job(m: JobMessage): Promise<void> {
   const ctl = new AbortController()
   jobs.set(m.seq, ctl)
   try {
-    let runner = runners.get(m.module)
-    if (!runner) {
-      runner = import(m.module).then((mod: {runJob: WriterJobRunner<unknown, unknown, unknown>}) => mod.runJob)
-      runners.set(m.module, runner)
-    }
-    const done = await (await runner)(store, m.task, (progress) => parentPort!.postMessage({seq: m.seq, progress}), ctl.signal)
+    const done = await (await runnerFor(m.module))(store, m.task, (progress) => parentPort!.postMessage({seq: m.seq, progress}), ctl.signal)
     parentPort!.postMessage({seq: m.seq, done})
   } catch (err) {
     parentPort!.postMessage({seq: m.seq, error: errorData(err)})
   } finally {
     jobs.delete(m.seq)
   }
+}
+
+/** The runner a job module exports, imported once per module. */
+function runnerFor(module: string): Promise<WriterJobRunner<unknown, unknown, unknown>> {
+  let runner = runners.get(module)
+  if (!runner) {
+    runner = import(module).then((mod: {runJob: WriterJobRunner<unknown, unknown, unknown>}) => mod.runJob)
+    runners.set(module, runner)
+  }
+  return runner
 }
 
 /** A failure as data that crosses to the other thread: a read error as it is, a store error by its cause (the errno). */

@@ -245,6 +245,15 @@ export class ObjectWriter {
   }
 
   /**
+   * Have the thread import `job`'s module now, so that a job started later
+   * does not wait for it (a pull starts its threads while it fetches the
+   * manifest). An import that fails fails the job's first run instead.
+   */
+  preload(job: WriterJob<unknown, unknown, unknown>): void {
+    if (!this.dead) this.worker.postMessage({seq: 0, op: 'load', module: job.module})
+  }
+
+  /**
    * The pull's bulk receive (peer/bulk-receive.ts) under its former name, for
    * src/peer/chain.ts, which another branch is rewriting: remove once it
    * calls receiveBulk(). The URL is a name, not an import: store/ loads
