@@ -13,7 +13,7 @@ import {withLock} from '../store/lock.js'
 import {ChunkListBuilder, chunkLength, expandChunks, MANIFEST_VERSION, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef} from '../store/ref.js'
 import {OVERLAY_BLOCK, Overlay} from './overlay.js'
-import {acquireOwner} from './owner-lock.js'
+import {acquireOwner} from '../util/owner-lock.js'
 
 export interface CommitResult {
   id: string

@@ -7,10 +7,10 @@ import fs from 'node:fs'
 import type {LocalStore} from '../store/local-store.js'
 import {chunkLength, expandChunks, type Manifest} from '../store/manifest.js'
 import type {FetchChain} from '../peer/chain.js'
-import {BackendError, STATE_HOLE, STATE_ZERO, type BlockBackend, type Extent} from './block-backend.js'
-import {FdCache} from './fd-cache.js'
+import {BackendError, STATE_HOLE, STATE_ZERO, type BlockBackend, type Extent} from './nbd/block-backend.js'
+import {FdCache} from '../util/fd-cache.js'
 import {OVERLAY_BLOCK, type Overlay} from './overlay.js'
-import {RangeLock} from './range-lock.js'
+import {RangeLock} from '../util/range-lock.js'
 
 // object files kept open (Node raises the descriptor limit to the hard limit at start)
 const MAX_OPEN_CHUNKS = 8192

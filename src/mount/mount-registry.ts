@@ -9,7 +9,7 @@
 import {readFileSync, unlinkSync, promises as fsp} from 'node:fs'
 import {hostname} from 'node:os'
 import path from 'node:path'
-import {pidAlive, readdirOrEmpty, tmpName} from '../store/fs-util.js'
+import {pidAlive, readdirOrEmpty, tmpName} from '../util/fs-util.js'
 import type {StoreLayout} from '../store/layout.js'
 import type {MountStats} from './mount.js'
 

@@ -3,22 +3,22 @@
  * and hand it to a hypervisor: as an NBD URI, a regular file (FUSE, through
  * qemu-storage-daemon), a vhost-user-blk socket, or a kernel /dev/nbdN.
  */
-import {execa, type ResultPromise} from 'execa'
-import {existsSync, promises as fsp} from 'node:fs'
+import {promises as fsp} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {BadManifestError, DependencyError, StoreReadOnlyError, UsageError, VmiError} from '../errors.js'
+import {BadManifestError, StoreReadOnlyError, UsageError} from '../errors.js'
 import type {FetchChain} from '../peer/chain.js'
 import {fetchManifest, resolveTarget} from '../peer/pull.js'
 import {acquireLock, type StoreLock} from '../store/lock.js'
-import {chunkCount, MAX_EXPANDED_CHUNKS, uniqueChunkIds} from '../store/manifest.js'
-import {decodeProfile, maxProfileBytes} from '../store/profile.js'
+import {chunkCount, MAX_EXPANDED_CHUNKS, uniqueChunkIds, type Manifest} from '../store/manifest.js'
+import {decodeProfile, maxProfileBytes, type BootProfile} from '../store/profile.js'
 import type {LocalStore} from '../store/local-store.js'
 import type {RefName} from '../store/ref.js'
+import {startBridges} from './bridges.js'
 import {ImageBackend} from './image-backend.js'
-import {startNbdServer} from './nbd/server.js'
+import {startNbdServer, type NbdServer} from './nbd/server.js'
 import {MAX_OVERLAY_SIZE, Overlay} from './overlay.js'
-import {acquireOwner, type OwnerLock} from './owner-lock.js'
+import {acquireOwner, type OwnerLock} from '../util/owner-lock.js'
 
 export type PrefetchMode = 'none' | 'profile' | 'all'
 
@@ -72,40 +72,11 @@ export interface Mount {
   close(): Promise<void>
 }
 
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 15_000, child?: ResultPromise): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (await check()) return
-    if (child && child.exitCode !== null) break
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  let detail = ''
-  if (child) {
-    child.kill('SIGTERM')
-    const r = await child.catch((e) => e)
-    detail = `: ${String(r.stderr ?? '').trim().split('\n').slice(-3).join(' ')}`
-  }
-  throw new DependencyError(`${what} did not come up${detail}`)
-}
-
-function qsd(args: string[]): ResultPromise {
-  const child = execa('qemu-storage-daemon', args, {reject: false, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: {stderr: true}})
-  child.catch(() => {})
-  return child
-}
-
 export async function mountImage(chain: FetchChain, spec: string, init: MountInit = {}): Promise<Mount> {
   const store = chain.local
   const log = init.log ?? (() => {})
   if ([init.file, init.vhostUserBlk, init.device].filter(Boolean).length > 1) throw new UsageError('choose one of --file, --vhost-user-blk, --device')
-  let id: string
-  let named: {ref?: RefName; remote?: string} = {}
-  try {
-    id = await store.resolveId(spec)
-  } catch (err) {
-    if (!chain.seed && chain.peerList.length === 0) throw err
-    ;({id, ...named} = await resolveTarget(chain, spec, init.signal))
-  }
+  const {id, ...named} = await resolveMountTarget(chain, spec, init.signal)
   const locks: StoreLock[] = []
   const owners: OwnerLock[] = []
   const cleanups: (() => Promise<void>)[] = []
@@ -127,91 +98,15 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       // a root lock: gc and cache eviction keep this image while it is mounted
       locks.push(await acquireLock(store.layout, {op: 'mount', kind: 'root', roots: [id], signal: init.signal}))
     } else await checkWholeLocally(store, id, init.recordProfile === true)
-    const {manifest, bytes, from, remote} = await fetchManifest(chain, id, init.signal)
-    // per-chunk and per-block state is kept in memory: refuse what cannot fit before storing or serving anything
-    const chunks = chunkCount(manifest.virtualSize, manifest.chunkSize)
-    if (chunks > MAX_EXPANDED_CHUNKS || (!init.readOnly && manifest.virtualSize > MAX_OVERLAY_SIZE))
-      throw new BadManifestError(
-        `image ${id} is too large to mount: ${manifest.virtualSize} bytes in ${chunks} chunks (vmi mounts at most ${MAX_EXPANDED_CHUNKS} chunks, and ${MAX_OVERLAY_SIZE} bytes with a writable overlay)`,
-        {data: {id, virtualSize: manifest.virtualSize, chunks}},
-      )
-    if (!(await store.hasManifest(id))) {
-      await store.putManifestBytes(id, bytes)
-      await store.setLazy(id, true) // its chunks arrive on demand
-      log(`manifest of ${id} from ${from}`)
-    }
-    // what came from a remote is listed (a NAME:TAG gets its ref, as a pull
-    // gives it) and is cache: its chunks can be fetched again (evict.ts)
-    const sources = [named.remote, remote].filter((u): u is string => u !== undefined)
-    if (sources.length > 0) await store.addSources(id, sources)
-    if (named.ref && !(await store.readRef(named.ref))) await store.writeRef(named.ref, id)
-    let profile = await store.getProfile(id, chunks).catch(() => undefined)
-    if (!profile && storeWritable && (init.prefetch ?? 'profile') !== 'none') {
-      for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
-        const p = await src.getProfileBytes(id, {maxBytes: maxProfileBytes(chunks)}).catch(() => undefined)
-        if (p) {
-          try {
-            profile = decodeProfile(p, chunks)
-            await store.putProfile(id, profile)
-            break
-          } catch {
-            /* a bad profile is only a missed optimisation */
-          }
-        }
-      }
-    }
-
+    const {manifest, profile} = await prepareImage(chain, id, named, storeWritable, init)
     if (init.overlayDir) await own('overlay', init.overlayDir)
     const socketPath = init.listen ? undefined : (init.socketPath ?? path.join(scratch, `${process.pid}-mount-${id.slice(0, 8)}.sock`))
     if (socketPath) await own('socket', socketPath)
     if (init.file) await own('file', init.file)
     if (init.vhostUserBlk) await own('socket', init.vhostUserBlk)
 
-    let overlay: Overlay | undefined
-    let overlayDir: string | undefined
-    if (!init.readOnly) {
-      const dir = (overlayDir = path.resolve(init.overlayDir ?? (storeWritable ? store.tmpPath('overlay') : path.join(scratch, `vmi-overlay-${process.pid}-${id.slice(0, 8)}`))))
-      overlay = await Overlay.open(dir, {base: id, virtualSize: manifest.virtualSize})
-      cleanups.push(async () => {
-        await overlay!.flush().catch(() => {})
-        await overlay!.close()
-        if (!init.overlayDir) await fsp.rm(dir, {recursive: true, force: true})
-      })
-    }
-    const order: number[] = []
-    const stats = {fetched: {local: 0, peer: 0, seed: 0}, fetchedBytes: {local: 0, peer: 0, seed: 0}, prefetched: 0}
-    const backend = new ImageBackend(store, chain, id, manifest, {
-      overlay,
-      readOnly: init.readOnly,
-      onFirstRead: (i) => order.push(i),
-      onFetch: (i, source) => {
-        if (source === 'local' || source === 'peer' || source === 'seed') {
-          stats.fetched[source]++
-          stats.fetchedBytes[source] += Math.min(manifest.chunkSize, manifest.virtualSize - i * manifest.chunkSize)
-        }
-      },
-    })
-    if (init.recordProfile)
-      cleanups.push(async () => {
-        await store.putProfile(id, {version: 1, chunkSize: manifest.chunkSize, chunks: order})
-        log(`boot profile of ${order.length} chunks saved`)
-      })
-
-    if (socketPath) await fsp.rm(socketPath, {force: true})
-    const server = await startNbdServer(backend, {
-      socketPath,
-      host: init.listen?.host,
-      port: init.listen?.port,
-      exportName: '',
-      description: `vmi image ${id}`,
-      pollUs: init.pollUs,
-      log,
-    })
-    cleanups.push(async () => {
-      await server.close()
-      await backend.close()
-      if (socketPath) await fsp.rm(socketPath, {force: true})
-    })
+    const {overlay, overlayDir} = await openOverlay(store, id, manifest.virtualSize, storeWritable ? undefined : scratch, init, cleanups)
+    const {backend, server, stats, order} = await serveImage(chain, id, manifest, overlay, socketPath, init, cleanups)
     const mount: Mount = {
       id,
       nbdUri: server.address,
@@ -228,81 +123,189 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       close: cleanup,
     }
 
-    // ---- bridges
-    const writable = init.readOnly ? 'off' : 'on'
-    const nbdNode =
-      (socketPath
-        ? `driver=nbd,server.type=unix,server.path=${socketPath},node-name=vmi0`
-        : `driver=nbd,server.type=inet,server.host=${init.listen!.host},server.port=${init.listen!.port},node-name=vmi0`) + (init.readOnly ? ',read-only=on' : '')
-    if (init.file) {
-      const file = path.resolve(init.file)
-      const created = !existsSync(file)
-      if (created) await fsp.writeFile(file, '')
-      const child = qsd(['--blockdev', nbdNode, '--export', `type=fuse,id=vmi-fuse,node-name=vmi0,mountpoint=${file},writable=${writable}`])
-      cleanups.push(async () => {
-        child.kill('SIGTERM')
-        await child
-        if (created) await fsp.rm(file, {force: true})
-      })
-      await waitFor(async () => (await fsp.stat(file)).size === manifest.virtualSize, `the FUSE file ${file} (qemu-storage-daemon)`, 15_000, child)
-      mount.file = file
-    }
-    if (init.vhostUserBlk) {
-      const sock = path.resolve(init.vhostUserBlk)
-      await fsp.rm(sock, {force: true})
-      const child = qsd(['--blockdev', nbdNode, '--export', `type=vhost-user-blk,id=vmi-vub,node-name=vmi0,addr.type=unix,addr.path=${sock},writable=${writable}`])
-      cleanups.push(async () => {
-        child.kill('SIGTERM')
-        await child
-        await fsp.rm(sock, {force: true})
-      })
-      await waitFor(async () => existsSync(sock), `the vhost-user-blk socket ${sock} (qemu-storage-daemon)`, 15_000, child)
-      mount.vhostUserBlk = sock
-    }
-    if (init.device) {
-      if (!existsSync(init.device) || !existsSync('/sys/module/nbd'))
-        throw new DependencyError(`${init.device} is not available: this kernel has no NBD driver loaded (modprobe nbd), use --file instead`)
-      const args = socketPath ? ['-unix', socketPath, init.device] : [init.listen!.host, String(init.listen!.port), init.device]
-      const r = await execa('nbd-client', args, {reject: false})
-      if (r.exitCode !== 0) throw new DependencyError(`nbd-client could not attach ${init.device}: ${String(r.stderr).trim()}`)
-      cleanups.push(async () => {
-        await execa('nbd-client', ['-d', init.device!], {reject: false})
-      })
-      mount.device = init.device
-    }
+    Object.assign(mount, await startBridges({...init, socketPath, virtualSize: manifest.virtualSize}, cleanups))
 
-    // ---- background prefetch: profile chunks first, then (with 'all') the rest; demand reads first
     const mode = init.prefetch ?? 'profile'
-    if (mode !== 'none') {
-      let stopped = false
-      cleanups.unshift(async () => {
-        stopped = true
-      })
-      const queue: number[] = []
-      const seen = new Set<number>()
-      for (const i of profile?.chunks ?? []) if (!seen.has(i) && i < backend.chunkCount) (seen.add(i), queue.push(i))
-      if (mode === 'all') for (let i = 0; i < backend.chunkCount; i++) if (!seen.has(i)) queue.push(i)
-      const worker = async () => {
-        while (!stopped && queue.length > 0) {
-          while (backend.demandInFlight > 0 && !stopped) await new Promise((r) => setTimeout(r, 2))
-          const i = queue.shift()!
-          if (backend.isLocal(i)) continue
-          try {
-            await backend.prefetch(i)
-            stats.prefetched++
-          } catch (err) {
-            log(`prefetch of chunk ${i} failed: ${(err as Error).message}`)
-          }
-        }
-      }
-      if (queue.length > 0) void Promise.all(Array.from({length: init.prefetchConcurrency ?? 4}, worker))
-    }
+    if (mode !== 'none') startPrefetch(backend, mode, profile?.chunks ?? [], init.prefetchConcurrency ?? 4, stats, log, cleanups)
     return mount
   } catch (err) {
     await cleanup()
-    if (err instanceof VmiError) throw err
     throw err
   }
+}
+
+/** The image as an NBD export: its block backend (counting where chunks came from) behind an NBD server. */
+async function serveImage(
+  chain: FetchChain,
+  id: string,
+  manifest: Manifest,
+  overlay: Overlay | undefined,
+  socketPath: string | undefined,
+  init: MountInit,
+  cleanups: (() => Promise<void>)[],
+): Promise<{backend: ImageBackend; server: NbdServer; stats: Omit<MountStats, 'id' | 'chunks' | 'localChunks' | 'firstReads'>; order: number[]}> {
+  const store = chain.local
+  const log = init.log ?? (() => {})
+  const order: number[] = []
+  const stats = {fetched: {local: 0, peer: 0, seed: 0}, fetchedBytes: {local: 0, peer: 0, seed: 0}, prefetched: 0}
+  const backend = new ImageBackend(store, chain, id, manifest, {
+    overlay,
+    readOnly: init.readOnly,
+    onFirstRead: (i) => order.push(i),
+    onFetch: (i, source) => {
+      if (source === 'local' || source === 'peer' || source === 'seed') {
+        stats.fetched[source]++
+        stats.fetchedBytes[source] += Math.min(manifest.chunkSize, manifest.virtualSize - i * manifest.chunkSize)
+      }
+    },
+  })
+  if (init.recordProfile)
+    cleanups.push(async () => {
+      await store.putProfile(id, {version: 1, chunkSize: manifest.chunkSize, chunks: order})
+      log(`boot profile of ${order.length} chunks saved`)
+    })
+
+  if (socketPath) await fsp.rm(socketPath, {force: true})
+  const server = await startNbdServer(backend, {
+    socketPath,
+    host: init.listen?.host,
+    port: init.listen?.port,
+    exportName: '',
+    description: `vmi image ${id}`,
+    pollUs: init.pollUs,
+    log,
+  })
+  cleanups.push(async () => {
+    await server.close()
+    await backend.close()
+    if (socketPath) await fsp.rm(socketPath, {force: true})
+  })
+  return {backend, server, stats, order}
+}
+
+/** The image `spec` names: in the local store, or else as the chain's sources resolve it (with the ref or remote it was named by). */
+async function resolveMountTarget(chain: FetchChain, spec: string, signal?: AbortSignal): Promise<{id: string; ref?: RefName; remote?: string}> {
+  try {
+    return {id: await chain.local.resolveId(spec)}
+  } catch (err) {
+    if (!chain.seed && chain.peerList.length === 0) throw err
+    return resolveTarget(chain, spec, signal)
+  }
+}
+
+/**
+ * The image's manifest, checked to fit in memory and recorded in the store
+ * (lazy, with where it came from), and its boot profile when there is one.
+ */
+async function prepareImage(
+  chain: FetchChain,
+  id: string,
+  named: {ref?: RefName; remote?: string},
+  storeWritable: boolean,
+  init: MountInit,
+): Promise<{manifest: Manifest; chunks: number; profile?: BootProfile}> {
+  const store = chain.local
+  const log = init.log ?? (() => {})
+  const {manifest, bytes, from, remote} = await fetchManifest(chain, id, init.signal)
+  // per-chunk and per-block state is kept in memory: refuse what cannot fit before storing or serving anything
+  const chunks = chunkCount(manifest.virtualSize, manifest.chunkSize)
+  if (chunks > MAX_EXPANDED_CHUNKS || (!init.readOnly && manifest.virtualSize > MAX_OVERLAY_SIZE))
+    throw new BadManifestError(
+      `image ${id} is too large to mount: ${manifest.virtualSize} bytes in ${chunks} chunks (vmi mounts at most ${MAX_EXPANDED_CHUNKS} chunks, and ${MAX_OVERLAY_SIZE} bytes with a writable overlay)`,
+      {data: {id, virtualSize: manifest.virtualSize, chunks}},
+    )
+  if (!(await store.hasManifest(id))) {
+    await store.putManifestBytes(id, bytes)
+    await store.setLazy(id, true) // its chunks arrive on demand
+    log(`manifest of ${id} from ${from}`)
+  }
+  // what came from a remote is listed (a NAME:TAG gets its ref, as a pull
+  // gives it) and is cache: its chunks can be fetched again (evict.ts)
+  const sources = [named.remote, remote].filter((u): u is string => u !== undefined)
+  if (sources.length > 0) await store.addSources(id, sources)
+  if (named.ref && !(await store.readRef(named.ref))) await store.writeRef(named.ref, id)
+  let profile = await store.getProfile(id, chunks).catch(() => undefined)
+  if (!profile && storeWritable && (init.prefetch ?? 'profile') !== 'none') profile = await fetchProfile(chain, id, chunks)
+  return {manifest, chunks, profile}
+}
+
+/** A profile for the image from the chain's sources (peers, then the seed), stored here; undefined when none has a valid one. */
+async function fetchProfile(chain: FetchChain, id: string, chunks: number): Promise<BootProfile | undefined> {
+  for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
+    const p = await src.getProfileBytes(id, {maxBytes: maxProfileBytes(chunks)}).catch(() => undefined)
+    if (p) {
+      try {
+        const profile = decodeProfile(p, chunks)
+        await chain.local.putProfile(id, profile)
+        return profile
+      } catch {
+        /* a bad profile is only a missed optimisation */
+      }
+    }
+  }
+  return undefined
+}
+
+/**
+ * The copy-on-write overlay (none when read-only): `init.overlayDir`, kept;
+ * or a temporary one in the store's tmp/ (in `scratch` when the store cannot
+ * be written), removed at unmount.
+ */
+async function openOverlay(
+  store: LocalStore,
+  id: string,
+  virtualSize: number,
+  scratch: string | undefined,
+  init: MountInit,
+  cleanups: (() => Promise<void>)[],
+): Promise<{overlay?: Overlay; overlayDir?: string}> {
+  if (init.readOnly) return {}
+  const dir = path.resolve(init.overlayDir ?? (scratch === undefined ? store.tmpPath('overlay') : path.join(scratch, `vmi-overlay-${process.pid}-${id.slice(0, 8)}`)))
+  const overlay = await Overlay.open(dir, {base: id, virtualSize})
+  cleanups.push(async () => {
+    await overlay.flush().catch(() => {})
+    await overlay.close()
+    if (!init.overlayDir) await fsp.rm(dir, {recursive: true, force: true})
+  })
+  return {overlay, overlayDir: dir}
+}
+
+/**
+ * Background prefetch: profile chunks first, then (with 'all') the rest;
+ * demand reads go first, prefetch waits while any is in flight. Its stop
+ * goes to the front of `cleanups`.
+ */
+function startPrefetch(
+  backend: ImageBackend,
+  mode: 'profile' | 'all',
+  profiled: readonly number[],
+  concurrency: number,
+  stats: {prefetched: number},
+  log: (line: string) => void,
+  cleanups: (() => Promise<void>)[],
+): void {
+  let stopped = false
+  cleanups.unshift(async () => {
+    stopped = true
+  })
+  const queue: number[] = []
+  const seen = new Set<number>()
+  for (const i of profiled) if (!seen.has(i) && i < backend.chunkCount) (seen.add(i), queue.push(i))
+  if (mode === 'all') for (let i = 0; i < backend.chunkCount; i++) if (!seen.has(i)) queue.push(i)
+  const worker = async () => {
+    while (!stopped && queue.length > 0) {
+      while (backend.demandInFlight > 0 && !stopped) await new Promise((r) => setTimeout(r, 2))
+      const i = queue.shift()!
+      if (backend.isLocal(i)) continue
+      try {
+        await backend.prefetch(i)
+        stats.prefetched++
+      } catch (err) {
+        log(`prefetch of chunk ${i} failed: ${(err as Error).message}`)
+      }
+    }
+  }
+  if (queue.length > 0) void Promise.all(Array.from({length: concurrency}, worker))
 }
 
 /** Before mounting from a store that cannot be written: every chunk must be there already, and nothing may need storing. */

@@ -1,11 +1,12 @@
 /**
  * Receive, verify and store chunks on one thread: a bulk task runs
- * pipelined GETs (pipelined-get.ts) on a writer thread, and each body is
+ * pipelined GETs (pipelined-get.ts) on a writer thread (a job of
+ * ObjectWriter, store/object-writer.ts), and each body is
  * hashed and written to the store right there, while it is still in that
  * core's cache, in the memory it was read into. A pull runs one task per
  * writer thread, each over its own connection, so every thread does the
  * whole job for its share of the chunks and no chunk crosses between threads
- * (measured against receiving on the main thread and handing each chunk to
+ * (faster than receiving on the main thread and handing each chunk to
  * a writer thread: docs/PROTOCOL.md, "Bulk fetch").
  *
  * The main thread hears about outcomes in batches (BulkProgress), by item
@@ -14,6 +15,7 @@
  */
 import {contentMismatch} from '../store/hash.js'
 import type {LocalStore} from '../store/local-store.js'
+import type {ObjectWriter, WriterJob, WriterJobRunner} from '../store/object-writer.js'
 import {bulkGet, type BulkItem, type BulkOptions} from './pipelined-get.js'
 
 /** What a thread needs to fetch its share: plain data, sent to the thread. */
@@ -43,6 +45,25 @@ export interface BulkEnd {
   stopped?: string
 }
 
+/** This module as a writer-thread job: the thread imports it by this URL and calls runJob. */
+const BULK_RECEIVE: WriterJob<BulkTask, BulkProgress, BulkEnd> = {module: import.meta.url}
+
+/**
+ * Fetch, verify and store a share of a pull's chunks on `writer`'s thread.
+ * `onProgress` hears about outcomes in batches, by index into `task.items`,
+ * before this resolves. Rejects with a StoreError when the store cannot be
+ * written; aborting `signal` ends the task early (it still resolves, with
+ * what was not answered).
+ */
+export function receiveBulk(writer: ObjectWriter, task: BulkTask, onProgress: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
+  return writer.job(BULK_RECEIVE, task, onProgress, `chunks from ${task.url}`, signal)
+}
+
+/** Have `writer`'s thread load this module ahead of its first task (ObjectWriter.preload). */
+export function preloadBulkReceive(writer: ObjectWriter): void {
+  writer.preload(BULK_RECEIVE as WriterJob<unknown, unknown, unknown>)
+}
+
 /** Reports are batched: at most this many outcomes, or this many ms, apart. */
 const REPORT_EVERY = 32
 const REPORT_MS = 50
@@ -59,7 +80,9 @@ function emptyProgress(): BulkProgress {
  * batches of outcomes (the last batch before this resolves). A failure to
  * write the store stops the task and rejects with that error.
  */
-export async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
+export const runJob: WriterJobRunner<BulkTask, BulkProgress, BulkEnd> = (store, task, report, signal) => runBulkTask(store, task, report, signal)
+
+async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
   const items: Indexed[] = task.items.map((it, index) => ({...it, index}))
   const stop = new AbortController()
   const onAbort = () => stop.abort()

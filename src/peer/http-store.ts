@@ -4,7 +4,7 @@
  * server over a store directory). Every object and manifest received is
  * verified against its id. Only 404 means "missing".
  */
-import {mapLimit} from '../store/map-limit.js'
+import {mapLimit} from '../util/map-limit.js'
 import http from 'node:http'
 import https from 'node:https'
 import type {SecureContext} from 'node:tls'

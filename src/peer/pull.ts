@@ -15,6 +15,7 @@ import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
+import {preloadBulkReceive} from './bulk-receive.js'
 import {closeWriters, startWriters, type ChainStats, type FetchChain} from './chain.js'
 import type {RemoteSource, SourceKind} from './source.js'
 
@@ -149,11 +150,42 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
   const as = init.as !== undefined ? parseRef(init.as) : undefined
   // the bulk path's threads start while the ref and the manifest are fetched
   const writers = init.bulk === false ? undefined : startWriters(store.root)
+  writers?.forEach(preloadBulkReceive)
   try {
     return await pullWith(chain, spec, init, {t0, store, progress, as, writers})
   } finally {
     if (writers) await closeWriters(writers)
   }
+}
+
+/** Each distinct chunk id of `manifest` with its length, entry by entry: a zero run stands for any number of chunks at no cost. */
+function distinctChunkLengths(manifest: Manifest): Map<string, number> {
+  const lengths = new Map<string, number>()
+  let index = 0
+  for (const e of manifest.chunks) {
+    if (typeof e === 'number') index += e
+    else if (!lengths.has(e)) lengths.set(e, chunkLength(manifest, index++))
+    else index++
+  }
+  return lengths
+}
+
+/** What each of the chain's remote sources gave since `before`, and whether it is up. */
+function sourceReports(chain: FetchChain, before: ChainStats): SourceReport[] {
+  const s = chain.stats
+  return [...chain.peerList, ...(chain.seed ? [chain.seed] : [])].map((src): SourceReport => {
+    const got = s.bySource[src.name] ?? {chunks: 0, bytes: 0}
+    const had = before.bySource[src.name] ?? {chunks: 0, bytes: 0}
+    return {
+      name: src.name,
+      url: src.url,
+      kind: src.kind,
+      up: src.downSince === undefined,
+      ...(src.downSince !== undefined ? {downReason: src.downReason, downSince: new Date(src.downSince).toISOString()} : {}),
+      chunks: got.chunks - had.chunks,
+      bytes: got.bytes - had.bytes,
+    }
+  })
 }
 
 async function pullWith(
@@ -182,23 +214,16 @@ async function pullWith(
   try {
     await storeManifest()
     await store.addSources(id, holders)
-    // entry by entry: a zero run stands for any number of chunks at no cost
-    const lengths = new Map<string, number>()
-    let index = 0
-    for (const e of manifest.chunks) {
-      if (typeof e === 'number') index += e
-      else if (!lengths.has(e)) lengths.set(e, chunkLength(manifest, index++))
-      else index++
-    }
+    const lengths = distinctChunkLengths(manifest)
     const distinct = [...lengths.keys()]
     const before: ChainStats = structuredClone(chain.stats)
     let done = 0
     let doneBytes = 0
     const total = [...lengths.values()].reduce((a, b) => a + b, 0)
     // An image already here whole is not read again: the store trusts its own
-    // objects, as a mount does (fsck re-hashes them). Reading, hashing and
-    // touching every chunk made a no-op pull cost seconds; it costs a stat per
-    // chunk now. (Its chunks' last-use times are left as they are.)
+    // objects, as a mount does (fsck re-hashes them): a no-op pull costs a
+    // stat per chunk, where reading, hashing and touching every chunk would
+    // cost seconds. (Its chunks' last-use times are left as they are.)
     const upToDate = wasComplete && store.presentObjectsSync(distinct).size === distinct.length
     progress.start(`pulling ${id.slice(0, 12)}`, total, 'bytes')
     if (!upToDate) await chain.fetchMany(
@@ -223,19 +248,7 @@ async function pullWith(
     const evicted = init.maxCacheBytes !== undefined ? await evict(store, {maxBytes: init.maxCacheBytes, keep: [id]}) : undefined
     const s = chain.stats
     const diff = (k: SourceKind, field: 'chunks' | 'bytes') => s[field][k] - before[field][k]
-    const sources = [...chain.peerList, ...(chain.seed ? [chain.seed] : [])].map((src): SourceReport => {
-      const got = s.bySource[src.name] ?? {chunks: 0, bytes: 0}
-      const had = before.bySource[src.name] ?? {chunks: 0, bytes: 0}
-      return {
-        name: src.name,
-        url: src.url,
-        kind: src.kind,
-        up: src.downSince === undefined,
-        ...(src.downSince !== undefined ? {downReason: src.downReason, downSince: new Date(src.downSince).toISOString()} : {}),
-        chunks: got.chunks - had.chunks,
-        bytes: got.bytes - had.bytes,
-      }
-    })
+    const sources = sourceReports(chain, before)
     return {
       id,
       ref: target ? formatRef(target) : undefined,

@@ -19,7 +19,7 @@ import {Readable, type Writable} from 'node:stream'
 import tar from 'tar-stream'
 import {BadBundleError, FileNotFoundError, InterruptedError, VmiError, storeWriteError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
-import {tmpName} from './fs-util.js'
+import {tmpName} from '../util/fs-util.js'
 import {verifyContent} from './hash.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
@@ -138,20 +138,7 @@ export interface LoadResult {
 export async function loadBundle(store: LocalStore, source: string | AsyncIterable<Uint8Array>, init: LoadInit = {}): Promise<LoadResult> {
   const progress = init.progress ?? silentProgress
   const what = typeof source === 'string' ? source : 'standard input'
-  let input: AsyncIterable<Uint8Array>
-  let total: number | undefined
-  if (typeof source === 'string') {
-    let st
-    try {
-      st = await fsp.stat(source)
-    } catch {
-      throw new FileNotFoundError(`no such bundle file: ${source}`)
-    }
-    if (!st.isFile()) throw new BadBundleError(`${source} is not a file`)
-    total = st.size
-    input = (await fsp.open(source, 'r')).createReadStream()
-  } else input = source
-
+  const {input, total} = await openBundle(source)
   const lock = await acquireLock(store.layout, {op: 'load', signal: init.signal})
   const staging = store.tmpPath('load')
   const extract = tar.extract()
@@ -168,91 +155,13 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
       throw err
     })
     feeding.catch(() => {})
-    let index: BundleIndex | undefined
-    const manifests = new Map<string, {bytes: Buffer; manifest: Manifest}>()
-    const profiles = new Map<string, BootProfile>()
-    const staged = new Set<string>()
-    const have = new Set<string>()
-    let objects = 0
-    let bytes = 0
-    let first = true
-    for await (const entry of {[Symbol.asyncIterator]: () => entries}) {
-      init.signal?.throwIfAborted()
-      const {name, size, type} = entry.header
-      const fail = (msg: string): never => {
-        entry.resume()
-        throw new BadBundleError(`${what}: ${msg}`)
-      }
-      if (type !== 'file') fail(`unexpected ${type} entry ${JSON.stringify(name)}`)
-      if (first) {
-        first = false
-        if (name !== BUNDLE_INDEX) fail(`not a vmi bundle (first entry is ${JSON.stringify(name)}, expected ${BUNDLE_INDEX})`)
-        index = parseIndex(await readEntry(entry, size ?? 0, MAX_INDEX_BYTES, name), what)
-        continue
-      }
-      const m = /^(manifests|objects|profiles)\/([0-9a-f]{64})$/.exec(name)
-      if (!m) fail(`unexpected entry ${JSON.stringify(name)}`)
-      const id = m![2]
-      if (m![1] === 'profiles') {
-        const manifest = manifests.get(id)?.manifest
-        if (!manifest) fail(`profile ${id} comes before, or without, its manifest`)
-        const chunks = chunkCount(manifest!.virtualSize, manifest!.chunkSize)
-        // sized by the image: a small image's huge profile is refused before it is read
-        const data = await readEntry(entry, size ?? 0, maxProfileBytes(chunks), name)
-        try {
-          profiles.set(id, decodeProfile(data, chunks))
-        } catch (err) {
-          throw new BadBundleError(`${what}: ${(err as Error).message}`, {cause: err})
-        }
-      } else if (m![1] === 'manifests') {
-        if (!index!.images.some((i) => i.id === id)) fail(`manifest ${id} is not listed in ${BUNDLE_INDEX}`)
-        const data = await readEntry(entry, size ?? 0, MAX_MANIFEST_BYTES, name)
-        try {
-          manifests.set(id, {bytes: data, manifest: decodeManifest(data, id)})
-        } catch (err) {
-          throw new BadBundleError(`${what}: ${(err as Error).message}`, {cause: err})
-        }
-      } else {
-        const data = await readEntry(entry, size ?? 0, MAX_CHUNK_SIZE, name)
-        verifyContent(id, data, (actual) => new BadBundleError(`${what}: object ${id} is corrupt (its content hashes to ${actual})`, {data: {id, actual}}))
-        objects++
-        bytes += data.length
-        if (await store.hasObject(id)) have.add(id)
-        else if (!staged.has(id)) {
-          await fsp.writeFile(path.join(staging, id), data, {flag: 'wx'}).catch((err) => {
-            throw storeWriteError(err, `staged object ${id}`)
-          })
-          staged.add(id)
-        }
-      }
-      progress.update(bytes)
-    }
+    const r = await stageEntries(store, entries, staging, what, progress, init.signal)
     await feeding
+    const index = r.index
     if (!index) throw new BadBundleError(`${what}: empty bundle`)
-    // every listed image must be complete
-    for (const img of index.images) {
-      const e = manifests.get(img.id)
-      if (!e) throw new BadBundleError(`${what}: image ${img.id} is listed but its manifest is missing (truncated bundle?)`)
-      for (const c of uniqueChunkIds(e.manifest))
-        if (!staged.has(c) && !have.has(c) && !(await store.hasObject(c)))
-          throw new BadBundleError(`${what}: image ${img.id} needs chunk ${c}, which the bundle does not carry (truncated bundle?)`)
-    }
-    // commit: objects, then manifests, then refs
-    let newObjects = 0
-    for (const id of staged) {
-      const dest = store.layout.objectPath(id)
-      await fsp.mkdir(path.dirname(dest), {recursive: true})
-      try {
-        await fsp.link(path.join(staging, id), dest)
-        newObjects++
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw storeWriteError(err, `object ${id}`)
-      }
-    }
-    for (const [id, e] of manifests) await store.putManifestBytes(id, e.bytes)
-    for (const [id, p] of profiles) await store.putProfile(id, p)
-    for (const img of index.images) for (const r of img.refs) await store.writeRef(parseRef(r), img.id)
-    return {images: index.images, objects, newObjects, bytes}
+    await checkComplete(store, index, r, what)
+    const newObjects = await commitLoaded(store, index, r, staging)
+    return {images: index.images, objects: r.objects, newObjects, bytes: r.bytes}
   } catch (err) {
     extract.destroy()
     if (init.signal?.aborted) throw new InterruptedError(`load of ${what} interrupted; the store is unchanged`, {cause: err})
@@ -263,6 +172,127 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
     await fsp.rm(staging, {recursive: true, force: true}).catch(() => {})
     await lock.release().catch(() => {})
   }
+}
+
+/** A bundle's bytes: from a file (with its size, for progress), or the stream given. */
+async function openBundle(source: string | AsyncIterable<Uint8Array>): Promise<{input: AsyncIterable<Uint8Array>; total?: number}> {
+  if (typeof source !== 'string') return {input: source}
+  let st
+  try {
+    st = await fsp.stat(source)
+  } catch {
+    throw new FileNotFoundError(`no such bundle file: ${source}`)
+  }
+  if (!st.isFile()) throw new BadBundleError(`${source} is not a file`)
+  return {input: (await fsp.open(source, 'r')).createReadStream(), total: st.size}
+}
+
+/** What a bundle's entries left: its index, manifests and profiles in memory, new objects verified and staged. */
+interface Staged {
+  index?: BundleIndex
+  manifests: Map<string, {bytes: Buffer; manifest: Manifest}>
+  profiles: Map<string, BootProfile>
+  /** Objects written to the staging directory. */
+  staged: Set<string>
+  /** Objects the store had already. */
+  have: Set<string>
+  objects: number
+  bytes: number
+}
+
+/** Read every entry: the index first, then manifests, profiles (each after its manifest) and objects, each checked as it comes. */
+async function stageEntries(
+  store: LocalStore,
+  entries: ReturnType<ReturnType<typeof tar.extract>[typeof Symbol.asyncIterator]>,
+  staging: string,
+  what: string,
+  progress: ProgressReporter,
+  signal?: AbortSignal,
+): Promise<Staged> {
+  const r: Staged = {manifests: new Map(), profiles: new Map(), staged: new Set(), have: new Set(), objects: 0, bytes: 0}
+  let first = true
+  for await (const entry of {[Symbol.asyncIterator]: () => entries}) {
+    signal?.throwIfAborted()
+    const {name, size, type} = entry.header
+    const fail = (msg: string): never => {
+      entry.resume()
+      throw new BadBundleError(`${what}: ${msg}`)
+    }
+    if (type !== 'file') fail(`unexpected ${type} entry ${JSON.stringify(name)}`)
+    if (first) {
+      first = false
+      if (name !== BUNDLE_INDEX) fail(`not a vmi bundle (first entry is ${JSON.stringify(name)}, expected ${BUNDLE_INDEX})`)
+      r.index = parseIndex(await readEntry(entry, size ?? 0, MAX_INDEX_BYTES, name), what)
+      continue
+    }
+    const m = /^(manifests|objects|profiles)\/([0-9a-f]{64})$/.exec(name)
+    if (!m) fail(`unexpected entry ${JSON.stringify(name)}`)
+    const id = m![2]
+    if (m![1] === 'profiles') {
+      const manifest = r.manifests.get(id)?.manifest
+      if (!manifest) fail(`profile ${id} comes before, or without, its manifest`)
+      const chunks = chunkCount(manifest!.virtualSize, manifest!.chunkSize)
+      // sized by the image: a small image's huge profile is refused before it is read
+      const data = await readEntry(entry, size ?? 0, maxProfileBytes(chunks), name)
+      try {
+        r.profiles.set(id, decodeProfile(data, chunks))
+      } catch (err) {
+        throw new BadBundleError(`${what}: ${(err as Error).message}`, {cause: err})
+      }
+    } else if (m![1] === 'manifests') {
+      if (!r.index!.images.some((i) => i.id === id)) fail(`manifest ${id} is not listed in ${BUNDLE_INDEX}`)
+      const data = await readEntry(entry, size ?? 0, MAX_MANIFEST_BYTES, name)
+      try {
+        r.manifests.set(id, {bytes: data, manifest: decodeManifest(data, id)})
+      } catch (err) {
+        throw new BadBundleError(`${what}: ${(err as Error).message}`, {cause: err})
+      }
+    } else {
+      const data = await readEntry(entry, size ?? 0, MAX_CHUNK_SIZE, name)
+      verifyContent(id, data, (actual) => new BadBundleError(`${what}: object ${id} is corrupt (its content hashes to ${actual})`, {data: {id, actual}}))
+      r.objects++
+      r.bytes += data.length
+      if (await store.hasObject(id)) r.have.add(id)
+      else if (!r.staged.has(id)) {
+        await fsp.writeFile(path.join(staging, id), data, {flag: 'wx'}).catch((err) => {
+          throw storeWriteError(err, `staged object ${id}`)
+        })
+        r.staged.add(id)
+      }
+    }
+    progress.update(r.bytes)
+  }
+  return r
+}
+
+/** Every listed image must be complete: its manifest, and each chunk staged or in the store. */
+async function checkComplete(store: LocalStore, index: BundleIndex, r: Staged, what: string): Promise<void> {
+  for (const img of index.images) {
+    const e = r.manifests.get(img.id)
+    if (!e) throw new BadBundleError(`${what}: image ${img.id} is listed but its manifest is missing (truncated bundle?)`)
+    for (const c of uniqueChunkIds(e.manifest))
+      if (!r.staged.has(c) && !r.have.has(c) && !(await store.hasObject(c)))
+        throw new BadBundleError(`${what}: image ${img.id} needs chunk ${c}, which the bundle does not carry (truncated bundle?)`)
+  }
+}
+
+/** Commit: objects, then manifests, then refs. The objects newly stored. */
+async function commitLoaded(store: LocalStore, index: BundleIndex, r: Staged, staging: string): Promise<number> {
+  let newObjects = 0
+  for (const id of r.staged) {
+    const dest = store.layout.objectPath(id)
+    await fsp.mkdir(path.dirname(dest), {recursive: true})
+    try {
+      await fsp.link(path.join(staging, id), dest)
+      newObjects++
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw storeWriteError(err, `object ${id}`)
+    }
+  }
+  for (const [id, e] of r.manifests) await store.putManifestBytes(id, e.bytes)
+  for (const [id, p] of r.profiles) await store.putProfile(id, p)
+  for (const img of index.images) for (const ref of img.refs) await store.writeRef(parseRef(ref), img.id)
+  return newObjects
 }
 
 function parseIndex(data: Buffer, what: string): BundleIndex {

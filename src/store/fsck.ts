@@ -8,7 +8,7 @@ import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {InterruptedError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
-import {readdirOrEmpty, readFileBounded, tmpName} from './fs-util.js'
+import {readdirOrEmpty, readFileBounded, tmpName} from '../util/fs-util.js'
 import {contentMismatch} from './hash.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
@@ -53,15 +53,36 @@ export async function fsck(store: LocalStore, init: FsckInit = {}): Promise<Fsck
   return init.repair ? withLock(store.layout, {op: 'fsck-repair'}, run) : run()
 }
 
+/** What the three checks share. */
+interface Check {
+  store: LocalStore
+  init: FsckInit
+  problems: Problem[]
+  /** A path as shown: relative to the store. */
+  rel: (p: string) => string
+}
+
 async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
-  const progress = init.progress ?? silentProgress
-  const problems: Problem[] = []
+  const c: Check = {store, init, problems: [], rel: (p) => path.relative(store.layout.root, p)}
+  const {present, objects, checked, objectBytes} = await checkObjects(c)
+  // an interruption from here on still reports how far the objects got
+  const {manifests, manifestOk, lazyImages, lazyMissingChunks} = await checkManifests(c, present, () => `${checked} of ${objects} objects`)
+  const refs = await checkRefs(c, manifestOk)
+  const {problems} = c
+  return {ok: problems.length === 0, objects, objectBytes, manifests, refs, lazyImages, lazyMissingChunks, problems}
+}
+
+function stopIfAborted(c: Check, what: () => string): void {
+  if (c.init.signal?.aborted) throw new InterruptedError(`fsck interrupted after ${what()}`, {cause: c.init.signal.reason})
+}
+
+/** Every object hashed against its name (`concurrency` at once); corrupt ones quarantined on repair. The ids found whole. */
+async function checkObjects(c: Check): Promise<{present: Set<string>; objects: number; checked: number; objectBytes: number}> {
+  const {store, init, problems, rel} = c
   const L = store.layout
-  const rel = (p: string) => path.relative(L.root, p)
+  const progress = init.progress ?? silentProgress
   const present = new Set<string>()
   let objectBytes = 0
-
-  // ---- objects
   const files: {id: string; file: string}[] = []
   for (const shard of (await readdirOrEmpty(L.objectsDir)).sort()) {
     const dir = path.join(L.objectsDir, shard)
@@ -75,12 +96,9 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
   progress.start('checking objects', files.length, 'items')
   let done = 0
   let next = 0
-  const stopIfAborted = () => {
-    if (init.signal?.aborted) throw new InterruptedError(`fsck interrupted after ${done} of ${files.length} objects`, {cause: init.signal.reason})
-  }
   const worker = async () => {
     while (next < files.length) {
-      stopIfAborted()
+      stopIfAborted(c, () => `${done} of ${files.length} objects`)
       const {id, file} = files[next++]
       let data: Buffer | undefined
       let oversize: string | undefined
@@ -111,15 +129,24 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
   } finally {
     progress.stop()
   }
+  return {present, objects: files.length, checked: done, objectBytes}
+}
 
-  // ---- manifests (lazy images may lack chunks by design)
+/** Every manifest decoded and its chunks looked for (lazy images may lack chunks by design); bad ones quarantined on repair. */
+async function checkManifests(
+  c: Check,
+  present: ReadonlySet<string>,
+  progressSoFar: () => string,
+): Promise<{manifests: number; manifestOk: Set<string>; lazyImages: number; lazyMissingChunks: number}> {
+  const {store, init, problems, rel} = c
+  const L = store.layout
   const lazy = new Set(await store.listLazy())
   let lazyMissing = 0
   let manifests = 0
   const manifestOk = new Set<string>()
   for (const shard of (await readdirOrEmpty(L.manifestsDir)).sort()) {
     for (const rest of (await readdirOrEmpty(path.join(L.manifestsDir, shard))).sort()) {
-      stopIfAborted()
+      stopIfAborted(c, progressSoFar)
       const id = shard + rest
       const file = path.join(L.manifestsDir, shard, rest)
       if (!isValidId(id)) {
@@ -149,8 +176,13 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
         })
     }
   }
+  return {manifests, manifestOk, lazyImages: lazy.size, lazyMissingChunks: lazyMissing}
+}
 
-  // ---- refs
+/** Every ref read and followed; unreadable refs quarantined, and refs to an absent image removed, on repair. Their count. */
+async function checkRefs(c: Check, manifestOk: ReadonlySet<string>): Promise<number> {
+  const {store, init, problems, rel} = c
+  const L = store.layout
   let refs = 0
   for (const name of (await readdirOrEmpty(L.refsDir)).sort()) {
     for (const tag of (await readdirOrEmpty(path.join(L.refsDir, name))).sort()) {
@@ -181,7 +213,7 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
       }
     }
   }
-  return {ok: problems.length === 0, objects: files.length, objectBytes, manifests, refs, lazyImages: lazy.size, lazyMissingChunks: lazyMissing, problems}
+  return refs
 }
 
 /** Move `file` to quarantine/ as `<label>.<unique>`. */

@@ -5,7 +5,7 @@
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {silentProgress, type ProgressReporter} from '../progress.js'
-import {pidAlive, pidOfTmpName, readdirOrEmpty} from './fs-util.js'
+import {pidAlive, pidOfTmpName, readdirOrEmpty} from '../util/fs-util.js'
 import type {LocalStore} from './local-store.js'
 import {acquireGcLock} from './lock.js'
 import {uniqueChunkIds} from './manifest.js'

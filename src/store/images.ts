@@ -1,5 +1,5 @@
 /** Operator views and ref edits: ls, inspect, log, diff, tag, rm. */
-import {mapLimit} from './map-limit.js'
+import {mapLimit} from '../util/map-limit.js'
 import {RefNotFoundError, VmiError} from '../errors.js'
 import type {LocalStore} from './local-store.js'
 import {withLock} from './lock.js'

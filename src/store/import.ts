@@ -3,12 +3,11 @@
  * store. Chunks first, then the manifest, then the ref — so a ref never
  * names an image whose chunks are not all stored.
  */
-import {promises as fsp} from 'node:fs'
 import os from 'node:os'
-import {BadInputError, DependencyError, FileNotFoundError, InterruptedError, isErrno, storeWriteError, UsageError, VmiError} from '../errors.js'
+import {BadInputError, DependencyError, InterruptedError, isErrno, storeWriteError, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
-import {fileChunks, isAllZero, streamChunks} from './chunker.js'
-import {convertToRawFile, DEFAULT_TOOLS, detectFormat, looksLikeText, openRawStream, sniffArchive, sniffFormat, type RawStream, type Tools} from './formats.js'
+import {isAllZero} from './chunker.js'
+import {looksLikeText, sniffArchive, sniffFormat, type RawStream, type Tools} from './formats.js'
 import {hash} from './hash.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
@@ -16,13 +15,14 @@ import {acquireLock} from './lock.js'
 import {isValidChunkSize, MANIFEST_VERSION, MAX_VIRTUAL_SIZE} from './manifest.js'
 import {ManifestWriter, type ManifestHead} from './manifest-stream.js'
 import {processSegment, type SegmentRequest, type SegmentResult} from './import-segment.js'
+import {checkRawSize, openImportSource, type ImportSource} from './import-source.js'
 import {ObjectWriter} from './object-writer.js'
 import {formatRef, parseRef, type RefName} from './ref.js'
 
 /**
- * 128 KiB, by measurement (docs/FORMAT.md, "Chunk size"): the largest size at
- * which a cold boot fetches ≤ 1.5× the bytes the guest reads (1.39× against
- * 1.68× at 256 KiB), while import stays above 1 GB/s.
+ * 128 KiB: the largest size at which a cold boot fetches at most 1.5× the
+ * bytes the guest reads, while import stays fast (docs/FORMAT.md, "Chunk
+ * size", has the measurements).
  */
 export const DEFAULT_CHUNK_SIZE = 128 * 1024
 
@@ -74,80 +74,12 @@ export async function importImage(
   if (!isValidChunkSize(chunkSize)) throw new UsageError(`chunk size ${chunkSize} is not a power of two between 64 KiB and 4 MiB`)
   const ref: RefName | undefined = init.ref === undefined ? undefined : parseRef(init.ref)
   if (init.parent !== undefined && !isValidId(init.parent)) throw new UsageError(`parent ${init.parent} is not a full image id`)
-  const tools = init.tools ?? DEFAULT_TOOLS
   const progress = init.progress ?? silentProgress
 
-  let chunks: AsyncIterable<Buffer>
-  let expectedSize: number | undefined
-  let sourceFormat = 'raw'
-  let via: string
-  let cleanup = async () => {}
-  let converter: RawStream | undefined
-  /** A raw file read by position: imported by segments on two threads at once (importSegments). */
-  let file: {fd: number; size: number} | undefined
-
-  if (source === '-') {
-    if (!init.stdin) throw new UsageError('no standard input to read the image from')
-    via = 'stdin'
-    chunks = streamChunks(init.stdin, chunkSize, init.signal)
-  } else {
-    const opened = await openSource(source)
-    const {fh, size, head} = opened
-    cleanup = () => fh.close()
-    try {
-      const archive = sniffArchive(head)
-      if (archive && !sniffFormat(head))
-        throw new BadInputError(`${source} is a ${archive} file, not a disk image; unpack it first`, {data: {source, archive}})
-      if (!sniffFormat(head) && looksLikeText(head)) throw new BadInputError(`${source} looks like a text file, not a disk image`, {data: {source}})
-      const fmt = init.format ? {format: init.format, virtualSize: size, via: 'given'} : await detectFormat(source, size, head, tools)
-      sourceFormat = fmt.format
-      if (fmt.format === 'raw') {
-        checkRawSize(source, size)
-        expectedSize = size
-        via = 'file'
-        chunks = fileChunks(fh.fd, size, chunkSize, {signal: init.signal})
-        file = {fd: fh.fd, size}
-      } else {
-        expectedSize = fmt.virtualSize
-        checkRawSize(`${source} (${fmt.format}, virtual size)`, expectedSize)
-        converter = await openRawStream(source, fmt.format, tools)
-        if (converter) {
-          via = converter.how
-          chunks = streamChunks(converter.stream, chunkSize, init.signal)
-        } else {
-          // no nbdcopy/qemu-nbd: a sparse raw copy in the store's tmp/
-          const tmp = store.tmpPath('convert.raw')
-          const prev = cleanup
-          cleanup = async () => {
-            await fsp.rm(tmp, {force: true})
-            await prev()
-          }
-          await convertToRawFile(source, fmt.format, tmp, tools)
-          const raw = await fsp.open(tmp, 'r')
-          cleanup = async () => {
-            await raw.close()
-            await fsp.rm(tmp, {force: true})
-            await prev()
-          }
-          const converted = (await raw.stat()).size
-          if (converted !== expectedSize)
-            throw new DependencyError(`qemu-img convert turned ${source} (${fmt.format}) into ${converted} bytes, expected its virtual size ${expectedSize}`, {
-              data: {tool: tools.qemuImg, bytes: converted, expected: expectedSize},
-            })
-          via = 'qemu-img convert (temporary raw file)'
-          chunks = fileChunks(raw.fd, expectedSize, chunkSize, {signal: init.signal})
-          file = {fd: raw.fd, size: expectedSize}
-        }
-      }
-    } catch (err) {
-      await cleanup()
-      throw err
-    }
-  }
-
+  const src = await openImportSource(store, source, chunkSize, init)
   const lock = await acquireLock(store.layout, {op: 'import', signal: init.signal}).catch(async (err) => {
-    converter?.kill()
-    await cleanup()
+    src.converter?.kill()
+    await src.cleanup()
     throw err
   })
   let builder: ManifestWriter
@@ -156,143 +88,165 @@ export async function importImage(
     builder = new ManifestWriter(store.tmpPath('chunks'))
   } catch (err) {
     await lock.release().catch(() => {})
-    converter?.kill()
-    await cleanup()
+    src.converter?.kill()
+    await src.cleanup()
     throw storeWriteError(err, 'the chunk list')
   }
-  let total = 0
-  let zeroChunks = 0
-  let deduped = 0
-  let newChunks = 0
-  let newBytes = 0
-  progress.start(`importing ${source === '-' ? 'stdin' : source}`, expectedSize, 'bytes')
+  progress.start(`importing ${source === '-' ? 'stdin' : source}`, src.expectedSize, 'bytes')
   // A raw file (read by position) is imported in segments on this thread
   // and the writer thread at once, each doing everything for its segments
   // (importSegments). A stream (stdin, a converter) is read and hashed here
-  // and written on the writer thread (ObjectWriter); when the writer falls
-  // behind (its backlog reaches 4 MiB), this thread writes the next chunks
-  // itself instead of waiting. Either way memory stays flat.
-  // started at the first new chunk: re-importing stored content needs no thread
+  // and written on the writer thread (importStream). Either way memory stays
+  // flat. The thread starts at the first new chunk: re-importing stored
+  // content needs none.
   let writerThread: ObjectWriter | undefined
   const writer = (): ObjectWriter => (writerThread ??= new ObjectWriter(store.root, {inline: store}))
-  const handedOver = new Set<string>() // ids with a write in flight: a repeat in the image is not sent twice
-  let writeFailure: Error | undefined
   try {
-    if (file && PARALLEL) {
-      const t = await importSegments(store, file, chunkSize, builder, writer(), progress, init.signal, init.segments)
-      total = t.bytes
-      zeroChunks = t.zero
-      deduped = t.present
-      newChunks = t.stored
-      newBytes = t.storedBytes
-    } else {
-      for await (const chunk of chunks) {
-        if (total === 0 && source === '-') {
-          const kind = sniffFormat(chunk) ?? sniffArchive(chunk) ?? (looksLikeText(chunk.subarray(0, 4096)) ? 'text' : undefined)
-          if (kind) throw new BadInputError(`standard input is a ${kind} file, not a raw disk image; import it from a file (vmi import FILE)`)
-        }
-        total += chunk.length
-        if (expectedSize !== undefined && total > expectedSize) throw wrongLength(source, total, expectedSize, converter)
-        if (total > MAX_VIRTUAL_SIZE) throw new BadInputError(`${source} is larger than 1 PiB`)
-        if (isAllZero(chunk)) {
-          builder.push(null)
-          zeroChunks++
-        } else {
-          const id = hash(chunk)
-          builder.push(id)
-          // already stored (or on its way): nothing to copy or send
-          if (handedOver.has(id) || store.hasObjectSync(id)) deduped++
-          else {
-            // the chunk buffer is reused for the next chunk: the writer gets a copy
-            const w = writer()
-            const copy = w.takeBuffer(chunk.length)
-            chunk.copy(copy)
-            const length = chunk.length
-            handedOver.add(id)
-            w.put(id, copy, {verify: false}).then(
-              (outcome) => {
-                handedOver.delete(id)
-                if (outcome === 'stored') {
-                  newChunks++
-                  newBytes += length
-                } else deduped++
-              },
-              (err: Error) => {
-                handedOver.delete(id)
-                writeFailure ??= err
-              },
-            )
-            if (w.backlogBytes > WRITE_BACKLOG) await w.whenBelow(WRITE_BACKLOG / 2)
-            if (writeFailure) throw writeFailure
-          }
-        }
-        progress.update(total)
-      }
-    }
-    await writerThread?.whenBelow(0)
-    if (writeFailure) throw writeFailure
-    if (converter) await converter.done
+    const totals =
+      src.file && PARALLEL
+        ? await importSegments(store, src.file, chunkSize, builder, writer(), progress, init.signal, init.segments)
+        : await importStream(store, source, src, builder, writer, progress)
+    if (src.converter) await src.converter.done
     init.signal?.throwIfAborted()
-    if (expectedSize !== undefined && total !== expectedSize) throw wrongLength(source, total, expectedSize, converter)
-    if (total === 0) throw new BadInputError(`${source === '-' ? 'standard input' : source} is empty`)
-    checkRawSize(source === '-' ? 'standard input' : source, total)
-
-    const head: ManifestHead = {
+    checkTotal(source, totals.bytes, src)
+    const id = await storeManifest(store, builder, {
       version: MANIFEST_VERSION,
-      virtualSize: total,
+      virtualSize: totals.bytes,
       chunkSize,
-      sourceFormat,
+      sourceFormat: src.sourceFormat,
       created: (init.created ?? new Date()).toISOString(),
       ...(init.parent ? {parent: init.parent} : {}),
       ...(init.annotations && Object.keys(init.annotations).length > 0 ? {annotations: init.annotations} : {}),
-    }
-    const manifestFile = store.tmpPath('manifest')
-    let id: string
-    try {
-      id = builder.finish(head, manifestFile).id
-    } catch (err) {
-      if (err instanceof VmiError) throw err
-      throw storeWriteError(err, 'the manifest')
-    }
-    await store.putManifestFile(id, manifestFile)
+    })
     if (ref) await store.writeRef(ref, id)
     return {
       id,
       ref: ref ? formatRef(ref) : undefined,
-      virtualSize: total,
+      virtualSize: totals.bytes,
       chunkSize,
-      sourceFormat,
+      sourceFormat: src.sourceFormat,
       chunks: builder.count,
-      zeroChunks,
-      dedupedChunks: deduped,
-      newChunks,
-      newBytes,
-      via,
+      zeroChunks: totals.zero,
+      dedupedChunks: totals.present,
+      newChunks: totals.stored,
+      newBytes: totals.storedBytes,
+      via: src.via,
       seconds: (performance.now() - t0) / 1000,
     }
   } catch (err) {
     builder.abort()
-    converter?.kill()
-    if (init.signal?.aborted) throw new InterruptedError(`import of ${source} interrupted; nothing was tagged`, {cause: err})
-    if (err instanceof VmiError) throw err
-    if ((err as {code?: string}).code === 'VMI_SHORT_READ') throw new BadInputError(`${source} shrank while it was read`, {cause: err})
-    if (isErrno(err, 'EIO')) throw new BadInputError(`I/O error reading ${source}`, {cause: err})
-    throw err
+    src.converter?.kill()
+    throw importError(err, source, init.signal)
   } finally {
     progress.stop()
     await writerThread?.close().catch(() => {})
     await lock.release().catch(() => {})
-    await cleanup().catch(() => {})
+    await src.cleanup().catch(() => {})
   }
+}
+
+/**
+ * A stream (stdin, a converter) read and hashed here, each new chunk written
+ * on the writer thread; when the thread falls behind (its backlog reaches
+ * ObjectWriterInit.inlineAbove), this thread writes the next chunks itself
+ * instead of waiting. Resolves once every write is done.
+ */
+async function importStream(
+  store: LocalStore,
+  source: string,
+  src: ImportSource,
+  builder: ManifestWriter,
+  writer: () => ObjectWriter,
+  progress: ProgressReporter,
+): Promise<SegmentTotals> {
+  const totals: SegmentTotals = {bytes: 0, zero: 0, stored: 0, storedBytes: 0, present: 0}
+  const handedOver = new Set<string>() // ids with a write in flight: a repeat in the image is not sent twice
+  let used: ObjectWriter | undefined
+  let writeFailure: Error | undefined
+  for await (const chunk of src.chunks) {
+    if (totals.bytes === 0 && source === '-') {
+      const kind = sniffFormat(chunk) ?? sniffArchive(chunk) ?? (looksLikeText(chunk.subarray(0, 4096)) ? 'text' : undefined)
+      if (kind) throw new BadInputError(`standard input is a ${kind} file, not a raw disk image; import it from a file (vmi import FILE)`)
+    }
+    totals.bytes += chunk.length
+    if (src.expectedSize !== undefined && totals.bytes > src.expectedSize) throw wrongLength(source, totals.bytes, src.expectedSize, src.converter)
+    if (totals.bytes > MAX_VIRTUAL_SIZE) throw new BadInputError(`${source} is larger than 1 PiB`)
+    if (isAllZero(chunk)) {
+      builder.push(null)
+      totals.zero++
+      progress.update(totals.bytes)
+      continue
+    }
+    const id = hash(chunk)
+    builder.push(id)
+    // already stored (or on its way): nothing to copy or send
+    if (handedOver.has(id) || store.hasObjectSync(id)) totals.present++
+    else {
+      // the chunk buffer is reused for the next chunk: the writer gets a copy
+      const w = (used ??= writer())
+      const copy = w.takeBuffer(chunk.length)
+      chunk.copy(copy)
+      const length = chunk.length
+      handedOver.add(id)
+      w.put(id, copy, {verify: false}).then(
+        (outcome) => {
+          handedOver.delete(id)
+          if (outcome === 'stored') {
+            totals.stored++
+            totals.storedBytes += length
+          } else totals.present++
+        },
+        (err: Error) => {
+          handedOver.delete(id)
+          writeFailure ??= err
+        },
+      )
+      if (w.backlogBytes > WRITE_BACKLOG) await w.whenBelow(WRITE_BACKLOG / 2)
+      if (writeFailure) throw writeFailure
+    }
+    progress.update(totals.bytes)
+  }
+  await used?.whenBelow(0)
+  if (writeFailure) throw writeFailure
+  return totals
+}
+
+/** The whole source was read: its length must be the announced one, and a disk's. */
+function checkTotal(source: string, total: number, src: ImportSource): void {
+  if (src.expectedSize !== undefined && total !== src.expectedSize) throw wrongLength(source, total, src.expectedSize, src.converter)
+  if (total === 0) throw new BadInputError(`${source === '-' ? 'standard input' : source} is empty`)
+  checkRawSize(source === '-' ? 'standard input' : source, total)
+}
+
+/** Write the manifest (chunk list from `builder`, then `head`) into the store; its id. */
+async function storeManifest(store: LocalStore, builder: ManifestWriter, head: ManifestHead): Promise<string> {
+  const manifestFile = store.tmpPath('manifest')
+  let id: string
+  try {
+    id = builder.finish(head, manifestFile).id
+  } catch (err) {
+    if (err instanceof VmiError) throw err
+    throw storeWriteError(err, 'the manifest')
+  }
+  await store.putManifestFile(id, manifestFile)
+  return id
+}
+
+/** What a failed import reports: an interruption, a vmi error as it is, a source that failed while read as bad input. */
+function importError(err: unknown, source: string, signal: AbortSignal | undefined): unknown {
+  if (signal?.aborted) return new InterruptedError(`import of ${source} interrupted; nothing was tagged`, {cause: err})
+  if (err instanceof VmiError) return err
+  if ((err as {code?: string}).code === 'VMI_SHORT_READ') return new BadInputError(`${source} shrank while it was read`, {cause: err})
+  if (isErrno(err, 'EIO')) return new BadInputError(`I/O error reading ${source}`, {cause: err})
+  return err
 }
 
 /**
  * Segments of a raw file are imported on two threads at once (this one and
  * the writer thread), each reading, hashing and storing its own segments;
- * the ids enter the manifest in order. Measured on the 2-core machine
- * (bench/results/*-store.md): splitting the work by stage (read and hash
- * here, store there) left one thread waiting on the other; by segment, both
- * stay busy. Off when the machine has one core.
+ * the ids enter the manifest in order. Split by stage instead (read and hash
+ * here, store there), one thread waits on the other; split by segment, both
+ * stay busy (bench/results/*-store.md). Off when the machine has one core.
  */
 const PARALLEL = os.availableParallelism() > 1
 /** Bytes per segment. */
@@ -395,58 +349,4 @@ function wrongLength(source: string, total: number, expected: number, converter:
       {data: {...data, tool: converter.how}},
     )
   return new BadInputError(`${source}: read ${total} bytes, expected ${expected}`, {data})
-}
-
-function checkRawSize(what: string, size: number): void {
-  if (size === 0) throw new BadInputError(`${what} is empty`)
-  if (size % 512 !== 0)
-    throw new BadInputError(`${what} is not a disk image: its size ${size} is not a multiple of 512 bytes`, {data: {size}})
-}
-
-async function openSource(source: string): Promise<{fh: fsp.FileHandle; size: number; head: Buffer}> {
-  let fh: fsp.FileHandle
-  try {
-    fh = await fsp.open(source, 'r')
-  } catch (err) {
-    if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw new FileNotFoundError(`no such file: ${source}`, {data: {source}})
-    if (isErrno(err, 'EACCES', 'EPERM')) throw new BadInputError(`cannot read ${source}: permission denied`, {data: {source}})
-    if (isErrno(err, 'EISDIR')) throw new BadInputError(`${source} is a directory, not a disk image`, {data: {source}})
-    throw new BadInputError(`cannot open ${source}: ${(err as Error).message}`, {cause: err})
-  }
-  try {
-    const st = await fh.stat()
-    if (st.isDirectory()) throw new BadInputError(`${source} is a directory, not a disk image`, {data: {source}})
-    let size = st.size
-    if (st.isBlockDevice()) size = await blockDeviceSize(fh)
-    else if (!st.isFile()) throw new BadInputError(`${source} is not a regular file or block device; pipe it to 'vmi import -'`)
-    if (size === 0) throw new BadInputError(`${source} is empty`, {data: {source}})
-    const head = Buffer.alloc(Math.min(size, 4096))
-    try {
-      await fh.read(head, 0, head.length, 0)
-    } catch (err) {
-      if (isErrno(err, 'EISDIR')) throw new BadInputError(`${source} is a directory, not a disk image`)
-      throw new BadInputError(`cannot read ${source}: ${(err as Error).message}`, {cause: err})
-    }
-    return {fh, size, head}
-  } catch (err) {
-    await fh.close()
-    throw err
-  }
-}
-
-async function blockDeviceSize(fh: fsp.FileHandle): Promise<number> {
-  // lseek(SEEK_END) is not exposed; probe the size by binary search on reads.
-  const buf = Buffer.alloc(512)
-  let lo = 0
-  let hi = 512
-  while ((await fh.read(buf, 0, 1, hi - 1)).bytesRead === 1) {
-    lo = hi
-    hi *= 2
-  }
-  while (hi - lo > 512) {
-    const mid = lo + Math.floor((hi - lo) / 1024) * 512
-    if ((await fh.read(buf, 0, 1, mid - 1)).bytesRead === 1) lo = mid
-    else hi = mid
-  }
-  return lo
 }

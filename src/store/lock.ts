@@ -16,7 +16,7 @@ import {closeSync, openSync, promises as fsp, unlinkSync, writeSync} from 'node:
 import {hostname} from 'node:os'
 import path from 'node:path'
 import {isErrno, StoreBusyError, storeWriteError} from '../errors.js'
-import {pidAlive, readdirOrEmpty, tmpName} from './fs-util.js'
+import {pidAlive, readdirOrEmpty, tmpName} from '../util/fs-util.js'
 import type {StoreLayout} from './layout.js'
 
 export type LockKind = 'write' | 'root'

@@ -1,14 +1,15 @@
 /**
  * The thread behind ObjectWriter: hash each chunk it is given and, when the
  * hash matches (unless the sender hashed it already), store it with
- * LocalStore.putObjectSync (tmp file, link); or import a whole segment of a raw file; or fetch,
- * verify and store a share of a pull's chunks (peer/bulk-receive.ts).
+ * LocalStore.putObjectSync (tmp file, link); or import a whole segment of a
+ * raw file; or run a job from a layer above, by the URL of its module
+ * (ObjectWriter.job).
  */
 import {parentPort, workerData} from 'node:worker_threads'
-import {runBulkTask, type BulkTask} from '../peer/bulk-receive.js'
 import {contentMismatch} from './hash.js'
 import {processSegment, SegmentReadError, type SegmentRequest} from './import-segment.js'
 import {LocalStore} from './local-store.js'
+import type {WriterJobRunner} from './object-writer.js'
 
 const {root, stagingDir} = workerData as {root: string; stagingDir: string}
 const store = await LocalStore.open(root, {create: false})
@@ -18,17 +19,22 @@ let scratch = Buffer.alloc(0)
 
 type PutMessage = {seq: number; id: string; buffer: ArrayBuffer; length: number; verify: boolean}
 type SegmentMessage = {seq: number; op: 'segment'; req: SegmentRequest}
-type BulkMessage = {seq: number; op: 'bulk'; task: BulkTask}
+type JobMessage = {seq: number; op: 'job'; module: string; task: unknown}
 type AbortMessage = {seq: number; op: 'abort'}
+type LoadMessage = {seq: number; op: 'load'; module: string}
 
-/** Bulk tasks running, to abort by their seq. */
-const bulks = new Map<number, AbortController>()
+/** Jobs running, to abort by their seq. */
+const jobs = new Map<number, AbortController>()
 
-parentPort!.on('message', (m: PutMessage | SegmentMessage | BulkMessage | AbortMessage) => {
+/** Job modules by URL, each imported once. */
+const runners = new Map<string, Promise<WriterJobRunner<unknown, unknown, unknown>>>()
+
+parentPort!.on('message', (m: PutMessage | SegmentMessage | JobMessage | LoadMessage | AbortMessage) => {
   if ('op' in m) {
     if (m.op === 'segment') return segment(m)
-    if (m.op === 'bulk') return void bulk(m)
-    return bulks.get(m.seq)?.abort()
+    if (m.op === 'job') return void job(m)
+    if (m.op === 'load') return void runnerFor(m.module).catch(() => {}) // reported by the job that needs it
+    return jobs.get(m.seq)?.abort()
   }
   const data = Buffer.from(m.buffer, 0, m.length)
   // the memory goes back with the answer, for the next chunk
@@ -54,18 +60,28 @@ function segment(m: SegmentMessage): void {
   }
 }
 
-/** A bulk task (peer/bulk-receive.ts): outcomes go back in batches, then the end. */
-async function bulk(m: BulkMessage): Promise<void> {
+/** A job (ObjectWriter.job): its reports go back as they come, then its result. */
+async function job(m: JobMessage): Promise<void> {
   const ctl = new AbortController()
-  bulks.set(m.seq, ctl)
+  jobs.set(m.seq, ctl)
   try {
-    const end = await runBulkTask(store, m.task, (progress) => parentPort!.postMessage({seq: m.seq, progress}), ctl.signal)
-    parentPort!.postMessage({seq: m.seq, bulk: end})
+    const done = await (await runnerFor(m.module))(store, m.task, (progress) => parentPort!.postMessage({seq: m.seq, progress}), ctl.signal)
+    parentPort!.postMessage({seq: m.seq, done})
   } catch (err) {
     parentPort!.postMessage({seq: m.seq, error: errorData(err)})
   } finally {
-    bulks.delete(m.seq)
+    jobs.delete(m.seq)
   }
+}
+
+/** The runner a job module exports, imported once per module. */
+function runnerFor(module: string): Promise<WriterJobRunner<unknown, unknown, unknown>> {
+  let runner = runners.get(module)
+  if (!runner) {
+    runner = import(module).then((mod: {runJob: WriterJobRunner<unknown, unknown, unknown>}) => mod.runJob)
+    runners.set(module, runner)
+  }
+  return runner
 }
 
 /** A failure as data that crosses to the other thread: a read error as it is, a store error by its cause (the errno). */

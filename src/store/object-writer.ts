@@ -1,9 +1,9 @@
 /**
  * Verify and store chunks on a second thread. An import hands it chunks
  * (`put`) or whole segments of a raw file (`segment`) while the caller reads
- * the next ones; a pull hands each thread a share of its chunks to fetch,
- * verify and store there (`bulk`, peer/bulk-receive.ts; measured:
- * docs/PROTOCOL.md, "Bulk fetch"). Chunk buffers given to `put` are
+ * the next ones; a layer above can run its own jobs on the thread (`job`:
+ * a pull has each thread fetch, verify and store a share of its chunks, so
+ * no chunk crosses between threads). Chunk buffers given to `put` are
  * transferred, not copied: the caller must not touch a buffer after handing
  * it over.
  *
@@ -13,8 +13,7 @@ import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {Worker} from 'node:worker_threads'
 import {IntegrityError, StoreError, storeWriteError} from '../errors.js'
-import type {BulkEnd, BulkProgress, BulkTask} from '../peer/bulk-receive.js'
-import {tmpName} from './fs-util.js'
+import {tmpName} from '../util/fs-util.js'
 import {verifyContent} from './hash.js'
 import {StoreLayout} from './layout.js'
 import {SegmentReadError, type SegmentRequest, type SegmentResult} from './import-segment.js'
@@ -30,8 +29,28 @@ interface Reply {
   mismatch?: string
   error?: {message: string; errno?: string; read?: boolean}
   segment?: SegmentResult
-  progress?: BulkProgress
-  bulk?: BulkEnd
+  progress?: unknown
+  /** A job's result (`job`). */
+  done?: unknown
+}
+
+/**
+ * A job the writer thread runs: the module at `WriterJob.module` exports
+ * `runJob` of this type. It runs on the thread, against the thread's own
+ * LocalStore; `report` sends progress to the caller's `onProgress`, and
+ * `signal` aborts when the caller's signal does. Task, progress and result
+ * cross between threads by structured clone: plain data only.
+ */
+export type WriterJobRunner<T, P, R> = (store: LocalStore, task: T, report: (p: P) => void, signal: AbortSignal) => Promise<R>
+
+/**
+ * Which module runs a job, by URL (its `import.meta.url`): the thread
+ * imports it the first time, so the store layer names no module above it.
+ */
+export interface WriterJob<T, P, R> {
+  readonly module: string
+  /** Phantom: ties the job's task, progress and result types to its URL. */
+  readonly runner?: WriterJobRunner<T, P, R>
 }
 
 interface Waiting {
@@ -71,7 +90,7 @@ export class ObjectWriter {
   private readonly worker: Worker
   private readonly waiting = new Map<number, Waiting>()
   private readonly segments = new Map<number, {resolve: (r: SegmentResult) => void; reject: (e: Error) => void; what: string}>()
-  private readonly bulks = new Map<number, {onProgress: (p: BulkProgress) => void; resolve: (r: BulkEnd) => void; reject: (e: Error) => void; what: string}>()
+  private readonly jobs = new Map<number, {onProgress: (p: unknown) => void; resolve: (r: unknown) => void; reject: (e: Error) => void; what: string}>()
   private seq = 0
   private backlog = 0
   private drainWaiters: {limit: number; resolve: () => void}[] = []
@@ -95,9 +114,8 @@ export class ObjectWriter {
     this.worker = new Worker(new URL('./object-writer-worker.js', import.meta.url), {
       workerData: {root: storeRoot, stagingDir: this.stagingDir},
       // V8 reserves 128 MiB of address space per thread for compiled code by
-      // default (~0.5 GB per thread in all); this thread runs little code.
-      // Measured: main + two threads 2.2 GB of virtual memory, 1.2 GB with
-      // this, so a pull still runs under a `ulimit -v` of 2 GiB.
+      // default; this thread runs little code, and a pull must still run
+      // under a `ulimit -v` of 2 GiB with its writer threads.
       resourceLimits: {codeRangeSizeMb: 16},
     })
     this.worker.on('message', (r: Reply) => this.onReply(r))
@@ -114,8 +132,8 @@ export class ObjectWriter {
 
   /**
    * A buffer of `length` bytes to receive a chunk into, reusing memory the
-   * worker has finished with (fresh memory costs page faults: measurably
-   * more than the copy into it).
+   * worker has finished with (fresh memory costs page faults, more than the
+   * copy into it).
    */
   takeBuffer(length: number): Buffer {
     const size = bucket(length)
@@ -200,39 +218,59 @@ export class ObjectWriter {
   }
 
   /**
-   * Fetch, verify and store a share of a pull's chunks on the thread
-   * (peer/bulk-receive.ts). `onProgress` hears about outcomes in batches, by
-   * index into `task.items`, before this resolves. Rejects with a StoreError
-   * when the store cannot be written; aborting `signal` ends the task early
-   * (it still resolves, with what was not answered).
+   * Run `job` on the thread with `task` (see WriterJobRunner). `onProgress`
+   * hears each report before this resolves with the job's result. Rejects
+   * with a StoreError made from the job's error (its message and errno);
+   * aborting `signal` aborts the job's signal, and it resolves or rejects as
+   * the job then does. `what` names the work in that error.
    */
-  bulk(task: BulkTask, onProgress: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
+  job<T, P, R>(job: WriterJob<T, P, R>, task: T, onProgress: (p: P) => void, what: string, signal?: AbortSignal): Promise<R> {
     if (this.dead) return Promise.reject(this.dead)
     const seq = ++this.seq
-    return new Promise<BulkEnd>((resolve, reject) => {
+    return new Promise<R>((resolve, reject) => {
       const onAbort = () => {
         if (!this.dead) this.worker.postMessage({seq, op: 'abort'})
       }
       const settle = () => signal?.removeEventListener('abort', onAbort)
-      this.bulks.set(seq, {
-        onProgress,
-        resolve: (r) => (settle(), resolve(r)),
+      this.jobs.set(seq, {
+        onProgress: onProgress as (p: unknown) => void,
+        resolve: (r) => (settle(), resolve(r as R)),
         reject: (e) => (settle(), reject(e)),
-        what: `chunks from ${task.url}`,
+        what,
       })
-      this.worker.postMessage({seq, op: 'bulk', task})
+      this.worker.postMessage({seq, op: 'job', module: job.module, task})
       if (signal?.aborted) onAbort()
       else signal?.addEventListener('abort', onAbort, {once: true})
     })
   }
 
+  /**
+   * Have the thread import `job`'s module now, so that a job started later
+   * does not wait for it (a pull starts its threads while it fetches the
+   * manifest). An import that fails fails the job's first run instead.
+   */
+  preload(job: WriterJob<unknown, unknown, unknown>): void {
+    if (!this.dead) this.worker.postMessage({seq: 0, op: 'load', module: job.module})
+  }
+
+  /**
+   * The pull's bulk receive (peer/bulk-receive.ts) under its former name, for
+   * src/peer/chain.ts, which another branch is rewriting: remove once it
+   * calls receiveBulk(). The URL is a name, not an import: store/ loads
+   * nothing from peer/.
+   */
+  bulk<T extends {url: string}, P, R>(task: T, onProgress: (p: P) => void, signal?: AbortSignal): Promise<R> {
+    const module = new URL('../peer/bulk-receive.js', import.meta.url).href
+    return this.job<T, P, R>({module}, task, onProgress, `chunks from ${task.url}`, signal)
+  }
+
   private onReply(r: Reply): void {
-    const bk = this.bulks.get(r.seq)
-    if (bk) {
-      if (r.progress) return bk.onProgress(r.progress)
-      this.bulks.delete(r.seq)
-      if (r.bulk) bk.resolve(r.bulk)
-      else bk.reject(threadStoreError(r.error, bk.what))
+    const jb = this.jobs.get(r.seq)
+    if (jb) {
+      if ('progress' in r) return jb.onProgress(r.progress)
+      this.jobs.delete(r.seq)
+      if ('done' in r) jb.resolve(r.done)
+      else jb.reject(threadStoreError(r.error, jb.what))
       return
     }
     const sg = this.segments.get(r.seq)
@@ -268,8 +306,8 @@ export class ObjectWriter {
     this.waiting.clear()
     for (const sg of this.segments.values()) sg.reject(err)
     this.segments.clear()
-    for (const bk of this.bulks.values()) bk.reject(err)
-    this.bulks.clear()
+    for (const jb of this.jobs.values()) jb.reject(err)
+    this.jobs.clear()
     this.backlog = 0
     this.wakeDrainers()
   }

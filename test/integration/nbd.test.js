@@ -11,7 +11,7 @@ import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {ROOT, hasCommand, makeImage, seededBytes, sha256File, skip, tmpDir} from '../helpers/index.js'
 import {startNbdServer} from '../../dist/mount/nbd/server.js'
-import {FileBackend, MemoryBackend} from '../../dist/mount/block-backend.js'
+import {FileBackend, MemoryBackend} from '../../dist/mount/nbd/block-backend.js'
 import {P, Raw} from '../helpers/nbd-raw.js'
 
 const K = 1024
@@ -775,7 +775,7 @@ test('handshake timeout, connection limit, close() with clients attached', async
 
 const CHILD = `
 import {startNbdServer} from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'dist/mount/nbd/server.js')).href)}
-import {FileBackend, MemoryBackend} from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'dist/mount/block-backend.js')).href)}
+import {FileBackend, MemoryBackend} from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'dist/mount/nbd/block-backend.js')).href)}
 const cfg = JSON.parse(process.env.NBD_CHILD)
 const log = (l) => process.stderr.write(l + '\\n')
 const ro = await startNbdServer(new FileBackend(cfg.image, {readOnly: true}), {socketPath: cfg.dir + '/child-ro.sock', handshakeTimeoutMs: 2000, log})

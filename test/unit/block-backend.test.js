@@ -1,7 +1,7 @@
 // The simple BlockBackends (block-backend.ts) and the zero-extent scan.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {MemoryBackend, zeroExtents} from '../../dist/mount/block-backend.js'
+import {MemoryBackend, zeroExtents} from '../../dist/mount/nbd/block-backend.js'
 
 test('zeroExtents and MemoryBackend basics', async () => {
   const b = Buffer.alloc(16384)

@@ -2,7 +2,7 @@
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import fs from 'node:fs'
-import {FdCache} from '../../dist/mount/fd-cache.js'
+import {FdCache} from '../../dist/util/fd-cache.js'
 
 const open = () => fs.openSync('/dev/null', 'r')
 const isOpen = (fd) => {

@@ -2,7 +2,7 @@
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {hasZeroBlock, normalizeExtents, splitHoles} from '../../dist/mount/nbd/sparse.js'
-import {isZero} from '../../dist/mount/block-backend.js'
+import {isZero} from '../../dist/mount/nbd/block-backend.js'
 
 test('splitHoles: zero runs of whole aligned blocks become holes', () => {
   const data = Buffer.alloc(5 * 4096)

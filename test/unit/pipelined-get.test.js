@@ -11,6 +11,7 @@ import {mkdtempSync, rmSync, mkdirSync, writeFileSync, existsSync, readdirSync} 
 import os from 'node:os'
 import path from 'node:path'
 import {bulkGet} from '../../dist/peer/pipelined-get.js'
+import {receiveBulk} from '../../dist/peer/bulk-receive.js'
 import {ObjectWriter} from '../../dist/store/object-writer.js'
 import {LocalStore} from '../../dist/store/local-store.js'
 import {hash} from '../../dist/store/hash.js'
@@ -405,7 +406,7 @@ test('ObjectWriter.bulk: the thread fetches, verifies and stores its share; outc
     const store = await LocalStore.open(dir)
     const w = new ObjectWriter(store.root)
     const seen = {stored: [], missing: [], failed: [], mismatch: [], reports: 0}
-    const end = await w.bulk({url: srv.url, items, options: {connections: 1}, probe: false}, (p) => {
+    const end = await receiveBulk(w, {url: srv.url, items, options: {connections: 1}, probe: false}, (p) => {
       seen.reports++
       for (const k of ['stored', 'missing', 'failed', 'mismatch']) seen[k].push(...p[k])
     })
@@ -449,7 +450,7 @@ test('ObjectWriter.bulk: an abort ends a stalled task promptly with the rest una
     setTimeout(() => ctl.abort(), ABORT_AFTER_MS)
     let end
     try {
-      end = await w.bulk({url: srv.url, items, options: {connections: 1, idleTimeoutMs: 30_000}, probe: false}, (p) => stored.push(...p.stored), ctl.signal)
+      end = await receiveBulk(w, {url: srv.url, items, options: {connections: 1, idleTimeoutMs: 30_000}, probe: false}, (p) => stored.push(...p.stored), ctl.signal)
     } finally {
       await w.close() // a failed assertion must not leave the writer thread keeping the test process alive
     }
@@ -462,7 +463,7 @@ test('ObjectWriter.bulk: an abort ends a stalled task promptly with the rest una
     writeFileSync(store.layout.objectsDir, 'x')
     const srv2 = await scriptedServer(({id}) => ({body: bodies.get(id)}))
     const w2 = new ObjectWriter(store.root)
-    const err = await w2.bulk({url: srv2.url, items, options: {connections: 1}, probe: false}, () => {}).catch((e) => e)
+    const err = await receiveBulk(w2, {url: srv2.url, items, options: {connections: 1}, probe: false}, () => {}).catch((e) => e)
     assert.instance(err, StoreError)
     await w2.close()
     await srv2.close()

@@ -1,7 +1,7 @@
 // RangeLock: exclusive block ranges for the overlay's read-modify-write.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {RangeLock} from '../../dist/mount/range-lock.js'
+import {RangeLock} from '../../dist/util/range-lock.js'
 
 const tick = () => new Promise((r) => setImmediate(r))
 

@@ -2,7 +2,7 @@ import {Args} from '#oclif'
 import {BaseCommand} from '../../cli/base-command.js'
 import {configSetting, showConfigValue} from '../../cli/config-keys.js'
 import {FileNotFoundError, UsageError} from '../../errors.js'
-import {exists} from '../../store/fs-util.js'
+import {exists} from '../../util/fs-util.js'
 import {withLock} from '../../store/lock.js'
 
 export default class ConfigSet extends BaseCommand<typeof ConfigSet> {

@@ -6,7 +6,7 @@
  * out of this module: every failure ends in `done` resolving.
  */
 import type net from 'node:net'
-import type {BlockBackend} from '../block-backend.js'
+import type {BlockBackend} from './block-backend.js'
 import {ConnClosed, ProtocolError} from './errors.js'
 import {handshake} from './handshake.js'
 import {READ_HIGH_WATER} from './limits.js'

@@ -2,7 +2,7 @@
  * The fixed-newstyle handshake (the only one served): greeting, client
  * flags, then options until the client goes to transmission or aborts.
  */
-import type {BlockBackend} from '../block-backend.js'
+import type {BlockBackend} from './block-backend.js'
 import {ProtocolError} from './errors.js'
 import {MAX_OPTION_LENGTH, MAX_OPTIONS} from './limits.js'
 import {handleOption, optError, type OptionContext} from './options.js'

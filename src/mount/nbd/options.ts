@@ -4,7 +4,7 @@
  * BLOCK_SIZE), STRUCTURED_REPLY, LIST/SET_META_CONTEXT with base:allocation;
  * anything else gets NBD_REP_ERR_UNSUP.
  */
-import type {BlockBackend} from '../block-backend.js'
+import type {BlockBackend} from './block-backend.js'
 import {ProtocolError} from './errors.js'
 import {MAX_PAYLOAD, META_CONTEXT_ID, MIN_BLOCK_SIZE, PREFERRED_BLOCK_SIZE} from './limits.js'
 import * as P from './protocol.js'

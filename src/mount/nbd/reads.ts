@@ -4,7 +4,7 @@
  * (`read`), which waits on the backend and charges the reply to the
  * connection's byte budget. Structured replies send all-zero blocks as holes.
  */
-import type {BlockBackend} from '../block-backend.js'
+import type {BlockBackend} from './block-backend.js'
 import {ReplyBufferPool, type ByteBudget} from './buffers.js'
 import {errorToNbd} from './errors.js'
 import {HOLE_BLOCK, READ_HIGH_WATER, READ_NOW_MAX} from './limits.js'

@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs'
 import net from 'node:net'
-import type {BlockBackend} from '../block-backend.js'
+import type {BlockBackend} from './block-backend.js'
 import {Connection, safeLog, type ConnectionOptions} from './connection.js'
 import type {ExportInfo} from './session.js'
 import type {NbdRequestEvent} from './transmission.js'

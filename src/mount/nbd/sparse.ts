@@ -3,7 +3,7 @@
  * chunks instead of data (structured replies only), and the extent list of a
  * BLOCK_STATUS reply.
  */
-import type {Extent} from '../block-backend.js'
+import type {Extent} from './block-backend.js'
 import {STATE_HOLE, STATE_ZERO} from './protocol.js'
 
 /**

@@ -9,7 +9,7 @@
  * error replies; a client breaking the protocol (bad magic, a WRITE payload
  * larger than MAX_PAYLOAD) gets a ProtocolError, which ends the connection.
  */
-import type {BlockBackend, Extent} from '../block-backend.js'
+import type {BlockBackend, Extent} from './block-backend.js'
 import {ByteBudget} from './buffers.js'
 import {errorToNbd, ProtocolError} from './errors.js'
 import {MAX_EXTENTS, MAX_PAYLOAD, META_CONTEXT_ID} from './limits.js'

@@ -3,7 +3,7 @@
  * checks first (command, flags, read-only, bounds, payload limit), so a
  * BlockBackend only ever sees requests inside the export.
  */
-import type {BlockBackend} from '../block-backend.js'
+import type {BlockBackend} from './block-backend.js'
 import {MAX_PAYLOAD} from './limits.js'
 import * as P from './protocol.js'
 import type {Session} from './session.js'

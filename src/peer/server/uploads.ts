@@ -17,7 +17,7 @@ import {contentMismatch} from '../../store/hash.js'
 import {isValidId} from '../../store/layout.js'
 import {withLock} from '../../store/lock.js'
 import {decodeManifest, uniqueChunkIds} from '../../store/manifest.js'
-import {mapLimit} from '../../store/map-limit.js'
+import {mapLimit} from '../../util/map-limit.js'
 import {decodeProfile} from '../../store/profile.js'
 import {
   BEARER_CHALLENGE,

@@ -2,13 +2,13 @@
  * The storage behind an NBD export: a flat range of `size` bytes.
  *
  * The NBD server validates every request (bounds, read-only, payload
- * limits: nbd/validate.ts) before calling a backend, so implementations may assume
+ * limits: validate.ts) before calling a backend, so implementations may assume
  * 0 ≤ offset, offset + length ≤ size and length ≥ 1. Errors thrown may
  * carry `errno` ('EIO' | 'ENOSPC' | 'EPERM' | 'EINVAL'); anything else is
  * reported to the client as EIO.
  *
  * MemoryBackend and FileBackend are simple implementations for tests and
- * tools; the image-backed implementation lives in image-backend.ts.
+ * tools; the image-backed one is ../image-backend.ts.
  */
 import fs from 'node:fs'
 import {promisify} from 'node:util'

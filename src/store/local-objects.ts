@@ -1,0 +1,220 @@
+/**
+ * The object half of the local store: chunk files under objects/ (layout.ts),
+ * written through a temporary file and a link so a crash never leaves a
+ * partial object in place. LocalStore (local-store.ts) adds manifests, refs
+ * and per-image metadata on top.
+ */
+import fs, {promises as fsp} from 'node:fs'
+import path from 'node:path'
+import {ChunkMissingError, IntegrityError, isErrno, storeWriteError} from '../errors.js'
+import {exists, fastTmpName, mkdirpSync, readdirOrEmpty, tmpName, writeFileNoClobberSync} from '../util/fs-util.js'
+import {verifyContent} from './hash.js'
+import {isValidId, StoreLayout} from './layout.js'
+import {MAX_CHUNK_SIZE} from './manifest.js'
+
+export class LocalObjectStore {
+  readonly layout: StoreLayout
+  readonly name: string
+  private readonly madeDirs = new Set<string>()
+  /** Where putObjectSync writes its temporary files (see stageObjectsIn). */
+  private objectStaging?: string
+
+  protected constructor(root: string) {
+    this.layout = new StoreLayout(root)
+    this.name = `local store ${this.layout.root}`
+  }
+
+  get root(): string {
+    return this.layout.root
+  }
+
+  /** Whether this process may write the store (false on a read-only filesystem, or a directory it lacks permission for). */
+  async isWritable(): Promise<boolean> {
+    return fsp.access(this.layout.root, fs.constants.W_OK).then(
+      () => true,
+      () => false,
+    )
+  }
+
+  /** A fresh path under tmp/ for staging a write. */
+  tmpPath(label: string): string {
+    return path.join(this.layout.tmpDir, tmpName(label))
+  }
+
+  /** The directory `file` goes in exists (made once per process; synchronous, as it is on the object write path). */
+  protected ensureShard(file: string): void {
+    const dir = path.dirname(file)
+    if (this.madeDirs.has(dir)) return
+    mkdirpSync(dir)
+    this.madeDirs.add(dir)
+  }
+
+  // ---------------------------------------------------------------- objects
+
+  async hasObject(id: string): Promise<boolean> {
+    return exists(this.layout.objectPath(id))
+  }
+
+  /** hasObject, synchronously (one stat): for hot loops over chunks. */
+  hasObjectSync(id: string): boolean {
+    return fs.existsSync(this.layout.objectPath(id))
+  }
+
+  /**
+   * hasObjectSync for many ids at once: one listing of objects/ first, so an
+   * id whose shard directory does not exist costs no stat (a pull onto an
+   * empty host then stats nothing). A snapshot: an object stored meanwhile by another process may be reported
+   * absent, which only costs fetching it again.
+   */
+  presentObjectsSync(ids: Iterable<string>): Set<string> {
+    let shards: Set<string>
+    try {
+      shards = new Set(fs.readdirSync(this.layout.objectsDir))
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err
+      shards = new Set()
+    }
+    const present = new Set<string>()
+    for (const id of ids) if (shards.has(id.slice(0, 2)) && this.hasObjectSync(id)) present.add(id)
+    return present
+  }
+
+  /**
+   * Chunk bytes; ChunkMissingError when absent. `verify` re-hashes them.
+   * Read synchronously: a chunk is at most 4 MiB and usually in the page
+   * cache, and a miss costs one stat instead of a thrown ENOENT from the
+   * thread pool, which is far slower.
+   */
+  async getObject(id: string, opts: {verify?: boolean; into?: Buffer} = {}): Promise<Buffer> {
+    return this.getObjectSync(id, opts)
+  }
+
+  /** getObject without the promise (export's per-chunk loop). */
+  getObjectSync(id: string, opts: {verify?: boolean; into?: Buffer} = {}): Buffer {
+    const data = this.readObject(id, opts.into)
+    if (data === undefined) throw new ChunkMissingError(`chunk ${id} is not in ${this.name}`, {data: {id}})
+    if (opts.verify) {
+      verifyContent(id, data, (actual) => new IntegrityError(`chunk ${id} in ${this.name} is corrupt (hashes to ${actual})`, {data: {id, actual}}))
+    }
+    return data
+  }
+
+  /**
+   * Chunk bytes as stored (not verified), or undefined when absent: no error
+   * built for a miss. With `into` (large enough), the bytes are read into it.
+   */
+  readObject(id: string, into?: Buffer): Buffer | undefined {
+    return readObjectFileSync(this.layout.objectPath(id), into)
+  }
+
+  /**
+   * Store a chunk. The caller vouches that `id` is the hash of `data`
+   * (pass `verify` for untrusted data). Returns true when newly written.
+   */
+  async putObject(id: string, data: Uint8Array, opts: {verify?: boolean} = {}): Promise<boolean> {
+    if (opts.verify) {
+      verifyContent(id, data, (actual) => new IntegrityError(`refusing chunk claimed to be ${id}: it hashes to ${actual}`, {data: {id, actual}}))
+    }
+    return this.putObjectSync(id, data)
+  }
+
+  /**
+   * putObject without verification, in synchronous system calls (see
+   * writeFileNoClobberSync): the hot path of import, pull and load.
+   */
+  putObjectSync(id: string, data: Uint8Array, opts: {probe?: boolean} = {}): boolean {
+    const dest = this.layout.objectPath(id)
+    try {
+      // most puts of an existing object end here, without writing anything;
+      // `probe: false` when the caller found it absent already (the link then says EEXIST)
+      if (opts.probe !== false && this.hasObjectSync(id)) return false
+      this.ensureShard(dest)
+      return writeFileNoClobberSync(path.join(this.objectStaging ?? this.layout.tmpDir, fastTmpName('obj')), dest, data)
+    } catch (err) {
+      throw storeWriteError(err, `chunk ${id}`)
+    }
+  }
+
+  /**
+   * Write putObjectSync's temporary files into `dir` (created here), a
+   * directory below tmp/ of this thread's own. Threads that store objects at
+   * the same time otherwise create and remove their temporary files in one
+   * directory, and queue on its lock in the kernel. Name it with tmpName() so that gc removes it once its process is
+   * gone.
+   */
+  stageObjectsIn(dir: string): void {
+    mkdirpSync(dir)
+    this.objectStaging = dir
+  }
+
+  /** Size in bytes of a stored object, or undefined when absent. */
+  async objectSize(id: string): Promise<number | undefined> {
+    try {
+      return (await fsp.stat(this.layout.objectPath(id))).size
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined
+      throw err
+    }
+  }
+
+  /** Every object id in the store (order unspecified). */
+  async *listObjectIds(): AsyncGenerator<string> {
+    yield* listSharded(this.layout.objectsDir)
+  }
+}
+
+export async function* listSharded(dir: string): AsyncGenerator<string> {
+  for (const shard of (await readdirOrEmpty(dir)).sort()) {
+    if (!/^[0-9a-f]{2}$/.test(shard)) continue
+    for (const rest of await readdirOrEmpty(path.join(dir, shard))) {
+      const id = shard + rest
+      if (isValidId(id)) yield id
+    }
+  }
+}
+
+/**
+ * Why an object file cannot hold a chunk, or undefined when it can: not a
+ * regular file (a FIFO would block a read), or larger than any chunk. Shared
+ * by the store's reads and by `vmi serve`, which streams objects itself.
+ */
+export function objectFileDefect(file: string, st: {isFile(): boolean; size: number}): string | undefined {
+  if (!st.isFile()) return `${file} is not a regular file`
+  if (st.size > MAX_CHUNK_SIZE) return `${st.size} bytes, more than any chunk`
+  return undefined
+}
+
+/**
+ * The whole object file (in `into` when it is large enough), or undefined
+ * when it does not exist. Not a regular file, or larger than any chunk:
+ * IntegrityError (a corrupt object), without reading it; O_NONBLOCK so a FIFO
+ * planted in the store cannot block the open.
+ */
+function readObjectFileSync(file: string, into?: Buffer): Buffer | undefined {
+  let fd: number
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined
+    throw err
+  }
+  try {
+    const st = fs.fstatSync(fd)
+    const defect = objectFileDefect(file, st)
+    if (defect) {
+      const id = path.basename(path.dirname(file)) + path.basename(file)
+      throw new IntegrityError(`chunk ${id} is corrupt (${defect})`, {data: {id}})
+    }
+    const size = st.size
+    const buf = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size)
+    let off = 0
+    while (off < size) {
+      const n = fs.readSync(fd, buf, off, size - off, off)
+      if (n === 0) return buf.subarray(0, off)
+      off += n
+    }
+    return buf
+  } finally {
+    fs.closeSync(fd)
+  }
+}
