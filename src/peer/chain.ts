@@ -23,12 +23,12 @@ import {promises as fsp} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {contentMismatch} from '../store/hash.js'
-import {tmpName} from '../store/fs-util.js'
+import {tmpName} from '../util/fs-util.js'
 import type {LocalStore} from '../store/local-store.js'
-import {mapLimit} from '../store/map-limit.js'
+import {mapLimit} from '../util/map-limit.js'
 import {ObjectWriter} from '../store/object-writer.js'
 import type {BulkItem} from './pipelined-get.js'
-import type {BulkEnd, BulkProgress} from './bulk-receive.js'
+import {receiveBulk, type BulkEnd, type BulkProgress} from './bulk-receive.js'
 import {rankPeers} from './rendezvous.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 import {objectPath} from './wire.js'
@@ -274,7 +274,8 @@ export class FetchChain implements ChunkSource {
           }
           let end: BulkEnd
           try {
-            end = await writers[t % writers.length].bulk(
+            end = await receiveBulk(
+              writers[t % writers.length],
               {url: src.url, items, options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
               onProgress,
               stop.signal,

@@ -253,17 +253,6 @@ export class ObjectWriter {
     if (!this.dead) this.worker.postMessage({seq: 0, op: 'load', module: job.module})
   }
 
-  /**
-   * The pull's bulk receive (peer/bulk-receive.ts) under its former name, for
-   * src/peer/chain.ts, which another branch is rewriting: remove once it
-   * calls receiveBulk(). The URL is a name, not an import: store/ loads
-   * nothing from peer/.
-   */
-  bulk<T extends {url: string}, P, R>(task: T, onProgress: (p: P) => void, signal?: AbortSignal): Promise<R> {
-    const module = new URL('../peer/bulk-receive.js', import.meta.url).href
-    return this.job<T, P, R>({module}, task, onProgress, `chunks from ${task.url}`, signal)
-  }
-
   private onReply(r: Reply): void {
     const jb = this.jobs.get(r.seq)
     if (jb) {
