@@ -20,15 +20,14 @@
  */
 import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, SourceDownError, VmiError} from '../errors.js'
 import {promises as fsp} from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import {contentMismatch} from '../store/hash.js'
 import {tmpName} from '../util/fs-util.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../util/map-limit.js'
-import {ObjectWriter} from '../store/object-writer.js'
+import type {ObjectWriter} from '../store/object-writer.js'
 import type {BulkItem} from './pipelined-get.js'
-import {receiveBulk, type BulkEnd, type BulkProgress} from './bulk-receive.js'
+import {bulkFetch} from './chain-bulk.js'
 import {rankPeers} from './rendezvous.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 import {objectPath} from './wire.js'
@@ -83,20 +82,6 @@ export interface FetchManyInit {
    * caller closes them. Default: started and closed here.
    */
   writers?: ObjectWriter[]
-}
-
-/**
- * Start the threads a pull receives, verifies and stores chunks on, one
- * connection each: one per core, at least 2 (the bulk path always used two
- * connections) and at most 4 (more connections to one seed bring nothing on
- * loopback). Close them with closeWriters.
- */
-export function startWriters(storeRoot: string): ObjectWriter[] {
-  return Array.from({length: Math.max(2, Math.min(4, os.availableParallelism()))}, () => new ObjectWriter(storeRoot))
-}
-
-export async function closeWriters(writers: readonly ObjectWriter[]): Promise<void> {
-  await Promise.all(writers.map((w) => w.close().catch(() => {})))
 }
 
 export interface Fetched {
@@ -214,7 +199,14 @@ export class FetchChain implements ChunkSource {
         groups.set(first, list)
       }
     }
-    if (groups.size > 0) await this.bulkFetch(groups, init, leftover)
+    if (groups.size > 0)
+      await bulkFetch(groups, init, leftover, {
+        storeRoot: this.local.root,
+        ownerHashing: this.init.ownerHashing !== false,
+        stats: this.stats,
+        tally: (kind, bytes, from) => this.tally(kind, bytes, from),
+        emit: (e) => this.emit(e),
+      })
     await mapLimit(leftover, init.concurrency ?? 8, async (id) => {
       init.signal?.throwIfAborted()
       const f = await this.fetch(id, {signal: init.signal})
@@ -227,78 +219,6 @@ export class FetchChain implements ChunkSource {
     const up = this.peers.filter((p) => p.downSince === undefined)
     if (up.length > 0) return this.init.ownerHashing === false ? up[0] : rankPeers(up, id)[0]
     return this.seed?.downSince === undefined ? this.seed : undefined
-  }
-
-  private async bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: FetchManyInit, leftover: string[]): Promise<void> {
-    const own = init.writers === undefined
-    const writers = init.writers ?? startWriters(this.local.root)
-    const stop = new AbortController()
-    const onAbort = () => stop.abort()
-    init.signal?.addEventListener('abort', onAbort, {once: true})
-    let fatal: Error | undefined
-    // One task per connection: a lone source is shared among all the threads
-    // (every other chunk to each), several sources get one connection each.
-    const tasks: {src: RemoteSource; items: BulkItem[]}[] = []
-    for (const [src, list] of groups) {
-      const parts = groups.size > 1 ? 1 : Math.min(writers.length, list.length)
-      for (let p = 0; p < parts; p++) tasks.push({src, items: list.filter((_, i) => i % parts === p)})
-    }
-    try {
-      await Promise.all(
-        tasks.map(async ({src, items}, t) => {
-          const owner = src.kind === 'peer' && this.init.ownerHashing !== false
-          const onProgress = (p: BulkProgress) => {
-            for (const i of p.stored) {
-              const item = items[i]
-              this.tally(src.kind, item.length, src.name)
-              try {
-                init.onChunk?.(item.id, item.length, src.kind)
-              } catch (err) {
-                fatal ??= err as Error
-                stop.abort()
-              }
-            }
-            for (const i of p.missing) leftover.push(items[i].id)
-            for (const [i, reason] of p.failed) {
-              this.stats.sourceErrors++
-              this.emit({type: 'source-error', id: items[i].id, source: src.name, message: `${src.name} failed chunk ${items[i].id}: ${reason}`})
-              leftover.push(items[i].id)
-            }
-            for (const [i, actual] of p.mismatch) {
-              this.stats.sourceErrors++
-              this.stats.verificationFailures++
-              const id = items[i].id
-              this.emit({type: 'verification-failure', id, source: src.name, message: `${src.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`})
-              leftover.push(id)
-            }
-          }
-          let end: BulkEnd
-          try {
-            end = await receiveBulk(
-              writers[t % writers.length],
-              {url: src.url, items, options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
-              onProgress,
-              stop.signal,
-            )
-          } catch (err) {
-            // the store could not be written (or the thread died): nothing more can be stored
-            fatal ??= err as Error
-            stop.abort()
-            return
-          }
-          if (end.stopped && end.unanswered.length > 0 && !stop.signal.aborted) {
-            this.stats.sourceErrors++
-            this.emit({type: 'source-error', id: items[end.unanswered[0]].id, source: src.name, message: `bulk fetch from ${src.name} stopped (${end.stopped}); ${end.unanswered.length} chunks go one by one`})
-          }
-          for (const i of end.unanswered) leftover.push(items[i].id)
-        }),
-      )
-    } finally {
-      init.signal?.removeEventListener('abort', onAbort)
-      if (own) await closeWriters(writers)
-    }
-    if (fatal) throw fatal
-    init.signal?.throwIfAborted()
   }
 
   private emit(e: ChainEvent): void {

@@ -16,7 +16,8 @@ import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef, type RefName} from '../store/ref.js'
 import {preloadBulkReceive} from './bulk-receive.js'
-import {closeWriters, startWriters, type ChainStats, type FetchChain} from './chain.js'
+import {closeWriters, startWriters} from './chain-bulk.js'
+import type {ChainStats, FetchChain} from './chain.js'
 import type {RemoteSource, SourceKind} from './source.js'
 
 export interface PullInit {

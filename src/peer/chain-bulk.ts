@@ -1,0 +1,109 @@
+/**
+ * The fetch chain's bulk path: each chunk's first source is asked for all
+ * of its chunks over pipelined connections, one per writer thread, which
+ * receives, verifies and stores them (bulk-receive.ts). Whatever a task
+ * leaves (missing there, failed, wrong bytes, unanswered) goes back to the
+ * caller in `leftover`, for the chunk-by-chunk chain.
+ */
+import os from 'node:os'
+import {ObjectWriter} from '../store/object-writer.js'
+import {receiveBulk, type BulkEnd, type BulkProgress} from './bulk-receive.js'
+import type {ChainEvent, ChainStats, FetchManyInit} from './chain.js'
+import type {BulkItem} from './pipelined-get.js'
+import type {RemoteSource, SourceKind} from './source.js'
+
+/** What the bulk path reports into: the chain's counters and events. */
+export interface BulkChain {
+  storeRoot: string
+  /** Ask owner peers with fetch-through. */
+  ownerHashing: boolean
+  stats: ChainStats
+  tally(kind: SourceKind, bytes: number, from: string): void
+  emit(e: ChainEvent): void
+}
+
+/**
+ * Start the threads a pull receives, verifies and stores chunks on, one
+ * connection each: one per core, at least 2 (the bulk path always used two
+ * connections) and at most 4 (more connections to one seed bring nothing on
+ * loopback). Close them with closeWriters.
+ */
+export function startWriters(storeRoot: string): ObjectWriter[] {
+  return Array.from({length: Math.max(2, Math.min(4, os.availableParallelism()))}, () => new ObjectWriter(storeRoot))
+}
+
+export async function closeWriters(writers: readonly ObjectWriter[]): Promise<void> {
+  await Promise.all(writers.map((w) => w.close().catch(() => {})))
+}
+
+export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: FetchManyInit, leftover: string[], chain: BulkChain): Promise<void> {
+  const own = init.writers === undefined
+  const writers = init.writers ?? startWriters(chain.storeRoot)
+  const stop = new AbortController()
+  const onAbort = () => stop.abort()
+  init.signal?.addEventListener('abort', onAbort, {once: true})
+  let fatal: Error | undefined
+  // One task per connection: a lone source is shared among all the threads
+  // (every other chunk to each), several sources get one connection each.
+  const tasks: {src: RemoteSource; items: BulkItem[]}[] = []
+  for (const [src, list] of groups) {
+    const parts = groups.size > 1 ? 1 : Math.min(writers.length, list.length)
+    for (let p = 0; p < parts; p++) tasks.push({src, items: list.filter((_, i) => i % parts === p)})
+  }
+  try {
+    await Promise.all(
+      tasks.map(async ({src, items}, t) => {
+        const owner = src.kind === 'peer' && chain.ownerHashing
+        const onProgress = (p: BulkProgress) => {
+          for (const i of p.stored) {
+            const item = items[i]
+            chain.tally(src.kind, item.length, src.name)
+            try {
+              init.onChunk?.(item.id, item.length, src.kind)
+            } catch (err) {
+              fatal ??= err as Error
+              stop.abort()
+            }
+          }
+          for (const i of p.missing) leftover.push(items[i].id)
+          for (const [i, reason] of p.failed) {
+            chain.stats.sourceErrors++
+            chain.emit({type: 'source-error', id: items[i].id, source: src.name, message: `${src.name} failed chunk ${items[i].id}: ${reason}`})
+            leftover.push(items[i].id)
+          }
+          for (const [i, actual] of p.mismatch) {
+            chain.stats.sourceErrors++
+            chain.stats.verificationFailures++
+            const id = items[i].id
+            chain.emit({type: 'verification-failure', id, source: src.name, message: `${src.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`})
+            leftover.push(id)
+          }
+        }
+        let end: BulkEnd
+        try {
+          end = await receiveBulk(
+            writers[t % writers.length],
+            {url: src.url, items, options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
+            onProgress,
+            stop.signal,
+          )
+        } catch (err) {
+          // the store could not be written (or the thread died): nothing more can be stored
+          fatal ??= err as Error
+          stop.abort()
+          return
+        }
+        if (end.stopped && end.unanswered.length > 0 && !stop.signal.aborted) {
+          chain.stats.sourceErrors++
+          chain.emit({type: 'source-error', id: items[end.unanswered[0]].id, source: src.name, message: `bulk fetch from ${src.name} stopped (${end.stopped}); ${end.unanswered.length} chunks go one by one`})
+        }
+        for (const i of end.unanswered) leftover.push(items[i].id)
+      }),
+    )
+  } finally {
+    init.signal?.removeEventListener('abort', onAbort)
+    if (own) await closeWriters(writers)
+  }
+  if (fatal) throw fatal
+  init.signal?.throwIfAborted()
+}
