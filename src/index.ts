@@ -21,7 +21,7 @@ export {CircuitBreaker, GuardedRemote, GuardedSource, guardRemote, type BreakerC
 export {buildChain, openRemote, type ChainConfig} from './peer/factory.js'
 export {pullImage, type PullResult} from './peer/pull.js'
 export {pushImage, type PushResult} from './peer/push.js'
-export {assertChunkId, type ChunkSource, type FetchOptions, type ManifestSource, type RemoteSource, type SourceKind} from './peer/source.js'
+export {assertChunkId, type ChunkSource, type FetchOptions, type ManifestSource, type RemoteSource, type SourceKind, type WritableRemote} from './peer/source.js'
 // Parts the benchmarks (bench/) time in-process, beside the commands above.
 export {rankPeers, rendezvousScore} from './peer/rendezvous.js'
 export {isAllZero} from './store/chunker.js'

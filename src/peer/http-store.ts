@@ -16,7 +16,7 @@ import {isValidRefPart} from '../store/ref.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
 import {bulkGet, type BulkOptions} from './pipelined-get.js'
 import {isTlsTrustError, trustContext} from './tls-trust.js'
-import {assertChunkId, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
+import {assertChunkId, type FetchOptions, type RemoteSource, type SourceKind, type WritableRemote} from './source.js'
 import {
   bearer,
   CONTENT_BINARY,
@@ -60,7 +60,7 @@ export interface HttpStoreInit {
 /** How long past its connect timeout a ping may wait for the answer's headers. */
 const PING_ANSWER_MS = 2000
 
-export class HttpStore implements RemoteSource {
+export class HttpStore implements RemoteSource, WritableRemote {
   readonly url: string
   readonly name: string
   readonly kind: SourceKind
@@ -103,7 +103,7 @@ export class HttpStore implements RemoteSource {
   }
 
   /** Whether uploads carry a token (without one, every write is refused). */
-  get hasToken(): boolean {
+  get canWrite(): boolean {
     return this.token !== undefined
   }
 

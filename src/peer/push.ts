@@ -12,7 +12,7 @@ import {mapLimit} from '../util/map-limit.js'
 import {chunkCount, uniqueChunkIds} from '../store/manifest.js'
 import {encodeProfile} from '../store/profile.js'
 import {formatRef, parseRef} from '../store/ref.js'
-import type {HttpStore} from './http-store.js'
+import type {WritableRemote} from './source.js'
 
 export interface PushInit {
   /** Name:tag on the remote (default: the name pushed, when a ref was named). */
@@ -33,13 +33,13 @@ export interface PushResult {
   seconds: number
 }
 
-export async function pushImage(store: LocalStore, spec: string, remote: HttpStore, init: PushInit = {}): Promise<PushResult> {
+export async function pushImage(store: LocalStore, spec: string, remote: WritableRemote, init: PushInit = {}): Promise<PushResult> {
   const t0 = performance.now()
   const progress = init.progress ?? silentProgress
   const as = init.as !== undefined ? parseRef(init.as) : undefined
   const {id, manifest, ref} = await store.resolve(spec)
-  // every write needs the token (the manifest and the ref even when the remote has every chunk): without one, ask nothing
-  if (!remote.hasToken) throw new RemoteAuthError(`pushing to ${remote.name} needs a push token`, {data: {source: remote.name}})
+  // every write needs credentials (the manifest and the ref even when the remote has every chunk): without one, ask nothing
+  if (!remote.canWrite) throw new RemoteAuthError(`pushing to ${remote.name} needs a push token`, {data: {source: remote.name}})
   const target = as ?? ref
   const ids = [...uniqueChunkIds(manifest)]
   for (const c of ids) if (!(await store.hasObject(c))) throw new VmiError(`cannot push ${spec}: chunk ${c} is not in ${store.name} (pull or re-import it first)`)

@@ -73,3 +73,25 @@ export interface RemoteSource extends ChunkSource, ManifestSource {
   /** While the source is known to be down: why. */
   readonly downReason?: string
 }
+
+/**
+ * A remote that push writes to (the seed: vmi serve, or an object-storage
+ * bucket). Push's order is the contract that keeps a remote consistent:
+ * chunks first, then the manifest (refused with status 409 while a chunk it
+ * names is missing), then the profile, the ref last. Every write is
+ * idempotent, so a push resumed after an interruption sends only what
+ * `missing` still reports.
+ */
+export interface WritableRemote {
+  readonly name: string
+  readonly url: string
+  /** Whether writes carry credentials (a push token, keys): without them push asks nothing. */
+  readonly canWrite: boolean
+  /** The ids among `ids` the remote does not hold. */
+  missing(ids: string[], opts?: FetchOptions): Promise<string[]>
+  /** Store a chunk (the caller has verified it); true when it was new. */
+  putObject(id: string, data: Buffer, opts?: FetchOptions): Promise<boolean>
+  putManifest(id: string, bytes: Buffer, opts?: FetchOptions): Promise<void>
+  putProfile(id: string, bytes: Buffer, opts?: FetchOptions): Promise<void>
+  putRef(name: string, tag: string, id: string, opts?: FetchOptions): Promise<void>
+}
