@@ -2,9 +2,9 @@
  * A chunk source that joins single gets into pipelined bulk requests
  * (pipelined-get.ts). `vmi serve --seed` fetches through one chunk per
  * request it misses; a pull asking the owner pipelines up to a window of
- * requests, so many such gets arrive together. One got request per chunk
- * costs ~0.8 ms of CPU (docs/PERFORMANCE.md); a chunk in a pipelined batch
- * costs a header parse and a copy.
+ * requests, so many such gets arrive together. A general-client request
+ * per chunk costs several times the CPU of a chunk in a pipelined batch,
+ * which is a header parse and a copy (docs/PERFORMANCE.md).
  *
  * Gets queue up while at most `maxInFlight` batches are under way; a batch
  * leaves when fewer are, at the end of the event loop's turn, carrying
@@ -12,7 +12,7 @@
  * the batches, and a lone get waits for one turn of the loop. Every body is verified against its id. Only what a
  * batch could not settle — a status other than 200 or 404, a body over the
  * chunk size cap, a connection that failed — goes through the wrapped
- * store's own get (HttpStore: got, with its retries and redirects), one by one.
+ * store's own get (HttpStore: the general client, with its retries and redirects), one by one.
  */
 import {RemoteIntegrityError} from '../errors.js'
 import {contentMismatch} from '../store/hash.js'

@@ -162,7 +162,7 @@ function describe(err: unknown): string {
   // RemoteError wraps the client's error; the client's error may wrap the socket's
   for (let depth = 0; e && depth < 3; depth++) {
     if (e.name === 'TimeoutError') return e.event ? `timed out (${e.event})` : 'timed out'
-    if (typeof e.code === 'string' && !e.code.startsWith('VMI_') && !e.code.startsWith('ERR_GOT')) return e.code
+    if (typeof e.code === 'string' && !e.code.startsWith('VMI_')) return e.code
     e = e.cause as typeof e
   }
   return (err as Error)?.message ?? String(err)

@@ -5,26 +5,25 @@
  * verified against its id. Only 404 means "missing".
  */
 import {mapLimit} from '../util/map-limit.js'
-import http from 'node:http'
-import https from 'node:https'
-import type {SecureContext} from 'node:tls'
-import type {Got, OptionsInit, Response} from 'got'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError, RemoteTlsError} from '../errors.js'
 import {verifyContent} from '../store/hash.js'
 import {isValidId, STORE_MARKER_NAME} from '../store/layout.js'
 import {isValidRefPart} from '../store/ref.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
 import {bulkGet, type BulkOptions} from './pipelined-get.js'
-import {isTlsTrustError, trustContext} from './tls-trust.js'
+import {isTlsTrustError} from './tls-trust.js'
+import {BodyTooLargeError, HttpClient, type HttpAnswer} from './http-client.js'
 import {assertChunkId, type FetchOptions, type RemoteSource, type SourceKind, type WritableRemote} from './source.js'
 import {
   bearer,
   CONTENT_BINARY,
+  CONTENT_JSON,
   FETCH_HEADER,
   FETCH_UPSTREAM,
   HEALTH_ROUTE,
   manifestPath,
   MAX_MANIFEST_BYTES,
+  MAX_MISSING_BODY,
   MAX_MISSING_IDS,
   MAX_OBJECT_BYTES,
   MAX_PROFILE_BYTES,
@@ -35,7 +34,6 @@ import {
   profilePath,
   REF_LIST_ROUTE,
   refPath,
-  USER_AGENT,
 } from './wire.js'
 
 export interface HttpStoreInit {
@@ -64,15 +62,13 @@ export class HttpStore implements RemoteSource, WritableRemote {
   readonly url: string
   readonly name: string
   readonly kind: SourceKind
-  /** got, loaded on first use: a pull or a mount that only reads through the fast paths never pays for loading it (~70 ms). */
-  private gotClient?: Promise<Got>
-  private readonly gotOptions: OptionsInit
+  /** The general client (http-client.ts): everything but the bulk and quick GETs. */
+  private readonly http: HttpClient
   private readonly token?: string
   private readonly retry: RetryPolicy
   private readonly objectHeaders: Record<string, string>
   private readonly init: HttpStoreInit
   private batchUnsupported = false
-  private readonly secureContext?: SecureContext
 
   constructor(url: string, init: HttpStoreInit = {}) {
     const u = new URL(url)
@@ -84,22 +80,7 @@ export class HttpStore implements RemoteSource, WritableRemote {
     this.retry = {...DEFAULT_RETRY, ...(init.retry ?? {})}
     this.objectHeaders = init.objectHeaders ?? {}
     this.init = init
-    const maxSockets = init.maxSockets ?? 16
-    this.secureContext = trustContext(init.ca)
-    const options: OptionsInit = {
-      prefixUrl: this.url,
-      timeout: {connect: init.connectTimeoutMs ?? 5000, socket: init.idleTimeoutMs ?? 15000},
-      retry: {limit: 0},
-      throwHttpErrors: false,
-      followRedirect: true,
-      decompress: true,
-      agent: {
-        http: new http.Agent({keepAlive: true, maxSockets}),
-        https: new https.Agent({keepAlive: true, maxSockets, rejectUnauthorized: !init.insecure, secureContext: this.secureContext}),
-      },
-      headers: {'user-agent': USER_AGENT},
-    }
-    this.gotOptions = options
+    this.http = new HttpClient(this.url, init)
   }
 
   /** Whether uploads carry a token (without one, every write is refused). */
@@ -107,16 +88,12 @@ export class HttpStore implements RemoteSource, WritableRemote {
     return this.token !== undefined
   }
 
-  private client(): Promise<Got> {
-    return (this.gotClient ??= import('got').then(({default: got}) => got.extend(this.gotOptions)))
-  }
-
   /**
    * One small GET (a ref, a manifest, a profile) through the narrow client of
    * pipelined-get: a 200 with a Content-Length up to `max`, or a 404.
    * undefined for anything else (a redirect, an error status, a compressed or
-   * chunked body, a connection failure): the caller then asks through got,
-   * with its retries and redirects.
+   * chunked body, a connection failure): the caller then asks through the
+   * general client, with retries and redirects.
    */
   private async quickGet(path: string, max: number, signal?: AbortSignal): Promise<{body?: Buffer} | undefined> {
     let out: {body?: Buffer} | undefined
@@ -130,15 +107,15 @@ export class HttpStore implements RemoteSource, WritableRemote {
   }
 
   /** `tokenSent`: the request carried the push token (only uploads do), so a 403 means that token is wrong. */
-  private fail(what: string, res: Response | undefined, err?: unknown, tokenSent = false): RemoteError {
-    if (res && (res.statusCode === 401 || res.statusCode === 403))
-      return new RemoteAuthError(`${this.name} refused ${what}: HTTP ${res.statusCode} (${res.statusCode === 401 ? 'no token' : tokenSent ? 'wrong token' : 'forbidden'})`, {
-        data: {status: res.statusCode, source: this.name},
+  private fail(what: string, res: HttpAnswer | undefined, err?: unknown, tokenSent = false): RemoteError {
+    if (res && (res.status === 401 || res.status === 403))
+      return new RemoteAuthError(`${this.name} refused ${what}: HTTP ${res.status} (${res.status === 401 ? 'no token' : tokenSent ? 'wrong token' : 'forbidden'})`, {
+        data: {status: res.status, source: this.name},
       })
     if (res) {
-      const body = Buffer.isBuffer(res.body) ? res.body.toString('utf8', 0, 200) : String(res.body ?? '').slice(0, 200)
-      return new RemoteError(`${this.name} failed ${what}: HTTP ${res.statusCode}${body ? ` ${body.trim()}` : ''}`, {
-        data: {status: res.statusCode, source: this.name},
+      const body = res.body.toString('utf8', 0, 200)
+      return new RemoteError(`${this.name} failed ${what}: HTTP ${res.status}${body ? ` ${body.trim()}` : ''}`, {
+        data: {status: res.status, source: this.name},
       })
     }
     const e = err as {code?: string; message?: string}
@@ -166,25 +143,19 @@ export class HttpStore implements RemoteSource, WritableRemote {
     }
     return withRetry(
       async () => {
-        let res: Response<Buffer>
+        let res: HttpAnswer
         try {
-          const req = (await this.client()).get(path, {responseType: 'buffer', signal: opts.signal, headers: opts.headers})
-          // the first event comes with the headers: a declared length over the cap is refused before the body
-          req.on('downloadProgress', (p) => {
-            if (p.transferred > max || (p.total ?? 0) > max) req.cancel(`response larger than ${max} bytes`)
-          })
-          res = await req
+          res = await this.http.request(path, {method: 'GET', signal: opts.signal, headers: opts.headers, maxBytes: max})
         } catch (err) {
           // an oversized answer is a wrong answer: not retried
-          if ((err as {name?: string}).name === 'CancelError') throw new RemoteIntegrityError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name}})
+          if (err instanceof BodyTooLargeError) throw new RemoteIntegrityError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name}})
           throw this.fail(what, undefined, err)
         }
-        if (res.statusCode === 404) return undefined
-        if (res.statusCode !== 200) throw this.fail(what, res)
+        if (res.status === 404) return undefined
+        if (res.status !== 200) throw this.fail(what, res)
         const declared = Number(res.headers['content-length'])
-        if (Number.isFinite(declared) && declared !== res.body.length && !res.headers['content-encoding'])
+        if (Number.isFinite(declared) && declared !== res.body.length && !res.decoded)
           throw new RemoteError(`${this.name} sent a truncated body for ${what}`, {cause: Object.assign(new Error('truncated'), {code: 'VMI_TRUNCATED'}), data: {source: this.name}})
-        if (res.body.length > max) throw new RemoteIntegrityError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name}})
         return res.body
       },
       this.retry,
@@ -235,7 +206,7 @@ export class HttpStore implements RemoteSource, WritableRemote {
    */
   async ping(opts: FetchOptions = {}): Promise<void> {
     try {
-      await (await this.client()).head('', {signal: opts.signal, timeout: {request: (this.init.connectTimeoutMs ?? 5000) + PING_ANSWER_MS}})
+      await this.http.request('', {method: 'HEAD', signal: opts.signal, timeoutMs: (this.init.connectTimeoutMs ?? 5000) + PING_ANSWER_MS})
     } catch (err) {
       throw this.fail('a ping', undefined, err)
     }
@@ -245,14 +216,14 @@ export class HttpStore implements RemoteSource, WritableRemote {
     assertChunkId(id) // before any request: an id is part of the path
     return withRetry(
       async () => {
-        let res: Response
+        let res: HttpAnswer
         try {
-          res = await (await this.client()).head(objectPath(id), {signal: opts.signal})
+          res = await this.http.request(objectPath(id), {method: 'HEAD', signal: opts.signal})
         } catch (err) {
           throw this.fail(`HEAD chunk ${id}`, undefined, err)
         }
-        if (res.statusCode === 404) return false
-        if (res.statusCode === 200) return true
+        if (res.status === 404) return false
+        if (res.status === 200) return true
         throw this.fail(`HEAD chunk ${id}`, res)
       },
       this.retry,
@@ -269,7 +240,13 @@ export class HttpStore implements RemoteSource, WritableRemote {
         const res = await withRetry(
           async () => {
             try {
-              return await (await this.client()).post(MISSING_ROUTE, {json: {ids: batch}, responseType: 'json', signal: opts.signal})
+              return await this.http.request(MISSING_ROUTE, {
+                method: 'POST',
+                body: JSON.stringify({ids: batch}),
+                headers: {'content-type': CONTENT_JSON},
+                maxBytes: MAX_MISSING_BODY,
+                signal: opts.signal,
+              })
             } catch (err) {
               throw this.fail('the batch missing-check', undefined, err)
             }
@@ -277,14 +254,19 @@ export class HttpStore implements RemoteSource, WritableRemote {
           this.retry,
           opts.signal,
         )
-        if (res.statusCode === 200) {
-          const list = (res.body as {missing?: unknown}).missing
+        if (res.status === 200) {
+          let list: unknown
+          try {
+            list = JSON.parse(res.body.toString('utf8')).missing
+          } catch {
+            list = undefined
+          }
           if (!Array.isArray(list) || !list.every(isValidId)) throw new RemoteError(`${this.name} answered the missing-check with malformed JSON`)
           const asked = new Set(batch)
           out.push(...(list as string[]).filter((x) => asked.has(x)))
           continue
         }
-        if (![404, 405, 501].includes(res.statusCode)) throw this.fail('the batch missing-check', res)
+        if (![404, 405, 501].includes(res.status)) throw this.fail('the batch missing-check', res)
         this.batchUnsupported = true // a static server: fall back to HEAD
       }
       const flags = await mapLimit(batch, opts.concurrency ?? 16, (id) => this.has(id, opts))
@@ -349,13 +331,13 @@ export class HttpStore implements RemoteSource, WritableRemote {
     if (!this.token) throw new RemoteAuthError(`uploading ${what} to ${this.name} needs a push token`)
     return withRetry(
       async () => {
-        let res: Response
+        let res: HttpAnswer
         try {
-          res = await (await this.client()).put(path, {body, headers: {authorization: bearer(this.token!), 'content-type': CONTENT_BINARY}, signal: opts.signal})
+          res = await this.http.request(path, {method: 'PUT', body, headers: {authorization: bearer(this.token!), 'content-type': CONTENT_BINARY}, signal: opts.signal})
         } catch (err) {
           throw this.fail(`upload of ${what}`, undefined, err)
         }
-        if (res.statusCode === 200 || res.statusCode === 201 || res.statusCode === 204) return res.statusCode
+        if (res.status === 200 || res.status === 201 || res.status === 204) return res.status
         throw this.fail(`upload of ${what}`, res, undefined, true)
       },
       this.retry,

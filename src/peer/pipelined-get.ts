@@ -11,7 +11,7 @@
  * Content-Length (no chunked encoding, no content coding). Anything else — a
  * redirect, a 5xx, a body of the wrong length, a connection that closes or
  * stalls — is reported per item, and the caller fetches those items again
- * through its general client (got, with retries and redirects). A connection
+ * through its general client (http-client.ts, with retries and redirects). A connection
  * that closes with requests unanswered (a server's keep-alive limit) is
  * reopened and the unanswered requests sent again; one that fails without
  * answering anything twice in a row ends bulk fetching from that server.

@@ -1,5 +1,5 @@
 /**
- * Which TLS certificates the HTTP clients (got in http-store.ts, the
+ * Which TLS certificates the HTTP clients (http-client.ts, the
  * pipelined client in pipelined-get.ts) trust, and how a failure to trust
  * one is recognised (it is not retried: the answer will not change).
  */

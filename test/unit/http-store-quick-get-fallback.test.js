@@ -1,5 +1,5 @@
 // HttpStore's small GETs (refs, manifests, profiles) go through the narrow
-// pipelined client first and fall back to got for anything else: redirects,
+// pipelined client first and fall back to the general client (http-client.ts) for anything else: redirects,
 // compressed bodies, oversize answers, error statuses. Scripted server on
 // 127.0.0.1 (port 0); each case counts what the server saw.
 import {test} from 'uvu'
@@ -42,7 +42,7 @@ function startServer() {
   )
 }
 
-test('a plain answer takes one request; redirects, gzip, 5xx go on through got; 404 is missing; oversize and junk are refused', async () => {
+test('a plain answer takes one request; redirects, gzip, 5xx go on through the general client; 404 is missing; oversize and junk are refused', async () => {
   const s = await startServer()
   try {
     const store = new HttpStore(s.url, {retry: {retries: 2, baseMs: 10, maxMs: 20}})
@@ -52,13 +52,13 @@ test('a plain answer takes one request; redirects, gzip, 5xx go on through got; 
     assert.equal(s.seen.splice(0), [mpath(mid)])
     assert.is(await store.getRef('absent', 'v1'), undefined)
     assert.equal(s.seen.splice(0), ['/refs/absent/v1'], '404: missing, not asked again')
-    // a redirect: the quick path gives up, got follows it
+    // a redirect: the quick path gives up, the general client follows it
     assert.is(await store.getRef('moved', 'v1'), refId)
     assert.equal(s.seen.splice(0), ['/refs/moved/v1', '/refs/moved/v1', '/elsewhere/refs/moved/v1'])
-    // a compressed body: got decompresses, and the bytes are verified against the id
+    // a compressed body: the general client decodes it, and the bytes are verified against the id
     assert.ok((await store.getManifestBytes(gzId)).equals(gzManifest))
     assert.is(s.seen.splice(0).length, 2)
-    // a 503 first: the retry through got gets the answer
+    // a 503 first: the retry through the general client gets the answer
     assert.is(await store.getRef('flaky', 'v1'), refId)
     // more than a ref may hold: refused, not truncated
     const e1 = await store.getRef('huge', 'v1').catch((e) => e)
