@@ -30,6 +30,17 @@ import type {BulkItem} from './pipelined-get.js'
 import {bulkFetch} from './chain-bulk.js'
 import {rankPeers} from './rendezvous.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
+
+/**
+ * What a chain's seed must be: any chunk source (a guarded, batched
+ * upstream for serve's fetch-through), and a RemoteSource for the bulk path
+ * and for what pull asks besides chunks (refs, manifests).
+ */
+export interface UpstreamSource extends ChunkSource {
+  get(id: string, opts?: FetchOptions & {fetchThrough?: boolean}): Promise<Buffer | undefined>
+  /** While the source is known to be down: since when (ms since the epoch). */
+  readonly downSince?: number
+}
 import {objectPath} from './wire.js'
 
 export interface ChainStats {
@@ -57,14 +68,20 @@ export interface ChainEvent {
   message: string
 }
 
-export interface FetchChainInit {
+export interface FetchChainInit<U extends UpstreamSource = RemoteSource> {
   peers?: RemoteSource[]
-  seed?: RemoteSource
+  seed?: U
   /** Ask each chunk's owner peer first, with fetch-through (default true). */
   ownerHashing?: boolean
   /** Verify chunks read from the local store (default true; a native BLAKE3 does GB/s). */
   verifyLocal?: boolean
   onEvent?: (e: ChainEvent) => void
+  /**
+   * A fetched chunk that cannot be stored (disk full) is still returned,
+   * and the failure reported here; without it, the fetch fails (a pull must
+   * keep what it fetched).
+   */
+  onStoreError?: (id: string, err: unknown) => void
 }
 
 export interface FetchManyInit {
@@ -90,7 +107,7 @@ export interface Fetched {
   from: string
 }
 
-export class FetchChain implements ChunkSource {
+export class FetchChain<U extends UpstreamSource = RemoteSource> implements ChunkSource {
   /** What a chain returns is in the local store once returned (a read-through cache over the remotes). */
   readonly kind = 'local' as const
   readonly stats: ChainStats = {
@@ -111,11 +128,11 @@ export class FetchChain implements ChunkSource {
   private readonly reportedErrors = new Set<string>()
   private unreported = 0
   private peers: RemoteSource[]
-  readonly seed?: RemoteSource
+  readonly seed?: U
 
   constructor(
     readonly local: LocalStore,
-    private readonly init: FetchChainInit = {},
+    private readonly init: FetchChainInit<U> = {},
   ) {
     this.peers = init.peers ?? []
     this.seed = init.seed
@@ -218,7 +235,8 @@ export class FetchChain implements ChunkSource {
   private firstSource(id: string): RemoteSource | undefined {
     const up = this.peers.filter((p) => p.downSince === undefined)
     if (up.length > 0) return this.init.ownerHashing === false ? up[0] : rankPeers(up, id)[0]
-    return this.seed?.downSince === undefined ? this.seed : undefined
+    const seed = this.seed
+    return seed && seed.downSince === undefined && isRemote(seed) ? seed : undefined
   }
 
   private emit(e: ChainEvent): void {
@@ -235,7 +253,7 @@ export class FetchChain implements ChunkSource {
     // reported only when another source then has the chunk; else the chunk-unavailable event says it all
     const failures: ChainEvent[] = []
     let anyError = false
-    const attempt = async (src: RemoteSource, fetchThrough: boolean): Promise<Buffer | undefined> => {
+    const attempt = async (src: UpstreamSource, fetchThrough: boolean): Promise<Buffer | undefined> => {
       try {
         const data = await src.get(id, {signal: opts.signal, fetchThrough})
         tried.push(`${src.name} (${data ? 'ok' : 'missing'})`)
@@ -329,7 +347,11 @@ export class FetchChain implements ChunkSource {
   }
 
   private async keep(id: string, f: Fetched, opts: {store?: boolean}): Promise<Fetched> {
-    if (opts.store !== false) await this.local.putObject(id, f.data)
+    if (opts.store !== false) {
+      const onStoreError = this.init.onStoreError
+      if (!onStoreError) await this.local.putObject(id, f.data)
+      else await this.local.putObject(id, f.data).catch((err: unknown) => onStoreError(id, err))
+    }
     return this.count(f)
   }
 
@@ -355,6 +377,10 @@ export class FetchChain implements ChunkSource {
     this.emit({type: 'local-repair', id, source: this.local.name, message: `local chunk ${id} was corrupt; moved to ${dest}`})
     return undefined
   }
+}
+
+function isRemote(src: UpstreamSource): src is UpstreamSource & RemoteSource {
+  return typeof (src as Partial<RemoteSource>).bulkOptions === 'function'
 }
 
 /** `p`, or the signal's reason as soon as it aborts (p itself runs on). */

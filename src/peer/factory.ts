@@ -6,7 +6,7 @@ import {promises as fsp} from 'node:fs'
 import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
 import type {LocalStore} from '../store/local-store.js'
 import {BatchedSource} from './batched-source.js'
-import {FetchChain, type ChainEvent} from './chain.js'
+import {FetchChain, type ChainEvent, type UpstreamSource} from './chain.js'
 import {CircuitBreaker, GuardedSource, guardRemote, type BreakerChange, type GuardedRemote} from './circuit-breaker.js'
 import {HttpStore, type HttpStoreInit} from './http-store.js'
 import {isHttpUrl, parsePeerLines} from './peer-list.js'
@@ -100,6 +100,18 @@ export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => 
     },
   })
   return new GuardedSource(new BatchedSource(store), breaker)
+}
+
+/**
+ * `vmi serve --seed`'s fetch-through: cache(upstream, local store), the
+ * chain pull uses with the upstream as its only remote.
+ */
+export function fetchThroughChain<U extends UpstreamSource>(
+  store: LocalStore,
+  upstream: U,
+  init: {onEvent?: (e: ChainEvent) => void; onStoreError?: (id: string, err: unknown) => void} = {},
+): FetchChain<U> {
+  return new FetchChain<U>(store, {seed: upstream, onEvent: init.onEvent, onStoreError: init.onStoreError})
 }
 
 /** The peers a file lists; a missing file is not found, a line that is not an http(s) URL is named by file and line. */

@@ -24,7 +24,7 @@ import type {Exchange} from './server/http-io.js'
 import {createMetrics} from './server/metrics.js'
 import {ReadHandlers} from './server/reads.js'
 import {UploadHandlers} from './server/uploads.js'
-import type {ChunkSource} from './source.js'
+import type {UpstreamSource} from './chain.js'
 import {MAX_HEADER_BYTES} from './wire.js'
 
 export {LOG_FORMATS, type LogFormat, type LogLevel} from './server/access-log.js'
@@ -37,7 +37,7 @@ export interface ServeInit {
   /** Enables PUT; without it the server is read-only (PUT answers 405). */
   pushToken?: string
   /** Fetch-through source for `X-Vmi-Fetch: upstream` (usually the seed). */
-  upstream?: ChunkSource
+  upstream?: UpstreamSource
   tls?: {cert: Buffer; key: Buffer}
   /**
    * Where log lines go: one per request ('info'), a chunk file not served

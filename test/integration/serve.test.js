@@ -671,11 +671,12 @@ test('chunk GETs: clients that never read hold bounded memory while others are s
   const small = randomBytes(100 * K)
   const smallId = hash(small)
   await store.putObject(smallId, small)
-  // planted by hand: an object over the chunk size cap, and a FIFO
+  // planted by hand: objects over the chunk size cap, and a FIFO
   const oversized = hash(Buffer.from('oversized'))
+  const oversized2 = hash(Buffer.from('oversized too'))
   const fifo = hash(Buffer.from('fifo'))
-  for (const id of [oversized, fifo]) spawnSync('mkdir', ['-p', path.dirname(store.layout.objectPath(id))])
-  writeFileSync(store.layout.objectPath(oversized), Buffer.alloc(4 * M + 1, 1))
+  for (const id of [oversized, oversized2, fifo]) spawnSync('mkdir', ['-p', path.dirname(store.layout.objectPath(id))])
+  for (const id of [oversized, oversized2]) writeFileSync(store.layout.objectPath(id), Buffer.alloc(4 * M + 1, 1))
   assert.is(spawnSync('mkfifo', [store.layout.objectPath(fifo)]).status, 0)
   // an upstream that has the real chunk behind the oversized file's id
   const up = await LocalStore.open(path.join(t.dir, 'up'))
@@ -691,13 +692,17 @@ test('chunk GETs: clients that never read hold bounded memory while others are s
     const through = await request(srv.url, objPath(oversized), {headers: {'x-vmi-fetch': 'upstream'}})
     assert.is(through.status, 200, 'asked to fetch through, it fetches a good copy')
     assert.is(through.body.toString(), 'oversized')
+    // the corrupt copy was moved aside and the good one kept: a plain GET now serves it
+    const after = await request(srv.url, objPath(oversized))
+    assert.is(after.status, 200, 'repaired by the fetch-through')
+    assert.is(after.body.toString(), 'oversized')
     global.gc?.()
     const rss0 = process.memoryUsage().rss
     // 32 connections, each with 8 pipelined GETs of the 4 MiB chunk, reading nothing
     stalled.push(...pipelineUnread(srv.url, objPath(bigId), 32, 8))
     await sleep(1500)
     // past the bound, chunks stream from their files: still no corrupt object served, no hang on the FIFO
-    assert.is((await request(srv.url, objPath(oversized))).status, 404, 'oversized, streaming path: not served')
+    assert.is((await request(srv.url, objPath(oversized2))).status, 404, 'oversized, streaming path: not served')
     assert.is((await request(srv.url, objPath(fifo))).status, 404, 'FIFO, streaming path: not served, no hang')
     const r1 = await request(srv.url, objPath(bigId))
     assert.is(r1.status, 200)
