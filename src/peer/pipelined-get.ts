@@ -73,200 +73,256 @@ const READ_BUFFER = 1 << 20
 
 class ProtocolStop extends Error {}
 
+/** Where the requests go and the fixed part of every request's text. */
+interface Target {
+  host: string
+  port: number
+  secure: boolean
+  /** The base URL's path, ending in "/". */
+  prefix: string
+  /** Host, user agent and the caller's headers, each line ending in CRLF. */
+  headerLines: string
+}
+
+/** What the connections of one bulkGet share: the queue of items not yet sent, and how it ends. */
+interface Run {
+  /** Items not yet sent, last first (pop() takes the next in order). */
+  queue: BulkItem[]
+  result: BulkResult
+  failuresInARow: number
+  stop?: string
+}
+
+/** What the head of a response says, parsed. */
+interface ResponseHead {
+  status: number
+  length: number
+  keepAlive: boolean
+}
+
 /** GET every item from the server at `baseUrl`; answers arrive through `handlers`. */
 export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: BulkHandlers, opts: BulkOptions = {}): Promise<BulkResult> {
   const base = new URL(baseUrl)
   const secure = base.protocol === 'https:'
-  const port = Number(base.port || (secure ? 443 : 80))
-  const host = base.hostname.replace(/^\[|\]$/g, '')
-  const prefix = base.pathname.endsWith('/') ? base.pathname : base.pathname + '/'
-  const extra = Object.entries({'user-agent': USER_AGENT, ...(opts.headers ?? {})})
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join('')
-  const hostHeader = `host: ${base.host}\r\n`
-  const queue = items.slice().reverse() // pop() from the end: original order
-  const result: BulkResult = {unanswered: [], connectionsOpened: 0}
-  let failuresInARow = 0
-  let stop: string | undefined
-
-  const requestText = (it: BulkItem) => `GET ${prefix}${it.path} HTTP/1.1\r\n${hostHeader}${extra}\r\n`
-
-  /** One connection's life: returns when the queue is empty or the connection ends. */
-  const runConnection = (): Promise<void> =>
-    new Promise<void>((resolve) => {
-      result.connectionsOpened++
-      const pending: BulkItem[] = [] // sent, not yet answered, in order
-      let windowLeft = opts.windowBytes ?? 4 << 20
-      let answered = 0
-      let closing = false // the server said Connection: close
-      let finished = false
-      // parser state
-      let head: Buffer | undefined // partial header bytes
-      let body: Buffer | undefined
-      let bodyOff = 0
-      let skip = 0 // body bytes to read past
-      let cur: {item: BulkItem; status: number} | undefined
-
-      const readBuf = Buffer.allocUnsafe(secure ? 0 : READ_BUFFER)
-      const sock: net.Socket = secure
-        ? tls.connect({host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: !opts.insecure, secureContext: trustContext(opts.ca)})
-        : net.connect({host, port, onread: {buffer: readBuf, callback: (n: number) => (feed(readBuf, 0, n), true)}})
-      if (secure) sock.on('data', (d: Buffer) => feed(d, 0, d.length))
-
-      const end = (why?: string) => {
-        if (finished) return
-        finished = true
-        opts.signal?.removeEventListener('abort', onAbort)
-        sock.destroy()
-        // what was sent and not answered goes back to the queue, in order
-        for (let i = pending.length - 1; i >= 0; i--) queue.push(pending[i])
-        pending.length = 0
-        if (answered > 0) failuresInARow = 0
-        else if (why) failuresInARow++
-        if (why && failuresInARow >= (opts.maxFailures ?? 2)) stop ??= why
-        resolve()
-      }
-      const onAbort = () => end('aborted')
-      opts.signal?.addEventListener('abort', onAbort, {once: true})
-
-      const send = () => {
-        if (closing || finished) return
-        let text = ''
-        while (queue.length > 0 && (windowLeft > 0 || pending.length < 2)) {
-          const it = queue.pop()!
-          pending.push(it)
-          windowLeft -= it.length
-          text += requestText(it)
-        }
-        if (text) sock.write(text)
-        else if (pending.length === 0) {
-          sock.end()
-          end()
-        }
-      }
-
-      const complete = () => {
-        const {item, status} = cur!
-        cur = undefined
-        pending.shift()
-        windowLeft += item.length
-        answered++
-        if (status === 200 && body) handlers.onBody(item, body)
-        else if (status === 404) handlers.onMissing(item)
-        body = undefined
-        if (closing) {
-          end() // re-sent on a new connection
-          return
-        }
-        if (pending.length === 0 || windowLeft >= (opts.windowBytes ?? 4 << 20) / 2) send()
-      }
-
-      /** Parse `buf[off, n)`; ProtocolStop ends the connection. */
-      const feed = (buf: Buffer, off: number, n: number): void => {
-        try {
-          while (off < n && !finished) {
-            if (body) {
-              const k = Math.min(body.length - bodyOff, n - off)
-              buf.copy(body, bodyOff, off, off + k)
-              bodyOff += k
-              off += k
-              if (bodyOff === body.length) complete()
-              continue
-            }
-            if (skip > 0) {
-              const k = Math.min(skip, n - off)
-              skip -= k
-              off += k
-              if (skip === 0) complete()
-              continue
-            }
-            if (pending.length === 0) throw new ProtocolStop('the server sent bytes nobody asked for')
-            // header: up to the blank line
-            const chunk = buf.subarray(off, n)
-            const joined: Buffer = head ? Buffer.concat([head, chunk]) : chunk
-            const endAt = joined.indexOf('\r\n\r\n')
-            if (endAt < 0) {
-              if (joined.length > MAX_HEADER_BYTES) throw new ProtocolStop('response header too large')
-              head = Buffer.from(joined)
-              return
-            }
-            const consumed = endAt + 4 - (head ? head.length : 0)
-            const text = joined.toString('latin1', 0, endAt)
-            head = undefined
-            off += consumed
-            startResponse(text)
-          }
-        } catch (err) {
-          end(err instanceof ProtocolStop ? err.message : String(err))
-        }
-      }
-
-      const startResponse = (text: string) => {
-        const lines = text.split('\r\n')
-        const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0])
-        if (!m) throw new ProtocolStop(`not an HTTP/1.x response: ${JSON.stringify(lines[0].slice(0, 40))}`)
-        const status = Number(m[2])
-        if (status >= 100 && status < 200) return // interim response: the real one follows
-        let length: number | undefined
-        let keepAlive = m[1] === '1'
-        for (let i = 1; i < lines.length; i++) {
-          const c = lines[i].indexOf(':')
-          if (c < 0) continue
-          const name = lines[i].slice(0, c).trim().toLowerCase()
-          const value = lines[i].slice(c + 1).trim()
-          if (name === 'content-length') {
-            if (!/^\d{1,15}$/.test(value) || (length !== undefined && length !== Number(value))) throw new ProtocolStop('bad Content-Length')
-            length = Number(value)
-          } else if (name === 'transfer-encoding') throw new ProtocolStop('chunked responses are not bulk-fetched')
-          else if (name === 'content-encoding' && value.toLowerCase() !== 'identity') throw new ProtocolStop(`content coding ${value} is not bulk-fetched`)
-          else if (name === 'connection') keepAlive = /keep-alive/i.test(value) && !/close/i.test(value) ? true : !/close/i.test(value) && keepAlive
-        }
-        if (length === undefined) throw new ProtocolStop('a response without Content-Length')
-        if (!keepAlive) closing = true
-        const item = pending[0]
-        cur = {item, status}
-        const fits = item.upTo !== undefined ? length <= item.upTo : length === item.length
-        if (status === 200 && fits) {
-          body = opts.allocBody ? opts.allocBody(length) : Buffer.allocUnsafeSlow(length)
-          bodyOff = 0
-          if (length === 0) complete()
-          return
-        }
-        if (status === 200) handlers.onFailed(item, `sent ${length} bytes, expected ${item.upTo !== undefined ? `at most ${item.upTo}` : item.length}`, status)
-        else if (status !== 404) handlers.onFailed(item, `HTTP ${status}`, status)
-        if (length > MAX_SKIP) {
-          // answered (reported above), but too long to read past: drop the connection
-          pending.shift()
-          windowLeft += item.length
-          answered++
-          cur = undefined
-          throw new ProtocolStop(`a ${length}-byte error body`)
-        }
-        cur.status = status === 200 ? -1 : status // reported already: complete() must not report again
-        skip = length
-        if (skip === 0) complete()
-      }
-
-      let connected = false
-      sock.setNoDelay(true)
-      sock.setTimeout(opts.connectTimeoutMs ?? 5000)
-      sock.on(secure ? 'secureConnect' : 'connect', () => {
-        connected = true
-        sock.setTimeout(opts.idleTimeoutMs ?? 15_000)
-        send()
-      })
-      // a connect that times out is a failure like a refused one (a host whose link is down
-      // drops the SYNs): counted, so that bulk fetching from it ends instead of retrying forever
-      sock.on('timeout', () => end(!connected ? 'connect timed out' : pending.length > 0 ? 'the server stalled' : undefined))
-      sock.on('error', (err: NodeJS.ErrnoException) => end(err.code ?? err.message))
-      sock.on('close', () => end(pending.length > 0 || queue.length > 0 ? 'the server closed the connection' : undefined))
-    })
-
+  const target: Target = {
+    host: base.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(base.port || (secure ? 443 : 80)),
+    secure,
+    prefix: base.pathname.endsWith('/') ? base.pathname : base.pathname + '/',
+    headerLines:
+      `host: ${base.host}\r\n` +
+      Object.entries({'user-agent': USER_AGENT, ...(opts.headers ?? {})})
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join(''),
+  }
+  const run: Run = {queue: items.slice().reverse(), result: {unanswered: [], connectionsOpened: 0}, failuresInARow: 0}
   const worker = async () => {
-    while (queue.length > 0 && !stop && !opts.signal?.aborted) await runConnection()
+    while (run.queue.length > 0 && !run.stop && !opts.signal?.aborted) await new PipelinedConnection(target, run, handlers, opts).done
   }
   await Promise.all(Array.from({length: Math.max(1, Math.min(opts.connections ?? 2, items.length))}, worker))
-  result.unanswered = queue.reverse()
-  if (stop) result.stopped = stop
-  return result
+  run.result.unanswered = run.queue.reverse()
+  if (run.stop) run.result.stopped = run.stop
+  return run.result
+}
+
+/**
+ * One connection's life: requests written back to back while the window
+ * allows, responses parsed in order as bytes arrive. `done` resolves when
+ * the queue is empty or the connection ends; whatever it sent and did not
+ * get answered goes back to the queue.
+ */
+class PipelinedConnection {
+  readonly done: Promise<void>
+  private resolve!: () => void
+  private readonly sock: net.Socket
+  private readonly windowBytes: number
+  /** Sent, not yet answered, in order. */
+  private readonly pending: BulkItem[] = []
+  private windowLeft: number
+  private answered = 0
+  /** The server said Connection: close (or spoke HTTP/1.0): no more requests on this connection. */
+  private closing = false
+  private finished = false
+  private connected = false
+  // parser state: a partial head, the body being filled, bytes to read past, the response under way
+  private head?: Buffer
+  private body?: Buffer
+  private bodyOff = 0
+  private skip = 0
+  private cur?: {item: BulkItem; status: number}
+
+  constructor(
+    private readonly target: Target,
+    private readonly run: Run,
+    private readonly handlers: BulkHandlers,
+    private readonly opts: BulkOptions,
+  ) {
+    this.done = new Promise<void>((resolve) => (this.resolve = resolve))
+    run.result.connectionsOpened++
+    this.windowBytes = opts.windowBytes ?? 4 << 20
+    this.windowLeft = this.windowBytes
+    const {host, port, secure} = target
+    if (secure) {
+      this.sock = tls.connect({host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: !opts.insecure, secureContext: trustContext(opts.ca)})
+      this.sock.on('data', (d: Buffer) => this.feed(d, 0, d.length))
+    } else {
+      const readBuf = Buffer.allocUnsafe(READ_BUFFER)
+      this.sock = net.connect({host, port, onread: {buffer: readBuf, callback: (n: number) => (this.feed(readBuf, 0, n), true)}})
+    }
+    opts.signal?.addEventListener('abort', this.onAbort, {once: true})
+    const sock = this.sock
+    sock.setNoDelay(true)
+    sock.setTimeout(opts.connectTimeoutMs ?? 5000)
+    sock.on(secure ? 'secureConnect' : 'connect', () => {
+      this.connected = true
+      sock.setTimeout(opts.idleTimeoutMs ?? 15_000)
+      this.send()
+    })
+    // a connect that times out is a failure like a refused one (a host whose link is down
+    // drops the SYNs): counted, so that bulk fetching from it ends instead of retrying forever
+    sock.on('timeout', () => this.end(!this.connected ? 'connect timed out' : this.pending.length > 0 ? 'the server stalled' : undefined))
+    sock.on('error', (err: NodeJS.ErrnoException) => this.end(err.code ?? err.message))
+    sock.on('close', () => this.end(this.pending.length > 0 || this.run.queue.length > 0 ? 'the server closed the connection' : undefined))
+  }
+
+  private readonly onAbort = () => this.end('aborted')
+
+  private end(why?: string): void {
+    if (this.finished) return
+    this.finished = true
+    const {run, pending} = this
+    this.opts.signal?.removeEventListener('abort', this.onAbort)
+    this.sock.destroy()
+    // what was sent and not answered goes back to the queue, in order
+    for (let i = pending.length - 1; i >= 0; i--) run.queue.push(pending[i])
+    pending.length = 0
+    if (this.answered > 0) run.failuresInARow = 0
+    else if (why) run.failuresInARow++
+    if (why && run.failuresInARow >= (this.opts.maxFailures ?? 2)) run.stop ??= why
+    this.resolve()
+  }
+
+  private send(): void {
+    if (this.closing || this.finished) return
+    const {queue} = this.run
+    let text = ''
+    while (queue.length > 0 && (this.windowLeft > 0 || this.pending.length < 2)) {
+      const it = queue.pop()!
+      this.pending.push(it)
+      this.windowLeft -= it.length
+      text += `GET ${this.target.prefix}${it.path} HTTP/1.1\r\n${this.target.headerLines}\r\n`
+    }
+    if (text) this.sock.write(text)
+    else if (this.pending.length === 0) {
+      this.sock.end()
+      this.end()
+    }
+  }
+
+  private complete(): void {
+    const {item, status} = this.cur!
+    this.cur = undefined
+    this.pending.shift()
+    this.windowLeft += item.length
+    this.answered++
+    if (status === 200 && this.body) this.handlers.onBody(item, this.body)
+    else if (status === 404) this.handlers.onMissing(item)
+    this.body = undefined
+    if (this.closing) {
+      this.end() // the rest is sent again on a new connection
+      return
+    }
+    if (this.pending.length === 0 || this.windowLeft >= this.windowBytes / 2) this.send()
+  }
+
+  /** Parse `buf[off, n)`; ProtocolStop ends the connection. */
+  private feed(buf: Buffer, off: number, n: number): void {
+    try {
+      while (off < n && !this.finished) {
+        if (this.body) {
+          const k = Math.min(this.body.length - this.bodyOff, n - off)
+          buf.copy(this.body, this.bodyOff, off, off + k)
+          this.bodyOff += k
+          off += k
+          if (this.bodyOff === this.body.length) this.complete()
+          continue
+        }
+        if (this.skip > 0) {
+          const k = Math.min(this.skip, n - off)
+          this.skip -= k
+          off += k
+          if (this.skip === 0) this.complete()
+          continue
+        }
+        if (this.pending.length === 0) throw new ProtocolStop('the server sent bytes nobody asked for')
+        // a head: up to the blank line
+        const chunk = buf.subarray(off, n)
+        const joined: Buffer = this.head ? Buffer.concat([this.head, chunk]) : chunk
+        const endAt = joined.indexOf('\r\n\r\n')
+        if (endAt < 0) {
+          if (joined.length > MAX_HEADER_BYTES) throw new ProtocolStop('response header too large')
+          this.head = Buffer.from(joined)
+          return
+        }
+        off += endAt + 4 - (this.head ? this.head.length : 0)
+        this.head = undefined
+        const head = parseHead(joined.toString('latin1', 0, endAt))
+        if (head) this.startResponse(head)
+      }
+    } catch (err) {
+      this.end(err instanceof ProtocolStop ? err.message : String(err))
+    }
+  }
+
+  /** A response's head has been read: set up reading (or skipping) its body. */
+  private startResponse({status, length, keepAlive}: ResponseHead): void {
+    if (!keepAlive) this.closing = true
+    const item = this.pending[0]
+    this.cur = {item, status}
+    const fits = item.upTo !== undefined ? length <= item.upTo : length === item.length
+    if (status === 200 && fits) {
+      this.body = this.opts.allocBody ? this.opts.allocBody(length) : Buffer.allocUnsafeSlow(length)
+      this.bodyOff = 0
+      if (length === 0) this.complete()
+      return
+    }
+    if (status === 200) this.handlers.onFailed(item, `sent ${length} bytes, expected ${item.upTo !== undefined ? `at most ${item.upTo}` : item.length}`, status)
+    else if (status !== 404) this.handlers.onFailed(item, `HTTP ${status}`, status)
+    if (length > MAX_SKIP) {
+      // answered (reported above), but too long to read past: drop the connection
+      this.pending.shift()
+      this.windowLeft += item.length
+      this.answered++
+      this.cur = undefined
+      throw new ProtocolStop(`a ${length}-byte error body`)
+    }
+    this.cur.status = status === 200 ? -1 : status // reported already: complete() must not report again
+    this.skip = length
+    if (this.skip === 0) this.complete()
+  }
+}
+
+/** A response head (status line and header fields); undefined for an interim 1xx (the real answer follows). */
+function parseHead(text: string): ResponseHead | undefined {
+  const lines = text.split('\r\n')
+  const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0])
+  if (!m) throw new ProtocolStop(`not an HTTP/1.x response: ${JSON.stringify(lines[0].slice(0, 40))}`)
+  const status = Number(m[2])
+  if (status >= 100 && status < 200) return undefined
+  let length: number | undefined
+  let keepAlive = m[1] === '1'
+  for (let i = 1; i < lines.length; i++) {
+    const c = lines[i].indexOf(':')
+    if (c < 0) continue
+    const name = lines[i].slice(0, c).trim().toLowerCase()
+    const value = lines[i].slice(c + 1).trim()
+    if (name === 'content-length') {
+      if (!/^\d{1,15}$/.test(value) || (length !== undefined && length !== Number(value))) throw new ProtocolStop('bad Content-Length')
+      length = Number(value)
+    } else if (name === 'transfer-encoding') throw new ProtocolStop('chunked responses are not bulk-fetched')
+    else if (name === 'content-encoding' && value.toLowerCase() !== 'identity') throw new ProtocolStop(`content coding ${value} is not bulk-fetched`)
+    else if (name === 'connection') keepAlive = /keep-alive/i.test(value) && !/close/i.test(value) ? true : !/close/i.test(value) && keepAlive
+  }
+  if (length === undefined) throw new ProtocolStop('a response without Content-Length')
+  return {status, length, keepAlive}
 }
