@@ -132,7 +132,7 @@ export class S3Store implements RemoteSource, WritableRemote {
   private readonly pool: Pool
   private readonly retry: RetryPolicy
   private readonly connectTimeoutMs: number
-  private markerWritten = false
+  private marker?: Promise<void>
 
   constructor(url: string, init: S3StoreInit) {
     const loc = parseS3Url(url)
@@ -386,19 +386,29 @@ export class S3Store implements RemoteSource, WritableRemote {
     )
   }
 
+  /**
+   * The store marker, before this push's first write: a prefix a push has
+   * begun reads as a store (one whose image is not there yet), over plain
+   * HTTP too. Written once per push; a failed attempt is tried again.
+   */
+  private ensureMarker(opts: FetchOptions): Promise<void> {
+    this.marker ??= this.put(STORE_MARKER_NAME, STORE_MARKER, 'the store marker', {'content-type': 'application/json', 'cache-control': CACHE_REVALIDATE}, opts).catch((err) => {
+      this.marker = undefined
+      throw err
+    })
+    return this.marker
+  }
+
   /** Upload a chunk (the caller verified it). Always reported as new: a bucket does not say. */
   async putObject(id: string, data: Buffer, opts: FetchOptions = {}): Promise<boolean> {
     assertChunkId(id)
+    await this.ensureMarker(opts)
     await this.put(objectPath(id), data, `chunk ${id}`, {'content-type': CONTENT_BINARY, 'cache-control': CACHE_IMMUTABLE}, opts)
     return true
   }
 
-  /** The manifest; the first one also writes the store marker, so that the prefix reads as a store (over plain HTTP too). */
   async putManifest(id: string, bytes: Buffer, opts: FetchOptions = {}): Promise<void> {
-    if (!this.markerWritten) {
-      await this.put(STORE_MARKER_NAME, STORE_MARKER, 'the store marker', {'content-type': 'application/json', 'cache-control': CACHE_REVALIDATE}, opts)
-      this.markerWritten = true
-    }
+    await this.ensureMarker(opts)
     await this.put(manifestPath(id), bytes, `manifest ${id}`, {'content-type': CONTENT_BINARY, 'cache-control': CACHE_IMMUTABLE}, opts)
   }
 
