@@ -17,20 +17,19 @@
 // memstore keeps ~2.6x every byte written in RAM and never gives it back, so
 // the whole 1.5 GiB Debian image (pushed, and copied raw, per run) does not fit.
 import {spawn, spawnSync} from 'node:child_process'
-import {promises as fsp} from 'node:fs'
+import {existsSync, promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {f, int, table} from './lib/format.js'
 import {runTimed, stats} from './lib/measure.js'
-import {findBootImage, MiB, ROOT, startNginx, startRun, vmiTimed} from './lib/common.js'
+import {findBootImage, MiB, parseOptions, ROOT, startNginx, startRun, vmiTimed} from './lib/common.js'
 
-const argv = process.argv.slice(2)
-if (argv.includes('--help')) {
-  console.log('node bench/s3.js [--reps N] [--gets N]   vmi push/pull against radosgw vs aws s3 cp, and vs nginx; S3 client choice (see bench/README.md)')
-  process.exit(0)
-}
-const arg = (name, dflt) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt)
-const reps = Number(arg('--reps', 3))
-const GETS = Number(arg('--gets', 2000))
+const {reps, gets: GETS} = parseOptions(
+  's3',
+  'node bench/s3.js [--reps N] [--gets N]   vmi push/pull against radosgw vs aws s3 cp, and vs nginx; S3 client choice (see bench/README.md)',
+  {reps: 3, gets: 2000},
+  {'--reps': ['reps', Number], '--gets': ['gets', Number]},
+  (o) => (o.reps >= 1 && o.gets >= 16 ? false : '--reps must be at least 1, --gets at least 16'),
+)
 const IMAGE = 256 * MiB
 if (process.getuid?.() !== 0) {
   console.error('bench s3: radosgw needs root')
@@ -40,7 +39,7 @@ const run = await startRun('s3', {tools: ['ceph-mon', 'ceph-osd', 'radosgw', 'aw
 const {log, workDir, dist} = run
 
 // ----------------------------------------------------------------- radosgw
-const started = spawnSync(path.join(ROOT, 'scripts', 'radosgw.sh'), ['start'], {encoding: 'utf8', env: {...process.env, RGW_MEMSTORE_BYTES: String(8 << 30)}})
+const started = spawnSync(path.join(ROOT, 'scripts', 'radosgw.sh'), ['start'], {encoding: 'utf8', env: {...process.env, RGW_MEMSTORE_BYTES: String(8 * 2 ** 30)}})
 if (started.status !== 0) {
   console.error(`bench s3: radosgw did not start: ${started.stderr}`)
   process.exit(1)
@@ -56,10 +55,13 @@ const awsEnv = {
   AWS_CONFIG_FILE: '/nonexistent',
   AWS_PAGER: '',
 }
+// Debian's awscli (a pip-installed aws earlier on PATH would be another client); 2.9 does not read
+// AWS_ENDPOINT_URL (newer ones do), so the endpoint goes on its command line
+const AWS = existsSync('/usr/bin/aws') ? '/usr/bin/aws' : 'aws'
 /** @param {string[]} args */
-const aws = (args) => runTimed('aws', args, {env: {...process.env, ...awsEnv}, scratch: workDir})
+const aws = (args) => runTimed(AWS, ['--endpoint-url', rgw.S3_ENDPOINT, ...args], {env: {...process.env, ...awsEnv}, scratch: workDir})
 await aws(['s3api', 'create-bucket', '--bucket', 'bench'])
-const awsVersion = spawnSync('aws', ['--version'], {encoding: 'utf8'}).stdout.trim()
+const awsVersion = spawnSync(AWS, ['--version'], {encoding: 'utf8'}).stdout.trim()
 log(`radosgw at ${rgw.S3_ENDPOINT}; ${awsVersion}`)
 
 // ----------------------------------------------------------------- the image

@@ -1,10 +1,13 @@
 // A throwaway S3 server for tests: Ceph radosgw (scripts/radosgw.sh) with one
 // user of known keys, and the aws CLI (Debian's awscli) to make buckets.
 import {spawn, spawnSync} from 'node:child_process'
+import {existsSync} from 'node:fs'
 import path from 'node:path'
 import {hasCommand, isRoot, ROOT} from './index.js'
 
 const SCRIPT = path.join(ROOT, 'scripts', 'radosgw.sh')
+/** Debian's awscli (not a pip-installed one earlier on PATH). */
+const AWS = existsSync('/usr/bin/aws') ? '/usr/bin/aws' : 'aws'
 
 /** Why radosgw cannot run here, or undefined when it can. */
 export function radosgwUnavailable() {
@@ -42,7 +45,8 @@ export async function startRadosgw(opts = {}) {
     AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
     AWS_CONFIG_FILE: '/nonexistent',
   }
-  const aws = (args) => run('aws', args, {...process.env, ...env, AWS_PAGER: ''})
+  // Debian's awscli 2.9 does not read AWS_ENDPOINT_URL (2.13 and later do)
+  const aws = (args) => run(AWS, ['--endpoint-url', vars.S3_ENDPOINT, ...args], {...process.env, ...env, AWS_PAGER: ''})
   return {
     dir: vars.RGW_DIR,
     endpoint: vars.S3_ENDPOINT,
