@@ -76,9 +76,19 @@ test('push to s3:// and pull back: byte-identical, a re-push sends nothing, orig
     assert.is(pull.fromBytes.seed, 3 * M)
     await sameExport(host, 'app:v1', src, t.dir)
     fsckClean(host)
+    // status probes the bucket like any remote
+    const status = ok(exec(['status', '--json'], {store: host, env: envNoEndpoint}), 'status')
+    const origin = JSON.parse(status.stdout).sources.find((x) => x.name === 'origin')
+    assert.is(origin?.up, true, status.stdout)
+    assert.is(origin.url, url)
+    // the bucket is where the pulled image's chunks come from again: the pull recorded it, the hint names it
+    ok(exec(['gc', '--max-cache', '0'], {store: host}), 'gc evicting the cache')
+    const again2 = exec(['export', 'app:v1', path.join(t.dir, 'evicted.raw')], {store: host})
+    assert.is(again2.status, 8, again2.stderr)
+    assert.ok(again2.stderr.includes(`vmi pull app:v1 ${url}`), again2.stderr)
     const config = await fsp.readFile(path.join(host, 'config.json'), 'utf8')
     assert.not.match(config, rgw.secretKey, 'the secret is never stored')
-    assert.not.match(remotes.stdout + remotes.stderr + JSON.stringify(push), rgw.secretKey, 'nor printed')
+    assert.not.match(remotes.stdout + remotes.stderr + JSON.stringify(push) + status.stdout + status.stderr, rgw.secretKey, 'nor printed')
   } finally {
     t.cleanup()
   }
