@@ -186,7 +186,7 @@ test('refused credentials exit 10 naming the cause; an unknown bucket exits 9; t
       ['pull', ['pull', 'app:v1', 's3://vmi-nosuchbucket/x'], {}, 9, /bucket vmi-nosuchbucket does not exist .*NoSuchBucket/],
       ['push', ['push', 'app:v1', 's3://vmi-nosuchbucket/x'], {}, 9, /bucket vmi-nosuchbucket does not exist/],
       ['pull', ['pull', 'app:v1', 's3://vmi-auth/x'], {AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: ''}, 10, /access denied: no credentials/],
-      ['push', ['push', 'app:v1', 's3://vmi-auth/y'], {AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: ''}, 10, /needs/],
+      ['push', ['push', 'app:v1', 's3://vmi-auth/y'], {AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: ''}, 10, /needs S3 credentials/],
     ]
     for (const [what, argv, env, code, re] of cases) {
       const r = exec(argv, {store: what === 'push' ? build : host, env: {...rgw.env, ...env}})
