@@ -7,8 +7,8 @@
 // of the raw file up, vmi pull from the bucket vs `aws s3 cp` of the raw file
 // down, and vmi pull from the bucket vs vmi pull from nginx over the same
 // store layout; contenders alternate, min–median–max of --reps runs. Then the
-// client choice of docs/PERFORMANCE.md ("S3 seed"): load time and GET rate of
-// vmi's signer on undici against @smithy/signature-v4 on undici and
+// client choice of docs/PERFORMANCE.md ("S3 bucket as the seed"): load time and GET rate of
+// vmi's signer on its HTTP client against @smithy/signature-v4 on node:http and
 // @aws-sdk/client-s3 (each when installed). Writes bench/results/<date>-s3.md
 // and latest-s3.json; never fails on a missed goal.
 //
@@ -169,12 +169,12 @@ const clients = []
 {
   const store = new dist.S3Store('s3://bench/r0', {region: rgw.S3_REGION, endpoint: rgw.S3_ENDPOINT, credentials: creds})
   await rate((i) => store.get(i)) // warm-up
-  clients.push({client: 'vmi S3Store: own SigV4 signer (node:crypto) + undici Pool, BLAKE3-verified', loadMs: loadMs(['node:crypto', 'undici']) /* the signer is one small module on node:crypto */, getsPerSecond: await rate((i) => store.get(i))})
+  clients.push({client: "vmi S3Store: own SigV4 signer (node:crypto) + vmi's HTTP client (node:http, keep-alive), BLAKE3-verified", loadMs: loadMs(['node:crypto', 'node:http']) /* the signer is one small module on node:crypto */, getsPerSecond: await rate((i) => store.get(i))})
   await store.close()
 }
 try {
   const {SignatureV4} = await import('@smithy/signature-v4')
-  const {Pool} = await import('undici')
+  const http = await import('node:http')
   const {createHash, createHmac} = await import('node:crypto')
   // a node:crypto hash in the shape smithy wants (as @smithy/hash-node does)
   class NodeHash {
@@ -192,19 +192,27 @@ try {
   }
   const signer = new SignatureV4({service: 's3', region: rgw.S3_REGION, credentials: creds, sha256: NodeHash, uriEscapePath: false, applyChecksum: true})
   const u = new URL(rgw.S3_ENDPOINT)
-  const pool = new Pool(u.origin, {connections: 16})
+  const agent = new http.Agent({keepAlive: true, maxSockets: 16})
   const get = async (/** @type {string} */ i) => {
     const req = await signer.sign({method: 'GET', protocol: 'http:', hostname: u.hostname, port: Number(u.port), path: `/bench/${key(i)}`, headers: {host: u.host, 'x-amz-content-sha256': 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'}})
-    const res = await pool.request({method: 'GET', path: req.path, headers: req.headers})
-    const body = Buffer.from(await res.body.arrayBuffer())
-    if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`)
-    dist.hash(body)
+    const body = await new Promise((resolve, reject) => {
+      const r = http.request({host: u.hostname, port: u.port, path: req.path, headers: req.headers, agent}, (res) => {
+        /** @type {Buffer[]} */
+        const parts = []
+        res.on('data', (d) => parts.push(d))
+        res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(parts)) : reject(new Error(`HTTP ${res.statusCode}`))))
+        res.on('error', reject)
+      })
+      r.on('error', reject)
+      r.end()
+    })
+    dist.hash(/** @type {Buffer} */ (body))
   }
   await rate(get)
-  clients.push({client: '@smithy/signature-v4 + undici Pool, BLAKE3-verified', loadMs: loadMs(['@smithy/signature-v4', 'undici']), getsPerSecond: await rate(get)})
-  await pool.close()
+  clients.push({client: '@smithy/signature-v4 + node:http (keep-alive), BLAKE3-verified', loadMs: loadMs(['@smithy/signature-v4', 'node:http']), getsPerSecond: await rate(get)})
+  agent.destroy()
 } catch (err) {
-  clients.push({client: '@smithy/signature-v4 + undici Pool', note: `not measured: ${/** @type {Error} */ (err).message.split('\n')[0]}`})
+  clients.push({client: '@smithy/signature-v4 + node:http', note: `not measured: ${/** @type {Error} */ (err).message.split('\n')[0]}`})
 }
 try {
   const {S3Client, GetObjectCommand} = await import('@aws-sdk/client-s3')

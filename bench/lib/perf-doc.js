@@ -129,8 +129,8 @@ function s3Section(report) {
   return [
     '## S3 bucket as the seed',
     '',
-    `From [${path.basename(report.file)}](../${report.file}). The S3 client is vmi's own SigV4 signer (\`src/peer/s3/sigv4.ts\`, node:crypto, held to AWS's published examples by test/unit/s3-sigv4.test.js) on undici, the project's HTTP client. ` +
-      '@aws-sdk/client-s3 does about half the GETs per second of either signer on undici (second table); between vmi\'s signer and @smithy/signature-v4 on undici the load times and GET rates are within the noise of a shared machine, and the own signer needs no new dependency (@smithy/signature-v4 is here only as a transitive dev dependency of oclif). ' +
+    `From [${path.basename(report.file)}](../${report.file}). The S3 client is vmi's own SigV4 signer (\`src/peer/s3/sigv4.ts\`, node:crypto, held to AWS's published examples by test/unit/s3-sigv4.test.js) on the project's HTTP client (src/peer/http-client.ts, node:http). ` +
+      '@aws-sdk/client-s3 does about half the GETs per second of either signer on node:http (second table); between vmi\'s signer and @smithy/signature-v4 on node:http the load times and GET rates are within the noise of a shared machine, and the own signer needs no new dependency (@smithy/signature-v4 is here only as a transitive dev dependency of oclif). ' +
       "The credential chain a user expects (environment, ~/.aws/credentials and config, AWS_PROFILE) is read by src/cli/s3-settings.ts; the SDK's instance and container credential providers are not used.",
     '',
     "What bounds it: every chunk is one request, and radosgw spends ~1.4–2 ms of CPU on each (measured when the test server was set up), on the same 2 cores as the client; nginx serves a request for a fraction of that, and `aws s3 cp` moves the raw file in 8 MiB multipart ranges, a few dozen requests. So a bucket is request-bound where nginx is not: the ratios to `aws s3 cp` grow with the image's share of zero chunks (vmi skips them), and the ≥ 2× and ≤ 1.5× goals are missed on this machine.",

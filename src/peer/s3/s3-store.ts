@@ -9,12 +9,11 @@
  * Every request is signed (SigV4, sigv4.ts) unless no credentials were
  * given (a public-read bucket). Every chunk and manifest read is verified
  * against its id; only a 404 for a key (NoSuchKey) means "missing" — a
- * bucket that does not exist is an error. Requests go through one undici
- * Pool per endpoint (keep-alive). There is no pipelined bulk path
+ * bucket that does not exist is an error. Requests go through the general
+ * HTTP client (http-client.ts: keep-alive, one pool per store). There is no pipelined bulk path
  * (bulkOptions is undefined): the chain asks chunk by chunk, in parallel.
  */
-import {Pool} from 'undici'
-import type {Dispatcher} from 'undici'
+import {BodyTooLargeError, HttpClient, type HttpAnswer} from '../http-client.js'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError, RemoteTlsError} from '../../errors.js'
 import {verifyContent} from '../../store/hash.js'
 import {isValidId, STORE_MARKER, STORE_MARKER_NAME} from '../../store/layout.js'
@@ -92,21 +91,7 @@ function needsPathStyle(host: string): boolean {
   return host === 'localhost' || /^\d+\.\d+\.\d+\.\d+$/.test(host) || host.startsWith('[')
 }
 
-/** undici's failures as the node error codes retry.ts sorts (unreachable, broken). */
-const UNDICI_CODES: Record<string, string> = {
-  UND_ERR_CONNECT_TIMEOUT: 'ETIMEDOUT',
-  UND_ERR_HEADERS_TIMEOUT: 'ETIMEDOUT',
-  UND_ERR_BODY_TIMEOUT: 'ECONNRESET',
-  UND_ERR_SOCKET: 'ECONNRESET',
-  UND_ERR_CLOSED: 'ECONNRESET',
-  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'VMI_TRUNCATED',
-}
-
-interface Answer {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: Buffer
-}
+type Answer = HttpAnswer
 
 interface SendOptions extends FetchOptions {
   query?: Record<string, string>
@@ -129,7 +114,7 @@ export class S3Store implements RemoteSource, WritableRemote {
   private readonly pathStyle: boolean
   private readonly credentials?: S3Credentials
   private readonly host: string
-  private readonly pool: Pool
+  private readonly client: HttpClient
   private readonly retry: RetryPolicy
   private readonly connectTimeoutMs: number
   private marker?: Promise<void>
@@ -150,12 +135,12 @@ export class S3Store implements RemoteSource, WritableRemote {
     this.host = this.pathStyle ? ep.host : `${loc.bucket}.${ep.host}`
     this.retry = {...DEFAULT_RETRY, ...(init.retry ?? {})}
     this.connectTimeoutMs = init.connectTimeoutMs ?? 5000
-    const idle = init.idleTimeoutMs ?? 15_000
-    this.pool = new Pool(`${ep.protocol}//${this.host}`, {
-      connections: init.connections ?? 16,
-      connect: {timeout: this.connectTimeoutMs, rejectUnauthorized: !init.insecure, secureContext: trustContext(init.ca)},
-      headersTimeout: idle,
-      bodyTimeout: idle,
+    this.client = new HttpClient(`${ep.protocol}//${this.host}`, {
+      connectTimeoutMs: this.connectTimeoutMs,
+      idleTimeoutMs: init.idleTimeoutMs ?? 15_000,
+      maxSockets: init.connections ?? 16,
+      insecure: init.insecure,
+      ca: init.ca,
     })
   }
 
@@ -165,7 +150,7 @@ export class S3Store implements RemoteSource, WritableRemote {
 
   /** Release the connections (a CLI command exits anyway; tests and long-lived callers close). */
   async close(): Promise<void> {
-    await this.pool.close()
+    this.client.close()
   }
 
   private key(rel: string): string {
@@ -187,56 +172,29 @@ export class S3Store implements RemoteSource, WritableRemote {
     const e = err as {code?: string; message?: string}
     if (isTlsTrustError(err))
       return new RemoteTlsError(`${this.name} failed ${what}: the TLS certificate of ${this.endpoint} is not trusted (${e.code}: ${e.message})`, {cause: err, data: {source: this.name, tlsCode: e.code}})
-    const code = (e?.code && UNDICI_CODES[e.code]) ?? e?.code
-    const cause = code === e?.code ? err : Object.assign(new Error(e?.message ?? String(err)), {code})
     return new RemoteError(`${this.name} failed ${what}: ${e?.code ?? ''} ${e?.message ?? String(err)} (endpoint ${this.endpoint})`.replace(/\s+/g, ' '), {
-      cause,
+      cause: err,
       data: {source: this.name},
     })
   }
 
   /** One signed request; the answer's body read up to `max` bytes. Not retried. */
-  private async send(method: Dispatcher.HttpMethod, key: string | undefined, what: string, opts: SendOptions = {}): Promise<Answer> {
+  private async send(method: 'GET' | 'HEAD' | 'PUT', key: string | undefined, what: string, opts: SendOptions = {}): Promise<Answer> {
     const body = opts.body === undefined ? undefined : Buffer.isBuffer(opts.body) ? opts.body : Buffer.from(opts.body)
     const path = this.requestPath(key)
-    const base: Record<string, string> = {'user-agent': USER_AGENT, ...opts.headers}
+    // the client adds user-agent, accept-encoding and content-length (not signed: SigV4 signs only what it lists)
     const headers = this.credentials
-      ? signRequest({method, host: this.host, path, query: opts.query, headers: base, payloadHash: body ? sha256Hex(body) : EMPTY_SHA256, region: this.region, credentials: this.credentials})
-      : base
+      ? signRequest({method, host: this.host, path, query: opts.query, headers: opts.headers, payloadHash: body ? sha256Hex(body) : EMPTY_SHA256, region: this.region, credentials: this.credentials})
+      : (opts.headers ?? {})
     const q = canonicalQuery(opts.query)
-    const signal = opts.timeoutMs === undefined ? opts.signal : AbortSignal.any([...(opts.signal ? [opts.signal] : []), AbortSignal.timeout(opts.timeoutMs)])
-    let res: Dispatcher.ResponseData
     try {
-      res = await this.pool.request({method, path: q ? `${path}?${q}` : path, headers, body, signal})
+      // a body past the cap is a wrong answer (an error document is a few hundred bytes)
+      return await this.client.request(q ? `${path}?${q}` : path, {method, headers, body, signal: opts.signal, maxBytes: opts.max ?? 64 * 1024, timeoutMs: opts.timeoutMs})
     } catch (err) {
       if (opts.signal?.aborted) throw opts.signal.reason
+      if (err instanceof BodyTooLargeError) throw new RemoteIntegrityError(`${this.name} sent more than ${err.maxBytes} bytes for ${what}`, {data: {source: this.name}})
       throw this.connectionError(what, err)
     }
-    const max = res.statusCode >= 300 ? 64 * 1024 : (opts.max ?? 64 * 1024)
-    const declared = Number(res.headers['content-length'])
-    if (method === 'HEAD' || (Number.isFinite(declared) && declared > max && res.statusCode < 300)) {
-      await res.body.dump().catch(() => {})
-      if (method !== 'HEAD') throw new RemoteIntegrityError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name}})
-      return {status: res.statusCode, headers: res.headers, body: Buffer.alloc(0)}
-    }
-    const parts: Buffer[] = []
-    let size = 0
-    try {
-      for await (const chunk of res.body) {
-        size += chunk.length
-        if (size > max) {
-          res.body.destroy()
-          if (res.statusCode >= 300) break // an error document: its start is enough
-          throw new RemoteIntegrityError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name}})
-        }
-        parts.push(chunk)
-      }
-    } catch (err) {
-      if (err instanceof RemoteIntegrityError) throw err
-      if (opts.signal?.aborted) throw opts.signal.reason
-      throw this.connectionError(what, err)
-    }
-    return {status: res.statusCode, headers: res.headers, body: Buffer.concat(parts)}
   }
 
   private fail(a: Answer, what: string): RemoteError {
