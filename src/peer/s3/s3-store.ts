@@ -188,8 +188,10 @@ export class S3Store implements RemoteSource, WritableRemote {
       : (opts.headers ?? {})
     const q = canonicalQuery(opts.query)
     try {
-      // a body past the cap is a wrong answer (an error document is a few hundred bytes)
-      return await this.client.request(q ? `${path}?${q}` : path, {method, headers, body, signal: opts.signal, maxBytes: opts.max ?? 64 * 1024, timeoutMs: opts.timeoutMs})
+      // a body past the cap is a wrong answer (an error document is a few hundred bytes); a HEAD's
+      // Content-Length is the object's size, with no body to cap
+      const maxBytes = method === 'HEAD' ? undefined : (opts.max ?? 64 * 1024)
+      return await this.client.request(q ? `${path}?${q}` : path, {method, headers, body, signal: opts.signal, maxBytes, timeoutMs: opts.timeoutMs})
     } catch (err) {
       if (opts.signal?.aborted) throw opts.signal.reason
       if (err instanceof BodyTooLargeError) throw new RemoteIntegrityError(`${this.name} sent more than ${err.maxBytes} bytes for ${what}`, {data: {source: this.name}})
