@@ -25,7 +25,7 @@ const SETTLE_S = 120
 
 
 // ----------------------------------------------------------------- which benchmarks
-// `--only store|dist|mount|writes|fleet|fleet-boot|sim[,…]`; default: all seven, one after the other,
+// `--only store|dist|mount|writes|fleet|fleet-boot|sim|s3[,…]`; default: all eight, one after the other,
 // each in its own process (bench/dist.js, bench/mount.js, bench/writes.js, bench/fleet.js, bench/fleet-boot.js, bench/sim.js: see
 // bench/README.md). With one of dist/mount/sim alone, every other argument goes
 // to it; with several, only --reps N does (and --build runs once, first).
@@ -41,17 +41,17 @@ const SETTLE_S = 120
     process.exit(await renderDoc())
   }
   const at = argv.indexOf('--only')
-  const known = ['store', 'dist', 'mount', 'writes', 'fleet', 'fleet-boot', 'sim']
+  const known = ['store', 'dist', 'mount', 'writes', 'fleet', 'fleet-boot', 'sim', 's3']
   const which = at >= 0 ? String(argv[at + 1] ?? '').split(',').filter(Boolean) : known
   if (at >= 0 && (which.length === 0 || !which.every((w) => known.includes(w)))) {
-    console.error(`bench: --only takes store, dist, mount, writes, fleet, fleet-boot or sim (comma-separated), got ${JSON.stringify(argv[at + 1] ?? '')}`)
+    console.error(`bench: --only takes store, dist, mount, writes, fleet, fleet-boot, sim or s3 (comma-separated), got ${JSON.stringify(argv[at + 1] ?? '')}`)
     process.exit(2)
   }
   let rest = at >= 0 ? [...argv.slice(0, at), ...argv.slice(at + 2)] : argv
   if (rest.includes('-h') || rest.includes('--help')) {
     if (which.length === 1 && which[0] !== 'store') process.exit(spawnSync(process.execPath, [path.join(ROOT, 'bench', `${which[0]}.js`), '--help'], {stdio: 'inherit'}).status ?? 1)
     console.log(
-      'npm run bench -- [--only store|dist|mount|writes|fleet|fleet-boot|sim[,…]] [options]   (default: all seven; node bench/dist.js --help, node bench/mount.js --help, node bench/writes.js --help, node bench/fleet.js --help, node bench/fleet-boot.js --help, node bench/sim.js --help)\n' +
+      'npm run bench -- [--only store|dist|mount|writes|fleet|fleet-boot|sim|s3[,…]] [options]   (default: all eight; node bench/dist.js --help, node bench/mount.js --help, node bench/writes.js --help, node bench/fleet.js --help, node bench/fleet-boot.js --help, node bench/sim.js --help, node bench/s3.js --help)\n' +
         'npm run bench -- --render                                      render docs/PERFORMANCE.md from bench/results/latest-*.json, measuring nothing\n',
     )
   } else if (!(which.length === 1 && which[0] === 'store')) {

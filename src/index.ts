@@ -14,6 +14,8 @@ export {fsck, type FsckInit, type FsckResult, type Problem} from './store/fsck.j
 export {saveBundle, loadBundle, type SaveResult, type LoadResult} from './store/bundle.js'
 export {acquireLock, withLock, type StoreLock} from './store/lock.js'
 export {HttpStore, type HttpStoreInit} from './peer/http-store.js'
+export {S3Store, parseS3Url, type S3Access, type S3StoreInit} from './peer/s3/s3-store.js'
+export {signRequest, type S3Credentials} from './peer/s3/sigv4.js'
 export {LocalSource} from './peer/local-source.js'
 export {BatchedSource, type BatchedSourceInit} from './peer/batched-source.js'
 export {FetchChain, type ChainEvent, type ChainStats, type Fetched} from './peer/chain.js'

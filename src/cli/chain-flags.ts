@@ -4,6 +4,7 @@ import type {LocalStore} from '../store/local-store.js'
 import type {ChainEvent} from '../peer/chain.js'
 import {buildChain, type BuiltChain} from '../peer/factory.js'
 import {readCaFile} from './credential-files.js'
+import {s3AccessFor} from './s3-settings.js'
 import {resolveCaCert, resolvePeers, resolveRemote, type RemoteConfig} from './settings.js'
 
 /** How a command that talks to remotes over https decides whom to trust (pull, push, mount, serve --seed). */
@@ -65,6 +66,7 @@ export async function chainFromFlags(
   }
   return buildChain(store, {
     seedUrl: seed?.url,
+    s3: await s3AccessFor(seed?.url, seed),
     // one CA bundle for the seed and the peers: a fleet's private CA signs them all
     ca: await caFromFlags(flags, seed),
     peers,

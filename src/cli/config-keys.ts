@@ -87,7 +87,7 @@ export const SETTINGS: Setting[] = [
     key: 'remotes',
     env: [],
     flags: ['REMOTE argument (pull, push, mount, commit)'],
-    summary: "Named seeds, each {url, tokenFile, caCert}; the default is 'origin'.",
+    summary: "Named seeds, each {url, tokenFile, caCert} (an s3:// one {url, endpoint, region, pathStyle}); the default is 'origin'.",
     managedBy: 'vmi remote add|rm',
   },
   {
@@ -101,6 +101,30 @@ export const SETTINGS: Setting[] = [
     env: ['VMI_CA_CERT'],
     flags: ['--ca-cert (pull, push, mount, commit, serve)'],
     summary: "A PEM bundle of CA certificates trusted besides the system's roots; else the remote's caCert (vmi remote add --ca-cert).",
+  },
+  {
+    name: 'S3 credentials',
+    env: ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_SHARED_CREDENTIALS_FILE', 'AWS_CONFIG_FILE'],
+    flags: [],
+    summary: 'Keys for s3:// remotes, as the AWS CLI reads them: the variables, else ~/.aws/credentials, else ~/.aws/config, for the profile AWS_PROFILE names (default "default"); none: anonymous requests (a public bucket).',
+  },
+  {
+    name: 'S3 region',
+    env: ['AWS_REGION', 'AWS_DEFAULT_REGION'],
+    flags: ['--region (remote:add)'],
+    summary: "Region of s3:// remotes; else the remote's region, else the profile's, else us-east-1.",
+  },
+  {
+    name: 'S3 endpoint',
+    env: ['AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL'],
+    flags: ['--endpoint (remote:add)'],
+    summary: "Endpoint of an S3-compatible store (Ceph RGW, MinIO, R2) for s3:// remotes; else the remote's endpoint, else the profile's endpoint_url, else AWS.",
+  },
+  {
+    name: 'S3 path style',
+    env: ['VMI_S3_PATH_STYLE'],
+    flags: ['--path-style (remote:add)'],
+    summary: "1: path-style S3 requests (ENDPOINT/BUCKET/KEY), 0: virtual-hosted (BUCKET.ENDPOINT/KEY); else the remote's pathStyle, else path style for IP-address and localhost endpoints only.",
   },
   {
     name: 'peer timeout',

@@ -2,7 +2,7 @@
  * What the CLI adds to a library error: the flags, variables and commands
  * that fix it (library messages never name flags).
  */
-import {RemoteError, RemoteTlsError} from '../errors.js'
+import {RemoteAuthError, RemoteError, RemoteTlsError} from '../errors.js'
 import {mentionsTlsTrust} from '../peer/tls-trust.js'
 import type {LocalStore} from '../store/local-store.js'
 import {parseRef} from '../store/ref.js'
@@ -10,12 +10,16 @@ import {parseRef} from '../store/ref.js'
 export const TOKEN_HINT =
   "give the seed's push token with --token-file FILE, $VMI_PUSH_TOKEN or --token, or store it with the remote: 'vmi remote add NAME URL --token-file FILE'"
 
+export const S3_CREDENTIALS_HINT =
+  'S3 credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), else ~/.aws/credentials or ~/.aws/config for the profile AWS_PROFILE names; check the keys, the endpoint (AWS_ENDPOINT_URL_S3) and the region (AWS_REGION)'
+
 export const TLS_HINT =
   "to trust a private CA, pass its certificate with --ca-cert FILE (or $VMI_CA_CERT, or 'vmi remote add NAME URL --ca-cert FILE'); --insecure skips verification"
 
 /** A hint any command may give (push adds TOKEN_HINT itself: a 401 to a pull is not about push tokens). */
 export function hintFor(err: unknown): string | undefined {
   if (err instanceof RemoteTlsError) return TLS_HINT
+  if (err instanceof RemoteAuthError && err.data.s3Code !== undefined) return S3_CREDENTIALS_HINT
   if (err instanceof RemoteError && mentionsTlsTrust(err.message)) return TLS_HINT
   return undefined
 }

@@ -44,7 +44,8 @@ export function resolveChunkSize(flag: string | undefined, env: Env, config: {ch
 }
 
 export interface RemoteConfig {
-  remotes?: Record<string, {url: string; tokenFile?: string; caCert?: string}>
+  /** endpoint, region, pathStyle: an s3:// remote's (vmi remote add --endpoint --region --path-style). */
+  remotes?: Record<string, {url: string; tokenFile?: string; caCert?: string; endpoint?: string; region?: string; pathStyle?: boolean}>
   peers?: string[]
   peersFile?: string
 }
@@ -53,15 +54,18 @@ export interface RemoteConfig {
  * Which remote a command talks to: a URL as given, a configured remote name,
  * or (no argument) the remote named `origin`, like git.
  */
-export function resolveRemote(arg: string | undefined, config: RemoteConfig): {name?: string; url: string; tokenFile?: string; caCert?: string} {
-  if (arg && /^https?:\/\//i.test(arg)) return {url: arg}
+export function resolveRemote(
+  arg: string | undefined,
+  config: RemoteConfig,
+): {name?: string; url: string; tokenFile?: string; caCert?: string; endpoint?: string; region?: string; pathStyle?: boolean} {
+  if (arg && /^(https?|s3):\/\//i.test(arg)) return {url: arg}
   const name = arg ?? 'origin'
   const r = config.remotes?.[name]
   if (!r) {
     if (arg) throw new UnknownRemoteError(`no remote named ${JSON.stringify(arg)}: give a URL, or add it with 'vmi remote add ${arg} URL'`)
     throw new UsageError(`no remote given and no 'origin' configured: give a URL, or 'vmi remote add origin URL'`)
   }
-  return {name, url: r.url, tokenFile: r.tokenFile, caCert: r.caCert}
+  return {name, ...r}
 }
 
 

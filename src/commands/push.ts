@@ -2,10 +2,11 @@ import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {caFromFlags, tlsFlags} from '../cli/chain-flags.js'
 import {checkToken, readTokenFile} from '../cli/credential-files.js'
-import {TOKEN_HINT} from '../cli/hints.js'
+import {S3_CREDENTIALS_HINT, TOKEN_HINT} from '../cli/hints.js'
 import {RemoteAuthError} from '../errors.js'
 import {humanBytes, rate} from '../cli/format.js'
 import {resolveRemote, resolveToken, type RemoteConfig} from '../cli/settings.js'
+import {s3AccessFor} from '../cli/s3-settings.js'
 import {seedStore} from '../peer/factory.js'
 import {pushImage, type PushResult} from '../peer/push.js'
 
@@ -46,14 +47,15 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, 3 unknown image or 
     const ca = await caFromFlags(this.flags, remote)
     let r: PushResult
     try {
-      r = await pushImage(store, this.args.image, seedStore(remote.url, {token, insecure: this.flags.insecure, ca}), {
+      const s3 = await s3AccessFor(remote.url, remote)
+      r = await pushImage(store, this.args.image, seedStore(remote.url, {token, insecure: this.flags.insecure, ca, s3}), {
         as: this.flags.as,
         concurrency: this.flags.concurrency,
         progress: this.progress(),
         signal: this.signal,
       })
     } catch (err) {
-      if (err instanceof RemoteAuthError) err.hint = TOKEN_HINT
+      if (err instanceof RemoteAuthError) err.hint = /^s3:/i.test(remote.url) ? S3_CREDENTIALS_HINT : TOKEN_HINT
       throw err
     }
     this.log(

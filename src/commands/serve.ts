@@ -6,6 +6,7 @@ import {jsonLine} from '../cli/json.js'
 import {listenError, parseListen} from '../cli/listen.js'
 import {UsageError} from '../errors.js'
 import {upstreamSource} from '../peer/factory.js'
+import {s3AccessFor} from '../cli/s3-settings.js'
 import {LOG_FORMATS, startServer, type LogFormat, type LogLevel} from '../peer/server.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070'
@@ -69,7 +70,8 @@ Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments or the address canno
     if (this.flags.seed !== undefined) {
       const ca = await caFromFlags(this.flags)
       try {
-        upstream = upstreamSource(this.flags.seed, {onEvent: (e) => this.warning(`upstream ${e.message}`, e), insecure: this.flags.insecure, ca})
+        const s3 = await s3AccessFor(this.flags.seed)
+        upstream = upstreamSource(this.flags.seed, {onEvent: (e) => this.warning(`upstream ${e.message}`, e), insecure: this.flags.insecure, ca, s3})
       } catch (err) {
         throw new UsageError(`--seed ${this.flags.seed}: ${(err as Error).message}`)
       }

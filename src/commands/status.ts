@@ -5,6 +5,8 @@ import {resolvePeers, type RemoteConfig} from '../cli/settings.js'
 import {listMounts, type MountRecord} from '../mount/mount-registry.js'
 import {readPeersFile} from '../peer/factory.js'
 import {probeSources, type ProbeResult} from '../peer/probe.js'
+import type {S3Access} from '../peer/s3/s3-store.js'
+import {s3AccessFor} from '../cli/s3-settings.js'
 
 export interface MountStatus extends MountRecord {
   /** Bytes of the image this mount has read and verified, by where they came from (stats.fetchedBytes). */
@@ -36,7 +38,7 @@ Peers and seeds: the peers (--peer, else $VMI_PEERS, else the config; and the pe
     const config = (await store.readConfig()) as RemoteConfig
     const mounts = (await listMounts(store.layout)).map((m): MountStatus => ({...m, bytes: m.stats.fetchedBytes}))
 
-    const known: {url: string; kind: 'peer' | 'seed'; name?: string; from: string}[] = []
+    const known: {url: string; kind: 'peer' | 'seed'; name?: string; from: string; s3?: S3Access}[] = []
     const peerFrom = this.flags.peer?.length ? '--peer' : process.env.VMI_PEERS ? 'VMI_PEERS' : 'config'
     for (const url of resolvePeers(this.flags.peer, process.env, config)) known.push({url, kind: 'peer', from: peerFrom})
     const peersFile = this.flags['peers-file'] ?? config.peersFile
@@ -47,7 +49,7 @@ Peers and seeds: the peers (--peer, else $VMI_PEERS, else the config; and the pe
         this.warning(`peers file left out: ${(err as Error).message}`, {type: 'peers-file', file: peersFile})
       }
     }
-    for (const [name, r] of Object.entries(config.remotes ?? {})) known.push({url: r.url, kind: 'seed', name, from: 'remote'})
+    for (const [name, r] of Object.entries(config.remotes ?? {})) known.push({url: r.url, kind: 'seed', name, from: 'remote', s3: await s3AccessFor(r.url, r)})
 
     const probed = this.flags['no-probe']
       ? known.map((k) => ({url: k.url, kind: k.kind}) as ProbeResult)

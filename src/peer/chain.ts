@@ -209,7 +209,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     const here = init.bulk === false ? undefined : this.local.presentObjectsSync(items.map((i) => i.id))
     for (const {id, length} of items) {
       const first = !here || here.has(id) ? undefined : this.firstSource(id)
-      if (!first) leftover.push(id)
+      // a source without a bulk path (an S3 bucket) is asked chunk by chunk
+      if (!first || first.bulkOptions(false) === undefined) leftover.push(id)
       else {
         const list = groups.get(first) ?? []
         list.push({id, path: objectPath(id), length})

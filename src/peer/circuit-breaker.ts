@@ -228,7 +228,7 @@ export class GuardedRemote extends GuardedSource<RemoteSource> implements Remote
     return this.breaker.run(() => this.inner.looksLikeStore(opts))
   }
 
-  bulkOptions(fetchThrough: boolean): BulkOptions {
+  bulkOptions(fetchThrough: boolean): BulkOptions | undefined {
     return this.inner.bulkOptions(fetchThrough)
   }
 

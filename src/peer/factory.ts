@@ -10,7 +10,8 @@ import {FetchChain, type ChainEvent, type UpstreamSource} from './chain.js'
 import {CircuitBreaker, GuardedSource, guardRemote, type BreakerChange, type GuardedRemote} from './circuit-breaker.js'
 import {HttpStore, type HttpStoreInit} from './http-store.js'
 import {isHttpUrl, parsePeerLines} from './peer-list.js'
-import type {RemoteSource} from './source.js'
+import {isS3Url, S3Store, type S3Access} from './s3/s3-store.js'
+import type {ChunkSource, RemoteSource, WritableRemote} from './source.js'
 
 export {parsePeerList} from './peer-list.js'
 
@@ -33,6 +34,8 @@ export interface ChainConfig {
   connectTimeoutMs?: number
   /** Events of the chain, and every source going down or coming back. */
   onEvent?: (e: ChainEvent) => void
+  /** Region, endpoint and credentials of an s3:// seed. */
+  s3?: S3Access
 }
 
 export interface BuiltChain {
@@ -41,13 +44,20 @@ export interface BuiltChain {
   close(): void
 }
 
+export type RemoteInit = HttpStoreInit & {s3?: S3Access}
+
 /**
  * The one place a URL becomes a remote chunk source for a chain or a
  * fetch-through upstream: everything past it (FetchChain, BatchedSource,
- * the breakers) knows only RemoteSource. Today every remote is http(s); a
- * new kind (an S3 bucket) is one more branch here, by URL scheme.
+ * the breakers) knows only RemoteSource. http(s) is a vmi store spoken to
+ * over the wire protocol; s3://BUCKET/PREFIX a bucket (s3/s3-store.ts),
+ * with `init.s3` saying where and as whom (anonymous without credentials).
  */
-export function openRemote(url: string, init: HttpStoreInit): RemoteSource {
+export function openRemote(url: string, init: RemoteInit): RemoteSource & WritableRemote {
+  if (isS3Url(url)) {
+    const {kind, connectTimeoutMs, idleTimeoutMs, retry, insecure, ca} = init
+    return new S3Store(url, {region: 'us-east-1', ...init.s3, kind, connectTimeoutMs, idleTimeoutMs, retry, insecure, ca})
+  }
   return new HttpStore(url, init)
 }
 
@@ -66,12 +76,12 @@ export function peerStore(url: string, cfg: ChainConfig = {}): RemoteSource {
 }
 
 /** The seed as push uses it: an unreachable seed is retried (with backoff, bounded) like any connection error. */
-export function seedStore(url: string, init: {token?: string; insecure?: boolean; ca?: string} = {}): HttpStore {
-  return new HttpStore(url, {kind: 'seed', token: init.token, insecure: init.insecure, ca: init.ca, retry: {retries: 4, baseMs: 200}})
+export function seedStore(url: string, init: {token?: string; insecure?: boolean; ca?: string; s3?: S3Access} = {}): RemoteSource & WritableRemote {
+  return openRemote(url, {kind: 'seed', token: init.token, insecure: init.insecure, ca: init.ca, s3: init.s3, retry: {retries: 4, baseMs: 200}})
 }
 
 function chainSeedStore(url: string, cfg: ChainConfig): RemoteSource {
-  return openRemote(url, {kind: 'seed', insecure: cfg.insecure, ca: cfg.ca, connectTimeoutMs: cfg.connectTimeoutMs, retry: {retries: 4, baseMs: 200, unreachableRetries: 0}})
+  return openRemote(url, {kind: 'seed', insecure: cfg.insecure, ca: cfg.ca, s3: cfg.s3, connectTimeoutMs: cfg.connectTimeoutMs, retry: {retries: 4, baseMs: 200, unreachableRetries: 0}})
 }
 
 /** A source's breaker opening or closing, as a chain event (the states between are not news). */
@@ -88,10 +98,10 @@ export function breakerEvent(c: BreakerChange): ChainEvent | undefined {
  * into pipelined batches, behind a breaker (an unreachable seed costs each
  * fetch-through a 502 at once, not a connection attempt and its retries).
  */
-export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => void; insecure?: boolean; ca?: string} = {}): GuardedSource<BatchedSource> {
+export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => void; insecure?: boolean; ca?: string; s3?: S3Access} = {}): GuardedSource<ChunkSource & {url: string}> {
   // a host waits on this peer's fetch-through: a seed that does not accept
   // the connection costs it this long once (2 s: one lost SYN is resent at 1 s)
-  const store = openRemote(url, {kind: 'seed', insecure: init.insecure, ca: init.ca, connectTimeoutMs: 2000, retry: {unreachableRetries: 0}})
+  const store = openRemote(url, {kind: 'seed', insecure: init.insecure, ca: init.ca, s3: init.s3, connectTimeoutMs: 2000, retry: {unreachableRetries: 0}})
   const breaker = new CircuitBreaker(store.name, {
     probe: (signal) => store.ping({signal}),
     onChange: (c) => {
@@ -99,7 +109,8 @@ export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => 
       if (e) init.onEvent?.(e)
     },
   })
-  return new GuardedSource(new BatchedSource(store), breaker)
+  // a source without a bulk path (a bucket) is asked one get at a time, in parallel
+  return new GuardedSource(store.bulkOptions(false) === undefined ? store : new BatchedSource(store), breaker)
 }
 
 /**

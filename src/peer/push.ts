@@ -39,7 +39,7 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
   const as = init.as !== undefined ? parseRef(init.as) : undefined
   const {id, manifest, ref} = await store.resolve(spec)
   // every write needs credentials (the manifest and the ref even when the remote has every chunk): without one, ask nothing
-  if (!remote.canWrite) throw new RemoteAuthError(`pushing to ${remote.name} needs a push token`, {data: {source: remote.name}})
+  if (!remote.canWrite) throw new RemoteAuthError(`pushing to ${remote.name} needs ${/^s3:/i.test(remote.url) ? 'S3 credentials' : 'a push token'}`, {data: {source: remote.name}})
   const target = as ?? ref
   const ids = [...uniqueChunkIds(manifest)]
   for (const c of ids) if (!(await store.hasObject(c))) throw new VmiError(`cannot push ${spec}: chunk ${c} is not in ${store.name} (pull or re-import it first)`)

@@ -62,8 +62,12 @@ export interface RemoteSource extends ChunkSource, ManifestSource {
   get(id: string, opts?: FetchOptions & {fetchThrough?: boolean}): Promise<Buffer | undefined>
   /** A boot profile, or undefined when the source has none. */
   getProfileBytes(id: string, opts?: FetchOptions & {maxBytes?: number}): Promise<Buffer | undefined>
-  /** Connection settings for pipelined bulk GETs from this source. */
-  bulkOptions(fetchThrough: boolean): BulkOptions
+  /**
+   * Connection settings for pipelined bulk GETs from this source; undefined
+   * when it has no such path (an S3 bucket: every request is signed), and the
+   * chain then asks it chunk by chunk.
+   */
+  bulkOptions(fetchThrough: boolean): BulkOptions | undefined
   /** Whether the server is a vmi store at all (its marker, or vmi serve's /healthz), asked after a telling 404. */
   looksLikeStore(opts?: FetchOptions): Promise<boolean>
   /** Resolves when the source answers HTTP at all (any status); throws when it cannot be reached. */

@@ -364,7 +364,7 @@ export class LocalStore extends LocalObjectStore {
    */
   async getSources(id: string): Promise<string[]> {
     const text = await fsp.readFile(this.layout.sourcesPath(id), 'utf8').catch(() => '')
-    return text.split('\n').filter((l) => /^https?:\/\//.test(l))
+    return text.split('\n').filter((l) => /^(https?|s3):\/\//.test(l))
   }
 
   /** Add remotes to an image's sources (kept once each, newest last). */

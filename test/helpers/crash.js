@@ -44,10 +44,10 @@ export async function until(pred, {exited, timeoutMs = 60_000, everyMs = 5} = {}
 
 /**
  * Start `argv`, wait until `started()` says it has written something, sleep a
- * random delay up to `maxDelayMs`, then kill -9. Returns {killed, seen, result}.
+ * random delay up to `maxDelayMs`, then kill -9 (`opts.env`: the child's extra environment). Returns {killed, seen, result}.
  */
-export async function killMidway(argv, store, started, maxDelayMs) {
-  const child = spawnCli(argv, {store})
+export async function killMidway(argv, store, started, maxDelayMs, opts = {}) {
+  const child = spawnCli(argv, {store, env: opts.env})
   const exited = finished(child)
   const seen = await until(started, {exited})
   if (seen) await sleep(Math.floor(Math.random() * maxDelayMs))

@@ -6,7 +6,7 @@
 //   ... new HttpStore(h.url) ...
 //   await h.close()
 //
-// GET and HEAD of /objects/xx/yyy answer 200 with the body the map holds for
+// GET and HEAD of /objects/xx/yyy (below any prefix) answer 200 with the body the map holds for
 // that id (whatever it hashes to), else 404, after `delayMs` (default 0).
 // `stall: true` accepts every object request and never answers it;
 // `status: 503` answers every object request with that status. Anything else (the base URL, which a
@@ -16,7 +16,8 @@ import http from 'node:http'
 export async function startHostileStore({bodies = new Map(), stall = false, delayMs = 0, status} = {}) {
   const requests = []
   const server = http.createServer((req, res) => {
-    const m = /^\/objects\/([0-9a-f]{2})\/([0-9a-f]{62})$/.exec(req.url)
+    // any prefix before objects/ (an S3 client asks /BUCKET/PREFIX/objects/…)
+    const m = /^(?:\/[^?#]*)?\/objects\/([0-9a-f]{2})\/([0-9a-f]{62})$/.exec(req.url)
     requests.push(`${req.method} ${req.url}`)
     if (!m) return res.writeHead(200, {'content-length': '0'}).end()
     if (stall) return // held until close()

@@ -111,14 +111,14 @@ test('the README settings table lists exactly the settings the code knows', () =
   assert.equal(readme, code)
 })
 
-test('every VMI_* variable the source reads is a known setting', () => {
+test('every VMI_* (and AWS_*) variable the source reads is a known setting', () => {
   const known = new Set(SETTINGS.flatMap((s) => s.env))
   const read = new Set()
   const src = path.join(ROOT, 'src')
   for (const rel of readdirSync(src, {recursive: true})) {
     if (!rel.endsWith('.ts')) continue
     const text = readFileSync(path.join(src, rel), 'utf8')
-    for (const m of text.matchAll(/(?:env\.|env: ')(VMI_[A-Z_]+|XDG_[A-Z_]+)/g)) read.add(m[1])
+    for (const m of text.matchAll(/(?:env\.|env: ')(VMI_[A-Z0-9_]+|XDG_[A-Z_]+|AWS_[A-Z0-9_]+)/g)) read.add(m[1])
   }
   assert.ok(read.has('VMI_HOME') && read.has('VMI_PEER_TIMEOUT_MS'), `the scan finds env reads: ${[...read]}`)
   for (const v of read) assert.ok(known.has(v), `${v} is read in src/ but missing from SETTINGS (and so from the README)`)

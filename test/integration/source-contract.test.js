@@ -1,6 +1,7 @@
 // Every chunk source there is, against the one ChunkSource contract
 // (test/helpers/source-contract.js): the local store, HttpStore against a
-// real `vmi serve` and against nginx over a store directory, BatchedSource,
+// real `vmi serve` and against nginx over a store directory, S3Store against
+// a real radosgw (root only), BatchedSource,
 // the circuit-breaker wrappers, and the fetch chain built by buildChain from
 // a peer and a seed. Lying and stalling remotes are test/helpers/hostile-store.js;
 // a remote that is down is a loopback port nothing listens on.
@@ -17,6 +18,8 @@ import {startServe} from '../helpers/serve.js'
 import {startNginx} from '../helpers/nginx.js'
 import {startHostileStore} from '../helpers/hostile-store.js'
 import {sourceContract} from '../helpers/source-contract.js'
+import {S3Store} from '../../dist/peer/s3/s3-store.js'
+import {radosgwUnavailable, startRadosgw} from '../helpers/radosgw.js'
 
 /** How long a slow remote takes to answer each request. */
 const SLOW_MS = 300
@@ -135,6 +138,63 @@ sourceContract(
     return {source, close: () => source.breaker.close()}
   }),
 )
+
+/** radosgw, started by the first S3 factory that needs it and stopped after the last test. */
+let rgw
+test.after(() => rgw && rgw.then((r) => r.stop()))
+const rgwUp = () =>
+  (rgw ??= startRadosgw().then(async (r) => {
+    await r.mkBucket('vmi-contract')
+    return r
+  }))
+
+/** An S3Store at an endpoint (a hostile store answers any bucket and ignores the signature). */
+const s3 = (endpoint, prefix, r) =>
+  new S3Store(`s3://vmi-contract/${prefix}`, {
+    region: 'us-east-1',
+    endpoint,
+    credentials: r ? {accessKeyId: r.accessKey, secretAccessKey: r.secretKey} : {accessKeyId: 'K', secretAccessKey: 'S'},
+    retry: fastRetry,
+    connectTimeoutMs: 2000,
+  })
+
+/** Factories for one way of wrapping an S3Store (`wrap(s3Store) → {source, close?}`): real chunks in radosgw, the hostile ones from startHostileStore. */
+function s3remote(wrap) {
+  const made = (store, close) => {
+    const w = wrap(store)
+    return {source: w.source, cleanup: async () => (w.close?.(), await store.close(), await close())}
+  }
+  const hostile = async (opts) => {
+    const h = await startHostileStore(opts)
+    return made(s3(h.url, 'p'), h.close)
+  }
+  return {
+    create: async (chunks) => {
+      const r = await rgwUp()
+      const store = s3(r.endpoint, `c${Math.random().toString(36).slice(2)}`, r)
+      for (const c of chunks) await store.putObject(c.id, c.body)
+      return made(store, async () => {})
+    },
+    createLying: (id, wrong) => hostile({bodies: new Map([[id, wrong]])}),
+    createStalled: () => hostile({stall: true}),
+    createSlow: (chunks) => hostile({bodies: new Map(chunks.map((c) => [c.id, c.body])), delayMs: SLOW_MS}),
+    createDown: async () => made(s3(`http://127.0.0.1:${await freePort()}`, 'p'), async () => {}),
+    createFailing: () => hostile({status: 503}),
+  }
+}
+
+const noRgw = radosgwUnavailable()
+if (noRgw) test('S3Store against radosgw', () => skip(noRgw))
+else {
+  sourceContract('S3Store against radosgw', s3remote((store) => ({source: store})))
+  sourceContract(
+    'GuardedRemote (circuit breaker) over S3Store',
+    s3remote((store) => {
+      const source = guardRemote(store)
+      return {source, close: () => source.breaker.close()}
+    }),
+  )
+}
 
 /** A chain from buildChain over an empty local store: one peer, one seed. */
 async function chain(peerUrl, seedUrl, cleanups) {

@@ -1,0 +1,270 @@
+#!/usr/bin/env node
+// @ts-check
+// An S3 bucket as the seed: `node bench/s3.js` (or `npm run bench -- --only s3`).
+//
+// Against a throwaway Ceph radosgw (scripts/radosgw.sh; root, Debian's
+// ceph-mon/ceph-osd/radosgw and awscli): vmi push to the bucket vs `aws s3 cp`
+// of the raw file up, vmi pull from the bucket vs `aws s3 cp` of the raw file
+// down, and vmi pull from the bucket vs vmi pull from nginx over the same
+// store layout; contenders alternate, min–median–max of --reps runs. Then the
+// client choice of docs/PERFORMANCE.md ("S3 bucket as the seed"): load time and GET rate of
+// vmi's signer on its HTTP client against @smithy/signature-v4 on node:http and
+// @aws-sdk/client-s3 (each when installed). Writes bench/results/<date>-s3.md
+// and latest-s3.json; never fails on a missed goal.
+//
+// The image: 256 MiB of the Debian boot image (every Nth 4 MiB block) when it is built,
+// else 256 MiB generated (45 % random, 15 % repeats, 40 % zeros). radosgw's
+// memstore keeps ~2.6x every byte written in RAM and never gives it back, so
+// the whole 1.5 GiB Debian image (pushed, and copied raw, per run) does not fit.
+import {spawnSync} from 'node:child_process'
+import {existsSync, promises as fsp} from 'node:fs'
+import path from 'node:path'
+import {f, int, table} from './lib/format.js'
+import {runTimed, stats} from './lib/measure.js'
+import {findBootImage, MiB, parseOptions, ROOT, startNginx, startRun, vmiTimed} from './lib/common.js'
+
+const {reps, gets: GETS} = parseOptions(
+  's3',
+  'node bench/s3.js [--reps N] [--gets N]   vmi push/pull against radosgw vs aws s3 cp, and vs nginx; S3 client choice (see bench/README.md)',
+  {reps: 3, gets: 2000},
+  {'--reps': ['reps', Number], '--gets': ['gets', Number]},
+  (o) => (o.reps >= 1 && o.gets >= 16 ? false : '--reps must be at least 1, --gets at least 16'),
+)
+const IMAGE = 256 * MiB
+if (process.getuid?.() !== 0) {
+  console.error('bench s3: radosgw needs root')
+  process.exit(1)
+}
+const run = await startRun('s3', {tools: ['ceph-mon', 'ceph-osd', 'radosgw', 'aws', 'nginx']})
+const {log, workDir, dist} = run
+
+// ----------------------------------------------------------------- radosgw
+const started = spawnSync(path.join(ROOT, 'scripts', 'radosgw.sh'), ['start'], {encoding: 'utf8', env: {...process.env, RGW_MEMSTORE_BYTES: String(8 * 2 ** 30)}})
+if (started.status !== 0) {
+  console.error(`bench s3: radosgw did not start: ${started.stderr}`)
+  process.exit(1)
+}
+const rgw = Object.fromEntries(started.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+process.on('exit', () => spawnSync(path.join(ROOT, 'scripts', 'radosgw.sh'), ['stop', rgw.RGW_DIR], {stdio: 'ignore'}))
+const awsEnv = {
+  AWS_ACCESS_KEY_ID: rgw.S3_ACCESS_KEY,
+  AWS_SECRET_ACCESS_KEY: rgw.S3_SECRET_KEY,
+  AWS_REGION: rgw.S3_REGION,
+  AWS_ENDPOINT_URL: rgw.S3_ENDPOINT,
+  AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+  AWS_CONFIG_FILE: '/nonexistent',
+  AWS_PAGER: '',
+}
+// Debian's awscli (a pip-installed aws earlier on PATH would be another client); 2.9 does not read
+// AWS_ENDPOINT_URL (newer ones do), so the endpoint goes on its command line
+const AWS = existsSync('/usr/bin/aws') ? '/usr/bin/aws' : 'aws'
+/** @param {string[]} args */
+const aws = (args) => runTimed(AWS, ['--endpoint-url', rgw.S3_ENDPOINT, ...args], {env: {...process.env, ...awsEnv}, scratch: workDir})
+await aws(['s3api', 'create-bucket', '--bucket', 'bench'])
+const awsVersion = spawnSync(AWS, ['--version'], {encoding: 'utf8'}).stdout.trim()
+log(`radosgw at ${rgw.S3_ENDPOINT}; ${awsVersion}`)
+
+// ----------------------------------------------------------------- the image
+const raw = path.join(workDir, 'disk.raw')
+const boot = findBootImage()
+let imageLabel
+if (boot.file) {
+  // evenly spread 4 MiB blocks of the whole image: its mix of zeros, files and metadata (its first
+  // 256 MiB are 96 % non-zero, the whole image 40 %)
+  const src = await fsp.open(boot.file, 'r')
+  const dst = await fsp.open(raw, 'w')
+  const size = (await src.stat()).size
+  const blocks = IMAGE / (4 * MiB)
+  const stride = Math.max(1, Math.floor(size / (4 * MiB) / blocks))
+  const buf = Buffer.alloc(4 * MiB)
+  for (let k = 0; k < blocks; k++) {
+    const {bytesRead} = await src.read(buf, 0, buf.length, k * stride * 4 * MiB)
+    if (bytesRead > 0 && !dist.isAllZero(buf.subarray(0, bytesRead))) await dst.write(buf, 0, bytesRead, k * 4 * MiB)
+  }
+  await dst.truncate(IMAGE)
+  await Promise.all([src.close(), dst.close()])
+  imageLabel = `${IMAGE / MiB} MiB of the Debian boot image (${path.basename(boot.dir ?? '')}): every ${stride}th 4 MiB block`
+} else {
+  const fh = await fsp.open(raw, 'w')
+  const rnd = (/** @type {number} */ n) => Buffer.from(Array.from({length: n / 4}, () => Math.floor(Math.random() * 2 ** 32)).flatMap((x) => [x & 255, (x >> 8) & 255, (x >> 16) & 255, x >>> 24]))
+  const block = rnd(4 * MiB)
+  for (let off = 0; off < IMAGE; off += 4 * MiB) {
+    const r = (off / (4 * MiB)) % 20
+    if (r < 9) await fh.write(rnd(4 * MiB), 0, 4 * MiB, off)
+    else if (r < 12) await fh.write(block, 0, 4 * MiB, off)
+  }
+  await fh.truncate(IMAGE)
+  await fh.close()
+  imageLabel = `${IMAGE / MiB} MiB generated: 45 % random, 15 % one repeated 4 MiB block, 40 % zeros (${boot.reason})`
+}
+const build = path.join(workDir, 'build')
+const imp = await vmiTimed(['import', raw, 'bench:s3', '--json'], build, {scratch: workDir})
+const id = imp.json.id
+const unique = imp.json.newBytes ?? imp.json.storedBytes
+log(`image: ${imageLabel}; id ${id.slice(0, 12)}, ${JSON.stringify({newChunks: imp.json.newChunks, newBytes: imp.json.newBytes})}`)
+
+// ----------------------------------------------------------------- push, pull, aws s3 cp, nginx
+const nginx = await startNginx(build)
+/** @type {Record<string, number[]>} */
+const t = {push: [], awsUp: [], pullS3: [], awsDown: [], pullNginx: []}
+const vmiEnv = {...awsEnv}
+for (let r = 0; r < reps; r++) {
+  const steps = [
+    async () => t.push.push((await vmiTimed(['push', 'bench:s3', `s3://bench/r${r}`, '--json'], build, {env: vmiEnv, scratch: workDir})).wall),
+    async () => t.awsUp.push((await aws(['s3', 'cp', '--quiet', raw, 's3://bench/raw/disk.raw'])).wall),
+  ]
+  for (const s of r % 2 ? steps.reverse() : steps) await s()
+  const pulls = [
+    async () => {
+      const store = path.join(workDir, `pull-s3-${r}`)
+      t.pullS3.push((await vmiTimed(['pull', 'bench:s3', `s3://bench/r${r}`, '--json'], store, {env: vmiEnv, scratch: workDir})).wall)
+      await fsp.rm(store, {recursive: true, force: true})
+    },
+    async () => {
+      const out = path.join(workDir, 'down.raw')
+      t.awsDown.push((await aws(['s3', 'cp', '--quiet', 's3://bench/raw/disk.raw', out])).wall)
+      await fsp.rm(out, {force: true})
+    },
+    async () => {
+      const store = path.join(workDir, `pull-nginx-${r}`)
+      t.pullNginx.push((await vmiTimed(['pull', 'bench:s3', nginx.url, '--json'], store, {scratch: workDir})).wall)
+      await fsp.rm(store, {recursive: true, force: true})
+    },
+  ]
+  for (const s of r % 2 ? pulls.reverse() : pulls) await s()
+  log(`run ${r + 1}/${reps}: push ${f(t.push[r])} s, aws up ${f(t.awsUp[r])} s, pull s3 ${f(t.pullS3[r])} s, aws down ${f(t.awsDown[r])} s, pull nginx ${f(t.pullNginx[r])} s`)
+}
+await nginx.close()
+
+// ----------------------------------------------------------------- client choice: load time and GET rate
+/** Milliseconds to import modules in a fresh node, 5 times. @param {string[]} specs */
+function loadMs(specs) {
+  const xs = []
+  const code = `const t=performance.now(); ${specs.map((s) => `await import(${JSON.stringify(s)});`).join(' ')} console.log(performance.now()-t)`
+  for (let i = 0; i < 5; i++) {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {cwd: ROOT, encoding: 'utf8'})
+    if (r.status !== 0) return undefined
+    xs.push(Number(r.stdout.trim()))
+  }
+  return stats(xs)
+}
+const chunkIds = (await fsp.readdir(path.join(build, 'objects'))).filter((d) => d.length === 2)
+/** @type {string[]} */
+const ids = []
+for (const d of chunkIds) for (const rest of await fsp.readdir(path.join(build, 'objects', d))) if (rest.length === 62) ids.push(d + rest)
+const sample = Array.from({length: GETS}, (_, i) => ids[i % ids.length])
+const creds = {accessKeyId: rgw.S3_ACCESS_KEY, secretAccessKey: rgw.S3_SECRET_KEY}
+/** GETs/s with 16 in flight. @param {(id: string) => Promise<unknown>} get */
+async function rate(get) {
+  let next = 0
+  const t0 = performance.now()
+  await Promise.all(Array.from({length: 16}, async () => {
+    while (next < sample.length) await get(sample[next++])
+  }))
+  return sample.length / ((performance.now() - t0) / 1000)
+}
+const key = (/** @type {string} */ i) => `r0/objects/${i.slice(0, 2)}/${i.slice(2)}`
+/** @type {{client: string, loadMs?: ReturnType<typeof stats>, getsPerSecond?: number, note?: string}[]} */
+const clients = []
+{
+  const store = new dist.S3Store('s3://bench/r0', {region: rgw.S3_REGION, endpoint: rgw.S3_ENDPOINT, credentials: creds})
+  await rate((i) => store.get(i)) // warm-up
+  clients.push({client: "vmi S3Store: own SigV4 signer (node:crypto) + vmi's HTTP client (node:http, keep-alive), BLAKE3-verified", loadMs: loadMs(['node:crypto', 'node:http']) /* the signer is one small module on node:crypto */, getsPerSecond: await rate((i) => store.get(i))})
+  await store.close()
+}
+try {
+  const {SignatureV4} = await import('@smithy/signature-v4')
+  const http = await import('node:http')
+  const {createHash, createHmac} = await import('node:crypto')
+  // a node:crypto hash in the shape smithy wants (as @smithy/hash-node does)
+  class NodeHash {
+    /** @param {any} [secret] */
+    constructor(secret) {
+      this.h = secret ? createHmac('sha256', secret) : createHash('sha256')
+    }
+    /** @param {any} d */
+    update(d) {
+      this.h.update(d)
+    }
+    async digest() {
+      return new Uint8Array(this.h.digest())
+    }
+  }
+  const signer = new SignatureV4({service: 's3', region: rgw.S3_REGION, credentials: creds, sha256: NodeHash, uriEscapePath: false, applyChecksum: true})
+  const u = new URL(rgw.S3_ENDPOINT)
+  const agent = new http.Agent({keepAlive: true, maxSockets: 16})
+  const get = async (/** @type {string} */ i) => {
+    const req = await signer.sign({method: 'GET', protocol: 'http:', hostname: u.hostname, port: Number(u.port), path: `/bench/${key(i)}`, headers: {host: u.host, 'x-amz-content-sha256': 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'}})
+    const body = await new Promise((resolve, reject) => {
+      const r = http.request({host: u.hostname, port: u.port, path: req.path, headers: req.headers, agent}, (res) => {
+        /** @type {Buffer[]} */
+        const parts = []
+        res.on('data', (d) => parts.push(d))
+        res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(parts)) : reject(new Error(`HTTP ${res.statusCode}`))))
+        res.on('error', reject)
+      })
+      r.on('error', reject)
+      r.end()
+    })
+    dist.hash(/** @type {Buffer} */ (body))
+  }
+  await rate(get)
+  clients.push({client: '@smithy/signature-v4 + node:http (keep-alive), BLAKE3-verified', loadMs: loadMs(['@smithy/signature-v4', 'node:http']), getsPerSecond: await rate(get)})
+  agent.destroy()
+} catch (err) {
+  clients.push({client: '@smithy/signature-v4 + node:http', note: `not measured: ${/** @type {Error} */ (err).message.split('\n')[0]}`})
+}
+try {
+  const {S3Client, GetObjectCommand} = await import('@aws-sdk/client-s3')
+  const c = new S3Client({region: rgw.S3_REGION, endpoint: rgw.S3_ENDPOINT, forcePathStyle: true, credentials: creds, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED'})
+  const get = async (/** @type {string} */ i) => {
+    const res = await c.send(new GetObjectCommand({Bucket: 'bench', Key: key(i)}))
+    dist.hash(Buffer.from(await /** @type {any} */ (res.Body).transformToByteArray()))
+  }
+  await rate(get)
+  clients.push({client: '@aws-sdk/client-s3 (its node:http handler), BLAKE3-verified', loadMs: loadMs(['@aws-sdk/client-s3']), getsPerSecond: await rate(get)})
+  c.destroy()
+} catch (err) {
+  clients.push({client: '@aws-sdk/client-s3', note: `not measured: ${/** @type {Error} */ (err).message.split('\n')[0]}`})
+}
+
+// ----------------------------------------------------------------- report
+const S = Object.fromEntries(Object.entries(t).map(([k, xs]) => [k, stats(xs)]))
+/** min–median–max of a ratio anchor/vmi over the paired runs. @param {number[]} a @param {number[]} b */
+const ratio = (a, b) => stats(a.map((x, i) => x / b[i]))
+const R = {
+  image: {label: imageLabel, size: IMAGE, id, uniqueBytes: unique},
+  reps,
+  aws: awsVersion,
+  seconds: S,
+  ratios: {push: ratio(t.awsUp, t.push), pull: ratio(t.awsDown, t.pullS3), s3VsNginx: ratio(t.pullS3, t.pullNginx)},
+  clients,
+  gets: GETS,
+}
+const span = (/** @type {any} */ s, d = 2) => `${f(s.min, d)}–${f(s.median, d)}–${f(s.max, d)}`
+await run.finish(R, (R) =>
+  [
+    `# S3 bucket as the seed (radosgw), ${R.startedAt.slice(0, 10)}`,
+    '',
+    `Commit ${R.git.head}. Machine: ${R.machine.cpuModel}, ${R.machine.cores} cores, shared with other jobs (load average at the end ${R.loadAverageAtEnd.join(' ')}). ` +
+      `radosgw (Ceph, Debian 12 packages; memstore OSD) on 127.0.0.1; ${R.aws}. Image: ${R.image.label}; ${f(R.image.uniqueBytes / MiB, 1)} MiB of distinct non-zero chunks. ` +
+      `${R.reps} runs, contenders alternating; seconds min–median–max; ratio = other time / vmi time (> 1: vmi faster), per run.`,
+    '',
+    table(
+      ['job', 'vmi s', 'other', 'other s', 'ratio (min–median–max)', 'goal'],
+      [
+        ['push to the bucket', span(R.seconds.push), '`aws s3 cp` raw file up', span(R.seconds.awsUp), `**${span(R.ratios.push)}×**`, '≥ 2×'],
+        ['pull from the bucket', span(R.seconds.pullS3), '`aws s3 cp` raw file down', span(R.seconds.awsDown), `**${span(R.ratios.pull)}×**`, '≥ 2×'],
+        ['pull from the bucket', span(R.seconds.pullS3), 'vmi pull from nginx, same layout', span(R.seconds.pullNginx), `**${span(R.ratios.s3VsNginx)}×** (bucket time / nginx time)`, '≤ 1.5×'],
+      ],
+    ),
+    '',
+    `S3 clients: load time (import of the signer and the HTTP client in a fresh node, ms, min–median–max of 5) and ${R.gets} GETs of chunks, 16 in flight, one process:`,
+    '',
+    table(
+      ['client', 'load ms', 'GETs/s'],
+      R.clients.map((/** @type {any} */ c) => [c.client, c.loadMs ? span(c.loadMs, 1) : '—', c.getsPerSecond ? int(c.getsPerSecond) : c.note ?? '—']),
+    ),
+    '',
+  ].join('\n'),
+)
