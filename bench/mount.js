@@ -24,7 +24,6 @@ import {bytesHuman, f, GB, int, MB, pct, table} from './lib/format.js'
 import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
 import {
   cpuWindow,
-  ensureBootImage,
   GiB,
   httpText,
   KiB,
@@ -34,6 +33,7 @@ import {
   prepare,
   prepMethod,
   prepSettings,
+  requireBootImage,
   rerenderAndExit,
   RESULTS,
   ROOT,
@@ -102,11 +102,7 @@ if (opts.render) await rerenderAndExit('mount', opts.render, render)
 
 const run = await startRun('mount', {build: opts.build, tools: ['qemu-img', 'nbdkit', ...(opts.boot ? ['qemu-system-x86_64'] : [])]})
 const {log, workDir, discard, trashStats, dist, machine} = run
-const boot = ensureBootImage(log)
-if (!boot.file) {
-  console.error(`bench mount: the Debian boot image is needed: ${boot.reason}`)
-  process.exit(1)
-}
+const boot = requireBootImage('mount', log)
 
 const settings = prepSettings()
 MAIN_CS = dist.DEFAULT_CHUNK_SIZE
