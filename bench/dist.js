@@ -44,6 +44,7 @@ import {
   vmiTimed,
 } from './lib/common.js'
 import {compressionStudy} from './lib/dist-compress.js'
+import {distGoals, goalTable} from './lib/goals.js'
 import {pullComponents} from './lib/dist-inproc.js'
 
 const USAGE = `usage: node bench/dist.js [--reps N] [--hosts 1,2,4,8] [--synthetic] [--no-compress] [--build]
@@ -387,29 +388,13 @@ function render(R) {
   )
   out.push(`Method: ${Object.values(R.method).join('; ')}. Repetitions: ${R.reps} per row (median wall; min–max shown), except the N-host pulls (one run each).`, '')
 
-  // targets
   const p = R.pull
-  const ratio = p.curlFile.wall / p.pullNginx.wall
-  const mark = (ok) => (ok ? 'met' : '**missed**')
-  out.push('## Goals', '')
-  out.push(
-    table(
-      ['goal', 'result'],
-      [
-        [`vmi pull ≥ ${R.targets.pullVsCurl}× faster than curl of the raw file (same nginx, loopback)`, `${mark(ratio >= R.targets.pullVsCurl)}: ${f(ratio)}× (${f(p.pullNginx.wall)} s vs ${f(p.curlFile.wall)} s)`],
-        [
-          'seed egress ≈ one copy of the unique non-zero bytes, for any number of hosts',
-          R.fleet.map((x) => `${x.hosts} host${x.hosts > 1 ? 's' : ''}: ${f(x.seedRatio, 3)}×`).join('; '),
-        ],
-        ['vmi push vs cp of the file (no goal stated)', `${f(R.push.cp.wall / R.push.push.wall)}× cp speed`],
-        [
-          `vmi serve vs nginx, ${R.load.concurrency} concurrent chunk GETs (no goal stated)`,
-          `throughput ${f(R.serveLoad.vmi.bytesPerSecond.median / R.serveLoad.nginx.bytesPerSecond.median)}× nginx; p99 ${f(R.serveLoad.vmi.p99.median / R.serveLoad.nginx.p99.median)}× nginx's`,
-        ],
-      ],
-    ),
-    '',
-  )
+  const S = R.serveLoad
+  const comparisons = [
+    {goal: 'distribution: vmi push vs cp of the file (no goal stated)', result: `${f(R.push.cp.wall / R.push.push.wall)}× cp speed`},
+    {goal: `distribution: vmi serve vs nginx, ${R.load.concurrency} concurrent chunk GETs (no goal stated)`, result: `throughput ${f(S.vmi.bytesPerSecond.median / S.nginx.bytesPerSecond.median)}× nginx; p99 ${f(S.vmi.p99.median / S.nginx.p99.median)}× nginx's`},
+  ]
+  out.push('## Goals', '', goalTable([...distGoals(R), ...comparisons]), '')
 
   // pull vs curl
   const bg = []
@@ -494,7 +479,6 @@ function render(R) {
   )
 
   // serve load
-  const S = R.serveLoad
   out.push(`## Serving chunks: ${R.load.concurrency} concurrent GETs`, '')
   out.push(
     `\`node bench/lib/dist-load.js\`: ${R.load.concurrency} workers, one keep-alive connection each (one http.Agent), GET every distinct chunk of the image in a seeded random order (wrapping), ` +
