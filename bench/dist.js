@@ -44,7 +44,7 @@ import {
   vmiTimed,
 } from './lib/common.js'
 import {compressionStudy} from './lib/dist-compress.js'
-import {distGoals, goalTable} from './lib/goals.js'
+import {backgroundSection, distGoals, goalTable, reportHead} from './lib/report.js'
 import {pullComponents} from './lib/dist-inproc.js'
 
 const USAGE = `usage: node bench/dist.js [--reps N] [--hosts 1,2,4,8] [--synthetic] [--no-compress] [--build]
@@ -370,13 +370,7 @@ function render(R) {
   const m = R.machine
   const img = R.image
   const U = img.uniqueBytes
-  out.push(`# vmi distribution benchmark — ${R.startedAt.slice(0, 10)}`, '')
-  out.push(
-    `Machine: ${m.cpuModel}, ${m.cores} cores, ${f(m.ramBytes / GiB, 1)} GiB RAM, ${m.kernel}, node ${m.node}; hash backend **${m.hashBackend}**; ${m.curl?.split(' ').slice(0, 2).join(' ')}; ${m.nginx}; work dir on ${m.filesystem}. ` +
-      `Source: git ${R.git.head}${R.git.dirtySrcFiles ? `, ${R.git.dirtySrcFiles} uncommitted file(s) in src/` : ''}${R.git.distOlderThanSrc ? ', **dist/ is older than src/ (stale build?)**' : ''}; dist/ ${R.git.distAtStart}${R.git.distAtEnd !== R.git.distAtStart ? ` → ${R.git.distAtEnd} (**rebuilt during the run**)` : ' (unchanged during the run)'}. ` +
-      `Total ${f(R.totalSeconds, 0)} s; load average at end ${R.loadAverageAtEnd.join(' ')}.`,
-    '',
-  )
+  out.push(...reportHead(R, 'vmi distribution benchmark', `${m.curl?.split(' ').slice(0, 2).join(' ')}; ${m.nginx}; work dir on ${m.filesystem}`))
   const imgLine =
     img.kind === 'debian'
       ? `\`${img.file}\` — the Debian boot image: ${bytesHuman(img.size)} virtual, ${bytesHuman(img.allocated)} allocated` + (img.info ? ` (Debian ${img.info.suite} ${img.info.variant}, ${img.info.package_count} packages)` : '')
@@ -519,8 +513,7 @@ function render(R) {
 
   out.push(`## What bounds it`, '', ...explain(R), '')
 
-  if (bg.length) out.push(`## Background load`, '', `Other processes used CPU during these measurements (pessimistic numbers; re-run on an idle machine to confirm):`, '', ...bg, '')
-  else out.push(`No measurement had other processes using more than 0.2 cores.`, '')
+  out.push(...backgroundSection(bg))
   return out.join('\n')
 }
 

@@ -43,7 +43,7 @@ import {
   vmiEnv,
   vmiTimed,
 } from './lib/common.js'
-import {goalTable, mountGoals, rawBootAnchor} from './lib/goals.js'
+import {backgroundSection, goalTable, mountGoals, rawBootAnchor, reportHead} from './lib/report.js'
 import {backendReadCost} from './lib/mount-inproc.js'
 import {parseBootResult, parseNbdkitLog, qemuImgBench, readFootprint, startMount, startNbdkit, zeroBlocks} from './lib/mount-nbd.js'
 
@@ -394,14 +394,7 @@ function render(R) {
   MAIN_CS = R.mainChunkSize ?? 256 * KiB
   const out = []
   const m = R.machine
-  out.push(`# vmi mount benchmark — ${R.startedAt.slice(0, 10)}`, '')
-  out.push(
-    `Machine: ${m.cpuModel}, ${m.cores} cores, ${f(m.ramBytes / GiB, 1)} GiB RAM, ${m.kernel}, node ${m.node}; hash backend **${m.hashBackend}**; ${m.qemuImg}; ${m.nbdkit}; ` +
-      `guests run under **${m.kvmUsable ? 'KVM' : 'TCG (software emulation: no usable KVM here)'}**. ` +
-      `Source: git ${R.git.head}${R.git.dirtySrcFiles ? `, ${R.git.dirtySrcFiles} uncommitted file(s) in src/` : ''}; dist/ ${R.git.distAtStart}${R.git.distAtEnd !== R.git.distAtStart ? ` → ${R.git.distAtEnd} (**rebuilt during the run**)` : ' (unchanged during the run)'}. ` +
-      `Total ${f(R.totalSeconds, 0)} s; load average at end ${R.loadAverageAtEnd.join(' ')}.`,
-    '',
-  )
+  out.push(...reportHead(R, 'vmi mount benchmark', `${m.qemuImg}; ${m.nbdkit}; guests run under **${m.kvmUsable ? 'KVM' : 'TCG (software emulation: no usable KVM here)'}**`))
   const sMain = R.image.seeds[MAIN_CS].importJson
   out.push(
     `Image: \`${R.image.file}\` — the Debian boot image, ${bytesHuman(R.image.size)}` +
@@ -580,8 +573,7 @@ function render(R) {
   }
 
   out.push(`## What bounds it`, '', ...explain(R, rawAnchor, guest), '')
-  if (bg.length) out.push(`## Background load`, '', `Other processes used CPU during these measurements (pessimistic numbers; re-run on an idle machine to confirm):`, '', ...bg, '')
-  else out.push(`No measurement had other processes using more than 0.2 cores.`, '')
+  out.push(...backgroundSection(bg))
   return out.join('\n')
 }
 

@@ -18,7 +18,7 @@ import {bytesHuman, f, GB, int, linearFit, MB, mbps, pct, table} from './lib/for
 import {allocatedBytes, ensureScaleImage, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed, storeWriteCost, zeroCheckSpeed} from './lib/inproc.js'
 import {findBootImage, GiB, KiB, MiB, parseOptions, prepare as prepareRun, prepMethod, prepSettings, ROOT, startRun, vmiTimed} from './lib/common.js'
-import {goalTable, storeGoals} from './lib/goals.js'
+import {backgroundSection, goalTable, reportHead, storeGoals} from './lib/report.js'
 import {countFiles, GNU_TIME, hasCommand, median, RSS_METHOD, runTimed, settle, warmDir, warmFile, summarizeRuns} from './lib/measure.js'
 
 /** Seconds between two benchmarks of one run (see the loop below). */
@@ -375,19 +375,12 @@ if (process.exitCode === undefined || process.exitCode === 0) process.exitCode =
 function renderMarkdown(R) {
   const out = []
   const m = R.machine
-  out.push(`# vmi store benchmark — ${R.startedAt.slice(0, 10)}`, '')
+  out.push(...reportHead(R, 'vmi store benchmark', `${m.b3sum ?? 'no b3sum'}; ${m.cp}; work dir on ${m.filesystem} (${m.mountOptions ?? '?'})`))
   out.push(
-    `Machine: ${m.cpuModel}, ${m.cores} cores (${m.simd.join(', ') || 'no AVX'}), ${f(m.ramBytes / GiB, 1)} GiB RAM, ${m.kernel}, node ${m.node}; ` +
-      `hash backend **${m.hashBackend}**; ${m.b3sum ?? 'no b3sum'}; ${m.cp}; work dir on ${m.filesystem} (${m.mountOptions ?? '?'}).`,
+    `Method: ${R.method.pageCache}; ${R.method.sync}; ${R.method.quiet}; ${R.method.pretouch}; ${R.method.cleanup}; wall = ${R.method.wall}; throughput = ${R.method.throughput}; peak RSS by ${R.method.rss}. ` +
+      `${R.reps} repetitions per measurement (median wall; peak RSS is the worst run).`,
+    '',
   )
-  out.push(
-    `Source: git ${R.git.head}${R.git.dirtySrcFiles ? `, ${R.git.dirtySrcFiles} uncommitted file(s) in src/` : ''}${R.git.distOlderThanSrc ? ', **dist/ is older than src/ (stale build?)**' : ''}. ` +
-      `dist/ fingerprint ${R.git.distAtStart}${R.git.distAtEnd !== R.git.distAtStart ? ` → ${R.git.distAtEnd}: **dist/ was rebuilt during the run; the numbers mix two builds**` : ' (unchanged during the run)'}. ` +
-      `Run: ${R.reps} repetitions per measurement (median wall; peak RSS is the worst run), total ${f(R.totalSeconds, 0)} s, load average at end ${R.loadAverageAtEnd.join(' ')}.`,
-  )
-  out.push('')
-  out.push(`Method: ${R.method.pageCache}; ${R.method.sync}; ${R.method.quiet}; ${R.method.pretouch}; ${R.method.cleanup}; wall = ${R.method.wall}; throughput = ${R.method.throughput}; peak RSS by ${R.method.rss}.`)
-  out.push('')
 
   const exportRows = R.images
     .filter((i) => !i.skipped)
@@ -565,16 +558,7 @@ function renderMarkdown(R) {
     '',
   )
 
-  if (bg.length)
-    out.push(
-      `## Background load`,
-      '',
-      `Other processes on this ${R.machine.cores}-core machine used CPU during these measurements, so they are pessimistic (re-run on an idle machine to confirm):`,
-      '',
-      ...bg,
-      '',
-    )
-  else out.push(`No measurement had other processes using more than 0.2 cores.`, '')
+  out.push(...backgroundSection(bg))
   return out.join('\n')
 }
 

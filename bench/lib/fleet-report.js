@@ -3,7 +3,7 @@
 // judged on, shared with docs/PERFORMANCE.md (bench/lib/perf-doc.js).
 import {bytesHuman, f, GiB, int, table} from './format.js'
 import {stats} from './measure.js'
-import {goalTable} from './goals.js'
+import {goalTable} from './report.js'
 
 export const CONTENDERS = {
   peers: 'vmi, peers + owner hashing',

@@ -12,7 +12,7 @@ import {bytesHuman, f, GB, GiB, int, KiB, MB, MiB, pct, table} from './format.js
 import {median} from './measure.js'
 import {barChart, lineChart} from './svg-plot.js'
 import {BOOT_CONTENDERS, bootGoals, CONTENDERS, cpuPerGiB, fleetGoals, loadSummary} from './fleet-report.js'
-import {distGoals, goalTable, mark, mountGoals, rawBootAnchor, storeGoals} from './goals.js'
+import {distGoals, goalTable, mark, mountGoals, rawBootAnchor, storeGoals} from './report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const x = (v, d = 2) => `${f(v, d)}×`

@@ -1,9 +1,11 @@
 // @ts-check
-// The goals of the store, distribution and mount benchmarks judged on their
-// saved results, in one place: each benchmark's report and docs/PERFORMANCE.md
-// (bench/lib/perf-doc.js) show the same rows. The fleet lab's are in
-// bench/lib/fleet-report.js (fleetGoals, bootGoals).
-import {bytesHuman, f, GB, MB, table} from './format.js'
+// What the benchmarks' markdown reports share: the head (machine, source,
+// build, run), the background-load section, and the goals of the store,
+// distribution and mount benchmarks judged on their saved results, in one
+// place: each benchmark's report and docs/PERFORMANCE.md (bench/lib/perf-doc.js)
+// show the same rows. The fleet lab's goals are in bench/lib/fleet-report.js
+// (fleetGoals, bootGoals).
+import {bytesHuman, f, GB, GiB, MB, table} from './format.js'
 import {median} from './measure.js'
 
 /** @typedef {{goal: string, result: string, met?: boolean}} Goal  (met undefined: no goal stated, shown for comparison) */
@@ -11,6 +13,31 @@ import {median} from './measure.js'
 export const mark = (ok) => (ok ? 'met' : '**missed**')
 const x = (v, d = 2) => `${f(v, d)}×`
 const secs = (s) => `${f(s)} s`
+
+/**
+ * A report's title and first paragraph: the machine (and `tools`, what else
+ * the benchmark names), the source and the dist/ build it measured, the run's
+ * length and the load at its end.
+ */
+export function reportHead(R, title, tools) {
+  const m = R.machine
+  const g = R.git
+  return [
+    `# ${title} — ${R.startedAt.slice(0, 10)}`,
+    '',
+    `Machine: ${m.cpuModel}, ${m.cores} cores${m.simd?.length ? ` (${m.simd.join(', ')})` : ''}, ${f(m.ramBytes / GiB, 1)} GiB RAM, ${m.kernel}, node ${m.node}; hash backend **${m.hashBackend}**; ${tools}. ` +
+      `Source: git ${g.head}${g.dirtySrcFiles ? `, ${g.dirtySrcFiles} uncommitted file(s) in src/` : ''}${g.distOlderThanSrc ? ', **dist/ is older than src/ (stale build?)**' : ''}; ` +
+      `dist/ ${g.distAtStart}${g.distAtEnd !== g.distAtStart ? ` → ${g.distAtEnd} (**rebuilt during the run: the numbers mix two builds**)` : ' (unchanged during the run)'}. ` +
+      `Total ${f(R.totalSeconds, 0)} s; load average at end ${R.loadAverageAtEnd.join(' ')}.`,
+    '',
+  ]
+}
+
+/** The end of a report: which measurements other processes disturbed (`bg`, one line each), or that none was. */
+export function backgroundSection(bg) {
+  if (!bg.length) return ['No measurement had other processes using more than 0.2 cores.', '']
+  return ['## Background load', '', 'Other processes used CPU during these measurements (pessimistic numbers; re-run on an idle machine to confirm):', '', ...bg, '']
+}
 
 /** A report's goal table: goal, result, status. @param {Goal[]} goals */
 export function goalTable(goals) {
