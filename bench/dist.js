@@ -42,6 +42,7 @@ import {
   startRun,
   startServe,
   vmiTimed,
+  withServers,
 } from './lib/common.js'
 import {compressionStudy} from './lib/dist-compress.js'
 import {backgroundSection, distGoals, goalTable, reportHead} from './lib/report.js'
@@ -87,18 +88,6 @@ const settings = prepSettings()
 const tagged = (prep, r) => Object.assign(r, prep)
 
 const summarize = (runs) => summarizeRuns(runs, ['serverCpu', 'othersCores', 'irqCores', 'stealCores'])
-
-/** Run `fn` (which returns a runTimed result) while accounting the CPU of our servers `pids`. */
-async function withServers(pids, fn) {
-  const w = cpuWindow(pids)
-  const r = await fn()
-  const c = w.end((r.user ?? 0) + (r.sys ?? 0))
-  r.serverCpu = c.serverCpu
-  r.irqCores = c.irqCores
-  r.othersCores = c.othersCores
-  r.stealCores = c.stealCores
-  return r
-}
 
 // ----------------------------------------------------------------- the image
 

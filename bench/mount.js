@@ -42,6 +42,7 @@ import {
   startServe,
   vmiEnv,
   vmiTimed,
+  withServers,
 } from './lib/common.js'
 import {backgroundSection, goalTable, mountGoals, rawBootAnchor, reportHead} from './lib/report.js'
 import {backendReadCost} from './lib/mount-inproc.js'
@@ -169,10 +170,8 @@ if (opts.reads) {
   ]
   const warm = {files: [image.file], dirs: [path.join(seed.store, 'objects')]}
   const runOne = async (c, pat, cpus) => {
-    const w = cpuWindow([c.pid])
-    const r = await qemuImgBench(c.uri, pat, {scratch: workDir, cpus})
-    const cpu = w.end((r.user ?? 0) + (r.sys ?? 0))
-    return {seconds: r.seconds, wall: r.wall, clientCpu: (r.user ?? 0) + (r.sys ?? 0), serverCpu: cpu.serverCpu, othersCores: cpu.othersCores, irqCores: cpu.irqCores}
+    const r = await withServers([c.pid], () => qemuImgBench(c.uri, pat, {scratch: workDir, cpus}))
+    return {seconds: r.seconds, wall: r.wall, clientCpu: (r.user ?? 0) + (r.sys ?? 0), serverCpu: r.serverCpu, othersCores: r.othersCores, irqCores: r.irqCores}
   }
   // first pass over the whole image: vmi reads and verifies every chunk once here (not a cached read)
   const firstPass = {}

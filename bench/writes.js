@@ -16,7 +16,7 @@ import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {f, int, table} from './lib/format.js'
 import {stats} from './lib/measure.js'
-import {cpuWindow, KiB, MiB, parseOptions, prepare, prepSettings, startRun, vmiTimed} from './lib/common.js'
+import {KiB, MiB, parseOptions, prepare, prepSettings, startRun, vmiTimed, withServers} from './lib/common.js'
 import {qemuImgBench, startMount, startNbdkit} from './lib/mount-nbd.js'
 
 const USAGE = 'node bench/writes.js [--reps N] [--old DIR]   sub-block writes through vmi mount vs nbdkit file+cow (see bench/README.md)'
@@ -78,11 +78,9 @@ for (let r = 0; r < reps; r++) {
       const server = await start(c, serverCount++)
       try {
         const p = await prepare({files: [raw], dirs: [path.join(store, 'objects')]}, settings)
-        const w = cpuWindow([server.pid])
-        const res = await qemuImgBench(server.uri, pat, {scratch: workDir})
-        const cpu = w.end((res.user ?? 0) + (res.sys ?? 0))
-        runs[pat.key][c.key].push({seconds: res.seconds, serverCpu: cpu.serverCpu, othersCores: cpu.othersCores, ...p})
-        log(`  ${pat.label}, ${c.key} #${r + 1}: ${f(res.seconds, 3)} s, ${int(pat.count / res.seconds)} IOPS, server CPU ${f(cpu.serverCpu / res.seconds)} cores`)
+        const res = await withServers([server.pid], () => qemuImgBench(server.uri, pat, {scratch: workDir}))
+        runs[pat.key][c.key].push({seconds: res.seconds, serverCpu: res.serverCpu, othersCores: res.othersCores, ...p})
+        log(`  ${pat.label}, ${c.key} #${r + 1}: ${f(res.seconds, 3)} s, ${int(pat.count / res.seconds)} IOPS, server CPU ${f(res.serverCpu / res.seconds)} cores`)
       } finally {
         await server.stop()
       }

@@ -416,6 +416,18 @@ export function cpuWindow(pids = []) {
   }
 }
 
+/**
+ * Run `fn` (which returns a runTimed result) in a cpuWindow over our servers `pids`: the result gets
+ * serverCpu, irqCores, othersCores and stealCores.
+ * @template {Record<string, any>} R @param {(number | undefined)[]} pids @param {() => Promise<R>} fn
+ */
+export async function withServers(pids, fn) {
+  const w = cpuWindow(pids)
+  const r = await fn()
+  const {serverCpu, irqCores, othersCores, stealCores} = w.end((r.user ?? 0) + (r.sys ?? 0))
+  return Object.assign(r, {serverCpu, irqCores, othersCores, stealCores})
+}
+
 // ----------------------------------------------------------------- per-run preparation (as bench/run.js)
 
 export function prepSettings() {
