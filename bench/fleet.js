@@ -21,6 +21,7 @@ import path from 'node:path'
 import {startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
+import {countFiles} from './lib/measure.js'
 import {
   BIN,
   cpuWindow,
@@ -269,10 +270,8 @@ for (const n of opts.hosts) {
 /** Wait until a store holds `count` objects (or `ms` pass). */
 async function waitObjects(store, count, ms) {
   const deadline = Date.now() + ms
-  const dir = path.join(store, 'objects')
   for (;;) {
-    let n = 0
-    for (const d of await fsp.readdir(dir).catch(() => [])) n += (await fsp.readdir(path.join(dir, d)).catch(() => [])).length
+    const n = await countFiles(path.join(store, 'objects'))
     if (n >= count || Date.now() > deadline) return n
     await sleep(50)
   }

@@ -109,19 +109,6 @@ const boot = requireBootImage('mount', log)
 const settings = prepSettings()
 MAIN_CS = dist.DEFAULT_CHUNK_SIZE
 if (!CHUNK_SIZES.includes(MAIN_CS)) CHUNK_SIZES.push(MAIN_CS)
-{
-  // how an idle core wakes up (see "By CPU placement")
-  const sys = (f) => {
-    try {
-      return readFileSync(f, 'utf8').trim()
-    } catch {
-      return undefined
-    }
-  }
-  machine.cpuidle = sys('/sys/devices/system/cpu/cpuidle/current_driver')
-  const poll = sys('/sys/module/haltpoll/parameters/guest_halt_poll_ns')
-  if (poll !== undefined && /^\d+$/.test(poll)) machine.haltPollNs = Number(poll)
-}
 const image = {file: boot.file, dir: boot.dir, info: boot.info, size: (await fsp.stat(boot.file)).size}
 log(`KVM ${machine.kvmUsable ? 'usable' : 'not usable (TCG)'}`)
 log(`image ${image.file} (${bytesHuman(image.size)})`)

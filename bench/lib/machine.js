@@ -34,15 +34,23 @@ export function machineInfo(workDir) {
     mountOptions: workDir ? mountOptionsOf(workDir) : undefined,
     dirtyRatio: readNum('/proc/sys/vm/dirty_ratio'),
     dirtyBackgroundRatio: readNum('/proc/sys/vm/dirty_background_ratio'),
+    // how an idle core wakes up (bench/mount.js, "By CPU placement")
+    cpuidle: readText('/sys/devices/system/cpu/cpuidle/current_driver'),
+    haltPollNs: readNum('/sys/module/haltpoll/parameters/guest_halt_poll_ns'),
+  }
+}
+
+function readText(file) {
+  try {
+    return readFileSync(file, 'utf8').trim()
+  } catch {
+    return undefined
   }
 }
 
 function readNum(file) {
-  try {
-    return Number(readFileSync(file, 'utf8').trim())
-  } catch {
-    return undefined
-  }
+  const t = readText(file)
+  return t === undefined || t === '' ? undefined : Number(t)
 }
 
 function mountOptionsOf(dir) {
