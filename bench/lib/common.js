@@ -15,7 +15,7 @@ import {cpuTimes, loadAverage, machineInfo, sleep, waitQuiet} from './machine.js
 import {GiB} from './format.js'
 import {freePageReporting, hasCommand, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
 import {freePort} from '../../test/helpers/index.js'
-import {metricSum} from '../../test/helpers/serve.js'
+import {metricSum, startServe as startTestServe} from '../../test/helpers/serve.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'run.js')
@@ -183,43 +183,17 @@ export function inNetns(netns, cmd, args) {
 }
 
 /**
- * Start `vmi serve --listen LISTEN ARGS` on `store` (LISTEN: `opts.listen`,
- * default 127.0.0.1:0; in the fleet lab's namespace `opts.netns`); resolves
- * once it printed its URL.
+ * `vmi serve` as test/helpers/serve.js starts it (opts: listen, netns, env), for the benchmarks:
+ * with its pid (CPU accounting), /metrics read from inside its namespace when it has one, a
+ * longer start-up bound (many serves start at once on a loaded machine), and stopped when this
+ * process exits.
  */
 export async function startServe(store, args = [], opts = {}) {
-  const [cmd, argv] = inNetns(opts.netns, process.execPath, [BIN, 'serve', '--listen', opts.listen ?? '127.0.0.1:0', ...args])
-  const child = track(spawn(cmd, argv, {env: vmiEnv(store, opts.env), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']}))
-  let stderr = ''
-  child.stderr.on('data', (d) => (stderr += d))
-  const url = await new Promise((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`vmi serve did not start: ${stderr}`)), 30_000)
-    child.stdout.on('data', (d) => {
-      out += d
-      const m = /(https?:\/\/[^\s"]+)/.exec(out)
-      if (m) {
-        clearTimeout(timer)
-        resolve(m[1].replace(/\/$/, ''))
-      }
-    })
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`vmi serve exited ${code}: ${stderr}`))
-    })
-  })
-  child.removeAllListeners('exit')
-  const exited = new Promise((r) => child.once('exit', (code, signal) => r({code, signal})))
-  return {
-    url,
-    pid: child.pid,
-    stderr: () => stderr,
-    metrics: () => (opts.netns ? httpTextIn(opts.netns, `${url}/metrics`) : httpText(`${url}/metrics`)),
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-      return exited
-    },
-  }
+  const env = {VMI_CHUNK_SIZE: undefined, VMI_PEERS: undefined, ...opts.env} // as vmiEnv
+  const s = await startTestServe(store, args, {...opts, env, startTimeoutMs: 30_000})
+  track(s.child)
+  const metricsUrl = `${s.url}/metrics`
+  return {...s, pid: s.child.pid, metrics: () => (opts.netns ? httpTextIn(opts.netns, metricsUrl) : httpText(metricsUrl))}
 }
 
 export function httpText(url) {
