@@ -24,7 +24,6 @@ import {bytesHuman, f, GB, int, MB, pct, table} from './lib/format.js'
 import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
 import {
   cpuWindow,
-  GiB,
   httpText,
   KiB,
   lastJson,
