@@ -42,8 +42,10 @@ import {
   startRun,
   startServe,
   vmiTimed,
+  withServers,
 } from './lib/common.js'
 import {compressionStudy} from './lib/dist-compress.js'
+import {backgroundSection, distGoals, goalTable, reportHead} from './lib/report.js'
 import {pullComponents} from './lib/dist-inproc.js'
 
 const USAGE = `usage: node bench/dist.js [--reps N] [--hosts 1,2,4,8] [--synthetic] [--no-compress] [--build]
@@ -86,18 +88,6 @@ const settings = prepSettings()
 const tagged = (prep, r) => Object.assign(r, prep)
 
 const summarize = (runs) => summarizeRuns(runs, ['serverCpu', 'othersCores', 'irqCores', 'stealCores'])
-
-/** Run `fn` (which returns a runTimed result) while accounting the CPU of our servers `pids`. */
-async function withServers(pids, fn) {
-  const w = cpuWindow(pids)
-  const r = await fn()
-  const c = w.end((r.user ?? 0) + (r.sys ?? 0))
-  r.serverCpu = c.serverCpu
-  r.irqCores = c.irqCores
-  r.othersCores = c.othersCores
-  r.stealCores = c.stealCores
-  return r
-}
 
 // ----------------------------------------------------------------- the image
 
@@ -369,13 +359,7 @@ function render(R) {
   const m = R.machine
   const img = R.image
   const U = img.uniqueBytes
-  out.push(`# vmi distribution benchmark — ${R.startedAt.slice(0, 10)}`, '')
-  out.push(
-    `Machine: ${m.cpuModel}, ${m.cores} cores, ${f(m.ramBytes / GiB, 1)} GiB RAM, ${m.kernel}, node ${m.node}; hash backend **${m.hashBackend}**; ${m.curl?.split(' ').slice(0, 2).join(' ')}; ${m.nginx}; work dir on ${m.filesystem}. ` +
-      `Source: git ${R.git.head}${R.git.dirtySrcFiles ? `, ${R.git.dirtySrcFiles} uncommitted file(s) in src/` : ''}${R.git.distOlderThanSrc ? ', **dist/ is older than src/ (stale build?)**' : ''}; dist/ ${R.git.distAtStart}${R.git.distAtEnd !== R.git.distAtStart ? ` → ${R.git.distAtEnd} (**rebuilt during the run**)` : ' (unchanged during the run)'}. ` +
-      `Total ${f(R.totalSeconds, 0)} s; load average at end ${R.loadAverageAtEnd.join(' ')}.`,
-    '',
-  )
+  out.push(...reportHead(R, 'vmi distribution benchmark', `${m.curl?.split(' ').slice(0, 2).join(' ')}; ${m.nginx}; work dir on ${m.filesystem}`))
   const imgLine =
     img.kind === 'debian'
       ? `\`${img.file}\` — the Debian boot image: ${bytesHuman(img.size)} virtual, ${bytesHuman(img.allocated)} allocated` + (img.info ? ` (Debian ${img.info.suite} ${img.info.variant}, ${img.info.package_count} packages)` : '')
@@ -387,29 +371,13 @@ function render(R) {
   )
   out.push(`Method: ${Object.values(R.method).join('; ')}. Repetitions: ${R.reps} per row (median wall; min–max shown), except the N-host pulls (one run each).`, '')
 
-  // targets
   const p = R.pull
-  const ratio = p.curlFile.wall / p.pullNginx.wall
-  const mark = (ok) => (ok ? 'met' : '**missed**')
-  out.push('## Goals', '')
-  out.push(
-    table(
-      ['goal', 'result'],
-      [
-        [`vmi pull ≥ ${R.targets.pullVsCurl}× faster than curl of the raw file (same nginx, loopback)`, `${mark(ratio >= R.targets.pullVsCurl)}: ${f(ratio)}× (${f(p.pullNginx.wall)} s vs ${f(p.curlFile.wall)} s)`],
-        [
-          'seed egress ≈ one copy of the unique non-zero bytes, for any number of hosts',
-          R.fleet.map((x) => `${x.hosts} host${x.hosts > 1 ? 's' : ''}: ${f(x.seedRatio, 3)}×`).join('; '),
-        ],
-        ['vmi push vs cp of the file (no goal stated)', `${f(R.push.cp.wall / R.push.push.wall)}× cp speed`],
-        [
-          `vmi serve vs nginx, ${R.load.concurrency} concurrent chunk GETs (no goal stated)`,
-          `throughput ${f(R.serveLoad.vmi.bytesPerSecond.median / R.serveLoad.nginx.bytesPerSecond.median)}× nginx; p99 ${f(R.serveLoad.vmi.p99.median / R.serveLoad.nginx.p99.median)}× nginx's`,
-        ],
-      ],
-    ),
-    '',
-  )
+  const S = R.serveLoad
+  const comparisons = [
+    {goal: 'distribution: vmi push vs cp of the file (no goal stated)', result: `${f(R.push.cp.wall / R.push.push.wall)}× cp speed`},
+    {goal: `distribution: vmi serve vs nginx, ${R.load.concurrency} concurrent chunk GETs (no goal stated)`, result: `throughput ${f(S.vmi.bytesPerSecond.median / S.nginx.bytesPerSecond.median)}× nginx; p99 ${f(S.vmi.p99.median / S.nginx.p99.median)}× nginx's`},
+  ]
+  out.push('## Goals', '', goalTable([...distGoals(R), ...comparisons]), '')
 
   // pull vs curl
   const bg = []
@@ -494,7 +462,6 @@ function render(R) {
   )
 
   // serve load
-  const S = R.serveLoad
   out.push(`## Serving chunks: ${R.load.concurrency} concurrent GETs`, '')
   out.push(
     `\`node bench/lib/dist-load.js\`: ${R.load.concurrency} workers, one keep-alive connection each (one http.Agent), GET every distinct chunk of the image in a seeded random order (wrapping), ` +
@@ -535,8 +502,7 @@ function render(R) {
 
   out.push(`## What bounds it`, '', ...explain(R), '')
 
-  if (bg.length) out.push(`## Background load`, '', `Other processes used CPU during these measurements (pessimistic numbers; re-run on an idle machine to confirm):`, '', ...bg, '')
-  else out.push(`No measurement had other processes using more than 0.2 cores.`, '')
+  out.push(...backgroundSection(bg))
   return out.join('\n')
 }
 

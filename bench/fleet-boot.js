@@ -18,28 +18,25 @@
 import {spawnSync} from 'node:child_process'
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
-import {labUnavailable, startLab} from '../test/helpers/lab.js'
+import {startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
 import {runTimed} from './lib/measure.js'
 import {
   BIN,
   cpuWindow,
-  ensureBootImage,
-  metricSum,
   numberList,
   parseOptions,
   prepare,
-  prepSettings,
+  requireBootImage,
   rerenderAndExit,
   ROOT,
-  startNginx,
+  servedObjectBytes,
   startRun,
-  startServe,
   vmiEnv,
   vmiTimed,
 } from './lib/common.js'
 import {BOOT_CONTENDERS, renderBootReport} from './lib/fleet-report.js'
-import {timedIn} from './lib/lab-run.js'
+import {labSettings, skipWithoutLab, startHostServe, startLabSeed, timedIn} from './lib/lab-run.js'
 import {parseBootResult, parseNbdkitTrace, startMount, startNbdkit} from './lib/mount-nbd.js'
 
 const TRACE = path.join(ROOT, 'bench', 'traces', 'debian-boot.json')
@@ -79,21 +76,11 @@ const opts = parseOptions(
 
 if (opts.render) await rerenderAndExit('fleet-boot', opts.render, renderBootReport)
 
-{
-  const why = labUnavailable() ?? (spawnSync(PY, ['-c', 'import nbd'], {stdio: 'ignore'}).status !== 0 ? `${PY} cannot import nbd (Debian package python3-libnbd)` : undefined)
-  if (why) {
-    console.log(`SKIP: the boot-storm benchmark needs: ${why}`)
-    process.exit(0)
-  }
-}
+skipWithoutLab('boot-storm', () => (spawnSync(PY, ['-c', 'import nbd'], {stdio: 'ignore'}).status !== 0 ? `${PY} cannot import nbd (Debian package python3-libnbd)` : undefined))
 const run = await startRun('fleet-boot', {build: opts.build, tools: ['curl', 'nginx', 'nbdkit', ...(opts.qemu || opts.record || !existsSync(TRACE) ? ['qemu-system-x86_64'] : [])]})
 const {log, workDir, discard, dist} = run
-const boot = ensureBootImage(log)
-if (!boot.file) {
-  console.error(`bench fleet-boot: the Debian boot image is needed: ${boot.reason}`)
-  process.exit(1)
-}
-const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 15_000)}
+const boot = requireBootImage('fleet-boot', log)
+const settings = labSettings()
 
 // ----------------------------------------------------------------- the image on the seed
 
@@ -185,18 +172,14 @@ log(
 
 const maxHosts = Math.max(...opts.hosts)
 const lab = await startLab({hosts: maxHosts, hostRate: opts.rate, seedRate: opts.seedRate ?? opts.rate})
-const seedServe = await startServe(seedStore, [], {netns: lab.seed.ns, listen: `${lab.seed.ip}:7070`})
-const nginx = await startNginx(seedStore, {rawFile: image.file, netns: lab.seed.ns, host: lab.seed.ip, port: 8080})
-const rawUrl = `${nginx.url}/raw/${path.basename(image.file)}`
+const {serve: seedServe, nginx, rawUrl} = await startLabSeed(lab, seedStore, image.file)
 log(`lab ${lab.id}: seed + ${maxHosts} hosts at ${f(lab.hosts[0].rate / 1e6, 0)} Mbit/s (seed ${f(lab.seed.rate / 1e6, 0)})`)
-const servedBytes = async () => metricSum(await seedServe.metrics(), 'vmi_served_bytes_total', {kind: 'objects'})
-
 
 /** One storm: every host of `hosts` boots by `kind`; `qemuHost` runs a real boot instead of the replay. */
 /** @param {string} kind @param {any[]} hosts @param {{qemuHost?: any}} [o] */
 async function storm(kind, hosts, {qemuHost} = {}) {
   const stores = hosts.map((h, i) => path.join(workDir, `${kind}-${hosts.length}-${i}`))
-  const serves = kind === 'peers' ? await Promise.all(hosts.map((h, i) => startServe(stores[i], ['--seed', seedServe.url], {netns: h.ns, listen: `${h.ip}:7070`}))) : []
+  const serves = kind === 'peers' ? await Promise.all(hosts.map((h, i) => startHostServe(h, stores[i], seedServe.url))) : []
   const peerArgs = serves.flatMap((s) => ['--peer', s.url])
   const argvFor = (h, i) => {
     if (kind === 'copy') {
@@ -209,14 +192,14 @@ async function storm(kind, hosts, {qemuHost} = {}) {
   const prep = await prepare({dirs: [path.join(seedStore, 'objects')]}, settings)
   const w = cpuWindow([seedServe.pid, nginx.pid, ...serves.map((s) => s.pid)])
   const tx0 = lab.counters(lab.seed).tx
-  const served0 = await servedBytes()
+  const served0 = await servedObjectBytes(seedServe)
   const tStart = performance.now()
   const epoch0 = Date.now() / 1000
   const results = await Promise.all(hosts.map((h, i) => timedIn(h, argvFor(h, i), {env: vmiEnv(stores[i]), tStart, scratch: workDir}).done))
   const wall = (performance.now() - tStart) / 1000
   const cpu = w.end(results.reduce((a, r) => a + (r.user ?? 0) + (r.sys ?? 0), 0))
   const seedWire = lab.counters(lab.seed).tx - tx0
-  const seedServed = (await servedBytes()) - served0
+  const seedServed = (await servedObjectBytes(seedServe)) - served0
   for (const s of serves) await s.stop()
   for (const s of stores) await discard(s)
   const perHost = results.map((r, i) => {

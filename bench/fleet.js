@@ -18,9 +18,10 @@
 // It never fails on a missed goal: it reports it.
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {labUnavailable, startLab} from '../test/helpers/lab.js'
+import {startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
+import {countFiles} from './lib/measure.js'
 import {
   BIN,
   cpuWindow,
@@ -30,17 +31,15 @@ import {
   numberList,
   parseOptions,
   prepare,
-  prepSettings,
   rerenderAndExit,
+  servedObjectBytes,
   sleep,
-  startNginx,
   startRun,
-  startServe,
   vmiEnv,
   vmiTimed,
 } from './lib/common.js'
 import {renderFleetReport} from './lib/fleet-report.js'
-import {timedIn} from './lib/lab-run.js'
+import {labSettings, SERVE_PORT, skipWithoutLab, startHostServe, startLabSeed, timedIn} from './lib/lab-run.js'
 
 const USAGE = `usage: node bench/fleet.js [--hosts 1,2,4,8,16] [--rate 200mbit] [--seed-rate R] [--size-mib 256] [--reps N] [--churn-hosts 8] [--no-churn] [--no-anchors] [--build]
 
@@ -81,25 +80,13 @@ const opts = parseOptions(
 
 /** Goals from the issue (ratios; the report marks each met or missed). */
 const GOALS = {limitRatio: 1.3, flatRatio: 1.15, seedEgress: 1.02, vsCurl: 10, churnSeedEgress: 1.25, cpuVsDirect: 1.5}
-const SEED_PORT = 7070
-const NGINX_PORT = 8080
-const HOST_PORT = 7070
 
 if (opts.render) await rerenderAndExit('fleet', opts.render, renderFleetReport)
 
-{
-  const why = labUnavailable()
-  if (why) {
-    console.log(`SKIP: the fleet benchmark needs the lab: ${why}`)
-    process.exit(0)
-  }
-}
+skipWithoutLab('fleet')
 const run = await startRun('fleet', {build: opts.build, tools: ['curl', 'nginx']})
 const {log, workDir, discard, dist} = run
-
-// The machine is shared and never idle for long; the runs are network-bound by design, so a
-// run waits at most 15 s for quiet (the report shows the CPU others used during each run).
-const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 15_000)}
+const settings = labSettings()
 
 // ----------------------------------------------------------------- the image and the seed store
 
@@ -134,9 +121,7 @@ const lab = await startLab({hosts: maxHosts, hostRate: opts.rate, seedRate: opts
 const rate = lab.hosts[0].rate
 const seedRate = lab.seed.rate
 log(`lab ${lab.id}: seed + ${maxHosts} hosts, links ${f(rate / 1e6, 0)} Mbit/s (seed ${f(seedRate / 1e6, 0)} Mbit/s), tbf both ways${lab.swept.length ? `; swept ${lab.swept.length} stale namespaces` : ''}`)
-const seedServe = await startServe(seedStore, [], {netns: lab.seed.ns, listen: `${lab.seed.ip}:${SEED_PORT}`})
-const nginx = await startNginx(seedStore, {rawFile: image.file, netns: lab.seed.ns, host: lab.seed.ip, port: NGINX_PORT})
-const rawUrl = `${nginx.url}/raw/${path.basename(image.file)}`
+const {serve: seedServe, nginx, rawUrl} = await startLabSeed(lab, seedStore, image.file)
 log(`seed ${lab.seed.ip}: vmi serve ${seedServe.url}, nginx ${nginx.url} (${nginx.version}) over the same store`)
 
 /** Seconds the slowest necessary transfer takes at link rate: every host receives U, the seed sends U at least once. */
@@ -144,11 +129,9 @@ const limitSeconds = Math.max((U * 8) / seedRate, (U * 8) / rate)
 
 // ----------------------------------------------------------------- one fleet run
 
-const seedObjectBytes = async () => metricSum(await seedServe.metrics(), 'vmi_served_bytes_total', {kind: 'objects'})
-
 /** Start `vmi serve --seed SEED` on each host (outside the timed window). */
 async function startHostServes(hosts, stores) {
-  return Promise.all(hosts.map((h, i) => startServe(stores[i], ['--seed', seedServe.url], {netns: h.ns, listen: `${h.ip}:${HOST_PORT}`})))
+  return Promise.all(hosts.map((h, i) => startHostServe(h, stores[i], seedServe.url)))
 }
 
 /**
@@ -162,7 +145,7 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
   // a late host's serve is started by the scenario, with its pull
   const serves = kind === 'peers' ? await startHostServes(hosts.filter((h) => !late.includes(h)), stores.filter((_, i) => !late.includes(hosts[i]))) : []
   if (kind === 'peers') for (const [i, h] of hosts.entries()) if (late.includes(h)) serves.splice(i, 0, undefined)
-  const peerArgs = kind === 'peers' ? hosts.flatMap((h) => ['--peer', `http://${h.ip}:${HOST_PORT}`]) : []
+  const peerArgs = kind === 'peers' ? hosts.flatMap((h) => ['--peer', `http://${h.ip}:${SERVE_PORT}`]) : []
   const argvFor = (i) => {
     if (kind === 'curl') return ['curl', '-sSf', '-o', path.join(stores[i], 'image.raw'), rawUrl]
     if (kind === 'seedAlone') return [process.execPath, BIN, 'pull', image.id, nginx.url, '--json']
@@ -174,7 +157,7 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
   const w = cpuWindow(pids)
   const wSeed = cpuWindow([seedServe.pid, nginx.pid])
   const tx0 = lab.counters(lab.seed).tx
-  const served0 = await seedObjectBytes()
+  const served0 = await servedObjectBytes(seedServe)
   const tStart = performance.now()
   const running = hosts.map((h, i) => (late.includes(h) ? undefined : timedIn(h, argvFor(i), {env: vmiEnv(stores[i]), tStart, scratch: workDir})))
   const ctx = {
@@ -193,7 +176,7 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
   const cpu = w.end(childCpu)
   const seedCpu = wSeed.end().serverCpu
   const seedWireBytes = lab.counters(lab.seed).tx - tx0
-  const seedServedBytes = (await seedObjectBytes()) - served0
+  const seedServedBytes = (await servedObjectBytes(seedServe)) - served0
   const hostServed = []
   const fetchedThrough = []
   for (const s of serves) {
@@ -287,10 +270,8 @@ for (const n of opts.hosts) {
 /** Wait until a store holds `count` objects (or `ms` pass). */
 async function waitObjects(store, count, ms) {
   const deadline = Date.now() + ms
-  const dir = path.join(store, 'objects')
   for (;;) {
-    let n = 0
-    for (const d of await fsp.readdir(dir).catch(() => [])) n += (await fsp.readdir(path.join(dir, d)).catch(() => [])).length
+    const n = await countFiles(path.join(store, 'objects'))
     if (n >= count || Date.now() > deadline) return n
     await sleep(50)
   }
@@ -330,7 +311,7 @@ if (opts.churn) {
     scenario: async (ctx) => {
       await waitObjects(ctx.stores[0], Math.round(0.5 * image.chunks), 120_000)
       const at = (performance.now() - ctx.tStart) / 1000
-      const again = await startServe(ctx.stores.at(-1), ['--seed', seedServe.url], {netns: lateHost.ns, listen: `${lateHost.ip}:${HOST_PORT}`})
+      const again = await startHostServe(lateHost, ctx.stores.at(-1), seedServe.url)
       ctx.serves[ctx.serves.length - 1] = again
       ctx.start(hosts.length - 1)
       return {joinedAt: at, lateHost: lateHost.name}
@@ -373,7 +354,7 @@ const {rankPeers} = dist
 const ownership = fillRuns
   .filter((p) => p.hosts >= 2)
   .map((p) => {
-    const urls = lab.hosts.slice(0, p.hosts).map((h) => ({url: `http://${h.ip}:${HOST_PORT}`}))
+    const urls = lab.hosts.slice(0, p.hosts).map((h) => ({url: `http://${h.ip}:${SERVE_PORT}`}))
     const owned = new Map(urls.map((u) => [u.url, 0]))
     for (const id of image.objects) {
       const o = rankPeers(urls, id)[0].url

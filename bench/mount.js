@@ -24,8 +24,6 @@ import {bytesHuman, f, GB, int, MB, pct, table} from './lib/format.js'
 import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
 import {
   cpuWindow,
-  ensureBootImage,
-  GiB,
   httpText,
   KiB,
   lastJson,
@@ -34,6 +32,7 @@ import {
   prepare,
   prepMethod,
   prepSettings,
+  requireBootImage,
   rerenderAndExit,
   RESULTS,
   ROOT,
@@ -42,7 +41,9 @@ import {
   startServe,
   vmiEnv,
   vmiTimed,
+  withServers,
 } from './lib/common.js'
+import {backgroundSection, goalTable, mountGoals, rawBootAnchor, reportHead} from './lib/report.js'
 import {backendReadCost} from './lib/mount-inproc.js'
 import {parseBootResult, parseNbdkitLog, qemuImgBench, readFootprint, startMount, startNbdkit, zeroBlocks} from './lib/mount-nbd.js'
 
@@ -102,28 +103,11 @@ if (opts.render) await rerenderAndExit('mount', opts.render, render)
 
 const run = await startRun('mount', {build: opts.build, tools: ['qemu-img', 'nbdkit', ...(opts.boot ? ['qemu-system-x86_64'] : [])]})
 const {log, workDir, discard, trashStats, dist, machine} = run
-const boot = ensureBootImage(log)
-if (!boot.file) {
-  console.error(`bench mount: the Debian boot image is needed: ${boot.reason}`)
-  process.exit(1)
-}
+const boot = requireBootImage('mount', log)
 
 const settings = prepSettings()
 MAIN_CS = dist.DEFAULT_CHUNK_SIZE
 if (!CHUNK_SIZES.includes(MAIN_CS)) CHUNK_SIZES.push(MAIN_CS)
-{
-  // how an idle core wakes up (see "By CPU placement")
-  const sys = (f) => {
-    try {
-      return readFileSync(f, 'utf8').trim()
-    } catch {
-      return undefined
-    }
-  }
-  machine.cpuidle = sys('/sys/devices/system/cpu/cpuidle/current_driver')
-  const poll = sys('/sys/module/haltpoll/parameters/guest_halt_poll_ns')
-  if (poll !== undefined && /^\d+$/.test(poll)) machine.haltPollNs = Number(poll)
-}
 const image = {file: boot.file, dir: boot.dir, info: boot.info, size: (await fsp.stat(boot.file)).size}
 log(`KVM ${machine.kvmUsable ? 'usable' : 'not usable (TCG)'}`)
 log(`image ${image.file} (${bytesHuman(image.size)})`)
@@ -172,10 +156,8 @@ if (opts.reads) {
   ]
   const warm = {files: [image.file], dirs: [path.join(seed.store, 'objects')]}
   const runOne = async (c, pat, cpus) => {
-    const w = cpuWindow([c.pid])
-    const r = await qemuImgBench(c.uri, pat, {scratch: workDir, cpus})
-    const cpu = w.end((r.user ?? 0) + (r.sys ?? 0))
-    return {seconds: r.seconds, wall: r.wall, clientCpu: (r.user ?? 0) + (r.sys ?? 0), serverCpu: cpu.serverCpu, othersCores: cpu.othersCores, irqCores: cpu.irqCores}
+    const r = await withServers([c.pid], () => qemuImgBench(c.uri, pat, {scratch: workDir, cpus}))
+    return {seconds: r.seconds, wall: r.wall, clientCpu: (r.user ?? 0) + (r.sys ?? 0), serverCpu: r.serverCpu, othersCores: r.othersCores, irqCores: r.irqCores}
   }
   // first pass over the whole image: vmi reads and verifies every chunk once here (not a cached read)
   const firstPass = {}
@@ -397,15 +379,7 @@ function render(R) {
   MAIN_CS = R.mainChunkSize ?? 256 * KiB
   const out = []
   const m = R.machine
-  const mark = (ok) => (ok ? 'met' : '**missed**')
-  out.push(`# vmi mount benchmark — ${R.startedAt.slice(0, 10)}`, '')
-  out.push(
-    `Machine: ${m.cpuModel}, ${m.cores} cores, ${f(m.ramBytes / GiB, 1)} GiB RAM, ${m.kernel}, node ${m.node}; hash backend **${m.hashBackend}**; ${m.qemuImg}; ${m.nbdkit}; ` +
-      `guests run under **${m.kvmUsable ? 'KVM' : 'TCG (software emulation: no usable KVM here)'}**. ` +
-      `Source: git ${R.git.head}${R.git.dirtySrcFiles ? `, ${R.git.dirtySrcFiles} uncommitted file(s) in src/` : ''}; dist/ ${R.git.distAtStart}${R.git.distAtEnd !== R.git.distAtStart ? ` → ${R.git.distAtEnd} (**rebuilt during the run**)` : ' (unchanged during the run)'}. ` +
-      `Total ${f(R.totalSeconds, 0)} s; load average at end ${R.loadAverageAtEnd.join(' ')}.`,
-    '',
-  )
+  out.push(...reportHead(R, 'vmi mount benchmark', `${m.qemuImg}; ${m.nbdkit}; guests run under **${m.kvmUsable ? 'KVM' : 'TCG (software emulation: no usable KVM here)'}**`))
   const sMain = R.image.seeds[MAIN_CS].importJson
   out.push(
     `Image: \`${R.image.file}\` — the Debian boot image, ${bytesHuman(R.image.size)}` +
@@ -416,33 +390,11 @@ function render(R) {
   out.push(`Method: ${Object.values(R.method).join('; ')}.`, '')
 
   const B = R.boots
-  const rawAnchor = B ? median([B.runs.rawFirst?.boot?.markerS, B.runs.rawLast?.boot?.markerS].filter(Number.isFinite)) : undefined
+  const rawAnchor = rawBootAnchor(R)
   const guest = B?.runs.nbdkitLog?.footprint
-  const bootRatio = (k) => (B?.runs[k]?.boot?.markerS ?? NaN) / rawAnchor
-
-  out.push('## Goals', '')
-  const goals = []
-  if (R.reads)
-    for (const p of R.reads.patterns)
-      goals.push([`cached reads ≥ ${R.targets.readsVsNbdkit}× nbdkit: ${p.label}`, `${mark(p.ratio >= R.targets.readsVsNbdkit)}: ${f(p.ratio)}× (${f(p.vmi.bytesPerSecond / MB, 0)} vs ${f(p.nbdkit.bytesPerSecond / MB, 0)} MB/s)`])
-  if (B) {
-    for (const [k, label] of [
-      ['cold', 'cold lazy boot (no profile)'],
-      ['coldProfile', 'cold lazy boot with the boot profile'],
-      ['warm', 'warm boot, all local (no goal stated)'],
-    ]) {
-      const r = bootRatio(k)
-      goals.push([k === 'warm' ? `${label}: boot time vs the local raw file` : `${label} ≤ ${R.targets.coldBootVsLocal}× the local raw file's boot time`, k === 'warm' ? `${f(r)}×` : `${mark(r <= R.targets.coldBootVsLocal)}: ${f(r)}× (${f(B.runs[k]?.boot?.markerS)} s vs ${f(rawAnchor)} s)`])
-    }
-    for (const [k, label] of [
-      ['cold', 'cold lazy boot (no profile)'],
-      ['coldProfile', 'cold lazy boot with the boot profile'],
-    ]) {
-      const r = B.runs[k]?.seedBytes / guest?.uniqueBytes
-      goals.push([`${label}: bytes from the seed ≤ ${R.targets.fetchedVsRead}× the bytes the guest read`, `${mark(r <= R.targets.fetchedVsRead)}: ${f(r)}× (${bytesHuman(B.runs[k]?.seedBytes)} vs ${bytesHuman(guest?.uniqueBytes)})`])
-    }
-  }
-  out.push(table(['goal', 'result'], goals), '')
+  const warm = B?.runs.warm?.boot?.markerS
+  const comparisons = B ? [{goal: 'mount: warm boot, all local: boot time vs the local raw file (no goal stated)', result: `${f(warm / rawAnchor)}× (${f(warm)} s vs ${f(rawAnchor)} s)`}] : []
+  out.push('## Goals', '', goalTable([...mountGoals(R), ...comparisons]), '')
 
   const bg = []
   if (R.reads) {
@@ -606,8 +558,7 @@ function render(R) {
   }
 
   out.push(`## What bounds it`, '', ...explain(R, rawAnchor, guest), '')
-  if (bg.length) out.push(`## Background load`, '', `Other processes used CPU during these measurements (pessimistic numbers; re-run on an idle machine to confirm):`, '', ...bg, '')
-  else out.push(`No measurement had other processes using more than 0.2 cores.`, '')
+  out.push(...backgroundSection(bg))
   return out.join('\n')
 }
 

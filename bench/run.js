@@ -18,6 +18,7 @@ import {bytesHuman, f, GB, int, linearFit, MB, mbps, pct, table} from './lib/for
 import {allocatedBytes, ensureScaleImage, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed, storeWriteCost, zeroCheckSpeed} from './lib/inproc.js'
 import {findBootImage, GiB, KiB, MiB, parseOptions, prepare as prepareRun, prepMethod, prepSettings, ROOT, startRun, vmiTimed} from './lib/common.js'
+import {backgroundSection, goalTable, reportHead, storeGoals} from './lib/report.js'
 import {countFiles, GNU_TIME, hasCommand, median, RSS_METHOD, runTimed, settle, warmDir, warmFile, summarizeRuns} from './lib/measure.js'
 
 /** Seconds between two benchmarks of one run (see the loop below). */
@@ -374,48 +375,17 @@ if (process.exitCode === undefined || process.exitCode === 0) process.exitCode =
 function renderMarkdown(R) {
   const out = []
   const m = R.machine
-  out.push(`# vmi store benchmark — ${R.startedAt.slice(0, 10)}`, '')
+  out.push(...reportHead(R, 'vmi store benchmark', `${m.b3sum ?? 'no b3sum'}; ${m.cp}; work dir on ${m.filesystem} (${m.mountOptions ?? '?'})`))
   out.push(
-    `Machine: ${m.cpuModel}, ${m.cores} cores (${m.simd.join(', ') || 'no AVX'}), ${f(m.ramBytes / GiB, 1)} GiB RAM, ${m.kernel}, node ${m.node}; ` +
-      `hash backend **${m.hashBackend}**; ${m.b3sum ?? 'no b3sum'}; ${m.cp}; work dir on ${m.filesystem} (${m.mountOptions ?? '?'}).`,
+    `Method: ${R.method.pageCache}; ${R.method.sync}; ${R.method.quiet}; ${R.method.pretouch}; ${R.method.cleanup}; wall = ${R.method.wall}; throughput = ${R.method.throughput}; peak RSS by ${R.method.rss}. ` +
+      `${R.reps} repetitions per measurement (median wall; peak RSS is the worst run).`,
+    '',
   )
-  out.push(
-    `Source: git ${R.git.head}${R.git.dirtySrcFiles ? `, ${R.git.dirtySrcFiles} uncommitted file(s) in src/` : ''}${R.git.distOlderThanSrc ? ', **dist/ is older than src/ (stale build?)**' : ''}. ` +
-      `dist/ fingerprint ${R.git.distAtStart}${R.git.distAtEnd !== R.git.distAtStart ? ` → ${R.git.distAtEnd}: **dist/ was rebuilt during the run; the numbers mix two builds**` : ' (unchanged during the run)'}. ` +
-      `Run: ${R.reps} repetitions per measurement (median wall; peak RSS is the worst run), total ${f(R.totalSeconds, 0)} s, load average at end ${R.loadAverageAtEnd.join(' ')}.`,
-  )
-  out.push('')
-  out.push(`Method: ${R.method.pageCache}; ${R.method.sync}; ${R.method.quiet}; ${R.method.pretouch}; ${R.method.cleanup}; wall = ${R.method.wall}; throughput = ${R.method.throughput}; peak RSS by ${R.method.rss}.`)
-  out.push('')
 
-  // targets at a glance
-  const done = R.images.filter((i) => !i.skipped)
-  const mark = (ok, text) => `${ok ? 'met' : '**missed**'} (${text})`
-  const vmiRows = (img) => [img.rows.importCold, img.rows.importAgain, img.rows.export, ...(img.sweep ?? [])]
-  const summaryRows = [
-    ['import ≥ 1 GB/s (empty store)', ...done.map((i) => mark(i.size / i.rows.importCold.wall >= TARGETS.importBytesPerSecond, `${f(i.size / i.rows.importCold.wall / GB)} GB/s`))],
-    ['import ≥ 1 GB/s (again, deduplicated)', ...done.map((i) => mark(i.size / i.rows.importAgain.wall >= TARGETS.importBytesPerSecond, `${f(i.size / i.rows.importAgain.wall / GB)} GB/s`))],
-    ['import ≥ 0.5× cp (empty store)', ...done.map((i) => mark(i.rows.cp.wall / i.rows.importCold.wall >= TARGETS.importVsCp, `${f(i.rows.cp.wall / i.rows.importCold.wall)}×`))],
-    ['import ≥ 0.5× cp (again)', ...done.map((i) => mark(i.rows.cp.wall / i.rows.importAgain.wall >= TARGETS.importVsCp, `${f(i.rows.cp.wall / i.rows.importAgain.wall)}×`))],
-    ['export vs cp (no target)', ...done.map((i) => `${f(i.rows.cp.wall / i.rows.export.wall)}× cp, ${f(i.rows.cpSync.wall / i.rows.export.wall)}× cp+fsync`)],
-    [
-      'peak RSS ≤ 150 MB, every vmi run on this image',
-      ...done.map((i) => {
-        const worst = Math.max(...vmiRows(i).map((x) => x.rssBytes))
-        return mark(worst <= TARGETS.rssBytes, `worst ${f(worst / MB, 0)} MB`)
-      }),
-    ],
-  ]
-  out.push('## Targets', '')
-  out.push(table(['target', ...done.map((i) => i.name)], summaryRows), '')
-  if (R.scale?.points?.length) {
-    const worst = Math.max(...R.scale.points.flatMap((p) => [p.importRssBytes, p.exportRssBytes]))
-    const big = R.scale.points.at(-1)
-    out.push(
-      `Peak RSS ≤ 150 MB **for any image size**: ${mark(worst <= TARGETS.rssBytes, `${bytesHuman(big.size)} sparse image: import ${f(big.importRssBytes / MB, 0)} MB, export ${f(big.exportRssBytes / MB, 0)} MB`)} — see "Peak RSS against image size".`,
-      '',
-    )
-  }
+  const exportRows = R.images
+    .filter((i) => !i.skipped)
+    .map((i) => ({goal: `store: export vs cp, no target (${i.name})`, result: `${f(i.rows.cp.wall / i.rows.export.wall)}× cp, ${f(i.rows.cpSync.wall / i.rows.export.wall)}× cp+fsync`}))
+  out.push('## Targets', '', goalTable([...storeGoals(R), ...exportRows]), '')
   for (const img of R.images) if (img.skipped) out.push(`${img.name}: **skipped** — ${img.skipped}.`, '')
 
   const bg = []
@@ -588,16 +558,7 @@ function renderMarkdown(R) {
     '',
   )
 
-  if (bg.length)
-    out.push(
-      `## Background load`,
-      '',
-      `Other processes on this ${R.machine.cores}-core machine used CPU during these measurements, so they are pessimistic (re-run on an idle machine to confirm):`,
-      '',
-      ...bg,
-      '',
-    )
-  else out.push(`No measurement had other processes using more than 0.2 cores.`, '')
+  out.push(...backgroundSection(bg))
   return out.join('\n')
 }
 

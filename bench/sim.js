@@ -41,7 +41,7 @@ import {createHash} from 'node:crypto'
 import {promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
-import {KiB, loadVmi, RESULTS, ROOT} from './lib/common.js'
+import {KiB, loadVmi, numberList, parseOptions, RESULTS, ROOT} from './lib/common.js'
 
 export const DEFAULTS = Object.freeze({
   seed: 'vmi-sim-2026',
@@ -683,28 +683,20 @@ const USAGE = `usage: node bench/sim.js [--seed S] [--hosts 1,2,4,…] [--churn-
   --no-doc          do not re-render docs/PERFORMANCE.md`
 
 async function main(argv) {
-  const opts = {}
-  let out = path.join(RESULTS, 'latest-sim.json')
-  let doc = true
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--seed') opts.seed = argv[++i]
-    else if (a === '--hosts') opts.hosts = String(argv[++i]).split(',').map(Number)
-    else if (a === '--churn-hosts') opts.churnHosts = Number(argv[++i])
-    else if (a === '--out') out = path.resolve(argv[++i])
-    else if (a === '--no-doc') doc = false
-    else if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      return 0
-    } else {
-      console.error(`bench sim: unknown argument ${a}\n${USAGE}`)
-      return 2
-    }
-  }
-  if ((opts.hosts && !opts.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 4096)) || (opts.churnHosts !== undefined && !(Number.isInteger(opts.churnHosts) && opts.churnHosts >= 2))) {
-    console.error(`bench sim: bad --hosts or --churn-hosts\n${USAGE}`)
-    return 2
-  }
+  const {out, doc, ...opts} = parseOptions(
+    'sim',
+    USAGE,
+    {seed: DEFAULTS.seed, hosts: DEFAULTS.hosts, churnHosts: DEFAULTS.churnHosts, out: path.join(RESULTS, 'latest-sim.json'), doc: true},
+    {
+      '--seed': ['seed', String],
+      '--hosts': ['hosts', numberList],
+      '--churn-hosts': ['churnHosts', Number],
+      '--out': ['out', (f) => path.resolve(f)],
+      '--no-doc': ['doc', false],
+    },
+    (o) => (!o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 4096) || !(Number.isInteger(o.churnHosts) && o.churnHosts >= 2)) && 'bad --hosts or --churn-hosts',
+    argv,
+  )
   const log = (m) => process.stderr.write(`bench sim: ${m}\n`)
   const R = await runSuite({...opts, log})
   await fsp.mkdir(path.dirname(out), {recursive: true})

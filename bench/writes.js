@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 // @ts-check
-// @ts-check
 // Sub-block writes through `vmi mount`'s copy-on-write overlay:
 // `node bench/writes.js` (or `npm run bench -- --only writes`).
 //
@@ -16,32 +15,18 @@ import {randomBytes} from 'node:crypto'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {f, int, table} from './lib/format.js'
-import {hasCommand, stats} from './lib/measure.js'
-import {
-  cpuWindow,
-  gitInfo,
-  KiB,
-  machineRecord,
-  makeLog,
-  MiB,
-  prepare,
-  prepSettings,
-  stopAllChildren,
-  vmiTimed,
-  workDirectory,
-  writeResults,
-} from './lib/common.js'
+import {stats} from './lib/measure.js'
+import {KiB, MiB, parseOptions, prepare, prepSettings, startRun, vmiTimed, withServers} from './lib/common.js'
 import {qemuImgBench, startMount, startNbdkit} from './lib/mount-nbd.js'
 
-const log = makeLog('writes')
-const argv = process.argv.slice(2)
-if (argv.includes('--help')) {
-  console.log('node bench/writes.js [--reps N] [--old DIR]   sub-block writes through vmi mount vs nbdkit file+cow (see bench/README.md)')
-  process.exit(0)
-}
-const arg = (name, dflt) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt)
-const reps = Number(arg('--reps', 5))
-const oldDir = arg('--old', undefined)
+const USAGE = 'node bench/writes.js [--reps N] [--old DIR]   sub-block writes through vmi mount vs nbdkit file+cow (see bench/README.md)'
+const {reps, old: oldDir} = parseOptions(
+  'writes',
+  USAGE,
+  {reps: 5, old: undefined},
+  {'--reps': ['reps', Number], '--old': ['old', String]},
+  (o) => (!Number.isInteger(o.reps) || o.reps < 1) && '--reps must be a positive integer',
+)
 const IMAGE = 256 * MiB
 const STRIDE = 4 * KiB * 97 // scattered: one request every 97 blocks, wrapping inside the image
 
@@ -53,14 +38,9 @@ const PATTERNS = [
   {key: 'w4k_d16', label: '4 KiB aligned writes, depth 16', size: 4 * KiB, depth: 16, count: 20000, step: STRIDE, offset: 0, write: true},
 ]
 
-if (!hasCommand('qemu-img') || !hasCommand('nbdkit')) {
-  console.error('bench writes: qemu-img and nbdkit are needed (scripts/install-deps.sh installs them)')
-  process.exit(1)
-}
-process.on('exit', stopAllChildren)
-const startedAt = new Date()
+const run = await startRun('writes', {tools: ['qemu-img', 'nbdkit']})
+const {log, workDir} = run
 const settings = prepSettings()
-const {workDir} = workDirectory('vmi-bench-writes-', log)
 const raw = path.join(workDir, 'disk.raw')
 {
   const fh = await fsp.open(raw, 'w')
@@ -91,56 +71,52 @@ async function start(c, run) {
 
 /** @type {Record<string, Record<string, any[]>>} */
 const runs = Object.fromEntries(PATTERNS.map((p) => [p.key, Object.fromEntries(contenders.map((c) => [c.key, []]))]))
-let run = 0
+let serverCount = 0
 for (let r = 0; r < reps; r++) {
   for (const pat of PATTERNS) {
     for (const c of r % 2 ? [...contenders].reverse() : contenders) {
-      const server = await start(c, run++)
+      const server = await start(c, serverCount++)
       try {
         const p = await prepare({files: [raw], dirs: [path.join(store, 'objects')]}, settings)
-        const w = cpuWindow([server.pid])
-        const res = await qemuImgBench(server.uri, pat, {scratch: workDir})
-        const cpu = w.end((res.user ?? 0) + (res.sys ?? 0))
-        runs[pat.key][c.key].push({seconds: res.seconds, serverCpu: cpu.serverCpu, othersCores: cpu.othersCores, ...p})
-        log(`  ${pat.label}, ${c.key} #${r + 1}: ${f(res.seconds, 3)} s, ${int(pat.count / res.seconds)} IOPS, server CPU ${f(cpu.serverCpu / res.seconds)} cores`)
+        const res = await withServers([server.pid], () => qemuImgBench(server.uri, pat, {scratch: workDir}))
+        runs[pat.key][c.key].push({seconds: res.seconds, serverCpu: res.serverCpu, othersCores: res.othersCores, ...p})
+        log(`  ${pat.label}, ${c.key} #${r + 1}: ${f(res.seconds, 3)} s, ${int(pat.count / res.seconds)} IOPS, server CPU ${f(res.serverCpu / res.seconds)} cores`)
       } finally {
         await server.stop()
       }
     }
   }
 }
-await fsp.rm(workDir, {recursive: true, force: true})
 
 const rows = PATTERNS.map((pat) => {
   const s = Object.fromEntries(contenders.map((c) => [c.key, stats(runs[pat.key][c.key].map((x) => x.seconds))]))
   return {...pat, seconds: s, ratio: s.nbdkit.median / s.vmi.median, ratioOld: oldDir ? s.old.median / s.vmi.median : undefined, runs: runs[pat.key]}
 })
-const machine = machineRecord('/tmp', 'n/a')
-const git = gitInfo()
-const span = (s) => `${f(s.median, 3)} (${f(s.min, 3)}–${f(s.max, 3)})`
-const md = [
-  `# Sub-block writes through vmi mount, ${startedAt.toISOString().slice(0, 10)}`,
-  '',
-  `Commit ${git.head}${git.dirtySrcFiles ? ` with ${git.dirtySrcFiles} uncommitted files in src/` : ''}. Machine: ${machine.cpuModel}, ${machine.cores} cores. ` +
-    `Image ${IMAGE / MiB} MiB (half random, half zeros), every chunk local. \`qemu-img bench -w -t none\` over NBD on a unix socket, one request every ${STRIDE / KiB} KiB (wrapping), ` +
-    `a fresh server and overlay per run; ${reps} runs per row, contenders alternating; seconds as median (min–max). ` +
-    `Ratio = anchor time / vmi time (≥ 1: vmi at least as fast).`,
-  '',
-  table(
-    ['pattern', 'requests', ...contenders.map((c) => `${c.key} s`), ...contenders.map((c) => `${c.key} IOPS`), 'vmi / nbdkit speed', ...(oldDir ? ['vmi / old build speed'] : [])],
-    rows.map((r) => [
-      r.label,
-      int(r.count),
-      ...contenders.map((c) => span(r.seconds[c.key])),
-      ...contenders.map((c) => int(r.count / r.seconds[c.key].median)),
-      `**${f(r.ratio)}×**`,
-      ...(oldDir ? [`${f(r.ratioOld)}×`] : []),
-    ]),
-  ),
-  '',
-  'Every 1 KiB write covers part of one 4 KiB overlay block, so vmi reads the rest of the block (base chunk or overlay) and writes the whole block back, holding that block (and only it) against other changes meanwhile; nbdkit\'s cow filter does the same read-modify-write in its own 64 KiB blocks under a lock.',
-  '',
-].join('\n')
-const out = await writeResults('writes', startedAt, md, {startedAt, git, machine, image: {size: IMAGE, id}, reps, old: oldDir, patterns: rows})
-process.stdout.write(md)
-log(`wrote ${out.mdFile} and ${out.jsonFile}`)
+await run.finish({image: {size: IMAGE, id}, reps, old: oldDir, patterns: rows}, render)
+
+function render(R) {
+  const span = (s) => `${f(s.median, 3)} (${f(s.min, 3)}–${f(s.max, 3)})`
+  return [
+    `# Sub-block writes through vmi mount, ${R.startedAt.slice(0, 10)}`,
+    '',
+    `Commit ${R.git.head}${R.git.dirtySrcFiles ? ` with ${R.git.dirtySrcFiles} uncommitted files in src/` : ''}. Machine: ${R.machine.cpuModel}, ${R.machine.cores} cores. ` +
+      `Image ${IMAGE / MiB} MiB (half random, half zeros), every chunk local. \`qemu-img bench -w -t none\` over NBD on a unix socket, one request every ${STRIDE / KiB} KiB (wrapping), ` +
+      `a fresh server and overlay per run; ${R.reps} runs per row, contenders alternating; seconds as median (min–max). ` +
+      `Ratio = anchor time / vmi time (≥ 1: vmi at least as fast).`,
+    '',
+    table(
+      ['pattern', 'requests', ...contenders.map((c) => `${c.key} s`), ...contenders.map((c) => `${c.key} IOPS`), 'vmi / nbdkit speed', ...(R.old ? ['vmi / old build speed'] : [])],
+      R.patterns.map((r) => [
+        r.label,
+        int(r.count),
+        ...contenders.map((c) => span(r.seconds[c.key])),
+        ...contenders.map((c) => int(r.count / r.seconds[c.key].median)),
+        `**${f(r.ratio)}×**`,
+        ...(R.old ? [`${f(r.ratioOld)}×`] : []),
+      ]),
+    ),
+    '',
+    'Every 1 KiB write covers part of one 4 KiB overlay block, so vmi reads the rest of the block (base chunk or overlay) and writes the whole block back, holding that block (and only it) against other changes meanwhile; nbdkit\'s cow filter does the same read-modify-write in its own 64 KiB blocks under a lock.',
+    '',
+  ].join('\n')
+}

@@ -8,13 +8,14 @@ import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {existsSync, mkdirSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import http from 'node:http'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {loadAverage, machineInfo, sleep, waitQuiet} from './machine.js'
+import {cpuTimes, loadAverage, machineInfo, sleep, waitQuiet} from './machine.js'
 import {GiB} from './format.js'
-import {freePageReporting, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
+import {freePageReporting, hasCommand, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
+import {freePort} from '../../test/helpers/index.js'
+import {metricSum, startServe as startTestServe} from '../../test/helpers/serve.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'run.js')
@@ -182,55 +183,17 @@ export function inNetns(netns, cmd, args) {
 }
 
 /**
- * Start `vmi serve --listen LISTEN ARGS` on `store` (LISTEN: `opts.listen`,
- * default 127.0.0.1:0; in the fleet lab's namespace `opts.netns`); resolves
- * once it printed its URL.
+ * `vmi serve` as test/helpers/serve.js starts it (opts: listen, netns, env), for the benchmarks:
+ * with its pid (CPU accounting), /metrics read from inside its namespace when it has one, a
+ * longer start-up bound (many serves start at once on a loaded machine), and stopped when this
+ * process exits.
  */
 export async function startServe(store, args = [], opts = {}) {
-  const [cmd, argv] = inNetns(opts.netns, process.execPath, [BIN, 'serve', '--listen', opts.listen ?? '127.0.0.1:0', ...args])
-  const child = track(spawn(cmd, argv, {env: vmiEnv(store, opts.env), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']}))
-  let stderr = ''
-  child.stderr.on('data', (d) => (stderr += d))
-  const url = await new Promise((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`vmi serve did not start: ${stderr}`)), 30_000)
-    child.stdout.on('data', (d) => {
-      out += d
-      const m = /(https?:\/\/[^\s"]+)/.exec(out)
-      if (m) {
-        clearTimeout(timer)
-        resolve(m[1].replace(/\/$/, ''))
-      }
-    })
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`vmi serve exited ${code}: ${stderr}`))
-    })
-  })
-  child.removeAllListeners('exit')
-  const exited = new Promise((r) => child.once('exit', (code, signal) => r({code, signal})))
-  return {
-    url,
-    pid: child.pid,
-    stderr: () => stderr,
-    metrics: () => (opts.netns ? httpTextIn(opts.netns, `${url}/metrics`) : httpText(`${url}/metrics`)),
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-      return exited
-    },
-  }
-}
-
-/** @returns {Promise<number>} */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen({host: '127.0.0.1', port: 0}, () => {
-      const {port} = /** @type {net.AddressInfo} */ (srv.address())
-      srv.close(() => resolve(port))
-    })
-  })
+  const env = {VMI_CHUNK_SIZE: undefined, VMI_PEERS: undefined, ...opts.env} // as vmiEnv
+  const s = await startTestServe(store, args, {...opts, env, startTimeoutMs: 30_000})
+  track(s.child)
+  const metricsUrl = `${s.url}/metrics`
+  return {...s, pid: s.child.pid, metrics: () => (opts.netns ? httpTextIn(opts.netns, metricsUrl) : httpText(metricsUrl))}
 }
 
 export function httpText(url) {
@@ -346,19 +309,9 @@ ${raw}  }
   }
 }
 
-/** Sum of a Prometheus counter's samples whose labels match `labels`. */
-export function metricSum(text, name, labels = {}) {
-  let sum = 0
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue
-    const m = /^([^{\s]+)(\{[^}]*\})?\s+([0-9.eE+-]+)/.exec(line)
-    if (!m || m[1] !== name) continue
-    const lab = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]))
-    if (Object.entries(labels).every(([k, v]) => lab[k] === v)) sum += Number(m[3])
-  }
-  return sum
-}
+export {metricSum}
 
+/** Chunk bytes a `vmi serve` has sent (its /metrics), for seed egress. */
 export async function servedObjectBytes(serve) {
   return metricSum(await serve.metrics(), 'vmi_served_bytes_total', {kind: 'objects'})
 }
@@ -405,17 +358,6 @@ export function treeCpuSeconds(pids) {
   return ticks / CLK_TCK
 }
 
-/** Machine-wide CPU seconds from /proc/stat: busy (all but idle/iowait), irq+softirq, steal. */
-function statTimes() {
-  try {
-    const v = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number) // user nice system idle iowait irq softirq steal
-    const total = v.slice(0, 8).reduce((a, b) => a + b, 0)
-    return {busy: (total - v[3] - v[4]) / CLK_TCK, irq: (v[5] + v[6]) / CLK_TCK, steal: v[7] / CLK_TCK}
-  } catch {
-    return undefined
-  }
-}
-
 /**
  * A measurement window: machine-wide busy CPU, and the CPU of our own
  * long-running servers (`pids`), from start() to end(). end(childCpu)
@@ -425,13 +367,13 @@ function statTimes() {
  * (busy − irq − the timed child's CPU − our servers).
  */
 export function cpuWindow(pids = []) {
-  const c0 = statTimes()
+  const c0 = cpuTimes()
   const s0 = treeCpuSeconds(pids)
   const t0 = performance.now()
   return {
     end(childCpu = 0) {
       const wall = (performance.now() - t0) / 1000
-      const c1 = statTimes()
+      const c1 = cpuTimes()
       const serverCpu = treeCpuSeconds(pids) - s0
       const busy = c0 && c1 ? c1.busy - c0.busy : NaN
       const irq = c0 && c1 ? c1.irq - c0.irq : NaN
@@ -446,6 +388,18 @@ export function cpuWindow(pids = []) {
       }
     },
   }
+}
+
+/**
+ * Run `fn` (which returns a runTimed result) in a cpuWindow over our servers `pids`: the result gets
+ * serverCpu, irqCores, othersCores and stealCores.
+ * @template {Record<string, any>} R @param {(number | undefined)[]} pids @param {() => Promise<R>} fn
+ */
+export async function withServers(pids, fn) {
+  const w = cpuWindow(pids)
+  const r = await fn()
+  const {serverCpu, irqCores, othersCores, stealCores} = w.end((r.user ?? 0) + (r.sys ?? 0))
+  return Object.assign(r, {serverCpu, irqCores, othersCores, stealCores})
 }
 
 // ----------------------------------------------------------------- per-run preparation (as bench/run.js)
@@ -504,13 +458,10 @@ export function gitInfo() {
   return {head: g(['rev-parse', '--short', 'HEAD']), dirtySrcFiles: dirty, distOlderThanSrc: distOlder}
 }
 
+/** The first line a tool prints about its version (nginx -v prints it on stderr). */
 function version(cmd, args = ['--version']) {
-  try {
-    const r = spawnSync(cmd, args, {encoding: 'utf8'})
-    return (r.stdout || r.stderr || '').trim().split('\n')[0] || undefined
-  } catch {
-    return undefined
-  }
+  const r = spawnSync(cmd, args, {encoding: 'utf8'})
+  return (r.stdout || r.stderr || '').trim().split('\n')[0] || undefined
 }
 
 /** machineInfo() of the store bench plus the tools these benches use. */
@@ -562,6 +513,14 @@ export function ensureBootImage(log) {
   return {reason: `${img.reason}; scripts/build-boot-image.sh exited ${r.status}`}
 }
 
+/** The boot image (ensureBootImage), or exit 1 with the reason: `kind` cannot run without it. */
+export function requireBootImage(kind, log) {
+  const boot = ensureBootImage(log)
+  if (boot.file) return boot
+  console.error(`bench ${kind}: the Debian boot image is needed: ${boot.reason}`)
+  process.exit(1)
+}
+
 /**
  * `--render JSON`: rewrite bench/results/<date>-<kind>.md from a saved
  * latest-<kind>.json with `render(R)`, print it, and exit.
@@ -588,7 +547,7 @@ export function ensureReady(kind, {build = false, tools = []} = {}) {
     console.error(`bench ${kind}: dist/ is not built; run \`npm run build\``)
     process.exit(1)
   }
-  const missing = tools.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`], {stdio: 'ignore'}).status !== 0)
+  const missing = tools.filter((t) => !hasCommand(t))
   if (missing.length) {
     console.error(`bench ${kind}: ${missing.join(', ')} not installed (scripts/install-deps.sh installs ${missing.length > 1 ? 'them' : 'it'}); the benchmark needs ${missing.length > 1 ? 'them' : 'it'}`)
     process.exit(1)

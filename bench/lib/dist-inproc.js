@@ -7,18 +7,7 @@
 // storing them with LocalStore.putObjectSync. Wall and this process's CPU time.
 import http from 'node:http'
 import {loadVmi} from './common.js'
-
-async function pool(items, concurrency, fn) {
-  let i = 0
-  await Promise.all(
-    Array.from({length: concurrency}, async () => {
-      while (i < items.length) {
-        const k = i++
-        await fn(items[k], k)
-      }
-    }),
-  )
-}
+import {pool} from './measure.js'
 
 async function timed(fn) {
   const c0 = process.cpuUsage()

@@ -3,6 +3,7 @@
 // judged on, shared with docs/PERFORMANCE.md (bench/lib/perf-doc.js).
 import {bytesHuman, f, GiB, int, table} from './format.js'
 import {stats} from './measure.js'
+import {goalTable} from './report.js'
 
 export const CONTENDERS = {
   peers: 'vmi, peers + owner hashing',
@@ -63,7 +64,6 @@ export function renderFleetReport(R) {
   const img = R.image
   const Um = bytesHuman(img.uniqueBytes)
   const mbit = (b) => `${f(b / 1e6, 0)} Mbit/s`
-  const mark = (ok) => (ok ? 'met' : '**missed**')
   const out = [`# vmi fleet benchmark in the lab, ${R.startedAt.slice(0, 10)}`, '']
   out.push(
     `Started ${R.startedAt} (git ${R.git.head}${R.git.dirtySrcFiles ? ` + ${R.git.dirtySrcFiles} uncommitted file(s) in src/` : ''}), took ${f(R.totalSeconds, 0)} s. ` +
@@ -93,8 +93,7 @@ export function renderFleetReport(R) {
   )
   out.push(loadSummary(R), '')
   out.push('## Goals', '')
-  const goals = fleetGoals(R)
-  out.push(table(['goal', 'result', 'status'], goals.map((g) => [g.goal, g.result, mark(g.met)])), '')
+  out.push(goalTable(fleetGoals(R)), '')
 
   out.push('## Fill: N hosts get the whole image at once', '')
   out.push(
@@ -135,12 +134,10 @@ export function renderFleetReport(R) {
   )
   const cpuRows = []
   for (const p of R.fill) {
-    const c = cpuPerGiB(R, p)
     for (const x of [...p.peers, p.seedAlone, p.curl].filter(Boolean)) {
       const perGiB = (x.clientCpu + x.hostServeCpu) / p.hosts / ((x.kind === 'curl' ? img.size : img.uniqueBytes) / GiB)
       cpuRows.push([p.hosts, CONTENDERS[x.kind], f(x.wall), f(x.clientCpu), f(x.hostServeCpu), f(x.seedCpu), f(perGiB), f(x.busyCores), f(x.irqCores), f(x.othersCores)])
     }
-    void c
   }
   out.push(table(['hosts', 'contender', 'wall s', 'CPU s: clients', 'host serves', 'seed', 'CPU-s per GiB per host', `busy cores (of ${R.machine.cores})`, 'irq cores', "others' cores"], cpuRows), '')
 
@@ -249,7 +246,6 @@ export function bootGoals(R) {
 
 export function renderBootReport(R) {
   const T = R.trace
-  const mark = (ok) => (ok ? 'met' : '**missed**')
   const out = [`# vmi boot storm in the fleet lab, ${R.startedAt.slice(0, 10)}`, '']
   out.push(
     `Started ${R.startedAt} (git ${R.git.head}), took ${f(R.totalSeconds, 0)} s. ${R.machine.cpuModel}, ${R.machine.cores} cores; load average at the end ${R.loadAverageAtEnd.join(' ')} — **a shared machine**: other work used CPU during these runs (the "others" column). ` +
@@ -263,7 +259,7 @@ export function renderBootReport(R) {
       `Time-to-boot-set = from the host's start (its \`vmi mount\`, or its curl) to its last replayed read answered. p99 of fewer than 100 hosts is the slowest host.`,
     '',
   )
-  out.push('## Goals', '', table(['goal', 'result', 'status'], bootGoals(R).map((g) => [g.goal, g.result, mark(g.met)])), '')
+  out.push('## Goals', '', goalTable(bootGoals(R)), '')
   out.push('## Time-to-boot-set and seed bytes', '')
   const rows = []
   for (const p of R.runs)

@@ -6,7 +6,7 @@
 import {randomBytes} from 'node:crypto'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {settle} from './measure.js'
+import {pool, settle} from './measure.js'
 
 /** @typedef {import('./common.js').Vmi} Vmi */
 
@@ -48,34 +48,20 @@ export function zeroCheckSpeed(dist, chunkSize, seconds = 0.3) {
  */
 export async function storeWriteCost(dist, dir, {chunkSize, count, concurrency, discard}) {
   const store = await dist.LocalStore.open(path.join(dir, 'putobject-store'))
-  const pool = randomBytes(chunkSize + 4096)
+  const data = randomBytes(chunkSize + 4096)
   const ids = Array.from({length: count}, () => randomBytes(32).toString('hex'))
   const pass = async () => {
-    const inflight = new Set()
     let created = 0
     const t0 = performance.now()
-    for (let i = 0; i < count; i++) {
-      const data = pool.subarray(i % 4096, (i % 4096) + chunkSize)
-      const p = store.putObject(ids[i], data).then((c) => {
-        if (c) created++
-        inflight.delete(p)
-      })
-      inflight.add(p)
-      if (inflight.size >= concurrency) await Promise.race(inflight)
-    }
-    await Promise.all(inflight)
+    await pool(ids, concurrency, async (id, i) => {
+      if (await store.putObject(id, data.subarray(i % 4096, (i % 4096) + chunkSize))) created++
+    })
     return {seconds: (performance.now() - t0) / 1000, created}
   }
   // read them all back, one at a time (as export does) and `concurrency` at a time
   const readBack = async (parallel) => {
     const t0 = performance.now()
-    const inflight = new Set()
-    for (let i = 0; i < count; i++) {
-      const p = store.getObject(ids[i]).then(() => inflight.delete(p))
-      inflight.add(p)
-      if (inflight.size >= parallel) await Promise.race(inflight)
-    }
-    await Promise.all(inflight)
+    await pool(ids, parallel, (id) => store.getObject(id))
     return (performance.now() - t0) / 1000
   }
   try {

@@ -34,15 +34,23 @@ export function machineInfo(workDir) {
     mountOptions: workDir ? mountOptionsOf(workDir) : undefined,
     dirtyRatio: readNum('/proc/sys/vm/dirty_ratio'),
     dirtyBackgroundRatio: readNum('/proc/sys/vm/dirty_background_ratio'),
+    // how an idle core wakes up (bench/mount.js, "By CPU placement")
+    cpuidle: readText('/sys/devices/system/cpu/cpuidle/current_driver'),
+    haltPollNs: readNum('/sys/module/haltpoll/parameters/guest_halt_poll_ns'),
+  }
+}
+
+function readText(file) {
+  try {
+    return readFileSync(file, 'utf8').trim()
+  } catch {
+    return undefined
   }
 }
 
 function readNum(file) {
-  try {
-    return Number(readFileSync(file, 'utf8').trim())
-  } catch {
-    return undefined
-  }
+  const t = readText(file)
+  return t === undefined || t === '' ? undefined : Number(t)
 }
 
 function mountOptionsOf(dir) {
@@ -50,7 +58,7 @@ function mountOptionsOf(dir) {
   return target?.replace(/\s+/g, ' ')
 }
 
-/** Whole-machine CPU time so far, in seconds: {busy, total}. */
+/** Whole-machine CPU time so far, in seconds: busy (all but idle and iowait), total, irq (irq + softirq), steal. */
 export function cpuTimes() {
   try {
     const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] // cpu user nice system idle iowait irq softirq steal
@@ -58,7 +66,7 @@ export function cpuTimes() {
     const hz = 100 // USER_HZ on Linux
     const idle = (v[3] ?? 0) + (v[4] ?? 0)
     const total = v.slice(0, 8).reduce((a, b) => a + b, 0)
-    return {busy: (total - idle) / hz, total: total / hz, steal: (v[7] ?? 0) / hz}
+    return {busy: (total - idle) / hz, total: total / hz, irq: ((v[5] ?? 0) + (v[6] ?? 0)) / hz, steal: (v[7] ?? 0) / hz}
   } catch {
     return undefined
   }
@@ -66,17 +74,6 @@ export function cpuTimes() {
 
 export function loadAverage() {
   return os.loadavg().map((x) => Math.round(x * 100) / 100)
-}
-
-/** Processes (other than our own tree) currently using noticeable CPU: "pid cmd (%cpu)". */
-export function busyProcesses(minPct = 20) {
-  const out = sh('ps', ['-eo', 'pid,ppid,pcpu,comm', '--sort=-pcpu', '--no-headers'])
-  if (!out) return []
-  return out
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => Number(f[2]) >= minPct && Number(f[0]) !== process.pid && Number(f[1]) !== process.pid)
-    .map((f) => `${f[3]} (pid ${f[0]}, ${f[2]}% CPU)`)
 }
 
 /** @param {number} ms */

@@ -119,6 +119,21 @@ export function summarizeRuns(runs, keys) {
   }
 }
 
+/**
+ * `fn(item, index)` over `items` in order, at most `concurrency` at a time.
+ * @template T @param {T[]} items @param {number} concurrency @param {(item: T, index: number) => Promise<unknown>} fn
+ */
+export async function pool(items, concurrency, fn) {
+  let i = 0
+  const worker = async () => {
+    while (i < items.length) {
+      const k = i++
+      await fn(items[k], k)
+    }
+  }
+  await Promise.all(Array.from({length: concurrency}, worker))
+}
+
 /** Flush dirty pages (so one measurement's writeback does not land in the next). */
 export function settle() {
   spawnSync('sync', [], {stdio: 'ignore'})

@@ -61,7 +61,8 @@ export async function startMount(store, args, opts = {}) {
   const info = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`vmi mount did not start: ${stderr}`)), 60_000)
     const check = () => {
-      const line = stdout.split('\n').find((l) => l.startsWith('{"mounted"'))
+      // every JSON line of vmi starts with its "version" (src/cli/json.ts)
+      const line = stdout.split('\n').find((l) => /^\{("version":\d+,)?"mounted"/.test(l))
       if (line) {
         clearTimeout(timer)
         child.stdout.off('data', check)

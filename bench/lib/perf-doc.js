@@ -12,9 +12,9 @@ import {bytesHuman, f, GB, GiB, int, KiB, MB, MiB, pct, table} from './format.js
 import {median} from './measure.js'
 import {barChart, lineChart} from './svg-plot.js'
 import {BOOT_CONTENDERS, bootGoals, CONTENDERS, cpuPerGiB, fleetGoals, loadSummary} from './fleet-report.js'
+import {distGoals, goalTable, mark, mountGoals, rawBootAnchor, storeGoals} from './report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-const mark = (ok) => (ok ? 'met' : '**missed**')
 const x = (v, d = 2) => `${f(v, d)}×`
 const secs = (s) => `${f(s)} s`
 
@@ -183,64 +183,16 @@ function machineSection(R, reports) {
 
 // ----------------------------------------------------------------- goals
 
-function rawBootAnchor(M) {
-  const r = M?.boots?.runs
-  return median([r?.rawFirst?.boot?.markerS, r?.rawLast?.boot?.markerS])
-}
-
 function goalsSection(R) {
-  const rows = []
-  const S = R.store
-  if (S) {
-    const T = S.targets
-    for (const img of S.images.filter((i) => !i.skipped)) {
-      const r = img.rows
-      const cold = img.size / r.importCold.wall
-      const again = img.size / r.importAgain.wall
-      rows.push([`store: import into an empty store ≥ ${f(T.importBytesPerSecond / GB, 0)} GB/s and ≥ ${T.importVsCp}× cp (${img.name})`, `${f(cold / GB)} GB/s; ${x(r.cp.wall / r.importCold.wall)} cp`, mark(cold >= T.importBytesPerSecond && r.cp.wall / r.importCold.wall >= T.importVsCp)])
-      rows.push([`store: import again (all deduplicated) ≥ ${f(T.importBytesPerSecond / GB, 0)} GB/s and ≥ ${T.importVsCp}× cp (${img.name})`, `${f(again / GB)} GB/s; ${x(r.cp.wall / r.importAgain.wall)} cp`, mark(again >= T.importBytesPerSecond && r.cp.wall / r.importAgain.wall >= T.importVsCp)])
-      const worst = Math.max(...[r.importCold, r.importAgain, r.export, ...(img.sweep ?? [])].map((y) => y.rssBytes))
-      rows.push([`store: peak RSS ≤ ${f(T.rssBytes / MB, 0)} MB, every vmi run (${img.name})`, `worst ${f(worst / MB, 0)} MB`, mark(worst <= T.rssBytes)])
-    }
-    if (S.scale?.points?.length) {
-      const big = S.scale.points.at(-1)
-      const worst = Math.max(...S.scale.points.flatMap((p) => [p.importRssBytes, p.exportRssBytes]))
-      rows.push([`store: peak RSS ≤ ${f(S.targets.rssBytes / MB, 0)} MB for any image size`, `${bytesHuman(big.size)} sparse image: import ${f(big.importRssBytes / MB, 0)} MB, export ${f(big.exportRssBytes / MB, 0)} MB`, mark(worst <= S.targets.rssBytes)])
-    }
-  }
-  const D = R.dist
-  if (D) {
-    const p = D.pull
-    const ratio = p.curlFile.wall / p.pullNginx.wall
-    rows.push([`distribution: vmi pull ≥ ${D.targets.pullVsCurl}× faster than curl of the raw file from the same nginx`, `${x(ratio)} (${secs(p.pullNginx.wall)} vs ${secs(p.curlFile.wall)})`, mark(ratio >= D.targets.pullVsCurl)])
-    const worst = Math.max(...D.fleet.map((y) => y.seedRatio))
-    rows.push([`distribution: seed egress ≈ one copy of the unique non-zero bytes for any number of hosts (read here as ≤ 1.05×)`, D.fleet.map((y) => `${y.hosts}: ${f(y.seedRatio, 3)}×`).join('; '), mark(worst <= 1.05)])
-  }
-  const M = R.mount
-  if (M) {
-    const T = M.targets
-    for (const p of M.reads?.patterns ?? []) rows.push([`mount: cached reads ≥ ${T.readsVsNbdkit}× nbdkit, ${p.label}`, `${x(p.ratio)} (${f(p.vmi.bytesPerSecond / MB, 0)} vs ${f(p.nbdkit.bytesPerSecond / MB, 0)} MB/s)`, mark(p.ratio >= T.readsVsNbdkit)])
-    const anchor = rawBootAnchor(M)
-    const guest = M.boots?.runs?.nbdkitLog?.footprint
-    for (const [k, label] of [
-      ['cold', 'cold lazy boot'],
-      ['coldProfile', 'cold lazy boot with the boot profile'],
-    ]) {
-      const b = M.boots?.runs?.[k]
-      if (!b) continue
-      const r = b.boot?.markerS / anchor
-      rows.push([`mount: ${label} ≤ ${T.coldBootVsLocal}× the boot from the local raw file`, b.boot?.ok ? `${x(r)} (${secs(b.boot.markerS)} vs ${secs(anchor)})` : 'boot failed', mark(b.boot?.ok && r <= T.coldBootVsLocal)])
-      if (guest) {
-        const fr = b.seedBytes / guest.uniqueBytes
-        rows.push([`mount: ${label}, bytes from the seed ≤ ${T.fetchedVsRead}× the bytes the guest read`, `${x(fr)} (${bytesHuman(b.seedBytes)} vs ${bytesHuman(guest.uniqueBytes)})`, mark(fr <= T.fetchedVsRead)])
-      }
-    }
-  }
-  if (R.fleet) for (const g of fleetGoals(R.fleet)) rows.push([g.goal, g.result, mark(g.met)])
-  if (R['fleet-boot']) for (const g of bootGoals(R['fleet-boot'])) rows.push([g.goal, g.result, mark(g.met)])
-  if (!rows.length) return []
-  const met = rows.filter((r) => r[2] === 'met').length
-  return ['## Goals', '', `${met} of ${rows.length} met.`, '', table(['goal', 'result', 'status'], rows), '']
+  const goals = [
+    ...(R.store ? storeGoals(R.store) : []),
+    ...(R.dist ? distGoals(R.dist) : []),
+    ...(R.mount ? mountGoals(R.mount) : []),
+    ...(R.fleet ? fleetGoals(R.fleet) : []),
+    ...(R['fleet-boot'] ? bootGoals(R['fleet-boot']) : []),
+  ]
+  if (!goals.length) return []
+  return ['## Goals', '', `${goals.filter((g) => g.met).length} of ${goals.length} met.`, '', goalTable(goals), '']
 }
 
 // ----------------------------------------------------------------- store

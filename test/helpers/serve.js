@@ -4,7 +4,8 @@ import {spawnCli} from './index.js'
 /**
  * `opts.listen` (default 127.0.0.1:0) lets a restarted server take its old
  * port again; `opts.netns` runs it in a network namespace (then metrics()
- * cannot reach it from here: ask from inside, test/helpers/lab.js httpGet).
+ * cannot reach it from here: ask from inside, test/helpers/lab.js httpGet);
+ * `opts.startTimeoutMs` (default 20 s) bounds the wait for its URL.
  */
 export async function startServe(store, args = [], opts = {}) {
   const child = spawnCli(['serve', '--listen', opts.listen ?? '127.0.0.1:0', ...args], {store, env: opts.env, netns: opts.netns})
@@ -12,7 +13,7 @@ export async function startServe(store, args = [], opts = {}) {
   child.stderr.on('data', (d) => (stderr += d))
   const url = await new Promise((resolve, reject) => {
     let out = ''
-    const timer = setTimeout(() => reject(new Error(`vmi serve did not start: ${stderr}`)), 20_000)
+    const timer = setTimeout(() => reject(new Error(`vmi serve did not start: ${stderr}`)), opts.startTimeoutMs ?? 20_000)
     child.stdout.on('data', (d) => {
       out += d
       const m = /(https?:\/\/[^\s"]+)/.exec(out)
