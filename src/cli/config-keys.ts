@@ -103,6 +103,18 @@ export const SETTINGS: Setting[] = [
     summary: "A PEM bundle of CA certificates trusted besides the system's roots; else the remote's caCert (vmi remote add --ca-cert).",
   },
   {
+    name: 'allowed signers',
+    key: 'allowedSigners',
+    env: ['VMI_ALLOWED_SIGNERS'],
+    flags: ['--verify-signers (pull, mount, verify)'],
+    summary: "An allowed signers file (git's and ssh-keygen's format): pulls and mounts by NAME:TAG then need the ref signed by a key it allows for that name (default: not checked).",
+    parse: (text) => {
+      if (text.trim() === '') throw new UsageError('allowed signers file: give a path')
+      return path.resolve(text)
+    },
+    file: true,
+  },
+  {
     name: 'peer timeout',
     env: ['VMI_PEER_TIMEOUT_MS'],
     flags: ['--peer-timeout (pull, mount, commit)'],
