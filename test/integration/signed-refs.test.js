@@ -181,15 +181,35 @@ test('a seed that swaps the ref to another valid manifest: pull and mount refuse
   }
 })
 
-test('an unsigned ref, a key not in the allowed signers, and a key allowed only for other names are refused (exit 10)', async () => {
+test('an unsigned ref is refused (exit 10, nothing pulled)', async () => {
+  if (!have) return skip('ssh-keygen is not installed')
+  await assertRefused(['pull', 'evil:1', ctx.seed.url, '--verify-signers', ctx.allowed], /ref evil:1 from seed \S+ is not trusted: it has no signature/)
+})
+
+test('a ref signed by a key the allowed signers do not list is refused (exit 10, nothing pulled or mounted)', async () => {
   if (!have) return skip('ssh-keygen is not installed')
   const {seed, allowed} = ctx
-  await assertRefused(['pull', 'evil:1', seed.url, '--verify-signers', allowed], /ref evil:1 from seed \S+ is not trusted: it has no signature/)
   await assertRefused(['pull', 'other:1', seed.url, '--verify-signers', allowed], /is signed by ssh-ed25519 key SHA256:\S+, which the allowed signers do not accept for other:1 \(the key is not listed\)/)
-  const r = await assertRefused(['pull', 'web:2', seed.url, '--verify-signers', allowed, '--json'], /principals \\"db:\*\\" do not match \\"web:2\\"/)
-  assert.is(JSON.parse(r.stderr.trim().split('\n').at(-1)).error.code, 'VMI_SIGNATURE')
-  // the same signature under the name it was made for is still refused: web:2's signature does not sign db:*
   await assertRefused(['mount', 'other:1', seed.url, '--verify-signers', allowed], /not listed/)
+})
+
+test('a signature whose signed lines were altered (a later time) does not verify: refused (exit 10)', async () => {
+  if (!have) return skip('ssh-keygen is not installed')
+  const {seed, seedStore, allowed} = ctx
+  const file = path.join(seedStore, 'sigs', 'web', '1')
+  const good = readFileSync(file, 'utf8')
+  writeFileSync(file, good.replace(/^time \S+$/m, 'time 2099-01-01T00:00:00.000Z'))
+  try {
+    await assertRefused(['pull', 'web:1', seed.url, '--verify-signers', allowed], /ref web:1 from seed \S+ is not trusted: its signature does not verify/)
+  } finally {
+    writeFileSync(file, good)
+  }
+})
+
+test('a ref signed by a key allowed only for other names is refused (exit 10, VMI_SIGNATURE)', async () => {
+  if (!have) return skip('ssh-keygen is not installed')
+  const r = await assertRefused(['pull', 'web:2', ctx.seed.url, '--verify-signers', ctx.allowed, '--json'], /principals \\"db:\*\\" do not match \\"web:2\\"/)
+  assert.is(JSON.parse(r.stderr.trim().split('\n').at(-1)).error.code, 'VMI_SIGNATURE')
 })
 
 test('a signature ssh-keygen -Y sign made over the documented message verifies in vmi (pull, then vmi verify)', async () => {
