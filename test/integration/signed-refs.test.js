@@ -8,7 +8,7 @@
 // id needs no signature. A static seed (nginx) serves the signature as a file.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {spawnSync} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {execAsync, fsckClean, hasCommand, listFiles, makeImage, skip, tmpDir, tmpStore} from '../helpers/index.js'
@@ -237,6 +237,43 @@ test('a signature ssh-keygen -Y sign made over the documented message verifies i
     assert.is(v.status, 10)
     assert.match(v.stderr, /namespace "file"/)
   }
+})
+
+test('push --sign KEY.pub signs through ssh-agent (an encrypted key); without SSH_AUTH_SOCK, or with the encrypted key file itself, exit 2 before any upload', async () => {
+  if (!have) return skip('ssh-keygen is not installed')
+  if (!hasCommand('ssh-agent') || !hasCommand('ssh-add')) return skip('ssh-agent/ssh-add are not installed')
+  const {host, seed, seedStore, work, allowed} = ctx
+  const enc = path.join(work.dir, 'encrypted-key')
+  assert.is(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'pass phrase', '-f', enc]).status, 0)
+  const list = readFileSync(allowed, 'utf8')
+  writeFileSync(allowed, list + `agent:* ${readFileSync(`${enc}.pub`, 'utf8')}`)
+  const tagged = await vmi(['tag', 'web:1', 'agent:1'], host)
+  assert.is(tagged.status, 0, tagged.stderr)
+  const noAgent = await vmi(['push', 'agent:1', seed.url, '--sign', `${enc}.pub`], host)
+  assert.is(noAgent.status, 2)
+  assert.match(noAgent.stderr, /SSH_AUTH_SOCK is not set/)
+  const encrypted = await vmi(['push', 'agent:1', seed.url, '--sign', enc], host)
+  assert.is(encrypted.status, 2)
+  assert.match(encrypted.stderr, /is encrypted .*ssh-agent/)
+  assert.not.ok(existsSync(path.join(seedStore, 'refs', 'agent')), 'refused before any upload')
+  const sock = path.join(work.dir, 'agent.sock')
+  const agent = spawn('ssh-agent', ['-D', '-a', sock], {stdio: 'ignore'})
+  try {
+    for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20))
+    const askpass = path.join(work.dir, 'askpass.sh')
+    writeFileSync(askpass, '#!/bin/sh\necho "pass phrase"\n', {mode: 0o755})
+    const add = spawnSync('ssh-add', ['-q', enc], {env: {...process.env, SSH_AUTH_SOCK: sock, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', DISPLAY: ':0'}, encoding: 'utf8'})
+    assert.is(add.status, 0, add.stderr)
+    const r = await vmi(['push', 'agent:1', seed.url, '--sign', `${enc}.pub`], host, {SSH_AUTH_SOCK: sock})
+    assert.is(r.status, 0, r.stderr)
+    assert.match(r.stdout, /signed agent:1 with ssh-ed25519 key SHA256:/)
+  } finally {
+    agent.kill('SIGTERM')
+  }
+  const ok = sshVerify(readFileSync(path.join(seedStore, 'sigs', 'agent', '1'), 'utf8'), 'agent:1')
+  assert.is(ok.status, 0, ok.stderr + ok.stdout)
+  const p = await vmi(['pull', 'agent:1', seed.url, '--verify-signers', allowed], fresh())
+  assert.is(p.status, 0, p.stderr)
 })
 
 test('pull by full image id needs no signature, with --verify-signers', async () => {
