@@ -15,7 +15,7 @@ import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
 import {formatRef, isValidRefPart, parseRef, type RefName} from '../store/ref.js'
-import {verifyRefSignature, type VerifiedSignature} from '../store/ref-signature.js'
+import {checkNotOlder, verifyRefSignature, type VerifiedSignature} from '../store/ref-signature.js'
 import type {AllowedSigner} from '../security/allowed-signers.js'
 import {preloadBulkReceive} from './bulk-receive.js'
 import {closeWriters, startWriters} from './chain-bulk.js'
@@ -153,6 +153,8 @@ export async function resolveTarget(chain: FetchChain, spec: string, signal?: Ab
   if (!id) throw new RefNotFoundError(`${chain.seed.name} has no image ${formatRef(ref)}`, {data: {spec}})
   const seed = chain.seed
   const signature = await checkSigned(signers, ref, id, seed.name, () => seed.getRefSignature(ref.name, ref.tag, {signal}))
+  // a host that has seen a newer signature of this ref does not go back
+  if (signature) await checkNotOlder(chain.local, ref, signature.verified, signers!, seed.name)
   return {id, ref, remote: seed.url, ...(signature ? {signature} : {})}
 }
 

@@ -111,6 +111,29 @@ export function verifyRefSignature(data: Buffer | string | undefined, ref: RefNa
   return {ref: name, id, time: s.time, keyType: s.sig.publicKey.type, key, principals: found.signer.principals, allowedBy: found.signer.where}
 }
 
+/**
+ * Refuse a rollback: `verified` (a remote's signature of `ref`) signed
+ * earlier than the signature of the same ref this store holds — when that
+ * one verifies too (with the same signers, for whatever image it names). A
+ * seed that serves an older, validly signed state of a ref (an image since
+ * replaced) is then refused by every host that has seen the newer one.
+ */
+export async function checkNotOlder(store: LocalStore, ref: RefName, verified: VerifiedSignature, signers: AllowedSigner[], from: string): Promise<void> {
+  const local = await store.readRefSignature(ref).catch(() => undefined)
+  if (local === undefined) return
+  let known: VerifiedSignature
+  try {
+    known = verifyRefSignature(local, ref, parseRefSignature(local).id, signers, store.name)
+  } catch {
+    return // a stale or untrusted local signature says nothing about time
+  }
+  if (Date.parse(known.time) > Date.parse(verified.time))
+    throw new SignatureError(
+      `ref ${verified.ref} from ${from} is not trusted: its signature (${verified.time}, image ${verified.id}) is older than the one ${store.name} holds (${known.time}, image ${known.id}): a rollback`,
+      {data: {ref: verified.ref, id: verified.id, reason: 'rollback'}},
+    )
+}
+
 /** Verify the signature stored beside a local ref (`vmi verify`). */
 export async function verifyLocalRef(store: LocalStore, spec: string, signers: AllowedSigner[]): Promise<VerifiedSignature> {
   const ref = parseRef(spec)

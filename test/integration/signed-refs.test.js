@@ -276,6 +276,36 @@ test('push --sign KEY.pub signs through ssh-agent (an encrypted key); without SS
   assert.is(p.status, 0, p.stderr)
 })
 
+test('rollback: a seed serving an older, validly signed state of a ref is refused by a host that has seen the newer signature', async () => {
+  if (!have) return skip('ssh-keygen is not installed')
+  const {host, seed, seedStore, keys, allowed, ids} = ctx
+  const refFile = path.join(seedStore, 'refs', 'web', '1')
+  const sigFile = path.join(seedStore, 'sigs', 'web', '1')
+  const old = {ref: readFileSync(refFile), sig: readFileSync(sigFile)}
+  const store = fresh()
+  try {
+    assert.is((await vmi(['pull', 'web:1', seed.url, '--verify-signers', allowed], store)).status, 0)
+    // web:1 moves on to a new image, signed later; the host pulls it
+    const p = await vmi(['push', 'web:2', seed.url, '--as', 'web:1', '--sign', keys.web], host)
+    assert.is(p.status, 0, p.stderr)
+    const newer = await vmi(['pull', 'web:1', seed.url, '--verify-signers', allowed, '--json'], store)
+    assert.is(newer.status, 0, newer.stderr)
+    assert.is(JSON.parse(newer.stdout).id, ids['web:2'])
+    // the seed puts the old ref and its (valid) old signature back
+    writeFileSync(refFile, old.ref)
+    writeFileSync(sigFile, old.sig)
+    const r = await vmi(['pull', 'web:1', seed.url, '--verify-signers', allowed], store)
+    assert.is(r.status, 10, r.stderr)
+    assert.match(r.stderr, /is older than the one .* holds .*: a rollback/)
+    assert.is((await vmi(['verify', 'web:1', '--verify-signers', allowed, '--json'], store)).status, 0, 'the host kept the newer ref')
+    // a host that never saw the newer one cannot tell (the first pull trusts the newest signature it is shown)
+    assert.is((await vmi(['pull', 'web:1', seed.url, '--verify-signers', allowed], fresh())).status, 0)
+  } finally {
+    writeFileSync(refFile, old.ref)
+    writeFileSync(sigFile, old.sig)
+  }
+})
+
 test('pull by full image id needs no signature, with --verify-signers', async () => {
   if (!have) return skip('ssh-keygen is not installed')
   const {seed, allowed, ids} = ctx
