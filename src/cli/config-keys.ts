@@ -31,6 +31,14 @@ export interface Setting {
   managedBy?: string
 }
 
+/** A setting naming a file: stored as an absolute path. */
+function parsePath(what: string): (text: string) => string {
+  return (text) => {
+    if (text.trim() === '') throw new UsageError(`${what}: give a path`)
+    return path.resolve(text)
+  }
+}
+
 export const SETTINGS: Setting[] = [
   {
     name: 'store directory',
@@ -76,10 +84,7 @@ export const SETTINGS: Setting[] = [
     env: [],
     flags: ['--peers-file (pull, mount, commit)'],
     summary: 'A file with one peer URL a line, re-read when it changes.',
-    parse: (text) => {
-      if (text.trim() === '') throw new UsageError('peers file: give a path')
-      return path.resolve(text)
-    },
+    parse: parsePath('peers file'),
     file: true,
   },
   {
@@ -108,10 +113,7 @@ export const SETTINGS: Setting[] = [
     env: ['VMI_ALLOWED_SIGNERS'],
     flags: ['--verify-signers (pull, mount, verify)'],
     summary: "An allowed signers file (git's and ssh-keygen's format): pulls and mounts by NAME:TAG then need the ref signed by a key it allows for that name (default: not checked).",
-    parse: (text) => {
-      if (text.trim() === '') throw new UsageError('allowed signers file: give a path')
-      return path.resolve(text)
-    },
+    parse: parsePath('allowed signers file'),
     file: true,
   },
   {
