@@ -16,7 +16,7 @@ export const ExitCode = {
   DEPENDENCY: 7, // an external tool (qemu-img, ...) is missing or failed
   INTEGRITY: 8, // content does not match its id
   REMOTE: 9, // a remote (peer or seed) failed, or none had what was needed
-  AUTH: 10, // a remote refused our credentials
+  AUTH: 10, // a remote refused our credentials, or a ref's signature is not trusted
   INTERRUPTED: 130,
 } as const
 
@@ -192,4 +192,14 @@ export function isErrno(err: unknown, ...codes: string[]): boolean {
 export class SettingNotSetError extends VmiError {
   override readonly code = 'VMI_SETTING_NOT_SET'
   override readonly exitCode = ExitCode.NOT_FOUND
+}
+
+/**
+ * A ref's signature is missing, malformed, wrong, or made by a key the
+ * allowed signers do not accept for that ref name: the ref is not trusted.
+ * `data.reason` is one of missing, malformed, mismatch, bad, not-allowed.
+ */
+export class SignatureError extends VmiError {
+  override readonly code = 'VMI_SIGNATURE'
+  override readonly exitCode = ExitCode.AUTH
 }

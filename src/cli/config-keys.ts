@@ -31,6 +31,14 @@ export interface Setting {
   managedBy?: string
 }
 
+/** A setting naming a file: stored as an absolute path. */
+function parsePath(what: string): (text: string) => string {
+  return (text) => {
+    if (text.trim() === '') throw new UsageError(`${what}: give a path`)
+    return path.resolve(text)
+  }
+}
+
 export const SETTINGS: Setting[] = [
   {
     name: 'store directory',
@@ -76,10 +84,7 @@ export const SETTINGS: Setting[] = [
     env: [],
     flags: ['--peers-file (pull, mount, commit)'],
     summary: 'A file with one peer URL a line, re-read when it changes.',
-    parse: (text) => {
-      if (text.trim() === '') throw new UsageError('peers file: give a path')
-      return path.resolve(text)
-    },
+    parse: parsePath('peers file'),
     file: true,
   },
   {
@@ -101,6 +106,15 @@ export const SETTINGS: Setting[] = [
     env: ['VMI_CA_CERT'],
     flags: ['--ca-cert (pull, push, mount, commit, serve)'],
     summary: "A PEM bundle of CA certificates trusted besides the system's roots; else the remote's caCert (vmi remote add --ca-cert).",
+  },
+  {
+    name: 'allowed signers',
+    key: 'allowedSigners',
+    env: ['VMI_ALLOWED_SIGNERS'],
+    flags: ['--verify-signers (pull, mount, verify)'],
+    summary: "An allowed signers file (git's and ssh-keygen's format): pulls and mounts by NAME:TAG then need the ref signed by a key it allows for that name (default: not checked).",
+    parse: parsePath('allowed signers file'),
+    file: true,
   },
   {
     name: 'S3 credentials',

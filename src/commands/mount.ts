@@ -1,6 +1,7 @@
 import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
+import {allowedSignersFromSettings, verifySignersFlag} from '../cli/signing.js'
 import {humanBytes} from '../cli/format.js'
 import {jsonLine} from '../cli/json.js'
 import {listenError, parseListen} from '../cli/listen.js'
@@ -41,6 +42,8 @@ Bridges for hypervisors that open files: --file PATH (a regular file through FUS
 
 --exec runs the hypervisor for the life of the mount with {nbd}, {file}, {socket}, {device} and {vhost} substituted, and exits with its exit code. The command runs in a process group of its own: SIGINT, SIGTERM or SIGHUP to vmi stops that whole group (SIGTERM, then SIGKILL after --exec-stop-timeout seconds), then the bridges and the export, and vmi exits 130, 143 or 129; when the command ends on its own, whatever it left running in the background is stopped the same way. Without --exec the mount runs until SIGINT/SIGTERM and then exits 0. Prints the addresses on stdout.
 
+With --verify-signers FILE (or $VMI_ALLOWED_SIGNERS, or config allowedSigners), a mount by NAME:TAG needs the ref signed as 'vmi pull --verify-signers' checks it: the local ref's stored signature when the name is here, else the seed's, checked before anything is fetched (exit 10 when missing, bad or not allowed). A mount by id needs none.
+
 A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vmi ls' lists it with the chunks still absent). From a store this process cannot write (a read-only filesystem), a mount works when the image is whole there: nothing is written to the store, the socket goes to the system's tmp directory; one that would need to fetch a chunk or record a profile is refused (exit 6).`
   static override examples = [
     '<%= config.bin %> mount debian:12 --exec "qemu-system-x86_64 -m 1G -drive file={nbd},format=raw,if=virtio ..."',
@@ -54,6 +57,7 @@ A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vm
   }
   static override flags = {
     ...chainFlags,
+    ...verifySignersFlag,
     socket: Flags.string({summary: 'Unix socket for the NBD export (default: in the store tmp/).'}),
     listen: Flags.string({summary: 'Serve NBD on TCP HOST:PORT instead of a unix socket (:PORT = all interfaces, [v6addr]:PORT for IPv6).'}),
     file: Flags.string({summary: 'Also expose the disk as a regular file at PATH (FUSE, qemu-storage-daemon).'}),
@@ -82,6 +86,7 @@ A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vm
     if (this.flags.exec) checkExecPlaceholders(this.flags.exec, this.flags)
     const listen = this.flags.listen === undefined ? undefined : parseListen(this.flags.listen)
     const store = await this.openStore()
+    const verifySigners = await allowedSignersFromSettings(this.flags['verify-signers'], await store.readConfig())
     const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {onWarning: (m, e) => this.warning(m, e), connectTimeoutMs: MOUNT_CONNECT_TIMEOUT_MS})
     let mount: ImageMount
     try {
@@ -96,6 +101,7 @@ A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vm
         prefetch: this.flags.prefetch as PrefetchMode,
         recordProfile: this.flags['record-profile'],
         pollUs: this.flags['poll-us'],
+        verifySigners,
         log: process.env.VMI_DEBUG ? (l) => process.stderr.write(l + '\n') : undefined,
         signal: this.signal,
       })

@@ -7,6 +7,7 @@ import {RemoteAuthError} from '../errors.js'
 import {humanBytes, rate} from '../cli/format.js'
 import {resolveRemote, resolveToken, type RemoteConfig} from '../cli/settings.js'
 import {s3AccessFor} from '../cli/s3-settings.js'
+import {signerFromKeyFile} from '../cli/signing.js'
 import {seedStore} from '../peer/factory.js'
 import {pushImage, type PushResult} from '../peer/push.js'
 
@@ -17,12 +18,16 @@ export default class Push extends BaseCommand<typeof Push> {
 
 The token comes from --token, else --token-file, else $VMI_PUSH_TOKEN, else the remote's tokenFile in the store config ('vmi remote add NAME URL --token-file FILE'). Without any, the push stops before its first request.
 
-Exit codes: 0 ok, 2 an empty or unreadable token or CA file, 3 unknown image or remote name, or a token or CA file that does not exist, 9 the remote failed (a TLS certificate it does not trust included), 10 no push token, or the remote refused it, 130 interrupted (143 SIGTERM).`
+--sign KEY signs the remote ref: a signature over the ref name, the image id and the time, in the SSH signature format (namespace vmi-ref), stored beside the ref (sigs/NAME/TAG) and beside the local ref of the same name. KEY is an unencrypted OpenSSH private key file, or a public key file (.pub) whose private key ssh-agent holds ($SSH_AUTH_SOCK; the way to use an encrypted key). Pulls with --verify-signers then accept the ref only with a signature by a key they allow for its name.
+
+Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cannot sign with (encrypted, unsupported type, no agent), 3 unknown image or remote name, or a token or CA file that does not exist, 9 the remote failed (a TLS certificate it does not trust included), 10 no push token, or the remote refused it, 130 interrupted (143 SIGTERM).`
   static override examples = [
     '<%= config.bin %> push debian:12',
     'VMI_PUSH_TOKEN=$(cat /etc/vmi/token) <%= config.bin %> push web:v2 https://seed.example:7070',
     '<%= config.bin %> push web:v2 https://seed.internal:7070 --token-file /etc/vmi/token --ca-cert /etc/vmi/ca.pem',
     '<%= config.bin %> push 3f2a9c origin --as web:stable',
+    '<%= config.bin %> push web:v2 --sign ~/.ssh/id_ed25519',
+    '<%= config.bin %> push web:v2 --sign ~/.ssh/id_ed25519.pub   # the private key in ssh-agent',
   ]
   static override args = {
     image: Args.string({description: 'Image: NAME[:TAG], id or unique id prefix.', required: true}),
@@ -33,6 +38,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, 3 unknown image or 
     'token-file': Flags.string({summary: 'Read the push token from this file (first line).', exclusive: ['token']}),
     as: Flags.string({summary: 'Name:tag on the remote (default: the name given).'}),
     concurrency: Flags.integer({summary: 'Parallel uploads.', default: 8, min: 1, max: 64}),
+    sign: Flags.string({summary: 'Sign the remote ref with this SSH key: a private key file, or a .pub file whose key ssh-agent holds.'}),
     ...tlsFlags,
   }
 
@@ -45,12 +51,14 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, 3 unknown image or 
     if (source && 'file' in source) token = await readTokenFile(source.file)
     else if (source) checkToken((token = source.token), source.from)
     const ca = await caFromFlags(this.flags, remote)
+    const signer = this.flags.sign === undefined ? undefined : await signerFromKeyFile(this.flags.sign, process.env.SSH_AUTH_SOCK)
     let r: PushResult
     try {
       const s3 = await s3AccessFor(remote.url, remote)
       r = await pushImage(store, this.args.image, seedStore(remote.url, {token, insecure: this.flags.insecure, ca, s3}), {
         as: this.flags.as,
         concurrency: this.flags.concurrency,
+        signer,
         progress: this.progress(),
         signal: this.signal,
       })
@@ -61,6 +69,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, 3 unknown image or 
     this.log(
       `pushed ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''} to ${r.remote}: ${r.uploadedChunks} chunks uploaded (${humanBytes(r.uploadedBytes)}), ${r.alreadyThere} already there, ${r.seconds.toFixed(2)} s, ${rate(r.uploadedBytes, r.seconds)}`,
     )
+    if (r.signature) this.log(`signed ${r.ref} with ${r.signature.keyType} key ${r.signature.key}`)
     return r
   }
 }

@@ -8,7 +8,8 @@ import os from 'node:os'
 import path from 'node:path'
 import {BadManifestError, StoreReadOnlyError, UsageError} from '../errors.js'
 import type {FetchChain} from '../peer/chain.js'
-import {fetchManifest, resolveTarget} from '../peer/pull.js'
+import {fetchManifest, resolveLocal, resolveTarget, type ResolvedTarget} from '../peer/pull.js'
+import type {AllowedSigner} from '../security/allowed-signers.js'
 import {acquireLock, type StoreLock} from '../store/lock.js'
 import {chunkCount, MAX_EXPANDED_CHUNKS, uniqueChunkIds, type Manifest} from '../store/manifest.js'
 import {decodeProfile, maxProfileBytes, type BootProfile} from '../store/profile.js'
@@ -23,6 +24,8 @@ import {acquireOwner, type OwnerLock} from '../util/owner-lock.js'
 export type PrefetchMode = 'none' | 'profile' | 'all'
 
 export interface MountInit {
+  /** A NAME:TAG must carry a signature by a key these allow for it (as pull checks it), local or fetched. */
+  verifySigners?: AllowedSigner[]
   /** Unix socket for the NBD export (default: <store>/tmp/<pid>-mount-<id prefix>.sock). */
   socketPath?: string
   /** Serve NBD on TCP instead. */
@@ -76,7 +79,7 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
   const store = chain.local
   const log = init.log ?? (() => {})
   if ([init.file, init.vhostUserBlk, init.device].filter(Boolean).length > 1) throw new UsageError('choose one of --file, --vhost-user-blk, --device')
-  const {id, ...named} = await resolveMountTarget(chain, spec, init.signal)
+  const {id, ...named} = await resolveMountTarget(chain, spec, init.signal, init.verifySigners)
   const locks: StoreLock[] = []
   const owners: OwnerLock[] = []
   const cleanups: (() => Promise<void>)[] = []
@@ -184,13 +187,16 @@ async function serveImage(
 }
 
 /** The image `spec` names: in the local store, or else as the chain's sources resolve it (with the ref or remote it was named by). */
-async function resolveMountTarget(chain: FetchChain, spec: string, signal?: AbortSignal): Promise<{id: string; ref?: RefName; remote?: string}> {
+async function resolveMountTarget(chain: FetchChain, spec: string, signal?: AbortSignal, signers?: AllowedSigner[]): Promise<ResolvedTarget> {
+  let local: ResolvedTarget
   try {
-    return {id: await chain.local.resolveId(spec)}
+    local = await resolveLocal(chain.local, spec)
   } catch (err) {
     if (!chain.seed && chain.peerList.length === 0) throw err
-    return resolveTarget(chain, spec, signal)
+    return resolveTarget(chain, spec, signal, signers)
   }
+  // a local name is trusted as far as its signature here is (pull stored it when it verified it)
+  return signers && local.ref ? resolveLocal(chain.local, spec, signers) : local
 }
 
 /**
@@ -200,7 +206,7 @@ async function resolveMountTarget(chain: FetchChain, spec: string, signal?: Abor
 async function prepareImage(
   chain: FetchChain,
   id: string,
-  named: {ref?: RefName; remote?: string},
+  named: Omit<ResolvedTarget, 'id'>,
   storeWritable: boolean,
   init: MountInit,
 ): Promise<{manifest: Manifest; chunks: number; profile?: BootProfile}> {
@@ -223,7 +229,10 @@ async function prepareImage(
   // gives it) and is cache: its chunks can be fetched again (evict.ts)
   const sources = [named.remote, remote].filter((u): u is string => u !== undefined)
   if (sources.length > 0) await store.addSources(id, sources)
-  if (named.ref && !(await store.readRef(named.ref))) await store.writeRef(named.ref, id)
+  if (named.ref && !(await store.readRef(named.ref))) {
+    await store.writeRef(named.ref, id)
+    if (named.signature) await store.writeRefSignature(named.ref, named.signature.data)
+  }
   let profile = await store.getProfile(id, chunks).catch(() => undefined)
   if (!profile && storeWritable && (init.prefetch ?? 'profile') !== 'none') profile = await fetchProfile(chain, id, chunks)
   return {manifest, chunks, profile}

@@ -224,6 +224,10 @@ export class GuardedRemote extends GuardedSource<RemoteSource> implements Remote
     return this.breaker.run(() => this.inner.getProfileBytes(id, opts))
   }
 
+  getRefSignature(name: string, tag: string, opts?: FetchOptions): Promise<Buffer | undefined> {
+    return this.breaker.run(() => this.inner.getRefSignature(name, tag, opts))
+  }
+
   looksLikeStore(opts?: FetchOptions): Promise<boolean> {
     return this.breaker.run(() => this.inner.looksLikeStore(opts))
   }

@@ -29,11 +29,13 @@ import {
   MAX_PROFILE_BYTES,
   MAX_REF_BYTES,
   MAX_REF_LIST_BYTES,
+  MAX_REF_SIGNATURE_BYTES,
   MISSING_ROUTE,
   objectPath,
   profilePath,
   REF_LIST_ROUTE,
   refPath,
+  refSignaturePath,
 } from './wire.js'
 
 export interface HttpStoreInit {
@@ -314,6 +316,11 @@ export class HttpStore implements RemoteSource, WritableRemote {
     return id
   }
 
+  /** A ref's signature file, unchecked (the caller verifies it); undefined on 404. */
+  async getRefSignature(name: string, tag: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
+    return this.getBuffer(refSignaturePath(name, tag), `signature of ref ${name}:${tag}`, MAX_REF_SIGNATURE_BYTES, {...opts, quick: true})
+  }
+
   async listRefs(opts: FetchOptions = {}): Promise<{name: string; tag: string; id: string}[] | undefined> {
     const data = await this.getBuffer(REF_LIST_ROUTE, 'the ref list', MAX_REF_LIST_BYTES, opts)
     if (data === undefined) return undefined
@@ -356,6 +363,10 @@ export class HttpStore implements RemoteSource, WritableRemote {
 
   async putRef(name: string, tag: string, id: string, opts: FetchOptions = {}): Promise<void> {
     await this.put(refPath(name, tag), id + '\n', `ref ${name}:${tag}`, opts)
+  }
+
+  async putRefSignature(name: string, tag: string, data: Buffer, opts: FetchOptions = {}): Promise<void> {
+    await this.put(refSignaturePath(name, tag), data, `signature of ref ${name}:${tag}`, opts)
   }
 }
 

@@ -14,7 +14,9 @@ import type {ObjectWriter} from '../store/object-writer.js'
 import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
-import {formatRef, parseRef, type RefName} from '../store/ref.js'
+import {formatRef, isValidRefPart, parseRef, type RefName} from '../store/ref.js'
+import {checkNotOlder, verifyRefSignature, type VerifiedSignature} from '../store/ref-signature.js'
+import type {AllowedSigner} from '../security/allowed-signers.js'
 import {preloadBulkReceive} from './bulk-receive.js'
 import {closeWriters, startWriters} from './chain-bulk.js'
 import type {ChainStats, FetchChain} from './chain.js'
@@ -28,6 +30,12 @@ export interface PullInit {
   bulk?: boolean
   /** Cache budget: evict least-recently-used unpinned chunks after the pull. */
   maxCacheBytes?: number
+  /**
+   * Pulling by name: the ref must carry a signature by a key these allow
+   * for its name (store/ref-signature.ts), checked before the manifest or
+   * any chunk is fetched. A pull by id needs none.
+   */
+  verifySigners?: AllowedSigner[]
   progress?: ProgressReporter
   signal?: AbortSignal
 }
@@ -65,6 +73,8 @@ export interface PullResult {
   sources: SourceReport[]
   /** What the cache budget removed afterwards. */
   evicted?: EvictResult
+  /** The ref's signature, when the pull verified one. */
+  signature?: VerifiedSignature
   seconds: number
 }
 
@@ -76,8 +86,53 @@ function notAStore(seed: RemoteSource, what: string): NotAStoreError {
   )
 }
 
-/** Resolve what to pull: `name:tag` (asked of the seed), or a full image id. */
-export async function resolveTarget(chain: FetchChain, spec: string, signal?: AbortSignal): Promise<{id: string; ref?: RefName; remote?: string}> {
+/** What a name resolved to: the id, the ref and remote that named it, and the ref's signature when it was verified. */
+export interface ResolvedTarget {
+  id: string
+  ref?: RefName
+  remote?: string
+  signature?: {data: Buffer; verified: VerifiedSignature}
+}
+
+/** Verify the signature `data` of `ref` → `id` from `from` (throws SignatureError), when `signers` are given. */
+async function checkSigned(
+  signers: AllowedSigner[] | undefined,
+  ref: RefName,
+  id: string,
+  from: string,
+  read: () => Promise<Buffer | undefined>,
+): Promise<ResolvedTarget['signature']> {
+  if (!signers) return undefined
+  const data = await read()
+  return {data: data!, verified: verifyRefSignature(data, ref, id, signers, from)}
+}
+
+/**
+ * The ref a local name resolves to, when `spec` names one here (as
+ * LocalStore.resolveId reads it: `name:tag`, or a bare name that is a ref
+ * before it is an id prefix); undefined for an id or an id prefix.
+ */
+export async function localNamedRef(store: LocalStore, spec: string): Promise<{ref: RefName; id: string} | undefined> {
+  if (!spec.includes(':') && !isValidRefPart(spec)) return undefined
+  const ref = parseRef(spec)
+  const id = await store.readRef(ref)
+  return id === undefined ? undefined : {ref, id}
+}
+
+/** A local ref, its signature verified when `signers` are given (a local image named by id or prefix needs none). */
+export async function resolveLocal(store: LocalStore, spec: string, signers?: AllowedSigner[]): Promise<ResolvedTarget> {
+  const named = await localNamedRef(store, spec)
+  if (!named) return {id: await store.resolveId(spec)}
+  const {ref, id} = named
+  return {id, ref, signature: await checkSigned(signers, ref, id, store.name, () => store.readRefSignature(ref))}
+}
+
+/**
+ * Resolve what to pull: `name:tag` (asked of the seed), or a full image id.
+ * With `signers`, a name's signature is fetched and verified here, before
+ * anything else of the image is.
+ */
+export async function resolveTarget(chain: FetchChain, spec: string, signal?: AbortSignal, signers?: AllowedSigner[]): Promise<ResolvedTarget> {
   if (isValidId(spec)) return {id: spec}
   if (/^[0-9a-f]{4,63}$/.test(spec)) {
     // a prefix is only meaningful locally
@@ -90,13 +145,17 @@ export async function resolveTarget(chain: FetchChain, spec: string, signal?: Ab
   const ref = parseRef(spec)
   if (!chain.seed) {
     const local = await chain.local.readRef(ref)
-    if (local) return {id: local, ref}
+    if (local) return resolveLocal(chain.local, formatRef(ref), signers)
     throw new UsageError(`pulling ${formatRef(ref)} by name needs a seed (remote) to look the name up; with peers only, pull by image id`)
   }
   const id = await chain.seed.getRef(ref.name, ref.tag, {signal})
   if (!id && !(await chain.seed.looksLikeStore({signal}))) throw notAStore(chain.seed, `no ref ${formatRef(ref)}`)
   if (!id) throw new RefNotFoundError(`${chain.seed.name} has no image ${formatRef(ref)}`, {data: {spec}})
-  return {id, ref, remote: chain.seed.url}
+  const seed = chain.seed
+  const signature = await checkSigned(signers, ref, id, seed.name, () => seed.getRefSignature(ref.name, ref.tag, {signal}))
+  // a host that has seen a newer signature of this ref does not go back
+  if (signature) await checkNotOlder(chain.local, ref, signature.verified, signers!, seed.name)
+  return {id, ref, remote: seed.url, ...(signature ? {signature} : {})}
 }
 
 /**
@@ -195,7 +254,7 @@ async function pullWith(
   init: PullInit,
   {t0, store, progress, as, writers}: {t0: number; store: LocalStore; progress: ProgressReporter; as?: RefName; writers?: ObjectWriter[]},
 ): Promise<PullResult> {
-  const {id, ref, remote: namedBy} = await resolveTarget(chain, spec, init.signal)
+  const {id, ref, remote: namedBy, signature} = await resolveTarget(chain, spec, init.signal, init.verifySigners)
   const target = as ?? ref
   const {manifest, bytes, from, remote} = await fetchManifest(chain, id, init.signal, {probeSeed: ref === undefined})
   const wasComplete = from === store.name && !(await store.isLazy(id))
@@ -246,6 +305,8 @@ async function pullWith(
     await store.setLazy(id, false) // every chunk is here now
     await copyProfile(chain, id, manifest, init.signal)
     if (target) await store.writeRef(target, id)
+    // the verified signature goes beside the ref it signs ('vmi verify', save); under another name it would not verify
+    if (signature && target && ref && formatRef(target) === formatRef(ref)) await store.writeRefSignature(target, signature.data)
     const evicted = init.maxCacheBytes !== undefined ? await evict(store, {maxBytes: init.maxCacheBytes, keep: [id]}) : undefined
     const s = chain.stats
     const diff = (k: SourceKind, field: 'chunks' | 'bytes') => s[field][k] - before[field][k]
@@ -264,6 +325,7 @@ async function pullWith(
       upToDate,
       sources,
       ...(evicted ? {evicted} : {}),
+      ...(signature ? {signature: signature.verified} : {}),
       seconds: (performance.now() - t0) / 1000,
     }
   } finally {

@@ -1,11 +1,13 @@
 /**
  * `push`: send an image to a remote (the seed). One batch missing-check,
  * parallel uploads of only what the remote lacks (bounded), then the
- * manifest, then the ref — so the remote's ref never names an image whose
- * chunks are not all there. Re-running after an interruption sends only
+ * manifest, then the ref (and its signature, when signing) — so the
+ * remote's ref never names an image whose chunks are not all there. Re-running after an interruption sends only
  * what is still missing.
  */
-import {RemoteAuthError, RemoteError, VmiError} from '../errors.js'
+import {RemoteAuthError, RemoteError, UsageError, VmiError} from '../errors.js'
+import {fingerprint, type SshSigner} from '../security/ssh-keys.js'
+import {signRef} from '../store/ref-signature.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../util/map-limit.js'
@@ -18,6 +20,8 @@ export interface PushInit {
   /** Name:tag on the remote (default: the name pushed, when a ref was named). */
   as?: string
   concurrency?: number
+  /** Sign the remote ref with this key (store/ref-signature.ts); the push needs a ref name then. */
+  signer?: SshSigner
   progress?: ProgressReporter
   signal?: AbortSignal
 }
@@ -30,6 +34,8 @@ export interface PushResult {
   uploadedChunks: number
   uploadedBytes: number
   alreadyThere: number
+  /** The signature written beside the remote ref, when signing. */
+  signature?: {time: string; keyType: string; key: string}
   seconds: number
 }
 
@@ -41,6 +47,13 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
   // every write needs credentials (the manifest and the ref even when the remote has every chunk): without one, ask nothing
   if (!remote.canWrite) throw new RemoteAuthError(`pushing to ${remote.name} needs ${/^s3:/i.test(remote.url) ? 'S3 credentials' : 'a push token'}`, {data: {source: remote.name}})
   const target = as ?? ref
+  // signed first: a signer that fails (an agent without the key) stops the push before it sends anything
+  let signature: {text: string; time: string} | undefined
+  if (init.signer) {
+    if (!target) throw new UsageError(`cannot sign ${spec}: a signature is for a ref name, and this push writes no ref on ${remote.name}`)
+    const time = new Date()
+    signature = {text: await signRef(target, id, init.signer, time), time: time.toISOString()}
+  }
   const ids = [...uniqueChunkIds(manifest)]
   for (const c of ids) if (!(await store.hasObject(c))) throw new VmiError(`cannot push ${spec}: chunk ${c} is not in ${store.name} (pull or re-import it first)`)
   let uploadedBytes = 0
@@ -78,6 +91,11 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
   const profile = await store.getProfile(id, chunkCount(manifest.virtualSize, manifest.chunkSize)).catch(() => undefined)
   if (profile) await remote.putProfile(id, encodeProfile(profile), {signal: init.signal})
   if (target) await remote.putRef(target.name, target.tag, id, {signal: init.signal})
+  if (target && signature) {
+    await remote.putRefSignature(target.name, target.tag, Buffer.from(signature.text), {signal: init.signal})
+    // the same ref here gets it too ('vmi verify', and save carries it); best effort, as below
+    if (ref && formatRef(ref) === formatRef(target)) await store.writeRefSignature(ref, signature.text).catch(() => {})
+  }
   // the remote holds it whole now: here it is cache (evict.ts). Best effort: a
   // store this host cannot write (a read-only mount) only keeps it uncached
   await store.addSources(id, [remote.url]).catch(() => {})
@@ -89,6 +107,7 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
     uploadedChunks,
     uploadedBytes,
     alreadyThere,
+    ...(signature && init.signer ? {signature: {time: signature.time, keyType: init.signer.publicKey.type, key: fingerprint(init.signer.publicKey)}} : {}),
     seconds: (performance.now() - t0) / 1000,
   }
 }

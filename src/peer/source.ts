@@ -60,6 +60,8 @@ export interface RemoteSource extends ChunkSource, ManifestSource {
   readonly url: string
   /** `fetchThrough` asks a peer to fetch a chunk it lacks from its upstream (owner role). */
   get(id: string, opts?: FetchOptions & {fetchThrough?: boolean}): Promise<Buffer | undefined>
+  /** A ref's signature file (unchecked: the caller verifies it), or undefined when the ref is not signed there. */
+  getRefSignature(name: string, tag: string, opts?: FetchOptions): Promise<Buffer | undefined>
   /** A boot profile, or undefined when the source has none. */
   getProfileBytes(id: string, opts?: FetchOptions & {maxBytes?: number}): Promise<Buffer | undefined>
   /**
@@ -82,7 +84,7 @@ export interface RemoteSource extends ChunkSource, ManifestSource {
  * A remote that push writes to (the seed: vmi serve, or an object-storage
  * bucket). Push's order is the contract that keeps a remote consistent:
  * chunks first, then the manifest (refused with status 409 while a chunk it
- * names is missing), then the profile, the ref last. Every write is
+ * names is missing), then the profile, then the ref, and its signature last. Every write is
  * idempotent, so a push resumed after an interruption sends only what
  * `missing` still reports.
  */
@@ -98,4 +100,6 @@ export interface WritableRemote {
   putManifest(id: string, bytes: Buffer, opts?: FetchOptions): Promise<void>
   putProfile(id: string, bytes: Buffer, opts?: FetchOptions): Promise<void>
   putRef(name: string, tag: string, id: string, opts?: FetchOptions): Promise<void>
+  /** A ref's signature file, after the ref it signs (refused with 409 when the remote's ref points elsewhere). */
+  putRefSignature(name: string, tag: string, data: Buffer, opts?: FetchOptions): Promise<void>
 }

@@ -13,6 +13,7 @@
 import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
 import {MAX_PROFILE_BYTES} from '../store/profile.js'
 import {isValidRefPart} from '../store/ref.js'
+import {MAX_REF_SIGNATURE_BYTES} from '../store/ref-signature.js'
 
 // ------------------------------------------------------------ routes
 
@@ -44,6 +45,11 @@ export function profilePath(id: string): string {
 
 export function refPath(name: string, tag: string): string {
   return `refs/${encodeURIComponent(name)}/${encodeURIComponent(tag)}`
+}
+
+/** A ref's signature (store/ref-signature.ts): the store's own `sigs/<name>/<tag>`. */
+export function refSignaturePath(name: string, tag: string): string {
+  return `sigs/${encodeURIComponent(name)}/${encodeURIComponent(tag)}`
 }
 
 // ------------------------------------------------------------ headers
@@ -87,7 +93,7 @@ export const CACHE_NONE = 'no-store'
 
 /** Largest chunk, and so largest object upload. */
 export const MAX_OBJECT_BYTES = MAX_CHUNK_SIZE
-export {MAX_MANIFEST_BYTES, MAX_PROFILE_BYTES}
+export {MAX_MANIFEST_BYTES, MAX_PROFILE_BYTES, MAX_REF_SIGNATURE_BYTES}
 /** Most ids in one missing-check: the server refuses more (413), the client splits its list. */
 export const MAX_MISSING_IDS = 10_000
 /** Largest missing-check body: MAX_MISSING_IDS quoted ids with separators, and slack for whitespace. */
@@ -108,6 +114,7 @@ export type Route =
   | {kind: 'manifest'; id: string}
   | {kind: 'profile'; id: string}
   | {kind: 'ref'; name: string; tag: string}
+  | {kind: 'signature'; name: string; tag: string}
   | {kind: 'missing'}
   | {kind: 'refs'}
   | {kind: 'healthz'}
@@ -144,9 +151,9 @@ export function parseTarget(target: string): Parsed {
     if (seg.length !== 3 || !SHARD_RE.test(seg[1]) || !REST_RE.test(seg[2])) return {status: 400, reason: `malformed ${kind} path: expected /${top}/<2 hex>/<62 hex>`}
     return {route: {kind, id: seg[1] + seg[2]}}
   }
-  if (top === 'refs') {
-    if (seg.length !== 3 || !isValidRefPart(seg[1]) || !isValidRefPart(seg[2])) return {status: 400, reason: 'malformed ref path: expected /refs/<name>/<tag>'}
-    return {route: {kind: 'ref', name: seg[1], tag: seg[2]}}
+  if (top === 'refs' || top === 'sigs') {
+    if (seg.length !== 3 || !isValidRefPart(seg[1]) || !isValidRefPart(seg[2])) return {status: 400, reason: `malformed ${top === 'refs' ? 'ref' : 'signature'} path: expected /${top}/<name>/<tag>`}
+    return {route: {kind: top === 'refs' ? 'ref' : 'signature', name: seg[1], tag: seg[2]}}
   }
   const joined = seg.join('/')
   return Object.hasOwn(FIXED, joined) ? {route: FIXED[joined]} : {status: 404, reason: 'not found'}
@@ -158,6 +165,7 @@ export const ALLOWED_METHODS: Record<Route['kind'], {read: string; write: string
   manifest: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
   profile: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
   ref: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
+  signature: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
   missing: {read: 'POST', write: 'POST'},
   refs: {read: 'GET, HEAD', write: 'GET, HEAD'},
   healthz: {read: 'GET, HEAD', write: 'GET, HEAD'},
@@ -170,6 +178,7 @@ export const ROUTE_LABEL: Record<Route['kind'], string> = {
   manifest: 'manifests',
   profile: 'profiles',
   ref: 'refs',
+  signature: 'sigs',
   missing: MISSING_ROUTE,
   refs: REF_LIST_ROUTE,
   healthz: HEALTH_ROUTE,

@@ -1,14 +1,14 @@
 /**
  * `save` / `load`: images as a tar bundle.
  *
- *   vmi-bundle.json         {"format":"vmi-bundle","version":1,"images":[{"id","refs"}]}
+ *   vmi-bundle.json         {"format":"vmi-bundle","version":1,"images":[{"id","refs","signatures"?}]}
  *   manifests/<id>          manifest bytes
  *   profiles/<id>           boot profile of an image, when it has one (after its manifest)
  *   objects/<id>            chunk bytes, each distinct chunk once
  *
  * `load` verifies every manifest and object against its id, stages objects in
  * tmp/, checks that every listed image is complete, and only then moves
- * objects, manifests and finally refs into the store. A truncated or tampered
+ * objects, manifests and finally refs (and their signatures) into the store. A truncated or tampered
  * bundle is refused and leaves the store unchanged.
  */
 import {createWriteStream, promises as fsp} from 'node:fs'
@@ -26,6 +26,7 @@ import type {LocalStore} from './local-store.js'
 import {acquireLock} from './lock.js'
 import {chunkCount, decodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, uniqueChunkIds, type Manifest} from './manifest.js'
 import {formatRef, parseRef} from './ref.js'
+import {parseRefSignature} from './ref-signature.js'
 import {decodeProfile, encodeProfile, maxProfileBytes, type BootProfile} from './profile.js'
 
 export const BUNDLE_INDEX = 'vmi-bundle.json'
@@ -35,7 +36,8 @@ const MAX_INDEX_BYTES = 16 * 1024 * 1024
 interface BundleIndex {
   format: 'vmi-bundle'
   version: number
-  images: {id: string; refs: string[]}[]
+  /** `signatures`: a ref's signature file (ref-signature.ts) by `name:tag`, for the refs that have one signing this image. */
+  images: {id: string; refs: string[]; signatures?: Record<string, string>}[]
 }
 
 export interface SaveInit {
@@ -65,10 +67,16 @@ export async function saveBundle(store: LocalStore, specs: string[], dest: strin
   // every chunk must be here before anything is written
   for (const c of chunks) if (!(await store.hasObject(c))) throw new VmiError(`cannot save: chunk ${c} is not in ${store.name}`)
 
-  const index: BundleIndex = {
-    format: 'vmi-bundle',
-    version: BUNDLE_VERSION,
-    images: [...images].map(([id, e]) => ({id, refs: [...e.refs].sort()})),
+  const index: BundleIndex = {format: 'vmi-bundle', version: BUNDLE_VERSION, images: []}
+  for (const [id, e] of images) {
+    const refs = [...e.refs].sort()
+    const signatures: Record<string, string> = {}
+    for (const r of refs) {
+      const text = (await store.readRefSignature(parseRef(r)).catch(() => undefined))?.toString('utf8')
+      // only a signature of this ref and this image travels (one left from an earlier id of the ref is stale)
+      if (text !== undefined && signsRef(text, r, id)) signatures[r] = text
+    }
+    index.images.push({id, refs, ...(Object.keys(signatures).length ? {signatures} : {})})
   }
   const pack = tar.pack()
   let bytes = 0
@@ -119,7 +127,17 @@ export async function saveBundle(store: LocalStore, specs: string[], dest: strin
   } finally {
     progress.stop()
   }
-  return {images: index.images, objects: chunks.size, bytes}
+  return {images: index.images.map(({id, refs}) => ({id, refs})), objects: chunks.size, bytes}
+}
+
+/** Whether `text` is a well-formed signature file of ref `name` → `id` (its key is checked by whoever trusts it: `vmi verify`). */
+function signsRef(text: string, name: string, id: string): boolean {
+  try {
+    const s = parseRefSignature(text)
+    return formatRef(s.ref) === name && s.id === id
+  } catch {
+    return false
+  }
 }
 
 export interface LoadInit {
@@ -161,7 +179,7 @@ export async function loadBundle(store: LocalStore, source: string | AsyncIterab
     if (!index) throw new BadBundleError(`${what}: empty bundle`)
     await checkComplete(store, index, r, what)
     const newObjects = await commitLoaded(store, index, r, staging)
-    return {images: index.images, objects: r.objects, newObjects, bytes: r.bytes}
+    return {images: index.images.map(({id, refs}) => ({id, refs})), objects: r.objects, newObjects, bytes: r.bytes}
   } catch (err) {
     extract.destroy()
     if (init.signal?.aborted) throw new InterruptedError(`load of ${what} interrupted; the store is unchanged`, {cause: err})
@@ -292,6 +310,7 @@ async function commitLoaded(store: LocalStore, index: BundleIndex, r: Staged, st
   for (const [id, e] of r.manifests) await store.putManifestBytes(id, e.bytes)
   for (const [id, p] of r.profiles) await store.putProfile(id, p)
   for (const img of index.images) for (const ref of img.refs) await store.writeRef(parseRef(ref), img.id)
+  for (const img of index.images) for (const [ref, text] of Object.entries(img.signatures ?? {})) await store.writeRefSignature(parseRef(ref), text)
   return newObjects
 }
 
@@ -315,6 +334,11 @@ function parseIndex(data: Buffer, what: string): BundleIndex {
         throw new BadBundleError(`${what}: ${(err as Error).message}`)
       }
     }
+    if (i.signatures === undefined) continue
+    if (i.signatures === null || typeof i.signatures !== 'object' || Array.isArray(i.signatures)) throw new BadBundleError(`${what}: bad signatures for image ${i.id}`)
+    for (const [r, text] of Object.entries(i.signatures))
+      if (!i.refs.includes(r) || typeof text !== 'string' || !signsRef(text, r, i.id))
+        throw new BadBundleError(`${what}: the signature given for ${JSON.stringify(r)} is not a signature of that ref of image ${i.id}`)
   }
   return idx
 }

@@ -4,6 +4,7 @@
  *   objects/ab/cdef…     chunks, named by the BLAKE3 hex of their bytes
  *   manifests/ab/cdef…   manifests, named by the BLAKE3 hex of their bytes
  *   refs/<name>/<tag>    text file holding a manifest id
+ *   sigs/<name>/<tag>    the ref's signature (ref-signature.ts), when it is signed
  *   tmp/                 write-then-rename staging
  *   locks/               one file per running operation (see lock.ts)
  *   quarantine/          objects fsck --repair moved aside
@@ -32,6 +33,7 @@ export class StoreLayout {
   readonly objectsDir: string
   readonly manifestsDir: string
   readonly refsDir: string
+  readonly sigsDir: string
   readonly tmpDir: string
   readonly locksDir: string
   readonly quarantineDir: string
@@ -49,6 +51,7 @@ export class StoreLayout {
     this.objectsDir = path.join(this.root, 'objects')
     this.manifestsDir = path.join(this.root, 'manifests')
     this.refsDir = path.join(this.root, 'refs')
+    this.sigsDir = path.join(this.root, 'sigs')
     this.tmpDir = path.join(this.root, 'tmp')
     this.locksDir = path.join(this.root, 'locks')
     this.quarantineDir = path.join(this.root, 'quarantine')
@@ -93,6 +96,11 @@ export class StoreLayout {
 
   refPath(name: string, tag: string): string {
     return path.join(this.refsDir, ...name.split('/'), tag)
+  }
+
+  /** The signature of ref name:tag: the same two levels as the ref, under sigs/. */
+  refSignaturePath(name: string, tag: string): string {
+    return path.join(this.sigsDir, name, tag)
   }
 }
 

@@ -22,6 +22,7 @@ import {isValidId, STORE_MARKER} from './layout.js'
 import {decodeManifest, encodeManifest, MAX_MANIFEST_BYTES, type Manifest} from './manifest.js'
 import {formatRef, isValidRefPart, parseRef, type RefName} from './ref.js'
 import {decodeProfile, encodeProfile, MAX_PROFILE_BYTES, type BootProfile} from './profile.js'
+import {MAX_REF_SIGNATURE_BYTES} from './ref-signature.js'
 
 export interface RefEntry extends RefName {
   id: string
@@ -213,17 +214,45 @@ export class LocalStore extends LocalObjectStore {
     }
   }
 
-  /** Remove a ref; returns the id it held, or undefined when absent. */
+  /** Remove a ref (and its signature); returns the id it held, or undefined when absent. */
   async deleteRef(ref: RefName): Promise<string | undefined> {
     const id = await this.readRef(ref)
     if (id === undefined) return undefined
     try {
       await fsp.rm(this.layout.refPath(ref.name, ref.tag), {force: true})
       await fsp.rmdir(path.join(this.layout.refsDir, ref.name)).catch(() => {})
+      await this.deleteRefSignature(ref)
     } catch (err) {
       throw storeWriteError(err, `ref ${formatRef(ref)}`)
     }
     return id
+  }
+
+  /**
+   * The signature file of a ref (ref-signature.ts), unchecked; undefined
+   * when the ref is not signed here. It may be stale (for another id than
+   * the ref holds now): whoever trusts it verifies it against the ref.
+   */
+  async readRefSignature(ref: RefName): Promise<Buffer | undefined> {
+    return readFileBounded(this.layout.refSignaturePath(ref.name, ref.tag), MAX_REF_SIGNATURE_BYTES, (size) => new StoreError(`signature of ref ${formatRef(ref)} in ${this.name} is ${size} bytes, not a signature`), {noFollow: true})
+  }
+
+  /** Store a ref's signature (atomic replace). The caller has checked it names the ref. */
+  async writeRefSignature(ref: RefName, data: Buffer | string): Promise<void> {
+    try {
+      await writeFileAtomic(this.tmpPath('sig'), this.layout.refSignaturePath(ref.name, ref.tag), data)
+    } catch (err) {
+      throw storeWriteError(err, `signature of ref ${formatRef(ref)}`)
+    }
+  }
+
+  async deleteRefSignature(ref: RefName): Promise<void> {
+    try {
+      await fsp.rm(this.layout.refSignaturePath(ref.name, ref.tag), {force: true})
+      await fsp.rmdir(path.join(this.layout.sigsDir, ref.name)).catch(() => {})
+    } catch (err) {
+      throw storeWriteError(err, `signature of ref ${formatRef(ref)}`)
+    }
   }
 
   /** Every ref. A damaged one is skipped (fsck reports it), or with `strict` is an error. */

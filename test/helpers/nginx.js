@@ -7,7 +7,7 @@
 //   ng.bytesServed()   // sum of $body_bytes_sent over the access log
 //   await ng.close()
 //
-// Only /objects/, /manifests/ and /refs/ are published (everything else is
+// Only /objects/, /manifests/, /refs/ and /sigs/ are published (everything else is
 // 404, so config.json, locks/ and tmp/ stay private); objects and manifests
 // carry the same Cache-Control as vmi serve, manifests are application/json
 // and refs text/plain.
@@ -58,6 +58,7 @@ ${keepaliveRequests ? `  keepalive_requests ${keepaliveRequests};\n` : ''}  serv
     location /objects/ { add_header Cache-Control "public, max-age=31536000, immutable"; }
     location /manifests/ { default_type application/json; add_header Cache-Control "public, max-age=31536000, immutable"; }
     location /refs/ { default_type text/plain; add_header Cache-Control no-cache; }
+    location /sigs/ { default_type text/plain; add_header Cache-Control no-cache; }
   }
 }
 `

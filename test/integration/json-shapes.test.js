@@ -94,10 +94,16 @@ async function collect() {
     serve = await startServe(seed.store, ['--json'], {env: {VMI_PUSH_TOKEN: 'tok'}})
     run('remote add', ['remote', 'add', 'origin', serve.url], host.store)
     run('remote ls', ['remote', 'ls'], host.store)
-    run('push', ['push', 'web:1', '--token', 'tok'], host.store)
+    // web:1 signed: push, pull and verify show their signature keys
+    const key = path.join(work.dir, 'sign-key')
+    assert.is(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]).status, 0, 'ssh-keygen makes a key')
+    const allowed = path.join(work.dir, 'allowed_signers')
+    writeFileSync(allowed, `web:* ${readFileSync(`${key}.pub`, 'utf8')}`)
+    run('push', ['push', 'web:1', '--token', 'tok', '--sign', key], host.store)
     const pulled = tmpStore()
     try {
-      run('pull', ['pull', 'web:2', serve.url, '--no-owner-hashing'], pulled.store)
+      run('pull', ['pull', 'web:1', serve.url, '--no-owner-hashing', '--verify-signers', allowed], pulled.store)
+      run('verify', ['verify', 'web:1', '--verify-signers', allowed], pulled.store)
     } finally {
       pulled.cleanup()
     }

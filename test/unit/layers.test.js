@@ -13,6 +13,7 @@ const RANK = [
   ['errors.ts', 0],
   ['progress.ts', 0],
   ['util/', 1],
+  ['security/', 1],
   ['store/', 2],
   ['peer/', 3],
   ['mount/nbd/', 3],

@@ -15,6 +15,7 @@ import {
   profilePath,
   REF_LIST_ROUTE,
   refPath,
+  refSignaturePath,
 } from '../../dist/peer/wire.js'
 
 const ID = 'ab' + 'c'.repeat(62)
@@ -24,6 +25,8 @@ test('a path the client builds parses to the route it names', () => {
   assert.equal(parseTarget('/' + manifestPath(ID)), {route: {kind: 'manifest', id: ID}})
   assert.equal(parseTarget('/' + profilePath(ID)), {route: {kind: 'profile', id: ID}})
   assert.equal(parseTarget('/' + refPath('debian', '12')), {route: {kind: 'ref', name: 'debian', tag: '12'}})
+  assert.equal(parseTarget('/' + refSignaturePath('debian', '12')), {route: {kind: 'signature', name: 'debian', tag: '12'}})
+  assert.is(refSignaturePath('debian', '12'), 'sigs/debian/12')
   assert.equal(parseTarget('/' + MISSING_ROUTE), {route: {kind: 'missing'}})
   assert.equal(parseTarget('/' + REF_LIST_ROUTE), {route: {kind: 'refs'}})
   assert.equal(parseTarget('/healthz'), {route: {kind: 'healthz'}})
@@ -41,6 +44,9 @@ test('malformed targets are refused before any lookup', () => {
   assert.is(parseTarget('/refs/a/b?x=1').status, 400)
   assert.is(parseTarget('//refs/a/b').status, 400)
   assert.is(parseTarget('refs/a/b').status, 400)
+  assert.is(parseTarget('/sigs/a/../b').status, 400)
+  assert.is(parseTarget('/sigs/a/b/c').status, 400)
+  assert.match(parseTarget('/sigs/a').reason, /malformed signature path/)
   assert.is(parseTarget('/v1/objects').status, 404)
   // names of Object.prototype are no routes
   assert.is(parseTarget('/constructor').status, 404)

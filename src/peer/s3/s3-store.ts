@@ -31,9 +31,11 @@ import {
   MAX_OBJECT_BYTES,
   MAX_PROFILE_BYTES,
   MAX_REF_BYTES,
+  MAX_REF_SIGNATURE_BYTES,
   objectPath,
   profilePath,
   refPath,
+  refSignaturePath,
   USER_AGENT,
 } from '../wire.js'
 import {s3Error, type S3ErrorContext} from './s3-errors.js'
@@ -272,6 +274,11 @@ export class S3Store implements RemoteSource, WritableRemote {
     return id
   }
 
+  /** The ref's signature (sigs/NAME/TAG), undefined when it has none. Checked by the caller against its allowed signers. */
+  async getRefSignature(name: string, tag: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
+    return this.getKey(refSignaturePath(name, tag), `signature of ref ${name}:${tag}`, MAX_REF_SIGNATURE_BYTES, opts)
+  }
+
   /**
    * Whether the prefix holds a store: its marker, or any manifest. Asked
    * after a 404 (a ref not found): a wrong prefix is then named as such.
@@ -378,5 +385,10 @@ export class S3Store implements RemoteSource, WritableRemote {
 
   async putRef(name: string, tag: string, id: string, opts: FetchOptions = {}): Promise<void> {
     await this.put(refPath(name, tag), id + '\n', `ref ${name}:${tag}`, {'content-type': CONTENT_TEXT, 'cache-control': CACHE_REVALIDATE}, opts)
+  }
+
+  /** After the ref (push's order): a bucket cannot check it as vmi serve does; the reader does. */
+  async putRefSignature(name: string, tag: string, data: Buffer, opts: FetchOptions = {}): Promise<void> {
+    await this.put(refSignaturePath(name, tag), data, `signature of ref ${name}:${tag}`, {'content-type': CONTENT_TEXT, 'cache-control': CACHE_REVALIDATE}, opts)
   }
 }

@@ -39,6 +39,8 @@ export class Dispatcher {
         return this.reads.getProfile(x, route.id)
       case 'ref':
         return this.reads.getRef(x, route.name, route.tag)
+      case 'signature':
+        return this.reads.getRefSignature(x, route.name, route.tag)
       case 'missing':
         return this.uploads.postMissing(x)
       case 'refs':

@@ -1,5 +1,5 @@
 /**
- * The read routes: objects, manifests, profiles, refs and the ref list,
+ * The read routes: objects, manifests, profiles, refs, ref signatures and the ref list,
  * straight from the store. A file in objects/ that is not a regular file,
  * or larger than any chunk, is corrupt and never served.
  */
@@ -115,6 +115,12 @@ export class ReadHandlers {
     const id = await this.sc.store.readRef({name, tag})
     if (id === undefined) throw new HttpFailure(404, 'not found')
     send(x, 200, id + '\n', {'Content-Type': CONTENT_TEXT, 'Cache-Control': CACHE_REVALIDATE})
+  }
+
+  async getRefSignature(x: Exchange, name: string, tag: string): Promise<void> {
+    const data = await this.sc.store.readRefSignature({name, tag})
+    if (data === undefined) throw new HttpFailure(404, 'not found')
+    send(x, 200, data, {'Content-Type': CONTENT_TEXT, 'Cache-Control': CACHE_REVALIDATE})
   }
 
   async getRefList(x: Exchange): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * The push side: the batch missing-check and the uploads (PUT of objects,
- * manifests, profiles and refs), which need the push token.
+ * manifests, profiles, refs and ref signatures), which need the push token.
  *
  * Uploads are bounded (wire.ts limits), re-hashed and refused on mismatch.
  * Each write holds a short `write` lock so gc cannot run while it writes;
@@ -19,6 +19,8 @@ import {withLock} from '../../store/lock.js'
 import {decodeManifest, uniqueChunkIds} from '../../store/manifest.js'
 import {mapLimit} from '../../util/map-limit.js'
 import {decodeProfile} from '../../store/profile.js'
+import {parseRefSignature} from '../../store/ref-signature.js'
+import {formatRef} from '../../store/ref.js'
 import {
   BEARER_CHALLENGE,
   CACHE_NONE,
@@ -29,6 +31,7 @@ import {
   MAX_OBJECT_BYTES,
   MAX_PROFILE_BYTES,
   MAX_REF_BYTES,
+  MAX_REF_SIGNATURE_BYTES,
   parseBearer,
   type Route,
 } from '../wire.js'
@@ -42,7 +45,7 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest()
 }
 
-export type PutRoute = Extract<Route, {kind: 'object' | 'manifest' | 'profile' | 'ref'}>
+export type PutRoute = Extract<Route, {kind: 'object' | 'manifest' | 'profile' | 'ref' | 'signature'}>
 
 export class UploadHandlers {
   private readonly tokenDigest?: Buffer
@@ -73,6 +76,7 @@ export class UploadHandlers {
       if (route.kind === 'object') return await this.putObject(x, route.id)
       if (route.kind === 'manifest') return await this.putManifest(x, route.id)
       if (route.kind === 'profile') return await this.putProfile(x, route.id)
+      if (route.kind === 'signature') return await this.putRefSignature(x, route.name, route.tag)
       return await this.putRef(x, route.name, route.tag)
     } catch (err) {
       const status = err instanceof HttpFailure ? err.status : 0
@@ -172,6 +176,32 @@ export class UploadHandlers {
     await this.writeLock(async () => {
       if (!(await store.hasManifest(id))) throw new HttpFailure(409, `manifest ${id} is not on this server`)
       await store.writeRef({name, tag}, id)
+    })
+    this.sc.metrics.uploads.inc({result: 'stored'})
+    send(x, 200, 'ok\n')
+  }
+
+  /**
+   * A ref's signature. The server cannot tell a trusted key from another
+   * (clients check that against their allowed signers); it checks that the
+   * file is well-formed and signs this ref as it is now: 400 otherwise, 409
+   * when the ref is absent or points elsewhere.
+   */
+  private async putRefSignature(x: Exchange, name: string, tag: string): Promise<void> {
+    const {store} = this.sc
+    const body = await readBody(x.req, MAX_REF_SIGNATURE_BYTES)
+    let sig
+    try {
+      sig = parseRefSignature(body)
+    } catch (err) {
+      throw new HttpFailure(400, `not a ref signature: ${(err as Error).message}`)
+    }
+    const ref = {name, tag}
+    if (formatRef(sig.ref) !== formatRef(ref)) throw new HttpFailure(400, `the signature is for ref ${formatRef(sig.ref)}, not ${formatRef(ref)}`)
+    await this.writeLock(async () => {
+      const id = await store.readRef(ref)
+      if (id !== sig.id) throw new HttpFailure(409, id === undefined ? `ref ${formatRef(ref)} is not on this server` : `ref ${formatRef(ref)} points at ${id}, the signature at ${sig.id}`)
+      await store.writeRefSignature(ref, body)
     })
     this.sc.metrics.uploads.inc({result: 'stored'})
     send(x, 200, 'ok\n')
