@@ -1,6 +1,6 @@
 import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
-import {caFromFlags, tlsFlags} from '../cli/chain-flags.js'
+import {clientTlsFromFlags, readTokenFlag, readTokenFromFlags, tlsFlags} from '../cli/chain-flags.js'
 import {checkToken, readTokenFile} from '../cli/credential-files.js'
 import {TOKEN_HINT} from '../cli/hints.js'
 import {RemoteAuthError} from '../errors.js'
@@ -33,6 +33,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, 3 unknown image or 
     as: Flags.string({summary: 'Name:tag on the remote (default: the name given).'}),
     concurrency: Flags.integer({summary: 'Parallel uploads.', default: 8, min: 1, max: 64}),
     ...tlsFlags,
+    ...readTokenFlag,
   }
 
   async run(): Promise<PushResult> {
@@ -43,10 +44,11 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, 3 unknown image or 
     let token: string | undefined
     if (source && 'file' in source) token = await readTokenFile(source.file)
     else if (source) checkToken((token = source.token), source.from)
-    const ca = await caFromFlags(this.flags, remote)
+    const tls = await clientTlsFromFlags(this.flags, remote)
+    const readToken = await readTokenFromFlags(this.flags, remote)
     let r: PushResult
     try {
-      r = await pushImage(store, this.args.image, seedStore(remote.url, {token, insecure: this.flags.insecure, ca}), {
+      r = await pushImage(store, this.args.image, seedStore(remote.url, {token, readToken, insecure: this.flags.insecure, tls}), {
         as: this.flags.as,
         concurrency: this.flags.concurrency,
         progress: this.progress(),

@@ -18,7 +18,7 @@
  */
 import net from 'node:net'
 import tls from 'node:tls'
-import {trustContext} from './tls-trust.js'
+import {clientContext, type ClientTls} from './tls-trust.js'
 import {MAX_HEADER_BYTES, USER_AGENT} from './wire.js'
 
 export interface BulkItem {
@@ -50,8 +50,8 @@ export interface BulkOptions {
   /** A connection silent this long with requests outstanding is abandoned. */
   idleTimeoutMs?: number
   insecure?: boolean
-  /** PEM certificates (a private CA) trusted besides the system's roots (plain text: options go to writer threads). */
-  ca?: string
+  /** A private CA trusted besides the system's roots, a client certificate (plain text: options go to writer threads). */
+  tls?: ClientTls
   signal?: AbortSignal
   /** Memory for a body of `length` bytes (default: fresh). */
   allocBody?: (length: number) => Buffer
@@ -109,7 +109,7 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
 
       const readBuf = Buffer.allocUnsafe(secure ? 0 : READ_BUFFER)
       const sock: net.Socket = secure
-        ? tls.connect({host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: !opts.insecure, secureContext: trustContext(opts.ca)})
+        ? tls.connect({host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: !opts.insecure, secureContext: clientContext(opts.tls)})
         : net.connect({host, port, onread: {buffer: readBuf, callback: (n: number) => (feed(readBuf, 0, n), true)}})
       if (secure) sock.on('data', (d: Buffer) => feed(d, 0, d.length))
 
