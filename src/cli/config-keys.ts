@@ -87,7 +87,7 @@ export const SETTINGS: Setting[] = [
     key: 'remotes',
     env: [],
     flags: ['REMOTE argument (pull, push, mount, commit)'],
-    summary: "Named seeds, each {url, tokenFile, caCert}; the default is 'origin'.",
+    summary: "Named seeds, each {url, tokenFile, caCert, readTokenFile, tlsClientCert, tlsClientKey}; the default is 'origin'.",
     managedBy: 'vmi remote add|rm',
   },
   {
@@ -101,6 +101,18 @@ export const SETTINGS: Setting[] = [
     env: ['VMI_CA_CERT'],
     flags: ['--ca-cert (pull, push, mount, commit, serve)'],
     summary: "A PEM bundle of CA certificates trusted besides the system's roots; else the remote's caCert (vmi remote add --ca-cert).",
+  },
+  {
+    name: 'client certificate',
+    env: ['VMI_TLS_CLIENT_CERT', 'VMI_TLS_CLIENT_KEY'],
+    flags: ['--tls-client-cert, --tls-client-key (pull, push, mount, commit, serve)'],
+    summary: "PEM client certificate and key shown to servers that require one (serve --client-ca); serve shows it to its --seed; else the remote's tlsClientCert/tlsClientKey.",
+  },
+  {
+    name: 'read token',
+    env: ['VMI_READ_TOKEN'],
+    flags: ['--read-token-file (pull, push, mount, commit)'],
+    summary: "Bearer token sent on every request to servers started with --read-token-file (serve sends it to its --seed); else the remote's readTokenFile.",
   },
   {
     name: 'peer timeout',
