@@ -1,5 +1,5 @@
 // A test PKI made with openssl: a CA, a server certificate for 127.0.0.1
-// (and localhost), client certificates from that CA (one valid, one that
+// (and localhost, and 10.78.0.1: the tests' network namespaces), client certificates from that CA (one valid, one that
 // expired), and a client certificate from another CA. The expired one is
 // issued by `openssl ca` with an explicit -startdate/-enddate in the past
 // (OpenSSL 3.0 has no -not_after for x509/req). File names follow the ones
@@ -66,7 +66,7 @@ function issueExpired(dir, ca, name) {
 export function makePki(dir) {
   mkdirSync(dir, {recursive: true})
   const ca = makeCa(dir, 'ca', 'vmi test CA')
-  const server = issue(dir, ca, 'server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
+  const server = issue(dir, ca, 'server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1,IP:10.78.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
   const client = issue(dir, ca, 'client', 'vmi test client', 'extendedKeyUsage=clientAuth\n')
   const expired = issueExpired(dir, ca, 'expired')
   const other = makeCa(dir, 'other-ca', 'another CA')
