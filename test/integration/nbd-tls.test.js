@@ -10,7 +10,7 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {spawnSync} from 'node:child_process'
 import {once} from 'node:events'
-import {cpSync, mkdirSync, readFileSync} from 'node:fs'
+import {chmodSync, cpSync, mkdirSync, readFileSync, statSync} from 'node:fs'
 import path from 'node:path'
 import tls from 'node:tls'
 import {exec, execAsync, hasCommand, isRoot, makeImage, runAsync, sha256File, skip, tmpDir} from '../helpers/index.js'
@@ -179,6 +179,34 @@ test('plain NBD on a non-loopback --listen needs --allow-plain-nbd (exit 2 other
     assert.match(secure.stdout, new RegExp(`^${3 * M}$`, 'm'))
   } finally {
     ip(['netns', 'del', ns])
+  }
+})
+
+test("another local user cannot connect to a mount's unix socket (mode 0600), whatever the umask; its owner can", async () => {
+  if (!isRoot) return skip('needs root to run a client as another user (uid 65534)')
+  if (!hasCommand('nbdinfo')) return skip('nbdinfo is not installed')
+  await fixture()
+  const sock = path.join(T.dir, 'local.sock')
+  // a umask that would leave the socket open to everyone (the child inherits it)
+  const umask = process.umask(0)
+  let m
+  try {
+    m = await startMount(STORE, ['img:1', '--read-only', '--prefetch', 'none', '--socket', sock])
+  } finally {
+    process.umask(umask)
+  }
+  try {
+    assert.is(statSync(sock).mode & 0o777, 0o600)
+    // the store's tmp/ and T.dir must be searchable for the other user to get as far as the socket
+    chmodSync(T.dir, 0o755)
+    const other = spawnSync('nbdinfo', ['--size', m.nbd], {uid: 65534, gid: 65534, encoding: 'utf8'})
+    assert.is.not(other.status, 0, other.stdout)
+    assert.match(other.stderr, /Permission denied/)
+    const owner = spawnSync('nbdinfo', ['--size', m.nbd], {encoding: 'utf8'})
+    assert.is(owner.status, 0, owner.stderr)
+    assert.is(owner.stdout.trim(), String(3 * M))
+  } finally {
+    await m.stop()
   }
 })
 

@@ -170,6 +170,9 @@ export async function startNbdServer(backend: BlockBackend, init: NbdServerInit 
 
   if (init.socketPath) await removeStaleSocket(init.socketPath)
   await listen(server, init)
+  // only this user may connect: whoever can connect reads (and writes) the disk.
+  // The umask decides for the moment between listen and this chmod.
+  if (init.socketPath) fs.chmodSync(init.socketPath, 0o600)
   const addr = server.address()
   const port = addr && typeof addr === 'object' ? addr.port : undefined
   const address = formatAddress(init, exp.name, port)
