@@ -184,10 +184,12 @@ export function inNetns(netns, cmd, args) {
 /**
  * Start `vmi serve --listen LISTEN ARGS` on `store` (LISTEN: `opts.listen`,
  * default 127.0.0.1:0; in the fleet lab's namespace `opts.netns`); resolves
- * once it printed its URL.
+ * once it printed its URL. In the lab (a network of its own, no other
+ * readers) it serves without read authorization: --allow-anonymous-read.
  */
 export async function startServe(store, args = [], opts = {}) {
-  const [cmd, argv] = inNetns(opts.netns, process.execPath, [BIN, 'serve', '--listen', opts.listen ?? '127.0.0.1:0', ...args])
+  const anonymous = opts.netns ? ['--allow-anonymous-read'] : []
+  const [cmd, argv] = inNetns(opts.netns, process.execPath, [BIN, 'serve', '--listen', opts.listen ?? '127.0.0.1:0', ...anonymous, ...args])
   const child = track(spawn(cmd, argv, {env: vmiEnv(store, opts.env), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']}))
   let stderr = ''
   child.stderr.on('data', (d) => (stderr += d))

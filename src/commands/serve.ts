@@ -120,7 +120,8 @@ Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments, the address cannot 
         requestTimeoutMs: this.flags['request-timeout'],
       })
     } catch (err) {
-      const listenFailed = listenError(err, this.flags.listen) ?? (health && listenError(err, this.flags['health-listen']!))
+      const spec = (err as {listener?: string}).listener === 'health' ? this.flags['health-listen']! : this.flags.listen
+      const listenFailed = listenError(err, spec)
       if (listenFailed) throw listenFailed
       if (tls && /PEM|key|certificate/i.test((err as Error).message ?? '')) throw new UsageError(`bad TLS certificate or key: ${(err as Error).message}`)
       throw err

@@ -199,7 +199,8 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     if (healthServer && init.health) healthUrl = await listenOn(healthServer, init.health.host, init.health.port, 'http', sc)
   } catch (err) {
     server.close()
-    throw err
+    // the caller names the address that failed
+    throw Object.assign(err as Error, {listener: 'health'})
   }
   const addr = server.address() as AddressInfo
 
