@@ -186,11 +186,13 @@ export function inNetns(netns, cmd, args) {
  * `vmi serve` as test/helpers/serve.js starts it (opts: listen, netns, env), for the benchmarks:
  * with its pid (CPU accounting), /metrics read from inside its namespace when it has one, a
  * longer start-up bound (many serves start at once on a loaded machine), and stopped when this
- * process exits.
+ * process exits. In the lab (a network of its own, no other readers) it serves without read
+ * authorization: --allow-anonymous-read.
  */
 export async function startServe(store, args = [], opts = {}) {
   const env = {VMI_CHUNK_SIZE: undefined, VMI_PEERS: undefined, ...opts.env} // as vmiEnv
-  const s = await startTestServe(store, args, {...opts, env, startTimeoutMs: 30_000})
+  const anonymous = opts.netns ? ['--allow-anonymous-read'] : []
+  const s = await startTestServe(store, [...anonymous, ...args], {...opts, env, startTimeoutMs: 30_000})
   track(s.child)
   const metricsUrl = `${s.url}/metrics`
   return {...s, pid: s.child.pid, metrics: () => (opts.netns ? httpTextIn(opts.netns, metricsUrl) : httpText(metricsUrl))}

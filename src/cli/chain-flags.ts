@@ -3,20 +3,47 @@ import {Flags} from '#oclif'
 import type {LocalStore} from '../store/local-store.js'
 import type {ChainEvent} from '../peer/chain.js'
 import {buildChain, type BuiltChain} from '../peer/factory.js'
-import {readCaFile} from './credential-files.js'
+import type {ClientTls} from '../peer/tls-trust.js'
+import {checkToken, readCaFile, readClientCertFiles, readTokenFile} from './credential-files.js'
 import {s3AccessFor} from './s3-settings.js'
-import {resolveCaCert, resolvePeers, resolveRemote, type RemoteConfig} from './settings.js'
+import {resolveCaCert, resolveClientCert, resolvePeers, resolveReadToken, resolveRemote, type RemoteConfig, type RemoteEntry} from './settings.js'
 
-/** How a command that talks to remotes over https decides whom to trust (pull, push, mount, serve --seed). */
+/**
+ * How a command that talks to remotes over https decides whom to trust, and
+ * which client certificate it shows (pull, push, mount, commit, serve --seed).
+ */
 export const tlsFlags = {
   insecure: Flags.boolean({summary: 'Accept any TLS certificate (no verification): tests only; prefer --ca-cert.', default: false}),
   'ca-cert': Flags.string({summary: 'PEM file of CA certificates (a private CA) to trust besides the system roots. Else $VMI_CA_CERT, else the remote\'s caCert.'}),
+  'tls-client-cert': Flags.string({
+    summary: "PEM client certificate shown to servers that require one (serve --client-ca); needs --tls-client-key. Else $VMI_TLS_CLIENT_CERT, else the remote's tlsClientCert.",
+    dependsOn: ['tls-client-key'],
+  }),
+  'tls-client-key': Flags.string({summary: 'PEM private key of --tls-client-cert.', dependsOn: ['tls-client-cert']}),
 }
 
-/** The CA bundle to trust (read and checked), or undefined for the system roots only. */
-export async function caFromFlags(flags: {'ca-cert'?: string}, remote: {caCert?: string} = {}): Promise<string | undefined> {
-  const file = resolveCaCert(flags['ca-cert'], process.env, remote)
-  return file === undefined ? undefined : readCaFile(file)
+/** The read token a client sends (pull, push, mount, commit); serve's --read-token-file is the server's own. */
+export const readTokenFlag = {
+  'read-token-file': Flags.string({summary: "Send the read token in this file (first line) to servers started with --read-token-file. Else $VMI_READ_TOKEN, else the remote's readTokenFile."}),
+}
+
+type TlsFlagValues = {'ca-cert'?: string; 'tls-client-cert'?: string; 'tls-client-key'?: string}
+
+/** The CA bundle to trust and the client certificate to show (read and checked); undefined for Node's defaults. */
+export async function clientTlsFromFlags(flags: TlsFlagValues, remote: Partial<RemoteEntry> = {}): Promise<ClientTls | undefined> {
+  const caFile = resolveCaCert(flags['ca-cert'], process.env, remote)
+  const certFiles = resolveClientCert({cert: flags['tls-client-cert'], key: flags['tls-client-key']}, process.env, remote)
+  if (caFile === undefined && certFiles === undefined) return undefined
+  return {...(caFile !== undefined ? {ca: await readCaFile(caFile)} : {}), ...(certFiles ? await readClientCertFiles(certFiles.cert, certFiles.key) : {})}
+}
+
+/** The read token to send (read and checked), or undefined. */
+export async function readTokenFromFlags(flags: {'read-token-file'?: string}, remote: Partial<RemoteEntry> = {}): Promise<string | undefined> {
+  const source = resolveReadToken(flags['read-token-file'], process.env, remote)
+  if (source === undefined) return undefined
+  if ('file' in source) return readTokenFile(source.file, 'read token')
+  checkToken(source.token, source.from, 'read token')
+  return source.token
 }
 
 export const chainFlags = {
@@ -25,6 +52,7 @@ export const chainFlags = {
   'no-seed': Flags.boolean({summary: 'Use only the local store and peers.', default: false}),
   'no-owner-hashing': Flags.boolean({summary: "Ask peers in list order instead of each chunk's owner first.", default: false}),
   ...tlsFlags,
+  ...readTokenFlag,
   'peer-timeout': Flags.integer({summary: 'Give up on a silent peer after this many ms (then skip it until it answers again).', env: 'VMI_PEER_TIMEOUT_MS', default: 10_000, min: 100}),
 }
 
@@ -35,6 +63,9 @@ export interface ChainFlagValues {
   'no-owner-hashing': boolean
   insecure: boolean
   'ca-cert'?: string
+  'tls-client-cert'?: string
+  'tls-client-key'?: string
+  'read-token-file'?: string
   'peer-timeout': number
 }
 
@@ -67,8 +98,9 @@ export async function chainFromFlags(
   return buildChain(store, {
     seedUrl: seed?.url,
     s3: await s3AccessFor(seed?.url, seed),
-    // one CA bundle for the seed and the peers: a fleet's private CA signs them all
-    ca: await caFromFlags(flags, seed),
+    // one CA bundle and one client identity for the seed and the peers: a fleet's private CA signs them all
+    tls: await clientTlsFromFlags(flags, seed),
+    readToken: await readTokenFromFlags(flags, seed),
     peers,
     peersFile,
     ownerHashing: !flags['no-owner-hashing'],

@@ -92,7 +92,7 @@ export const SETTINGS: Setting[] = [
     key: 'remotes',
     env: [],
     flags: ['REMOTE argument (pull, push, mount, commit)'],
-    summary: "Named seeds, each {url, tokenFile, caCert} (an s3:// one {url, endpoint, region, pathStyle}); the default is 'origin'.",
+    summary: "Named seeds, each {url, tokenFile, caCert, readTokenFile, tlsClientCert, tlsClientKey} (an s3:// one {url, endpoint, region, pathStyle}); the default is 'origin'.",
     managedBy: 'vmi remote add|rm',
   },
   {
@@ -139,6 +139,18 @@ export const SETTINGS: Setting[] = [
     env: ['VMI_S3_PATH_STYLE'],
     flags: ['--path-style (remote:add)'],
     summary: "1: path-style S3 requests (ENDPOINT/BUCKET/KEY), 0: virtual-hosted (BUCKET.ENDPOINT/KEY); else the remote's pathStyle, else path style for IP-address and localhost endpoints only.",
+  },
+  {
+    name: 'client certificate',
+    env: ['VMI_TLS_CLIENT_CERT', 'VMI_TLS_CLIENT_KEY'],
+    flags: ['--tls-client-cert, --tls-client-key (pull, push, mount, commit, serve)'],
+    summary: "PEM client certificate and key shown to servers that require one (serve --client-ca); serve shows it to its --seed; else the remote's tlsClientCert/tlsClientKey.",
+  },
+  {
+    name: 'read token',
+    env: ['VMI_READ_TOKEN'],
+    flags: ['--read-token-file (pull, push, mount, commit)'],
+    summary: "Bearer token sent on every request to servers started with --read-token-file (serve sends it to its --seed); else the remote's readTokenFile.",
   },
   {
     name: 'peer timeout',

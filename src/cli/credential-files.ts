@@ -1,12 +1,13 @@
 /**
- * Files the CLI reads credentials from: push tokens (--token-file, a
- * remote's tokenFile) and CA bundles (--ca-cert, $VMI_CA_CERT, a remote's
- * caCert). A missing file is "not found" (exit 3); an unreadable, empty or
+ * Files the CLI reads credentials from: push and read tokens (--token-file,
+ * --read-token-file, a remote's tokenFile and readTokenFile), CA bundles
+ * (--ca-cert, $VMI_CA_CERT, a remote's caCert) and client certificates
+ * (--tls-client-cert/--tls-client-key). A missing file is "not found" (exit 3); an unreadable, empty or
  * malformed one is a bad argument (exit 2).
  */
 import {readFile} from 'node:fs/promises'
 import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
-import {trustContext} from '../peer/tls-trust.js'
+import {clientContext, trustContext} from '../peer/tls-trust.js'
 
 export async function readCredentialFile(file: string, what: string): Promise<Buffer> {
   try {
@@ -17,17 +18,30 @@ export async function readCredentialFile(file: string, what: string): Promise<Bu
   }
 }
 
-/** A push token from its file: the first line, which must be one word. */
-export async function readTokenFile(file: string): Promise<string> {
+/** A push or read token from its file: the first line, which must be one word. */
+export async function readTokenFile(file: string, what = 'push token'): Promise<string> {
   const token = (await readCredentialFile(file, 'token file')).toString('utf8').split(/\r?\n/)[0].trim()
-  checkToken(token, `token file ${file}`)
+  checkToken(token, `token file ${file}`, what)
   return token
 }
 
 /** A token must be one non-empty word (it travels as `Authorization: Bearer TOKEN`). */
-export function checkToken(token: string, from: string): void {
-  if (token === '') throw new UsageError(`the push token (${from}) is empty`)
-  if (/\s/.test(token)) throw new UsageError(`the push token (${from}) must not contain whitespace`)
+export function checkToken(token: string, from: string, what = 'push token'): void {
+  if (token === '') throw new UsageError(`the ${what} (${from}) is empty`)
+  if (/\s/.test(token)) throw new UsageError(`the ${what} (${from}) must not contain whitespace`)
+}
+
+/** A client certificate and its key (PEM), checked to load together. */
+export async function readClientCertFiles(certFile: string, keyFile: string): Promise<{cert: string; key: string}> {
+  const cert = (await readCredentialFile(certFile, 'TLS client certificate')).toString('utf8')
+  const key = (await readCredentialFile(keyFile, 'TLS client key')).toString('utf8')
+  if (!cert.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`TLS client certificate ${certFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`)
+  try {
+    clientContext({cert, key})
+  } catch (err) {
+    throw new UsageError(`TLS client certificate ${certFile} and key ${keyFile} do not load: ${(err as Error).message}`, {cause: err})
+  }
+  return {cert, key}
 }
 
 /** A PEM bundle of CA certificates: at least one certificate, all of them parsable. */

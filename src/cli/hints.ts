@@ -3,7 +3,7 @@
  * that fix it (library messages never name flags).
  */
 import {RemoteAuthError, RemoteError, RemoteTlsError} from '../errors.js'
-import {mentionsTlsTrust} from '../peer/tls-trust.js'
+import {mentionsClientCertRefusal, mentionsTlsTrust} from '../peer/tls-trust.js'
 import type {LocalStore} from '../store/local-store.js'
 import {parseRef} from '../store/ref.js'
 
@@ -16,11 +16,19 @@ export const S3_CREDENTIALS_HINT =
 export const TLS_HINT =
   "to trust a private CA, pass its certificate with --ca-cert FILE (or $VMI_CA_CERT, or 'vmi remote add NAME URL --ca-cert FILE'); --insecure skips verification"
 
+export const CLIENT_CERT_HINT =
+  "the server requires a client certificate signed by its CA (vmi serve --client-ca): give one with --tls-client-cert FILE --tls-client-key FILE (or $VMI_TLS_CLIENT_CERT/$VMI_TLS_CLIENT_KEY, or 'vmi remote add NAME URL --tls-client-cert FILE --tls-client-key FILE'); an expired certificate, or one from another CA, is refused too"
+
+export const READ_TOKEN_HINT =
+  "the server requires a read token (vmi serve --read-token-file): give it with --read-token-file FILE, $VMI_READ_TOKEN, or store it with the remote: 'vmi remote add NAME URL --read-token-file FILE'"
+
 /** A hint any command may give (push adds TOKEN_HINT itself: a 401 to a pull is not about push tokens). */
 export function hintFor(err: unknown): string | undefined {
   if (err instanceof RemoteTlsError) return TLS_HINT
   if (err instanceof RemoteAuthError && err.data.s3Code !== undefined) return S3_CREDENTIALS_HINT
   if (err instanceof RemoteError && mentionsTlsTrust(err.message)) return TLS_HINT
+  if (err instanceof RemoteError && mentionsClientCertRefusal(err.message)) return CLIENT_CERT_HINT
+  if (err instanceof RemoteAuthError) return READ_TOKEN_HINT
   return undefined
 }
 

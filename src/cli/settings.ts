@@ -43,9 +43,23 @@ export function resolveChunkSize(flag: string | undefined, env: Env, config: {ch
   return n
 }
 
+/** A named remote in config.json (vmi remote add): its URL and the files of its credentials. */
+export interface RemoteEntry {
+  url: string
+  tokenFile?: string
+  caCert?: string
+  readTokenFile?: string
+  tlsClientCert?: string
+  tlsClientKey?: string
+  /** An s3:// remote's endpoint, region and addressing (vmi remote add --endpoint --region --path-style). */
+  endpoint?: string
+  region?: string
+  pathStyle?: boolean
+}
+
 export interface RemoteConfig {
   /** endpoint, region, pathStyle: an s3:// remote's (vmi remote add --endpoint --region --path-style). */
-  remotes?: Record<string, {url: string; tokenFile?: string; caCert?: string; endpoint?: string; region?: string; pathStyle?: boolean}>
+  remotes?: Record<string, RemoteEntry>
   peers?: string[]
   peersFile?: string
 }
@@ -54,10 +68,7 @@ export interface RemoteConfig {
  * Which remote a command talks to: a URL as given, a configured remote name,
  * or (no argument) the remote named `origin`, like git.
  */
-export function resolveRemote(
-  arg: string | undefined,
-  config: RemoteConfig,
-): {name?: string; url: string; tokenFile?: string; caCert?: string; endpoint?: string; region?: string; pathStyle?: boolean} {
+export function resolveRemote(arg: string | undefined, config: RemoteConfig): RemoteEntry & {name?: string} {
   if (arg && /^(https?|s3):\/\//i.test(arg)) return {url: arg}
   const name = arg ?? 'origin'
   const r = config.remotes?.[name]
@@ -65,7 +76,7 @@ export function resolveRemote(
     if (arg) throw new UnknownRemoteError(`no remote named ${JSON.stringify(arg)}: give a URL, or add it with 'vmi remote add ${arg} URL'`)
     throw new UsageError(`no remote given and no 'origin' configured: give a URL, or 'vmi remote add origin URL'`)
   }
-  return {name, ...r}
+  return {...r, name}
 }
 
 
@@ -95,6 +106,36 @@ export function resolveToken(
 /** The CA bundle file to trust besides the system's roots: --ca-cert, else $VMI_CA_CERT, else the remote's caCert. */
 export function resolveCaCert(flag: string | undefined, env: Env, remote: {caCert?: string} = {}): string | undefined {
   return flag ?? (env.VMI_CA_CERT || undefined) ?? remote.caCert
+}
+
+/**
+ * The client certificate and key files: --tls-client-cert/--tls-client-key,
+ * else $VMI_TLS_CLIENT_CERT/$VMI_TLS_CLIENT_KEY, else the remote's; the two
+ * always come from the same place. undefined: no client certificate.
+ */
+export function resolveClientCert(
+  flags: {cert?: string; key?: string},
+  env: Env,
+  remote: {tlsClientCert?: string; tlsClientKey?: string} = {},
+): {cert: string; key: string} | undefined {
+  const pick = (cert: string | undefined, key: string | undefined, from: string) => {
+    if (cert === undefined && key === undefined) return undefined
+    if (cert === undefined || key === undefined) throw new UsageError(`${from}: a client certificate needs both the certificate and its key`)
+    return {cert, key}
+  }
+  return (
+    pick(flags.cert, flags.key, '--tls-client-cert/--tls-client-key') ??
+    pick(env.VMI_TLS_CLIENT_CERT || undefined, env.VMI_TLS_CLIENT_KEY || undefined, 'VMI_TLS_CLIENT_CERT/VMI_TLS_CLIENT_KEY') ??
+    pick(remote.tlsClientCert, remote.tlsClientKey, "the remote's tlsClientCert/tlsClientKey")
+  )
+}
+
+/** The read token: --read-token-file, else $VMI_READ_TOKEN, else the remote's readTokenFile. Files are read by the caller. */
+export function resolveReadToken(flag: string | undefined, env: Env, remote: {readTokenFile?: string} = {}): {token: string; from: string} | {file: string; from: string} | undefined {
+  if (flag !== undefined) return {file: flag, from: '--read-token-file'}
+  if (env.VMI_READ_TOKEN) return {token: env.VMI_READ_TOKEN, from: 'VMI_READ_TOKEN'}
+  if (remote.readTokenFile) return {file: remote.readTokenFile, from: "the remote's readTokenFile"}
+  return undefined
 }
 
 /** Cache budget in bytes: --max-cache, else $VMI_MAX_CACHE, else config maxCache; undefined = unlimited. */

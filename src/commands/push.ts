@@ -1,6 +1,6 @@
 import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
-import {caFromFlags, tlsFlags} from '../cli/chain-flags.js'
+import {clientTlsFromFlags, readTokenFlag, readTokenFromFlags, tlsFlags} from '../cli/chain-flags.js'
 import {checkToken, readTokenFile} from '../cli/credential-files.js'
 import {S3_CREDENTIALS_HINT, TOKEN_HINT} from '../cli/hints.js'
 import {RemoteAuthError} from '../errors.js'
@@ -40,6 +40,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
     concurrency: Flags.integer({summary: 'Parallel uploads.', default: 8, min: 1, max: 64}),
     sign: Flags.string({summary: 'Sign the remote ref with this SSH key: a private key file, or a .pub file whose key ssh-agent holds.'}),
     ...tlsFlags,
+    ...readTokenFlag,
   }
 
   async run(): Promise<PushResult> {
@@ -50,12 +51,13 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
     let token: string | undefined
     if (source && 'file' in source) token = await readTokenFile(source.file)
     else if (source) checkToken((token = source.token), source.from)
-    const ca = await caFromFlags(this.flags, remote)
+    const tls = await clientTlsFromFlags(this.flags, remote)
+    const readToken = await readTokenFromFlags(this.flags, remote)
     const signer = this.flags.sign === undefined ? undefined : await signerFromKeyFile(this.flags.sign, process.env.SSH_AUTH_SOCK)
     let r: PushResult
     try {
       const s3 = await s3AccessFor(remote.url, remote)
-      r = await pushImage(store, this.args.image, seedStore(remote.url, {token, insecure: this.flags.insecure, ca, s3}), {
+      r = await pushImage(store, this.args.image, seedStore(remote.url, {token, readToken, insecure: this.flags.insecure, tls, s3}), {
         as: this.flags.as,
         concurrency: this.flags.concurrency,
         signer,

@@ -17,7 +17,7 @@ import type {LocalStore} from '../store/local-store.js'
 import type {RefName} from '../store/ref.js'
 import {startBridges} from './bridges.js'
 import {ImageBackend} from './image-backend.js'
-import {startNbdServer, type NbdServer} from './nbd/server.js'
+import {startNbdServer, type NbdServer, type NbdTls} from './nbd/server.js'
 import {MAX_OVERLAY_SIZE, Overlay} from './overlay.js'
 import {acquireOwner, type OwnerLock} from '../util/owner-lock.js'
 
@@ -30,6 +30,8 @@ export interface MountInit {
   socketPath?: string
   /** Serve NBD on TCP instead. */
   listen?: {host: string; port: number}
+  /** With `listen`: require NBD over TLS (STARTTLS), and with `clientCa` a client certificate. */
+  tls?: NbdTls
   /** Keep the copy-on-write overlay here (default: a temporary one, removed at unmount). */
   overlayDir?: string
   readOnly?: boolean
@@ -173,6 +175,7 @@ async function serveImage(
     socketPath,
     host: init.listen?.host,
     port: init.listen?.port,
+    tls: init.tls,
     exportName: '',
     description: `vmi image ${id}`,
     pollUs: init.pollUs,

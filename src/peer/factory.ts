@@ -11,6 +11,7 @@ import {CircuitBreaker, GuardedSource, guardRemote, type BreakerChange, type Gua
 import {HttpStore, type HttpStoreInit} from './http-store.js'
 import {isHttpUrl, parsePeerLines} from './peer-list.js'
 import {isS3Url, S3Store, type S3Access} from './s3/s3-store.js'
+import type {ClientTls} from './tls-trust.js'
 import type {ChunkSource, RemoteSource, WritableRemote} from './source.js'
 
 export {parsePeerList} from './peer-list.js'
@@ -22,8 +23,10 @@ export interface ChainConfig {
   peersFile?: string
   ownerHashing?: boolean
   insecure?: boolean
-  /** PEM certificates (a private CA) every source's TLS certificate may chain to, besides the system's roots. */
-  ca?: string
+  /** A private CA every source's TLS certificate may chain to, and the client certificate shown to every source. */
+  tls?: ClientTls
+  /** Bearer token for reads, sent to every source (servers started with --read-token-file). */
+  readToken?: string
   /** Socket inactivity timeout for peers, ms (default 10000). */
   peerTimeoutMs?: number
   /**
@@ -55,8 +58,8 @@ export type RemoteInit = HttpStoreInit & {s3?: S3Access}
  */
 export function openRemote(url: string, init: RemoteInit): RemoteSource & WritableRemote {
   if (isS3Url(url)) {
-    const {kind, connectTimeoutMs, idleTimeoutMs, retry, insecure, ca} = init
-    return new S3Store(url, {region: 'us-east-1', ...init.s3, kind, connectTimeoutMs, idleTimeoutMs, retry, insecure, ca})
+    const {kind, connectTimeoutMs, idleTimeoutMs, retry, insecure, tls} = init
+    return new S3Store(url, {region: 'us-east-1', ...init.s3, kind, connectTimeoutMs, idleTimeoutMs, retry, insecure, tls})
   }
   return new HttpStore(url, init)
 }
@@ -68,7 +71,8 @@ export function peerStore(url: string, cfg: ChainConfig = {}): RemoteSource {
   return openRemote(url, {
     kind: 'peer',
     insecure: cfg.insecure,
-    ca: cfg.ca,
+    tls: cfg.tls,
+    readToken: cfg.readToken,
     idleTimeoutMs: cfg.peerTimeoutMs ?? 10_000,
     connectTimeoutMs: cfg.connectTimeoutMs ?? 2000,
     retry: {retries: 1, baseMs: 50, unreachableRetries: 0},
@@ -76,12 +80,20 @@ export function peerStore(url: string, cfg: ChainConfig = {}): RemoteSource {
 }
 
 /** The seed as push uses it: an unreachable seed is retried (with backoff, bounded) like any connection error. */
-export function seedStore(url: string, init: {token?: string; insecure?: boolean; ca?: string; s3?: S3Access} = {}): RemoteSource & WritableRemote {
-  return openRemote(url, {kind: 'seed', token: init.token, insecure: init.insecure, ca: init.ca, s3: init.s3, retry: {retries: 4, baseMs: 200}})
+export function seedStore(url: string, init: {token?: string; readToken?: string; insecure?: boolean; tls?: ClientTls; s3?: S3Access} = {}): RemoteSource & WritableRemote {
+  return openRemote(url, {kind: 'seed', token: init.token, readToken: init.readToken, insecure: init.insecure, tls: init.tls, s3: init.s3, retry: {retries: 4, baseMs: 200}})
 }
 
 function chainSeedStore(url: string, cfg: ChainConfig): RemoteSource {
-  return openRemote(url, {kind: 'seed', insecure: cfg.insecure, ca: cfg.ca, s3: cfg.s3, connectTimeoutMs: cfg.connectTimeoutMs, retry: {retries: 4, baseMs: 200, unreachableRetries: 0}})
+  return openRemote(url, {
+    kind: 'seed',
+    insecure: cfg.insecure,
+    tls: cfg.tls,
+    readToken: cfg.readToken,
+    s3: cfg.s3,
+    connectTimeoutMs: cfg.connectTimeoutMs,
+    retry: {retries: 4, baseMs: 200, unreachableRetries: 0},
+  })
 }
 
 /** A source's breaker opening or closing, as a chain event (the states between are not news). */
@@ -98,10 +110,13 @@ export function breakerEvent(c: BreakerChange): ChainEvent | undefined {
  * into pipelined batches, behind a breaker (an unreachable seed costs each
  * fetch-through a 502 at once, not a connection attempt and its retries).
  */
-export function upstreamSource(url: string, init: {onEvent?: (e: ChainEvent) => void; insecure?: boolean; ca?: string; s3?: S3Access} = {}): GuardedSource<ChunkSource & {url: string}> {
+export function upstreamSource(
+  url: string,
+  init: {onEvent?: (e: ChainEvent) => void; insecure?: boolean; tls?: ClientTls; readToken?: string; s3?: S3Access} = {},
+): GuardedSource<ChunkSource & {url: string}> {
   // a host waits on this peer's fetch-through: a seed that does not accept
   // the connection costs it this long once (2 s: one lost SYN is resent at 1 s)
-  const store = openRemote(url, {kind: 'seed', insecure: init.insecure, ca: init.ca, s3: init.s3, connectTimeoutMs: 2000, retry: {unreachableRetries: 0}})
+  const store = openRemote(url, {kind: 'seed', insecure: init.insecure, tls: init.tls, readToken: init.readToken, s3: init.s3, connectTimeoutMs: 2000, retry: {unreachableRetries: 0}})
   const breaker = new CircuitBreaker(store.name, {
     probe: (signal) => store.ping({signal}),
     onChange: (c) => {

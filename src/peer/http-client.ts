@@ -14,7 +14,7 @@ import http from 'node:http'
 import https from 'node:https'
 import zlib from 'node:zlib'
 import type {Readable} from 'node:stream'
-import {trustContext} from './tls-trust.js'
+import {clientContext, type ClientTls} from './tls-trust.js'
 import {USER_AGENT} from './wire.js'
 
 export interface HttpClientInit {
@@ -24,10 +24,12 @@ export interface HttpClientInit {
   idleTimeoutMs?: number
   /** Accept any TLS certificate (no verification). */
   insecure?: boolean
-  /** PEM certificates (a private CA) trusted besides the system's roots. */
-  ca?: string
+  /** A private CA trusted besides the system's roots, and the client certificate shown (tls-trust.ts). */
+  tls?: ClientTls
   /** Max parallel connections per origin (default 16). */
   maxSockets?: number
+  /** Headers on every request (a read token); a request's own headers override them. */
+  headers?: Record<string, string>
 }
 
 export interface HttpRequest {
@@ -76,7 +78,7 @@ export class HttpClient {
     const maxSockets = init.maxSockets ?? 16
     this.agents = {
       http: new http.Agent({keepAlive: true, maxSockets}),
-      https: new https.Agent({keepAlive: true, maxSockets, rejectUnauthorized: !init.insecure, secureContext: trustContext(init.ca)}),
+      https: new https.Agent({keepAlive: true, maxSockets, rejectUnauthorized: !init.insecure, secureContext: clientContext(init.tls)}),
     }
   }
 
@@ -88,8 +90,10 @@ export class HttpClient {
   async request(path: string, req: HttpRequest): Promise<HttpAnswer> {
     const signal = req.timeoutMs === undefined ? req.signal : anySignal(req.signal, AbortSignal.timeout(req.timeoutMs))
     let url = new URL(path, this.base)
+    const origin = url.origin
     for (let hops = 0; ; hops++) {
-      const answer = await this.once(url, req, signal)
+      // a token goes only to the origin it was given for, not along a redirect elsewhere
+      const answer = await this.once(url, req, signal, url.origin === origin)
       const location = answer.headers.location
       const follow = REDIRECTS.has(answer.status) && location && (req.method === 'GET' || req.method === 'HEAD' || answer.status >= 307)
       if (!follow) return answer
@@ -99,11 +103,12 @@ export class HttpClient {
     }
   }
 
-  private once(url: URL, req: HttpRequest, signal: AbortSignal | undefined): Promise<HttpAnswer> {
+  private once(url: URL, req: HttpRequest, signal: AbortSignal | undefined, sameOrigin: boolean): Promise<HttpAnswer> {
     signal?.throwIfAborted()
     const secure = url.protocol === 'https:'
     const body = typeof req.body === 'string' ? Buffer.from(req.body) : req.body
-    const headers: Record<string, string | number> = {'user-agent': USER_AGENT, 'accept-encoding': 'gzip, deflate, br', ...(req.headers ?? {})}
+    const headers: Record<string, string | number> = {'user-agent': USER_AGENT, 'accept-encoding': 'gzip, deflate, br', ...(this.init.headers ?? {}), ...(req.headers ?? {})}
+    if (!sameOrigin) delete headers.authorization
     if (body) headers['content-length'] = body.length
     const max = req.maxBytes ?? Infinity
     return new Promise<HttpAnswer>((resolve, reject) => {

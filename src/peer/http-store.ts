@@ -11,7 +11,7 @@ import {isValidId, STORE_MARKER_NAME} from '../store/layout.js'
 import {isValidRefPart} from '../store/ref.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
 import {bulkGet, type BulkOptions} from './pipelined-get.js'
-import {isTlsTrustError} from './tls-trust.js'
+import {isTlsTrustError, type ClientTls} from './tls-trust.js'
 import {BodyTooLargeError, HttpClient, type HttpAnswer} from './http-client.js'
 import {assertChunkId, type FetchOptions, type RemoteSource, type SourceKind, type WritableRemote} from './source.js'
 import {
@@ -51,8 +51,10 @@ export interface HttpStoreInit {
   objectHeaders?: Record<string, string>
   /** Accept any TLS certificate (no verification). */
   insecure?: boolean
-  /** PEM certificates (a private CA) trusted besides the system's roots. */
-  ca?: string
+  /** A private CA trusted besides the system's roots, and the client certificate presented (tls-trust.ts). */
+  tls?: ClientTls
+  /** Bearer token sent on every read (a server started with --read-token-file); the push token serves when absent. */
+  readToken?: string
   /** Max parallel connections to this store (default 16). */
   maxSockets?: number
 }
@@ -69,6 +71,7 @@ export class HttpStore implements RemoteSource, WritableRemote {
   private readonly token?: string
   private readonly retry: RetryPolicy
   private readonly objectHeaders: Record<string, string>
+  private readonly readHeaders: Record<string, string>
   private readonly init: HttpStoreInit
   private batchUnsupported = false
 
@@ -80,9 +83,12 @@ export class HttpStore implements RemoteSource, WritableRemote {
     this.name = `${this.kind} ${this.url.replace(/\/$/, '')}`
     this.token = init.token
     this.retry = {...DEFAULT_RETRY, ...(init.retry ?? {})}
-    this.objectHeaders = init.objectHeaders ?? {}
+    // a server that requires read authorization takes the read token, or the push token, on every request
+    const auth = init.readToken ?? init.token
+    this.readHeaders = auth === undefined ? {} : {authorization: bearer(auth)}
+    this.objectHeaders = {...(init.objectHeaders ?? {}), ...this.readHeaders}
     this.init = init
-    this.http = new HttpClient(this.url, init)
+    this.http = new HttpClient(this.url, {...init, headers: this.readHeaders})
   }
 
   /** Whether uploads carry a token (without one, every write is refused). */
@@ -103,7 +109,7 @@ export class HttpStore implements RemoteSource, WritableRemote {
       this.url,
       [{id: path, path, length: Math.min(max, 1 << 20), upTo: max}],
       {onBody: (_item, body) => (out = {body}), onMissing: () => (out = {}), onFailed: () => {}},
-      {...this.bulkOptions(false), headers: {}, connections: 1, maxFailures: 1, signal},
+      {...this.bulkOptions(false), headers: this.readHeaders, connections: 1, maxFailures: 1, signal},
     )
     return out
   }
@@ -196,7 +202,7 @@ export class HttpStore implements RemoteSource, WritableRemote {
       connectTimeoutMs: this.init.connectTimeoutMs ?? 5000,
       idleTimeoutMs: this.init.idleTimeoutMs ?? 15_000,
       insecure: this.init.insecure,
-      ca: this.init.ca,
+      tls: this.init.tls,
     }
   }
 

@@ -18,7 +18,7 @@
  */
 import net from 'node:net'
 import tls from 'node:tls'
-import {trustContext} from './tls-trust.js'
+import {clientContext, type ClientTls} from './tls-trust.js'
 import {MAX_HEADER_BYTES, USER_AGENT} from './wire.js'
 
 export interface BulkItem {
@@ -50,8 +50,8 @@ export interface BulkOptions {
   /** A connection silent this long with requests outstanding is abandoned. */
   idleTimeoutMs?: number
   insecure?: boolean
-  /** PEM certificates (a private CA) trusted besides the system's roots (plain text: options go to writer threads). */
-  ca?: string
+  /** A private CA trusted besides the system's roots, a client certificate (plain text: options go to writer threads). */
+  tls?: ClientTls
   signal?: AbortSignal
   /** Memory for a body of `length` bytes (default: fresh). */
   allocBody?: (length: number) => Buffer
@@ -163,7 +163,7 @@ class PipelinedConnection {
     this.windowLeft = this.windowBytes
     const {host, port, secure} = target
     if (secure) {
-      this.sock = tls.connect({host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: !opts.insecure, secureContext: trustContext(opts.ca)})
+      this.sock = tls.connect({host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: !opts.insecure, secureContext: clientContext(opts.tls)})
       this.sock.on('data', (d: Buffer) => this.feed(d, 0, d.length))
     } else {
       const readBuf = Buffer.allocUnsafe(READ_BUFFER)

@@ -22,6 +22,7 @@ import {describe, Dispatcher} from './server/dispatch.js'
 import {FetchThrough} from './server/fetch-through.js'
 import type {Exchange} from './server/http-io.js'
 import {createMetrics} from './server/metrics.js'
+import {ReadAccess} from './server/read-access.js'
 import {ReadHandlers} from './server/reads.js'
 import {UploadHandlers} from './server/uploads.js'
 import type {UpstreamSource} from './chain.js'
@@ -38,7 +39,19 @@ export interface ServeInit {
   pushToken?: string
   /** Fetch-through source for `X-Vmi-Fetch: upstream` (usually the seed). */
   upstream?: UpstreamSource
-  tls?: {cert: Buffer; key: Buffer}
+  /**
+   * HTTPS. With `clientCa` (PEM), mutual TLS: a client must show a
+   * certificate that chains to it, else the handshake fails.
+   */
+  tls?: {cert: Buffer; key: Buffer; clientCa?: string}
+  /**
+   * Read authorization by token: every request must carry this token (or
+   * the push token) as a bearer token. Without it and without a client CA,
+   * anyone who reaches the server may read.
+   */
+  readToken?: string
+  /** A second, plain-HTTP listener answering /healthz and /metrics to anyone (for probes and scrapers outside the auth). */
+  health?: {host: string; port: number}
   /**
    * Where log lines go: one per request ('info'), a chunk file not served
    * ('warn'), error details ('error').
@@ -60,6 +73,8 @@ export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:7070 (no trailing slash). */
   url: string
   port: number
+  /** Base URL of the health listener, when there is one. */
+  healthUrl?: string
   /** Prometheus text exposition of this server's counters. */
   metrics: () => Promise<string>
   /** Stop accepting, let requests in flight finish (up to graceMs, default 10 s), then drop the rest. */
@@ -109,14 +124,34 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   socket.destroySoon()
 }
 
+/** Listen, and the base URL listened on. */
+async function listenOn(server: http.Server, host: string, port: number, scheme: string, sc: ServerContext): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({host, port}, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  server.on('error', (err) => sc.logger.error(`server error: ${err.message}`))
+  const addr = server.address() as AddressInfo
+  const urlHost = addr.family === 'IPv6' || host.includes(':') ? `[${addr.address}]` : host
+  return `${scheme}://${urlHost}:${addr.port}`
+}
+
 export async function startServer(store: LocalStore, init: ServeInit = {}): Promise<RunningServer> {
   const {host = '127.0.0.1', port = 7070, upstream, tls, maxConnections = 1024, requestTimeoutMs = 120_000} = init
   const sc: ServerContext = {store, metrics: createMetrics(upstream?.kind), logger: createLogger(init.log ?? (() => {}), init.logFormat)}
   const uploads = new UploadHandlers(sc, init.pushToken)
-  const dispatcher = new Dispatcher(sc, new ReadHandlers(sc, upstream && new FetchThrough(sc, upstream)), uploads)
+  const access =
+    tls?.clientCa !== undefined || init.readToken !== undefined
+      ? new ReadAccess({clientCert: tls?.clientCa !== undefined, tokens: [init.readToken, init.pushToken].filter((t): t is string => t !== undefined)})
+      : undefined
+  const dispatcher = new Dispatcher(sc, new ReadHandlers(sc, upstream && new FetchThrough(sc, upstream)), uploads, access)
   const inFlight = new InFlight()
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => handle(req, res, false)
 
-  function onRequest(req: IncomingMessage, res: ServerResponse): void {
+  function handle(req: IncomingMessage, res: ServerResponse, healthOnly: boolean): void {
     const start = process.hrtime.bigint()
     const x: Exchange = {req, res, ctx: {route: 'other', bytes: 0}}
     // read now: a socket that has closed no longer tells its peer's address
@@ -140,7 +175,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     res.once('finish', finish)
     onResponseDone(req, res, finish)
     dispatcher
-      .dispatch(x)
+      .dispatch(x, healthOnly)
       .catch((err: unknown) => dispatcher.answerError(x, err))
       .catch((err: unknown) => {
         sc.logger.error(`internal error answering ${describe(x)}: ${(err as Error)?.stack ?? String(err)}`)
@@ -149,32 +184,37 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
   }
 
   const options = serverOptions(requestTimeoutMs)
-  const server: http.Server = tls ? https.createServer({...options, cert: tls.cert, key: tls.key}, onRequest) : http.createServer(options, onRequest)
+  const mtls = tls?.clientCa !== undefined ? {ca: tls.clientCa, requestCert: true, rejectUnauthorized: true} : {}
+  const server: http.Server = tls ? https.createServer({...options, cert: tls.cert, key: tls.key, ...mtls}, onRequest) : http.createServer(options, onRequest)
   server.maxConnections = maxConnections
   // a connection idle this long (a client that stopped reading) is closed
   server.timeout = requestTimeoutMs
   server.on('clientError', onClientError)
+  const healthServer = init.health ? http.createServer(options, (req, res) => handle(req, res, true)) : undefined
+  healthServer?.on('clientError', onClientError)
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen({host, port}, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  server.on('error', (err) => sc.logger.error(`server error: ${err.message}`))
+  const url = await listenOn(server, host, port, tls ? 'https' : 'http', sc)
+  let healthUrl: string | undefined
+  try {
+    if (healthServer && init.health) healthUrl = await listenOn(healthServer, init.health.host, init.health.port, 'http', sc)
+  } catch (err) {
+    server.close()
+    // the caller names the address that failed
+    throw Object.assign(err as Error, {listener: 'health'})
+  }
   const addr = server.address() as AddressInfo
-  const urlHost = addr.family === 'IPv6' || host.includes(':') ? `[${addr.address}]` : host
-  const url = `${tls ? 'https' : 'http'}://${urlHost}:${addr.port}`
 
   let closed: Promise<void> | undefined
   return {
     url,
+    healthUrl,
     port: addr.port,
     metrics: () => sc.metrics.registry.metrics(),
     close({graceMs = 10_000} = {}) {
       closed ??= (async () => {
         inFlight.closing = true
+        healthServer?.close()
+        healthServer?.closeAllConnections()
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()))
         server.closeIdleConnections()
         await inFlight.wait(graceMs)

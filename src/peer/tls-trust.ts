@@ -1,7 +1,8 @@
 /**
  * Which TLS certificates the HTTP clients (http-client.ts, the
- * pipelined client in pipelined-get.ts) trust, and how a failure to trust
- * one is recognised (it is not retried: the answer will not change).
+ * pipelined client in pipelined-get.ts) trust, which client certificate they
+ * present (a server started with --client-ca asks for one), and how a failure
+ * to trust one is recognised (it is not retried: the answer will not change).
  */
 import tls from 'node:tls'
 
@@ -24,10 +25,30 @@ export function mentionsTlsTrust(message: string): boolean {
   return [...TLS_TRUST_CODES].some((c) => message.includes(c))
 }
 
+/** OpenSSL's alerts from a server that refused this client's certificate (or its absence). */
+const CLIENT_CERT_REFUSALS = ['ALERT_CERTIFICATE_REQUIRED', 'ALERT_UNKNOWN_CA', 'ALERT_BAD_CERTIFICATE', 'ALERT_CERTIFICATE_EXPIRED', 'ALERT_HANDSHAKE_FAILURE']
+
+/** Whether a message tells of a server refusing the client certificate at the handshake. */
+export function mentionsClientCertRefusal(message: string): boolean {
+  return CLIENT_CERT_REFUSALS.some((c) => message.includes(c))
+}
+
 /** Whether a connection failed because the server's certificate was not trusted. */
 export function isTlsTrustError(err: unknown): boolean {
   const code = (err as {code?: unknown})?.code
   return typeof code === 'string' && TLS_TRUST_CODES.has(code)
+}
+
+/**
+ * A client's TLS settings, as plain text (PEM): a private CA to trust
+ * besides the system's roots, and a client certificate with its key. Plain
+ * strings so the object can go to writer threads (a SecureContext cannot).
+ */
+export interface ClientTls {
+  ca?: string
+  /** Client certificate (chain), presented when a server asks for one; needs `key`. */
+  cert?: string
+  key?: string
 }
 
 const contexts = new Map<string, tls.SecureContext>()
@@ -40,8 +61,22 @@ const contexts = new Map<string, tls.SecureContext>()
  * can). Throws on a bundle that holds no usable certificate.
  */
 export function trustContext(ca: string | undefined): tls.SecureContext | undefined {
-  if (ca === undefined) return undefined
-  let ctx = contexts.get(ca)
-  if (!ctx) contexts.set(ca, (ctx = tls.createSecureContext({ca: [...tls.rootCertificates, ca]})))
+  return clientContext({ca})
+}
+
+/**
+ * The context for `t`: trust as trustContext, plus the client certificate
+ * and key when given. undefined when `t` sets nothing (Node's defaults).
+ * Cached like trustContext. Throws on a key that does not match its
+ * certificate, or PEM that does not parse.
+ */
+export function clientContext(t: ClientTls | undefined): tls.SecureContext | undefined {
+  if (t?.ca === undefined && t?.cert === undefined) return undefined
+  const cacheKey = `${t.ca ?? ''}\0${t.cert ?? ''}\0${t.key ?? ''}`
+  let ctx = contexts.get(cacheKey)
+  if (!ctx) {
+    ctx = tls.createSecureContext({...(t.ca !== undefined ? {ca: [...tls.rootCertificates, t.ca]} : {}), ...(t.cert !== undefined ? {cert: t.cert, key: t.key} : {})})
+    contexts.set(cacheKey, ctx)
+  }
   return ctx
 }

@@ -86,7 +86,7 @@ test('the example environment file sets what the command lines use', () => {
   for (const v of ['VMI_LISTEN', 'VMI_HEALTH_URL']) assert.ok(env[v], `${v} is set`)
   assert.ok('VMI_SERVE_ARGS' in env)
   const argv = systemdArgv(directive('ExecStart'), unitEnv({}))
-  assert.equal(argv, ['/usr/local/bin/vmi', 'serve', '--listen', '0.0.0.0:7070'])
+  assert.equal(argv, ['/usr/local/bin/vmi', 'serve', '--listen', '0.0.0.0:7070', '--allow-anonymous-read'])
   assert.equal(systemdArgv(directive('ExecStart'), unitEnv({VMI_SERVE_ARGS: '--seed  http://s:1 --log'})).slice(4), ['--seed', 'http://s:1', '--log'])
 })
 

@@ -38,7 +38,7 @@ async function withFleet(labInit, fn) {
     const {id, newBytes} = JSON.parse(imp.stdout)
     assert.is(newBytes, UNIQUE)
     lab = await startLab(labInit)
-    const seed = await startServe(seedStore, [], {netns: lab.seed.ns, listen: `${lab.seed.ip}:${PORT}`})
+    const seed = await startServe(seedStore, ['--allow-anonymous-read'], {netns: lab.seed.ns, listen: `${lab.seed.ip}:${PORT}`})
     await fn({lab, t, src, id, seedUrl: seed.url})
   } finally {
     await lab?.close() // kills every process in the lab's namespaces, then deletes them
@@ -48,7 +48,7 @@ async function withFleet(labInit, fn) {
 
 /** Start `vmi serve --seed SEED` on every host (at once); resolves to their URLs. */
 async function startHostServes(t, hosts, seedUrl) {
-  const serves = await Promise.all(hosts.map((h) => startServe(path.join(t.dir, h.name), ['--seed', seedUrl], {netns: h.ns, listen: `${h.ip}:${PORT}`})))
+  const serves = await Promise.all(hosts.map((h) => startServe(path.join(t.dir, h.name), ['--seed', seedUrl, '--allow-anonymous-read'], {netns: h.ns, listen: `${h.ip}:${PORT}`})))
   return serves.map((s) => s.url)
 }
 

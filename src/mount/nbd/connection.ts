@@ -8,11 +8,12 @@
 import type net from 'node:net'
 import type {BlockBackend} from './block-backend.js'
 import {ConnClosed, ProtocolError} from './errors.js'
-import {handshake} from './handshake.js'
+import {handshake, type HandshakeIo, type HandshakeTls} from './handshake.js'
 import {READ_HIGH_WATER} from './limits.js'
 import {ReplyWriter} from './reply-writer.js'
 import type {ExportInfo} from './session.js'
 import {SocketReader} from './socket-reader.js'
+import {upgradeToTls, type NbdTls} from './tls.js'
 import {Transmission, type NbdRequestEvent} from './transmission.js'
 import {isReadRequest} from './wire-transmission.js'
 
@@ -27,6 +28,8 @@ export interface ConnectionOptions {
   pollUs: number
   log?: (line: string) => void
   onRequest?: (ev: NbdRequestEvent) => void
+  /** Require TLS (STARTTLS) before anything else, with these certificates. */
+  tls?: NbdTls
 }
 
 /** A logger that never throws: a failing logger must not break a connection. */
@@ -48,8 +51,9 @@ let nextConnId = 1
 export class Connection {
   readonly id = nextConnId++
   readonly done: Promise<void>
-  private readonly reader: SocketReader
-  private readonly writer: ReplyWriter
+  // replaced once, by TLS (STARTTLS): then they read and write the TLS socket
+  private reader: SocketReader
+  private writer: ReplyWriter
   private readonly abort = new AbortController()
   private readonly log: (line: string) => void
   private transmission: Transmission | undefined
@@ -58,7 +62,7 @@ export class Connection {
   private killTimer: NodeJS.Timeout | undefined
 
   constructor(
-    private readonly sock: net.Socket,
+    private sock: net.Socket,
     private readonly backend: BlockBackend,
     private readonly exp: ExportInfo,
     private readonly opts: ConnectionOptions,
@@ -69,18 +73,44 @@ export class Connection {
     this.reader = new SocketReader(sock, READ_HIGH_WATER, sockFd, opts.pollUs / 1000)
     this.writer = new ReplyWriter(sock, sockFd)
     sock.on('error', () => {}) // reported through 'close'; never crash
-    sock.on('close', () => {
-      this.abort.abort()
-      this.writer.release()
-      if (this.killTimer) clearTimeout(this.killTimer)
-      if (this.handshakeTimer) clearTimeout(this.handshakeTimer)
-    })
+    sock.on('close', this.onClose)
     if (typeof sock.setNoDelay === 'function') sock.setNoDelay(true)
     this.handshakeTimer = setTimeout(() => {
       this.log(`handshake timeout after ${opts.handshakeTimeoutMs} ms`)
       sock.destroy()
     }, opts.handshakeTimeoutMs)
     this.done = this.run()
+  }
+
+  private readonly onClose = (): void => {
+    this.abort.abort()
+    this.writer.release()
+    if (this.killTimer) clearTimeout(this.killTimer)
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer)
+  }
+
+  private io(): HandshakeIo {
+    return {read: (n: number) => this.reader.read(n), send: (bufs: Buffer[]) => this.writer.send(bufs), stopping: () => this.stopping}
+  }
+
+  /**
+   * STARTTLS: stop reading the plain socket (a client sends nothing between
+   * STARTTLS and its reply), send the ACK, run the TLS handshake, and go on
+   * over TLS. No descriptor-level reads or writes (polling, sendNow's direct
+   * write) on a TLS socket: those would bypass the encryption.
+   */
+  private async startTls(cfg: NbdTls, ack: Buffer): Promise<HandshakeIo> {
+    if (this.reader.detach() > 0) throw new ProtocolError('data after NBD_OPT_STARTTLS before its reply')
+    await this.writer.send([ack])
+    const raw = this.sock
+    const secure = await upgradeToTls(raw, cfg)
+    secure.on('error', () => {})
+    secure.on('close', this.onClose)
+    secure.setNoDelay(true)
+    this.sock = secure
+    this.reader = new SocketReader(secure, READ_HIGH_WATER, -1, 0)
+    this.writer = new ReplyWriter(secure, -1)
+    return this.io()
   }
 
   /** Server shutdown: stop taking requests, finish the in-flight ones, close. */
@@ -102,8 +132,9 @@ export class Connection {
 
   private async run(): Promise<void> {
     try {
-      const io = {read: (n: number) => this.reader.read(n), send: (bufs: Buffer[]) => this.writer.send(bufs), stopping: () => this.stopping}
-      const session = await handshake(io, this.exp, this.backend)
+      const cfg = this.opts.tls
+      const tls: HandshakeTls | undefined = cfg && {start: (ack) => this.startTls(cfg, ack)}
+      const session = await handshake(this.io(), this.exp, this.backend, tls)
       if (this.handshakeTimer) clearTimeout(this.handshakeTimer)
       if (session && !this.stopping) {
         const {maxInFlight, maxPendingBytes, onRequest} = this.opts

@@ -10,6 +10,15 @@ import * as P from './protocol.js'
 import type {ExportInfo, Session} from './session.js'
 import * as H from './wire-handshake.js'
 
+/**
+ * TLS, when the server has it (tls.ts): required before any other option.
+ * `start` sends the ACK to STARTTLS, runs the TLS handshake and returns the
+ * connection's io over TLS; it throws when the handshake fails.
+ */
+export interface HandshakeTls {
+  start(ack: Buffer): Promise<HandshakeIo>
+}
+
 /** What the handshake needs from its connection. */
 export interface HandshakeIo {
   read(n: number): Promise<Buffer>
@@ -24,9 +33,11 @@ export interface HandshakeIo {
  * Throws ProtocolError when the client breaks the protocol.
  */
 export async function handshake(
+  // reassigned once TLS starts: every later read and reply goes through TLS
   io: HandshakeIo,
   exp: ExportInfo,
   backend: Pick<BlockBackend, 'size' | 'readOnly' | 'multiConnSafe'>,
+  tls?: HandshakeTls,
 ): Promise<Session | undefined> {
   await io.send([H.encodeGreeting(P.FLAG_FIXED_NEWSTYLE | P.FLAG_NO_ZEROES)])
   const clientFlags = H.decodeClientFlags(await io.read(H.CLIENT_FLAGS_SIZE))
@@ -35,6 +46,7 @@ export async function handshake(
   }
   const session: Session = {structured: false, metaContext: false, noZeroes: (clientFlags & P.FLAG_C_NO_ZEROES) !== 0}
   const ctx: OptionContext = {exp, backend, session, send: (bufs) => io.send(bufs)}
+  let secured = false
   for (let count = 0; ; count++) {
     const h = H.decodeOptionHeader(await io.read(H.OPTION_HEADER_SIZE))
     if (h.magic !== P.IHAVEOPT) throw new ProtocolError('bad option magic')
@@ -44,6 +56,29 @@ export async function handshake(
     if (io.stopping()) {
       await optError(ctx, h.option, P.REP_ERR_SHUTDOWN, 'server is shutting down')
       return undefined
+    }
+    if (tls && !secured) {
+      if (h.option === P.OPT_STARTTLS) {
+        if (data.length) {
+          await optError(ctx, h.option, P.REP_ERR_INVALID, 'NBD_OPT_STARTTLS takes no data')
+          continue
+        }
+        io = await tls.start(H.encodeOptionReply(h.option, P.REP_ACK))
+        secured = true
+        // nothing negotiated in the clear carries over into TLS (none could be: see below)
+        session.structured = false
+        session.metaContext = false
+        continue
+      }
+      // EXPORT_NAME has no error reply: the spec says disconnect
+      if (h.option === P.OPT_EXPORT_NAME) throw new ProtocolError('NBD_OPT_EXPORT_NAME without TLS, which this server requires')
+      if (h.option !== P.OPT_ABORT) {
+        await optError(ctx, h.option, P.REP_ERR_TLS_REQD, 'TLS is required: negotiate NBD_OPT_STARTTLS first')
+        continue
+      }
+    } else if (tls && h.option === P.OPT_STARTTLS) {
+      await optError(ctx, h.option, P.REP_ERR_INVALID, 'TLS is already negotiated')
+      continue
     }
     const outcome = await handleOption(ctx, h.option, data)
     if (outcome !== 'continue') return outcome === 'go' ? session : undefined

@@ -16,9 +16,10 @@ import net from 'node:net'
 import type {BlockBackend} from './block-backend.js'
 import {Connection, safeLog, type ConnectionOptions} from './connection.js'
 import type {ExportInfo} from './session.js'
+import type {NbdTls} from './tls.js'
 import type {NbdRequestEvent} from './transmission.js'
 
-export type {NbdRequestEvent}
+export type {NbdRequestEvent, NbdTls}
 
 export interface NbdServerInit {
   socketPath?: string
@@ -44,6 +45,12 @@ export interface NbdServerInit {
    * back to back (see SocketReader.poll).
    */
   pollUs?: number
+  /**
+   * TCP only: require TLS (NBD_OPT_STARTTLS, tls.ts) before any other
+   * option; with `clientCa`, also a client certificate signed by it. The
+   * address becomes nbds://.
+   */
+  tls?: NbdTls
 }
 
 /** Default for NbdServerInit.pollUs. */
@@ -53,7 +60,7 @@ export const DEFAULT_POLL_US = 50
 const CLOSE_TIMEOUT_MS = 5000
 
 export interface NbdServer {
-  /** nbd+unix:///NAME?socket=PATH or nbd://HOST:PORT/NAME */
+  /** nbd+unix:///NAME?socket=PATH, nbd://HOST:PORT/NAME, or nbds://HOST:PORT/NAME with TLS */
   address: string
   port?: number
   socketPath?: string
@@ -71,6 +78,7 @@ function connectionOptions(init: NbdServerInit): ConnectionOptions {
     maxPendingBytes: init.maxPendingBytes ?? 64 << 20,
     log: init.log,
     onRequest: init.onRequest,
+    tls: init.tls,
   }
 }
 
@@ -99,7 +107,7 @@ function formatAddress(init: NbdServerInit, exportName: string, port?: number): 
   if (init.socketPath) return `nbd+unix:///${name}?socket=${encodeURIComponent(init.socketPath).replace(/%2F/g, '/')}`
   let host = init.host ?? '127.0.0.1'
   if (host.includes(':')) host = `[${host}]`
-  return `nbd://${host}:${port}/${name}`
+  return `${init.tls ? 'nbds' : 'nbd'}://${host}:${port}/${name}`
 }
 
 function listen(server: net.Server, init: NbdServerInit): Promise<void> {
@@ -134,6 +142,7 @@ async function closeAll(server: net.Server, all: Connection[], log: (line: strin
 }
 
 export async function startNbdServer(backend: BlockBackend, init: NbdServerInit = {}): Promise<NbdServer> {
+  if (init.tls && init.socketPath) throw new TypeError('NBD over TLS is for TCP (a unix socket is protected by its file permissions)')
   const exp: ExportInfo = {name: init.exportName ?? '', description: init.description ?? ''}
   const maxConnections = init.maxConnections ?? 16
   const connOpts = connectionOptions(init)
@@ -161,6 +170,9 @@ export async function startNbdServer(backend: BlockBackend, init: NbdServerInit 
 
   if (init.socketPath) await removeStaleSocket(init.socketPath)
   await listen(server, init)
+  // only this user may connect: whoever can connect reads (and writes) the disk.
+  // The umask decides for the moment between listen and this chmod.
+  if (init.socketPath) fs.chmodSync(init.socketPath, 0o600)
   const addr = server.address()
   const port = addr && typeof addr === 'object' ? addr.port : undefined
   const address = formatAddress(init, exp.name, port)

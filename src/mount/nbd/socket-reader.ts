@@ -27,11 +27,27 @@ export class SocketReader {
     pollMaxMs = 0,
   ) {
     this.polling = pollMaxMs > 0 && fd >= 0 ? new PollPolicy(pollMaxMs) : undefined
-    sock.on('data', (d: Buffer) => this.onData(d))
-    // after a half-close, requests already received are still served
-    sock.on('end', () => this.fail(new ConnClosed('client closed the connection')))
-    // once the socket is gone nobody can read replies: drop what is buffered
-    sock.on('close', () => this.abort(new ConnClosed('connection closed')))
+    sock.on('data', this.onDataListener)
+    sock.on('end', this.onEnd)
+    sock.on('close', this.onClose)
+  }
+
+  private readonly onDataListener = (d: Buffer): void => this.onData(d)
+  // after a half-close, requests already received are still served
+  private readonly onEnd = (): void => this.fail(new ConnClosed('client closed the connection'))
+  // once the socket is gone nobody can read replies: drop what is buffered
+  private readonly onClose = (): void => this.abort(new ConnClosed('connection closed'))
+
+  /**
+   * Stop reading the socket and leave it paused, its later bytes unread (STARTTLS
+   * hands the socket to TLS). Returns how many bytes were buffered and not read.
+   */
+  detach(): number {
+    this.sock.pause()
+    this.sock.off('data', this.onDataListener)
+    this.sock.off('end', this.onEnd)
+    this.sock.off('close', this.onClose)
+    return this.avail
   }
 
   /**

@@ -13,6 +13,7 @@
  * HTTP client (http-client.ts: keep-alive, one pool per store). There is no pipelined bulk path
  * (bulkOptions is undefined): the chain asks chunk by chunk, in parallel.
  */
+import type {ClientTls} from '../tls-trust.js'
 import {BodyTooLargeError, HttpClient, type HttpAnswer} from '../http-client.js'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError, RemoteTlsError} from '../../errors.js'
 import {verifyContent} from '../../store/hash.js'
@@ -61,7 +62,8 @@ export interface S3StoreInit extends S3Access {
   /** Connections to the endpoint (default 16). */
   connections?: number
   insecure?: boolean
-  ca?: string
+  /** A private CA for the endpoint's certificate, and a client certificate (tls-trust.ts). */
+  tls?: ClientTls
 }
 
 export interface S3Location {
@@ -142,7 +144,7 @@ export class S3Store implements RemoteSource, WritableRemote {
       idleTimeoutMs: init.idleTimeoutMs ?? 15_000,
       maxSockets: init.connections ?? 16,
       insecure: init.insecure,
-      ca: init.ca,
+      tls: init.tls,
     })
   }
 

@@ -7,6 +7,7 @@ import {ALLOWED_METHODS, CACHE_NONE, parseTarget, ROUTE_LABEL} from '../wire.js'
 import {logSafe} from './access-log.js'
 import type {ServerContext} from './context.js'
 import {drainBody, HttpFailure, send, sendFailure, type Exchange} from './http-io.js'
+import type {ReadAccess} from './read-access.js'
 import type {ReadHandlers} from './reads.js'
 import type {PutRoute, UploadHandlers} from './uploads.js'
 
@@ -15,14 +16,19 @@ export class Dispatcher {
     private readonly sc: ServerContext,
     private readonly reads: ReadHandlers,
     private readonly uploads: UploadHandlers,
+    /** Read authorization: checked before anything else, for every route (none: anyone may read). */
+    private readonly access?: ReadAccess,
   ) {}
 
-  async dispatch(x: Exchange): Promise<void> {
+  /** `healthOnly`: the separate health listener, which answers /healthz and /metrics to anyone and nothing else. */
+  async dispatch(x: Exchange, healthOnly = false): Promise<void> {
     const method = x.req.method ?? ''
+    if (!healthOnly) this.access?.check(x.req)
     const parsed = parseTarget(x.req.url ?? '')
     if ('status' in parsed) throw new HttpFailure(parsed.status, parsed.reason)
     const {route} = parsed
     x.ctx.route = ROUTE_LABEL[route.kind]
+    if (healthOnly && route.kind !== 'healthz' && route.kind !== 'metrics') throw new HttpFailure(404, 'this listener answers /healthz and /metrics only')
     const methods = ALLOWED_METHODS[route.kind]
     const allow = methods[this.uploads.enabled ? 'write' : 'read']
     if (method === 'PUT' && methods.write.includes('PUT')) {

@@ -9,7 +9,7 @@
  * still remove them: the manifest PUT then answers 409 and the pusher has to
  * upload them again.
  */
-import {createHash, timingSafeEqual} from 'node:crypto'
+import {timingSafeEqual} from 'node:crypto'
 import type {IncomingMessage} from 'node:http'
 import {BadManifestError} from '../../errors.js'
 import {isAllZero} from '../../store/chunker.js'
@@ -37,13 +37,10 @@ import {
 } from '../wire.js'
 import type {ServerContext} from './context.js'
 import {HttpFailure, readBody, send, type Exchange} from './http-io.js'
+import {tokenDigest} from './read-access.js'
 
 /** Longest an upload waits for a gc to let go of the store before answering 503. */
 const LOCK_WAIT_MS = 30_000
-
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest()
-}
 
 export type PutRoute = Extract<Route, {kind: 'object' | 'manifest' | 'profile' | 'ref' | 'signature'}>
 
@@ -55,7 +52,7 @@ export class UploadHandlers {
     pushToken: string | undefined,
   ) {
     if (pushToken !== undefined && pushToken.length === 0) throw new TypeError('the push token is empty')
-    this.tokenDigest = pushToken === undefined ? undefined : digest(pushToken)
+    this.tokenDigest = pushToken === undefined ? undefined : tokenDigest(pushToken)
   }
 
   /** Whether uploads are accepted at all (a push token was given). */
@@ -106,7 +103,7 @@ export class UploadHandlers {
     const token = parseBearer(req.headers.authorization)
     if (token === undefined) throw new HttpFailure(401, 'push token required', {'WWW-Authenticate': BEARER_CHALLENGE})
     // equal-length digests: the comparison time does not depend on the token
-    if (!timingSafeEqual(digest(token), this.tokenDigest!)) throw new HttpFailure(403, 'wrong push token')
+    if (!timingSafeEqual(tokenDigest(token), this.tokenDigest!)) throw new HttpFailure(403, 'wrong push token')
   }
 
   private writeLock<T>(fn: () => Promise<T>): Promise<T> {
