@@ -337,6 +337,16 @@ function distSection(R, reports, plot) {
     ),
     '',
   )
+  out.push(
+    '### HTTP client',
+    '',
+    'One general client (src/peer/http-client.ts, Node\'s http/https) and one hand-written transport (the pipelined bulk GET, src/peer/pipelined-get.ts). ' +
+      'undici was measured as the replacement for both and not adopted: its llhttp parser is WebAssembly, which on Node 20 cannot run under a virtual-memory limit ' +
+      '(`ulimit -v`; tampered.test.js runs the CLI under 2 GiB and every request died), and its bulk GETs cost more client CPU than the pipelined client in the same run. ' +
+      'got was replaced by node:http, which halved the client CPU of a push. ' +
+      'The A/B tables (alternating builds, min–median–max): [2026-12-06-http-client-choice.md](../bench/results/2026-12-06-http-client-choice.md).',
+    '',
+  )
   // fleet
   out.push('### Seed egress against the number of hosts', '')
   out.push(
