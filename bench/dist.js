@@ -146,7 +146,7 @@ const seedServe = await startServe(seedStore)
 log(`seed: nginx ${nginx.url} (${nginx.version}, 1 worker) and vmi serve ${seedServe.url}, both over ${seedStore}`)
 const rawUrl = `${nginx.url}/raw/${path.basename(image.file)}`
 
-log('in-process split of a pull: HttpStore.get (got + verify) and bare node:http GETs (8 in flight), pipelined GETs, hash, LocalStore.putObjectSync')
+log('in-process split of a pull: HttpStore.get (general client + verify) and bare node:http GETs (8 in flight), pipelined GETs, hash, LocalStore.putObjectSync')
 await prepare({dirs: [seedObjects]}, settings)
 inproc.pull = await pullComponents(nginx.url, image.objects, {storeDir: path.join(workDir, 'inproc-store'), discard})
 for (const k of ['httpStore', 'bareHttp', 'pipelined', 'hash', 'putObject']) log(`  ${k}: ${f(inproc.pull[k].wall)} s wall, ${f(inproc.pull[k].cpu)} s CPU`)
@@ -569,7 +569,7 @@ function explain(R) {
   const need = p.curlFile.wall / R.targets.pullVsCurl
   const ip = R.inproc.pull
   const split = ip
-    ? ` In-process (dist/ modules, one process, from the same nginx): the ${int(ip.chunks)} chunks through HttpStore.get one request at a time per connection (got + BLAKE3 verification, as \`pull --no-bulk\` does, 8 in flight) took ${f(ip.httpStore.wall)} s and ${f(ip.httpStore.cpu)} s of CPU (${f(ip.httpStore.perChunkCpuUs, 0)} µs/chunk), ` +
+    ? ` In-process (dist/ modules, one process, from the same nginx): the ${int(ip.chunks)} chunks through HttpStore.get one request at a time per connection (the general HTTP client + BLAKE3 verification, as \`pull --no-bulk\` does, 8 in flight) took ${f(ip.httpStore.wall)} s and ${f(ip.httpStore.cpu)} s of CPU (${f(ip.httpStore.perChunkCpuUs, 0)} µs/chunk), ` +
       `bare node:http ${f(ip.bareHttp.wall)} s / ${f(ip.bareHttp.cpu)} s CPU (${f(ip.bareHttp.perChunkCpuUs, 0)} µs/chunk); ` +
       (ip.pipelined
         ? `pipelined (bulkGet, what pull does, bodies dropped) ${f(ip.pipelined.wall)} s / ${f(ip.pipelined.cpu)} s CPU (${f(ip.pipelined.perChunkCpuUs, 0)} µs/chunk). ` +

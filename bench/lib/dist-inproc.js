@@ -1,8 +1,8 @@
 // @ts-check
 // In-process split of a pull's cost, with vmi's public API (dist/index.js): fetching
 // every chunk over HTTP one request at a time per connection — through
-// HttpStore (got + hash verification, as `pull --no-bulk` does) and with bare
-// node:http (no got, no hashing), 8 in flight — then the same GETs pipelined
+// HttpStore (its general HTTP client + hash verification, as `pull --no-bulk` does) and with bare
+// node:http (no client layer, no hashing), 8 in flight — then the same GETs pipelined
 // (bulkGet, as vmi pull does, bodies dropped), hashing every chunk, and
 // storing them with LocalStore.putObjectSync. Wall and this process's CPU time.
 import http from 'node:http'
