@@ -108,6 +108,18 @@ export const SETTINGS: Setting[] = [
     summary: "A PEM bundle of CA certificates trusted besides the system's roots; else the remote's caCert (vmi remote add --ca-cert).",
   },
   {
+    name: 'client certificate',
+    env: ['VMI_TLS_CLIENT_CERT', 'VMI_TLS_CLIENT_KEY'],
+    flags: ['--tls-client-cert, --tls-client-key (pull, push, mount, commit, serve)'],
+    summary: "PEM client certificate and key shown to servers that require one (serve --client-ca); serve shows it to its --seed; else the remote's tlsClientCert/tlsClientKey.",
+  },
+  {
+    name: 'read token',
+    env: ['VMI_READ_TOKEN'],
+    flags: ['--read-token-file (pull, push, mount, commit)'],
+    summary: "Bearer token sent on every request to servers started with --read-token-file (serve sends it to its --seed); else the remote's readTokenFile.",
+  },
+  {
     name: 'allowed signers',
     key: 'allowedSigners',
     env: ['VMI_ALLOWED_SIGNERS'],
@@ -139,18 +151,6 @@ export const SETTINGS: Setting[] = [
     env: ['VMI_S3_PATH_STYLE'],
     flags: ['--path-style (remote:add)'],
     summary: "1: path-style S3 requests (ENDPOINT/BUCKET/KEY), 0: virtual-hosted (BUCKET.ENDPOINT/KEY); else the remote's pathStyle, else path style for IP-address and localhost endpoints only.",
-  },
-  {
-    name: 'client certificate',
-    env: ['VMI_TLS_CLIENT_CERT', 'VMI_TLS_CLIENT_KEY'],
-    flags: ['--tls-client-cert, --tls-client-key (pull, push, mount, commit, serve)'],
-    summary: "PEM client certificate and key shown to servers that require one (serve --client-ca); serve shows it to its --seed; else the remote's tlsClientCert/tlsClientKey.",
-  },
-  {
-    name: 'read token',
-    env: ['VMI_READ_TOKEN'],
-    flags: ['--read-token-file (pull, push, mount, commit)'],
-    summary: "Bearer token sent on every request to servers started with --read-token-file (serve sends it to its --seed); else the remote's readTokenFile.",
   },
   {
     name: 'peer timeout',

@@ -66,7 +66,7 @@ test('groff renders every page without a warning, and man shows each command its
   const main = man(path.join(ROOT, 'man', 'man1', 'vmi.1')).replace(/\s+/g, ' ')
   for (const id of ids) assert.ok(main.includes(`vmi ${id.replaceAll(':', ' ')}`), `vmi(1) lists ${id}`)
   assert.match(main, /EXIT STATUS 0 success/)
-  assert.match(main, / 10 push without a token \(it stops before its first request\), or a remote refused the token/)
+  assert.match(main, / 10 push without a token or S3 credentials \(it stops before its first request\), or a remote refused the token/)
   assert.match(main, /VMI_PUSH_TOKEN/)
 })
 
