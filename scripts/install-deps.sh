@@ -7,7 +7,8 @@
 #   --check   only report what is missing (exit 1 when something is)
 set -uo pipefail
 PKGS=(qemu-utils qemu-system-x86 qemu-system-common libnbd-bin python3-libnbd nbdkit nginx-light
-      fuse3 b3sum debootstrap e2fsprogs curl ceph-mon ceph-osd radosgw awscli)
+      fuse3 b3sum debootstrap e2fsprogs curl ceph-mon ceph-osd radosgw awscli
+      openssh-client openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
