@@ -208,9 +208,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     const groups = new Map<RemoteSource, BulkItem[]>()
     const here = init.bulk === false ? undefined : this.local.presentObjectsSync(items.map((i) => i.id))
     for (const {id, length} of items) {
-      const first = !here || here.has(id) ? undefined : this.firstSource(id)
-      // a source without a bulk path (an S3 bucket) is asked chunk by chunk
-      if (!first || first.bulkOptions(false) === undefined) leftover.push(id)
+      const first = !here || here.has(id) ? undefined : this.bulkSource(id)
+      if (!first) leftover.push(id)
       else {
         const list = groups.get(first) ?? []
         list.push({id, path: objectPath(id), length})
@@ -232,12 +231,16 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     })
   }
 
-  /** The source a chunk is asked of first: its owner among the peers up, else the first peer up, else the seed when up. */
-  private firstSource(id: string): RemoteSource | undefined {
+  /**
+   * The source a chunk is bulk-fetched from: the one it is asked of first
+   * (its owner among the peers up, else the first peer up, else the seed
+   * when up), when that one has a bulk path; else undefined (an S3 bucket,
+   * a bare upstream: asked chunk by chunk).
+   */
+  private bulkSource(id: string): RemoteSource | undefined {
     const up = this.peers.filter((p) => p.downSince === undefined)
-    if (up.length > 0) return this.init.ownerHashing === false ? up[0] : rankPeers(up, id)[0]
-    const seed = this.seed
-    return seed && seed.downSince === undefined && isRemote(seed) ? seed : undefined
+    const first = up.length > 0 ? (this.init.ownerHashing === false ? up[0] : rankPeers(up, id)[0]) : this.seed?.downSince === undefined ? this.seed : undefined
+    return first && hasBulkPath(first) ? first : undefined
   }
 
   private emit(e: ChainEvent): void {
@@ -380,8 +383,10 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   }
 }
 
-function isRemote(src: UpstreamSource): src is UpstreamSource & RemoteSource {
-  return typeof (src as Partial<RemoteSource>).bulkOptions === 'function'
+/** Whether pipelined bulk GETs can be sent to `src`: a remote whose bulkOptions say how (a bucket's say nothing). */
+function hasBulkPath(src: UpstreamSource): src is UpstreamSource & RemoteSource {
+  const bulkOptions = (src as Partial<RemoteSource>).bulkOptions
+  return typeof bulkOptions === 'function' && bulkOptions.call(src, false) !== undefined
 }
 
 /** `p`, or the signal's reason as soon as it aborts (p itself runs on). */
