@@ -29,6 +29,7 @@ import type {ObjectWriter} from '../store/object-writer.js'
 import type {BulkItem} from './pipelined-get.js'
 import {bulkFetch} from './chain-bulk.js'
 import {rankPeers} from './rendezvous.js'
+import {UnavailableReport} from './unavailable-report.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 
 /**
@@ -58,7 +59,7 @@ export interface ChainStats {
 export interface ChainEvent {
   /**
    * source-error: a source failed a chunk another source then had.
-   * chunk-unavailable: no source had a chunk or could be asked (rate-limited, see above).
+   * chunk-unavailable: no source had a chunk or could be asked (rate-limited: unavailable-report.ts).
    * source-down / source-up: a source's breaker opened / closed again (sent by whoever owns the breakers).
    */
   type: 'source-error' | 'verification-failure' | 'local-repair' | 'chunk-unavailable' | 'source-down' | 'source-up'
@@ -119,14 +120,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     bySource: {},
   }
   private readonly inflight = new Map<string, Promise<Fetched>>()
-  /**
-   * Rate limit of chunk-unavailable events: the sources down (and since
-   * when) at the last one, the sets of other errors reported while that
-   * lasts, and the failures left unreported.
-   */
-  private downAtReport = ''
-  private readonly reportedErrors = new Set<string>()
-  private unreported = 0
+  /** Rate limit of chunk-unavailable events. */
+  private readonly unavailable = new UnavailableReport()
   private peers: RemoteSource[]
   readonly seed?: U
 
@@ -302,37 +297,10 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
       return this.keep(id, f, opts)
     }
     const where = [this.local.name + ' (missing)', ...tried].join(', ')
-    this.reportUnavailable(id, where, down.sort().join(' '), errors.sort().join('; '))
+    const message = this.unavailable.message(id, where, down.sort().join(' '), errors.sort().join('; '))
+    if (message) this.emit({type: 'chunk-unavailable', id, source: this.local.name, message})
     if (anyError) throw new RemoteError(`could not fetch chunk ${id}; tried ${where}`, {data: {id, tried}})
     throw new ChunkMissingError(`chunk ${id} is in none of: ${where}`, {data: {id, tried}})
-  }
-
-  /**
-   * One event for the first chunk that fails for a set of reasons; later
-   * ones for reasons already reported are counted into the next event. A
-   * source going down or coming back (a new set of sources down) starts
-   * afresh. Errors other than "down" may differ from chunk to chunk (the
-   * owner peer's fetch-through fails, the others say missing): each set is
-   * reported once, and again only after a state change or 64 other sets.
-   */
-  private reportUnavailable(id: string, where: string, down: string, errors: string): void {
-    if (down !== this.downAtReport || this.reportedErrors.size >= 64) {
-      this.downAtReport = down
-      this.reportedErrors.clear()
-    }
-    if (this.reportedErrors.has(errors)) {
-      this.unreported++
-      return
-    }
-    this.reportedErrors.add(errors)
-    const more = this.unreported > 0 ? ` (since the last such report, ${this.unreported} more chunk fetch${this.unreported === 1 ? '' : 'es'} failed, for reasons already reported)` : ''
-    this.unreported = 0
-    this.emit({
-      type: 'chunk-unavailable',
-      id,
-      source: this.local.name,
-      message: `chunk ${id} is unavailable: tried ${where}${more}; further chunks failing for the same reasons are not reported until a source goes down or comes back`,
-    })
   }
 
   private count(f: Fetched): Fetched {
