@@ -14,8 +14,6 @@ import {RangeLock} from '../util/range-lock.js'
 
 // object files kept open (Node raises the descriptor limit to the hard limit at start)
 const MAX_OPEN_CHUNKS = 8192
-const NBD_STATE_HOLE = STATE_HOLE
-const NBD_STATE_ZERO = STATE_ZERO
 
 export interface ImageBackendInit {
   overlay?: Overlay
@@ -388,10 +386,10 @@ export class ImageBackend implements BlockBackend {
           const b = Math.floor(p / OVERLAY_BLOCK)
           const bEnd = Math.min(cEnd, (b + 1) * OVERLAY_BLOCK)
           const st = ov.state(b)
-          push(bEnd - p, st === 'zeroed' ? NBD_STATE_ZERO : st === 'written' ? 0 : this.ids[index] === null ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0)
+          push(bEnd - p, st === 'zeroed' ? STATE_ZERO : st === 'written' ? 0 : this.ids[index] === null ? STATE_HOLE | STATE_ZERO : 0)
           p = bEnd
         }
-      } else push(cEnd - pos, this.ids[index] === null ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0)
+      } else push(cEnd - pos, this.ids[index] === null ? STATE_HOLE | STATE_ZERO : 0)
       pos = cEnd
     }
     return out
