@@ -229,8 +229,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   /**
    * The source a chunk is bulk-fetched from: the one it is asked of first
    * (its owner among the peers up, else the first peer up, else the seed
-   * when up), when that one has a bulk path; else undefined (an S3 bucket,
-   * a bare upstream: asked chunk by chunk).
+   * when up), when that one has a bulk path; else undefined (a bare upstream:
+   * asked chunk by chunk).
    */
   private bulkSource(id: string): RemoteSource | undefined {
     const up = this.peers.filter((p) => p.downSince === undefined)
@@ -351,7 +351,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   }
 }
 
-/** Whether pipelined bulk GETs can be sent to `src`: a remote whose bulkOptions say how (a bucket's say nothing). */
+/** Whether pipelined bulk GETs can be sent to `src`: a remote whose bulkOptions say how. */
 function hasBulkPath(src: UpstreamSource): src is UpstreamSource & RemoteSource {
   const bulkOptions = (src as Partial<RemoteSource>).bulkOptions
   return typeof bulkOptions === 'function' && bulkOptions.call(src, false) !== undefined

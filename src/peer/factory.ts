@@ -10,7 +10,8 @@ import {FetchChain, type ChainEvent, type UpstreamSource} from './chain.js'
 import {CircuitBreaker, GuardedSource, guardRemote, type BreakerChange, type GuardedRemote} from './circuit-breaker.js'
 import {HttpStore, type HttpStoreInit} from './http-store.js'
 import {isHttpUrl, parsePeerLines} from './peer-list.js'
-import {isS3Url, S3Store, type S3Access} from './s3/s3-store.js'
+import {S3Store, type S3Access} from './s3/s3-store.js'
+import {isS3Url} from './s3/s3-url.js'
 import type {ClientTls} from './tls-trust.js'
 import type {ChunkSource, RemoteSource, WritableRemote} from './source.js'
 
@@ -124,7 +125,7 @@ export function upstreamSource(
       if (e) init.onEvent?.(e)
     },
   })
-  // a source without a bulk path (a bucket) is asked one get at a time, in parallel
+  // a source without a bulk path is asked one get at a time, in parallel
   return new GuardedSource(store.bulkOptions(false) === undefined ? store : new BatchedSource(store), breaker)
 }
 

@@ -18,6 +18,7 @@
  */
 import net from 'node:net'
 import tls from 'node:tls'
+import {signRequest, EMPTY_SHA256, type S3Credentials} from './s3/sigv4.js'
 import {clientContext, type ClientTls} from './tls-trust.js'
 import {MAX_HEADER_BYTES, USER_AGENT} from './wire.js'
 
@@ -40,8 +41,18 @@ export interface BulkHandlers {
   onFailed(item: BulkItem, reason: string, status?: number): void
 }
 
+/** Sign every request with SigV4 (an S3 bucket): plain data, so that a writer thread can sign too. */
+export interface BulkSigning {
+  region: string
+  credentials: S3Credentials
+}
+
 export interface BulkOptions {
   headers?: Record<string, string>
+  /** The HTTP base URL requests go to, when the source's own URL is not one (an s3:// bucket's endpoint and path). */
+  endpoint?: string
+  /** Sign each request (SigV4): every request carries its own date and signature. */
+  sigv4?: BulkSigning
   /** Parallel connections (default 2). */
   connections?: number
   /** Bytes of responses outstanding per connection (default 4 MiB; at least 2 requests). */
@@ -82,6 +93,9 @@ interface Target {
   prefix: string
   /** Host, user agent and the caller's headers, each line ending in CRLF. */
   headerLines: string
+  /** The host header's value (what SigV4 signs). */
+  hostHeader: string
+  sigv4?: BulkSigning
 }
 
 /** What the connections of one bulkGet share: the queue of items not yet sent, and how it ends. */
@@ -102,7 +116,7 @@ interface ResponseHead {
 
 /** GET every item from the server at `baseUrl`; answers arrive through `handlers`. */
 export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: BulkHandlers, opts: BulkOptions = {}): Promise<BulkResult> {
-  const base = new URL(baseUrl)
+  const base = new URL(opts.endpoint ?? baseUrl)
   const secure = base.protocol === 'https:'
   const target: Target = {
     host: base.hostname.replace(/^\[|\]$/g, ''),
@@ -114,6 +128,8 @@ export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: Bulk
       Object.entries({'user-agent': USER_AGENT, ...(opts.headers ?? {})})
         .map(([k, v]) => `${k}: ${v}\r\n`)
         .join(''),
+    hostHeader: base.host,
+    sigv4: opts.sigv4,
   }
   const run: Run = {queue: items.slice().reverse(), result: {unanswered: [], connectionsOpened: 0}, failuresInARow: 0}
   const worker = async () => {
@@ -210,7 +226,8 @@ class PipelinedConnection {
       const it = queue.pop()!
       this.pending.push(it)
       this.windowLeft -= it.length
-      text += `GET ${this.target.prefix}${it.path} HTTP/1.1\r\n${this.target.headerLines}\r\n`
+      const path = this.target.prefix + it.path
+      text += `GET ${path} HTTP/1.1\r\n${this.target.headerLines}${signedLines(this.target, path)}\r\n`
     }
     if (text) this.sock.write(text)
     else if (this.pending.length === 0) {
@@ -300,6 +317,15 @@ class PipelinedConnection {
     this.skip = length
     if (this.skip === 0) this.complete()
   }
+}
+
+/** A request's SigV4 header lines (date, payload hash, token, signature), or '' when requests are not signed. */
+function signedLines({sigv4, hostHeader}: Target, path: string): string {
+  if (!sigv4) return ''
+  const h = signRequest({method: 'GET', host: hostHeader, path, payloadHash: EMPTY_SHA256, region: sigv4.region, credentials: sigv4.credentials})
+  let out = ''
+  for (const k in h) if (k !== 'host') out += `${k}: ${h[k]}\r\n`
+  return out
 }
 
 /** A response head (status line and header fields); undefined for an interim 1xx (the real answer follows). */

@@ -66,8 +66,7 @@ export interface RemoteSource extends ChunkSource, ManifestSource {
   getProfileBytes(id: string, opts?: FetchOptions & {maxBytes?: number}): Promise<Buffer | undefined>
   /**
    * Connection settings for pipelined bulk GETs from this source; undefined
-   * when it has no such path (an S3 bucket: every request is signed), and the
-   * chain then asks it chunk by chunk.
+   * when it has no such path, and the chain then asks it chunk by chunk.
    */
   bulkOptions(fetchThrough: boolean): BulkOptions | undefined
   /** Whether the server is a vmi store at all (its marker, or vmi serve's /healthz), asked after a telling 404. */

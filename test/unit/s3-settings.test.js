@@ -6,7 +6,7 @@ import {mkdtempSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {parseIni, resolveS3Access} from '../../dist/cli/s3-settings.js'
-import {parseS3Url} from '../../dist/peer/s3/s3-store.js'
+import {parseS3Url} from '../../dist/peer/s3/s3-url.js'
 import {s3Error} from '../../dist/peer/s3/s3-errors.js'
 
 function home(files) {

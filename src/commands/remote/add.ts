@@ -7,7 +7,7 @@ import {isValidRefPart} from '../../store/ref.js'
 import {withLock} from '../../store/lock.js'
 import type {RemoteConfig, RemoteEntry} from '../../cli/settings.js'
 import {checkEndpoint} from '../../cli/s3-settings.js'
-import {parseS3Url} from '../../peer/s3/s3-store.js'
+import {parseS3Url} from '../../peer/s3/s3-url.js'
 
 export default class RemoteAdd extends BaseCommand<typeof RemoteAdd> {
   static override summary = 'Add (or change) a named remote seed.'

@@ -10,10 +10,13 @@
  * given (a public-read bucket). Every chunk and manifest read is verified
  * against its id; only a 404 for a key (NoSuchKey) means "missing" — a
  * bucket that does not exist is an error. Requests go through the general
- * HTTP client (http-client.ts: keep-alive, one pool per store). There is no pipelined bulk path
- * (bulkOptions is undefined): the chain asks chunk by chunk, in parallel.
+ * HTTP client (http-client.ts: keep-alive, one pool per store), except
+ * chunks in bulk: those go over pipelined connections (pipelined-get.ts),
+ * each request signed on its own, received on the writer threads like a
+ * pull from any other seed.
  */
 import type {ClientTls} from '../tls-trust.js'
+import type {BulkOptions} from '../pipelined-get.js'
 import {BodyTooLargeError, HttpClient, type HttpAnswer} from '../http-client.js'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError, RemoteTlsError} from '../../errors.js'
 import {verifyContent} from '../../store/hash.js'
@@ -40,6 +43,7 @@ import {
   USER_AGENT,
 } from '../wire.js'
 import {s3Error, type S3ErrorContext} from './s3-errors.js'
+import {needsPathStyle, parseS3Url} from './s3-url.js'
 import {EMPTY_SHA256, sha256Hex, signRequest, uriEncode, canonicalQuery, type S3Credentials} from './sigv4.js'
 
 /** Where and how to reach the bucket; resolved by the CLI (src/cli/s3-settings.ts) from the environment and ~/.aws. */
@@ -66,35 +70,6 @@ export interface S3StoreInit extends S3Access {
   tls?: ClientTls
 }
 
-export interface S3Location {
-  bucket: string
-  /** Key prefix without leading or trailing slash; '' for the bucket's root. */
-  prefix: string
-}
-
-const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/
-
-/** `s3://BUCKET[/PREFIX]`: a bucket name as S3 allows it, a prefix without empty or dot segments. */
-export function parseS3Url(url: string): S3Location {
-  const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/i.exec(url)
-  if (!m) throw new RemoteError(`${url} is not an s3:// URL`)
-  const bucket = m[1]
-  if (!BUCKET_RE.test(bucket)) throw new RemoteError(`${url}: ${JSON.stringify(bucket)} is not a valid bucket name (3-63 lowercase letters, digits, dots and hyphens)`)
-  const prefix = (m[2] ?? '').replace(/^\/+|\/+$/g, '')
-  if (prefix.split('/').some((s, _, all) => (all.length > 1 || s !== '') && (s === '' || s === '.' || s === '..')))
-    throw new RemoteError(`${url}: the key prefix may not have empty or dot segments`)
-  return {bucket, prefix}
-}
-
-export function isS3Url(url: string): boolean {
-  return /^s3:\/\//i.test(url)
-}
-
-/** IP addresses and localhost take path-style requests (no DNS name per bucket). */
-function needsPathStyle(host: string): boolean {
-  return host === 'localhost' || /^\d+\.\d+\.\d+\.\d+$/.test(host) || host.startsWith('[')
-}
-
 type Answer = HttpAnswer
 
 interface SendOptions extends FetchOptions {
@@ -118,9 +93,14 @@ export class S3Store implements RemoteSource, WritableRemote {
   private readonly pathStyle: boolean
   private readonly credentials?: S3Credentials
   private readonly host: string
+  /** Scheme and host requests go to (the bucket's own host name unless path-style). */
+  private readonly origin: string
   private readonly client: HttpClient
   private readonly retry: RetryPolicy
   private readonly connectTimeoutMs: number
+  private readonly idleTimeoutMs: number
+  private readonly insecure?: boolean
+  private readonly tls?: ClientTls
   private marker?: Promise<void>
 
   constructor(url: string, init: S3StoreInit) {
@@ -139,9 +119,13 @@ export class S3Store implements RemoteSource, WritableRemote {
     this.host = this.pathStyle ? ep.host : `${loc.bucket}.${ep.host}`
     this.retry = {...DEFAULT_RETRY, ...(init.retry ?? {})}
     this.connectTimeoutMs = init.connectTimeoutMs ?? 5000
-    this.client = new HttpClient(`${ep.protocol}//${this.host}`, {
+    this.idleTimeoutMs = init.idleTimeoutMs ?? 15_000
+    this.insecure = init.insecure
+    this.tls = init.tls
+    this.origin = `${ep.protocol}//${this.host}`
+    this.client = new HttpClient(this.origin, {
       connectTimeoutMs: this.connectTimeoutMs,
-      idleTimeoutMs: init.idleTimeoutMs ?? 15_000,
+      idleTimeoutMs: this.idleTimeoutMs,
       maxSockets: init.connections ?? 16,
       insecure: init.insecure,
       tls: init.tls,
@@ -250,9 +234,22 @@ export class S3Store implements RemoteSource, WritableRemote {
     )
   }
 
-  /** No pipelined bulk GETs (each request is signed): the chain fetches chunk by chunk. */
-  bulkOptions(): undefined {
-    return undefined
+  /**
+   * Pipelined bulk GETs of objects (pipelined-get.ts), each request signed
+   * with its own date; anything but a 200 (a 403 from a skewed clock, a 404
+   * that may be NoSuchBucket, a 503 SlowDown) goes back to `get`, which
+   * retries or names the error.
+   */
+  bulkOptions(): BulkOptions {
+    const base = this.requestPath(this.prefix ? this.prefix + '/' : undefined)
+    return {
+      endpoint: `${this.origin}${base.endsWith('/') ? base : base + '/'}`,
+      sigv4: this.credentials ? {region: this.region, credentials: {...this.credentials}} : undefined,
+      connectTimeoutMs: this.connectTimeoutMs,
+      idleTimeoutMs: this.idleTimeoutMs,
+      insecure: this.insecure,
+      tls: this.tls,
+    }
   }
 
   async getManifestBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
