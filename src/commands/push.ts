@@ -14,7 +14,9 @@ import {pushImage, type PushResult} from '../peer/push.js'
 export default class Push extends BaseCommand<typeof Push> {
   static override interruptible = true
   static override summary = 'Send an image to a seed (vmi serve with a push token).'
-  static override description = `Asks the remote which chunks it lacks (one batch request), uploads only those in parallel, then the manifest, then the ref: the remote's ref never names an image whose chunks are not all there. A re-run after an interruption sends only what is still missing.
+  static override description = `Asks the remote which chunks it lacks (one batch request), uploads only those, then the manifest, then the ref: the remote's ref never names an image whose chunks are not all there. A re-run after an interruption sends only what is still missing.
+
+To vmi serve, chunks go in object batches of up to 16 MiB, two at a time; the server hashes every one and refuses wrong bytes, so the chunks are sent as the local store holds them, not hashed again here (--verify hashes them first). To a server without batches, and to a bucket, they go one request each, --concurrency at a time; a bucket checks nothing, so each is hashed before it goes.
 
 The token comes from --token, else --token-file, else $VMI_PUSH_TOKEN, else the remote's tokenFile in the store config ('vmi remote add NAME URL --token-file FILE'). Without any, the push stops before its first request.
 
@@ -26,6 +28,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
     'VMI_PUSH_TOKEN=$(cat /etc/vmi/token) <%= config.bin %> push web:v2 https://seed.example:7070',
     '<%= config.bin %> push web:v2 https://seed.internal:7070 --token-file /etc/vmi/token --ca-cert /etc/vmi/ca.pem',
     '<%= config.bin %> push 3f2a9c origin --as web:stable',
+    '<%= config.bin %> push web:v2 --verify   # hash each chunk here before it goes',
     '<%= config.bin %> push web:v2 --sign ~/.ssh/id_ed25519',
     '<%= config.bin %> push web:v2 --sign ~/.ssh/id_ed25519.pub   # the private key in ssh-agent',
   ]
@@ -37,7 +40,8 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
     token: Flags.string({summary: 'Push token (prefer --token-file or $VMI_PUSH_TOKEN: flags show up in ps).', exclusive: ['token-file']}),
     'token-file': Flags.string({summary: 'Read the push token from this file (first line).', exclusive: ['token']}),
     as: Flags.string({summary: 'Name:tag on the remote (default: the name given).'}),
-    concurrency: Flags.integer({summary: 'Parallel uploads.', default: 8, min: 1, max: 64}),
+    concurrency: Flags.integer({summary: 'Parallel uploads when chunks go one request each (a bucket, a server without object batches).', default: 8, min: 1, max: 64}),
+    verify: Flags.boolean({summary: 'Hash every chunk before sending it, also to a server that checks uploads itself.', default: false}),
     sign: Flags.string({summary: 'Sign the remote ref with this SSH key: a private key file, or a .pub file whose key ssh-agent holds.'}),
     ...tlsFlags,
     ...readTokenFlag,
@@ -60,6 +64,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
       r = await pushImage(store, this.args.image, seedStore(remote.url, {token, readToken, insecure: this.flags.insecure, tls, s3}), {
         as: this.flags.as,
         concurrency: this.flags.concurrency,
+        verify: this.flags.verify,
         signer,
         progress: this.progress(),
         signal: this.signal,

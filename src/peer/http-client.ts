@@ -35,7 +35,10 @@ export interface HttpClientInit {
 export interface HttpRequest {
   method: 'GET' | 'HEAD' | 'PUT' | 'POST'
   headers?: Record<string, string>
-  body?: Buffer | string
+  /** The body; a list of buffers is sent one after the other (an object batch's frames), not joined. */
+  body?: Buffer | string | Buffer[]
+  /** Called as each part of a list body has been handed to the connection (progress of a long upload). */
+  onPartWritten?: (index: number) => void
   signal?: AbortSignal
   /** A body longer than this (decoded) is refused with BodyTooLargeError, before or while it is read. */
   maxBytes?: number
@@ -106,10 +109,10 @@ export class HttpClient {
   private once(url: URL, req: HttpRequest, signal: AbortSignal | undefined, sameOrigin: boolean): Promise<HttpAnswer> {
     signal?.throwIfAborted()
     const secure = url.protocol === 'https:'
-    const body = typeof req.body === 'string' ? Buffer.from(req.body) : req.body
+    const body = typeof req.body === 'string' ? [Buffer.from(req.body)] : Buffer.isBuffer(req.body) ? [req.body] : req.body
     const headers: Record<string, string | number> = {'user-agent': USER_AGENT, 'accept-encoding': 'gzip, deflate, br', ...(this.init.headers ?? {}), ...(req.headers ?? {})}
     if (!sameOrigin) delete headers.authorization
-    if (body) headers['content-length'] = body.length
+    if (body) headers['content-length'] = body.reduce((n, b) => n + b.length, 0)
     const max = req.maxBytes ?? Infinity
     return new Promise<HttpAnswer>((resolve, reject) => {
       let settled = false
@@ -153,7 +156,9 @@ export class HttpClient {
           resolve({status: res.statusCode ?? 0, headers: res.headers, body: parts.length === 1 ? parts[0] : Buffer.concat(parts, seen), decoded: stream !== res})
         })
       })
-      request.end(body)
+      const written = req.onPartWritten
+      ;(body ?? []).forEach((part, i) => request.write(part, written && (() => written(i))))
+      request.end()
     })
   }
 

@@ -14,6 +14,7 @@ import {bulkGet, type BulkOptions} from './pipelined-get.js'
 import {isTlsTrustError, type ClientTls} from './tls-trust.js'
 import {BodyTooLargeError, HttpClient, type HttpAnswer} from './http-client.js'
 import {assertChunkId, type FetchOptions, type RemoteSource, type SourceKind, type WritableRemote} from './source.js'
+import {ObjectBatchUpload} from './object-batch-upload.js'
 import {
   bearer,
   CONTENT_BINARY,
@@ -74,6 +75,7 @@ export class HttpStore implements RemoteSource, WritableRemote {
   private readonly readHeaders: Record<string, string>
   private readonly init: HttpStoreInit
   private batchUnsupported = false
+  private batches?: ObjectBatchUpload
 
   constructor(url: string, init: HttpStoreInit = {}) {
     const u = new URL(url)
@@ -356,6 +358,21 @@ export class HttpStore implements RemoteSource, WritableRemote {
       this.retry,
       opts.signal,
     )
+  }
+
+  /** vmi serve hashes every upload and refuses wrong bytes. */
+  get verifiesUploads(): boolean {
+    return true
+  }
+
+  /**
+   * Upload chunks in one object batch (object-batch-upload.ts); undefined
+   * when the server has no batch route (the caller puts them one by one).
+   */
+  async putObjects(objects: {id: string; data: Buffer}[], opts: FetchOptions & {onSent?: (index: number) => void} = {}): Promise<{stored: number; present: number} | undefined> {
+    if (!this.token) throw new RemoteAuthError(`uploading chunks to ${this.name} needs a push token`)
+    this.batches ??= new ObjectBatchUpload(this.http, this.name, bearer(this.token), this.retry, (what, res, err) => this.fail(what, res, err, true))
+    return this.batches.put(objects, opts)
   }
 
   /** Upload a chunk; true when the server did not have it. */

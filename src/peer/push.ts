@@ -1,9 +1,15 @@
 /**
  * `push`: send an image to a remote (the seed). One batch missing-check,
- * parallel uploads of only what the remote lacks (bounded), then the
- * manifest, then the ref (and its signature, when signing) — so the
- * remote's ref never names an image whose chunks are not all there. Re-running after an interruption sends only
- * what is still missing.
+ * uploads of only what the remote lacks (object batches where the remote
+ * takes them, else parallel PUTs, bounded), then the manifest, then the ref
+ * (and its signature, when signing) — so the remote's ref never names an
+ * image whose chunks are not all there. Re-running after an interruption
+ * sends only what is still missing.
+ *
+ * A chunk is read from the store as it is: hashed again only with
+ * `verify`, or for a remote that stores what it is given (a bucket). vmi
+ * serve hashes every upload and refuses wrong bytes, so a corrupt local
+ * object fails the push there instead of spreading.
  */
 import {RemoteAuthError, RemoteError, UsageError, VmiError} from '../errors.js'
 import {fingerprint, type SshSigner} from '../security/ssh-keys.js'
@@ -12,6 +18,7 @@ import {silentProgress, type ProgressReporter} from '../progress.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../util/map-limit.js'
 import {chunkCount, uniqueChunkIds} from '../store/manifest.js'
+import {BATCH_FRAME_HEAD} from './wire.js'
 import {encodeProfile} from '../store/profile.js'
 import {formatRef, parseRef} from '../store/ref.js'
 import type {WritableRemote} from './source.js'
@@ -20,6 +27,8 @@ export interface PushInit {
   /** Name:tag on the remote (default: the name pushed, when a ref was named). */
   as?: string
   concurrency?: number
+  /** Hash every chunk before it is sent, even to a remote that checks uploads itself. */
+  verify?: boolean
   /** Sign the remote ref with this key (store/ref-signature.ts); the push needs a ref name then. */
   signer?: SshSigner
   progress?: ProgressReporter
@@ -69,13 +78,10 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
     progress.update(0, {bytes: uploadedBytes})
     let done = 0
     try {
-      await mapLimit(missing, init.concurrency ?? 8, async (c) => {
-        init.signal?.throwIfAborted()
-        const data = await store.getObject(c, {verify: true})
-        await remote.putObject(c, data, {signal: init.signal})
-        uploadedChunks++
-        uploadedBytes += data.length
-        progress.update(++done, {bytes: uploadedBytes})
+      await uploadChunks(store, remote, missing, manifest.chunkSize, init, (n, bytes) => {
+        uploadedChunks += n
+        uploadedBytes += bytes
+        progress.update((done += n), {bytes: uploadedBytes})
       })
     } finally {
       progress.stop()
@@ -110,4 +116,48 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
     ...(signature && init.signer ? {signature: {time: signature.time, keyType: init.signer.publicKey.type, key: fingerprint(init.signer.publicKey)}} : {}),
     seconds: (performance.now() - t0) / 1000,
   }
+}
+
+/** Bytes of chunks in one object batch: large enough that a request costs little per chunk, small enough to hold two in memory. */
+const BATCH_BYTES = 16 << 20
+/** Object batches in flight (each on its own connection; the server verifies and writes on its writer threads meanwhile). */
+const BATCHES_IN_FLIGHT = 2
+
+/**
+ * Send `ids` (chunks the remote lacks): in object batches while the remote
+ * takes them, else (or once it says it cannot) one PUT per chunk,
+ * `init.concurrency` at a time. `sent(n, bytes)` as chunks go out.
+ */
+async function uploadChunks(store: LocalStore, remote: WritableRemote, ids: string[], chunkSize: number, init: PushInit, sent: (n: number, bytes: number) => void): Promise<void> {
+  const verify = init.verify === true || !remote.verifiesUploads
+  const read = (c: string) => store.getObject(c, {verify})
+  const one = async (c: string) => {
+    init.signal?.throwIfAborted()
+    const data = await read(c)
+    await remote.putObject(c, data, {signal: init.signal}).catch((err) => blameLocal(store, [c], err))
+    sent(1, data.length)
+  }
+  if (!remote.putObjects) return void (await mapLimit(ids, init.concurrency ?? 8, one))
+  const per = Math.max(1, Math.floor(BATCH_BYTES / (chunkSize + BATCH_FRAME_HEAD)))
+  const batches: string[][] = []
+  for (let i = 0; i < ids.length; i += per) batches.push(ids.slice(i, i + per))
+  await mapLimit(batches, BATCHES_IN_FLIGHT, async (batch) => {
+    init.signal?.throwIfAborted()
+    const objects = await mapLimit(batch, 16, async (id) => ({id, data: await read(id)}))
+    const onSent = (i: number) => sent(1, objects[i].data.length)
+    const done = await remote.putObjects!(objects, {signal: init.signal, onSent}).catch((err) => blameLocal(store, batch, err))
+    if (done === undefined) await mapLimit(batch, init.concurrency ?? 8, one)
+  })
+}
+
+/**
+ * A remote refused an upload (400: bytes that do not hash to their id, or
+ * the batch's `refused`): when one of the chunks sent is corrupt in the
+ * local store, that is the error (an IntegrityError naming the file, as
+ * fsck would); else the remote's own.
+ */
+async function blameLocal(store: LocalStore, ids: string[], err: unknown): Promise<never> {
+  const refused = err instanceof RemoteError && (err.status === 400 || typeof (err.data as {refused?: unknown})?.refused === 'number')
+  if (refused) for (const id of ids) await store.getObject(id, {verify: true})
+  throw err
 }

@@ -220,6 +220,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
         await inFlight.wait(graceMs)
         server.closeAllConnections()
         await serverClosed
+        await uploads.close()
       })()
       return closed
     },

@@ -92,10 +92,18 @@ export interface WritableRemote {
   readonly url: string
   /** Whether writes carry credentials (a push token, keys): without them push asks nothing. */
   readonly canWrite: boolean
+  /** Whether the remote hashes every upload and refuses wrong bytes (vmi serve); else (a bucket) the pusher verifies what it sends. */
+  readonly verifiesUploads: boolean
   /** The ids among `ids` the remote does not hold. */
   missing(ids: string[], opts?: FetchOptions): Promise<string[]>
-  /** Store a chunk (the caller has verified it); true when it was new. */
+  /** Store a chunk; true when it was new. */
   putObject(id: string, data: Buffer, opts?: FetchOptions): Promise<boolean>
+  /**
+   * Store many chunks in one request, when the remote can (undefined: it
+   * cannot, and the caller puts them one by one). Rejects when any was
+   * refused. `onSent(i)` as objects[i] has gone out (progress; not yet stored).
+   */
+  putObjects?(objects: {id: string; data: Buffer}[], opts?: FetchOptions & {onSent?: (index: number) => void}): Promise<{stored: number; present: number} | undefined>
   putManifest(id: string, bytes: Buffer, opts?: FetchOptions): Promise<void>
   putProfile(id: string, bytes: Buffer, opts?: FetchOptions): Promise<void>
   putRef(name: string, tag: string, id: string, opts?: FetchOptions): Promise<void>

@@ -19,6 +19,8 @@ import {MAX_REF_SIGNATURE_BYTES} from '../store/ref-signature.js'
 
 /** POST body `{"ids":[…]}`, answer `{"missing":[…]}`: the batch has-check (vmi serve only). */
 export const MISSING_ROUTE = 'v1/objects/missing'
+/** POST of many objects in one body (object-batch framing below), answer `{"stored","present","refused"}` (vmi serve only, push token). */
+export const OBJECT_BATCH_ROUTE = 'v1/objects/batch'
 /** GET, answer `{"refs":[{"name","tag","id"}]}` (vmi serve only). */
 export const REF_LIST_ROUTE = 'v1/refs'
 export const HEALTH_ROUTE = 'healthz'
@@ -82,6 +84,8 @@ export function parseBearer(value: string | undefined): string | undefined {
 export const CONTENT_BINARY = 'application/octet-stream'
 export const CONTENT_JSON = 'application/json'
 export const CONTENT_TEXT = 'text/plain; charset=utf-8'
+/** The body of an object batch. */
+export const CONTENT_OBJECT_BATCH = 'application/vnd.vmi.object-batch'
 /** Objects and manifests: their content never changes. */
 export const CACHE_IMMUTABLE = 'public, max-age=31536000, immutable'
 /** Refs, the ref list and profiles: may change, revalidate. */
@@ -98,6 +102,10 @@ export {MAX_MANIFEST_BYTES, MAX_PROFILE_BYTES, MAX_REF_SIGNATURE_BYTES}
 export const MAX_MISSING_IDS = 10_000
 /** Largest missing-check body: MAX_MISSING_IDS quoted ids with separators, and slack for whitespace. */
 export const MAX_MISSING_BODY = MAX_MISSING_IDS * 70 + 4096
+/** Largest object-batch body: the server refuses more (413), the client sends less. */
+export const MAX_OBJECT_BATCH_BYTES = 64 << 20
+/** Largest answer to an object batch a client reads. */
+export const MAX_BATCH_ANSWER_BYTES = 1 << 20
 /** Largest ref body (an id and a newline), either way. */
 export const MAX_REF_BYTES = 1024
 /** Largest ref list a client reads. */
@@ -116,6 +124,7 @@ export type Route =
   | {kind: 'ref'; name: string; tag: string}
   | {kind: 'signature'; name: string; tag: string}
   | {kind: 'missing'}
+  | {kind: 'batch'}
   | {kind: 'refs'}
   | {kind: 'healthz'}
   | {kind: 'metrics'}
@@ -127,6 +136,7 @@ const REST_RE = /^[0-9a-f]{62}$/
 const SHARDED: Record<ShardedDir, 'object' | 'manifest' | 'profile'> = {objects: 'object', manifests: 'manifest', profiles: 'profile'}
 const FIXED: Record<string, Route> = {
   [MISSING_ROUTE]: {kind: 'missing'},
+  [OBJECT_BATCH_ROUTE]: {kind: 'batch'},
   [REF_LIST_ROUTE]: {kind: 'refs'},
   [HEALTH_ROUTE]: {kind: 'healthz'},
   [METRICS_ROUTE]: {kind: 'metrics'},
@@ -167,6 +177,7 @@ export const ALLOWED_METHODS: Record<Route['kind'], {read: string; write: string
   ref: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
   signature: {read: 'GET, HEAD', write: 'GET, HEAD, PUT'},
   missing: {read: 'POST', write: 'POST'},
+  batch: {read: '', write: 'POST'},
   refs: {read: 'GET, HEAD', write: 'GET, HEAD'},
   healthz: {read: 'GET, HEAD', write: 'GET, HEAD'},
   metrics: {read: 'GET, HEAD', write: 'GET, HEAD'},
@@ -180,7 +191,86 @@ export const ROUTE_LABEL: Record<Route['kind'], string> = {
   ref: 'refs',
   signature: 'sigs',
   missing: MISSING_ROUTE,
+  batch: OBJECT_BATCH_ROUTE,
   refs: REF_LIST_ROUTE,
   healthz: HEALTH_ROUTE,
   metrics: METRICS_ROUTE,
 }
+
+// ------------------------------------------------------------ object batches
+
+/**
+ * An object batch is a sequence of frames, nothing between them: the
+ * object's id as 32 raw bytes, its length as a big-endian uint32, then that
+ * many bytes. A frame's length is 1..MAX_OBJECT_BYTES.
+ */
+export const BATCH_FRAME_HEAD = 36
+
+/** A frame's head for `id` (64 hex) and `length` bytes. */
+export function batchFrameHead(id: string, length: number): Buffer {
+  const head = Buffer.allocUnsafe(BATCH_FRAME_HEAD)
+  head.write(id, 0, 32, 'hex')
+  head.writeUInt32BE(length, 32)
+  return head
+}
+
+/** What the server answers to an object batch. */
+export interface BatchAnswer {
+  stored: number
+  present: number
+  /** Objects not stored, and why (their bytes do not hash to their id, an all-zero chunk). */
+  refused: {id: string; reason: string}[]
+}
+
+/**
+ * Cuts a batch body into frames as its bytes arrive: `push` each piece of
+ * the body; `onFrame` gets each whole object in memory from `alloc`.
+ * Throws BatchFormatError on a frame that breaks the format; `end` throws
+ * when the body stops inside a frame.
+ */
+export class BatchParser {
+  private head = Buffer.alloc(BATCH_FRAME_HEAD)
+  private headFill = 0
+  private body?: Buffer
+  private bodyFill = 0
+  private id = ''
+
+  constructor(
+    private readonly onFrame: (id: string, data: Buffer) => void,
+    private readonly alloc: (length: number) => Buffer = (n) => Buffer.allocUnsafe(n),
+  ) {}
+
+  push(buf: Buffer): void {
+    let off = 0
+    while (off < buf.length) {
+      if (!this.body) {
+        const k = Math.min(BATCH_FRAME_HEAD - this.headFill, buf.length - off)
+        buf.copy(this.head, this.headFill, off, off + k)
+        this.headFill += k
+        off += k
+        if (this.headFill < BATCH_FRAME_HEAD) return
+        const length = this.head.readUInt32BE(32)
+        if (length === 0 || length > MAX_OBJECT_BYTES) throw new BatchFormatError(`a frame of ${length} bytes (1 to ${MAX_OBJECT_BYTES} allowed)`)
+        this.id = this.head.toString('hex', 0, 32)
+        this.body = this.alloc(length)
+        this.bodyFill = 0
+        this.headFill = 0
+      }
+      const k = Math.min(this.body.length - this.bodyFill, buf.length - off)
+      buf.copy(this.body, this.bodyFill, off, off + k)
+      this.bodyFill += k
+      off += k
+      if (this.bodyFill === this.body.length) {
+        const body = this.body
+        this.body = undefined
+        this.onFrame(this.id, body)
+      }
+    }
+  }
+
+  end(): void {
+    if (this.body || this.headFill > 0) throw new BatchFormatError('the body ends inside a frame')
+  }
+}
+
+export class BatchFormatError extends Error {}

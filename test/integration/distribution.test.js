@@ -60,6 +60,83 @@ test('push → pull round trip is byte-identical; a re-push sends nothing; wrong
   }
 })
 
+test('push sends object batches; a chunk corrupt in the local store is refused by the seed and named (exit 8), --verify stops it before it goes; a server without batches gets one PUT per chunk', async () => {
+  const t = tmpStore()
+  let seed
+  let seed2
+  let proxy
+  try {
+    const src = path.join(t.dir, 'src.raw')
+    await makeImage(src, [{kind: 'random', size: 3 * M, seed: 7}, {kind: 'zero', size: M}])
+    const build = path.join(t.dir, 'build')
+    ok(exec(['import', src, 'app:v1', '--chunk-size', '64K'], {store: build}), 'import')
+    const seedStore = path.join(t.dir, 'seed')
+    seed = await startServe(seedStore, ['--push-token', TOKEN])
+    const env = {VMI_PUSH_TOKEN: TOKEN}
+    // one chunk flipped in the build store (its file only: the store's index does not know)
+    const rel = (await listFiles(path.join(build, 'objects'))).sort()[5]
+    const victim = path.join(build, 'objects', rel)
+    const victimId = rel.replace('/', '')
+    const good = await fsp.readFile(victim)
+    const bad = Buffer.from(good)
+    bad[100] ^= 1
+    await fsp.chmod(victim, 0o644)
+    await fsp.writeFile(victim, bad)
+    const r = exec(['push', 'app:v1', seed.url], {store: build, env})
+    assert.is(r.status, 8, r.stderr)
+    assert.match(r.stderr, new RegExp(victimId))
+    const verified = exec(['push', 'app:v1', seed.url, '--verify', '--as', 'app:verified'], {store: build, env})
+    assert.is(verified.status, 8, verified.stderr)
+    assert.match(verified.stderr, new RegExp(victimId))
+    const seedFiles = await listFiles(path.join(seedStore, 'objects'))
+    assert.not.ok(seedFiles.some((f) => f.endsWith(victimId.slice(2))), 'the corrupt chunk is not on the seed')
+    assert.is((await listFiles(path.join(seedStore, 'refs'))).length, 0, 'no ref on the seed')
+    const batches = metricSum(await seed.metrics(), 'vmi_http_requests_total', {route: 'v1/objects/batch'})
+    assert.ok(batches >= 1, 'chunks went in object batches')
+    assert.is(metricSum(await seed.metrics(), 'vmi_http_requests_total', {route: 'objects', method: 'PUT'}), 0, 'no chunk went in a PUT of its own')
+    // mended: the push completes, and a pull gets the image back byte-identical
+    await fsp.writeFile(victim, good)
+    const done = JSON.parse(ok(exec(['push', 'app:v1', seed.url, '--json'], {store: build, env}), 'push').stdout)
+    assert.is(done.uploadedChunks + done.alreadyThere, 48)
+    fsckClean(seedStore)
+    // an older vmi serve (no batch route: 404) behind a proxy: one PUT per chunk
+    seed2 = await startServe(path.join(t.dir, 'seed2'), ['--push-token', TOKEN])
+    const target = new URL(seed2.url)
+    const seen = {batch: 0, put: 0}
+    proxy = http.createServer((req, res) => {
+      if (req.url === '/v1/objects/batch') {
+        seen.batch++
+        req.resume()
+        return req.on('end', () => res.writeHead(404).end('not found\n'))
+      }
+      if (req.method === 'PUT' && req.url.startsWith('/objects/')) seen.put++
+      const up = http.request({host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers}, (ur) => {
+        res.writeHead(ur.statusCode, ur.headers)
+        ur.pipe(res)
+      })
+      up.on('error', () => res.destroy())
+      req.pipe(up)
+    })
+    await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    // (the proxy runs in this process: the CLI runs without blocking it)
+    const viaProxy = JSON.parse(ok(await execAsync(['push', 'app:v1', `http://127.0.0.1:${proxy.address().port}`, '--json'], {store: build, env}), 'push to an older server').stdout)
+    assert.is(viaProxy.uploadedChunks, 48)
+    assert.is(seen.put, 48)
+    assert.ok(seen.batch >= 1 && seen.batch <= 2, `asked for batches ${seen.batch} times, then stopped`)
+    const host = path.join(t.dir, 'host')
+    ok(exec(['pull', 'app:v1', seed2.url], {store: host}), 'pull')
+    const out = path.join(t.dir, 'out.raw')
+    ok(exec(['export', 'app:v1', out], {store: host}), 'export')
+    assert.is(await sha256File(out), await sha256File(src))
+    fsckClean(path.join(t.dir, 'seed2'))
+  } finally {
+    proxy?.close()
+    await seed?.stop()
+    await seed2?.stop()
+    t.cleanup()
+  }
+})
+
 test('remote add origin makes pull and push default to it', async () => {
   const t = tmpStore()
   let s

@@ -421,6 +421,69 @@ test('object uploads: 201 new, 200 present, 400 for bytes that do not hash to th
   fsckClean(S.store)
 })
 
+test('object batches: each object verified on its own, wrong bytes and all-zero chunks refused and named, the rest stored; bad bodies and tokens refused', async () => {
+  const auth = {authorization: `Bearer ${TOKEN}`, 'content-type': 'application/vnd.vmi.object-batch'}
+  const frame = (id, data, length = data.length) => {
+    const head = Buffer.alloc(36)
+    head.write(id, 0, 32, 'hex')
+    head.writeUInt32BE(length, 32)
+    return Buffer.concat([head, data])
+  }
+  const batch = (pairs) => Buffer.concat(pairs.map(([id, data]) => frame(id, data)))
+  const at = (id) => path.join(S.store, objPath(id))
+  const good = [randomBytes(100 * K), randomBytes(3 * K), randomBytes(128 * K)]
+  // a lying client: a valid id (another content's) with these bytes
+  const lie = randomBytes(50 * K)
+  const lieId = hash(randomBytes(32))
+  const zeros = Buffer.alloc(64 * K)
+  const failuresBefore = metricSum((await request(rw.url, '/metrics')).body.toString(), 'vmi_verification_failures_total', {source: 'upload'})
+  const r = await request(rw.url, '/v1/objects/batch', {
+    method: 'POST',
+    headers: auth,
+    body: batch([[hash(good[0]), good[0]], [lieId, lie], [hash(good[1]), good[1]], [hash(zeros), zeros], [hash(good[2]), good[2]]]),
+  })
+  assert.is(r.status, 200, r.body.toString())
+  const a = JSON.parse(r.body)
+  assert.is(a.stored, 3)
+  assert.is(a.present, 0)
+  assert.equal(a.refused.map((x) => x.id).sort(), [lieId, hash(zeros)].sort())
+  assert.match(a.refused.find((x) => x.id === lieId).reason, /do not hash to its id/)
+  for (const g of good) assert.ok(readFileSync(at(hash(g))).equals(g))
+  for (const id of [lieId, hash(lie), hash(zeros)]) assert.not.ok(existsSync(at(id)), `${id} was not stored`)
+  assert.is(metricSum((await request(rw.url, '/metrics')).body.toString(), 'vmi_verification_failures_total', {source: 'upload'}), failuresBefore + 1)
+  // the same again: all present
+  const again = JSON.parse((await request(rw.url, '/v1/objects/batch', {method: 'POST', headers: auth, body: batch(good.map((g) => [hash(g), g]))})).body)
+  assert.equal(again, {stored: 0, present: 3, refused: []})
+  // malformed bodies are 400: cut inside a frame, a zero-length frame, a frame over 4 MiB
+  const fresh = randomBytes(20 * K)
+  const cut = batch([[hash(fresh), fresh]])
+  for (const [what, body] of [
+    ['cut short', cut.subarray(0, cut.length - 7)],
+    ['a zero-length frame', frame(hash(Buffer.alloc(0)), Buffer.alloc(0))],
+    ['a frame over 4 MiB', frame(hash(fresh), fresh, 4 * M + 1)],
+  ]) {
+    const b = await request(rw.url, '/v1/objects/batch', {method: 'POST', headers: auth, body})
+    assert.is(b.status, 400, what)
+    assert.match(b.body.toString(), /malformed object batch/, what)
+  }
+  assert.not.ok(existsSync(at(hash(fresh))))
+  // a body over 64 MiB is 413: declared, or sent without a length (refused once the count passes the limit)
+  const max = randomBytes(4 * M)
+  const maxFrame = frame(hash(max), max)
+  const huge = await request(rw.url, '/v1/objects/batch', {method: 'POST', headers: auth, chunks: Array(17).fill(maxFrame)})
+  assert.is(huge.status, 413)
+  const declared = await request(rw.url, '/v1/objects/batch', {method: 'POST', headers: {...auth, 'content-length': String(64 * M + 1)}, body: Buffer.alloc(0)}).catch((err) => ({status: err.code}))
+  assert.is(declared.status, 413)
+  // no token, a wrong token, a read-only server: nothing stored
+  const body = batch([[hash(fresh), fresh]])
+  assert.is((await request(rw.url, '/v1/objects/batch', {method: 'POST', headers: {'content-type': auth['content-type']}, body})).status, 401)
+  assert.is((await request(rw.url, '/v1/objects/batch', {method: 'POST', headers: {...auth, authorization: 'Bearer nope'}, body})).status, 403)
+  assert.is((await request(ro.url, '/v1/objects/batch', {method: 'POST', headers: auth, body})).status, 405)
+  assert.is((await request(rw.url, '/v1/objects/batch', {method: 'GET', headers: auth})).status, 405)
+  assert.not.ok(existsSync(at(hash(fresh))))
+  fsckClean(S.store)
+})
+
 test('pushing an image: manifest before its chunks is 409, then chunks, manifest, ref; the image exports identically', async () => {
   const auth = {authorization: `Bearer ${TOKEN}`}
   const src = path.join(T.dir, 'pushed.raw')

@@ -136,6 +136,11 @@ export class S3Store implements RemoteSource, WritableRemote {
     return this.credentials !== undefined
   }
 
+  /** A bucket stores what it is given: the pusher verifies each chunk before it goes. */
+  get verifiesUploads(): boolean {
+    return false
+  }
+
   /** Release the connections (a CLI command exits anyway; tests and long-lived callers close). */
   async close(): Promise<void> {
     this.client.close()
@@ -365,7 +370,7 @@ export class S3Store implements RemoteSource, WritableRemote {
     return this.marker
   }
 
-  /** Upload a chunk (the caller verified it). Always reported as new: a bucket does not say. */
+  /** Upload a chunk (the caller verified it: verifiesUploads). Always reported as new: a bucket does not say. */
   async putObject(id: string, data: Buffer, opts: FetchOptions = {}): Promise<boolean> {
     assertChunkId(id)
     await this.ensureMarker(opts)

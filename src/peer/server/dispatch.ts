@@ -35,6 +35,10 @@ export class Dispatcher {
       if (!this.uploads.enabled) throw new HttpFailure(405, 'this server is read-only (started without a push token)', {Allow: allow})
       return this.uploads.put(x, route as PutRoute)
     }
+    if (route.kind === 'batch' && method === 'POST') {
+      if (!this.uploads.enabled) throw new HttpFailure(405, 'this server is read-only (started without a push token)', {Allow: allow})
+      return this.uploads.postBatch(x)
+    }
     if (!allow.split(', ').includes(method)) throw new HttpFailure(405, 'method not allowed', {Allow: allow})
     switch (route.kind) {
       case 'object':
@@ -49,6 +53,8 @@ export class Dispatcher {
         return this.reads.getRefSignature(x, route.name, route.tag)
       case 'missing':
         return this.uploads.postMissing(x)
+      case 'batch':
+        throw new HttpFailure(405, 'method not allowed', {Allow: allow})
       case 'refs':
         return this.reads.getRefList(x)
       case 'healthz':

@@ -1,6 +1,7 @@
 /**
  * The push side: the batch missing-check and the uploads (PUT of objects,
- * manifests, profiles, refs and ref signatures), which need the push token.
+ * manifests, profiles, refs and ref signatures, and object batches), which
+ * need the push token.
  *
  * Uploads are bounded (wire.ts limits), re-hashed and refused on mismatch.
  * Each write holds a short `write` lock so gc cannot run while it writes;
@@ -8,23 +9,33 @@
  * arrive, so a gc run on this store *between* the requests of a push can
  * still remove them: the manifest PUT then answers 409 and the pusher has to
  * upload them again.
+ *
+ * An object batch is verified and stored on writer threads (one per core,
+ * at most 2, started at the first batch): the request is read while the
+ * threads hash and write, one write lock for the whole batch.
  */
 import {timingSafeEqual} from 'node:crypto'
 import type {IncomingMessage} from 'node:http'
-import {BadManifestError} from '../../errors.js'
+import os from 'node:os'
+import {BadManifestError, IntegrityError} from '../../errors.js'
 import {isAllZero} from '../../store/chunker.js'
 import {contentMismatch} from '../../store/hash.js'
 import {isValidId} from '../../store/layout.js'
 import {withLock} from '../../store/lock.js'
+import {ObjectWriter} from '../../store/object-writer.js'
 import {decodeManifest, uniqueChunkIds} from '../../store/manifest.js'
 import {mapLimit} from '../../util/map-limit.js'
 import {decodeProfile} from '../../store/profile.js'
 import {parseRefSignature} from '../../store/ref-signature.js'
 import {formatRef} from '../../store/ref.js'
 import {
+  BatchFormatError,
+  BatchParser,
   BEARER_CHALLENGE,
   CACHE_NONE,
   CONTENT_JSON,
+  MAX_OBJECT_BATCH_BYTES,
+  type BatchAnswer,
   MAX_MANIFEST_BYTES,
   MAX_MISSING_BODY,
   MAX_MISSING_IDS,
@@ -36,16 +47,19 @@ import {
   type Route,
 } from '../wire.js'
 import type {ServerContext} from './context.js'
-import {HttpFailure, readBody, send, type Exchange} from './http-io.js'
+import {BodyTooLarge, HttpFailure, readBody, send, type Exchange} from './http-io.js'
 import {tokenDigest} from './read-access.js'
 
 /** Longest an upload waits for a gc to let go of the store before answering 503. */
 const LOCK_WAIT_MS = 30_000
+/** Bytes of a batch handed to a writer thread and not yet written, before the server reads on. */
+const BATCH_BACKLOG = 8 << 20
 
 export type PutRoute = Extract<Route, {kind: 'object' | 'manifest' | 'profile' | 'ref' | 'signature'}>
 
 export class UploadHandlers {
   private readonly tokenDigest?: Buffer
+  private writers?: ObjectWriter[]
 
   constructor(
     private readonly sc: ServerContext,
@@ -60,15 +74,27 @@ export class UploadHandlers {
     return this.tokenDigest !== undefined
   }
 
-  /** A PUT, token checked; the outcome counted in vmi_uploads_total. */
-  async put(x: Exchange, route: PutRoute): Promise<void> {
-    const {uploads} = this.sc.metrics
+  /** Stop the writer threads (the server is closing). */
+  async close(): Promise<void> {
+    const writers = this.writers ?? []
+    this.writers = undefined
+    await Promise.all(writers.map((w) => w.close().catch(() => {})))
+  }
+
+  /** The token checked; a refusal counted in vmi_uploads_total. */
+  private admit(x: Exchange): void {
     try {
       this.checkToken(x.req)
     } catch (err) {
-      uploads.inc({result: 'denied'})
+      this.sc.metrics.uploads.inc({result: 'denied'})
       throw err
     }
+  }
+
+  /** A PUT, token checked; the outcome counted in vmi_uploads_total. */
+  async put(x: Exchange, route: PutRoute): Promise<void> {
+    const {uploads} = this.sc.metrics
+    this.admit(x)
     try {
       if (route.kind === 'object') return await this.putObject(x, route.id)
       if (route.kind === 'manifest') return await this.putManifest(x, route.id)
@@ -97,6 +123,62 @@ export class UploadHandlers {
     const flags = await mapLimit(ids as string[], 32, (id) => this.sc.store.hasObject(id))
     const missing = (ids as string[]).filter((_, i) => !flags[i])
     send(x, 200, JSON.stringify({missing}) + '\n', {'Content-Type': CONTENT_JSON, 'Cache-Control': CACHE_NONE})
+  }
+
+  /**
+   * POST of an object batch (wire.ts): each object verified and stored on a
+   * writer thread; one that does not hash to its id, or is all zeros, is
+   * refused and named in the answer, and the others are still stored. A
+   * malformed body is a 400 (what came before it is stored: each object was
+   * verified on its own).
+   */
+  async postBatch(x: Exchange): Promise<void> {
+    this.admit(x)
+    const {uploads, verificationFailures} = this.sc.metrics
+    if (Number(x.req.headers['content-length']) > MAX_OBJECT_BATCH_BYTES) throw new BodyTooLarge(MAX_OBJECT_BATCH_BYTES)
+    const answer: BatchAnswer = {stored: 0, present: 0, refused: []}
+    const writers = (this.writers ??= Array.from({length: Math.max(1, Math.min(2, os.availableParallelism()))}, () => new ObjectWriter(this.sc.store.root)))
+    await this.writeLock(async () => {
+      const puts: Promise<void>[] = []
+      let turn = 0
+      const onFrame = (id: string, data: Buffer) => {
+        if (isAllZero(data)) return void answer.refused.push({id, reason: 'an all-zero chunk (a manifest marks those as zero runs)'})
+        const w = writers[turn++ % writers.length]
+        puts.push(
+          w.put(id, data).then(
+            (outcome) => void (outcome === 'stored' ? answer.stored++ : answer.present++),
+            (err) => {
+              if (!(err instanceof IntegrityError)) throw err
+              verificationFailures.inc({source: 'upload'})
+              answer.refused.push({id, reason: 'its bytes do not hash to its id'})
+            },
+          ),
+        )
+      }
+      const parser = new BatchParser(onFrame, (n) => writers[turn % writers.length].takeBuffer(n))
+      try {
+        let seen = 0
+        // a refusal mid-body leaves the request readable: answerError drains it, so the client reads the answer
+        for await (const piece of x.req.iterator({destroyOnReturn: false}) as AsyncIterable<Buffer>) {
+          if ((seen += piece.length) > MAX_OBJECT_BATCH_BYTES) throw new BodyTooLarge(MAX_OBJECT_BATCH_BYTES)
+          parser.push(piece)
+          for (const w of writers) await w.whenBelow(BATCH_BACKLOG)
+        }
+        parser.end()
+      } catch (err) {
+        if (err instanceof BatchFormatError) throw new HttpFailure(400, `malformed object batch: ${err.message}`)
+        throw err
+      } finally {
+        // every put settles before the lock is let go (a failed write fails the batch below)
+        const settled = await Promise.allSettled(puts)
+        const failed = settled.find((r) => r.status === 'rejected')
+        if (failed) throw (failed as PromiseRejectedResult).reason
+      }
+    })
+    uploads.inc({result: 'stored'}, answer.stored)
+    uploads.inc({result: 'exists'}, answer.present)
+    uploads.inc({result: 'invalid'}, answer.refused.length)
+    send(x, 200, JSON.stringify(answer) + '\n', {'Content-Type': CONTENT_JSON, 'Cache-Control': CACHE_NONE})
   }
 
   private checkToken(req: IncomingMessage): void {
