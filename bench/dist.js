@@ -58,7 +58,7 @@ const USAGE = `usage: node bench/dist.js [--reps N] [--hosts 1,2,4,8] [--synthet
   --build         run 'npm run build' first
   --render JSON   measure nothing: rewrite the markdown report from a latest-dist.json
 
-environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
+environment: as bench/store.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
 
 const opts = parseOptions(
   'dist',

@@ -54,7 +54,7 @@ const USAGE = `usage: node bench/fleet.js [--hosts 1,2,4,8,16] [--rate 200mbit] 
   --build           run 'npm run build' first
   --render JSON     measure nothing: rewrite the markdown report from a latest-fleet.json
 
-environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
+environment: as bench/store.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
 
 const opts = parseOptions(
   'fleet',

@@ -55,7 +55,7 @@ const USAGE = `usage: node bench/mount.js [--reps N] [--no-boot] [--no-reads] [-
   --build      run 'npm run build' first
   --render J   measure nothing: rewrite the markdown report from a latest-mount.json
 
-environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
+environment: as bench/store.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
 
 const opts = parseOptions(
   'mount',

@@ -385,7 +385,7 @@ export async function withServers(pids, fn) {
   return Object.assign(r, {serverCpu, irqCores, othersCores, stealCores})
 }
 
-// ----------------------------------------------------------------- per-run preparation (as bench/run.js)
+// ----------------------------------------------------------------- per-run preparation (as bench/store.js)
 
 export function prepSettings() {
   const quietWaitMs = Number(process.env.VMI_BENCH_QUIET_WAIT ?? 60) * 1000
