@@ -534,7 +534,7 @@ function render(R) {
     )
     out.push(
       table(
-        ['chunk size', 'distinct non-zero chunks (bytes)', 'import s (GB/s), Debian, 1 run', 'boot s (marker)', '× raw file', 'seed sent', 'seed sent / guest read', 'predicted from the read log', 'store bench import GB/s (synthetic)'],
+        ['chunk size', 'distinct non-zero chunks (bytes)', 'import s (GB/s), peak RSS, Debian, 1 run', 'boot s (marker)', '× raw file', 'seed sent', 'seed sent / guest read', 'predicted from the read log', 'store bench import GB/s (synthetic)'],
         CHUNK_SIZES.map((cs) => {
           const k = cs === MAIN_CS ? 'cold' : `cold${cs / KiB}k`
           const x = r[k]
@@ -543,7 +543,7 @@ function render(R) {
           return [
             `${cs / KiB} KiB`,
             `${int(sd.importJson.newChunks)} (${bytesHuman(sd.importJson.newBytes)})`,
-            `${f(sd.importWall)} (${f(R.image.size / sd.importWall / GB)})`,
+            `${f(sd.importWall)} (${f(R.image.size / sd.importWall / GB)}), ${f(sd.importRssBytes / MB, 0)} MB`,
             x?.boot?.ok ? f(x.boot.markerS) : '**failed**',
             x?.boot?.ok ? f(x.boot.markerS / rawAnchor) : '',
             x ? bytesHuman(x.seedBytes) : '',

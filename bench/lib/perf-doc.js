@@ -13,6 +13,7 @@ import {median} from './measure.js'
 import {barChart, lineChart} from './svg-plot.js'
 import {BOOT_CONTENDERS, bootGoals, CONTENDERS, cpuPerGiB, fleetGoals, loadSummary} from './fleet-report.js'
 import {distGoals, goalTable, mark, mountGoals, rawBootAnchor, storeGoals} from './report.js'
+import {storeBody} from './store-report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const x = (v, d = 2) => `${f(v, d)}×`
@@ -76,6 +77,8 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
     images.set(name, svg)
     return `![${alt}](img/${name})`
   }
+  /** A kind's body (bench/lib/<kind>-report.js) as the doc shows it: its headings `depth` levels down, its charts drawn. */
+  const embed = (body, r, depth = 1) => body(r, {plot: (name, alt, make) => [plot(name, make(), alt), ''], bg: [], all: R}).join('\n').replace(/^#/gm, '#'.repeat(depth + 1))
 
   const out = []
   out.push('# Performance', '')
@@ -100,7 +103,7 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
 
   out.push(...machineSection(R, reports))
   out.push(...goalsSection(R))
-  if (R.store) out.push(...storeSection(R, reports, plot))
+  if (R.store) out.push('## Store: import and export', '', embed(storeBody, R.store), '')
   if (R.dist) out.push(...distSection(R, reports, plot))
   if (R.mount) out.push(...mountSection(R, reports, plot))
   if (R.writes && reports.writes) out.push(...writesSection(reports.writes))
@@ -196,106 +199,6 @@ function goalsSection(R) {
 }
 
 // ----------------------------------------------------------------- store
-
-function storeSection(R, reports, plot) {
-  const S = R.store
-  const out = ['## Store: import and export', '']
-  out.push(
-    `\`vmi import\` / \`vmi export\` as a user runs them (a child process; wall time includes node and CLI start-up, ${secs(S.startup.wall)}), page cache warm for every contender, median of ${S.reps} runs. ` +
-      `Anchors: \`cp\` of the file (and \`cp\` + fsync, since export fsyncs), \`b3sum --num-threads 2\` (hashing the whole file). Throughput = virtual image size ÷ wall time; GB = 10^9 bytes.`,
-    '',
-  )
-  const imgs = S.images.filter((i) => !i.skipped)
-  for (const i of S.images.filter((y) => y.skipped)) out.push(`${i.name}: skipped — ${i.skipped}.`, '')
-  for (const img of imgs) {
-    const r = img.rows
-    const j = r.importCold.json
-    out.push(`### ${img.name}`, '')
-    out.push(`${bytesHuman(img.size)} virtual, ${bytesHuman(img.allocated)} allocated; ${int(j.chunks)} chunks of ${j.chunkSize / KiB} KiB: ${int(j.zeroChunks)} all-zero, ${int(j.dedupedChunks)} repeated, ${int(j.newChunks)} stored (${bytesHuman(j.newBytes)}).`, '')
-    const rate = (row) => `${secs(row.wall)} = ${f(img.size / row.wall / GB)} GB/s`
-    const rows = [
-      ['import into an empty store', rate(r.importCold), 'cp of the file', rate(r.cp), x(r.cp.wall / r.importCold.wall)],
-      ['import into an empty store', rate(r.importCold), 'b3sum --num-threads 2', r.b3sum.skipped ? r.b3sum.skipped : rate(r.b3sum), r.b3sum.skipped ? '–' : x(r.b3sum.wall / r.importCold.wall)],
-      ['import again (every chunk already stored)', rate(r.importAgain), 'cp of the file', rate(r.cp), x(r.cp.wall / r.importAgain.wall)],
-      ['export to a raw file (fsyncs)', rate(r.export), 'cp + fsync', rate(r.cpSync), x(r.cpSync.wall / r.export.wall)],
-      ['export to a raw file (fsyncs)', rate(r.export), 'cp of the file', rate(r.cp), x(r.cp.wall / r.export.wall)],
-      ['peak RSS: import / again / export', `${f(r.importCold.rssBytes / MB, 0)} / ${f(r.importAgain.rssBytes / MB, 0)} / ${f(r.export.rssBytes / MB, 0)} MB`, 'cp', `${f(r.cp.rssBytes / MB, 0)} MB`, `goal ≤ ${f(S.targets.rssBytes / MB, 0)} MB`],
-    ]
-    out.push(table(['vmi', 'vmi figure', 'anchor', 'anchor figure', 'ratio (speed)'], rows), '')
-  }
-  if (imgs.length) {
-    const cats = ['b3sum', 'cp', 'cp + fsync', 'vmi import\n(empty store)', 'vmi import\nagain', 'vmi export']
-    const keys = ['b3sum', 'cp', 'cpSync', 'importCold', 'importAgain', 'export']
-    out.push(
-      plot(
-        'store-throughput.svg',
-        barChart({
-          title: 'Import and export against cp and b3sum',
-          subtitle: `measured ${S.startedAt.slice(0, 10)}, median of ${S.reps} runs; image size ÷ wall time`,
-          yLabel: 'GB/s (10^9 bytes/s)',
-          categories: cats,
-          series: imgs.map((img) => ({name: img.name, values: keys.map((k) => (img.rows[k]?.skipped ? undefined : img.size / img.rows[k].wall / GB))})),
-          valueFormat: (v) => f(v),
-          refLines: [{y: S.targets.importBytesPerSecond / GB, label: `import goal: ${f(S.targets.importBytesPerSecond / GB, 0)} GB/s`, color: '#888'}],
-          legend: true,
-        }),
-        'Bar chart: throughput of b3sum, cp, cp + fsync, vmi import, import again and export, per image',
-      ),
-      '',
-    )
-  }
-  // chunk size sweep
-  const synth = imgs.find((i) => i.sweep)
-  const mseeds = R.mount?.image?.seeds
-  if (synth || mseeds) {
-    out.push('### Import throughput against chunk size', '')
-    const series = []
-    const rows = []
-    if (synth) {
-      series.push({name: `vmi import, ${synth.name} (store benchmark, median of ${S.reps})`, points: synth.sweep.map((s) => [s.chunkSize / KiB, synth.size / s.wall / GB])})
-      series.push({name: `cp, ${synth.name} (anchor)`, dashed: true, marker: false, points: [64, 1024].map((k) => [k, synth.size / synth.rows.cp.wall / GB])})
-      for (const s of synth.sweep) rows.push([synth.name, `${s.chunkSize / KiB} KiB`, `${secs(s.wall)} = ${f(synth.size / s.wall / GB)} GB/s`, int(s.objects), `${f(s.rssBytes / MB, 0)} MB`, x(synth.rows.cp.wall / s.wall)])
-    }
-    if (mseeds) {
-      const size = R.mount.image.size
-      const cs = Object.keys(mseeds).map(Number).sort((a, b) => a - b)
-      series.push({name: `vmi import, Debian image (mount benchmark, 1 run each)`, points: cs.map((c) => [c / KiB, size / mseeds[c].importWall / GB])})
-      for (const c of cs) rows.push([`Debian image (mount benchmark, 1 run)`, `${c / KiB} KiB`, `${secs(mseeds[c].importWall)} = ${f(size / mseeds[c].importWall / GB)} GB/s`, int(mseeds[c].importJson.newChunks), `${f(mseeds[c].importRssBytes / MB, 0)} MB`, 'no cp in that run'])
-    }
-    out.push(table(['image', 'chunk size', 'import into an empty store', 'objects stored', 'peak RSS', '× cp speed'], rows), '')
-    out.push(
-      plot(
-        'store-chunk-size.svg',
-        lineChart({
-          title: 'Import throughput against chunk size',
-          subtitle: 'vmi import into an empty store; image size ÷ wall time',
-          xLabel: 'chunk size (KiB)',
-          yLabel: 'GB/s (10^9 bytes/s)',
-          xLog: 2,
-          xTicks: [64, 256, 1024],
-          xFormat: String,
-          series: [...series, {name: `goal: ${f(S.targets.importBytesPerSecond / GB, 0)} GB/s`, dashed: true, marker: false, color: '#888', points: [[64, S.targets.importBytesPerSecond / GB], [1024, S.targets.importBytesPerSecond / GB]]}],
-        }),
-        'Line chart: import throughput at 64 KiB, 256 KiB and 1 MiB chunks, against cp',
-      ),
-      '',
-    )
-  }
-  if (S.scale?.points?.length) {
-    out.push('### Peak RSS against image size', '')
-    out.push(
-      table(
-        ['sparse image', 'chunks', 'import peak RSS', 'export peak RSS', `≤ ${f(S.targets.rssBytes / MB, 0)} MB`],
-        S.scale.points.map((p) => [bytesHuman(p.size), int(p.chunks), `${f(p.importRssBytes / MB, 0)} MB`, `${f(p.exportRssBytes / MB, 0)} MB`, mark(Math.max(p.importRssBytes, p.exportRssBytes) <= S.targets.rssBytes)]),
-      ),
-      '',
-    )
-    if (S.scale.importFit)
-      out.push(`Fitted: import ≈ ${f(S.scale.importFit.a / MB, 0)} MB + ${f(S.scale.importFit.b, 0)} B per chunk, export ≈ ${f(S.scale.exportFit.a / MB, 0)} MB + ${f(S.scale.exportFit.b, 0)} B per chunk (${S.scale.chunkSize / KiB} KiB chunks).`, '')
-  }
-  out.push(...bounds(reports.store, imgs.map((i) => [new RegExp(`^### What bounds it \\(${escapeRe(i.name)}\\)`), i.name])))
-  return out
-}
 
 const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
