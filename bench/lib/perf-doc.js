@@ -8,12 +8,13 @@
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {bytesHuman, f, GB, GiB, int, KiB, MB, MiB, pct, table} from './format.js'
+import {bytesHuman, f, GiB, int, KiB, MB, MiB, table} from './format.js'
 import {median} from './measure.js'
 import {barChart, lineChart} from './svg-plot.js'
 import {BOOT_CONTENDERS, bootGoals, CONTENDERS, cpuPerGiB, fleetGoals, loadSummary} from './fleet-report.js'
 import {distGoals, goalTable, mark, mountGoals, rawBootAnchor, storeGoals} from './report.js'
 import {storeBody} from './store-report.js'
+import {distBody} from './dist-report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const x = (v, d = 2) => `${f(v, d)}×`
@@ -53,6 +54,18 @@ function section(text, re) {
   }
   return out.join('\n').trim()
 }
+
+/** Why vmi's HTTP clients are what they are (the A/B runs are in a dated report). */
+const HTTP_CLIENT = [
+  '### HTTP client',
+  '',
+  'One general client (src/peer/http-client.ts, Node\'s http/https) and one hand-written transport (the pipelined bulk GET, src/peer/pipelined-get.ts). ' +
+    'undici was measured as the replacement for both and not adopted: its llhttp parser is WebAssembly, which on Node 20 cannot run under a virtual-memory limit ' +
+    '(`ulimit -v`; tampered.test.js runs the CLI under 2 GiB and every request died), and its bulk GETs cost more client CPU than the pipelined client in the same run. ' +
+    'got was replaced by node:http, which halved the client CPU of a push. ' +
+    'The A/B tables (alternating builds, min–median–max): [2026-12-06-http-client-choice.md](../bench/results/2026-12-06-http-client-choice.md).',
+  '',
+]
 
 /** Renders docs/PERFORMANCE.md and docs/img/*.svg; returns what it wrote. */
 export async function renderPerformanceDoc({root = ROOT} = {}) {
@@ -104,7 +117,7 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
   out.push(...machineSection(R, reports))
   out.push(...goalsSection(R))
   if (R.store) out.push('## Store: import and export', '', embed(storeBody, R.store), '')
-  if (R.dist) out.push(...distSection(R, reports, plot))
+  if (R.dist) out.push('## Distribution: pull, push, fleets, serving', '', embed(distBody, R.dist), '', ...HTTP_CLIENT)
   if (R.mount) out.push(...mountSection(R, reports, plot))
   if (R.writes && reports.writes) out.push(...writesSection(reports.writes))
   if (R.s3 && reports.s3) out.push(...s3Section(reports.s3))
@@ -214,113 +227,6 @@ function bounds(report, which) {
 }
 
 // ----------------------------------------------------------------- distribution
-
-function distSection(R, reports, plot) {
-  const D = R.dist
-  const img = D.image
-  const U = img.uniqueBytes
-  const p = D.pull
-  const out = ['## Distribution: pull, push, fleets, serving', '']
-  out.push(
-    `Image: ${img.name}, ${bytesHuman(img.size)} virtual, ${bytesHuman(img.allocated)} allocated; at ${img.importJson.chunkSize / KiB} KiB chunks **${bytesHuman(U)} of unique non-zero chunks** (${pct(U, img.size)} of the image) — what a host must receive. ` +
-      `All on 127.0.0.1; nginx with one worker and sendfile; median of ${D.reps} runs (the fleet runs once per size).`,
-    '',
-  )
-  const S = D.serveLoad
-  out.push(
-    table(
-      ['vmi', 'vmi figure', 'anchor', 'anchor figure', 'ratio (speed)', 'goal'],
-      [
-        ['vmi pull ← nginx over the seed store, into an empty store', `${secs(p.pullNginx.wall)} (${bytesHuman(U)} moved)`, 'curl → file, raw image from the same nginx', `${secs(p.curlFile.wall)} (${bytesHuman(img.size)} moved)`, x(p.curlFile.wall / p.pullNginx.wall), `≥ ${D.targets.pullVsCurl}×: ${mark(p.curlFile.wall / p.pullNginx.wall >= D.targets.pullVsCurl)}`],
-        ['vmi pull ← vmi serve', secs(p.pullServe.wall), 'curl → file', secs(p.curlFile.wall), x(p.curlFile.wall / p.pullServe.wall), ''],
-        ['vmi pull ← nginx', secs(p.pullNginx.wall), 'curl → /dev/null (the transfer alone)', secs(p.curlNull.wall), x(p.curlNull.wall / p.pullNginx.wall), ''],
-        ['vmi push → empty vmi serve', `${secs(D.push.push.wall)} (${bytesHuman(D.push.push.json?.uploadedBytes ?? U)} uploaded)`, 'cp of the file', secs(D.push.cp.wall), x(D.push.cp.wall / D.push.push.wall), ''],
-        [`vmi serve, ${D.load.concurrency} concurrent chunk GETs`, `${f(S.vmi.bytesPerSecond.median / MB, 0)} MB/s, p99 ${f(S.vmi.p99.median)} ms`, 'nginx over the same store', `${f(S.nginx.bytesPerSecond.median / MB, 0)} MB/s, p99 ${f(S.nginx.p99.median)} ms`, `${x(S.vmi.bytesPerSecond.median / S.nginx.bytesPerSecond.median)} throughput`, ''],
-      ],
-    ),
-    '',
-  )
-  out.push(
-    '### HTTP client',
-    '',
-    'One general client (src/peer/http-client.ts, Node\'s http/https) and one hand-written transport (the pipelined bulk GET, src/peer/pipelined-get.ts). ' +
-      'undici was measured as the replacement for both and not adopted: its llhttp parser is WebAssembly, which on Node 20 cannot run under a virtual-memory limit ' +
-      '(`ulimit -v`; tampered.test.js runs the CLI under 2 GiB and every request died), and its bulk GETs cost more client CPU than the pipelined client in the same run. ' +
-      'got was replaced by node:http, which halved the client CPU of a push. ' +
-      'The A/B tables (alternating builds, min–median–max): [2026-12-06-http-client-choice.md](../bench/results/2026-12-06-http-client-choice.md).',
-    '',
-  )
-  // fleet
-  out.push('### Seed egress against the number of hosts', '')
-  out.push(
-    `N hosts, each with its own store, \`vmi serve --seed SEED\` and \`vmi pull ID SEED --peer <every host>\`, started together; seed = \`vmi serve\`, egress from its \`/metrics\`. ` +
-      `Anchors (computed, not run): every host copying the raw file (curl from nginx, as above) makes the seed send N × ${bytesHuman(img.size)}; every host pulling from the seed without peers, N × ${bytesHuman(U)}. ` +
-      `All hosts share this machine's ${D.machine.cores} cores, so wall time here measures CPU contention, not a network.`,
-    '',
-  )
-  out.push(
-    table(
-      ['hosts', 'seed sent', '÷ unique non-zero bytes', 'anchor: N × raw file', 'seed sent ÷ anchor', 'wall, all hosts done', 'per-host pull (min–max)'],
-      D.fleet.map((y) => {
-        const walls = y.perHost.map((h) => h.wall)
-        return [y.hosts, bytesHuman(y.seedBytes), `${f(y.seedRatio, 3)}×`, bytesHuman(y.hosts * img.size), x(y.seedBytes / (y.hosts * img.size), 3), secs(y.wall), `${f(Math.min(...walls))}–${f(Math.max(...walls))} s`]
-      }),
-    ),
-    '',
-  )
-  const hosts = D.fleet.map((y) => y.hosts)
-  out.push(
-    plot(
-      'dist-seed-egress.svg',
-      lineChart({
-        title: 'Seed egress against hosts pulling at once',
-        subtitle: `measured ${D.startedAt.slice(0, 10)} (one machine, loopback); dashed lines computed`,
-        xLabel: 'hosts pulling the image at once',
-        yLabel: `seed egress ÷ unique bytes (${bytesHuman(U)})`,
-        xTicks: hosts,
-        series: [
-          {name: 'vmi, owner hashing (measured)', points: D.fleet.map((y) => [y.hosts, y.seedRatio])},
-          {name: `every host copies the raw file (N × ${bytesHuman(img.size)})`, dashed: true, points: hosts.map((n) => [n, (n * img.size) / U])},
-          {name: `every host pulls from the seed, no peers (N × ${bytesHuman(U)})`, dashed: true, points: hosts.map((n) => [n, n])},
-        ],
-      }),
-      'Line chart: seed egress stays at one copy of the unique bytes as hosts grow, against N copies',
-    ),
-    '',
-  )
-  out.push(
-    plot(
-      'dist-wall.svg',
-      lineChart({
-        title: 'Wall time of a fleet pull on one 2-core machine',
-        subtitle: `measured ${D.startedAt.slice(0, 10)}; every host's pull and serve share the same ${D.machine.cores} cores`,
-        xLabel: 'hosts pulling the image at once',
-        yLabel: 'seconds',
-        xTicks: hosts,
-        series: [
-          {name: 'vmi, all hosts done (measured)', points: D.fleet.map((y) => [y.hosts, y.wall])},
-          {name: 'one vmi pull straight from the seed', dashed: true, marker: false, points: [hosts[0], hosts.at(-1)].map((n) => [n, p.pullServe.wall])},
-          {name: 'curl → file (one host, anchor)', dashed: true, marker: false, points: [hosts[0], hosts.at(-1)].map((n) => [n, p.curlFile.wall])},
-        ],
-      }),
-      'Line chart: wall time of the fleet pull against the number of hosts',
-    ),
-    '',
-  )
-  if (D.compression) {
-    const C = D.compression
-    out.push('### Compressing chunks on the wire (measured, not implemented)', '')
-    out.push(
-      table(
-        ['codec', 'compressed size', 'compress MB/s, 1 core', 'decompress MB/s, 1 core', 'pays on links slower than (stored compressed)'],
-        Object.entries(C.codecs).map(([name, c]) => [name, pct(c.outBytes, c.inBytes), f(c.compressBytesPerSecond / MB, 0), f(c.decompressBytesPerSecond / MB, 0), `${f(((1 - c.ratio) * c.decompressBytesPerSecond) / MB, 0)} MB/s`]),
-      ),
-      '',
-    )
-  }
-  out.push(...bounds(reports.dist, [[/^## What bounds it/, '']]))
-  return out
-}
 
 // ----------------------------------------------------------------- fleet lab
 
