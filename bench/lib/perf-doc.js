@@ -8,13 +8,14 @@
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {bytesHuman, f, GiB, int, KiB, MB, MiB, table} from './format.js'
+import {bytesHuman, f, GiB, int, MiB, table} from './format.js'
 import {median} from './measure.js'
-import {barChart, lineChart} from './svg-plot.js'
+import {lineChart} from './svg-plot.js'
 import {BOOT_CONTENDERS, bootGoals, CONTENDERS, cpuPerGiB, fleetGoals, loadSummary} from './fleet-report.js'
-import {distGoals, goalTable, mark, mountGoals, rawBootAnchor, storeGoals} from './report.js'
+import {distGoals, goalTable, mountGoals, storeGoals} from './report.js'
 import {storeBody} from './store-report.js'
 import {distBody} from './dist-report.js'
+import {mountBody} from './mount-report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const x = (v, d = 2) => `${f(v, d)}×`
@@ -118,7 +119,7 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
   out.push(...goalsSection(R))
   if (R.store) out.push('## Store: import and export', '', embed(storeBody, R.store), '')
   if (R.dist) out.push('## Distribution: pull, push, fleets, serving', '', embed(distBody, R.dist), '', ...HTTP_CLIENT)
-  if (R.mount) out.push(...mountSection(R, reports, plot))
+  if (R.mount) out.push('## Mount: cached reads and lazy boots', '', embed(mountBody, R.mount), '')
   if (R.writes && reports.writes) out.push(...writesSection(reports.writes))
   if (R.s3 && reports.s3) out.push(...s3Section(reports.s3))
   if (R.fleet) out.push(...fleetSection(R, reports, plot))
@@ -358,137 +359,6 @@ function bootStormSection(R, reports, plot) {
     '',
   )
   out.push(...bounds(reports['fleet-boot'], [[/^## What bounds it/, '']]))
-  return out
-}
-
-// ----------------------------------------------------------------- mount
-
-function mountSection(R, reports, plot) {
-  const M = R.mount
-  const out = ['## Mount: cached reads and lazy boots', '']
-  if (M.reads) {
-    out.push('### Cached reads through the NBD export', '')
-    out.push(
-      `\`qemu-img bench\` against \`vmi mount --read-only --prefetch none\` on a store holding every chunk, and against \`nbdkit -r file\` on the raw file (anchor); page cache warm; median of ${M.reps} runs; "scattered" visits every 4 KiB block once in a prime-stride order.`,
-      '',
-    )
-    out.push(
-      table(
-        ['pattern', 'vmi', 'nbdkit (anchor)', 'ratio (speed)', `goal ≥ ${M.targets.readsVsNbdkit}×`],
-        M.reads.patterns.map((p) => [p.label, `${f(p.vmi.bytesPerSecond / MB, 0)} MB/s, ${int(p.vmi.iops)} IOPS`, `${f(p.nbdkit.bytesPerSecond / MB, 0)} MB/s, ${int(p.nbdkit.iops)} IOPS`, x(p.ratio), mark(p.ratio >= M.targets.readsVsNbdkit)]),
-      ),
-      '',
-    )
-    out.push(
-      plot(
-        'mount-reads.svg',
-        barChart({
-          title: 'Cached reads: vmi mount against nbdkit',
-          subtitle: `measured ${M.startedAt.slice(0, 10)}, qemu-img bench, median of ${M.reps} runs (log scale)`,
-          yLabel: 'MB/s (10^6 bytes/s)',
-          yLog: true,
-          categories: M.reads.patterns.map((p) => p.label.replace(', ', ',\n')),
-          series: [
-            {name: 'nbdkit file plugin (anchor)', values: M.reads.patterns.map((p) => p.nbdkit.bytesPerSecond / MB)},
-            {name: 'vmi mount, every chunk local', values: M.reads.patterns.map((p) => p.vmi.bytesPerSecond / MB)},
-          ],
-          valueFormat: (v) => f(v, 0),
-        }),
-        'Bar chart: MB/s of sequential and scattered reads, nbdkit against vmi mount',
-      ),
-      '',
-    )
-  }
-  const B = M.boots
-  if (B) {
-    const anchor = rawBootAnchor(M)
-    const guest = B.runs.nbdkitLog?.footprint
-    out.push('### Boots', '')
-    out.push(
-      `One boot per row under QEMU (${B.runs.rawFirst?.boot?.accel ?? '?'}); boot time = QEMU start to the guest's multi-user marker. Anchor: the same boot from the local raw file, median of the first and last boot of the run (${secs(B.runs.rawFirst?.boot?.markerS)} and ${secs(B.runs.rawLast?.boot?.markerS)}: their spread is the noise of one boot). ` +
-        (guest ? `The guest read **${bytesHuman(guest.uniqueBytes)}** of distinct bytes during boot (${int(guest.requests)} requests, counted by nbdkit's log filter). ` : '') +
-        'Seed bytes are the seed\'s own egress counter.',
-      '',
-    )
-    const rows = [
-      ['rawFirst', 'local raw file, first boot (anchor)'],
-      ['rawLast', 'local raw file, last boot (anchor)'],
-      ['nbdkitLog', 'nbdkit over NBD, logging reads'],
-      ['cold', 'vmi mount, cold host, no profile'],
-      ['coldProfile', 'vmi mount, cold host, with the boot profile'],
-      ['warm', 'vmi mount, warm host (every chunk local)'],
-      ['cold64k', 'vmi mount, cold host, 64 KiB chunks'],
-      ['cold128k', 'vmi mount, cold host, 128 KiB chunks'],
-      ['cold256k', 'vmi mount, cold host, 256 KiB chunks'],
-      ['cold1024k', 'vmi mount, cold host, 1 MiB chunks'],
-    ].filter(([k]) => B.runs[k])
-    out.push(
-      table(
-        ['boot', 'boot time', `× local raw file (goal for cold boots ≤ ${M.targets.coldBootVsLocal}×)`, 'from the seed', `÷ bytes the guest read (goal ≤ ${M.targets.fetchedVsRead}×)`],
-        rows.map(([k, label]) => {
-          const b = B.runs[k]
-          return [label, b.boot?.ok ? secs(b.boot.markerS) : '**failed**', b.boot?.ok ? x(b.boot.markerS / anchor) : '', b.seedBytes !== undefined ? bytesHuman(b.seedBytes) : '', b.seedBytes !== undefined && guest ? x(b.seedBytes / guest.uniqueBytes) : '']
-        }),
-      ),
-      '',
-    )
-    const bootRows = rows.filter(([k]) => k !== 'rawFirst' && k !== 'rawLast' && B.runs[k].boot?.ok)
-    out.push(
-      plot(
-        'mount-boot.svg',
-        barChart({
-          title: 'Boot time: lazy mount against the local raw file',
-          subtitle: `measured ${M.startedAt.slice(0, 10)}, one boot each, QEMU ${B.runs.rawFirst?.boot?.accel ?? ''}`,
-          yLabel: 'seconds to the multi-user marker',
-          categories: ['local raw\nfile (anchor)', ...bootRows.map(([k]) => ({nbdkitLog: 'nbdkit\n(logging)', cold: 'vmi cold', coldProfile: 'vmi cold +\nprofile', warm: 'vmi warm', cold64k: 'vmi cold\n64 KiB', cold128k: 'vmi cold\n128 KiB', cold256k: 'vmi cold\n256 KiB', cold1024k: 'vmi cold\n1 MiB'})[k] ?? k)],
-          series: [{name: 'boot time', values: [anchor, ...bootRows.map(([k]) => B.runs[k].boot.markerS)]}],
-          valueFormat: (v) => f(v),
-          refLines: [{y: anchor * M.targets.coldBootVsLocal, label: `goal for cold boots: ${M.targets.coldBootVsLocal}× the local raw file`, color: '#888'}],
-        }),
-        'Bar chart: boot time from the local raw file, nbdkit, and vmi mount cold, with profile, warm and at other chunk sizes',
-      ),
-      '',
-    )
-    if (guest) {
-      const cs = Object.keys(M.image.seeds).map(Number).sort((a, b) => a - b)
-      const mainCs = M.mainChunkSize ?? 256 * KiB
-      const key = (c) => (c === mainCs ? 'cold' : `cold${c / KiB}k`)
-      out.push('### Fetched bytes against chunk size', '')
-      out.push(
-        table(
-          ['chunk size', 'seed sent (cold boot)', 'predicted from the read log', `÷ guest read (${bytesHuman(guest.uniqueBytes)})`, 'boot time (× raw file)', 'distinct non-zero chunks in the image'],
-          cs.map((c) => {
-            const b = B.runs[key(c)]
-            return [`${c / KiB} KiB`, b ? bytesHuman(b.seedBytes) : '–', bytesHuman(guest.perChunkSize[c]?.bytes), b ? x(b.seedBytes / guest.uniqueBytes) : '–', b?.boot?.ok ? `${secs(b.boot.markerS)} (${x(b.boot.markerS / anchor)})` : '–', int(M.image.seeds[c].importJson.newChunks)]
-          }),
-        ),
-        '',
-      )
-      out.push(
-        plot(
-          'mount-chunk-size.svg',
-          lineChart({
-            title: 'Bytes a cold boot fetches against chunk size',
-            subtitle: `measured ${M.startedAt.slice(0, 10)}: each first touch fetches a whole chunk`,
-            xLabel: 'chunk size (KiB)',
-            yLabel: 'MiB',
-            xLog: 2,
-            xTicks: cs.map((c) => c / KiB),
-            xFormat: String,
-            series: [
-              {name: 'seed sent, cold boot (measured)', points: cs.filter((c) => B.runs[key(c)]).map((c) => [c / KiB, B.runs[key(c)].seedBytes / MiB])},
-              {name: 'predicted from the guest read log', points: cs.filter((c) => guest.perChunkSize[c]).map((c) => [c / KiB, guest.perChunkSize[c].bytes / MiB])},
-              {name: 'bytes the guest read (anchor)', dashed: true, marker: false, points: [cs[0], cs.at(-1)].map((c) => [c / KiB, guest.uniqueBytes / MiB])},
-              {name: `goal: ${M.targets.fetchedVsRead}× the bytes read`, dashed: true, marker: false, color: '#888', points: [cs[0], cs.at(-1)].map((c) => [c / KiB, (M.targets.fetchedVsRead * guest.uniqueBytes) / MiB])},
-            ],
-          }),
-          'Line chart: MiB fetched by a cold boot at 64 KiB, 256 KiB and 1 MiB chunks, against the bytes the guest read',
-        ),
-        '',
-      )
-    }
-  }
-  out.push(...bounds(reports.mount, [[/^## What bounds it/, '']]))
   return out
 }
 
