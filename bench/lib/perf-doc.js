@@ -11,7 +11,7 @@ import {fileURLToPath} from 'node:url'
 import {bytesHuman, f, GiB, int, MiB, table} from './format.js'
 import {median} from './measure.js'
 import {lineChart} from './svg-plot.js'
-import {BOOT_CONTENDERS, bootGoals, CONTENDERS, cpuPerGiB, fleetGoals, loadSummary} from './fleet-report.js'
+import {bootBody, bootGoals, fleetBody, fleetGoals} from './fleet-report.js'
 import {distGoals, goalTable, mountGoals, storeGoals} from './report.js'
 import {storeBody} from './store-report.js'
 import {distBody} from './dist-report.js'
@@ -122,8 +122,8 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
   if (R.mount) out.push('## Mount: cached reads and lazy boots', '', embed(mountBody, R.mount), '')
   if (R.writes && reports.writes) out.push(...writesSection(reports.writes))
   if (R.s3 && reports.s3) out.push(...s3Section(reports.s3))
-  if (R.fleet) out.push(...fleetSection(R, reports, plot))
-  if (R['fleet-boot']) out.push(...bootStormSection(R, reports, plot))
+  if (R.fleet) out.push('## Fleet lab: hosts in their own network namespaces, on shaped links', '', embed(fleetBody, R.fleet), '')
+  if (R['fleet-boot']) out.push('### Boot storm in the lab (a replay)', '', embed(bootBody, R['fleet-boot'], 2), '')
   if (R.sim) out.push(...simSection(R, plot))
 
   const docDir = path.join(root, 'docs')
@@ -228,139 +228,6 @@ function bounds(report, which) {
 }
 
 // ----------------------------------------------------------------- distribution
-
-// ----------------------------------------------------------------- fleet lab
-
-function fleetSection(R, reports, plot) {
-  const F = R.fleet
-  const img = F.image
-  const mbit = (b) => `${f(b / 1e6, 0)} Mbit/s`
-  const med = (xs) => median(xs)
-  const out = ['## Fleet lab: hosts in their own network namespaces, on shaped links', '']
-  out.push(
-    `A seed and up to ${F.lab.hosts} hosts, each in its own network namespace with its own address on a veth into one bridge (test/helpers/lab.js); every link shaped both ways by tbf: hosts ${mbit(F.lab.rate)}, seed ${mbit(F.lab.seedRate)}. ` +
-      `**No netem on this kernel: no latency or loss is emulated.** Image: ${bytesHuman(img.size)}, ${bytesHuman(img.uniqueBytes)} of unique non-zero chunks; **physical limit** ${secs(F.limitSeconds)} (unique bytes ÷ link rate). ` +
-      `Scaling: at ${mbit(F.lab.rate)} this models a fleet on 10 Gbit/s links with every size ×${f(10e9 / F.lab.rate, 0)}, as long as CPU is not saturated — **every host runs on the same ${F.machine.cores} shared cores**, and the CPU table says when that bound the run.`,
-    '',
-    loadSummary(F),
-    '',
-  )
-  out.push(
-    table(
-      ['hosts', 'limit', `${CONTENDERS.peers}: median (min–max)`, '× limit', CONTENDERS.seedAlone, CONTENDERS.curl, 'vmi speed ÷ curl', 'seed sent ÷ unique (vmi)', 'busy cores (others)'],
-      F.fill.map((p) => {
-        const w = p.peers.map((y) => y.wall)
-        const m = med(w)
-        return [
-          p.hosts,
-          secs(F.limitSeconds),
-          `${secs(m)} (${f(Math.min(...w))}–${f(Math.max(...w))})`,
-          x(m / F.limitSeconds),
-          p.seedAlone ? secs(p.seedAlone.wall) : '–',
-          p.curl ? secs(p.curl.wall) : '–',
-          p.curl ? x(p.curl.wall / m) : '–',
-          `${f(med(p.peers.map((y) => y.seedRatio)), 3)}×`,
-          `${f(med(p.peers.map((y) => y.busyCores)))} (${f(med(p.peers.map((y) => y.othersCores)))})`,
-        ]
-      }),
-    ),
-    '',
-  )
-  const hosts = F.fill.map((p) => p.hosts)
-  const span = [hosts[0], hosts.at(-1)]
-  out.push(
-    plot(
-      'fleet-fill.svg',
-      lineChart({
-        title: 'Fleet fill in the lab: time for all hosts, against the physical limit',
-        subtitle: `measured ${F.startedAt.slice(0, 10)}; ${mbit(F.lab.rate)} links, ${bytesHuman(img.uniqueBytes)} unique; all hosts share ${F.machine.cores} cores`,
-        xLabel: 'hosts filling at once',
-        yLabel: 'seconds until the last host is done',
-        xTicks: hosts,
-        xLog: 2,
-        yLog: true,
-        series: [
-          {name: 'vmi, peers + owner hashing (median)', points: F.fill.map((p) => [p.hosts, med(p.peers.map((y) => y.wall))])},
-          {name: 'vmi pull from the seed alone (nginx)', points: F.fill.filter((p) => p.seedAlone).map((p) => [p.hosts, p.seedAlone.wall])},
-          {name: 'curl of the raw file (anchor)', points: F.fill.filter((p) => p.curl).map((p) => [p.hosts, p.curl.wall])},
-          {name: 'physical limit (unique bytes ÷ link rate)', dashed: true, marker: false, color: '#888', points: span.map((n) => [n, F.limitSeconds])},
-          {name: `goal: ${F.goals.limitRatio}× the limit`, dashed: true, marker: false, color: '#bbb', points: span.map((n) => [n, F.goals.limitRatio * F.limitSeconds])},
-        ],
-      }),
-      'Line chart: fleet fill time in the lab against the number of hosts, for vmi with peers, pulls from the seed alone and curl, with the physical limit',
-    ),
-    '',
-  )
-  const big = F.fill.at(-1)
-  if (big?.seedAlone) {
-    const c = cpuPerGiB(F, big)
-    out.push(
-      `Fleet CPU at ${big.hosts} hosts: ${f(c.owners)} CPU-s per GiB delivered per host through the owners (pull ${f(c.ownersPull)} + its serve), against ${f(c.direct)} for a direct pull from nginx: ${x(c.owners / c.direct)}.`,
-      '',
-    )
-  }
-  if (F.churn) {
-    out.push(`### Churn and faults (${F.churn.ownerDown.hosts} hosts)`, '')
-    out.push(
-      table(
-        ['scenario', 'completed, verified', 'all done', '× limit', 'seed sent ÷ unique'],
-        Object.values(F.churn).map((y) => [y.label, y.failures.length || y.fsckFailures ? '**no**' : 'yes', secs(y.wall), x(y.wall / F.limitSeconds), `${f(y.seedRatio, 3)}×`]),
-      ),
-      '',
-    )
-  }
-  if (F.ownership?.length) {
-    out.push(
-      `The simulation's ownership checked in the lab: the chunk bytes each host served, predicted by the same \`rankPeers\` over the lab's chunk ids and URLs, against each host serve's /metrics — busiest host ÷ mean predicted / measured: ` +
-        F.ownership.map((o) => `${o.hosts} hosts ${f(o.predictedMaxOverMean, 2)} / ${f(o.measuredMaxOverMean, 2)} (worst host ${f(o.worstHostError * 100, 1)} % off)`).join('; ') +
-        '.',
-      '',
-    )
-  }
-  out.push(...bounds(reports.fleet, [[/^## What bounds it/, '']]))
-  return out
-}
-
-function bootStormSection(R, reports, plot) {
-  const B = R['fleet-boot']
-  const T = B.trace
-  const out = ['### Boot storm in the lab (a replay)', '']
-  out.push(
-    `N hosts cold-boot the Debian image at once through \`vmi mount\` — **replayed**: the ${int(T.reads)} reads of one real boot through \`vmi mount\` (${T.file}, recorded under ${T.accel}; think time ${secs(T.thinkSeconds)} in all) are replayed on every host by an NBD client that waits each recorded think time after the previous read completes. ` +
-      `One host's boot set: ${bytesHuman(T.bootSetBytes)}. Links ${f(B.lab.rate / 1e6, 0)} Mbit/s, no latency emulated. Time-to-boot-set = a host's start to its last read answered; p99 of fewer than 100 hosts is the slowest.`,
-    '',
-  )
-  const rows = []
-  for (const p of B.runs)
-    for (const k of ['peers', 'seedAlone', 'copy']) {
-      const y = p[k]
-      if (y) rows.push([p.hosts, BOOT_CONTENDERS[k], secs(y.p50), secs(y.p99), `${bytesHuman(y.seedBytes)} (${x(y.seedBytes / T.bootSetBytes)})`, y.failures.length ? `**${y.failures.length} failed**` : 'ok'])
-    }
-  out.push(table(['hosts', 'contender', 'p50', 'p99', 'seed sent (÷ one boot set)', 'hosts'], rows), '')
-  const hosts = B.runs.map((p) => p.hosts)
-  out.push(
-    plot(
-      'fleet-boot.svg',
-      lineChart({
-        title: 'Boot storm (replay): slowest host against hosts booting at once',
-        subtitle: `measured ${B.startedAt.slice(0, 10)} in the fleet lab; ${f(B.lab.rate / 1e6, 0)} Mbit/s links; all hosts share ${B.machine.cores} cores`,
-        xLabel: 'hosts booting at once',
-        yLabel: 'p99 time-to-boot-set, seconds',
-        xTicks: hosts,
-        xLog: 2,
-        series: [
-          {name: BOOT_CONTENDERS.peers, points: B.runs.map((p) => [p.hosts, p.peers.p99])},
-          {name: BOOT_CONTENDERS.seedAlone, points: B.runs.map((p) => [p.hosts, p.seedAlone.p99])},
-          {name: BOOT_CONTENDERS.copy, points: B.runs.filter((p) => p.copy).map((p) => [p.hosts, p.copy.p99])},
-        ].filter((sr) => sr.points.length > 0),
-      }),
-      'Line chart: slowest host\'s time-to-boot-set in a replayed boot storm, for vmi with peers, vmi from the seed alone and copy-then-boot',
-    ),
-    '',
-  )
-  out.push(...bounds(reports['fleet-boot'], [[/^## What bounds it/, '']]))
-  return out
-}
 
 // ----------------------------------------------------------------- simulation
 
