@@ -19,7 +19,8 @@
 import {spawnSync} from 'node:child_process'
 import {existsSync, promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {f, int, table} from './lib/format.js'
+import {f} from './lib/format.js'
+import {renderS3Report} from './lib/dist-report.js'
 import {runTimed, stats} from './lib/measure.js'
 import {findBootImage, MiB, parseOptions, ROOT, startNginx, startRun, vmiTimed} from './lib/common.js'
 
@@ -241,30 +242,4 @@ const R = {
   clients,
   gets: GETS,
 }
-const span = (/** @type {any} */ s, d = 2) => `${f(s.min, d)}–${f(s.median, d)}–${f(s.max, d)}`
-await run.finish(R, (R) =>
-  [
-    `# S3 bucket as the seed (radosgw), ${R.startedAt.slice(0, 10)}`,
-    '',
-    `Commit ${R.git.head}. Machine: ${R.machine.cpuModel}, ${R.machine.cores} cores, shared with other jobs (load average at the end ${R.loadAverageAtEnd.join(' ')}). ` +
-      `radosgw (Ceph, Debian 12 packages; memstore OSD) on 127.0.0.1; ${R.aws}. Image: ${R.image.label}; ${f(R.image.uniqueBytes / MiB, 1)} MiB of distinct non-zero chunks. ` +
-      `${R.reps} runs, contenders alternating; seconds min–median–max; ratio = other time / vmi time (> 1: vmi faster), per run.`,
-    '',
-    table(
-      ['job', 'vmi s', 'other', 'other s', 'ratio (min–median–max)', 'goal'],
-      [
-        ['push to the bucket', span(R.seconds.push), '`aws s3 cp` raw file up', span(R.seconds.awsUp), `**${span(R.ratios.push)}×**`, '≥ 2×'],
-        ['pull from the bucket', span(R.seconds.pullS3), '`aws s3 cp` raw file down', span(R.seconds.awsDown), `**${span(R.ratios.pull)}×**`, '≥ 2×'],
-        ['pull from the bucket', span(R.seconds.pullS3), 'vmi pull from nginx, same layout', span(R.seconds.pullNginx), `**${span(R.ratios.s3VsNginx)}×** (bucket time / nginx time)`, '≤ 1.5×'],
-      ],
-    ),
-    '',
-    `S3 clients: load time (import of the signer and the HTTP client in a fresh node, ms, min–median–max of 5) and ${R.gets} GETs of chunks, 16 in flight, one process:`,
-    '',
-    table(
-      ['client', 'load ms', 'GETs/s'],
-      R.clients.map((/** @type {any} */ c) => [c.client, c.loadMs ? span(c.loadMs, 1) : '—', c.getsPerSecond ? int(c.getsPerSecond) : c.note ?? '—']),
-    ),
-    '',
-  ].join('\n'),
-)
+await run.finish(R, renderS3Report)

@@ -14,10 +14,11 @@
 import {randomBytes} from 'node:crypto'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {f, int, table} from './lib/format.js'
+import {f, int} from './lib/format.js'
 import {stats} from './lib/measure.js'
 import {KiB, MiB, parseOptions, prepare, prepSettings, startRun, vmiTimed, withServers} from './lib/common.js'
 import {qemuImgBench, startMount, startNbdkit} from './lib/mount-nbd.js'
+import {renderWritesReport} from './lib/mount-report.js'
 
 const USAGE = 'node bench/writes.js [--reps N] [--old DIR]   sub-block writes through vmi mount vs nbdkit file+cow (see bench/README.md)'
 const {reps, old: oldDir} = parseOptions(
@@ -92,31 +93,4 @@ const rows = PATTERNS.map((pat) => {
   const s = Object.fromEntries(contenders.map((c) => [c.key, stats(runs[pat.key][c.key].map((x) => x.seconds))]))
   return {...pat, seconds: s, ratio: s.nbdkit.median / s.vmi.median, ratioOld: oldDir ? s.old.median / s.vmi.median : undefined, runs: runs[pat.key]}
 })
-await run.finish({image: {size: IMAGE, id}, reps, old: oldDir, patterns: rows}, render)
-
-function render(R) {
-  const span = (s) => `${f(s.median, 3)} (${f(s.min, 3)}–${f(s.max, 3)})`
-  return [
-    `# Sub-block writes through vmi mount, ${R.startedAt.slice(0, 10)}`,
-    '',
-    `Commit ${R.git.head}${R.git.dirtySrcFiles ? ` with ${R.git.dirtySrcFiles} uncommitted files in src/` : ''}. Machine: ${R.machine.cpuModel}, ${R.machine.cores} cores. ` +
-      `Image ${IMAGE / MiB} MiB (half random, half zeros), every chunk local. \`qemu-img bench -w -t none\` over NBD on a unix socket, one request every ${STRIDE / KiB} KiB (wrapping), ` +
-      `a fresh server and overlay per run; ${R.reps} runs per row, contenders alternating; seconds as median (min–max). ` +
-      `Ratio = anchor time / vmi time (≥ 1: vmi at least as fast).`,
-    '',
-    table(
-      ['pattern', 'requests', ...contenders.map((c) => `${c.key} s`), ...contenders.map((c) => `${c.key} IOPS`), 'vmi / nbdkit speed', ...(R.old ? ['vmi / old build speed'] : [])],
-      R.patterns.map((r) => [
-        r.label,
-        int(r.count),
-        ...contenders.map((c) => span(r.seconds[c.key])),
-        ...contenders.map((c) => int(r.count / r.seconds[c.key].median)),
-        `**${f(r.ratio)}×**`,
-        ...(R.old ? [`${f(r.ratioOld)}×`] : []),
-      ]),
-    ),
-    '',
-    'Every 1 KiB write covers part of one 4 KiB overlay block, so vmi reads the rest of the block (base chunk or overlay) and writes the whole block back, holding that block (and only it) against other changes meanwhile; nbdkit\'s cow filter does the same read-modify-write in its own 64 KiB blocks under a lock.',
-    '',
-  ].join('\n')
-}
+await run.finish({image: {size: IMAGE, id}, reps, old: oldDir, patterns: rows}, renderWritesReport)

@@ -1,7 +1,7 @@
 // @ts-check
 // The distribution benchmark's results (bench/dist.js, latest-dist.json) in markdown, written once:
 // its report and its part of docs/PERFORMANCE.md (with the charts) are the same body.
-import {bytesHuman, f, GB, int, KiB, MB, mbps, pct, table} from './format.js'
+import {bytesHuman, f, GB, int, KiB, MB, MiB, mbps, pct, table} from './format.js'
 import {distGoals, noteBusy, renderReport} from './report.js'
 import {lineChart} from './svg-plot.js'
 
@@ -301,4 +301,36 @@ function explain(R) {
       `Which one moves more here (${S.vmi.bytesPerSecond.median >= S.nginx.bytesPerSecond.median ? 'vmi serve' : 'nginx'}) also depends on the generator, which shares the ${R.machine.cores} cores with the server: the absolute numbers are bounded by the cores both ends share, and on a machine of its own the server that needs less CPU per byte has more headroom.`,
   )
   return lines
+}
+
+// ----------------------------------------------------------------- an S3 bucket as the seed (bench/s3.js)
+
+export function renderS3Report(R) {
+  return renderReport(R, {title: 'S3 bucket as the seed (radosgw)', tools: 'shared with other jobs', body: s3Body, background: false})
+}
+
+/** @param {Record<string, any>} R */
+export function s3Body(R) {
+  const span = (/** @type {any} */ s, d = 2) => `${f(s.min, d)}–${f(s.median, d)}–${f(s.max, d)}`
+  return [
+    `radosgw (Ceph, Debian 12 packages; memstore OSD) on 127.0.0.1; ${R.aws}. Image: ${R.image.label}; ${f(R.image.uniqueBytes / MiB, 1)} MiB of distinct non-zero chunks. ` +
+      `${R.reps} runs, contenders alternating; seconds min–median–max; ratio = other time / vmi time (> 1: vmi faster), per run.`,
+    '',
+    table(
+      ['job', 'vmi s', 'other', 'other s', 'ratio (min–median–max)', 'goal'],
+      [
+        ['push to the bucket', span(R.seconds.push), '`aws s3 cp` raw file up', span(R.seconds.awsUp), `**${span(R.ratios.push)}×**`, '≥ 2×'],
+        ['pull from the bucket', span(R.seconds.pullS3), '`aws s3 cp` raw file down', span(R.seconds.awsDown), `**${span(R.ratios.pull)}×**`, '≥ 2×'],
+        ['pull from the bucket', span(R.seconds.pullS3), 'vmi pull from nginx, same layout', span(R.seconds.pullNginx), `**${span(R.ratios.s3VsNginx)}×** (bucket time / nginx time)`, '≤ 1.5×'],
+      ],
+    ),
+    '',
+    `S3 clients: load time (import of the signer and the HTTP client in a fresh node, ms, min–median–max of 5) and ${R.gets} GETs of chunks, 16 in flight, one process:`,
+    '',
+    table(
+      ['client', 'load ms', 'GETs/s'],
+      R.clients.map((/** @type {any} */ c) => [c.client, c.loadMs ? span(c.loadMs, 1) : '—', c.getsPerSecond ? int(c.getsPerSecond) : c.note ?? '—']),
+    ),
+    '',
+  ]
 }

@@ -288,3 +288,35 @@ function explain(R, rawAnchor, guest) {
   }
   return lines
 }
+
+// ----------------------------------------------------------------- sub-block writes (bench/writes.js)
+
+export function renderWritesReport(R) {
+  return renderReport(R, {title: 'Sub-block writes through vmi mount', tools: `${R.machine.qemuImg}; ${R.machine.nbdkit}`, body: writesBody, background: false})
+}
+
+/** @param {Record<string, any>} R */
+export function writesBody(R) {
+  const span = (s) => `${f(s.median, 3)} (${f(s.min, 3)}–${f(s.max, 3)})`
+  const keys = Object.keys(R.patterns[0].seconds) // nbdkit, vmi and, with --old, old
+  return [
+    `Image ${R.image.size / MiB} MiB (half random, half zeros), every chunk local. \`qemu-img bench -w -t none\` over NBD on a unix socket, one request every ${R.patterns[0].step / KiB} KiB (wrapping), ` +
+      `a fresh server and overlay per run; ${R.reps} runs per row, contenders alternating; seconds as median (min–max). ` +
+      `Ratio = anchor time / vmi time (≥ 1: vmi at least as fast).`,
+    '',
+    table(
+      ['pattern', 'requests', ...keys.map((k) => `${k} s`), ...keys.map((k) => `${k} IOPS`), 'vmi / nbdkit speed', ...(R.old ? ['vmi / old build speed'] : [])],
+      R.patterns.map((r) => [
+        r.label,
+        int(r.count),
+        ...keys.map((k) => span(r.seconds[k])),
+        ...keys.map((k) => int(r.count / r.seconds[k].median)),
+        `**${f(r.ratio)}×**`,
+        ...(R.old ? [`${f(r.ratioOld)}×`] : []),
+      ]),
+    ),
+    '',
+    'Every 1 KiB write covers part of one 4 KiB overlay block, so vmi reads the rest of the block (base chunk or overlay) and writes the whole block back, holding that block (and only it) against other changes meanwhile; nbdkit\'s cow filter does the same read-modify-write in its own 64 KiB blocks under a lock.',
+    '',
+  ]
+}

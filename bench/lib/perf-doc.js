@@ -1,60 +1,24 @@
 // @ts-check
 // docs/PERFORMANCE.md and its plots (docs/img/*.svg), rendered from the saved
-// results: bench/results/latest-{store,dist,mount,fleet,fleet-boot,sim}.json and the "what
-// bounds it" sections of the markdown reports of the same runs. Every number
-// comes from those files; nothing here is typed in by hand. bench/run.js
+// results: bench/results/latest-{store,dist,mount,writes,s3,fleet,fleet-boot,sim}.json.
+// Each benchmark's section is the body its own report has (bench/lib/<kind>-report.js,
+// from the same JSON), with its charts; the simulation's is written here. Every
+// number comes from those files; nothing here is typed in by hand. bench/run.js
 // calls renderPerformanceDoc() at the end of every run, and
 // `node bench/run.js --render` calls it alone (no measuring).
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {bytesHuman, f, GiB, int, MiB, table} from './format.js'
-import {median} from './measure.js'
+import {bytesHuman, f, GiB, int, table} from './format.js'
 import {lineChart} from './svg-plot.js'
 import {bootBody, bootGoals, fleetBody, fleetGoals} from './fleet-report.js'
 import {distGoals, goalTable, mountGoals, storeGoals} from './report.js'
 import {storeBody} from './store-report.js'
-import {distBody} from './dist-report.js'
-import {mountBody} from './mount-report.js'
+import {distBody, s3Body} from './dist-report.js'
+import {mountBody, writesBody} from './mount-report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const x = (v, d = 2) => `${f(v, d)}×`
-const secs = (s) => `${f(s)} s`
-
-function readJson(file) {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8'))
-  } catch {
-    return undefined
-  }
-}
-
-/** The markdown report a latest-<kind>.json came with (same run: same start date). */
-function reportFile(root, kind, R) {
-  const rel = path.join('bench', 'results', `${R.startedAt.slice(0, 10)}-${kind}.md`)
-  return existsSync(path.join(root, rel)) ? rel : undefined
-}
-
-/** The body of the section whose heading matches `re` (up to the next heading of that level or higher). */
-function section(text, re) {
-  if (!text) return undefined
-  const lines = text.split('\n')
-  const at = lines.findIndex((l) => /^#{2,4} /.test(l) && re.test(l))
-  if (at < 0) return undefined
-  const level = /^(#+)/.exec(lines[at])[1].length
-  const out = []
-  let inList = false
-  for (let i = at + 1; i < lines.length; i++) {
-    const l = lines[i]
-    const m = /^(#+) /.exec(l)
-    if (m && m[1].length <= level) break
-    // the section is a list: stop at the first paragraph after it
-    if (inList && l.trim() && !/^\s*[-*] /.test(l) && !/^\s/.test(l)) break
-    if (/^\s*[-*] /.test(l)) inList = true
-    out.push(l)
-  }
-  return out.join('\n').trim()
-}
 
 /** Why vmi's HTTP clients are what they are (the A/B runs are in a dated report). */
 const HTTP_CLIENT = [
@@ -68,36 +32,55 @@ const HTTP_CLIENT = [
   '',
 ]
 
+/** The S3 client vmi uses, and why; what bounds a bucket as the seed. */
+const S3_CLIENT = [
+  "The S3 client is vmi's own SigV4 signer (`src/peer/s3/sigv4.ts`, node:crypto, held to AWS's published examples by test/unit/s3-sigv4.test.js) on the project's HTTP client (src/peer/http-client.ts, node:http). " +
+    'In the second table the own signer loads several times faster than @smithy/signature-v4 and @aws-sdk/client-s3 (a CLI command pays that at every start); its GETs per second are close to the @smithy signer\'s (ahead of it in a run under heavy load, [2026-12-06-s3-under-load.md](../bench/results/2026-12-06-s3-under-load.md), about a tenth behind in a quieter one) and well ahead of the SDK\'s. The choice rests on the load time and on needing no new dependency (@smithy/signature-v4 is here only as a transitive dev dependency of oclif). ' +
+    "The credential chain a user expects (environment, ~/.aws/credentials and config, AWS_PROFILE) is read by src/cli/s3-settings.ts; the SDK's instance and container credential providers are not used.",
+  '',
+  "What bounds it: every chunk is one request, and radosgw spends ~1.4–2 ms of CPU on each (measured when the test server was set up), on the same 2 cores as the client; nginx serves a request for a fraction of that, and `aws s3 cp` moves the raw file in 8 MiB multipart ranges, a few dozen requests. So a bucket is request-bound where nginx is not: the ratios to `aws s3 cp` grow with the image's share of zero chunks (vmi skips them), and the ≥ 2× and ≤ 1.5× goals are missed on this machine.",
+  '',
+]
+
+/**
+ * The benchmarks in the doc's order: what the run table calls each, its section's heading (the
+ * boot storm's sits inside the fleet lab's), the body it shares with its report, its goals, and
+ * what the doc adds before or after the body.
+ */
+const KINDS = {
+  store: {name: 'store (import, export)', heading: '## Store: import and export', body: storeBody, goals: storeGoals},
+  dist: {name: 'distribution (pull, push, fleet, serve)', heading: '## Distribution: pull, push, fleets, serving', body: distBody, goals: distGoals, after: HTTP_CLIENT},
+  mount: {name: 'mount (reads, boots)', heading: '## Mount: cached reads and lazy boots', body: mountBody, goals: mountGoals},
+  writes: {name: 'sub-block writes through the overlay', heading: '## Sub-block writes through the overlay', body: writesBody},
+  s3: {name: 'S3 bucket as the seed (radosgw)', heading: '## S3 bucket as the seed', body: s3Body, before: S3_CLIENT},
+  fleet: {name: 'fleet lab (namespaces, shaped links)', heading: '## Fleet lab: hosts in their own network namespaces, on shaped links', body: fleetBody, goals: fleetGoals},
+  'fleet-boot': {name: 'boot storm in the fleet lab (replay)', heading: '### Boot storm in the lab (a replay)', depth: 2, body: bootBody, goals: bootGoals},
+}
+
+function readJson(file) {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'))
+  } catch {
+    return undefined
+  }
+}
+
 /** Renders docs/PERFORMANCE.md and docs/img/*.svg; returns what it wrote. */
 export async function renderPerformanceDoc({root = ROOT} = {}) {
   const res = path.join(root, 'bench', 'results')
-  const R = {
-    store: readJson(path.join(res, 'latest-store.json')),
-    dist: readJson(path.join(res, 'latest-dist.json')),
-    mount: readJson(path.join(res, 'latest-mount.json')),
-    writes: readJson(path.join(res, 'latest-writes.json')),
-    fleet: readJson(path.join(res, 'latest-fleet.json')),
-    'fleet-boot': readJson(path.join(res, 'latest-fleet-boot.json')),
-    sim: readJson(path.join(res, 'latest-sim.json')),
-    s3: readJson(path.join(res, 'latest-s3.json')),
-  }
-  const reports = {}
-  for (const k of ['store', 'dist', 'mount', 'writes', 'fleet', 'fleet-boot', 's3']) {
-    const rel = R[k] && reportFile(root, k, R[k])
-    reports[k] = rel ? {file: rel, text: readFileSync(path.join(root, rel), 'utf8')} : undefined
-  }
+  /** @type {Record<string, any>} */
+  const R = Object.fromEntries([...Object.keys(KINDS), 'sim'].map((k) => [k, readJson(path.join(res, `latest-${k}.json`))]))
   const images = new Map() // name → svg
   const plot = (name, svg, alt) => {
     images.set(name, svg)
     return `![${alt}](img/${name})`
   }
-  /** A kind's body (bench/lib/<kind>-report.js) as the doc shows it: its headings `depth` levels down, its charts drawn. */
-  const embed = (body, r, depth = 1) => body(r, {plot: (name, alt, make) => [plot(name, make(), alt), ''], bg: [], all: R}).join('\n').replace(/^#/gm, '#'.repeat(depth + 1))
+  const ctx = {plot: (name, alt, make) => [plot(name, make(), alt), ''], bg: [], all: R}
 
   const out = []
   out.push('# Performance', '')
   out.push(
-    '_Generated by `bench/lib/perf-doc.js` from `bench/results/latest-{store,dist,mount,writes,fleet,fleet-boot,sim,s3}.json` and the reports of the same runs — do not edit by hand. ' +
+    '_Generated by `bench/lib/perf-doc.js` from `bench/results/latest-{store,dist,mount,writes,s3,fleet,fleet-boot,sim}.json`, the same bodies as the reports of those runs — do not edit by hand. ' +
       '`npm run bench` measures and regenerates it; `node bench/run.js --render` regenerates it from the saved results without measuring._',
     '',
   )
@@ -115,15 +98,13 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
     .map(([k]) => `bench/results/latest-${k}.json`)
   if (missing.length) out.push(`Not available, so not shown: ${missing.join(', ')}.`, '')
 
-  out.push(...machineSection(R, reports))
-  out.push(...goalsSection(R))
-  if (R.store) out.push('## Store: import and export', '', embed(storeBody, R.store), '')
-  if (R.dist) out.push('## Distribution: pull, push, fleets, serving', '', embed(distBody, R.dist), '', ...HTTP_CLIENT)
-  if (R.mount) out.push('## Mount: cached reads and lazy boots', '', embed(mountBody, R.mount), '')
-  if (R.writes && reports.writes) out.push(...writesSection(reports.writes))
-  if (R.s3 && reports.s3) out.push(...s3Section(reports.s3))
-  if (R.fleet) out.push('## Fleet lab: hosts in their own network namespaces, on shaped links', '', embed(fleetBody, R.fleet), '')
-  if (R['fleet-boot']) out.push('### Boot storm in the lab (a replay)', '', embed(bootBody, R['fleet-boot'], 2), '')
+  out.push(...machineSection(R, root))
+  const goals = Object.entries(KINDS).flatMap(([k, K]) => (R[k] && K.goals ? K.goals(R[k]) : []))
+  if (goals.length) out.push('## Goals', '', `${goals.filter((g) => g.met).length} of ${goals.length} met.`, '', goalTable(goals), '')
+  for (const [k, K] of Object.entries(KINDS)) {
+    // a kind's body, its headings `depth` levels down (it starts at ##), its charts drawn
+    if (R[k]) out.push(K.heading, '', ...(K.before ?? []), K.body(R[k], ctx).join('\n').replace(/^#/gm, '#'.repeat((K.depth ?? 1) + 1)), '', ...(K.after ?? []))
+  }
   if (R.sim) out.push(...simSection(R, plot))
 
   const docDir = path.join(root, 'docs')
@@ -132,29 +113,6 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
   const md = out.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd() + '\n'
   await fsp.writeFile(path.join(docDir, 'PERFORMANCE.md'), md)
   return {doc: 'docs/PERFORMANCE.md', images: [...images.keys()].map((n) => `docs/img/${n}`), missing}
-}
-
-/** The sub-block write benchmark's report (bench/writes.js), under its own heading. */
-function writesSection(report) {
-  const body = report.text.replace(/^# .*\n/, '').trim()
-  return ['## Sub-block writes through the overlay', '', `From [${path.basename(report.file)}](../${report.file}).`, '', body, '']
-}
-
-/** The S3 seed benchmark's report (bench/s3.js), and the client choice it supports. */
-function s3Section(report) {
-  const body = report.text.replace(/^# .*\n/, '').trim()
-  return [
-    '## S3 bucket as the seed',
-    '',
-    `From [${path.basename(report.file)}](../${report.file}). The S3 client is vmi's own SigV4 signer (\`src/peer/s3/sigv4.ts\`, node:crypto, held to AWS's published examples by test/unit/s3-sigv4.test.js) on the project's HTTP client (src/peer/http-client.ts, node:http). ` +
-      'In the second table the own signer loads several times faster than @smithy/signature-v4 and @aws-sdk/client-s3 (a CLI command pays that at every start); its GETs per second are close to the @smithy signer\'s (ahead of it in a run under heavy load, [2026-12-06-s3-under-load.md](../bench/results/2026-12-06-s3-under-load.md), about a tenth behind in a quieter one) and well ahead of the SDK\'s. The choice rests on the load time and on needing no new dependency (@smithy/signature-v4 is here only as a transitive dev dependency of oclif). ' +
-      "The credential chain a user expects (environment, ~/.aws/credentials and config, AWS_PROFILE) is read by src/cli/s3-settings.ts; the SDK's instance and container credential providers are not used.",
-    '',
-    "What bounds it: every chunk is one request, and radosgw spends ~1.4–2 ms of CPU on each (measured when the test server was set up), on the same 2 cores as the client; nginx serves a request for a fraction of that, and `aws s3 cp` moves the raw file in 8 MiB multipart ranges, a few dozen requests. So a bucket is request-bound where nginx is not: the ratios to `aws s3 cp` grow with the image's share of zero chunks (vmi skips them), and the ≥ 2× and ≤ 1.5× goals are missed on this machine.",
-    '',
-    body,
-    '',
-  ]
 }
 
 // ----------------------------------------------------------------- machine and provenance
@@ -166,29 +124,31 @@ function machineLine(m) {
   )
 }
 
-function machineSection(R, reports) {
+function machineSection(R, root) {
   const out = ['## Machine and runs', '']
-  const runs = ['store', 'dist', 'mount', 'fleet', 'fleet-boot'].filter((k) => R[k])
+  const runs = Object.keys(KINDS).filter((k) => R[k])
   const lines = [...new Set(runs.map((k) => machineLine(R[k].machine)))]
   if (lines.length === 1) out.push(`All measurements ran on one machine: ${lines[0]}.`)
   else for (const k of runs) out.push(`- ${k}: ${machineLine(R[k].machine)}`)
   const m = R.mount?.machine ?? R.dist?.machine
   if (m) out.push(`Guests boot under ${m.kvmUsable ? 'KVM' : '**TCG** (software emulation; no usable KVM on this machine)'}; tools: ${[R.store?.machine.cp, R.store?.machine.b3sum, m.curl?.split(' ').slice(0, 2).join(' '), m.nginx?.replace('nginx version: ', ''), m.nbdkit, m.qemuImg?.split(' (')[0]].filter(Boolean).join(', ')}.`)
   out.push('')
-  const names = {store: 'store (import, export)', dist: 'distribution (pull, push, fleet, serve)', mount: 'mount (reads, boots)', fleet: 'fleet lab (namespaces, shaped links)', 'fleet-boot': 'boot storm in the fleet lab (replay)'}
   out.push(
     table(
-      ['benchmark', 'started (UTC)', 'source', 'dist/ build', 'took', 'full report'],
+      ['benchmark', 'started (UTC)', 'source', 'dist/ build', 'took', 'load average at the end', 'full report'],
       runs.map((k) => {
         const r = R[k]
         const g = r.git
+        // the markdown report of the same run: same kind, same start date
+        const report = `bench/results/${r.startedAt.slice(0, 10)}-${k}.md`
         return [
-          names[k],
+          KINDS[k].name,
           r.startedAt.replace('T', ' ').slice(0, 16),
           `git ${g.head}${g.dirtySrcFiles ? ` + ${g.dirtySrcFiles} uncommitted file(s) in src/` : ''}`,
-          `${g.distAtStart}${g.distAtEnd !== g.distAtStart ? ` → ${g.distAtEnd} (rebuilt during the run)` : ''}`,
-          `${f(r.totalSeconds, 0)} s`,
-          reports[k] ? `[${path.basename(reports[k].file)}](../${reports[k].file})` : '–',
+          `${g.distAtStart ?? '–'}${g.distAtEnd !== g.distAtStart ? ` → ${g.distAtEnd} (rebuilt during the run)` : ''}`,
+          r.totalSeconds === undefined ? '–' : `${f(r.totalSeconds, 0)} s`,
+          r.loadAverageAtEnd?.join(' ') ?? '–',
+          existsSync(path.join(root, report)) ? `[${path.basename(report)}](../${report})` : '–',
         ]
       }),
     ),
@@ -197,37 +157,6 @@ function machineSection(R, reports) {
   if (R.sim) out.push(`Simulation: \`bench/sim.js\`, seed \`${R.sim.seed}\`, input ${R.sim.input.source}${R.sim.input.sourceStartedAt ? ` (run of ${R.sim.input.sourceStartedAt.slice(0, 10)})` : ''}; ${f(R.sim.seconds, 1)} s.`, '')
   return out
 }
-
-// ----------------------------------------------------------------- goals
-
-function goalsSection(R) {
-  const goals = [
-    ...(R.store ? storeGoals(R.store) : []),
-    ...(R.dist ? distGoals(R.dist) : []),
-    ...(R.mount ? mountGoals(R.mount) : []),
-    ...(R.fleet ? fleetGoals(R.fleet) : []),
-    ...(R['fleet-boot'] ? bootGoals(R['fleet-boot']) : []),
-  ]
-  if (!goals.length) return []
-  return ['## Goals', '', `${goals.filter((g) => g.met).length} of ${goals.length} met.`, '', goalTable(goals), '']
-}
-
-// ----------------------------------------------------------------- store
-
-const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-
-function bounds(report, which) {
-  if (!report) return []
-  const out = []
-  for (const [re, label] of which) {
-    const body = section(report.text, re)
-    if (!body) continue
-    out.push(`#### What bounds it${label ? ` — ${label}` : ''}`, '', `_From [${path.basename(report.file)}](../${report.file}), the same run:_`, '', body, '')
-  }
-  return out
-}
-
-// ----------------------------------------------------------------- distribution
 
 // ----------------------------------------------------------------- simulation
 
