@@ -22,8 +22,10 @@ import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed} from './lib/inproc.js'
 import {GNU_TIME, median, runTimed, stats, summarizeRuns} from './lib/measure.js'
 import {
+  BUILD,
   cpuWindow,
   ensureBootImage,
+  ENV_NOTE,
   GiB,
   KiB,
   listObjects,
@@ -34,6 +36,7 @@ import {
   prepare,
   prepMethod,
   prepSettings,
+  RENDER,
   rerenderAndExit,
   ROOT,
   servedObjectBytes,
@@ -48,31 +51,18 @@ import {compressionStudy} from './lib/dist-compress.js'
 import {renderDistReport} from './lib/dist-report.js'
 import {pullComponents} from './lib/dist-inproc.js'
 
-const USAGE = `usage: node bench/dist.js [--reps N] [--hosts 1,2,4,8] [--synthetic] [--no-compress] [--build]
-
-  --reps N        repetitions of each pull/curl/push/cp/serve-load measurement, median reported (default 3);
-                  the N-host runs are done once each
-  --hosts LIST    host counts for the fleet pull (default 1,2,4,8)
-  --synthetic     use the 1.5 GiB synthetic image even when the Debian boot image is built
-  --no-compress   skip the compression study
-  --build         run 'npm run build' first
-  --render JSON   measure nothing: rewrite the markdown report from a latest-dist.json
-
-environment: as bench/store.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
-
 const opts = parseOptions(
   'dist',
-  USAGE,
-  {reps: 3, hosts: [1, 2, 4, 8], synthetic: false, compress: true, build: false, render: undefined},
   {
-    '--reps': ['reps', Number],
-    '--hosts': ['hosts', numberList],
-    '--synthetic': ['synthetic', true],
-    '--no-compress': ['compress', false],
-    '--build': ['build', true],
-    '--render': ['render', String],
+    reps: ['--reps N', 3, Number, 'repetitions of each pull/curl/push/cp/serve-load measurement, median reported; the N-host runs are done once each'],
+    hosts: ['--hosts LIST', [1, 2, 4, 8], numberList, 'host counts for the fleet pull'],
+    synthetic: ['--synthetic', false, true, 'use the 1.5 GiB synthetic image even when the Debian boot image is built'],
+    compress: ['--no-compress', true, false, 'skip the compression study'],
+    build: BUILD,
+    render: RENDER,
   },
   (o) => (!Number.isInteger(o.reps) || o.reps < 1 || !o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 32)) && `bad --reps or --hosts`,
+  ENV_NOTE,
 )
 
 const TARGETS = {pullVsCurl: 2}

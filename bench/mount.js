@@ -23,7 +23,9 @@ import path from 'node:path'
 import {bytesHuman, f, GB, int, MB} from './lib/format.js'
 import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
 import {
+  BUILD,
   cpuWindow,
+  ENV_NOTE,
   httpText,
   KiB,
   lastJson,
@@ -32,6 +34,7 @@ import {
   prepare,
   prepMethod,
   prepSettings,
+  RENDER,
   requireBootImage,
   rerenderAndExit,
   RESULTS,
@@ -47,28 +50,17 @@ import {renderMountReport} from './lib/mount-report.js'
 import {backendReadCost} from './lib/mount-inproc.js'
 import {parseBootResult, parseNbdkitLog, qemuImgBench, readFootprint, startMount, startNbdkit, zeroBlocks} from './lib/mount-nbd.js'
 
-const USAGE = `usage: node bench/mount.js [--reps N] [--no-boot] [--no-reads] [--build]
-
-  --reps N     repetitions of each cached-read measurement, median reported (default 3); boots run once each
-  --no-boot    skip the boots (cached reads only)
-  --no-reads   skip the cached reads (boots only)
-  --build      run 'npm run build' first
-  --render J   measure nothing: rewrite the markdown report from a latest-mount.json
-
-environment: as bench/store.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
-
 const opts = parseOptions(
   'mount',
-  USAGE,
-  {reps: 3, boot: true, reads: true, build: false, render: undefined},
   {
-    '--reps': ['reps', Number],
-    '--no-boot': ['boot', false],
-    '--no-reads': ['reads', false],
-    '--build': ['build', true],
-    '--render': ['render', String],
+    reps: ['--reps N', 3, Number, 'repetitions of each cached-read measurement, median reported; boots run once each'],
+    boot: ['--no-boot', true, false, 'skip the boots (cached reads only)'],
+    reads: ['--no-reads', true, false, 'skip the cached reads (boots only)'],
+    build: BUILD,
+    render: RENDER,
   },
   (o) => (!Number.isInteger(o.reps) || o.reps < 1) && `--reps must be a positive integer`,
+  ENV_NOTE,
 )
 
 const TARGETS = {readsVsNbdkit: 1.0, coldBootVsLocal: 1.2, fetchedVsRead: 1.5}

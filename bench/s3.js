@@ -26,9 +26,10 @@ import {findBootImage, MiB, parseOptions, ROOT, startNginx, startRun, vmiTimed} 
 
 const {reps, gets: GETS} = parseOptions(
   's3',
-  'node bench/s3.js [--reps N] [--gets N]   vmi push/pull against radosgw vs aws s3 cp, and vs nginx; S3 client choice (see bench/README.md)',
-  {reps: 3, gets: 2000},
-  {'--reps': ['reps', Number], '--gets': ['gets', Number]},
+  {
+    reps: ['--reps N', 3, Number, 'runs of each push, pull and aws s3 cp, contenders alternating'],
+    gets: ['--gets N', 2000, Number, 'GETs per S3 client in the client choice'],
+  },
   (o) => (o.reps >= 1 && o.gets >= 16 ? false : '--reps must be at least 1, --gets at least 16'),
 )
 const IMAGE = 256 * MiB

@@ -670,31 +670,18 @@ export async function runSuite(opts = {}) {
 
 // ----------------------------------------------------------------- command line
 
-const USAGE = `usage: node bench/sim.js [--seed S] [--hosts 1,2,4,…] [--churn-hosts N] [--out FILE] [--no-doc]
-
-  A simulation, not a measurement: owner hashing for N hosts pulling and booting
-  the image of bench/results/latest-dist.json, with the real rankPeers of vmi's API.
-  Writes bench/results/latest-sim.json (or --out) and re-renders docs/PERFORMANCE.md.
-
-  --seed S          seed of the chunk ids and of every random choice (default ${DEFAULTS.seed})
-  --hosts LIST      host counts of the sweep (default ${DEFAULTS.hosts.join(',')})
-  --churn-hosts N   fleet size of the leave/join runs (default ${DEFAULTS.churnHosts})
-  --out FILE        where the JSON goes (default bench/results/latest-sim.json)
-  --no-doc          do not re-render docs/PERFORMANCE.md`
-
 async function main(argv) {
   const {out, doc, ...opts} = parseOptions(
     'sim',
-    USAGE,
-    {seed: DEFAULTS.seed, hosts: DEFAULTS.hosts, churnHosts: DEFAULTS.churnHosts, out: path.join(RESULTS, 'latest-sim.json'), doc: true},
     {
-      '--seed': ['seed', String],
-      '--hosts': ['hosts', numberList],
-      '--churn-hosts': ['churnHosts', Number],
-      '--out': ['out', (f) => path.resolve(f)],
-      '--no-doc': ['doc', false],
+      seed: ['--seed S', DEFAULTS.seed, String, 'seed of the chunk ids and of every random choice'],
+      hosts: ['--hosts LIST', DEFAULTS.hosts, numberList, 'host counts of the sweep'],
+      churnHosts: ['--churn-hosts N', DEFAULTS.churnHosts, Number, 'fleet size of the leave/join runs'],
+      out: ['--out FILE', path.join(RESULTS, 'latest-sim.json'), (f) => path.resolve(f), 'where the JSON goes'],
+      doc: ['--no-doc', true, false, 'do not re-render docs/PERFORMANCE.md'],
     },
     (o) => (!o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 4096) || !(Number.isInteger(o.churnHosts) && o.churnHosts >= 2)) && 'bad --hosts or --churn-hosts',
+    "A simulation, not a measurement: owner hashing for N hosts pulling and booting the image of bench/results/latest-dist.json,\nwith the real rankPeers of vmi's API. Writes bench/results/latest-sim.json (or --out) and re-renders docs/PERFORMANCE.md.",
     argv,
   )
   const log = (m) => process.stderr.write(`bench sim: ${m}\n`)

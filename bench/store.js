@@ -17,39 +17,28 @@ import path from 'node:path'
 import {bytesHuman, f, GB, int, linearFit, MB} from './lib/format.js'
 import {allocatedBytes, ensureScaleImage, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed, storeWriteCost, zeroCheckSpeed} from './lib/inproc.js'
-import {findBootImage, GiB, KiB, MiB, parseOptions, prepare as prepareRun, prepMethod, prepSettings, startRun, vmiTimed} from './lib/common.js'
+import {BUILD, findBootImage, GiB, KiB, MiB, parseOptions, prepare as prepareRun, prepMethod, prepSettings, startRun, vmiTimed} from './lib/common.js'
 import {renderStoreReport} from './lib/store-report.js'
 import {countFiles, GNU_TIME, hasCommand, median, RSS_METHOD, runTimed, settle, warmDir, warmFile, summarizeRuns} from './lib/measure.js'
 
 // ----------------------------------------------------------------- options
 
-const USAGE = `usage: node bench/store.js [--reps N] [--no-debian] [--no-scale] [--no-sweep] [--build]
-
-  --reps N      repetitions per measurement, median reported (default 3)
-  --no-debian   skip the Debian boot image even when it is built
-  --no-scale    skip the RSS-vs-image-size check (sparse 2 and 16 GiB images)
-  --no-sweep    skip the chunk-size sweep
-  --build       run 'npm run build' first (default: use dist/ as it is)
-
-environment:
+const opts = parseOptions(
+  'store',
+  {
+    reps: ['--reps N', 3, Number, 'repetitions per measurement, median reported'],
+    debian: ['--no-debian', true, false, 'skip the Debian boot image even when it is built'],
+    scale: ['--no-scale', true, false, 'skip the RSS-vs-image-size check (sparse 2 and 16 GiB images)'],
+    sweep: ['--no-sweep', true, false, 'skip the chunk-size sweep'],
+    build: BUILD,
+  },
+  (o) => (!Number.isInteger(o.reps) || o.reps < 1) && '--reps must be a positive integer',
+  `environment:
   VMI_CACHE_DIR        cache base (default \${XDG_CACHE_HOME:-~/.cache}/vmi); images go in <base>/bench
   VMI_BENCH_WORKDIR    where temporary stores and copies go (default: a new dir in $TMPDIR)
   VMI_BENCH_SCALE_GIB  sizes for the RSS check, comma-separated (default 2,16,80)
   VMI_BENCH_QUIET_WAIT seconds each run may wait for the rest of the machine to go idle (default 60; 0: don't wait)
-  VMI_BENCH_PRETOUCH_GIB  memory to touch before every run (default 3 on a VM with free page reporting, else 0)`
-
-const opts = parseOptions(
-  'store',
-  USAGE,
-  {reps: 3, debian: true, scale: true, sweep: true, build: false},
-  {
-    '--reps': ['reps', Number],
-    '--no-debian': ['debian', false],
-    '--no-scale': ['scale', false],
-    '--no-sweep': ['sweep', false],
-    '--build': ['build', true],
-  },
-  (o) => (!Number.isInteger(o.reps) || o.reps < 1) && '--reps must be a positive integer',
+  VMI_BENCH_PRETOUCH_GIB  memory to touch before every run (default 3 on a VM with free page reporting, else 0)`,
 )
 const settings = prepSettings()
 const scaleSizes = (process.env.VMI_BENCH_SCALE_GIB || '2,16,80').split(',').map((x) => Number(x) * GiB)

@@ -20,12 +20,12 @@ import {KiB, MiB, parseOptions, prepare, prepSettings, startRun, vmiTimed, withS
 import {qemuImgBench, startMount, startNbdkit} from './lib/mount-nbd.js'
 import {renderWritesReport} from './lib/mount-report.js'
 
-const USAGE = 'node bench/writes.js [--reps N] [--old DIR]   sub-block writes through vmi mount vs nbdkit file+cow (see bench/README.md)'
 const {reps, old: oldDir} = parseOptions(
   'writes',
-  USAGE,
-  {reps: 5, old: undefined},
-  {'--reps': ['reps', Number], '--old': ['old', String]},
+  {
+    reps: ['--reps N', 5, Number, 'runs per row, contenders alternating'],
+    old: ['--old DIR', undefined, String, 'another built checkout of vmi as a third contender (an A/B of two builds)'],
+  },
   (o) => (!Number.isInteger(o.reps) || o.reps < 1) && '--reps must be a positive integer',
 )
 const IMAGE = 256 * MiB

@@ -36,19 +36,25 @@ export async function loadVmi() {
 }
 
 /**
- * A benchmark's command line. `flags` maps each option to [key, parse] (it
- * takes a value, parsed by `parse`) or [key, value] (a switch that sets it);
- * -h/--help prints `usage` and exits 0; an unknown option, or what `check`
+ * A benchmark's command line, from one table: `spec` maps each option's key to
+ * [flag, default, parse, help]: `--flag VALUE` (a value, parsed by `parse`) or
+ * `--flag` alone (a switch: sets the key to `parse`). -h/--help prints the usage
+ * the table makes (then `notes`) and exits 0; an unknown option, or what `check`
  * returns (a message, or false when all is well), exits 2.
- * @template {Record<string, any>} T
- * @param {string} kind @param {string} usage @param {T} defaults
- * @param {Record<string, [keyof T, ((v: string) => any) | boolean]>} flags
- * @param {(o: T) => string | false} [check]
- * @returns {T}
+ * @template {Record<string, [string, any, any, string]>} S
+ * @param {string} kind @param {S} spec @param {(o: Record<keyof S, any>) => string | false} [check] @param {string} [notes]
+ * @returns {Record<keyof S, any>}
  */
-export function parseOptions(kind, usage, defaults, flags, check, argv = process.argv.slice(2)) {
-  /** @type {Record<string, any>} */
-  const opts = {...defaults}
+export function parseOptions(kind, spec, check, notes, argv = process.argv.slice(2)) {
+  const table = Object.entries(spec)
+  const usage = [
+    `usage: node bench/${kind}.js ${table.map(([, [flag]]) => `[${flag}]`).join(' ')}`,
+    '',
+    ...table.map(([, [flag, def, parse, help]]) => `  ${flag.padEnd(18)}${help}${typeof parse === 'function' && def !== undefined ? ` (default ${def})` : ''}`),
+    ...(notes ? ['', notes] : []),
+  ].join('\n')
+  /** @type {Record<keyof S, any>} */
+  const opts = /** @type {any} */ (Object.fromEntries(table.map(([k, [, def]]) => [k, def])))
   /** @param {string} msg @returns {never} */
   const fail = (msg) => {
     console.error(`bench ${kind}: ${msg}\n${usage}`)
@@ -59,13 +65,19 @@ export function parseOptions(kind, usage, defaults, flags, check, argv = process
       console.log(usage)
       process.exit(0)
     }
-    const [key, v] = flags[argv[i]] ?? fail(`unknown argument ${argv[i]}`)
-    opts[/** @type {string} */ (key)] = typeof v === 'function' ? v(argv[++i]) : v
+    const [key, [, , v]] = table.find(([, [flag]]) => flag.split(' ')[0] === argv[i]) ?? fail(`unknown argument ${argv[i]}`)
+    opts[/** @type {keyof S} */ (key)] = typeof v === 'function' ? v(argv[++i]) : v
   }
-  const wrong = check?.(/** @type {T} */ (opts))
+  const wrong = check?.(opts)
   if (wrong) fail(wrong)
-  return /** @type {T} */ (opts)
+  return opts
 }
+
+/** The options several benchmarks take (parseOptions entries). */
+export const BUILD = /** @type {[string, any, any, string]} */ (['--build', false, true, "run 'npm run build' first (default: use dist/ as it is)"])
+export const RENDER = /** @type {[string, any, any, string]} */ (['--render JSON', undefined, String, 'measure nothing: rewrite the markdown report from a saved latest-<kind>.json'])
+/** What every benchmark's environment is, as bench/store.js --help lists it. */
+export const ENV_NOTE = 'environment: as bench/store.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)'
 
 /** '1,2,4' → [1, 2, 4] @param {string} s */
 export const numberList = (s) => String(s).split(',').map(Number)
