@@ -1,20 +1,9 @@
 #!/usr/bin/env node
 // @ts-check
-// vmi distribution benchmark: `node bench/dist.js` (or `npm run bench -- --only dist`).
-// See bench/README.md, "Distribution benchmark".
-//
-// On the Debian boot image (else a 1.5 GiB synthetic one), all on 127.0.0.1:
-//   - vmi pull from an nginx-served seed store vs curl of the raw file from
-//     the same nginx (goal: pull ≥ 2× faster, by sending only unique non-zero chunks);
-//   - N = 1, 2, 4, 8 hosts pulling at once (each: its own store + vmi serve
-//     --seed SEED + vmi pull ID SEED --peer <every host>), seed = vmi serve:
-//     seed egress (its /metrics) / unique non-zero bytes, and wall time;
-//   - vmi push into an empty `vmi serve` seed vs cp of the file;
-//   - 64 concurrent keep-alive chunk GETs against vmi serve vs nginx over the
-//     same store: throughput and p99 latency;
-//   - would compressing chunks on the wire help? (measured, not implemented).
-// Writes bench/results/<date>-dist.md and bench/results/latest-dist.json. It
-// never fails on a missed goal: it reports it.
+// vmi distribution benchmark: `node bench/dist.js` (or `npm run bench -- --only dist`): pull
+// against curl, N hosts pulling at once, push against cp, serving under load, compression; what
+// each measures is in bench/README.md, "Distribution benchmark". Writes bench/results/<date>-dist.md
+// and latest-dist.json; never fails on a missed goal.
 import {promises as fsp, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {bytesHuman, f, int, MB, mbps} from './lib/format.js'

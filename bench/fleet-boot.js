@@ -1,20 +1,9 @@
 #!/usr/bin/env node
 // @ts-check
-// vmi boot-storm benchmark in the fleet lab: `node bench/fleet-boot.js` (or
-// `npm run bench -- --only fleet-boot`). See bench/README.md, "Boot storm".
-//
-// N hosts cold-boot the Debian image at once through `vmi mount`. A real boot
-// under TCG takes a whole core for 20–40 s, so the boot is replayed instead:
-// the guest's read trace (offset, length, think time since the previous
-// read completed), recorded once during a real boot through `vmi mount`
-// (bench/traces/debian-boot.json, re-recorded with --record), is replayed on
-// every host by an NBD client (bench/lib/replay-trace.py) that waits each
-// recorded think time. One real QEMU boot runs on one host of the largest
-// run as a check. Contenders: vmi with peers + owner hashing, vmi without
-// peers (lazy from the seed alone), and copy-then-boot (curl the raw file,
-// then replay on the local file). Reports p50/p99 time-to-boot-set per host
-// and the seed's bytes. Writes bench/results/<date>-fleet-boot.md and
-// bench/results/latest-fleet-boot.json; never fails on a missed goal.
+// vmi boot-storm benchmark in the fleet lab: `node bench/fleet-boot.js` (or `npm run bench --
+// --only fleet-boot`): N hosts replay one real boot's reads at once through `vmi mount` (a real
+// boot under TCG takes a core for 20–40 s); see bench/README.md, "Boot storm". Writes
+// bench/results/<date>-fleet-boot.md and latest-fleet-boot.json; never fails on a missed goal.
 import {spawnSync} from 'node:child_process'
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'

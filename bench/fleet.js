@@ -1,21 +1,9 @@
 #!/usr/bin/env node
 // @ts-check
-// vmi fleet benchmark in the lab: `node bench/fleet.js` (or `npm run bench -- --only fleet`).
-// See bench/README.md, "Fleet benchmark".
-//
-// A seed and N hosts, each in its own network namespace on a tbf-shaped link
-// (test/helpers/lab.js). On a synthetic image (default 256 MiB, half of it
-// unique non-zero chunks):
-//   - fill, N = 1, 2, 4, 8, 16 hosts getting the whole image at once, three
-//     contenders in the same lab: each host curls the raw file from nginx on
-//     the seed (anchor); each host pulls from the seed alone (nginx, no peers);
-//     vmi with peers and owner hashing (every host: vmi serve --seed SEED and
-//     vmi pull ID SEED --peer <every host>) — against the physical limit,
-//     unique bytes ÷ link rate;
-//   - churn (at 8 hosts by default): an owner's link cut mid-fill, a host
-//     joining late, the seed's link down for 10 s, one host's link 10× slower.
-// Writes bench/results/<date>-fleet.md and bench/results/latest-fleet.json.
-// It never fails on a missed goal: it reports it.
+// vmi fleet benchmark in the lab: `node bench/fleet.js` (or `npm run bench -- --only fleet`): N
+// hosts in their own network namespaces on shaped links fill at once (vmi with peers, from the
+// seed alone, curl), and churn; see bench/README.md, "Fleet benchmark". Writes
+// bench/results/<date>-fleet.md and latest-fleet.json; never fails on a missed goal.
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {startLab} from '../test/helpers/lab.js'

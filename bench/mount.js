@@ -1,21 +1,9 @@
 #!/usr/bin/env node
 // @ts-check
-// vmi mount benchmark: `node bench/mount.js` (or `npm run bench -- --only mount`).
-// See bench/README.md, "Mount benchmark".
-//
-// On the Debian boot image (built with scripts/build-boot-image.sh when missing and root):
-//   - cached reads through `vmi mount`'s NBD export (every chunk local, page
-//     cache warm) against nbdkit's file plugin serving the same raw file:
-//     sequential 1 MiB and scattered 4 KiB reads at depth 1 and 16, with
-//     qemu-img bench (goal ≥ 1.0×);
-//   - cold lazy boot (empty host store, seed = vmi serve) against booting the
-//     local raw file (goal ≤ 1.2×); bytes fetched from the seed against the
-//     bytes the guest read (goal ≤ 1.5×); the same with a recorded boot
-//     profile; a warm boot (all local);
-//   - chunk size: 64 KiB, 256 KiB and 1 MiB images, cold boots with --prefetch none.
-// One boot per configuration (each takes ~20 s under TCG); the raw-file anchor
-// boots twice (first and last). Writes bench/results/<date>-mount.md and
-// bench/results/latest-mount.json; never fails on a missed goal.
+// vmi mount benchmark: `node bench/mount.js` (or `npm run bench -- --only mount`): cached reads
+// against nbdkit, lazy boots against the local raw file, chunk sizes; what each measures is in
+// bench/README.md, "Mount benchmark". Writes bench/results/<date>-mount.md and latest-mount.json;
+// never fails on a missed goal.
 import {spawnSync} from 'node:child_process'
 import {promises as fsp, readFileSync} from 'node:fs'
 import os from 'node:os'

@@ -1,21 +1,9 @@
 #!/usr/bin/env node
 // @ts-check
-// An S3 bucket as the seed: `node bench/s3.js` (or `npm run bench -- --only s3`).
-//
-// Against a throwaway Ceph radosgw (scripts/radosgw.sh; root, Debian's
-// ceph-mon/ceph-osd/radosgw and awscli): vmi push to the bucket vs `aws s3 cp`
-// of the raw file up, vmi pull from the bucket vs `aws s3 cp` of the raw file
-// down, and vmi pull from the bucket vs vmi pull from nginx over the same
-// store layout; contenders alternate, min–median–max of --reps runs. Then the
-// client choice of docs/PERFORMANCE.md ("S3 bucket as the seed"): load time and GET rate of
-// vmi's signer on its HTTP client against @smithy/signature-v4 on node:http and
-// @aws-sdk/client-s3 (each when installed). Writes bench/results/<date>-s3.md
-// and latest-s3.json; never fails on a missed goal.
-//
-// The image: 256 MiB of the Debian boot image (every Nth 4 MiB block) when it is built,
-// else 256 MiB generated (45 % random, 15 % repeats, 40 % zeros). radosgw's
-// memstore keeps ~2.6x every byte written in RAM and never gives it back, so
-// the whole 1.5 GiB Debian image (pushed, and copied raw, per run) does not fit.
+// An S3 bucket as the seed: `node bench/s3.js` (or `npm run bench -- --only s3`): vmi push and
+// pull against a throwaway radosgw (scripts/radosgw.sh) vs `aws s3 cp` and vs nginx, then the S3
+// client choice; see bench/README.md, "s3" (why the image is 256 MiB of the Debian one: radosgw's
+// memstore keeps every byte in RAM). Writes bench/results/<date>-s3.md and latest-s3.json.
 import {spawnSync} from 'node:child_process'
 import {existsSync, promises as fsp} from 'node:fs'
 import path from 'node:path'

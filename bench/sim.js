@@ -9,31 +9,9 @@
 // synthetic chunk ids (BLAKE3 of a seeded string, like real ids) and the chunk
 // count and size of the Debian image in bench/results/latest-dist.json.
 // Everything else is a model of what src/peer/chain.ts and src/peer/server.ts
-// do, in discrete time steps:
-//
-//   - one tick = the time to move one chunk over one link; every host and the
-//     seed can send one chunk and receive one chunk per tick (symmetric links
-//     of equal speed); request messages and 404s use no bandwidth;
-//   - a host pulls the distinct chunks in manifest order (the same order on
-//     every host), `window` (8, as `vmi pull`) requests in flight;
-//   - a request goes to the chunk's owner (first peer of rankPeers over the
-//     host's peer list; the list includes the host itself, as in the
-//     benchmark) with fetch-through: an owner that has the chunk queues an
-//     upload; one that lacks it joins its single flight for that chunk (one
-//     seed fetch per owner and chunk, however many ask: server/fetch-through.ts
-//     fetchThrough), stores it, then uploads it to every waiter;
-//   - a host whose list still names an owner that has left gets a refused
-//     connection and, as chain.ts does, asks the next peers in rank order
-//     with a plain GET (no fetch-through): the first that already holds the
-//     chunk sends it; if none does, the host fetches it from the seed itself
-//     (no single flight across hosts); each 404 costs a round trip
-//     (`rttTicks`) and no bandwidth; whether a peer holds the chunk is judged
-//     when the walk starts;
-//   - a sender serves its queue first come first served, skipping (for this
-//     tick) jobs whose receiver already receives one chunk this tick; the order
-//     in which senders are served each tick is shuffled (seeded);
-//   - hosts that leave stop at once: their transfers and queued jobs are lost
-//     and whoever waited on them asks again.
+// do, in discrete time steps; its rules are written once, as the doc states them
+// ("Model and assumptions", simSection in bench/lib/perf-doc.js), and at the code
+// of simulate() below.
 // Not modelled: CPU, disk, TCP dynamics, HTTP errors other than a departed
 // peer, the chain's peerDownMs expiry (a departed peer stays skipped), and a
 // host leaving while its own pull still needs it (it simply stops).

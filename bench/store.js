@@ -1,14 +1,9 @@
 #!/usr/bin/env node
 // @ts-check
-// vmi store benchmark: `node bench/store.js` (or `npm run bench -- --only store`).
-// See bench/README.md.
-//
-// One run measures, on a 2 GiB synthetic image (and on the Debian boot image
-// when it is built): b3sum and cp as anchors, vmi import into an empty store,
-// vmi import again (everything deduplicated), vmi export, peak RSS, a chunk
-// size sweep and an RSS-vs-image-size check. It writes
-// bench/results/<date>-store.md and bench/results/latest-store.json and
-// prints the table. It never fails on a missed target: it reports it.
+// vmi store benchmark: `node bench/store.js` (or `npm run bench -- --only store`): import, import
+// again, export against cp and b3sum, chunk sizes, peak RSS against image size; see
+// bench/README.md. Writes bench/results/<date>-store.md and latest-store.json; never fails on a
+// missed goal.
 import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {promises as fsp} from 'node:fs'

@@ -1,16 +1,9 @@
 #!/usr/bin/env node
 // @ts-check
-// Sub-block writes through `vmi mount`'s copy-on-write overlay:
-// `node bench/writes.js` (or `npm run bench -- --only writes`).
-//
-// qemu-img bench -w: 1 KiB writes (inside 4 KiB blocks: every one is a
-// read-modify-write of its block) and 4 KiB aligned writes, scattered, at
-// depth 1 and 16, through a writable `vmi mount` (every chunk local, a fresh
-// overlay per run) against nbdkit's file plugin with its cow filter over the
-// same raw file (a fresh one per run), alternating. With `--old DIR` a second
-// vmi build (DIR/bin/run.js, built) runs as a third contender: an A/B of two
-// builds in one run. Writes bench/results/<date>-writes.md and
-// bench/results/latest-writes.json; never fails on a missed goal.
+// Sub-block writes through `vmi mount`'s copy-on-write overlay: `node bench/writes.js` (or
+// `npm run bench -- --only writes`): qemu-img bench -w against nbdkit's file plugin with its cow
+// filter, and with `--old DIR` another build; see bench/README.md, "writes". Writes
+// bench/results/<date>-writes.md and latest-writes.json; never fails on a missed goal.
 import {randomBytes} from 'node:crypto'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
