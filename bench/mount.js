@@ -36,7 +36,7 @@ import {
 } from './lib/common.js'
 import {renderMountReport} from './lib/mount-report.js'
 import {backendReadCost} from './lib/mount-inproc.js'
-import {parseBootResult, parseNbdkitLog, qemuImgBench, readFootprint, startMount, startNbdkit, zeroBlocks} from './lib/mount-nbd.js'
+import {parseBootResult, parseNbdkitTrace, qemuImgBench, readFootprint, startMount, startNbdkit, zeroBlocks} from './lib/mount-nbd.js'
 
 const opts = parseOptions(
   'mount',
@@ -261,7 +261,7 @@ if (opts.boot) {
     const nb = await startNbdkit({file: image.file, socket: path.join(workDir, 'nbdkit-log.sock'), filters: ['log'], params: [`logfile=${logFile}`]})
     const res = await timedBoot('bash', [bootScript, '-d', image.dir, nb.uri])
     await nb.stop()
-    const readsLog = parseNbdkitLog(await fsp.readFile(logFile, 'utf8'))
+    const readsLog = parseNbdkitTrace(await fsp.readFile(logFile, 'utf8'))
     const zb = await zeroBlocks(image.file, 4 * KiB)
     res.footprint = readFootprint(readsLog, zb, CHUNK_SIZES)
     record('nbdkitLog', res)
