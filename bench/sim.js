@@ -15,11 +15,12 @@
 // Not modelled: CPU, disk, TCP dynamics, HTTP errors other than a departed
 // peer, the chain's peerDownMs expiry (a departed peer stays skipped), and a
 // host leaving while its own pull still needs it (it simply stops).
-import {createHash} from 'node:crypto'
 import {promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
-import {KiB, loadVmi, numberList, parseOptions, RESULTS, ROOT} from './lib/common.js'
+import {KiB, loadVmi, numberList, parseOptions, RESULTS, rng, ROOT, shuffleInPlace} from './lib/common.js'
+
+export {rng}
 
 export const DEFAULTS = Object.freeze({
   seed: 'vmi-sim-2026',
@@ -33,43 +34,6 @@ export const DEFAULTS = Object.freeze({
   rttSeconds: 0.0002, // LAN round trip, for the cost of a 404 (stated, not measured)
   leaveAt: [0.1, 0.5], // hosts leave when the fleet has received this share of its chunks (early, mid-pull)
 })
-
-// ----------------------------------------------------------------- deterministic randomness
-
-/** sfc32 seeded from sha256(seed): a float in [0, 1). */
-export function rng(seed) {
-  const h = createHash('sha256').update(String(seed)).digest()
-  let a = h.readUInt32LE(0)
-  let b = h.readUInt32LE(4)
-  let c = h.readUInt32LE(8)
-  let d = h.readUInt32LE(12)
-  const next = () => {
-    a >>>= 0
-    b >>>= 0
-    c >>>= 0
-    d >>>= 0
-    let t = (a + b) | 0
-    a = b ^ (b >>> 9)
-    b = (c + (c << 3)) | 0
-    c = (c << 21) | (c >>> 11)
-    d = (d + 1) | 0
-    t = (t + d) | 0
-    c = (c + t) | 0
-    return (t >>> 0) / 4294967296
-  }
-  for (let i = 0; i < 12; i++) next()
-  return next
-}
-
-function shuffleInPlace(a, rnd, n = a.length) {
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1))
-    const t = a[i]
-    a[i] = a[j]
-    a[j] = t
-  }
-  return a
-}
 
 // ----------------------------------------------------------------- the real owner choice
 

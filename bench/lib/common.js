@@ -630,23 +630,43 @@ export async function listObjects(store) {
   return out
 }
 
-/** Deterministic shuffle (seeded by a string). */
-export function shuffled(list, seed) {
-  const a = [...list]
-  let h = createHash('sha256').update(seed).digest()
-  let k = 0
+// ----------------------------------------------------------------- deterministic randomness (bench/sim.js, the load test's order)
+
+/** sfc32 seeded from sha256(seed): a float in [0, 1). */
+export function rng(seed) {
+  const h = createHash('sha256').update(String(seed)).digest()
+  let a = h.readUInt32LE(0)
+  let b = h.readUInt32LE(4)
+  let c = h.readUInt32LE(8)
+  let d = h.readUInt32LE(12)
   const next = () => {
-    if (k + 4 > h.length) {
-      h = createHash('sha256').update(h).digest()
-      k = 0
-    }
-    const v = h.readUInt32LE(k)
-    k += 4
-    return v / 2 ** 32
+    a >>>= 0
+    b >>>= 0
+    c >>>= 0
+    d >>>= 0
+    let t = (a + b) | 0
+    a = b ^ (b >>> 9)
+    b = (c + (c << 3)) | 0
+    c = (c << 21) | (c >>> 11)
+    d = (d + 1) | 0
+    t = (t + d) | 0
+    c = (c + t) | 0
+    return (t >>> 0) / 4294967296
   }
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1))
-    ;[a[i], a[j]] = [a[j], a[i]]
+  for (let i = 0; i < 12; i++) next()
+  return next
+}
+
+/** Fisher–Yates over the first `n` items of `a`, in place, with `rnd` (rng). */
+export function shuffleInPlace(a, rnd, n = a.length) {
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1))
+    const t = a[i]
+    a[i] = a[j]
+    a[j] = t
   }
   return a
 }
+
+/** A seeded shuffle of `list` (a copy). */
+export const shuffled = (list, seed) => shuffleInPlace([...list], rng(seed))
