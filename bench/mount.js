@@ -53,8 +53,6 @@ const opts = parseOptions(
 
 const TARGETS = {readsVsNbdkit: 1.0, coldBootVsLocal: 1.2, fetchedVsRead: 1.5}
 const CHUNK_SIZES = [64 * KiB, 128 * KiB, 256 * KiB, 1 * MiB]
-// the default chunk size of the code under test (set from dist/ below; from the JSON when rendering)
-let MAIN_CS = 256 * KiB
 const TOKEN = 'bench-push-token'
 const STRIDE_BLOCKS = 100003 // prime: the 4 KiB stride visits every block once, scattered, before repeating
 const PATTERNS = [
@@ -70,7 +68,6 @@ const PLACEMENTS = [
   {key: 'free', label: 'unpinned (the scheduler chooses)', server: undefined, client: undefined},
 ]
 const HEADLINE_PLACEMENT = 'split'
-const PATTERN_KEYS = (R) => R.reads.patterns.map((p) => p.key)
 
 /** Pin a process and all its threads to `cpus` (a taskset list), or to every CPU when undefined. */
 function pinTree(pid, cpus) {
@@ -86,7 +83,8 @@ const {log, workDir, discard, trashStats, dist, machine} = run
 const boot = requireBootImage('mount', log)
 
 const settings = prepSettings()
-MAIN_CS = dist.DEFAULT_CHUNK_SIZE
+/** The default chunk size of the code under test: the main seed, and the cold boots' */
+const MAIN_CS = dist.DEFAULT_CHUNK_SIZE
 if (!CHUNK_SIZES.includes(MAIN_CS)) CHUNK_SIZES.push(MAIN_CS)
 const image = {file: boot.file, dir: boot.dir, info: boot.info, size: (await fsp.stat(boot.file)).size}
 log(`KVM ${machine.kvmUsable ? 'usable' : 'not usable (TCG)'}`)
