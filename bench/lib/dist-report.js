@@ -1,7 +1,7 @@
 // @ts-check
 // The distribution benchmark's results (bench/dist.js, latest-dist.json) in markdown, written once:
 // its report and its part of docs/PERFORMANCE.md (with the charts) are the same body.
-import {bytesHuman, f, GB, int, KiB, MB, MiB, mbps, pct, table} from './format.js'
+import {bytesHuman, f, GB, int, KiB, MB, MiB, mbps, pct, range, table} from './format.js'
 import {distGoals, noteBusy, renderReport} from './report.js'
 import {lineChart} from './svg-plot.js'
 
@@ -164,10 +164,10 @@ export function distBody(R, {plot, bg}) {
     noteBusy(bg, `serve load, ${label}`, s.othersCores.median, s.busyStarts, s.runs.length)
     return [
       label,
-      `${int(s.rps.median)} (${int(s.rps.min)}–${int(s.rps.max)})`,
+      range(s.rps, int),
       `${f(s.bytesPerSecond.median / MB, 0)} (${f(s.bytesPerSecond.min / MB, 0)}–${f(s.bytesPerSecond.max / MB, 0)})`,
       f(s.p50.median),
-      `${f(s.p99.median)} (${f(s.p99.min)}–${f(s.p99.max)})`,
+      range(s.p99),
       f(s.max.median),
       f(s.serverCores.median),
       f(s.generatorCores.median),

@@ -1,7 +1,7 @@
 // @ts-check
 // The fleet benchmark's report (bench/fleet.js) and the figures its goals are
 // judged on, shared with docs/PERFORMANCE.md (bench/lib/perf-doc.js).
-import {bytesHuman, f, GiB, int, table} from './format.js'
+import {bytesHuman, f, GiB, int, range, table} from './format.js'
 import {stats} from './measure.js'
 import {renderReport} from './report.js'
 import {lineChart} from './svg-plot.js'
@@ -111,7 +111,7 @@ export function fleetBody(R, {plot}) {
         return [
           p.hosts,
           `${f(lim)} s`,
-          `${f(w.median)} (${f(w.min)}–${f(w.max)})`,
+          range(w),
           `${f(w.median / lim)}×`,
           p.seedAlone ? f(p.seedAlone.wall) : '–',
           p.seedAlone ? `${f(p.seedAlone.wall / lim)}×` : '–',

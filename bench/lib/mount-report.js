@@ -1,7 +1,7 @@
 // @ts-check
 // The mount benchmark's results (bench/mount.js, latest-mount.json) in markdown, written once:
 // its report and its part of docs/PERFORMANCE.md (with the charts) are the same body.
-import {bytesHuman, f, GB, int, KiB, MB, MiB, pct, table} from './format.js'
+import {bytesHuman, f, GB, int, KiB, MB, MiB, pct, range, table} from './format.js'
 import {mountGoals, noteBusy, rawBootAnchor, renderReport} from './report.js'
 import {barChart, lineChart} from './svg-plot.js'
 
@@ -19,6 +19,9 @@ export function renderMountReport(R) {
 const chunkSizes = (R) => Object.keys(R.image.seeds).map(Number).sort((a, b) => a - b)
 const mainChunkSize = (R) => R.mainChunkSize ?? 256 * KiB
 const coldKey = (R, cs) => (cs === mainChunkSize(R) ? 'cold' : `cold${cs / KiB}k`)
+/** µs per request of contender `k` ('nbdkit', 'vmi') in a read pattern's summary. */
+const us = (p, k) => (1e6 * p[k].seconds.median) / p.count
+const f3 = (v) => f(v, 3)
 
 /** @param {Record<string, any>} R @param {import('./report.js').BodyContext} ctx */
 export function mountBody(R, {plot, bg}) {
@@ -58,10 +61,10 @@ export function mountBody(R, {plot, bg}) {
           return [
             p.label,
             int(p.count),
-            `${f(p.nbdkit.seconds.median, 3)} (${f(p.nbdkit.seconds.min, 3)}–${f(p.nbdkit.seconds.max, 3)})`,
+            range(p.nbdkit.seconds, f3),
             f(p.nbdkit.bytesPerSecond / MB, 0),
             int(p.nbdkit.iops),
-            `${f(p.vmi.seconds.median, 3)} (${f(p.vmi.seconds.min, 3)}–${f(p.vmi.seconds.max, 3)})`,
+            range(p.vmi.seconds, f3),
             f(p.vmi.bytesPerSecond / MB, 0),
             int(p.vmi.iops),
             `**${f(p.ratio)}×**`,
@@ -89,7 +92,6 @@ export function mountBody(R, {plot, bg}) {
       })
     out.push(...plot('mount-reads.svg', 'Bar chart: MB/s of sequential and scattered reads, nbdkit against vmi mount', readsChart))
     if (R.reads.placements) {
-      const us = (p, k) => (1e6 * p[k].seconds.median) / p.count
       out.push(
         `### By CPU placement`,
         '',
@@ -250,7 +252,6 @@ function explain(R, rawAnchor, guest) {
   const lines = []
   if (R.reads) {
     const p = Object.fromEntries(R.reads.patterns.map((x) => [x.key, x]))
-    const us = (x, k) => (1e6 * x[k].seconds.median) / x.count
     const be = (k) => R.reads.backend?.patterns[k]?.usPerRequest
     const sameList = R.reads.placements?.find((pl) => pl.key === 'same')?.patterns
     const same = sameList ? Object.fromEntries(sameList.map((x) => [x.key, x])) : undefined
@@ -297,7 +298,6 @@ export function renderWritesReport(R) {
 
 /** @param {Record<string, any>} R */
 export function writesBody(R) {
-  const span = (s) => `${f(s.median, 3)} (${f(s.min, 3)}–${f(s.max, 3)})`
   const keys = Object.keys(R.patterns[0].seconds) // nbdkit, vmi and, with --old, old
   return [
     `Image ${R.image.size / MiB} MiB (half random, half zeros), every chunk local. \`qemu-img bench -w -t none\` over NBD on a unix socket, one request every ${R.patterns[0].step / KiB} KiB (wrapping), ` +
@@ -309,7 +309,7 @@ export function writesBody(R) {
       R.patterns.map((r) => [
         r.label,
         int(r.count),
-        ...keys.map((k) => span(r.seconds[k])),
+        ...keys.map((k) => range(r.seconds[k], f3)),
         ...keys.map((k) => int(r.count / r.seconds[k].median)),
         `**${f(r.ratio)}×**`,
         ...(R.old ? [`${f(r.ratioOld)}×`] : []),

@@ -9,7 +9,7 @@
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {bytesHuman, f, GiB, int, table} from './format.js'
+import {bytesHuman, f, GiB, int, table, times as x} from './format.js'
 import {lineChart} from './svg-plot.js'
 import {bootBody, bootGoals, fleetBody, fleetGoals} from './fleet-report.js'
 import {distGoals, goalTable, mountGoals, storeGoals} from './report.js'
@@ -18,7 +18,6 @@ import {distBody, s3Body} from './dist-report.js'
 import {mountBody, writesBody} from './mount-report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-const x = (v, d = 2) => `${f(v, d)}×`
 
 /** Why vmi's HTTP clients are what they are (the A/B runs are in a dated report). */
 const HTTP_CLIENT = [
@@ -160,12 +159,15 @@ function machineSection(R, root) {
 
 // ----------------------------------------------------------------- simulation
 
+/** Seconds of simulated ticks, at the link speed the simulation assumed. */
+const simSeconds = (Z) => (ticks) => ticks * Z.model.tickSeconds
+
 function simSection(R, plot) {
   const Z = R.sim
   const I = Z.input
   const m = Z.model
   const U = I.uniqueBytes
-  const sec = (ticks) => ticks * m.tickSeconds
+  const sec = simSeconds(Z)
   const out = ['## Simulation: owner hashing for 1 to 1,000 hosts', '']
   out.push(
     '> **This section is a simulation, not a measurement.** Nothing here ran on a network or on more than one machine. ' +
@@ -357,7 +359,7 @@ function simSection(R, plot) {
 function simFindings(Z) {
   const I = Z.input
   const m = Z.model
-  const sec = (t) => t * m.tickSeconds
+  const sec = simSeconds(Z)
   const sw = Z.sweep
   const lines = []
   const pr = sw.map((s) => s.pull.seedRatio)

@@ -6,13 +6,12 @@
 // saved results: its report (renderReport) and docs/PERFORMANCE.md
 // (bench/lib/perf-doc.js) show the same sections. The fleet lab's goals are in
 // bench/lib/fleet-report.js (fleetGoals, bootGoals).
-import {bytesHuman, f, GB, GiB, MB, table} from './format.js'
+import {bytesHuman, f, GB, GiB, MB, table, times as x} from './format.js'
 import {median} from './measure.js'
 
 /** @typedef {{goal: string, result: string, met?: boolean}} Goal  (met undefined: no goal stated, shown for comparison) */
 
 export const mark = (ok) => (ok ? 'met' : '**missed**')
-const x = (v, d = 2) => `${f(v, d)}×`
 const secs = (s) => `${f(s)} s`
 
 /**
