@@ -70,11 +70,8 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
   /** @type {Record<string, any>} */
   const R = Object.fromEntries([...Object.keys(KINDS), 'sim'].map((k) => [k, readJson(path.join(res, `latest-${k}.json`))]))
   const images = new Map() // name → svg
-  const plot = (name, svg, alt) => {
-    images.set(name, svg)
-    return `![${alt}](img/${name})`
-  }
-  const ctx = {plot: (name, alt, make) => [plot(name, make(), alt), ''], bg: [], all: R}
+  /** @type {import('./report.js').BodyContext} */
+  const ctx = {plot: (name, alt, make) => (images.set(name, make()), [`![${alt}](img/${name})`, '']), bg: [], all: R}
 
   const out = []
   out.push('# Performance', '')
@@ -104,7 +101,7 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
     // a kind's body, its headings `depth` levels down (it starts at ##), its charts drawn
     if (R[k]) out.push(K.heading, '', ...(K.before ?? []), K.body(R[k], ctx).join('\n').replace(/^#/gm, '#'.repeat((K.depth ?? 1) + 1)), '', ...(K.after ?? []))
   }
-  if (R.sim) out.push(...simSection(R, plot))
+  if (R.sim) out.push(...simSection(R, ctx))
 
   const docDir = path.join(root, 'docs')
   await fsp.mkdir(path.join(docDir, 'img'), {recursive: true})
@@ -162,7 +159,7 @@ function machineSection(R, root) {
 /** Seconds of simulated ticks, at the link speed the simulation assumed. */
 const simSeconds = (Z) => (ticks) => ticks * Z.model.tickSeconds
 
-function simSection(R, plot) {
+function simSection(R, {plot}) {
   const Z = R.sim
   const I = Z.input
   const m = Z.model
@@ -215,67 +212,52 @@ function simSection(R, plot) {
   )
   const hosts = sw.map((s) => s.hosts)
   const virt = I.virtualSize
-  out.push(
-    plot(
-      'sim-seed-egress.svg',
-      lineChart({
-        title: 'Seed egress, 1 to 1,000 hosts (simulated)',
-        subtitle: 'SIMULATION with the real rankPeers; dashed lines computed (log–log)',
-        xLabel: 'hosts',
-        yLabel: 'GiB sent by the seed',
-        xLog: true,
-        yLog: true,
-        series: [
-          {name: 'owner hashing, pull (simulated)', points: sw.map((s) => [s.hosts, s.pull.seedBytes / GiB])},
-          {name: 'owner hashing, boot working set (simulated)', points: sw.map((s) => [s.hosts, s.boot.seedBytes / GiB])},
-          {name: `no peers: N × ${bytesHuman(U)}`, dashed: true, marker: false, points: hosts.map((n) => [n, (n * U) / GiB])},
-          ...(virt ? [{name: `every host copies the raw file: N × ${bytesHuman(virt)}`, dashed: true, marker: false, points: hosts.map((n) => [n, (n * virt) / GiB])}] : []),
-        ],
-      }),
-      'Line chart (simulation): seed egress stays at one copy for 1 to 1,000 hosts, against N copies',
-    ),
-    '',
-  )
-  out.push(
-    plot(
-      'sim-balance.svg',
-      lineChart({
-        title: 'Load balance: busiest host ÷ mean (simulated)',
-        subtitle: `SIMULATION: ${int(I.chunks)} chunks over N owners (rendezvous hashing)`,
-        xLabel: 'hosts',
-        yLabel: 'max ÷ mean',
-        xLog: true,
-        yMin: 0,
-        series: [
-          {name: 'chunks owned (chunks sent to other hosts: the same ratio)', points: sw.map((s) => [s.hosts, s.pull.owned.maxOverMean])},
-          {name: 'simulated pull time ÷ one host alone', points: sw.map((s) => [s.hosts, s.pull.ticks / I.chunks])},
-        ],
-      }),
-      'Line chart (simulation): owner imbalance and pull time grow with the number of hosts',
-    ),
-    '',
-  )
-  out.push(
-    plot(
-      'sim-time.svg',
-      lineChart({
-        title: 'Time until every host has the image (simulated)',
-        subtitle: `SIMULATION at ${f((m.linkBytesPerSecond * 8) / 1e9, 0)} Gbit/s per host and for the seed (assumed); log–log`,
-        xLabel: 'hosts',
-        yLabel: 'seconds',
-        xLog: true,
-        yLog: true,
-        series: [
-          {name: 'owner hashing, last host done', points: sw.map((s) => [s.hosts, sec(s.pull.ticks)])},
-          {name: 'owner hashing, mean host done', points: sw.map((s) => [s.hosts, sec(s.pull.finish.mean)])},
-          {name: 'no peers: the seed link sends N copies (computed)', dashed: true, marker: false, points: hosts.map((n) => [n, sec(n * I.chunks)])},
-          {name: 'one host alone (computed)', dashed: true, marker: false, points: [hosts[0], hosts.at(-1)].map((n) => [n, sec(I.chunks)])},
-        ],
-      }),
-      'Line chart (simulation): time for the whole fleet, owner hashing against the seed alone',
-    ),
-    '',
-  )
+  const simSeedEgress = () =>
+    lineChart({
+      title: 'Seed egress, 1 to 1,000 hosts (simulated)',
+      subtitle: 'SIMULATION with the real rankPeers; dashed lines computed (log–log)',
+      xLabel: 'hosts',
+      yLabel: 'GiB sent by the seed',
+      xLog: true,
+      yLog: true,
+      series: [
+        {name: 'owner hashing, pull (simulated)', points: sw.map((s) => [s.hosts, s.pull.seedBytes / GiB])},
+        {name: 'owner hashing, boot working set (simulated)', points: sw.map((s) => [s.hosts, s.boot.seedBytes / GiB])},
+        {name: `no peers: N × ${bytesHuman(U)}`, dashed: true, marker: false, points: hosts.map((n) => [n, (n * U) / GiB])},
+        ...(virt ? [{name: `every host copies the raw file: N × ${bytesHuman(virt)}`, dashed: true, marker: false, points: hosts.map((n) => [n, (n * virt) / GiB])}] : []),
+      ],
+    })
+  out.push(...plot('sim-seed-egress.svg', 'Line chart (simulation): seed egress stays at one copy for 1 to 1,000 hosts, against N copies', simSeedEgress))
+  const simBalance = () =>
+    lineChart({
+      title: 'Load balance: busiest host ÷ mean (simulated)',
+      subtitle: `SIMULATION: ${int(I.chunks)} chunks over N owners (rendezvous hashing)`,
+      xLabel: 'hosts',
+      yLabel: 'max ÷ mean',
+      xLog: true,
+      yMin: 0,
+      series: [
+        {name: 'chunks owned (chunks sent to other hosts: the same ratio)', points: sw.map((s) => [s.hosts, s.pull.owned.maxOverMean])},
+        {name: 'simulated pull time ÷ one host alone', points: sw.map((s) => [s.hosts, s.pull.ticks / I.chunks])},
+      ],
+    })
+  out.push(...plot('sim-balance.svg', 'Line chart (simulation): owner imbalance and pull time grow with the number of hosts', simBalance))
+  const simTime = () =>
+    lineChart({
+      title: 'Time until every host has the image (simulated)',
+      subtitle: `SIMULATION at ${f((m.linkBytesPerSecond * 8) / 1e9, 0)} Gbit/s per host and for the seed (assumed); log–log`,
+      xLabel: 'hosts',
+      yLabel: 'seconds',
+      xLog: true,
+      yLog: true,
+      series: [
+        {name: 'owner hashing, last host done', points: sw.map((s) => [s.hosts, sec(s.pull.ticks)])},
+        {name: 'owner hashing, mean host done', points: sw.map((s) => [s.hosts, sec(s.pull.finish.mean)])},
+        {name: 'no peers: the seed link sends N copies (computed)', dashed: true, marker: false, points: hosts.map((n) => [n, sec(n * I.chunks)])},
+        {name: 'one host alone (computed)', dashed: true, marker: false, points: [hosts[0], hosts.at(-1)].map((n) => [n, sec(I.chunks)])},
+      ],
+    })
+  out.push(...plot('sim-time.svg', 'Line chart (simulation): time for the whole fleet, owner hashing against the seed alone', simTime))
 
   // leave
   if (Z.leave?.length) {
@@ -305,22 +287,17 @@ function simSection(R, plot) {
           dashed: lists === 'stale',
           points: Z.leave.filter((l) => l.at === at && l.lists === lists).map((l) => [l.percent, l.seedRatio]),
         })
-    out.push(
-      plot(
-        'sim-leave.svg',
-        lineChart({
-          title: `Hosts leaving mid-pull (${int(m.churnHosts)} hosts)`,
-          subtitle: 'SIMULATION; seed bytes ÷ unique bytes (log scale)',
-          xLabel: '% of the hosts leaving',
-          yLabel: 'seed bytes ÷ unique bytes',
-          yLog: true,
-          xTicks: [...new Set(Z.leave.map((l) => l.percent))],
-          series,
-        }),
-        'Line chart (simulation): seed egress when hosts leave, with updated or stale peer lists',
-      ),
-      '',
-    )
+    const simLeave = () =>
+      lineChart({
+        title: `Hosts leaving mid-pull (${int(m.churnHosts)} hosts)`,
+        subtitle: 'SIMULATION; seed bytes ÷ unique bytes (log scale)',
+        xLabel: '% of the hosts leaving',
+        yLabel: 'seed bytes ÷ unique bytes',
+        yLog: true,
+        xTicks: [...new Set(Z.leave.map((l) => l.percent))],
+        series,
+      })
+    out.push(...plot('sim-leave.svg', 'Line chart (simulation): seed egress when hosts leave, with updated or stale peer lists', simLeave))
   }
   // join
   if (Z.join?.length) {
@@ -332,25 +309,20 @@ function simSection(R, plot) {
       ),
       '',
     )
-    out.push(
-      plot(
-        'sim-join.svg',
-        lineChart({
-          title: `Newcomers missing from peer lists (${int(m.churnHosts)} hosts)`,
-          subtitle: 'SIMULATION; predicted = 1 + chunks a newcomer owns ÷ all chunks',
-          yZero: false,
-          xLabel: '% of the hosts that are newcomers',
-          yLabel: 'seed bytes ÷ unique bytes',
-          xTicks: Z.join.map((j) => j.percent),
-          series: [
-            {name: 'simulated', points: Z.join.map((j) => [j.percent, j.seedRatio])},
-            {name: 'predicted from rendezvous ownership', dashed: true, points: Z.join.map((j) => [j.percent, 1 + j.predictedExtraChunks / j.chunks])},
-          ],
-        }),
-        'Line chart (simulation): extra seed egress grows with the share of newcomers missing from peer lists',
-      ),
-      '',
-    )
+    const simJoin = () =>
+      lineChart({
+        title: `Newcomers missing from peer lists (${int(m.churnHosts)} hosts)`,
+        subtitle: 'SIMULATION; predicted = 1 + chunks a newcomer owns ÷ all chunks',
+        yZero: false,
+        xLabel: '% of the hosts that are newcomers',
+        yLabel: 'seed bytes ÷ unique bytes',
+        xTicks: Z.join.map((j) => j.percent),
+        series: [
+          {name: 'simulated', points: Z.join.map((j) => [j.percent, j.seedRatio])},
+          {name: 'predicted from rendezvous ownership', dashed: true, points: Z.join.map((j) => [j.percent, 1 + j.predictedExtraChunks / j.chunks])},
+        ],
+      })
+    out.push(...plot('sim-join.svg', 'Line chart (simulation): extra seed egress grows with the share of newcomers missing from peer lists', simJoin))
   }
   out.push('### What the simulation shows', '', ...simFindings(Z), '')
   return out
