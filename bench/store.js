@@ -12,7 +12,7 @@ import path from 'node:path'
 import {bytesHuman, f, GB, int, linearFit, MB} from './lib/format.js'
 import {allocatedBytes, ensureScaleImage, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed, storeWriteCost, zeroCheckSpeed} from './lib/inproc.js'
-import {BUILD, findBootImage, GiB, KiB, MiB, parseOptions, prepare as prepareRun, prepMethod, prepSettings, startRun, vmiTimed} from './lib/common.js'
+import {BUILD, findBootImage, GiB, KiB, MiB, parseOptions, prepare, prepMethod, prepSettings, startRun, vmiTimed} from './lib/common.js'
 import {renderStoreReport} from './lib/store-report.js'
 import {countFiles, GNU_TIME, hasCommand, median, RSS_METHOD, runTimed, settle, warmDir, warmFile, summarizeRuns} from './lib/measure.js'
 
@@ -49,30 +49,19 @@ if (!GNU_TIME) log('GNU time not found (Debian package "time"); peak RSS by poll
 
 // ----------------------------------------------------------------- helpers
 
-/** Run `once(rep)` opts.reps times; each returns a runTimed result (plus extras). */
-async function repeat(label, once, reps = opts.reps) {
-  const runs = []
-  for (let r = 0; r < reps; r++) {
-    const res = tag(await once(r))
-    runs.push(res)
-    log(`  ${label} #${r + 1}: ${f(res.wall)} s, peak RSS ${f(res.rssBytes / MB, 0)} MB`)
-  }
-  return summarize(runs)
-}
-
 const summarize = (runs) => summarizeRuns(runs, ['user', 'sys', 'bgCores', 'stealCores'])
 
-let lastQuiet
-/** Before a run: flush dirty pages, warm the page cache, wait for the machine to be idle. */
-async function prepare(file) {
-  lastQuiet = await prepareRun({files: file ? [file] : []}, settings)
-}
-
-/** Attach how the machine looked when the run started. */
-function tag(r) {
-  Object.assign(r, lastQuiet)
-  lastQuiet = undefined
-  return r
+/**
+ * Repetition `r` of `label`: flush dirty pages, warm the page cache with `file`, wait for the
+ * machine to be idle (prepare), then `run()` (a runTimed result); it gets how the machine
+ * looked at its start, and is logged.
+ * @param {string} label @param {number} r @param {string | undefined} file @param {() => Promise<Record<string, any>>} run
+ */
+async function measured(label, r, file, run) {
+  const quiet = await prepare({files: file ? [file] : []}, settings)
+  const res = Object.assign(await run(), quiet)
+  log(`  ${label} #${r + 1}: ${f(res.wall)} s, peak RSS ${f(res.rssBytes / MB, 0)} MB`)
+  return res
 }
 
 /** @param {string[]} args @param {string} store @param {{discardStdout?: boolean}} [extra] */
@@ -89,14 +78,16 @@ async function b3sumOf(file) {
 
 log('CLI start-up (vmi --version)')
 await vmi(['--version'], path.join(workDir, 'unused-store')) // warm-up: loads node and oclif files into the page cache
-const startup = await repeat('vmi --version', async () => (await prepare(), vmi(['--version'], path.join(workDir, 'unused-store'))))
+const startupRuns = []
+for (let r = 0; r < opts.reps; r++) startupRuns.push(await measured('vmi --version', r, undefined, () => vmi(['--version'], path.join(workDir, 'unused-store'))))
+const startup = summarize(startupRuns)
 
 log('in-process component speeds (dist/ modules)')
-await prepare()
+await prepare({}, settings)
 const inproc = {hash: {}, zeroCheck: zeroCheckSpeed(dist, 256 * KiB)}
 for (const cs of [64 * KiB, 256 * KiB, 1 * MiB]) inproc.hash[cs] = hashSpeed(dist, cs)
 const concurrency = Math.max(4, os.availableParallelism() * 4) // what src/commands/import.ts passes
-await prepare()
+await prepare({}, settings)
 inproc.store = await storeWriteCost(dist, workDir, {chunkSize: 256 * KiB, count: 2048, concurrency, discard})
 log(
   `  hash ${f(inproc.hash[256 * KiB] / GB)} GB/s/core at 256K; putObject new ${f(inproc.store.newPerObjectUs, 0)} µs, existing ${f(inproc.store.existingPerObjectUs, 0)} µs; ` +
@@ -154,37 +145,22 @@ for (const img of images) {
   const sweepRuns = new Map(sweepSizes.map((cs) => [cs, []]))
   const sweepFiles = new Map()
   const cpDest = path.join(workDir, 'cp.raw')
-  const note = (label, r, res) => log(`  ${label} #${r + 1}: ${f(res.wall)} s, peak RSS ${f(res.rssBytes / MB, 0)} MB`)
   for (let r = 0; r < opts.reps; r++) {
-    if (haveB3sum) {
-      await prepare(img.file)
-      runs.b3sum.push(tag(await runTimed('b3sum', ['--num-threads', '2', img.file], {scratch: workDir})))
-      note('b3sum --num-threads 2', r, runs.b3sum.at(-1))
-    }
-    await prepare(img.file)
-    runs.cp.push(tag(await runTimed('cp', [img.file, cpDest], {scratch: workDir})))
-    note('cp', r, runs.cp.at(-1))
+    if (haveB3sum) runs.b3sum.push(await measured('b3sum --num-threads 2', r, img.file, () => runTimed('b3sum', ['--num-threads', '2', img.file], {scratch: workDir})))
+    runs.cp.push(await measured('cp', r, img.file, () => runTimed('cp', [img.file, cpDest], {scratch: workDir})))
     await fsp.rm(cpDest, {force: true})
-    await prepare(img.file)
-    runs.cpSync.push(tag(await runTimed('sh', ['-c', 'cp "$1" "$2" && sync "$2"', 'sh', img.file, cpDest], {scratch: workDir})))
-    note('cp + fsync', r, runs.cpSync.at(-1))
+    runs.cpSync.push(await measured('cp + fsync', r, img.file, () => runTimed('sh', ['-c', 'cp "$1" "$2" && sync "$2"', 'sh', img.file, cpDest], {scratch: workDir})))
     await fsp.rm(cpDest, {force: true})
 
     // import into an empty store, import again (all deduplicated), export — one store per repetition
     const store = path.join(workDir, `store-${r}`)
-    await prepare(img.file)
-    runs.importCold.push(tag(await vmi(['import', img.file, 'bench:cold', '--json'], store)))
-    note('vmi import (empty store)', r, runs.importCold.at(-1))
+    runs.importCold.push(await measured('vmi import (empty store)', r, img.file, () => vmi(['import', img.file, 'bench:cold', '--json'], store)))
     if (r === 0) img.objectFiles = await countFiles(path.join(store, 'objects'))
-    await prepare(img.file)
-    runs.importAgain.push(tag(await vmi(['import', img.file, 'bench:again', '--json'], store)))
-    note('vmi import (again)', r, runs.importAgain.at(-1))
+    runs.importAgain.push(await measured('vmi import (again)', r, img.file, () => vmi(['import', img.file, 'bench:again', '--json'], store)))
     settle()
     await warmDir(path.join(store, 'objects'))
-    await prepare()
     const out = path.join(workDir, 'export.raw')
-    runs.export.push(tag(await vmi(['export', 'bench:cold', out, '--json'], store)))
-    note('vmi export', r, runs.export.at(-1))
+    runs.export.push(await measured('vmi export', r, undefined, () => vmi(['export', 'bench:cold', out, '--json'], store)))
     if (r === 0) {
       const [a, b] = await Promise.all([b3sumOf(img.file), b3sumOf(out)])
       img.exportIdentical = a === b
@@ -196,10 +172,7 @@ for (const img of images) {
 
     for (const cs of sweepSizes) {
       const sweepStore = path.join(workDir, `sweep-${r}`)
-      await prepare(img.file)
-      const res = tag(await vmi(['import', img.file, 'bench:sweep', '--chunk-size', `${cs / KiB}K`, '--json'], sweepStore))
-      note(`vmi import --chunk-size ${cs / KiB}K`, r, res)
-      sweepRuns.get(cs).push(res)
+      sweepRuns.get(cs).push(await measured(`vmi import --chunk-size ${cs / KiB}K`, r, img.file, () => vmi(['import', img.file, 'bench:sweep', '--chunk-size', `${cs / KiB}K`, '--json'], sweepStore)))
       if (r === 0) sweepFiles.set(cs, await countFiles(path.join(sweepStore, 'objects')))
       await discard(sweepStore)
     }
@@ -226,12 +199,8 @@ if (opts.scale) {
   for (const size of scaleSizes) {
     const si = await ensureScaleImage({size, chunkSize: scale.chunkSize}, log)
     const store = path.join(workDir, 'scale-store')
-    await prepare(si.file)
-    const imp = tag(await vmi(['import', si.file, 'bench:scale', '--chunk-size', '64K', '--json'], store))
-    log(`  scale import ${bytesHuman(size)}: ${f(imp.wall)} s, peak RSS ${f(imp.rssBytes / MB, 0)} MB, ${int(imp.json.chunks)} chunks`)
-    await prepare()
-    const ex = tag(await vmi(['export', 'bench:scale', '-'], store, {discardStdout: true}))
-    log(`  scale export ${bytesHuman(size)} to stdout: ${f(ex.wall)} s, peak RSS ${f(ex.rssBytes / MB, 0)} MB`)
+    const imp = await measured(`scale import ${bytesHuman(size)} (${int(size / scale.chunkSize)} chunks)`, 0, si.file, () => vmi(['import', si.file, 'bench:scale', '--chunk-size', '64K', '--json'], store))
+    const ex = await measured(`scale export ${bytesHuman(size)} to stdout`, 0, undefined, () => vmi(['export', 'bench:scale', '-'], store, {discardStdout: true}))
     const manifestBytes = (await fsp.stat(path.join(store, 'manifests', imp.json.id.slice(0, 2), imp.json.id.slice(2)))).size
     await discard(store)
     scale.points.push({

@@ -28,7 +28,7 @@ export function reportHead(R, title, tools) {
     `Machine: ${m.cpuModel}, ${m.cores} cores${m.simd?.length ? ` (${m.simd.join(', ')})` : ''}, ${f(m.ramBytes / GiB, 1)} GiB RAM, ${m.kernel}, node ${m.node}; hash backend **${m.hashBackend}**; ${tools}. ` +
       `Source: git ${g.head}${g.dirtySrcFiles ? `, ${g.dirtySrcFiles} uncommitted file(s) in src/` : ''}${g.distOlderThanSrc ? ', **dist/ is older than src/ (stale build?)**' : ''}; ` +
       `dist/ ${g.distAtStart}${g.distAtEnd !== g.distAtStart ? ` → ${g.distAtEnd} (**rebuilt during the run: the numbers mix two builds**)` : ' (unchanged during the run)'}. ` +
-      `Total ${f(R.totalSeconds, 0)} s; load average at end ${R.loadAverageAtEnd.join(' ')}.`,
+      `Started ${R.startedAt.slice(11, 19)} UTC, total ${f(R.totalSeconds, 0)} s; load average at end ${R.loadAverageAtEnd.join(' ')}.`,
     '',
   ]
 }
