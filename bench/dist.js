@@ -134,31 +134,34 @@ for (const k of ['httpStore', 'bareHttp', 'pipelined', 'hash', 'putObject']) log
 
 log(`pull vs curl, ${opts.reps} repetitions`)
 const pullRuns = {curlFile: [], curlNull: [], pullNginx: [], pullServe: []}
-const note = (label, r, res) =>
+/**
+ * Repetition `r` of `label`: prepare (warming `warm`), then `run()` timed with our servers `pids`
+ * (withServers); it gets how the machine looked at its start, and is logged.
+ * @param {string} label @param {number} r @param {{files?: string[], dirs?: string[]}} warm @param {(number | undefined)[]} pids @param {() => Promise<Record<string, any>>} run
+ */
+async function measured(label, r, warm, pids, run) {
+  const res = tagged(await prepare(warm, settings), await withServers(pids, run))
   log(`  ${label} #${r + 1}: ${f(res.wall)} s (${f(mbps(image.size, res.wall), 0)} MB/s of image), CPU ${f((res.user ?? 0) + (res.sys ?? 0))} s, server CPU ${f(res.serverCpu)} s, irq ${f(res.irqCores)} cores, others ${f(res.othersCores)} cores`)
+  return res
+}
+const rawWarm = {files: [image.file]}
+const storeWarm = {dirs: [seedObjects]}
 for (let r = 0; r < opts.reps; r++) {
   const dest = path.join(workDir, 'curl.raw')
-  let p = await prepare({files: [image.file]}, settings)
-  pullRuns.curlFile.push(tagged(p, await withServers([nginx.pid], () => runTimed('curl', ['-sSf', '-o', dest, rawUrl], {scratch: workDir}))))
-  note('curl → file', r, pullRuns.curlFile.at(-1))
+  pullRuns.curlFile.push(await measured('curl → file', r, rawWarm, [nginx.pid], () => runTimed('curl', ['-sSf', '-o', dest, rawUrl], {scratch: workDir})))
   const got = (await fsp.stat(dest)).size
   if (got !== image.size) throw new Error(`curl wrote ${got} bytes, expected ${image.size}`)
   await fsp.rm(dest, {force: true})
+  pullRuns.curlNull.push(await measured('curl → /dev/null', r, rawWarm, [nginx.pid], () => runTimed('curl', ['-sSf', '-o', '/dev/null', rawUrl], {scratch: workDir})))
 
-  p = await prepare({files: [image.file]}, settings)
-  pullRuns.curlNull.push(tagged(p, await withServers([nginx.pid], () => runTimed('curl', ['-sSf', '-o', '/dev/null', rawUrl], {scratch: workDir}))))
-  note('curl → /dev/null', r, pullRuns.curlNull.at(-1))
-
-  for (const [key, seed, pid] of [
-    ['pullNginx', nginx.url, nginx.pid],
-    ['pullServe', seedServe.url, seedServe.pid],
+  for (const [key, label, seed, pid] of [
+    ['pullNginx', 'vmi pull ← nginx', nginx.url, nginx.pid],
+    ['pullServe', 'vmi pull ← vmi serve', seedServe.url, seedServe.pid],
   ]) {
     const store = path.join(workDir, `pull-${key}-${r}`)
-    p = await prepare({dirs: [seedObjects]}, settings)
-    const res = tagged(p, await withServers([pid], () => vmiTimed(['pull', image.id, seed, '--json'], store, {scratch: workDir})))
+    const res = await measured(label, r, storeWarm, [pid], () => vmiTimed(['pull', image.id, seed, '--json'], store, {scratch: workDir}))
     if (res.json?.fromBytes?.seed !== image.uniqueBytes) throw new Error(`pull from ${seed} fetched ${res.json?.fromBytes?.seed} bytes from the seed, expected ${image.uniqueBytes}`)
     pullRuns[key].push(res)
-    note(key === 'pullNginx' ? 'vmi pull ← nginx' : 'vmi pull ← vmi serve', r, res)
     await discard(store)
   }
 }
@@ -225,18 +228,14 @@ log(`push vs cp, ${opts.reps} repetitions`)
 const pushRuns = {cp: [], push: []}
 for (let r = 0; r < opts.reps; r++) {
   const dest = path.join(workDir, 'cp.raw')
-  let p = await prepare({files: [image.file]}, settings)
-  pushRuns.cp.push(tagged(p, await runTimed('cp', [image.file, dest], {scratch: workDir})))
-  note('cp', r, pushRuns.cp.at(-1))
+  pushRuns.cp.push(await measured('cp', r, rawWarm, [], () => runTimed('cp', [image.file, dest], {scratch: workDir})))
   await fsp.rm(dest, {force: true})
 
   const target = path.join(workDir, `push-seed-${r}`)
   const serve = await startServe(target, [], {env: {VMI_PUSH_TOKEN: TOKEN}})
-  p = await prepare({dirs: [seedObjects]}, settings)
-  const res = tagged(p, await withServers([serve.pid], () => vmiTimed(['push', image.id, serve.url, '--json'], seedStore, {scratch: workDir, env: {VMI_PUSH_TOKEN: TOKEN}})))
+  const res = await measured('vmi push → empty vmi serve', r, storeWarm, [serve.pid], () => vmiTimed(['push', image.id, serve.url, '--json'], seedStore, {scratch: workDir, env: {VMI_PUSH_TOKEN: TOKEN}}))
   if (res.json?.uploadedBytes !== image.uniqueBytes) throw new Error(`push uploaded ${res.json?.uploadedBytes} bytes, expected ${image.uniqueBytes}`)
   pushRuns.push.push(res)
-  note('vmi push → empty vmi serve', r, res)
   await serve.stop()
   await discard(target)
 }
