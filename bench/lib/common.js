@@ -6,7 +6,7 @@
 // for an idle machine, pre-touch memory), and what the machine and build were.
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdirSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
@@ -14,9 +14,8 @@ import {fileURLToPath} from 'node:url'
 import {cpuTimes, loadAverage, machineInfo, sleep, waitQuiet} from './machine.js'
 import {GiB} from './format.js'
 import {freePageReporting, hasCommand, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
-import {freePort} from '../../test/helpers/index.js'
 import {metricSum, startServe as startTestServe} from '../../test/helpers/serve.js'
-import {storeNginxConfig} from '../../test/helpers/nginx.js'
+import {startNginx as startTestNginx} from '../../test/helpers/nginx.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'run.js')
@@ -190,11 +189,6 @@ export async function vmiTimed(args, store, opts = {}) {
 
 // ----------------------------------------------------------------- servers
 
-/** `cmd args`, or `ip netns exec NS cmd args` when `netns` is given (a fleet-lab node). */
-export function inNetns(netns, cmd, args) {
-  return netns ? ['ip', ['netns', 'exec', netns, cmd, ...args]] : [cmd, args]
-}
-
 /**
  * `vmi serve` as test/helpers/serve.js starts it (opts: listen, netns, env), for the benchmarks:
  * with its pid (CPU accounting), /metrics read from inside its namespace when it has one, a
@@ -240,61 +234,18 @@ export function httpTextIn(netns, url, fail = true) {
 }
 
 /**
- * nginx over a store directory, configured by test/helpers/nginx.js's
- * storeNginxConfig (only the store layout published; sendfile), plus
- * optionally one raw file at /raw/<name> (the curl anchor). Access log off:
- * the anchor is nginx at its best.
+ * nginx over a store directory as test/helpers/nginx.js starts it (only the store layout published;
+ * sendfile), tuned as the anchor at its best (access log off, tcp_nopush, long keep-alive), in a
+ * lab node's namespace when `netns` is given, plus optionally one raw file at /raw/<name> (the curl anchor).
+ * @param {string} rootDir @param {{rawFile?: string, netns?: string, host?: string, port?: number}} [opts]
  */
-/** @param {string} rootDir @param {{rawFile?: string, workers?: number, netns?: string, host?: string, port?: number}} [opts] */
-export async function startNginx(rootDir, {rawFile, workers = 1, netns, host = '127.0.0.1', port: fixedPort} = {}) {
-  const prefix = mkdtempSync(path.join(os.tmpdir(), 'vmi-bench-nginx-'))
-  mkdirSync(path.join(prefix, 'tmp'), {recursive: true})
-  const port = fixedPort ?? (await freePort())
-  const raw = rawFile ? `    location = /raw/${path.basename(rawFile)} { alias ${path.resolve(rawFile)}; }\n` : ''
-  const conf = storeNginxConfig({
-    prefix,
-    root: path.resolve(rootDir),
-    host,
-    port,
-    workers,
-    workerConnections: 1024,
-    accessLog: false,
-    tcpNopush: true,
-    keepaliveTimeout: '60s',
-    keepaliveRequests: 1_000_000,
-    extraLocations: raw,
-    generatedBy: 'bench/lib/common.js',
-  })
-  const confFile = path.join(prefix, 'nginx.conf')
-  writeFileSync(confFile, conf)
-  const [cmd, argv] = inNetns(netns, 'nginx', ['-p', prefix, '-c', confFile, '-e', path.join(prefix, 'error.log')])
-  const child = track(spawn(cmd, argv, {stdio: ['ignore', 'ignore', 'pipe']}))
-  let stderr = ''
-  child.stderr.on('data', (d) => (stderr += d))
-  const url = `http://${host}:${port}`
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr} ${readFileSync(path.join(prefix, 'error.log'), 'utf8')}`)
-    // any answer (a 404 for /) means it is up (curl without -f)
-    const ok = await (netns ? httpTextIn(netns, url + '/', false) : httpText(url + '/')).then(
-      () => true,
-      () => false,
-    )
-    if (ok) break
-    if (Date.now() > deadline) throw new Error(`nginx did not start: ${stderr}`)
-    await sleep(50)
-  }
-  const exited = new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())))
-  return {
-    url,
-    pid: child.pid,
-    version: spawnSync('nginx', ['-v'], {encoding: 'utf8'}).stderr.trim(),
-    async close() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-      await exited
-      rmSync(prefix, {recursive: true, force: true})
-    },
-  }
+export async function startNginx(rootDir, {rawFile, netns, host = '127.0.0.1', port} = {}) {
+  const extraLocations = rawFile ? `    location = /raw/${path.basename(rawFile)} { alias ${path.resolve(rawFile)}; }\n` : ''
+  const config = {host, workerConnections: 1024, accessLog: false, tcpNopush: true, keepaliveTimeout: '60s', keepaliveRequests: 1_000_000, extraLocations, generatedBy: 'bench/lib/common.js'}
+  // in a namespace, any answer from curl there (a 404 for /) means it is up
+  const probe = netns ? (url) => httpTextIn(netns, url + '/', false).then(() => true, () => false) : undefined
+  const nginx = await startTestNginx(rootDir, {config, netns, port, probe})
+  return {...nginx, version: spawnSync('nginx', ['-v'], {encoding: 'utf8'}).stderr.trim()}
 }
 
 export {metricSum}
