@@ -13,9 +13,7 @@ function isGnuTime(p) {
   return r.status === 0
 }
 
-export function hasCommand(cmd) {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], {stdio: 'ignore'}).status === 0
-}
+export {hasCommand} from '../../test/helpers/index.js'
 
 /** How peak RSS is measured here. */
 export const RSS_METHOD = GNU_TIME ? `${GNU_TIME} -f %M (ru_maxrss of the child)` : 'polling /proc/<pid>/status VmHWM every 10 ms'
