@@ -1,20 +1,9 @@
 #!/usr/bin/env node
 // @ts-check
-// vmi boot-storm benchmark in the fleet lab: `node bench/fleet-boot.js` (or
-// `npm run bench -- --only fleet-boot`). See bench/README.md, "Boot storm".
-//
-// N hosts cold-boot the Debian image at once through `vmi mount`. A real boot
-// under TCG takes a whole core for 20–40 s, so the boot is replayed instead:
-// the guest's read trace (offset, length, think time since the previous
-// read completed), recorded once during a real boot through `vmi mount`
-// (bench/traces/debian-boot.json, re-recorded with --record), is replayed on
-// every host by an NBD client (bench/lib/replay-trace.py) that waits each
-// recorded think time. One real QEMU boot runs on one host of the largest
-// run as a check. Contenders: vmi with peers + owner hashing, vmi without
-// peers (lazy from the seed alone), and copy-then-boot (curl the raw file,
-// then replay on the local file). Reports p50/p99 time-to-boot-set per host
-// and the seed's bytes. Writes bench/results/<date>-fleet-boot.md and
-// bench/results/latest-fleet-boot.json; never fails on a missed goal.
+// vmi boot-storm benchmark in the fleet lab: `node bench/fleet-boot.js` (or `npm run bench --
+// --only fleet-boot`): N hosts replay one real boot's reads at once through `vmi mount` (a real
+// boot under TCG takes a core for 20–40 s); see bench/README.md, "Boot storm". Writes
+// bench/results/<date>-fleet-boot.md and latest-fleet-boot.json; never fails on a missed goal.
 import {spawnSync} from 'node:child_process'
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
@@ -23,10 +12,12 @@ import {bytesHuman, f, int} from './lib/format.js'
 import {runTimed} from './lib/measure.js'
 import {
   BIN,
+  BUILD,
   cpuWindow,
   numberList,
   parseOptions,
   prepare,
+  RENDER,
   requireBootImage,
   rerenderAndExit,
   ROOT,
@@ -45,33 +36,20 @@ const BOOT_SCRIPT = path.join(ROOT, 'scripts', 'boot-vm.sh')
 const PY = '/usr/bin/python3' // Debian's python3-libnbd is for this one
 const GOALS = {p99VsSingle: 1.3, seedVsBootSet: 1.1}
 
-const USAGE = `usage: node bench/fleet-boot.js [--hosts 1,2,4,8,16] [--rate 200mbit] [--seed-rate R] [--copy-hosts 1,2] [--no-qemu] [--record] [--build]
-
-  --hosts LIST       fleet sizes (default 1,2,4,8,16)
-  --rate R           every host's link (default 200mbit); --seed-rate R the seed's (default: --rate)
-  --copy-hosts LIST  fleet sizes at which copy-then-boot runs (default 1,2: each copy moves the whole
-                     1.5 GiB image through the seed's link; larger N are computed from the link, and marked so)
-  --no-qemu          no real QEMU boot on one host of the largest run
-  --record           record the boot trace again (a real boot through vmi mount, ~30 s of one core)
-  --reps N           ignored (each storm runs once)
-  --render JSON      measure nothing: rewrite the markdown report from a latest-fleet-boot.json`
-
 const opts = parseOptions(
   'fleet-boot',
-  USAGE,
-  {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, copyHosts: [1, 2], qemu: true, record: false, build: false, render: undefined, reps: undefined},
   {
-    '--hosts': ['hosts', numberList],
-    '--rate': ['rate', String],
-    '--seed-rate': ['seedRate', String],
-    '--copy-hosts': ['copyHosts', (s) => numberList(s).filter(Boolean)],
-    '--no-qemu': ['qemu', false],
-    '--record': ['record', true],
-    '--build': ['build', true],
-    '--reps': ['reps', String], // given to every benchmark by bench/run.js; ignored
-    '--render': ['render', String],
+    hosts: ['--hosts LIST', [1, 2, 4, 8, 16], numberList, 'fleet sizes'],
+    rate: ['--rate R', '200mbit', String, "every host's link"],
+    seedRate: ['--seed-rate R', undefined, String, "the seed's link (default: --rate)"],
+    copyHosts: ['--copy-hosts LIST', [1, 2], (s) => numberList(s).filter(Boolean), "fleet sizes at which copy-then-boot runs (each copy moves the whole 1.5 GiB image through the seed's link; larger N are computed from the link, and marked so)"],
+    qemu: ['--no-qemu', true, false, 'no real QEMU boot on one host of the largest run'],
+    record: ['--record', false, true, 'record the boot trace again (a real boot through vmi mount, ~30 s of one core)'],
+    reps: ['--reps N', undefined, String, 'ignored (each storm runs once; bench/run.js gives it to every benchmark)'],
+    build: BUILD,
+    render: RENDER,
   },
-  (o) => (!o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 64)) && `bad --hosts`,
+  (o) => !o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 64) && `bad --hosts`,
 )
 
 if (opts.render) await rerenderAndExit('fleet-boot', opts.render, renderBootReport)

@@ -1,21 +1,9 @@
 #!/usr/bin/env node
 // @ts-check
-// vmi fleet benchmark in the lab: `node bench/fleet.js` (or `npm run bench -- --only fleet`).
-// See bench/README.md, "Fleet benchmark".
-//
-// A seed and N hosts, each in its own network namespace on a tbf-shaped link
-// (test/helpers/lab.js). On a synthetic image (default 256 MiB, half of it
-// unique non-zero chunks):
-//   - fill, N = 1, 2, 4, 8, 16 hosts getting the whole image at once, three
-//     contenders in the same lab: each host curls the raw file from nginx on
-//     the seed (anchor); each host pulls from the seed alone (nginx, no peers);
-//     vmi with peers and owner hashing (every host: vmi serve --seed SEED and
-//     vmi pull ID SEED --peer <every host>) — against the physical limit,
-//     unique bytes ÷ link rate;
-//   - churn (at 8 hosts by default): an owner's link cut mid-fill, a host
-//     joining late, the seed's link down for 10 s, one host's link 10× slower.
-// Writes bench/results/<date>-fleet.md and bench/results/latest-fleet.json.
-// It never fails on a missed goal: it reports it.
+// vmi fleet benchmark in the lab: `node bench/fleet.js` (or `npm run bench -- --only fleet`): N
+// hosts in their own network namespaces on shaped links fill at once (vmi with peers, from the
+// seed alone, curl), and churn; see bench/README.md, "Fleet benchmark". Writes
+// bench/results/<date>-fleet.md and latest-fleet.json; never fails on a missed goal.
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {startLab} from '../test/helpers/lab.js'
@@ -24,13 +12,16 @@ import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
 import {countFiles} from './lib/measure.js'
 import {
   BIN,
+  BUILD,
   cpuWindow,
+  ENV_NOTE,
   listObjects,
   metricSum,
   MiB,
   numberList,
   parseOptions,
   prepare,
+  RENDER,
   rerenderAndExit,
   servedObjectBytes,
   sleep,
@@ -41,41 +32,25 @@ import {
 import {renderFleetReport} from './lib/fleet-report.js'
 import {labSettings, SERVE_PORT, skipWithoutLab, startHostServe, startLabSeed, timedIn} from './lib/lab-run.js'
 
-const USAGE = `usage: node bench/fleet.js [--hosts 1,2,4,8,16] [--rate 200mbit] [--seed-rate R] [--size-mib 256] [--reps N] [--churn-hosts 8] [--no-churn] [--no-anchors] [--build]
-
-  --hosts LIST      fleet sizes for the fill (default 1,2,4,8,16)
-  --rate R          every host's link, both directions (default 200mbit)
-  --seed-rate R     the seed's link (default: --rate)
-  --size-mib N      image size; half of it is unique non-zero chunks (default 256)
-  --reps N          runs of the vmi contender per fleet size, min–median–max reported (default 3); anchors run once
-  --churn-hosts N   fleet size for the churn scenarios (default 8)
-  --no-churn        skip the churn scenarios
-  --no-anchors      skip curl and the pulls from the seed alone
-  --build           run 'npm run build' first
-  --render JSON     measure nothing: rewrite the markdown report from a latest-fleet.json
-
-environment: as bench/run.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)`
-
 const opts = parseOptions(
   'fleet',
-  USAGE,
-  {hosts: [1, 2, 4, 8, 16], rate: '200mbit', seedRate: undefined, sizeMiB: 256, reps: 3, churnHosts: 8, churn: true, anchors: true, build: false, render: undefined},
   {
-    '--hosts': ['hosts', numberList],
-    '--rate': ['rate', String],
-    '--seed-rate': ['seedRate', String],
-    '--size-mib': ['sizeMiB', Number],
-    '--reps': ['reps', Number],
-    '--churn-hosts': ['churnHosts', Number],
-    '--no-churn': ['churn', false],
-    '--no-anchors': ['anchors', false],
-    '--build': ['build', true],
-    '--render': ['render', String],
+    hosts: ['--hosts LIST', [1, 2, 4, 8, 16], numberList, 'fleet sizes for the fill'],
+    rate: ['--rate R', '200mbit', String, "every host's link, both directions"],
+    seedRate: ['--seed-rate R', undefined, String, "the seed's link (default: --rate)"],
+    sizeMiB: ['--size-mib N', 256, Number, 'image size; half of it is unique non-zero chunks'],
+    reps: ['--reps N', 3, Number, 'runs of the vmi contender per fleet size, min–median–max reported; anchors run once'],
+    churnHosts: ['--churn-hosts N', 8, Number, 'fleet size for the churn scenarios'],
+    churn: ['--no-churn', true, false, 'skip the churn scenarios'],
+    anchors: ['--no-anchors', true, false, 'skip curl and the pulls from the seed alone'],
+    build: BUILD,
+    render: RENDER,
   },
   (o) => {
     const okN = (n) => Number.isInteger(n) && n >= 1 && n <= 64
     return (!o.hosts.every(okN) || !okN(o.churnHosts) || o.churnHosts < 3 || !Number.isInteger(o.reps) || o.reps < 1 || !(o.sizeMiB >= 8 && o.sizeMiB % 8 === 0)) && `bad --hosts, --churn-hosts (3-64), --reps or --size-mib (a multiple of 8)`
   },
+  ENV_NOTE,
 )
 
 /** Goals from the issue (ratios; the report marks each met or missed). */

@@ -1,33 +1,23 @@
 #!/usr/bin/env node
 // @ts-check
-// An S3 bucket as the seed: `node bench/s3.js` (or `npm run bench -- --only s3`).
-//
-// Against a throwaway Ceph radosgw (scripts/radosgw.sh; root, Debian's
-// ceph-mon/ceph-osd/radosgw and awscli): vmi push to the bucket vs `aws s3 cp`
-// of the raw file up, vmi pull from the bucket vs `aws s3 cp` of the raw file
-// down, and vmi pull from the bucket vs vmi pull from nginx over the same
-// store layout; contenders alternate, min–median–max of --reps runs. Then the
-// client choice of docs/PERFORMANCE.md ("S3 bucket as the seed"): load time and GET rate of
-// vmi's signer on its HTTP client against @smithy/signature-v4 on node:http and
-// @aws-sdk/client-s3 (each when installed). Writes bench/results/<date>-s3.md
-// and latest-s3.json; never fails on a missed goal.
-//
-// The image: 256 MiB of the Debian boot image (every Nth 4 MiB block) when it is built,
-// else 256 MiB generated (45 % random, 15 % repeats, 40 % zeros). radosgw's
-// memstore keeps ~2.6x every byte written in RAM and never gives it back, so
-// the whole 1.5 GiB Debian image (pushed, and copied raw, per run) does not fit.
+// An S3 bucket as the seed: `node bench/s3.js` (or `npm run bench -- --only s3`): vmi push and
+// pull against a throwaway radosgw (scripts/radosgw.sh) vs `aws s3 cp` and vs nginx, then the S3
+// client choice; see bench/README.md, "s3" (why the image is 256 MiB of the Debian one: radosgw's
+// memstore keeps every byte in RAM). Writes bench/results/<date>-s3.md and latest-s3.json.
 import {spawnSync} from 'node:child_process'
 import {existsSync, promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {f, int, table} from './lib/format.js'
+import {f} from './lib/format.js'
+import {renderS3Report} from './lib/dist-report.js'
 import {runTimed, stats} from './lib/measure.js'
 import {findBootImage, MiB, parseOptions, ROOT, startNginx, startRun, vmiTimed} from './lib/common.js'
 
 const {reps, gets: GETS} = parseOptions(
   's3',
-  'node bench/s3.js [--reps N] [--gets N]   vmi push/pull against radosgw vs aws s3 cp, and vs nginx; S3 client choice (see bench/README.md)',
-  {reps: 3, gets: 2000},
-  {'--reps': ['reps', Number], '--gets': ['gets', Number]},
+  {
+    reps: ['--reps N', 3, Number, 'runs of each push, pull and aws s3 cp, contenders alternating'],
+    gets: ['--gets N', 2000, Number, 'GETs per S3 client in the client choice'],
+  },
   (o) => (o.reps >= 1 && o.gets >= 16 ? false : '--reps must be at least 1, --gets at least 16'),
 )
 const IMAGE = 256 * MiB
@@ -241,30 +231,4 @@ const R = {
   clients,
   gets: GETS,
 }
-const span = (/** @type {any} */ s, d = 2) => `${f(s.min, d)}–${f(s.median, d)}–${f(s.max, d)}`
-await run.finish(R, (R) =>
-  [
-    `# S3 bucket as the seed (radosgw), ${R.startedAt.slice(0, 10)}`,
-    '',
-    `Commit ${R.git.head}. Machine: ${R.machine.cpuModel}, ${R.machine.cores} cores, shared with other jobs (load average at the end ${R.loadAverageAtEnd.join(' ')}). ` +
-      `radosgw (Ceph, Debian 12 packages; memstore OSD) on 127.0.0.1; ${R.aws}. Image: ${R.image.label}; ${f(R.image.uniqueBytes / MiB, 1)} MiB of distinct non-zero chunks. ` +
-      `${R.reps} runs, contenders alternating; seconds min–median–max; ratio = other time / vmi time (> 1: vmi faster), per run.`,
-    '',
-    table(
-      ['job', 'vmi s', 'other', 'other s', 'ratio (min–median–max)', 'goal'],
-      [
-        ['push to the bucket', span(R.seconds.push), '`aws s3 cp` raw file up', span(R.seconds.awsUp), `**${span(R.ratios.push)}×**`, '≥ 2×'],
-        ['pull from the bucket', span(R.seconds.pullS3), '`aws s3 cp` raw file down', span(R.seconds.awsDown), `**${span(R.ratios.pull)}×**`, '≥ 2×'],
-        ['pull from the bucket', span(R.seconds.pullS3), 'vmi pull from nginx, same layout', span(R.seconds.pullNginx), `**${span(R.ratios.s3VsNginx)}×** (bucket time / nginx time)`, '≤ 1.5×'],
-      ],
-    ),
-    '',
-    `S3 clients: load time (import of the signer and the HTTP client in a fresh node, ms, min–median–max of 5) and ${R.gets} GETs of chunks, 16 in flight, one process:`,
-    '',
-    table(
-      ['client', 'load ms', 'GETs/s'],
-      R.clients.map((/** @type {any} */ c) => [c.client, c.loadMs ? span(c.loadMs, 1) : '—', c.getsPerSecond ? int(c.getsPerSecond) : c.note ?? '—']),
-    ),
-    '',
-  ].join('\n'),
-)
+await run.finish(R, renderS3Report)

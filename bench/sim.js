@@ -9,39 +9,18 @@
 // synthetic chunk ids (BLAKE3 of a seeded string, like real ids) and the chunk
 // count and size of the Debian image in bench/results/latest-dist.json.
 // Everything else is a model of what src/peer/chain.ts and src/peer/server.ts
-// do, in discrete time steps:
-//
-//   - one tick = the time to move one chunk over one link; every host and the
-//     seed can send one chunk and receive one chunk per tick (symmetric links
-//     of equal speed); request messages and 404s use no bandwidth;
-//   - a host pulls the distinct chunks in manifest order (the same order on
-//     every host), `window` (8, as `vmi pull`) requests in flight;
-//   - a request goes to the chunk's owner (first peer of rankPeers over the
-//     host's peer list; the list includes the host itself, as in the
-//     benchmark) with fetch-through: an owner that has the chunk queues an
-//     upload; one that lacks it joins its single flight for that chunk (one
-//     seed fetch per owner and chunk, however many ask: server/fetch-through.ts
-//     fetchThrough), stores it, then uploads it to every waiter;
-//   - a host whose list still names an owner that has left gets a refused
-//     connection and, as chain.ts does, asks the next peers in rank order
-//     with a plain GET (no fetch-through): the first that already holds the
-//     chunk sends it; if none does, the host fetches it from the seed itself
-//     (no single flight across hosts); each 404 costs a round trip
-//     (`rttTicks`) and no bandwidth; whether a peer holds the chunk is judged
-//     when the walk starts;
-//   - a sender serves its queue first come first served, skipping (for this
-//     tick) jobs whose receiver already receives one chunk this tick; the order
-//     in which senders are served each tick is shuffled (seeded);
-//   - hosts that leave stop at once: their transfers and queued jobs are lost
-//     and whoever waited on them asks again.
+// do, in discrete time steps; its rules are written once, as the doc states them
+// ("Model and assumptions", simSection in bench/lib/perf-doc.js), and at the code
+// of simulate() below.
 // Not modelled: CPU, disk, TCP dynamics, HTTP errors other than a departed
 // peer, the chain's peerDownMs expiry (a departed peer stays skipped), and a
 // host leaving while its own pull still needs it (it simply stops).
-import {createHash} from 'node:crypto'
 import {promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
-import {KiB, loadVmi, numberList, parseOptions, RESULTS, ROOT} from './lib/common.js'
+import {KiB, loadVmi, numberList, parseOptions, RESULTS, rng, ROOT, shuffleInPlace} from './lib/common.js'
+
+export {rng}
 
 export const DEFAULTS = Object.freeze({
   seed: 'vmi-sim-2026',
@@ -55,43 +34,6 @@ export const DEFAULTS = Object.freeze({
   rttSeconds: 0.0002, // LAN round trip, for the cost of a 404 (stated, not measured)
   leaveAt: [0.1, 0.5], // hosts leave when the fleet has received this share of its chunks (early, mid-pull)
 })
-
-// ----------------------------------------------------------------- deterministic randomness
-
-/** sfc32 seeded from sha256(seed): a float in [0, 1). */
-export function rng(seed) {
-  const h = createHash('sha256').update(String(seed)).digest()
-  let a = h.readUInt32LE(0)
-  let b = h.readUInt32LE(4)
-  let c = h.readUInt32LE(8)
-  let d = h.readUInt32LE(12)
-  const next = () => {
-    a >>>= 0
-    b >>>= 0
-    c >>>= 0
-    d >>>= 0
-    let t = (a + b) | 0
-    a = b ^ (b >>> 9)
-    b = (c + (c << 3)) | 0
-    c = (c << 21) | (c >>> 11)
-    d = (d + 1) | 0
-    t = (t + d) | 0
-    c = (c + t) | 0
-    return (t >>> 0) / 4294967296
-  }
-  for (let i = 0; i < 12; i++) next()
-  return next
-}
-
-function shuffleInPlace(a, rnd, n = a.length) {
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1))
-    const t = a[i]
-    a[i] = a[j]
-    a[j] = t
-  }
-  return a
-}
 
 // ----------------------------------------------------------------- the real owner choice
 
@@ -670,31 +612,18 @@ export async function runSuite(opts = {}) {
 
 // ----------------------------------------------------------------- command line
 
-const USAGE = `usage: node bench/sim.js [--seed S] [--hosts 1,2,4,…] [--churn-hosts N] [--out FILE] [--no-doc]
-
-  A simulation, not a measurement: owner hashing for N hosts pulling and booting
-  the image of bench/results/latest-dist.json, with the real rankPeers of vmi's API.
-  Writes bench/results/latest-sim.json (or --out) and re-renders docs/PERFORMANCE.md.
-
-  --seed S          seed of the chunk ids and of every random choice (default ${DEFAULTS.seed})
-  --hosts LIST      host counts of the sweep (default ${DEFAULTS.hosts.join(',')})
-  --churn-hosts N   fleet size of the leave/join runs (default ${DEFAULTS.churnHosts})
-  --out FILE        where the JSON goes (default bench/results/latest-sim.json)
-  --no-doc          do not re-render docs/PERFORMANCE.md`
-
 async function main(argv) {
   const {out, doc, ...opts} = parseOptions(
     'sim',
-    USAGE,
-    {seed: DEFAULTS.seed, hosts: DEFAULTS.hosts, churnHosts: DEFAULTS.churnHosts, out: path.join(RESULTS, 'latest-sim.json'), doc: true},
     {
-      '--seed': ['seed', String],
-      '--hosts': ['hosts', numberList],
-      '--churn-hosts': ['churnHosts', Number],
-      '--out': ['out', (f) => path.resolve(f)],
-      '--no-doc': ['doc', false],
+      seed: ['--seed S', DEFAULTS.seed, String, 'seed of the chunk ids and of every random choice'],
+      hosts: ['--hosts LIST', DEFAULTS.hosts, numberList, 'host counts of the sweep'],
+      churnHosts: ['--churn-hosts N', DEFAULTS.churnHosts, Number, 'fleet size of the leave/join runs'],
+      out: ['--out FILE', path.join(RESULTS, 'latest-sim.json'), (f) => path.resolve(f), 'where the JSON goes'],
+      doc: ['--no-doc', true, false, 'do not re-render docs/PERFORMANCE.md'],
     },
     (o) => (!o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 4096) || !(Number.isInteger(o.churnHosts) && o.churnHosts >= 2)) && 'bad --hosts or --churn-hosts',
+    "A simulation, not a measurement: owner hashing for N hosts pulling and booting the image of bench/results/latest-dist.json,\nwith the real rankPeers of vmi's API. Writes bench/results/latest-sim.json (or --out) and re-renders docs/PERFORMANCE.md.",
     argv,
   )
   const log = (m) => process.stderr.write(`bench sim: ${m}\n`)

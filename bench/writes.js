@@ -1,30 +1,24 @@
 #!/usr/bin/env node
 // @ts-check
-// Sub-block writes through `vmi mount`'s copy-on-write overlay:
-// `node bench/writes.js` (or `npm run bench -- --only writes`).
-//
-// qemu-img bench -w: 1 KiB writes (inside 4 KiB blocks: every one is a
-// read-modify-write of its block) and 4 KiB aligned writes, scattered, at
-// depth 1 and 16, through a writable `vmi mount` (every chunk local, a fresh
-// overlay per run) against nbdkit's file plugin with its cow filter over the
-// same raw file (a fresh one per run), alternating. With `--old DIR` a second
-// vmi build (DIR/bin/run.js, built) runs as a third contender: an A/B of two
-// builds in one run. Writes bench/results/<date>-writes.md and
-// bench/results/latest-writes.json; never fails on a missed goal.
+// Sub-block writes through `vmi mount`'s copy-on-write overlay: `node bench/writes.js` (or
+// `npm run bench -- --only writes`): qemu-img bench -w against nbdkit's file plugin with its cow
+// filter, and with `--old DIR` another build; see bench/README.md, "writes". Writes
+// bench/results/<date>-writes.md and latest-writes.json; never fails on a missed goal.
 import {randomBytes} from 'node:crypto'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {f, int, table} from './lib/format.js'
+import {f, int} from './lib/format.js'
 import {stats} from './lib/measure.js'
 import {KiB, MiB, parseOptions, prepare, prepSettings, startRun, vmiTimed, withServers} from './lib/common.js'
 import {qemuImgBench, startMount, startNbdkit} from './lib/mount-nbd.js'
+import {renderWritesReport} from './lib/mount-report.js'
 
-const USAGE = 'node bench/writes.js [--reps N] [--old DIR]   sub-block writes through vmi mount vs nbdkit file+cow (see bench/README.md)'
 const {reps, old: oldDir} = parseOptions(
   'writes',
-  USAGE,
-  {reps: 5, old: undefined},
-  {'--reps': ['reps', Number], '--old': ['old', String]},
+  {
+    reps: ['--reps N', 5, Number, 'runs per row, contenders alternating'],
+    old: ['--old DIR', undefined, String, 'another built checkout of vmi as a third contender (an A/B of two builds)'],
+  },
   (o) => (!Number.isInteger(o.reps) || o.reps < 1) && '--reps must be a positive integer',
 )
 const IMAGE = 256 * MiB
@@ -92,31 +86,4 @@ const rows = PATTERNS.map((pat) => {
   const s = Object.fromEntries(contenders.map((c) => [c.key, stats(runs[pat.key][c.key].map((x) => x.seconds))]))
   return {...pat, seconds: s, ratio: s.nbdkit.median / s.vmi.median, ratioOld: oldDir ? s.old.median / s.vmi.median : undefined, runs: runs[pat.key]}
 })
-await run.finish({image: {size: IMAGE, id}, reps, old: oldDir, patterns: rows}, render)
-
-function render(R) {
-  const span = (s) => `${f(s.median, 3)} (${f(s.min, 3)}–${f(s.max, 3)})`
-  return [
-    `# Sub-block writes through vmi mount, ${R.startedAt.slice(0, 10)}`,
-    '',
-    `Commit ${R.git.head}${R.git.dirtySrcFiles ? ` with ${R.git.dirtySrcFiles} uncommitted files in src/` : ''}. Machine: ${R.machine.cpuModel}, ${R.machine.cores} cores. ` +
-      `Image ${IMAGE / MiB} MiB (half random, half zeros), every chunk local. \`qemu-img bench -w -t none\` over NBD on a unix socket, one request every ${STRIDE / KiB} KiB (wrapping), ` +
-      `a fresh server and overlay per run; ${R.reps} runs per row, contenders alternating; seconds as median (min–max). ` +
-      `Ratio = anchor time / vmi time (≥ 1: vmi at least as fast).`,
-    '',
-    table(
-      ['pattern', 'requests', ...contenders.map((c) => `${c.key} s`), ...contenders.map((c) => `${c.key} IOPS`), 'vmi / nbdkit speed', ...(R.old ? ['vmi / old build speed'] : [])],
-      R.patterns.map((r) => [
-        r.label,
-        int(r.count),
-        ...contenders.map((c) => span(r.seconds[c.key])),
-        ...contenders.map((c) => int(r.count / r.seconds[c.key].median)),
-        `**${f(r.ratio)}×**`,
-        ...(R.old ? [`${f(r.ratioOld)}×`] : []),
-      ]),
-    ),
-    '',
-    'Every 1 KiB write covers part of one 4 KiB overlay block, so vmi reads the rest of the block (base chunk or overlay) and writes the whole block back, holding that block (and only it) against other changes meanwhile; nbdkit\'s cow filter does the same read-modify-write in its own 64 KiB blocks under a lock.',
-    '',
-  ].join('\n')
-}
+await run.finish({image: {size: IMAGE, id}, reps, old: oldDir, patterns: rows}, renderWritesReport)

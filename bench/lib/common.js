@@ -6,7 +6,7 @@
 // for an idle machine, pre-touch memory), and what the machine and build were.
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdirSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
@@ -14,9 +14,8 @@ import {fileURLToPath} from 'node:url'
 import {cpuTimes, loadAverage, machineInfo, sleep, waitQuiet} from './machine.js'
 import {GiB} from './format.js'
 import {freePageReporting, hasCommand, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
-import {freePort} from '../../test/helpers/index.js'
 import {metricSum, startServe as startTestServe} from '../../test/helpers/serve.js'
-import {storeNginxConfig} from '../../test/helpers/nginx.js'
+import {startNginx as startTestNginx} from '../../test/helpers/nginx.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'run.js')
@@ -36,19 +35,25 @@ export async function loadVmi() {
 }
 
 /**
- * A benchmark's command line. `flags` maps each option to [key, parse] (it
- * takes a value, parsed by `parse`) or [key, value] (a switch that sets it);
- * -h/--help prints `usage` and exits 0; an unknown option, or what `check`
+ * A benchmark's command line, from one table: `spec` maps each option's key to
+ * [flag, default, parse, help]: `--flag VALUE` (a value, parsed by `parse`) or
+ * `--flag` alone (a switch: sets the key to `parse`). -h/--help prints the usage
+ * the table makes (then `notes`) and exits 0; an unknown option, or what `check`
  * returns (a message, or false when all is well), exits 2.
- * @template {Record<string, any>} T
- * @param {string} kind @param {string} usage @param {T} defaults
- * @param {Record<string, [keyof T, ((v: string) => any) | boolean]>} flags
- * @param {(o: T) => string | false} [check]
- * @returns {T}
+ * @template {Record<string, [string, any, any, string]>} S
+ * @param {string} kind @param {S} spec @param {(o: Record<keyof S, any>) => string | false} [check] @param {string} [notes]
+ * @returns {Record<keyof S, any>}
  */
-export function parseOptions(kind, usage, defaults, flags, check, argv = process.argv.slice(2)) {
-  /** @type {Record<string, any>} */
-  const opts = {...defaults}
+export function parseOptions(kind, spec, check, notes, argv = process.argv.slice(2)) {
+  const table = Object.entries(spec)
+  const usage = [
+    `usage: node bench/${kind}.js ${table.map(([, [flag]]) => `[${flag}]`).join(' ')}`,
+    '',
+    ...table.map(([, [flag, def, parse, help]]) => `  ${flag.padEnd(18)}${help}${typeof parse === 'function' && def !== undefined ? ` (default ${def})` : ''}`),
+    ...(notes ? ['', notes] : []),
+  ].join('\n')
+  /** @type {Record<keyof S, any>} */
+  const opts = /** @type {any} */ (Object.fromEntries(table.map(([k, [, def]]) => [k, def])))
   /** @param {string} msg @returns {never} */
   const fail = (msg) => {
     console.error(`bench ${kind}: ${msg}\n${usage}`)
@@ -59,13 +64,19 @@ export function parseOptions(kind, usage, defaults, flags, check, argv = process
       console.log(usage)
       process.exit(0)
     }
-    const [key, v] = flags[argv[i]] ?? fail(`unknown argument ${argv[i]}`)
-    opts[/** @type {string} */ (key)] = typeof v === 'function' ? v(argv[++i]) : v
+    const [key, [, , v]] = table.find(([, [flag]]) => flag.split(' ')[0] === argv[i]) ?? fail(`unknown argument ${argv[i]}`)
+    opts[/** @type {keyof S} */ (key)] = typeof v === 'function' ? v(argv[++i]) : v
   }
-  const wrong = check?.(/** @type {T} */ (opts))
+  const wrong = check?.(opts)
   if (wrong) fail(wrong)
-  return /** @type {T} */ (opts)
+  return opts
 }
+
+/** The options several benchmarks take (parseOptions entries). */
+export const BUILD = /** @type {[string, any, any, string]} */ (['--build', false, true, "run 'npm run build' first (default: use dist/ as it is)"])
+export const RENDER = /** @type {[string, any, any, string]} */ (['--render JSON', undefined, String, 'measure nothing: rewrite the markdown report from a saved latest-<kind>.json'])
+/** What every benchmark's environment is, as bench/store.js --help lists it. */
+export const ENV_NOTE = 'environment: as bench/store.js (VMI_CACHE_DIR, VMI_BENCH_WORKDIR, VMI_BENCH_QUIET_WAIT, VMI_BENCH_PRETOUCH_GIB)'
 
 /** '1,2,4' → [1, 2, 4] @param {string} s */
 export const numberList = (s) => String(s).split(',').map(Number)
@@ -178,11 +189,6 @@ export async function vmiTimed(args, store, opts = {}) {
 
 // ----------------------------------------------------------------- servers
 
-/** `cmd args`, or `ip netns exec NS cmd args` when `netns` is given (a fleet-lab node). */
-export function inNetns(netns, cmd, args) {
-  return netns ? ['ip', ['netns', 'exec', netns, cmd, ...args]] : [cmd, args]
-}
-
 /**
  * `vmi serve` as test/helpers/serve.js starts it (opts: listen, netns, env), for the benchmarks:
  * with its pid (CPU accounting), /metrics read from inside its namespace when it has one, a
@@ -212,20 +218,13 @@ export function httpText(url) {
   })
 }
 
-/** Resolves when anything answers HTTP at `url` inside the namespace; rejects otherwise. */
-function httpStatusIn(netns, url) {
+/**
+ * GET a URL from inside a network namespace (curl there): the body. `fail` false: any HTTP
+ * answer (a 404 too) resolves; only no answer rejects.
+ */
+export function httpTextIn(netns, url, fail = true) {
   return new Promise((resolve, reject) => {
-    const c = spawn('ip', ['netns', 'exec', netns, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', url], {stdio: ['ignore', 'pipe', 'ignore']})
-    let out = ''
-    c.stdout.on('data', (d) => (out += d))
-    c.on('close', () => (/^[1-5]\d\d$/.test(out.trim()) ? resolve(out.trim()) : reject(new Error(`no answer at ${url}`))))
-  })
-}
-
-/** GET a URL from inside a network namespace (curl there): the body. */
-export function httpTextIn(netns, url) {
-  return new Promise((resolve, reject) => {
-    const c = spawn('ip', ['netns', 'exec', netns, 'curl', '-sSf', '--max-time', '10', url], {stdio: ['ignore', 'pipe', 'pipe']})
+    const c = spawn('ip', ['netns', 'exec', netns, 'curl', fail ? '-sSf' : '-sS', '--max-time', '10', url], {stdio: ['ignore', 'pipe', 'pipe']})
     let out = ''
     let err = ''
     c.stdout.on('data', (d) => (out += d))
@@ -235,61 +234,18 @@ export function httpTextIn(netns, url) {
 }
 
 /**
- * nginx over a store directory, configured by test/helpers/nginx.js's
- * storeNginxConfig (only the store layout published; sendfile), plus
- * optionally one raw file at /raw/<name> (the curl anchor). Access log off:
- * the anchor is nginx at its best.
+ * nginx over a store directory as test/helpers/nginx.js starts it (only the store layout published;
+ * sendfile), tuned as the anchor at its best (access log off, tcp_nopush, long keep-alive), in a
+ * lab node's namespace when `netns` is given, plus optionally one raw file at /raw/<name> (the curl anchor).
+ * @param {string} rootDir @param {{rawFile?: string, netns?: string, host?: string, port?: number}} [opts]
  */
-/** @param {string} rootDir @param {{rawFile?: string, workers?: number, netns?: string, host?: string, port?: number}} [opts] */
-export async function startNginx(rootDir, {rawFile, workers = 1, netns, host = '127.0.0.1', port: fixedPort} = {}) {
-  const prefix = mkdtempSync(path.join(os.tmpdir(), 'vmi-bench-nginx-'))
-  mkdirSync(path.join(prefix, 'tmp'), {recursive: true})
-  const port = fixedPort ?? (await freePort())
-  const raw = rawFile ? `    location = /raw/${path.basename(rawFile)} { alias ${path.resolve(rawFile)}; }\n` : ''
-  const conf = storeNginxConfig({
-    prefix,
-    root: path.resolve(rootDir),
-    host,
-    port,
-    workers,
-    workerConnections: 1024,
-    accessLog: false,
-    tcpNopush: true,
-    keepaliveTimeout: '60s',
-    keepaliveRequests: 1_000_000,
-    extraLocations: raw,
-    generatedBy: 'bench/lib/common.js',
-  })
-  const confFile = path.join(prefix, 'nginx.conf')
-  writeFileSync(confFile, conf)
-  const [cmd, argv] = inNetns(netns, 'nginx', ['-p', prefix, '-c', confFile, '-e', path.join(prefix, 'error.log')])
-  const child = track(spawn(cmd, argv, {stdio: ['ignore', 'ignore', 'pipe']}))
-  let stderr = ''
-  child.stderr.on('data', (d) => (stderr += d))
-  const url = `http://${host}:${port}`
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr} ${readFileSync(path.join(prefix, 'error.log'), 'utf8')}`)
-    // any answer (a 404 for /) means it is up; curl -f fails on the 404, so ask for the status only
-    const ok = await (netns ? httpStatusIn(netns, url + '/') : httpText(url + '/')).then(
-      () => true,
-      () => false,
-    )
-    if (ok) break
-    if (Date.now() > deadline) throw new Error(`nginx did not start: ${stderr}`)
-    await sleep(50)
-  }
-  const exited = new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())))
-  return {
-    url,
-    pid: child.pid,
-    version: spawnSync('nginx', ['-v'], {encoding: 'utf8'}).stderr.trim(),
-    async close() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-      await exited
-      rmSync(prefix, {recursive: true, force: true})
-    },
-  }
+export async function startNginx(rootDir, {rawFile, netns, host = '127.0.0.1', port} = {}) {
+  const extraLocations = rawFile ? `    location = /raw/${path.basename(rawFile)} { alias ${path.resolve(rawFile)}; }\n` : ''
+  const config = {host, workerConnections: 1024, accessLog: false, tcpNopush: true, keepaliveTimeout: '60s', keepaliveRequests: 1_000_000, extraLocations, generatedBy: 'bench/lib/common.js'}
+  // in a namespace, any answer from curl there (a 404 for /) means it is up
+  const probe = netns ? (url) => httpTextIn(netns, url + '/', false).then(() => true, () => false) : undefined
+  const nginx = await startTestNginx(rootDir, {config, netns, port, probe})
+  return {...nginx, version: spawnSync('nginx', ['-v'], {encoding: 'utf8'}).stderr.trim()}
 }
 
 export {metricSum}
@@ -385,7 +341,7 @@ export async function withServers(pids, fn) {
   return Object.assign(r, {serverCpu, irqCores, othersCores, stealCores})
 }
 
-// ----------------------------------------------------------------- per-run preparation (as bench/run.js)
+// ----------------------------------------------------------------- per-run preparation (as bench/store.js)
 
 export function prepSettings() {
   const quietWaitMs = Number(process.env.VMI_BENCH_QUIET_WAIT ?? 60) * 1000
@@ -625,23 +581,43 @@ export async function listObjects(store) {
   return out
 }
 
-/** Deterministic shuffle (seeded by a string). */
-export function shuffled(list, seed) {
-  const a = [...list]
-  let h = createHash('sha256').update(seed).digest()
-  let k = 0
+// ----------------------------------------------------------------- deterministic randomness (bench/sim.js, the load test's order)
+
+/** sfc32 seeded from sha256(seed): a float in [0, 1). */
+export function rng(seed) {
+  const h = createHash('sha256').update(String(seed)).digest()
+  let a = h.readUInt32LE(0)
+  let b = h.readUInt32LE(4)
+  let c = h.readUInt32LE(8)
+  let d = h.readUInt32LE(12)
   const next = () => {
-    if (k + 4 > h.length) {
-      h = createHash('sha256').update(h).digest()
-      k = 0
-    }
-    const v = h.readUInt32LE(k)
-    k += 4
-    return v / 2 ** 32
+    a >>>= 0
+    b >>>= 0
+    c >>>= 0
+    d >>>= 0
+    let t = (a + b) | 0
+    a = b ^ (b >>> 9)
+    b = (c + (c << 3)) | 0
+    c = (c << 21) | (c >>> 11)
+    d = (d + 1) | 0
+    t = (t + d) | 0
+    c = (c + t) | 0
+    return (t >>> 0) / 4294967296
   }
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1))
-    ;[a[i], a[j]] = [a[j], a[i]]
+  for (let i = 0; i < 12; i++) next()
+  return next
+}
+
+/** Fisher–Yates over the first `n` items of `a`, in place, with `rnd` (rng). */
+export function shuffleInPlace(a, rnd, n = a.length) {
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1))
+    const t = a[i]
+    a[i] = a[j]
+    a[j] = t
   }
   return a
 }
+
+/** A seeded shuffle of `list` (a copy). */
+export const shuffled = (list, seed) => shuffleInPlace([...list], rng(seed))

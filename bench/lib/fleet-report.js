@@ -1,9 +1,10 @@
 // @ts-check
 // The fleet benchmark's report (bench/fleet.js) and the figures its goals are
 // judged on, shared with docs/PERFORMANCE.md (bench/lib/perf-doc.js).
-import {bytesHuman, f, GiB, int, table} from './format.js'
+import {bytesHuman, f, GiB, int, range, table} from './format.js'
 import {stats} from './measure.js'
-import {goalTable} from './report.js'
+import {renderReport} from './report.js'
+import {lineChart} from './svg-plot.js'
 
 export const CONTENDERS = {
   peers: 'vmi, peers + owner hashing',
@@ -60,18 +61,19 @@ export function cpuPerGiB(R, p) {
   return {owners, ownersPull, direct: p.seedAlone ? perHost(p.seedAlone.clientCpu) : NaN}
 }
 
+/** What the lab's reports say of the machine: it is shared, and by how much shows in the runs. */
+const SHARED = '**this machine is shared**: other work used CPU during these runs (the "others" columns say how much)'
+const mbit = (b) => `${f(b / 1e6, 0)} Mbit/s`
+
 export function renderFleetReport(R) {
+  return renderReport(R, {title: 'vmi fleet benchmark in the lab', tools: SHARED, goals: fleetGoals(R), body: fleetBody, background: false})
+}
+
+/** @param {Record<string, any>} R @param {import('./report.js').BodyContext} ctx */
+export function fleetBody(R, {plot}) {
   const img = R.image
   const Um = bytesHuman(img.uniqueBytes)
-  const mbit = (b) => `${f(b / 1e6, 0)} Mbit/s`
-  const out = [`# vmi fleet benchmark in the lab, ${R.startedAt.slice(0, 10)}`, '']
-  out.push(
-    `Started ${R.startedAt} (git ${R.git.head}${R.git.dirtySrcFiles ? ` + ${R.git.dirtySrcFiles} uncommitted file(s) in src/` : ''}), took ${f(R.totalSeconds, 0)} s. ` +
-      `${R.machine.cpuModel}, ${R.machine.cores} cores, ${R.machine.kernel}, node ${R.machine.node}. Load average at the end: ${R.loadAverageAtEnd.join(' ')} — ` +
-      `**this machine is shared**: other work used CPU during these runs (the "others" column says how much).`,
-    '',
-  )
-  out.push('## The lab', '')
+  const out = ['## The lab', '']
   out.push(
     `A seed and ${R.lab.hosts} hosts on this machine, each in its own network namespace with its own address (10.77.0.0/16) on a veth pair into one Linux bridge in a namespace of its own (test/helpers/lab.js). ` +
       `Every link is shaped in both directions by tbf on both ends of its veth: hosts ${mbit(R.lab.rate)}, the seed ${mbit(R.lab.seedRate)}. ` +
@@ -92,8 +94,6 @@ export function renderFleetReport(R) {
     '',
   )
   out.push(loadSummary(R), '')
-  out.push('## Goals', '')
-  out.push(goalTable(fleetGoals(R)), '')
 
   out.push('## Fill: N hosts get the whole image at once', '')
   out.push(
@@ -111,7 +111,7 @@ export function renderFleetReport(R) {
         return [
           p.hosts,
           `${f(lim)} s`,
-          `${f(w.median)} (${f(w.min)}–${f(w.max)})`,
+          range(w),
           `${f(w.median / lim)}×`,
           p.seedAlone ? f(p.seedAlone.wall) : '–',
           p.seedAlone ? `${f(p.seedAlone.wall / lim)}×` : '–',
@@ -125,6 +125,26 @@ export function renderFleetReport(R) {
     ),
     '',
   )
+  const hosts = R.fill.map((p) => p.hosts)
+  const span = [hosts[0], hosts.at(-1)]
+  const fillChart = () =>
+    lineChart({
+      title: 'Fleet fill in the lab: time for all hosts, against the physical limit',
+      subtitle: `measured ${R.startedAt.slice(0, 10)}; ${mbit(R.lab.rate)} links, ${Um} unique; all hosts share ${R.machine.cores} cores`,
+      xLabel: 'hosts filling at once',
+      yLabel: 'seconds until the last host is done',
+      xTicks: hosts,
+      xLog: 2,
+      yLog: true,
+      series: [
+        {name: 'vmi, peers + owner hashing (median)', points: R.fill.map((p) => [p.hosts, peersStat(p).median])},
+        {name: 'vmi pull from the seed alone (nginx)', points: R.fill.filter((p) => p.seedAlone).map((p) => [p.hosts, p.seedAlone.wall])},
+        {name: 'curl of the raw file (anchor)', points: R.fill.filter((p) => p.curl).map((p) => [p.hosts, p.curl.wall])},
+        {name: 'physical limit (unique bytes ÷ link rate)', dashed: true, marker: false, color: '#888', points: span.map((n) => [n, R.limitSeconds])},
+        {name: `goal: ${R.goals.limitRatio}× the limit`, dashed: true, marker: false, color: '#bbb', points: span.map((n) => [n, R.goals.limitRatio * R.limitSeconds])},
+      ],
+    })
+  out.push(...plot('fleet-fill.svg', 'Line chart: fleet fill time in the lab against the number of hosts, for vmi with peers, pulls from the seed alone and curl, with the physical limit', fillChart))
   out.push('### CPU used', '')
   out.push(
     `CPU-seconds of each run: the clients (pulls or curls, by GNU time), the hosts' \`vmi serve\`s and the seed (vmi serve + nginx) from /proc; "busy cores" is the whole machine's average over the run, ` +
@@ -140,6 +160,11 @@ export function renderFleetReport(R) {
     }
   }
   out.push(table(['hosts', 'contender', 'wall s', 'CPU s: clients', 'host serves', 'seed', 'CPU-s per GiB per host', `busy cores (of ${R.machine.cores})`, 'irq cores', "others' cores"], cpuRows), '')
+  const big = R.fill.at(-1)
+  if (big?.seedAlone) {
+    const c = cpuPerGiB(R, big)
+    out.push(`At ${big.hosts} hosts (medians): ${f(c.owners)} CPU-s per GiB delivered per host through the owners (pull ${f(c.ownersPull)} + its serve), against ${f(c.direct)} for a direct pull from nginx: ${f(c.owners / c.direct)}×.`, '')
+  }
 
   if (R.churn) {
     out.push(`## Churn and faults (${R.churn.ownerDown.hosts} hosts, vmi with peers)`, '')
@@ -187,7 +212,7 @@ export function renderFleetReport(R) {
   }
 
   out.push('## What bounds it', '', ...explain(R), '')
-  return out.join('\n')
+  return out
 }
 
 /** How busy the machine was: the share of runs that were CPU-bound and what other work used. */
@@ -245,13 +270,16 @@ export function bootGoals(R) {
 }
 
 export function renderBootReport(R) {
+  return renderReport(R, {title: 'vmi boot storm in the fleet lab', tools: SHARED, goals: bootGoals(R), body: bootBody, background: false})
+}
+
+/** @param {Record<string, any>} R @param {import('./report.js').BodyContext} ctx */
+export function bootBody(R, {plot}) {
   const T = R.trace
-  const out = [`# vmi boot storm in the fleet lab, ${R.startedAt.slice(0, 10)}`, '']
-  out.push(
-    `Started ${R.startedAt} (git ${R.git.head}), took ${f(R.totalSeconds, 0)} s. ${R.machine.cpuModel}, ${R.machine.cores} cores; load average at the end ${R.loadAverageAtEnd.join(' ')} — **a shared machine**: other work used CPU during these runs (the "others" column). ` +
-      `Lab: a seed and ${R.lab.hosts} hosts in their own network namespaces, links ${f(R.lab.rate / 1e6, 0)} Mbit/s (seed ${f(R.lab.seedRate / 1e6, 0)}), tbf both ways, **no latency or loss emulated** (no netem).`,
+  const out = [
+    `Lab: a seed and ${R.lab.hosts} hosts in their own network namespaces, links ${f(R.lab.rate / 1e6, 0)} Mbit/s (seed ${f(R.lab.seedRate / 1e6, 0)}), tbf both ways, **no latency or loss emulated** (no netem).`,
     '',
-  )
+  ]
   out.push(
     `**This is a replay, not N real boots.** The trace (${T.file}, recorded ${T.recordedAt.slice(0, 10)} under ${T.accel}, the boot's marker at ${f(T.bootMarkerS)} s) holds the ${int(T.reads)} reads (${bytesHuman(T.bytes)}) of one real boot through \`vmi mount\` and the guest's think time before each (${f(T.thinkSeconds)} s in all). ` +
       `Each host replays them one at a time with \`bench/lib/replay-trace.py\` (libnbd), waiting each think time after the previous read completed${T.matchesImage ? '' : '; the trace was recorded on another build of the image, so the offsets are a boot pattern replayed on this one'}. ` +
@@ -259,7 +287,6 @@ export function renderBootReport(R) {
       `Time-to-boot-set = from the host's start (its \`vmi mount\`, or its curl) to its last replayed read answered. p99 of fewer than 100 hosts is the slowest host.`,
     '',
   )
-  out.push('## Goals', '', goalTable(bootGoals(R)), '')
   out.push('## Time-to-boot-set and seed bytes', '')
   const rows = []
   for (const p of R.runs)
@@ -269,6 +296,17 @@ export function renderBootReport(R) {
       rows.push([p.hosts, BOOT_CONTENDERS[k], f(x.p50), f(x.p99), bytesHuman(x.seedBytes), `${f(x.seedBytes / T.bootSetBytes, 2)}×`, x.failures.length ? `**${x.failures.length} failed**` : 'ok', f(x.clientCpu), f(x.serverCpu), `${f(x.busyCores)} (${f(x.othersCores)})`])
     }
   out.push(table(['hosts', 'contender', 'p50 s', 'p99 s', 'seed sent', '÷ one boot set', 'hosts', 'CPU s: clients', 'servers', 'busy cores (others)'], rows), '')
+  const stormChart = () =>
+    lineChart({
+      title: 'Boot storm (replay): slowest host against hosts booting at once',
+      subtitle: `measured ${R.startedAt.slice(0, 10)} in the fleet lab; ${f(R.lab.rate / 1e6, 0)} Mbit/s links; all hosts share ${R.machine.cores} cores`,
+      xLabel: 'hosts booting at once',
+      yLabel: 'p99 time-to-boot-set, seconds',
+      xTicks: R.runs.map((p) => p.hosts),
+      xLog: 2,
+      series: ['peers', 'seedAlone', 'copy'].map((k) => ({name: BOOT_CONTENDERS[k], points: R.runs.filter((p) => p[k]).map((p) => [p.hosts, p[k].p99])})).filter((sr) => sr.points.length > 0),
+    })
+  out.push(...plot('fleet-boot.svg', "Line chart: slowest host's time-to-boot-set in a replayed boot storm, for vmi with peers, vmi from the seed alone and copy-then-boot", stormChart))
   const copyMissing = R.runs.filter((p) => !p.copy).map((p) => p.hosts)
   if (copyMissing.length)
     out.push(
@@ -293,5 +331,5 @@ export function renderBootReport(R) {
         `${a.busyCores >= 0.9 * R.machine.cores || b.busyCores >= 0.9 * R.machine.cores ? ' — **CPU-bound**: the times measure the shared cores, and the peers run pays for N more serves on them' : ''}.`,
     )
   }
-  return out.join('\n')
+  return out
 }

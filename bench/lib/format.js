@@ -31,6 +31,12 @@ export function bytesHuman(n) {
   return `${n.toFixed(n < 10 && i > 0 ? 2 : n < 100 && i > 0 ? 1 : 0)} ${units[i]}`
 }
 
+/** A ratio as "1.23×". */
+export const times = (v, digits = 2) => `${f(v, digits)}×`
+
+/** A {median, min, max} (stats()) as "median (min–max)". */
+export const range = (s, fmt = f) => `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`
+
 export function pct(part, whole) {
   return `${((100 * part) / whole).toFixed(1)} %`
 }

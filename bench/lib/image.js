@@ -107,25 +107,36 @@ function keystream(seed, offset, size) {
 }
 
 /**
- * Build (or reuse) the synthetic image. Returns {file, spec, key, regions,
- * composition, built: boolean, seconds}.
+ * The image file of `spec` in the cache (`<cache>/bench/<prefix>-<spec hash>.raw`), reused while
+ * it is complete (its `.complete` stamp is there) and the spec unchanged; else `build(fh)` writes
+ * it into a temporary file, renamed and stamped when done.
  */
-/** @param {SyntheticSpec} [spec] @param {(msg: string) => void} [log] */
-export async function ensureSyntheticImage(spec = SYNTHETIC_SPEC, log = () => {}) {
-  const key = specKey(spec)
-  const dir = path.join(cacheBase(), 'bench')
-  const file = path.join(dir, `synthetic-${key}.raw`)
-  const stamp = file + '.complete'
-  const regions = planRegions(spec)
-  const comp = composition(regions)
-  if (existsSync(stamp) && existsSync(file) && (await fsp.stat(file)).size === spec.size)
-    return {file, spec, key, regions, composition: comp, built: false, seconds: 0}
-  await fsp.mkdir(dir, {recursive: true})
-  log(`building synthetic image ${file} (${spec.size / GiB} GiB, cached for later runs)`)
+async function cachedImage(prefix, spec, log, what, build) {
+  const file = path.join(cacheBase(), 'bench', `${prefix}-${specKey(spec)}.raw`)
+  if (existsSync(file + '.complete') && existsSync(file) && (await fsp.stat(file)).size === spec.size) return {file, built: false, seconds: 0}
+  await fsp.mkdir(path.dirname(file), {recursive: true})
+  log(`building ${prefix} image ${file} (${what}, cached for later runs)`)
   const t0 = performance.now()
   const tmp = `${file}.tmp-${process.pid}`
   const fh = await fsp.open(tmp, 'w+')
   try {
+    await build(fh)
+    await fh.truncate(spec.size)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  await fsp.rename(tmp, file)
+  await fsp.writeFile(file + '.complete', '')
+  return {file, built: true, seconds: (performance.now() - t0) / 1000}
+}
+
+/** Build (or reuse) the synthetic image. Returns {file, spec, regions, composition, built, seconds}. */
+/** @param {SyntheticSpec} [spec] @param {(msg: string) => void} [log] */
+export async function ensureSyntheticImage(spec = SYNTHETIC_SPEC, log = () => {}) {
+  const regions = planRegions(spec)
+  const comp = composition(regions)
+  const c = await cachedImage('synthetic', spec, log, `${spec.size / GiB} GiB`, async (fh) => {
     const piece = 16 * MiB
     for (const r of regions) {
       if (r.kind === 'zero') continue // a hole
@@ -142,15 +153,9 @@ export async function ensureSyntheticImage(spec = SYNTHETIC_SPEC, log = () => {}
         }
       }
     }
-    await fh.truncate(spec.size)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  await fsp.rename(tmp, file)
-  await fsp.writeFile(file + '.spec.json', JSON.stringify({spec, composition: comp, regions: regions.length}, null, 2) + '\n')
-  await fsp.writeFile(stamp, '')
-  return {file, spec, key, regions, composition: comp, built: true, seconds: (performance.now() - t0) / 1000}
+  })
+  if (c.built) await fsp.writeFile(c.file + '.spec.json', JSON.stringify({spec, composition: comp, regions: regions.length}, null, 2) + '\n')
+  return {...c, spec, regions, composition: comp}
 }
 
 /**
@@ -164,29 +169,15 @@ export async function ensureSyntheticImage(spec = SYNTHETIC_SPEC, log = () => {}
 /** @param {{size: number, chunkSize: number}} image @param {(msg: string) => void} [log] */
 export async function ensureScaleImage({size, chunkSize}, log = () => {}) {
   const spec = {generator: 'vmi-bench-scale/1', size, chunkSize, stamp: 4096}
-  const key = specKey(spec)
-  const dir = path.join(cacheBase(), 'bench')
-  const file = path.join(dir, `scale-${key}.raw`)
-  if (existsSync(file + '.complete') && existsSync(file) && (await fsp.stat(file)).size === size) return {file, spec, key, built: false}
-  await fsp.mkdir(dir, {recursive: true})
-  log(`building scale image ${file} (${size / GiB} GiB sparse, one 4 KiB stamp per ${chunkSize / 1024} KiB chunk)`)
   const stamp = keystream('vmi-bench-scale', 0, spec.stamp)
-  const tmp = `${file}.tmp-${process.pid}`
-  const fh = await fsp.open(tmp, 'w')
-  try {
+  return cachedImage('scale', spec, log, `${size / GiB} GiB sparse, one 4 KiB stamp per ${chunkSize / 1024} KiB chunk`, async (fh) => {
     const batch = []
     for (let off = 0; off < size; off += chunkSize) {
       batch.push(fh.write(stamp, 0, stamp.length, off))
       if (batch.length >= 64) await Promise.all(batch.splice(0))
     }
     await Promise.all(batch)
-    await fh.truncate(size)
-  } finally {
-    await fh.close()
-  }
-  await fsp.rename(tmp, file)
-  await fsp.writeFile(file + '.complete', '')
-  return {file, spec, key, built: true}
+  })
 }
 
 /** Bytes of `file` actually allocated on disk (its non-hole part, to block granularity). */

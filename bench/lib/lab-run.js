@@ -1,12 +1,10 @@
 // @ts-check
 // The fleet lab (test/helpers/lab.js) as bench/fleet.js and bench/fleet-boot.js
 // use it: its seed's servers, a host's serve, timed commands on its hosts.
-import {spawn} from 'node:child_process'
-import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {labUnavailable} from '../../test/helpers/lab.js'
 import {lastJson, prepSettings, startNginx, startServe} from './common.js'
-import {GNU_TIME} from './measure.js'
+import {runTimed} from './measure.js'
 
 /** Where every node's `vmi serve` listens (on its own address); nginx on the seed listens on NGINX_PORT. */
 export const SERVE_PORT = 7070
@@ -44,32 +42,16 @@ export function startHostServe(host, store, seedUrl) {
 }
 
 /**
- * `argv` in a host's namespace, timed: `done` resolves {host, status, wall,
- * startedAt, endedAt (s from `tStart`), user, sys (GNU time), json (the last
- * JSON document on stdout), stdout, stderr (its end)}. `child` is there at
- * once so a scenario can kill it.
+ * `argv` in a host's namespace, timed (runTimed): `done` resolves {host, status, wall,
+ * startedAt, endedAt (s from `tStart`), user, sys, json (the last JSON document on
+ * stdout), stdout, stderr (its end)}. `child` is there at once so a scenario can kill it.
  */
 export function timedIn(host, argv, {env, tStart, scratch}) {
-  const tmp = path.join(scratch, `.time-${host.name}-${Math.random().toString(36).slice(2)}`)
-  const inner = ['ip', 'netns', 'exec', host.ns, ...argv]
-  const [cmd, args] = GNU_TIME ? [GNU_TIME, ['-f', '%U %S', '-o', tmp, '--', ...inner]] : [inner[0], inner.slice(1)]
+  let child
   const startedAt = (performance.now() - tStart) / 1000
-  const child = spawn(cmd, args, {env, stdio: ['ignore', 'pipe', 'pipe']})
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d) => (stdout += d))
-  child.stderr.on('data', (d) => (stderr += d))
-  const done = new Promise((resolve) =>
-    child.on('close', async (code, signal) => {
-      const endedAt = (performance.now() - tStart) / 1000
-      let user
-      let sys
-      const t = await fsp.readFile(tmp, 'utf8').catch(() => '')
-      await fsp.rm(tmp, {force: true})
-      const m = /(\d+\.\d+) (\d+\.\d+)\s*$/.exec(t)
-      if (m) [user, sys] = [Number(m[1]), Number(m[2])]
-      resolve({host: host.name, status: code ?? `signal ${signal}`, wall: endedAt - startedAt, startedAt, endedAt, user, sys, json: lastJson(stdout), stdout, stderr: stderr.slice(-2000)})
-    }),
-  )
+  const done = runTimed('ip', ['netns', 'exec', host.ns, ...argv], {env, scratch, allowFail: true, onSpawn: (c) => (child = c)}).then((r) => {
+    const endedAt = (performance.now() - tStart) / 1000
+    return {...r, host: host.name, wall: endedAt - startedAt, startedAt, endedAt, json: lastJson(r.stdout), stderr: r.stderr.slice(-2000)}
+  })
   return {child, done}
 }

@@ -13,9 +13,7 @@ function isGnuTime(p) {
   return r.status === 0
 }
 
-export function hasCommand(cmd) {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], {stdio: 'ignore'}).status === 0
-}
+export {hasCommand} from '../../test/helpers/index.js'
 
 /** How peak RSS is measured here. */
 export const RSS_METHOD = GNU_TIME ? `${GNU_TIME} -f %M (ru_maxrss of the child)` : 'polling /proc/<pid>/status VmHWM every 10 ms'
@@ -23,7 +21,8 @@ export const RSS_METHOD = GNU_TIME ? `${GNU_TIME} -f %M (ru_maxrss of the child)
 /**
  * Run `cmd args` and measure it. Resolves {wall, rssBytes, user, sys,
  * bgCores, status, stdout, stderr}; rejects when it exits non-zero unless
- * `allowFail`. `discardStdout` sends its stdout to /dev/null. `wall` is spawn-to-exit as seen from here (seconds).
+ * `allowFail`. `discardStdout` sends its stdout to /dev/null; `onSpawn` gets the
+ * child at once (to kill it). `wall` is spawn-to-exit as seen from here (seconds).
  */
 export async function runTimed(cmd, args, opts = {}) {
   const tmpOut = path.join(opts.scratch ?? '/tmp', `.time-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`)
@@ -31,6 +30,7 @@ export async function runTimed(cmd, args, opts = {}) {
   const cpu0 = cpuTimes()
   const t0 = process.hrtime.bigint()
   const child = spawn(argv[0], argv[1], {env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', opts.discardStdout ? 'ignore' : 'pipe', 'pipe']})
+  opts.onSpawn?.(child)
   const out = []
   const err = []
   child.stdout?.on('data', (d) => out.push(d))
@@ -156,40 +156,30 @@ export async function warmFile(file) {
   }
 }
 
+/** Every file under `dir` (none when it is missing), depth first. @returns {AsyncGenerator<string>} */
+async function* filesUnder(dir) {
+  const entries = await fsp.readdir(dir, {withFileTypes: true}).catch(() => [])
+  for (const e of entries) {
+    if (e.isDirectory()) yield* filesUnder(path.join(dir, e.name))
+    else yield path.join(dir, e.name)
+  }
+}
+
 /** Read every file under `dir` (the store's objects) into the page cache. */
 export async function warmDir(dir) {
   let bytes = 0
   let files = 0
-  const walk = async (d) => {
-    for (const e of await fsp.readdir(d, {withFileTypes: true})) {
-      const p = path.join(d, e.name)
-      if (e.isDirectory()) await walk(p)
-      else if (e.isFile()) {
-        bytes += (await fsp.readFile(p)).length
-        files++
-      }
-    }
+  for await (const f of filesUnder(dir)) {
+    bytes += (await fsp.readFile(f)).length
+    files++
   }
-  await walk(dir)
   return {bytes, files}
 }
 
 /** Number of files under `dir`. */
 export async function countFiles(dir) {
   let n = 0
-  const walk = async (d) => {
-    let entries
-    try {
-      entries = await fsp.readdir(d, {withFileTypes: true})
-    } catch {
-      return
-    }
-    for (const e of entries) {
-      if (e.isDirectory()) await walk(path.join(d, e.name))
-      else n++
-    }
-  }
-  await walk(dir)
+  for await (const _ of filesUnder(dir)) n++
   return n
 }
 

@@ -124,18 +124,9 @@ export function parseBootResult(stdout) {
   return {ok: kv.ok === '1', accel: kv.accel, markerS: num(kv.marker_s), exitS: num(kv.exit_s), guestUptimeS: num(kv.guest_uptime_s), kernel: kv.kernel, line}
 }
 
-/** Read requests in an nbdkit log-filter file: [{offset, count}]. */
-export function parseNbdkitLog(text) {
-  const out = []
-  const re = / Read id=\d+ offset=(0x[0-9a-f]+) count=(0x[0-9a-f]+)/g
-  let m
-  while ((m = re.exec(text))) out.push({offset: Number(m[1]), count: Number(m[2])})
-  return out
-}
-
 /**
- * Read requests in an nbdkit log-filter file as a replayable trace, in the
- * order they started: [{offset, count, think, at}], think = seconds from the
+ * Read requests in an nbdkit log-filter file (what a booting guest read; a replayable
+ * trace), in the order they started: [{offset, count, think, at}], think = seconds from the
  * previous read's completion to this read's start (0 when they overlapped;
  * for the first read, from the connection), at = seconds from the
  * connection to this read's start.

@@ -1,22 +1,60 @@
 // @ts-check
 // docs/PERFORMANCE.md and its plots (docs/img/*.svg), rendered from the saved
-// results: bench/results/latest-{store,dist,mount,fleet,fleet-boot,sim}.json and the "what
-// bounds it" sections of the markdown reports of the same runs. Every number
-// comes from those files; nothing here is typed in by hand. bench/run.js
+// results: bench/results/latest-{store,dist,mount,writes,s3,fleet,fleet-boot,sim}.json.
+// Each benchmark's section is the body its own report has (bench/lib/<kind>-report.js,
+// from the same JSON), with its charts; the simulation's is written here. Every
+// number comes from those files; nothing here is typed in by hand. bench/run.js
 // calls renderPerformanceDoc() at the end of every run, and
 // `node bench/run.js --render` calls it alone (no measuring).
 import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {bytesHuman, f, GB, GiB, int, KiB, MB, MiB, pct, table} from './format.js'
-import {median} from './measure.js'
-import {barChart, lineChart} from './svg-plot.js'
-import {BOOT_CONTENDERS, bootGoals, CONTENDERS, cpuPerGiB, fleetGoals, loadSummary} from './fleet-report.js'
-import {distGoals, goalTable, mark, mountGoals, rawBootAnchor, storeGoals} from './report.js'
+import {bytesHuman, f, GiB, int, table, times as x} from './format.js'
+import {lineChart} from './svg-plot.js'
+import {bootBody, bootGoals, fleetBody, fleetGoals} from './fleet-report.js'
+import {distGoals, goalTable, mountGoals, storeGoals} from './report.js'
+import {storeBody} from './store-report.js'
+import {distBody, s3Body} from './dist-report.js'
+import {mountBody, writesBody} from './mount-report.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-const x = (v, d = 2) => `${f(v, d)}×`
-const secs = (s) => `${f(s)} s`
+
+/** Why vmi's HTTP clients are what they are (the A/B runs are in a dated report). */
+const HTTP_CLIENT = [
+  '### HTTP client',
+  '',
+  'One general client (src/peer/http-client.ts, Node\'s http/https) and one hand-written transport (the pipelined bulk GET, src/peer/pipelined-get.ts). ' +
+    'undici was measured as the replacement for both and not adopted: its llhttp parser is WebAssembly, which on Node 20 cannot run under a virtual-memory limit ' +
+    '(`ulimit -v`; tampered.test.js runs the CLI under 2 GiB and every request died), and its bulk GETs cost more client CPU than the pipelined client in the same run. ' +
+    'got was replaced by node:http, which halved the client CPU of a push. ' +
+    'The A/B tables (alternating builds, min–median–max): [2026-12-06-http-client-choice.md](../bench/results/2026-12-06-http-client-choice.md).',
+  '',
+]
+
+/** The S3 client vmi uses, and why; what bounds a bucket as the seed. */
+const S3_CLIENT = [
+  "The S3 client is vmi's own SigV4 signer (`src/peer/s3/sigv4.ts`, node:crypto, held to AWS's published examples by test/unit/s3-sigv4.test.js) on the project's HTTP client (src/peer/http-client.ts, node:http). " +
+    'In the second table the own signer loads several times faster than @smithy/signature-v4 and @aws-sdk/client-s3 (a CLI command pays that at every start); its GETs per second are close to the @smithy signer\'s (ahead of it in a run under heavy load, [2026-12-06-s3-under-load.md](../bench/results/2026-12-06-s3-under-load.md), about a tenth behind in a quieter one) and well ahead of the SDK\'s. The choice rests on the load time and on needing no new dependency (@smithy/signature-v4 is here only as a transitive dev dependency of oclif). ' +
+    "The credential chain a user expects (environment, ~/.aws/credentials and config, AWS_PROFILE) is read by src/cli/s3-settings.ts; the SDK's instance and container credential providers are not used.",
+  '',
+  "What bounds it: every chunk is one request, and radosgw spends ~1.4–2 ms of CPU on each (measured when the test server was set up), on the same 2 cores as the client; nginx serves a request for a fraction of that, and `aws s3 cp` moves the raw file in 8 MiB multipart ranges, a few dozen requests. So a bucket is request-bound where nginx is not: the ratios to `aws s3 cp` grow with the image's share of zero chunks (vmi skips them), and the ≥ 2× and ≤ 1.5× goals are missed on this machine.",
+  '',
+]
+
+/**
+ * The benchmarks in the doc's order: what the run table calls each, its section's heading (the
+ * boot storm's sits inside the fleet lab's), the body it shares with its report, its goals, and
+ * what the doc adds before or after the body.
+ */
+const KINDS = {
+  store: {name: 'store (import, export)', heading: '## Store: import and export', body: storeBody, goals: storeGoals},
+  dist: {name: 'distribution (pull, push, fleet, serve)', heading: '## Distribution: pull, push, fleets, serving', body: distBody, goals: distGoals, after: HTTP_CLIENT},
+  mount: {name: 'mount (reads, boots)', heading: '## Mount: cached reads and lazy boots', body: mountBody, goals: mountGoals},
+  writes: {name: 'sub-block writes through the overlay', heading: '## Sub-block writes through the overlay', body: writesBody},
+  s3: {name: 'S3 bucket as the seed (radosgw)', heading: '## S3 bucket as the seed', body: s3Body, before: S3_CLIENT},
+  fleet: {name: 'fleet lab (namespaces, shaped links)', heading: '## Fleet lab: hosts in their own network namespaces, on shaped links', body: fleetBody, goals: fleetGoals},
+  'fleet-boot': {name: 'boot storm in the fleet lab (replay)', heading: '### Boot storm in the lab (a replay)', depth: 2, body: bootBody, goals: bootGoals},
+}
 
 function readJson(file) {
   try {
@@ -26,61 +64,19 @@ function readJson(file) {
   }
 }
 
-/** The markdown report a latest-<kind>.json came with (same run: same start date). */
-function reportFile(root, kind, R) {
-  const rel = path.join('bench', 'results', `${R.startedAt.slice(0, 10)}-${kind}.md`)
-  return existsSync(path.join(root, rel)) ? rel : undefined
-}
-
-/** The body of the section whose heading matches `re` (up to the next heading of that level or higher). */
-function section(text, re) {
-  if (!text) return undefined
-  const lines = text.split('\n')
-  const at = lines.findIndex((l) => /^#{2,4} /.test(l) && re.test(l))
-  if (at < 0) return undefined
-  const level = /^(#+)/.exec(lines[at])[1].length
-  const out = []
-  let inList = false
-  for (let i = at + 1; i < lines.length; i++) {
-    const l = lines[i]
-    const m = /^(#+) /.exec(l)
-    if (m && m[1].length <= level) break
-    // the section is a list: stop at the first paragraph after it
-    if (inList && l.trim() && !/^\s*[-*] /.test(l) && !/^\s/.test(l)) break
-    if (/^\s*[-*] /.test(l)) inList = true
-    out.push(l)
-  }
-  return out.join('\n').trim()
-}
-
 /** Renders docs/PERFORMANCE.md and docs/img/*.svg; returns what it wrote. */
 export async function renderPerformanceDoc({root = ROOT} = {}) {
   const res = path.join(root, 'bench', 'results')
-  const R = {
-    store: readJson(path.join(res, 'latest-store.json')),
-    dist: readJson(path.join(res, 'latest-dist.json')),
-    mount: readJson(path.join(res, 'latest-mount.json')),
-    writes: readJson(path.join(res, 'latest-writes.json')),
-    fleet: readJson(path.join(res, 'latest-fleet.json')),
-    'fleet-boot': readJson(path.join(res, 'latest-fleet-boot.json')),
-    sim: readJson(path.join(res, 'latest-sim.json')),
-    s3: readJson(path.join(res, 'latest-s3.json')),
-  }
-  const reports = {}
-  for (const k of ['store', 'dist', 'mount', 'writes', 'fleet', 'fleet-boot', 's3']) {
-    const rel = R[k] && reportFile(root, k, R[k])
-    reports[k] = rel ? {file: rel, text: readFileSync(path.join(root, rel), 'utf8')} : undefined
-  }
+  /** @type {Record<string, any>} */
+  const R = Object.fromEntries([...Object.keys(KINDS), 'sim'].map((k) => [k, readJson(path.join(res, `latest-${k}.json`))]))
   const images = new Map() // name → svg
-  const plot = (name, svg, alt) => {
-    images.set(name, svg)
-    return `![${alt}](img/${name})`
-  }
+  /** @type {import('./report.js').BodyContext} */
+  const ctx = {plot: (name, alt, make) => (images.set(name, make()), [`![${alt}](img/${name})`, '']), bg: [], all: R}
 
   const out = []
   out.push('# Performance', '')
   out.push(
-    '_Generated by `bench/lib/perf-doc.js` from `bench/results/latest-{store,dist,mount,writes,fleet,fleet-boot,sim,s3}.json` and the reports of the same runs — do not edit by hand. ' +
+    '_Generated by `bench/lib/perf-doc.js` from `bench/results/latest-{store,dist,mount,writes,s3,fleet,fleet-boot,sim}.json`, the same bodies as the reports of those runs — do not edit by hand. ' +
       '`npm run bench` measures and regenerates it; `node bench/run.js --render` regenerates it from the saved results without measuring._',
     '',
   )
@@ -98,16 +94,14 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
     .map(([k]) => `bench/results/latest-${k}.json`)
   if (missing.length) out.push(`Not available, so not shown: ${missing.join(', ')}.`, '')
 
-  out.push(...machineSection(R, reports))
-  out.push(...goalsSection(R))
-  if (R.store) out.push(...storeSection(R, reports, plot))
-  if (R.dist) out.push(...distSection(R, reports, plot))
-  if (R.mount) out.push(...mountSection(R, reports, plot))
-  if (R.writes && reports.writes) out.push(...writesSection(reports.writes))
-  if (R.s3 && reports.s3) out.push(...s3Section(reports.s3))
-  if (R.fleet) out.push(...fleetSection(R, reports, plot))
-  if (R['fleet-boot']) out.push(...bootStormSection(R, reports, plot))
-  if (R.sim) out.push(...simSection(R, plot))
+  out.push(...machineSection(R, root))
+  const goals = Object.entries(KINDS).flatMap(([k, K]) => (R[k] && K.goals ? K.goals(R[k]) : []))
+  if (goals.length) out.push('## Goals', '', `${goals.filter((g) => g.met).length} of ${goals.length} met.`, '', goalTable(goals), '')
+  for (const [k, K] of Object.entries(KINDS)) {
+    // a kind's body, its headings `depth` levels down (it starts at ##), its charts drawn
+    if (R[k]) out.push(K.heading, '', ...(K.before ?? []), K.body(R[k], ctx).join('\n').replace(/^#/gm, '#'.repeat((K.depth ?? 1) + 1)), '', ...(K.after ?? []))
+  }
+  if (R.sim) out.push(...simSection(R, ctx))
 
   const docDir = path.join(root, 'docs')
   await fsp.mkdir(path.join(docDir, 'img'), {recursive: true})
@@ -115,29 +109,6 @@ export async function renderPerformanceDoc({root = ROOT} = {}) {
   const md = out.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd() + '\n'
   await fsp.writeFile(path.join(docDir, 'PERFORMANCE.md'), md)
   return {doc: 'docs/PERFORMANCE.md', images: [...images.keys()].map((n) => `docs/img/${n}`), missing}
-}
-
-/** The sub-block write benchmark's report (bench/writes.js), under its own heading. */
-function writesSection(report) {
-  const body = report.text.replace(/^# .*\n/, '').trim()
-  return ['## Sub-block writes through the overlay', '', `From [${path.basename(report.file)}](../${report.file}).`, '', body, '']
-}
-
-/** The S3 seed benchmark's report (bench/s3.js), and the client choice it supports. */
-function s3Section(report) {
-  const body = report.text.replace(/^# .*\n/, '').trim()
-  return [
-    '## S3 bucket as the seed',
-    '',
-    `From [${path.basename(report.file)}](../${report.file}). The S3 client is vmi's own SigV4 signer (\`src/peer/s3/sigv4.ts\`, node:crypto, held to AWS's published examples by test/unit/s3-sigv4.test.js) on the project's HTTP client (src/peer/http-client.ts, node:http). ` +
-      'In the second table the own signer loads several times faster than @smithy/signature-v4 and @aws-sdk/client-s3 (a CLI command pays that at every start); its GETs per second are close to the @smithy signer\'s (ahead of it in a run under heavy load, [2026-12-06-s3-under-load.md](../bench/results/2026-12-06-s3-under-load.md), about a tenth behind in a quieter one) and well ahead of the SDK\'s. The choice rests on the load time and on needing no new dependency (@smithy/signature-v4 is here only as a transitive dev dependency of oclif). ' +
-      "The credential chain a user expects (environment, ~/.aws/credentials and config, AWS_PROFILE) is read by src/cli/s3-settings.ts; the SDK's instance and container credential providers are not used.",
-    '',
-    "What bounds it: every chunk is one request, and radosgw spends ~1.4–2 ms of CPU on each (measured when the test server was set up), on the same 2 cores as the client; nginx serves a request for a fraction of that, and `aws s3 cp` moves the raw file in 8 MiB multipart ranges, a few dozen requests. So a bucket is request-bound where nginx is not: the ratios to `aws s3 cp` grow with the image's share of zero chunks (vmi skips them), and the ≥ 2× and ≤ 1.5× goals are missed on this machine.",
-    '',
-    body,
-    '',
-  ]
 }
 
 // ----------------------------------------------------------------- machine and provenance
@@ -149,29 +120,31 @@ function machineLine(m) {
   )
 }
 
-function machineSection(R, reports) {
+function machineSection(R, root) {
   const out = ['## Machine and runs', '']
-  const runs = ['store', 'dist', 'mount', 'fleet', 'fleet-boot'].filter((k) => R[k])
+  const runs = Object.keys(KINDS).filter((k) => R[k])
   const lines = [...new Set(runs.map((k) => machineLine(R[k].machine)))]
   if (lines.length === 1) out.push(`All measurements ran on one machine: ${lines[0]}.`)
   else for (const k of runs) out.push(`- ${k}: ${machineLine(R[k].machine)}`)
   const m = R.mount?.machine ?? R.dist?.machine
   if (m) out.push(`Guests boot under ${m.kvmUsable ? 'KVM' : '**TCG** (software emulation; no usable KVM on this machine)'}; tools: ${[R.store?.machine.cp, R.store?.machine.b3sum, m.curl?.split(' ').slice(0, 2).join(' '), m.nginx?.replace('nginx version: ', ''), m.nbdkit, m.qemuImg?.split(' (')[0]].filter(Boolean).join(', ')}.`)
   out.push('')
-  const names = {store: 'store (import, export)', dist: 'distribution (pull, push, fleet, serve)', mount: 'mount (reads, boots)', fleet: 'fleet lab (namespaces, shaped links)', 'fleet-boot': 'boot storm in the fleet lab (replay)'}
   out.push(
     table(
-      ['benchmark', 'started (UTC)', 'source', 'dist/ build', 'took', 'full report'],
+      ['benchmark', 'started (UTC)', 'source', 'dist/ build', 'took', 'load average at the end', 'full report'],
       runs.map((k) => {
         const r = R[k]
         const g = r.git
+        // the markdown report of the same run: same kind, same start date
+        const report = `bench/results/${r.startedAt.slice(0, 10)}-${k}.md`
         return [
-          names[k],
+          KINDS[k].name,
           r.startedAt.replace('T', ' ').slice(0, 16),
           `git ${g.head}${g.dirtySrcFiles ? ` + ${g.dirtySrcFiles} uncommitted file(s) in src/` : ''}`,
-          `${g.distAtStart}${g.distAtEnd !== g.distAtStart ? ` → ${g.distAtEnd} (rebuilt during the run)` : ''}`,
-          `${f(r.totalSeconds, 0)} s`,
-          reports[k] ? `[${path.basename(reports[k].file)}](../${reports[k].file})` : '–',
+          `${g.distAtStart ?? '–'}${g.distAtEnd !== g.distAtStart ? ` → ${g.distAtEnd} (rebuilt during the run)` : ''}`,
+          r.totalSeconds === undefined ? '–' : `${f(r.totalSeconds, 0)} s`,
+          r.loadAverageAtEnd?.join(' ') ?? '–',
+          existsSync(path.join(root, report)) ? `[${path.basename(report)}](../${report})` : '–',
         ]
       }),
     ),
@@ -181,516 +154,17 @@ function machineSection(R, reports) {
   return out
 }
 
-// ----------------------------------------------------------------- goals
-
-function goalsSection(R) {
-  const goals = [
-    ...(R.store ? storeGoals(R.store) : []),
-    ...(R.dist ? distGoals(R.dist) : []),
-    ...(R.mount ? mountGoals(R.mount) : []),
-    ...(R.fleet ? fleetGoals(R.fleet) : []),
-    ...(R['fleet-boot'] ? bootGoals(R['fleet-boot']) : []),
-  ]
-  if (!goals.length) return []
-  return ['## Goals', '', `${goals.filter((g) => g.met).length} of ${goals.length} met.`, '', goalTable(goals), '']
-}
-
-// ----------------------------------------------------------------- store
-
-function storeSection(R, reports, plot) {
-  const S = R.store
-  const out = ['## Store: import and export', '']
-  out.push(
-    `\`vmi import\` / \`vmi export\` as a user runs them (a child process; wall time includes node and CLI start-up, ${secs(S.startup.wall)}), page cache warm for every contender, median of ${S.reps} runs. ` +
-      `Anchors: \`cp\` of the file (and \`cp\` + fsync, since export fsyncs), \`b3sum --num-threads 2\` (hashing the whole file). Throughput = virtual image size ÷ wall time; GB = 10^9 bytes.`,
-    '',
-  )
-  const imgs = S.images.filter((i) => !i.skipped)
-  for (const i of S.images.filter((y) => y.skipped)) out.push(`${i.name}: skipped — ${i.skipped}.`, '')
-  for (const img of imgs) {
-    const r = img.rows
-    const j = r.importCold.json
-    out.push(`### ${img.name}`, '')
-    out.push(`${bytesHuman(img.size)} virtual, ${bytesHuman(img.allocated)} allocated; ${int(j.chunks)} chunks of ${j.chunkSize / KiB} KiB: ${int(j.zeroChunks)} all-zero, ${int(j.dedupedChunks)} repeated, ${int(j.newChunks)} stored (${bytesHuman(j.newBytes)}).`, '')
-    const rate = (row) => `${secs(row.wall)} = ${f(img.size / row.wall / GB)} GB/s`
-    const rows = [
-      ['import into an empty store', rate(r.importCold), 'cp of the file', rate(r.cp), x(r.cp.wall / r.importCold.wall)],
-      ['import into an empty store', rate(r.importCold), 'b3sum --num-threads 2', r.b3sum.skipped ? r.b3sum.skipped : rate(r.b3sum), r.b3sum.skipped ? '–' : x(r.b3sum.wall / r.importCold.wall)],
-      ['import again (every chunk already stored)', rate(r.importAgain), 'cp of the file', rate(r.cp), x(r.cp.wall / r.importAgain.wall)],
-      ['export to a raw file (fsyncs)', rate(r.export), 'cp + fsync', rate(r.cpSync), x(r.cpSync.wall / r.export.wall)],
-      ['export to a raw file (fsyncs)', rate(r.export), 'cp of the file', rate(r.cp), x(r.cp.wall / r.export.wall)],
-      ['peak RSS: import / again / export', `${f(r.importCold.rssBytes / MB, 0)} / ${f(r.importAgain.rssBytes / MB, 0)} / ${f(r.export.rssBytes / MB, 0)} MB`, 'cp', `${f(r.cp.rssBytes / MB, 0)} MB`, `goal ≤ ${f(S.targets.rssBytes / MB, 0)} MB`],
-    ]
-    out.push(table(['vmi', 'vmi figure', 'anchor', 'anchor figure', 'ratio (speed)'], rows), '')
-  }
-  if (imgs.length) {
-    const cats = ['b3sum', 'cp', 'cp + fsync', 'vmi import\n(empty store)', 'vmi import\nagain', 'vmi export']
-    const keys = ['b3sum', 'cp', 'cpSync', 'importCold', 'importAgain', 'export']
-    out.push(
-      plot(
-        'store-throughput.svg',
-        barChart({
-          title: 'Import and export against cp and b3sum',
-          subtitle: `measured ${S.startedAt.slice(0, 10)}, median of ${S.reps} runs; image size ÷ wall time`,
-          yLabel: 'GB/s (10^9 bytes/s)',
-          categories: cats,
-          series: imgs.map((img) => ({name: img.name, values: keys.map((k) => (img.rows[k]?.skipped ? undefined : img.size / img.rows[k].wall / GB))})),
-          valueFormat: (v) => f(v),
-          refLines: [{y: S.targets.importBytesPerSecond / GB, label: `import goal: ${f(S.targets.importBytesPerSecond / GB, 0)} GB/s`, color: '#888'}],
-          legend: true,
-        }),
-        'Bar chart: throughput of b3sum, cp, cp + fsync, vmi import, import again and export, per image',
-      ),
-      '',
-    )
-  }
-  // chunk size sweep
-  const synth = imgs.find((i) => i.sweep)
-  const mseeds = R.mount?.image?.seeds
-  if (synth || mseeds) {
-    out.push('### Import throughput against chunk size', '')
-    const series = []
-    const rows = []
-    if (synth) {
-      series.push({name: `vmi import, ${synth.name} (store benchmark, median of ${S.reps})`, points: synth.sweep.map((s) => [s.chunkSize / KiB, synth.size / s.wall / GB])})
-      series.push({name: `cp, ${synth.name} (anchor)`, dashed: true, marker: false, points: [64, 1024].map((k) => [k, synth.size / synth.rows.cp.wall / GB])})
-      for (const s of synth.sweep) rows.push([synth.name, `${s.chunkSize / KiB} KiB`, `${secs(s.wall)} = ${f(synth.size / s.wall / GB)} GB/s`, int(s.objects), `${f(s.rssBytes / MB, 0)} MB`, x(synth.rows.cp.wall / s.wall)])
-    }
-    if (mseeds) {
-      const size = R.mount.image.size
-      const cs = Object.keys(mseeds).map(Number).sort((a, b) => a - b)
-      series.push({name: `vmi import, Debian image (mount benchmark, 1 run each)`, points: cs.map((c) => [c / KiB, size / mseeds[c].importWall / GB])})
-      for (const c of cs) rows.push([`Debian image (mount benchmark, 1 run)`, `${c / KiB} KiB`, `${secs(mseeds[c].importWall)} = ${f(size / mseeds[c].importWall / GB)} GB/s`, int(mseeds[c].importJson.newChunks), `${f(mseeds[c].importRssBytes / MB, 0)} MB`, 'no cp in that run'])
-    }
-    out.push(table(['image', 'chunk size', 'import into an empty store', 'objects stored', 'peak RSS', '× cp speed'], rows), '')
-    out.push(
-      plot(
-        'store-chunk-size.svg',
-        lineChart({
-          title: 'Import throughput against chunk size',
-          subtitle: 'vmi import into an empty store; image size ÷ wall time',
-          xLabel: 'chunk size (KiB)',
-          yLabel: 'GB/s (10^9 bytes/s)',
-          xLog: 2,
-          xTicks: [64, 256, 1024],
-          xFormat: String,
-          series: [...series, {name: `goal: ${f(S.targets.importBytesPerSecond / GB, 0)} GB/s`, dashed: true, marker: false, color: '#888', points: [[64, S.targets.importBytesPerSecond / GB], [1024, S.targets.importBytesPerSecond / GB]]}],
-        }),
-        'Line chart: import throughput at 64 KiB, 256 KiB and 1 MiB chunks, against cp',
-      ),
-      '',
-    )
-  }
-  if (S.scale?.points?.length) {
-    out.push('### Peak RSS against image size', '')
-    out.push(
-      table(
-        ['sparse image', 'chunks', 'import peak RSS', 'export peak RSS', `≤ ${f(S.targets.rssBytes / MB, 0)} MB`],
-        S.scale.points.map((p) => [bytesHuman(p.size), int(p.chunks), `${f(p.importRssBytes / MB, 0)} MB`, `${f(p.exportRssBytes / MB, 0)} MB`, mark(Math.max(p.importRssBytes, p.exportRssBytes) <= S.targets.rssBytes)]),
-      ),
-      '',
-    )
-    if (S.scale.importFit)
-      out.push(`Fitted: import ≈ ${f(S.scale.importFit.a / MB, 0)} MB + ${f(S.scale.importFit.b, 0)} B per chunk, export ≈ ${f(S.scale.exportFit.a / MB, 0)} MB + ${f(S.scale.exportFit.b, 0)} B per chunk (${S.scale.chunkSize / KiB} KiB chunks).`, '')
-  }
-  out.push(...bounds(reports.store, imgs.map((i) => [new RegExp(`^### What bounds it \\(${escapeRe(i.name)}\\)`), i.name])))
-  return out
-}
-
-const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-
-function bounds(report, which) {
-  if (!report) return []
-  const out = []
-  for (const [re, label] of which) {
-    const body = section(report.text, re)
-    if (!body) continue
-    out.push(`#### What bounds it${label ? ` — ${label}` : ''}`, '', `_From [${path.basename(report.file)}](../${report.file}), the same run:_`, '', body, '')
-  }
-  return out
-}
-
-// ----------------------------------------------------------------- distribution
-
-function distSection(R, reports, plot) {
-  const D = R.dist
-  const img = D.image
-  const U = img.uniqueBytes
-  const p = D.pull
-  const out = ['## Distribution: pull, push, fleets, serving', '']
-  out.push(
-    `Image: ${img.name}, ${bytesHuman(img.size)} virtual, ${bytesHuman(img.allocated)} allocated; at ${img.importJson.chunkSize / KiB} KiB chunks **${bytesHuman(U)} of unique non-zero chunks** (${pct(U, img.size)} of the image) — what a host must receive. ` +
-      `All on 127.0.0.1; nginx with one worker and sendfile; median of ${D.reps} runs (the fleet runs once per size).`,
-    '',
-  )
-  const S = D.serveLoad
-  out.push(
-    table(
-      ['vmi', 'vmi figure', 'anchor', 'anchor figure', 'ratio (speed)', 'goal'],
-      [
-        ['vmi pull ← nginx over the seed store, into an empty store', `${secs(p.pullNginx.wall)} (${bytesHuman(U)} moved)`, 'curl → file, raw image from the same nginx', `${secs(p.curlFile.wall)} (${bytesHuman(img.size)} moved)`, x(p.curlFile.wall / p.pullNginx.wall), `≥ ${D.targets.pullVsCurl}×: ${mark(p.curlFile.wall / p.pullNginx.wall >= D.targets.pullVsCurl)}`],
-        ['vmi pull ← vmi serve', secs(p.pullServe.wall), 'curl → file', secs(p.curlFile.wall), x(p.curlFile.wall / p.pullServe.wall), ''],
-        ['vmi pull ← nginx', secs(p.pullNginx.wall), 'curl → /dev/null (the transfer alone)', secs(p.curlNull.wall), x(p.curlNull.wall / p.pullNginx.wall), ''],
-        ['vmi push → empty vmi serve', `${secs(D.push.push.wall)} (${bytesHuman(D.push.push.json?.uploadedBytes ?? U)} uploaded)`, 'cp of the file', secs(D.push.cp.wall), x(D.push.cp.wall / D.push.push.wall), ''],
-        [`vmi serve, ${D.load.concurrency} concurrent chunk GETs`, `${f(S.vmi.bytesPerSecond.median / MB, 0)} MB/s, p99 ${f(S.vmi.p99.median)} ms`, 'nginx over the same store', `${f(S.nginx.bytesPerSecond.median / MB, 0)} MB/s, p99 ${f(S.nginx.p99.median)} ms`, `${x(S.vmi.bytesPerSecond.median / S.nginx.bytesPerSecond.median)} throughput`, ''],
-      ],
-    ),
-    '',
-  )
-  out.push(
-    '### HTTP client',
-    '',
-    'One general client (src/peer/http-client.ts, Node\'s http/https) and one hand-written transport (the pipelined bulk GET, src/peer/pipelined-get.ts). ' +
-      'undici was measured as the replacement for both and not adopted: its llhttp parser is WebAssembly, which on Node 20 cannot run under a virtual-memory limit ' +
-      '(`ulimit -v`; tampered.test.js runs the CLI under 2 GiB and every request died), and its bulk GETs cost more client CPU than the pipelined client in the same run. ' +
-      'got was replaced by node:http, which halved the client CPU of a push. ' +
-      'The A/B tables (alternating builds, min–median–max): [2026-12-06-http-client-choice.md](../bench/results/2026-12-06-http-client-choice.md).',
-    '',
-  )
-  // fleet
-  out.push('### Seed egress against the number of hosts', '')
-  out.push(
-    `N hosts, each with its own store, \`vmi serve --seed SEED\` and \`vmi pull ID SEED --peer <every host>\`, started together; seed = \`vmi serve\`, egress from its \`/metrics\`. ` +
-      `Anchors (computed, not run): every host copying the raw file (curl from nginx, as above) makes the seed send N × ${bytesHuman(img.size)}; every host pulling from the seed without peers, N × ${bytesHuman(U)}. ` +
-      `All hosts share this machine's ${D.machine.cores} cores, so wall time here measures CPU contention, not a network.`,
-    '',
-  )
-  out.push(
-    table(
-      ['hosts', 'seed sent', '÷ unique non-zero bytes', 'anchor: N × raw file', 'seed sent ÷ anchor', 'wall, all hosts done', 'per-host pull (min–max)'],
-      D.fleet.map((y) => {
-        const walls = y.perHost.map((h) => h.wall)
-        return [y.hosts, bytesHuman(y.seedBytes), `${f(y.seedRatio, 3)}×`, bytesHuman(y.hosts * img.size), x(y.seedBytes / (y.hosts * img.size), 3), secs(y.wall), `${f(Math.min(...walls))}–${f(Math.max(...walls))} s`]
-      }),
-    ),
-    '',
-  )
-  const hosts = D.fleet.map((y) => y.hosts)
-  out.push(
-    plot(
-      'dist-seed-egress.svg',
-      lineChart({
-        title: 'Seed egress against hosts pulling at once',
-        subtitle: `measured ${D.startedAt.slice(0, 10)} (one machine, loopback); dashed lines computed`,
-        xLabel: 'hosts pulling the image at once',
-        yLabel: `seed egress ÷ unique bytes (${bytesHuman(U)})`,
-        xTicks: hosts,
-        series: [
-          {name: 'vmi, owner hashing (measured)', points: D.fleet.map((y) => [y.hosts, y.seedRatio])},
-          {name: `every host copies the raw file (N × ${bytesHuman(img.size)})`, dashed: true, points: hosts.map((n) => [n, (n * img.size) / U])},
-          {name: `every host pulls from the seed, no peers (N × ${bytesHuman(U)})`, dashed: true, points: hosts.map((n) => [n, n])},
-        ],
-      }),
-      'Line chart: seed egress stays at one copy of the unique bytes as hosts grow, against N copies',
-    ),
-    '',
-  )
-  out.push(
-    plot(
-      'dist-wall.svg',
-      lineChart({
-        title: 'Wall time of a fleet pull on one 2-core machine',
-        subtitle: `measured ${D.startedAt.slice(0, 10)}; every host's pull and serve share the same ${D.machine.cores} cores`,
-        xLabel: 'hosts pulling the image at once',
-        yLabel: 'seconds',
-        xTicks: hosts,
-        series: [
-          {name: 'vmi, all hosts done (measured)', points: D.fleet.map((y) => [y.hosts, y.wall])},
-          {name: 'one vmi pull straight from the seed', dashed: true, marker: false, points: [hosts[0], hosts.at(-1)].map((n) => [n, p.pullServe.wall])},
-          {name: 'curl → file (one host, anchor)', dashed: true, marker: false, points: [hosts[0], hosts.at(-1)].map((n) => [n, p.curlFile.wall])},
-        ],
-      }),
-      'Line chart: wall time of the fleet pull against the number of hosts',
-    ),
-    '',
-  )
-  if (D.compression) {
-    const C = D.compression
-    out.push('### Compressing chunks on the wire (measured, not implemented)', '')
-    out.push(
-      table(
-        ['codec', 'compressed size', 'compress MB/s, 1 core', 'decompress MB/s, 1 core', 'pays on links slower than (stored compressed)'],
-        Object.entries(C.codecs).map(([name, c]) => [name, pct(c.outBytes, c.inBytes), f(c.compressBytesPerSecond / MB, 0), f(c.decompressBytesPerSecond / MB, 0), `${f(((1 - c.ratio) * c.decompressBytesPerSecond) / MB, 0)} MB/s`]),
-      ),
-      '',
-    )
-  }
-  out.push(...bounds(reports.dist, [[/^## What bounds it/, '']]))
-  return out
-}
-
-// ----------------------------------------------------------------- fleet lab
-
-function fleetSection(R, reports, plot) {
-  const F = R.fleet
-  const img = F.image
-  const mbit = (b) => `${f(b / 1e6, 0)} Mbit/s`
-  const med = (xs) => median(xs)
-  const out = ['## Fleet lab: hosts in their own network namespaces, on shaped links', '']
-  out.push(
-    `A seed and up to ${F.lab.hosts} hosts, each in its own network namespace with its own address on a veth into one bridge (test/helpers/lab.js); every link shaped both ways by tbf: hosts ${mbit(F.lab.rate)}, seed ${mbit(F.lab.seedRate)}. ` +
-      `**No netem on this kernel: no latency or loss is emulated.** Image: ${bytesHuman(img.size)}, ${bytesHuman(img.uniqueBytes)} of unique non-zero chunks; **physical limit** ${secs(F.limitSeconds)} (unique bytes ÷ link rate). ` +
-      `Scaling: at ${mbit(F.lab.rate)} this models a fleet on 10 Gbit/s links with every size ×${f(10e9 / F.lab.rate, 0)}, as long as CPU is not saturated — **every host runs on the same ${F.machine.cores} shared cores**, and the CPU table says when that bound the run.`,
-    '',
-    loadSummary(F),
-    '',
-  )
-  out.push(
-    table(
-      ['hosts', 'limit', `${CONTENDERS.peers}: median (min–max)`, '× limit', CONTENDERS.seedAlone, CONTENDERS.curl, 'vmi speed ÷ curl', 'seed sent ÷ unique (vmi)', 'busy cores (others)'],
-      F.fill.map((p) => {
-        const w = p.peers.map((y) => y.wall)
-        const m = med(w)
-        return [
-          p.hosts,
-          secs(F.limitSeconds),
-          `${secs(m)} (${f(Math.min(...w))}–${f(Math.max(...w))})`,
-          x(m / F.limitSeconds),
-          p.seedAlone ? secs(p.seedAlone.wall) : '–',
-          p.curl ? secs(p.curl.wall) : '–',
-          p.curl ? x(p.curl.wall / m) : '–',
-          `${f(med(p.peers.map((y) => y.seedRatio)), 3)}×`,
-          `${f(med(p.peers.map((y) => y.busyCores)))} (${f(med(p.peers.map((y) => y.othersCores)))})`,
-        ]
-      }),
-    ),
-    '',
-  )
-  const hosts = F.fill.map((p) => p.hosts)
-  const span = [hosts[0], hosts.at(-1)]
-  out.push(
-    plot(
-      'fleet-fill.svg',
-      lineChart({
-        title: 'Fleet fill in the lab: time for all hosts, against the physical limit',
-        subtitle: `measured ${F.startedAt.slice(0, 10)}; ${mbit(F.lab.rate)} links, ${bytesHuman(img.uniqueBytes)} unique; all hosts share ${F.machine.cores} cores`,
-        xLabel: 'hosts filling at once',
-        yLabel: 'seconds until the last host is done',
-        xTicks: hosts,
-        xLog: 2,
-        yLog: true,
-        series: [
-          {name: 'vmi, peers + owner hashing (median)', points: F.fill.map((p) => [p.hosts, med(p.peers.map((y) => y.wall))])},
-          {name: 'vmi pull from the seed alone (nginx)', points: F.fill.filter((p) => p.seedAlone).map((p) => [p.hosts, p.seedAlone.wall])},
-          {name: 'curl of the raw file (anchor)', points: F.fill.filter((p) => p.curl).map((p) => [p.hosts, p.curl.wall])},
-          {name: 'physical limit (unique bytes ÷ link rate)', dashed: true, marker: false, color: '#888', points: span.map((n) => [n, F.limitSeconds])},
-          {name: `goal: ${F.goals.limitRatio}× the limit`, dashed: true, marker: false, color: '#bbb', points: span.map((n) => [n, F.goals.limitRatio * F.limitSeconds])},
-        ],
-      }),
-      'Line chart: fleet fill time in the lab against the number of hosts, for vmi with peers, pulls from the seed alone and curl, with the physical limit',
-    ),
-    '',
-  )
-  const big = F.fill.at(-1)
-  if (big?.seedAlone) {
-    const c = cpuPerGiB(F, big)
-    out.push(
-      `Fleet CPU at ${big.hosts} hosts: ${f(c.owners)} CPU-s per GiB delivered per host through the owners (pull ${f(c.ownersPull)} + its serve), against ${f(c.direct)} for a direct pull from nginx: ${x(c.owners / c.direct)}.`,
-      '',
-    )
-  }
-  if (F.churn) {
-    out.push(`### Churn and faults (${F.churn.ownerDown.hosts} hosts)`, '')
-    out.push(
-      table(
-        ['scenario', 'completed, verified', 'all done', '× limit', 'seed sent ÷ unique'],
-        Object.values(F.churn).map((y) => [y.label, y.failures.length || y.fsckFailures ? '**no**' : 'yes', secs(y.wall), x(y.wall / F.limitSeconds), `${f(y.seedRatio, 3)}×`]),
-      ),
-      '',
-    )
-  }
-  if (F.ownership?.length) {
-    out.push(
-      `The simulation's ownership checked in the lab: the chunk bytes each host served, predicted by the same \`rankPeers\` over the lab's chunk ids and URLs, against each host serve's /metrics — busiest host ÷ mean predicted / measured: ` +
-        F.ownership.map((o) => `${o.hosts} hosts ${f(o.predictedMaxOverMean, 2)} / ${f(o.measuredMaxOverMean, 2)} (worst host ${f(o.worstHostError * 100, 1)} % off)`).join('; ') +
-        '.',
-      '',
-    )
-  }
-  out.push(...bounds(reports.fleet, [[/^## What bounds it/, '']]))
-  return out
-}
-
-function bootStormSection(R, reports, plot) {
-  const B = R['fleet-boot']
-  const T = B.trace
-  const out = ['### Boot storm in the lab (a replay)', '']
-  out.push(
-    `N hosts cold-boot the Debian image at once through \`vmi mount\` — **replayed**: the ${int(T.reads)} reads of one real boot through \`vmi mount\` (${T.file}, recorded under ${T.accel}; think time ${secs(T.thinkSeconds)} in all) are replayed on every host by an NBD client that waits each recorded think time after the previous read completes. ` +
-      `One host's boot set: ${bytesHuman(T.bootSetBytes)}. Links ${f(B.lab.rate / 1e6, 0)} Mbit/s, no latency emulated. Time-to-boot-set = a host's start to its last read answered; p99 of fewer than 100 hosts is the slowest.`,
-    '',
-  )
-  const rows = []
-  for (const p of B.runs)
-    for (const k of ['peers', 'seedAlone', 'copy']) {
-      const y = p[k]
-      if (y) rows.push([p.hosts, BOOT_CONTENDERS[k], secs(y.p50), secs(y.p99), `${bytesHuman(y.seedBytes)} (${x(y.seedBytes / T.bootSetBytes)})`, y.failures.length ? `**${y.failures.length} failed**` : 'ok'])
-    }
-  out.push(table(['hosts', 'contender', 'p50', 'p99', 'seed sent (÷ one boot set)', 'hosts'], rows), '')
-  const hosts = B.runs.map((p) => p.hosts)
-  out.push(
-    plot(
-      'fleet-boot.svg',
-      lineChart({
-        title: 'Boot storm (replay): slowest host against hosts booting at once',
-        subtitle: `measured ${B.startedAt.slice(0, 10)} in the fleet lab; ${f(B.lab.rate / 1e6, 0)} Mbit/s links; all hosts share ${B.machine.cores} cores`,
-        xLabel: 'hosts booting at once',
-        yLabel: 'p99 time-to-boot-set, seconds',
-        xTicks: hosts,
-        xLog: 2,
-        series: [
-          {name: BOOT_CONTENDERS.peers, points: B.runs.map((p) => [p.hosts, p.peers.p99])},
-          {name: BOOT_CONTENDERS.seedAlone, points: B.runs.map((p) => [p.hosts, p.seedAlone.p99])},
-          {name: BOOT_CONTENDERS.copy, points: B.runs.filter((p) => p.copy).map((p) => [p.hosts, p.copy.p99])},
-        ].filter((sr) => sr.points.length > 0),
-      }),
-      'Line chart: slowest host\'s time-to-boot-set in a replayed boot storm, for vmi with peers, vmi from the seed alone and copy-then-boot',
-    ),
-    '',
-  )
-  out.push(...bounds(reports['fleet-boot'], [[/^## What bounds it/, '']]))
-  return out
-}
-
-// ----------------------------------------------------------------- mount
-
-function mountSection(R, reports, plot) {
-  const M = R.mount
-  const out = ['## Mount: cached reads and lazy boots', '']
-  if (M.reads) {
-    out.push('### Cached reads through the NBD export', '')
-    out.push(
-      `\`qemu-img bench\` against \`vmi mount --read-only --prefetch none\` on a store holding every chunk, and against \`nbdkit -r file\` on the raw file (anchor); page cache warm; median of ${M.reps} runs; "scattered" visits every 4 KiB block once in a prime-stride order.`,
-      '',
-    )
-    out.push(
-      table(
-        ['pattern', 'vmi', 'nbdkit (anchor)', 'ratio (speed)', `goal ≥ ${M.targets.readsVsNbdkit}×`],
-        M.reads.patterns.map((p) => [p.label, `${f(p.vmi.bytesPerSecond / MB, 0)} MB/s, ${int(p.vmi.iops)} IOPS`, `${f(p.nbdkit.bytesPerSecond / MB, 0)} MB/s, ${int(p.nbdkit.iops)} IOPS`, x(p.ratio), mark(p.ratio >= M.targets.readsVsNbdkit)]),
-      ),
-      '',
-    )
-    out.push(
-      plot(
-        'mount-reads.svg',
-        barChart({
-          title: 'Cached reads: vmi mount against nbdkit',
-          subtitle: `measured ${M.startedAt.slice(0, 10)}, qemu-img bench, median of ${M.reps} runs (log scale)`,
-          yLabel: 'MB/s (10^6 bytes/s)',
-          yLog: true,
-          categories: M.reads.patterns.map((p) => p.label.replace(', ', ',\n')),
-          series: [
-            {name: 'nbdkit file plugin (anchor)', values: M.reads.patterns.map((p) => p.nbdkit.bytesPerSecond / MB)},
-            {name: 'vmi mount, every chunk local', values: M.reads.patterns.map((p) => p.vmi.bytesPerSecond / MB)},
-          ],
-          valueFormat: (v) => f(v, 0),
-        }),
-        'Bar chart: MB/s of sequential and scattered reads, nbdkit against vmi mount',
-      ),
-      '',
-    )
-  }
-  const B = M.boots
-  if (B) {
-    const anchor = rawBootAnchor(M)
-    const guest = B.runs.nbdkitLog?.footprint
-    out.push('### Boots', '')
-    out.push(
-      `One boot per row under QEMU (${B.runs.rawFirst?.boot?.accel ?? '?'}); boot time = QEMU start to the guest's multi-user marker. Anchor: the same boot from the local raw file, median of the first and last boot of the run (${secs(B.runs.rawFirst?.boot?.markerS)} and ${secs(B.runs.rawLast?.boot?.markerS)}: their spread is the noise of one boot). ` +
-        (guest ? `The guest read **${bytesHuman(guest.uniqueBytes)}** of distinct bytes during boot (${int(guest.requests)} requests, counted by nbdkit's log filter). ` : '') +
-        'Seed bytes are the seed\'s own egress counter.',
-      '',
-    )
-    const rows = [
-      ['rawFirst', 'local raw file, first boot (anchor)'],
-      ['rawLast', 'local raw file, last boot (anchor)'],
-      ['nbdkitLog', 'nbdkit over NBD, logging reads'],
-      ['cold', 'vmi mount, cold host, no profile'],
-      ['coldProfile', 'vmi mount, cold host, with the boot profile'],
-      ['warm', 'vmi mount, warm host (every chunk local)'],
-      ['cold64k', 'vmi mount, cold host, 64 KiB chunks'],
-      ['cold128k', 'vmi mount, cold host, 128 KiB chunks'],
-      ['cold256k', 'vmi mount, cold host, 256 KiB chunks'],
-      ['cold1024k', 'vmi mount, cold host, 1 MiB chunks'],
-    ].filter(([k]) => B.runs[k])
-    out.push(
-      table(
-        ['boot', 'boot time', `× local raw file (goal for cold boots ≤ ${M.targets.coldBootVsLocal}×)`, 'from the seed', `÷ bytes the guest read (goal ≤ ${M.targets.fetchedVsRead}×)`],
-        rows.map(([k, label]) => {
-          const b = B.runs[k]
-          return [label, b.boot?.ok ? secs(b.boot.markerS) : '**failed**', b.boot?.ok ? x(b.boot.markerS / anchor) : '', b.seedBytes !== undefined ? bytesHuman(b.seedBytes) : '', b.seedBytes !== undefined && guest ? x(b.seedBytes / guest.uniqueBytes) : '']
-        }),
-      ),
-      '',
-    )
-    const bootRows = rows.filter(([k]) => k !== 'rawFirst' && k !== 'rawLast' && B.runs[k].boot?.ok)
-    out.push(
-      plot(
-        'mount-boot.svg',
-        barChart({
-          title: 'Boot time: lazy mount against the local raw file',
-          subtitle: `measured ${M.startedAt.slice(0, 10)}, one boot each, QEMU ${B.runs.rawFirst?.boot?.accel ?? ''}`,
-          yLabel: 'seconds to the multi-user marker',
-          categories: ['local raw\nfile (anchor)', ...bootRows.map(([k]) => ({nbdkitLog: 'nbdkit\n(logging)', cold: 'vmi cold', coldProfile: 'vmi cold +\nprofile', warm: 'vmi warm', cold64k: 'vmi cold\n64 KiB', cold128k: 'vmi cold\n128 KiB', cold256k: 'vmi cold\n256 KiB', cold1024k: 'vmi cold\n1 MiB'})[k] ?? k)],
-          series: [{name: 'boot time', values: [anchor, ...bootRows.map(([k]) => B.runs[k].boot.markerS)]}],
-          valueFormat: (v) => f(v),
-          refLines: [{y: anchor * M.targets.coldBootVsLocal, label: `goal for cold boots: ${M.targets.coldBootVsLocal}× the local raw file`, color: '#888'}],
-        }),
-        'Bar chart: boot time from the local raw file, nbdkit, and vmi mount cold, with profile, warm and at other chunk sizes',
-      ),
-      '',
-    )
-    if (guest) {
-      const cs = Object.keys(M.image.seeds).map(Number).sort((a, b) => a - b)
-      const mainCs = M.mainChunkSize ?? 256 * KiB
-      const key = (c) => (c === mainCs ? 'cold' : `cold${c / KiB}k`)
-      out.push('### Fetched bytes against chunk size', '')
-      out.push(
-        table(
-          ['chunk size', 'seed sent (cold boot)', 'predicted from the read log', `÷ guest read (${bytesHuman(guest.uniqueBytes)})`, 'boot time (× raw file)', 'distinct non-zero chunks in the image'],
-          cs.map((c) => {
-            const b = B.runs[key(c)]
-            return [`${c / KiB} KiB`, b ? bytesHuman(b.seedBytes) : '–', bytesHuman(guest.perChunkSize[c]?.bytes), b ? x(b.seedBytes / guest.uniqueBytes) : '–', b?.boot?.ok ? `${secs(b.boot.markerS)} (${x(b.boot.markerS / anchor)})` : '–', int(M.image.seeds[c].importJson.newChunks)]
-          }),
-        ),
-        '',
-      )
-      out.push(
-        plot(
-          'mount-chunk-size.svg',
-          lineChart({
-            title: 'Bytes a cold boot fetches against chunk size',
-            subtitle: `measured ${M.startedAt.slice(0, 10)}: each first touch fetches a whole chunk`,
-            xLabel: 'chunk size (KiB)',
-            yLabel: 'MiB',
-            xLog: 2,
-            xTicks: cs.map((c) => c / KiB),
-            xFormat: String,
-            series: [
-              {name: 'seed sent, cold boot (measured)', points: cs.filter((c) => B.runs[key(c)]).map((c) => [c / KiB, B.runs[key(c)].seedBytes / MiB])},
-              {name: 'predicted from the guest read log', points: cs.filter((c) => guest.perChunkSize[c]).map((c) => [c / KiB, guest.perChunkSize[c].bytes / MiB])},
-              {name: 'bytes the guest read (anchor)', dashed: true, marker: false, points: [cs[0], cs.at(-1)].map((c) => [c / KiB, guest.uniqueBytes / MiB])},
-              {name: `goal: ${M.targets.fetchedVsRead}× the bytes read`, dashed: true, marker: false, color: '#888', points: [cs[0], cs.at(-1)].map((c) => [c / KiB, (M.targets.fetchedVsRead * guest.uniqueBytes) / MiB])},
-            ],
-          }),
-          'Line chart: MiB fetched by a cold boot at 64 KiB, 256 KiB and 1 MiB chunks, against the bytes the guest read',
-        ),
-        '',
-      )
-    }
-  }
-  out.push(...bounds(reports.mount, [[/^## What bounds it/, '']]))
-  return out
-}
-
 // ----------------------------------------------------------------- simulation
 
-function simSection(R, plot) {
+/** Seconds of simulated ticks, at the link speed the simulation assumed. */
+const simSeconds = (Z) => (ticks) => ticks * Z.model.tickSeconds
+
+function simSection(R, {plot}) {
   const Z = R.sim
   const I = Z.input
   const m = Z.model
   const U = I.uniqueBytes
-  const sec = (ticks) => ticks * m.tickSeconds
+  const sec = simSeconds(Z)
   const out = ['## Simulation: owner hashing for 1 to 1,000 hosts', '']
   out.push(
     '> **This section is a simulation, not a measurement.** Nothing here ran on a network or on more than one machine. ' +
@@ -738,67 +212,52 @@ function simSection(R, plot) {
   )
   const hosts = sw.map((s) => s.hosts)
   const virt = I.virtualSize
-  out.push(
-    plot(
-      'sim-seed-egress.svg',
-      lineChart({
-        title: 'Seed egress, 1 to 1,000 hosts (simulated)',
-        subtitle: 'SIMULATION with the real rankPeers; dashed lines computed (log–log)',
-        xLabel: 'hosts',
-        yLabel: 'GiB sent by the seed',
-        xLog: true,
-        yLog: true,
-        series: [
-          {name: 'owner hashing, pull (simulated)', points: sw.map((s) => [s.hosts, s.pull.seedBytes / GiB])},
-          {name: 'owner hashing, boot working set (simulated)', points: sw.map((s) => [s.hosts, s.boot.seedBytes / GiB])},
-          {name: `no peers: N × ${bytesHuman(U)}`, dashed: true, marker: false, points: hosts.map((n) => [n, (n * U) / GiB])},
-          ...(virt ? [{name: `every host copies the raw file: N × ${bytesHuman(virt)}`, dashed: true, marker: false, points: hosts.map((n) => [n, (n * virt) / GiB])}] : []),
-        ],
-      }),
-      'Line chart (simulation): seed egress stays at one copy for 1 to 1,000 hosts, against N copies',
-    ),
-    '',
-  )
-  out.push(
-    plot(
-      'sim-balance.svg',
-      lineChart({
-        title: 'Load balance: busiest host ÷ mean (simulated)',
-        subtitle: `SIMULATION: ${int(I.chunks)} chunks over N owners (rendezvous hashing)`,
-        xLabel: 'hosts',
-        yLabel: 'max ÷ mean',
-        xLog: true,
-        yMin: 0,
-        series: [
-          {name: 'chunks owned (chunks sent to other hosts: the same ratio)', points: sw.map((s) => [s.hosts, s.pull.owned.maxOverMean])},
-          {name: 'simulated pull time ÷ one host alone', points: sw.map((s) => [s.hosts, s.pull.ticks / I.chunks])},
-        ],
-      }),
-      'Line chart (simulation): owner imbalance and pull time grow with the number of hosts',
-    ),
-    '',
-  )
-  out.push(
-    plot(
-      'sim-time.svg',
-      lineChart({
-        title: 'Time until every host has the image (simulated)',
-        subtitle: `SIMULATION at ${f((m.linkBytesPerSecond * 8) / 1e9, 0)} Gbit/s per host and for the seed (assumed); log–log`,
-        xLabel: 'hosts',
-        yLabel: 'seconds',
-        xLog: true,
-        yLog: true,
-        series: [
-          {name: 'owner hashing, last host done', points: sw.map((s) => [s.hosts, sec(s.pull.ticks)])},
-          {name: 'owner hashing, mean host done', points: sw.map((s) => [s.hosts, sec(s.pull.finish.mean)])},
-          {name: 'no peers: the seed link sends N copies (computed)', dashed: true, marker: false, points: hosts.map((n) => [n, sec(n * I.chunks)])},
-          {name: 'one host alone (computed)', dashed: true, marker: false, points: [hosts[0], hosts.at(-1)].map((n) => [n, sec(I.chunks)])},
-        ],
-      }),
-      'Line chart (simulation): time for the whole fleet, owner hashing against the seed alone',
-    ),
-    '',
-  )
+  const simSeedEgress = () =>
+    lineChart({
+      title: 'Seed egress, 1 to 1,000 hosts (simulated)',
+      subtitle: 'SIMULATION with the real rankPeers; dashed lines computed (log–log)',
+      xLabel: 'hosts',
+      yLabel: 'GiB sent by the seed',
+      xLog: true,
+      yLog: true,
+      series: [
+        {name: 'owner hashing, pull (simulated)', points: sw.map((s) => [s.hosts, s.pull.seedBytes / GiB])},
+        {name: 'owner hashing, boot working set (simulated)', points: sw.map((s) => [s.hosts, s.boot.seedBytes / GiB])},
+        {name: `no peers: N × ${bytesHuman(U)}`, dashed: true, marker: false, points: hosts.map((n) => [n, (n * U) / GiB])},
+        ...(virt ? [{name: `every host copies the raw file: N × ${bytesHuman(virt)}`, dashed: true, marker: false, points: hosts.map((n) => [n, (n * virt) / GiB])}] : []),
+      ],
+    })
+  out.push(...plot('sim-seed-egress.svg', 'Line chart (simulation): seed egress stays at one copy for 1 to 1,000 hosts, against N copies', simSeedEgress))
+  const simBalance = () =>
+    lineChart({
+      title: 'Load balance: busiest host ÷ mean (simulated)',
+      subtitle: `SIMULATION: ${int(I.chunks)} chunks over N owners (rendezvous hashing)`,
+      xLabel: 'hosts',
+      yLabel: 'max ÷ mean',
+      xLog: true,
+      yMin: 0,
+      series: [
+        {name: 'chunks owned (chunks sent to other hosts: the same ratio)', points: sw.map((s) => [s.hosts, s.pull.owned.maxOverMean])},
+        {name: 'simulated pull time ÷ one host alone', points: sw.map((s) => [s.hosts, s.pull.ticks / I.chunks])},
+      ],
+    })
+  out.push(...plot('sim-balance.svg', 'Line chart (simulation): owner imbalance and pull time grow with the number of hosts', simBalance))
+  const simTime = () =>
+    lineChart({
+      title: 'Time until every host has the image (simulated)',
+      subtitle: `SIMULATION at ${f((m.linkBytesPerSecond * 8) / 1e9, 0)} Gbit/s per host and for the seed (assumed); log–log`,
+      xLabel: 'hosts',
+      yLabel: 'seconds',
+      xLog: true,
+      yLog: true,
+      series: [
+        {name: 'owner hashing, last host done', points: sw.map((s) => [s.hosts, sec(s.pull.ticks)])},
+        {name: 'owner hashing, mean host done', points: sw.map((s) => [s.hosts, sec(s.pull.finish.mean)])},
+        {name: 'no peers: the seed link sends N copies (computed)', dashed: true, marker: false, points: hosts.map((n) => [n, sec(n * I.chunks)])},
+        {name: 'one host alone (computed)', dashed: true, marker: false, points: [hosts[0], hosts.at(-1)].map((n) => [n, sec(I.chunks)])},
+      ],
+    })
+  out.push(...plot('sim-time.svg', 'Line chart (simulation): time for the whole fleet, owner hashing against the seed alone', simTime))
 
   // leave
   if (Z.leave?.length) {
@@ -828,22 +287,17 @@ function simSection(R, plot) {
           dashed: lists === 'stale',
           points: Z.leave.filter((l) => l.at === at && l.lists === lists).map((l) => [l.percent, l.seedRatio]),
         })
-    out.push(
-      plot(
-        'sim-leave.svg',
-        lineChart({
-          title: `Hosts leaving mid-pull (${int(m.churnHosts)} hosts)`,
-          subtitle: 'SIMULATION; seed bytes ÷ unique bytes (log scale)',
-          xLabel: '% of the hosts leaving',
-          yLabel: 'seed bytes ÷ unique bytes',
-          yLog: true,
-          xTicks: [...new Set(Z.leave.map((l) => l.percent))],
-          series,
-        }),
-        'Line chart (simulation): seed egress when hosts leave, with updated or stale peer lists',
-      ),
-      '',
-    )
+    const simLeave = () =>
+      lineChart({
+        title: `Hosts leaving mid-pull (${int(m.churnHosts)} hosts)`,
+        subtitle: 'SIMULATION; seed bytes ÷ unique bytes (log scale)',
+        xLabel: '% of the hosts leaving',
+        yLabel: 'seed bytes ÷ unique bytes',
+        yLog: true,
+        xTicks: [...new Set(Z.leave.map((l) => l.percent))],
+        series,
+      })
+    out.push(...plot('sim-leave.svg', 'Line chart (simulation): seed egress when hosts leave, with updated or stale peer lists', simLeave))
   }
   // join
   if (Z.join?.length) {
@@ -855,25 +309,20 @@ function simSection(R, plot) {
       ),
       '',
     )
-    out.push(
-      plot(
-        'sim-join.svg',
-        lineChart({
-          title: `Newcomers missing from peer lists (${int(m.churnHosts)} hosts)`,
-          subtitle: 'SIMULATION; predicted = 1 + chunks a newcomer owns ÷ all chunks',
-          yZero: false,
-          xLabel: '% of the hosts that are newcomers',
-          yLabel: 'seed bytes ÷ unique bytes',
-          xTicks: Z.join.map((j) => j.percent),
-          series: [
-            {name: 'simulated', points: Z.join.map((j) => [j.percent, j.seedRatio])},
-            {name: 'predicted from rendezvous ownership', dashed: true, points: Z.join.map((j) => [j.percent, 1 + j.predictedExtraChunks / j.chunks])},
-          ],
-        }),
-        'Line chart (simulation): extra seed egress grows with the share of newcomers missing from peer lists',
-      ),
-      '',
-    )
+    const simJoin = () =>
+      lineChart({
+        title: `Newcomers missing from peer lists (${int(m.churnHosts)} hosts)`,
+        subtitle: 'SIMULATION; predicted = 1 + chunks a newcomer owns ÷ all chunks',
+        yZero: false,
+        xLabel: '% of the hosts that are newcomers',
+        yLabel: 'seed bytes ÷ unique bytes',
+        xTicks: Z.join.map((j) => j.percent),
+        series: [
+          {name: 'simulated', points: Z.join.map((j) => [j.percent, j.seedRatio])},
+          {name: 'predicted from rendezvous ownership', dashed: true, points: Z.join.map((j) => [j.percent, 1 + j.predictedExtraChunks / j.chunks])},
+        ],
+      })
+    out.push(...plot('sim-join.svg', 'Line chart (simulation): extra seed egress grows with the share of newcomers missing from peer lists', simJoin))
   }
   out.push('### What the simulation shows', '', ...simFindings(Z), '')
   return out
@@ -882,7 +331,7 @@ function simSection(R, plot) {
 function simFindings(Z) {
   const I = Z.input
   const m = Z.model
-  const sec = (t) => t * m.tickSeconds
+  const sec = simSeconds(Z)
   const sw = Z.sweep
   const lines = []
   const pr = sw.map((s) => s.pull.seedRatio)

@@ -1,17 +1,17 @@
 // @ts-check
 // What the benchmarks' markdown reports share: the head (machine, source,
-// build, run), the background-load section, and the goals of the store,
-// distribution and mount benchmarks judged on their saved results, in one
-// place: each benchmark's report and docs/PERFORMANCE.md (bench/lib/perf-doc.js)
-// show the same rows. The fleet lab's goals are in bench/lib/fleet-report.js
-// (fleetGoals, bootGoals).
-import {bytesHuman, f, GB, GiB, MB, table} from './format.js'
+// build, run), the goal table, the background-load section, and the goals of
+// the store, distribution and mount benchmarks judged on their saved results.
+// Each kind's body (bench/lib/<kind>-report.js) is written once, from its
+// saved results: its report (renderReport) and docs/PERFORMANCE.md
+// (bench/lib/perf-doc.js) show the same sections. The fleet lab's goals are in
+// bench/lib/fleet-report.js (fleetGoals, bootGoals).
+import {bytesHuman, f, GB, GiB, MB, table, times as x} from './format.js'
 import {median} from './measure.js'
 
 /** @typedef {{goal: string, result: string, met?: boolean}} Goal  (met undefined: no goal stated, shown for comparison) */
 
 export const mark = (ok) => (ok ? 'met' : '**missed**')
-const x = (v, d = 2) => `${f(v, d)}×`
 const secs = (s) => `${f(s)} s`
 
 /**
@@ -28,9 +28,37 @@ export function reportHead(R, title, tools) {
     `Machine: ${m.cpuModel}, ${m.cores} cores${m.simd?.length ? ` (${m.simd.join(', ')})` : ''}, ${f(m.ramBytes / GiB, 1)} GiB RAM, ${m.kernel}, node ${m.node}; hash backend **${m.hashBackend}**; ${tools}. ` +
       `Source: git ${g.head}${g.dirtySrcFiles ? `, ${g.dirtySrcFiles} uncommitted file(s) in src/` : ''}${g.distOlderThanSrc ? ', **dist/ is older than src/ (stale build?)**' : ''}; ` +
       `dist/ ${g.distAtStart}${g.distAtEnd !== g.distAtStart ? ` → ${g.distAtEnd} (**rebuilt during the run: the numbers mix two builds**)` : ' (unchanged during the run)'}. ` +
-      `Total ${f(R.totalSeconds, 0)} s; load average at end ${R.loadAverageAtEnd.join(' ')}.`,
+      `Started ${R.startedAt.slice(11, 19)} UTC, total ${f(R.totalSeconds, 0)} s; load average at end ${R.loadAverageAtEnd.join(' ')}.`,
     '',
   ]
+}
+
+/**
+ * What a kind's body gets: `plot(name, alt, make)` adds the chart `make()` draws (docs/PERFORMANCE.md
+ * only; a report has none: it returns no line), `bg` collects the measurements other processes disturbed
+ * (noteBusy), `all` is every kind's saved results (the doc's, for charts that compare two kinds).
+ * @typedef {{plot: (name: string, alt: string, make: () => string) => string[], bg: string[], all?: Record<string, any>}} BodyContext
+ */
+
+/**
+ * A benchmark's markdown report: its head, `intro` lines, the goal table, the body that
+ * docs/PERFORMANCE.md shows too, and the measurements other processes disturbed (`background`: the
+ * body notes them).
+ * @param {Record<string, any>} R @param {{title: string, tools: string, intro?: string[], goals?: Goal[], body: (R: Record<string, any>, ctx: BodyContext) => string[], background?: boolean}} o
+ */
+export function renderReport(R, {title, tools, intro = [], goals = [], body, background = true}) {
+  const bg = []
+  const out = [...reportHead(R, title, tools), ...intro]
+  if (goals.length) out.push('## Goals', '', goalTable(goals), '')
+  out.push(...body(R, {plot: () => [], bg}))
+  if (background) out.push(...backgroundSection(bg))
+  return out.join('\n')
+}
+
+/** Notes in `bg` a measurement that other processes disturbed: they used > 0.2 cores (`cores`, the median of `runs` runs), or `busyStarts` runs started before the machine went idle. */
+export function noteBusy(bg, label, cores, busyStarts = 0, runs = 1) {
+  if (cores > 0.2 || busyStarts)
+    bg.push(`- ${label}: other processes used ${f(cores)} cores${runs > 1 ? ' (median)' : ''}${busyStarts ? `; ${runs > 1 ? `${busyStarts} of ${runs} runs` : 'it'} started before the machine went idle` : ''}`)
 }
 
 /** The end of a report: which measurements other processes disturbed (`bg`, one line each), or that none was. */

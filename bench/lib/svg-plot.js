@@ -8,6 +8,8 @@
 const PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000', '#999999']
 const FONT = 'font-family="Helvetica, Arial, sans-serif"'
 const CHAR_W = 6.6 // approximate width of a 12 px character, for layout
+const WIDTH = 680
+const PLOT_W = WIDTH - 84 - 24 // the plot area, between the y axis labels and the right margin
 
 export function esc(s) {
   return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
@@ -67,14 +69,14 @@ function scale({min, max, log, base = 10}, a, b) {
   return (v) => a + ((v - min) / (max - min)) * (b - a)
 }
 
-/** Axis range: data extent, padded and rounded out to ticks. */
-function axis(values, {log, min, max, base = 10, zero = false}) {
+/** Axis range: data extent (from `min` when given), padded and rounded out to ticks. @param {number[]} values @param {{log: boolean, min?: number, base?: number, zero?: boolean}} o */
+function axis(values, {log, min, base = 10, zero = false}) {
   let lo = min ?? Math.min(...values)
-  let hi = max ?? Math.max(...values)
+  let hi = Math.max(...values)
   if (log) {
     lo = Math.max(lo, Number.MIN_VALUE)
     if (min === undefined) lo = base === 2 ? 2 ** Math.floor(Math.log2(lo)) : 10 ** Math.floor(Math.log10(lo) + 1e-9)
-    if (max === undefined) hi = base === 2 ? 2 ** Math.ceil(Math.log2(hi)) : 10 ** Math.ceil(Math.log10(hi) - 1e-9)
+    hi = base === 2 ? 2 ** Math.ceil(Math.log2(hi)) : 10 ** Math.ceil(Math.log10(hi) - 1e-9)
     if (hi <= lo) hi = lo * base
     return {min: lo, max: hi, log: true, base, ticks: logTicks(lo, hi, base)}
   }
@@ -83,10 +85,7 @@ function axis(values, {log, min, max, base = 10, zero = false}) {
   const t = linearTicks(lo, hi)
   const step = t.length > 1 ? t[1] - t[0] : 1
   if (min === undefined) lo = Math.min(lo, Math.floor(lo / step + 1e-9) * step)
-  if (max === undefined) {
-    if (t.at(-1) < hi - 1e-12) hi = t.at(-1) + step
-    else hi = Math.max(hi, t.at(-1))
-  }
+  hi = t.at(-1) < hi - 1e-12 ? t.at(-1) + step : Math.max(hi, t.at(-1))
   return {min: lo, max: hi, log: false, ticks: linearTicks(lo, hi)}
 }
 
@@ -112,10 +111,6 @@ function legendBlock(items, x, y, width) {
   return {svg: out.join('\n'), height: cy - y + 18}
 }
 
-function legendHeight(items, width) {
-  return legendBlock(items, 0, 0, width).height
-}
-
 function marker(x, y, color, shape = 'circle') {
   if (shape === 'square') return `<rect x="${r2(x - 3.5)}" y="${r2(y - 3.5)}" width="7" height="7" fill="${color}"/>`
   if (shape === 'diamond') return `<path d="M${r2(x)} ${r2(y - 4.5)}L${r2(x + 4.5)} ${r2(y)}L${r2(x)} ${r2(y + 4.5)}L${r2(x - 4.5)} ${r2(y)}Z" fill="${color}"/>`
@@ -124,7 +119,8 @@ function marker(x, y, color, shape = 'circle') {
 }
 const SHAPES = ['circle', 'square', 'diamond', 'triangle']
 
-function frame({width, height, title, subtitle}) {
+function frame({height, title, subtitle}) {
+  const width = WIDTH
   const head = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(title)}">`,
     `<title>${esc(title)}</title>`,
@@ -163,39 +159,34 @@ function axesSvg({x0, x1, y0, y1, xAxis, yAxis, sx, sy, xLabel, yLabel, xFormat,
 /**
  * A line chart. series: [{name, points: [[x, y], …], dashed?, color?, marker?: false}]
  * (points with a non-finite or, on a log axis, non-positive coordinate are dropped).
- * Options: xLog/yLog (true, or 2 for a base-2 x axis), xMin/xMax/yMin/yMax,
- * xTicks (explicit values), xFormat/yFormat, notes (lines under the legend).
+ * Options: xLog/yLog (true, or 2 for a base-2 x axis), yMin, yZero (false: the y
+ * axis need not start at 0), xTicks (explicit values), xFormat.
  */
 export function lineChart(o) {
-  const width = o.width ?? 680
   const series = o.series.map((s, i) => ({
     ...s,
     color: s.color ?? PALETTE[i % PALETTE.length],
-    shape: s.markerShape ?? SHAPES[i % SHAPES.length],
+    shape: SHAPES[i % SHAPES.length],
     points: s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.xLog || x > 0) && (!o.yLog || y > 0)),
   }))
   const xs = series.flatMap((s) => s.points.map((p) => p[0]))
   const ys = series.flatMap((s) => s.points.map((p) => p[1]))
   const xBase = o.xLog === 2 ? 2 : 10
-  const xAxis = axis(xs, {log: !!o.xLog, base: xBase, min: o.xMin, max: o.xMax})
-  const yAxis = axis(ys, {log: !!o.yLog, min: o.yMin, max: o.yMax, zero: !o.yLog && o.yZero !== false})
+  const xAxis = axis(xs, {log: !!o.xLog, base: xBase})
+  const yAxis = axis(ys, {log: !!o.yLog, min: o.yMin, zero: !o.yLog && o.yZero !== false})
   const items = series.map((s) => ({name: s.name, color: s.color, dashed: s.dashed, marker: s.marker, markerShape: s.shape}))
-  const plotW = width - 84 - 24
-  const lh = legendHeight(items, plotW)
-  const notes = o.notes ?? []
+  const lh = legendBlock(items, 0, 0, PLOT_W).height
   const top = o.subtitle ? 54 : 38
-  const plotH = o.plotHeight ?? 260
-  const height = top + plotH + 46 + lh + notes.length * 15 + 8
+  const plotH = 260
+  const height = top + plotH + 46 + lh + 8
   const x0 = 84
-  const x1 = x0 + plotW
+  const x1 = x0 + PLOT_W
   const y1 = top
   const y0 = top + plotH
   const sx = scale(xAxis, x0, x1)
   const sy = scale(yAxis, y0, y1)
-  const fmtX = o.xFormat ?? compact
-  const fmtY = o.yFormat ?? compact
-  const out = frame({width, height, title: o.title, subtitle: o.subtitle})
-  out.push(...axesSvg({x0, x1, y0, y1, xAxis, yAxis, sx, sy, xLabel: o.xLabel, yLabel: o.yLabel, xFormat: fmtX, yFormat: fmtY, xTickValues: o.xTicks}))
+  const out = frame({height, title: o.title, subtitle: o.subtitle})
+  out.push(...axesSvg({x0, x1, y0, y1, xAxis, yAxis, sx, sy, xLabel: o.xLabel, yLabel: o.yLabel, xFormat: o.xFormat ?? compact, yFormat: compact, xTickValues: o.xTicks}))
   out.push('<g>')
   for (const s of series) {
     if (!s.points.length) continue
@@ -204,45 +195,38 @@ export function lineChart(o) {
     if (s.marker !== false) for (const [x, y] of s.points) out.push(marker(sx(x), sy(y), s.color, s.shape))
   }
   out.push('</g>')
-  const leg = legendBlock(items, x0, y0 + 58, plotW)
-  out.push(leg.svg)
-  notes.forEach((n, i) => out.push(`<text x="${x0}" y="${r2(y0 + 58 + leg.height + 2 + i * 15)}" font-size="11" ${FONT} fill="#555">${esc(n)}</text>`))
-  out.push('</svg>')
+  out.push(legendBlock(items, x0, y0 + 58, PLOT_W).svg, '</svg>')
   return out.join('\n') + '\n'
 }
 
 /**
  * A grouped bar chart. categories: labels along x; series: [{name, values: [...]}]
- * (one value per category; null/undefined leaves a gap). Options: yLog, yMin,
- * yMax, yLabel, valueFormat (labels above bars; false for none), refLines:
- * [{y, label, color?}] (horizontal dashed lines), notes.
+ * (one value per category; null/undefined leaves a gap). Options: yLog, yLabel,
+ * valueFormat (labels above bars), refLines: [{y, label, color?}] (horizontal
+ * dashed lines), legend (true: even for one series).
  */
 export function barChart(o) {
-  const width = o.width ?? 680
   const series = o.series.map((s, i) => ({...s, color: s.color ?? PALETTE[i % PALETTE.length]}))
   const vals = series.flatMap((s) => s.values.filter((v) => Number.isFinite(v) && (!o.yLog || v > 0)))
   const refs = o.refLines ?? []
-  const yAxis = axis([...vals, ...refs.map((r) => r.y)], {log: !!o.yLog, min: o.yMin, max: o.yMax, zero: !o.yLog})
+  const yAxis = axis([...vals, ...refs.map((r) => r.y)], {log: !!o.yLog, zero: !o.yLog})
   const items = series.length > 1 || o.legend ? series.map((s) => ({name: s.name, color: s.color, kind: 'bar'})) : []
   for (const r of refs) items.push({name: r.label, color: r.color ?? '#444', dashed: true, marker: false})
-  const plotW = width - 84 - 24
-  const lh = items.length ? legendHeight(items, plotW) : 0
-  const notes = o.notes ?? []
+  const lh = items.length ? legendBlock(items, 0, 0, PLOT_W).height : 0
   const top = o.subtitle ? 54 : 38
-  const plotH = o.plotHeight ?? 250
+  const plotH = 250
   const catLines = Math.max(...o.categories.map((c) => String(c).split('\n').length))
-  const height = top + plotH + 26 + catLines * 13 + (o.xLabel ? 18 : 0) + 14 + lh + notes.length * 15 + 8
+  const height = top + plotH + 26 + catLines * 13 + 14 + lh + 8
   const x0 = 84
-  const x1 = x0 + plotW
+  const x1 = x0 + PLOT_W
   const y1 = top
   const y0 = top + plotH
   const sy = scale(yAxis, y0, y1)
-  const fmtY = o.yFormat ?? compact
-  const fmtV = o.valueFormat === false ? undefined : (o.valueFormat ?? compact)
-  const out = frame({width, height, title: o.title, subtitle: o.subtitle})
-  out.push(...axesSvg({x0, x1, y0, y1, xAxis: undefined, yAxis, sx: undefined, sy, xLabel: undefined, yLabel: o.yLabel, yFormat: fmtY}))
+  const fmtV = o.valueFormat ?? compact
+  const out = frame({height, title: o.title, subtitle: o.subtitle})
+  out.push(...axesSvg({x0, x1, y0, y1, xAxis: undefined, yAxis, sx: undefined, sy, xLabel: undefined, yLabel: o.yLabel, yFormat: compact}))
   const n = o.categories.length
-  const groupW = plotW / n
+  const groupW = PLOT_W / n
   const barW = Math.min(46, (groupW * 0.78) / series.length)
   const base = o.yLog ? y0 : sy(Math.max(0, yAxis.min))
   o.categories.forEach((cat, ci) => {
@@ -253,7 +237,7 @@ export function barChart(o) {
       const y = sy(v)
       const x = gx + si * barW
       out.push(`<rect x="${r2(x + 1)}" y="${r2(Math.min(y, base))}" width="${r2(barW - 2)}" height="${r2(Math.abs(base - y))}" fill="${s.color}"/>`)
-      if (fmtV) out.push(`<text x="${r2(x + barW / 2)}" y="${r2(Math.min(y, base) - 4)}" text-anchor="middle" font-size="10.5" ${FONT} fill="#222">${esc(fmtV(v))}</text>`)
+      out.push(`<text x="${r2(x + barW / 2)}" y="${r2(Math.min(y, base) - 4)}" text-anchor="middle" font-size="10.5" ${FONT} fill="#222">${esc(fmtV(v))}</text>`)
     })
     String(cat)
       .split('\n')
@@ -263,18 +247,7 @@ export function barChart(o) {
     const y = sy(r.y)
     out.push(`<line x1="${r2(x0)}" y1="${r2(y)}" x2="${r2(x1)}" y2="${r2(y)}" stroke="${r.color ?? '#444'}" stroke-width="1.5" stroke-dasharray="6 4"/>`)
   }
-  let ly = y0 + 16 + catLines * 13
-  if (o.xLabel) {
-    out.push(`<text x="${r2((x0 + x1) / 2)}" y="${r2(ly + 10)}" text-anchor="middle" font-size="12" ${FONT} fill="#222">${esc(o.xLabel)}</text>`)
-    ly += 18
-  }
-  ly += 22
-  if (items.length) {
-    const leg = legendBlock(items, x0, ly, plotW)
-    out.push(leg.svg)
-    ly += leg.height
-  }
-  notes.forEach((t, i) => out.push(`<text x="${x0}" y="${r2(ly + 2 + i * 15)}" font-size="11" ${FONT} fill="#555">${esc(t)}</text>`))
+  if (items.length) out.push(legendBlock(items, x0, y0 + 38 + catLines * 13, PLOT_W).svg)
   out.push('</svg>')
   return out.join('\n') + '\n'
 }

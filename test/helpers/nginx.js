@@ -101,7 +101,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 /**
  * Start nginx (non-daemon master, own prefix, free port on 127.0.0.1)
- * serving `rootDir`. Resolves once it answers.
+ * serving `rootDir`. Resolves once it answers. The benchmarks
+ * (bench/lib/common.js) also give `config` (storeNginxConfig's tuning and
+ * host), a fixed `port`, a network namespace `netns` to run it in, and the
+ * `probe(url)` that can reach it there.
  */
 export async function startNginx(rootDir, opts = {}) {
   const root = path.resolve(rootDir)
@@ -111,21 +114,22 @@ export async function startNginx(rootDir, opts = {}) {
   const errorLog = path.join(prefix, 'error.log')
   let lastError = ''
   for (let attempt = 0; attempt < (opts.attempts ?? 5); attempt++) {
-    const port = await freePort()
+    const port = opts.port ?? (await freePort())
     const conf = path.join(prefix, 'nginx.conf')
-    writeFileSync(conf, storeNginxConfig({prefix, root, port, keepaliveRequests: opts.keepaliveRequests}))
+    writeFileSync(conf, storeNginxConfig({prefix, root, port, keepaliveRequests: opts.keepaliveRequests, ...opts.config}))
     writeFileSync(errorLog, '')
-    const child = spawn('nginx', ['-p', prefix, '-c', conf, '-e', errorLog], {stdio: ['ignore', 'ignore', 'pipe']})
+    const argv = ['-p', prefix, '-c', conf, '-e', errorLog]
+    const child = opts.netns ? spawn('ip', ['netns', 'exec', opts.netns, 'nginx', ...argv], {stdio: ['ignore', 'ignore', 'pipe']}) : spawn('nginx', argv, {stdio: ['ignore', 'ignore', 'pipe']})
     let stderr = ''
     child.stderr.on('data', (b) => (stderr += b))
     let exited = null
     child.once('exit', (code, signal) => (exited = {code, signal}))
     child.once('error', (err) => (exited = {code: -1, signal: null, err}))
-    const url = `http://127.0.0.1:${port}`
+    const url = `http://${opts.config?.host ?? '127.0.0.1'}:${port}`
     const deadline = Date.now() + (opts.startTimeoutMs ?? 10_000)
     let up = false
     while (!exited && Date.now() < deadline) {
-      if (await probe(url)) {
+      if (await (opts.probe ?? probe)(url)) {
         up = true
         break
       }
