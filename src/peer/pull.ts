@@ -248,6 +248,27 @@ function sourceReports(chain: FetchChain, before: ChainStats): SourceReport[] {
   })
 }
 
+/** Every chunk of image `id` (`lengths`: each distinct chunk's length) through the chain, each checked against its length, with progress. */
+async function fetchChunks(chain: FetchChain, id: string, lengths: Map<string, number>, init: PullInit, writers: ObjectWriter[] | undefined, progress: ProgressReporter): Promise<void> {
+  let done = 0
+  let doneBytes = 0
+  await chain.fetchMany(
+    [...lengths].map(([cid, length]) => ({id: cid, length})),
+    {
+      concurrency: init.concurrency ?? 8,
+      bulk: init.bulk,
+      writers,
+      signal: init.signal,
+      onChunk: (cid, length) => {
+        if (length !== lengths.get(cid)) throw new VmiError(`chunk ${cid} has ${length} bytes; image ${id} expects ${lengths.get(cid)}`)
+        done++
+        doneBytes += length
+        progress.update(doneBytes, {chunks: done})
+      },
+    },
+  )
+}
+
 async function pullWith(
   chain: FetchChain,
   spec: string,
@@ -277,8 +298,6 @@ async function pullWith(
     const lengths = distinctChunkLengths(manifest)
     const distinct = [...lengths.keys()]
     const before: ChainStats = structuredClone(chain.stats)
-    let done = 0
-    let doneBytes = 0
     const total = [...lengths.values()].reduce((a, b) => a + b, 0)
     // An image already here whole is not read again: the store trusts its own
     // objects, as a mount does (fsck re-hashes them): a no-op pull costs a
@@ -286,21 +305,7 @@ async function pullWith(
     // cost seconds. (Its chunks' last-use times are left as they are.)
     const upToDate = wasComplete && store.presentObjectsSync(distinct).size === distinct.length
     progress.start(`pulling ${id.slice(0, 12)}`, total, 'bytes')
-    if (!upToDate) await chain.fetchMany(
-      distinct.map((cid) => ({id: cid, length: lengths.get(cid)!})),
-      {
-        concurrency: init.concurrency ?? 8,
-        bulk: init.bulk,
-        writers,
-        signal: init.signal,
-        onChunk: (cid, length) => {
-          if (length !== lengths.get(cid)) throw new VmiError(`chunk ${cid} has ${length} bytes; image ${id} expects ${lengths.get(cid)}`)
-          done++
-          doneBytes += length
-          progress.update(doneBytes, {chunks: done})
-        },
-      },
-    )
+    if (!upToDate) await fetchChunks(chain, id, lengths, init, writers, progress)
     progress.stop()
     await store.setLazy(id, false) // every chunk is here now
     await copyProfile(chain, id, manifest, init.signal)

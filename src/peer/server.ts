@@ -139,19 +139,12 @@ async function listenOn(server: http.Server, host: string, port: number, scheme:
   return `${scheme}://${urlHost}:${addr.port}`
 }
 
-export async function startServer(store: LocalStore, init: ServeInit = {}): Promise<RunningServer> {
-  const {host = '127.0.0.1', port = 7070, upstream, tls, maxConnections = 1024, requestTimeoutMs = 120_000} = init
-  const sc: ServerContext = {store, metrics: createMetrics(upstream?.kind), logger: createLogger(init.log ?? (() => {}), init.logFormat)}
-  const uploads = new UploadHandlers(sc, init.pushToken)
-  const access =
-    tls?.clientCa !== undefined || init.readToken !== undefined
-      ? new ReadAccess({clientCert: tls?.clientCa !== undefined, tokens: [init.readToken, init.pushToken].filter((t): t is string => t !== undefined)})
-      : undefined
-  const dispatcher = new Dispatcher(sc, new ReadHandlers(sc, upstream && new FetchThrough(sc, upstream)), uploads, access)
-  const inFlight = new InFlight()
-  const onRequest = (req: IncomingMessage, res: ServerResponse) => handle(req, res, false)
-
-  function handle(req: IncomingMessage, res: ServerResponse, healthOnly: boolean): void {
+/**
+ * One request's life: counted in flight, dispatched (a failure answered by
+ * its error), its outcome counted and logged exactly once however it ends.
+ */
+function requestHandler(sc: ServerContext, dispatcher: Dispatcher, inFlight: InFlight, closeIdle: () => void) {
+  return (req: IncomingMessage, res: ServerResponse, healthOnly: boolean): void => {
     const start = process.hrtime.bigint()
     const x: Exchange = {req, res, ctx: {route: 'other', bytes: 0}}
     // read now: a socket that has closed no longer tells its peer's address
@@ -169,7 +162,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
       sc.metrics.requests.inc({route: x.ctx.route, method, status: String(status)})
       const ms = Number(process.hrtime.bigint() - start) / 1e6
       sc.logger.request({client, method: req.method ?? '-', path: req.url ?? '-', status, bytes: x.ctx.bytes, ms})
-      if (inFlight.closing) server.closeIdleConnections()
+      if (inFlight.closing) closeIdle()
       inFlight.done()
     }
     res.once('finish', finish)
@@ -182,6 +175,21 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
         res.destroy()
       })
   }
+}
+
+export async function startServer(store: LocalStore, init: ServeInit = {}): Promise<RunningServer> {
+  const {host = '127.0.0.1', port = 7070, upstream, tls, maxConnections = 1024, requestTimeoutMs = 120_000} = init
+  const sc: ServerContext = {store, metrics: createMetrics(upstream?.kind), logger: createLogger(init.log ?? (() => {}), init.logFormat)}
+  const uploads = new UploadHandlers(sc, init.pushToken)
+  const access =
+    tls?.clientCa !== undefined || init.readToken !== undefined
+      ? new ReadAccess({clientCert: tls?.clientCa !== undefined, tokens: [init.readToken, init.pushToken].filter((t): t is string => t !== undefined)})
+      : undefined
+  const dispatcher = new Dispatcher(sc, new ReadHandlers(sc, upstream && new FetchThrough(sc, upstream)), uploads, access)
+  const inFlight = new InFlight()
+  // (the server is made below; idle connections are closed only once it is closing)
+  const handle = requestHandler(sc, dispatcher, inFlight, () => server.closeIdleConnections())
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => handle(req, res, false)
 
   const options = serverOptions(requestTimeoutMs)
   const mtls = tls?.clientCa !== undefined ? {ca: tls.clientCa, requestCert: true, rejectUnauthorized: true} : {}
