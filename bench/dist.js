@@ -4,6 +4,7 @@
 // against curl, N hosts pulling at once, push against cp, serving under load, compression; what
 // each measures is in bench/README.md, "Distribution benchmark". Writes bench/results/<date>-dist.md
 // and latest-dist.json; never fails on a missed goal.
+import {randomBytes} from 'node:crypto'
 import {promises as fsp, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {bytesHuman, f, int, MB, mbps} from './lib/format.js'
@@ -54,7 +55,7 @@ const opts = parseOptions(
   ENV_NOTE,
 )
 
-const TARGETS = {pullVsCurl: 2}
+const TARGETS = {pullVsCurl: 2, pushVsCp: 0.3, pushVsPull: 2, repushSeconds: 1, repushChanged: 16 * MiB}
 const LOAD = {concurrency: 64, maxRequests: 20000, maxSeconds: 8, warmupSeconds: 2}
 const TOKEN = 'bench-push-token'
 
@@ -225,7 +226,21 @@ for (const n of opts.hosts) {
 // ----------------------------------------------------------------- 3. push vs cp
 
 log(`push vs cp, ${opts.reps} repetitions`)
-const pushRuns = {cp: [], push: []}
+// the image with 16 MiB of it changed (new random bytes in the middle): a re-push sends only those chunks
+const changed = path.join(workDir, 'changed.raw')
+{
+  await runTimed('cp', ['--sparse=always', image.file, changed], {scratch: workDir})
+  const fh = await fsp.open(changed, 'r+')
+  const at = Math.floor(image.size / 2 / MiB) * MiB
+  await fh.write(randomBytes(TARGETS.repushChanged), 0, TARGETS.repushChanged, at)
+  await fh.close()
+  const r = await vmiTimed(['import', changed, 'bench:changed', '--json'], seedStore, {scratch: workDir})
+  image.changedId = r.json.id
+  image.changedNewBytes = r.json.newBytes
+  await fsp.rm(changed, {force: true})
+  log(`changed image: ${bytesHuman(TARGETS.repushChanged)} rewritten at ${bytesHuman(at)}: ${bytesHuman(r.json.newBytes)} of new chunks`)
+}
+const pushRuns = {cp: [], push: [], repush: []}
 for (let r = 0; r < opts.reps; r++) {
   const dest = path.join(workDir, 'cp.raw')
   pushRuns.cp.push(await measured('cp', r, rawWarm, [], () => runTimed('cp', [image.file, dest], {scratch: workDir})))
@@ -236,6 +251,9 @@ for (let r = 0; r < opts.reps; r++) {
   const res = await measured('vmi push → empty vmi serve', r, storeWarm, [serve.pid], () => vmiTimed(['push', image.id, serve.url, '--json'], seedStore, {scratch: workDir, env: {VMI_PUSH_TOKEN: TOKEN}}))
   if (res.json?.uploadedBytes !== image.uniqueBytes) throw new Error(`push uploaded ${res.json?.uploadedBytes} bytes, expected ${image.uniqueBytes}`)
   pushRuns.push.push(res)
+  const again = await measured('vmi push of the changed image', r, storeWarm, [serve.pid], () => vmiTimed(['push', image.changedId, serve.url, '--json'], seedStore, {scratch: workDir, env: {VMI_PUSH_TOKEN: TOKEN}}))
+  if (again.json?.uploadedBytes !== image.changedNewBytes) throw new Error(`the re-push uploaded ${again.json?.uploadedBytes} bytes, expected ${image.changedNewBytes}`)
+  pushRuns.repush.push(again)
   await serve.stop()
   await discard(target)
 }

@@ -5,12 +5,12 @@
 // client choice; see bench/README.md, "s3" (why the image is 256 MiB of the Debian one: radosgw's
 // memstore keeps every byte in RAM). Writes bench/results/<date>-s3.md and latest-s3.json.
 import {spawnSync} from 'node:child_process'
-import {existsSync, promises as fsp} from 'node:fs'
+import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {f} from './lib/format.js'
 import {renderS3Report} from './lib/dist-report.js'
 import {runTimed, stats} from './lib/measure.js'
-import {findBootImage, MiB, parseOptions, ROOT, startNginx, startRun, vmiTimed} from './lib/common.js'
+import {findBootImage, MiB, parseOptions, ROOT, startNginx, startRun, treeCpuSeconds, vmiTimed} from './lib/common.js'
 
 const {reps, gets: GETS} = parseOptions(
   's3',
@@ -97,27 +97,39 @@ log(`image: ${imageLabel}; id ${id.slice(0, 12)}, ${JSON.stringify({newChunks: i
 const nginx = await startNginx(build)
 /** @type {Record<string, number[]>} */
 const t = {push: [], awsUp: [], pullS3: [], awsDown: [], pullNginx: []}
+// CPU seconds of each job: the client's, and the server's (radosgw and its OSD, or nginx)
+const rgwPids = readFileSync(path.join(rgw.RGW_DIR, 'pids'), 'utf8').trim().split('\n').map((l) => Number(l.split(' ')[0])).filter(Boolean)
+/** @type {Record<string, {client: number[], server: number[]}>} */
+const cpu = Object.fromEntries(Object.keys(t).map((k) => [k, {client: [], server: []}]))
+/** Time one job `key`, its client's and its server's CPU. @param {string} key @param {number[]} servers @param {() => Promise<Record<string, any>>} job */
+async function timed(key, servers, job) {
+  const s0 = treeCpuSeconds(servers)
+  const r = await job()
+  cpu[key].server.push(treeCpuSeconds(servers) - s0)
+  cpu[key].client.push((r.user ?? NaN) + (r.sys ?? NaN))
+  t[key].push(r.wall)
+}
 const vmiEnv = {...awsEnv}
 for (let r = 0; r < reps; r++) {
   const steps = [
-    async () => t.push.push((await vmiTimed(['push', 'bench:s3', `s3://bench/r${r}`, '--json'], build, {env: vmiEnv, scratch: workDir})).wall),
-    async () => t.awsUp.push((await aws(['s3', 'cp', '--quiet', raw, 's3://bench/raw/disk.raw'])).wall),
+    () => timed('push', rgwPids, () => vmiTimed(['push', 'bench:s3', `s3://bench/r${r}`, '--json'], build, {env: vmiEnv, scratch: workDir})),
+    () => timed('awsUp', rgwPids, () => aws(['s3', 'cp', '--quiet', raw, 's3://bench/raw/disk.raw'])),
   ]
   for (const s of r % 2 ? steps.reverse() : steps) await s()
   const pulls = [
     async () => {
       const store = path.join(workDir, `pull-s3-${r}`)
-      t.pullS3.push((await vmiTimed(['pull', 'bench:s3', `s3://bench/r${r}`, '--json'], store, {env: vmiEnv, scratch: workDir})).wall)
+      await timed('pullS3', rgwPids, () => vmiTimed(['pull', 'bench:s3', `s3://bench/r${r}`, '--json'], store, {env: vmiEnv, scratch: workDir}))
       await fsp.rm(store, {recursive: true, force: true})
     },
     async () => {
       const out = path.join(workDir, 'down.raw')
-      t.awsDown.push((await aws(['s3', 'cp', '--quiet', 's3://bench/raw/disk.raw', out])).wall)
+      await timed('awsDown', rgwPids, () => aws(['s3', 'cp', '--quiet', 's3://bench/raw/disk.raw', out]))
       await fsp.rm(out, {force: true})
     },
     async () => {
       const store = path.join(workDir, `pull-nginx-${r}`)
-      t.pullNginx.push((await vmiTimed(['pull', 'bench:s3', nginx.url, '--json'], store, {scratch: workDir})).wall)
+      await timed('pullNginx', [nginx.pid], () => vmiTimed(['pull', 'bench:s3', nginx.url, '--json'], store, {scratch: workDir}))
       await fsp.rm(store, {recursive: true, force: true})
     },
   ]
@@ -228,6 +240,7 @@ const R = {
   aws: awsVersion,
   seconds: S,
   ratios: {push: ratio(t.awsUp, t.push), pull: ratio(t.awsDown, t.pullS3), s3VsNginx: ratio(t.pullS3, t.pullNginx)},
+  cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, {client: stats(v.client), server: stats(v.server)}])),
   clients,
   gets: GETS,
 }

@@ -29,15 +29,18 @@ const HTTP_CLIENT = [
     'got was replaced by node:http, which halved the client CPU of a push. ' +
     'The A/B tables (alternating builds, min–median–max): [2026-12-06-http-client-choice.md](../bench/results/2026-12-06-http-client-choice.md).',
   '',
+  'A push to vmi serve sends its chunks in object batches (docs/PROTOCOL.md, "Object batches"), which the server hashes and stores on writer threads; against one PUT per chunk, the same push took about 2.7× less time in an A/B of alternating builds: [2026-12-06-push-batches.md](../bench/results/2026-12-06-push-batches.md).',
+  '',
 ]
 
 /** The S3 client vmi uses, and why; what bounds a bucket as the seed. */
 const S3_CLIENT = [
   "The S3 client is vmi's own SigV4 signer (`src/peer/s3/sigv4.ts`, node:crypto, held to AWS's published examples by test/unit/s3-sigv4.test.js) on the project's HTTP client (src/peer/http-client.ts, node:http). " +
     'In the second table the own signer loads several times faster than @smithy/signature-v4 and @aws-sdk/client-s3 (a CLI command pays that at every start); its GETs per second are close to the @smithy signer\'s (ahead of it in a run under heavy load, [2026-12-06-s3-under-load.md](../bench/results/2026-12-06-s3-under-load.md), about a tenth behind in a quieter one) and well ahead of the SDK\'s. The choice rests on the load time and on needing no new dependency (@smithy/signature-v4 is here only as a transitive dev dependency of oclif). ' +
-    "The credential chain a user expects (environment, ~/.aws/credentials and config, AWS_PROFILE) is read by src/cli/s3-settings.ts; the SDK's instance and container credential providers are not used.",
+    "The credential chain a user expects (environment, ~/.aws/credentials and config, AWS_PROFILE) is read by src/cli/s3-settings.ts; the SDK's instance and container credential providers are not used. " +
+    'The table measures that client chunk by chunk (what mount and the chain do); a pull sends its chunks over the pipelined transport (src/peer/pipelined-get.ts) instead, each request signed by the same signer.',
   '',
-  "What bounds it: every chunk is one request, and radosgw spends ~1.4–2 ms of CPU on each (measured when the test server was set up), on the same 2 cores as the client; nginx serves a request for a fraction of that, and `aws s3 cp` moves the raw file in 8 MiB multipart ranges, a few dozen requests. So a bucket is request-bound where nginx is not: the ratios to `aws s3 cp` grow with the image's share of zero chunks (vmi skips them), and the ≥ 2× and ≤ 1.5× goals are missed on this machine.",
+  "What bounds it: every chunk is one request. A pull from the bucket pipelines its chunk GETs, each signed with its own date, on the writer threads' connections, as a pull from nginx does; the CPU table shows its client CPU close to the pull from nginx, and the difference is the server's: radosgw and its OSD spend far more CPU on a request than nginx, on the same 2 cores as the client, so the bucket's pull is bound by the server's CPU per request. `aws s3 cp` moves the raw file in 8 MiB multipart ranges, a few dozen requests, so its server CPU goes to bytes, not requests; a push is bound the same way (one PUT per chunk, each an object and a bucket-index write in the OSD). The ≥ 2× and ≤ 1.5× goals are missed on this machine. Fewer, larger requests are what would meet them (chunks packed into larger objects and read with ranged GETs); the bucket keeps the store's layout, one object per chunk, so that a store copied with `aws s3 sync` is a seed.",
   '',
 ]
 

@@ -6,7 +6,7 @@
 // saved results: its report (renderReport) and docs/PERFORMANCE.md
 // (bench/lib/perf-doc.js) show the same sections. The fleet lab's goals are in
 // bench/lib/fleet-report.js (fleetGoals, bootGoals).
-import {bytesHuman, f, GB, GiB, MB, table, times as x} from './format.js'
+import {bytesHuman, f, GB, GiB, MB, MiB, table, times as x} from './format.js'
 import {median} from './measure.js'
 
 /** @typedef {{goal: string, result: string, met?: boolean}} Goal  (met undefined: no goal stated, shown for comparison) */
@@ -104,6 +104,22 @@ export function distGoals(D) {
   return [
     {goal: `distribution: vmi pull ≥ ${D.targets.pullVsCurl}× faster than curl of the raw file from the same nginx`, result: `${x(ratio)} (${secs(p.pullNginx.wall)} vs ${secs(p.curlFile.wall)})`, met: ratio >= D.targets.pullVsCurl},
     {goal: `distribution: seed egress ≈ one copy of the unique non-zero bytes for any number of hosts (read here as ≤ 1.05×)`, result: D.fleet.map((y) => `${y.hosts}: ${f(y.seedRatio, 3)}×`).join('; '), met: worst <= 1.05},
+    ...pushGoals(D),
+  ]
+}
+
+/** Issue 18's push goals, for runs that measured them (the re-push came with object batches). */
+function pushGoals(D) {
+  const T = D.targets
+  const P = D.push
+  if (!P?.repush || T.pushVsCp === undefined) return []
+  const vsCp = P.cp.wall / P.push.wall
+  const vsPull = P.push.wall / D.pull.pullServe.wall
+  const extra = P.repush.wall - D.inproc.startup
+  return [
+    {goal: `distribution: push to an empty vmi serve ≥ ${T.pushVsCp}× the speed of cp of the raw file`, result: `${x(vsCp)} (${secs(P.push.wall)} vs ${secs(P.cp.wall)})`, met: vsCp >= T.pushVsCp},
+    {goal: `distribution: push within ${T.pushVsPull}× of a pull of the same image from the same vmi serve`, result: `${x(vsPull)} (${secs(P.push.wall)} vs ${secs(D.pull.pullServe.wall)})`, met: vsPull <= T.pushVsPull},
+    {goal: `distribution: a re-push adding ${T.repushChanged / MiB} MiB of changed chunks in under ${T.repushSeconds} s plus start-up`, result: `${secs(P.repush.wall)} = start-up ${secs(D.inproc.startup)} + ${secs(extra)}`, met: extra < T.repushSeconds},
   ]
 }
 
