@@ -19,6 +19,9 @@ export const TLS_HINT =
 export const CLIENT_CERT_HINT =
   "the server requires a client certificate signed by its CA (vmi serve --client-ca): give one with --tls-client-cert FILE --tls-client-key FILE (or $VMI_TLS_CLIENT_CERT/$VMI_TLS_CLIENT_KEY, or 'vmi remote add NAME URL --tls-client-cert FILE --tls-client-key FILE'); an expired certificate, or one from another CA, is refused too"
 
+export const CONNECTION_RESET_TLS_HINT =
+  "an https server closed the connection before answering: a server that requires client certificates (vmi serve --client-ca) does that when it refuses the one given (expired, or signed by another CA than its --client-ca); check the certificate with 'openssl x509 -noout -dates -issuer -in FILE'. Else the server may have restarted: try again"
+
 export const READ_TOKEN_HINT =
   "the server requires a read token (vmi serve --read-token-file): give it with --read-token-file FILE, $VMI_READ_TOKEN, or store it with the remote: 'vmi remote add NAME URL --read-token-file FILE'"
 
@@ -28,6 +31,8 @@ export function hintFor(err: unknown): string | undefined {
   if (err instanceof RemoteAuthError && err.data.s3Code !== undefined) return S3_CREDENTIALS_HINT
   if (err instanceof RemoteError && mentionsTlsTrust(err.message)) return TLS_HINT
   if (err instanceof RemoteError && mentionsClientCertRefusal(err.message)) return CLIENT_CERT_HINT
+  // TLS 1.3: the server checks a client certificate after the client's side of the handshake is done, so a refusal reaches the client as a reset
+  if (err instanceof RemoteError && /https:\/\//.test(err.message) && /ECONNRESET|socket hang up/.test(err.message)) return CONNECTION_RESET_TLS_HINT
   if (err instanceof RemoteAuthError) return READ_TOKEN_HINT
   return undefined
 }
