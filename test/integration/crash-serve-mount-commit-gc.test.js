@@ -167,7 +167,8 @@ test('kill -9 of the seed (vmi serve) at random points of a push and of a pull: 
   let seed
   try {
     const src = path.join(t.dir, 'src.raw')
-    await makeImage(src, [{kind: 'random', size: 24 * M, seed: 'seed-kill'}, {kind: 'zero', size: 4 * M}, {kind: 'random', size: 8 * M, seed: 'seed-kill-2'}])
+    // large enough that a push (object batches, the server writing as they arrive) is still under way at every kill
+    await makeImage(src, [{kind: 'random', size: 88 * M, seed: 'seed-kill'}, {kind: 'zero', size: 4 * M}, {kind: 'random', size: 8 * M, seed: 'seed-kill-2'}])
     const sha = await sha256File(src)
     const build = path.join(t.dir, 'build')
     ok(await vmi(['import', src, 'app:v1', '--chunk-size', '64K'], build), 'import')
@@ -181,7 +182,7 @@ test('kill -9 of the seed (vmi serve) at random points of a push and of a pull: 
       const push = spawnCli(['push', 'app:v1', seed.url, '--concurrency', '2'], {store: build, env})
       const exited = finished(push)
       const reached = await until(async () => (await objectCount(seedStore)) > before + 10 + rand(60), {exited})
-      if (reached) await sleep(rand(150))
+      if (reached) await sleep(rand(100))
       await seed.stop('SIGKILL')
       const r = await exited
       const seedRefs = await refs(seedStore)
