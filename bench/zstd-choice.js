@@ -11,8 +11,8 @@
 // call, one library per child process, on this one thread (async APIs awaited one at a time);
 // each run goes through the levels and, within a level, through the libraries and the zstd CLI
 // (`zstd -b -B<chunk> -T1`, independent chunk-sized blocks: the same unit) in an order rotated
-// every run. Before each measurement it waits for the 1-min load average to fall below 1.0
-// (at most --quiet-wait seconds per run) and records the load and the other processes' CPU.
+// every run. Before each measurement it waits for the rest of the machine to be idle (waitQuiet;
+// at most --quiet-wait seconds per run) and records the load and the other processes' CPU.
 import {execFileSync, spawnSync} from 'node:child_process'
 import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
@@ -150,12 +150,19 @@ const busyJiffies = () => {
   return f.reduce((a, b) => a + b, 0) - f[3] - f[4] // all but idle and iowait
 }
 
+/**
+ * Waits until the rest of the machine is idle: under 0.1 core busy over 5 s (this driver sleeps
+ * meanwhile), at most run.budget seconds per run. The 1-min load average is recorded, not waited
+ * on: each measurement's own child lifts it near 1.0 for a minute after it ends.
+ */
 async function waitQuiet(/** @type {{budget: number}} */ run) {
-  while (os.loadavg()[0] >= 1.0 && run.budget > 0) {
+  for (;;) {
+    const b0 = busyJiffies()
     await new Promise((r) => setTimeout(r, 5000))
     run.budget -= 5
+    const othersCores = (busyJiffies() - b0) / 100 / 5
+    if (othersCores < 0.1 || run.budget <= 0) return {load1: os.loadavg()[0], othersCores}
   }
-  return os.loadavg()[0]
 }
 
 async function driver() {
@@ -171,7 +178,7 @@ async function driver() {
     for (const level of levels) {
       const order = names.map((_, i) => names[(i + run) % names.length])
       for (const name of order) {
-        const load1 = await waitQuiet(budget)
+        const {load1, othersCores} = await waitQuiet(budget)
         pretouch(1.5 * 1024 ** 3) // this VM hands freed pages back to the host (bench/lib/measure.js)
         const busy0 = busyJiffies()
         let r
@@ -184,12 +191,12 @@ async function driver() {
           r = JSON.parse(ch.stdout.trim().split('\n').pop() ?? '')
         }
         const busy = (busyJiffies() - busy0) / 100 // seconds of CPU by everyone (USER_HZ = 100)
-        r = {...r, run, load1, othersCpuSeconds: r.processCpu !== undefined ? Math.max(0, busy - r.processCpu) : null}
+        r = {...r, run, load1, othersCoresBefore: othersCores, othersCpuSeconds: r.processCpu !== undefined ? Math.max(0, busy - r.processCpu) : null}
         results.push(r)
         const mbs = (/** @type {number|null} */ s) => (s ? (r.bytes / s / 1e6).toFixed(0) : '-')
         console.error(`run ${run + 1} -${level} ${name}: ${((100 * r.compressed) / r.bytes).toFixed(2)} %, ` +
           (r.name === 'zstd CLI' ? `${r.compressMBs} / ${r.decompressMBs}` : `${mbs(r.compressSeconds)} / ${mbs(r.decompressSeconds)}`) +
-          ` MB/s, load ${load1.toFixed(2)}`)
+          ` MB/s, load ${load1.toFixed(2)}, others ${othersCores.toFixed(2)} core before, ${r.othersCpuSeconds?.toFixed(1)} CPU-s during`)
         writeFileSync(o.out, JSON.stringify({machine: {cpus: os.cpus().length, model: os.cpus()[0].model, node: process.version}, results}, null, 1))
       }
     }
