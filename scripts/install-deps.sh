@@ -9,6 +9,18 @@ set -uo pipefail
 PKGS=(qemu-utils qemu-system-x86 qemu-system-common libnbd-bin python3-libnbd nbdkit nginx-light
       fuse3 b3sum debootstrap e2fsprogs curl ceph-mon ceph-osd radosgw awscli
       openssh-client openssl)
+# zstd-napi (an optional npm dependency) compiles its bundled zstd at `npm ci`
+# with node-gyp; where that failed (no compiler then), install the compiler and
+# build it again: without it vmi reads compressed objects but cannot write them.
+zstd_native() { node -e "require('zstd-napi/binding')" >/dev/null 2>&1; }
+if [ -d node_modules ] && ! zstd_native; then
+  if [ "${1:-}" = --check ]; then echo "missing: the native zstd module (npm rebuild zstd-napi)"
+  elif [ "$(id -u)" = 0 ]; then
+    command -v g++ >/dev/null && command -v make >/dev/null || {
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ make python3 >/dev/null; }
+    npm rebuild zstd-napi >/dev/null 2>&1 && zstd_native || echo "install-deps: could not build zstd-napi; vmi will write chunks uncompressed" >&2
+  fi
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")

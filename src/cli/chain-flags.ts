@@ -85,6 +85,8 @@ export async function chainFromFlags(
     quiet?: ChainEvent['type'][]
     /** Connection timeout for every source, ms (see ChainConfig). */
     connectTimeoutMs?: number
+    /** Store fetched chunks raw (see FetchChainInit.storeRaw). */
+    storeRaw?: boolean
   } = {},
 ): Promise<BuiltChain> {
   const config = (await store.readConfig()) as RemoteConfig
@@ -107,6 +109,7 @@ export async function chainFromFlags(
     insecure: flags.insecure,
     peerTimeoutMs: flags['peer-timeout'],
     connectTimeoutMs: opts.connectTimeoutMs,
+    storeRaw: opts.storeRaw,
     onEvent: (e) => opts.quiet?.includes(e.type) || opts.onWarning?.(e.message, e),
   })
 }

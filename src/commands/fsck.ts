@@ -19,7 +19,7 @@ Exit codes: 0 clean, 1 problems found, 130 interrupted (143 SIGTERM); repairs ma
     const store = await this.openStore({create: false})
     const r = await fsck(store, {repair: this.flags.repair, progress: this.progress(), signal: this.signal})
     for (const p of r.problems) process.stderr.write(`${p.kind}: ${p.message}${p.repaired ? ` [repaired: ${p.repaired}]` : ''}\n`)
-    this.log(`${r.ok ? 'ok' : `${r.problems.length} problem(s)`}: ${r.objects} objects (${humanBytes(r.objectBytes)}), ${r.manifests} manifests, ${r.refs} refs checked`)
+    this.log(`${r.ok ? 'ok' : `${r.problems.length} problem(s)`}: ${r.objects} objects (${humanBytes(r.objectBytes)}${r.compressedObjects > 0 ? `; ${r.compressedObjects} compressed, holding ${humanBytes(r.compressedChunkBytes)}` : ''}), ${r.manifests} manifests, ${r.refs} refs checked`)
     if (!r.ok) process.exitCode = ExitCode.FAILURE
     return r
   }

@@ -120,7 +120,7 @@ A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vm
     const tls = await this.nbdTls(listen)
     const store = await this.openStore()
     const verifySigners = await allowedSignersFromSettings(this.flags['verify-signers'], await store.readConfig())
-    const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {onWarning: (m, e) => this.warning(m, e), connectTimeoutMs: MOUNT_CONNECT_TIMEOUT_MS})
+    const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags, {onWarning: (m, e) => this.warning(m, e), connectTimeoutMs: MOUNT_CONNECT_TIMEOUT_MS, storeRaw: true})
     let mount: ImageMount
     try {
       mount = await mountImage(chain, this.args.image, {

@@ -16,6 +16,8 @@ export default class Push extends BaseCommand<typeof Push> {
   static override summary = 'Send an image to a seed (vmi serve with a push token).'
   static override description = `Asks the remote which chunks it lacks (one batch request), uploads only those, then the manifest, then the ref: the remote's ref never names an image whose chunks are not all there. A re-run after an interruption sends only what is still missing.
 
+Chunks travel and rest compressed (zstd, FORMAT.md "Compressed objects") when the remote stores compressed objects: a vmi serve that says so, or a bucket. A chunk the local store holds compressed goes as it is; a raw one is compressed here, and kept raw when that saves less than 1/16. --no-compress sends raw chunks (a bucket that vmi from before compression must read, or a fast local link where the compression CPU is not worth it).
+
 To vmi serve, chunks go in object batches of up to 16 MiB, two at a time; the server hashes every one and refuses wrong bytes, so the chunks are sent as the local store holds them, not hashed again here (--verify hashes them first). To a server without batches, and to a bucket, they go one request each, --concurrency at a time; a bucket checks nothing, so each is hashed before it goes.
 
 The token comes from --token, else --token-file, else $VMI_PUSH_TOKEN, else the remote's tokenFile in the store config ('vmi remote add NAME URL --token-file FILE'). Without any, the push stops before its first request.
@@ -29,6 +31,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
     '<%= config.bin %> push web:v2 https://seed.internal:7070 --token-file /etc/vmi/token --ca-cert /etc/vmi/ca.pem',
     '<%= config.bin %> push 3f2a9c origin --as web:stable',
     '<%= config.bin %> push web:v2 --verify   # hash each chunk here before it goes',
+    '<%= config.bin %> push web:v2 s3://images/prod --no-compress   # raw chunks, for an older vmi that reads the bucket',
     '<%= config.bin %> push web:v2 --sign ~/.ssh/id_ed25519',
     '<%= config.bin %> push web:v2 --sign ~/.ssh/id_ed25519.pub   # the private key in ssh-agent',
   ]
@@ -42,6 +45,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
     as: Flags.string({summary: 'Name:tag on the remote (default: the name given).'}),
     concurrency: Flags.integer({summary: 'Parallel uploads when chunks go one request each (a bucket, a server without object batches).', default: 8, min: 1, max: 64}),
     verify: Flags.boolean({summary: 'Hash every chunk before sending it, also to a server that checks uploads itself.', default: false}),
+    compress: Flags.boolean({summary: 'Send chunks compressed (zstd) when the remote stores them so (--no-compress: raw).', default: true, allowNo: true}),
     sign: Flags.string({summary: 'Sign the remote ref with this SSH key: a private key file, or a .pub file whose key ssh-agent holds.'}),
     ...tlsFlags,
     ...readTokenFlag,
@@ -65,6 +69,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
         as: this.flags.as,
         concurrency: this.flags.concurrency,
         verify: this.flags.verify,
+        compress: this.flags.compress,
         signer,
         progress: this.progress(),
         signal: this.signal,
@@ -74,7 +79,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
       throw err
     }
     this.log(
-      `pushed ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''} to ${r.remote}: ${r.uploadedChunks} chunks uploaded (${humanBytes(r.uploadedBytes)}), ${r.alreadyThere} already there, ${r.seconds.toFixed(2)} s, ${rate(r.uploadedBytes, r.seconds)}`,
+      `pushed ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''} to ${r.remote}: ${r.uploadedChunks} chunks uploaded (${humanBytes(r.uploadedBytes)}${r.compressed ? `, compressed from ${humanBytes(r.uploadedChunkBytes)}` : ''}), ${r.alreadyThere} already there, ${r.seconds.toFixed(2)} s, ${rate(r.uploadedBytes, r.seconds)}`,
     )
     if (r.signature) this.log(`signed ${r.ref} with ${r.signature.keyType} key ${r.signature.key}`)
     return r

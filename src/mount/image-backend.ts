@@ -33,6 +33,8 @@ export class ImageBackend implements BlockBackend {
   readonly multiConnSafe = true // one process, one overlay: every connection sees every write
   private readonly ids: (string | null)[]
   private readonly verified: Uint8Array
+  /** 1 where a verified chunk's object file is compressed: read whole and decoded, never sliced (FORMAT.md "Compressed objects"). */
+  private readonly encoded: Uint8Array
   private readonly touched: Uint8Array
   private readonly chunkCache = new Map<number, Buffer>()
   /** Open descriptors of verified chunks' object files. */
@@ -57,6 +59,7 @@ export class ImageBackend implements BlockBackend {
     this.readOnly = init.readOnly ?? !init.overlay
     this.ids = expandChunks(manifest)
     this.verified = new Uint8Array(this.ids.length)
+    this.encoded = new Uint8Array(this.ids.length)
     this.touched = new Uint8Array(this.ids.length)
     this.cacheMax = init.cacheChunks ?? 64
     for (const id of this.ids) if (id === null) this.localCount++
@@ -162,6 +165,8 @@ export class ImageBackend implements BlockBackend {
     this.init.onFetch?.(index, f.source)
     if (this.verified[index] === 0) this.localCount++
     this.verified[index] = 1
+    // a chunk pulled (or pushed) here rests compressed; one this mount fetched rests raw (the chain stores it so)
+    this.encoded[index] = this.store.objectIsFrameSync(id) ? 1 : 0
     this.remember(index, f.data)
     return f.data
   }
@@ -258,14 +263,24 @@ export class ImageBackend implements BlockBackend {
       return true
     }
     try {
-      const fd = this.fd(index, id)
-      let off = 0
-      while (off < end - start) {
-        const n = fs.readSync(fd, out, at + off, end - start - off, start + off)
-        if (n === 0) break
-        off += n
+      if (this.encoded[index] === 1) {
+        // whole, decoded, and kept among the cached chunks for the reads that follow
+        const data = this.store.readObject(id)
+        if (data !== undefined && data.length === chunkLength(this.manifest, index)) {
+          this.remember(index, data)
+          data.copy(out, at, start, end)
+          return true
+        }
+      } else {
+        const fd = this.fd(index, id)
+        let off = 0
+        while (off < end - start) {
+          const n = fs.readSync(fd, out, at + off, end - start - off, start + off)
+          if (n === 0) break
+          off += n
+        }
+        if (off === end - start) return true
       }
-      if (off === end - start) return true
     } catch {
       /* evicted or removed meanwhile */
     }

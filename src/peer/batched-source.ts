@@ -15,7 +15,7 @@
  * store's own get (HttpStore: the general client, with its retries and redirects), one by one.
  */
 import {RemoteIntegrityError} from '../errors.js'
-import {contentMismatch} from '../store/hash.js'
+import {checkReceived} from '../store/object-encoding.js'
 import {bulkGet, type BulkItem} from './pipelined-get.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 import {MAX_OBJECT_BYTES, objectPath} from './wire.js'
@@ -119,12 +119,14 @@ export class BatchedSource implements ChunkSource {
       items,
       {
         onBody: (item, body) => {
-          const actual = contentMismatch(item.id, body)
-          settle(item, (w) =>
-            actual === undefined
-              ? w.resolve(body)
-              : w.reject(new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${item.id} (they hash to ${actual})`, {data: {id: item.id, actual, source: this.name}})),
-          )
+          settle(item, (w) => {
+            try {
+              // decoded when a frame, then hashed
+              w.resolve(checkReceived(item.id, body, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${item.id} (they hash to ${actual})`, {data: {id: item.id, actual, source: this.name}})))
+            } catch (err) {
+              w.reject(err as Error)
+            }
+          })
         },
         onMissing: (item) => settle(item, (w) => w.resolve(undefined)),
         onFailed: () => {},

@@ -13,7 +13,7 @@
  * index, and does the bookkeeping: counts, events, progress, and what goes
  * back to the chunk-by-chunk chain.
  */
-import {contentMismatch} from '../store/hash.js'
+import {openObject, storedForm} from '../store/object-encoding.js'
 import type {LocalStore} from '../store/local-store.js'
 import type {ObjectWriter, WriterJob, WriterJobRunner} from '../store/object-writer.js'
 import {bulkGet, type BulkItem, type BulkOptions} from './pipelined-get.js'
@@ -114,10 +114,11 @@ async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkPr
           const {index} = item as Indexed
           try {
             if (fatal) return
-            const actual = contentMismatch(item.id, body)
-            if (actual !== undefined) pending.mismatch.push([index, actual])
+            // decoded when a frame and hashed; stored as it came (object-encoding.ts)
+            const o = openObject(item.id, body, item.length)
+            if (o.actual !== undefined) pending.mismatch.push([index, o.actual])
             else {
-              store.putObjectSync(item.id, body, {probe: task.probe})
+              store.putObjectSync(item.id, storedForm(body, o), {probe: task.probe})
               pending.stored.push(index)
             }
             outcome()

@@ -21,7 +21,7 @@
 import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, SourceDownError, VmiError} from '../errors.js'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {contentMismatch} from '../store/hash.js'
+import {decodeObject, openObject, storedFormOf} from '../store/object-encoding.js'
 import {tmpName} from '../util/fs-util.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../util/map-limit.js'
@@ -42,7 +42,7 @@ export interface UpstreamSource extends ChunkSource {
   /** While the source is known to be down: since when (ms since the epoch). */
   readonly downSince?: number
 }
-import {objectPath} from './wire.js'
+import {MAX_OBJECT_BYTES, objectPath} from './wire.js'
 
 export interface ChainStats {
   chunks: Record<SourceKind, number>
@@ -83,6 +83,11 @@ export interface FetchChainInit<U extends UpstreamSource = RemoteSource> {
    * keep what it fetched).
    */
   onStoreError?: (id: string, err: unknown) => void
+  /**
+   * Store fetched chunks raw, decoded from the frame they came as (a mount,
+   * which reads slices straight from object files). Default: as they came.
+   */
+  storeRaw?: boolean
 }
 
 export interface FetchManyInit {
@@ -207,7 +212,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
       if (!first) leftover.push(id)
       else {
         const list = groups.get(first) ?? []
-        list.push({id, path: objectPath(id), length})
+        // any body up to an object's maximum: a compressed object is shorter than its chunk (checked against `length` once decoded)
+        list.push({id, path: objectPath(id), length, upTo: MAX_OBJECT_BYTES})
         groups.set(first, list)
       }
     }
@@ -321,8 +327,10 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   private async keep(id: string, f: Fetched, opts: {store?: boolean}): Promise<Fetched> {
     if (opts.store !== false) {
       const onStoreError = this.init.onStoreError
-      if (!onStoreError) await this.local.putObject(id, f.data)
-      else await this.local.putObject(id, f.data).catch((err: unknown) => onStoreError(id, err))
+      // compressed as it came (so this host lends it on as it got it), unless the caller reads it raw from the file (a mount)
+      const data = this.init.storeRaw ? f.data : storedFormOf(f.data)
+      if (!onStoreError) await this.local.putObject(id, data)
+      else await this.local.putObject(id, data).catch((err: unknown) => onStoreError(id, err))
     }
     return this.count(f)
   }
@@ -331,15 +339,19 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   private async readLocal(id: string): Promise<Buffer | undefined> {
     let data: Buffer | undefined
     try {
-      data = this.local.readObject(id)
+      data = this.local.readObjectStored(id)
       if (data === undefined) return undefined
     } catch (err) {
       // larger than any chunk, or not a file: corrupt, handled like a mismatch below
       if (!(err instanceof IntegrityError)) throw err
     }
-    if (data !== undefined && (this.init.verifyLocal === false || contentMismatch(id, data) === undefined)) {
-      await this.local.touchObject(id) // least-recently-used order for the cache budget
-      return data
+    if (data !== undefined) {
+      // decoded when compressed; hashed unless told not to
+      const chunk = this.init.verifyLocal === false ? decodeObject(data) : openObject(id, data).data
+      if (chunk !== undefined) {
+        await this.local.touchObject(id) // least-recently-used order for the cache budget
+        return chunk
+      }
     }
     this.stats.localRepairs++
     const file = this.local.layout.objectPath(id)

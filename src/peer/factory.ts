@@ -23,6 +23,8 @@ export interface ChainConfig {
   /** One peer URL a line; re-read when it changes (checked every second). */
   peersFile?: string
   ownerHashing?: boolean
+  /** Store fetched chunks raw (FetchChainInit.storeRaw: a mount). */
+  storeRaw?: boolean
   insecure?: boolean
   /** A private CA every source's TLS certificate may chain to, and the client certificate shown to every source. */
   tls?: ClientTls
@@ -185,6 +187,7 @@ export async function buildChain(store: LocalStore, cfg: ChainConfig): Promise<B
     seed,
     ownerHashing: cfg.ownerHashing,
     onEvent: cfg.onEvent,
+    storeRaw: cfg.storeRaw,
   })
   let timer: NodeJS.Timeout | undefined
   if (cfg.peersFile) {

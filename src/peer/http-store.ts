@@ -7,6 +7,7 @@
 import {mapLimit} from '../util/map-limit.js'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError, RemoteTlsError} from '../errors.js'
 import {verifyContent} from '../store/hash.js'
+import {checkReceived, OBJECT_ENCODINGS} from '../store/object-encoding.js'
 import {isValidId, STORE_MARKER_NAME} from '../store/layout.js'
 import {isValidRefPart} from '../store/ref.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from './retry.js'
@@ -33,6 +34,7 @@ import {
   MAX_REF_SIGNATURE_BYTES,
   MISSING_ROUTE,
   objectPath,
+  ENCODINGS_HEADER,
   profilePath,
   REF_LIST_ROUTE,
   refPath,
@@ -88,7 +90,7 @@ export class HttpStore implements RemoteSource, WritableRemote {
     // a server that requires read authorization takes the read token, or the push token, on every request
     const auth = init.readToken ?? init.token
     this.readHeaders = auth === undefined ? {} : {authorization: bearer(auth)}
-    this.objectHeaders = {...(init.objectHeaders ?? {}), ...this.readHeaders}
+    this.objectHeaders = {...(init.objectHeaders ?? {}), ...this.readHeaders, [ENCODINGS_HEADER]: OBJECT_ENCODINGS.join(',')}
     this.init = init
     this.http = new HttpClient(this.url, {...init, headers: this.readHeaders})
   }
@@ -182,12 +184,12 @@ export class HttpStore implements RemoteSource, WritableRemote {
     const headers = this.objectRequestHeaders(opts.fetchThrough === true)
     const data = await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers})
     if (data === undefined) return undefined
-    verifyContent(
+    // decoded when a frame, then hashed (object-encoding.ts)
+    return checkReceived(
       id,
       data,
       (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}}),
     )
-    return data
   }
 
   private objectRequestHeaders(fetchThrough: boolean): Record<string, string> {
@@ -370,9 +372,18 @@ export class HttpStore implements RemoteSource, WritableRemote {
    * when the server has no batch route (the caller puts them one by one).
    */
   async putObjects(objects: {id: string; data: Buffer}[], opts: FetchOptions & {onSent?: (index: number) => void} = {}): Promise<{stored: number; present: number} | undefined> {
+    return this.batchUpload().put(objects, opts)
+  }
+
+  /** Whether the server stores compressed objects as sent: it says so in its answer to an empty object batch (a vmi serve before format 2 does not). */
+  async storesEncoded(opts: FetchOptions = {}): Promise<boolean> {
+    return (await this.batchUpload().encodings(opts)).includes('zstd')
+  }
+
+  private batchUpload(): ObjectBatchUpload {
     if (!this.token) throw new RemoteAuthError(`uploading chunks to ${this.name} needs a push token`)
     this.batches ??= new ObjectBatchUpload(this.http, this.name, bearer(this.token), this.retry, (what, res, err) => this.fail(what, res, err, true))
-    return this.batches.put(objects, opts)
+    return this.batches
   }
 
   /** Upload a chunk; true when the server did not have it. */

@@ -4,7 +4,7 @@
  * a corrupt object is an IntegrityError naming the store, never returned.
  */
 import {IntegrityError, StoreError} from '../errors.js'
-import {verifyContent} from '../store/hash.js'
+import {checkReceived} from '../store/object-encoding.js'
 import type {LocalStore} from '../store/local-store.js'
 import {assertChunkId, type ChunkSource, type FetchOptions} from './source.js'
 
@@ -21,15 +21,15 @@ export class LocalSource implements ChunkSource {
     opts.signal?.throwIfAborted()
     let data: Buffer | undefined
     try {
-      data = this.store.readObject(id)
+      data = this.store.readObjectStored(id)
     } catch (err) {
       // not a regular file, or larger than any chunk: say which store
       if (err instanceof IntegrityError) throw new IntegrityError(`${this.name}: ${err.message}`, {cause: err, data: {id, source: this.name}})
       throw new StoreError(`${this.name} could not read chunk ${id}: ${(err as Error).message}`, {cause: err, data: {id, source: this.name}})
     }
     if (data === undefined) return undefined
-    verifyContent(id, data, (actual) => new IntegrityError(`chunk ${id} in ${this.name} is corrupt (hashes to ${actual})`, {data: {id, actual, source: this.name}}))
-    return data
+    // decoded when compressed, then hashed
+    return checkReceived(id, data, (actual) => new IntegrityError(`chunk ${id} in ${this.name} is corrupt (hashes to ${actual})`, {data: {id, actual, source: this.name}}))
   }
 
   async has(id: string, opts: FetchOptions = {}): Promise<boolean> {

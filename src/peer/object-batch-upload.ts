@@ -3,7 +3,8 @@
  * many chunks in one POST to vmi serve. The first use asks with an empty
  * batch whether the server has the route at all, so that a whole batch is
  * never sent to a server that will not take it (a vmi serve from before
- * batches answers 404), and progress is never counted twice.
+ * batches answers 404), and progress is never counted twice. The same
+ * answer says which object encodings the server stores as sent.
  */
 import {RemoteError} from '../errors.js'
 import type {HttpAnswer, HttpClient} from './http-client.js'
@@ -15,8 +16,8 @@ import {batchFrameHead, CONTENT_OBJECT_BATCH, MAX_BATCH_ANSWER_BYTES, OBJECT_BAT
 const NO_ROUTE = [404, 405, 501]
 
 export class ObjectBatchUpload {
-  /** Whether the server takes object batches; undefined until asked. */
-  private supported?: Promise<boolean>
+  /** The server's answer to an empty batch (undefined: it has no batch route); not asked until needed. */
+  private probe?: Promise<BatchAnswer | undefined>
 
   constructor(
     private readonly http: HttpClient,
@@ -34,8 +35,7 @@ export class ObjectBatchUpload {
    * `onSent(i)` as objects[i] has gone out, once each.
    */
   async put(objects: {id: string; data: Buffer}[], opts: FetchOptions & {onSent?: (index: number) => void} = {}): Promise<{stored: number; present: number} | undefined> {
-    this.supported ??= this.post([], 'a probe for object batches', opts).then((a) => a !== undefined)
-    if (!(await this.supported)) return undefined
+    if ((await this.probed(opts)) === undefined) return undefined
     const what = `an upload of ${objects.length} chunks`
     const answer = await this.post(objects, what, opts)
     if (!answer) throw new RemoteError(`${this.name} stopped taking object batches during ${what}`, {data: {source: this.name}})
@@ -45,6 +45,20 @@ export class ObjectBatchUpload {
         data: {source: this.name, refused: answer.refused.length},
       })
     return {stored: answer.stored, present: answer.present}
+  }
+
+  /**
+   * The object encodings the server stores as sent (its answer to the
+   * empty batch; none from a server before them, or without batches).
+   */
+  async encodings(opts: FetchOptions = {}): Promise<string[]> {
+    const a = await this.probed(opts)
+    return Array.isArray(a?.encodings) ? a.encodings.filter((e) => typeof e === 'string') : []
+  }
+
+  private probed(opts: FetchOptions): Promise<BatchAnswer | undefined> {
+    this.probe ??= this.post([], 'a probe for object batches', opts)
+    return this.probe
   }
 
   /** One batch, retried; undefined when the server has no such route. */

@@ -19,6 +19,8 @@ import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../util/map-limit.js'
 import {chunkCount, uniqueChunkIds} from '../store/manifest.js'
 import {BATCH_FRAME_HEAD} from './wire.js'
+import {encodeChunk, isFrame, openObject} from '../store/object-encoding.js'
+import {canCompress, frameContentSize} from '../store/zstd.js'
 import {encodeProfile} from '../store/profile.js'
 import {formatRef, parseRef} from '../store/ref.js'
 import type {WritableRemote} from './source.js'
@@ -31,6 +33,8 @@ export interface PushInit {
   verify?: boolean
   /** Sign the remote ref with this key (store/ref-signature.ts); the push needs a ref name then. */
   signer?: SshSigner
+  /** Send chunks compressed (zstd) when the remote stores them so (default true; needs the native zstd module). */
+  compress?: boolean
   progress?: ProgressReporter
   signal?: AbortSignal
 }
@@ -41,7 +45,12 @@ export interface PushResult {
   remote: string
   distinctChunks: number
   uploadedChunks: number
+  /** Bytes sent: compressed objects count as sent. */
   uploadedBytes: number
+  /** Bytes of the chunks sent (what uploadedBytes would be uncompressed). */
+  uploadedChunkBytes: number
+  /** Whether chunks went compressed (the remote stores compressed objects, and this vmi can compress). */
+  compressed: boolean
   alreadyThere: number
   /** The signature written beside the remote ref, when signing. */
   signature?: {time: string; keyType: string; key: string}
@@ -66,9 +75,11 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
   const ids = [...uniqueChunkIds(manifest)]
   for (const c of ids) if (!(await store.hasObject(c))) throw new VmiError(`cannot push ${spec}: chunk ${c} is not in ${store.name} (pull or re-import it first)`)
   let uploadedBytes = 0
+  let uploadedChunkBytes = 0
   let uploadedChunks = 0
   let alreadyThere = 0
   const bytes = (await store.getManifestBytes(id))!
+  const compress = init.compress !== false && canCompress() && (await remote.storesEncoded({signal: init.signal}))
   // a gc on the remote between our uploads and the manifest can drop chunks
   // (the manifest is then refused with 409): check again and resend, bounded
   for (let round = 0; ; round++) {
@@ -78,9 +89,10 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
     progress.update(0, {bytes: uploadedBytes})
     let done = 0
     try {
-      await uploadChunks(store, remote, missing, manifest.chunkSize, init, (n, bytes) => {
+      await uploadChunks(store, remote, missing, manifest.chunkSize, {...init, compress}, (n, bytes, chunkBytes) => {
         uploadedChunks += n
         uploadedBytes += bytes
+        uploadedChunkBytes += chunkBytes
         progress.update((done += n), {bytes: uploadedBytes})
       })
     } finally {
@@ -112,6 +124,8 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
     distinctChunks: ids.length,
     uploadedChunks,
     uploadedBytes,
+    uploadedChunkBytes,
+    compressed: compress,
     alreadyThere,
     ...(signature && init.signer ? {signature: {time: signature.time, keyType: init.signer.publicKey.type, key: fingerprint(init.signer.publicKey)}} : {}),
     seconds: (performance.now() - t0) / 1000,
@@ -126,28 +140,60 @@ const BATCHES_IN_FLIGHT = 2
 /**
  * Send `ids` (chunks the remote lacks): in object batches while the remote
  * takes them, else (or once it says it cannot) one PUT per chunk,
- * `init.concurrency` at a time. `sent(n, bytes)` as chunks go out.
+ * `init.concurrency` at a time. `sent(n, bytes, chunkBytes)` as chunks go
+ * out (bytes on the wire, and of the chunks they hold).
  */
-async function uploadChunks(store: LocalStore, remote: WritableRemote, ids: string[], chunkSize: number, init: PushInit, sent: (n: number, bytes: number) => void): Promise<void> {
+async function uploadChunks(
+  store: LocalStore,
+  remote: WritableRemote,
+  ids: string[],
+  chunkSize: number,
+  init: PushInit & {compress: boolean},
+  sent: (n: number, bytes: number, chunkBytes: number) => void,
+): Promise<void> {
   const verify = init.verify === true || !remote.verifiesUploads
-  const read = (c: string) => store.getObject(c, {verify})
+  const read = (c: string) => readForUpload(store, c, verify, init.compress)
   const one = async (c: string) => {
     init.signal?.throwIfAborted()
-    const data = await read(c)
-    await remote.putObject(c, data, {signal: init.signal}).catch((err) => blameLocal(store, [c], err))
-    sent(1, data.length)
+    const o = await read(c)
+    await remote.putObject(c, o.data, {signal: init.signal}).catch((err) => blameLocal(store, [c], err))
+    sent(1, o.data.length, o.chunkBytes)
   }
   if (!remote.putObjects) return void (await mapLimit(ids, init.concurrency ?? 8, one))
+  // a batch holds at most BATCH_BYTES of objects: compressed ones are smaller, so more fit (counted by what is read)
   const per = Math.max(1, Math.floor(BATCH_BYTES / (chunkSize + BATCH_FRAME_HEAD)))
   const batches: string[][] = []
   for (let i = 0; i < ids.length; i += per) batches.push(ids.slice(i, i + per))
   await mapLimit(batches, BATCHES_IN_FLIGHT, async (batch) => {
     init.signal?.throwIfAborted()
-    const objects = await mapLimit(batch, 16, async (id) => ({id, data: await read(id)}))
-    const onSent = (i: number) => sent(1, objects[i].data.length)
+    const objects = await mapLimit(batch, 16, async (id) => ({id, ...(await read(id))}))
+    const onSent = (i: number) => sent(1, objects[i].data.length, objects[i].chunkBytes)
     const done = await remote.putObjects!(objects, {signal: init.signal, onSent}).catch((err) => blameLocal(store, batch, err))
     if (done === undefined) await mapLimit(batch, init.concurrency ?? 8, one)
   })
+}
+
+/**
+ * A chunk as it goes out: compressed (a stored frame as it is, a raw chunk
+ * compressed now: object-encoding.ts) when `compress`, else the chunk.
+ * Hashed first with `verify` (a corrupt object is an IntegrityError naming it).
+ */
+async function readForUpload(store: LocalStore, id: string, verify: boolean, compress: boolean): Promise<{data: Buffer; chunkBytes: number}> {
+  if (!compress) {
+    const data = await store.getObject(id, {verify})
+    return {data, chunkBytes: data.length}
+  }
+  const stored = store.readObjectStored(id)
+  if (stored === undefined) return {data: await store.getObject(id), chunkBytes: 0} // gone meanwhile: getObject names it
+  if (!verify) {
+    // as the store holds it: a frame as it is, a raw chunk compressed now
+    if (isFrame(stored)) return {data: stored, chunkBytes: frameContentSize(stored) ?? stored.length}
+    return {data: encodeChunk(stored), chunkBytes: stored.length}
+  }
+  const o = openObject(id, stored)
+  if (o.actual !== undefined) await store.getObject(id, {verify: true}) // throws the store's IntegrityError naming the file
+  const chunk = o.data!
+  return {data: o.encoded ? stored : encodeChunk(chunk), chunkBytes: chunk.length}
 }
 
 /**

@@ -94,6 +94,12 @@ export interface WritableRemote {
   readonly canWrite: boolean
   /** Whether the remote hashes every upload and refuses wrong bytes (vmi serve); else (a bucket) the pusher verifies what it sends. */
   readonly verifiesUploads: boolean
+  /**
+   * Whether the remote stores compressed objects as sent (FORMAT.md
+   * "Compressed objects"): a vmi serve that says so, a bucket. Asked once
+   * per push; false for a server that takes raw chunks only.
+   */
+  storesEncoded(opts?: FetchOptions): Promise<boolean>
   /** The ids among `ids` the remote does not hold. */
   missing(ids: string[], opts?: FetchOptions): Promise<string[]>
   /** Store a chunk; true when it was new. */

@@ -10,7 +10,8 @@
  * a seed without rewrite rules. Paths here are relative to a store's base
  * URL: no leading slash.
  */
-import {MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES} from '../store/manifest.js'
+import {MAX_MANIFEST_BYTES} from '../store/manifest.js'
+import {MAX_STORED_OBJECT} from '../store/object-encoding.js'
 import {MAX_PROFILE_BYTES} from '../store/profile.js'
 import {isValidRefPart} from '../store/ref.js'
 import {MAX_REF_SIGNATURE_BYTES} from '../store/ref-signature.js'
@@ -56,11 +57,24 @@ export function refSignaturePath(name: string, tag: string): string {
 
 // ------------------------------------------------------------ headers
 
+/**
+ * On an object GET: the object encodings the client reads besides raw
+ * bytes ("zstd"). vmi serve then sends an object as it is stored; without
+ * it, decoded (PROTOCOL.md "Compressed objects").
+ */
+export const ENCODINGS_HEADER = 'x-vmi-encodings'
 /** Request header asking a server to fetch an object it lacks from its upstream. */
 export const FETCH_HEADER = 'x-vmi-fetch'
 /** The one value of FETCH_HEADER. */
 export const FETCH_UPSTREAM = 'upstream'
 export const USER_AGENT = 'vmi/1'
+
+/** Whether a request's ENCODINGS_HEADER value names an encoding this vmi stores (zstd). */
+export function readsEncodings(value: string | string[] | undefined): boolean {
+  return String(value ?? '')
+    .split(',')
+    .some((e) => e.trim().toLowerCase() === 'zstd')
+}
 
 /** Whether a request's FETCH_HEADER value asks for fetch-through. */
 export function asksFetchThrough(value: string | string[] | undefined): boolean {
@@ -95,8 +109,8 @@ export const CACHE_NONE = 'no-store'
 
 // ------------------------------------------------------------ limits
 
-/** Largest chunk, and so largest object upload. */
-export const MAX_OBJECT_BYTES = MAX_CHUNK_SIZE
+/** Largest object body, in either encoding (object-encoding.ts): a chunk's maximum, and room for a frame's overhead. */
+export const MAX_OBJECT_BYTES = MAX_STORED_OBJECT
 export {MAX_MANIFEST_BYTES, MAX_PROFILE_BYTES, MAX_REF_SIGNATURE_BYTES}
 /** Most ids in one missing-check: the server refuses more (413), the client splits its list. */
 export const MAX_MISSING_IDS = 10_000
@@ -220,6 +234,8 @@ export interface BatchAnswer {
   present: number
   /** Objects not stored, and why (their bytes do not hash to their id, an all-zero chunk). */
   refused: {id: string; reason: string}[]
+  /** Object encodings the server stores as sent (PROTOCOL.md "Compressed objects"); absent from a server before them, which takes raw chunks only. */
+  encodings?: string[]
 }
 
 /**

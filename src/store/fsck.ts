@@ -9,7 +9,7 @@ import path from 'node:path'
 import {InterruptedError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {readdirOrEmpty, readFileBounded, tmpName} from '../util/fs-util.js'
-import {contentMismatch} from './hash.js'
+import {isFrame, MAX_STORED_OBJECT, openObject} from './object-encoding.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
 import {withLock} from './lock.js'
@@ -39,6 +39,9 @@ export interface FsckResult {
   ok: boolean
   objects: number
   objectBytes: number
+  /** Objects stored as zstd frames (FORMAT.md "Compressed objects"), and the bytes of the chunks they hold. */
+  compressedObjects: number
+  compressedChunkBytes: number
   manifests: number
   refs: number
   /** Images marked lazy (cache eviction, lazy mounts) and the chunks they lack. */
@@ -64,12 +67,12 @@ interface Check {
 
 async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
   const c: Check = {store, init, problems: [], rel: (p) => path.relative(store.layout.root, p)}
-  const {present, objects, checked, objectBytes} = await checkObjects(c)
+  const {present, objects, checked, objectBytes, compressedObjects, compressedChunkBytes} = await checkObjects(c)
   // an interruption from here on still reports how far the objects got
   const {manifests, manifestOk, lazyImages, lazyMissingChunks} = await checkManifests(c, present, () => `${checked} of ${objects} objects`)
   const refs = await checkRefs(c, manifestOk)
   const {problems} = c
-  return {ok: problems.length === 0, objects, objectBytes, manifests, refs, lazyImages, lazyMissingChunks, problems}
+  return {ok: problems.length === 0, objects, objectBytes, compressedObjects, compressedChunkBytes, manifests, refs, lazyImages, lazyMissingChunks, problems}
 }
 
 function stopIfAborted(c: Check, what: () => string): void {
@@ -77,12 +80,16 @@ function stopIfAborted(c: Check, what: () => string): void {
 }
 
 /** Every object hashed against its name (`concurrency` at once); corrupt ones quarantined on repair. The ids found whole. */
-async function checkObjects(c: Check): Promise<{present: Set<string>; objects: number; checked: number; objectBytes: number}> {
+async function checkObjects(
+  c: Check,
+): Promise<{present: Set<string>; objects: number; checked: number; objectBytes: number; compressedObjects: number; compressedChunkBytes: number}> {
   const {store, init, problems, rel} = c
   const L = store.layout
   const progress = init.progress ?? silentProgress
   const present = new Set<string>()
   let objectBytes = 0
+  let compressedObjects = 0
+  let compressedChunkBytes = 0
   const files: {id: string; file: string}[] = []
   for (const shard of (await readdirOrEmpty(L.objectsDir)).sort()) {
     const dir = path.join(L.objectsDir, shard)
@@ -104,7 +111,7 @@ async function checkObjects(c: Check): Promise<{present: Set<string>; objects: n
       let oversize: string | undefined
       try {
         // a file larger than any chunk is corrupt: said so without reading it
-        data = await readFileBounded(file, MAX_CHUNK_SIZE, (size) => new Error((oversize = `object ${id} is corrupt: ${size} bytes, more than any chunk`)))
+        data = await readFileBounded(file, MAX_STORED_OBJECT, (size) => new Error((oversize = `object ${id} is corrupt: ${size} bytes, more than any chunk`)))
       } catch (err) {
         if (oversize !== undefined) {
           const p: Problem = {kind: 'corrupt-object', path: rel(file), message: oversize}
@@ -115,9 +122,15 @@ async function checkObjects(c: Check): Promise<{present: Set<string>; objects: n
       }
       if (data === undefined) continue // removed meanwhile
       objectBytes += data.length
-      const actual = contentMismatch(id, data)
-      if (actual !== undefined) {
-        const p: Problem = {kind: 'corrupt-object', path: rel(file), message: `object ${id} is corrupt: its content hashes to ${actual}`}
+      // a compressed object is decoded first; one that does not decode is hashed as it is (openObject)
+      const o = openObject(id, data)
+      if (o.encoded) {
+        compressedObjects++
+        compressedChunkBytes += o.data.length
+      }
+      if (o.actual !== undefined) {
+        const what = isFrame(data) ? 'compressed object' : 'object'
+        const p: Problem = {kind: 'corrupt-object', path: rel(file), message: `${what} ${id} is corrupt: its content hashes to ${o.actual}`}
         if (init.repair) p.repaired = await quarantine(store, file, id)
         problems.push(p)
       } else present.add(id)
@@ -129,7 +142,7 @@ async function checkObjects(c: Check): Promise<{present: Set<string>; objects: n
   } finally {
     progress.stop()
   }
-  return {present, objects: files.length, checked: done, objectBytes}
+  return {present, objects: files.length, checked: done, objectBytes, compressedObjects, compressedChunkBytes}
 }
 
 /** Every manifest decoded and its chunks looked for (lazy images may lack chunks by design); bad ones quarantined on repair. */

@@ -8,9 +8,8 @@ import fs, {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {ChunkMissingError, IntegrityError, isErrno, storeWriteError} from '../errors.js'
 import {exists, fastTmpName, mkdirpSync, readdirOrEmpty, tmpName, writeFileNoClobberSync} from '../util/fs-util.js'
-import {verifyContent} from './hash.js'
 import {isValidId, StoreLayout} from './layout.js'
-import {MAX_CHUNK_SIZE} from './manifest.js'
+import {decodeObject, isFrame, MAX_STORED_OBJECT, openObject} from './object-encoding.js'
 
 export class LocalObjectStore {
   readonly layout: StoreLayout
@@ -91,29 +90,56 @@ export class LocalObjectStore {
 
   /** getObject without the promise (export's per-chunk loop). */
   getObjectSync(id: string, opts: {verify?: boolean; into?: Buffer} = {}): Buffer {
-    const data = this.readObject(id, opts.into)
-    if (data === undefined) throw new ChunkMissingError(`chunk ${id} is not in ${this.name}`, {data: {id}})
-    if (opts.verify) {
-      verifyContent(id, data, (actual) => new IntegrityError(`chunk ${id} in ${this.name} is corrupt (hashes to ${actual})`, {data: {id, actual}}))
-    }
-    return data
+    const stored = this.readObjectStored(id, opts.into)
+    if (stored === undefined) throw new ChunkMissingError(`chunk ${id} is not in ${this.name}`, {data: {id}})
+    if (!opts.verify) return decodeObject(stored)
+    const o = openObject(id, stored)
+    if (o.actual !== undefined) throw new IntegrityError(`chunk ${id} in ${this.name} is corrupt (hashes to ${o.actual})`, {data: {id, actual: o.actual}})
+    return o.data
   }
 
   /**
-   * Chunk bytes as stored (not verified), or undefined when absent: no error
-   * built for a miss. With `into` (large enough), the bytes are read into it.
+   * Chunk bytes (decoded when the object is compressed; not verified), or
+   * undefined when absent: no error built for a miss. With `into` (large
+   * enough), a raw object is read into it.
    */
   readObject(id: string, into?: Buffer): Buffer | undefined {
+    const stored = this.readObjectStored(id, into)
+    return stored && decodeObject(stored)
+  }
+
+  /** The object file's bytes as they are (a raw chunk or a zstd frame: object-encoding.ts), or undefined when absent. */
+  readObjectStored(id: string, into?: Buffer): Buffer | undefined {
     return readObjectFileSync(this.layout.objectPath(id), into)
   }
 
+  /** Whether the object file is a zstd frame (its first 4 bytes; false when absent or unreadable). */
+  objectIsFrameSync(id: string): boolean {
+    let fd: number
+    try {
+      fd = fs.openSync(this.layout.objectPath(id), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+    } catch {
+      return false
+    }
+    try {
+      const head = Buffer.alloc(4)
+      return fs.readSync(fd, head, 0, 4, 0) === 4 && isFrame(head)
+    } catch {
+      return false
+    } finally {
+      fs.closeSync(fd)
+    }
+  }
+
   /**
-   * Store a chunk. The caller vouches that `id` is the hash of `data`
-   * (pass `verify` for untrusted data). Returns true when newly written.
+   * Store an object (a raw chunk or a frame of it: object-encoding.ts). The
+   * caller vouches that `id` is the hash of its chunk (pass `verify` for
+   * untrusted data). Returns true when newly written.
    */
-  async putObject(id: string, data: Uint8Array, opts: {verify?: boolean} = {}): Promise<boolean> {
+  async putObject(id: string, data: Buffer, opts: {verify?: boolean} = {}): Promise<boolean> {
     if (opts.verify) {
-      verifyContent(id, data, (actual) => new IntegrityError(`refusing chunk claimed to be ${id}: it hashes to ${actual}`, {data: {id, actual}}))
+      const o = openObject(id, data)
+      if (o.actual !== undefined) throw new IntegrityError(`refusing chunk claimed to be ${id}: it hashes to ${o.actual}`, {data: {id, actual: o.actual}})
     }
     return this.putObjectSync(id, data)
   }
@@ -175,12 +201,12 @@ export async function* listSharded(dir: string): AsyncGenerator<string> {
 
 /**
  * Why an object file cannot hold a chunk, or undefined when it can: not a
- * regular file (a FIFO would block a read), or larger than any chunk. Shared
+ * regular file (a FIFO would block a read), or larger than any chunk (or its frame). Shared
  * by the store's reads and by `vmi serve`, which streams objects itself.
  */
 export function objectFileDefect(file: string, st: {isFile(): boolean; size: number}): string | undefined {
   if (!st.isFile()) return `${file} is not a regular file`
-  if (st.size > MAX_CHUNK_SIZE) return `${st.size} bytes, more than any chunk`
+  if (st.size > MAX_STORED_OBJECT) return `${st.size} bytes, more than any chunk`
   return undefined
 }
 

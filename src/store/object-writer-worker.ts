@@ -1,15 +1,15 @@
 /**
- * The thread behind ObjectWriter: hash each chunk it is given and, when the
- * hash matches (unless the sender hashed it already), store it with
+ * The thread behind ObjectWriter: check each object it is given (decode,
+ * hash; unless the sender checked it already) and store it as received with
  * LocalStore.putObjectSync (tmp file, link); or import a whole segment of a
  * raw file; or run a job from a layer above, by the URL of its module
  * (ObjectWriter.job).
  */
 import {parentPort, workerData} from 'node:worker_threads'
-import {contentMismatch} from './hash.js'
 import {processSegment, SegmentReadError, type SegmentRequest} from './import-segment.js'
 import {LocalStore} from './local-store.js'
 import type {WriterJobRunner} from './object-writer.js'
+import {admitObject} from './object-encoding.js'
 
 const {root, stagingDir} = workerData as {root: string; stagingDir: string}
 const store = await LocalStore.open(root, {create: false})
@@ -36,12 +36,15 @@ parentPort!.on('message', (m: PutMessage | SegmentMessage | JobMessage | LoadMes
     if (m.op === 'load') return void runnerFor(m.module).catch(() => {}) // reported by the job that needs it
     return jobs.get(m.seq)?.abort()
   }
-  const data = Buffer.from(m.buffer, 0, m.length)
+  let data: Buffer = Buffer.from(m.buffer, 0, m.length)
   // the memory goes back with the answer, for the next chunk
   const reply = (r: object) => parentPort!.postMessage({seq: m.seq, buffer: m.buffer, ...r}, [m.buffer])
   if (m.verify) {
-    const actual = contentMismatch(m.id, data)
-    if (actual !== undefined) return reply({mismatch: actual})
+    // decoded (when a frame) and hashed; stored as received
+    const a = admitObject(m.id, data)
+    if (a.mismatch !== undefined) return reply({mismatch: a.mismatch})
+    if (a.zero) return reply({zero: true})
+    data = a.store
   }
   try {
     reply({ok: store.putObjectSync(m.id, data, {probe: false}) ? 'stored' : 'present'})

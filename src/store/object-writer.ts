@@ -14,7 +14,7 @@ import path from 'node:path'
 import {Worker} from 'node:worker_threads'
 import {IntegrityError, StoreError, storeWriteError} from '../errors.js'
 import {tmpName} from '../util/fs-util.js'
-import {verifyContent} from './hash.js'
+import {admitObject} from './object-encoding.js'
 import {StoreLayout} from './layout.js'
 import {SegmentReadError, type SegmentRequest, type SegmentResult} from './import-segment.js'
 import type {LocalStore} from './local-store.js'
@@ -27,6 +27,8 @@ interface Reply {
   buffer?: ArrayBuffer
   ok?: PutOutcome
   mismatch?: string
+  /** The object decoded to all zeros (refused: a store never holds a zero chunk). */
+  zero?: boolean
   error?: {message: string; errno?: string; read?: boolean}
   segment?: SegmentResult
   progress?: unknown
@@ -173,9 +175,15 @@ export class ObjectWriter {
   private putHere(store: LocalStore, id: string, data: Buffer, opts: {verify?: boolean}): Promise<PutOutcome> {
     this.inlinePuts++
     try {
-      if (opts.verify !== false) verifyContent(id, data, (actual) => new IntegrityError(`chunk ${id} hashes to ${actual}`, {data: {id, actual}}))
+      let stored = data
+      if (opts.verify !== false) {
+        const a = admitObject(id, data)
+        if (a.mismatch !== undefined) throw new IntegrityError(`chunk ${id} hashes to ${a.mismatch}`, {data: {id, actual: a.mismatch}})
+        if (a.zero) throw new IntegrityError(`chunk ${id} is all zeros`, {data: {id, zero: true}})
+        stored = a.store
+      }
       // (putObjectSync reports a store that cannot be written as a StoreError, as the thread does)
-      return Promise.resolve(store.putObjectSync(id, data, {probe: false}) ? 'stored' : 'present')
+      return Promise.resolve(store.putObjectSync(id, stored, {probe: false}) ? 'stored' : 'present')
     } catch (err) {
       return Promise.reject(err)
     } finally {
@@ -277,6 +285,7 @@ export class ObjectWriter {
     if (r.buffer) this.keepSpare(r.buffer)
     if (r.ok) w.resolve(r.ok)
     else if (r.mismatch !== undefined) w.reject(new IntegrityError(`chunk ${w.id} hashes to ${r.mismatch}`, {data: {id: w.id, actual: r.mismatch}}))
+    else if (r.zero) w.reject(new IntegrityError(`chunk ${w.id} is all zeros`, {data: {id: w.id, zero: true}}))
     else w.reject(threadStoreError(r.error, `chunk ${w.id}`))
     this.wakeDrainers()
   }

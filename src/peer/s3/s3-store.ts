@@ -20,6 +20,7 @@ import type {BulkOptions} from '../pipelined-get.js'
 import {BodyTooLargeError, HttpClient, type HttpAnswer} from '../http-client.js'
 import {RemoteAuthError, RemoteError, RemoteIntegrityError, RemoteTlsError} from '../../errors.js'
 import {verifyContent} from '../../store/hash.js'
+import {checkReceived} from '../../store/object-encoding.js'
 import {isValidId, STORE_MARKER, STORE_MARKER_NAME} from '../../store/layout.js'
 import {mapLimit} from '../../util/map-limit.js'
 import {DEFAULT_RETRY, withRetry, type RetryPolicy} from '../retry.js'
@@ -141,6 +142,15 @@ export class S3Store implements RemoteSource, WritableRemote {
     return false
   }
 
+  /**
+   * A bucket stores any bytes: a seed, so its chunks rest compressed (read
+   * as they are by every vmi of format 2, also over plain HTTP; a vmi before
+   * it cannot read them: `vmi push --no-compress` for such a fleet).
+   */
+  async storesEncoded(): Promise<boolean> {
+    return true
+  }
+
   /** Release the connections (a CLI command exits anyway; tests and long-lived callers close). */
   async close(): Promise<void> {
     this.client.close()
@@ -216,8 +226,7 @@ export class S3Store implements RemoteSource, WritableRemote {
     assertChunkId(id)
     const data = await this.getKey(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, opts)
     if (data === undefined) return undefined
-    verifyContent(id, data, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}}))
-    return data
+    return checkReceived(id, data, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}}))
   }
 
   async has(id: string, opts: FetchOptions = {}): Promise<boolean> {

@@ -10,7 +10,8 @@ import {IntegrityError, isErrno} from '../../errors.js'
 import {readFileOrUndefined} from '../../util/fs-util.js'
 import {objectFileDefect} from '../../store/local-objects.js'
 import {onResponseDone} from '../response-done.js'
-import {asksFetchThrough, CACHE_IMMUTABLE, CACHE_REVALIDATE, CONTENT_BINARY, CONTENT_JSON, CONTENT_TEXT, FETCH_HEADER} from '../wire.js'
+import {asksFetchThrough, CACHE_IMMUTABLE, CACHE_REVALIDATE, CONTENT_BINARY, CONTENT_JSON, CONTENT_TEXT, ENCODINGS_HEADER, FETCH_HEADER, readsEncodings} from '../wire.js'
+import {storedFormOf} from '../../store/object-encoding.js'
 import type {ServerContext} from './context.js'
 import type {FetchThrough} from './fetch-through.js'
 import {HttpFailure, send, type Exchange} from './http-io.js'
@@ -41,18 +42,22 @@ export class ReadHandlers {
   async getObject(x: Exchange, id: string): Promise<void> {
     const {store, metrics} = this.sc
     const {req, res} = x
-    const headers = immutableHeaders(id, CONTENT_BINARY)
+    // the body is the object as stored for a client that reads compressed objects, the chunk for one that does not
+    const headers = {...immutableHeaders(id, CONTENT_BINARY), Vary: ENCODINGS_HEADER}
+    const asStored = readsEncodings(req.headers[ENCODINGS_HEADER])
     if (notModified(req, id) && (await store.hasObject(id))) {
       metrics.objectRequests.inc({result: 'hit'})
       res.writeHead(304, headers).end()
       return
     }
-    if (this.heldBytes < MAX_HELD_BYTES) {
-      if (this.sendHeld(x, id, headers)) return
+    // streamed from the file only when it is sent as it is (see sendHeld)
+    if (this.heldBytes < MAX_HELD_BYTES || (!asStored && store.objectIsFrameSync(id))) {
+      if (this.sendHeld(x, id, headers, asStored)) return
     } else if (await this.serveFile(x, store.layout.objectPath(id), 'objects', headers, () => metrics.objectRequests.inc({result: 'hit'}))) return
     metrics.objectRequests.inc({result: 'miss'})
     if (req.method !== 'GET' || !asksFetchThrough(req.headers[FETCH_HEADER]) || !this.fetchThrough) throw new HttpFailure(404, 'not found')
-    const data = await this.fetchThrough.serve(id)
+    const chunk = await this.fetchThrough.serve(id)
+    const data = asStored ? storedFormOf(chunk) : chunk
     this.countWhenSent(res, data.length)
     send(x, 200, data, headers)
   }
@@ -65,13 +70,15 @@ export class ReadHandlers {
    * a client pipelines, read or not (serve.test.js has such clients), so
    * past MAX_HELD_BYTES chunks stream from their files again, with
    * backpressure. Not a regular file, or larger than any chunk: corrupt,
-   * not served. False when there is no chunk to send.
+   * not served. False when there is no chunk to send. A compressed object
+   * asked for by a client that does not read compressed objects is decoded
+   * and sent this way whatever is held (it cannot be streamed as it is).
    */
-  private sendHeld(x: Exchange, id: string, headers: Headers): boolean {
+  private sendHeld(x: Exchange, id: string, headers: Headers, asStored: boolean): boolean {
     const {req, res} = x
     let here: Buffer | undefined
     try {
-      here = this.sc.store.readObject(id)
+      here = asStored ? this.sc.store.readObjectStored(id) : this.sc.store.readObject(id)
     } catch (err) {
       if (!(err instanceof IntegrityError)) throw err
       this.sc.logger.warn(`not serving chunk ${id}: ${err.message}`)

@@ -19,7 +19,7 @@ import type {IncomingMessage} from 'node:http'
 import os from 'node:os'
 import {BadManifestError, IntegrityError} from '../../errors.js'
 import {isAllZero} from '../../store/chunker.js'
-import {contentMismatch} from '../../store/hash.js'
+import {admitObject, OBJECT_ENCODINGS} from '../../store/object-encoding.js'
 import {isValidId} from '../../store/layout.js'
 import {withLock} from '../../store/lock.js'
 import {ObjectWriter} from '../../store/object-writer.js'
@@ -52,6 +52,7 @@ import {tokenDigest} from './read-access.js'
 
 /** Longest an upload waits for a gc to let go of the store before answering 503. */
 const LOCK_WAIT_MS = 30_000
+const ZERO_REASON = 'an all-zero chunk (a manifest marks those as zero runs)'
 /** Bytes of a batch handed to a writer thread and not yet written, before the server reads on. */
 const BATCH_BACKLOG = 8 << 20
 
@@ -136,19 +137,21 @@ export class UploadHandlers {
     this.admit(x)
     const {uploads, verificationFailures} = this.sc.metrics
     if (Number(x.req.headers['content-length']) > MAX_OBJECT_BATCH_BYTES) throw new BodyTooLarge(MAX_OBJECT_BATCH_BYTES)
-    const answer: BatchAnswer = {stored: 0, present: 0, refused: []}
+    // `encodings`: what this server stores as sent (PROTOCOL.md "Compressed objects")
+    const answer: BatchAnswer = {stored: 0, present: 0, refused: [], encodings: [...OBJECT_ENCODINGS]}
     const writers = (this.writers ??= Array.from({length: Math.max(1, Math.min(2, os.availableParallelism()))}, () => new ObjectWriter(this.sc.store.root)))
     await this.writeLock(async () => {
       const puts: Promise<void>[] = []
       let turn = 0
       const onFrame = (id: string, data: Buffer) => {
-        if (isAllZero(data)) return void answer.refused.push({id, reason: 'an all-zero chunk (a manifest marks those as zero runs)'})
+        if (isAllZero(data)) return void answer.refused.push({id, reason: ZERO_REASON})
         const w = writers[turn++ % writers.length]
         puts.push(
           w.put(id, data).then(
             (outcome) => void (outcome === 'stored' ? answer.stored++ : answer.present++),
             (err) => {
               if (!(err instanceof IntegrityError)) throw err
+              if ((err.data as {zero?: boolean} | undefined)?.zero) return void answer.refused.push({id, reason: ZERO_REASON})
               verificationFailures.inc({source: 'upload'})
               answer.refused.push({id, reason: 'its bytes do not hash to its id'})
             },
@@ -199,12 +202,14 @@ export class UploadHandlers {
 
   private async putObject(x: Exchange, id: string): Promise<void> {
     const data = await readBody(x.req, MAX_OBJECT_BYTES)
-    if (contentMismatch(id, data) !== undefined) {
+    // decoded when a frame, then hashed; stored as sent
+    const a = admitObject(id, data)
+    if (a.mismatch !== undefined) {
       this.sc.metrics.verificationFailures.inc({source: 'upload'})
       throw new HttpFailure(400, 'body does not hash to the id')
     }
-    if (data.length === 0 || isAllZero(data)) throw new HttpFailure(400, 'all-zero chunks are never stored (a manifest marks them as zero runs)')
-    this.stored(x, await this.writeLock(() => this.sc.store.putObject(id, data)))
+    if (a.zero) throw new HttpFailure(400, 'all-zero chunks are never stored (a manifest marks them as zero runs)')
+    this.stored(x, await this.writeLock(() => this.sc.store.putObject(id, a.store)))
   }
 
   private async putManifest(x: Exchange, id: string): Promise<void> {
