@@ -165,6 +165,12 @@ export const SETTINGS: Setting[] = [
     summary: 'Milliseconds between the plain progress lines printed where stderr is not a terminal (default 5000).',
   },
   {
+    name: 'zstd implementation',
+    env: ['VMI_ZSTD'],
+    flags: [],
+    summary: '`js`: decode compressed objects with the pure-JS fallback and write chunks raw, as where the native zstd module did not build (default: the native module when it loads).',
+  },
+  {
     name: 'debug',
     env: ['VMI_DEBUG'],
     flags: [],
