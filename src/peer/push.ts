@@ -79,7 +79,7 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
   let uploadedChunks = 0
   let alreadyThere = 0
   const bytes = (await store.getManifestBytes(id))!
-  const compress = init.compress !== false && canCompress() && (await remote.storesEncoded({signal: init.signal}))
+  let compress: boolean | undefined
   // a gc on the remote between our uploads and the manifest can drop chunks
   // (the manifest is then refused with 409): check again and resend, bounded
   for (let round = 0; ; round++) {
@@ -89,7 +89,9 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
     progress.update(0, {bytes: uploadedBytes})
     let done = 0
     try {
-      await uploadChunks(store, remote, missing, manifest.chunkSize, {...init, compress}, (n, bytes, chunkBytes) => {
+      // asked once, inside the progress (to vmi serve this is the empty batch that also says whether it takes batches)
+      if (missing.length > 0) compress ??= init.compress !== false && canCompress() && (await remote.storesEncoded({signal: init.signal}))
+      await uploadChunks(store, remote, missing, manifest.chunkSize, {...init, compress: compress === true}, (n, bytes, chunkBytes) => {
         uploadedChunks += n
         uploadedBytes += bytes
         uploadedChunkBytes += chunkBytes
@@ -125,7 +127,7 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
     uploadedChunks,
     uploadedBytes,
     uploadedChunkBytes,
-    compressed: compress,
+    compressed: compress === true,
     alreadyThere,
     ...(signature && init.signer ? {signature: {time: signature.time, keyType: init.signer.publicKey.type, key: fingerprint(init.signer.publicKey)}} : {}),
     seconds: (performance.now() - t0) / 1000,
