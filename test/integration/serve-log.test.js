@@ -20,7 +20,7 @@ async function fixture() {
   const imp = exec(['import', src, 'x:1'], {store: t.store})
   assert.is(imp.status, 0, imp.stderr)
   mkdirSync(path.join(t.store, 'objects', 'cd'), {recursive: true})
-  writeFileSync(path.join(t.store, 'objects', 'cd', OVERSIZED.slice(2)), Buffer.alloc(4 * M + 1, 1))
+  writeFileSync(path.join(t.store, 'objects', 'cd', OVERSIZED.slice(2)), Buffer.alloc(4 * M + 4096 + 1, 1)) // over any object: a 4 MiB chunk or its frame
   return t
 }
 

@@ -22,6 +22,8 @@ import {HttpStore} from '../../dist/peer/http-store.js'
 
 const K = 1024
 const M = 1024 * 1024
+/** One byte more than any object (a 4 MiB chunk, or a zstd frame of one: docs/FORMAT.md "Compressed objects"). */
+const OVER_OBJECT = 4 * M + 4096 + 1
 const TOKEN = 'push-secret-' + randomBytes(8).toString('hex')
 const MARKER = 'CONFIG-MARKER-' + randomBytes(8).toString('hex')
 const ID_RE = /^[0-9a-f]{64}$/
@@ -377,7 +379,7 @@ test('uploads need the token: 401 without, 403 wrong, 405 on a read-only server;
   assert.not.ok(existsSync(path.join(S.store, objPath(id))), 'nothing stored')
 })
 
-test('object uploads: 201 new, 200 present, 400 for bytes that do not hash to the id, 413 over 4 MiB', async () => {
+test('object uploads: 201 new, 200 present, 400 for bytes that do not hash to the id, 413 over 4 MiB + 4 KiB (the largest object)', async () => {
   const auth = {authorization: `Bearer ${TOKEN}`}
   const data = randomBytes(100 * K)
   const id = hash(data)
@@ -403,7 +405,7 @@ test('object uploads: 201 new, 200 present, 400 for bytes that do not hash to th
   assert.is((await request(rw.url, objPath(hash(zeros)), {method: 'PUT', headers: auth, body: zeros})).status, 400)
   assert.not.ok(existsSync(path.join(S.store, objPath(hash(zeros)))))
   // too large: declared length, and chunked without a length
-  const big = randomBytes(4 * M + 1)
+  const big = randomBytes(OVER_OBJECT)
   const bigId = hash(big)
   const t1 = await request(rw.url, objPath(bigId), {method: 'PUT', headers: auth, body: big})
   assert.is(t1.status, 413)
@@ -454,13 +456,13 @@ test('object batches: each object verified on its own, wrong bytes and all-zero 
   // the same again: all present
   const again = JSON.parse((await request(rw.url, '/v1/objects/batch', {method: 'POST', headers: auth, body: batch(good.map((g) => [hash(g), g]))})).body)
   assert.equal(again, {stored: 0, present: 3, refused: []})
-  // malformed bodies are 400: cut inside a frame, a zero-length frame, a frame over 4 MiB
+  // malformed bodies are 400: cut inside a frame, a zero-length frame, a frame over 4 MiB + 4 KiB
   const fresh = randomBytes(20 * K)
   const cut = batch([[hash(fresh), fresh]])
   for (const [what, body] of [
     ['cut short', cut.subarray(0, cut.length - 7)],
     ['a zero-length frame', frame(hash(Buffer.alloc(0)), Buffer.alloc(0))],
-    ['a frame over 4 MiB', frame(hash(fresh), fresh, 4 * M + 1)],
+    ['a frame over 4 MiB + 4 KiB', frame(hash(fresh), fresh, OVER_OBJECT)],
   ]) {
     const b = await request(rw.url, '/v1/objects/batch', {method: 'POST', headers: auth, body})
     assert.is(b.status, 400, what)
@@ -739,7 +741,7 @@ test('chunk GETs: clients that never read hold bounded memory while others are s
   const oversized2 = hash(Buffer.from('oversized too'))
   const fifo = hash(Buffer.from('fifo'))
   for (const id of [oversized, oversized2, fifo]) spawnSync('mkdir', ['-p', path.dirname(store.layout.objectPath(id))])
-  for (const id of [oversized, oversized2]) writeFileSync(store.layout.objectPath(id), Buffer.alloc(4 * M + 1, 1))
+  for (const id of [oversized, oversized2]) writeFileSync(store.layout.objectPath(id), Buffer.alloc(OVER_OBJECT, 1))
   assert.is(spawnSync('mkfifo', [store.layout.objectPath(fifo)]).status, 0)
   // an upstream that has the real chunk behind the oversized file's id
   const up = await LocalStore.open(path.join(t.dir, 'up'))
