@@ -4,7 +4,7 @@
 // (bench/<kind>.js), then docs/PERFORMANCE.md rendered from bench/results/latest-*.json.
 // See bench/README.md, "Which benchmarks".
 //
-// `--only store|dist|mount|writes|fleet|fleet-boot|sim|s3[,…]`; default: all eight. With one
+// `--only store|dist|mount|writes|fleet|fleet-boot|compress|sim|s3[,…]`; default: all nine. With one
 // alone every other argument goes to it; with several only --reps N does (the store benchmark,
 // the first, gets them all), and --build runs once, first. `--render` only renders the doc.
 import {execFileSync, spawnSync} from 'node:child_process'
@@ -13,7 +13,7 @@ import {ROOT} from './lib/common.js'
 
 /** Seconds between two benchmarks of one run (see the loop below). */
 const SETTLE_S = 120
-const KNOWN = ['store', 'dist', 'mount', 'writes', 'fleet', 'fleet-boot', 'sim', 's3']
+const KNOWN = ['store', 'dist', 'mount', 'writes', 'fleet', 'fleet-boot', 'compress', 'sim', 's3']
 const bench = (w) => path.join(ROOT, 'bench', `${w}.js`)
 
 const argv = process.argv.slice(2)
@@ -34,7 +34,7 @@ let rest = at >= 0 ? [...argv.slice(0, at), ...argv.slice(at + 2)] : argv
 if (rest.includes('-h') || rest.includes('--help')) {
   if (which.length > 1)
     console.log(
-      `npm run bench -- [--only ${KNOWN.join('|')}[,…]] [options]   (default: all eight; ${KNOWN.map((w) => `node bench/${w}.js --help`).join(', ')})\n` +
+      `npm run bench -- [--only ${KNOWN.join('|')}[,…]] [options]   (default: all nine; ${KNOWN.map((w) => `node bench/${w}.js --help`).join(', ')})\n` +
         'npm run bench -- --render                                      render docs/PERFORMANCE.md from bench/results/latest-*.json, measuring nothing\n',
     )
   process.exit(spawnSync(process.execPath, [bench(which.length === 1 ? which[0] : 'store'), '--help'], {stdio: 'inherit'}).status ?? 1)
