@@ -19,8 +19,9 @@ import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../util/map-limit.js'
 import {chunkCount, uniqueChunkIds} from '../store/manifest.js'
 import {BATCH_FRAME_HEAD} from './wire.js'
-import {encodeChunk, isFrame, openObject} from '../store/object-encoding.js'
-import {canCompress, frameContentSize} from '../store/zstd.js'
+import {canCompress} from '../store/zstd.js'
+import {ObjectWriter} from '../store/object-writer.js'
+import {encodeForUpload, encodeOnThread, type Encoded} from './push-encode.js'
 import {encodeProfile} from '../store/profile.js'
 import {formatRef, parseRef} from '../store/ref.js'
 import type {WritableRemote} from './source.js'
@@ -143,7 +144,9 @@ const BATCHES_IN_FLIGHT = 2
  * Send `ids` (chunks the remote lacks): in object batches while the remote
  * takes them, else (or once it says it cannot) one PUT per chunk,
  * `init.concurrency` at a time. `sent(n, bytes, chunkBytes)` as chunks go
- * out (bytes on the wire, and of the chunks they hold).
+ * out (bytes on the wire, and of the chunks they hold). A batch that needs
+ * work per chunk (compression, hashing) is read and encoded on a writer
+ * thread, one per batch in flight, while the main thread sends the other.
  */
 async function uploadChunks(
   store: LocalStore,
@@ -154,48 +157,40 @@ async function uploadChunks(
   sent: (n: number, bytes: number, chunkBytes: number) => void,
 ): Promise<void> {
   const verify = init.verify === true || !remote.verifiesUploads
-  const read = (c: string) => readForUpload(store, c, verify, init.compress)
   const one = async (c: string) => {
     init.signal?.throwIfAborted()
-    const o = await read(c)
+    const o = await ready(store, c, encodeForUpload(store, c, verify, init.compress))
     await remote.putObject(c, o.data, {signal: init.signal}).catch((err) => blameLocal(store, [c], err))
     sent(1, o.data.length, o.chunkBytes)
   }
   if (!remote.putObjects) return void (await mapLimit(ids, init.concurrency ?? 8, one))
-  // a batch holds at most BATCH_BYTES of objects: compressed ones are smaller, so more fit (counted by what is read)
   const per = Math.max(1, Math.floor(BATCH_BYTES / (chunkSize + BATCH_FRAME_HEAD)))
   const batches: string[][] = []
   for (let i = 0; i < ids.length; i += per) batches.push(ids.slice(i, i + per))
-  await mapLimit(batches, BATCHES_IN_FLIGHT, async (batch) => {
-    init.signal?.throwIfAborted()
-    const objects = await mapLimit(batch, 16, async (id) => ({id, ...(await read(id))}))
-    const onSent = (i: number) => sent(1, objects[i].data.length, objects[i].chunkBytes)
-    const done = await remote.putObjects!(objects, {signal: init.signal, onSent}).catch((err) => blameLocal(store, batch, err))
-    if (done === undefined) await mapLimit(batch, init.concurrency ?? 8, one)
-  })
+  // (a writer thread stages its files in the store: a store this process cannot write encodes here)
+  const threads = (init.compress || verify) && batches.length > 1 && (await store.isWritable())
+  const writers = threads ? Array.from({length: BATCHES_IN_FLIGHT}, () => new ObjectWriter(store.root)) : []
+  let turn = 0
+  try {
+    await mapLimit(batches, BATCHES_IN_FLIGHT, async (batch) => {
+      init.signal?.throwIfAborted()
+      const task = {ids: batch, verify, compress: init.compress}
+      const encoded = writers.length > 0 ? await encodeOnThread(writers[turn++ % writers.length], task, init.signal) : batch.map((id) => encodeForUpload(store, id, verify, init.compress))
+      const objects = await Promise.all(batch.map(async (id, i) => ({id, ...(await ready(store, id, encoded[i]))})))
+      const onSent = (i: number) => sent(1, objects[i].data.length, objects[i].chunkBytes)
+      const done = await remote.putObjects!(objects, {signal: init.signal, onSent}).catch((err) => blameLocal(store, batch, err))
+      if (done === undefined) await mapLimit(batch, init.concurrency ?? 8, one)
+    })
+  } finally {
+    await Promise.all(writers.map((w) => w.close().catch(() => {})))
+  }
 }
 
-/**
- * A chunk as it goes out: compressed (a stored frame as it is, a raw chunk
- * compressed now: object-encoding.ts) when `compress`, else the chunk.
- * Hashed first with `verify` (a corrupt object is an IntegrityError naming it).
- */
-async function readForUpload(store: LocalStore, id: string, verify: boolean, compress: boolean): Promise<{data: Buffer; chunkBytes: number}> {
-  if (!compress) {
-    const data = await store.getObject(id, {verify})
-    return {data, chunkBytes: data.length}
-  }
-  const stored = store.readObjectStored(id)
-  if (stored === undefined) return {data: await store.getObject(id), chunkBytes: 0} // gone meanwhile: getObject names it
-  if (!verify) {
-    // as the store holds it: a frame as it is, a raw chunk compressed now
-    if (isFrame(stored)) return {data: stored, chunkBytes: frameContentSize(stored) ?? stored.length}
-    return {data: encodeChunk(stored), chunkBytes: stored.length}
-  }
-  const o = openObject(id, stored)
-  if (o.actual !== undefined) await store.getObject(id, {verify: true}) // throws the store's IntegrityError naming the file
-  const chunk = o.data!
-  return {data: o.encoded ? stored : encodeChunk(chunk), chunkBytes: chunk.length}
+/** An encoded chunk, or the store's own error for one that is corrupt or gone (an IntegrityError naming the file, a ChunkMissingError). */
+async function ready(store: LocalStore, id: string, e: Encoded): Promise<{data: Buffer; chunkBytes: number}> {
+  if (e.data) return {data: e.data, chunkBytes: e.chunkBytes}
+  await store.getObject(id, {verify: true}) // throws
+  throw new VmiError(`chunk ${id} could not be read from ${store.name}`)
 }
 
 /**

@@ -23,13 +23,14 @@ import {metricSum, startServe} from '../helpers/serve.js'
 const CHUNK = 128 * 1024
 const TOKEN = 'compress-token-0123456789'
 
-/** Text-like bytes (compress to about a quarter), distinct per seed. */
+/** Text-like bytes (compress to about a third), distinct per seed and per chunk. */
 function textBytes(seed, length) {
   const words = seededBytes(seed, 4096).toString('hex').match(/.{1,7}/g)
   const parts = []
   let n = 0
   for (let i = 0; n < length; i++) {
-    const w = words[(i * 7919) % words.length] + (i % 13 === 0 ? '\n' : ' ')
+    // a line number every 13 words: no two chunks alike (the word cycle alone would repeat)
+    const w = words[(i * 7919) % words.length] + (i % 13 === 0 ? ` ${i}\n` : ' ')
     parts.push(w)
     n += w.length
   }
@@ -111,6 +112,50 @@ test('push compresses to vmi serve; the seed and the pulling host keep the frame
     assert.is(JSON.parse(p2.stdout).compressed, false)
     assert.is(JSON.parse(p2.stdout).uploadedBytes, 32 * CHUNK)
     assert.is((await fsckCleanAsync(seed)).compressedObjects, 24, 'nothing more compressed on the seed')
+  } finally {
+    await srv?.stop()
+    t.cleanup()
+  }
+})
+
+test('a push of several batches compresses on writer threads; a corrupt local chunk is named (exit 8), with --verify before it is sent', async () => {
+  const t = tmpDir()
+  const src = path.join(t.dir, 'src')
+  const seed = path.join(t.dir, 'seed')
+  const host = path.join(t.dir, 'host')
+  let srv
+  try {
+    // 320 chunks of text: three object batches of up to 16 MiB
+    const file = path.join(t.dir, 'big.raw')
+    const bytes = Buffer.concat([seededBytes('big-head', CHUNK), textBytes('big', 319 * CHUNK)])
+    await fsp.writeFile(file, bytes)
+    const imp = exec(['import', file, 'big:v1'], {store: src})
+    assert.is(imp.status, 0, imp.stderr)
+    srv = await startServe(seed, ['--token', TOKEN])
+    // one chunk of the source store goes bad (a bit flipped on disk)
+    const victim = (await objects(src)).find((o) => !o.stored.equals(seededBytes('big-head', CHUNK)))
+    const file1 = path.join(src, 'objects', victim.id.slice(0, 2), victim.id.slice(2))
+    const bad = Buffer.from(victim.stored)
+    bad[100] ^= 1
+    await fsp.chmod(file1, 0o644)
+    await fsp.writeFile(file1, bad)
+    for (const extra of [['--verify'], []]) {
+      const p = await execAsync(['push', 'big:v1', srv.url, '--token', TOKEN, ...extra], {store: src})
+      assert.is(p.status, 8, `${extra.join(' ')}: ${p.stderr}`)
+      assert.match(p.stderr, new RegExp(`chunk ${victim.id} .*corrupt`))
+      assert.not.ok((await objects(seed)).some((o) => o.id === victim.id), 'nothing of the corrupt chunk on the seed')
+    }
+    // repaired (moved aside, imported again), the push completes and the chunks read back
+    const repair = JSON.parse(exec(['fsck', '--repair', '--json'], {store: src}).stdout)
+    // moved aside, the chunk is then missing from its image until imported again
+    assert.equal(repair.problems.map((x) => [x.kind, Boolean(x.repaired)]), [['corrupt-object', true], ['missing-chunk', false]])
+    assert.is(exec(['import', file, 'big:v1'], {store: src}).status, 0)
+    const p = await execAsync(['push', 'big:v1', srv.url, '--token', TOKEN, '--json'], {store: src})
+    assert.is(p.status, 0, p.stderr)
+    assert.is(JSON.parse(p.stdout).compressed, true)
+    assert.is((await fsckCleanAsync(seed)).compressedObjects, 319)
+    assert.is((await execAsync(['pull', 'big:v1', srv.url], {store: host})).status, 0)
+    assert.ok(exportBytes(host, 'big:v1', t.dir).equals(bytes))
   } finally {
     await srv?.stop()
     t.cleanup()

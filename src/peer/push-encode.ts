@@ -1,0 +1,67 @@
+/**
+ * A push's chunks as they go out: read from the store and, when the remote
+ * stores compressed objects, compressed (a stored frame as it is, a raw
+ * chunk compressed now: store/object-encoding.ts). A batch of them is read
+ * and encoded on a writer thread (a job of ObjectWriter), so that the
+ * compression of one batch runs while the main thread sends another.
+ */
+import type {LocalStore} from '../store/local-store.js'
+import {decodeObject, encodeChunk, isFrame, openObject} from '../store/object-encoding.js'
+import type {ObjectWriter, WriterJob, WriterJobRunner} from '../store/object-writer.js'
+import {frameContentSize} from '../store/zstd.js'
+
+export interface EncodeTask {
+  ids: string[]
+  /** Hash each chunk first (a corrupt one is reported, not sent). */
+  verify: boolean
+  compress: boolean
+}
+
+/** One chunk ready to go (its bytes on the wire, and the chunk's own length), or why not. */
+export type Encoded = {data: Buffer; chunkBytes: number; corrupt?: undefined; missing?: undefined} | {corrupt: true; data?: undefined} | {missing: true; data?: undefined; corrupt?: undefined}
+
+export interface EncodeResult {
+  objects: Encoded[]
+}
+
+/** This module as a writer-thread job (bulk-receive.ts does the same). */
+const PUSH_ENCODE: WriterJob<EncodeTask, never, EncodeResult> = {module: import.meta.url}
+
+/** `task` read and encoded on `writer`'s thread; the buffers come back as copies. */
+export async function encodeOnThread(writer: ObjectWriter, task: EncodeTask, signal?: AbortSignal): Promise<Encoded[]> {
+  const r = await writer.job(PUSH_ENCODE, task, () => {}, `reading ${task.ids.length} chunks to push`, signal)
+  // structured clone hands Buffers back as plain Uint8Arrays
+  return r.objects.map((o) => (o.data ? {data: Buffer.from(o.data.buffer, o.data.byteOffset, o.data.byteLength), chunkBytes: o.chunkBytes} : o))
+}
+
+export const runJob: WriterJobRunner<EncodeTask, never, EncodeResult> = async (store, task) => ({
+  objects: task.ids.map((id) => encodeForUpload(store, id, task.verify, task.compress)),
+})
+
+/**
+ * One chunk as it goes out: compressed when `compress`, else the chunk;
+ * hashed first with `verify`. Never throws for a chunk that is corrupt or
+ * gone: the caller reads it again to raise the store's own error.
+ */
+export function encodeForUpload(store: LocalStore, id: string, verify: boolean, compress: boolean): Encoded {
+  let stored: Buffer | undefined
+  try {
+    stored = store.readObjectStored(id)
+  } catch {
+    return {corrupt: true} // not a regular file, or larger than any object
+  }
+  if (stored === undefined) return {missing: true}
+  if (!verify) {
+    if (!compress) {
+      const chunk = decodeObject(stored) // the chunk itself, for a remote that takes raw chunks only
+      return {data: chunk, chunkBytes: chunk.length}
+    }
+    // as the store holds it: a frame as it is, a raw chunk compressed now
+    if (isFrame(stored)) return {data: stored, chunkBytes: frameContentSize(stored) ?? stored.length}
+    return {data: encodeChunk(stored), chunkBytes: stored.length}
+  }
+  const o = openObject(id, stored)
+  if (o.actual !== undefined) return {corrupt: true}
+  if (!compress) return {data: o.data, chunkBytes: o.data.length}
+  return {data: o.encoded ? stored : encodeChunk(o.data), chunkBytes: o.data.length}
+}
