@@ -11,9 +11,12 @@ import {BackendError, STATE_HOLE, STATE_ZERO, type BlockBackend, type Extent} fr
 import {FdCache} from '../util/fd-cache.js'
 import {OVERLAY_BLOCK, type Overlay} from './overlay.js'
 import {RangeLock} from '../util/range-lock.js'
+import {RawRewriter} from './raw-rewriter.js'
 
 // object files kept open (Node raises the descriptor limit to the hard limit at start)
 const MAX_OPEN_CHUNKS = 8192
+/** Milliseconds without a guest read before background work (RawRewriter) runs. */
+const QUIET_MS = 20
 
 export interface ImageBackendInit {
   overlay?: Overlay
@@ -40,11 +43,15 @@ export class ImageBackend implements BlockBackend {
   /** Open descriptors of verified chunks' object files. */
   private readonly fds = new FdCache(MAX_OPEN_CHUNKS)
   private readonly fetching = new Map<number, Promise<Buffer>>()
+  /** Rewrites the compressed objects of chunks read here raw, while no read waits (raw-rewriter.ts). */
+  private readonly rewriter: RawRewriter
   private readonly cacheMax: number
   /** Overlay blocks being changed (see changing()). */
   private readonly blockLock = new RangeLock()
   /** Demand reads in flight (prefetch yields to them). */
   demandInFlight = 0
+  /** When the last guest read ended (performance.now()). */
+  private lastReadAt = 0
   /** Chunks isLocal() is true for, kept as they change (a count over all chunks would stall reads: up to 2^26 of them). */
   private localCount = 0
 
@@ -60,6 +67,8 @@ export class ImageBackend implements BlockBackend {
     this.ids = expandChunks(manifest)
     this.verified = new Uint8Array(this.ids.length)
     this.encoded = new Uint8Array(this.ids.length)
+    // idle: no read in flight, and none for a moment (a guest reading one request at a time is not idle between them)
+    this.rewriter = new RawRewriter(store, () => this.demandInFlight === 0 && performance.now() - this.lastReadAt > QUIET_MS)
     this.touched = new Uint8Array(this.ids.length)
     this.cacheMax = init.cacheChunks ?? 64
     for (const id of this.ids) if (id === null) this.localCount++
@@ -139,8 +148,10 @@ export class ImageBackend implements BlockBackend {
   }
 
   async close(): Promise<void> {
+    this.rewriter.close()
     this.fds.clear()
   }
+
 
   /** Fetch (or read locally) and verify chunk `index`; stores it locally. */
   fetchChunk(index: number): Promise<Buffer> {
@@ -165,8 +176,14 @@ export class ImageBackend implements BlockBackend {
     this.init.onFetch?.(index, f.source)
     if (this.verified[index] === 0) this.localCount++
     this.verified[index] = 1
-    // a chunk pulled (or pushed) here rests compressed; one this mount fetched rests raw (the chain stores it so)
+    // a chunk this mount fetched rests raw (the chain stores it so); one pulled here may rest compressed:
+    // it is read decoded until rewritten raw in the background
     this.encoded[index] = this.store.objectIsFrameSync(id) ? 1 : 0
+    if (this.encoded[index] === 1)
+      this.rewriter.queue(id, f.data.length, () => {
+        this.dropFd(index)
+        this.encoded[index] = 0
+      })
     this.remember(index, f.data)
     return f.data
   }
@@ -214,6 +231,7 @@ export class ImageBackend implements BlockBackend {
       return out
     } finally {
       this.demandInFlight--
+      this.lastReadAt = performance.now()
     }
   }
 
@@ -227,6 +245,7 @@ export class ImageBackend implements BlockBackend {
   }
 
   readNow(offset: number, length: number, into: Buffer, at: number): boolean {
+    this.lastReadAt = performance.now()
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset + length > this.size) return false
     if (!Number.isSafeInteger(at) || at < 0 || into.length - at < length) return false
     const cs = this.manifest.chunkSize

@@ -162,6 +162,35 @@ export class LocalObjectStore {
   }
 
   /**
+   * Replace a compressed object by its raw chunk, which the caller verified
+   * against `id` (a mount keeps what it reads raw: FORMAT.md "Compressed
+   * objects"). Atomic, a rename over the file: a reader that opened the
+   * frame reads the frame, a later one the raw chunk, and both hold the same
+   * chunk. False when not done: the object is gone, the store cannot be
+   * written, or the chunk begins with the zstd magic (it stays a frame).
+   */
+  replaceWithRawSync(id: string, raw: Buffer): boolean {
+    if (isFrame(raw)) return false
+    const dest = this.layout.objectPath(id)
+    const tmp = path.join(this.objectStaging ?? this.layout.tmpDir, fastTmpName('raw'))
+    try {
+      if (!fs.existsSync(dest)) return false // evicted or collected meanwhile: not brought back here
+      const fd = fs.openSync(tmp, 'wx', 0o444)
+      try {
+        let off = 0
+        while (off < raw.length) off += fs.writeSync(fd, raw, off, raw.length - off)
+      } finally {
+        fs.closeSync(fd)
+      }
+      fs.renameSync(tmp, dest)
+      return true
+    } catch {
+      fs.rmSync(tmp, {force: true})
+      return false
+    }
+  }
+
+  /**
    * Write putObjectSync's temporary files into `dir` (created here), a
    * directory below tmp/ of this thread's own. Threads that store objects at
    * the same time otherwise create and remove their temporary files in one

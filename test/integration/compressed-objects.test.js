@@ -242,7 +242,7 @@ test('a lying client in a compressed object batch: a frame of other bytes, a cor
   }
 })
 
-test('a mount reads an image whose chunks rest compressed (pulled) byte-identical, and stores what it fetches raw', async () => {
+test('a mount reads an image whose chunks rest compressed (pulled) byte-identical and rewrites them raw; it stores what it fetches raw', async () => {
   if (!hasCommand('qemu-img')) return skip('qemu-img not installed')
   const t = tmpDir()
   const src = path.join(t.dir, 'src')
@@ -258,16 +258,23 @@ test('a mount reads an image whose chunks rest compressed (pulled) byte-identica
     srv = await startServe(seed, ['--token', TOKEN])
     assert.is((await execAsync(['push', 'img:v1', srv.url, '--token', TOKEN], {store: src})).status, 0)
     assert.is((await execAsync(['pull', 'img:v1', srv.url], {store: host})).status, 0)
+    const framesIn = async (store) => (await objects(store)).filter((o) => isFrame(o.stored)).length
     const readAll = async (store, args) => {
       m = await startMount(store, args)
       const out = path.join(t.dir, `read-${Math.random().toString(36).slice(2)}.raw`)
       const r = spawnSync('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', m.nbd, out], {encoding: 'utf8'})
       assert.is(r.status, 0, r.stderr)
+      // the mount rewrites what it read raw while no read waits: give it that moment
+      for (let i = 0; i < 100 && (await framesIn(store)) > 0; i++) await new Promise((res) => setTimeout(res, 100))
       await m.stop()
       m = undefined
       return readFileSync(out)
     }
+    assert.is(await framesIn(host), 24)
     assert.ok((await readAll(host, ['img:v1', '--read-only'])).equals(bytes), 'compressed local objects read back')
+    // what the mount read rests raw now (a read missing the chunk cache would decode a whole chunk again)
+    assert.is(await framesIn(host), 0)
+    assert.is(fsckClean(host).compressedObjects, 0)
     // a lazy mount from the compressed seed: the chunks it fetched rest raw here
     assert.ok((await readAll(lazy, ['img:v1', srv.url, '--read-only'])).equals(bytes), 'fetched lazily from compressed objects')
     const fetched = await objects(lazy)
