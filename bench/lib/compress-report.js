@@ -50,7 +50,7 @@ export function compressBody(R) {
       `Pushed to a vmi serve, they rest in ${bytesHuman(I.storedBytes)} (${f((100 * I.storedBytes) / I.uniqueBytes, 1)} %; ${I.compressedObjects} of them as zstd frames, the rest raw: docs/FORMAT.md "Compressed objects"). ` +
       `The raw seed is the same image imported, every chunk raw. Each A/B pair ran alternately, ${R.reps} times, the order flipped each time; seconds as min–median–max.`,
     '',
-    '### Loopback',
+    '## Loopback',
     '',
     table(
       ['job', 'seconds', 'bytes on the wire', 'client CPU s', 'server CPU s', 'vs anchor'],
@@ -70,7 +70,7 @@ export function compressBody(R) {
     return out
   }
   out.push(
-    '### Fleet lab: one host pulls over a shaped link',
+    '## Fleet lab: one host pulls over a shaped link',
     '',
     'The seed and the host in their own network namespaces, the link shaped with tbf in both directions (no latency or loss emulated). The limit is the bytes that must cross the link at its rate: the unique chunk bytes raw, or as stored compressed.',
     '',
@@ -93,10 +93,21 @@ export function compressBody(R) {
     ),
     '',
   )
+  const bound = R.lab.rates.map((p) => {
+    const bps = p.rateBits / 8
+    const z = med(p.compressed) / (I.storedBytes / bps)
+    const raw = med(p.raw) / (I.uniqueBytes / bps)
+    return `at ${f(p.rateBits / 1e6, 0)} Mbit/s the compressed pull took ${f(z)}× its link limit and the raw one ${f(raw)}×`
+  })
+  out.push(
+    `What bounds it: ${bound.join('; ')}. Near 1× the link is the bound; well above it, CPU on this ${R.machine.cores}-core machine, where the seed, the host and the link shaping share the cores (the client decodes and hashes every chunk and its writer threads create one file per chunk). ` +
+      `A push compresses each raw chunk once: on loopback, where client and server share the cores, that costs ${f(med(L.push.compressed, 'clientCpu') - med(L.push.raw, 'clientCpu'))} client CPU-s more; the seed then holds ${f((100 * I.storedBytes) / I.uniqueBytes, 0)} % of the bytes for every later pull over every link.`,
+    '',
+  )
   const F = R.lab.fill
   if (F) {
     out.push(
-      `### Fleet lab: ${F.compressed[0].hosts} hosts fill at once (peers and owners)`,
+      `## Fleet lab: ${F.compressed[0].hosts} hosts fill at once (peers and owners)`,
       '',
       `Every host runs \`vmi serve --seed\` and pulls with every host as a peer, at ${f(F.rateBits / 1e6, 0)} Mbit/s per link. Seed egress: what the seed's vmi serve counted as object bytes sent.`,
       '',
@@ -108,7 +119,7 @@ export function compressBody(R) {
         ],
       ),
       '',
-      `Compressed ÷ raw fill time: **${f(med(F.compressed) / med(F.raw))}×**.${[...F.compressed, ...F.raw].some((x) => x.failures.length) ? ' FAILURES: ' + [...F.compressed, ...F.raw].flatMap((x) => x.failures).join('; ') : ''}`,
+      `Compressed ÷ raw fill time: **${f(med(F.compressed) / med(F.raw))}×**; the compressed fill took ${f(med(F.compressed) / (I.storedBytes / (F.rateBits / 8)))}× the time the stored bytes need on one link, with ${F.compressed[0].hosts} clients and ${F.compressed[0].hosts} serves on the ${R.machine.cores} cores (CPU-bound: ${f(med(F.compressed, 'clientCpu') + med(F.compressed, 'serverCpu'))} CPU-s in ${f(med(F.compressed))} s).${[...F.compressed, ...F.raw].some((x) => x.failures.length) ? ' FAILURES: ' + [...F.compressed, ...F.raw].flatMap((x) => x.failures).join('; ') : ''}`,
       '',
     )
   }
