@@ -23,6 +23,7 @@ import {
   ROOT,
   servedObjectBytes,
   startRun,
+  startServe,
   vmiEnv,
   vmiTimed,
 } from './lib/common.js'
@@ -45,6 +46,7 @@ const opts = parseOptions(
     copyHosts: ['--copy-hosts LIST', [1, 2], (s) => numberList(s).filter(Boolean), "fleet sizes at which copy-then-boot runs (each copy moves the whole 1.5 GiB image through the seed's link; larger N are computed from the link, and marked so)"],
     qemu: ['--no-qemu', true, false, 'no real QEMU boot on one host of the largest run'],
     record: ['--record', false, true, 'record the boot trace again (a real boot through vmi mount, ~30 s of one core)'],
+    compressedSeed: ['--compressed-seed', false, true, "the seed's store holds the image compressed (pushed to a vmi serve; docs/FORMAT.md \"Compressed objects\"); results go to <date>-fleet-boot-zstd.md and latest-fleet-boot-zstd.json"],
     reps: ['--reps N', undefined, String, 'ignored (each storm runs once; bench/run.js gives it to every benchmark)'],
     build: BUILD,
     render: RENDER,
@@ -52,10 +54,11 @@ const opts = parseOptions(
   (o) => !o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 64) && `bad --hosts`,
 )
 
-if (opts.render) await rerenderAndExit('fleet-boot', opts.render, renderBootReport)
+const KIND = opts.compressedSeed ? 'fleet-boot-zstd' : 'fleet-boot'
+if (opts.render) await rerenderAndExit(KIND, opts.render, renderBootReport)
 
 skipWithoutLab('boot-storm', () => (spawnSync(PY, ['-c', 'import nbd'], {stdio: 'ignore'}).status !== 0 ? `${PY} cannot import nbd (Debian package python3-libnbd)` : undefined))
-const run = await startRun('fleet-boot', {build: opts.build, tools: ['curl', 'nginx', 'nbdkit', ...(opts.qemu || opts.record || !existsSync(TRACE) ? ['qemu-system-x86_64'] : [])]})
+const run = await startRun(KIND, {build: opts.build, tools: ['curl', 'nginx', 'nbdkit', ...(opts.qemu || opts.record || !existsSync(TRACE) ? ['qemu-system-x86_64'] : [])]})
 const {log, workDir, discard, dist} = run
 const boot = requireBootImage('fleet-boot', log)
 const settings = labSettings()
@@ -68,6 +71,16 @@ const seedStore = path.join(workDir, 'seed')
   const r = await vmiTimed(['import', image.file, 'debian:boot', '--json'], seedStore, {scratch: workDir})
   Object.assign(image, {id: r.json.id, uniqueBytes: r.json.newBytes, chunks: r.json.newChunks, chunkSize: r.json.chunkSize})
   log(`Debian boot image ${bytesHuman(image.size)}: ${int(image.chunks)} distinct non-zero chunks (${bytesHuman(image.uniqueBytes)}), id ${image.id.slice(0, 12)}`)
+}
+/** With --compressed-seed: the store the lab's seed serves, the image pushed into it compressed (the trace is still recorded on the raw store). */
+let labSeedStore = seedStore
+if (opts.compressedSeed) {
+  labSeedStore = path.join(workDir, 'seed-zstd')
+  const s = await startServe(labSeedStore, ['--token', 'bench-boot-token'])
+  const p = await vmiTimed(['push', 'debian:boot', s.url, '--token', 'bench-boot-token', '--json'], seedStore, {scratch: workDir})
+  await s.stop()
+  image.compressedSeed = {storedBytes: p.json.uploadedBytes}
+  log(`compressed seed: ${bytesHuman(p.json.uploadedBytes)} for ${bytesHuman(p.json.uploadedChunkBytes)}`)
 }
 
 // ----------------------------------------------------------------- the trace
@@ -150,7 +163,7 @@ log(
 
 const maxHosts = Math.max(...opts.hosts)
 const lab = await startLab({hosts: maxHosts, hostRate: opts.rate, seedRate: opts.seedRate ?? opts.rate})
-const {serve: seedServe, nginx, rawUrl} = await startLabSeed(lab, seedStore, image.file)
+const {serve: seedServe, nginx, rawUrl} = await startLabSeed(lab, labSeedStore, image.file)
 log(`lab ${lab.id}: seed + ${maxHosts} hosts at ${f(lab.hosts[0].rate / 1e6, 0)} Mbit/s (seed ${f(lab.seed.rate / 1e6, 0)})`)
 
 /** One storm: every host of `hosts` boots by `kind`; `qemuHost` runs a real boot instead of the replay. */
@@ -254,7 +267,7 @@ await lab.close()
 
 await run.finish({
   lab: {rate: lab.hosts[0].rate, seedRate: lab.seed.rate, hosts: maxHosts},
-  image: {size: image.size, uniqueBytes: image.uniqueBytes, chunks: image.chunks, chunkSize: image.chunkSize, id: image.id},
+  image: {size: image.size, uniqueBytes: image.uniqueBytes, chunks: image.chunks, chunkSize: image.chunkSize, id: image.id, compressedSeed: image.compressedSeed},
   trace: traceInfo,
   goals: GOALS,
   runs,

@@ -277,7 +277,8 @@ export function renderBootReport(R) {
 export function bootBody(R, {plot}) {
   const T = R.trace
   const out = [
-    `Lab: a seed and ${R.lab.hosts} hosts in their own network namespaces, links ${f(R.lab.rate / 1e6, 0)} Mbit/s (seed ${f(R.lab.seedRate / 1e6, 0)}), tbf both ways, **no latency or loss emulated** (no netem).`,
+    `Lab: a seed and ${R.lab.hosts} hosts in their own network namespaces, links ${f(R.lab.rate / 1e6, 0)} Mbit/s (seed ${f(R.lab.seedRate / 1e6, 0)}), tbf both ways, **no latency or loss emulated** (no netem).` +
+      (R.image.compressedSeed ? ` **The seed's store holds the image compressed** (${bytesHuman(R.image.compressedSeed.storedBytes)} for ${bytesHuman(R.image.uniqueBytes)}: \`--compressed-seed\`).` : ''),
     '',
   ]
   out.push(
