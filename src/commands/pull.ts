@@ -51,7 +51,7 @@ Exit codes: 0 ok, 2 bad arguments (a bad line in a peers file or an allowed sign
       if (r.evicted && r.evicted.removedObjects > 0) this.note(`cache budget ${humanBytes(r.evicted.maxBytes)}: evicted ${r.evicted.removedObjects} chunks (${humanBytes(r.evicted.freedBytes)})`)
       const b = r.fromBytes
       this.note(
-        `pulled ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''}${r.upToDate ? ' (already here whole)' : ''}: ${r.distinctChunks} distinct chunks, ${humanBytes(b.local + b.peer + b.seed)} in ${r.seconds.toFixed(2)} s, ${rate(b.peer + b.seed, r.seconds)} fetched`,
+        `pulled ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''}${r.upToDate ? ' (already here whole)' : ''}: ${r.distinctChunks} distinct chunks, ${humanBytes(b.local + b.peer + b.seed)} in ${r.seconds.toFixed(2)} s, ${rate(b.peer + b.seed, r.seconds)} fetched${r.wireBytes < b.peer + b.seed ? ` (${humanBytes(r.wireBytes)} on the wire, compressed)` : ''}`,
       )
       if (r.signature) this.note(`signature of ${r.signature.ref}: good, ${r.signature.keyType} key ${r.signature.key}, signed ${r.signature.time} (allowed by ${r.signature.allowedBy})`)
       if (this.flags.verbose)

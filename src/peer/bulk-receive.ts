@@ -37,6 +37,8 @@ export interface BulkProgress {
   failed: [number, string][]
   /** A body that hashes to something else: [index, what it hashes to]. */
   mismatch: [number, string][]
+  /** Bytes of the bodies of `stored`, as they came (compressed ones compressed). */
+  wire: number
 }
 
 export interface BulkEnd {
@@ -72,7 +74,7 @@ const REPORT_MS = 50
 type Indexed = BulkItem & {index: number}
 
 function emptyProgress(): BulkProgress {
-  return {stored: [], missing: [], failed: [], mismatch: []}
+  return {stored: [], missing: [], failed: [], mismatch: [], wire: 0}
 }
 
 /**
@@ -120,6 +122,7 @@ async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkPr
             else {
               store.putObjectSync(item.id, storedForm(body, o), {probe: task.probe})
               pending.stored.push(index)
+              pending.wire += body.length
             }
             outcome()
           } catch (err) {

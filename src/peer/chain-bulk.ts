@@ -55,6 +55,7 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
       tasks.map(async ({src, items}, t) => {
         const owner = src.kind === 'peer' && chain.ownerHashing
         const onProgress = (p: BulkProgress) => {
+          chain.stats.wireBytes += p.wire
           for (const i of p.stored) {
             const item = items[i]
             chain.tally(src.kind, item.length, src.name)

@@ -21,7 +21,7 @@
 import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, SourceDownError, VmiError} from '../errors.js'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {decodeObject, openObject, storedFormOf} from '../store/object-encoding.js'
+import {decodeObject, openObject, receivedFormOf, storedFormOf} from '../store/object-encoding.js'
 import {tmpName} from '../util/fs-util.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../util/map-limit.js'
@@ -54,6 +54,8 @@ export interface ChainStats {
   localRepairs: number
   /** Chunks and bytes by remote source name ("peer http://…", "seed http://…"). */
   bySource: Record<string, {chunks: number; bytes: number}>
+  /** Bytes of the objects received from remotes as they came (compressed ones count compressed); `bytes` counts the chunks. */
+  wireBytes: number
 }
 
 export interface ChainEvent {
@@ -123,6 +125,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     verificationFailures: 0,
     localRepairs: 0,
     bySource: {},
+    wireBytes: 0,
   }
   private readonly inflight = new Map<string, Promise<Fetched>>()
   /** Rate limit of chunk-unavailable events. */
@@ -311,6 +314,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
 
   private count(f: Fetched): Fetched {
     this.tally(f.source, f.data.length, f.source === 'local' ? undefined : f.from)
+    if (f.source !== 'local') this.stats.wireBytes += receivedFormOf(f.data).length
     return f
   }
 

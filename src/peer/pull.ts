@@ -64,6 +64,8 @@ export interface PullResult {
   /** Distinct chunks and bytes by where they came from. */
   fromChunks: Record<SourceKind, number>
   fromBytes: Record<SourceKind, number>
+  /** Bytes received from peers and the seed as they came: less than their fromBytes when chunks came compressed. */
+  wireBytes: number
   sourceErrors: number
   verificationFailures: number
   manifestFrom: string
@@ -324,6 +326,7 @@ async function pullWith(
       distinctChunks: distinct.length,
       fromChunks: {local: upToDate ? distinct.length : diff('local', 'chunks'), peer: diff('peer', 'chunks'), seed: diff('seed', 'chunks')},
       fromBytes: {local: upToDate ? total : diff('local', 'bytes'), peer: diff('peer', 'bytes'), seed: diff('seed', 'bytes')},
+      wireBytes: s.wireBytes - before.wireBytes,
       sourceErrors: s.sourceErrors - before.sourceErrors,
       verificationFailures: s.verificationFailures - before.verificationFailures,
       manifestFrom: from,

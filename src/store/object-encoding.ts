@@ -131,6 +131,11 @@ export function checkReceived(id: string, received: Buffer, fail: (actual: strin
   return o.data
 }
 
+/** The form a chunk checkReceived returned came in: its frame, else the chunk itself. */
+export function receivedFormOf(raw: Buffer): Buffer {
+  return storedForms.get(raw) ?? raw
+}
+
 /** What to store for a chunk checkReceived returned: the frame it came as, else the chunk (as a frame when it begins with the magic). */
 export function storedFormOf(raw: Buffer): Buffer {
   return storedForms.get(raw) ?? storedForm(raw, {data: raw, encoded: false})

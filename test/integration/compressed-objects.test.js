@@ -94,6 +94,9 @@ test('push compresses to vmi serve; the seed and the pulling host keep the frame
     assert.is(pull.status, 0, pull.stderr)
     const served = metricSum(await srv.metrics(), 'vmi_served_bytes_total', {kind: 'objects'}) - before
     assert.ok(served < 0.5 * 32 * CHUNK, `served ${served} bytes`)
+    const pulled = JSON.parse(pull.stdout)
+    assert.is(pulled.fromBytes.seed, 32 * CHUNK)
+    assert.is(pulled.wireBytes, served, 'the pull counts the bytes the seed served')
     assert.is((await objects(host)).filter((o) => isFrame(o.stored)).length, 24, 'the host keeps the frames as they came')
     assert.is(fsckClean(host).compressedObjects, 24)
     assert.ok(exportBytes(host, 'img:v1', t.dir).equals(bytes))
