@@ -8,7 +8,7 @@
 //      compressed, against curl of the raw file from nginx;
 //   2. lab, at each --rates: one host pulls from the raw seed and the compressed seed, against
 //      curl of the raw file from nginx on the seed and the physical limit (bytes ÷ link rate);
-//   3. lab, at the first rate: --hosts hosts fill at once with peers and owners (every host runs
+//   3. lab, at each rate: --hosts hosts fill at once with peers and owners (every host runs
 //      `vmi serve --seed` and pulls with every host as a peer), raw seed against compressed seed.
 // Each A/B pair runs alternately, the order flipped every repetition; min–median–max reported.
 // Writes bench/results/<date>-compress.md and latest-compress.json; never fails on a missed goal.
@@ -41,7 +41,7 @@ const opts = parseOptions(
   'compress',
   {
     reps: ['--reps N', 3, Number, 'repetitions of each A/B pair (alternating), min–median–max reported'],
-    rates: ['--rates LIST', '200mbit,1gbit', String, 'lab link rates for the single-host pull (the fill runs at the first)'],
+    rates: ['--rates LIST', '200mbit,1gbit', String, 'lab link rates (single-host pull and fill at each)'],
     hosts: ['--hosts N', 4, Number, 'fleet size for the fill'],
     lab: ['--no-lab', true, false, 'loopback only'],
     build: BUILD,
@@ -159,15 +159,15 @@ const loop = {}
 
 // ----------------------------------------------------------------- 2 and 3. the lab
 
-const lab = {rates: [], fill: undefined, skipped: undefined}
+const lab = {rates: [], fills: [], skipped: undefined}
 const labWhy = opts.lab ? labUnavailable() : '--no-lab given'
 if (labWhy) {
   lab.skipped = labWhy
   log(`lab: skipped (${labWhy})`)
 } else {
   const rates = opts.rates.split(',').filter(Boolean)
-  for (const [ri, rate] of rates.entries()) {
-    const hosts = ri === 0 ? opts.hosts : 1
+  for (const rate of rates) {
+    const hosts = opts.hosts
     const L = await startLab({hosts, hostRate: rate, seedRate: rate})
     const bps = L.hosts[0].rate
     log(`lab ${L.id} at ${f(bps / 1e6, 0)} Mbit/s: seed + ${hosts} host(s)`)
@@ -199,7 +199,7 @@ if (labWhy) {
     log(`  1 host, curl of the raw file: ${f(curl.wall)} s, ${bytesHuman(curl.wireBytes)}`)
     const point = {rateBits: bps, compressed: z, raw, curl}
     lab.rates.push(point)
-    if (ri === 0) lab.fill = await fleetFill(L, sRaw, sZ)
+    lab.fills.push(await fleetFill(L, sRaw, sZ))
     await sRaw.stop()
     await sZ.stop()
     await nginx.close()

@@ -104,10 +104,10 @@ export function compressBody(R) {
       `A push compresses each raw chunk once: on loopback, where client and server share the cores, that costs ${f(med(L.push.compressed, 'clientCpu') - med(L.push.raw, 'clientCpu'))} client CPU-s more; the seed then holds ${f((100 * I.storedBytes) / I.uniqueBytes, 0)} % of the bytes for every later pull over every link.`,
     '',
   )
-  const F = R.lab.fill
-  if (F) {
+  // runs before fills at every rate kept one, at the first rate, as `fill`
+  for (const F of R.lab.fills ?? (R.lab.fill ? [R.lab.fill] : [])) {
     out.push(
-      `## Fleet lab: ${F.compressed[0].hosts} hosts fill at once (peers and owners)`,
+      `## Fleet lab: ${F.compressed[0].hosts} hosts fill at once at ${f(F.rateBits / 1e6, 0)} Mbit/s (peers and owners)`,
       '',
       `Every host runs \`vmi serve --seed\` and pulls with every host as a peer, at ${f(F.rateBits / 1e6, 0)} Mbit/s per link. Seed egress: what the seed's vmi serve counted as object bytes sent.`,
       '',
