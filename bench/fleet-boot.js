@@ -46,7 +46,8 @@ const opts = parseOptions(
     copyHosts: ['--copy-hosts LIST', [1, 2], (s) => numberList(s).filter(Boolean), "fleet sizes at which copy-then-boot runs (each copy moves the whole 1.5 GiB image through the seed's link; larger N are computed from the link, and marked so)"],
     qemu: ['--no-qemu', true, false, 'no real QEMU boot on one host of the largest run'],
     record: ['--record', false, true, 'record the boot trace again (a real boot through vmi mount, ~30 s of one core)'],
-    compressedSeed: ['--compressed-seed', false, true, "the seed's store holds the image compressed (pushed to a vmi serve; docs/FORMAT.md \"Compressed objects\"); results go to <date>-fleet-boot-zstd.md and latest-fleet-boot-zstd.json"],
+    compressedSeed: ['--compressed-seed', false, true, "the seed's store holds the image compressed (pushed to a vmi serve; docs/FORMAT.md \"Compressed objects\")"],
+    label: ['--label L', undefined, String, 'results go to <date>-fleet-boot-L.md and latest-fleet-boot-L.json, apart from the runs docs/PERFORMANCE.md shows (default with --compressed-seed: zstd)'],
     reps: ['--reps N', undefined, String, 'ignored (each storm runs once; bench/run.js gives it to every benchmark)'],
     build: BUILD,
     render: RENDER,
@@ -54,7 +55,12 @@ const opts = parseOptions(
   (o) => !o.hosts.every((n) => Number.isInteger(n) && n >= 1 && n <= 64) && `bad --hosts`,
 )
 
-const KIND = opts.compressedSeed ? 'fleet-boot-zstd' : 'fleet-boot'
+const label = opts.label ?? (opts.compressedSeed ? 'zstd' : undefined)
+if (label !== undefined && !/^[a-z0-9-]{1,32}$/.test(label)) {
+  console.error('bench fleet-boot: --label takes 1-32 of a-z, 0-9 and -')
+  process.exit(2)
+}
+const KIND = label ? `fleet-boot-${label}` : 'fleet-boot'
 if (opts.render) await rerenderAndExit(KIND, opts.render, renderBootReport)
 
 skipWithoutLab('boot-storm', () => (spawnSync(PY, ['-c', 'import nbd'], {stdio: 'ignore'}).status !== 0 ? `${PY} cannot import nbd (Debian package python3-libnbd)` : undefined))
