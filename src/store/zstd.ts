@@ -102,8 +102,10 @@ export function zstdCompress(raw: Uint8Array): Buffer {
 /**
  * The content size a frame's header states, or undefined when the header
  * is cut, malformed, or does not state one (RFC 8878, 3.1.1.1). Read here,
- * not by the library, so that both backends refuse the same frames and no
- * decoder is ever asked to allocate more than the caller allows.
+ * not by the library, so that no decoder is ever asked to allocate more
+ * than the caller allows. (The native decoder also refuses a frame whose
+ * blocks hold more than the stated size; fzstd stops at the end of the
+ * buffer it is given. Either way the bytes are then verified against the id.)
  */
 export function frameContentSize(frame: Uint8Array): number | undefined {
   if (frame.length < 6 || frame[0] !== 0x28 || frame[1] !== 0xb5 || frame[2] !== 0x2f || frame[3] !== 0xfd) return undefined
