@@ -58,7 +58,16 @@ const KINDS = {
   s3: {name: 'S3 bucket as the seed (radosgw)', heading: '## S3 bucket as the seed', body: s3Body, before: S3_CLIENT},
   fleet: {name: 'fleet lab (namespaces, shaped links)', heading: '## Fleet lab: hosts in their own network namespaces, on shaped links', body: fleetBody, goals: fleetGoals},
   'fleet-boot': {name: 'boot storm in the fleet lab (replay)', heading: '### Boot storm in the lab (a replay)', depth: 2, body: bootBody, goals: bootGoals},
-  compress: {name: 'compressed objects (loopback, fleet lab)', heading: '## Compressed objects: loopback and the fleet lab', body: compressBody, goals: compressGoals},
+  compress: {
+    name: 'compressed objects (loopback, fleet lab)',
+    heading: '## Compressed objects: loopback and the fleet lab',
+    body: compressBody,
+    goals: compressGoals,
+    after: [
+      'The boot storm with the seed holding the image compressed is a separate run of the boot-storm benchmark, kept apart from the one above: `node bench/fleet-boot.js --compressed-seed` (results `bench/results/<date>-fleet-boot-zstd.md`) against `--label raw` (`<date>-fleet-boot-raw.md`), run one after the other.',
+      '',
+    ],
+  },
 }
 
 function readJson(file) {
