@@ -7,7 +7,7 @@
 import fs, {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {ChunkMissingError, IntegrityError, isErrno, storeWriteError} from '../errors.js'
-import {exists, fastTmpName, mkdirpSync, readdirOrEmpty, tmpName, writeFileNoClobberSync} from '../util/fs-util.js'
+import {exists, fastTmpName, mkdirpSync, readdirOrEmpty, tmpName, writeFileNoClobberSync, writeNewFileSync} from '../util/fs-util.js'
 import {isValidId, StoreLayout} from './layout.js'
 import {decodeObject, isFrame, MAX_STORED_OBJECT, openObject} from './object-encoding.js'
 
@@ -175,13 +175,7 @@ export class LocalObjectStore {
     const tmp = path.join(this.objectStaging ?? this.layout.tmpDir, fastTmpName('raw'))
     try {
       if (!fs.existsSync(dest)) return false // evicted or collected meanwhile: not brought back here
-      const fd = fs.openSync(tmp, 'wx', 0o444)
-      try {
-        let off = 0
-        while (off < raw.length) off += fs.writeSync(fd, raw, off, raw.length - off)
-      } finally {
-        fs.closeSync(fd)
-      }
+      writeNewFileSync(tmp, raw)
       fs.renameSync(tmp, dest)
       return true
     } catch {

@@ -155,14 +155,8 @@ export async function writeFileAtomic(tmpFile: string, dest: string, data: Uint8
  * which the store's callers accept.
  */
 export function writeFileNoClobberSync(tmpFile: string, dest: string, data: Uint8Array): boolean {
-  const fd = fs.openSync(tmpFile, 'wx', 0o444)
+  writeNewFileSync(tmpFile, data)
   try {
-    try {
-      let off = 0
-      while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off)
-    } finally {
-      fs.closeSync(fd)
-    }
     try {
       fs.linkSync(tmpFile, dest)
       return true
@@ -184,6 +178,26 @@ export function writeFileNoClobberSync(tmpFile: string, dest: string, data: Uint
     } catch {
       // already gone; gc removes stale tmp/ files in any case
     }
+  }
+}
+
+/**
+ * Create `file`, which must not exist, read-only (0444), holding `data`, in
+ * synchronous calls. When a write or the close fails, the file is removed
+ * and the error thrown.
+ */
+export function writeNewFileSync(file: string, data: Uint8Array): void {
+  const fd = fs.openSync(file, 'wx', 0o444)
+  try {
+    try {
+      let off = 0
+      while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off)
+    } finally {
+      fs.closeSync(fd)
+    }
+  } catch (err) {
+    fs.rmSync(file, {force: true})
+    throw err
   }
 }
 
