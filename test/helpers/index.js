@@ -36,11 +36,12 @@ export function tmpStore() {
 
 /**
  * Run the real CLI: exec(['import', file], {store}) → {status, stdout, stderr}.
- * `input` (Buffer|string) is piped to stdin.
+ * `input` (Buffer|string) is piped to stdin; `bin` runs another build's bin/run.js
+ * (test/helpers/old-vmi.js).
  */
 export function exec(argv, opts = {}) {
   const env = childEnv(opts)
-  const r = spawnSync(process.execPath, [BIN, ...argv], {
+  const r = spawnSync(process.execPath, [opts.bin ?? BIN, ...argv], {
     env,
     input: opts.input,
     cwd: opts.cwd ?? ROOT,
@@ -63,11 +64,13 @@ function childEnv(opts) {
 
 /**
  * Start the CLI without waiting: returns the ChildProcess. `netns` runs it
- * inside that network namespace (`ip netns exec`, the fleet lab's hosts).
+ * inside that network namespace (`ip netns exec`, the fleet lab's hosts);
+ * `bin` runs another build's bin/run.js.
  */
 export function spawnCli(argv, opts = {}) {
   const env = childEnv(opts)
-  const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, process.execPath, BIN, ...argv]] : [process.execPath, [BIN, ...argv]]
+  const bin = opts.bin ?? BIN
+  const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, process.execPath, bin, ...argv]] : [process.execPath, [bin, ...argv]]
   return spawn(cmd, args, {env, cwd: ROOT, stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe']})
 }
 

@@ -1,6 +1,7 @@
 // A real vmi from before compressed objects (format 1), built from this
 // repository's own history: the interop tests run it against today's vmi.
-// Needs the repository's git history (skipped with the reason otherwise).
+// Needs the repository's git history (skipped with the reason otherwise). Run
+// it with the helpers' `bin` option: exec(argv, {bin}), startServe(store, args, {bin}).
 import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, rmSync, symlinkSync} from 'node:fs'
 import os from 'node:os'
@@ -34,16 +35,4 @@ export function oldVmi(commit = FORMAT1_COMMIT) {
   run(process.execPath, ['scripts/vendor-oclif.mjs'])
   run('sh', ['-c', 'touch .built'])
   return {bin}
-}
-
-/** Run the old vmi's CLI: {status, stdout, stderr}. */
-export function execOld(bin, argv, {store, env = {}, timeout = 300_000} = {}) {
-  const e = {...process.env, ...env}
-  delete e.FORCE_COLOR
-  delete e.NODE_DISABLE_COLORS
-  delete e.VMI_HOME
-  if (store) e.VMI_HOME = store
-  const r = spawnSync(process.execPath, [bin, ...argv], {env: e, encoding: 'utf8', timeout, maxBuffer: 64 << 20})
-  if (r.error) throw r.error
-  return {status: r.status, stdout: r.stdout, stderr: r.stderr}
 }

@@ -5,10 +5,11 @@ import {spawnCli} from './index.js'
  * `opts.listen` (default 127.0.0.1:0) lets a restarted server take its old
  * port again; `opts.netns` runs it in a network namespace (then metrics()
  * cannot reach it from here: ask from inside, test/helpers/lab.js httpGet);
- * `opts.startTimeoutMs` (default 20 s) bounds the wait for its URL.
+ * `opts.startTimeoutMs` (default 20 s) bounds the wait for its URL; `opts.bin`
+ * runs another build's vmi (test/helpers/old-vmi.js).
  */
 export async function startServe(store, args = [], opts = {}) {
-  const child = spawnCli(['serve', '--listen', opts.listen ?? '127.0.0.1:0', ...args], {store, env: opts.env, netns: opts.netns})
+  const child = spawnCli(['serve', '--listen', opts.listen ?? '127.0.0.1:0', ...args], {store, env: opts.env, netns: opts.netns, bin: opts.bin})
   let stderr = ''
   child.stderr.on('data', (d) => (stderr += d))
   const url = await new Promise((resolve, reject) => {

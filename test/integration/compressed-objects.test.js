@@ -17,7 +17,7 @@ import {zstdCompress} from '../../dist/store/zstd.js'
 import {exec, execAsync, fsckClean, fsckCleanAsync, hasCommand, listFiles, makeImage, seededBytes, skip, tmpDir} from '../helpers/index.js'
 import {startMount} from '../helpers/mount.js'
 import {startNginx} from '../helpers/nginx.js'
-import {oldVmi, execOld} from '../helpers/old-vmi.js'
+import {oldVmi} from '../helpers/old-vmi.js'
 import {metricSum, startServe} from '../helpers/serve.js'
 
 const CHUNK = 128 * 1024
@@ -55,6 +55,27 @@ async function objects(store) {
   return Promise.all(files.map(async (f) => ({id: f.replace('/', ''), stored: await fsp.readFile(path.join(store, 'objects', f))})))
 }
 
+function importOk(file, ref, store, opts = {}) {
+  const r = exec(['import', file, ref], {store, ...opts})
+  assert.is(r.status, 0, r.stderr)
+}
+
+/**
+ * The mixed image (`imageSeed`) imported as img:v1 into DIR/src and pushed to a vmi serve (with
+ * a push token) over DIR/seed: {src, seed, srv, bytes}. The caller stops srv.
+ */
+async function pushedSeed(dir, imageSeed = 1) {
+  const src = path.join(dir, 'src')
+  const seed = path.join(dir, 'seed')
+  const {file, bytes} = await mixedImage(dir, imageSeed)
+  importOk(file, 'img:v1', src)
+  const srv = await startServe(seed, ['--token', TOKEN])
+  const p = await execAsync(['push', 'img:v1', srv.url, '--token', TOKEN], {store: src})
+  if (p.status !== 0) await srv.stop()
+  assert.is(p.status, 0, p.stderr)
+  return {src, seed, srv, bytes}
+}
+
 function exportBytes(store, ref, dir) {
   const out = path.join(dir, `export-${Math.random().toString(36).slice(2)}.raw`)
   const r = exec(['export', ref, out], {store})
@@ -70,8 +91,7 @@ test('push compresses to vmi serve; the seed and the pulling host keep the frame
   let srv
   try {
     const {file, bytes} = await mixedImage(t.dir)
-    const imp = exec(['import', file, 'img:v1'], {store: src})
-    assert.is(imp.status, 0, imp.stderr)
+    importOk(file, 'img:v1', src)
     await fsp.writeFile(path.join(t.dir, 'token'), TOKEN)
     srv = await startServe(seed, ['--token-file', path.join(t.dir, 'token')])
     const p = await execAsync(['push', 'img:v1', srv.url, '--token', TOKEN, '--json'], {store: src})
@@ -108,8 +128,7 @@ test('push compresses to vmi serve; the seed and the pulling host keep the frame
     // --no-compress: raw chunks even to a seed that stores frames
     const src2 = path.join(t.dir, 'src2')
     const {file: f2} = await mixedImage(t.dir, 2)
-    const imp2 = exec(['import', f2, 'img:v2'], {store: src2})
-    assert.is(imp2.status, 0, imp2.stderr)
+    importOk(f2, 'img:v2', src2)
     const p2 = await execAsync(['push', 'img:v2', srv.url, '--token', TOKEN, '--no-compress', '--json'], {store: src2})
     assert.is(p2.status, 0, p2.stderr)
     assert.is(JSON.parse(p2.stdout).compressed, false)
@@ -132,8 +151,7 @@ test('a push of several batches compresses on writer threads; a corrupt local ch
     const file = path.join(t.dir, 'big.raw')
     const bytes = Buffer.concat([seededBytes('big-head', CHUNK), textBytes('big', 319 * CHUNK)])
     await fsp.writeFile(file, bytes)
-    const imp = exec(['import', file, 'big:v1'], {store: src})
-    assert.is(imp.status, 0, imp.stderr)
+    importOk(file, 'big:v1', src)
     srv = await startServe(seed, ['--token', TOKEN])
     // one chunk of the source store goes bad (a bit flipped on disk)
     const victim = (await objects(src)).find((o) => !o.stored.equals(seededBytes('big-head', CHUNK)))
@@ -152,7 +170,7 @@ test('a push of several batches compresses on writer threads; a corrupt local ch
     const repair = JSON.parse(exec(['fsck', '--repair', '--json'], {store: src}).stdout)
     // moved aside, the chunk is then missing from its image until imported again
     assert.equal(repair.problems.map((x) => [x.kind, Boolean(x.repaired)]), [['corrupt-object', true], ['missing-chunk', false]])
-    assert.is(exec(['import', file, 'big:v1'], {store: src}).status, 0)
+    importOk(file, 'big:v1', src)
     const p = await execAsync(['push', 'big:v1', srv.url, '--token', TOKEN, '--json'], {store: src})
     assert.is(p.status, 0, p.stderr)
     assert.is(JSON.parse(p.stdout).compressed, true)
@@ -167,15 +185,11 @@ test('a push of several batches compresses on writer threads; a corrupt local ch
 
 test('vmi serve sends a compressed object as stored only to a client that asks (X-Vmi-Encodings: zstd), else the chunk', async () => {
   const t = tmpDir()
-  const src = path.join(t.dir, 'src')
-  const seed = path.join(t.dir, 'seed')
   let srv
   try {
-    const {file} = await mixedImage(t.dir)
-    const imp = exec(['import', file, 'img:v1'], {store: src})
-    assert.is(imp.status, 0, imp.stderr)
-    srv = await startServe(seed, ['--token', TOKEN])
-    assert.is((await execAsync(['push', 'img:v1', srv.url, '--token', TOKEN], {store: src})).status, 0)
+    const pushed = await pushedSeed(t.dir)
+    srv = pushed.srv
+    const {seed} = pushed
     const frame = (await objects(seed)).find((o) => isFrame(o.stored))
     const url = `${srv.url}/objects/${frame.id.slice(0, 2)}/${frame.id.slice(2)}`
     const plain = await fetch(url)
@@ -248,18 +262,14 @@ test('a lying client in a compressed object batch: a frame of other bytes, a cor
 test('a mount reads an image whose chunks rest compressed (pulled) byte-identical and rewrites them raw; it stores what it fetches raw', async () => {
   if (!hasCommand('qemu-img')) return skip('qemu-img not installed')
   const t = tmpDir()
-  const src = path.join(t.dir, 'src')
-  const seed = path.join(t.dir, 'seed')
   const host = path.join(t.dir, 'host')
   const lazy = path.join(t.dir, 'lazy')
   let srv
   let m
   try {
-    const {file, bytes} = await mixedImage(t.dir)
-    const imp = exec(['import', file, 'img:v1'], {store: src})
-    assert.is(imp.status, 0, imp.stderr)
-    srv = await startServe(seed, ['--token', TOKEN])
-    assert.is((await execAsync(['push', 'img:v1', srv.url, '--token', TOKEN], {store: src})).status, 0)
+    const pushed = await pushedSeed(t.dir)
+    srv = pushed.srv
+    const {bytes} = pushed
     assert.is((await execAsync(['pull', 'img:v1', srv.url], {store: host})).status, 0)
     const framesIn = async (store) => (await objects(store)).filter((o) => isFrame(o.stored)).length
     const readAll = async (store, args) => {
@@ -295,41 +305,39 @@ test('a vmi from before compression (format 1) and today\'s vmi pull from and pu
   const old = oldVmi()
   if (old.skip) return skip(old.skip)
   const t = tmpDir()
-  const dirs = Object.fromEntries(['src', 'newSeed', 'oldSeed', 'oldHost', 'newHost', 'oldSrc', 'newHost2', 'oldHost2', 'oldStatic'].map((k) => [k, path.join(t.dir, k)]))
+  const dirs = Object.fromEntries(['oldSeed', 'oldHost', 'newHost', 'oldSrc', 'newHost2', 'oldHost2', 'oldStatic'].map((k) => [k, path.join(t.dir, k)]))
   const servers = []
   let nginx
   try {
-    const {file, bytes} = await mixedImage(t.dir, 3)
-    assert.is(exec(['import', file, 'img:v1'], {store: dirs.src}).status, 0)
     // today's seed, holding compressed objects
-    const newSrv = await startServe(dirs.newSeed, ['--token', TOKEN])
+    const {src, seed, srv: newSrv, bytes} = await pushedSeed(t.dir, 3)
+    Object.assign(dirs, {src, newSeed: seed})
     servers.push(newSrv)
-    assert.is((await execAsync(['push', 'img:v1', newSrv.url, '--token', TOKEN], {store: dirs.src})).status, 0)
     assert.is((await fsckCleanAsync(dirs.newSeed)).compressedObjects, 24)
     // 1. the old vmi pulls from it: vmi serve decodes for a client that does not ask
-    let r = execOld(old.bin, ['pull', 'img:v1', newSrv.url], {store: dirs.oldHost})
+    let r = exec(['pull', 'img:v1', newSrv.url], {store: dirs.oldHost, bin: old.bin})
     assert.is(r.status, 0, r.stderr)
     assert.ok(exportBytes(dirs.oldHost, 'img:v1', t.dir).equals(bytes), 'the old vmi got every chunk right')
     assert.is((await objects(dirs.oldHost)).filter((o) => isFrame(o.stored)).length, 0, 'and stored them raw, as it knows')
     // 2. the old vmi pushes to today's seed (raw chunks), today's vmi pulls them
     const {file: f4, bytes: b4} = await mixedImage(t.dir, 4)
-    assert.is(execOld(old.bin, ['import', f4, 'img:v4'], {store: dirs.oldSrc}).status, 0)
-    r = execOld(old.bin, ['push', 'img:v4', newSrv.url, '--token', TOKEN], {store: dirs.oldSrc})
+    importOk(f4, 'img:v4', dirs.oldSrc, {bin: old.bin})
+    r = exec(['push', 'img:v4', newSrv.url, '--token', TOKEN], {store: dirs.oldSrc, bin: old.bin})
     assert.is(r.status, 0, r.stderr)
     assert.is((await execAsync(['pull', 'img:v4', newSrv.url], {store: dirs.newHost})).status, 0)
     assert.ok(exportBytes(dirs.newHost, 'img:v4', t.dir).equals(b4))
     // 3. today's vmi pushes to an old seed: it is told nothing of encodings, so it sends raw chunks, which the old seed takes
-    const oldSrv = await startOldServe(old.bin, dirs.oldSeed)
+    const oldSrv = await startServe(dirs.oldSeed, ['--token', TOKEN], {bin: old.bin})
     servers.push(oldSrv)
     r = await execAsync(['push', 'img:v1', oldSrv.url, '--token', TOKEN, '--json'], {store: dirs.src})
     assert.is(r.status, 0, r.stderr)
     assert.is(JSON.parse(r.stdout).compressed, false)
     assert.is((await objects(dirs.oldSeed)).filter((o) => isFrame(o.stored)).length, 0)
-    assert.is(execOld(old.bin, ['fsck'], {store: dirs.oldSeed}).status, 0, 'the old vmi finds its seed clean')
+    assert.is(exec(['fsck'], {store: dirs.oldSeed, bin: old.bin}).status, 0, 'the old vmi finds its seed clean')
     // 4. today's vmi pulls from the old seed, the old vmi pulls what today's vmi pushed there
     assert.is((await execAsync(['pull', 'img:v1', oldSrv.url], {store: dirs.newHost2})).status, 0)
     assert.ok(exportBytes(dirs.newHost2, 'img:v1', t.dir).equals(bytes))
-    assert.is(execOld(old.bin, ['pull', 'img:v1', oldSrv.url], {store: dirs.oldHost2}).status, 0)
+    assert.is(exec(['pull', 'img:v1', oldSrv.url], {store: dirs.oldHost2, bin: old.bin}).status, 0)
     // 5. today's vmi reads an old store (raw objects) in place: fsck, export
     assert.is(fsckClean(dirs.oldHost2).compressedObjects, 0)
     assert.ok(exportBytes(dirs.oldHost2, 'img:v1', t.dir).equals(bytes))
@@ -337,7 +345,7 @@ test('a vmi from before compression (format 1) and today\'s vmi pull from and pu
     // every compressed chunk as wrong bytes (exit 9) and stores none of them (PROTOCOL.md says so)
     if (hasCommand('nginx')) {
       nginx = await startNginx(dirs.newSeed)
-      r = execOld(old.bin, ['pull', 'img:v1', nginx.url], {store: dirs.oldStatic})
+      r = exec(['pull', 'img:v1', nginx.url], {store: dirs.oldStatic, bin: old.bin})
       assert.is(r.status, 9, r.stderr)
       assert.match(r.stderr, /wrong bytes|expected 131072/)
       const kept = await objects(dirs.oldStatic)
@@ -353,32 +361,5 @@ test('a vmi from before compression (format 1) and today\'s vmi pull from and pu
     t.cleanup()
   }
 })
-
-/** The old vmi's serve, with a push token: {url, stop}. */
-async function startOldServe(bin, store) {
-  const {spawn} = await import('node:child_process')
-  const env = {...process.env, VMI_HOME: store}
-  delete env.FORCE_COLOR
-  delete env.NODE_DISABLE_COLORS
-  const child = spawn(process.execPath, [bin, 'serve', '--listen', '127.0.0.1:0', '--token', TOKEN], {env, stdio: ['ignore', 'pipe', 'pipe']})
-  let stderr = ''
-  child.stderr.on('data', (d) => (stderr += d))
-  const url = await new Promise((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`old vmi serve did not start: ${stderr}`)), 20_000)
-    child.stdout.on('data', (d) => {
-      out += d
-      const m = /(https?:\/\/[^\s"]+)/.exec(out)
-      if (m) {
-        clearTimeout(timer)
-        resolve(m[1].replace(/\/$/, ''))
-      }
-    })
-    child.on('exit', (code) => reject(new Error(`old vmi serve exited ${code}: ${stderr}`)))
-  })
-  child.removeAllListeners('exit')
-  const exited = new Promise((r) => child.on('exit', r))
-  return {url, stop: () => (child.exitCode === null && child.kill('SIGTERM'), exited)}
-}
 
 test.run()
