@@ -5,6 +5,7 @@
  * leaves (missing there, failed, wrong bytes, unanswered) goes back to the
  * caller in `leftover`, for the chunk-by-chunk chain.
  */
+import {setMaxListeners} from 'node:events'
 import os from 'node:os'
 import {ObjectWriter} from '../store/object-writer.js'
 import {receiveBulk, type BulkEnd, type BulkProgress} from './bulk-receive.js'
@@ -50,6 +51,8 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
     const parts = groups.size > 1 ? 1 : Math.min(writers.length, list.length)
     for (let p = 0; p < parts; p++) tasks.push({src, items: list.filter((_, i) => i % parts === p)})
   }
+  // every task listens on `stop`, one per peer with many peers: not a leak
+  setMaxListeners(tasks.length + 1, stop.signal)
   try {
     await Promise.all(
       tasks.map(async ({src, items}, t) => {

@@ -1,9 +1,11 @@
 // What a pull says about its sources, through the real CLI: one dead peer
 // (a closed port on 127.0.0.1) of two costs one warning line, not one per
 // chunk; `--verbose` lists every peer and the seed, up or down and what each
-// sent; `--json` carries the same as `sources`.
+// sent; `--json` carries the same as `sources`. A pull from a dozen peers
+// prints nothing but its summary.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
+import net from 'node:net'
 import path from 'node:path'
 import {execAsync, freePort, makeImage, tmpStore} from '../helpers/index.js'
 import {startServe} from '../helpers/serve.js'
@@ -58,6 +60,48 @@ test('one dead peer of two: one warning line; --verbose and --json say which sou
       ],
     )
     assert.is(j.stderr.trim().split('\n').length, 1, `one JSON warning line:\n${j.stderr}`)
+  } finally {
+    for (const s of servers) await s.stop()
+    t.cleanup()
+  }
+})
+
+/** A TCP forwarder on a free port of 127.0.0.1 to `target` (http://HOST:PORT): one more address for the same server. */
+async function forwarder(target) {
+  const {hostname, port} = new URL(target)
+  const server = net.createServer((c) => {
+    const up = net.connect(Number(port), hostname)
+    c.pipe(up).pipe(c)
+    const end = () => (c.destroy(), up.destroy())
+    c.on('error', end)
+    up.on('error', end)
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((resolve) => server.close(resolve))}
+}
+
+test('a pull from twelve peers prints its summary and nothing else (no listener-leak warning)', async () => {
+  const t = tmpStore()
+  const servers = []
+  try {
+    const src = path.join(t.dir, 'src.raw')
+    // 64 chunks over 12 peers: every peer owns some, so the pull asks each over its own connection
+    await makeImage(src, [{kind: 'random', size: 4096 * K, seed: 'pull-twelve-peers'}])
+    const seedStore = path.join(t.dir, 'seed')
+    assert.is((await execAsync(['import', src, 'app:v1', '--chunk-size', '64K'], {store: seedStore})).status, 0)
+    const seed = await startServe(seedStore)
+    servers.push(seed)
+    const peer = await startServe(path.join(t.dir, 'peer'), ['--seed', seed.url])
+    servers.push(peer)
+    const peers = []
+    for (let i = 0; i < 12; i++) peers.push(await forwarder(peer.url))
+    servers.push(...peers.map((p) => ({stop: p.close})))
+    const r = await execAsync(['pull', 'app:v1', seed.url, ...peers.flatMap((p) => ['--peer', p.url]), '--json'], {store: path.join(t.dir, 'host')})
+    assert.is(r.status, 0, r.stderr)
+    assert.is(r.stderr, '', 'nothing on stderr with --json')
+    const out = JSON.parse(r.stdout)
+    assert.equal(out.fromChunks, {local: 0, peer: 64, seed: 0})
+    assert.is(out.sources.filter((s) => s.kind === 'peer' && s.chunks > 0).length, 12, 'every peer sent its share')
   } finally {
     for (const s of servers) await s.stop()
     t.cleanup()
