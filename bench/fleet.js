@@ -36,9 +36,10 @@ const opts = parseOptions(
   'fleet',
   {
     hosts: ['--hosts LIST', [1, 2, 4, 8, 16], numberList, 'fleet sizes for the fill'],
-    rate: ['--rate R', '200mbit', String, "every host's link, both directions"],
+    // network-bound at N = 16 on 2 cores (bench/README.md, "Fleet benchmark": at 200 Mbit/s the 16-host fill saturates the cores)
+    rate: ['--rate R', '36mbit', String, "every host's link, both directions"],
     seedRate: ['--seed-rate R', undefined, String, "the seed's link (default: --rate)"],
-    sizeMiB: ['--size-mib N', 256, Number, 'image size; half of it is unique non-zero chunks'],
+    sizeMiB: ['--size-mib N', 128, Number, 'image size; half of it is unique non-zero chunks'],
     reps: ['--reps N', 3, Number, 'runs of the vmi contender per fleet size, min–median–max reported; anchors run once'],
     churnHosts: ['--churn-hosts N', 8, Number, 'fleet size for the churn scenarios'],
     churn: ['--no-churn', true, false, 'skip the churn scenarios'],

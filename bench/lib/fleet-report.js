@@ -82,7 +82,7 @@ export function fleetBody(R, {plot}) {
     '',
   )
   out.push(
-    `**Scaling**: every size and rate here is a fleet's scaled down by one factor. At ${mbit(R.lab.rate)} a ${bytesHuman(img.size)} image models, for example, a ${f((img.size * 50) / GiB, 1)} GiB image on 10 Gbit/s links (×${f(10e9 / R.lab.rate, 0)}: the same seconds) — ` +
+    `**Scaling**: every size and rate here is a fleet's scaled down by one factor. At ${mbit(R.lab.rate)} a ${bytesHuman(img.size)} image models, for example, a ${f((img.size * (10e9 / R.lab.rate)) / GiB, 1)} GiB image on 10 Gbit/s links (×${f(10e9 / R.lab.rate, 0)}: the same seconds) — ` +
       `as long as CPU stays below saturation, which on this ${R.machine.cores}-core machine shared by all hosts it does not always: the "busy cores" column shows it, and a run near ${R.machine.cores} cores measures CPU, not the links.`,
     '',
   )
