@@ -289,9 +289,16 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     const found = async (): Promise<Fetched | undefined> => {
       if (this.peers.length > 0) {
         const ranked = this.init.ownerHashing === false ? this.peers : rankPeers(this.peers, id)
-        for (let i = 0; i < ranked.length; i++) {
-          const data = await attempt(ranked[i], i === 0 && this.init.ownerHashing !== false)
-          if (data) return {data, source: 'peer', from: ranked[i].name}
+        // The owner is the first peer up in rank order, as bulkSource picks it: with the
+        // first one down, the next one up fetches through, so the fleet still asks the seed
+        // once for the chunk instead of once per host.
+        let ownerPending = this.init.ownerHashing !== false
+        for (const peer of ranked) {
+          const fetchThrough = ownerPending && peer.downSince === undefined
+          const data = await attempt(peer, fetchThrough)
+          if (data) return {data, source: 'peer', from: peer.name}
+          // an owner that answered, or failed without going down, stays the owner
+          if (fetchThrough && peer.downSince === undefined) ownerPending = false
         }
       }
       if (this.seed) {

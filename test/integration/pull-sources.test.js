@@ -1,8 +1,9 @@
 // What a pull says about its sources, through the real CLI: one dead peer
 // (a closed port on 127.0.0.1) of two costs one warning line, not one per
 // chunk; `--verbose` lists every peer and the seed, up or down and what each
-// sent; `--json` carries the same as `sources`. A pull from a dozen peers
-// prints nothing but its summary.
+// sent; `--json` carries the same as `sources`. With a chunk's owner down, the
+// next peer up fetches it through. A pull from a dozen peers prints nothing
+// but its summary.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import net from 'node:net'
@@ -60,6 +61,33 @@ test('one dead peer of two: one warning line; --verbose and --json say which sou
       ],
     )
     assert.is(j.stderr.trim().split('\n').length, 1, `one JSON warning line:\n${j.stderr}`)
+  } finally {
+    for (const s of servers) await s.stop()
+    t.cleanup()
+  }
+})
+
+test('a dead owner: the next peer up fetches its chunks through, chunk by chunk as in bulk, and the host never asks the seed', async () => {
+  const t = tmpStore()
+  const servers = []
+  try {
+    const src = path.join(t.dir, 'src.raw')
+    // 64 chunks over three peers: about a third owned by the dead one
+    await makeImage(src, [{kind: 'random', size: 4096 * K, seed: 'pull-dead-owner'}])
+    const seedStore = path.join(t.dir, 'seed')
+    assert.is((await execAsync(['import', src, 'app:v1', '--chunk-size', '64K'], {store: seedStore})).status, 0)
+    const seed = await startServe(seedStore)
+    servers.push(seed)
+    const dead = `http://127.0.0.1:${await freePort()}`
+    for (const bulk of [['--no-bulk'], []]) {
+      // owners with empty stores: whatever they send, they fetched through from the seed
+      const a = await startServe(path.join(t.dir, `a${bulk.length}`), ['--seed', seed.url])
+      const b = await startServe(path.join(t.dir, `b${bulk.length}`), ['--seed', seed.url])
+      servers.push(a, b)
+      const r = await execAsync(['pull', 'app:v1', seed.url, '--peer', dead, '--peer', a.url, '--peer', b.url, '--json', ...bulk], {store: path.join(t.dir, `host${bulk.length}`)})
+      assert.is(r.status, 0, r.stderr)
+      assert.equal(JSON.parse(r.stdout).fromChunks, {local: 0, peer: 64, seed: 0}, `every chunk through a live peer (${bulk})`)
+    }
   } finally {
     for (const s of servers) await s.stop()
     t.cleanup()
