@@ -127,13 +127,11 @@ export function simulate(ctx, p) {
   const done = new Int32Array(H)
   const finish = new Float64Array(H).fill(-1)
   const knownDown = new Uint8Array(H * H) // h*H + d: host h already found the departed host d unreachable (skipped since)
-  let walk // rank positions for walks past a departed owner (built when hosts leave)
 
   // counters
   const uploads = new Float64Array(H + 1) // chunks sent over the network, per node
   let seedThrough = 0 // seed → owner (fetch-through)
-  let seedDirect = 0 // seed → a host itself (no peers, or a walk that found no holder)
-  let notFound = 0 // 404s of plain GETs during walks
+  let seedDirect = 0 // seed → a host itself (no peers, or none of its peers left up)
   let refused = 0
   let retries = 0
 
@@ -145,7 +143,7 @@ export function simulate(ctx, p) {
     active.add(from)
   }
   const pending = new Map() // owner*C + c → waiting hosts (single flight at the owner)
-  const delayed = new Map() // tick → [{h, c, src}]: walks that end then
+  const delayed = new Map() // tick → [{h, c, owner}]: asks past a departed owner, due once its refused connections are paid
   const toIssue = [] // hosts that may issue more requests
   const retryNow = [] // {h, c} asked again (their source left)
 
@@ -179,89 +177,52 @@ export function simulate(ctx, p) {
       return enqueue(SEED, {to: h, c, kind: 'direct'})
     }
     if (alive[o]) return askOwner(h, o, c)
-    // the owner on h's list has left: refused connection, then plain GETs down the ranking
-    let trips = 0 // round trips: refused connections and 404s
+    // The owner on h's list has left: its connection is refused (once per host,
+    // whose circuit breaker then marks it down), and the next peer up on h's list
+    // is the owner, asked with fetch-through as the fetch chain does.
+    let trips = 0
     if (!knownDown[h * H + o]) {
       knownDown[h * H + o] = 1
       refused++
       trips++
     }
-    const w = views[v].complete && walk && !p.slowWalk ? walkFast(h, c) : walkSlow(h, c, views[v].inView)
-    trips += w.trips
+    const n = nextOwner(h, c, views[v].inView)
+    trips += n.trips
     const wait = Math.floor(trips * rttTicks + 1e-9)
     if (wait > 0) {
-      // pay for the walk first, then fetch from whatever held it when the walk started
+      // pay for the refused connections first, then ask
       const t = tick + wait
       if (!delayed.has(t)) delayed.set(t, [])
-      delayed.get(t).push({h, c, src: w.src})
+      delayed.get(t).push({h, c, owner: n.owner})
       return
     }
-    sendFrom(h, c, w.src)
+    askNext(h, c, n.owner)
   }
 
-  /** The walk down h's list (past the departed owner) for chunk c, peer by peer. */
-  const walkSlow = (h, c, inView) => {
+  /** The first peer up on h's list for chunk c past the departed ones (each found refused once), or -1: none left. */
+  const nextOwner = (h, c, inView) => {
     let trips = 0
-    let first = true
     for (const u of ranking[c]) {
       if (!inView[u]) continue
-      if (first) {
-        first = false // the owner, just tried
-        continue
-      }
       const q = hostOfU[u]
-      if (q < 0 || q === h) continue
-      if (!alive[q]) {
-        if (!knownDown[h * H + q]) {
-          knownDown[h * H + q] = 1
-          refused++
-          trips++
-        }
-        continue
-      }
-      if (has[q * C + c]) return {src: q, trips}
-      notFound++
-      trips++
-    }
-    return {src: SEED, trips}
-  }
-
-  /**
-   * The same walk when h's list names every host of the fleet, without visiting
-   * each peer: the first live holder in rank order is kept per chunk (`walk.best`),
-   * and the 404s before it are counted from rank positions.
-   */
-  const walkFast = (h, c) => {
-    const base = c * H
-    const best = walk.best[c]
-    const limit = best < 0 ? H : best
-    let trips = 0
-    let deadBelow = 0
-    for (const q of walk.deadPos[c]) {
-      if (q >= limit) break
-      if (q === 0) continue // the owner, paid for above
-      deadBelow++
-      const d = walk.rankHost[base + q]
-      if (!knownDown[h * H + d]) {
-        knownDown[h * H + d] = 1
+      if (q < 0) continue
+      if (alive[q]) return {owner: q, trips}
+      if (!knownDown[h * H + q]) {
+        knownDown[h * H + q] = 1
         refused++
         trips++
       }
     }
-    let misses = limit - 1 - deadBelow
-    if (walk.pos[base + h] < limit) misses-- // itself: its own store was checked first
-    notFound += misses
-    trips += misses
-    return {src: best < 0 ? SEED : walk.rankHost[base + best], trips}
+    return {owner: -1, trips}
   }
 
-  const sendFrom = (h, c, src) => {
-    if (src === SEED) {
+  /** Ask `owner` (from nextOwner) for chunk c, or the seed when no peer is left; ask again if it left meanwhile. */
+  const askNext = (h, c, owner) => {
+    if (owner < 0) {
       seedDirect++
       enqueue(SEED, {to: h, c, kind: 'direct'})
-    } else if (alive[src] && has[src * C + c]) {
-      enqueue(src, {to: h, c, kind: 'peer'})
-    } else request(h, c) // it left meanwhile: ask again
+    } else if (alive[owner]) askOwner(h, owner, c)
+    else request(h, c)
   }
 
   const askOwner = (h, o, c) => {
@@ -282,10 +243,6 @@ export function simulate(ctx, p) {
   const deliver = (job) => {
     const {to, c, kind} = job
     has[to * C + c] = 1
-    if (walk && alive[to]) {
-      const q = walk.pos[c * H + to]
-      if (walk.best[c] < 0 || q < walk.best[c]) walk.best[c] = q
-    }
     if (kind === 'through') {
       const key = to * C + c
       const waiters = pending.get(key) ?? []
@@ -345,25 +302,6 @@ export function simulate(ctx, p) {
         }
     }
     for (const [t, list] of delayed) delayed.set(t, list.filter((r) => alive[r.h]))
-    if (!leave.updateViews) {
-      // per chunk: every host's rank position, the host at each position, the
-      // positions of the departed, and the best-ranked live holder
-      walk = {pos: new Int32Array(C * H), rankHost: new Int32Array(C * H), deadPos: [], best: new Int32Array(C).fill(-1)}
-      for (let c = 0; c < C; c++) {
-        let k = 0
-        const dead = []
-        for (const u of ranking[c]) {
-          const h = hostOfU[u]
-          if (h < 0) continue
-          walk.pos[c * H + h] = k
-          walk.rankHost[c * H + k] = h
-          if (!alive[h]) dead.push(k)
-          else if (walk.best[c] < 0 && has[h * C + c]) walk.best[c] = k
-          k++
-        }
-        walk.deadPos.push(Int32Array.from(dead))
-      }
-    }
     if (leave.updateViews) {
       // every remaining host learns the new peer list at once (e.g. a membership service)
       const remap = new Map()
@@ -390,7 +328,7 @@ export function simulate(ctx, p) {
     const due = delayed.get(tick)
     if (due) {
       delayed.delete(tick)
-      for (const r of due) if (alive[r.h]) sendFrom(r.h, r.c, r.src)
+      for (const r of due) if (alive[r.h]) askNext(r.h, r.c, r.owner)
     }
     while (retryNow.length) {
       const r = retryNow.shift()
@@ -429,7 +367,7 @@ export function simulate(ctx, p) {
     }
     for (const j of sent) deliver(j)
     tick++
-    // nothing to send but walks still under way: jump to the next one that ends
+    // nothing to send but asks still waiting on refused connections: jump to the next one due
     if (!active.size && !retryNow.length && !toIssue.length && delayed.size) tick = Math.max(tick, Math.min(...delayed.keys()))
   }
 
@@ -459,7 +397,6 @@ export function simulate(ctx, p) {
     extraSeedBytes: (seedChunks - W) * chunkBytes,
     seedThrough,
     seedDirect,
-    notFound,
     refused,
     retries,
     served: summary(hostUploads),
@@ -562,7 +499,7 @@ export async function runSuite(opts = {}) {
       for (const updateViews of [true, false]) {
         const r = simulate(ctx, base(N, {label: `leave-${at}-${pct}-${updateViews ? 'updated' : 'stale'}`, workload: all, window: o.window, leave: {fraction: pct / 100, atFraction: at, updateViews}}))
         leave.push({percent: pct, at, lists: updateViews ? 'updated' : 'stale', ...r})
-        log(`${pct} % of ${N} hosts leave at ${Math.round(at * 100)} % of the pull, peer lists ${updateViews ? 'updated' : 'stale'}: seed ${r.seedRatio.toFixed(3)}× unique, ${r.notFound} 404s, ${r.ticks} ticks`)
+        log(`${pct} % of ${N} hosts leave at ${Math.round(at * 100)} % of the pull, peer lists ${updateViews ? 'updated' : 'stale'}: seed ${r.seedRatio.toFixed(3)}× unique (${r.seedDirect} chunks straight to hosts), ${r.refused} refused connections, ${r.ticks} ticks`)
       }
 
   // a fleet of N where the last J joined lately: they know every host, the
