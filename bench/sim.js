@@ -98,9 +98,7 @@ export function simulate(ctx, p) {
   const addView = (list) => {
     const inView = new Uint8Array(U)
     for (const u of list) inView[u] = 1
-    let n = 0
-    for (const u of members) n += inView[u]
-    views.push({inView, complete: n === H, owner: new Int32Array(C).fill(-2)})
+    views.push({inView, owner: new Int32Array(C).fill(-2)})
     return views.length - 1
   }
   for (const v of p.views) addView(v)

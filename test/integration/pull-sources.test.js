@@ -14,18 +14,27 @@ import {startServe} from '../helpers/serve.js'
 const K = 1024
 
 
+/**
+ * A 4 MiB random image of 64 chunks (64 KiB) imported as app:v1 into DIR/seed and served
+ * there: the seed's server, pushed onto `servers` for the caller to stop.
+ */
+async function seedWith64Chunks(dir, imageSeed, servers) {
+  const src = path.join(dir, 'src.raw')
+  await makeImage(src, [{kind: 'random', size: 4096 * K, seed: imageSeed}])
+  const seedStore = path.join(dir, 'seed')
+  const imp = await execAsync(['import', src, 'app:v1', '--chunk-size', '64K'], {store: seedStore})
+  assert.is(imp.status, 0, imp.stderr)
+  const seed = await startServe(seedStore)
+  servers.push(seed)
+  return seed
+}
+
 test('one dead peer of two: one warning line; --verbose and --json say which sources are up and what each sent', async () => {
   const t = tmpStore()
   const servers = []
   try {
-    const src = path.join(t.dir, 'src.raw')
     // 64 chunks: about half of them owned by the dead peer
-    await makeImage(src, [{kind: 'random', size: 4096 * K, seed: 'pull-sources'}])
-    const seedStore = path.join(t.dir, 'seed')
-    const imp = await execAsync(['import', src, 'app:v1', '--chunk-size', '64K'], {store: seedStore})
-    assert.is(imp.status, 0, imp.stderr)
-    const seed = await startServe(seedStore)
-    servers.push(seed)
+    const seed = await seedWith64Chunks(t.dir, 'pull-sources', servers)
     const peerStore = path.join(t.dir, 'peer')
     assert.is((await execAsync(['pull', 'app:v1', seed.url], {store: peerStore})).status, 0)
     const peer = await startServe(peerStore)
@@ -71,13 +80,8 @@ test('a dead owner: the next peer up fetches its chunks through, chunk by chunk 
   const t = tmpStore()
   const servers = []
   try {
-    const src = path.join(t.dir, 'src.raw')
     // 64 chunks over three peers: about a third owned by the dead one
-    await makeImage(src, [{kind: 'random', size: 4096 * K, seed: 'pull-dead-owner'}])
-    const seedStore = path.join(t.dir, 'seed')
-    assert.is((await execAsync(['import', src, 'app:v1', '--chunk-size', '64K'], {store: seedStore})).status, 0)
-    const seed = await startServe(seedStore)
-    servers.push(seed)
+    const seed = await seedWith64Chunks(t.dir, 'pull-dead-owner', servers)
     const dead = `http://127.0.0.1:${await freePort()}`
     for (const bulk of [['--no-bulk'], []]) {
       // owners with empty stores: whatever they send, they fetched through from the seed
@@ -112,13 +116,8 @@ test('a pull from twelve peers prints its summary and nothing else (no listener-
   const t = tmpStore()
   const servers = []
   try {
-    const src = path.join(t.dir, 'src.raw')
     // 64 chunks over 12 peers: every peer owns some, so the pull asks each over its own connection
-    await makeImage(src, [{kind: 'random', size: 4096 * K, seed: 'pull-twelve-peers'}])
-    const seedStore = path.join(t.dir, 'seed')
-    assert.is((await execAsync(['import', src, 'app:v1', '--chunk-size', '64K'], {store: seedStore})).status, 0)
-    const seed = await startServe(seedStore)
-    servers.push(seed)
+    const seed = await seedWith64Chunks(t.dir, 'pull-twelve-peers', servers)
     const peer = await startServe(path.join(t.dir, 'peer'), ['--seed', seed.url])
     servers.push(peer)
     const peers = []
