@@ -188,7 +188,7 @@ function simSection(R, {plot}) {
     '',
   )
   out.push(
-    `\`bench/sim.js\` (seed \`${Z.seed}\`, deterministic; ${f(Z.seconds, 1)} s). The owner of every chunk is chosen by the **real** \`rankPeers\` from \`${Z.rendezvous.module}\` (BLAKE3 ${Z.rendezvous.hashBackend}), over peer URLs \`http://10.0.x.y:7070\` and synthetic chunk ids (BLAKE3 of a seeded string: uniform, like real ids). ` +
+    `\`bench/sim.js\` (seed \`${Z.seed}\`, deterministic; ${f(Z.seconds, 1)} s). The owner of every chunk is chosen by the **real** \`rankPeers\` from \`${Z.rendezvous.module}\` (weights as docs/PROTOCOL.md, "Owner hashing", states them; BLAKE3 ${Z.rendezvous.hashBackend} for the peer keys), over peer URLs \`http://10.0.x.y:7070\` and synthetic chunk ids (BLAKE3 of a seeded string: uniform, like real ids). ` +
       `The image: ${I.image} from ${I.source}${I.sourceStartedAt ? ` (run of ${I.sourceStartedAt.slice(0, 10)})` : ''} — ${int(I.chunks)} distinct non-zero chunks of ${bytesHuman(I.chunkBytes)} = ${bytesHuman(U)}. ` +
       `A boot fetches ${int(m.bootChunks)} of them (${I.bootSource}).`,
     '',

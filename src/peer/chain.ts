@@ -28,7 +28,7 @@ import {mapLimit} from '../util/map-limit.js'
 import type {ObjectWriter} from '../store/object-writer.js'
 import type {BulkItem} from './pipelined-get.js'
 import {bulkFetch} from './chain-bulk.js'
-import {rankPeers} from './rendezvous.js'
+import {ownerPicker, walkRanked} from './rendezvous.js'
 import {UnavailableReport} from './unavailable-report.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 
@@ -210,8 +210,9 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     const leftover: string[] = []
     const groups = new Map<RemoteSource, BulkItem[]>()
     const here = init.bulk === false ? undefined : this.local.presentObjectsSync(items.map((i) => i.id))
+    const bulkSource = this.bulkSourcePicker()
     for (const {id, length} of items) {
-      const first = !here || here.has(id) ? undefined : this.bulkSource(id)
+      const first = !here || here.has(id) ? undefined : bulkSource(id)
       if (!first) leftover.push(id)
       else {
         const list = groups.get(first) ?? []
@@ -236,15 +237,24 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   }
 
   /**
-   * The source a chunk is bulk-fetched from: the one it is asked of first
-   * (its owner among the peers up, else the first peer up, else the seed
-   * when up), when that one has a bulk path; else undefined (a bare upstream:
-   * asked chunk by chunk).
+   * For each chunk, the source it is bulk-fetched from: the one it is asked
+   * of first (its owner among the peers up now, else the first peer up, else
+   * the seed when up), when that one has a bulk path; else undefined (a bare
+   * upstream: asked chunk by chunk).
    */
-  private bulkSource(id: string): RemoteSource | undefined {
+  private bulkSourcePicker(): (id: string) => RemoteSource | undefined {
     const up = this.peers.filter((p) => p.downSince === undefined)
-    const first = up.length > 0 ? (this.init.ownerHashing === false ? up[0] : rankPeers(up, id)[0]) : this.seed?.downSince === undefined ? this.seed : undefined
-    return first && hasBulkPath(first) ? first : undefined
+    const bulk = (src: UpstreamSource | undefined) => (src && hasBulkPath(src) ? src : undefined)
+    if (up.length === 0) {
+      const seed = this.seed?.downSince === undefined ? bulk(this.seed) : undefined
+      return () => seed
+    }
+    if (this.init.ownerHashing === false) {
+      const first = bulk(up[0])
+      return () => first
+    }
+    const owner = ownerPicker(up)
+    return (id) => bulk(owner(id))
   }
 
   private emit(e: ChainEvent): void {
@@ -288,8 +298,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     }
     const found = async (): Promise<Fetched | undefined> => {
       if (this.peers.length > 0) {
-        const ranked = this.init.ownerHashing === false ? this.peers : rankPeers(this.peers, id)
-        // The owner is the first peer up in rank order, as bulkSource picks it: with the
+        const ranked = this.init.ownerHashing === false ? this.peers : walkRanked(this.peers, id)
+        // The owner is the first peer up in rank order, as bulkSourcePicker picks it: with the
         // first one down, the next one up fetches through, so the fleet still asks the seed
         // once for the chunk instead of once per host.
         let ownerPending = this.init.ownerHashing !== false

@@ -2,17 +2,102 @@
  * Rendezvous (highest-random-weight) hashing: every host computes the same
  * owner for a chunk from the same peer list, and when a peer joins or leaves
  * only the chunks it owned move.
+ *
+ * The weight of (peer, chunk) mixes a key of the peer's URL (BLAKE3 of the
+ * URL, computed once per URL) with the chunk id's first 32 bits, which are
+ * uniform already (an id is a BLAKE3 digest). Ranking a chunk over P peers
+ * then costs P integer mixes instead of P hashes, which is what makes a
+ * peer list of a thousand hosts affordable per chunk. PROTOCOL.md ("Owner
+ * hashing") states the function: hosts must compute it alike to agree on
+ * owners.
  */
 import {hash} from '../store/hash.js'
 
-export function rendezvousScore(peer: string, id: string): string {
-  return hash(Buffer.from(`${peer}\n${id}`))
+/** The murmur3 finalizer: a bijection of 32-bit integers with full avalanche. */
+function fmix32(h: number): number {
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+/** Peer keys by URL; bounded, as a long-running serve may see many peer lists. */
+const peerKeys = new Map<string, number>()
+const MAX_PEER_KEYS = 65536
+
+/** The peer's key: the first 4 bytes of BLAKE3(URL as listed), big-endian. */
+export function peerKey(url: string): number {
+  let k = peerKeys.get(url)
+  if (k === undefined) {
+    k = Number.parseInt(hash(Buffer.from(url, 'utf8')).slice(0, 8), 16)
+    if (peerKeys.size >= MAX_PEER_KEYS) peerKeys.clear()
+    peerKeys.set(url, k)
+  }
+  return k
+}
+
+/** The chunk's key: its id's first 8 hex digits as a 32-bit integer. */
+function chunkKey(id: string): number {
+  const k = Number.parseInt(id.slice(0, 8), 16)
+  if (!(k >= 0)) throw new TypeError(`not a chunk id: ${JSON.stringify(id)}`)
+  return k
+}
+
+/** The weight of `peer` for chunk `id`: fmix32(chunk key XOR peer key), an integer in [0, 2^32). */
+export function rendezvousScore(peer: string, id: string): number {
+  return fmix32((chunkKey(id) ^ peerKey(peer)) >>> 0)
+}
+
+/** Whether a outranks b: the higher weight, and between equal weights the URL first in code-unit order. */
+function outranks(wa: number, ua: string, wb: number, ub: string): boolean {
+  return wa > wb || (wa === wb && ua < ub)
 }
 
 /** Peers ordered by their weight for `id`, owner first. */
 export function rankPeers<T extends {url: string}>(peers: readonly T[], id: string): T[] {
+  const c = chunkKey(id)
   return peers
-    .map((p) => ({p, s: rendezvousScore(p.url, id)}))
-    .sort((a, b) => (a.s < b.s ? 1 : a.s > b.s ? -1 : 0))
+    .map((p) => ({p, w: fmix32((c ^ peerKey(p.url)) >>> 0)}))
+    .sort((a, b) => (outranks(a.w, a.p.url, b.w, b.p.url) ? -1 : outranks(b.w, b.p.url, a.w, a.p.url) ? 1 : 0))
     .map((x) => x.p)
+}
+
+/**
+ * The owner of each chunk among `peers` (rankPeers(peers, id)[0]) for many
+ * chunks: the peers' keys are looked up once, and each chunk costs one mix
+ * per peer, without a sort. Undefined when `peers` is empty.
+ */
+export function ownerPicker<T extends {url: string}>(peers: readonly T[]): (id: string) => T | undefined {
+  const keys = Uint32Array.from(peers, (p) => peerKey(p.url))
+  return (id) => {
+    const c = chunkKey(id)
+    let best = -1
+    let bestW = -1
+    for (let i = 0; i < peers.length; i++) {
+      const w = fmix32((c ^ keys[i]) >>> 0)
+      if (best < 0 || outranks(w, peers[i].url, bestW, peers[best].url)) {
+        best = i
+        bestW = w
+      }
+    }
+    return best < 0 ? undefined : peers[best]
+  }
+}
+
+/**
+ * rankPeers(peers, id), one peer at a time: each step is one pass over the
+ * list. A chunk's owner usually answers, so most walks stop after the first
+ * step, where a sort of a thousand peers would cost ten times as much.
+ */
+export function* walkRanked<T extends {url: string}>(peers: readonly T[], id: string): Generator<T, void, undefined> {
+  const c = chunkKey(id)
+  const w = Float64Array.from(peers, (p) => fmix32((c ^ peerKey(p.url)) >>> 0))
+  for (let left = peers.length; left > 0; left--) {
+    let best = -1
+    for (let i = 0; i < peers.length; i++) if (w[i] >= 0 && (best < 0 || outranks(w[i], peers[i].url, w[best], peers[best].url))) best = i
+    w[best] = -1 // yielded
+    yield peers[best]
+  }
 }
