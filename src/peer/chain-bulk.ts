@@ -8,6 +8,7 @@
 import {setMaxListeners} from 'node:events'
 import os from 'node:os'
 import {ObjectWriter} from '../store/object-writer.js'
+import {mapLimit} from '../util/map-limit.js'
 import {receiveBulk, type BulkEnd, type BulkProgress} from './bulk-receive.js'
 import type {ChainEvent, ChainStats, FetchManyInit} from './chain.js'
 import type {BulkItem} from './pipelined-get.js'
@@ -37,6 +38,13 @@ export async function closeWriters(writers: readonly ObjectWriter[]): Promise<vo
   await Promise.all(writers.map((w) => w.close().catch(() => {})))
 }
 
+/**
+ * Bulk connections open at once, at most. A pull with a thousand peers has a
+ * thousand owners; one connection each, all at once, held the whole image in
+ * memory at one moment (every connection's window of chunks in flight).
+ */
+export const MAX_BULK_CONNECTIONS = 32
+
 export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: FetchManyInit, leftover: string[], chain: BulkChain): Promise<void> {
   const own = init.writers === undefined
   const writers = init.writers ?? startWriters(chain.storeRoot)
@@ -51,63 +59,75 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
     const parts = groups.size > 1 ? 1 : Math.min(writers.length, list.length)
     for (let p = 0; p < parts; p++) tasks.push({src, items: list.filter((_, i) => i % parts === p)})
   }
-  // every task listens on `stop`, one per peer with many peers: not a leak
-  setMaxListeners(tasks.length + 1, stop.signal)
+  // every running task listens on `stop`, one per peer with many peers: not a leak
+  setMaxListeners(Math.min(tasks.length, MAX_BULK_CONNECTIONS) + 1, stop.signal)
+  // With more owners than connections, each host takes them in its own random
+  // order: hosts that all took them in manifest order would all ask the same
+  // few owners first, and leave the rest idle.
+  if (tasks.length > MAX_BULK_CONNECTIONS) shuffle(tasks)
   try {
-    await Promise.all(
-      tasks.map(async ({src, items}, t) => {
-        const owner = src.kind === 'peer' && chain.ownerHashing
-        const onProgress = (p: BulkProgress) => {
-          chain.stats.wireBytes += p.wire
-          for (const i of p.stored) {
-            const item = items[i]
-            chain.tally(src.kind, item.length, src.name)
-            try {
-              init.onChunk?.(item.id, item.length, src.kind)
-            } catch (err) {
-              fatal ??= err as Error
-              stop.abort()
-            }
-          }
-          for (const i of p.missing) leftover.push(items[i].id)
-          for (const [i, reason] of p.failed) {
-            chain.stats.sourceErrors++
-            chain.emit({type: 'source-error', id: items[i].id, source: src.name, message: `${src.name} failed chunk ${items[i].id}: ${reason}`})
-            leftover.push(items[i].id)
-          }
-          for (const [i, actual] of p.mismatch) {
-            chain.stats.sourceErrors++
-            chain.stats.verificationFailures++
-            const id = items[i].id
-            chain.emit({type: 'verification-failure', id, source: src.name, message: `${src.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`})
-            leftover.push(id)
+    await mapLimit(tasks, MAX_BULK_CONNECTIONS, async ({src, items}, t) => {
+      // stopped before its turn came: the error or the caller's abort is thrown below
+      if (stop.signal.aborted) return
+      const owner = src.kind === 'peer' && chain.ownerHashing
+      const onProgress = (p: BulkProgress) => {
+        chain.stats.wireBytes += p.wire
+        for (const i of p.stored) {
+          const item = items[i]
+          chain.tally(src.kind, item.length, src.name)
+          try {
+            init.onChunk?.(item.id, item.length, src.kind)
+          } catch (err) {
+            fatal ??= err as Error
+            stop.abort()
           }
         }
-        let end: BulkEnd
-        try {
-          end = await receiveBulk(
-            writers[t % writers.length],
-            {url: src.url, items, options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
-            onProgress,
-            stop.signal,
-          )
-        } catch (err) {
-          // the store could not be written (or the thread died): nothing more can be stored
-          fatal ??= err as Error
-          stop.abort()
-          return
-        }
-        if (end.stopped && end.unanswered.length > 0 && !stop.signal.aborted) {
+        for (const i of p.missing) leftover.push(items[i].id)
+        for (const [i, reason] of p.failed) {
           chain.stats.sourceErrors++
-          chain.emit({type: 'source-error', id: items[end.unanswered[0]].id, source: src.name, message: `bulk fetch from ${src.name} stopped (${end.stopped}); ${end.unanswered.length} chunks go one by one`})
+          chain.emit({type: 'source-error', id: items[i].id, source: src.name, message: `${src.name} failed chunk ${items[i].id}: ${reason}`})
+          leftover.push(items[i].id)
         }
-        for (const i of end.unanswered) leftover.push(items[i].id)
-      }),
-    )
+        for (const [i, actual] of p.mismatch) {
+          chain.stats.sourceErrors++
+          chain.stats.verificationFailures++
+          const id = items[i].id
+          chain.emit({type: 'verification-failure', id, source: src.name, message: `${src.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`})
+          leftover.push(id)
+        }
+      }
+      let end: BulkEnd
+      try {
+        end = await receiveBulk(
+          writers[t % writers.length],
+          {url: src.url, items, options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
+          onProgress,
+          stop.signal,
+        )
+      } catch (err) {
+        // the store could not be written (or the thread died): nothing more can be stored
+        fatal ??= err as Error
+        stop.abort()
+        return
+      }
+      if (end.stopped && end.unanswered.length > 0 && !stop.signal.aborted) {
+        chain.stats.sourceErrors++
+        chain.emit({type: 'source-error', id: items[end.unanswered[0]].id, source: src.name, message: `bulk fetch from ${src.name} stopped (${end.stopped}); ${end.unanswered.length} chunks go one by one`})
+      }
+      for (const i of end.unanswered) leftover.push(items[i].id)
+    })
   } finally {
     init.signal?.removeEventListener('abort', onAbort)
     if (own) await closeWriters(writers)
   }
   if (fatal) throw fatal
   init.signal?.throwIfAborted()
+}
+
+/** Fisher–Yates, in place. */
+function shuffle<T>(xs: T[]): void {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[xs[i], xs[j]] = [xs[j], xs[i]]
+  }
 }

@@ -3,7 +3,7 @@
 // chunk; `--verbose` lists every peer and the seed, up or down and what each
 // sent; `--json` carries the same as `sources`. With a chunk's owner down, the
 // next peer up fetches it through. A pull from a dozen peers prints nothing
-// but its summary.
+// but its summary; one from four dozen keeps at most 32 of them busy at once.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {promises as fsp} from 'node:fs'
@@ -108,15 +108,27 @@ async function objectIds(store) {
   return ids
 }
 
-/** A TCP forwarder on a free port of 127.0.0.1 to `target` (http://HOST:PORT): one more address for the same server. */
-async function forwarder(target) {
+/**
+ * A TCP forwarder on a free port of 127.0.0.1 to `target` (http://HOST:PORT): one more address for the same server.
+ * `opts.delayMs`: hold each connection that long before forwarding it; `opts.open`: counts the connections open
+ * across the forwarders sharing it ({now, max}).
+ */
+async function forwarder(target, opts = {}) {
   const {hostname, port} = new URL(target)
   const server = net.createServer((c) => {
-    const up = net.connect(Number(port), hostname)
-    c.pipe(up).pipe(c)
-    const end = () => (c.destroy(), up.destroy())
-    c.on('error', end)
-    up.on('error', end)
+    if (opts.open) {
+      opts.open.max = Math.max(opts.open.max, ++opts.open.now)
+      c.once('close', () => opts.open.now--)
+    }
+    c.pause()
+    setTimeout(() => {
+      const up = net.connect(Number(port), hostname)
+      c.pipe(up).pipe(c)
+      c.resume()
+      const end = () => (c.destroy(), up.destroy())
+      c.on('error', end)
+      up.on('error', end)
+    }, opts.delayMs ?? 0)
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((resolve) => server.close(resolve))}
@@ -156,6 +168,50 @@ test('a pull from twelve peers prints its summary and nothing else (no listener-
     // each chunk came from its owner (PROTOCOL.md, "Owner hashing")
     const sent = Object.fromEntries(out.sources.filter((s) => s.kind === 'peer' && s.chunks > 0).map((s) => [s.url, s.chunks]))
     assert.equal(sent, Object.fromEntries(owned), 'every owner sent what it owns')
+  } finally {
+    for (const s of servers) await s.stop()
+    t.cleanup()
+  }
+})
+
+test('a pull from 48 peers holds at most 32 bulk connections open at once, and each chunk still comes from its owner', async () => {
+  const t = tmpStore()
+  const servers = []
+  try {
+    const src = path.join(t.dir, 'src.raw')
+    await makeImage(src, [{kind: 'random', size: 8192 * K, seed: 'pull-48-peers'}])
+    const seedStore = path.join(t.dir, 'seed')
+    const imp = await execAsync(['import', src, 'app:v1', '--chunk-size', '64K'], {store: seedStore})
+    assert.is(imp.status, 0, imp.stderr)
+    const seed = await startServe(seedStore)
+    servers.push(seed)
+    const peer = await startServe(path.join(t.dir, 'peer'), ['--seed', seed.url])
+    servers.push(peer)
+    // every connection is held 200 ms before it is answered, so that connections opened together overlap
+    const open = {now: 0, max: 0}
+    const peers = []
+    for (let i = 0; i < 48; i++) {
+      const p = await forwarder(peer.url, {delayMs: 200, open})
+      peers.push(p)
+      servers.push({stop: p.close})
+    }
+    const ids = await objectIds(seedStore)
+    const listed = peers.map((p) => ({url: new URL(p.url).href}))
+    const owned = new Map()
+    for (const id of ids) {
+      const o = rankPeers(listed, id)[0].url
+      owned.set(o, (owned.get(o) ?? 0) + 1)
+    }
+    assert.ok(owned.size > 36, `${owned.size} owners: enough to need more connections than the bound`)
+    const r = await execAsync(['pull', 'app:v1', seed.url, ...peers.flatMap((p) => ['--peer', p.url]), '--json'], {store: path.join(t.dir, 'host')})
+    assert.is(r.status, 0, r.stderr)
+    const out = JSON.parse(r.stdout)
+    assert.equal(out.fromChunks, {local: 0, peer: 128, seed: 0})
+    const sent = Object.fromEntries(out.sources.filter((s) => s.kind === 'peer' && s.chunks > 0).map((s) => [s.url, s.chunks]))
+    assert.equal(sent, Object.fromEntries(owned), 'every owner sent what it owns')
+    // 32, and at most a couple more: a connection the pull has closed is counted until its close reaches the forwarder
+    assert.ok(open.max <= 34, `${open.max} connections open at once (${owned.size} owners)`)
+    assert.ok(open.max >= 16, `${open.max} connections open at once: the pull still fetches from many owners at a time`)
   } finally {
     for (const s of servers) await s.stop()
     t.cleanup()
