@@ -322,20 +322,17 @@ if (opts.churn) {
 
 // ----------------------------------------------------------------- the owner-hashing simulation's ownership, checked
 
-// bench/sim.js picks owners with the real rankPeers; here the same ranking over this lab's
-// chunk ids and host URLs predicts how many chunk bytes each host serves in a fill
-// (N × what it owns: every host's pull, its own included, asks the owner's serve);
-// compared with each host serve's /metrics from the fill runs.
-const {rankPeers} = dist
+// bench/sim.js picks owners with the real balancedOwners; here the same function over this
+// lab's chunk ids and host URLs (in their normal form, as a pull ranks them) predicts how many
+// chunk bytes each host serves in a fill (N × what it owns: every host's pull, its own
+// included, asks the owner's serve); compared with each host serve's /metrics from the fill runs.
+const {balancedOwners} = dist
 const ownership = fillRuns
   .filter((p) => p.hosts >= 2)
   .map((p) => {
-    const urls = lab.hosts.slice(0, p.hosts).map((h) => ({url: `http://${h.ip}:${SERVE_PORT}`}))
+    const urls = lab.hosts.slice(0, p.hosts).map((h) => ({url: `http://${h.ip}:${SERVE_PORT}/`}))
     const owned = new Map(urls.map((u) => [u.url, 0]))
-    for (const id of image.objects) {
-      const o = rankPeers(urls, id)[0].url
-      owned.set(o, owned.get(o) + 1)
-    }
+    for (const o of balancedOwners(image.objects, urls).values()) owned.set(o.url, owned.get(o.url) + 1)
     const predicted = urls.map((u) => (owned.get(u.url) * p.hosts * U) / image.chunks)
     const measured = p.peers[0].hostServedBytes
     const maxOverMean = (xs) => Math.max(...xs) / (xs.reduce((a, b) => a + b, 0) / xs.length)
@@ -365,5 +362,6 @@ await run.finish({
   fill: fillRuns,
   churn: opts.churn ? churn : undefined,
   ownership,
+  ownerFunction: 'balancedOwners',
 }, renderFleetReport)
 

@@ -4,8 +4,8 @@
 // `node bench/sim.js` or `npm run bench -- --only sim`. See bench/README.md,
 // "Owner-hashing simulation", and docs/PERFORMANCE.md for what it shows.
 //
-// The owner of each chunk is chosen by the REAL rendezvous function
-// (rankPeers of vmi's public API, as the fetch chain calls it), over
+// The owner of each chunk is chosen by the REAL owner function
+// (balancedOwners of vmi's public API, as the fetch chain calls it), over
 // synthetic chunk ids (BLAKE3 of a seeded string, like real ids) and the chunk
 // count and size of the Debian image in bench/results/latest-dist.json.
 // Everything else is a model of what src/peer/chain.ts and src/peer/server.ts
@@ -40,7 +40,7 @@ export const DEFAULTS = Object.freeze({
 /** The rendezvous ranking and hash of vmi's public API (dist/index.js), as vmi itself uses them. */
 export async function loadRendezvous() {
   const vmi = await loadVmi()
-  return {rankPeers: vmi.rankPeers, rendezvousScore: vmi.rendezvousScore, hash: vmi.hash, hashBackend: vmi.activeHashBackend(), module: 'dist/index.js'}
+  return {rankPeers: vmi.rankPeers, balancedOwners: vmi.balancedOwners, ownerSlack: vmi.OWNER_SLACK, rendezvousScore: vmi.rendezvousScore, hash: vmi.hash, hashBackend: vmi.activeHashBackend(), module: 'dist/index.js'}
 }
 
 /** @typedef {Awaited<ReturnType<typeof loadRendezvous>>} Rendezvous */
@@ -67,10 +67,26 @@ export function universeRanking(rv, urls, ids) {
   return ids.map((id) => Int32Array.from(rv.rankPeers(peers, id), (p) => p.i))
 }
 
+/**
+ * What simulate() needs: the universe ranking (for the walk past departed
+ * owners), and the real balancedOwners over the image's chunk ids and a
+ * peer list's URLs (each view's owners, as every host computes them).
+ * @param {Rendezvous} rv @param {string[]} urls @param {string[]} ids @param {number} chunkBytes
+ */
+export function simContext(rv, urls, ids, chunkBytes) {
+  const ranking = universeRanking(rv, urls, ids)
+  /** @param {number[]} list universe indices */
+  const owners = (list) => {
+    const m = rv.balancedOwners(ids, list.map((u) => ({url: urls[u], u})))
+    return Int32Array.from(ids, (id) => m.get(id)?.u ?? -1)
+  }
+  return {ranking, chunkBytes, owners}
+}
+
 // ----------------------------------------------------------------- one simulation
 
 /**
- * Simulate one fleet. `ctx` = {ranking, chunkBytes}; `p`:
+ * Simulate one fleet. `ctx` = simContext(…); `p`:
  *   members: universe indices of the hosts (default 0..hosts-1)
  *   views: array of Int32Array peer lists (universe indices); hostView[i] = which one host i uses
  *   workload: chunk indices every host fetches, in order
@@ -98,24 +114,14 @@ export function simulate(ctx, p) {
   const addView = (list) => {
     const inView = new Uint8Array(U)
     for (const u of list) inView[u] = 1
-    views.push({inView, owner: new Int32Array(C).fill(-2)})
+    // the owners every host with this list computes (balancedOwners), as hosts (-1: none)
+    const owner = ctx.owners(list).map((u) => (u < 0 ? -1 : hostOfU[u]))
+    views.push({inView, owner})
     return views.length - 1
   }
   for (const v of p.views) addView(v)
   const hostView = Int32Array.from(p.hostView)
-  const ownerIn = (v, c) => {
-    const V = views[v]
-    let o = V.owner[c]
-    if (o !== -2) return o
-    o = -1
-    for (const u of ranking[c])
-      if (V.inView[u]) {
-        o = hostOfU[u]
-        break
-      }
-    V.owner[c] = o
-    return o
-  }
+  const ownerIn = (v, c) => views[v].owner[c]
 
   const has = new Uint8Array((H + 1) * C) // H hosts + the seed
   for (let c = 0; c < C; c++) has[SEED * C + c] = 1
@@ -471,10 +477,9 @@ export async function runSuite(opts = {}) {
   const urls = peerUrls(Math.max(...o.hosts, o.churnHosts))
   const ids = chunkIds(rv, C, o.seed)
   const tRank = performance.now()
-  const ranking = universeRanking(rv, urls, ids)
+  const ctx = simContext(rv, urls, ids, input.chunkBytes)
   const rankSeconds = (performance.now() - tRank) / 1000
   log(`ranked ${urls.length} peers for ${C} chunks with rankPeers (${rv.module}) in ${(rankSeconds).toFixed(1)} s`)
-  const ctx = {ranking, chunkBytes: input.chunkBytes}
   const tickSeconds = input.chunkBytes / o.linkBytesPerSecond
   const rttTicks = o.rttSeconds / tickSeconds
   const seq = (n, from = 0) => Array.from({length: n}, (_, i) => from + i)
@@ -508,15 +513,11 @@ export async function runSuite(opts = {}) {
     const old = N - J
     const hostView = Int32Array.from(seq(N), (h) => (h < old ? 0 : 1))
     const r = simulate(ctx, {seed: o.seed, label: `join-${pct}`, members: seq(N), views: [seq(old), seq(N)], hostView, rttTicks, workload: all, window: o.window})
-    // what rendezvous hashing predicts: one more seed fetch per chunk whose owner on the full list is a newcomer
+    // what balanced owners predict: one more seed fetch per chunk whose owner differs between the two lists
+    const before = ctx.owners(seq(old))
+    const after = ctx.owners(seq(N))
     let predicted = 0
-    for (let c = 0; c < C; c++) {
-      for (const u of ranking[c])
-        if (u < N) {
-          if (u >= old) predicted++
-          break
-        }
-    }
+    for (let c = 0; c < C; c++) if (before[c] !== after[c]) predicted++
     join.push({percent: pct, newcomers: J, established: old, predictedExtraChunks: predicted, ...r})
     log(`${J} newcomers (${pct} % of ${N}) missing from the established hosts' lists: seed ${r.seedRatio.toFixed(3)}× unique (+${r.seedChunks - C} chunks; predicted ${predicted})`)
   }
@@ -525,7 +526,7 @@ export async function runSuite(opts = {}) {
     kind: 'simulation',
     generatedBy: 'bench/sim.js',
     seed: o.seed,
-    rendezvous: {module: rv.module, function: 'rankPeers', hashBackend: rv.hashBackend, rankSeconds},
+    rendezvous: {module: rv.module, function: 'balancedOwners', slack: rv.ownerSlack, hashBackend: rv.hashBackend, rankSeconds},
     input,
     model: {
       tickSeconds,

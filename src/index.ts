@@ -26,7 +26,7 @@ export {pullImage, type PullResult} from './peer/pull.js'
 export {pushImage, type PushResult} from './peer/push.js'
 export {assertChunkId, type ChunkSource, type FetchOptions, type ManifestSource, type RemoteSource, type SourceKind, type WritableRemote} from './peer/source.js'
 // Parts the benchmarks (bench/) time in-process, beside the commands above.
-export {rankPeers, rendezvousScore} from './peer/rendezvous.js'
+export {balancedOwners, OWNER_SLACK, rankPeers, rendezvousScore} from './peer/rendezvous.js'
 export {isAllZero} from './store/chunker.js'
 export {bulkGet, type BulkHandlers, type BulkItem, type BulkOptions, type BulkResult} from './peer/pipelined-get.js'
 export {ImageBackend, type ImageBackendInit} from './mount/image-backend.js'

@@ -198,7 +198,7 @@ export function fleetBody(R, {plot}) {
   if (R.ownership?.length) {
     out.push('## The simulation checked against the lab', '')
     out.push(
-      `bench/sim.js chooses owners with the real \`rankPeers\`; over this lab's ${int(img.chunks)} chunk ids and host URLs the same ranking predicts the chunk bytes each host serves in a fill (N × what it owns: every host's pull, its own included, asks the owner's serve). ` +
+      `${R.ownerFunction ? `bench/sim.js chooses owners with the real \`${R.ownerFunction}\`; over this lab's ${int(img.chunks)} chunk ids and host URLs the same function predicts` : `bench/sim.js chose owners with the real \`rankPeers\` when this ran; over this lab's ${int(img.chunks)} chunk ids and host URLs (spelled without the trailing slash a pull adds, so the per-host comparison is off: fixed since) the same ranking predicted`} the chunk bytes each host serves in a fill (N × what it owns: every host's pull, its own included, asks the owner's serve). ` +
         `Measured: each host serve's \`vmi_served_bytes_total{kind="objects"}\` in the first vmi run of each N. The seed egress the simulation predicts (1.000× at every N with consistent lists) is in the fill table.`,
       '',
     )

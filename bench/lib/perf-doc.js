@@ -188,7 +188,7 @@ function simSection(R, {plot}) {
     '',
   )
   out.push(
-    `\`bench/sim.js\` (seed \`${Z.seed}\`, deterministic; ${f(Z.seconds, 1)} s). The owner of every chunk is chosen by the **real** \`rankPeers\` from \`${Z.rendezvous.module}\` (weights as docs/PROTOCOL.md, "Owner hashing", states them; BLAKE3 ${Z.rendezvous.hashBackend} for the peer keys), over peer URLs \`http://10.0.x.y:7070\` and synthetic chunk ids (BLAKE3 of a seeded string: uniform, like real ids). ` +
+    `\`bench/sim.js\` (seed \`${Z.seed}\`, deterministic; ${f(Z.seconds, 1)} s). The owner of every chunk is chosen by the **real** \`${Z.rendezvous.function ?? 'rankPeers'}\` from \`${Z.rendezvous.module}\`${Z.rendezvous.slack !== undefined ? ` (rendezvous weights, each owner holding at most ${f(1 + Z.rendezvous.slack, 1)}× the mean, as docs/PROTOCOL.md, "Owner hashing", states it; BLAKE3 ${Z.rendezvous.hashBackend} for the peer keys)` : ` (BLAKE3 ${Z.rendezvous.hashBackend})`}, over peer URLs \`http://10.0.x.y:7070\` and synthetic chunk ids (BLAKE3 of a seeded string: uniform, like real ids). ` +
       `The image: ${I.image} from ${I.source}${I.sourceStartedAt ? ` (run of ${I.sourceStartedAt.slice(0, 10)})` : ''} — ${int(I.chunks)} distinct non-zero chunks of ${bytesHuman(I.chunkBytes)} = ${bytesHuman(U)}. ` +
       `A boot fetches ${int(m.bootChunks)} of them (${I.bootSource}).`,
     '',
@@ -202,9 +202,9 @@ function simSection(R, {plot}) {
   out.push(
     `- Time advances in ticks; one tick moves one chunk over one link. Every host and the seed send at most one chunk and receive at most one chunk per tick (equal, symmetric links). Requests and 404s use no bandwidth. Times in seconds below assume ${f((m.linkBytesPerSecond * 8) / 1e9, 0)} Gbit/s links (1 tick = ${f(m.tickSeconds * 1000, 2)} ms) and a ${f(m.rttSeconds * 1000, 1)} ms round trip — assumptions, not measurements.`,
     `- A pull fetches the distinct chunks in manifest order, the same order on every host, ${m.window} in flight (as \`vmi pull\`); a boot fetches its ${int(m.bootChunks)} chunks in a random (seeded) order, ${m.bootWindow} in flight. All hosts start together.`,
-    `- A host asks each chunk's owner — the first of \`rankPeers(peer list, id)\`; the list names every host, itself included — with fetch-through. An owner holding the chunk queues an upload; one lacking it fetches it from the seed once however many ask (single flight, as \`FetchThrough\` in src/peer/server/fetch-through.ts), stores it, then uploads it to every waiter. The host's own serve answers its own pull without using the network.`,
+    `- A host asks each chunk's owner — \`balancedOwners(the image's chunks, peer list)\`; the list names every host, itself included — with fetch-through. An owner holding the chunk queues an upload; one lacking it fetches it from the seed once however many ask (single flight, as \`FetchThrough\` in src/peer/server/fetch-through.ts), stores it, then uploads it to every waiter. The host's own serve answers its own pull without using the network.`,
     '- Senders serve their queue first come first served, skipping for this tick a job whose receiver is already receiving; senders take turns in a seeded random order each tick.',
-    `- Leaving: a share of the hosts (chosen at random) stops at once when the fleet has received ${(m.leaveAt ?? []).map((a) => `${f(a * 100, 0)} %`).join(' or ')} of its chunks; their transfers and queues are lost and whoever waited asks again. With **updated** lists, the others drop them from their peer lists at that moment (as if the file given to \`--peers-file\`, which vmi re-reads when it changes, were updated everywhere at once), so their chunks move to the next-ranked peer (rendezvous hashing moves only those). With **stale** lists, the others keep asking the departed owner: the connection is refused (once per departed peer and host: its circuit breaker then marks it down and it is skipped, as vmi does), then — as chain.ts does — the first peer up in rank order is the owner and is asked with fetch-through; it sends the chunk if it holds it, and else fetches it from the seed once however many ask. A host fetches from the seed itself only when no peer on its list is left up. Each refused connection costs a round trip.`,
+    `- Leaving: a share of the hosts (chosen at random) stops at once when the fleet has received ${(m.leaveAt ?? []).map((a) => `${f(a * 100, 0)} %`).join(' or ')} of its chunks; their transfers and queues are lost and whoever waited asks again. With **updated** lists, the others drop them from their peer lists at that moment (as if the file given to \`--peers-file\`, which vmi re-reads when it changes, were updated everywhere at once), so owners are balanced anew over the shorter list: the departed hosts' chunks move, and the cap moves a few others. With **stale** lists, the others keep asking the departed owner: the connection is refused (once per departed peer and host: its circuit breaker then marks it down and it is skipped, as vmi does), then — as chain.ts does — the first peer up in rank order is the owner and is asked with fetch-through; it sends the chunk if it holds it, and else fetches it from the seed once however many ask. A host fetches from the seed itself only when no peer on its list is left up. Each refused connection costs a round trip.`,
     '- Newcomers: the last hosts of the fleet joined lately; they know every host, but the established hosts\' peer lists do not name them yet.',
     '- Not modelled: CPU, disk, TCP, request latency on the normal path, HTTP errors, probes finding a departed peer back, hosts starting at different times.',
     '',
@@ -234,7 +234,7 @@ function simSection(R, {plot}) {
   const simSeedEgress = () =>
     lineChart({
       title: 'Seed egress, 1 to 1,000 hosts (simulated)',
-      subtitle: 'SIMULATION with the real rankPeers; dashed lines computed (log–log)',
+      subtitle: 'SIMULATION with the real owner function; dashed lines computed (log–log)',
       xLabel: 'hosts',
       yLabel: 'GiB sent by the seed',
       xLog: true,
@@ -250,7 +250,7 @@ function simSection(R, {plot}) {
   const simBalance = () =>
     lineChart({
       title: 'Load balance: busiest host ÷ mean (simulated)',
-      subtitle: `SIMULATION: ${int(I.chunks)} chunks over N owners (rendezvous hashing)`,
+      subtitle: `SIMULATION: ${int(I.chunks)} chunks over N owners (balanced owners)`,
       xLabel: 'hosts',
       yLabel: 'max ÷ mean',
       xLog: true,
@@ -338,7 +338,7 @@ function simSection(R, {plot}) {
         xTicks: Z.join.map((j) => j.percent),
         series: [
           {name: 'simulated', points: Z.join.map((j) => [j.percent, j.seedRatio])},
-          {name: 'predicted from rendezvous ownership', dashed: true, points: Z.join.map((j) => [j.percent, 1 + j.predictedExtraChunks / j.chunks])},
+          {name: 'predicted: chunks whose owner differs between the two lists', dashed: true, points: Z.join.map((j) => [j.percent, 1 + j.predictedExtraChunks / j.chunks])},
         ],
       })
     out.push(...plot('sim-join.svg', 'Line chart (simulation): extra seed egress grows with the share of newcomers missing from peer lists', simJoin))
@@ -364,9 +364,9 @@ function simFindings(Z) {
   const at = (n) => sw.find((s) => s.hosts === n)
   const small = sw.find((s) => s.hosts >= 8) ?? sw[0]
   lines.push(
-    `- **Balance**: rendezvous hashing spreads ${int(I.chunks)} chunks evenly only while each host owns many: at ${int(small.hosts)} hosts the busiest owner holds ${x(small.pull.owned.maxOverMean)} the mean, at ${int(last.hosts)} hosts (${f(last.pull.owned.mean, 2)} chunks each on average) it holds ${int(last.pull.owned.max)} chunks, ${x(last.pull.owned.maxOverMean)} the mean. ` +
+    `- **Balance**: owners are balanced over the image (docs/PROTOCOL.md, "Owner hashing": at most ⌈${f(1 + (Z.rendezvous.slack ?? 0), 1)} × the mean⌉ chunks each): at ${int(small.hosts)} hosts the busiest owner holds ${x(small.pull.owned.maxOverMean)} the mean, at ${int(last.hosts)} hosts (${f(last.pull.owned.mean, 2)} chunks each on average, so the cap rounds up) it holds ${int(last.pull.owned.max)} chunks, ${x(last.pull.owned.maxOverMean)} the mean. ` +
       `Every other host asks the owner for each of its chunks, so the busiest host sends ${int(last.pull.served.max)} chunks against a mean of ${f(last.pull.served.mean, 0)} (${x(last.pull.served.maxOverMean)}), and its uplink sets the pace: the simulated pull of ${int(last.hosts)} hosts takes ${f(sec(last.pull.ticks), 1)} s, ${x(last.pull.ticks / I.chunks)} one host alone (${f(sec(I.chunks), 1)} s), against ${f(sec(last.hosts * I.chunks), 0)} s for the seed link to send ${int(last.hosts)} copies. ` +
-      `More chunks per host (a larger image, smaller chunks) evens ownership out; so would letting any host that holds a chunk serve it — the simulation only shows the effect, vmi does not do that.`,
+      `Rendezvous hashing alone, before the balance, left the busiest of 1,000 owners 3.25× the mean and the pull 16,519 ticks on the same input (2026-12-06, [2026-12-06-balanced-owners-ab.md](../bench/results/2026-12-06-balanced-owners-ab.md)). What is left above one host alone is the queueing of this model with every host starting at once.`,
   )
   const L = Z.leave ?? []
   if (L.length) {
@@ -378,7 +378,7 @@ function simFindings(Z) {
     const sEarly = stale.filter((l) => l.at === early)
     const sLate = stale.filter((l) => l.at === late)
     lines.push(
-      `- **Hosts leaving, lists updated**: the departed hosts' chunks move to the next-ranked peers; a new owner that has not pulled the chunk yet fetches it through from the seed even when other hosts hold it (fetch-through goes to the upstream only). ` +
+      `- **Hosts leaving, lists updated**: owners are balanced anew over the remaining hosts, so the departed hosts' chunks and a few others move; a new owner that has not pulled the chunk yet fetches it through from the seed even when other hosts hold it (fetch-through goes to the upstream only). ` +
         `The seed sent at most ${x(worstUpd.seedRatio, 3)} the unique bytes (${worstUpd.percent} % leaving at ${f(worstUpd.at * 100, 0)} % of the pull).`,
     )
     lines.push(
@@ -390,8 +390,8 @@ function simFindings(Z) {
   if (J.length) {
     const all = J.every((j) => j.seedChunks - j.chunks === j.predictedExtraChunks)
     lines.push(
-      `- **Newcomers missing from the lists**: the established hosts ask the old owner and the newcomers ask the owner on the full list; where those differ (the chunks a newcomer owns) the seed sends the chunk twice: ${J.map((j) => `${x(j.seedRatio, 3)} with ${j.percent} % newcomers`).join(', ')}. ` +
-        `${all ? 'The simulated extra equals' : 'The simulated extra differs from'} the count predicted from rendezvous ownership alone${all ? ' in every case' : ''}.`,
+      `- **Newcomers missing from the lists**: the established hosts ask the old owner and the newcomers ask the owner on the full list; where those differ (the chunks a newcomer owns, and the few the cap moves besides) the seed sends the chunk twice: ${J.map((j) => `${x(j.seedRatio, 3)} with ${j.percent} % newcomers`).join(', ')}. ` +
+        `${all ? 'The simulated extra equals' : 'The simulated extra differs from'} the count predicted from the owners on the two lists${all ? ' in every case' : ''}.`,
     )
   }
   return lines

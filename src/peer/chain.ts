@@ -7,8 +7,9 @@
  * then lends it to its peers.
  *
  * With owner hashing (default when there are peers) each chunk's owner among
- * the peers (rendezvous hashing) is asked first, with fetch-through, so the
- * owner fetches it from the seed once for everybody.
+ * the peers (rendezvous hashing, balanced over the image's chunks when the
+ * caller names them) is asked first, with fetch-through, so the owner
+ * fetches it from the seed once for everybody.
  *
  * A source known to be down (its circuit breaker open, circuit-breaker.ts)
  * is skipped at once, so a chunk no reachable source has fails in the time
@@ -28,7 +29,7 @@ import {mapLimit} from '../util/map-limit.js'
 import type {ObjectWriter} from '../store/object-writer.js'
 import type {BulkItem} from './pipelined-get.js'
 import {bulkFetch} from './chain-bulk.js'
-import {ownerPicker, walkRanked} from './rendezvous.js'
+import {balancedOwners, ownerPicker, walkRanked} from './rendezvous.js'
 import {UnavailableReport} from './unavailable-report.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 
@@ -132,6 +133,9 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   private readonly unavailable = new UnavailableReport()
   private peers: RemoteSource[]
   readonly seed?: U
+  /** The image's chunks (setChunks), and their balanced owners over the peer list. */
+  private chunkSet?: readonly string[]
+  private owners?: Map<string, RemoteSource>
 
   constructor(
     readonly local: LocalStore,
@@ -184,6 +188,33 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   /** Replace the peer list (peers file changed). */
   setPeers(peers: RemoteSource[]): void {
     this.peers = peers
+    this.balance()
+  }
+
+  /**
+   * The distinct chunks of the image being fetched (a pull's or a mount's):
+   * owners are then balanced over them (balancedOwners), the same on every
+   * host that fetches the image. Without it, a chunk's owner is its
+   * first-ranked peer.
+   */
+  setChunks(ids: Iterable<string>): void {
+    this.chunkSet = [...ids]
+    this.balance()
+  }
+
+  private balance(): void {
+    this.owners = this.chunkSet && this.peers.length > 0 && this.init.ownerHashing !== false ? balancedOwners(this.chunkSet, this.peers) : undefined
+  }
+
+  /**
+   * The peers in the order chunk `id` asks them: its owner first (balanced
+   * when the chain knows the image's chunks), then the rest by rank. Lazy:
+   * most walks stop at the owner.
+   */
+  private *peerOrder(id: string): Generator<RemoteSource, void, undefined> {
+    const owner = this.owners?.get(id)
+    if (owner) yield owner
+    for (const p of walkRanked(this.peers, id)) if (p !== owner) yield p
   }
 
   get peerList(): readonly RemoteSource[] {
@@ -253,6 +284,13 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
       const first = bulk(up[0])
       return () => first
     }
+    if (this.owners) {
+      // the balanced owner when up; while it is down, the first peer up in the chunk's ranking
+      return (id) => {
+        for (const p of this.peerOrder(id)) if (p.downSince === undefined) return bulk(p)
+        return undefined
+      }
+    }
     const owner = ownerPicker(up)
     return (id) => bulk(owner(id))
   }
@@ -298,9 +336,9 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     }
     const found = async (): Promise<Fetched | undefined> => {
       if (this.peers.length > 0) {
-        const ranked = this.init.ownerHashing === false ? this.peers : walkRanked(this.peers, id)
-        // The owner is the first peer up in rank order, as bulkSourcePicker picks it: with the
-        // first one down, the next one up fetches through, so the fleet still asks the seed
+        const ranked = this.init.ownerHashing === false ? this.peers : this.peerOrder(id)
+        // The owner is the first peer up in this order, as bulkSourcePicker picks it: with the
+        // owner down, the next one up fetches through, so the fleet still asks the seed
         // once for the chunk instead of once per host.
         let ownerPending = this.init.ownerHashing !== false
         for (const peer of ranked) {

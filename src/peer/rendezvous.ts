@@ -101,3 +101,55 @@ export function* walkRanked<T extends {url: string}>(peers: readonly T[], id: st
     yield peers[best]
   }
 }
+
+/**
+ * How far above the mean a balanced owner's share may go (balancedOwners).
+ * 0 spreads evenly, but then any change of the peer list moves more chunks
+ * between owners; measured in bench/sim.js (docs/PROTOCOL.md, "Owner hashing").
+ */
+export const OWNER_SLACK = 0.1
+
+/**
+ * Each chunk of one image to an owner among `peers`, no peer owning more than
+ * ⌈(1 + slack) · chunks ÷ peers⌉. Plain rendezvous hashing leaves one owner
+ * with a share well above the mean (512 chunks over 16 peers: 1.2–1.3×;
+ * 4,929 over 1,000: 3×), and in a fleet fill that owner's uplink is the
+ * last to finish.
+ *
+ * Deferred acceptance in rounds: in round k every chunk not yet placed asks
+ * the k-th peer of its ranking, in ascending order of chunk id, and a peer
+ * takes a chunk while it has room. The result depends only on the set of ids
+ * and the peer list, not on their order, so every host pulling the image
+ * computes the same owners.
+ */
+export function balancedOwners<T extends {url: string}>(ids: Iterable<string>, peers: readonly T[], slack = OWNER_SLACK): Map<string, T> {
+  const owners = new Map<string, T>()
+  if (peers.length === 0) return owners
+  const sorted = [...new Set(ids)].sort()
+  const cap = Math.ceil(((1 + slack) * sorted.length) / peers.length)
+  const load = new Map<T, number>()
+  const take = (id: string, p: T): boolean => {
+    const n = load.get(p) ?? 0
+    if (n >= cap) return false
+    load.set(p, n + 1)
+    owners.set(id, p)
+    return true
+  }
+  const first = ownerPicker(peers)
+  let open: {id: string; walk?: Iterator<T>}[] = []
+  for (const id of sorted) if (!take(id, first(id)!)) open.push({id})
+  while (open.length > 0) {
+    const next: typeof open = []
+    for (const o of open) {
+      if (!o.walk) {
+        o.walk = walkRanked(peers, o.id)
+        o.walk.next() // the first-ranked peer, which refused it in round 0
+      }
+      const r = o.walk.next()
+      // (cap · peers ≥ chunks: some peer always has room, so no walk runs out)
+      if (!r.done && !take(o.id, r.value)) next.push(o)
+    }
+    open = next
+  }
+  return owners
+}

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert'
 import {promises as fsp} from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import {rankPeers} from '../../dist/index.js'
+import {balancedOwners} from '../../dist/index.js'
 import {execAsync, freePort, makeImage, tmpStore} from '../helpers/index.js'
 import {startServe} from '../helpers/serve.js'
 
@@ -153,12 +153,9 @@ test('a pull from twelve peers prints its summary and nothing else (no listener-
       peers.push(p)
       servers.push({stop: p.close})
       owned = new Map()
-      // ranked by the URL in its normal form, as the pull ranks them (PROTOCOL.md, "Owner hashing")
+      // the URLs in their normal form, as the pull ranks them (PROTOCOL.md, "Owner hashing")
       const listed = peers.map((p) => ({url: new URL(p.url).href}))
-      for (const id of ids) {
-        const o = rankPeers(listed, id)[0].url
-        owned.set(o, (owned.get(o) ?? 0) + 1)
-      }
+      for (const o of balancedOwners(ids, listed).values()) owned.set(o.url, (owned.get(o.url) ?? 0) + 1)
     }
     const r = await execAsync(['pull', 'app:v1', seed.url, ...peers.flatMap((p) => ['--peer', p.url]), '--json'], {store: path.join(t.dir, 'host')})
     assert.is(r.status, 0, r.stderr)
@@ -198,10 +195,7 @@ test('a pull from 48 peers holds at most 32 bulk connections open at once, and e
     const ids = await objectIds(seedStore)
     const listed = peers.map((p) => ({url: new URL(p.url).href}))
     const owned = new Map()
-    for (const id of ids) {
-      const o = rankPeers(listed, id)[0].url
-      owned.set(o, (owned.get(o) ?? 0) + 1)
-    }
+    for (const o of balancedOwners(ids, listed).values()) owned.set(o.url, (owned.get(o.url) ?? 0) + 1)
     assert.ok(owned.size > 36, `${owned.size} owners: enough to need more connections than the bound`)
     const r = await execAsync(['pull', 'app:v1', seed.url, ...peers.flatMap((p) => ['--peer', p.url]), '--json'], {store: path.join(t.dir, 'host')})
     assert.is(r.status, 0, r.stderr)

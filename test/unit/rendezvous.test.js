@@ -3,7 +3,7 @@
 import {createHash} from 'node:crypto'
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {hash, rankPeers, rendezvousScore} from '../../dist/index.js'
+import {balancedOwners, hash, OWNER_SLACK, rankPeers, rendezvousScore} from '../../dist/index.js'
 import {ownerPicker, walkRanked} from '../../dist/peer/rendezvous.js'
 
 // The function as PROTOCOL.md states it, written out with BigInt arithmetic
@@ -85,6 +85,63 @@ test('ownership spreads evenly: 4,096 chunks over 16 peers, each within 25 % of 
 
 test('a chunk key that is not hex is refused', () => {
   assert.throws(() => rendezvousScore('http://a', 'not-a-chunk-id'), /not a chunk id/)
+})
+
+// Balanced owners as PROTOCOL.md states them, written out from full rankings:
+// round by round, every chunk not yet placed asks its next-ranked peer, in
+// ascending id order; a peer takes it while it holds fewer than the cap.
+function balancedSpec(chunkIds, list, slack) {
+  const sorted = [...new Set(chunkIds)].sort()
+  const cap = Math.ceil(((1 + slack) * sorted.length) / list.length)
+  const load = new Map()
+  const owner = new Map()
+  const ranking = new Map(sorted.map((id) => [id, rankPeers(list, id)]))
+  let open = sorted
+  for (let k = 0; open.length > 0; k++) {
+    const next = []
+    for (const id of open) {
+      const p = ranking.get(id)[k]
+      if ((load.get(p) ?? 0) < cap) {
+        load.set(p, (load.get(p) ?? 0) + 1)
+        owner.set(id, p)
+      } else next.push(id)
+    }
+    open = next
+  }
+  return owner
+}
+
+test('balanced owners: what PROTOCOL.md states, within the cap, whatever the order of ids and peers', () => {
+  const chunks = ids.slice(0, 512)
+  const sixteen = peers.slice(0, 16)
+  const owners = balancedOwners(chunks, sixteen)
+  assert.equal(owners, balancedSpec(chunks, sixteen, OWNER_SLACK))
+  const cap = Math.ceil((1.1 * 512) / 16)
+  const load = new Map()
+  for (const p of owners.values()) load.set(p, (load.get(p) ?? 0) + 1)
+  assert.ok(Math.max(...load.values()) <= cap, `at most ${cap} each: ${[...load.values()]}`)
+  // plain rendezvous over the same input leaves an owner above the cap (else this test shows nothing)
+  const plain = new Map()
+  for (const id of chunks) plain.set(rankPeers(sixteen, id)[0], (plain.get(rankPeers(sixteen, id)[0]) ?? 0) + 1)
+  assert.ok(Math.max(...plain.values()) > cap, `rendezvous alone: ${[...plain.values()]}`)
+  // most chunks keep their first-ranked peer
+  const kept = chunks.filter((id) => owners.get(id) === rankPeers(sixteen, id)[0]).length
+  assert.ok(kept > 0.8 * chunks.length, `${kept} of ${chunks.length} keep their first-ranked peer`)
+  // the same owners from shuffled ids (with repeats) and a reversed peer list
+  const shuffled = [...chunks].reverse().concat(chunks.slice(0, 10))
+  const again = balancedOwners(shuffled, [...sixteen].reverse())
+  for (const id of chunks) assert.is(again.get(id), owners.get(id))
+})
+
+test('balanced owners, evenly (slack 0) and over more peers than chunks', () => {
+  const even = balancedOwners(ids.slice(0, 160), peers.slice(0, 16), 0)
+  const load = new Map()
+  for (const p of even.values()) load.set(p, (load.get(p) ?? 0) + 1)
+  assert.equal([...new Set(load.values())], [10])
+  const few = balancedOwners(ids.slice(0, 5), peers)
+  assert.is(few.size, 5)
+  assert.is(new Set(few.values()).size, 5, 'one chunk each')
+  assert.is(balancedOwners(ids.slice(0, 5), []).size, 0)
 })
 
 test.run()
