@@ -9,7 +9,7 @@ import {pullImage, type PullResult} from '../peer/pull.js'
 export default class Pull extends BaseCommand<typeof Pull> {
   static override interruptible = true
   static override summary = 'Bring an image into the local store, from peers first and the seed only for what no peer has.'
-  static override description = `Every chunk the image needs comes through the chain local store → peers → seed, and is verified against its id before it is stored. With peers, each chunk's owner (rendezvous hashing over the peer list) is asked first; it fetches from the seed once for all hosts. Resumable: a re-run fetches only what is still missing. Ends with "local X, peers Y, seed Z".
+  static override description = `Every chunk the image needs comes through the chain local store → peers → seed, and is verified against its id before it is stored. With peers, each chunk's owner (rendezvous hashing over the peer list, balanced over the image's chunks) is asked first; it fetches from the seed once for all hosts. Resumable: a re-run fetches only what is still missing. Ends with "local X, peers Y, seed Z".
 
 By image id, a pull works with the seed down as long as a peer has the image (content addressing makes any holder trustworthy); by NAME:TAG the seed is asked what the name points at.
 
