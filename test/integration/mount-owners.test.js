@@ -3,38 +3,12 @@
 // hashing"), seen at the peers' side, through the real CLI and qemu-img.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {promises as fsp} from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import {balancedOwners, rankPeers} from '../../dist/index.js'
-import {execAsync, hasCommand, makeImage, runAsync, sha256File, skip, tmpStore} from '../helpers/index.js'
+import {hasCommand, runAsync, sha256File, skip, tmpStore} from '../helpers/index.js'
 import {startMount} from '../helpers/mount.js'
+import {forwarder, objectIds, seedImage} from '../helpers/peers.js'
 import {startServe} from '../helpers/serve.js'
-
-const K = 1024
-
-/** A TCP forwarder to `target` that records the object ids of the GETs passing through it. */
-async function recordingForwarder(target) {
-  const {hostname, port} = new URL(target)
-  const streams = []
-  const server = net.createServer((c) => {
-    const up = net.connect(Number(port), hostname)
-    const seen = {text: ''}
-    streams.push(seen)
-    c.on('data', (d) => (seen.text += d.toString('latin1')))
-    c.pipe(up).pipe(c)
-    const end = () => (c.destroy(), up.destroy())
-    c.on('error', end)
-    up.on('error', end)
-  })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    /** The ids of the objects asked for through this forwarder, each once. */
-    asked: () => new Set(streams.flatMap((s) => [...s.text.matchAll(/GET \S*objects\/([0-9a-f]{2})\/([0-9a-f]{62})/g)].map((m) => m[1] + m[2]))),
-    stop: () => new Promise((resolve) => server.close(resolve)),
-  }
-}
 
 test('a mount reading every chunk asks each one of its balanced owner, and of no other peer', async () => {
   if (!hasCommand('qemu-img')) return skip('qemu-img is not installed')
@@ -42,17 +16,10 @@ test('a mount reading every chunk asks each one of its balanced owner, and of no
   const servers = []
   let m
   try {
-    const src = path.join(t.dir, 'src.raw')
-    await makeImage(src, [{kind: 'random', size: 4096 * K, seed: 'mount-owners'}])
-    const seedStore = path.join(t.dir, 'seed')
-    const imp = await execAsync(['import', src, 'app:v1', '--chunk-size', '64K'], {store: seedStore})
-    assert.is(imp.status, 0, imp.stderr)
-    const seed = await startServe(seedStore)
-    servers.push(seed)
+    const {seed, seedStore, src} = await seedImage(t.dir, 'mount-owners', servers)
     const peer = await startServe(path.join(t.dir, 'peer'), ['--seed', seed.url])
     servers.push(peer)
-    const ids = []
-    for (const d of await fsp.readdir(path.join(seedStore, 'objects'))) for (const f of await fsp.readdir(path.join(seedStore, 'objects', d))) ids.push(d + f)
+    const ids = await objectIds(seedStore)
     assert.is(ids.length, 64)
     // 12 peers or more: until the balance gives some chunk another owner than its
     // first-ranked peer (the ports vary; mostly at once), so that this test tells them apart
@@ -60,7 +27,7 @@ test('a mount reading every chunk asks each one of its balanced owner, and of no
     let owners
     const listed = () => peers.map((p) => ({url: new URL(p.url).href, p})) // in their normal form, as the chain ranks them
     while (peers.length < 12 || ids.every((id) => owners.get(id).url === rankPeers(listed(), id)[0].url)) {
-      const p = await recordingForwarder(peer.url)
+      const p = await forwarder(peer.url)
       peers.push(p)
       servers.push(p)
       owners = balancedOwners(ids, listed())

@@ -6,37 +6,18 @@
 // but its summary; one from four dozen keeps at most 32 of them busy at once.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {promises as fsp} from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import {balancedOwners} from '../../dist/index.js'
-import {execAsync, freePort, makeImage, tmpStore} from '../helpers/index.js'
+import {execAsync, freePort, tmpStore} from '../helpers/index.js'
+import {forwarder, objectIds, seedImage} from '../helpers/peers.js'
 import {startServe} from '../helpers/serve.js'
-
-const K = 1024
-
-
-/**
- * A 4 MiB random image of 64 chunks (64 KiB) imported as app:v1 into DIR/seed and served
- * there: the seed's server, pushed onto `servers` for the caller to stop.
- */
-async function seedWith64Chunks(dir, imageSeed, servers) {
-  const src = path.join(dir, 'src.raw')
-  await makeImage(src, [{kind: 'random', size: 4096 * K, seed: imageSeed}])
-  const seedStore = path.join(dir, 'seed')
-  const imp = await execAsync(['import', src, 'app:v1', '--chunk-size', '64K'], {store: seedStore})
-  assert.is(imp.status, 0, imp.stderr)
-  const seed = await startServe(seedStore)
-  servers.push(seed)
-  return seed
-}
 
 test('one dead peer of two: one warning line; --verbose and --json say which sources are up and what each sent', async () => {
   const t = tmpStore()
   const servers = []
   try {
     // 64 chunks: about half of them owned by the dead peer
-    const seed = await seedWith64Chunks(t.dir, 'pull-sources', servers)
+    const {seed} = await seedImage(t.dir, 'pull-sources', servers)
     const peerStore = path.join(t.dir, 'peer')
     assert.is((await execAsync(['pull', 'app:v1', seed.url], {store: peerStore})).status, 0)
     const peer = await startServe(peerStore)
@@ -83,7 +64,7 @@ test('a dead owner: the next peer up fetches its chunks through, chunk by chunk 
   const servers = []
   try {
     // 64 chunks over three peers: about a third owned by the dead one
-    const seed = await seedWith64Chunks(t.dir, 'pull-dead-owner', servers)
+    const {seed} = await seedImage(t.dir, 'pull-dead-owner', servers)
     const dead = `http://127.0.0.1:${await freePort()}`
     for (const bulk of [['--no-bulk'], []]) {
       // owners with empty stores: whatever they send, they fetched through from the seed
@@ -100,49 +81,15 @@ test('a dead owner: the next peer up fetches its chunks through, chunk by chunk 
   }
 })
 
-/** The chunk ids in a store's objects/ (each file is objects/XX/REST). */
-async function objectIds(store) {
-  const root = path.join(store, 'objects')
-  const ids = []
-  for (const d of await fsp.readdir(root)) for (const f of await fsp.readdir(path.join(root, d))) ids.push(d + f)
-  return ids
-}
-
-/**
- * A TCP forwarder on a free port of 127.0.0.1 to `target` (http://HOST:PORT): one more address for the same server.
- * `opts.delayMs`: hold each connection that long before forwarding it; `opts.open`: counts the connections open
- * across the forwarders sharing it ({now, max}).
- */
-async function forwarder(target, opts = {}) {
-  const {hostname, port} = new URL(target)
-  const server = net.createServer((c) => {
-    if (opts.open) {
-      opts.open.max = Math.max(opts.open.max, ++opts.open.now)
-      c.once('close', () => opts.open.now--)
-    }
-    c.pause()
-    setTimeout(() => {
-      const up = net.connect(Number(port), hostname)
-      c.pipe(up).pipe(c)
-      c.resume()
-      const end = () => (c.destroy(), up.destroy())
-      c.on('error', end)
-      up.on('error', end)
-    }, opts.delayMs ?? 0)
-  })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((resolve) => server.close(resolve))}
-}
-
 test('a pull from twelve peers prints its summary and nothing else (no listener-leak warning)', async () => {
   const t = tmpStore()
   const servers = []
   try {
     // the pull asks each owner over its own connection: more than ten owners is what used to warn
-    const seed = await seedWith64Chunks(t.dir, 'pull-twelve-peers', servers)
+    const {seed, seedStore} = await seedImage(t.dir, 'pull-twelve-peers', servers)
     const peer = await startServe(path.join(t.dir, 'peer'), ['--seed', seed.url])
     servers.push(peer)
-    const ids = await objectIds(path.join(t.dir, 'seed'))
+    const ids = await objectIds(seedStore)
     assert.is(ids.length, 64)
     // 64 chunks over 12 peers leave one without a chunk about once in 20 (the ports vary):
     // another peer is added until at least twelve own some
@@ -151,7 +98,7 @@ test('a pull from twelve peers prints its summary and nothing else (no listener-
     while (peers.length < 12 || owned.size < 12) {
       const p = await forwarder(peer.url)
       peers.push(p)
-      servers.push({stop: p.close})
+      servers.push(p)
       owned = new Map()
       // the URLs in their normal form, as the pull ranks them (PROTOCOL.md, "Owner hashing")
       const listed = peers.map((p) => ({url: new URL(p.url).href}))
@@ -175,13 +122,7 @@ test('a pull from 48 peers holds at most 32 bulk connections open at once, and e
   const t = tmpStore()
   const servers = []
   try {
-    const src = path.join(t.dir, 'src.raw')
-    await makeImage(src, [{kind: 'random', size: 8192 * K, seed: 'pull-48-peers'}])
-    const seedStore = path.join(t.dir, 'seed')
-    const imp = await execAsync(['import', src, 'app:v1', '--chunk-size', '64K'], {store: seedStore})
-    assert.is(imp.status, 0, imp.stderr)
-    const seed = await startServe(seedStore)
-    servers.push(seed)
+    const {seed, seedStore} = await seedImage(t.dir, 'pull-48-peers', servers, 8192)
     const peer = await startServe(path.join(t.dir, 'peer'), ['--seed', seed.url])
     servers.push(peer)
     // every connection is held 200 ms before it is answered, so that connections opened together overlap
@@ -190,7 +131,7 @@ test('a pull from 48 peers holds at most 32 bulk connections open at once, and e
     for (let i = 0; i < 48; i++) {
       const p = await forwarder(peer.url, {delayMs: 200, open})
       peers.push(p)
-      servers.push({stop: p.close})
+      servers.push(p)
     }
     const ids = await objectIds(seedStore)
     const listed = peers.map((p) => ({url: new URL(p.url).href}))
