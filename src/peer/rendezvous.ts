@@ -45,9 +45,14 @@ function chunkKey(id: string): number {
   return k
 }
 
-/** The weight of `peer` for chunk `id`: fmix32(chunk key XOR peer key), an integer in [0, 2^32). */
+/** The weight of a peer for a chunk, from their keys: fmix32(chunk key XOR peer key), an integer in [0, 2^32). */
+function weight(chunk: number, peer: number): number {
+  return fmix32((chunk ^ peer) >>> 0)
+}
+
+/** The weight of `peer` for chunk `id`. */
 export function rendezvousScore(peer: string, id: string): number {
-  return fmix32((chunkKey(id) ^ peerKey(peer)) >>> 0)
+  return weight(chunkKey(id), peerKey(peer))
 }
 
 /** Whether a outranks b: the higher weight, and between equal weights the URL first in code-unit order. */
@@ -59,7 +64,7 @@ function outranks(wa: number, ua: string, wb: number, ub: string): boolean {
 export function rankPeers<T extends {url: string}>(peers: readonly T[], id: string): T[] {
   const c = chunkKey(id)
   return peers
-    .map((p) => ({p, w: fmix32((c ^ peerKey(p.url)) >>> 0)}))
+    .map((p) => ({p, w: weight(c, peerKey(p.url))}))
     .sort((a, b) => (outranks(a.w, a.p.url, b.w, b.p.url) ? -1 : outranks(b.w, b.p.url, a.w, a.p.url) ? 1 : 0))
     .map((x) => x.p)
 }
@@ -76,7 +81,7 @@ export function ownerPicker<T extends {url: string}>(peers: readonly T[]): (id: 
     let best = -1
     let bestW = -1
     for (let i = 0; i < peers.length; i++) {
-      const w = fmix32((c ^ keys[i]) >>> 0)
+      const w = weight(c, keys[i])
       if (best < 0 || outranks(w, peers[i].url, bestW, peers[best].url)) {
         best = i
         bestW = w
@@ -93,7 +98,7 @@ export function ownerPicker<T extends {url: string}>(peers: readonly T[]): (id: 
  */
 export function* walkRanked<T extends {url: string}>(peers: readonly T[], id: string): Generator<T, void, undefined> {
   const c = chunkKey(id)
-  const w = Float64Array.from(peers, (p) => fmix32((c ^ peerKey(p.url)) >>> 0))
+  const w = Float64Array.from(peers, (p) => weight(c, peerKey(p.url)))
   for (let left = peers.length; left > 0; left--) {
     let best = -1
     for (let i = 0; i < peers.length; i++) if (w[i] >= 0 && (best < 0 || outranks(w[i], peers[i].url, w[best], peers[best].url))) best = i
