@@ -94,9 +94,13 @@ const unique = imp.json.newBytes ?? imp.json.storedBytes
 log(`image: ${imageLabel}; id ${id.slice(0, 12)}, ${JSON.stringify({newChunks: imp.json.newChunks, newBytes: imp.json.newBytes})}`)
 
 // ----------------------------------------------------------------- push, pull, aws s3 cp, nginx
-const nginx = await startNginx(build)
+// nginx serves the same layout as the bucket: a copy of a pushed prefix (packs, compressed objects)
+await vmiTimed(['push', 'bench:s3', 's3://bench/copy', '--json'], build, {env: awsEnv, scratch: workDir})
+const copy = path.join(workDir, 'bucket-copy')
+await aws(['s3', 'sync', '--quiet', 's3://bench/copy', copy])
+const nginx = await startNginx(copy)
 /** @type {Record<string, number[]>} */
-const t = {push: [], awsUp: [], pullS3: [], awsDown: [], pullNginx: []}
+const t = {push: [], pushLoose: [], awsUp: [], pullS3: [], pullS3Loose: [], awsDown: [], pullNginx: []}
 // CPU seconds of each job: the client's, and the server's (radosgw and its OSD, or nginx)
 const rgwPids = readFileSync(path.join(rgw.RGW_DIR, 'pids'), 'utf8').trim().split('\n').map((l) => Number(l.split(' ')[0])).filter(Boolean)
 /** @type {Record<string, {client: number[], server: number[]}>} */
@@ -113,6 +117,7 @@ const vmiEnv = {...awsEnv}
 for (let r = 0; r < reps; r++) {
   const steps = [
     () => timed('push', rgwPids, () => vmiTimed(['push', 'bench:s3', `s3://bench/r${r}`, '--json'], build, {env: vmiEnv, scratch: workDir})),
+    () => timed('pushLoose', rgwPids, () => vmiTimed(['push', 'bench:s3', `s3://bench/l${r}`, '--no-pack', '--json'], build, {env: vmiEnv, scratch: workDir})),
     () => timed('awsUp', rgwPids, () => aws(['s3', 'cp', '--quiet', raw, 's3://bench/raw/disk.raw'])),
   ]
   for (const s of r % 2 ? steps.reverse() : steps) await s()
@@ -120,6 +125,11 @@ for (let r = 0; r < reps; r++) {
     async () => {
       const store = path.join(workDir, `pull-s3-${r}`)
       await timed('pullS3', rgwPids, () => vmiTimed(['pull', 'bench:s3', `s3://bench/r${r}`, '--json'], store, {env: vmiEnv, scratch: workDir}))
+      await fsp.rm(store, {recursive: true, force: true})
+    },
+    async () => {
+      const store = path.join(workDir, `pull-s3-loose-${r}`)
+      await timed('pullS3Loose', rgwPids, () => vmiTimed(['pull', 'bench:s3', `s3://bench/l${r}`, '--json'], store, {env: vmiEnv, scratch: workDir}))
       await fsp.rm(store, {recursive: true, force: true})
     },
     async () => {
@@ -134,7 +144,9 @@ for (let r = 0; r < reps; r++) {
     },
   ]
   for (const s of r % 2 ? pulls.reverse() : pulls) await s()
-  log(`run ${r + 1}/${reps}: push ${f(t.push[r])} s, aws up ${f(t.awsUp[r])} s, pull s3 ${f(t.pullS3[r])} s, aws down ${f(t.awsDown[r])} s, pull nginx ${f(t.pullNginx[r])} s`)
+  log(
+    `run ${r + 1}/${reps}: push ${f(t.push[r])} s (loose ${f(t.pushLoose[r])} s), aws up ${f(t.awsUp[r])} s, pull s3 ${f(t.pullS3[r])} s (loose ${f(t.pullS3Loose[r])} s), aws down ${f(t.awsDown[r])} s, pull nginx ${f(t.pullNginx[r])} s`,
+  )
 }
 await nginx.close()
 
@@ -165,11 +177,12 @@ async function rate(get) {
   }))
   return sample.length / ((performance.now() - t0) / 1000)
 }
-const key = (/** @type {string} */ i) => `r0/objects/${i.slice(0, 2)}/${i.slice(2)}`
+// one object per chunk: the --no-pack push of the first run
+const key = (/** @type {string} */ i) => `l0/objects/${i.slice(0, 2)}/${i.slice(2)}`
 /** @type {{client: string, loadMs?: ReturnType<typeof stats>, getsPerSecond?: number, note?: string}[]} */
 const clients = []
 {
-  const store = new dist.S3Store('s3://bench/r0', {region: rgw.S3_REGION, endpoint: rgw.S3_ENDPOINT, credentials: creds})
+  const store = new dist.S3Store('s3://bench/l0', {region: rgw.S3_REGION, endpoint: rgw.S3_ENDPOINT, credentials: creds})
   await rate((i) => store.get(i)) // warm-up
   clients.push({client: "vmi S3Store: own SigV4 signer (node:crypto) + vmi's HTTP client (node:http, keep-alive), BLAKE3-verified", loadMs: loadMs(['node:crypto', 'node:http']) /* the signer is one small module on node:crypto */, getsPerSecond: await rate((i) => store.get(i))})
   await store.close()
@@ -239,7 +252,16 @@ const R = {
   reps,
   aws: awsVersion,
   seconds: S,
-  ratios: {push: ratio(t.awsUp, t.push), pull: ratio(t.awsDown, t.pullS3), s3VsNginx: ratio(t.pullS3, t.pullNginx)},
+  ratios: {
+    push: ratio(t.awsUp, t.push),
+    pull: ratio(t.awsDown, t.pullS3),
+    s3VsNginx: ratio(t.pullS3, t.pullNginx),
+    pushLoose: ratio(t.awsUp, t.pushLoose),
+    pullLoose: ratio(t.awsDown, t.pullS3Loose),
+    pushPackedVsLoose: ratio(t.push, t.pushLoose),
+    pullPackedVsLoose: ratio(t.pullS3, t.pullS3Loose),
+  },
+  goals: {vsAws: 2, vsNginx: 1.5},
   cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, {client: stats(v.client), server: stats(v.server)}])),
   clients,
   gets: GETS,

@@ -315,7 +315,27 @@ function explain(R) {
 // ----------------------------------------------------------------- an S3 bucket as the seed (bench/s3.js)
 
 export function renderS3Report(R) {
-  return renderReport(R, {title: 'S3 bucket as the seed (radosgw)', tools: 'shared with other jobs', body: s3Body, background: false})
+  return renderReport(R, {title: 'S3 bucket as the seed (radosgw)', tools: 'shared with other jobs', goals: s3Goals(R), body: s3Body, background: false})
+}
+
+/**
+ * The bucket's goals (issue "Seeds in object storage"), from runs that stated them (a run before
+ * packs has no `goals`, and no goal rows). @param {Record<string, any>} R
+ * @returns {import('./report.js').Goal[]}
+ */
+export function s3Goals(R) {
+  const G = R.goals
+  if (!G) return []
+  const x = (/** @type {any} */ s) => `${f(s.median)}× (min ${f(s.min)})`
+  return [
+    {goal: `S3: a push to the bucket ≥ ${G.vsAws}× faster than \`aws s3 cp\` of the raw file`, result: `${x(R.ratios.push)}; ${f(R.seconds.push.median)} s vs ${f(R.seconds.awsUp.median)} s`, met: R.ratios.push.median >= G.vsAws},
+    {goal: `S3: a pull from the bucket ≥ ${G.vsAws}× faster than \`aws s3 cp\` of the raw file`, result: `${x(R.ratios.pull)}; ${f(R.seconds.pullS3.median)} s vs ${f(R.seconds.awsDown.median)} s`, met: R.ratios.pull.median >= G.vsAws},
+    {
+      goal: `S3: a pull from the bucket within ${G.vsNginx}× of a pull from nginx serving the same layout`,
+      result: `${f(R.ratios.s3VsNginx.median)}× the time (max ${f(R.ratios.s3VsNginx.max)}); ${f(R.seconds.pullS3.median)} s vs ${f(R.seconds.pullNginx.median)} s`,
+      met: R.ratios.s3VsNginx.median <= G.vsNginx,
+    },
+  ]
 }
 
 /** @param {Record<string, any>} R */
@@ -331,8 +351,21 @@ export function s3Body(R) {
         ['push to the bucket', span(R.seconds.push), '`aws s3 cp` raw file up', span(R.seconds.awsUp), `**${span(R.ratios.push)}×**`, '≥ 2×'],
         ['pull from the bucket', span(R.seconds.pullS3), '`aws s3 cp` raw file down', span(R.seconds.awsDown), `**${span(R.ratios.pull)}×**`, '≥ 2×'],
         ['pull from the bucket', span(R.seconds.pullS3), 'vmi pull from nginx, same layout', span(R.seconds.pullNginx), `**${span(R.ratios.s3VsNginx)}×** (bucket time / nginx time)`, '≤ 1.5×'],
+        ...(R.seconds.pushLoose
+          ? [
+              ['push, one object per chunk (`--no-pack`)', span(R.seconds.pushLoose), '`aws s3 cp` raw file up', span(R.seconds.awsUp), `${span(R.ratios.pushLoose)}×`, ''],
+              ['pull, one object per chunk', span(R.seconds.pullS3Loose), '`aws s3 cp` raw file down', span(R.seconds.awsDown), `${span(R.ratios.pullLoose)}×`, ''],
+            ]
+          : []),
       ],
     ),
+    ...(R.seconds.pushLoose
+      ? [
+          '',
+          `Packs against one object per chunk, same run (time with packs / time without, per run): push ${span(R.ratios.pushPackedVsLoose)}×, pull ${span(R.ratios.pullPackedVsLoose)}×. ` +
+            'nginx serves a copy of a pushed prefix (`aws s3 sync` of it: packs, compressed objects), read with the same ranged GETs as the bucket.',
+        ]
+      : []),
     '',
     ...(R.cpu ? s3Cpu(R) : []),
     `S3 clients: load time (import of the signer and the HTTP client in a fresh node, ms, min–median–max of 5) and ${R.gets} GETs of chunks, 16 in flight, one process:`,
@@ -356,8 +389,10 @@ function s3Cpu(/** @type {any} */ R) {
       ['job', 'wall s', 'client CPU s', 'server CPU s'],
       [
         row('vmi push to the bucket', 'push', 'radosgw + OSD'),
+        ...(C.pushLoose ? [row('vmi push, one object per chunk', 'pushLoose', 'radosgw + OSD')] : []),
         row('`aws s3 cp` up', 'awsUp', 'radosgw + OSD'),
         row('vmi pull from the bucket', 'pullS3', 'radosgw + OSD'),
+        ...(C.pullS3Loose ? [row('vmi pull, one object per chunk', 'pullS3Loose', 'radosgw + OSD')] : []),
         row('`aws s3 cp` down', 'awsDown', 'radosgw + OSD'),
         row('vmi pull from nginx', 'pullNginx', 'nginx'),
       ],

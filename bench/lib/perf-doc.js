@@ -14,7 +14,7 @@ import {lineChart} from './svg-plot.js'
 import {bootBody, bootGoals, fleetBody, fleetGoals} from './fleet-report.js'
 import {distGoals, goalTable, mountGoals, storeGoals} from './report.js'
 import {storeBody} from './store-report.js'
-import {distBody, s3Body} from './dist-report.js'
+import {distBody, s3Goals, s3Body} from './dist-report.js'
 import {compressBody, compressGoals} from './compress-report.js'
 import {mountBody, writesBody} from './mount-report.js'
 
@@ -55,7 +55,7 @@ const KINDS = {
   dist: {name: 'distribution (pull, push, fleet, serve)', heading: '## Distribution: pull, push, fleets, serving', body: distBody, goals: distGoals, after: HTTP_CLIENT},
   mount: {name: 'mount (reads, boots)', heading: '## Mount: cached reads and lazy boots', body: mountBody, goals: mountGoals},
   writes: {name: 'sub-block writes through the overlay', heading: '## Sub-block writes through the overlay', body: writesBody},
-  s3: {name: 'S3 bucket as the seed (radosgw)', heading: '## S3 bucket as the seed', body: s3Body, before: S3_CLIENT},
+  s3: {name: 'S3 bucket as the seed (radosgw)', heading: '## S3 bucket as the seed', body: s3Body, goals: s3Goals, before: S3_CLIENT},
   fleet: {name: 'fleet lab (namespaces, shaped links)', heading: '## Fleet lab: hosts in their own network namespaces, on shaped links', body: fleetBody, goals: fleetGoals},
   'fleet-boot': {name: 'boot storm in the fleet lab (replay)', heading: '### Boot storm in the lab (a replay)', depth: 2, body: bootBody, goals: bootGoals},
   compress: {

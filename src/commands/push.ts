@@ -18,7 +18,7 @@ export default class Push extends BaseCommand<typeof Push> {
 
 Chunks travel and rest compressed (zstd, FORMAT.md "Compressed objects") when the remote stores compressed objects: a vmi serve that says so, or a bucket. A chunk the local store holds compressed goes as it is; a raw one is compressed here, and kept raw when that saves less than 1/16. --no-compress sends raw chunks (a bucket that vmi from before compression must read, or a fast local link where the compression CPU is not worth it).
 
-To vmi serve, chunks go in object batches of up to 16 MiB, two at a time; the server hashes every one and refuses wrong bytes, so the chunks are sent as the local store holds them, not hashed again here (--verify hashes them first). To a server without batches, and to a bucket, they go one request each, --concurrency at a time; a bucket checks nothing, so each is hashed before it goes.
+To vmi serve, chunks go in object batches of up to 16 MiB, two at a time; the server hashes every one and refuses wrong bytes, so the chunks are sent as the local store holds them, not hashed again here (--verify hashes them first). To a bucket they go in packs (FORMAT.md "Packs"): up to 16 MiB of chunks in one object and its index, two at a time, then the image's pack list before its manifest, so a pull reads them in a few large ranged GETs instead of one request per chunk; a bucket checks nothing, so each chunk is hashed before it goes. --no-pack puts one object per chunk instead (for readers older than packs, or a bucket other tools write chunks to). To a server without batches they go one request each, --concurrency at a time.
 
 The token comes from --token, else --token-file, else $VMI_PUSH_TOKEN, else the remote's tokenFile in the store config ('vmi remote add NAME URL --token-file FILE'). Without any, the push stops before its first request.
 
@@ -31,7 +31,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
     '<%= config.bin %> push web:v2 https://seed.internal:7070 --token-file /etc/vmi/token --ca-cert /etc/vmi/ca.pem',
     '<%= config.bin %> push 3f2a9c origin --as web:stable',
     '<%= config.bin %> push web:v2 --verify   # hash each chunk here before it goes',
-    '<%= config.bin %> push web:v2 s3://images/prod --no-compress   # raw chunks, for an older vmi that reads the bucket',
+    '<%= config.bin %> push web:v2 s3://images/prod --no-compress --no-pack   # raw loose chunks, for an older vmi that reads the bucket',
     '<%= config.bin %> push web:v2 --sign ~/.ssh/id_ed25519',
     '<%= config.bin %> push web:v2 --sign ~/.ssh/id_ed25519.pub   # the private key in ssh-agent',
   ]
@@ -45,6 +45,11 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
     as: Flags.string({summary: 'Name:tag on the remote (default: the name given).'}),
     concurrency: Flags.integer({summary: 'Parallel uploads when chunks go one request each (a bucket, a server without object batches).', default: 8, min: 1, max: 64}),
     verify: Flags.boolean({summary: 'Hash every chunk before sending it, also to a server that checks uploads itself.', default: false}),
+    pack: Flags.boolean({
+      summary: 'To a bucket: chunks go in packs, a few large objects read by range (--no-pack: one object per chunk, for readers older than packs).',
+      default: true,
+      allowNo: true,
+    }),
     compress: Flags.boolean({summary: 'Send chunks compressed (zstd) when the remote stores them so (--no-compress: raw).', default: true, allowNo: true}),
     sign: Flags.string({summary: 'Sign the remote ref with this SSH key: a private key file, or a .pub file whose key ssh-agent holds.'}),
     ...tlsFlags,
@@ -65,7 +70,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
     let r: PushResult
     try {
       const s3 = await s3AccessFor(remote.url, remote)
-      r = await pushImage(store, this.args.image, seedStore(remote.url, {token, readToken, insecure: this.flags.insecure, tls, s3}), {
+      r = await pushImage(store, this.args.image, seedStore(remote.url, {token, readToken, insecure: this.flags.insecure, tls, s3, pack: this.flags.pack}), {
         as: this.flags.as,
         concurrency: this.flags.concurrency,
         verify: this.flags.verify,

@@ -104,7 +104,7 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
       locks.push(await acquireLock(store.layout, {op: 'mount', kind: 'root', roots: [id], signal: init.signal}))
     } else await checkWholeLocally(store, id, init.recordProfile === true)
     const {manifest, profile} = await prepareImage(chain, id, named, storeWritable, init)
-    chain.setChunks(uniqueChunkIds(manifest)) // owners balanced over this image's chunks, as a pull of it does
+    chain.setImage(id, uniqueChunkIds(manifest)) // owners balanced over this image's chunks, as a pull of it does; the seed's packs of it
     if (init.overlayDir) await own('overlay', init.overlayDir)
     const socketPath = init.listen ? undefined : (init.socketPath ?? path.join(scratch, `${process.pid}-mount-${id.slice(0, 8)}.sock`))
     if (socketPath) await own('socket', socketPath)

@@ -16,6 +16,7 @@
  */
 import {RemoteIntegrityError} from '../errors.js'
 import {checkReceived} from '../store/object-encoding.js'
+import {spanItem, splitSpan, type SpanItem} from './packs.js'
 import {bulkGet, type BulkItem} from './pipelined-get.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 import {MAX_OBJECT_BYTES, objectPath} from './wire.js'
@@ -64,6 +65,11 @@ export class BatchedSource implements ChunkSource {
     return this.store.has(id, opts)
   }
 
+  /** Where the store packs an image's chunks, when it may keep packs: batches then read their ranges. */
+  usePacks(manifestId: string, opts?: FetchOptions): Promise<number> {
+    return this.store.usePacks ? this.store.usePacks(manifestId, opts) : Promise.resolve(0)
+  }
+
   /** Verified chunk bytes, undefined on 404 (as RemoteSource.get). A signal only applies to the one-by-one fallback. */
   get(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
     try {
@@ -99,11 +105,24 @@ export class BatchedSource implements ChunkSource {
 
   private async send(batch: Waiter[]): Promise<void> {
     const byItem = new Map<BulkItem, Waiter>()
-    const items = batch.map((w) => {
+    // packed chunks as ranges of their packs (adjacent ones in one read), the rest one GET each
+    const plan = this.store.packPlan?.(batch)
+    const looseOnes = plan ? plan.loose.map((i) => batch[i]) : batch
+    const items: BulkItem[] = looseOnes.map((w) => {
       const item: BulkItem = {id: w.id, path: objectPath(w.id), length: this.typical, upTo: MAX_OBJECT_BYTES}
       byItem.set(item, w)
       return item
     })
+    for (const span of plan?.spans ?? []) items.push(spanItem(span))
+    const members = (item: BulkItem): BulkItem[] => {
+      const span = (item as SpanItem).span
+      if (!span) return [item]
+      return span.members.map((m) => {
+        const member: BulkItem = {id: batch[m].id, path: span.path, length: 0}
+        byItem.set(member, batch[m])
+        return member
+      })
+    }
     const settled = new Set<Waiter>()
     const settle = (item: BulkItem, fn: (w: Waiter) => void) => {
       const w = byItem.get(item)!
@@ -119,16 +138,25 @@ export class BatchedSource implements ChunkSource {
       items,
       {
         onBody: (item, body) => {
-          settle(item, (w) => {
-            try {
-              // decoded when a frame, then hashed
-              w.resolve(checkReceived(item.id, body, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${item.id} (they hash to ${actual})`, {data: {id: item.id, actual, source: this.name}})))
-            } catch (err) {
-              w.reject(err as Error)
-            }
-          })
+          const one = (m: BulkItem, bytes: Buffer) =>
+            settle(m, (w) => {
+              try {
+                // decoded when a frame, then hashed
+                w.resolve(checkReceived(m.id, bytes, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${m.id} (they hash to ${actual})`, {data: {id: m.id, actual, source: this.name}})))
+              } catch (err) {
+                w.reject(err as Error)
+              }
+            })
+          const span = (item as SpanItem).span
+          if (!span) return one(item, body)
+          const ms = members(item)
+          // a chunk's bytes outlive the batch (the caller keeps them): copied out of the span's buffer
+          splitSpan(span, body, (m, bytes) => one(ms[span.members.indexOf(m)], Buffer.from(bytes)))
         },
-        onMissing: (item) => settle(item, (w) => w.resolve(undefined)),
+        // a pack that is gone: its chunks are asked loose, one by one, below
+        onMissing: (item) => {
+          if (!(item as SpanItem).span) settle(item, (w) => w.resolve(undefined))
+        },
         onFailed: () => {},
       },
       {...this.store.bulkOptions(false), connections: 1, maxFailures: 1, windowBytes: this.maxBatch * this.typical},

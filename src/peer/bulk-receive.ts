@@ -16,12 +16,15 @@
 import {openObject, storedForm} from '../store/object-encoding.js'
 import type {LocalStore} from '../store/local-store.js'
 import type {ObjectWriter, WriterJob, WriterJobRunner} from '../store/object-writer.js'
+import {spanItem, splitSpan, type PackSpan, type SpanItem} from './packs.js'
 import {bulkGet, type BulkItem, type BulkOptions} from './pipelined-get.js'
 
 /** What a thread needs to fetch its share: plain data, sent to the thread. */
 export interface BulkTask {
   url: string
   items: {id: string; path: string; length: number}[]
+  /** Ranged reads of packs (packs.ts) that bring some of `items` (their indexes); the rest are fetched one GET each. */
+  spans?: PackSpan[]
   options: Omit<BulkOptions, 'signal' | 'allocBody'>
   /** Look for each object before writing it (a peer may be this host's own serve, which stored it here already). */
   probe: boolean
@@ -73,6 +76,12 @@ const REPORT_MS = 50
 /** An item and its place in BulkTask.items. */
 type Indexed = BulkItem & {index: number}
 
+/** The task items a request stood for: one, or a span's members. */
+function indexesOf(item: BulkItem): number[] {
+  const span = (item as SpanItem).span
+  return span ? span.members : [(item as Indexed).index]
+}
+
 function emptyProgress(): BulkProgress {
   return {stored: [], missing: [], failed: [], mismatch: [], wire: 0}
 }
@@ -85,7 +94,10 @@ function emptyProgress(): BulkProgress {
 export const runJob: WriterJobRunner<BulkTask, BulkProgress, BulkEnd> = (store, task, report, signal) => runBulkTask(store, task, report, signal)
 
 async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
-  const items: Indexed[] = task.items.map((it, index) => ({...it, index}))
+  const all: Indexed[] = task.items.map((it, index) => ({...it, index}))
+  const inSpan = new Set<number>()
+  for (const s of task.spans ?? []) for (const m of s.members) inSpan.add(m)
+  const items: BulkItem[] = [...all.filter((it) => !inSpan.has(it.index)), ...(task.spans ?? []).map(spanItem)]
   const stop = new AbortController()
   const onAbort = () => stop.abort()
   signal?.addEventListener('abort', onAbort, {once: true})
@@ -107,24 +119,28 @@ async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkPr
     count++
     flush(false)
   }
+  /** Decode when a frame, hash, and store as it came (object-encoding.ts); throws only when the store cannot be written. */
+  const take = (item: Indexed, body: Buffer) => {
+    const o = openObject(item.id, body, item.length)
+    if (o.actual !== undefined) pending.mismatch.push([item.index, o.actual])
+    else {
+      store.putObjectSync(item.id, storedForm(body, o), {probe: task.probe})
+      pending.stored.push(item.index)
+      pending.wire += body.length
+    }
+    outcome()
+  }
   try {
     const r = await bulkGet(
       task.url,
       items,
       {
         onBody: (item, body) => {
-          const {index} = item as Indexed
           try {
             if (fatal) return
-            // decoded when a frame and hashed; stored as it came (object-encoding.ts)
-            const o = openObject(item.id, body, item.length)
-            if (o.actual !== undefined) pending.mismatch.push([index, o.actual])
-            else {
-              store.putObjectSync(item.id, storedForm(body, o), {probe: task.probe})
-              pending.stored.push(index)
-              pending.wire += body.length
-            }
-            outcome()
+            const span = (item as SpanItem).span
+            if (span) splitSpan(span, body, (m, bytes) => take(all[m], bytes))
+            else take(item as Indexed, body)
           } catch (err) {
             fatal ??= err
             stop.abort()
@@ -133,12 +149,16 @@ async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkPr
           }
         },
         onMissing: (item) => {
-          pending.missing.push((item as Indexed).index)
-          outcome()
+          for (const i of indexesOf(item)) {
+            pending.missing.push(i)
+            outcome()
+          }
         },
         onFailed: (item, reason) => {
-          pending.failed.push([(item as Indexed).index, reason])
-          outcome()
+          for (const i of indexesOf(item)) {
+            pending.failed.push([i, reason])
+            outcome()
+          }
         },
       },
       {
@@ -154,7 +174,7 @@ async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkPr
     )
     if (fatal) throw fatal
     flush(true)
-    return {unanswered: r.unanswered.map((it) => (it as Indexed).index), ...(r.stopped ? {stopped: r.stopped} : {})}
+    return {unanswered: r.unanswered.flatMap(indexesOf), ...(r.stopped ? {stopped: r.stopped} : {})}
   } finally {
     signal?.removeEventListener('abort', onAbort)
   }

@@ -11,6 +11,7 @@ import {ObjectWriter} from '../store/object-writer.js'
 import {mapLimit} from '../util/map-limit.js'
 import {receiveBulk, type BulkEnd, type BulkProgress} from './bulk-receive.js'
 import type {ChainEvent, ChainStats, FetchManyInit} from './chain.js'
+import type {PackSpan} from './packs.js'
 import type {BulkItem} from './pipelined-get.js'
 import type {RemoteSource, SourceKind} from './source.js'
 
@@ -54,10 +55,26 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
   let fatal: Error | undefined
   // One task per connection: a lone source is shared among all the threads
   // (every other chunk to each), several sources get one connection each.
-  const tasks: {src: RemoteSource; items: BulkItem[]}[] = []
+  const tasks: {src: RemoteSource; items: BulkItem[]; spans?: PackSpan[]}[] = []
   for (const [src, list] of groups) {
-    const parts = groups.size > 1 ? 1 : Math.min(writers.length, list.length)
-    for (let p = 0; p < parts; p++) tasks.push({src, items: list.filter((_, i) => i % parts === p)})
+    const plan = src.packPlan?.(list)
+    const parts = groups.size > 1 ? 1 : Math.min(writers.length, plan ? plan.spans.length + plan.loose.length : list.length)
+    if (!plan) {
+      for (let p = 0; p < parts; p++) tasks.push({src, items: list.filter((_, i) => i % parts === p)})
+      continue
+    }
+    // a seed's packs: whole ranged reads dealt out among the threads (not single chunks, which would break the ranges up)
+    for (let p = 0; p < parts; p++) {
+      const items: BulkItem[] = []
+      const spans: PackSpan[] = []
+      plan.spans.forEach((s, k) => {
+        if (k % parts === p) spans.push({...s, members: s.members.map((m) => items.push(list[m]) - 1)})
+      })
+      plan.loose.forEach((m, k) => {
+        if (k % parts === p) items.push(list[m])
+      })
+      if (items.length > 0) tasks.push({src, items, spans})
+    }
   }
   // every running task listens on `stop`, one per peer with many peers: not a leak
   setMaxListeners(Math.min(tasks.length, MAX_BULK_CONNECTIONS) + 1, stop.signal)
@@ -66,7 +83,7 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
   // few owners first, and leave the rest idle.
   if (tasks.length > MAX_BULK_CONNECTIONS) shuffle(tasks)
   try {
-    await mapLimit(tasks, MAX_BULK_CONNECTIONS, async ({src, items}, t) => {
+    await mapLimit(tasks, MAX_BULK_CONNECTIONS, async ({src, items, spans}, t) => {
       // stopped before its turn came: the error or the caller's abort is thrown below
       if (stop.signal.aborted) return
       const owner = src.kind === 'peer' && chain.ownerHashing
@@ -100,7 +117,7 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
       try {
         end = await receiveBulk(
           writers[t % writers.length],
-          {url: src.url, items, options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
+          {url: src.url, items, spans, options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
           onProgress,
           stop.signal,
         )

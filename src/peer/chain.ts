@@ -42,6 +42,8 @@ export interface UpstreamSource extends ChunkSource {
   get(id: string, opts?: FetchOptions & {fetchThrough?: boolean}): Promise<Buffer | undefined>
   /** While the source is known to be down: since when (ms since the epoch). */
   readonly downSince?: number
+  /** A seed that may keep chunks in packs: where this image's are (RemoteSource.usePacks). */
+  usePacks?(manifestId: string, opts?: FetchOptions): Promise<number>
 }
 import {MAX_OBJECT_BYTES, objectPath} from './wire.js'
 
@@ -135,6 +137,10 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   readonly seed?: U
   /** The image's chunks (setChunks), and their balanced owners over the peer list. */
   private chunkSet?: readonly string[]
+  /** The seed's pack list for the image, read (setImage). */
+  private packsReady?: Promise<void>
+  /** The image being fetched (setImage). */
+  private image?: string
   private owners?: Map<string, RemoteSource>
 
   constructor(
@@ -188,6 +194,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   /** Replace the peer list (peers file changed). */
   setPeers(peers: RemoteSource[]): void {
     this.peers = peers
+    if (this.image) for (const p of peers) p.forImage?.(this.image)
     this.balance()
   }
 
@@ -200,6 +207,24 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   setChunks(ids: Iterable<string>): void {
     this.chunkSet = [...ids]
     this.balance()
+  }
+
+  /**
+   * The image being fetched: its chunks (setChunks) and, when the seed may
+   * keep packs, where this image's are, read once in the background and
+   * awaited before the seed is first asked for a chunk. A pack list that
+   * cannot be read is reported; its chunks are then looked for loose.
+   */
+  setImage(manifestId: string, ids: Iterable<string>): void {
+    this.setChunks(ids)
+    this.image = manifestId
+    for (const p of this.peers) p.forImage?.(manifestId)
+    const seed = this.seed
+    if (!seed?.usePacks || this.packsReady) return
+    this.packsReady = seed.usePacks(manifestId).then(
+      () => {},
+      (err) => this.emit({type: 'source-error', id: manifestId, source: seed.name, message: `${seed.name}: could not read where image ${manifestId} is packed (${shortReason(err)}); its chunks are asked one object each`}),
+    )
   }
 
   private balance(): void {
@@ -252,6 +277,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
         groups.set(first, list)
       }
     }
+    // the seed's packs known before its ranged reads are planned (only then: a seed that is down need not hold up peers)
+    if (this.seed && groups.has(this.seed as unknown as RemoteSource)) await this.packsReady
     if (groups.size > 0)
       await bulkFetch(groups, init, leftover, {
         storeRoot: this.local.root,
@@ -350,6 +377,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
         }
       }
       if (this.seed) {
+        await this.packsReady
         const data = await attempt(this.seed, false)
         if (data) return {data, source: 'seed', from: this.seed.name}
       }

@@ -23,6 +23,7 @@
  * `close()` stops its probing.
  */
 import {SourceDownError} from '../errors.js'
+import type {PackSpan} from './packs.js'
 import type {BulkOptions} from './pipelined-get.js'
 import {failureKind} from './retry.js'
 import type {ChunkSource, FetchOptions, RemoteSource, SourceKind} from './source.js'
@@ -200,6 +201,12 @@ export class GuardedSource<S extends ChunkSource = ChunkSource> implements Chunk
   has(id: string, opts?: FetchOptions): Promise<boolean> {
     return this.breaker.run(() => this.inner.has(id, opts))
   }
+
+  /** Where the upstream packs an image's chunks (RemoteSource.usePacks), when it may keep packs. */
+  usePacks(manifestId: string, opts?: FetchOptions): Promise<number> {
+    const inner = this.inner as ChunkSource & {usePacks?: RemoteSource['usePacks']}
+    return inner.usePacks ? this.breaker.run(() => inner.usePacks!(manifestId, opts)) : Promise.resolve(0)
+  }
 }
 
 /** A remote (peer or seed) behind a breaker: every request of the chain, pull and mount to it. */
@@ -234,6 +241,14 @@ export class GuardedRemote extends GuardedSource<RemoteSource> implements Remote
 
   bulkOptions(fetchThrough: boolean): BulkOptions | undefined {
     return this.inner.bulkOptions(fetchThrough)
+  }
+
+  forImage(manifestId: string): void {
+    this.inner.forImage?.(manifestId)
+  }
+
+  packPlan(items: readonly {id: string}[]): {spans: PackSpan[]; loose: number[]} | undefined {
+    return this.inner.packPlan?.(items)
   }
 
   ping(opts?: FetchOptions): Promise<void> {

@@ -50,7 +50,7 @@ export interface BuiltChain {
   close(): void
 }
 
-export type RemoteInit = HttpStoreInit & {s3?: S3Access}
+export type RemoteInit = HttpStoreInit & {s3?: S3Access; pack?: boolean}
 
 /**
  * The one place a URL becomes a remote chunk source for a chain or a
@@ -61,8 +61,8 @@ export type RemoteInit = HttpStoreInit & {s3?: S3Access}
  */
 export function openRemote(url: string, init: RemoteInit): RemoteSource & WritableRemote {
   if (isS3Url(url)) {
-    const {kind, connectTimeoutMs, idleTimeoutMs, retry, insecure, tls} = init
-    return new S3Store(url, {region: 'us-east-1', ...init.s3, kind, connectTimeoutMs, idleTimeoutMs, retry, insecure, tls})
+    const {kind, connectTimeoutMs, idleTimeoutMs, retry, insecure, tls, pack} = init
+    return new S3Store(url, {region: 'us-east-1', ...init.s3, kind, connectTimeoutMs, idleTimeoutMs, retry, insecure, tls, pack})
   }
   return new HttpStore(url, init)
 }
@@ -83,8 +83,8 @@ export function peerStore(url: string, cfg: ChainConfig = {}): RemoteSource {
 }
 
 /** The seed as push uses it: an unreachable seed is retried (with backoff, bounded) like any connection error. */
-export function seedStore(url: string, init: {token?: string; readToken?: string; insecure?: boolean; tls?: ClientTls; s3?: S3Access} = {}): RemoteSource & WritableRemote {
-  return openRemote(url, {kind: 'seed', token: init.token, readToken: init.readToken, insecure: init.insecure, tls: init.tls, s3: init.s3, retry: {retries: 4, baseMs: 200}})
+export function seedStore(url: string, init: {token?: string; readToken?: string; insecure?: boolean; tls?: ClientTls; s3?: S3Access; pack?: boolean} = {}): RemoteSource & WritableRemote {
+  return openRemote(url, {kind: 'seed', token: init.token, readToken: init.readToken, insecure: init.insecure, tls: init.tls, s3: init.s3, pack: init.pack, retry: {retries: 4, baseMs: 200}})
 }
 
 function chainSeedStore(url: string, cfg: ChainConfig): RemoteSource {

@@ -16,12 +16,14 @@ import {isTlsTrustError, type ClientTls} from './tls-trust.js'
 import {BodyTooLargeError, HttpClient, type HttpAnswer} from './http-client.js'
 import {assertChunkId, type FetchOptions, type RemoteSource, type SourceKind, type WritableRemote} from './source.js'
 import {ObjectBatchUpload} from './object-batch-upload.js'
+import {PackCatalog, packPath, type PackSpan} from './packs.js'
 import {
   bearer,
   CONTENT_BINARY,
   CONTENT_JSON,
   FETCH_HEADER,
   FETCH_UPSTREAM,
+  IMAGE_HEADER,
   HEALTH_ROUTE,
   manifestPath,
   MAX_MANIFEST_BYTES,
@@ -78,6 +80,10 @@ export class HttpStore implements RemoteSource, WritableRemote {
   private readonly init: HttpStoreInit
   private batchUnsupported = false
   private batches?: ObjectBatchUpload
+  /** Packed chunks of a static seed holding packs (a copy of a bucket; packs.ts), once a manifest's pack list was read. */
+  private readonly packs = new PackCatalog()
+  /** The image this peer's fetch-throughs are for (forImage). */
+  private image?: string
 
   constructor(url: string, init: HttpStoreInit = {}) {
     const u = new URL(url)
@@ -147,9 +153,12 @@ export class HttpStore implements RemoteSource, WritableRemote {
     path: string,
     what: string,
     max: number,
-    opts: FetchOptions & {headers?: Record<string, string>; quick?: boolean} = {},
+    opts: FetchOptions & {headers?: Record<string, string>; quick?: boolean; range?: number} = {},
   ): Promise<Buffer | undefined> {
-    if (opts.quick && !opts.signal?.aborted) {
+    const {range} = opts
+    // a range is exactly `max` bytes from `range`, answered 206
+    const headers = range === undefined ? opts.headers : {...opts.headers, range: `bytes=${range}-${range + max - 1}`}
+    if (opts.quick && range === undefined && !opts.signal?.aborted) {
       const q = await this.quickGet(path, max, opts.signal).catch(() => undefined)
       if (q) return q.body
     }
@@ -157,14 +166,18 @@ export class HttpStore implements RemoteSource, WritableRemote {
       async () => {
         let res: HttpAnswer
         try {
-          res = await this.http.request(path, {method: 'GET', signal: opts.signal, headers: opts.headers, maxBytes: max})
+          res = await this.http.request(path, {method: 'GET', signal: opts.signal, headers, maxBytes: max})
         } catch (err) {
           // an oversized answer is a wrong answer: not retried
-          if (err instanceof BodyTooLargeError) throw new RemoteIntegrityError(`${this.name} sent more than ${max} bytes for ${what}`, {data: {source: this.name}})
+          if (err instanceof BodyTooLargeError)
+            throw new RemoteIntegrityError(`${this.name} sent more than ${max} bytes for ${what}${range === undefined ? '' : ' (a range request: does the server ignore Range?)'}`, {data: {source: this.name}})
           throw this.fail(what, undefined, err)
         }
         if (res.status === 404) return undefined
-        if (res.status !== 200) throw this.fail(what, res)
+        if (range !== undefined && res.status === 200) throw new RemoteError(`${this.name} answered a range request for ${what} with the whole file`, {data: {source: this.name}})
+        if (res.status !== (range === undefined ? 200 : 206)) throw this.fail(what, res)
+        if (range !== undefined && res.body.length !== max)
+          throw new RemoteIntegrityError(`${this.name} sent ${res.body.length} bytes for ${what}, not ${max}`, {data: {source: this.name}})
         const declared = Number(res.headers['content-length'])
         if (Number.isFinite(declared) && declared !== res.body.length && !res.decoded)
           throw new RemoteError(`${this.name} sent a truncated body for ${what}`, {cause: Object.assign(new Error('truncated'), {code: 'VMI_TRUNCATED'}), data: {source: this.name}})
@@ -182,7 +195,11 @@ export class HttpStore implements RemoteSource, WritableRemote {
   async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
     assertChunkId(id)
     const headers = this.objectRequestHeaders(opts.fetchThrough === true)
-    const data = await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers})
+    const at = this.packs.lookup(id)
+    // a packed chunk: its range of the pack (a pack gone since is looked for loose)
+    const data =
+      (at && (await this.getBuffer(packPath(at.pack), `chunk ${id} in pack ${at.pack}`, at.length, {...opts, headers: this.readHeaders, range: at.offset}))) ||
+      (await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers}))
     if (data === undefined) return undefined
     // decoded when a frame, then hashed (object-encoding.ts)
     return checkReceived(
@@ -193,7 +210,13 @@ export class HttpStore implements RemoteSource, WritableRemote {
   }
 
   private objectRequestHeaders(fetchThrough: boolean): Record<string, string> {
-    return fetchThrough ? {...this.objectHeaders, [FETCH_HEADER]: FETCH_UPSTREAM} : this.objectHeaders
+    if (!fetchThrough) return this.objectHeaders
+    return {...this.objectHeaders, [FETCH_HEADER]: FETCH_UPSTREAM, ...(this.image ? {[IMAGE_HEADER]: this.image} : {})}
+  }
+
+  /** The image fetch-throughs are for from now on: a peer whose seed keeps packs finds its chunks by it. */
+  forImage(manifestId: string): void {
+    this.image = manifestId
   }
 
   /**
@@ -224,8 +247,20 @@ export class HttpStore implements RemoteSource, WritableRemote {
     }
   }
 
+  /** A static seed may hold packs (a copy of a bucket a push wrote): read where this manifest's chunks are. */
+  usePacks(manifestId: string, opts: FetchOptions = {}): Promise<number> {
+    return this.packs.loadManifest(manifestId, (path, what, max, o) => this.getBuffer(path, what, max, {...o, headers: this.readHeaders}), opts)
+  }
+
+  packPlan(items: readonly {id: string}[]): {spans: PackSpan[]; loose: number[]} | undefined {
+    if (this.packs.size === 0) return undefined
+    const plan = this.packs.plan(items)
+    return plan.spans.length > 0 ? plan : undefined
+  }
+
   async has(id: string, opts: FetchOptions = {}): Promise<boolean> {
     assertChunkId(id) // before any request: an id is part of the path
+    if (this.packs.lookup(id)) return true
     return withRetry(
       async () => {
         let res: HttpAnswer

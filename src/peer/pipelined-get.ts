@@ -30,10 +30,12 @@ export interface BulkItem {
   length: number
   /** Accept any body length up to this instead of exactly `length` (a ref, a manifest). */
   upTo?: number
+  /** Ask for `length` bytes of `path` from this offset (a Range request, answered 206); `upTo` does not apply. */
+  range?: number
 }
 
 export interface BulkHandlers {
-  /** A 200 with exactly the expected length. The buffer is the caller's to keep. */
+  /** A 200 (206 for a range) with exactly the expected length. The buffer is the caller's to keep. */
   onBody(item: BulkItem, body: Buffer): void
   /** 404. */
   onMissing(item: BulkItem): void
@@ -83,6 +85,9 @@ const MAX_SKIP = 8 << 20
 const READ_BUFFER = 1 << 20
 
 class ProtocolStop extends Error {}
+
+/** The status complete() hands a body over for: 200, or 206 for a ranged item. */
+const OK = 200
 
 /** Where the requests go and the fixed part of every request's text. */
 interface Target {
@@ -227,7 +232,8 @@ class PipelinedConnection {
       this.pending.push(it)
       this.windowLeft -= it.length
       const path = this.target.prefix + it.path
-      text += `GET ${path} HTTP/1.1\r\n${this.target.headerLines}${signedLines(this.target, path)}\r\n`
+      const range = it.range === undefined ? '' : `range: bytes=${it.range}-${it.range + it.length - 1}\r\n`
+      text += `GET ${path} HTTP/1.1\r\n${this.target.headerLines}${range}${signedLines(this.target, path)}\r\n`
     }
     if (text) this.sock.write(text)
     else if (this.pending.length === 0) {
@@ -242,7 +248,7 @@ class PipelinedConnection {
     this.pending.shift()
     this.windowLeft += item.length
     this.answered++
-    if (status === 200 && this.body) this.handlers.onBody(item, this.body)
+    if (status === OK && this.body) this.handlers.onBody(item, this.body)
     else if (status === 404) this.handlers.onMissing(item)
     this.body = undefined
     if (this.closing) {
@@ -295,15 +301,18 @@ class PipelinedConnection {
   private startResponse({status, length, keepAlive}: ResponseHead): void {
     if (!keepAlive) this.closing = true
     const item = this.pending[0]
-    this.cur = {item, status}
-    const fits = item.upTo !== undefined ? length <= item.upTo : length === item.length
-    if (status === 200 && fits) {
+    // a ranged item is answered 206; its status is kept as OK so that complete() hands the body over
+    const ok = status === (item.range === undefined ? 200 : 206)
+    this.cur = {item, status: ok ? OK : status}
+    const fits = item.upTo !== undefined && item.range === undefined ? length <= item.upTo : length === item.length
+    if (ok && fits) {
       this.body = this.opts.allocBody ? this.opts.allocBody(length) : Buffer.allocUnsafeSlow(length)
       this.bodyOff = 0
       if (length === 0) this.complete()
       return
     }
-    if (status === 200) this.handlers.onFailed(item, `sent ${length} bytes, expected ${item.upTo !== undefined ? `at most ${item.upTo}` : item.length}`, status)
+    if (ok) this.handlers.onFailed(item, `sent ${length} bytes, expected ${item.upTo !== undefined && item.range === undefined ? `at most ${item.upTo}` : item.length}`, status)
+    else if (status === 200) this.handlers.onFailed(item, `answered a range request with the whole file (${length} bytes)`, status)
     else if (status !== 404) this.handlers.onFailed(item, `HTTP ${status}`, status)
     if (length > MAX_SKIP) {
       // answered (reported above), but too long to read past: drop the connection
@@ -313,7 +322,7 @@ class PipelinedConnection {
       this.cur = undefined
       throw new ProtocolStop(`a ${length}-byte error body`)
     }
-    this.cur.status = status === 200 ? -1 : status // reported already: complete() must not report again
+    this.cur.status = ok || status === 200 ? -1 : status // reported already: complete() must not report again
     this.skip = length
     if (this.skip === 0) this.complete()
   }

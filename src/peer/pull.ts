@@ -299,7 +299,7 @@ async function pullWith(
     await store.addSources(id, holders)
     const lengths = distinctChunkLengths(manifest)
     const distinct = [...lengths.keys()]
-    chain.setChunks(distinct) // owners balanced over this image's chunks
+    chain.setImage(id, distinct) // owners balanced over this image's chunks; the seed's packs of it
     const before: ChainStats = structuredClone(chain.stats)
     const total = [...lengths.values()].reduce((a, b) => a + b, 0)
     // An image already here whole is not read again: the store trusts its own

@@ -8,6 +8,7 @@
  * test/integration/source-contract.test.js, which hold it to the contract below.
  */
 import {isValidId} from '../store/layout.js'
+import type {PackSpan} from './packs.js'
 import type {BulkOptions} from './pipelined-get.js'
 
 export interface FetchOptions {
@@ -69,6 +70,17 @@ export interface RemoteSource extends ChunkSource, ManifestSource {
    * when it has no such path, and the chain then asks it chunk by chunk.
    */
   bulkOptions(fetchThrough: boolean): BulkOptions | undefined
+  /**
+   * A seed that may keep chunks in packs (packs.ts; a bucket, a static copy
+   * of one): read where manifest `manifestId`'s chunks are packed, once;
+   * `get` then reads those from their packs. Resolves to the number of
+   * packs (0: all loose). Absent on sources that never hold packs.
+   */
+  usePacks?(manifestId: string, opts?: FetchOptions): Promise<number>
+  /** A peer: the image the next fetch-throughs are for (sent with them, wire.ts IMAGE_HEADER). */
+  forImage?(manifestId: string): void
+  /** Ranged pack reads for the bulk path (by index into `items`), when any of them are in a known pack; else undefined. */
+  packPlan?(items: readonly {id: string}[]): {spans: PackSpan[]; loose: number[]} | undefined
   /** Whether the server is a vmi store at all (its marker, or vmi serve's /healthz), asked after a telling 404. */
   looksLikeStore(opts?: FetchOptions): Promise<boolean>
   /** Resolves when the source answers HTTP at all (any status); throws when it cannot be reached. */

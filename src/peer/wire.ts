@@ -67,6 +67,11 @@ export const ENCODINGS_HEADER = 'x-vmi-encodings'
 export const FETCH_HEADER = 'x-vmi-fetch'
 /** The one value of FETCH_HEADER. */
 export const FETCH_UPSTREAM = 'upstream'
+/**
+ * On a fetch-through: the image (manifest id) the chunk is for, so that a
+ * server whose upstream keeps packs knows where to find it (packs.ts).
+ */
+export const IMAGE_HEADER = 'x-vmi-image'
 export const USER_AGENT = 'vmi/1'
 
 /** Whether a request's ENCODINGS_HEADER value names an encoding this vmi stores (zstd). */

@@ -177,7 +177,7 @@ export async function fsckCleanAsync(store) {
 
 /** Like exec(), without blocking this process's event loop (needed when the test itself serves HTTP). */
 export function execAsync(argv, opts = {}) {
-  const child = spawnCli(argv, {store: opts.store, env: opts.env, netns: opts.netns})
+  const child = spawnCli(argv, {store: opts.store, env: opts.env, netns: opts.netns, bin: opts.bin})
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d) => (stdout += d))

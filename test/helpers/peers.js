@@ -34,7 +34,8 @@ export async function objectIds(store) {
  * A TCP forwarder on a free port of 127.0.0.1 to `target` (http://HOST:PORT): one more address
  * for the same server. `opts.delayMs`: hold each connection that long before forwarding it;
  * `opts.open`: counts the connections open across the forwarders sharing it ({now, max}).
- * `asked()`: the ids of the objects GET through it, each once. `stop()` closes it.
+ * `asked()`: the ids of the objects GET through it, each once. `requestLines()`: every request
+ * line that went through ("GET /path"), in order per connection. `stop()` closes it.
  */
 export async function forwarder(target, opts = {}) {
   const {hostname, port} = new URL(target)
@@ -60,6 +61,7 @@ export async function forwarder(target, opts = {}) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
     url: `http://127.0.0.1:${server.address().port}`,
+    requestLines: () => requests.flatMap((s) => [...s.text.matchAll(/((?:GET|PUT|HEAD|POST) \/\S*) HTTP\/1\.1\r\n/g)].map((m) => m[1])),
     asked: () => new Set(requests.flatMap((s) => [...s.text.matchAll(/GET \S*objects\/([0-9a-f]{2})\/([0-9a-f]{62})/g)].map((m) => m[1] + m[2]))),
     stop: () => new Promise((resolve) => server.close(resolve)),
   }

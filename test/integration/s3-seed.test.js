@@ -12,6 +12,11 @@ import {killMidway, sleep} from '../helpers/crash.js'
 import {startMount} from '../helpers/mount.js'
 import {radosgwUnavailable, startRadosgw} from '../helpers/radosgw.js'
 import {metricSum, startServe} from '../helpers/serve.js'
+import {forwarder} from '../helpers/peers.js'
+import {oldVmi} from '../helpers/old-vmi.js'
+
+/** The last commit whose vmi read buckets without packs. */
+const BEFORE_PACKS = '286968210b583a8e9818dfc22aeccaba14c43127'
 
 const {LocalStore, S3Store, bulkGet, uniqueChunkIds} = await import(path.join(ROOT, 'dist', 'index.js'))
 
@@ -58,13 +63,16 @@ test('push to s3:// and pull back: byte-identical, a re-push sends nothing, orig
     const again = JSON.parse(ok(exec(['push', 'app:v1', url, '--json'], {store: build, env: rgw.env}), 'push again').stdout)
     assert.is(again.uploadedChunks, 0)
     assert.is(again.alreadyThere, 48)
-    // the layout in the bucket is the store layout
+    // the layout in the bucket is the store layout, the chunks in a pack (FORMAT.md "Packs")
     const ls = await rgw.aws(['s3', 'ls', '--recursive', 's3://vmi-roundtrip/prod/images/'])
     const keys = ls.out.split('\n').filter(Boolean).map((l) => l.split(/\s+/).pop())
     assert.ok(keys.includes('prod/images/refs/app/v1'), keys.join(' '))
     assert.ok(keys.includes('prod/images/vmi-store.json'))
     assert.ok(keys.includes(`prod/images/manifests/${push.id.slice(0, 2)}/${push.id.slice(2)}`))
-    assert.is(keys.filter((k) => k.includes('/objects/')).length, 48)
+    assert.ok(keys.includes(`prod/images/packs/by-manifest/${push.id}`))
+    assert.is(keys.filter((k) => k.includes('/objects/')).length, 0)
+    assert.is(keys.filter((k) => /\/packs\/[0-9a-f]{64}\.pack$/.test(k)).length, 1, 'the 3 MiB of chunks in one pack')
+    assert.is(keys.filter((k) => /\/packs\/[0-9a-f]{64}\.idx$/.test(k)).length, 1)
 
     const host = path.join(t.dir, 'host')
     ok(exec(['remote', 'add', 'origin', url, '--endpoint', rgw.endpoint, '--region', 'us-east-1'], {store: host}), 'remote add')
@@ -130,40 +138,121 @@ test('mount from s3://: the NBD export reads byte-identical (qemu-img convert)',
   }
 })
 
-test('a push killed with -9 resumes: the re-push sends only what is missing, the ref comes last', async () => {
+for (const [mode, flags, mib] of [
+  ['in packs', [], 48],
+  ['one object per chunk (--no-pack)', ['--no-pack', '--concurrency', '1'], 16],
+]) {
+  test(`a push ${mode} killed with -9 resumes: the re-push sends only what is missing, the ref comes last`, async () => {
+    if (why) return skip(why)
+    const t = tmpStore()
+    try {
+      const bucket = `vmi-resume-${flags.length}`
+      await rgw.mkBucket(bucket)
+      const {src, build} = await built(t, 'big:v1', [{kind: 'random', size: mib * M, seed: 9}])
+      const url = `s3://${bucket}/p`
+      const local = await LocalStore.open(build)
+      const {id, manifest} = await local.resolve('big:v1')
+      const ids = [...uniqueChunkIds(manifest)]
+      assert.is(ids.length, mib * 16)
+      // a fresh client each time: one reads the bucket's packs once
+      const open = () => new S3Store(url, {region: rgw.region, endpoint: rgw.endpoint, credentials: {accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey}})
+      const uploaded = async () => {
+        const store = open()
+        const n = ids.length - (await store.missing(ids)).length
+        await store.close()
+        return n
+      }
+      let k
+      for (let attempt = 0; attempt < 5; attempt++) {
+        // started: the first 8 chunks are there (sent first, in either mode; a cheap check, so the poll keeps up)
+        const started = async () => {
+          const store = open()
+          const n = (await store.missing(ids.slice(0, 8))).length
+          await store.close()
+          return n === 0
+        }
+        k = await killMidway(['push', 'big:v1', url, ...flags], build, started, 100, {env: rgw.env})
+        if (k.killed && (await uploaded()) < ids.length) break
+        // finished (or sent every chunk) before the kill: start over with an empty prefix
+        await rgw.aws(['s3', 'rm', '--recursive', '--quiet', `s3://${bucket}/p/`])
+      }
+      assert.ok(k.killed, `the push was killed mid-way: ${k.result.stderr}`)
+      const before = await uploaded()
+      assert.ok(before > 0 && before < ids.length, `part of the chunks are there: ${before}/${ids.length}`)
+      const store = open()
+      assert.is(await store.getRef('big', 'v1'), undefined, 'no ref names the half-pushed image')
+      const host = path.join(t.dir, 'host')
+      const half = exec(['pull', 'big:v1', url], {store: host, env: rgw.env})
+      assert.is(half.status, 3, `the image is not there yet: ${half.stderr}`)
+      const again = JSON.parse(ok(exec(['push', 'big:v1', url, '--json', ...flags], {store: build, env: rgw.env}), 're-push').stdout)
+      assert.is(again.alreadyThere, before)
+      assert.is(again.uploadedChunks, ids.length - before, 'only the missing chunks are sent')
+      assert.is(await store.getRef('big', 'v1'), id)
+      ok(exec(['pull', 'big:v1', url], {store: host, env: rgw.env}), 'pull')
+      await sameExport(host, 'big:v1', src, t.dir)
+      fsckClean(host)
+      await store.close()
+    } finally {
+      t.cleanup()
+    }
+  })
+}
+
+test('packs: a push is a few PUTs and a pull a few ranged GETs where one object per chunk takes one request each; both pull byte-identical', async () => {
   if (why) return skip(why)
   const t = tmpStore()
+  const fwd = await forwarder(rgw.endpoint)
   try {
-    await rgw.mkBucket('vmi-resume')
-    const {src, build} = await built(t, 'big:v1', [{kind: 'random', size: 16 * M, seed: 9}])
-    const url = 's3://vmi-resume/p'
-    const local = await LocalStore.open(build)
-    const {id, manifest} = await local.resolve('big:v1')
-    const ids = [...uniqueChunkIds(manifest)]
-    assert.is(ids.length, 256)
-    const store = new S3Store(url, {region: rgw.region, endpoint: rgw.endpoint, credentials: {accessKeyId: rgw.accessKey, secretAccessKey: rgw.secretKey}})
-    const uploaded = async () => ids.length - (await store.missing(ids)).length
-    let k
-    for (let attempt = 0; attempt < 5; attempt++) {
-      k = await killMidway(['push', 'big:v1', url, '--concurrency', '1'], build, async () => (await uploaded()) >= 8, 100, {env: rgw.env})
-      if (k.killed) break
-      // finished before the kill: start over with an empty prefix
-      await rgw.aws(['s3', 'rm', '--recursive', '--quiet', 's3://vmi-resume/p/'])
+    await rgw.mkBucket('vmi-packs')
+    const {src, build} = await built(t)
+    const env = {...rgw.env, AWS_ENDPOINT_URL: fwd.url}
+    const count = (re) => fwd.requestLines().filter((l) => re.test(l)).length
+    const runs = {}
+    for (const [mode, flags] of [['packed', []], ['loose', ['--no-pack']]]) {
+      const url = `s3://vmi-packs/${mode}`
+      const n0 = fwd.requestLines().length
+      ok(await execAsync(['push', 'app:v1', url, ...flags], {store: build, env}), `push ${mode}`)
+      const pushLines = fwd.requestLines().slice(n0)
+      const host = path.join(t.dir, `host-${mode}`)
+      const n1 = fwd.requestLines().length
+      const pull = JSON.parse(ok(await execAsync(['pull', 'app:v1', url, '--json'], {store: host, env}), `pull ${mode}`).stdout)
+      const pullLines = fwd.requestLines().slice(n1)
+      assert.is(pull.fromChunks.seed, 48)
+      await sameExport(host, 'app:v1', src, t.dir)
+      fsckClean(host)
+      runs[mode] = {puts: pushLines.filter((l) => l.startsWith('PUT')).length, gets: pullLines.filter((l) => l.startsWith('GET')), objectGets: pullLines.filter((l) => /objects\//.test(l)).length}
     }
-    assert.ok(k.killed, `the push was killed mid-way: ${k.result.stderr}`)
-    const before = await uploaded()
-    assert.ok(before > 0 && before < ids.length, `part of the chunks are there: ${before}/${ids.length}`)
-    assert.is(await store.getRef('big', 'v1'), undefined, 'no ref names the half-pushed image')
-    const host = path.join(t.dir, 'host')
-    const half = exec(['pull', 'big:v1', url], {store: host, env: rgw.env})
-    assert.is(half.status, 3, `the image is not there yet: ${half.stderr}`)
-    const again = JSON.parse(ok(exec(['push', 'big:v1', url, '--json'], {store: build, env: rgw.env}), 're-push').stdout)
-    assert.is(again.alreadyThere, before)
-    assert.is(again.uploadedChunks, ids.length - before, 'only the missing chunks are sent')
-    assert.is(await store.getRef('big', 'v1'), id)
-    ok(exec(['pull', 'big:v1', url], {store: host, env: rgw.env}), 'pull')
-    await sameExport(host, 'big:v1', src, t.dir)
-    await store.close()
+    console.log(`  packed: ${runs.packed.puts} PUTs, ${runs.packed.gets.length} GETs; loose: ${runs.loose.puts} PUTs, ${runs.loose.gets.length} GETs`)
+    assert.ok(runs.loose.puts >= 48 && runs.loose.objectGets === 48, JSON.stringify(runs.loose))
+    assert.ok(runs.packed.puts <= 8, `packed push: ${runs.packed.puts} PUTs`)
+    assert.is(runs.packed.objectGets, 0)
+    assert.ok(runs.packed.gets.length <= 8, runs.packed.gets.join('\n'))
+    assert.ok(runs.packed.gets.some((l) => /\/packs\/[0-9a-f]{64}\.pack$/.test(l)), 'the chunks came from the pack')
+    assert.ok(count(/^PUT .*\/packs\/by-manifest\//) === 1)
+  } finally {
+    await fwd.stop()
+    t.cleanup()
+  }
+})
+
+test('a vmi from before packs: a packed bucket stops its pull with a clear error and nothing wrong stored; a --no-pack push it reads', async () => {
+  if (why) return skip(why)
+  const old = oldVmi(BEFORE_PACKS)
+  if (old.skip) return skip(old.skip)
+  const t = tmpStore()
+  try {
+    await rgw.mkBucket('vmi-old-reader')
+    const {src, build} = await built(t)
+    ok(await execAsync(['push', 'app:v1', 's3://vmi-old-reader/packed'], {store: build, env: rgw.env}), 'packed push')
+    ok(await execAsync(['push', 'app:v1', 's3://vmi-old-reader/loose', '--no-pack'], {store: build, env: rgw.env}), 'loose push')
+    const h1 = path.join(t.dir, 'h1')
+    const r = await execAsync(['pull', 'app:v1', 's3://vmi-old-reader/packed'], {store: h1, env: rgw.env, bin: old.bin})
+    assert.is(r.status, 8, r.stderr)
+    assert.match(r.stderr, /is in none of/)
+    fsckClean(h1)
+    const h2 = path.join(t.dir, 'h2')
+    ok(await execAsync(['pull', 'app:v1', 's3://vmi-old-reader/loose'], {store: h2, env: rgw.env, bin: old.bin}), 'the old vmi pulls the loose push')
+    await sameExport(h2, 'app:v1', src, t.dir)
   } finally {
     t.cleanup()
   }
@@ -207,7 +296,7 @@ test('chunks come in bulk: pipelined GETs on one connection, each signed on its 
   try {
     await rgw.mkBucket('vmi-bulk')
     const {build} = await built(t)
-    ok(exec(['push', 'app:v1', 's3://vmi-bulk/p/q'], {store: build, env: rgw.env}), 'push')
+    ok(exec(['push', 'app:v1', 's3://vmi-bulk/p/q', '--no-pack'], {store: build, env: rgw.env}), 'push (one object per chunk)')
     const ids = [...uniqueChunkIds((await new LocalStore(build).resolve('app:v1')).manifest)]
     const local = new LocalStore(build)
     const items = await Promise.all(ids.map(async (id) => ({id, path: `objects/${id.slice(0, 2)}/${id.slice(2)}`, length: (await local.getObject(id)).length})))

@@ -43,6 +43,8 @@ import {
   refSignaturePath,
   USER_AGENT,
 } from '../wire.js'
+import {decodeManifest, uniqueChunkIds} from '../../store/manifest.js'
+import {buildPack, encodePackIndex, encodePackList, MAX_PACK_INDEX_BYTES, MAX_PACK_OBJECTS, PackCatalog, packIndexPath, packListPath, packPath, type PackSpan} from '../packs.js'
 import {s3Error, type S3ErrorContext} from './s3-errors.js'
 import {needsPathStyle, parseS3Url} from './s3-url.js'
 import {EMPTY_SHA256, sha256Hex, signRequest, uriEncode, canonicalQuery, type S3Credentials} from './sigv4.js'
@@ -69,6 +71,8 @@ export interface S3StoreInit extends S3Access {
   insecure?: boolean
   /** A private CA for the endpoint's certificate, and a client certificate (tls-trust.ts). */
   tls?: ClientTls
+  /** Push chunks in packs (default true; false: one object per chunk, readable by a vmi without packs). */
+  pack?: boolean
 }
 
 type Answer = HttpAnswer
@@ -103,6 +107,11 @@ export class S3Store implements RemoteSource, WritableRemote {
   private readonly insecure?: boolean
   private readonly tls?: ClientTls
   private marker?: Promise<void>
+  private readonly pack: boolean
+  /** Where packed chunks are (packs.ts): the packs of the manifests used, or every pack when a push listed them. */
+  private readonly packs = new PackCatalog()
+  /** Every pack index in the bucket has been read (a push's missing-check). */
+  private allPacksListed = false
 
   constructor(url: string, init: S3StoreInit) {
     const loc = parseS3Url(url)
@@ -123,6 +132,7 @@ export class S3Store implements RemoteSource, WritableRemote {
     this.idleTimeoutMs = init.idleTimeoutMs ?? 15_000
     this.insecure = init.insecure
     this.tls = init.tls
+    this.pack = init.pack !== false
     this.origin = `${ep.protocol}//${this.host}`
     this.client = new HttpClient(this.origin, {
       connectTimeoutMs: this.connectTimeoutMs,
@@ -207,11 +217,21 @@ export class S3Store implements RemoteSource, WritableRemote {
     return s3Error({status: a.status, body: a.body.toString('utf8'), bucketRegion: typeof region === 'string' ? region : undefined}, this.ctx(what))
   }
 
-  /** GET a key's bytes (retried on 5xx and connection failures); undefined when the key does not exist. */
-  private async getKey(rel: string, what: string, max: number, opts: FetchOptions = {}): Promise<Buffer | undefined> {
+  /**
+   * GET a key's bytes (retried on 5xx and connection failures); undefined
+   * when the key does not exist. With `range`, exactly `max` bytes from that
+   * offset (a 206 of any other length is a wrong answer).
+   */
+  private async getKey(rel: string, what: string, max: number, opts: FetchOptions & {range?: number} = {}): Promise<Buffer | undefined> {
+    const headers = opts.range === undefined ? undefined : {range: `bytes=${opts.range}-${opts.range + max - 1}`}
     return withRetry(
       async () => {
-        const a = await this.send('GET', this.key(rel), what, {signal: opts.signal, max})
+        const a = await this.send('GET', this.key(rel), what, {signal: opts.signal, max, headers})
+        if (opts.range !== undefined && a.status === 206) {
+          if (a.body.length !== max) throw new RemoteIntegrityError(`${this.name} sent ${a.body.length} bytes for ${what}, not ${max}`, {data: {source: this.name}})
+          return a.body
+        }
+        if (opts.range !== undefined && a.status === 200) throw new RemoteError(`${this.name} answered a range request for ${what} with the whole object`, {data: {source: this.name}})
         if (a.status === 200) return a.body
         // a missing key is NoSuchKey; NoSuchBucket (also a 404) is an error
         if (a.status === 404 && !a.body.includes('NoSuchBucket')) return undefined
@@ -224,13 +244,16 @@ export class S3Store implements RemoteSource, WritableRemote {
 
   async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
     assertChunkId(id)
-    const data = await this.getKey(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, opts)
+    const at = this.packs.lookup(id)
+    // a packed chunk: its range of the pack (a pack gone since is looked for loose)
+    const data = (at && (await this.getKey(packPath(at.pack), `chunk ${id} in pack ${at.pack}`, at.length, {...opts, range: at.offset}))) || (await this.getKey(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, opts))
     if (data === undefined) return undefined
     return checkReceived(id, data, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}}))
   }
 
   async has(id: string, opts: FetchOptions = {}): Promise<boolean> {
     assertChunkId(id)
+    if (this.packs.lookup(id)) return true
     const what = `HEAD chunk ${id}`
     return withRetry(
       async () => {
@@ -264,6 +287,16 @@ export class S3Store implements RemoteSource, WritableRemote {
       insecure: this.insecure,
       tls: this.tls,
     }
+  }
+
+  usePacks(manifestId: string, opts: FetchOptions = {}): Promise<number> {
+    return this.packs.loadManifest(manifestId, (rel, what, max, o) => this.getKey(rel, what, max, o), opts)
+  }
+
+  packPlan(items: readonly {id: string}[]): {spans: PackSpan[]; loose: number[]} | undefined {
+    if (this.packs.size === 0) return undefined
+    const plan = this.packs.plan(items)
+    return plan.spans.length > 0 ? plan : undefined
   }
 
   async getManifestBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
@@ -309,9 +342,10 @@ export class S3Store implements RemoteSource, WritableRemote {
   }
 
   /** One page of ListObjectsV2 below `prefix`. */
-  private async listPage(prefix: string, token: string | undefined, opts: FetchOptions, maxKeys = 1000): Promise<{keys: string[]; next?: string}> {
+  private async listPage(prefix: string, token: string | undefined, opts: FetchOptions, maxKeys = 1000, delimiter?: string): Promise<{keys: string[]; next?: string}> {
     const what = `the listing of ${prefix}`
     const query: Record<string, string> = {'list-type': '2', prefix, 'max-keys': String(maxKeys)}
+    if (delimiter) query.delimiter = delimiter
     if (token) query['continuation-token'] = token
     return withRetry(
       async () => {
@@ -336,6 +370,8 @@ export class S3Store implements RemoteSource, WritableRemote {
    */
   async missing(ids: string[], opts: FetchOptions = {}): Promise<string[]> {
     for (const id of ids) assertChunkId(id)
+    await this.listPacks(opts)
+    ids = ids.filter((id) => !this.packs.lookup(id))
     if (ids.length <= 32) {
       const flags = await mapLimit(ids, 16, (id) => this.has(id, opts))
       return ids.filter((_, k) => !flags[k])
@@ -352,6 +388,50 @@ export class S3Store implements RemoteSource, WritableRemote {
       } while (token)
     })
     return ids.filter((id) => !present.has(id))
+  }
+
+  /**
+   * Read every pack index in the bucket (once): what a push need not send
+   * again, and which packs a manifest's pack list names. A pack without its
+   * index (a push killed between the two) is not used.
+   */
+  private async listPacks(opts: FetchOptions): Promise<void> {
+    if (this.allPacksListed) return
+    const prefix = this.key('packs/')
+    const packs: string[] = []
+    let token: string | undefined
+    do {
+      const page = await this.listPage(prefix, token, opts, 1000, '/')
+      for (const k of page.keys) {
+        const m = /^([0-9a-f]{64})\.idx$/.exec(k.slice(prefix.length))
+        if (m) packs.push(m[1])
+      }
+      token = page.next
+    } while (token)
+    await mapLimit(packs, 16, (p) => this.packs.loadIndex(p, (rel, what, max, o) => this.getKey(rel, what, max, o), opts))
+    this.allPacksListed = true
+  }
+
+  /**
+   * Many chunks as one pack (packs.ts): the pack, then its index, which
+   * makes the pack's chunks count as present. Without packing (`pack:
+   * false`), undefined: push then puts them one by one.
+   */
+  async putObjects(objects: {id: string; data: Buffer}[], opts: FetchOptions & {onSent?: (index: number) => void} = {}): Promise<{stored: number; present: number} | undefined> {
+    if (!this.pack) return undefined
+    for (const o of objects) assertChunkId(o.id)
+    await this.ensureMarker(opts)
+    for (let i = 0; i < objects.length; i += MAX_PACK_OBJECTS) {
+      const part = objects.slice(i, i + MAX_PACK_OBJECTS)
+      const p = buildPack(part)
+      await this.put(packPath(p.id), p.bytes, `pack ${p.id}`, {'content-type': CONTENT_BINARY, 'cache-control': CACHE_IMMUTABLE}, opts)
+      const index = encodePackIndex(p.entries)
+      if (index.length > MAX_PACK_INDEX_BYTES) throw new RangeError(`the index of pack ${p.id} is over ${MAX_PACK_INDEX_BYTES} bytes`)
+      await this.put(packIndexPath(p.id), index, `the index of pack ${p.id}`, {'content-type': CONTENT_TEXT, 'cache-control': CACHE_IMMUTABLE}, opts)
+      this.packs.add(p.id, p.entries)
+      for (let k = 0; k < part.length; k++) opts.onSent?.(i + k)
+    }
+    return {stored: objects.length, present: 0}
   }
 
   private async put(rel: string, body: Buffer | string, what: string, headers: Record<string, string>, opts: FetchOptions): Promise<void> {
@@ -387,8 +467,12 @@ export class S3Store implements RemoteSource, WritableRemote {
     return true
   }
 
+  /** The manifest, after its pack list when any of its chunks are packed (a reader finds the list before it can find the manifest). */
   async putManifest(id: string, bytes: Buffer, opts: FetchOptions = {}): Promise<void> {
     await this.ensureMarker(opts)
+    await this.listPacks(opts)
+    const packs = this.packs.packsOf(uniqueChunkIds(decodeManifest(bytes)))
+    if (packs.length > 0) await this.put(packListPath(id), encodePackList(packs), `the pack list of ${id}`, {'content-type': CONTENT_TEXT, 'cache-control': CACHE_IMMUTABLE}, opts)
     await this.put(manifestPath(id), bytes, `manifest ${id}`, {'content-type': CONTENT_BINARY, 'cache-control': CACHE_IMMUTABLE}, opts)
   }
 

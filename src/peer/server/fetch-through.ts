@@ -28,6 +28,7 @@ export class FetchThrough {
         return upstream.downSince
       },
       has: (id, opts) => upstream.has(id, opts),
+      usePacks: upstream.usePacks && ((m, opts) => upstream.usePacks!(m, opts)),
       get: async (id, opts) => {
         const data = await upstream.get(id, opts)
         if (data) sc.metrics.fetchedBytes.inc({source: upstream.kind}, data.length)
@@ -41,8 +42,15 @@ export class FetchThrough {
     })
   }
 
-  /** The chunk for an answer: its bytes, or 404 when the upstream lacks it too, 502 when it failed. */
-  async serve(id: string): Promise<Buffer> {
+  /**
+   * The chunk for an answer: its bytes, or 404 when the upstream lacks it
+   * too, 502 when it failed. `image`: the image the requester fetches it
+   * for; an upstream keeping packs learns where that image's chunks are
+   * first (once per image).
+   */
+  async serve(id: string, image?: string): Promise<Buffer> {
+    if (image && this.upstream.usePacks)
+      await this.upstream.usePacks(image).catch((err) => this.sc.logger.warn(`could not read where ${this.upstream.name} packs image ${image}: ${(err as Error)?.message ?? err}`))
     try {
       return (await this.chain.fetch(id)).data
     } catch (err) {

@@ -10,7 +10,8 @@ import {IntegrityError, isErrno} from '../../errors.js'
 import {readFileOrUndefined} from '../../util/fs-util.js'
 import {objectFileDefect} from '../../store/local-objects.js'
 import {onResponseDone} from '../response-done.js'
-import {asksFetchThrough, CACHE_IMMUTABLE, CACHE_REVALIDATE, CONTENT_BINARY, CONTENT_JSON, CONTENT_TEXT, ENCODINGS_HEADER, FETCH_HEADER, readsEncodings} from '../wire.js'
+import {isValidId} from '../../store/layout.js'
+import {asksFetchThrough, CACHE_IMMUTABLE, CACHE_REVALIDATE, CONTENT_BINARY, CONTENT_JSON, CONTENT_TEXT, ENCODINGS_HEADER, FETCH_HEADER, IMAGE_HEADER, readsEncodings} from '../wire.js'
 import {storedFormOf} from '../../store/object-encoding.js'
 import type {ServerContext} from './context.js'
 import type {FetchThrough} from './fetch-through.js'
@@ -56,7 +57,8 @@ export class ReadHandlers {
     } else if (await this.serveFile(x, store.layout.objectPath(id), 'objects', headers, () => metrics.objectRequests.inc({result: 'hit'}))) return
     metrics.objectRequests.inc({result: 'miss'})
     if (req.method !== 'GET' || !asksFetchThrough(req.headers[FETCH_HEADER]) || !this.fetchThrough) throw new HttpFailure(404, 'not found')
-    const chunk = await this.fetchThrough.serve(id)
+    const image = req.headers[IMAGE_HEADER]
+    const chunk = await this.fetchThrough.serve(id, typeof image === 'string' && isValidId(image) ? image : undefined)
     const data = asStored ? storedFormOf(chunk) : chunk
     this.countWhenSent(res, data.length)
     send(x, 200, data, headers)
