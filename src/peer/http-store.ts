@@ -253,9 +253,7 @@ export class HttpStore implements RemoteSource, WritableRemote {
   }
 
   packPlan(items: readonly {id: string}[]): {spans: PackSpan[]; loose: number[]} | undefined {
-    if (this.packs.size === 0) return undefined
-    const plan = this.packs.plan(items)
-    return plan.spans.length > 0 ? plan : undefined
+    return this.packs.bulkPlan(items)
   }
 
   async has(id: string, opts: FetchOptions = {}): Promise<boolean> {

@@ -33,6 +33,8 @@ export const MAX_PACK_LIST_BYTES = 4 << 20
  * nginx) is small per byte; small enough that a pull's window holds a few.
  */
 export const MAX_SPAN_BYTES = 4 << 20
+/** Pack lists remembered, at most (each image's is read once while remembered). */
+const MAX_LISTS = 1024
 
 export function packPath(packId: string): string {
   return `packs/${packId}.pack`
@@ -209,8 +211,17 @@ export class PackCatalog {
       })
       p.catch(() => this.lists.delete(manifestId))
       this.lists.set(manifestId, p)
+      // images named by fetch-throughs come from clients: the oldest is forgotten (read again if named again)
+      if (this.lists.size > MAX_LISTS) this.lists.delete(this.lists.keys().next().value!)
     }
     return p
+  }
+
+  /** RemoteSource.packPlan: the plan when any of `items` is in a known pack, else undefined. */
+  bulkPlan(items: readonly {id: string}[]): {spans: PackSpan[]; loose: number[]} | undefined {
+    if (this.byId.size === 0) return undefined
+    const plan = this.plan(items)
+    return plan.spans.length > 0 ? plan : undefined
   }
 
   /**

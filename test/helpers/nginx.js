@@ -80,6 +80,7 @@ ${keepaliveRequests ? `  keepalive_requests ${keepaliveRequests};\n` : ''}  serv
     location /manifests/ { default_type application/json; add_header Cache-Control "public, max-age=31536000, immutable"; }
     location /refs/ { default_type text/plain; add_header Cache-Control no-cache; }
     location /sigs/ { default_type text/plain; add_header Cache-Control no-cache; }
+    location /packs/ { add_header Cache-Control "public, max-age=31536000, immutable"; }
 ${extraLocations}  }
 }
 `

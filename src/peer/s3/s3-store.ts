@@ -294,9 +294,7 @@ export class S3Store implements RemoteSource, WritableRemote {
   }
 
   packPlan(items: readonly {id: string}[]): {spans: PackSpan[]; loose: number[]} | undefined {
-    if (this.packs.size === 0) return undefined
-    const plan = this.packs.plan(items)
-    return plan.spans.length > 0 ? plan : undefined
+    return this.packs.bulkPlan(items)
   }
 
   async getManifestBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {
