@@ -11,7 +11,7 @@ import path from 'node:path'
 import {f} from './lib/format.js'
 import {renderS3Report} from './lib/dist-report.js'
 import {runTimed, stats} from './lib/measure.js'
-import {findBootImage, MiB, parseOptions, ROOT, startNginx, startRun, treeCpuSeconds, vmiTimed} from './lib/common.js'
+import {findBootImage, MiB, parseOptions, prepare, prepMethod, prepSettings, ROOT, startNginx, startRun, treeCpuSeconds, vmiTimed} from './lib/common.js'
 
 const {reps, gets: GETS, image: IMAGE_CHOICE} = parseOptions(
   's3',
@@ -114,8 +114,12 @@ const t = {push: [], pushLoose: [], awsUp: [], pullS3: [], pullS3Loose: [], awsD
 const rgwPids = readFileSync(path.join(rgw.RGW_DIR, 'pids'), 'utf8').trim().split('\n').map((l) => Number(l.split(' ')[0])).filter(Boolean)
 /** @type {Record<string, {client: number[], server: number[]}>} */
 const cpu = Object.fromEntries(Object.keys(t).map((k) => [k, {client: [], server: []}]))
+// before every job: sync, a bounded wait for a quiet machine, memory pre-touched (as bench/dist.js; without
+// the pre-touch the same pull took 1× or 2.5× the time, by which pages the hypervisor had taken back)
+const settings = {...prepSettings(), quietWaitMs: Math.min(prepSettings().quietWaitMs, 10_000)}
 /** Time one job `key`, its client's and its server's CPU. @param {string} key @param {number[]} servers @param {() => Promise<Record<string, any>>} job */
 async function timed(key, servers, job) {
+  await prepare({}, settings)
   const s0 = treeCpuSeconds(servers)
   const r = await job()
   cpu[key].server.push(treeCpuSeconds(servers) - s0)
@@ -276,6 +280,7 @@ const R = {
   goals: {vsAws: 2, vsNginx: 1.5},
   // pulled stores are moved aside, not deleted, until the end: deleting thousands of files slows the next run's file creations
   storesMovedAside: true,
+  method: prepMethod(settings),
   cpu: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, {client: stats(v.client), server: stats(v.server)}])),
   clients,
   gets: GETS,

@@ -344,7 +344,8 @@ export function s3Body(R) {
   return [
     `radosgw (Ceph, Debian 12 packages; memstore OSD) on 127.0.0.1; ${R.aws}. Image: ${R.image.label}; ${f(R.image.uniqueBytes / MiB, 1)} MiB of distinct non-zero chunks. ` +
       `${R.reps} runs, contenders alternating; seconds min–median–max; ratio = other time / vmi time (> 1: vmi faster), per run.` +
-      (R.storesMovedAside ? ' Each pull writes a fresh store, moved aside afterwards and deleted only at the end (mass deletes slow the file creations that follow them).' : ''),
+      (R.storesMovedAside ? ' Each pull writes a fresh store, moved aside afterwards and deleted only at the end (mass deletes slow the file creations that follow them).' : '') +
+      (R.method ? ` Before every job: ${Object.values(R.method).join('; ')}.` : ''),
     '',
     table(
       ['job', 'vmi s', 'other', 'other s', 'ratio (min–median–max)', 'goal'],

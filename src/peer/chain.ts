@@ -210,15 +210,30 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   }
 
   /**
-   * The image being fetched: its chunks (setChunks) and, when the seed may
-   * keep packs, where this image's are, read once in the background and
-   * awaited before the seed is first asked for a chunk. A pack list that
-   * cannot be read is reported; its chunks are then looked for loose.
+   * The image being fetched: its chunks (setChunks), the image peers are
+   * told their fetch-throughs are for, and, when the seed may keep packs,
+   * where it keeps this image's: read before the seed is first asked for a
+   * chunk (readPacks). A pack list that cannot be read is reported; its
+   * chunks are then looked for loose.
    */
   setImage(manifestId: string, ids: Iterable<string>): void {
     this.setChunks(ids)
     this.image = manifestId
     for (const p of this.peers) p.forImage?.(manifestId)
+  }
+
+  /** Where the seed packs the image, read (once) before the seed is asked for a chunk. */
+  private packsKnown(): Promise<void> | undefined {
+    if (this.image) this.readPacks(this.image)
+    return this.packsReady
+  }
+
+  /**
+   * Start reading where the seed packs image `manifestId` (setImage does),
+   * ahead of it: a pull asks it beside the manifest, as each is a round trip
+   * to the seed. Once per chain.
+   */
+  readPacks(manifestId: string): void {
     const seed = this.seed
     if (!seed?.usePacks || this.packsReady) return
     this.packsReady = seed.usePacks(manifestId).then(
@@ -278,7 +293,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
       }
     }
     // the seed's packs known before its ranged reads are planned (only then: a seed that is down need not hold up peers)
-    if (this.seed && groups.has(this.seed as unknown as RemoteSource)) await this.packsReady
+    if (this.seed && groups.has(this.seed as unknown as RemoteSource)) await this.packsKnown()
     if (groups.size > 0)
       await bulkFetch(groups, init, leftover, {
         storeRoot: this.local.root,
@@ -377,7 +392,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
         }
       }
       if (this.seed) {
-        await this.packsReady
+        await this.packsKnown()
         const data = await attempt(this.seed, false)
         if (data) return {data, source: 'seed', from: this.seed.name}
       }

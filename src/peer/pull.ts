@@ -279,6 +279,8 @@ async function pullWith(
 ): Promise<PullResult> {
   const {id, ref, remote: namedBy, signature} = await resolveTarget(chain, spec, init.signal, init.verifySigners)
   const target = as ?? ref
+  // the seed's pack list of an image not here whole is asked beside its manifest (each a round trip)
+  if (!(await store.hasManifest(id)) || (await store.isLazy(id))) chain.readPacks(id)
   const {manifest, bytes, from, remote} = await fetchManifest(chain, id, init.signal, {probeSeed: ref === undefined})
   const wasComplete = from === store.name && !(await store.isLazy(id))
   // the remotes known to hold the image: its chunks here are cache (evict.ts)
@@ -308,10 +310,15 @@ async function pullWith(
     // cost seconds. (Its chunks' last-use times are left as they are.)
     const upToDate = wasComplete && store.presentObjectsSync(distinct).size === distinct.length
     progress.start(`pulling ${id.slice(0, 12)}`, total, 'bytes')
-    if (!upToDate) await fetchChunks(chain, id, lengths, init, writers, progress)
+    // the boot profile (a hint) comes beside the chunks, not after them: a round trip of its own
+    const profile = copyProfile(chain, id, manifest, init.signal).catch(() => {})
+    try {
+      if (!upToDate) await fetchChunks(chain, id, lengths, init, writers, progress)
+    } finally {
+      await profile
+    }
     progress.stop()
     await store.setLazy(id, false) // every chunk is here now
-    await copyProfile(chain, id, manifest, init.signal)
     if (target) await store.writeRef(target, id)
     // the verified signature goes beside the ref it signs ('vmi verify', save); under another name it would not verify
     if (signature && target && ref && formatRef(target) === formatRef(ref)) await store.writeRefSignature(target, signature.data)
