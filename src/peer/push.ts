@@ -1,7 +1,8 @@
 /**
  * `push`: send an image to a remote (the seed). One batch missing-check,
  * uploads of only what the remote lacks (object batches where the remote
- * takes them, else parallel PUTs, bounded), then the manifest, then the ref
+ * takes them: vmi serve's batch route, a bucket's packs; else parallel PUTs,
+ * bounded), then the manifest, then the ref
  * (and its signature, when signing) — so the remote's ref never names an
  * image whose chunks are not all there. Re-running after an interruption
  * sends only what is still missing.

@@ -117,8 +117,9 @@ export interface WritableRemote {
   /** Store a chunk; true when it was new. */
   putObject(id: string, data: Buffer, opts?: FetchOptions): Promise<boolean>
   /**
-   * Store many chunks in one request, when the remote can (undefined: it
-   * cannot, and the caller puts them one by one). Rejects when any was
+   * Store many chunks at once, when the remote can (vmi serve: one object
+   * batch; a bucket: one pack and its index); undefined: it cannot, and the
+   * caller puts them one by one. Rejects when any was
    * refused. `onSent(i)` as objects[i] has gone out (progress; not yet stored).
    */
   putObjects?(objects: {id: string; data: Buffer}[], opts?: FetchOptions & {onSent?: (index: number) => void}): Promise<{stored: number; present: number} | undefined>

@@ -43,7 +43,11 @@ export async function forwarder(target, opts = {}) {
   const server = net.createServer((c) => {
     if (opts.open) {
       opts.open.max = Math.max(opts.open.max, ++opts.open.now)
-      c.once('close', () => opts.open.now--)
+      // closed by the client when it sends its FIN ('end'): the full close also waits for the server's side
+      let counted = true
+      const closed = () => counted && ((counted = false), opts.open.now--)
+      c.once('end', closed)
+      c.once('close', closed)
     }
     const sent = {text: ''}
     requests.push(sent)
