@@ -4,11 +4,67 @@
 //   reset     forward the first `after` bytes of a response, then reset the connection
 //   stall     forward the first `after` bytes, then hold the connection open silently
 //   truncate  forward the first `after` bytes, then close cleanly (a short body)
-//   flip      flip one byte at offset `after` of every response (content corrupted)
+//   flip      flip one byte at offset `after` of every response, counted from its status line
+//             (content corrupted; a response shorter than that passes untouched)
 //   trickle   forward everything, `rate` bytes every 10 ms
 //   http500   answer every request with HTTP 500 itself (a 5xx burst), `count` times, then pass
 // `every` (default 1) applies the fault to every Nth connection only.
 import net from 'node:net'
+
+/**
+ * Follows the responses on one connection (HTTP/1.1 keep-alive, bodies
+ * framed by Content-Length; none for the answer to a HEAD, whose requests it
+ * reads from `client`): `walk(bytes, at, hit)` calls hit(i) for the byte i of
+ * `bytes` that is `at` bytes into its response.
+ */
+function responseWalker(client) {
+  const methods = []
+  let req = ''
+  client.on('data', (d) => {
+    req += d.toString('latin1')
+    let m
+    // only a line that starts a request counts (an upload's body may hold anything)
+    while ((m = /(?:^|\r\n)(GET|HEAD|PUT|POST|DELETE) \S+ HTTP\/1\.1\r\n/.exec(req))) {
+      methods.push(m[1])
+      req = req.slice(m.index + m[0].length)
+    }
+    if (req.length > 65536) req = req.slice(-1024)
+  })
+  let inHead = true
+  let head = ''
+  let pos = 0 // bytes into the current response
+  let bodyLeft = 0
+  return (buf, at = -1, hit = () => {}) => {
+    let i = 0
+    while (i < buf.length) {
+      if (!inHead && bodyLeft === 0) {
+        inHead = true
+        head = ''
+        pos = 0
+      }
+      let seg
+      if (inHead) {
+        const joined = head + buf.toString('latin1', i, Math.min(buf.length, i + 16384))
+        const end = joined.indexOf('\r\n\r\n')
+        if (end < 0) {
+          seg = buf.length - i
+          head = joined
+        } else {
+          seg = end + 4 - head.length
+          const cl = /\r\ncontent-length: *(\d+)/i.exec(joined.slice(0, end))
+          bodyLeft = methods.shift() === 'HEAD' || !cl ? 0 : Number(cl[1])
+          inHead = false
+        }
+      } else {
+        seg = Math.min(bodyLeft, buf.length - i)
+        bodyLeft -= seg
+      }
+      if (pos <= at && at < pos + seg) hit(i + at - pos)
+      pos += seg
+      i += seg
+    }
+  }
+}
 
 export async function startFaultProxy(target, opts = {}) {
   const t = new URL(target)
@@ -38,12 +94,16 @@ export async function startFaultProxy(target, opts = {}) {
     upstream.on('error', () => client.destroy())
     client.on('error', () => upstream.destroy())
     client.pipe(upstream)
+    const walk = responseWalker(client)
     let sent = 0
     upstream.on('data', (d) => {
-      if (!isFaulty() || mode === 'http500') return client.write(d)
+      if (!isFaulty() || mode === 'http500') {
+        walk(d)
+        return client.write(d)
+      }
       if (mode === 'flip') {
         const b = Buffer.from(d)
-        if (sent <= after && after < sent + b.length) b[after - sent] ^= 0xff
+        walk(b, after, (i) => (b[i] ^= 0xff))
         sent += b.length
         return client.write(b)
       }
