@@ -153,9 +153,10 @@ export class BatchedSource implements ChunkSource {
           // a chunk's bytes outlive the batch (the caller keeps them): copied out of the span's buffer
           splitSpan(span, body, (m, bytes) => one(ms[span.members.indexOf(m)], Buffer.from(bytes)))
         },
-        // a pack that is gone: its chunks are asked loose, one by one, below
+        // a pack that is gone: its chunks are asked loose, one by one, below; so is a chunk
+        // missing loose while a pack list is being read (the store's get waits for it)
         onMissing: (item) => {
-          if (!(item as SpanItem).span) settle(item, (w) => w.resolve(undefined))
+          if (!(item as SpanItem).span && !this.store.packsPending) settle(item, (w) => w.resolve(undefined))
         },
         onFailed: () => {},
       },

@@ -238,7 +238,11 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     if (!seed?.usePacks || this.packsReady) return
     this.packsReady = seed.usePacks(manifestId).then(
       () => {},
-      (err) => this.emit({type: 'source-error', id: manifestId, source: seed.name, message: `${seed.name}: could not read where image ${manifestId} is packed (${shortReason(err)}); its chunks are asked one object each`}),
+      (err) => {
+        // asked again at the next need (the seed may be back by then)
+        this.packsReady = undefined
+        this.emit({type: 'source-error', id: manifestId, source: seed.name, message: `${seed.name}: could not read where image ${manifestId} is packed (${shortReason(err)}); its chunks are asked one object each`})
+      },
     )
   }
 

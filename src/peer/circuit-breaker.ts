@@ -202,10 +202,16 @@ export class GuardedSource<S extends ChunkSource = ChunkSource> implements Chunk
     return this.breaker.run(() => this.inner.has(id, opts))
   }
 
-  /** Where the upstream packs an image's chunks (RemoteSource.usePacks), when it may keep packs. */
+  /**
+   * Where the upstream packs an image's chunks (RemoteSource.usePacks), when
+   * it may keep packs. Refused at once while the source is down; otherwise
+   * not counted by the breaker: a pack list that is slow to come (a new
+   * connection to a seed whose link is full) must not mark the seed down.
+   */
   usePacks(manifestId: string, opts?: FetchOptions): Promise<number> {
     const inner = this.inner as ChunkSource & {usePacks?: RemoteSource['usePacks']}
-    return inner.usePacks ? this.breaker.run(() => inner.usePacks!(manifestId, opts)) : Promise.resolve(0)
+    if (!inner.usePacks) return Promise.resolve(0)
+    return this.breaker.state === 'closed' ? inner.usePacks(manifestId, opts) : this.breaker.run(() => inner.usePacks!(manifestId, opts))
   }
 }
 

@@ -195,11 +195,17 @@ export class HttpStore implements RemoteSource, WritableRemote {
   async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
     assertChunkId(id)
     const headers = this.objectRequestHeaders(opts.fetchThrough === true)
-    const at = this.packs.lookup(id)
-    // a packed chunk: its range of the pack (a pack gone since is looked for loose)
-    const data =
-      (at && (await this.getBuffer(packPath(at.pack), `chunk ${id} in pack ${at.pack}`, at.length, {...opts, headers: this.readHeaders, range: at.offset}))) ||
-      (await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers}))
+    const packed = async () => {
+      const at = this.packs.lookup(id)
+      return at && (await this.getBuffer(packPath(at.pack), `chunk ${id} in pack ${at.pack}`, at.length, {...opts, headers: this.readHeaders, range: at.offset}))
+    }
+    // a packed chunk: its range of the pack (a pack gone since is looked for loose); not
+    // found loose while a pack list is being read: looked for again once it is in
+    let data = (await packed()) || (await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers}))
+    if (data === undefined && this.packs.pending) {
+      await this.packs.settled()
+      data = await packed()
+    }
     if (data === undefined) return undefined
     // decoded when a frame, then hashed (object-encoding.ts)
     return checkReceived(
@@ -254,6 +260,11 @@ export class HttpStore implements RemoteSource, WritableRemote {
 
   packPlan(items: readonly {id: string}[]): {spans: PackSpan[]; loose: number[]} | undefined {
     return this.packs.bulkPlan(items)
+  }
+
+  /** Whether a pack list is being read (a chunk missing loose may be packed). */
+  get packsPending(): boolean {
+    return this.packs.pending
   }
 
   async has(id: string, opts: FetchOptions = {}): Promise<boolean> {

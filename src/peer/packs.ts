@@ -154,6 +154,8 @@ export class PackCatalog {
   private readonly byId = new Map<string, PackedAt>()
   private readonly indexes = new Map<string, Promise<void>>()
   private readonly lists = new Map<string, Promise<number>>()
+  /** Pack lists being read now. */
+  private readonly loading = new Set<Promise<number>>()
 
   get size(): number {
     return this.byId.size
@@ -211,10 +213,23 @@ export class PackCatalog {
       })
       p.catch(() => this.lists.delete(manifestId))
       this.lists.set(manifestId, p)
+      this.loading.add(p)
+      const done = () => void this.loading.delete(p!)
+      p.then(done, done)
       // images named by fetch-throughs come from clients: the oldest is forgotten (read again if named again)
       if (this.lists.size > MAX_LISTS) this.lists.delete(this.lists.keys().next().value!)
     }
     return p
+  }
+
+  /** Whether a pack list is being read: a chunk not found yet may be in it. */
+  get pending(): boolean {
+    return this.loading.size > 0
+  }
+
+  /** When the pack lists being read now are in (or failed). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.loading])
   }
 
   /** RemoteSource.packPlan: the plan when any of `items` is in a known pack, else undefined. */

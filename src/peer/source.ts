@@ -77,6 +77,8 @@ export interface RemoteSource extends ChunkSource, ManifestSource {
    * packs (0: all loose). Absent on sources that never hold packs.
    */
   usePacks?(manifestId: string, opts?: FetchOptions): Promise<number>
+  /** Whether a pack list is being read (usePacks): a chunk missing loose may still be packed. */
+  readonly packsPending?: boolean
   /** A peer: the image the next fetch-throughs are for (sent with them, wire.ts IMAGE_HEADER). */
   forImage?(manifestId: string): void
   /** Ranged pack reads for the bulk path (by index into `items`), when any of them are in a known pack; else undefined. */

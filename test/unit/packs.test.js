@@ -40,11 +40,12 @@ function chunks(n, size = 40_000) {
 }
 
 /** A static directory as a seed: GET with or without Range, 404 when absent; `ignoreRange` answers 200 whole files. */
-async function staticSeed(dir, {ignoreRange = false} = {}) {
+async function staticSeed(dir, {ignoreRange = false, listDelayMs = 0} = {}) {
   const requests = []
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(async (req, res) => {
     const rel = decodeURIComponent(req.url.split('?')[0]).replace(/^\/+/, '')
     requests.push({path: rel, range: req.headers.range})
+    if (rel.startsWith('packs/by-manifest/')) await new Promise((r) => setTimeout(r, listDelayMs))
     const file = path.join(dir, rel)
     if (!existsSync(file) || rel.includes('..')) return res.writeHead(404, {'content-length': 0}).end()
     const body = readFileSync(file)
@@ -153,6 +154,29 @@ test('HttpStore over a static directory with packs: chunks come by range, a pull
     bytes[p1.entries[4].offset + 10] ^= 0xff
     writeFileSync(path.join(dir, packPath(p1.id)), bytes)
     await rejects(store.get(cs[4].id), /wrong bytes for chunk/)
+  } finally {
+    await seed.close()
+    rmSync(dir, {recursive: true, force: true})
+  }
+})
+
+test('a chunk asked while the pack list is still being read is found in its pack, not reported missing (HttpStore and BatchedSource)', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-packs-'))
+  const cs = chunks(6)
+  const m = hash(Buffer.from('a slow list'))
+  writePacks(dir, m, [cs])
+  const seed = await staticSeed(dir, {listDelayMs: 300})
+  try {
+    const store = new HttpStore(seed.url)
+    const listed = store.usePacks(m)
+    // the loose 404 comes back long before the list: the get waits for the list, then reads the range
+    assert.ok((await store.get(cs[2].id)).equals(cs[2].data))
+    await listed
+    const batched = new BatchedSource(new HttpStore(seed.url))
+    const listed2 = batched.usePacks(m)
+    const got = await Promise.all(cs.map((c) => batched.get(c.id)))
+    for (let i = 0; i < cs.length; i++) assert.ok(got[i]?.equals(cs[i].data), `chunk ${i} through BatchedSource`)
+    await listed2
   } finally {
     await seed.close()
     rmSync(dir, {recursive: true, force: true})

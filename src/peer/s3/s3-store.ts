@@ -244,9 +244,17 @@ export class S3Store implements RemoteSource, WritableRemote {
 
   async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
     assertChunkId(id)
-    const at = this.packs.lookup(id)
-    // a packed chunk: its range of the pack (a pack gone since is looked for loose)
-    const data = (at && (await this.getKey(packPath(at.pack), `chunk ${id} in pack ${at.pack}`, at.length, {...opts, range: at.offset}))) || (await this.getKey(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, opts))
+    const packed = async () => {
+      const at = this.packs.lookup(id)
+      return at && (await this.getKey(packPath(at.pack), `chunk ${id} in pack ${at.pack}`, at.length, {...opts, range: at.offset}))
+    }
+    // a packed chunk: its range of the pack (a pack gone since is looked for loose); not
+    // found loose while a pack list is being read: looked for again once it is in
+    let data = (await packed()) || (await this.getKey(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, opts))
+    if (data === undefined && this.packs.pending) {
+      await this.packs.settled()
+      data = await packed()
+    }
     if (data === undefined) return undefined
     return checkReceived(id, data, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}}))
   }
@@ -295,6 +303,11 @@ export class S3Store implements RemoteSource, WritableRemote {
 
   packPlan(items: readonly {id: string}[]): {spans: PackSpan[]; loose: number[]} | undefined {
     return this.packs.bulkPlan(items)
+  }
+
+  /** Whether a pack list is being read (a chunk missing loose may be packed). */
+  get packsPending(): boolean {
+    return this.packs.pending
   }
 
   async getManifestBytes(id: string, opts: FetchOptions = {}): Promise<Buffer | undefined> {

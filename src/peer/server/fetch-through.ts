@@ -49,8 +49,11 @@ export class FetchThrough {
    * first (once per image).
    */
   async serve(id: string, image?: string): Promise<Buffer> {
+    // Started beside the fetch, not awaited before it: an upstream of loose
+    // objects (most) answers at once, and one that keeps packs looks a chunk
+    // it misses up again once the list is in (its get waits for it).
     if (image && this.upstream.usePacks)
-      await this.upstream.usePacks(image).catch((err) => this.sc.logger.warn(`could not read where ${this.upstream.name} packs image ${image}: ${(err as Error)?.message ?? err}`))
+      void this.upstream.usePacks(image).catch((err) => this.sc.logger.warn(`could not read where ${this.upstream.name} packs image ${image}: ${(err as Error)?.message ?? err}`))
     try {
       return (await this.chain.fetch(id)).data
     } catch (err) {
