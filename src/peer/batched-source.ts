@@ -114,23 +114,22 @@ export class BatchedSource implements ChunkSource {
       return item
     })
     for (const span of plan?.spans ?? []) items.push(spanItem(span))
-    const members = (item: BulkItem): BulkItem[] => {
-      const span = (item as SpanItem).span
-      if (!span) return [item]
-      return span.members.map((m) => {
-        const member: BulkItem = {id: batch[m].id, path: span.path, length: 0}
-        byItem.set(member, batch[m])
-        return member
-      })
-    }
     const settled = new Set<Waiter>()
-    const settle = (item: BulkItem, fn: (w: Waiter) => void) => {
-      const w = byItem.get(item)!
+    const settle = (w: Waiter, fn: (w: Waiter) => void) => {
       if (settled.has(w)) return
       settled.add(w)
       this.stats.batched++
       fn(w)
     }
+    // decoded when a frame, then hashed
+    const received = (w: Waiter, bytes: Buffer) =>
+      settle(w, () => {
+        try {
+          w.resolve(checkReceived(w.id, bytes, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${w.id} (they hash to ${actual})`, {data: {id: w.id, actual, source: this.name}})))
+        } catch (err) {
+          w.reject(err as Error)
+        }
+      })
     // bulkGet reports each item through these handlers and does not throw;
     // an item it reports as failed, or leaves unanswered, stays unsettled
     await bulkGet(
@@ -138,25 +137,15 @@ export class BatchedSource implements ChunkSource {
       items,
       {
         onBody: (item, body) => {
-          const one = (m: BulkItem, bytes: Buffer) =>
-            settle(m, (w) => {
-              try {
-                // decoded when a frame, then hashed
-                w.resolve(checkReceived(m.id, bytes, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${m.id} (they hash to ${actual})`, {data: {id: m.id, actual, source: this.name}})))
-              } catch (err) {
-                w.reject(err as Error)
-              }
-            })
           const span = (item as SpanItem).span
-          if (!span) return one(item, body)
-          const ms = members(item)
           // a chunk's bytes outlive the batch (the caller keeps them): copied out of the span's buffer
-          splitSpan(span, body, (m, bytes) => one(ms[span.members.indexOf(m)], Buffer.from(bytes)))
+          if (span) splitSpan(span, body, (m, bytes) => received(batch[m], Buffer.from(bytes)))
+          else received(byItem.get(item)!, body)
         },
         // a pack that is gone: its chunks are asked loose, one by one, below; so is a chunk
         // missing loose while a pack list is being read (the store's get waits for it)
         onMissing: (item) => {
-          if (!(item as SpanItem).span && !this.store.packsPending) settle(item, (w) => w.resolve(undefined))
+          if (!(item as SpanItem).span && !this.store.packsPending) settle(byItem.get(item)!, (w) => w.resolve(undefined))
         },
         onFailed: () => {},
       },

@@ -137,7 +137,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   readonly seed?: U
   /** The image's chunks (setChunks), and their balanced owners over the peer list. */
   private chunkSet?: readonly string[]
-  /** The seed's pack list for the image, read (setImage). */
+  /** The seed's pack list for the image, being read or read (readPacks). */
   private packsReady?: Promise<void>
   /** The image being fetched (setImage). */
   private image?: string

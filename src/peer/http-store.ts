@@ -16,7 +16,7 @@ import {isTlsTrustError, type ClientTls} from './tls-trust.js'
 import {BodyTooLargeError, HttpClient, type HttpAnswer} from './http-client.js'
 import {assertChunkId, type FetchOptions, type RemoteSource, type SourceKind, type WritableRemote} from './source.js'
 import {ObjectBatchUpload} from './object-batch-upload.js'
-import {PackCatalog, packPath, type PackSpan} from './packs.js'
+import {PackCatalog, type PackSpan} from './packs.js'
 import {
   bearer,
   CONTENT_BINARY,
@@ -24,6 +24,7 @@ import {
   FETCH_HEADER,
   FETCH_UPSTREAM,
   IMAGE_HEADER,
+  byteRange,
   HEALTH_ROUTE,
   manifestPath,
   MAX_MANIFEST_BYTES,
@@ -157,7 +158,7 @@ export class HttpStore implements RemoteSource, WritableRemote {
   ): Promise<Buffer | undefined> {
     const {range} = opts
     // a range is exactly `max` bytes from `range`, answered 206
-    const headers = range === undefined ? opts.headers : {...opts.headers, range: `bytes=${range}-${range + max - 1}`}
+    const headers = range === undefined ? opts.headers : {...opts.headers, range: byteRange(range, max)}
     if (opts.quick && range === undefined && !opts.signal?.aborted) {
       const q = await this.quickGet(path, max, opts.signal).catch(() => undefined)
       if (q) return q.body
@@ -195,17 +196,11 @@ export class HttpStore implements RemoteSource, WritableRemote {
   async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
     assertChunkId(id)
     const headers = this.objectRequestHeaders(opts.fetchThrough === true)
-    const packed = async () => {
-      const at = this.packs.lookup(id)
-      return at && (await this.getBuffer(packPath(at.pack), `chunk ${id} in pack ${at.pack}`, at.length, {...opts, headers: this.readHeaders, range: at.offset}))
-    }
-    // a packed chunk: its range of the pack (a pack gone since is looked for loose); not
-    // found loose while a pack list is being read: looked for again once it is in
-    let data = (await packed()) || (await this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers}))
-    if (data === undefined && this.packs.pending) {
-      await this.packs.settled()
-      data = await packed()
-    }
+    const data = await this.packs.readChunk(
+      id,
+      (path, what, at) => this.getBuffer(path, what, at.length, {...opts, headers: this.readHeaders, range: at.offset}),
+      () => this.getBuffer(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, {...opts, headers}),
+    )
     if (data === undefined) return undefined
     // decoded when a frame, then hashed (object-encoding.ts)
     return checkReceived(

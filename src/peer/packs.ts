@@ -222,6 +222,28 @@ export class PackCatalog {
     return p
   }
 
+  /**
+   * A chunk's stored bytes (unverified: the caller checks them) from a seed
+   * that may keep packs: its range of its pack, `readRange(path, what, at)`,
+   * else the loose object, `readLoose()` (also for a pack gone since); not
+   * found loose while a pack list is being read, its pack is looked up again
+   * once the list is in. undefined: neither has it.
+   */
+  async readChunk(
+    id: string,
+    readRange: (path: string, what: string, at: PackedAt) => Promise<Buffer | undefined>,
+    readLoose: () => Promise<Buffer | undefined>,
+  ): Promise<Buffer | undefined> {
+    const packed = async () => {
+      const at = this.byId.get(id)
+      return at && (await readRange(packPath(at.pack), `chunk ${id} in pack ${at.pack}`, at))
+    }
+    const data = (await packed()) || (await readLoose())
+    if (data !== undefined || !this.pending) return data
+    await this.settled()
+    return packed()
+  }
+
   /** Whether a pack list is being read: a chunk not found yet may be in it. */
   get pending(): boolean {
     return this.loading.size > 0

@@ -20,7 +20,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import {signRequest, EMPTY_SHA256, type S3Credentials} from './s3/sigv4.js'
 import {clientContext, type ClientTls} from './tls-trust.js'
-import {MAX_HEADER_BYTES, USER_AGENT} from './wire.js'
+import {byteRange, MAX_HEADER_BYTES, USER_AGENT} from './wire.js'
 
 export interface BulkItem {
   id: string
@@ -232,7 +232,7 @@ class PipelinedConnection {
       this.pending.push(it)
       this.windowLeft -= it.length
       const path = this.target.prefix + it.path
-      const range = it.range === undefined ? '' : `range: bytes=${it.range}-${it.range + it.length - 1}\r\n`
+      const range = it.range === undefined ? '' : `range: ${byteRange(it.range, it.length)}\r\n`
       text += `GET ${path} HTTP/1.1\r\n${this.target.headerLines}${range}${signedLines(this.target, path)}\r\n`
     }
     if (text) this.sock.write(text)

@@ -81,6 +81,11 @@ export function readsEncodings(value: string | string[] | undefined): boolean {
     .some((e) => e.trim().toLowerCase() === 'zstd')
 }
 
+/** The Range value asking for `length` bytes from `offset` (a part of a pack, answered 206). */
+export function byteRange(offset: number, length: number): string {
+  return `bytes=${offset}-${offset + length - 1}`
+}
+
 /** Whether a request's FETCH_HEADER value asks for fetch-through. */
 export function asksFetchThrough(value: string | string[] | undefined): boolean {
   return String(value ?? '').trim().toLowerCase() === FETCH_UPSTREAM

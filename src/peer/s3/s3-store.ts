@@ -27,6 +27,7 @@ import {DEFAULT_RETRY, withRetry, type RetryPolicy} from '../retry.js'
 import {assertChunkId, type FetchOptions, type RemoteSource, type SourceKind, type WritableRemote} from '../source.js'
 import {isTlsTrustError, trustContext} from '../tls-trust.js'
 import {
+  byteRange,
   CACHE_IMMUTABLE,
   CACHE_REVALIDATE,
   CONTENT_BINARY,
@@ -223,7 +224,7 @@ export class S3Store implements RemoteSource, WritableRemote {
    * offset (a 206 of any other length is a wrong answer).
    */
   private async getKey(rel: string, what: string, max: number, opts: FetchOptions & {range?: number} = {}): Promise<Buffer | undefined> {
-    const headers = opts.range === undefined ? undefined : {range: `bytes=${opts.range}-${opts.range + max - 1}`}
+    const headers = opts.range === undefined ? undefined : {range: byteRange(opts.range, max)}
     return withRetry(
       async () => {
         const a = await this.send('GET', this.key(rel), what, {signal: opts.signal, max, headers})
@@ -244,17 +245,11 @@ export class S3Store implements RemoteSource, WritableRemote {
 
   async get(id: string, opts: FetchOptions & {fetchThrough?: boolean} = {}): Promise<Buffer | undefined> {
     assertChunkId(id)
-    const packed = async () => {
-      const at = this.packs.lookup(id)
-      return at && (await this.getKey(packPath(at.pack), `chunk ${id} in pack ${at.pack}`, at.length, {...opts, range: at.offset}))
-    }
-    // a packed chunk: its range of the pack (a pack gone since is looked for loose); not
-    // found loose while a pack list is being read: looked for again once it is in
-    let data = (await packed()) || (await this.getKey(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, opts))
-    if (data === undefined && this.packs.pending) {
-      await this.packs.settled()
-      data = await packed()
-    }
+    const data = await this.packs.readChunk(
+      id,
+      (path, what, at) => this.getKey(path, what, at.length, {...opts, range: at.offset}),
+      () => this.getKey(objectPath(id), `chunk ${id}`, MAX_OBJECT_BYTES, opts),
+    )
     if (data === undefined) return undefined
     return checkReceived(id, data, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${id} (they hash to ${actual})`, {data: {id, actual, source: this.name}}))
   }

@@ -28,7 +28,6 @@ export class FetchThrough {
         return upstream.downSince
       },
       has: (id, opts) => upstream.has(id, opts),
-      usePacks: upstream.usePacks && ((m, opts) => upstream.usePacks!(m, opts)),
       get: async (id, opts) => {
         const data = await upstream.get(id, opts)
         if (data) sc.metrics.fetchedBytes.inc({source: upstream.kind}, data.length)
