@@ -296,6 +296,8 @@ if (opts.boot) {
       pushStderr: pu.status ? pu.stderr : undefined,
       chunks: profile?.chunks?.length,
       bytes: profile?.chunks ? profile.chunks.length * MAIN_CS : undefined,
+      // the mount's default (--prefetch-concurrency), from the build measured
+      prefetchConcurrency: dist.PREFETCH_CONCURRENCY,
     }
     log(`  profile: pushed (exit ${pu.status}); the seed serves a profile of ${profile?.chunks?.length ?? 'NO'} chunks`)
   }

@@ -29,7 +29,7 @@ export const DEFAULTS = Object.freeze({
   joinPercents: [1, 5, 10, 25],
   churnHosts: 1000,
   window: 8, // vmi pull --concurrency default
-  bootWindow: 4, // a booting guest reads a few chunks at a time; the profile prefetch runs 4 at a time
+  bootWindow: 4, // a booting guest reads a few chunks at a time; the profile prefetch ran 4 at a time when latest-sim.json was made (16 since mount's --prefetch-concurrency)
   linkBytesPerSecond: 125e6, // 1 Gbit/s, to turn ticks into seconds (stated, not measured)
   rttSeconds: 0.0002, // LAN round trip, for the cost of a 404 (stated, not measured)
   leaveAt: [0.1, 0.5], // hosts leave when the fleet has received this share of its chunks (early, mid-pull)

@@ -30,3 +30,4 @@ export {balancedOwners, OWNER_SLACK, rankPeers, rendezvousScore} from './peer/re
 export {isAllZero} from './store/chunker.js'
 export {bulkGet, type BulkHandlers, type BulkItem, type BulkOptions, type BulkResult} from './peer/pipelined-get.js'
 export {ImageBackend, type ImageBackendInit} from './mount/image-backend.js'
+export {PREFETCH_CONCURRENCY} from './mount/mount.js'

@@ -186,7 +186,7 @@ export function mountBody(R, {plot, bg}) {
     if (B.profile)
       out.push(
         `Boot profile: recorded by the cold boot (${B.profile.chunks ?? '?'} chunks = ${B.profile.bytes ? bytesHuman(B.profile.bytes) : '?'}), published by completing host A with \`vmi pull\` (${f(B.profile.pullSeconds)} s) and \`vmi push\` to the seed (exit ${B.profile.pushStatus}; only the manifest, profile and ref travel: every chunk was already there). ` +
-          `The profile boot ran on a new empty host with the default \`--prefetch profile\`: the mount fetches the profile's chunks in the background (4 at a time) while serving the guest's reads first.`,
+          `The profile boot ran on a new empty host with the default \`--prefetch profile\`: the mount fetches the profile's chunks in the background (${B.profile.prefetchConcurrency ?? 4} at a time${B.profile.prefetchConcurrency ? '' : ': the default of the builds before --prefetch-concurrency'}) while serving the guest's reads first.`,
         '',
       )
     // mount-reported vs seed metrics

@@ -8,7 +8,7 @@ import {readCaFile, readCredentialFile} from '../cli/credential-files.js'
 import {isLoopbackHost, listenError, parseListen} from '../cli/listen.js'
 import {InterruptedError, UsageError} from '../errors.js'
 import {execCommandLine, execPlaceholders, runHypervisor, type HypervisorExit, type MountAddresses} from '../mount/hypervisor.js'
-import {mountImage, type Mount as ImageMount, type MountStats, type PrefetchMode} from '../mount/mount.js'
+import {mountImage, PREFETCH_CONCURRENCY, type Mount as ImageMount, type MountStats, type PrefetchMode} from '../mount/mount.js'
 import {registerMount} from '../mount/mount-registry.js'
 import {DEFAULT_POLL_US, type NbdTls} from '../mount/nbd/server.js'
 import {createSecureContext} from 'node:tls'
@@ -82,6 +82,7 @@ A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vm
       max: 3600,
     }),
     prefetch: Flags.string({summary: 'Background fetch after the first reads: none, profile (the recorded boot profile) or all.', options: ['none', 'profile', 'all'], default: 'profile'}),
+    'prefetch-concurrency': Flags.integer({summary: 'Chunks prefetched at once (the guest\'s reads still go first).', default: PREFETCH_CONCURRENCY, min: 1, max: 256}),
     'poll-us': Flags.integer({
       summary: 'Adaptive polling: after answering cached reads, keep reading the socket for up to this many µs while requests arrive back to back (0 = off). Lowers the latency of one-at-a-time reads from another core, at the cost of CPU while they last.',
       default: DEFAULT_POLL_US,
@@ -133,6 +134,7 @@ A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vm
         vhostUserBlk: this.flags['vhost-user-blk'],
         device: this.flags.device,
         prefetch: this.flags.prefetch as PrefetchMode,
+        prefetchConcurrency: this.flags['prefetch-concurrency'],
         recordProfile: this.flags['record-profile'],
         pollUs: this.flags['poll-us'],
         verifySigners,

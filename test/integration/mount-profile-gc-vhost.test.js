@@ -7,6 +7,7 @@ import {existsSync, promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {exec, runAsync, fsckClean, hasCommand, listFiles, makeImage, sha256File, skip, tmpStore} from '../helpers/index.js'
 import {startMount} from '../helpers/mount.js'
+import {forwarder} from '../helpers/peers.js'
 import {metricSum, startServe} from '../helpers/serve.js'
 
 const M = 1024 * 1024
@@ -62,6 +63,42 @@ test('a recorded boot profile travels through push, pull, save and load, and a c
     assert.is(metricSum(await seed.metrics(), 'vmi_served_bytes_total', {kind: 'objects'}) - before, 4 * 65536)
     await m.stop()
     m = undefined
+  } finally {
+    await m?.stop()
+    await seed?.stop()
+    t.cleanup()
+  }
+})
+
+test('a cold mount prefetches its profile 16 chunks at a time by default, --prefetch-concurrency sets it', async () => {
+  const t = tmpStore()
+  let seed
+  let m
+  try {
+    const src = path.join(t.dir, 'src.raw')
+    await makeImage(src, [{kind: 'random', size: 2 * M, seed: 'prefetch-concurrency'}])
+    const seedStore = path.join(t.dir, 'seed')
+    const id = ok(exec(['import', src, 'p:1', '--chunk-size', '64K'], {store: seedStore}), 'import').stdout.trim()
+    // a profile naming all 32 chunks (docs/FORMAT.md "Boot profiles")
+    await fsp.mkdir(path.join(seedStore, 'profiles', id.slice(0, 2)), {recursive: true})
+    await fsp.writeFile(path.join(seedStore, 'profiles', id.slice(0, 2), id.slice(2)), JSON.stringify({version: 1, chunkSize: 65536, chunks: [...Array(32).keys()]}))
+    seed = await startServe(seedStore)
+    for (const [args, least, most] of [
+      [[], 12, 18],
+      [['--prefetch-concurrency', '2'], 1, 4],
+    ]) {
+      // every connection to the seed held 300 ms: prefetches at once show as connections open at once
+      const open = {now: 0, max: 0}
+      const fwd = await forwarder(seed.url, {delayMs: 300, open})
+      const cold = path.join(t.dir, `cold-${args.length}`)
+      m = await startMount(cold, [id, fwd.url, '--read-only', ...args])
+      for (let i = 0; i < 400 && (await listFiles(path.join(cold, 'objects'))).length < 32; i++) await new Promise((r) => setTimeout(r, 50))
+      assert.is((await listFiles(path.join(cold, 'objects'))).length, 32, `${args.join(' ') || 'default'}: the whole profile prefetched`)
+      assert.ok(open.max >= least && open.max <= most, `${args.join(' ') || 'default'}: ${open.max} connections open at once (expected ${least}-${most})`)
+      await m.stop()
+      m = undefined
+      await fwd.stop()
+    }
   } finally {
     await m?.stop()
     await seed?.stop()
