@@ -78,17 +78,6 @@ const seedStore = path.join(workDir, 'seed')
   Object.assign(image, {id: r.json.id, uniqueBytes: r.json.newBytes, chunks: r.json.newChunks, chunkSize: r.json.chunkSize})
   log(`Debian boot image ${bytesHuman(image.size)}: ${int(image.chunks)} distinct non-zero chunks (${bytesHuman(image.uniqueBytes)}), id ${image.id.slice(0, 12)}`)
 }
-/** With --compressed-seed: the store the lab's seed serves, the image pushed into it compressed (the trace is still recorded on the raw store). */
-let labSeedStore = seedStore
-if (opts.compressedSeed) {
-  labSeedStore = path.join(workDir, 'seed-zstd')
-  const s = await startServe(labSeedStore, ['--token', 'bench-boot-token'])
-  const p = await vmiTimed(['push', 'debian:boot', s.url, '--token', 'bench-boot-token', '--json'], seedStore, {scratch: workDir})
-  await s.stop()
-  image.compressedSeed = {storedBytes: p.json.uploadedBytes}
-  log(`compressed seed: ${bytesHuman(p.json.uploadedBytes)} for ${bytesHuman(p.json.uploadedChunkBytes)}`)
-}
-
 // ----------------------------------------------------------------- the trace
 
 /**
@@ -165,6 +154,36 @@ log(
     `${traceInfo.matchesImage ? 'this image' : 'ANOTHER build of the image: the pattern is replayed on this one'}); boot set ${int(traceInfo.bootSetChunks)} chunks = ${bytesHuman(traceInfo.bootSetBytes)}`,
 )
 
+// ----------------------------------------------------------------- the boot profile
+
+/**
+ * The image's boot profile, as a fleet would have it: recorded on the seed's
+ * store by `vmi mount --record-profile` while the trace is replayed once
+ * without its think times (the profile is the chunks the reads touch, first
+ * read first). A cold `vmi mount` fetches it from its peers or the seed and,
+ * by default, prefetches those chunks while serving the guest's reads first.
+ */
+async function recordProfile() {
+  const r = await runTimed(process.execPath, [BIN, 'mount', image.id, '--record-profile', '--prefetch', 'none', '--json', '--exec', `${PY} '${REPLAY}' {nbd} '${TRACE}' 0`], {env: vmiEnv(seedStore), scratch: workDir, allowFail: true})
+  const file = path.join(seedStore, 'profiles', image.id.slice(0, 2), image.id.slice(2))
+  const chunks = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')).chunks?.length : undefined
+  if (r.status !== 0 || !chunks) throw new Error(`recording the boot profile failed (exit ${r.status}): ${r.stderr.slice(-1000)}`)
+  log(`boot profile: ${int(chunks)} chunks, recorded by vmi mount --record-profile replaying the trace without think times (${f(r.wall)} s)`)
+  return {chunks, prefetchConcurrency: dist.PREFETCH_CONCURRENCY}
+}
+const bootProfile = await recordProfile()
+
+/** With --compressed-seed: the store the lab's seed serves, the image pushed into it compressed (the trace is still recorded on the raw store). */
+let labSeedStore = seedStore
+if (opts.compressedSeed) {
+  labSeedStore = path.join(workDir, 'seed-zstd')
+  const s = await startServe(labSeedStore, ['--token', 'bench-boot-token'])
+  const p = await vmiTimed(['push', 'debian:boot', s.url, '--token', 'bench-boot-token', '--json'], seedStore, {scratch: workDir})
+  await s.stop()
+  image.compressedSeed = {storedBytes: p.json.uploadedBytes}
+  log(`compressed seed: ${bytesHuman(p.json.uploadedBytes)} for ${bytesHuman(p.json.uploadedChunkBytes)}`)
+}
+
 // ----------------------------------------------------------------- the lab
 
 const maxHosts = Math.max(...opts.hosts)
@@ -176,7 +195,7 @@ log(`lab ${lab.id}: seed + ${maxHosts} hosts at ${f(lab.hosts[0].rate / 1e6, 0)}
 /** @param {string} kind @param {any[]} hosts @param {{qemuHost?: any}} [o] */
 async function storm(kind, hosts, {qemuHost} = {}) {
   const stores = hosts.map((h, i) => path.join(workDir, `${kind}-${hosts.length}-${i}`))
-  const serves = kind === 'peers' ? await Promise.all(hosts.map((h, i) => startHostServe(h, stores[i], seedServe.url))) : []
+  const serves = kind === 'peers' || kind === 'peersLazy' ? await Promise.all(hosts.map((h, i) => startHostServe(h, stores[i], seedServe.url))) : []
   const peerArgs = serves.flatMap((s) => ['--peer', s.url])
   const argvFor = (h, i) => {
     if (kind === 'copy') {
@@ -184,7 +203,8 @@ async function storm(kind, hosts, {qemuHost} = {}) {
       return ['sh', '-c', `mkdir -p '${stores[i]}' && curl -sSf -o '${file}' '${rawUrl}' && exec ${PY} '${REPLAY}' '${file}' '${TRACE}'`]
     }
     const client = h === qemuHost ? `bash '${BOOT_SCRIPT}' -d '${image.dir}' {nbd}` : `${PY} '${REPLAY}' {nbd} '${TRACE}'`
-    return [process.execPath, BIN, 'mount', image.id, seedServe.url, ...(kind === 'peers' ? peerArgs : []), '--prefetch', 'none', '--read-only', '--json', '--exec', client]
+    // mount's default prefetch (the boot profile) except for the lazy contender
+    return [process.execPath, BIN, 'mount', image.id, seedServe.url, ...(kind === 'seedAlone' ? [] : peerArgs), ...(kind === 'peersLazy' ? ['--prefetch', 'none'] : []), '--read-only', '--json', '--exec', client]
   }
   const prep = await prepare({dirs: [path.join(seedStore, 'objects')]}, settings)
   const w = cpuWindow([seedServe.pid, nginx.pid, ...serves.map((s) => s.pid)])
@@ -258,6 +278,8 @@ for (const n of opts.hosts) {
   log(`  ${line(point.peers)}`)
   const real = point.peers.perHost.find((p) => p.realBoot)
   if (real) log(`    real QEMU boot on ${real.host}: ${real.realBoot.ok ? `marker at ${f(real.realBoot.markerS)} s` : 'FAILED'}`)
+  point.peersLazy = await storm('peersLazy', hosts)
+  log(`  ${line(point.peersLazy)}`)
   point.seedAlone = await storm('seedAlone', hosts)
   log(`  ${line(point.seedAlone)}`)
   if (opts.copyHosts.includes(n)) {
@@ -275,6 +297,7 @@ await run.finish({
   lab: {rate: lab.hosts[0].rate, seedRate: lab.seed.rate, hosts: maxHosts},
   image: {size: image.size, uniqueBytes: image.uniqueBytes, chunks: image.chunks, chunkSize: image.chunkSize, id: image.id, compressedSeed: image.compressedSeed},
   trace: traceInfo,
+  bootProfile,
   goals: GOALS,
   runs,
 }, renderBootReport)

@@ -226,6 +226,18 @@ export function loadSummary(R) {
   )
 }
 
+/** Where the fastest run's time went, from its samples (bench/lib/lab-run.js runTimeline); older results have none. */
+function timelineSentence(x, hosts, R) {
+  const t = x.timeline
+  if (!t || t.seedFirst === undefined || t.seedLast === undefined) return ''
+  return (
+    ` Its timeline, sampled every 0.25 s: ` +
+    (t.cpuBoundSeconds > 0 ? `all ${R.machine.cores} cores were ≥ 90 % busy for the first ${f(t.cpuBoundSeconds)} s (${hosts} pulls, their writer threads and the serves' first fetches starting at once on the shared cores; a host of a real fleet starts on its own); ` : 'the cores were never all busy at the start; ') +
+    `the seed's link had carried 1 % of the unique bytes at ${f(t.seedFirst)} s and 99 % at ${f(t.seedLast)} s, ${f(t.seedBitsPerSecond / 1e6, 1)} Mbit/s in between (${f((100 * t.seedBitsPerSecond) / R.lab.seedRate, 0)} % of its rate); ` +
+    `the last host was done ${f(x.wall - t.seedLast)} s after that (owners still forwarding the last chunks they had from the seed).`
+  )
+}
+
 function explain(R) {
   const lines = []
   const img = R.image
@@ -238,6 +250,7 @@ function explain(R) {
         `In its fastest run the pulls' own timers ran ${f(Math.min(...x.perHost.map((h) => h.seconds ?? NaN)))}–${f(Math.max(...x.perHost.map((h) => h.seconds ?? NaN)))} s and start-up (node, CLI, manifest) took up to ${f(startup)} s of the wall. ` +
         `The machine was busy ${f(x.busyCores)} of ${R.machine.cores} cores on average (others: ${f(x.othersCores)}): ${x.busyCores >= R.machine.cores * 0.9 ? '**CPU-bound** — this run measures the shared cores, not the links' : 'below saturation, so the links set the pace'}. ` +
         `CPU: pulls ${f(x.clientCpu)} s, host serves ${f(x.hostServeCpu)} s (each chunk is fetched through, verified and stored by its owner, then sent to every host, its own pull included), seed ${f(x.seedCpu)} s.` +
+        timelineSentence(x, p.hosts, R) +
         (p.curl ? ` curl moved N × ${bytesHuman(img.size)} through the seed's link: ${f(p.curl.wall)} s, ${f(p.curl.wall / ((p.hosts * img.size * 8) / R.lab.seedRate))}× its own limit.` : '') +
         (p.peers.some((y) => y.seedRatio > R.goals.seedEgress)
           ? ` The seed's counter said ${p.peers.map((y) => `${f(y.seedRatio, 3)}×`).join(', ')} the unique bytes, but its link carried ${p.peers.map((y) => `${f(y.seedWireBytes / img.uniqueBytes, 3)}×`).join(', ')} (headers included) and the owners fetched through ${p.peers.map((y) => `${f(y.fetchedThroughBytes / img.uniqueBytes, 3)}×`).join(', ')}: ` +
@@ -250,17 +263,37 @@ function explain(R) {
 
 // ----------------------------------------------------------------- the boot storm (bench/fleet-boot.js)
 
-export const BOOT_CONTENDERS = {peers: 'vmi mount with peers + owner hashing', seedAlone: 'vmi mount from the seed alone', copy: 'copy then boot (curl the raw file, replay on it)'}
+export const BOOT_CONTENDERS = {
+  peers: 'vmi mount with peers + owner hashing',
+  peersLazy: 'vmi mount with peers + owner hashing, lazy (--prefetch none)',
+  seedAlone: 'vmi mount from the seed alone',
+  copy: 'copy then boot (curl the raw file, replay on it)',
+}
+const BOOT_KINDS = ['peers', 'peersLazy', 'seedAlone', 'copy']
+
+/** A contender's name in a run: with a recorded boot profile the mounts prefetch it (mount's default); runs before had none and used --prefetch none. */
+function bootContender(R, k) {
+  if (!R.bootProfile || k === 'peersLazy' || k === 'copy') return BOOT_CONTENDERS[k]
+  return `${BOOT_CONTENDERS[k]}, boot profile (default prefetch)`
+}
 
 
 /** The goals, judged at the largest N: [{goal, result, met}] (also used by bench/lib/perf-doc.js). */
 export function bootGoals(R) {
-  const one = R.runs.find((p) => p.hosts === 1)?.peers
+  const onePoint = R.runs.find((p) => p.hosts === 1)
+  const one = onePoint?.peers
   const big = R.runs.at(-1)
   if (!one || !big || big.hosts === 1) return []
   const single = one.p50
   return [
-    {goal: `boot storm: N = ${big.hosts}, p99 time-to-boot-set ≤ ${R.goals.p99VsSingle}× the single-host replay`, result: `${f(big.peers.p99 / single)}× (${f(big.peers.p99)} s vs ${f(single)} s)`, met: big.peers.p99 <= R.goals.p99VsSingle * single},
+    {
+      goal: `boot storm: N = ${big.hosts}, p99 time-to-boot-set ≤ ${R.goals.p99VsSingle}× the single-host replay`,
+      result:
+        `${f(big.peers.p99 / single)}× (${f(big.peers.p99)} s vs ${f(single)} s)` +
+        (R.bootProfile ? ', with the boot profile (mount\'s default)' : '') +
+        (big.peersLazy && onePoint.peersLazy ? `; lazy, without it (--prefetch none): ${f(big.peersLazy.p99 / onePoint.peersLazy.p50)}× (${f(big.peersLazy.p99)} s vs ${f(onePoint.peersLazy.p50)} s)` : ''),
+      met: big.peers.p99 <= R.goals.p99VsSingle * single,
+    },
     {
       goal: `boot storm: N = ${big.hosts}, seed bytes ≤ ${R.goals.seedVsBootSet}× one host's boot set`,
       result: `${f(big.peers.seedBytes / R.trace.bootSetBytes, 3)}× (${bytesHuman(big.peers.seedBytes)} vs ${bytesHuman(R.trace.bootSetBytes)})`,
@@ -288,13 +321,21 @@ export function bootBody(R, {plot}) {
       `Time-to-boot-set = from the host's start (its \`vmi mount\`, or its curl) to its last replayed read answered. p99 of fewer than 100 hosts is the slowest host.`,
     '',
   )
+  if (R.bootProfile)
+    out.push(
+      `**The image has a boot profile**, as a fleet's images would: ${int(R.bootProfile.chunks)} chunks, recorded on the seed's store by \`vmi mount --record-profile\` while the trace was replayed once without its think times. ` +
+        `A cold \`vmi mount\` fetches it (from its peers, else the seed) and, by default, prefetches those chunks ${R.bootProfile.prefetchConcurrency} at a time in the background, the guest's reads first. ` +
+        `The lazy contender (\`--prefetch none\`) fetches only what the guest reads, when it reads it: every host asks each chunk's owner at the same moment, and the owner's link sends it ${R.lab.hosts - 1} times at once.`,
+      '',
+    )
+  else out.push('The mounts ran with `--prefetch none`: the image had no boot profile (runs before the bench recorded one).', '')
   out.push('## Time-to-boot-set and seed bytes', '')
   const rows = []
   for (const p of R.runs)
-    for (const k of ['peers', 'seedAlone', 'copy']) {
+    for (const k of BOOT_KINDS) {
       const x = p[k]
       if (!x) continue
-      rows.push([p.hosts, BOOT_CONTENDERS[k], f(x.p50), f(x.p99), bytesHuman(x.seedBytes), `${f(x.seedBytes / T.bootSetBytes, 2)}×`, x.failures.length ? `**${x.failures.length} failed**` : 'ok', f(x.clientCpu), f(x.serverCpu), `${f(x.busyCores)} (${f(x.othersCores)})`])
+      rows.push([p.hosts, bootContender(R, k), f(x.p50), f(x.p99), bytesHuman(x.seedBytes), `${f(x.seedBytes / T.bootSetBytes, 2)}×`, x.failures.length ? `**${x.failures.length} failed**` : 'ok', f(x.clientCpu), f(x.serverCpu), `${f(x.busyCores)} (${f(x.othersCores)})`])
     }
   out.push(table(['hosts', 'contender', 'p50 s', 'p99 s', 'seed sent', '÷ one boot set', 'hosts', 'CPU s: clients', 'servers', 'busy cores (others)'], rows), '')
   const stormChart = () =>
@@ -305,7 +346,7 @@ export function bootBody(R, {plot}) {
       yLabel: 'p99 time-to-boot-set, seconds',
       xTicks: R.runs.map((p) => p.hosts),
       xLog: 2,
-      series: ['peers', 'seedAlone', 'copy'].map((k) => ({name: BOOT_CONTENDERS[k], points: R.runs.filter((p) => p[k]).map((p) => [p.hosts, p[k].p99])})).filter((sr) => sr.points.length > 0),
+      series: BOOT_KINDS.map((k) => ({name: bootContender(R, k), points: R.runs.filter((p) => p[k]).map((p) => [p.hosts, p[k].p99])})).filter((sr) => sr.points.length > 0),
     })
   out.push(...plot('fleet-boot.svg', "Line chart: slowest host's time-to-boot-set in a replayed boot storm, for vmi with peers, vmi from the seed alone and copy-then-boot", stormChart))
   const copyMissing = R.runs.filter((p) => !p.copy).map((p) => p.hosts)
