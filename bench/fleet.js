@@ -30,7 +30,7 @@ import {
   vmiTimed,
 } from './lib/common.js'
 import {renderFleetReport} from './lib/fleet-report.js'
-import {labSettings, SERVE_PORT, skipWithoutLab, startHostServe, startLabSeed, timedIn} from './lib/lab-run.js'
+import {labSettings, sampleRun, SERVE_PORT, skipWithoutLab, startHostServe, startLabSeed, timedIn} from './lib/lab-run.js'
 
 const opts = parseOptions(
   'fleet',
@@ -135,6 +135,8 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
   const tx0 = lab.counters(lab.seed).tx
   const served0 = await servedObjectBytes(seedServe)
   const tStart = performance.now()
+  // where the time goes (vmi with peers: the seed's link carries one copy)
+  const sampler = kind === 'peers' ? sampleRun(lab, tStart, {uniqueBytes: U, cores: run.machine.cores}) : undefined
   const running = hosts.map((h, i) => (late.includes(h) ? undefined : timedIn(h, argvFor(i), {env: vmiEnv(stores[i]), tStart, scratch: workDir})))
   const ctx = {
     tStart,
@@ -147,6 +149,7 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
   const scenarioDone = scenario ? scenario(ctx) : Promise.resolve({})
   const events = await scenarioDone
   const results = await Promise.all(running.map((r) => r.done))
+  const timeline = await sampler?.stop()
   const wall = Math.max(...results.filter((r) => !events.excluded?.includes(r.host)).map((r) => r.endedAt))
   const childCpu = results.reduce((a, r) => a + (r.user ?? 0) + (r.sys ?? 0), 0)
   const cpu = w.end(childCpu)
@@ -209,6 +212,7 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
     failures,
     fsckFailures,
     events,
+    timeline,
     perHost: results.map((r) => ({host: r.host, status: r.status, wall: r.wall, startedAt: r.startedAt, endedAt: r.endedAt, cpu: (r.user ?? 0) + (r.sys ?? 0), seconds: r.json?.seconds, fromChunks: r.json?.fromChunks, sourceErrors: r.json?.sourceErrors})),
     ...prep,
   }

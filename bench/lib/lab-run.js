@@ -3,7 +3,8 @@
 // use it: its seed's servers, a host's serve, timed commands on its hosts.
 import path from 'node:path'
 import {labUnavailable} from '../../test/helpers/lab.js'
-import {lastJson, prepSettings, startNginx, startServe} from './common.js'
+import {lastJson, prepSettings, sleep, startNginx, startServe} from './common.js'
+import {cpuTimes} from './machine.js'
 import {runTimed} from './measure.js'
 
 /** Where every node's `vmi serve` listens (on its own address); nginx on the seed listens on NGINX_PORT. */
@@ -54,4 +55,65 @@ export function timedIn(host, argv, {env, tStart, scratch}) {
     return {...r, host: host.name, wall: endedAt - startedAt, startedAt, endedAt, json: lastJson(r.stdout), stderr: r.stderr.slice(-2000)}
   })
   return {child, done}
+}
+
+/**
+ * Sample a fill while it runs, every `everyMs`: the bytes the seed's link has
+ * sent (read at the switch) and the machine's busy CPU. stop() ends the
+ * sampling and returns runTimeline() of the samples.
+ * @param {any} lab @param {number} tStart performance.now() at the run's start
+ * @param {{uniqueBytes: number, cores: number, everyMs?: number}} o
+ */
+export function sampleRun(lab, tStart, {uniqueBytes, cores, everyMs = 250}) {
+  const samples = []
+  let on = true
+  const loop = (async () => {
+    while (on) {
+      const links = await lab.linkBytes().catch(() => undefined)
+      const c = cpuTimes()
+      if (links?.seed && c) samples.push({t: (performance.now() - tStart) / 1000, seedSent: links.seed.sent, busy: c.busy})
+      await sleep(everyMs)
+    }
+  })()
+  return {
+    async stop() {
+      on = false
+      await loop
+      return runTimeline(samples, {uniqueBytes, cores})
+    },
+  }
+}
+
+/**
+ * Where a fill's time went, from sampleRun's samples ({t, seedSent, busy}):
+ * cpuBoundSeconds, the opening span in which the machine's cores were all
+ * (≥ 90 %) busy; seedFirst and seedLast, when the seed's link had carried
+ * 1 % and 99 % of the unique bytes (interpolated between samples; the link's
+ * bytes include headers); seedBitsPerSecond, its rate between the two.
+ */
+export function runTimeline(samples, {uniqueBytes, cores}) {
+  if (samples.length < 2) return undefined
+  let cpuBoundSeconds = 0
+  for (let i = 1; i < samples.length; i++) {
+    const [a, b] = [samples[i - 1], samples[i]]
+    if ((b.busy - a.busy) / (b.t - a.t) < 0.9 * cores) break
+    cpuBoundSeconds = b.t
+  }
+  const at = (share) => {
+    const goal = samples[0].seedSent + share * uniqueBytes
+    for (let i = 1; i < samples.length; i++) {
+      const [a, b] = [samples[i - 1], samples[i]]
+      if (b.seedSent >= goal) return a.t + ((goal - a.seedSent) / (b.seedSent - a.seedSent)) * (b.t - a.t)
+    }
+    return undefined
+  }
+  const seedFirst = at(0.01)
+  const seedLast = at(0.99)
+  return {
+    cpuBoundSeconds,
+    seedFirst,
+    seedLast,
+    seedBitsPerSecond: seedFirst !== undefined && seedLast !== undefined && seedLast > seedFirst ? (0.98 * uniqueBytes * 8) / (seedLast - seedFirst) : undefined,
+    samples: samples.length,
+  }
 }

@@ -25,7 +25,7 @@
 //   (its uplink), tbf on the switch end what it receives (its downlink).
 //   This kernel has no netem: no latency, jitter or loss is emulated; the
 //   only delay is queueing in the tbf buffers.
-import {spawn, spawnSync} from 'node:child_process'
+import {execFile, spawn, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 
 export const LAB_PREFIX = 'vmilab-'
@@ -258,6 +258,23 @@ class Lab {
   counters(node) {
     const j = JSON.parse(run('ip', ['-n', node.ns, '-s', '-j', 'link', 'show', IFACE]))[0].stats64
     return {tx: j.tx.bytes, rx: j.rx.bytes, txPackets: j.tx.packets, rxPackets: j.rx.packets}
+  }
+
+  /**
+   * Bytes every node's link carried so far, read at the switch in one call
+   * (no process blocked): {name: {sent, received}}, the node's upload and
+   * download. For sampling during a run.
+   */
+  linkBytes() {
+    return new Promise((resolve, reject) =>
+      execFile('ip', ['-n', this.switchNs, '-s', '-j', 'link', 'show'], (err, out) => {
+        if (err) return reject(err)
+        const by = {}
+        // the switch's port named after a node transmits what the node receives
+        for (const l of JSON.parse(out)) if (l.stats64 && this.nodes.some((n) => n.switchPort === l.ifname)) by[l.ifname] = {sent: l.stats64.rx.bytes, received: l.stats64.tx.bytes}
+        resolve(by)
+      }),
+    )
   }
 
   /** Start `cmd args` inside a node's namespace (spawn options as node's); killed by close(). */
