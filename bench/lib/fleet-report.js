@@ -289,7 +289,7 @@ export function bootGoals(R) {
     {
       goal: `boot storm: N = ${big.hosts}, p99 time-to-boot-set ≤ ${R.goals.p99VsSingle}× the single-host replay`,
       result:
-        `${f(big.peers.p99 / single)}× (${f(big.peers.p99)} s vs ${f(single)} s)` +
+        `${f(big.peers.p99 / single, 3)}× (${f(big.peers.p99)} s vs ${f(single)} s)` +
         (R.bootProfile ? ', with the boot profile (mount\'s default)' : '') +
         (big.peersLazy && onePoint.peersLazy ? `; lazy, without it (--prefetch none): ${f(big.peersLazy.p99 / onePoint.peersLazy.p50)}× (${f(big.peersLazy.p99)} s vs ${f(onePoint.peersLazy.p50)} s)` : ''),
       met: big.peers.p99 <= R.goals.p99VsSingle * single,
