@@ -203,8 +203,8 @@ async function storm(kind, hosts, {qemuHost} = {}) {
       return ['sh', '-c', `mkdir -p '${stores[i]}' && curl -sSf -o '${file}' '${rawUrl}' && exec ${PY} '${REPLAY}' '${file}' '${TRACE}'`]
     }
     const client = h === qemuHost ? `bash '${BOOT_SCRIPT}' -d '${image.dir}' {nbd}` : `${PY} '${REPLAY}' {nbd} '${TRACE}'`
-    // mount's default prefetch (the boot profile) except for the lazy contender
-    return [process.execPath, BIN, 'mount', image.id, seedServe.url, ...(kind === 'seedAlone' ? [] : peerArgs), ...(kind === 'peersLazy' ? ['--prefetch', 'none'] : []), '--read-only', '--json', '--exec', client]
+    // peers when this kind started serves; mount's default prefetch (the boot profile) except for the lazy contender
+    return [process.execPath, BIN, 'mount', image.id, seedServe.url, ...peerArgs, ...(kind === 'peersLazy' ? ['--prefetch', 'none'] : []), '--read-only', '--json', '--exec', client]
   }
   const prep = await prepare({dirs: [path.join(seedStore, 'objects')]}, settings)
   const w = cpuWindow([seedServe.pid, nginx.pid, ...serves.map((s) => s.pid)])

@@ -348,7 +348,7 @@ export function bootBody(R, {plot}) {
       xLog: 2,
       series: BOOT_KINDS.map((k) => ({name: bootContender(R, k), points: R.runs.filter((p) => p[k]).map((p) => [p.hosts, p[k].p99])})).filter((sr) => sr.points.length > 0),
     })
-  out.push(...plot('fleet-boot.svg', "Line chart: slowest host's time-to-boot-set in a replayed boot storm, for vmi with peers, vmi from the seed alone and copy-then-boot", stormChart))
+  out.push(...plot('fleet-boot.svg', "Line chart: slowest host's time-to-boot-set in a replayed boot storm, for vmi with peers (prefetching the boot profile when the image has one, and lazy), vmi from the seed alone and copy-then-boot", stormChart))
   const copyMissing = R.runs.filter((p) => !p.copy).map((p) => p.hosts)
   if (copyMissing.length)
     out.push(

@@ -25,9 +25,9 @@ export type PrefetchMode = 'none' | 'profile' | 'all'
 
 /**
  * Chunks a mount prefetches at once (demand reads still go first). Each is a
- * round trip through an owner that may be fetching it from the seed; with 4,
- * 16 hosts booting one image at once in the lab finished their boot sets
- * 1.33× later than one host alone, with 16 1.16× (docs/PERFORMANCE.md).
+ * round trip through an owner that may itself be fetching it from the seed,
+ * so a few at a time leave the links idle while a fleet boots (measured in
+ * the boot storm, docs/PERFORMANCE.md).
  */
 export const PREFETCH_CONCURRENCY = 16
 
