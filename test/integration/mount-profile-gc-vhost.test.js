@@ -20,6 +20,12 @@ function ok(r, what) {
 
 const qemuIo = (args) => runAsync('qemu-io', args)
 
+/** The objects in `store` once there are `n` of them, or after `tries` polls 50 ms apart. */
+async function objectsOnce(store, n, tries) {
+  for (let i = 0; i < tries && (await listFiles(path.join(store, 'objects'))).length < n; i++) await new Promise((r) => setTimeout(r, 50))
+  return listFiles(path.join(store, 'objects'))
+}
+
 test('a recorded boot profile travels through push, pull, save and load, and a cold mount prefetches it', async () => {
   if (!hasCommand('qemu-io')) return skip('qemu-io not installed')
   const t = tmpStore()
@@ -58,8 +64,7 @@ test('a recorded boot profile travels through push, pull, save and load, and a c
     const cold = path.join(t.dir, 'cold')
     const before = metricSum(await seed.metrics(), 'vmi_served_bytes_total', {kind: 'objects'})
     m = await startMount(cold, [id, seed.url, '--read-only'])
-    for (let i = 0; i < 100 && (await listFiles(path.join(cold, 'objects'))).length < 4; i++) await new Promise((r) => setTimeout(r, 50))
-    assert.is((await listFiles(path.join(cold, 'objects'))).length, 4, 'exactly the profile chunks were prefetched')
+    assert.is((await objectsOnce(cold, 4, 100)).length, 4, 'exactly the profile chunks were prefetched')
     assert.is(metricSum(await seed.metrics(), 'vmi_served_bytes_total', {kind: 'objects'}) - before, 4 * 65536)
     await m.stop()
     m = undefined
@@ -92,8 +97,7 @@ test('a cold mount prefetches its profile 16 chunks at a time by default, --pref
       const fwd = await forwarder(seed.url, {delayMs: 300, open})
       const cold = path.join(t.dir, `cold-${args.length}`)
       m = await startMount(cold, [id, fwd.url, '--read-only', ...args])
-      for (let i = 0; i < 400 && (await listFiles(path.join(cold, 'objects'))).length < 32; i++) await new Promise((r) => setTimeout(r, 50))
-      assert.is((await listFiles(path.join(cold, 'objects'))).length, 32, `${args.join(' ') || 'default'}: the whole profile prefetched`)
+      assert.is((await objectsOnce(cold, 32, 400)).length, 32, `${args.join(' ') || 'default'}: the whole profile prefetched`)
       assert.ok(open.max >= least && open.max <= most, `${args.join(' ') || 'default'}: ${open.max} connections open at once (expected ${least}-${most})`)
       await m.stop()
       m = undefined
