@@ -34,6 +34,16 @@ const HTTP_CLIENT = [
   '',
 ]
 
+/** Where a 16-host fill's time goes, and what was measured and did not help (a dated report). */
+const FLEET_NOTES = [
+  '### Where a 16-host fill\'s time goes',
+  '',
+  'The start-up on the shared cores, the seed\'s link sending one copy, and a tail of owners still forwarding; and what was measured and did not close the gap ' +
+    '(owner balance slack, TCP congestion control, file creation, two connections per owner, smaller windows to the seed, the seed\'s link shared per owner): ' +
+    '[2026-12-06-fleet-fill-anatomy.md](../bench/results/2026-12-06-fleet-fill-anatomy.md).',
+  '',
+]
+
 /** The S3 client vmi uses, and why; what bounds a bucket as the seed. */
 const S3_CLIENT = [
   "The S3 client is vmi's own SigV4 signer (`src/peer/s3/sigv4.ts`, node:crypto, held to AWS's published examples by test/unit/s3-sigv4.test.js) on the project's HTTP client (src/peer/http-client.ts, node:http). " +
@@ -57,7 +67,7 @@ const KINDS = {
   mount: {name: 'mount (reads, boots)', heading: '## Mount: cached reads and lazy boots', body: mountBody, goals: mountGoals},
   writes: {name: 'sub-block writes through the overlay', heading: '## Sub-block writes through the overlay', body: writesBody},
   s3: {name: 'S3 bucket as the seed (radosgw)', heading: '## S3 bucket as the seed', body: s3Body, goals: s3Goals, before: S3_CLIENT},
-  fleet: {name: 'fleet lab (namespaces, shaped links)', heading: '## Fleet lab: hosts in their own network namespaces, on shaped links', body: fleetBody, goals: fleetGoals},
+  fleet: {name: 'fleet lab (namespaces, shaped links)', heading: '## Fleet lab: hosts in their own network namespaces, on shaped links', body: fleetBody, goals: fleetGoals, after: FLEET_NOTES},
   'fleet-boot': {name: 'boot storm in the fleet lab (replay)', heading: '### Boot storm in the lab (a replay)', depth: 2, body: bootBody, goals: bootGoals},
   compress: {
     name: 'compressed objects (loopback, fleet lab)',
