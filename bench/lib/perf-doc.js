@@ -40,7 +40,9 @@ const FLEET_NOTES = [
   '',
   'The start-up on the shared cores, the seed\'s link sending one copy, and a tail of owners still forwarding; and what was measured and did not close the gap ' +
     '(owner balance slack, TCP congestion control, file creation, two connections per owner, smaller windows to the seed, the seed\'s link shared per owner): ' +
-    '[2026-12-06-fleet-fill-anatomy.md](../bench/results/2026-12-06-fleet-fill-anatomy.md).',
+    '[2026-12-06-fleet-fill-anatomy.md](../bench/results/2026-12-06-fleet-fill-anatomy.md). ' +
+    'A pull\'s connections to peers share one window, so that the chunks it asked of other owners do not crowd its own share from the seed out of its downlink: about 8 % off a 16-host fill in an A/B of alternating builds, ' +
+    '[2026-12-07-peer-window.md](../bench/results/2026-12-07-peer-window.md).',
   '',
 ]
 

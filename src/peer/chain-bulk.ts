@@ -46,6 +46,24 @@ export async function closeWriters(writers: readonly ObjectWriter[]): Promise<vo
  */
 export const MAX_BULK_CONNECTIONS = 32
 
+/**
+ * Bytes a pull asks of all its peers at once and has not yet received,
+ * shared among its peer connections (each keeps at least two chunks
+ * requested, and at most what one connection to a seed keeps). Whatever is
+ * requested and not yet received queues on this host's downlink, ahead of
+ * the chunks it owns coming from the seed: with a fixed window per
+ * connection, fifteen owners' windows crowd out this host's own share from
+ * the seed, which then arrives late and is forwarded late, and ends the
+ * fleet's fill. One total keeps that queue the same size at any fleet size
+ * (docs/PERFORMANCE.md, the fleet lab).
+ */
+export const PEER_WINDOW_BYTES = 4 << 20
+
+/** The pipelining window of each of `connections` peer connections, for chunks of at most `chunkBytes`. */
+export function peerWindowBytes(connections: number, chunkBytes: number): number {
+  return Math.min(PEER_WINDOW_BYTES, Math.max(2 * chunkBytes, Math.floor(PEER_WINDOW_BYTES / Math.max(1, connections))))
+}
+
 export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: FetchManyInit, leftover: string[], chain: BulkChain): Promise<void> {
   const own = init.writers === undefined
   const writers = init.writers ?? startWriters(chain.storeRoot)
@@ -76,6 +94,8 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
       if (items.length > 0) tasks.push({src, items, spans})
     }
   }
+  // peer connections open at once share one window (PEER_WINDOW_BYTES)
+  const peerConnections = Math.min(MAX_BULK_CONNECTIONS, tasks.filter((t) => t.src.kind === 'peer').length)
   // every running task listens on `stop`, one per peer with many peers: not a leak
   setMaxListeners(Math.min(tasks.length, MAX_BULK_CONNECTIONS) + 1, stop.signal)
   // With more owners than connections, each host takes them in its own random
@@ -117,7 +137,7 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
       try {
         end = await receiveBulk(
           writers[t % writers.length],
-          {url: src.url, items, spans, options: {...src.bulkOptions(owner), connections: 1}, probe: src.kind === 'peer'},
+          {url: src.url, items, spans, options: {...src.bulkOptions(owner), connections: 1, ...(src.kind === 'peer' ? {windowBytes: peerWindowBytes(peerConnections, largest(items))} : {})}, probe: src.kind === 'peer'},
           onProgress,
           stop.signal,
         )
@@ -139,6 +159,13 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
   }
   if (fatal) throw fatal
   init.signal?.throwIfAborted()
+}
+
+/** The largest length among `items` (a chunk's, for a peer's loose objects). */
+function largest(items: readonly BulkItem[]): number {
+  let m = 0
+  for (const it of items) m = Math.max(m, it.length)
+  return m
 }
 
 /** Fisher–Yates, in place. */
