@@ -29,7 +29,7 @@ import {mapLimit} from '../util/map-limit.js'
 import type {ObjectWriter} from '../store/object-writer.js'
 import type {BulkItem} from './pipelined-get.js'
 import {bulkFetch} from './chain-bulk.js'
-import {balancedOwners, ownerPicker, walkRanked} from './rendezvous.js'
+import {PeerRanking} from './peer-ranking.js'
 import {UnavailableReport} from './unavailable-report.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 
@@ -133,21 +133,19 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   private readonly inflight = new Map<string, Promise<Fetched>>()
   /** Rate limit of chunk-unavailable events. */
   private readonly unavailable = new UnavailableReport()
-  private peers: RemoteSource[]
+  /** The peers, and the order each chunk asks them. */
+  private readonly ranking: PeerRanking
   readonly seed?: U
-  /** The image's chunks (setChunks), and their balanced owners over the peer list. */
-  private chunkSet?: readonly string[]
   /** The seed's pack list for the image, being read or read (readPacks). */
   private packsReady?: Promise<void>
   /** The image being fetched (setImage). */
   private image?: string
-  private owners?: Map<string, RemoteSource>
 
   constructor(
     readonly local: LocalStore,
     private readonly init: FetchChainInit<U> = {},
   ) {
-    this.peers = init.peers ?? []
+    this.ranking = new PeerRanking(init.peers ?? [], init.ownerHashing !== false)
     this.seed = init.seed
   }
 
@@ -179,7 +177,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     opts.signal?.throwIfAborted()
     if (await this.local.hasObject(id)) return true
     const failed: string[] = []
-    for (const src of this.seed ? [...this.peers, this.seed] : this.peers) {
+    for (const src of this.seed ? [...this.ranking.list, this.seed] : this.ranking.list) {
       try {
         if (await src.has(id, opts)) return true
       } catch (err) {
@@ -193,9 +191,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
 
   /** Replace the peer list (peers file changed). */
   setPeers(peers: RemoteSource[]): void {
-    this.peers = peers
+    this.ranking.setPeers(peers)
     if (this.image) for (const p of peers) p.forImage?.(this.image)
-    this.balance()
   }
 
   /**
@@ -205,8 +202,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
    * first-ranked peer.
    */
   setChunks(ids: Iterable<string>): void {
-    this.chunkSet = [...ids]
-    this.balance()
+    this.ranking.setChunks(ids)
   }
 
   /**
@@ -219,7 +215,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   setImage(manifestId: string, ids: Iterable<string>): void {
     this.setChunks(ids)
     this.image = manifestId
-    for (const p of this.peers) p.forImage?.(manifestId)
+    for (const p of this.ranking.list) p.forImage?.(manifestId)
   }
 
   /** Where the seed packs the image, read (once) before the seed is asked for a chunk. */
@@ -246,23 +242,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     )
   }
 
-  private balance(): void {
-    this.owners = this.chunkSet && this.peers.length > 0 && this.init.ownerHashing !== false ? balancedOwners(this.chunkSet, this.peers) : undefined
-  }
-
-  /**
-   * The peers in the order chunk `id` asks them: its owner first (balanced
-   * when the chain knows the image's chunks), then the rest by rank. Lazy:
-   * most walks stop at the owner.
-   */
-  private *peerOrder(id: string): Generator<RemoteSource, void, undefined> {
-    const owner = this.owners?.get(id)
-    if (owner) yield owner
-    for (const p of walkRanked(this.peers, id)) if (p !== owner) yield p
-  }
-
   get peerList(): readonly RemoteSource[] {
-    return this.peers
+    return this.ranking.list
   }
 
   /** Get a chunk through the chain (joined with any fetch of the same id in flight). */
@@ -320,25 +301,13 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
    * upstream: asked chunk by chunk).
    */
   private bulkSourcePicker(): (id: string) => RemoteSource | undefined {
-    const up = this.peers.filter((p) => p.downSince === undefined)
     const bulk = (src: UpstreamSource | undefined) => (src && hasBulkPath(src) ? src : undefined)
-    if (up.length === 0) {
+    const first = this.ranking.firstUp()
+    if (!first) {
       const seed = this.seed?.downSince === undefined ? bulk(this.seed) : undefined
       return () => seed
     }
-    if (this.init.ownerHashing === false) {
-      const first = bulk(up[0])
-      return () => first
-    }
-    if (this.owners) {
-      // the balanced owner when up; while it is down, the first peer up in the chunk's ranking
-      return (id) => {
-        for (const p of this.peerOrder(id)) if (p.downSince === undefined) return bulk(p)
-        return undefined
-      }
-    }
-    const owner = ownerPicker(up)
-    return (id) => bulk(owner(id))
+    return (id) => bulk(first(id))
   }
 
   private emit(e: ChainEvent): void {
@@ -381,8 +350,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
       }
     }
     const found = async (): Promise<Fetched | undefined> => {
-      if (this.peers.length > 0) {
-        const ranked = this.init.ownerHashing === false ? this.peers : this.peerOrder(id)
+      if (this.ranking.list.length > 0) {
+        const ranked = this.ranking.order(id)
         // The owner is the first peer up in this order, as bulkSourcePicker picks it: with the
         // owner down, the next one up fetches through, so the fleet still asks the seed
         // once for the chunk instead of once per host.
