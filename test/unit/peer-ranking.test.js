@@ -11,12 +11,17 @@ import {hash} from '../../dist/store/hash.js'
 const peers = (n) => Array.from({length: n}, (_, i) => ({name: `peer ${i}`, url: `http://10.0.0.${i + 1}:7070/`, downSince: undefined}))
 const ids = (n) => Array.from({length: n}, () => hash(randomBytes(16)))
 
-test('owner hashing, chunks known: the balanced owner first, then the others by rank, each once', () => {
-  const ps = peers(5)
-  const chunks = ids(200)
+/** A ranking with owner hashing over `n` peers and `m` chunks it knows, and the owners balancedOwners gives them. */
+function balanced(n, m) {
+  const ps = peers(n)
+  const chunks = ids(m)
   const r = new PeerRanking(ps, true)
   r.setChunks(chunks)
-  const owners = balancedOwners(chunks, ps)
+  return {ps, chunks, r, owners: balancedOwners(chunks, ps)}
+}
+
+test('owner hashing, chunks known: the balanced owner first, then the others by rank, each once', () => {
+  const {ps, chunks, r, owners} = balanced(5, 200)
   for (const id of chunks) {
     const order = [...r.order(id)]
     assert.is(order[0], owners.get(id))
@@ -40,11 +45,7 @@ test('without owner hashing: the peers as listed, and the first one up for every
 })
 
 test('firstUp: the owner while it is up, else the next peer up in the chunk order; undefined with every peer down', () => {
-  const ps = peers(4)
-  const chunks = ids(64)
-  const r = new PeerRanking(ps, true)
-  r.setChunks(chunks)
-  const owners = balancedOwners(chunks, ps)
+  const {ps, chunks, r, owners} = balanced(4, 64)
   for (const id of chunks) assert.is(r.firstUp()(id), owners.get(id))
   const down = ps[2]
   down.downSince = Date.now()
