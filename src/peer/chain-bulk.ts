@@ -106,7 +106,10 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
     await mapLimit(tasks, MAX_BULK_CONNECTIONS, async ({src, items, spans}, t) => {
       // stopped before its turn came: the error or the caller's abort is thrown below
       if (stop.signal.aborted) return
-      const owner = src.kind === 'peer' && chain.ownerHashing
+      const peer = src.kind === 'peer'
+      const owner = peer && chain.ownerHashing
+      // a seed's connection keeps the transport's default window
+      const windowBytes = peer ? peerWindowBytes(peerConnections, largest(items)) : undefined
       const onProgress = (p: BulkProgress) => {
         chain.stats.wireBytes += p.wire
         for (const i of p.stored) {
@@ -137,7 +140,7 @@ export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: Fet
       try {
         end = await receiveBulk(
           writers[t % writers.length],
-          {url: src.url, items, spans, options: {...src.bulkOptions(owner), connections: 1, ...(src.kind === 'peer' ? {windowBytes: peerWindowBytes(peerConnections, largest(items))} : {})}, probe: src.kind === 'peer'},
+          {url: src.url, items, spans, options: {...src.bulkOptions(owner), connections: 1, windowBytes}, probe: peer},
           onProgress,
           stop.signal,
         )
