@@ -9,9 +9,7 @@
  * Gets queue up while at most `maxInFlight` batches are under way; a batch
  * leaves when fewer are, at the end of the event loop's turn, carrying
  * everything queued (up to `maxBatch`): the busier the upstream, the larger
- * the batches, and a lone get waits for one turn of the loop. Batches go out
- * on up to `maxInFlight` pipelined connections kept open between them
- * (BulkPool). Every body is verified against its id. Only what a
+ * the batches, and a lone get waits for one turn of the loop. Every body is verified against its id. Only what a
  * batch could not settle — a status other than 200 or 404, a body over the
  * chunk size cap, a connection that failed — goes through the wrapped
  * store's own get (HttpStore: the general client, with its retries and redirects), one by one.
@@ -19,7 +17,7 @@
 import {RemoteIntegrityError} from '../errors.js'
 import {checkReceived} from '../store/object-encoding.js'
 import {spanItem, splitSpan, type SpanItem} from './packs.js'
-import {BulkPool, type BulkItem} from './pipelined-get.js'
+import {bulkGet, type BulkItem} from './pipelined-get.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
 import {MAX_OBJECT_BYTES, objectPath} from './wire.js'
 
@@ -50,7 +48,6 @@ export class BatchedSource implements ChunkSource {
   private readonly maxBatch: number
   private readonly maxInFlight: number
   private readonly typical: number
-  private bulk?: BulkPool
 
   constructor(
     private readonly store: RemoteSource,
@@ -106,21 +103,6 @@ export class BatchedSource implements ChunkSource {
     }
   }
 
-  /**
-   * The connections batches go out on, kept between batches: an owner's
-   * fetch-throughs arrive a few at a time when its requesters keep small
-   * windows, and a connection per batch was a TCP handshake per chunk.
-   */
-  private pool(): BulkPool {
-    this.bulk ??= new BulkPool(this.store.url, {
-      ...this.store.bulkOptions(false),
-      connections: this.maxInFlight,
-      maxFailures: 1,
-      windowBytes: this.maxBatch * this.typical,
-    })
-    return this.bulk
-  }
-
   private async send(batch: Waiter[]): Promise<void> {
     const byItem = new Map<BulkItem, Waiter>()
     // packed chunks as ranges of their packs (adjacent ones in one read), the rest one GET each
@@ -148,22 +130,27 @@ export class BatchedSource implements ChunkSource {
           w.reject(err as Error)
         }
       })
-    // the pool reports each item through these handlers and does not throw;
-    // an item it reports as failed, or gives up on, stays unsettled
-    await this.pool().fetch(items, {
-      onBody: (item, body) => {
-        const span = (item as SpanItem).span
-        // a chunk's bytes outlive the batch (the caller keeps them): copied out of the span's buffer
-        if (span) splitSpan(span, body, (m, bytes) => received(batch[m], Buffer.from(bytes)))
-        else received(byItem.get(item)!, body)
+    // bulkGet reports each item through these handlers and does not throw;
+    // an item it reports as failed, or leaves unanswered, stays unsettled
+    await bulkGet(
+      this.store.url,
+      items,
+      {
+        onBody: (item, body) => {
+          const span = (item as SpanItem).span
+          // a chunk's bytes outlive the batch (the caller keeps them): copied out of the span's buffer
+          if (span) splitSpan(span, body, (m, bytes) => received(batch[m], Buffer.from(bytes)))
+          else received(byItem.get(item)!, body)
+        },
+        // a pack that is gone: its chunks are asked loose, one by one, below; so is a chunk
+        // missing loose while a pack list is being read (the store's get waits for it)
+        onMissing: (item) => {
+          if (!(item as SpanItem).span && !this.store.packsPending) settle(byItem.get(item)!, (w) => w.resolve(undefined))
+        },
+        onFailed: () => {},
       },
-      // a pack that is gone: its chunks are asked loose, one by one, below; so is a chunk
-      // missing loose while a pack list is being read (the store's get waits for it)
-      onMissing: (item) => {
-        if (!(item as SpanItem).span && !this.store.packsPending) settle(byItem.get(item)!, (w) => w.resolve(undefined))
-      },
-      onFailed: () => {},
-    })
+      {...this.store.bulkOptions(false), connections: 1, maxFailures: 1, windowBytes: this.maxBatch * this.typical},
+    ).catch(() => undefined)
     const later = batch.filter((w) => !settled.has(w))
     await Promise.all(
       later.map(async (w) => {

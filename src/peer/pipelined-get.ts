@@ -103,16 +103,13 @@ interface Target {
   sigv4?: BulkSigning
 }
 
-/** What the connections of one bulkGet (or one BulkPool) share: the queue of items not yet sent, and how it ends. */
+/** What the connections of one bulkGet share: the queue of items not yet sent, and how it ends. */
 interface Run {
   /** Items not yet sent, last first (pop() takes the next in order). */
   queue: BulkItem[]
   result: BulkResult
   failuresInARow: number
   stop?: string
-  handlers: BulkHandlers
-  /** A connection with nothing left to send stays open this long for more items (a pool); 0: it closes at once. */
-  lingerMs: number
 }
 
 /** What the head of a response says, parsed. */
@@ -124,21 +121,9 @@ interface ResponseHead {
 
 /** GET every item from the server at `baseUrl`; answers arrive through `handlers`. */
 export async function bulkGet(baseUrl: string, items: BulkItem[], handlers: BulkHandlers, opts: BulkOptions = {}): Promise<BulkResult> {
-  const target = targetOf(baseUrl, opts)
-  const run: Run = {queue: items.slice().reverse(), result: {unanswered: [], connectionsOpened: 0}, failuresInARow: 0, handlers, lingerMs: 0}
-  const worker = async () => {
-    while (run.queue.length > 0 && !run.stop && !opts.signal?.aborted) await new PipelinedConnection(target, run, opts).done
-  }
-  await Promise.all(Array.from({length: Math.max(1, Math.min(opts.connections ?? 2, items.length))}, worker))
-  run.result.unanswered = run.queue.reverse()
-  if (run.stop) run.result.stopped = run.stop
-  return run.result
-}
-
-function targetOf(baseUrl: string, opts: BulkOptions): Target {
   const base = new URL(opts.endpoint ?? baseUrl)
   const secure = base.protocol === 'https:'
-  return {
+  const target: Target = {
     host: base.hostname.replace(/^\[|\]$/g, ''),
     port: Number(base.port || (secure ? 443 : 80)),
     secure,
@@ -151,115 +136,14 @@ function targetOf(baseUrl: string, opts: BulkOptions): Target {
     hostHeader: base.host,
     sigv4: opts.sigv4,
   }
-}
-
-export interface BulkPoolOptions extends Omit<BulkOptions, 'signal'> {
-  /** How long a connection with nothing to send stays open for the next fetch (default 2 s; below `vmi serve`'s keep-alive timeout of 5 s). */
-  lingerMs?: number
-}
-
-/** One fetch() on a pool: its handlers, and what is left of its items. */
-interface PoolCall {
-  handlers: BulkHandlers
-  left: number
-  unanswered: BulkItem[]
-  resolve: (unanswered: BulkItem[]) => void
-}
-
-/**
- * bulkGet over connections kept between calls: items of every fetch() join
- * one queue that up to `connections` pipelined connections drain, and a
- * connection that runs out of items waits `lingerMs` for more before it
- * closes. A caller fetching in many small batches (BatchedSource: an owner's
- * fetch-throughs) then pays one connection, not one per batch. A waiting
- * connection does not keep the process alive.
- *
- * Failure is per connection, as in bulkGet: when bulk fetching gives up
- * (`maxFailures` connections in a row ended without an answer), every item
- * queued then is handed back unanswered to its fetch(), and the next fetch()
- * starts afresh. A connection the server closed while it waited ends quietly
- * (it had answered before); its unsent items go to a new one.
- */
-export class BulkPool {
-  readonly stats = {connectionsOpened: 0}
-  private readonly target: Target
-  private readonly run: Run
-  private readonly calls = new Map<BulkItem, PoolCall>()
-  private readonly live = new Set<PipelinedConnection>()
-  private workers = 0
-
-  constructor(
-    baseUrl: string,
-    private readonly opts: BulkPoolOptions = {},
-  ) {
-    this.target = targetOf(baseUrl, opts)
-    const done = (item: BulkItem) => {
-      const call = this.calls.get(item)
-      if (!call) return undefined
-      this.calls.delete(item)
-      if (--call.left === 0) call.resolve(call.unanswered)
-      return call.handlers
-    }
-    this.run = {
-      queue: [],
-      result: {unanswered: [], connectionsOpened: 0},
-      failuresInARow: 0,
-      lingerMs: opts.lingerMs ?? 2000,
-      handlers: {
-        onBody: (item, body) => done(item)?.onBody(item, body),
-        onMissing: (item) => done(item)?.onMissing(item),
-        onFailed: (item, reason, status) => done(item)?.onFailed(item, reason, status),
-      },
-    }
+  const run: Run = {queue: items.slice().reverse(), result: {unanswered: [], connectionsOpened: 0}, failuresInARow: 0}
+  const worker = async () => {
+    while (run.queue.length > 0 && !run.stop && !opts.signal?.aborted) await new PipelinedConnection(target, run, handlers, opts).done
   }
-
-  /** GET every item; answers arrive through `handlers`. Resolves, never rejects, with the items bulk fetching gave up on. */
-  fetch(items: BulkItem[], handlers: BulkHandlers): Promise<BulkItem[]> {
-    if (items.length === 0) return Promise.resolve([])
-    return new Promise((resolve) => {
-      const call: PoolCall = {handlers, left: items.length, unanswered: [], resolve}
-      for (const item of items) this.calls.set(item, call)
-      // after what is queued already: the queue is last first
-      this.run.queue.unshift(...items.slice().reverse())
-      // connections with room in their window take the items; another opens only when none has
-      // room and none is still connecting (that one takes them once connected)
-      let connecting = false
-      for (const c of this.live) {
-        c.wake()
-        connecting ||= !c.ready
-      }
-      if (this.run.queue.length > 0 && !connecting && this.workers < Math.max(1, this.opts.connections ?? 2)) void this.work()
-    })
-  }
-
-  private async work(): Promise<void> {
-    const {run} = this
-    this.workers++
-    try {
-      while (run.queue.length > 0 && !run.stop) {
-        const c = new PipelinedConnection(this.target, run, this.opts)
-        this.stats.connectionsOpened++
-        this.live.add(c)
-        await c.done
-        this.live.delete(c)
-      }
-    } finally {
-      this.workers--
-    }
-    if (run.stop) {
-      // bulk fetching gave up: what is queued goes back to its callers, and the next fetch starts afresh
-      const given = run.queue.splice(0).reverse()
-      run.stop = undefined
-      run.failuresInARow = 0
-      for (const item of given) {
-        const call = this.calls.get(item)
-        if (!call) continue
-        this.calls.delete(item)
-        call.unanswered.push(item)
-        if (--call.left === 0) call.resolve(call.unanswered)
-      }
-    }
-  }
+  await Promise.all(Array.from({length: Math.max(1, Math.min(opts.connections ?? 2, items.length))}, worker))
+  run.result.unanswered = run.queue.reverse()
+  if (run.stop) run.result.stopped = run.stop
+  return run.result
 }
 
 /**
@@ -291,6 +175,7 @@ class PipelinedConnection {
   constructor(
     private readonly target: Target,
     private readonly run: Run,
+    private readonly handlers: BulkHandlers,
     private readonly opts: BulkOptions,
   ) {
     this.done = new Promise<void>((resolve) => (this.resolve = resolve))
@@ -323,24 +208,9 @@ class PipelinedConnection {
 
   private readonly onAbort = () => this.end('aborted')
 
-  /** Waiting for more items (a pool's connection that ran out): the timer that closes it. */
-  private lingerTimer?: NodeJS.Timeout
-
-  /** Connected, and sending: false while it connects, and once it ends. */
-  get ready(): boolean {
-    return this.connected && !this.finished
-  }
-
-  /** A pool has queued more items: a connection with room in its window sends them. */
-  wake(): void {
-    if (this.ready) this.send()
-  }
-
   private end(why?: string): void {
     if (this.finished) return
     this.finished = true
-    clearTimeout(this.lingerTimer)
-    this.lingerTimer = undefined
     const {run, pending} = this
     this.opts.signal?.removeEventListener('abort', this.onAbort)
     this.sock.destroy()
@@ -365,24 +235,8 @@ class PipelinedConnection {
       const range = it.range === undefined ? '' : `range: ${byteRange(it.range, it.length)}\r\n`
       text += `GET ${path} HTTP/1.1\r\n${this.target.headerLines}${range}${signedLines(this.target, path)}\r\n`
     }
-    if (text) {
-      if (this.lingerTimer) {
-        clearTimeout(this.lingerTimer)
-        this.lingerTimer = undefined
-        this.sock.ref()
-      }
-      this.sock.write(text)
-    } else if (this.pending.length === 0 && !this.lingerTimer) {
-      if (this.run.lingerMs > 0) {
-        // a pool's connection: wait for more, without keeping the process alive
-        this.sock.unref()
-        this.lingerTimer = setTimeout(() => {
-          this.sock.end()
-          this.end()
-        }, this.run.lingerMs)
-        this.lingerTimer.unref()
-        return
-      }
+    if (text) this.sock.write(text)
+    else if (this.pending.length === 0) {
       this.sock.end()
       this.end()
     }
@@ -394,8 +248,8 @@ class PipelinedConnection {
     this.pending.shift()
     this.windowLeft += item.length
     this.answered++
-    if (status === OK && this.body) this.run.handlers.onBody(item, this.body)
-    else if (status === 404) this.run.handlers.onMissing(item)
+    if (status === OK && this.body) this.handlers.onBody(item, this.body)
+    else if (status === 404) this.handlers.onMissing(item)
     this.body = undefined
     if (this.closing) {
       this.end() // the rest is sent again on a new connection
@@ -457,9 +311,9 @@ class PipelinedConnection {
       if (length === 0) this.complete()
       return
     }
-    if (ok) this.run.handlers.onFailed(item, `sent ${length} bytes, expected ${item.upTo !== undefined && item.range === undefined ? `at most ${item.upTo}` : item.length}`, status)
-    else if (status === 200) this.run.handlers.onFailed(item, `answered a range request with the whole file (${length} bytes)`, status)
-    else if (status !== 404) this.run.handlers.onFailed(item, `HTTP ${status}`, status)
+    if (ok) this.handlers.onFailed(item, `sent ${length} bytes, expected ${item.upTo !== undefined && item.range === undefined ? `at most ${item.upTo}` : item.length}`, status)
+    else if (status === 200) this.handlers.onFailed(item, `answered a range request with the whole file (${length} bytes)`, status)
+    else if (status !== 404) this.handlers.onFailed(item, `HTTP ${status}`, status)
     if (length > MAX_SKIP) {
       // answered (reported above), but too long to read past: drop the connection
       this.pending.shift()

@@ -24,7 +24,7 @@ function chunks(n) {
  * A server answering GET /objects/xx/yyy by `script(id, attempt)`:
  * undefined serves the body, or {status}, {body}, {destroy: true}.
  */
-async function server(bodies, script = () => undefined, {keepAliveTimeout} = {}) {
+async function server(bodies, script = () => undefined) {
   const attempts = new Map()
   const conns = {count: 0}
   const s = http.createServer((req, res) => {
@@ -41,7 +41,6 @@ async function server(bodies, script = () => undefined, {keepAliveTimeout} = {})
     }
     res.writeHead(200, {'content-length': String(body.length)}).end(body)
   })
-  if (keepAliveTimeout) s.keepAliveTimeout = keepAliveTimeout
   s.on('connection', () => conns.count++)
   await new Promise((r) => s.listen(0, '127.0.0.1', r))
   return {
@@ -70,37 +69,6 @@ test('gets made together go out in a few pipelined batches and return verified b
     const t0 = performance.now()
     assert.ok((await src.get(cs[0].id)).equals(cs[0].body))
     assert.ok(performance.now() - t0 < 1000)
-  } finally {
-    await srv.close()
-  }
-})
-
-test('batches one after another reuse one connection (a handshake per batch was one per chunk for an owner)', async () => {
-  const cs = chunks(20)
-  const srv = await server(new Map(cs.map((c) => [c.id, c.body])))
-  try {
-    const src = new BatchedSource(new HttpStore(srv.url, {kind: 'seed', retry: fastRetry}))
-    for (const c of cs) assert.ok((await src.get(c.id))?.equals(c.body))
-    assert.is(src.stats.batches, 20, 'each get its own batch')
-    assert.is(src.stats.fallbacks, 0)
-    assert.is(srv.conns.count, 1, `connections for 20 batches in a row: ${srv.conns.count}`)
-  } finally {
-    await srv.close()
-  }
-})
-
-test('a kept connection the server closed while it waited is replaced, nothing goes one by one', async () => {
-  const cs = chunks(3)
-  // node:http closes an idle connection about a second after its keep-alive timeout, whatever the timeout
-  const srv = await server(new Map(cs.map((c) => [c.id, c.body])), undefined, {keepAliveTimeout: 40})
-  try {
-    const src = new BatchedSource(new HttpStore(srv.url, {kind: 'seed', retry: fastRetry}))
-    for (const c of cs) {
-      assert.ok((await src.get(c.id))?.equals(c.body))
-      await new Promise((r) => setTimeout(r, 1300)) // past the server's closing, within the source's own wait (2 s)
-    }
-    assert.is(src.stats.fallbacks, 0, JSON.stringify(src.stats))
-    assert.is(srv.conns.count, 3, 'a new connection after each close')
   } finally {
     await srv.close()
   }
