@@ -108,11 +108,15 @@ export function* walkRanked<T extends {url: string}>(peers: readonly T[], id: st
 }
 
 /**
- * How far above the mean a balanced owner's share may go (balancedOwners).
- * 0 spreads evenly, but then any change of the peer list moves more chunks
- * between owners; measured in bench/sim.js (docs/PROTOCOL.md, "Owner hashing").
+ * How far above the mean a balanced owner's share may go (balancedOwners):
+ * none. Every owner's uplink sends its share to every other host, so the
+ * largest share sets the end of a fill; a change of the peer list then moves
+ * more chunks between owners than with room to spare, and each moved chunk
+ * still needed crosses the seed link again. Both measured, and the choice
+ * argued, in docs/PROTOCOL.md ("Owner hashing"). Part of the wire contract:
+ * hosts must agree on owners.
  */
-export const OWNER_SLACK = 0.1
+export const OWNER_SLACK = 0
 
 /**
  * Each chunk of one image to an owner among `peers`, no peer owning more than
