@@ -6,6 +6,7 @@ import {buildChain, type BuiltChain} from '../peer/factory.js'
 import type {ClientTls} from '../peer/tls-trust.js'
 import {checkToken, readCaFile, readClientCertFiles, readTokenFile} from './credential-files.js'
 import {s3AccessFor} from './s3-settings.js'
+import {WarningLimiter} from './warning-limiter.js'
 import {resolveCaCert, resolveClientCert, resolvePeers, resolveReadToken, resolveRemote, type RemoteConfig, type RemoteEntry} from './settings.js'
 
 /**
@@ -80,7 +81,8 @@ export async function chainFromFlags(
   flags: ChainFlagValues,
   opts: {
     seedRequired?: boolean
-    onWarning?: (msg: string, event: ChainEvent) => void
+    /** A warning to print: its message, and the event (or, for a summary of held-back ones, the last event with `suppressed`: their count). */
+    onWarning?: (msg: string, data: object) => void
     /** Events not to pass on (a pull's error already names an unavailable chunk and its sources). */
     quiet?: ChainEvent['type'][]
     /** Connection timeout for every source, ms (see ChainConfig). */
@@ -97,7 +99,9 @@ export async function chainFromFlags(
     const haveRemote = remoteArg !== undefined || Boolean(config.remotes?.origin)
     if (haveRemote || (opts.seedRequired && peers.length === 0 && !peersFile)) seed = resolveRemote(remoteArg, config)
   }
-  return buildChain(store, {
+  // per-chunk warnings limited per source (warning-limiter.ts); what is held back is summed up at close
+  const limiter = new WarningLimiter((message, data) => opts.onWarning?.(message, data))
+  const built = await buildChain(store, {
     seedUrl: seed?.url,
     s3: await s3AccessFor(seed?.url, seed),
     // one CA bundle and one client identity for the seed and the peers: a fleet's private CA signs them all
@@ -110,6 +114,13 @@ export async function chainFromFlags(
     peerTimeoutMs: flags['peer-timeout'],
     connectTimeoutMs: opts.connectTimeoutMs,
     storeRaw: opts.storeRaw,
-    onEvent: (e) => opts.quiet?.includes(e.type) || opts.onWarning?.(e.message, e),
+    onEvent: (e) => opts.quiet?.includes(e.type) || limiter.warn(e),
   })
+  return {
+    chain: built.chain,
+    close: () => {
+      limiter.flush()
+      built.close()
+    },
+  }
 }

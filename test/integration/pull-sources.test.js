@@ -4,8 +4,11 @@
 // sent; `--json` carries the same as `sources`. With a chunk's owner down, the
 // next peer up fetches it through. A pull from a dozen peers prints nothing
 // but its summary; one from four dozen keeps at most 32 of them busy at once.
+// A live peer failing every chunk costs a few warning lines and one sum, not
+// a line per chunk.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
+import http from 'node:http'
 import path from 'node:path'
 import {balancedOwners} from '../../dist/index.js'
 import {execAsync, freePort, tmpStore} from '../helpers/index.js'
@@ -149,6 +152,41 @@ test('a pull from 48 peers holds at most 32 bulk connections open at once, and e
     assert.ok(open.max >= 16, `${open.max} connections open at once: the pull still fetches from many owners at a time`)
   } finally {
     for (const s of servers) await s.stop()
+    t.cleanup()
+  }
+})
+
+test('a live peer that fails every chunk: three warning lines and one sum of the rest, not a line per chunk', async () => {
+  const t = tmpStore()
+  const servers = []
+  // answers, but 503 to everything: not down (its breaker stays closed), so every chunk it owns fails there
+  const failing = http.createServer((req, res) => res.writeHead(503, {'content-length': '0'}).end())
+  await new Promise((r) => failing.listen(0, '127.0.0.1', r))
+  const bad = `http://127.0.0.1:${failing.address().port}`
+  try {
+    const {seed} = await seedImage(t.dir, 'pull-failing-peer', servers)
+    const r = await execAsync(['pull', 'app:v1', seed.url, '--peer', bad], {store: path.join(t.dir, 'host')})
+    assert.is(r.status, 0, r.stderr)
+    assert.match(r.stdout, /seed \S+ MiB \(64\)/, 'the seed gave every chunk')
+    const warnings = r.stderr.split('\n').filter((l) => l.startsWith('warning: '))
+    assert.ok(warnings.length <= 5, `a few lines, not one per chunk (${warnings.length}):\n${r.stderr}`)
+    assert.match(warnings.at(-1), new RegExp(`^warning: \\d+ more failures from peer ${bad}/? not shown \\(the last: .*503`))
+
+    // --json: the same lines as objects; the shown ones and the sums account for every failure
+    const j = await execAsync(['pull', 'app:v1', seed.url, '--peer', bad, '--json'], {store: path.join(t.dir, 'host-j')})
+    assert.is(j.status, 0, j.stderr)
+    const lines = j.stderr.trim().split('\n').map((l) => JSON.parse(l).warning)
+    assert.ok(lines.length <= 5, `${lines.length} JSON warning lines`)
+    const shown = lines.filter((w) => w.suppressed === undefined)
+    const sums = lines.filter((w) => w.suppressed !== undefined)
+    assert.is(shown.length, 3)
+    assert.ok(sums.length >= 1)
+    for (const w of lines) assert.is(w.type, 'source-error')
+    const failures = shown.length + sums.reduce((a, w) => a + w.suppressed, 0)
+    assert.ok(failures >= 64, `every chunk failed at the peer at least once: ${failures}`)
+  } finally {
+    for (const s of servers) await s.stop()
+    await new Promise((r) => failing.close(r))
     t.cleanup()
   }
 })
