@@ -42,7 +42,14 @@ const FLEET_NOTES = [
     '(owner balance slack, TCP congestion control, file creation, two connections per owner, smaller windows to the seed, the seed\'s link shared per owner): ' +
     '[2026-12-06-fleet-fill-anatomy.md](../bench/results/2026-12-06-fleet-fill-anatomy.md). ' +
     'A pull\'s connections to peers share one window, so that the chunks it asked of other owners do not crowd its own share from the seed out of its downlink: about 8 % off a 16-host fill in an A/B of alternating builds, ' +
-    '[2026-12-07-peer-window.md](../bench/results/2026-12-07-peer-window.md).',
+    '[2026-12-07-peer-window.md](../bench/results/2026-12-07-peer-window.md). ' +
+    'Keeping an owner\'s connections to the seed open between its batches cut its CPU but lengthened the tail, and was reverted (the same report). ' +
+    'Owners now split the image evenly (no slack above the mean), so their uplinks finish together: 0.96× the fill time in 8 alternating pairs, ' +
+    '[2026-12-07-owner-slack.md](../bench/results/2026-12-07-owner-slack.md).',
+  '',
+  'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34 and 21.73 CPU-s per GiB in three full runs of 2026-12-07 ' +
+    '(at 20f9cae, bd919bf and 3c9fb10), while vmi through the owners measured 23.26–23.55 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +
+    'The earlier reports: [2026-12-07-fleet-20f9cae.md](../bench/results/2026-12-07-fleet-20f9cae.md), [2026-12-07-fleet-bd919bf.md](../bench/results/2026-12-07-fleet-bd919bf.md).',
   '',
 ]
 
