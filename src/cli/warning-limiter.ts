@@ -1,9 +1,9 @@
 /**
  * A chain's per-chunk warnings, kept readable: per source and kind, the
  * first `burst` print as they come; later ones are counted, and summed up in
- * one line when the next arrives at least `intervalMs` after the last line
- * printed for that source and kind, and once more by flush() (a command's
- * end). A peer that fails every chunk of a 5,000-chunk image then costs a
+ * one line `intervalMs` after the last line printed for that source and kind
+ * (a timer that does not keep the process alive), and by flush() (a
+ * command's end). A peer that fails every chunk of a 5,000-chunk image then costs a
  * few lines instead of thousands, and a mount running for days prints at
  * most one line per interval for it. State changes (a source down, up
  * again) and warnings about anything but a chunk always print.
@@ -27,6 +27,8 @@ interface Tally {
   lastPrintedAt: number
   held: number
   last?: ChainEvent
+  /** Sums up what is held once the interval is over. */
+  timer?: NodeJS.Timeout
 }
 
 export class WarningLimiter {
@@ -62,15 +64,23 @@ export class WarningLimiter {
     t.held++
     t.last = event
     if (now - t.lastPrintedAt >= this.intervalMs) this.summarize(t, now)
+    else if (!t.timer) {
+      // a mount may run for days after a burst of failures: the sum comes without waiting for the next one
+      t.timer = setTimeout(() => this.summarize(t, this.now()), t.lastPrintedAt + this.intervalMs - now)
+      t.timer.unref()
+    }
   }
 
   /** Sum up whatever is held back (at the end of a command). */
   flush(): void {
     const now = this.now()
-    for (const t of this.tallies.values()) if (t.held > 0) this.summarize(t, now)
+    for (const t of this.tallies.values()) this.summarize(t, now)
   }
 
   private summarize(t: Tally, now: number): void {
+    clearTimeout(t.timer)
+    t.timer = undefined
+    if (t.held === 0) return
     const last = t.last!
     const what = (NOUN[last.type] ?? ['warning', 'warnings'])[t.held === 1 ? 0 : 1]
     this.out(`${t.held} more ${what} from ${last.source} not shown (the last: ${last.message})`, {...last, suppressed: t.held})

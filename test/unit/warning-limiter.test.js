@@ -1,6 +1,6 @@
 // WarningLimiter: per source and kind, the first few per-chunk warnings
 // print, the rest are summed up at most once an interval and at flush; state
-// changes always print. A fake clock drives the interval.
+// changes always print. A fake clock drives the interval; one test waits for the real timer.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {WarningLimiter} from '../../dist/cli/warning-limiter.js'
@@ -46,6 +46,18 @@ test('held warnings are summed up when the next comes an interval after the last
   assert.is(out.length, 2, 'the interval counts from the sum')
   lim.flush()
   assert.is(out[2].data.suppressed, 1)
+})
+
+test('what is held is summed up once the interval is over, without waiting for another warning', async () => {
+  const out = []
+  const lim = new WarningLimiter((message, data) => out.push({message, data}), {burst: 1, intervalMs: 60})
+  for (let i = 0; i < 5; i++) lim.warn(fail('peer A', i))
+  assert.is(out.length, 1)
+  await new Promise((r) => setTimeout(r, 150))
+  assert.is(out.length, 2, 'summed up by the timer')
+  assert.is(out[1].data.suppressed, 4)
+  lim.flush()
+  assert.is(out.length, 2, 'nothing left for flush')
 })
 
 test('sources and kinds are counted apart; state changes always print', () => {
