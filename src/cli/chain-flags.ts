@@ -100,7 +100,7 @@ export async function chainFromFlags(
     if (haveRemote || (opts.seedRequired && peers.length === 0 && !peersFile)) seed = resolveRemote(remoteArg, config)
   }
   // per-chunk warnings limited per source (warning-limiter.ts); what is held back is summed up at close
-  const limiter = new WarningLimiter((message, data) => opts.onWarning?.(message, data))
+  const limiter = new WarningLimiter(opts.onWarning ?? (() => {}))
   const built = await buildChain(store, {
     seedUrl: seed?.url,
     s3: await s3AccessFor(seed?.url, seed),
