@@ -39,12 +39,12 @@ const FLEET_NOTES = [
   '### Where a 16-host fill\'s time goes',
   '',
   'The start-up on the shared cores, the seed\'s link sending one copy, and a tail of owners still forwarding; and what was measured and did not close the gap ' +
-    '(owner balance slack, TCP congestion control, file creation, two connections per owner, smaller windows to the seed, the seed\'s link shared per owner): ' +
+    '(TCP congestion control, file creation, two connections per owner, smaller windows to the seed, the seed\'s link shared per owner; owner balance slack too, then): ' +
     '[2026-12-06-fleet-fill-anatomy.md](../bench/results/2026-12-06-fleet-fill-anatomy.md). ' +
     'A pull\'s connections to peers share one window, so that the chunks it asked of other owners do not crowd its own share from the seed out of its downlink: about 8 % off a 16-host fill in an A/B of alternating builds, ' +
     '[2026-12-07-peer-window.md](../bench/results/2026-12-07-peer-window.md). ' +
     'Keeping an owner\'s connections to the seed open between its batches cut its CPU but lengthened the tail, and was reverted (the same report). ' +
-    'Owners now split the image evenly (no slack above the mean), so their uplinks finish together: 0.96× the fill time in 8 alternating pairs, ' +
+    'Once the window was shared, owners splitting the image evenly (no slack above the mean) did pay, their uplinks finishing together: 0.96× the fill time in 8 alternating pairs, ' +
     '[2026-12-07-owner-slack.md](../bench/results/2026-12-07-owner-slack.md).',
   '',
   'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34 and 21.73 CPU-s per GiB in three full runs of 2026-12-07 ' +
