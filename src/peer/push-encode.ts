@@ -41,12 +41,14 @@ export const runJob: WriterJobRunner<EncodeTask, never, EncodeResult> = async (s
 /**
  * One chunk as it goes out: compressed when `compress`, else the chunk;
  * hashed first with `verify`. Never throws for a chunk that is corrupt or
- * gone: the caller reads it again to raise the store's own error.
+ * gone: the caller reads it again to raise the store's own error. With
+ * `into` large enough, the object is read into it, and what comes back may
+ * be a view of it.
  */
-export function encodeForUpload(store: LocalStore, id: string, verify: boolean, compress: boolean): Encoded {
+export function encodeForUpload(store: LocalStore, id: string, verify: boolean, compress: boolean, into?: Buffer): Encoded {
   let stored: Buffer | undefined
   try {
-    stored = store.readObjectStored(id)
+    stored = store.readObjectStored(id, into)
   } catch {
     return {corrupt: true} // not a regular file, or larger than any object
   }

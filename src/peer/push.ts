@@ -22,7 +22,8 @@ import {chunkCount, uniqueChunkIds} from '../store/manifest.js'
 import {BATCH_FRAME_HEAD} from './wire.js'
 import {canCompress} from '../store/zstd.js'
 import {ObjectWriter} from '../store/object-writer.js'
-import {encodeForUpload, encodeOnThread, type Encoded} from './push-encode.js'
+import {encodeForUpload, encodeOnThread, type Encoded, type EncodeTask} from './push-encode.js'
+import {MAX_STORED_OBJECT} from '../store/object-encoding.js'
 import {encodeProfile} from '../store/profile.js'
 import {formatRef, parseRef} from '../store/ref.js'
 import type {WritableRemote} from './source.js'
@@ -172,19 +173,40 @@ async function uploadChunks(
   const threads = (init.compress || verify) && batches.length > 1 && (await store.isWritable())
   const writers = threads ? Array.from({length: BATCHES_IN_FLIGHT}, () => new ObjectWriter(store.root)) : []
   let turn = 0
+  // Read here, a batch's objects go into one slab, reused by later batches (putObjects keeps no
+  // reference once settled): a fresh buffer per chunk of 128 KiB or more is a fresh mapping from the
+  // allocator, faulted in page by page and unmapped again, and it counts toward V8's external memory,
+  // whose growth starts full garbage collections.
+  const slabs: Buffer[] = []
   try {
     await mapLimit(batches, BATCHES_IN_FLIGHT, async (batch) => {
       init.signal?.throwIfAborted()
       const task = {ids: batch, verify, compress: init.compress}
-      const encoded = writers.length > 0 ? await encodeOnThread(writers[turn++ % writers.length], task, init.signal) : batch.map((id) => encodeForUpload(store, id, verify, init.compress))
-      const objects = await Promise.all(batch.map(async (id, i) => ({id, ...(await ready(store, id, encoded[i]))})))
-      const onSent = (i: number) => sent(1, objects[i].data.length, objects[i].chunkBytes)
-      const done = await remote.putObjects!(objects, {signal: init.signal, onSent}).catch((err) => blameLocal(store, batch, err))
-      if (done === undefined) await mapLimit(batch, init.concurrency ?? 8, one)
+      const slab = writers.length > 0 ? undefined : (slabs.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES + MAX_STORED_OBJECT))
+      try {
+        const encoded = slab ? encodeInto(store, task, slab) : await encodeOnThread(writers[turn++ % writers.length], task, init.signal)
+        const objects = await Promise.all(batch.map(async (id, i) => ({id, ...(await ready(store, id, encoded[i]))})))
+        const onSent = (i: number) => sent(1, objects[i].data.length, objects[i].chunkBytes)
+        const done = await remote.putObjects!(objects, {signal: init.signal, onSent}).catch((err) => blameLocal(store, batch, err))
+        if (done === undefined) await mapLimit(batch, init.concurrency ?? 8, one)
+      } finally {
+        if (slab) slabs.push(slab)
+      }
     })
   } finally {
     await Promise.all(writers.map((w) => w.close().catch(() => {})))
   }
+}
+
+/** `task`'s objects read and encoded here, each read into `slab` while an object of any size still fits in what is left of it. */
+function encodeInto(store: LocalStore, task: EncodeTask, slab: Buffer): Encoded[] {
+  let used = 0
+  return task.ids.map((id) => {
+    const e = encodeForUpload(store, id, task.verify, task.compress, slab.length - used >= MAX_STORED_OBJECT ? slab.subarray(used) : undefined)
+    // what is sent as read lies in the slab; a chunk decoded or compressed from it does not, and frees its room
+    if (e.data?.buffer === slab.buffer) used = e.data.byteOffset - slab.byteOffset + e.data.length
+    return e
+  })
 }
 
 /** An encoded chunk, or the store's own error for one that is corrupt or gone (an IntegrityError naming the file, a ChunkMissingError). */

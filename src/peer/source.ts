@@ -123,6 +123,8 @@ export interface WritableRemote {
    * batch; a bucket: one pack and its index); undefined: it cannot, and the
    * caller puts them one by one. Rejects when any was
    * refused. `onSent(i)` as objects[i] has gone out (progress; not yet stored).
+   * Holds no reference to the objects' bytes once settled: the caller reuses
+   * their memory for the next batch.
    */
   putObjects?(objects: {id: string; data: Buffer}[], opts?: FetchOptions & {onSent?: (index: number) => void}): Promise<{stored: number; present: number} | undefined>
   putManifest(id: string, bytes: Buffer, opts?: FetchOptions): Promise<void>

@@ -145,7 +145,7 @@ test('a push of several batches compresses on writer threads; a corrupt local ch
   const src = path.join(t.dir, 'src')
   const seed = path.join(t.dir, 'seed')
   const host = path.join(t.dir, 'host')
-  let srv
+  let srv, srv2
   try {
     // 320 chunks of text: three object batches of up to 16 MiB
     const file = path.join(t.dir, 'big.raw')
@@ -177,7 +177,19 @@ test('a push of several batches compresses on writer threads; a corrupt local ch
     assert.is((await fsckCleanAsync(seed)).compressedObjects, 319)
     assert.is((await execAsync(['pull', 'big:v1', srv.url], {store: host})).status, 0)
     assert.ok(exportBytes(host, 'big:v1', t.dir).equals(bytes))
+    // the host holds frames and one raw chunk: pushed on with --no-compress, each batch is read into
+    // one reused slab here (a frame read into it, then decoded out of it), and every chunk arrives whole
+    const seed2 = path.join(t.dir, 'seed2')
+    srv2 = await startServe(seed2, ['--token', TOKEN])
+    const p3 = await execAsync(['push', 'big:v1', srv2.url, '--token', TOKEN, '--no-compress', '--json'], {store: host})
+    assert.is(p3.status, 0, p3.stderr)
+    assert.is(JSON.parse(p3.stdout).uploadedBytes, 320 * CHUNK)
+    assert.is((await fsckCleanAsync(seed2)).compressedObjects, 0)
+    const host2 = path.join(t.dir, 'host2')
+    assert.is((await execAsync(['pull', 'big:v1', srv2.url], {store: host2})).status, 0)
+    assert.ok(exportBytes(host2, 'big:v1', t.dir).equals(bytes))
   } finally {
+    await srv2?.stop()
     await srv?.stop()
     t.cleanup()
   }
