@@ -1,6 +1,8 @@
 /** The --listen address of serve and mount: one syntax, and one wording for an address that cannot be listened on. */
 import {UsageError} from '../errors.js'
 
+export {isLoopbackHost} from '../util/loopback.js'
+
 export interface ListenAddress {
   host: string
   port: number
@@ -30,14 +32,3 @@ export function listenError(err: unknown, spec: string): UsageError | undefined 
   return new UsageError(`cannot listen on ${spec}: ${REASONS[e.code]} (${e.code})`, {cause: err, data: {listen: spec, errno: e.code}})
 }
 
-/**
- * Whether a listen host reaches only this machine: localhost, 127.0.0.0/8,
- * ::1 (and 127/8 written as an IPv4-mapped IPv6 address). Anything else,
- * including a name that resolves to a loopback address, counts as reachable
- * from the network.
- */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, '')
-  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true
-  return /^(?:::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
-}

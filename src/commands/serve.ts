@@ -7,7 +7,7 @@ import {isLoopbackHost, listenError, parseListen} from '../cli/listen.js'
 import {UsageError} from '../errors.js'
 import {upstreamSource} from '../peer/factory.js'
 import {s3AccessFor} from '../cli/s3-settings.js'
-import {LOG_FORMATS, startServer, type LogFormat, type LogLevel} from '../peer/server.js'
+import {LOG_FORMATS, SEND_COMPRESSION_POLICIES, startServer, type LogFormat, type LogLevel, type SendCompressionPolicy} from '../peer/server.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070'
 const CLOSE_GRACE_MS = 10_000
@@ -22,6 +22,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
   static override description = `Answers the wire protocol (docs/PROTOCOL.md): objects, manifests and refs at their store-layout paths, a batch missing-check, the ref list, /healthz and Prometheus /metrics. Read-only unless a push token is given (--token-file, --token, or $VMI_PUSH_TOKEN; --push-token-file and --push-token are their old names); uploads are re-hashed and refused when they do not match their id.
 
 Read authorization: with --client-ca FILE (and --tls-cert/--tls-key) every connection must show a client certificate signed by that CA (mutual TLS); with --read-token-file FILE every request must carry that token, or the push token, as "Authorization: Bearer TOKEN". Listening on anything but a loopback address (127.0.0.0/8, ::1, localhost) needs one of the two, or an explicit --allow-anonymous-read (which warns). --health-listen HOST:PORT answers /healthz and /metrics to anyone on a second, plain-HTTP listener. See docs/SECURITY.md.
+
+Objects are sent as they rest (a zstd frame, or the raw chunk) to a client that reads frames; with --compress-sends auto (the default) an object resting raw is compressed for a client not on a loopback address, each chunk once while it stays in a 32 MiB cache (docs/PROTOCOL.md "Compressing on send").
 
 With --seed URL, a GET for an absent chunk carrying "X-Vmi-Fetch: upstream" is fetched once from the seed, verified, stored and served, so a cluster pulls each chunk across the seed link about once.
 
@@ -62,6 +64,11 @@ Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments, the address cannot 
       summary: 'Log lines as text, or as JSON objects, one a line: {time, level, client, method, path, status, bytes, ms} per request, {time, level, msg} for a problem.',
       options: [...LOG_FORMATS],
       default: 'text',
+    }),
+    'compress-sends': Flags.string({
+      summary: 'Send objects that rest raw as zstd frames to clients that read frames: auto = clients not on a loopback address; always; never (for links so fast that decoding costs a client more time than the bytes it saves: docs/PERFORMANCE.md).',
+      options: [...SEND_COMPRESSION_POLICIES],
+      default: 'auto',
     }),
     'request-timeout': Flags.integer({summary: 'Longest time in ms a client may take to send a request.', hidden: true, min: 50}),
   }
@@ -115,6 +122,7 @@ Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments, the address cannot 
         pushToken,
         readToken,
         upstream,
+        compressSends: this.flags['compress-sends'] as SendCompressionPolicy,
         tls,
         health,
         log,

@@ -18,6 +18,7 @@ import type {LocalStore} from '../store/local-store.js'
 import {onResponseDone} from './response-done.js'
 import {createLogger, type LogFormat, type LogLevel} from './server/access-log.js'
 import type {ServerContext} from './server/context.js'
+import {SendCompression, type SendCompressionPolicy} from './server/send-compression.js'
 import {describe, Dispatcher} from './server/dispatch.js'
 import {FetchThrough} from './server/fetch-through.js'
 import type {Exchange} from './server/http-io.js'
@@ -29,6 +30,7 @@ import type {UpstreamSource} from './chain.js'
 import {MAX_HEADER_BYTES} from './wire.js'
 
 export {LOG_FORMATS, type LogFormat, type LogLevel} from './server/access-log.js'
+export {SEND_COMPRESSION_POLICIES, type SendCompressionPolicy} from './server/send-compression.js'
 
 export interface ServeInit {
   /** Interface to bind (default 127.0.0.1). */
@@ -39,6 +41,8 @@ export interface ServeInit {
   pushToken?: string
   /** Fetch-through source for `X-Vmi-Fetch: upstream` (usually the seed). */
   upstream?: UpstreamSource
+  /** Which clients get objects that rest raw as frames (default auto: any not on a loopback address; send-compression.ts). */
+  compressSends?: SendCompressionPolicy
   /**
    * HTTPS. With `clientCa` (PEM), mutual TLS: a client must show a
    * certificate that chains to it, else the handshake fails.
@@ -179,7 +183,9 @@ function requestHandler(sc: ServerContext, dispatcher: Dispatcher, inFlight: InF
 
 export async function startServer(store: LocalStore, init: ServeInit = {}): Promise<RunningServer> {
   const {host = '127.0.0.1', port = 7070, upstream, tls, maxConnections = 1024, requestTimeoutMs = 120_000} = init
-  const sc: ServerContext = {store, metrics: createMetrics(upstream?.kind), logger: createLogger(init.log ?? (() => {}), init.logFormat)}
+  const metrics = createMetrics(upstream?.kind)
+  const sendCompression = new SendCompression(init.compressSends ?? 'auto', (result) => metrics.sendCompressions.inc({result}))
+  const sc: ServerContext = {store, metrics, logger: createLogger(init.log ?? (() => {}), init.logFormat), sendCompression}
   const uploads = new UploadHandlers(sc, init.pushToken)
   const access =
     tls?.clientCa !== undefined || init.readToken !== undefined

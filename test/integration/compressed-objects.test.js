@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert'
 import {hash} from '../../dist/store/hash.js'
 import {isFrame} from '../../dist/store/object-encoding.js'
 import {batchFrameHead, CONTENT_OBJECT_BATCH, OBJECT_BATCH_ROUTE} from '../../dist/peer/wire.js'
-import {zstdCompress} from '../../dist/store/zstd.js'
+import {zstdCompress, zstdDecompress} from '../../dist/store/zstd.js'
 import {exec, execAsync, fsckClean, fsckCleanAsync, hasCommand, listFiles, makeImage, seededBytes, skip, tmpDir} from '../helpers/index.js'
 import {startMount} from '../helpers/mount.js'
 import {startNginx} from '../helpers/nginx.js'
@@ -217,6 +217,58 @@ test('vmi serve sends a compressed object as stored only to a client that asks (
     assert.is(head.headers.get('content-length'), String(CHUNK))
   } finally {
     await srv?.stop()
+    t.cleanup()
+  }
+})
+
+test('vmi serve compresses an object resting raw on send: to a client that asks, under --compress-sends always (auto leaves loopback clients raw); once per chunk; an incompressible one goes raw; a pull stores the frames', async () => {
+  const t = tmpDir()
+  const seed = path.join(t.dir, 'seed')
+  const host = path.join(t.dir, 'host')
+  let auto, always, never
+  try {
+    const {file, bytes} = await mixedImage(t.dir, 3)
+    importOk(file, 'img:v1', seed)
+    const stored = await objects(seed)
+    assert.is(stored.filter((o) => isFrame(o.stored)).length, 0, 'an import stores every chunk raw')
+    const text = stored.find((o) => zstdCompress(o.stored).length < CHUNK / 2)
+    const random = stored.find((o) => zstdCompress(o.stored).length >= CHUNK)
+    assert.ok(text && random)
+    const rel = (id) => `/objects/${id.slice(0, 2)}/${id.slice(2)}`
+    const get = async (srv, id, ask) => Buffer.from(await (await fetch(srv.url + rel(id), {headers: ask ? {'X-Vmi-Encodings': 'zstd'} : {}})).arrayBuffer())
+    always = await startServe(seed, ['--compress-sends', 'always'])
+    const frame = await get(always, text.id, true)
+    assert.ok(isFrame(frame) && frame.length < CHUNK / 2, `a frame of ${frame.length} bytes`)
+    assert.is(hash(zstdDecompress(frame, CHUNK)), text.id, 'the frame decodes to the chunk')
+    assert.ok((await get(always, text.id, true)).equals(frame), 'asked again: the same frame')
+    assert.ok((await get(always, text.id, false)).equals(text.stored), 'a client that does not ask gets the chunk')
+    assert.ok((await get(always, random.id, true)).equals(random.stored), 'an incompressible chunk goes raw')
+    await get(always, random.id, true)
+    const m = await always.metrics()
+    assert.is(metricSum(m, 'vmi_send_compressions_total', {result: 'compressed'}), 1, 'compressed once')
+    assert.is(metricSum(m, 'vmi_send_compressions_total', {result: 'cached'}), 1)
+    assert.is(metricSum(m, 'vmi_send_compressions_total', {result: 'incompressible'}), 1, 'tried once')
+    // a pull takes the frames, verifies each, and keeps them as they came
+    const pull = await execAsync(['pull', 'img:v1', always.url, '--json'], {store: host})
+    assert.is(pull.status, 0, pull.stderr)
+    const pulled = JSON.parse(pull.stdout)
+    assert.is(pulled.fromBytes.seed, 32 * CHUNK)
+    assert.ok(pulled.wireBytes < 0.5 * 32 * CHUNK, `${pulled.wireBytes} bytes on the wire`)
+    assert.is((await fsckCleanAsync(host)).compressedObjects, 24)
+    assert.ok(exportBytes(host, 'img:v1', t.dir).equals(bytes))
+    assert.is((await objects(seed)).filter((o) => isFrame(o.stored)).length, 0, 'the seed\'s store is left as it was')
+    // auto (the default) and never: a client on a loopback address gets what rests, raw
+    auto = await startServe(seed)
+    never = await startServe(seed, ['--compress-sends', 'never'])
+    for (const srv of [auto, never]) {
+      assert.ok((await get(srv, text.id, true)).equals(text.stored))
+      assert.is(metricSum(await srv.metrics(), 'vmi_send_compressions_total', {result: 'compressed'}), 0)
+    }
+    const bad = exec(['serve', '--compress-sends', 'sometimes'], {store: seed})
+    assert.is(bad.status, 2, bad.stderr)
+    assert.match(bad.stderr, /compress-sends/)
+  } finally {
+    for (const s of [auto, always, never]) await s?.stop()
     t.cleanup()
   }
 })

@@ -4,12 +4,13 @@
 // Checked: the fill is byte-identical everywhere and the seed sends each
 // chunk about once; a host whose link is cut mid-fill does not stop the
 // others; a fifth host mounts the image lazily from the peers while the
-// seed's link is down. Timing goals belong to `npm run bench -- --only fleet`.
+// seed's link is down; a seed holding raw chunks compresses them on send to
+// a host across the lab. Timing goals belong to `npm run bench -- --only fleet`.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {exec, execAsync, fsckCleanAsync, hasCommand, makeImage, sha256File, skip, spawnCli, tmpStore} from '../helpers/index.js'
+import {exec, execAsync, fsckCleanAsync, hasCommand, makeImage, seededBytes, sha256File, skip, spawnCli, tmpStore} from '../helpers/index.js'
 import {labUnavailable, startLab} from '../helpers/lab.js'
 import {metricSum, startServe} from '../helpers/serve.js'
 
@@ -17,7 +18,8 @@ const M = 1024 * 1024
 const PORT = 7070
 const UNIQUE = 24 * M // distinct non-zero bytes of the test image
 const LAYOUT = [{kind: 'random', size: 16 * M, seed: 'fleet-1'}, {kind: 'zero', size: 8 * M}, {kind: 'random', size: 8 * M, seed: 'fleet-2'}, {kind: 'repeat', size: 4 * M}]
-const CHUNKS = UNIQUE / (128 * 1024)
+const CHUNK = 128 * 1024
+const CHUNKS = UNIQUE / CHUNK
 
 const why = labUnavailable()
 
@@ -166,6 +168,44 @@ test("fleet lab: a host's link is cut mid-fill; the other hosts still complete, 
     rest.forEach((h, i) => assert.is(got[i], want, `${h.name} holds the image byte for byte`))
     await fsckCleanAsync(path.join(t.dir, rest[0].name))
   })
+})
+
+test('fleet lab: a seed holding raw chunks compresses them on send to a host across the lab (--compress-sends auto), and not with never', async () => {
+  if (why) return skip(why)
+  const t = tmpStore()
+  let lab
+  try {
+    // one random chunk first (import refuses what looks like text), then 31 chunks of hex words with line numbers
+    const src = path.join(t.dir, 'text.raw')
+    const words = seededBytes('fleet-text', 4096).toString('hex').match(/.{1,7}/g)
+    const text = Buffer.from(Array.from({length: 31 * 16384}, (_, i) => words[(i * 7919) % words.length] + (i % 13 === 0 ? ` ${i}\n` : ' ')).join('')).subarray(0, 31 * CHUNK)
+    await fsp.writeFile(src, Buffer.concat([seededBytes('fleet-text-head', CHUNK), text]))
+    const seedStore = path.join(t.dir, 'seed')
+    const imp = exec(['import', src, 'text:v1', '--json'], {store: seedStore})
+    assert.is(imp.status, 0, imp.stderr)
+    const {id, newBytes} = JSON.parse(imp.stdout)
+    lab = await startLab({hosts: 1, seedRate: 100e6, hostRate: 100e6})
+    const serve = (extra, port) => startServe(seedStore, ['--allow-anonymous-read', ...extra], {netns: lab.seed.ns, listen: `${lab.seed.ip}:${port}`})
+    const auto = await serve([], PORT)
+    const never = await serve(['--compress-sends', 'never'], PORT + 1)
+    const pulled = {}
+    for (const [name, seed] of [['auto', auto], ['never', never]]) {
+      const r = await bounded(execAsync(['pull', id, seed.url, '--json'], {store: path.join(t.dir, `host-${name}`), netns: lab.hosts[0].ns}), 60_000, `the pull from the ${name} seed`)
+      assert.is(r.status, 0, r.stderr)
+      pulled[name] = JSON.parse(r.stdout)
+      assert.is(pulled[name].fromBytes.seed, newBytes)
+      const fsck = await fsckCleanAsync(path.join(t.dir, `host-${name}`))
+      assert.is(fsck.compressedObjects, name === 'auto' ? 31 : 0, `frames kept by the host that pulled from the ${name} seed`)
+    }
+    console.log(`  ${newBytes} chunk bytes: ${pulled.auto.wireBytes} on the wire from the auto seed, ${pulled.never.wireBytes} from the never seed`)
+    assert.ok(pulled.auto.wireBytes < 0.6 * newBytes, `auto: ${pulled.auto.wireBytes} bytes on the wire`)
+    assert.is(pulled.never.wireBytes, newBytes)
+    assert.is(metricSum(await lab.httpGet(lab.seed, `${auto.url}/metrics`), 'vmi_send_compressions_total', {result: 'compressed'}), 31)
+    assert.is(metricSum(await lab.httpGet(lab.seed, `${auto.url}/metrics`), 'vmi_send_compressions_total', {result: 'incompressible'}), 1)
+  } finally {
+    await lab?.close()
+    t.cleanup()
+  }
 })
 
 test.run()

@@ -35,6 +35,12 @@ function createSeries() {
       labelNames: ['result'] as const,
       registers,
     }),
+    sendCompressions: new Counter({
+      name: 'vmi_send_compressions_total',
+      help: 'Objects resting raw asked for by a client that reads frames, under the send-compression policy: compressed (now), cached (a frame made before), incompressible (sent raw)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
     inFlight: new Gauge({name: 'vmi_http_requests_in_flight', help: 'Requests being answered', registers}),
   }
 }
@@ -46,6 +52,7 @@ export function createMetrics(upstreamKind: string | undefined): ServerMetrics {
   for (const result of ['hit', 'miss']) m.objectRequests.inc({result}, 0)
   for (const result of ['stored', 'exists', 'invalid', 'too_large', 'conflict', 'denied']) m.uploads.inc({result}, 0)
   m.verificationFailures.inc({source: 'upload'}, 0)
+  for (const result of ['compressed', 'cached', 'incompressible']) m.sendCompressions.inc({result}, 0)
   if (upstreamKind) {
     m.fetchedBytes.inc({source: upstreamKind}, 0)
     m.verificationFailures.inc({source: upstreamKind}, 0)

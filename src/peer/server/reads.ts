@@ -59,7 +59,8 @@ export class ReadHandlers {
     if (req.method !== 'GET' || !asksFetchThrough(req.headers[FETCH_HEADER]) || !this.fetchThrough) throw new HttpFailure(404, 'not found')
     const image = req.headers[IMAGE_HEADER]
     const chunk = await this.fetchThrough.serve(id, typeof image === 'string' && isValidId(image) ? image : undefined)
-    const data = asStored ? storedFormOf(chunk) : chunk
+    const stored = asStored ? storedFormOf(chunk) : chunk
+    const data = asStored && this.sc.sendCompression.wantedBy(req) ? this.sc.sendCompression.encode(id, stored) : stored
     this.countWhenSent(res, data.length)
     send(x, 200, data, headers)
   }
@@ -86,6 +87,7 @@ export class ReadHandlers {
       this.sc.logger.warn(`not serving chunk ${id}: ${err.message}`)
     }
     if (!here) return false
+    if (asStored && this.sc.sendCompression.wantedBy(req)) here = this.sc.sendCompression.encode(id, here)
     const held = here.length
     this.heldBytes += held
     onResponseDone(req, res, () => (this.heldBytes -= held))
