@@ -6,10 +6,13 @@
 //   1. loopback: push to an empty vmi serve with and without compression, against cp of the raw
 //      file; pull from a vmi serve whose store holds the chunks raw, and one holding them
 //      compressed, against curl of the raw file from nginx;
-//   2. lab, at each --rates: one host pulls from the raw seed and the compressed seed, against
-//      curl of the raw file from nginx on the seed and the physical limit (bytes ÷ link rate);
+//   2. lab, at each --rates: one host pulls from the compressed seed, from the raw seed
+//      compressing on send (vmi serve --compress-sends auto, the default) and from the raw seed
+//      sending raw (--compress-sends never), against curl of the raw file from nginx on the seed
+//      and the physical limit (bytes ÷ link rate);
 //   3. lab, at each rate: --hosts hosts fill at once with peers and owners (every host runs
-//      `vmi serve --seed` and pulls with every host as a peer), raw seed against compressed seed.
+//      `vmi serve --seed` and pulls with every host as a peer), from each of the three seeds (the
+//      hosts' serves with the seed's --compress-sends).
 // Each A/B pair runs alternately, the order flipped every repetition; min–median–max reported.
 // Writes bench/results/<date>-compress.md and latest-compress.json; never fails on a missed goal.
 import {promises as fsp} from 'node:fs'
@@ -81,6 +84,16 @@ const zSeed = path.join(workDir, 'seed-zstd')
 const fsckZ = (await vmiTimed(['fsck', '--json'], zSeed, {scratch: workDir})).json
 image.compressedObjects = fsckZ.compressedObjects
 image.storedBytes = fsckZ.objectBytes
+
+/** Each of `fns` `reps` times, the order rotated every repetition; their results in the order of `fns`. @template T @param {(() => Promise<T>)[]} fns */
+async function rotate(fns) {
+  const out = fns.map(() => /** @type {T[]} */ ([]))
+  for (let r = 0; r < opts.reps; r++) for (let k = 0; k < fns.length; k++) {
+    const i = (k + r) % fns.length
+    out[i].push(await fns[i]())
+  }
+  return out
+}
 
 /** Alternate `a` and `b` `reps` times (b first on odd repetitions). @template T @param {() => Promise<T>} a @param {() => Promise<T>} b */
 async function alternate(a, b) {
@@ -171,8 +184,10 @@ if (labWhy) {
     const L = await startLab({hosts, hostRate: rate, seedRate: rate})
     const bps = L.hosts[0].rate
     log(`lab ${L.id} at ${f(bps / 1e6, 0)} Mbit/s: seed + ${hosts} host(s)`)
-    const sRaw = await startServe(rawSeed, [], {netns: L.seed.ns, listen: `${L.seed.ip}:${SERVE_PORT}`})
+    const sRaw = await startServe(rawSeed, ['--compress-sends', 'never'], {netns: L.seed.ns, listen: `${L.seed.ip}:${SERVE_PORT}`})
     const sZ = await startServe(zSeed, [], {netns: L.seed.ns, listen: `${L.seed.ip}:${SERVE_PORT + 1}`})
+    // the raw store again, compressing on send (the default, auto: the host is not on a loopback address)
+    const sSent = await startServe(rawSeed, [], {netns: L.seed.ns, listen: `${L.seed.ip}:${SERVE_PORT + 2}`})
     const nginx = await startNginx(rawSeed, {rawFile: image.file, netns: L.seed.ns, host: L.seed.ip, port: 8080})
     const rawUrl = `${nginx.url}/raw/${path.basename(image.file)}`
     const h = L.hosts[0]
@@ -191,15 +206,16 @@ if (labWhy) {
       log(`  1 host, ${label} seed: ${f(x.wall)} s, ${bytesHuman(wireBytes)} on the seed's link, CPU client ${f(x.clientCpu)} s, seed ${f(x.serverCpu)} s`)
       return x
     }
-    const [z, raw] = await alternate(() => one(sZ, zSeed, 'compressed'), () => one(sRaw, rawSeed, 'raw'))
+    const [z, sent, raw] = await rotate([() => one(sZ, zSeed, 'compressed'), () => one(sSent, rawSeed, 'raw, compressed on send'), () => one(sRaw, rawSeed, 'raw')])
     // the anchor: curl of the raw file (sparse holes go over the wire as zeros), once
     const tx0 = L.counters(L.seed).tx
     const c = await timedIn(h, ['curl', '-sSf', '-o', '/dev/null', rawUrl], {env: process.env, tStart: performance.now(), scratch: workDir}).done
     const curl = {wall: c.wall, wireBytes: L.counters(L.seed).tx - tx0}
     log(`  1 host, curl of the raw file: ${f(curl.wall)} s, ${bytesHuman(curl.wireBytes)}`)
-    const point = {rateBits: bps, compressed: z, raw, curl}
+    const point = {rateBits: bps, compressed: z, sent, raw, curl}
     lab.rates.push(point)
-    lab.fills.push(await fleetFill(L, sRaw, sZ))
+    lab.fills.push(await fleetFill(L, sRaw, sZ, sSent))
+    await sSent.stop()
     await sRaw.stop()
     await sZ.stop()
     await nginx.close()
@@ -208,10 +224,10 @@ if (labWhy) {
 }
 
 /** 3. every host of the lab fills at once with peers and owners, from each seed. */
-async function fleetFill(L, sRaw, sZ) {
-  const fill = async (serve, seedStore, label) => {
+async function fleetFill(L, sRaw, sZ, sSent) {
+  const fill = async (serve, seedStore, label, serveArgs = []) => {
     const stores = L.hosts.map(() => fresh('fill-host'))
-    const serves = await Promise.all(L.hosts.map((h, i) => startHostServe(h, stores[i], serve.url)))
+    const serves = await Promise.all(L.hosts.map((h, i) => startHostServe(h, stores[i], serve.url, serveArgs)))
     const peers = L.hosts.flatMap((h) => ['--peer', `http://${h.ip}:${SERVE_PORT}`])
     await prepare({dirs: [path.join(seedStore, 'objects')]}, settings)
     const served0 = await servedObjectBytes(serve)
@@ -230,8 +246,12 @@ async function fleetFill(L, sRaw, sZ) {
     log(`  fill, ${x.hosts} hosts, ${label} seed: ${f(x.wall)} s, seed served ${bytesHuman(seedServed)} (${bytesHuman(seedWire)} on its link), CPU clients ${f(clientCpu)} s, serves ${f(cpu.serverCpu)} s${failures.length ? `; FAILURES ${failures.join('; ')}` : ''}`)
     return x
   }
-  const [z, raw] = await alternate(() => fill(sZ, zSeed, 'compressed'), () => fill(sRaw, rawSeed, 'raw'))
-  return {rateBits: L.hosts[0].rate, compressed: z, raw}
+  const [z, sent, raw] = await rotate([
+    () => fill(sZ, zSeed, 'compressed'),
+    () => fill(sSent, rawSeed, 'raw, compressed on send'),
+    () => fill(sRaw, rawSeed, 'raw', ['--compress-sends', 'never']),
+  ])
+  return {rateBits: L.hosts[0].rate, compressed: z, sent, raw}
 }
 
 await run.finish({image, loop, lab, goals: GOALS, reps: opts.reps}, renderCompressReport)

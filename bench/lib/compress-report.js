@@ -72,22 +72,27 @@ export function compressBody(R) {
   out.push(
     '## Fleet lab: one host pulls over a shaped link',
     '',
-    'The seed and the host in their own network namespaces, the link shaped with tbf in both directions (no latency or loss emulated). The limit is the bytes that must cross the link at its rate: the unique chunk bytes raw, or as stored compressed.',
+    'The seed and the host in their own network namespaces, the link shaped with tbf in both directions (no latency or loss emulated). The limit is the bytes that must cross the link at its rate: the unique chunk bytes raw, or as stored compressed. ' +
+      '"Compressed seed": the image pushed to a vmi serve, its chunks resting as frames. "Raw seed": the image imported, every chunk raw; served with `--compress-sends never` (each chunk as it rests), and with the default `--compress-sends auto`, which compresses each chunk on send for a client not on a loopback address ("compressed on send").',
     '',
     table(
-      ['link', 'compressed seed s', 'limit s', 'raw seed s', 'limit s', 'curl of the raw file s', 'compressed vs raw', 'compressed vs curl', 'client CPU s (compressed / raw)'],
+      ['link', 'compressed seed s', 'limit s', 'raw seed, compressed on send s', 'raw seed s', 'limit s', 'curl of the raw file s', 'compressed vs raw', 'compressed on send vs raw', 'compressed vs curl', 'client CPU s (compressed / on send / raw)', 'seed CPU s (on send / raw)'],
       R.lab.rates.map((p) => {
         const bps = p.rateBits / 8
+        const sent = p.sent?.length ? p.sent : undefined
         return [
           `${f(p.rateBits / 1e6, 0)} Mbit/s`,
           span(mmm(p.compressed)),
           f(I.storedBytes / bps),
+          sent ? span(mmm(sent)) : '–',
           span(mmm(p.raw)),
           f(I.uniqueBytes / bps),
           f(p.curl.wall),
           `**${f(med(p.raw) / med(p.compressed))}×**`,
+          sent ? `**${f(med(p.raw) / med(sent))}×**` : '–',
           `**${f(p.curl.wall / med(p.compressed))}×**`,
-          `${f(med(p.compressed, 'clientCpu'))} / ${f(med(p.raw, 'clientCpu'))}`,
+          `${f(med(p.compressed, 'clientCpu'))} / ${sent ? f(med(sent, 'clientCpu')) : '–'} / ${f(med(p.raw, 'clientCpu'))}`,
+          `${sent ? f(med(sent, 'serverCpu')) : '–'} / ${f(med(p.raw, 'serverCpu'))}`,
         ]
       }),
     ),
@@ -114,12 +119,15 @@ export function compressBody(R) {
       table(
         ['seed', 'all done s', 'seed egress', 'of the raw unique bytes', 'CPU s: clients / serves'],
         [
-          ['compressed', span(mmm(F.compressed)), bytesHuman(med(F.compressed, 'seedServed')), `${f(med(F.compressed, 'seedServed') / I.uniqueBytes, 3)}×`, `${f(med(F.compressed, 'clientCpu'))} / ${f(med(F.compressed, 'serverCpu'))}`],
-          ['raw', span(mmm(F.raw)), bytesHuman(med(F.raw, 'seedServed')), `${f(med(F.raw, 'seedServed') / I.uniqueBytes, 3)}×`, `${f(med(F.raw, 'clientCpu'))} / ${f(med(F.raw, 'serverCpu'))}`],
-        ],
+          ['compressed', F.compressed],
+          ['raw, compressed on send (serves with --compress-sends auto)', F.sent],
+          ['raw (serves with --compress-sends never)', F.raw],
+        ]
+          .filter(([, runs]) => runs?.length)
+          .map(([label, runs]) => [label, span(mmm(runs)), bytesHuman(med(runs, 'seedServed')), `${f(med(runs, 'seedServed') / I.uniqueBytes, 3)}×`, `${f(med(runs, 'clientCpu'))} / ${f(med(runs, 'serverCpu'))}`]),
       ),
       '',
-      `Compressed ÷ raw fill time: **${f(med(F.compressed) / med(F.raw))}×**; the compressed fill took ${f(med(F.compressed) / (I.storedBytes / (F.rateBits / 8)))}× the time the stored bytes need on one link, with ${F.compressed[0].hosts} clients and ${F.compressed[0].hosts} serves on the ${R.machine.cores} cores (CPU-bound: ${f(med(F.compressed, 'clientCpu') + med(F.compressed, 'serverCpu'))} CPU-s in ${f(med(F.compressed))} s).${[...F.compressed, ...F.raw].some((x) => x.failures.length) ? ' FAILURES: ' + [...F.compressed, ...F.raw].flatMap((x) => x.failures).join('; ') : ''}`,
+      `Compressed ÷ raw fill time: **${f(med(F.compressed) / med(F.raw))}×**${F.sent?.length ? `; compressed on send ÷ raw: **${f(med(F.sent) / med(F.raw))}×**` : ''}; the compressed fill took ${f(med(F.compressed) / (I.storedBytes / (F.rateBits / 8)))}× the time the stored bytes need on one link, with ${F.compressed[0].hosts} clients and ${F.compressed[0].hosts} serves on the ${R.machine.cores} cores (CPU-bound: ${f(med(F.compressed, 'clientCpu') + med(F.compressed, 'serverCpu'))} CPU-s in ${f(med(F.compressed))} s).${[...F.compressed, ...(F.sent ?? []), ...F.raw].some((x) => x.failures.length) ? ' FAILURES: ' + [...F.compressed, ...(F.sent ?? []), ...F.raw].flatMap((x) => x.failures).join('; ') : ''}`,
       '',
     )
   }

@@ -38,8 +38,8 @@ export async function startLabSeed(lab, store, rawFile) {
 }
 
 /** `vmi serve --seed SEED` on a lab host, over `store`. */
-export function startHostServe(host, store, seedUrl) {
-  return startServe(store, ['--seed', seedUrl], {netns: host.ns, listen: `${host.ip}:${SERVE_PORT}`})
+export function startHostServe(host, store, seedUrl, extra = []) {
+  return startServe(store, ['--seed', seedUrl, ...extra], {netns: host.ns, listen: `${host.ip}:${SERVE_PORT}`})
 }
 
 /**
