@@ -84,6 +84,8 @@ const KINDS = {
     body: compressBody,
     goals: compressGoals,
     after: [
+      'Compressing on send (`vmi serve --compress-sends`, docs/PROTOCOL.md "Compressing on send"): the raw seed with the default `auto` compresses each chunk for a client across a link, on its main thread, once while the chunk stays in its cache. In the 2026-12-07 run (bench/results/2026-12-07-compress.md) one host pulling at 200 Mbit/s took the same time from it as from the compressed seed (9.36 s both, 2.92× faster than raw), for about 1.2 seed CPU-s more; at 1000 Mbit/s 2.82 s against the compressed seed\'s 2.11 and raw 5.80. Four hosts filling at 200 Mbit/s took 0.43× the raw fill\'s time. At 1000 Mbit/s the four-host fill is bound by the 2 cores that 4 clients and 5 serves share, not by the links: there compressing on send cost 1.05× the raw fill\'s time (10.44 s against 9.98), while a compressed seed, which compresses nothing on send, took 0.77×. A fleet\'s hosts each have their own cores; `--compress-sends never` is for links fast enough that decoding costs a client more than the bytes save (decoding runs at about 1.1 GB/s a core here: bench/results/2026-12-06-zstd-choice.md). On loopback `auto` sends raw, so the loopback rows do not change. The boot-storm reports of 2026-12-06 were made before compressing on send; their raw seed sent raw.',
+      '',
       'The boot storm with the seed holding the image compressed is a separate run of the boot-storm benchmark, kept apart from the one above: `node bench/fleet-boot.js --compressed-seed` (results `bench/results/<date>-fleet-boot-zstd.md`) against `--label raw` (`<date>-fleet-boot-raw.md`), run one after the other.',
       '',
     ],
