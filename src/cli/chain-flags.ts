@@ -6,7 +6,7 @@ import {buildChain, type BuiltChain} from '../peer/factory.js'
 import type {ClientTls} from '../peer/tls-trust.js'
 import {checkToken, readCaFile, readClientCertFiles, readTokenFile} from './credential-files.js'
 import {s3AccessFor} from './s3-settings.js'
-import {WarningLimiter} from './warning-limiter.js'
+import {WarningLimiter} from '../peer/warning-limiter.js'
 import {resolveCaCert, resolveClientCert, resolvePeers, resolveReadToken, resolveRemote, type RemoteConfig, type RemoteEntry} from './settings.js'
 
 /**

@@ -191,7 +191,8 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
     tls?.clientCa !== undefined || init.readToken !== undefined
       ? new ReadAccess({clientCert: tls?.clientCa !== undefined, tokens: [init.readToken, init.pushToken].filter((t): t is string => t !== undefined)})
       : undefined
-  const dispatcher = new Dispatcher(sc, new ReadHandlers(sc, upstream && new FetchThrough(sc, upstream)), uploads, access)
+  const fetchThrough = upstream && new FetchThrough(sc, upstream)
+  const dispatcher = new Dispatcher(sc, new ReadHandlers(sc, fetchThrough), uploads, access)
   const inFlight = new InFlight()
   // (the server is made below; idle connections are closed only once it is closing)
   const handle = requestHandler(sc, dispatcher, inFlight, () => server.closeIdleConnections())
@@ -235,6 +236,7 @@ export async function startServer(store: LocalStore, init: ServeInit = {}): Prom
         server.closeAllConnections()
         await serverClosed
         await uploads.close()
+        fetchThrough?.flush()
       })()
       return closed
     },

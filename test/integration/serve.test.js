@@ -646,6 +646,32 @@ test('fetch-through: wrong bytes or errors from the upstream are a generic 502, 
   }
 })
 
+test('fetch-through: an upstream that sends wrong bytes for every chunk costs the log three lines and a sum, not a line a chunk', async () => {
+  const good = randomBytes(64 * K)
+  const liars = Array.from({length: 20}, () => hash(randomBytes(16)))
+  const fake = http.createServer((req, res) => {
+    if (liars.some((id) => req.url === objPath(id))) return res.end(good)
+    res.statusCode = 404
+    res.end()
+  })
+  await new Promise((r) => fake.listen(0, '127.0.0.1', r))
+  const e2 = tmpStore()
+  const c = await serve(e2.store, ['--seed', `http://127.0.0.1:${fake.address().port}`])
+  try {
+    for (const id of liars) assert.is((await request(c.url, objPath(id), {headers: {'x-vmi-fetch': 'upstream'}})).status, 502)
+    assert.is(metric(await metrics(c.url), 'vmi_verification_failures_total', {source: 'seed'}), 20, 'every one counted')
+  } finally {
+    await c.stop()
+    fake.close()
+    e2.cleanup()
+  }
+  const lines = c.stderr().split('\n')
+  const each = lines.filter((l) => /fetch-through of [0-9a-f]{64} failed: seed .* sent wrong bytes/.test(l))
+  assert.is(each.length, 3, c.stderr())
+  const sum = lines.filter((l) => /fetch-through: 17 more chunks with wrong bytes from .* not shown \(the last: /.test(l))
+  assert.is(sum.length, 1, c.stderr())
+})
+
 // ---------------------------------------------------------------- lifecycle
 
 test('SIGTERM: stops accepting, lets an in-flight upload finish, exits 0; VMI_PUSH_TOKEN enables pushes', async () => {

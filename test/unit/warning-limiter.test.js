@@ -3,7 +3,7 @@
 // changes always print. A fake clock drives the interval; one test waits for the real timer.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {WarningLimiter} from '../../dist/cli/warning-limiter.js'
+import {WarningLimiter} from '../../dist/peer/warning-limiter.js'
 
 function setup(init = {}) {
   const out = []

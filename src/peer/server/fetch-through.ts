@@ -12,14 +12,22 @@ import type {ChainEvent, FetchChain, UpstreamSource} from '../chain.js'
 import {fetchThroughChain} from '../factory.js'
 import type {ServerContext} from './context.js'
 import {HttpFailure} from './http-io.js'
+import {WarningLimiter} from '../warning-limiter.js'
 
 export class FetchThrough {
   private readonly chain: FetchChain<UpstreamSource>
+  /** Log lines per chunk, limited: an upstream that sends wrong bytes for every chunk costs a few lines and a count, not one a chunk. */
+  private readonly limiter: WarningLimiter
 
   constructor(
     private readonly sc: ServerContext,
     readonly upstream: UpstreamSource,
   ) {
+    this.limiter = new WarningLimiter((message, data) => {
+      const e = data as ChainEvent & {suppressed?: number}
+      if (e.type === 'local-repair') sc.logger.warn(message)
+      else sc.logger.error(e.suppressed ? `fetch-through: ${message}` : `fetch-through of ${e.id} failed: ${message}`)
+    })
     // counted where the bytes arrive: requests joined on one fetch share its answer
     const counted: UpstreamSource = {
       name: upstream.name,
@@ -62,14 +70,20 @@ export class FetchThrough {
     }
   }
 
+  /** Log the count of lines held back (the server is closing). */
+  flush(): void {
+    this.limiter.flush()
+  }
+
   /**
-   * Wrong bytes are counted and logged each time; a chunk the upstream
-   * could not give is logged as the chain reports it: once per set of
-   * reasons (an upstream marked down was reported when it went down).
+   * Wrong bytes are counted each time and logged through the limiter (the
+   * first few, then a sum), as are local repairs; a chunk the upstream could
+   * not give is logged as the chain reports it: once per set of reasons (an
+   * upstream marked down was reported when it went down).
    */
   private onEvent(e: ChainEvent): void {
     if (e.type === 'verification-failure') this.sc.metrics.verificationFailures.inc({source: this.upstream.kind})
-    if (e.type === 'verification-failure' || e.type === 'chunk-unavailable') this.sc.logger.error(`fetch-through of ${e.id} failed: ${e.message}`)
-    else if (e.type === 'local-repair') this.sc.logger.warn(e.message)
+    if (e.type === 'chunk-unavailable') this.sc.logger.error(`fetch-through of ${e.id} failed: ${e.message}`)
+    else if (e.type === 'verification-failure' || e.type === 'local-repair') this.limiter.warn(e)
   }
 }

@@ -8,7 +8,7 @@
  * most one line per interval for it. State changes (a source down, up
  * again) and warnings about anything but a chunk always print.
  */
-import type {ChainEvent} from '../peer/chain.js'
+import type {ChainEvent} from './chain.js'
 
 /** Warnings about one chunk each: limited (chunk-unavailable has its own grouping: unavailable-report.ts). */
 const PER_CHUNK: ReadonlySet<ChainEvent['type']> = new Set(['source-error', 'verification-failure', 'local-repair'])
