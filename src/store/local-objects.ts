@@ -7,7 +7,7 @@
 import fs, {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {ChunkMissingError, IntegrityError, isErrno, storeWriteError} from '../errors.js'
-import {exists, fastTmpName, mkdirpSync, readdirOrEmpty, tmpName, writeFileNoClobberSync, writeNewFileSync} from '../util/fs-util.js'
+import {fastTmpName, mkdirpSync, readdirOrEmpty, tmpName, writeFileNoClobberSync, writeNewFileSync} from '../util/fs-util.js'
 import {isValidId, StoreLayout} from './layout.js'
 import {decodeObject, isFrame, MAX_STORED_OBJECT, openObject} from './object-encoding.js'
 
@@ -50,11 +50,17 @@ export class LocalObjectStore {
 
   // ---------------------------------------------------------------- objects
 
+  /**
+   * Whether the object is here: one stat, made synchronously as getObject's
+   * read is (a stat of a page-cached directory entry costs less than the
+   * round trip through the thread pool a promise-based call makes, and a push
+   * or a missing-check asks this for every chunk of an image).
+   */
   async hasObject(id: string): Promise<boolean> {
-    return exists(this.layout.objectPath(id))
+    return this.hasObjectSync(id)
   }
 
-  /** hasObject, synchronously (one stat): for hot loops over chunks. */
+  /** hasObject without the promise: for hot loops over chunks. */
   hasObjectSync(id: string): boolean {
     return fs.existsSync(this.layout.objectPath(id))
   }
