@@ -141,7 +141,7 @@ export function distBody(R, {plot, bg}) {
   // push
   out.push(`## Push vs cp`, '')
   out.push(
-    `\`vmi push ID URL\` from the seed store into an empty \`vmi serve\` (push token; every upload re-hashed by the server), against \`cp\` of the raw file on the same filesystem (GNU cp skips holes)` +
+    `\`vmi push ID URL\` from the seed store into an empty \`vmi serve\` (push token; every upload re-hashed by the server${img.pushCompressed ? '; the chunks compressed as they go, the default, so "on the wire" counts the frames sent' : ''}), against \`cp\` of the raw file on the same filesystem (GNU cp skips holes)` +
       (R.push.repush ? `; then, to the same server, a push of the image with ${bytesHuman(R.targets.repushChanged)} of it rewritten (${bytesHuman(img.changedNewBytes)} of new chunks).` : '.'),
     '',
   )
@@ -150,8 +150,8 @@ export function distBody(R, {plot, bg}) {
       ['operation', 'wall s, median (min–max)', 'vmi-reported s', 'MB/s of image', 'MB/s on the wire', '× cp speed', 'CPU s: client / server', 'client peak RSS MB', 'irq+softirq, cores', 'others\' CPU, cores'],
       [
         row('cp (anchor)', R.push.cp, img.allocated, R.push.cp.wall),
-        row('vmi push → empty vmi serve', R.push.push, U, R.push.cp.wall),
-        ...(R.push.repush ? [row('vmi push of the changed image (re-push)', R.push.repush, img.changedNewBytes, R.push.cp.wall)] : []),
+        row('vmi push → empty vmi serve', R.push.push, img.pushSentBytes ?? U, R.push.cp.wall),
+        ...(R.push.repush ? [row('vmi push of the changed image (re-push)', R.push.repush, img.repushSentBytes ?? img.changedNewBytes, R.push.cp.wall)] : []),
       ],
     ),
     '',
@@ -204,7 +204,7 @@ export function distBody(R, {plot, bg}) {
 function renderCompression(R) {
   const C = R.compression
   const img = R.image
-  const out = [`## Would compressing chunks on the wire help? (measured, not implemented)`, '']
+  const out = [`## Compressing chunks on the wire: what each codec costs`, '']
   out.push(
     `In-process on this machine, one core, over the image's ${int(C.chunks)} distinct non-zero chunks (${bytesHuman(C.bytes)}), each compressed on its own as a server would send it ` +
       `(a chunk that does not shrink is counted at its raw size):`,
@@ -242,12 +242,13 @@ function renderCompression(R) {
   const below = Object.entries(C.codecs).filter(([, c]) => c.storedBreakEvenBytesPerSecond > linkRate).map(([k]) => k)
   out.push(
     `Break-even: sending a chunk compressed is faster than sending it raw over a link of L bytes/s when (1 − ratio)/L > 1/compress + 1/decompress (compressing per request, on the critical path), ` +
-      `or (1 − ratio)/L > 1/decompress (chunks compressed once at import/push and stored so; what a static seed like nginx could serve). ` +
+      `or (1 − ratio)/L > 1/decompress (chunks compressed once at push and stored so; what a static seed like nginx serves). ` +
       `On loopback the link carried ${f(linkRate / MB, 0)} MB/s (curl → /dev/null), ${below.length ? `**below** the break-even of ${below.join(', ')}` : 'above every break-even here'}, and the pull is CPU-bound (${f(pullRate / MB, 0)} MB/s of chunks with ${f(R.pull.pullNginx.cpu / R.pull.pullNginx.wall)} cores busy in the client alone): ` +
       `fewer bytes would save little and decompression would add ≈ ${f(C.bytes / bestD.decompressBytesPerSecond)} CPU-s (fastest decompressor here) to a client that is already the bottleneck — ` +
       `${below.length ? '**it might help on loopback only with a codec as fast as the ones named, and only once the client is no longer CPU-bound**' : '**it would not help on loopback**'}. ` +
       `It would on real links slower than those break-evens: the chunks compress to ${pct(best.outBytes, best.inBytes)} at best (${f(1 / best.ratio)}× fewer bytes), so on 1 Gbit/s (125 MB/s) a seed storing chunks compressed would cut transfer time roughly by that factor, ` +
-      `and even compressing per request pays there with ${Object.entries(C.codecs).filter(([, c]) => c.serialBreakEvenBytesPerSecond > 125e6).map(([k]) => k).join(', ') || 'none of these codecs'}.`,
+      `and even compressing per request pays there with ${Object.entries(C.codecs).filter(([, c]) => c.serialBreakEvenBytesPerSecond > 125e6).map(([k]) => k).join(', ') || 'none of these codecs'}. ` +
+      `vmi does both, with zstd: a push stores chunks compressed on the seed, and vmi serve compresses chunks resting raw on send to clients not on a loopback address (docs/PROTOCOL.md "Compressing on send"); the compression benchmark measures them on the fleet lab's links.`,
   )
   return out
 }
@@ -297,7 +298,7 @@ function explain(R) {
   }
   lines.push(
     R.push.repush
-      ? `- **Push** (${f(R.push.push.wall)} s vs cp ${f(R.push.cp.wall)} s, vs a pull from the same vmi serve ${f(R.pull.pullServe.wall)} s): the client reads each object (${bytesHuman(U)}; not hashed again: the server hashes every upload) and sends them in 16 MiB object batches, two at a time; the server hashes each chunk and writes one file per chunk (${int(n)}) on 2 writer threads, as a pull writes them. ` +
+      ? `- **Push** (${f(R.push.push.wall)} s vs cp ${f(R.push.cp.wall)} s, vs a pull from the same vmi serve ${f(R.pull.pullServe.wall)} s): the client reads each object (${bytesHuman(U)}; not hashed again: the server hashes every upload)${img.pushCompressed ? `, compresses it on two writer threads (${bytesHuman(img.pushSentBytes)} sent)` : ''} and sends them in 16 MiB object batches, two at a time; the server ${img.pushCompressed ? 'decodes and ' : ''}hashes each chunk and writes one file per chunk (${int(n)}) on 2 writer threads, as a pull writes them. ` +
         `Client CPU ${f(R.push.push.cpu)} s + server ${f(R.push.push.serverCpu)} s on ${R.machine.cores} cores; cp copies ${bytesHuman(img.allocated)} of allocated data into one file with no hashing, so against cp the push pays for ${int(n)} file creations, as the pull does. ` +
         `The re-push of the changed image (${f(R.push.repush.wall)} s) is start-up, the missing-check of every chunk id, and ${bytesHuman(img.changedNewBytes)} of new chunks.`
       : `- **Push** (${f(R.push.push.wall)} s vs cp ${f(R.push.cp.wall)} s): the client reads and re-verifies each object (${bytesHuman(U)} hashed), the server hashes every upload again and writes one file per chunk (${int(n)}); ` +
