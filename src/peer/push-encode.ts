@@ -6,7 +6,7 @@
  * compression of one batch runs while the main thread sends another.
  */
 import type {LocalStore} from '../store/local-store.js'
-import {decodeObject, encodeChunk, isFrame, openObject} from '../store/object-encoding.js'
+import {decodeObject, encodeChunk, isFrame, MAX_STORED_OBJECT, openObject} from '../store/object-encoding.js'
 import type {ObjectWriter, WriterJob, WriterJobRunner} from '../store/object-writer.js'
 import {frameContentSize} from '../store/zstd.js'
 
@@ -34,9 +34,21 @@ export async function encodeOnThread(writer: ObjectWriter, task: EncodeTask, sig
   return r.objects.map((o) => (o.data ? {data: Buffer.from(o.data.buffer, o.data.byteOffset, o.data.byteLength), chunkBytes: o.chunkBytes} : o))
 }
 
-export const runJob: WriterJobRunner<EncodeTask, never, EncodeResult> = async (store, task) => ({
-  objects: task.ids.map((id) => encodeForUpload(store, id, task.verify, task.compress)),
-})
+/** This thread's buffer to read each object into before it is compressed (most chunks leave as frames of a third of the size). */
+let scratch: Buffer | undefined
+
+export const runJob: WriterJobRunner<EncodeTask, never, EncodeResult> = async (store, task) => {
+  scratch ??= Buffer.allocUnsafeSlow(MAX_STORED_OBJECT)
+  const into = scratch
+  return {
+    objects: task.ids.map((id): Encoded => {
+      const e = encodeForUpload(store, id, task.verify, task.compress, into)
+      // what goes out as read (a stored frame, an incompressible chunk) is copied before the next read
+      if (e.data && e.data.buffer === into.buffer) return {data: Buffer.from(e.data), chunkBytes: e.chunkBytes}
+      return e
+    }),
+  }
+}
 
 /**
  * One chunk as it goes out: compressed when `compress`, else the chunk;
