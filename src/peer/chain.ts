@@ -20,10 +20,7 @@
  * down or comes back.
  */
 import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, SourceDownError, VmiError} from '../errors.js'
-import {promises as fsp} from 'node:fs'
-import path from 'node:path'
 import {decodeObject, openObject, receivedFormOf, storedFormOf} from '../store/object-encoding.js'
-import {tmpName} from '../util/fs-util.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../util/map-limit.js'
 import type {ObjectWriter} from '../store/object-writer.js'
@@ -429,11 +426,12 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
       }
     }
     this.stats.localRepairs++
-    const file = this.local.layout.objectPath(id)
-    const dest = path.join(this.local.layout.quarantineDir, `${id}.${tmpName('bad')}`)
-    await fsp.mkdir(this.local.layout.quarantineDir, {recursive: true})
-    await fsp.rename(file, dest).catch(() => {})
-    this.emit({type: 'local-repair', id, source: this.local.name, message: `local chunk ${id} was corrupt; moved to ${dest}`})
+    // moved aside or not (a store this process cannot write), the chunk is fetched again
+    const moved = await this.local.moveAside(this.local.layout.objectPath(id), id).then(
+      (dest) => `moved to ${dest}`,
+      (err: Error) => `could not move it aside (${err.message})`,
+    )
+    this.emit({type: 'local-repair', id, source: this.local.name, message: `local chunk ${id} was corrupt; ${moved}`})
     return undefined
   }
 }

@@ -4,11 +4,10 @@
  * no id to quarantine/ (so a later pull or import stores a good copy again)
  * and removes refs to absent manifests.
  */
-import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {InterruptedError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
-import {readdirOrEmpty, readFileBounded, tmpName} from '../util/fs-util.js'
+import {readdirOrEmpty, readFileBounded} from '../util/fs-util.js'
 import {isFrame, MAX_STORED_OBJECT, openObject} from './object-encoding.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
@@ -231,11 +230,8 @@ async function checkRefs(c: Check, manifestOk: ReadonlySet<string>): Promise<num
 
 /** Move `file` to quarantine/ as `<label>.<unique>`. */
 async function quarantine(store: LocalStore, file: string, label: string): Promise<string> {
-  const dest = path.join(store.layout.quarantineDir, `${label}.${tmpName('bad')}`)
   try {
-    await fsp.mkdir(store.layout.quarantineDir, {recursive: true})
-    await fsp.rename(file, dest)
-    return `moved to ${path.relative(store.layout.root, dest)}`
+    return `moved to ${path.relative(store.layout.root, await store.moveAside(file, label))}`
   } catch (err) {
     throw new VmiError(`could not move ${file} aside: ${(err as Error).message}`, {cause: err})
   }

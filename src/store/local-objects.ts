@@ -202,6 +202,19 @@ export class LocalObjectStore {
     this.objectStaging = dir
   }
 
+  /**
+   * Move `file` (an object, manifest or ref of this store found bad) to
+   * quarantine/ as `<label>.<unique>`, so that a later pull, import or load
+   * stores a good copy again; returns where it went. Rejects with the
+   * filesystem's error when it cannot be moved.
+   */
+  async moveAside(file: string, label: string): Promise<string> {
+    const dest = path.join(this.layout.quarantineDir, `${label}.${tmpName('bad')}`)
+    await fsp.mkdir(this.layout.quarantineDir, {recursive: true})
+    await fsp.rename(file, dest)
+    return dest
+  }
+
   /** Size in bytes of a stored object, or undefined when absent. */
   async objectSize(id: string): Promise<number | undefined> {
     try {
