@@ -49,9 +49,9 @@ const FLEET_NOTES = [
     'Each host asking an owner from a random starting point instead of in manifest order, so that hosts would lack different chunks at the end, took 1.47–1.52× the fill time (4 alternating pairs): each owner then fetched its whole share from the seed at once, and every host waited, ' +
     '[2026-12-07-owner-order.md](../bench/results/2026-12-07-owner-order.md).',
   '',
-  'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34 and 21.73 CPU-s per GiB in three full runs of 2026-12-07 ' +
-    '(at 20f9cae, bd919bf and 3c9fb10), while vmi through the owners measured 23.26–23.55 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +
-    'The earlier reports: [2026-12-07-fleet-20f9cae.md](../bench/results/2026-12-07-fleet-20f9cae.md), [2026-12-07-fleet-bd919bf.md](../bench/results/2026-12-07-fleet-bd919bf.md).',
+  'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34, 21.73 and 21.30 CPU-s per GiB in four full runs of 2026-12-07 ' +
+    '(at 20f9cae, bd919bf, 3c9fb10 and 2a16b72), while vmi through the owners measured 23.26–24.70 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +
+    'The earlier reports: [2026-12-07-fleet-20f9cae.md](../bench/results/2026-12-07-fleet-20f9cae.md), [2026-12-07-fleet-bd919bf.md](../bench/results/2026-12-07-fleet-bd919bf.md), [2026-12-07-fleet-3c9fb10.md](../bench/results/2026-12-07-fleet-3c9fb10.md).',
   '',
 ]
 
