@@ -11,31 +11,43 @@ import {startServe} from '../helpers/serve.js'
 
 const M = 1024 * 1024
 
+/**
+ * A seed (vmi serve over an imported image of `size` random bytes) and a host that pulled it,
+ * one of whose objects then had a bit flipped on disk: {src, host, seed, id, bytes} (the bad
+ * object's bytes as they are now). The caller stops seed.
+ */
+async function hostWithCorruptChunk(dir, size, name) {
+  const src = path.join(dir, 'src.raw')
+  await makeImage(src, [{kind: 'random', size, seed: name}])
+  const seedStore = path.join(dir, 'seed')
+  const host = path.join(dir, 'host')
+  assert.is((await execAsync(['import', src, 'app:v1'], {store: seedStore})).status, 0)
+  const seed = await startServe(seedStore)
+  const pull = await execAsync(['pull', 'app:v1', seed.url], {store: host})
+  assert.is(pull.status, 0, pull.stderr)
+  const victim = (await listFiles(path.join(host, 'objects'))).filter((f) => /^[0-9a-f]{2}\/[0-9a-f]{62}$/.test(f))[1]
+  const file = path.join(host, 'objects', victim)
+  const bytes = await fsp.readFile(file)
+  bytes[1000] ^= 1
+  await fsp.chmod(file, 0o644)
+  await fsp.writeFile(file, bytes)
+  return {src, host, seed, id: victim.replace('/', ''), bytes}
+}
+
+/** Mount app:v1 on `host` read-only, lazily, copying the disk to `out` with qemu-img. */
+const mountAndCopy = (host, seedUrl, out) => execAsync(['mount', 'app:v1', seedUrl, '--read-only', '--prefetch', 'none', '--exec', `qemu-img convert -f raw -O raw {nbd} ${out}`], {store: host})
+
 test('a mount reading a corrupt local chunk moves it aside, fetches it again from the seed and reads the right bytes', async () => {
   if (!hasCommand('qemu-img')) return skip('qemu-img is not installed (the NBD client that reads the mount)')
   const t = tmpDir()
   let seed
   try {
-    const src = path.join(t.dir, 'src.raw')
-    await makeImage(src, [{kind: 'random', size: 4 * M, seed: 'local-repair'}])
-    const seedStore = path.join(t.dir, 'seed')
-    const host = path.join(t.dir, 'host')
-    assert.is((await execAsync(['import', src, 'app:v1'], {store: seedStore})).status, 0)
-    seed = await startServe(seedStore)
-    const pull = await execAsync(['pull', 'app:v1', seed.url], {store: host})
-    assert.is(pull.status, 0, pull.stderr)
-    // one object of the host goes bad on disk
-    const objects = (await listFiles(path.join(host, 'objects'))).filter((f) => /^[0-9a-f]{2}\/[0-9a-f]{62}$/.test(f))
-    const victim = objects[3]
-    const file = path.join(host, 'objects', victim)
-    const bytes = await fsp.readFile(file)
-    bytes[1000] ^= 1
-    await fsp.chmod(file, 0o644)
-    await fsp.writeFile(file, bytes)
+    const r = await hostWithCorruptChunk(t.dir, 4 * M, 'local-repair')
+    seed = r.seed
+    const {src, host, id, bytes} = r
     const out = path.join(t.dir, 'out.raw')
-    const m = await execAsync(['mount', 'app:v1', seed.url, '--read-only', '--prefetch', 'none', '--exec', `qemu-img convert -f raw -O raw {nbd} ${out}`], {store: host})
+    const m = await mountAndCopy(host, seed.url, out)
     assert.is(m.status, 0, m.stderr)
-    const id = victim.replace('/', '')
     assert.match(m.stderr, new RegExp(`local chunk ${id} was corrupt; moved to \\S+quarantine/${id}\\.`))
     assert.is(await sha256File(out), await sha256File(src), 'the guest read the right bytes')
     const aside = await fsp.readdir(path.join(host, 'quarantine'))
@@ -54,25 +66,14 @@ test('when the corrupt chunk cannot be moved aside, the mount says so (not "move
   const t = tmpDir()
   let seed
   try {
-    const src = path.join(t.dir, 'src.raw')
-    await makeImage(src, [{kind: 'random', size: 2 * M, seed: 'local-repair-2'}])
-    const seedStore = path.join(t.dir, 'seed')
-    const host = path.join(t.dir, 'host')
-    assert.is((await execAsync(['import', src, 'app:v1'], {store: seedStore})).status, 0)
-    seed = await startServe(seedStore)
-    assert.is((await execAsync(['pull', 'app:v1', seed.url], {store: host})).status, 0)
-    const victim = (await listFiles(path.join(host, 'objects'))).filter((f) => /^[0-9a-f]{2}\/[0-9a-f]{62}$/.test(f))[0]
-    const file = path.join(host, 'objects', victim)
-    const bytes = await fsp.readFile(file)
-    bytes[7] ^= 1
-    await fsp.chmod(file, 0o644)
-    await fsp.writeFile(file, bytes)
+    const r = await hostWithCorruptChunk(t.dir, 2 * M, 'local-repair-2')
+    seed = r.seed
+    const {src, host, id} = r
     // quarantine/ cannot be made: a file has its name
     await fsp.writeFile(path.join(host, 'quarantine'), 'in the way\n')
     const out = path.join(t.dir, 'out.raw')
-    const m = await execAsync(['mount', 'app:v1', seed.url, '--read-only', '--prefetch', 'none', '--exec', `qemu-img convert -f raw -O raw {nbd} ${out}`], {store: host})
+    const m = await mountAndCopy(host, seed.url, out)
     assert.is(m.status, 0, m.stderr)
-    const id = victim.replace('/', '')
     assert.match(m.stderr, new RegExp(`local chunk ${id} was corrupt; could not move it aside \\(`))
     assert.not.match(m.stderr, /moved to/)
     assert.is(await sha256File(out), await sha256File(src), 'the guest read the right bytes')

@@ -607,12 +607,24 @@ test('fetch-through: a peer started with --seed fetches a chunk once from the se
   }
 })
 
+/**
+ * A fake upstream on 127.0.0.1 answering with `handler`, and a vmi serve with it as --seed
+ * over an empty store: {c, fake, store} (the caller stops c, closes fake, cleans store up).
+ */
+async function serveWithFakeUpstream(handler) {
+  const fake = http.createServer(handler)
+  await new Promise((r) => fake.listen(0, '127.0.0.1', r))
+  const store = tmpStore()
+  const c = await serve(store.store, ['--seed', `http://127.0.0.1:${fake.address().port}`])
+  return {c, fake, store}
+}
+
 test('fetch-through: wrong bytes or errors from the upstream are a generic 502, never stored', async () => {
   const good = randomBytes(64 * K)
   const liar = hash(randomBytes(16)) // the fake upstream answers this id with `good`
   const broken = hash(randomBytes(16)) // and this one with 500
   let hits = 0
-  const fake = http.createServer((req, res) => {
+  const {c, fake, store: e2} = await serveWithFakeUpstream((req, res) => {
     hits++
     if (req.url === objPath(liar)) return res.end(good)
     if (req.url === objPath(broken)) {
@@ -622,9 +634,6 @@ test('fetch-through: wrong bytes or errors from the upstream are a generic 502, 
     res.statusCode = 404
     res.end()
   })
-  await new Promise((r) => fake.listen(0, '127.0.0.1', r))
-  const e2 = tmpStore()
-  const c = await serve(e2.store, ['--seed', `http://127.0.0.1:${fake.address().port}`])
   try {
     const r1 = await request(c.url, objPath(liar), {headers: {'x-vmi-fetch': 'upstream'}})
     assert.is(r1.status, 502)
@@ -649,14 +658,11 @@ test('fetch-through: wrong bytes or errors from the upstream are a generic 502, 
 test('fetch-through: an upstream that sends wrong bytes for every chunk costs the log three lines and a sum, not a line a chunk', async () => {
   const good = randomBytes(64 * K)
   const liars = Array.from({length: 20}, () => hash(randomBytes(16)))
-  const fake = http.createServer((req, res) => {
+  const {c, fake, store: e2} = await serveWithFakeUpstream((req, res) => {
     if (liars.some((id) => req.url === objPath(id))) return res.end(good)
     res.statusCode = 404
     res.end()
   })
-  await new Promise((r) => fake.listen(0, '127.0.0.1', r))
-  const e2 = tmpStore()
-  const c = await serve(e2.store, ['--seed', `http://127.0.0.1:${fake.address().port}`])
   try {
     for (const id of liars) assert.is((await request(c.url, objPath(id), {headers: {'x-vmi-fetch': 'upstream'}})).status, 502)
     assert.is(metric(await metrics(c.url), 'vmi_verification_failures_total', {source: 'seed'}), 20, 'every one counted')
