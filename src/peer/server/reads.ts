@@ -59,8 +59,7 @@ export class ReadHandlers {
     if (req.method !== 'GET' || !asksFetchThrough(req.headers[FETCH_HEADER]) || !this.fetchThrough) throw new HttpFailure(404, 'not found')
     const image = req.headers[IMAGE_HEADER]
     const chunk = await this.fetchThrough.serve(id, typeof image === 'string' && isValidId(image) ? image : undefined)
-    const stored = asStored ? storedFormOf(chunk) : chunk
-    const data = asStored && this.sc.sendCompression.wantedBy(req) ? this.sc.sendCompression.encode(id, stored) : stored
+    const data = asStored ? this.sc.sendCompression.outgoing(req, id, storedFormOf(chunk)) : chunk
     this.countWhenSent(res, data.length)
     send(x, 200, data, headers)
   }
@@ -87,7 +86,7 @@ export class ReadHandlers {
       this.sc.logger.warn(`not serving chunk ${id}: ${err.message}`)
     }
     if (!here) return false
-    if (asStored && this.sc.sendCompression.wantedBy(req)) here = this.sc.sendCompression.encode(id, here)
+    if (asStored) here = this.sc.sendCompression.outgoing(req, id, here)
     const held = here.length
     this.heldBytes += held
     onResponseDone(req, res, () => (this.heldBytes -= held))

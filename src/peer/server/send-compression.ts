@@ -39,13 +39,18 @@ export class SendCompression {
   ) {}
 
   /** Whether objects resting raw go out compressed to this request's client (which must also ask for frames). */
-  wantedBy(req: IncomingMessage): boolean {
+  private wantedBy(req: IncomingMessage): boolean {
     if (this.policy === 'never' || !canCompress()) return false
     return this.policy === 'always' || !isLoopbackHost(req.socket.remoteAddress ?? 'localhost')
   }
 
+  /** What to send this request's client (one that asked for frames) for the object `stored` of chunk `id`: encode() when the policy wants it, else the object as it is. */
+  outgoing(req: IncomingMessage, id: string, stored: Buffer): Buffer {
+    return this.wantedBy(req) ? this.encode(id, stored) : stored
+  }
+
   /** What to send for the object `stored` of chunk `id`: a frame as it is, else the chunk's frame when it compresses, else the chunk. */
-  encode(id: string, stored: Buffer): Buffer {
+  private encode(id: string, stored: Buffer): Buffer {
     if (isFrame(stored)) return stored
     const hit = this.frames.get(id)
     if (hit) {
