@@ -86,6 +86,20 @@ export function seededBytes(seed, length) {
   return out
 }
 
+/** Text-like bytes (compress to about a third), distinct per seed and per chunk. */
+export function textBytes(seed, length) {
+  const words = seededBytes(seed, 4096).toString('hex').match(/.{1,7}/g)
+  const parts = []
+  let n = 0
+  for (let i = 0; n < length; i++) {
+    // a line number every 13 words: no two chunks alike (the word cycle alone would repeat)
+    const w = words[(i * 7919) % words.length] + (i % 13 === 0 ? ` ${i}\n` : ' ')
+    parts.push(w)
+    n += w.length
+  }
+  return Buffer.from(parts.join('')).subarray(0, length)
+}
+
 /**
  * Write a raw test image: `layout` is a list of regions
  * {kind: 'random'|'zero'|'repeat', size, seed?} written in order.

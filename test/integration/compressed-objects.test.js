@@ -14,7 +14,7 @@ import {hash} from '../../dist/store/hash.js'
 import {isFrame} from '../../dist/store/object-encoding.js'
 import {batchFrameHead, CONTENT_OBJECT_BATCH, OBJECT_BATCH_ROUTE} from '../../dist/peer/wire.js'
 import {zstdCompress, zstdDecompress} from '../../dist/store/zstd.js'
-import {exec, execAsync, fsckClean, fsckCleanAsync, hasCommand, listFiles, makeImage, seededBytes, skip, tmpDir} from '../helpers/index.js'
+import {exec, execAsync, fsckClean, fsckCleanAsync, hasCommand, listFiles, makeImage, seededBytes, skip, textBytes, tmpDir} from '../helpers/index.js'
 import {startMount} from '../helpers/mount.js'
 import {startNginx} from '../helpers/nginx.js'
 import {oldVmi} from '../helpers/old-vmi.js'
@@ -22,20 +22,6 @@ import {metricSum, startServe} from '../helpers/serve.js'
 
 const CHUNK = 128 * 1024
 const TOKEN = 'compress-token-0123456789'
-
-/** Text-like bytes (compress to about a third), distinct per seed and per chunk. */
-function textBytes(seed, length) {
-  const words = seededBytes(seed, 4096).toString('hex').match(/.{1,7}/g)
-  const parts = []
-  let n = 0
-  for (let i = 0; n < length; i++) {
-    // a line number every 13 words: no two chunks alike (the word cycle alone would repeat)
-    const w = words[(i * 7919) % words.length] + (i % 13 === 0 ? ` ${i}\n` : ' ')
-    parts.push(w)
-    n += w.length
-  }
-  return Buffer.from(parts.join('')).subarray(0, length)
-}
 
 /** An image of 8 incompressible chunks, 24 compressible ones and a zero run: {file, bytes}. */
 async function mixedImage(dir, seed = 1) {

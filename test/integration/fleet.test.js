@@ -10,7 +10,7 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {exec, execAsync, fsckCleanAsync, hasCommand, makeImage, seededBytes, sha256File, skip, spawnCli, tmpStore} from '../helpers/index.js'
+import {exec, execAsync, fsckCleanAsync, hasCommand, makeImage, seededBytes, sha256File, skip, spawnCli, textBytes, tmpStore} from '../helpers/index.js'
 import {labUnavailable, startLab} from '../helpers/lab.js'
 import {metricSum, startServe} from '../helpers/serve.js'
 
@@ -177,8 +177,7 @@ test('fleet lab: a seed holding raw chunks compresses them on send to a host acr
   try {
     // one random chunk first (import refuses what looks like text), then 31 chunks of hex words with line numbers
     const src = path.join(t.dir, 'text.raw')
-    const words = seededBytes('fleet-text', 4096).toString('hex').match(/.{1,7}/g)
-    const text = Buffer.from(Array.from({length: 31 * 16384}, (_, i) => words[(i * 7919) % words.length] + (i % 13 === 0 ? ` ${i}\n` : ' ')).join('')).subarray(0, 31 * CHUNK)
+    const text = textBytes('fleet-text', 31 * CHUNK)
     await fsp.writeFile(src, Buffer.concat([seededBytes('fleet-text-head', CHUNK), text]))
     const seedStore = path.join(t.dir, 'seed')
     const imp = exec(['import', src, 'text:v1', '--json'], {store: seedStore})
