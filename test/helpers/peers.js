@@ -36,6 +36,9 @@ export async function objectIds(store) {
  * `opts.open`: counts the connections open across the forwarders sharing it ({now, max}).
  * `asked()`: the ids of the objects GET through it, each once. `requestLines()`: every request
  * line that went through ("GET /path"), in order per connection. `stop()` closes it.
+ * `opts.holdAt(line)`: called with each request line as it passes ("PUT /path"); when it
+ * returns true, that request and all after it on its connection never reach the target, and
+ * `isHeld()` is true from then on (a client stuck mid-way, for kill -9 tests).
  */
 export async function forwarder(target, opts = {}) {
   const {hostname, port} = new URL(target)
@@ -55,15 +58,47 @@ export async function forwarder(target, opts = {}) {
     c.pause()
     setTimeout(() => {
       const up = net.connect(Number(port), hostname)
-      c.pipe(up).pipe(c)
+      if (opts.holdAt) forwardUntilHeld(c, up, sent)
+      else c.pipe(up)
+      up.pipe(c)
       c.resume()
       const end = () => (c.destroy(), up.destroy())
       c.on('error', end)
       up.on('error', end)
     }, opts.delayMs ?? 0)
   })
+  let isHeld = false
+  function forwardUntilHeld(c, up, sent) {
+    c.once('close', () => up.destroy())
+    let scanned = 0
+    const lineRe = /(GET|PUT|HEAD|POST) (\/\S*) HTTP\/1\.1\r\n/g
+    c.on('data', () => {
+      // the request lines completed by this read (one may straddle two reads: its start is then
+      // forwarded already, and holding the rest still keeps that request from completing)
+      const text = sent.text
+      lineRe.lastIndex = Math.max(0, scanned - 4096)
+      let stopAt
+      for (let m; (m = lineRe.exec(text)); ) {
+        if (m.index + m[0].length <= scanned) continue
+        if (opts.holdAt(`${m[1]} ${m[2]}`)) {
+          stopAt = Math.max(m.index, scanned)
+          break
+        }
+      }
+      const end = stopAt ?? text.length
+      if (end > scanned) up.write(Buffer.from(text.slice(scanned, end), 'latin1'))
+      scanned = end
+      if (stopAt !== undefined) {
+        // read on and drop, so that the client's close is seen (and closes the target's side)
+        c.removeAllListeners('data')
+        c.on('data', () => {})
+        isHeld = true
+      }
+    })
+  }
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
+    isHeld: () => isHeld,
     url: `http://127.0.0.1:${server.address().port}`,
     requestLines: () => requests.flatMap((s) => [...s.text.matchAll(/((?:GET|PUT|HEAD|POST) \/\S*) HTTP\/1\.1\r\n/g)].map((m) => m[1])),
     asked: () => new Set(requests.flatMap((s) => [...s.text.matchAll(/GET \S*objects\/([0-9a-f]{2})\/([0-9a-f]{62})/g)].map((m) => m[1] + m[2]))),

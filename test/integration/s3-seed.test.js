@@ -8,7 +8,7 @@ import {spawnSync} from 'node:child_process'
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {exec, execAsync, fsckClean, hasCommand, makeImage, sha256File, skip, spawnCli, tmpStore, ROOT} from '../helpers/index.js'
-import {killMidway, sleep} from '../helpers/crash.js'
+import {killMidway} from '../helpers/crash.js'
 import {startMount} from '../helpers/mount.js'
 import {radosgwUnavailable, startRadosgw} from '../helpers/radosgw.js'
 import {metricSum, startServe} from '../helpers/serve.js'
@@ -162,23 +162,21 @@ for (const [mode, flags, mib] of [
         await store.close()
         return n
       }
+      // through a forwarder that holds the push's PUT of the chunk past the first `stuck` (the
+      // third pack, or the 129th object): the push cannot finish, and the kill lands mid-way
+      const stuck = flags.includes('--no-pack') ? ids.length / 2 : 2
+      let puts = 0
+      const fwd = await forwarder(rgw.endpoint, {holdAt: (line) => /^PUT \S*\/(packs\/\S+\.pack|objects\/[0-9a-f]{2}\/[0-9a-f]{62})(\?|$)/.test(line) && ++puts > stuck})
       let k
-      for (let attempt = 0; attempt < 5; attempt++) {
-        // started: the first 8 chunks are there (sent first, in either mode; a cheap check, so the poll keeps up)
-        const started = async () => {
-          const store = open()
-          const n = (await store.missing(ids.slice(0, 8))).length
-          await store.close()
-          return n === 0
-        }
-        k = await killMidway(['push', 'big:v1', url, ...flags], build, started, 100, {env: rgw.env})
-        if (k.killed && (await uploaded()) < ids.length) break
-        // finished (or sent every chunk) before the kill: start over with an empty prefix
-        await rgw.aws(['s3', 'rm', '--recursive', '--quiet', `s3://${bucket}/p/`])
+      try {
+        k = await killMidway(['push', 'big:v1', url, ...flags], build, async () => fwd.isHeld(), 100, {env: {...rgw.env, AWS_ENDPOINT_URL: fwd.url}})
+      } finally {
+        await fwd.stop()
       }
       assert.ok(k.killed, `the push was killed mid-way: ${k.result.stderr}`)
       const before = await uploaded()
       assert.ok(before > 0 && before < ids.length, `part of the chunks are there: ${before}/${ids.length}`)
+      console.log(`  ${mode}: killed with ${before} of ${ids.length} chunks in the bucket`)
       const store = open()
       assert.is(await store.getRef('big', 'v1'), undefined, 'no ref names the half-pushed image')
       const host = path.join(t.dir, 'host')
