@@ -47,7 +47,9 @@ const FLEET_NOTES = [
     'Once the window was shared, owners splitting the image evenly (no slack above the mean) did pay, their uplinks finishing together: 0.96× the fill time in 8 alternating pairs, ' +
     '[2026-12-07-owner-slack.md](../bench/results/2026-12-07-owner-slack.md). ' +
     'Each host asking an owner from a random starting point instead of in manifest order, so that hosts would lack different chunks at the end, took 1.47–1.52× the fill time (4 alternating pairs): each owner then fetched its whole share from the seed at once, and every host waited, ' +
-    '[2026-12-07-owner-order.md](../bench/results/2026-12-07-owner-order.md).',
+    '[2026-12-07-owner-order.md](../bench/results/2026-12-07-owner-order.md). ' +
+    'A pull receiving on its own thread too, and starting one writer thread fewer, brought the seed\'s first bytes forward on the shared cores: 0.91–0.94–1.09× the fill time in 8 alternating pairs (faster in 7), ' +
+    '[2026-12-07-main-thread-receiver.md](../bench/results/2026-12-07-main-thread-receiver.md).',
   '',
   'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34, 21.73 and 21.30 CPU-s per GiB in four full runs of 2026-12-07 ' +
     '(at 20f9cae, bd919bf, 3c9fb10 and 2a16b72), while vmi through the owners measured 23.26–24.70 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +

@@ -1,21 +1,22 @@
 /**
  * Receive, verify and store chunks on one thread: a bulk task runs
- * pipelined GETs (pipelined-get.ts) on a writer thread (a job of
- * ObjectWriter, store/object-writer.ts), and each body is
+ * pipelined GETs (pipelined-get.ts) as a writer job (store/job-runner.ts)
+ * on a writer thread or on the pull's own thread, and each body is
  * hashed and written to the store right there, while it is still in that
- * core's cache, in the memory it was read into. A pull runs one task per
- * writer thread, each over its own connection, so every thread does the
- * whole job for its share of the chunks and no chunk crosses between threads
- * (faster than receiving on the main thread and handing each chunk to
- * a writer thread: docs/PROTOCOL.md, "Bulk fetch").
+ * core's cache, in the memory it was read into. A pull spreads its tasks
+ * over its receivers, each task over its own connection, so every thread
+ * does the whole job for its share of the chunks and no chunk crosses
+ * between threads (faster than receiving on the main thread and handing
+ * each chunk to a writer thread: docs/PROTOCOL.md, "Bulk fetch").
  *
- * The main thread hears about outcomes in batches (BulkProgress), by item
+ * The pull's thread hears about outcomes in batches (BulkProgress), by item
  * index, and does the bookkeeping: counts, events, progress, and what goes
  * back to the chunk-by-chunk chain.
  */
 import {openObject, storedForm} from '../store/object-encoding.js'
 import type {LocalStore} from '../store/local-store.js'
-import type {ObjectWriter, WriterJob, WriterJobRunner} from '../store/object-writer.js'
+import type {JobRunner} from '../store/job-runner.js'
+import type {WriterJob, WriterJobRunner} from '../store/object-writer.js'
 import {spanItem, splitSpan, type PackSpan, type SpanItem} from './packs.js'
 import {bulkGet, type BulkItem, type BulkOptions} from './pipelined-get.js'
 
@@ -60,12 +61,12 @@ const BULK_RECEIVE: WriterJob<BulkTask, BulkProgress, BulkEnd> = {module: import
  * written; aborting `signal` ends the task early (it still resolves, with
  * what was not answered).
  */
-export function receiveBulk(writer: ObjectWriter, task: BulkTask, onProgress: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
+export function receiveBulk(writer: JobRunner, task: BulkTask, onProgress: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
   return writer.job(BULK_RECEIVE, task, onProgress, `chunks from ${task.url}`, signal)
 }
 
-/** Have `writer`'s thread load this module ahead of its first task (ObjectWriter.preload). */
-export function preloadBulkReceive(writer: ObjectWriter): void {
+/** Have `writer` load this module ahead of its first task (JobRunner.preload). */
+export function preloadBulkReceive(writer: JobRunner): void {
   writer.preload(BULK_RECEIVE as WriterJob<unknown, unknown, unknown>)
 }
 

@@ -7,6 +7,8 @@
  */
 import {setMaxListeners} from 'node:events'
 import os from 'node:os'
+import {CallerThreadJobs, type JobRunner} from '../store/job-runner.js'
+import type {LocalStore} from '../store/local-store.js'
 import {ObjectWriter} from '../store/object-writer.js'
 import {mapLimit} from '../util/map-limit.js'
 import {receiveBulk, type BulkEnd, type BulkProgress} from './bulk-receive.js'
@@ -17,7 +19,7 @@ import type {RemoteSource, SourceKind} from './source.js'
 
 /** What the bulk path reports into: the chain's counters and events. */
 export interface BulkChain {
-  storeRoot: string
+  store: LocalStore
   /** Ask owner peers with fetch-through. */
   ownerHashing: boolean
   stats: ChainStats
@@ -26,16 +28,19 @@ export interface BulkChain {
 }
 
 /**
- * Start the threads a pull receives, verifies and stores chunks on, one
- * connection each: one per core, at least 2 (the bulk path always used two
- * connections) and at most 4 (more connections to one seed bring nothing on
- * loopback). Close them with closeWriters.
+ * The receivers a pull receives, verifies and stores chunks on, each over
+ * its own connections: one per core, at least 2 (the bulk path always used
+ * two connections) and at most 4 (more connections to one seed bring
+ * nothing on loopback). The first is the caller's own thread, which is idle
+ * meanwhile; the others are writer threads, started now. Close them with
+ * closeWriters.
  */
-export function startWriters(storeRoot: string): ObjectWriter[] {
-  return Array.from({length: Math.max(2, Math.min(4, os.availableParallelism()))}, () => new ObjectWriter(storeRoot))
+export function startWriters(store: LocalStore): JobRunner[] {
+  const threads = Math.max(2, Math.min(4, os.availableParallelism())) - 1
+  return [new CallerThreadJobs(store), ...Array.from({length: threads}, () => new ObjectWriter(store.root))]
 }
 
-export async function closeWriters(writers: readonly ObjectWriter[]): Promise<void> {
+export async function closeWriters(writers: readonly JobRunner[]): Promise<void> {
   await Promise.all(writers.map((w) => w.close().catch(() => {})))
 }
 
@@ -66,7 +71,7 @@ export function peerWindowBytes(connections: number, chunkBytes: number): number
 
 export async function bulkFetch(groups: Map<RemoteSource, BulkItem[]>, init: FetchManyInit, leftover: string[], chain: BulkChain): Promise<void> {
   const own = init.writers === undefined
-  const writers = init.writers ?? startWriters(chain.storeRoot)
+  const writers = init.writers ?? startWriters(chain.store)
   const stop = new AbortController()
   const onAbort = () => stop.abort()
   init.signal?.addEventListener('abort', onAbort, {once: true})

@@ -23,7 +23,7 @@ import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, So
 import {decodeObject, openObject, receivedFormOf, storedFormOf} from '../store/object-encoding.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../util/map-limit.js'
-import type {ObjectWriter} from '../store/object-writer.js'
+import type {JobRunner} from '../store/job-runner.js'
 import type {BulkItem} from './pipelined-get.js'
 import {bulkFetch} from './chain-bulk.js'
 import {PeerRanking} from './peer-ranking.js'
@@ -101,12 +101,12 @@ export interface FetchManyInit {
   /** Each chunk once it is stored (or found) locally. */
   onChunk?: (id: string, bytes: number, source: SourceKind) => void
   /**
-   * The threads that receive, verify and store the bulk path's chunks
-   * (from startWriters), started by the caller ahead of time (a
-   * thread takes ~40 ms to start, and the bulk path waits for it); the
-   * caller closes them. Default: started and closed here.
+   * What receives, verifies and stores the bulk path's chunks (from
+   * startWriters: this thread and writer threads), started by the caller
+   * ahead of time (a thread takes tens of ms to start, and the bulk path
+   * waits for it); the caller closes them. Default: started and closed here.
    */
-  writers?: ObjectWriter[]
+  writers?: JobRunner[]
 }
 
 export interface Fetched {
@@ -278,7 +278,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     if (this.seed && groups.has(this.seed as unknown as RemoteSource)) await this.packsKnown()
     if (groups.size > 0)
       await bulkFetch(groups, init, leftover, {
-        storeRoot: this.local.root,
+        store: this.local,
         ownerHashing: this.init.ownerHashing !== false,
         stats: this.stats,
         tally: (kind, bytes, from) => this.tally(kind, bytes, from),

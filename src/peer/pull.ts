@@ -10,7 +10,7 @@ import {silentProgress, type ProgressReporter} from '../progress.js'
 import {isValidId, STORE_MARKER_NAME} from '../store/layout.js'
 import type {LocalStore} from '../store/local-store.js'
 import {acquireLock} from '../store/lock.js'
-import type {ObjectWriter} from '../store/object-writer.js'
+import type {JobRunner} from '../store/job-runner.js'
 import {decodeProfile, maxProfileBytes} from '../store/profile.js'
 import {evict, type EvictResult} from '../store/evict.js'
 import {chunkCount, chunkLength, decodeManifest, type Manifest} from '../store/manifest.js'
@@ -211,7 +211,7 @@ export async function pullImage(chain: FetchChain, spec: string, init: PullInit 
   const progress = init.progress ?? silentProgress
   const as = init.as !== undefined ? parseRef(init.as) : undefined
   // the bulk path's threads start while the ref and the manifest are fetched
-  const writers = init.bulk === false ? undefined : startWriters(store.root)
+  const writers = init.bulk === false ? undefined : startWriters(store)
   writers?.forEach(preloadBulkReceive)
   try {
     return await pullWith(chain, spec, init, {t0, store, progress, as, writers})
@@ -251,7 +251,7 @@ function sourceReports(chain: FetchChain, before: ChainStats): SourceReport[] {
 }
 
 /** Every chunk of image `id` (`lengths`: each distinct chunk's length) through the chain, each checked against its length, with progress. */
-async function fetchChunks(chain: FetchChain, id: string, lengths: Map<string, number>, init: PullInit, writers: ObjectWriter[] | undefined, progress: ProgressReporter): Promise<void> {
+async function fetchChunks(chain: FetchChain, id: string, lengths: Map<string, number>, init: PullInit, writers: JobRunner[] | undefined, progress: ProgressReporter): Promise<void> {
   let done = 0
   let doneBytes = 0
   await chain.fetchMany(
@@ -275,7 +275,7 @@ async function pullWith(
   chain: FetchChain,
   spec: string,
   init: PullInit,
-  {t0, store, progress, as, writers}: {t0: number; store: LocalStore; progress: ProgressReporter; as?: RefName; writers?: ObjectWriter[]},
+  {t0, store, progress, as, writers}: {t0: number; store: LocalStore; progress: ProgressReporter; as?: RefName; writers?: JobRunner[]},
 ): Promise<PullResult> {
   const {id, ref, remote: namedBy, signature} = await resolveTarget(chain, spec, init.signal, init.verifySigners)
   const target = as ?? ref

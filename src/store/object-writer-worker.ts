@@ -6,9 +6,9 @@
  * (ObjectWriter.job).
  */
 import {parentPort, workerData} from 'node:worker_threads'
-import {processSegment, SegmentReadError, type SegmentRequest} from './import-segment.js'
+import {processSegment, type SegmentRequest} from './import-segment.js'
 import {LocalStore} from './local-store.js'
-import type {WriterJobRunner} from './object-writer.js'
+import {errorData, runnerFor} from './job-runner.js'
 import {admitObject} from './object-encoding.js'
 
 const {root, stagingDir} = workerData as {root: string; stagingDir: string}
@@ -25,9 +25,6 @@ type LoadMessage = {seq: number; op: 'load'; module: string}
 
 /** Jobs running, to abort by their seq. */
 const jobs = new Map<number, AbortController>()
-
-/** Job modules by URL, each imported once. */
-const runners = new Map<string, Promise<WriterJobRunner<unknown, unknown, unknown>>>()
 
 parentPort!.on('message', (m: PutMessage | SegmentMessage | JobMessage | LoadMessage | AbortMessage) => {
   if ('op' in m) {
@@ -77,19 +74,3 @@ async function job(m: JobMessage): Promise<void> {
   }
 }
 
-/** The runner a job module exports, imported once per module. */
-function runnerFor(module: string): Promise<WriterJobRunner<unknown, unknown, unknown>> {
-  let runner = runners.get(module)
-  if (!runner) {
-    runner = import(module).then((mod: {runJob: WriterJobRunner<unknown, unknown, unknown>}) => mod.runJob)
-    runners.set(module, runner)
-  }
-  return runner
-}
-
-/** A failure as data that crosses to the other thread: a read error as it is, a store error by its cause (the errno). */
-function errorData(err: unknown): {message: string; errno?: string; read: boolean} {
-  const read = err instanceof SegmentReadError
-  const cause = (read ? err : ((err as {cause?: unknown}).cause ?? err)) as NodeJS.ErrnoException
-  return {message: cause.message, errno: cause.code, read}
-}

@@ -12,11 +12,12 @@
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {Worker} from 'node:worker_threads'
-import {IntegrityError, StoreError, storeWriteError} from '../errors.js'
+import {IntegrityError, StoreError} from '../errors.js'
 import {tmpName} from '../util/fs-util.js'
 import {admitObject} from './object-encoding.js'
 import {StoreLayout} from './layout.js'
 import {SegmentReadError, type SegmentRequest, type SegmentResult} from './import-segment.js'
+import {jobStoreError, type JobRunner} from './job-runner.js'
 import type {LocalStore} from './local-store.js'
 
 export type PutOutcome = 'stored' | 'present'
@@ -70,10 +71,6 @@ function bucket(length: number): number {
   return length <= 4096 ? 4096 : 2 ** Math.ceil(Math.log2(length))
 }
 
-/** The StoreError for a write the thread reported failed (its message and errno crossed over as plain data). */
-function threadStoreError(error: Reply['error'], what: string): Error {
-  return storeWriteError(Object.assign(new Error(error?.message ?? 'unknown error'), {code: error?.errno}), what)
-}
 
 export interface ObjectWriterInit {
   /**
@@ -88,7 +85,7 @@ export interface ObjectWriterInit {
   inlineAbove?: number
 }
 
-export class ObjectWriter {
+export class ObjectWriter implements JobRunner {
   private readonly worker: Worker
   private readonly waiting = new Map<number, Waiting>()
   private readonly segments = new Map<number, {resolve: (r: SegmentResult) => void; reject: (e: Error) => void; what: string}>()
@@ -267,7 +264,7 @@ export class ObjectWriter {
       if ('progress' in r) return jb.onProgress(r.progress)
       this.jobs.delete(r.seq)
       if ('done' in r) jb.resolve(r.done)
-      else jb.reject(threadStoreError(r.error, jb.what))
+      else jb.reject(jobStoreError(r.error, jb.what))
       return
     }
     const sg = this.segments.get(r.seq)
@@ -275,7 +272,7 @@ export class ObjectWriter {
       this.segments.delete(r.seq)
       if (r.segment) sg.resolve(r.segment)
       else if (r.error?.read) sg.reject(new SegmentReadError(r.error.message, r.error.errno))
-      else sg.reject(threadStoreError(r.error, sg.what))
+      else sg.reject(jobStoreError(r.error, sg.what))
       return
     }
     const w = this.waiting.get(r.seq)
@@ -286,7 +283,7 @@ export class ObjectWriter {
     if (r.ok) w.resolve(r.ok)
     else if (r.mismatch !== undefined) w.reject(new IntegrityError(`chunk ${w.id} hashes to ${r.mismatch}`, {data: {id: w.id, actual: r.mismatch}}))
     else if (r.zero) w.reject(new IntegrityError(`chunk ${w.id} is all zeros`, {data: {id: w.id, zero: true}}))
-    else w.reject(threadStoreError(r.error, `chunk ${w.id}`))
+    else w.reject(jobStoreError(r.error, `chunk ${w.id}`))
     this.wakeDrainers()
   }
 

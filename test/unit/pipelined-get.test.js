@@ -13,6 +13,7 @@ import path from 'node:path'
 import {bulkGet} from '../../dist/peer/pipelined-get.js'
 import {receiveBulk} from '../../dist/peer/bulk-receive.js'
 import {ObjectWriter} from '../../dist/store/object-writer.js'
+import {CallerThreadJobs} from '../../dist/store/job-runner.js'
 import {LocalStore} from '../../dist/store/local-store.js'
 import {hash} from '../../dist/store/hash.js'
 import {IntegrityError, StoreError} from '../../dist/errors.js'
@@ -390,7 +391,14 @@ test('ObjectWriter inline: past the backlog limit puts run on the caller thread,
   }
 })
 
-test('ObjectWriter.bulk: the thread fetches, verifies and stores its share; outcomes come back by index; its staging directory goes at close', async () => {
+// the same bulk job on a writer thread and on the caller's own thread (a pull uses both)
+const RUNNERS = [
+  ['ObjectWriter (a writer thread)', (store) => new ObjectWriter(store.root), true],
+  ['CallerThreadJobs (this thread)', (store) => new CallerThreadJobs(store), false],
+]
+
+for (const [runner, makeRunner, thread] of RUNNERS) {
+test(`${runner}, bulk job: fetches, verifies and stores its share; outcomes come back by index; nothing left in tmp/ at close`, async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-writer-'))
   const {items, bodies} = makeItems(40)
   const lie = items[3].id // same length, other bytes
@@ -404,7 +412,7 @@ test('ObjectWriter.bulk: the thread fetches, verifies and stores its share; outc
   })
   try {
     const store = await LocalStore.open(dir)
-    const w = new ObjectWriter(store.root)
+    const w = makeRunner(store)
     const seen = {stored: [], missing: [], failed: [], mismatch: [], reports: 0}
     const end = await receiveBulk(w, {url: srv.url, items, options: {connections: 1}, probe: false}, (p) => {
       seen.reports++
@@ -421,11 +429,13 @@ test('ObjectWriter.bulk: the thread fetches, verifies and stores its share; outc
     assert.ok(seen.reports >= 2, `outcomes batched into a few reports (${seen.reports})`)
     for (const i of want) assert.ok(store.readObject(items[i].id).equals(bodies.get(items[i].id)), `chunk ${i} stored intact`)
     for (const id of [lie, gone, broken]) assert.not.ok(existsSync(store.layout.objectPath(id)), 'nothing stored for a wrong, missing or failed chunk')
-    // the thread staged its files in a directory of its own below tmp/, removed at close
-    const staging = readdirSync(store.layout.tmpDir)
-    assert.is(staging.length, 1, `one staging directory: ${staging}`)
-    assert.match(staging[0], new RegExp(`^${process.pid}-[0-9a-f]+-writer$`))
-    assert.equal(readdirSync(path.join(store.layout.tmpDir, staging[0])), [], 'no temporary file left in it')
+    if (thread) {
+      // the thread staged its files in a directory of its own below tmp/, removed at close
+      const staging = readdirSync(store.layout.tmpDir)
+      assert.is(staging.length, 1, `one staging directory: ${staging}`)
+      assert.match(staging[0], new RegExp(`^${process.pid}-[0-9a-f]+-writer$`))
+      assert.equal(readdirSync(path.join(store.layout.tmpDir, staging[0])), [], 'no temporary file left in it')
+    }
     await w.close()
     assert.equal(readdirSync(store.layout.tmpDir), [])
   } finally {
@@ -434,13 +444,13 @@ test('ObjectWriter.bulk: the thread fetches, verifies and stores its share; outc
   }
 })
 
-test('ObjectWriter.bulk: an abort ends a stalled task promptly with the rest unanswered; an unwritable store rejects with a StoreError', async () => {
+test(`${runner}, bulk job: an abort ends a stalled task promptly with the rest unanswered; an unwritable store rejects with a StoreError naming the source`, async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-writer-'))
   const {items, bodies} = makeItems(10)
   const srv = await scriptedServer(({id, nth}) => (nth < 4 ? {body: bodies.get(id)} : {stallAfter: 20, body: bodies.get(id)}))
   try {
     const store = await LocalStore.open(dir)
-    const w = new ObjectWriter(store.root)
+    const w = makeRunner(store)
     const stored = []
     const ctl = new AbortController()
     // the four answered chunks are stored well within this on a loaded machine (300 ms was not always enough
@@ -462,9 +472,10 @@ test('ObjectWriter.bulk: an abort ends a stalled task promptly with the rest una
     rmSync(store.layout.objectsDir, {recursive: true})
     writeFileSync(store.layout.objectsDir, 'x')
     const srv2 = await scriptedServer(({id}) => ({body: bodies.get(id)}))
-    const w2 = new ObjectWriter(store.root)
+    const w2 = makeRunner(store)
     const err = await receiveBulk(w2, {url: srv2.url, items, options: {connections: 1}, probe: false}, () => {}).catch((e) => e)
     assert.instance(err, StoreError)
+    assert.match(err.message, `could not write chunks from ${srv2.url}`)
     await w2.close()
     await srv2.close()
   } finally {
@@ -472,5 +483,6 @@ test('ObjectWriter.bulk: an abort ends a stalled task promptly with the rest una
     rmSync(dir, {recursive: true, force: true})
   }
 })
+}
 
 test.run()
