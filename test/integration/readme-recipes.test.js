@@ -84,7 +84,11 @@ function runRecipe(text, {cwd, env, until}) {
         child.stdout.on('data', () => until(stdout) && (clearTimeout(timer), resolve({stdout, stderr})))
         exited.then((r) => (clearTimeout(timer), reject(new Error(`recipe exited ${r.status}:\n${r.stdout}\n${r.stderr}`))))
       })
-    : Promise.race([exited, new Promise((r) => setTimeout(r, 240_000)).then(() => ({status: 'timeout', stdout, stderr}))])
+    : new Promise((resolve) => {
+        // cleared when the recipe exits: a pending timer kept the test process alive up to 240 s after the last test
+        const timer = setTimeout(() => resolve({status: 'timeout', stdout, stderr}), 240_000)
+        exited.then((r) => (clearTimeout(timer), resolve(r)))
+      })
   return {result, stop}
 }
 
