@@ -19,13 +19,14 @@
  * the same moment, the same errors) are only counted, until a source goes
  * down or comes back.
  */
-import {ChunkMissingError, IntegrityError, RemoteError, RemoteIntegrityError, SourceDownError, VmiError} from '../errors.js'
+import {ChunkMissingError, IntegrityError, RemoteError} from '../errors.js'
 import {decodeObject, openObject, receivedFormOf, storedFormOf} from '../store/object-encoding.js'
 import type {LocalStore} from '../store/local-store.js'
 import {mapLimit} from '../util/map-limit.js'
 import type {JobRunner} from '../store/job-runner.js'
 import type {BulkItem} from './pipelined-get.js'
 import {bulkFetch} from './chain-bulk.js'
+import {shortReason, walkSources, type ChainSources} from './chain-walk.js'
 import {PeerRanking} from './peer-ranking.js'
 import {UnavailableReport} from './unavailable-report.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
@@ -137,6 +138,8 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   private packsReady?: Promise<void>
   /** The image being fetched (setImage). */
   private image?: string
+  /** What the chunk-by-chunk walk (chain-walk.ts) asks, and reports into. */
+  private readonly sources: ChainSources
 
   constructor(
     readonly local: LocalStore,
@@ -144,6 +147,16 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   ) {
     this.ranking = new PeerRanking(init.peers ?? [], init.ownerHashing !== false)
     this.seed = init.seed
+    this.sources = {
+      ranking: this.ranking,
+      seed: this.seed,
+      ownerHashing: init.ownerHashing !== false,
+      packsKnown: () => this.packsKnown(),
+      stats: this.stats,
+      emit: (e) => this.emit(e),
+      unavailable: this.unavailable,
+      localName: local.name,
+    }
   }
 
   get name(): string {
@@ -314,70 +327,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
   private async resolve(id: string, opts: {signal?: AbortSignal; store?: boolean}): Promise<Fetched> {
     const local = await this.readLocal(id)
     if (local) return this.count({data: local, source: 'local', from: this.local.name})
-    const tried: string[] = []
-    /** What explains a failure, without the chunk: the sources down, and the other errors ("missing" is the chunk's own fact). */
-    const down: string[] = []
-    const errors: string[] = []
-    // reported only when another source then has the chunk; else the chunk-unavailable event says it all
-    const failures: ChainEvent[] = []
-    let anyError = false
-    const attempt = async (src: UpstreamSource, fetchThrough: boolean): Promise<Buffer | undefined> => {
-      try {
-        const data = await src.get(id, {signal: opts.signal, fetchThrough})
-        tried.push(`${src.name} (${data ? 'ok' : 'missing'})`)
-        return data
-      } catch (err) {
-        if (opts.signal?.aborted) throw err
-        anyError = true
-        if (err instanceof SourceDownError) {
-          tried.push(`${src.name} (down since ${new Date(err.data.since as number).toISOString()}: ${err.data.reason})`)
-          down.push(`${src.name}@${err.data.since}`)
-          return undefined
-        }
-        this.stats.sourceErrors++
-        if (err instanceof RemoteIntegrityError) {
-          this.stats.verificationFailures++
-          this.emit({type: 'verification-failure', id, source: src.name, message: err.message})
-        } else if (src.downSince === undefined) failures.push({type: 'source-error', id, source: src.name, message: (err as Error).message})
-        tried.push(`${src.name} (${shortReason(err)})`)
-        // a failure that marked the source down was reported as such (source-down), and reads as the failures that follow while it is down
-        if (src.downSince === undefined) errors.push(`${src.name} ${shortReason(err)}`)
-        else down.push(`${src.name}@${src.downSince}`)
-        return undefined
-      }
-    }
-    const found = async (): Promise<Fetched | undefined> => {
-      if (this.ranking.list.length > 0) {
-        const ranked = this.ranking.order(id)
-        // The owner is the first peer up in this order, as bulkSourcePicker picks it: with the
-        // owner down, the next one up fetches through, so the fleet still asks the seed
-        // once for the chunk instead of once per host.
-        let ownerPending = this.init.ownerHashing !== false
-        for (const peer of ranked) {
-          const fetchThrough = ownerPending && peer.downSince === undefined
-          const data = await attempt(peer, fetchThrough)
-          if (data) return {data, source: 'peer', from: peer.name}
-          // an owner that answered, or failed without going down, stays the owner
-          if (fetchThrough && peer.downSince === undefined) ownerPending = false
-        }
-      }
-      if (this.seed) {
-        await this.packsKnown()
-        const data = await attempt(this.seed, false)
-        if (data) return {data, source: 'seed', from: this.seed.name}
-      }
-      return undefined
-    }
-    const f = await found()
-    if (f) {
-      for (const e of failures) this.emit(e)
-      return this.keep(id, f, opts)
-    }
-    const where = [this.local.name + ' (missing)', ...tried].join(', ')
-    const message = this.unavailable.message(id, where, down.sort().join(' '), errors.sort().join('; '))
-    if (message) this.emit({type: 'chunk-unavailable', id, source: this.local.name, message})
-    if (anyError) throw new RemoteError(`could not fetch chunk ${id}; tried ${where}`, {data: {id, tried}})
-    throw new ChunkMissingError(`chunk ${id} is in none of: ${where}`, {data: {id, tried}})
+    return this.keep(id, await walkSources(id, this.sources, opts.signal), opts)
   }
 
   private count(f: Fetched): Fetched {
@@ -451,11 +401,3 @@ function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
     p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
   })
 }
-
-function shortReason(err: unknown): string {
-  if (err instanceof RemoteIntegrityError) return 'wrong bytes'
-  if (err instanceof RemoteError && err.status !== undefined) return `HTTP ${err.status}`
-  const cause = (err as VmiError).cause as {code?: string; name?: string} | undefined
-  return cause?.code ?? cause?.name ?? (err as Error).message.slice(0, 60)
-}
-
