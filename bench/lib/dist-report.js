@@ -271,7 +271,7 @@ function explain(R) {
         ? `pipelined (bulkGet, what pull does, bodies dropped) ${f(ip.pipelined.wall)} s / ${f(ip.pipelined.cpu)} s CPU (${f(ip.pipelined.perChunkCpuUs, 0)} µs/chunk). ` +
           `Hashing them all took ${f(ip.hash.cpu)} CPU-s and writing them with LocalStore.putObjectSync ${f(ip.putObject.wall)} s / ${f(ip.putObject.cpu)} s CPU (${f(ip.putObject.perChunkCpuUs, 0)} µs/chunk): ` +
           `receive + hash + store ≈ ${f(ip.pipelined.cpu + ip.hash.cpu + ip.putObject.cpu)} CPU-s against the pull's ${f(p.pullNginx.cpu)} s (the rest is start-up, the manifest, the lock and the writer threads' start). ` +
-          `The pull receives, hashes and writes on ${Math.max(2, Math.min(4, R.machine.cores))} writer threads, one connection each, so its wall time is bounded by the CPU the threads, nginx and the kernel need on the ${R.machine.cores} cores, plus start-up.`
+          `The pull receives, hashes and writes on ${Math.max(2, Math.min(4, R.machine.cores))} threads, one connection each, so its wall time is bounded by the CPU the threads, nginx and the kernel need on the ${R.machine.cores} cores, plus start-up.`
         : '')
     : ''
   lines.push(
