@@ -129,8 +129,6 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
     wireBytes: 0,
   }
   private readonly inflight = new Map<string, Promise<Fetched>>()
-  /** Rate limit of chunk-unavailable events. */
-  private readonly unavailable = new UnavailableReport()
   /** The peers, and the order each chunk asks them. */
   private readonly ranking: PeerRanking
   readonly seed?: U
@@ -154,7 +152,7 @@ export class FetchChain<U extends UpstreamSource = RemoteSource> implements Chun
       packsKnown: () => this.packsKnown(),
       stats: this.stats,
       emit: (e) => this.emit(e),
-      unavailable: this.unavailable,
+      unavailable: new UnavailableReport(),
       localName: local.name,
     }
   }

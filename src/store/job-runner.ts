@@ -61,18 +61,12 @@ export class CallerThreadJobs implements JobRunner {
 
   job<T, P, R>(job: WriterJob<T, P, R>, task: T, onProgress: (p: P) => void, what: string, signal?: AbortSignal): Promise<R> {
     const run = (async () => {
-      // the job gets a signal of its own, as on a thread: it never sees the caller's listeners
-      const ctl = new AbortController()
-      const onAbort = () => ctl.abort()
-      if (signal?.aborted) ctl.abort()
-      else signal?.addEventListener('abort', onAbort, {once: true})
       try {
         const runJob = (await runnerFor(job.module)) as WriterJobRunner<T, P, R>
-        return await runJob(this.store, task, onProgress, ctl.signal)
+        // a job always gets a signal (a thread's job gets one of its own)
+        return await runJob(this.store, task, onProgress, signal ?? new AbortController().signal)
       } catch (err) {
         throw jobStoreError(errorData(err), what)
-      } finally {
-        signal?.removeEventListener('abort', onAbort)
       }
     })()
     this.running.add(run)

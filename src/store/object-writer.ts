@@ -71,7 +71,6 @@ function bucket(length: number): number {
   return length <= 4096 ? 4096 : 2 ** Math.ceil(Math.log2(length))
 }
 
-
 export interface ObjectWriterInit {
   /**
    * Share the work: while the thread has at least `inlineAbove` bytes
