@@ -18,6 +18,7 @@ store.stageObjectsIn(stagingDir)
 let scratch = Buffer.alloc(0)
 
 type PutMessage = {seq: number; id: string; buffer: ArrayBuffer; length: number; verify: boolean}
+type SlabMessage = {seq: number; op: 'slab'; buffer: ArrayBuffer; ids: string[]; offsets: number[]; lengths: number[]}
 type SegmentMessage = {seq: number; op: 'segment'; req: SegmentRequest}
 type JobMessage = {seq: number; op: 'job'; module: string; task: unknown}
 type AbortMessage = {seq: number; op: 'abort'}
@@ -26,8 +27,9 @@ type LoadMessage = {seq: number; op: 'load'; module: string}
 /** Jobs running, to abort by their seq. */
 const jobs = new Map<number, AbortController>()
 
-parentPort!.on('message', (m: PutMessage | SegmentMessage | JobMessage | LoadMessage | AbortMessage) => {
+parentPort!.on('message', (m: PutMessage | SlabMessage | SegmentMessage | JobMessage | LoadMessage | AbortMessage) => {
   if ('op' in m) {
+    if (m.op === 'slab') return slab(m)
     if (m.op === 'segment') return segment(m)
     if (m.op === 'job') return void job(m)
     if (m.op === 'load') return void runnerFor(m.module).catch(() => {}) // reported by the job that needs it
@@ -49,6 +51,30 @@ parentPort!.on('message', (m: PutMessage | SegmentMessage | JobMessage | LoadMes
     reply({error: errorData(err)})
   }
 })
+
+/**
+ * Objects received into one buffer, each checked and stored on its own (as a
+ * put is): one outcome per object, in order. A store that cannot be written
+ * stops the slab there and answers with the error instead.
+ */
+function slab(m: SlabMessage): void {
+  const outcomes: (string | {mismatch: string} | {zero: true})[] = []
+  let error: object | undefined
+  for (let i = 0; i < m.ids.length; i++) {
+    const a = admitObject(m.ids[i], Buffer.from(m.buffer, m.offsets[i], m.lengths[i]))
+    if (a.mismatch !== undefined) outcomes.push({mismatch: a.mismatch})
+    else if (a.zero) outcomes.push({zero: true})
+    else {
+      try {
+        outcomes.push(store.putObjectSync(m.ids[i], a.store, {probe: false}) ? 'stored' : 'present')
+      } catch (err) {
+        error = errorData(err)
+        break
+      }
+    }
+  }
+  parentPort!.postMessage({seq: m.seq, buffer: m.buffer, ...(error ? {error} : {outcomes})}, [m.buffer])
+}
 
 /** A whole segment of an import (import-segment.ts), on this thread. */
 function segment(m: SegmentMessage): void {

@@ -11,13 +11,14 @@
  * upload them again.
  *
  * An object batch is verified and stored on writer threads (one per core,
- * at most 2, started at the first batch): the request is read while the
- * threads hash and write, one write lock for the whole batch.
+ * at most 2, started at the first batch): the request is read into slabs
+ * (batch-slabs.ts) while the threads hash and write, one write lock for the
+ * whole batch.
  */
 import {timingSafeEqual} from 'node:crypto'
 import type {IncomingMessage} from 'node:http'
 import os from 'node:os'
-import {BadManifestError, IntegrityError} from '../../errors.js'
+import {BadManifestError} from '../../errors.js'
 import {admitObject, OBJECT_ENCODINGS} from '../../store/object-encoding.js'
 import {isValidId} from '../../store/layout.js'
 import {withLock} from '../../store/lock.js'
@@ -47,6 +48,7 @@ import {
 } from '../wire.js'
 import type {ServerContext} from './context.js'
 import {BodyTooLarge, HttpFailure, readBody, send, type Exchange} from './http-io.js'
+import {SlabDealer} from './batch-slabs.js'
 import {tokenDigest} from './read-access.js'
 
 /** Longest an upload waits for a gc to let go of the store before answering 503. */
@@ -141,36 +143,42 @@ export class UploadHandlers {
     const writers = (this.writers ??= Array.from({length: Math.max(1, Math.min(2, os.availableParallelism()))}, () => new ObjectWriter(this.sc.store.root)))
     await this.writeLock(async () => {
       const puts: Promise<void>[] = []
-      let turn = 0
-      // each object is checked on its thread, decoded first (a frame may hold zeros): wrong bytes, all zeros
-      const onFrame = (id: string, data: Buffer) => {
-        const w = writers[turn++ % writers.length]
+      // each object is checked on its own on a thread, decoded first (a frame may hold zeros): wrong bytes, all zeros
+      const slabs = new SlabDealer(writers, (ids, outcomes) => {
         puts.push(
-          w.put(id, data).then(
-            (outcome) => void (outcome === 'stored' ? answer.stored++ : answer.present++),
-            (err) => {
-              if (!(err instanceof IntegrityError)) throw err
-              if ((err.data as {zero?: boolean} | undefined)?.zero) return void answer.refused.push({id, reason: ZERO_REASON})
-              verificationFailures.inc({source: 'upload'})
-              answer.refused.push({id, reason: 'its bytes do not hash to its id'})
-            },
+          outcomes.then((all) =>
+            all.forEach((o, i) => {
+              if (o === 'stored') answer.stored++
+              else if (o === 'present') answer.present++
+              else if ('zero' in o) answer.refused.push({id: ids[i], reason: ZERO_REASON})
+              else {
+                verificationFailures.inc({source: 'upload'})
+                answer.refused.push({id: ids[i], reason: 'its bytes do not hash to its id'})
+              }
+            }),
           ),
         )
-      }
-      const parser = new BatchParser(onFrame, (n) => writers[turn % writers.length].takeBuffer(n))
+      })
+      const parser = new BatchParser(
+        (id, data) => slabs.frame(id, data),
+        (n) => slabs.alloc(n),
+      )
       try {
         let seen = 0
         // a refusal mid-body leaves the request readable: answerError drains it, so the client reads the answer
-        for await (const piece of x.req.iterator({destroyOnReturn: false}) as AsyncIterable<Buffer>) {
+        await readPieces(x.req, (piece) => {
           if ((seen += piece.length) > MAX_OBJECT_BATCH_BYTES) throw new BodyTooLarge(MAX_OBJECT_BATCH_BYTES)
           parser.push(piece)
-          for (const w of writers) await w.whenBelow(BATCH_BACKLOG)
-        }
+          const full = writers.find((w) => w.backlogBytes > BATCH_BACKLOG)
+          return full?.whenBelow(BATCH_BACKLOG)
+        })
         parser.end()
       } catch (err) {
         if (err instanceof BatchFormatError) throw new HttpFailure(400, `malformed object batch: ${err.message}`)
         throw err
       } finally {
+        // the whole frames read are stored, also those before a malformed part
+        slabs.flush()
         // every put settles before the lock is let go (a failed write fails the batch below)
         const settled = await Promise.allSettled(puts)
         const failed = settled.find((r) => r.status === 'rejected')
@@ -289,4 +297,48 @@ export class UploadHandlers {
     this.sc.metrics.uploads.inc({result: 'stored'})
     send(x, 200, 'ok\n')
   }
+}
+
+/**
+ * Hand each piece of the request body to `take` as it arrives; while the
+ * promise `take` returns is pending, the body is paused. Rejects with what
+ * `take` throws (the rest of the body stays unread), or when the request
+ * is aborted or closed before its end. The same as iterating the request,
+ * with one promise per pause instead of several per piece.
+ */
+function readPieces(req: IncomingMessage, take: (piece: Buffer) => Promise<void> | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stop = (err?: Error) => {
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('aborted', onAborted)
+      req.off('close', onAborted)
+      req.off('error', onError)
+      if (err) {
+        req.pause()
+        reject(err)
+      } else resolve()
+    }
+    const onData = (piece: Buffer) => {
+      let wait: Promise<void> | undefined
+      try {
+        wait = take(piece)
+      } catch (err) {
+        return stop(err as Error)
+      }
+      if (wait) {
+        req.pause()
+        wait.then(() => req.resume(), stop)
+      }
+    }
+    const onEnd = () => stop()
+    const onAborted = () => stop(Object.assign(new Error('the request was aborted'), {code: 'ECONNRESET'}))
+    const onError = (err: Error) => stop(err)
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('aborted', onAborted)
+    // closed before its end: the client went away
+    req.on('close', onAborted)
+    req.on('error', onError)
+  })
 }
