@@ -240,7 +240,7 @@ const changed = path.join(workDir, 'changed.raw')
   await fsp.rm(changed, {force: true})
   log(`changed image: ${bytesHuman(TARGETS.repushChanged)} rewritten at ${bytesHuman(at)}: ${bytesHuman(r.json.newBytes)} of new chunks`)
 }
-const pushRuns = {cp: [], push: [], repush: []}
+const pushRuns = {cp: [], push: [], repush: [], pushCompress: []}
 for (let r = 0; r < opts.reps; r++) {
   const dest = path.join(workDir, 'cp.raw')
   pushRuns.cp.push(await measured('cp', r, rawWarm, [], () => runTimed('cp', [image.file, dest], {scratch: workDir})))
@@ -249,7 +249,7 @@ for (let r = 0; r < opts.reps; r++) {
   const target = path.join(workDir, `push-seed-${r}`)
   const serve = await startServe(target, [], {env: {VMI_PUSH_TOKEN: TOKEN}})
   const res = await measured('vmi push → empty vmi serve', r, storeWarm, [serve.pid], () => vmiTimed(['push', image.id, serve.url, '--json'], seedStore, {scratch: workDir, env: {VMI_PUSH_TOKEN: TOKEN}}))
-  // the chunks' own bytes are all sent; what crossed the wire is less when the push compresses them (the default)
+  // the chunks' own bytes are all sent; to a serve on this machine they go as they rest by default (raw here)
   if (res.json?.uploadedChunkBytes !== image.uniqueBytes) throw new Error(`push uploaded ${res.json?.uploadedChunkBytes} bytes of chunks, expected ${image.uniqueBytes}`)
   image.pushSentBytes = res.json.uploadedBytes
   image.pushCompressed = res.json.compressed
@@ -260,6 +260,16 @@ for (let r = 0; r < opts.reps; r++) {
   pushRuns.repush.push(again)
   await serve.stop()
   await discard(target)
+
+  // the same push compressing every chunk (what the default does for a seed across a link)
+  const targetZ = path.join(workDir, `push-seed-z-${r}`)
+  const serveZ = await startServe(targetZ, [], {env: {VMI_PUSH_TOKEN: TOKEN}})
+  const z = await measured('vmi push --compress → empty vmi serve', r, storeWarm, [serveZ.pid], () => vmiTimed(['push', image.id, serveZ.url, '--compress', '--json'], seedStore, {scratch: workDir, env: {VMI_PUSH_TOKEN: TOKEN}}))
+  if (z.json?.uploadedChunkBytes !== image.uniqueBytes || !z.json?.compressed) throw new Error(`push --compress uploaded ${z.json?.uploadedChunkBytes} bytes of chunks (compressed: ${z.json?.compressed}), expected ${image.uniqueBytes}`)
+  image.pushCompressSentBytes = z.json.uploadedBytes
+  pushRuns.pushCompress.push(z)
+  await serveZ.stop()
+  await discard(targetZ)
 }
 const push = Object.fromEntries(Object.entries(pushRuns).map(([k, v]) => [k, summarize(v)]))
 

@@ -178,7 +178,8 @@ let labSeedStore = seedStore
 if (opts.compressedSeed) {
   labSeedStore = path.join(workDir, 'seed-zstd')
   const s = await startServe(labSeedStore, ['--token', 'bench-boot-token'])
-  const p = await vmiTimed(['push', 'debian:boot', s.url, '--token', 'bench-boot-token', '--json'], seedStore, {scratch: workDir})
+  // (--compress: a push to a vmi serve on this machine otherwise sends the chunks as they rest, raw)
+  const p = await vmiTimed(['push', 'debian:boot', s.url, '--token', 'bench-boot-token', '--compress', '--json'], seedStore, {scratch: workDir})
   await s.stop()
   image.compressedSeed = {storedBytes: p.json.uploadedBytes}
   log(`compressed seed: ${bytesHuman(p.json.uploadedBytes)} for ${bytesHuman(p.json.uploadedChunkBytes)}`)

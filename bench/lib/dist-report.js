@@ -141,8 +141,9 @@ export function distBody(R, {plot, bg}) {
   // push
   out.push(`## Push vs cp`, '')
   out.push(
-    `\`vmi push ID URL\` from the seed store into an empty \`vmi serve\` (push token; every upload re-hashed by the server${img.pushCompressed ? '; the chunks compressed as they go, the default, so "on the wire" counts the frames sent' : ''}), against \`cp\` of the raw file on the same filesystem (GNU cp skips holes)` +
-      (R.push.repush ? `; then, to the same server, a push of the image with ${bytesHuman(R.targets.repushChanged)} of it rewritten (${bytesHuman(img.changedNewBytes)} of new chunks).` : '.'),
+    `\`vmi push ID URL\` from the seed store into an empty \`vmi serve\` (push token; every upload re-hashed by the server${img.pushCompressed ? '; the chunks compressed as they go, so "on the wire" counts the frames sent' : R.push.pushCompress ? '; the chunks sent as the store holds them, raw, the default to a vmi serve on the same machine' : ''}), against \`cp\` of the raw file on the same filesystem (GNU cp skips holes)` +
+      (R.push.repush ? `; then, to the same server, a push of the image with ${bytesHuman(R.targets.repushChanged)} of it rewritten (${bytesHuman(img.changedNewBytes)} of new chunks)` : '') +
+      (R.push.pushCompress ? `; then \`vmi push --compress\` of the image to another empty vmi serve: every chunk compressed here (what the default does for a seed across a link), "on the wire" counting the frames sent.` : '.'),
     '',
   )
   out.push(
@@ -152,6 +153,7 @@ export function distBody(R, {plot, bg}) {
         row('cp (anchor)', R.push.cp, img.allocated, R.push.cp.wall),
         row('vmi push → empty vmi serve', R.push.push, img.pushSentBytes ?? U, R.push.cp.wall),
         ...(R.push.repush ? [row('vmi push of the changed image (re-push)', R.push.repush, img.repushSentBytes ?? img.changedNewBytes, R.push.cp.wall)] : []),
+        ...(R.push.pushCompress ? [row('vmi push --compress → empty vmi serve', R.push.pushCompress, img.pushCompressSentBytes ?? U, R.push.cp.wall)] : []),
       ],
     ),
     '',
@@ -299,6 +301,9 @@ function explain(R) {
   lines.push(
     R.push.repush
       ? `- **Push** (${f(R.push.push.wall)} s vs cp ${f(R.push.cp.wall)} s, vs a pull from the same vmi serve ${f(R.pull.pullServe.wall)} s): the client reads each object (${bytesHuman(U)}; not hashed again: the server hashes every upload)${img.pushCompressed ? `, compresses it on two writer threads (${bytesHuman(img.pushSentBytes)} sent)` : ''} and sends them in 16 MiB object batches, two at a time; the server ${img.pushCompressed ? 'decodes and ' : ''}hashes each chunk and writes one file per chunk (${int(n)}) on 2 writer threads, as a pull writes them. ` +
+        (R.push.pushCompress
+          ? `With \`--compress\` (${f(R.push.pushCompress.wall)} s; ${bytesHuman(img.pushCompressSentBytes)} sent) the client compresses every chunk on two writer threads and the server decodes each one to check it: client CPU ${f(R.push.pushCompress.cpu)} s + server ${f(R.push.pushCompress.serverCpu)} s on the same cores, which is why a push to a vmi serve on its own machine sends the chunks as they rest and leaves compressing to that server's sends across a link. `
+          : '') +
         `Client CPU ${f(R.push.push.cpu)} s + server ${f(R.push.push.serverCpu)} s on ${R.machine.cores} cores; cp copies ${bytesHuman(img.allocated)} of allocated data into one file with no hashing, so against cp the push pays for ${int(n)} file creations, as the pull does. ` +
         `The re-push of the changed image (${f(R.push.repush.wall)} s) is start-up, the missing-check of every chunk id, and ${bytesHuman(img.changedNewBytes)} of new chunks.`
       : `- **Push** (${f(R.push.push.wall)} s vs cp ${f(R.push.cp.wall)} s): the client reads and re-verifies each object (${bytesHuman(U)} hashed), the server hashes every upload again and writes one file per chunk (${int(n)}); ` +

@@ -16,7 +16,7 @@ export default class Push extends BaseCommand<typeof Push> {
   static override summary = 'Send an image to a seed (vmi serve with a push token).'
   static override description = `Asks the remote which chunks it lacks (one batch request), uploads only those, then the manifest, then the ref: the remote's ref never names an image whose chunks are not all there. A re-run after an interruption sends only what is still missing.
 
-Chunks travel and rest compressed (zstd, FORMAT.md "Compressed objects") when the remote stores compressed objects: a vmi serve that says so, or a bucket. A chunk the local store holds compressed goes as it is; a raw one is compressed here, and kept raw when that saves less than 1/16. --no-compress sends raw chunks (a bucket that vmi from before compression must read, or a fast local link where the compression CPU is not worth it).
+Chunks travel and rest compressed (zstd, FORMAT.md "Compressed objects") when the remote stores compressed objects and is across a link: a bucket, or a vmi serve that says so and is not on a loopback address. A chunk the local store holds compressed goes as it is; a raw one is compressed here, and kept raw when that saves less than 1/16. To a vmi serve on this machine (localhost, 127.0.0.0/8, ::1) chunks go as they rest, compressed or not: there compressing would cost the push most of its time and save nothing, and that server compresses raw chunks on send to every client across a link (serve --compress-sends). --compress compresses anyway (a seed that should rest compressed, also for a static server over its directory); --no-compress sends raw chunks (a bucket that vmi from before compression must read, or a fast link where the compression CPU is not worth it).
 
 To vmi serve, chunks go in object batches of up to 16 MiB, two at a time; the server hashes every one and refuses wrong bytes, so the chunks are sent as the local store holds them, not hashed again here (--verify hashes them first). To a bucket they go in packs (FORMAT.md "Packs"): up to 16 MiB of chunks in one object and its index, two at a time, then the image's pack list before its manifest, so a pull reads them in a few large ranged GETs instead of one request per chunk; a bucket checks nothing, so each chunk is hashed before it goes. --no-pack puts one object per chunk instead (for readers older than packs, or a bucket other tools write chunks to). To a server without batches they go one request each, --concurrency at a time.
 
@@ -31,6 +31,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
     '<%= config.bin %> push web:v2 https://seed.internal:7070 --token-file /etc/vmi/token --ca-cert /etc/vmi/ca.pem',
     '<%= config.bin %> push 3f2a9c origin --as web:stable',
     '<%= config.bin %> push web:v2 --verify   # hash each chunk here before it goes',
+    '<%= config.bin %> push web:v2 http://127.0.0.1:7070 --compress   # a seed on this machine keeps the chunks compressed',
     '<%= config.bin %> push web:v2 s3://images/prod --no-compress --no-pack   # raw loose chunks, for an older vmi that reads the bucket',
     '<%= config.bin %> push web:v2 --sign ~/.ssh/id_ed25519',
     '<%= config.bin %> push web:v2 --sign ~/.ssh/id_ed25519.pub   # the private key in ssh-agent',
@@ -50,7 +51,10 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
       default: true,
       allowNo: true,
     }),
-    compress: Flags.boolean({summary: 'Send chunks compressed (zstd) when the remote stores them so (--no-compress: raw).', default: true, allowNo: true}),
+    compress: Flags.boolean({
+      summary: 'Compress chunks (zstd) for a remote that stores them so, also a vmi serve on this machine (default: except to one on this machine; --no-compress: raw).',
+      allowNo: true,
+    }),
     sign: Flags.string({summary: 'Sign the remote ref with this SSH key: a private key file, or a .pub file whose key ssh-agent holds.'}),
     ...tlsFlags,
     ...readTokenFlag,
@@ -84,7 +88,7 @@ Exit codes: 0 ok, 2 an empty or unreadable token or CA file, a key file vmi cann
       throw err
     }
     this.log(
-      `pushed ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''} to ${r.remote}: ${r.uploadedChunks} chunks uploaded (${humanBytes(r.uploadedBytes)}${r.compressed ? `, compressed from ${humanBytes(r.uploadedChunkBytes)}` : ''}), ${r.alreadyThere} already there, ${r.seconds.toFixed(2)} s, ${rate(r.uploadedBytes, r.seconds)}`,
+      `pushed ${r.id.slice(0, 12)}${r.ref ? ` as ${r.ref}` : ''} to ${r.remote}: ${r.uploadedChunks} chunks uploaded (${humanBytes(r.uploadedBytes)}${r.uploadedBytes < r.uploadedChunkBytes ? `, compressed from ${humanBytes(r.uploadedChunkBytes)}` : ''}), ${r.alreadyThere} already there, ${r.seconds.toFixed(2)} s, ${rate(r.uploadedBytes, r.seconds)}`,
     )
     if (r.signature) this.log(`signed ${r.ref} with ${r.signature.keyType} key ${r.signature.key}`)
     return r

@@ -17,12 +17,13 @@ import {fingerprint, type SshSigner} from '../security/ssh-keys.js'
 import {signRef} from '../store/ref-signature.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import type {LocalStore} from '../store/local-store.js'
+import {isLoopbackHost} from '../util/loopback.js'
 import {mapLimit} from '../util/map-limit.js'
 import {chunkCount, uniqueChunkIds} from '../store/manifest.js'
 import {BATCH_FRAME_HEAD} from './wire.js'
 import {canCompress} from '../store/zstd.js'
 import {ObjectWriter} from '../store/object-writer.js'
-import {encodeForUpload, encodeOnThread, type Encoded, type EncodeTask} from './push-encode.js'
+import {encodeForUpload, encodeOnThread, type Encoded, type EncodeTask, type UploadEncoding} from './push-encode.js'
 import {MAX_STORED_OBJECT} from '../store/object-encoding.js'
 import {encodeProfile} from '../store/profile.js'
 import {formatRef, parseRef} from '../store/ref.js'
@@ -36,7 +37,11 @@ export interface PushInit {
   verify?: boolean
   /** Sign the remote ref with this key (store/ref-signature.ts); the push needs a ref name then. */
   signer?: SshSigner
-  /** Send chunks compressed (zstd) when the remote stores them so (default true; needs the native zstd module). */
+  /**
+   * Compress chunks (zstd) for a remote that stores them so: true always,
+   * false never (frames are decoded), undefined `auto` (uploadEncoding).
+   * Compressing needs the native zstd module.
+   */
   compress?: boolean
   progress?: ProgressReporter
   signal?: AbortSignal
@@ -52,8 +57,10 @@ export interface PushResult {
   uploadedBytes: number
   /** Bytes of the chunks sent (what uploadedBytes would be uncompressed). */
   uploadedChunkBytes: number
-  /** Whether chunks went compressed (the remote stores compressed objects, and this vmi can compress). */
+  /** Whether this push compressed the chunks it sent (encoding `compress`). */
   compressed: boolean
+  /** How the chunks went (push-encode.ts): compressed here, as they rest in the local store, or raw; absent when none was sent. */
+  encoding?: UploadEncoding
   alreadyThere: number
   /** The signature written beside the remote ref, when signing. */
   signature?: {time: string; keyType: string; key: string}
@@ -82,7 +89,7 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
   let uploadedChunks = 0
   let alreadyThere = 0
   const bytes = (await store.getManifestBytes(id))!
-  let compress: boolean | undefined
+  let encoding: UploadEncoding | undefined
   // a gc on the remote between our uploads and the manifest can drop chunks
   // (the manifest is then refused with 409): check again and resend, bounded
   for (let round = 0; ; round++) {
@@ -93,8 +100,8 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
     let done = 0
     try {
       // asked once, inside the progress (to vmi serve this is the empty batch that also says whether it takes batches)
-      if (missing.length > 0) compress ??= init.compress !== false && canCompress() && (await remote.storesEncoded({signal: init.signal}))
-      await uploadChunks(store, remote, missing, manifest.chunkSize, {...init, compress: compress === true}, (n, bytes, chunkBytes) => {
+      if (missing.length > 0) encoding ??= await uploadEncoding(remote, init)
+      await uploadChunks(store, remote, missing, manifest.chunkSize, {...init, encoding: encoding ?? 'raw'}, (n, bytes, chunkBytes) => {
         uploadedChunks += n
         uploadedBytes += bytes
         uploadedChunkBytes += chunkBytes
@@ -130,10 +137,37 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
     uploadedChunks,
     uploadedBytes,
     uploadedChunkBytes,
-    compressed: compress === true,
+    compressed: encoding === 'compress',
+    ...(encoding ? {encoding} : {}),
     alreadyThere,
     ...(signature && init.signer ? {signature: {time: signature.time, keyType: init.signer.publicKey.type, key: fingerprint(init.signer.publicKey)}} : {}),
     seconds: (performance.now() - t0) / 1000,
+  }
+}
+
+/**
+ * How a push sends its chunks (push-encode.ts). Raw to a remote that does
+ * not store frames, with --no-compress, or without the native zstd module.
+ * Else compressed, with --compress, or by default when the remote is across
+ * a link: a bucket, a vmi serve not on a loopback address. To a vmi serve
+ * on this machine they go as they rest: there the bytes cost nothing and
+ * compressing costs the push most of its time, and that server compresses
+ * the raw ones on send to every client across a link (PROTOCOL.md
+ * "Compressing on send"), so its readers get frames still.
+ */
+async function uploadEncoding(remote: WritableRemote, init: PushInit): Promise<UploadEncoding> {
+  if (init.compress === false || !canCompress() || !(await remote.storesEncoded({signal: init.signal}))) return 'raw'
+  if (init.compress === true) return 'compress'
+  return isLoopbackUrl(remote.url) ? 'stored' : 'compress'
+}
+
+/** An http(s) URL whose host is a loopback address (util/loopback.ts); a bucket (s3://) never is. */
+function isLoopbackUrl(url: string): boolean {
+  try {
+    const u = new URL(url)
+    return (u.protocol === 'http:' || u.protocol === 'https:') && isLoopbackHost(u.hostname)
+  } catch {
+    return false
   }
 }
 
@@ -155,13 +189,13 @@ async function uploadChunks(
   remote: WritableRemote,
   ids: string[],
   chunkSize: number,
-  init: PushInit & {compress: boolean},
+  init: PushInit & {encoding: UploadEncoding},
   sent: (n: number, bytes: number, chunkBytes: number) => void,
 ): Promise<void> {
   const verify = init.verify === true || !remote.verifiesUploads
   const one = async (c: string) => {
     init.signal?.throwIfAborted()
-    const o = await ready(store, c, encodeForUpload(store, c, verify, init.compress))
+    const o = await ready(store, c, encodeForUpload(store, c, verify, init.encoding))
     await remote.putObject(c, o.data, {signal: init.signal}).catch((err) => blameLocal(store, [c], err))
     sent(1, o.data.length, o.chunkBytes)
   }
@@ -170,7 +204,7 @@ async function uploadChunks(
   const batches: string[][] = []
   for (let i = 0; i < ids.length; i += per) batches.push(ids.slice(i, i + per))
   // (a writer thread stages its files in the store: a store this process cannot write encodes here)
-  const threads = (init.compress || verify) && batches.length > 1 && (await store.isWritable())
+  const threads = (init.encoding === 'compress' || verify) && batches.length > 1 && (await store.isWritable())
   const writers = threads ? Array.from({length: BATCHES_IN_FLIGHT}, () => new ObjectWriter(store.root)) : []
   let turn = 0
   // Read here, a batch's objects go into one slab, reused by later batches (putObjects keeps no
@@ -181,7 +215,7 @@ async function uploadChunks(
   try {
     await mapLimit(batches, BATCHES_IN_FLIGHT, async (batch) => {
       init.signal?.throwIfAborted()
-      const task = {ids: batch, verify, compress: init.compress}
+      const task = {ids: batch, verify, encoding: init.encoding}
       const slab = writers.length > 0 ? undefined : (slabs.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES + MAX_STORED_OBJECT))
       try {
         const encoded = slab ? encodeInto(store, task, slab) : await encodeOnThread(writers[turn++ % writers.length], task, init.signal)
@@ -202,7 +236,7 @@ async function uploadChunks(
 function encodeInto(store: LocalStore, task: EncodeTask, slab: Buffer): Encoded[] {
   let used = 0
   return task.ids.map((id) => {
-    const e = encodeForUpload(store, id, task.verify, task.compress, slab.length - used >= MAX_STORED_OBJECT ? slab.subarray(used) : undefined)
+    const e = encodeForUpload(store, id, task.verify, task.encoding, slab.length - used >= MAX_STORED_OBJECT ? slab.subarray(used) : undefined)
     // what is sent as read lies in the slab; a chunk decoded or compressed from it does not, and frees its room
     if (e.data?.buffer === slab.buffer) used = e.data.byteOffset - slab.byteOffset + e.data.length
     return e

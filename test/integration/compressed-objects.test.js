@@ -47,8 +47,8 @@ function importOk(file, ref, store, opts = {}) {
 }
 
 /**
- * The mixed image (`imageSeed`) imported as img:v1 into DIR/src and pushed to a vmi serve (with
- * a push token) over DIR/seed: {src, seed, srv, bytes}. The caller stops srv.
+ * The mixed image (`imageSeed`) imported as img:v1 into DIR/src and pushed compressed to a vmi
+ * serve (with a push token) over DIR/seed: {src, seed, srv, bytes}. The caller stops srv.
  */
 async function pushedSeed(dir, imageSeed = 1) {
   const src = path.join(dir, 'src')
@@ -56,7 +56,7 @@ async function pushedSeed(dir, imageSeed = 1) {
   const {file, bytes} = await mixedImage(dir, imageSeed)
   importOk(file, 'img:v1', src)
   const srv = await startServe(seed, ['--token', TOKEN])
-  const p = await execAsync(['push', 'img:v1', srv.url, '--token', TOKEN], {store: src})
+  const p = await execAsync(['push', 'img:v1', srv.url, '--token', TOKEN, '--compress'], {store: src})
   if (p.status !== 0) await srv.stop()
   assert.is(p.status, 0, p.stderr)
   return {src, seed, srv, bytes}
@@ -69,7 +69,7 @@ function exportBytes(store, ref, dir) {
   return readFileSync(out)
 }
 
-test('push compresses to vmi serve; the seed and the pulling host keep the frames; both read back byte-identical', async () => {
+test('push --compress compresses to vmi serve; the seed and the pulling host keep the frames; both read back byte-identical', async () => {
   const t = tmpDir()
   const src = path.join(t.dir, 'src')
   const seed = path.join(t.dir, 'seed')
@@ -80,10 +80,11 @@ test('push compresses to vmi serve; the seed and the pulling host keep the frame
     importOk(file, 'img:v1', src)
     await fsp.writeFile(path.join(t.dir, 'token'), TOKEN)
     srv = await startServe(seed, ['--token-file', path.join(t.dir, 'token')])
-    const p = await execAsync(['push', 'img:v1', srv.url, '--token', TOKEN, '--json'], {store: src})
+    const p = await execAsync(['push', 'img:v1', srv.url, '--token', TOKEN, '--compress', '--json'], {store: src})
     assert.is(p.status, 0, p.stderr)
     const pushed = JSON.parse(p.stdout)
     assert.is(pushed.compressed, true)
+    assert.is(pushed.encoding, 'compress')
     assert.is(pushed.uploadedChunks, 32)
     assert.is(pushed.uploadedChunkBytes, 32 * CHUNK)
     assert.ok(pushed.uploadedBytes < 0.5 * pushed.uploadedChunkBytes, `${pushed.uploadedBytes} bytes sent for ${pushed.uploadedChunkBytes}`)
@@ -126,12 +127,12 @@ test('push compresses to vmi serve; the seed and the pulling host keep the frame
   }
 })
 
-test('a push of several batches compresses on writer threads; a corrupt local chunk is named (exit 8), with --verify before it is sent', async () => {
+test('a push of several batches compresses on writer threads; a corrupt local chunk is named (exit 8), with --verify before it is sent; to a vmi serve on this machine chunks go as they rest', async () => {
   const t = tmpDir()
   const src = path.join(t.dir, 'src')
   const seed = path.join(t.dir, 'seed')
   const host = path.join(t.dir, 'host')
-  let srv, srv2
+  let srv, srv2, srv3
   try {
     // 320 chunks of text: three object batches of up to 16 MiB
     const file = path.join(t.dir, 'big.raw')
@@ -147,7 +148,7 @@ test('a push of several batches compresses on writer threads; a corrupt local ch
     await fsp.chmod(file1, 0o644)
     await fsp.writeFile(file1, bad)
     for (const extra of [['--verify'], []]) {
-      const p = await execAsync(['push', 'big:v1', srv.url, '--token', TOKEN, ...extra], {store: src})
+      const p = await execAsync(['push', 'big:v1', srv.url, '--token', TOKEN, '--compress', ...extra], {store: src})
       assert.is(p.status, 8, `${extra.join(' ')}: ${p.stderr}`)
       assert.match(p.stderr, new RegExp(`chunk ${victim.id} .*corrupt`))
       assert.not.ok((await objects(seed)).some((o) => o.id === victim.id), 'nothing of the corrupt chunk on the seed')
@@ -157,7 +158,7 @@ test('a push of several batches compresses on writer threads; a corrupt local ch
     // moved aside, the chunk is then missing from its image until imported again
     assert.equal(repair.problems.map((x) => [x.kind, Boolean(x.repaired)]), [['corrupt-object', true], ['missing-chunk', false]])
     importOk(file, 'big:v1', src)
-    const p = await execAsync(['push', 'big:v1', srv.url, '--token', TOKEN, '--json'], {store: src})
+    const p = await execAsync(['push', 'big:v1', srv.url, '--token', TOKEN, '--compress', '--json'], {store: src})
     assert.is(p.status, 0, p.stderr)
     assert.is(JSON.parse(p.stdout).compressed, true)
     assert.is((await fsckCleanAsync(seed)).compressedObjects, 319)
@@ -174,7 +175,21 @@ test('a push of several batches compresses on writer threads; a corrupt local ch
     const host2 = path.join(t.dir, 'host2')
     assert.is((await execAsync(['pull', 'big:v1', srv2.url], {store: host2})).status, 0)
     assert.ok(exportBytes(host2, 'big:v1', t.dir).equals(bytes))
+    // by default, to a vmi serve on this machine, each chunk goes as it rests: the frames as
+    // frames, the raw chunk raw, nothing compressed or decoded here
+    const seed3 = path.join(t.dir, 'seed3')
+    srv3 = await startServe(seed3, ['--token', TOKEN])
+    const p4 = await execAsync(['push', 'big:v1', srv3.url, '--token', TOKEN, '--json'], {store: host})
+    assert.is(p4.status, 0, p4.stderr)
+    const asStored = JSON.parse(p4.stdout)
+    assert.equal([asStored.encoding, asStored.compressed, asStored.uploadedChunkBytes], ['stored', false, 320 * CHUNK])
+    const hostObjects = await objects(host)
+    assert.is(asStored.uploadedBytes, hostObjects.reduce((n, o) => n + o.stored.length, 0), 'the bytes sent are the bytes the host stores')
+    const onSeed3 = await objects(seed3)
+    for (const o of onSeed3) assert.ok(o.stored.equals(hostObjects.find((h) => h.id === o.id).stored), `chunk ${o.id} rests on the seed as on the host`)
+    assert.is((await fsckCleanAsync(seed3)).compressedObjects, 319)
   } finally {
+    await srv3?.stop()
     await srv2?.stop()
     await srv?.stop()
     t.cleanup()

@@ -5,7 +5,8 @@
 // chunk about once; a host whose link is cut mid-fill does not stop the
 // others; a fifth host mounts the image lazily from the peers while the
 // seed's link is down; a seed holding raw chunks compresses them on send to
-// a host across the lab. Timing goals belong to `npm run bench -- --only fleet`.
+// a host across the lab, and a push compresses to a seed across the lab but
+// not to a vmi serve on its own host. Timing goals belong to `npm run bench -- --only fleet`.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {promises as fsp} from 'node:fs'
@@ -170,7 +171,7 @@ test("fleet lab: a host's link is cut mid-fill; the other hosts still complete, 
   })
 })
 
-test('fleet lab: a seed holding raw chunks compresses them on send to a host across the lab (--compress-sends auto), and not with never', async () => {
+test('fleet lab: a seed holding raw chunks compresses them on send to a host across the lab (--compress-sends auto), and not with never; a push compresses across the lab, not on its own host', async () => {
   if (why) return skip(why)
   const t = tmpStore()
   let lab
@@ -201,6 +202,22 @@ test('fleet lab: a seed holding raw chunks compresses them on send to a host acr
     assert.is(pulled.never.wireBytes, newBytes)
     assert.is(metricSum(await lab.httpGet(lab.seed, `${auto.url}/metrics`), 'vmi_send_compressions_total', {result: 'compressed'}), 31)
     assert.is(metricSum(await lab.httpGet(lab.seed, `${auto.url}/metrics`), 'vmi_send_compressions_total', {result: 'incompressible'}), 1)
+    // a push from the host (its chunks raw): compressed by default to a seed across the lab; as the
+    // chunks rest (raw) to a vmi serve on the host itself, whose readers across a link get frames on send
+    const host = path.join(t.dir, 'host-never')
+    const across = await startServe(path.join(t.dir, 'empty-seed'), ['--token', 'lab-push-token', '--allow-anonymous-read'], {netns: lab.seed.ns, listen: `${lab.seed.ip}:${PORT + 2}`})
+    const local = await startServe(path.join(t.dir, 'local-seed'), ['--token', 'lab-push-token'], {netns: lab.hosts[0].ns})
+    const pushed = {}
+    for (const [name, url] of [['across', across.url], ['local', local.url]]) {
+      const r = await bounded(execAsync(['push', id, url, '--token', 'lab-push-token', '--json'], {store: host, netns: lab.hosts[0].ns}), 60_000, `the push to the ${name} seed`)
+      assert.is(r.status, 0, r.stderr)
+      pushed[name] = JSON.parse(r.stdout)
+      assert.is(pushed[name].uploadedChunkBytes, newBytes)
+    }
+    console.log(`  push of ${newBytes} chunk bytes: ${pushed.across.uploadedBytes} sent across the lab (${pushed.across.encoding}), ${pushed.local.uploadedBytes} to a vmi serve on the host (${pushed.local.encoding})`)
+    assert.equal([pushed.across.encoding, pushed.across.compressed], ['compress', true])
+    assert.ok(pushed.across.uploadedBytes < 0.6 * newBytes, `across: ${pushed.across.uploadedBytes} bytes sent`)
+    assert.equal([pushed.local.encoding, pushed.local.compressed, pushed.local.uploadedBytes], ['stored', false, newBytes])
   } finally {
     await lab?.close()
     t.cleanup()
