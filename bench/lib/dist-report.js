@@ -250,7 +250,7 @@ function renderCompression(R) {
       `${below.length ? '**it might help on loopback only with a codec as fast as the ones named, and only once the client is no longer CPU-bound**' : '**it would not help on loopback**'}. ` +
       `It would on real links slower than those break-evens: the chunks compress to ${pct(best.outBytes, best.inBytes)} at best (${f(1 / best.ratio)}× fewer bytes), so on 1 Gbit/s (125 MB/s) a seed storing chunks compressed would cut transfer time roughly by that factor, ` +
       `and even compressing per request pays there with ${Object.entries(C.codecs).filter(([, c]) => c.serialBreakEvenBytesPerSecond > 125e6).map(([k]) => k).join(', ') || 'none of these codecs'}. ` +
-      `vmi does both, with zstd: a push stores chunks compressed on the seed, and vmi serve compresses chunks resting raw on send to clients not on a loopback address (docs/PROTOCOL.md "Compressing on send"); the compression benchmark measures them on the fleet lab's links.`,
+      `vmi does both, with zstd: a push across a link stores chunks compressed on the seed, and vmi serve compresses chunks resting raw on send to clients not on a loopback address (docs/PROTOCOL.md "Compressing on send"); the compression benchmark measures them on the fleet lab's links.`,
   )
   return out
 }
@@ -301,11 +301,11 @@ function explain(R) {
   lines.push(
     R.push.repush
       ? `- **Push** (${f(R.push.push.wall)} s vs cp ${f(R.push.cp.wall)} s, vs a pull from the same vmi serve ${f(R.pull.pullServe.wall)} s): the client reads each object (${bytesHuman(U)}; not hashed again: the server hashes every upload)${img.pushCompressed ? `, compresses it on two writer threads (${bytesHuman(img.pushSentBytes)} sent)` : ''} and sends them in 16 MiB object batches, two at a time; the server ${img.pushCompressed ? 'decodes and ' : ''}hashes each chunk and writes one file per chunk (${int(n)}) on 2 writer threads, as a pull writes them. ` +
-        (R.push.pushCompress
-          ? `With \`--compress\` (${f(R.push.pushCompress.wall)} s; ${bytesHuman(img.pushCompressSentBytes)} sent) the client compresses every chunk on two writer threads and the server decodes each one to check it: client CPU ${f(R.push.pushCompress.cpu)} s + server ${f(R.push.pushCompress.serverCpu)} s on the same cores, which is why a push to a vmi serve on its own machine sends the chunks as they rest and leaves compressing to that server's sends across a link. `
-          : '') +
         `Client CPU ${f(R.push.push.cpu)} s + server ${f(R.push.push.serverCpu)} s on ${R.machine.cores} cores; cp copies ${bytesHuman(img.allocated)} of allocated data into one file with no hashing, so against cp the push pays for ${int(n)} file creations, as the pull does. ` +
-        `The re-push of the changed image (${f(R.push.repush.wall)} s) is start-up, the missing-check of every chunk id, and ${bytesHuman(img.changedNewBytes)} of new chunks.`
+        `The re-push of the changed image (${f(R.push.repush.wall)} s) is start-up, the missing-check of every chunk id, and ${bytesHuman(img.changedNewBytes)} of new chunks.` +
+        (R.push.pushCompress
+          ? ` With \`--compress\` (${f(R.push.pushCompress.wall)} s; ${bytesHuman(img.pushCompressSentBytes)} sent) the client compresses every chunk on two writer threads and the server decodes each one to check it: client CPU ${f(R.push.pushCompress.cpu)} s + server ${f(R.push.pushCompress.serverCpu)} s on the same cores, which is why a push to a vmi serve on its own machine sends the chunks as they rest and leaves compressing to that server's sends across a link.`
+          : '')
       : `- **Push** (${f(R.push.push.wall)} s vs cp ${f(R.push.cp.wall)} s): the client reads and re-verifies each object (${bytesHuman(U)} hashed), the server hashes every upload again and writes one file per chunk (${int(n)}); ` +
         `client CPU ${f(R.push.push.cpu)} s + server ${f(R.push.push.serverCpu)} s on ${R.machine.cores} cores; cp copies ${bytesHuman(img.allocated)} of allocated data in one file with no hashing.`,
   )
