@@ -18,7 +18,7 @@ import {formatRef, isValidRefPart, parseRef, type RefName} from '../store/ref.js
 import {checkNotOlder, verifyRefSignature, type VerifiedSignature} from '../store/ref-signature.js'
 import type {AllowedSigner} from '../security/allowed-signers.js'
 import {preloadBulkReceive} from './bulk-receive.js'
-import {closeWriters, startWriters} from './chain-bulk.js'
+import {closeWriters, MAX_BULK_CONNECTIONS, startWriters} from './chain-bulk.js'
 import type {ChainStats, FetchChain} from './chain.js'
 import type {RemoteSource, SourceKind} from './source.js'
 
@@ -162,6 +162,9 @@ export async function resolveTarget(chain: FetchChain, spec: string, signal?: Ab
 
 /**
  * Manifest bytes: local, else peers, else seed — verified against the id.
+ * The peers are asked all at once (up to MAX_ASKS), and the first verified
+ * copy wins: as a fleet starts none of them has it yet, and asking them in
+ * turn cost every host a round trip per peer before the seed.
  * `probeSeed`: when the seed lacks it, ask whether the seed is a vmi store at
  * all (pulling by id; a seed that just answered a ref is one).
  */
@@ -174,35 +177,88 @@ export async function fetchManifest(
   const local = await chain.local.getManifestBytes(id)
   if (local) return {manifest: chain.local.decodeStoredManifest(id, local), bytes: local, from: chain.local.name}
   const errors: string[] = []
-  for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
+  type Found = {manifest: Manifest; bytes: Buffer; from: string; remote?: string}
+  const fromPeers = await firstFound<RemoteSource, Found>(chain.peerList, signal, async (src, s) => {
     try {
-      const bytes = await src.getManifestBytes(id, {signal})
+      const bytes = await src.getManifestBytes(id, {signal: s})
       if (bytes) return {manifest: decodeManifest(bytes, id), bytes, from: src.name, remote: src.url}
-      if (opts.probeSeed && src === chain.seed && !(await src.looksLikeStore({signal}))) throw notAStore(src, `no manifest ${id}`)
       errors.push(`${src.name} (missing)`)
     } catch (err) {
+      if (!s?.aborted) errors.push(`${src.name} (${(err as Error).message})`)
+    }
+    return undefined
+  })
+  signal?.throwIfAborted()
+  if (fromPeers) return fromPeers
+  const seed = chain.seed
+  if (seed) {
+    try {
+      const bytes = await seed.getManifestBytes(id, {signal})
+      if (bytes) return {manifest: decodeManifest(bytes, id), bytes, from: seed.name, remote: seed.url}
+      if (opts.probeSeed && !(await seed.looksLikeStore({signal}))) throw notAStore(seed, `no manifest ${id}`)
+      errors.push(`${seed.name} (missing)`)
+    } catch (err) {
       if (signal?.aborted || err instanceof NotAStoreError) throw err
-      errors.push(`${src.name} (${(err as Error).message})`)
+      errors.push(`${seed.name} (${(err as Error).message})`)
     }
   }
   throw new RemoteError(`no source has image ${id}: tried ${[chain.local.name + ' (missing)', ...errors].join(', ')}`, {data: {id}})
 }
 
-/** Bring the image's boot profile along when a source has one (a hint: failures are ignored). */
+/**
+ * Sources asked at once for a manifest or a profile: a fleet's worth, and
+ * half the bulk path's bound on open connections (each ask is one).
+ */
+const MAX_ASKS = MAX_BULK_CONNECTIONS / 2
+
+/**
+ * `ask` of the sources, MAX_ASKS at once: the first answer that is not
+ * undefined, as soon as it comes, and no more asks started; undefined once
+ * every ask has found nothing (`ask` reports its own failures). The asks
+ * still running then are not aborted: a peer's failure to connect is what
+ * its circuit breaker learns it is down from before the chunks are asked.
+ */
+function firstFound<S, T>(sources: readonly S[], signal: AbortSignal | undefined, ask: (src: S, signal?: AbortSignal) => Promise<T | undefined>): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    let next = 0
+    let running = 0
+    let done = false
+    const start = () => {
+      while (!done && running < MAX_ASKS && next < sources.length && !signal?.aborted) {
+        running++
+        void ask(sources[next++], signal).then((r) => {
+          running--
+          if (done) return
+          if (r !== undefined) return void ((done = true), resolve(r))
+          if (running === 0 && (next >= sources.length || signal?.aborted)) return void ((done = true), resolve(undefined))
+          start()
+        })
+      }
+      if (!done && running === 0) (done = true), resolve(undefined)
+    }
+    start()
+  })
+}
+
+/**
+ * Bring the image's boot profile along when a source has one (a hint:
+ * failures are ignored): the peers at once, as for the manifest, then the
+ * seed.
+ */
 async function copyProfile(chain: FetchChain, id: string, manifest: Manifest, signal?: AbortSignal): Promise<void> {
   const chunks = chunkCount(manifest.virtualSize, manifest.chunkSize)
   if (await chain.local.getProfile(id, chunks).catch(() => undefined)) return
-  for (const src of [...chain.peerList, ...(chain.seed ? [chain.seed] : [])]) {
+  const fetchFrom = async (src: RemoteSource, s?: AbortSignal) => {
     // a profile larger than the image's chunks can need is refused before its body is read
-    const bytes = await src.getProfileBytes(id, {signal, maxBytes: maxProfileBytes(chunks)}).catch(() => undefined)
-    if (!bytes) continue
+    const bytes = await src.getProfileBytes(id, {signal: s, maxBytes: maxProfileBytes(chunks)}).catch(() => undefined)
     try {
-      await chain.local.putProfile(id, decodeProfile(bytes, chunks))
-      return
+      return bytes && decodeProfile(bytes, chunks)
     } catch {
-      /* a bad profile is ignored */
+      return undefined // a bad profile is ignored
     }
   }
+  const profile = (await firstFound(chain.peerList, signal, fetchFrom)) ?? (chain.seed && !signal?.aborted ? await fetchFrom(chain.seed, signal) : undefined)
+  if (profile) await chain.local.putProfile(id, profile).catch(() => {})
 }
 
 export async function pullImage(chain: FetchChain, spec: string, init: PullInit = {}): Promise<PullResult> {
@@ -313,9 +369,9 @@ async function pullWith(
     if (!upToDate) await fetchChunks(chain, id, lengths, init, writers, progress)
     progress.stop()
     await store.setLazy(id, false) // every chunk is here now
-    // After the chunks, not beside them: it asks every peer in turn, and while a
-    // fleet fills, each answer waits behind that peer's queue of chunks (the
-    // 16-host lab fill took 1.13x as long with it beside them).
+    // After the chunks, not beside them: it asks every peer, and while a fleet
+    // fills, each answer waits behind that peer's queue of chunks (the 16-host
+    // lab fill took 1.13x as long with it beside them, asking them in turn).
     await copyProfile(chain, id, manifest, init.signal)
     if (target) await store.writeRef(target, id)
     // the verified signature goes beside the ref it signs ('vmi verify', save); under another name it would not verify
