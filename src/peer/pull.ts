@@ -226,13 +226,15 @@ function firstFound<S, T>(sources: readonly S[], signal: AbortSignal | undefined
     const start = () => {
       while (!done && running < MAX_ASKS && next < sources.length && !signal?.aborted) {
         running++
-        void ask(sources[next++], signal).then((r) => {
+        const settle = (r: T | undefined) => {
           running--
           if (done) return
           if (r !== undefined) return void ((done = true), resolve(r))
           if (running === 0 && (next >= sources.length || signal?.aborted)) return void ((done = true), resolve(undefined))
           start()
-        })
+        }
+        // (an ask that throws found nothing)
+        ask(sources[next++], signal).then(settle, () => settle(undefined))
       }
       if (!done && running === 0) (done = true), resolve(undefined)
     }
