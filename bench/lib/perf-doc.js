@@ -51,12 +51,14 @@ const FLEET_NOTES = [
     'A pull receiving on its own thread too, and starting one writer thread fewer, brought the seed\'s first bytes forward on the shared cores: 0.91–0.94–1.09× the fill time in 8 alternating pairs (faster in 7), ' +
     '[2026-12-07-main-thread-receiver.md](../bench/results/2026-12-07-main-thread-receiver.md). ' +
     'Most packets a fill loses are a host\'s own, dropped by the tbf on its own end (15 connections into a 384 KiB queue); raising that queue to 4 MiB, as a NIC\'s qdisc would hold them, took 1.06–1.14× the fill time in 3 alternating pairs, every request waiting behind what its owner had queued for the other hosts: ' +
-    '[2026-12-07-lab-uplink-queue.md](../bench/results/2026-12-07-lab-uplink-queue.md).',
+    '[2026-12-07-lab-uplink-queue.md](../bench/results/2026-12-07-lab-uplink-queue.md). ' +
+    'Asking the peers for the manifest at once instead of one after another brought the seed\'s first 1 % from 2.04–2.29–2.44 s to 1.20–1.65–2.20 s, and the fill to 0.918–0.977–1.070× its time in 6 alternating pairs: ' +
+    '[2026-12-07-manifest-asks.md](../bench/results/2026-12-07-manifest-asks.md).',
   '',
-  'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34, 21.73, 21.30 and 24.57 CPU-s per GiB in five full runs of 2026-12-07 ' +
-    '(at 20f9cae, bd919bf, 3c9fb10, 2a16b72 and 675ec65), while vmi through the owners measured 22.32–24.70 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +
-    'Full runs also differ from each other in the fill: the 16-host median was 21.60 s at 2a16b72 and 22.12 s at 675ec65, although the change between them made the fill faster in 7 of 8 pairs run alternately; compare builds only within one run. ' +
-    'The earlier reports: [2026-12-07-fleet-20f9cae.md](../bench/results/2026-12-07-fleet-20f9cae.md), [2026-12-07-fleet-bd919bf.md](../bench/results/2026-12-07-fleet-bd919bf.md), [2026-12-07-fleet-3c9fb10.md](../bench/results/2026-12-07-fleet-3c9fb10.md), [2026-12-07-fleet-2a16b72.md](../bench/results/2026-12-07-fleet-2a16b72.md).',
+  'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34, 21.73, 21.30, 24.57 and 25.87 CPU-s per GiB in six full runs of 2026-12-07 ' +
+    '(at 20f9cae, bd919bf, 3c9fb10, 2a16b72, 675ec65 and dca667c), while vmi through the owners measured 22.32–33.49 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +
+    'Full runs also differ from each other in the fill: the 16-host median was 21.60 s at 2a16b72, 22.12 s at 675ec65 and 20.36 s at dca667c, although the change between the first two made the fill faster in 7 of 8 pairs run alternately, and the changes between the last two made it 0.977× in 6; compare builds only within one run. ' +
+    'The earlier reports: [2026-12-07-fleet-20f9cae.md](../bench/results/2026-12-07-fleet-20f9cae.md), [2026-12-07-fleet-bd919bf.md](../bench/results/2026-12-07-fleet-bd919bf.md), [2026-12-07-fleet-3c9fb10.md](../bench/results/2026-12-07-fleet-3c9fb10.md), [2026-12-07-fleet-2a16b72.md](../bench/results/2026-12-07-fleet-2a16b72.md), [2026-12-07-fleet-675ec65.md](../bench/results/2026-12-07-fleet-675ec65.md).',
   '',
 ]
 
