@@ -17,7 +17,7 @@ import {fingerprint, type SshSigner} from '../security/ssh-keys.js'
 import {signRef} from '../store/ref-signature.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import type {LocalStore} from '../store/local-store.js'
-import {isLoopbackHost} from '../util/loopback.js'
+import {isLoopbackUrl} from '../util/loopback.js'
 import {mapLimit} from '../util/map-limit.js'
 import {chunkCount, uniqueChunkIds} from '../store/manifest.js'
 import {BATCH_FRAME_HEAD} from './wire.js'
@@ -159,16 +159,6 @@ async function uploadEncoding(remote: WritableRemote, init: PushInit): Promise<U
   if (init.compress === false || !canCompress() || !(await remote.storesEncoded({signal: init.signal}))) return 'raw'
   if (init.compress === true) return 'compress'
   return isLoopbackUrl(remote.url) ? 'stored' : 'compress'
-}
-
-/** An http(s) URL whose host is a loopback address (util/loopback.ts); a bucket (s3://) never is. */
-function isLoopbackUrl(url: string): boolean {
-  try {
-    const u = new URL(url)
-    return (u.protocol === 'http:' || u.protocol === 'https:') && isLoopbackHost(u.hostname)
-  } catch {
-    return false
-  }
 }
 
 /** Bytes of chunks in one object batch: large enough that a request costs little per chunk, small enough to hold two in memory. */

@@ -10,6 +10,7 @@ import {processSegment, type SegmentRequest} from './import-segment.js'
 import {LocalStore} from './local-store.js'
 import {errorData, runnerFor} from './job-runner.js'
 import {admitObject} from './object-encoding.js'
+import type {SlabOutcome} from './object-writer.js'
 
 const {root, stagingDir} = workerData as {root: string; stagingDir: string}
 const store = await LocalStore.open(root, {create: false})
@@ -58,7 +59,7 @@ parentPort!.on('message', (m: PutMessage | SlabMessage | SegmentMessage | JobMes
  * stops the slab there and answers with the error instead.
  */
 function slab(m: SlabMessage): void {
-  const outcomes: (string | {mismatch: string} | {zero: true})[] = []
+  const outcomes: SlabOutcome[] = []
   let error: object | undefined
   for (let i = 0; i < m.ids.length; i++) {
     const a = admitObject(m.ids[i], Buffer.from(m.buffer, m.offsets[i], m.lengths[i]))

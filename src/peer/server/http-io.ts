@@ -141,3 +141,47 @@ export function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
     req.on('aborted', onAborted)
   })
 }
+
+/**
+ * Hand each piece of the request body to `take` as it arrives; while the
+ * promise `take` returns is pending, the body is paused. Rejects with what
+ * `take` throws (the rest of the body stays unread), or when the request
+ * is aborted or closed before its end. The same as iterating the request,
+ * with one promise per pause instead of several per piece.
+ */
+export function readPieces(req: IncomingMessage, take: (piece: Buffer) => Promise<void> | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stop = (err?: Error) => {
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('aborted', onAborted)
+      req.off('close', onAborted)
+      req.off('error', onError)
+      if (err) {
+        req.pause()
+        reject(err)
+      } else resolve()
+    }
+    const onData = (piece: Buffer) => {
+      let wait: Promise<void> | undefined
+      try {
+        wait = take(piece)
+      } catch (err) {
+        return stop(err as Error)
+      }
+      if (wait) {
+        req.pause()
+        wait.then(() => req.resume(), stop)
+      }
+    }
+    const onEnd = () => stop()
+    const onAborted = () => stop(Object.assign(new Error('the request was aborted'), {code: 'ECONNRESET'}))
+    const onError = (err: Error) => stop(err)
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('aborted', onAborted)
+    // closed before its end: the client went away
+    req.on('close', onAborted)
+    req.on('error', onError)
+  })
+}
