@@ -25,6 +25,7 @@ import {withLock} from '../../store/lock.js'
 import {ObjectWriter} from '../../store/object-writer.js'
 import {decodeManifest, uniqueChunkIds} from '../../store/manifest.js'
 import {mapLimit} from '../../util/map-limit.js'
+import {YoungGcPacer} from '../../util/young-gc.js'
 import {decodeProfile} from '../../store/profile.js'
 import {parseRefSignature} from '../../store/ref-signature.js'
 import {formatRef} from '../../store/ref.js'
@@ -56,6 +57,12 @@ const LOCK_WAIT_MS = 30_000
 const ZERO_REASON = 'an all-zero chunk (a manifest marks those as zero runs)'
 /** Bytes of a batch handed to a writer thread and not yet written, before the server reads on. */
 const BATCH_BACKLOG = 8 << 20
+/**
+ * Object batches received, paced with young collections (util/young-gc.ts):
+ * one per 8 MiB of bodies kept a push of the Debian image free of full
+ * collections (docs/PERFORMANCE.md).
+ */
+const youngGc = new YoungGcPacer(8 << 20)
 
 export type PutRoute = Extract<Route, {kind: 'object' | 'manifest' | 'profile' | 'ref' | 'signature'}>
 
@@ -169,6 +176,7 @@ export class UploadHandlers {
         await readPieces(x.req, (piece) => {
           if ((seen += piece.length) > MAX_OBJECT_BATCH_BYTES) throw new BodyTooLarge(MAX_OBJECT_BATCH_BYTES)
           parser.push(piece)
+          youngGc.received(piece.length)
           const full = writers.find((w) => w.backlogBytes > BATCH_BACKLOG)
           return full?.whenBelow(BATCH_BACKLOG)
         })
