@@ -59,10 +59,11 @@ const ZERO_REASON = 'an all-zero chunk (a manifest marks those as zero runs)'
 const BATCH_BACKLOG = 8 << 20
 /**
  * Object batches received, paced with young collections (util/young-gc.ts):
- * one per 8 MiB of bodies kept a push of the Debian image free of full
- * collections (docs/PERFORMANCE.md).
+ * one per 4 MiB of bodies kept every push of the Debian image in an A/B to
+ * one or two full collections; one per 8 MiB let some pushes run a dozen or
+ * more (bench/results/2026-12-07-push-young-gc.md).
  */
-const youngGc = new YoungGcPacer(8 << 20)
+const youngGc = new YoungGcPacer(4 << 20)
 
 export type PutRoute = Extract<Route, {kind: 'object' | 'manifest' | 'profile' | 'ref' | 'signature'}>
 
