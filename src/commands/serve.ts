@@ -23,7 +23,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
 
 Read authorization: with --client-ca FILE (and --tls-cert/--tls-key) every connection must show a client certificate signed by that CA (mutual TLS); with --read-token-file FILE every request must carry that token, or the push token, as "Authorization: Bearer TOKEN". Listening on anything but a loopback address (127.0.0.0/8, ::1, localhost) needs one of the two, or an explicit --allow-anonymous-read (which warns). --health-listen HOST:PORT answers /healthz and /metrics to anyone on a second, plain-HTTP listener. See docs/SECURITY.md.
 
-Objects are sent as they rest (a zstd frame, or the raw chunk) to a client that reads frames; with --compress-sends auto (the default) an object resting raw is compressed for a client not on a loopback address, each chunk once while it stays in a 32 MiB cache (docs/PROTOCOL.md "Compressing on send").
+Objects are sent as they rest (a zstd frame, or the raw chunk) to a client that reads frames; with --compress-sends auto (the default) an object resting raw is compressed for a client on another machine (not on a loopback address, nor connecting from the address it reached), each chunk once while it stays in a 32 MiB cache (docs/PROTOCOL.md "Compressing on send").
 
 With --seed URL, a GET for an absent chunk carrying "X-Vmi-Fetch: upstream" is fetched once from the seed, verified, stored and served, so a cluster pulls each chunk across the seed link about once.
 
@@ -66,7 +66,7 @@ Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments, the address cannot 
       default: 'text',
     }),
     'compress-sends': Flags.string({
-      summary: 'Send objects that rest raw as zstd frames to clients that read frames: auto = clients not on a loopback address; always; never (for links so fast that decoding costs a client more time than the bytes it saves: docs/PERFORMANCE.md).',
+      summary: 'Send objects that rest raw as zstd frames to clients that read frames: auto = clients on other machines (not loopback, nor the address they reached); always; never (for links so fast that decoding costs a client more time than the bytes it saves: docs/PERFORMANCE.md).',
       options: [...SEND_COMPRESSION_POLICIES],
       default: 'auto',
     }),

@@ -171,7 +171,7 @@ test("fleet lab: a host's link is cut mid-fill; the other hosts still complete, 
   })
 })
 
-test('fleet lab: a seed holding raw chunks compresses them on send to a host across the lab (--compress-sends auto), and not with never; a push compresses across the lab, not on its own host', async () => {
+test('fleet lab: a seed holding raw chunks compresses them on send to a host across the lab (--compress-sends auto), not to a pull on its own machine by its lab address, and not with never; a push compresses across the lab, not on its own host', async () => {
   if (why) return skip(why)
   const t = tmpStore()
   let lab
@@ -202,6 +202,16 @@ test('fleet lab: a seed holding raw chunks compresses them on send to a host acr
     assert.is(pulled.never.wireBytes, newBytes)
     assert.is(metricSum(await lab.httpGet(lab.seed, `${auto.url}/metrics`), 'vmi_send_compressions_total', {result: 'compressed'}), 31)
     assert.is(metricSum(await lab.httpGet(lab.seed, `${auto.url}/metrics`), 'vmi_send_compressions_total', {result: 'incompressible'}), 1)
+    // a pull on the seed's own machine by the address the hosts use (as a fleet host pulls what it
+    // owns from its own serve): no link crossed, so the chunks go as they rest, raw, none compressed
+    const self = await bounded(execAsync(['pull', id, auto.url, '--json'], {store: path.join(t.dir, 'seed-self'), netns: lab.seed.ns}), 60_000, 'the pull on the seed itself')
+    assert.is(self.status, 0, self.stderr)
+    const selfJson = JSON.parse(self.stdout)
+    assert.is(selfJson.fromBytes.seed, newBytes)
+    assert.is(selfJson.wireBytes, newBytes, `the pull on the seed's own machine: ${selfJson.wireBytes} bytes on the wire`)
+    assert.is((await fsckCleanAsync(path.join(t.dir, 'seed-self'))).compressedObjects, 0)
+    const sent = await lab.httpGet(lab.seed, `${auto.url}/metrics`)
+    assert.equal(['compressed', 'cached'].map((result) => metricSum(sent, 'vmi_send_compressions_total', {result})), [31, 0])
     // a push from the host (its chunks raw): compressed by default to a seed across the lab; as the
     // chunks rest (raw) to a vmi serve on the host itself, whose readers across a link get frames on send
     const host = path.join(t.dir, 'host-never')

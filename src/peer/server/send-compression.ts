@@ -13,9 +13,11 @@ import {canCompress} from '../../store/zstd.js'
 import {isLoopbackHost} from '../../util/loopback.js'
 
 /**
- * auto: compress for clients that are not on a loopback address (a client
- * on this machine reads at memory speed, where compressing only costs
- * CPU); always / never: for every client, or none.
+ * auto: compress for clients that are not on this machine: neither on a
+ * loopback address nor connected from the very address they reached, which
+ * only this machine can be (a client on this machine reads at memory speed,
+ * where compressing only costs CPU); always / never: for every client, or
+ * none.
  */
 export const SEND_COMPRESSION_POLICIES = ['auto', 'always', 'never'] as const
 export type SendCompressionPolicy = (typeof SEND_COMPRESSION_POLICIES)[number]
@@ -41,7 +43,7 @@ export class SendCompression {
   /** Whether objects resting raw go out compressed to this request's client (which must also ask for frames). */
   private wantedBy(req: IncomingMessage): boolean {
     if (this.policy === 'never' || !canCompress()) return false
-    return this.policy === 'always' || !isLoopbackHost(req.socket.remoteAddress ?? 'localhost')
+    return this.policy === 'always' || !onThisMachine(req)
   }
 
   /** What to send this request's client (one that asked for frames) for the object `stored` of chunk `id`: encode() when the policy wants it, else the object as it is. */
@@ -77,4 +79,14 @@ export class SendCompression {
     this.count('compressed')
     return frame
   }
+}
+
+/**
+ * Whether the request's client runs on this machine: it came from a loopback
+ * address, or from the address it connected to (a host pulling from its own
+ * vmi serve by the name its peers use).
+ */
+function onThisMachine(req: IncomingMessage): boolean {
+  const {remoteAddress, localAddress} = req.socket
+  return isLoopbackHost(remoteAddress ?? 'localhost') || (remoteAddress !== undefined && remoteAddress === localAddress)
 }
