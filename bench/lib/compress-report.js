@@ -73,7 +73,7 @@ export function compressBody(R) {
     '## Fleet lab: one host pulls over a shaped link',
     '',
     'The seed and the host in their own network namespaces, the link shaped with tbf in both directions (no latency or loss emulated). The limit is the bytes that must cross the link at its rate: the unique chunk bytes raw, or as stored compressed. ' +
-      '"Compressed seed": the image pushed to a vmi serve, its chunks resting as frames. "Raw seed": the image imported, every chunk raw; served with `--compress-sends never` (each chunk as it rests), and with the default `--compress-sends auto`, which compresses each chunk on send for a client not on a loopback address ("compressed on send").',
+      '"Compressed seed": the image pushed to a vmi serve, its chunks resting as frames. "Raw seed": the image imported, every chunk raw; served with `--compress-sends never` (each chunk as it rests), and with the default `--compress-sends auto`, which compresses each chunk on send for a client on another machine ("compressed on send").',
     '',
     table(
       ['link', 'compressed seed s', 'limit s', 'raw seed, compressed on send s', 'raw seed s', 'limit s', 'curl of the raw file s', 'compressed vs raw', 'compressed on send vs raw', 'compressed vs curl', 'client CPU s (compressed / on send / raw)', 'seed CPU s (on send / raw)'],

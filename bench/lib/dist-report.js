@@ -250,7 +250,7 @@ function renderCompression(R) {
       `${below.length ? '**it might help on loopback only with a codec as fast as the ones named, and only once the client is no longer CPU-bound**' : '**it would not help on loopback**'}. ` +
       `It would on real links slower than those break-evens: the chunks compress to ${pct(best.outBytes, best.inBytes)} at best (${f(1 / best.ratio)}× fewer bytes), so on 1 Gbit/s (125 MB/s) a seed storing chunks compressed would cut transfer time roughly by that factor, ` +
       `and even compressing per request pays there with ${Object.entries(C.codecs).filter(([, c]) => c.serialBreakEvenBytesPerSecond > 125e6).map(([k]) => k).join(', ') || 'none of these codecs'}. ` +
-      `vmi does both, with zstd: a push across a link stores chunks compressed on the seed, and vmi serve compresses chunks resting raw on send to clients not on a loopback address (docs/PROTOCOL.md "Compressing on send"); the compression benchmark measures them on the fleet lab's links.`,
+      `vmi does both, with zstd: a push across a link stores chunks compressed on the seed, and vmi serve compresses chunks resting raw on send to clients on other machines (docs/PROTOCOL.md "Compressing on send"); the compression benchmark measures them on the fleet lab's links.`,
   )
   return out
 }

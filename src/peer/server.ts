@@ -41,7 +41,7 @@ export interface ServeInit {
   pushToken?: string
   /** Fetch-through source for `X-Vmi-Fetch: upstream` (usually the seed). */
   upstream?: UpstreamSource
-  /** Which clients get objects that rest raw as frames (default auto: any not on a loopback address; send-compression.ts). */
+  /** Which clients get objects that rest raw as frames (default auto: any on another machine; send-compression.ts). */
   compressSends?: SendCompressionPolicy
   /**
    * HTTPS. With `clientCa` (PEM), mutual TLS: a client must show a
