@@ -17,7 +17,7 @@ import {fingerprint, type SshSigner} from '../security/ssh-keys.js'
 import {signRef} from '../store/ref-signature.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import type {LocalStore} from '../store/local-store.js'
-import {isLoopbackUrl} from '../util/loopback.js'
+import {isThisMachineUrl} from '../util/loopback.js'
 import {mapLimit} from '../util/map-limit.js'
 import {chunkCount, uniqueChunkIds} from '../store/manifest.js'
 import {BATCH_FRAME_HEAD} from './wire.js'
@@ -149,8 +149,9 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
  * How a push sends its chunks (push-encode.ts). Raw to a remote that does
  * not store frames, with --no-compress, or without the native zstd module.
  * Else compressed, with --compress, or by default when the remote is across
- * a link: a bucket, a vmi serve not on a loopback address. To a vmi serve
- * on this machine they go as they rest: there the bytes cost nothing and
+ * a link: a bucket, a vmi serve on another machine. To a vmi serve on this
+ * machine (its URL's host a loopback address, or one that resolves to this
+ * machine's) they go as they rest: there the bytes cost nothing and
  * compressing costs the push most of its time, and that server compresses
  * the raw ones on send to every client across a link (PROTOCOL.md
  * "Compressing on send"), so its readers get frames still.
@@ -158,7 +159,7 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
 async function uploadEncoding(remote: WritableRemote, init: PushInit): Promise<UploadEncoding> {
   if (init.compress === false || !canCompress() || !(await remote.storesEncoded({signal: init.signal}))) return 'raw'
   if (init.compress === true) return 'compress'
-  return isLoopbackUrl(remote.url) ? 'stored' : 'compress'
+  return (await isThisMachineUrl(remote.url)) ? 'stored' : 'compress'
 }
 
 /** Bytes of chunks in one object batch: large enough that a request costs little per chunk, small enough to hold two in memory. */

@@ -1,3 +1,6 @@
+import {lookup} from 'node:dns/promises'
+import {networkInterfaces} from 'node:os'
+
 /**
  * Whether a host or address reaches only this machine: localhost,
  * 127.0.0.0/8, ::1 (and 127/8 written as an IPv4-mapped IPv6 address).
@@ -10,12 +13,30 @@ export function isLoopbackHost(host: string): boolean {
   return /^(?:::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
 }
 
-/** An http(s) URL whose host is a loopback address; any other URL (an s3:// bucket, one that does not parse) is not. */
-export function isLoopbackUrl(url: string): boolean {
+/**
+ * Whether an http(s) URL leads to this machine: its host is a loopback
+ * address, or resolves to one, or to an address of one of this machine's
+ * interfaces (the address a connection to it would use: the first the
+ * resolver gives). A name that does not resolve, or any other URL, does not.
+ * For choosing what is worth doing on the way (compressing), never for
+ * deciding who may read: a name's resolution is not proof of anything.
+ */
+export async function isThisMachineUrl(url: string): Promise<boolean> {
+  let host: string
   try {
     const u = new URL(url)
-    return (u.protocol === 'http:' || u.protocol === 'https:') && isLoopbackHost(u.hostname)
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return false
+    host = u.hostname.replace(/^\[|\]$/g, '')
   } catch {
     return false
   }
+  if (isLoopbackHost(host)) return true
+  const address = await lookup(host).then(
+    (a) => a.address.toLowerCase(),
+    () => undefined,
+  )
+  if (address === undefined) return false
+  if (isLoopbackHost(address)) return true
+  const mine = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address.toLowerCase()))
+  return mine.includes(address.replace(/^::ffff:(?=\d+\.)/, '')) || mine.includes(address)
 }

@@ -171,7 +171,7 @@ test("fleet lab: a host's link is cut mid-fill; the other hosts still complete, 
   })
 })
 
-test('fleet lab: a seed holding raw chunks compresses them on send to a host across the lab (--compress-sends auto), not to a pull on its own machine by its lab address, and not with never; a push compresses across the lab, not on its own host', async () => {
+test('fleet lab: a seed holding raw chunks compresses them on send to a host across the lab (--compress-sends auto), not to a pull on its own machine by its lab address, and not with never; a push compresses across the lab, not to a vmi serve on its own host (by a loopback address or by its lab address)', async () => {
   if (why) return skip(why)
   const t = tmpStore()
   let lab
@@ -217,8 +217,10 @@ test('fleet lab: a seed holding raw chunks compresses them on send to a host acr
     const host = path.join(t.dir, 'host-never')
     const across = await startServe(path.join(t.dir, 'empty-seed'), ['--token', 'lab-push-token', '--allow-anonymous-read'], {netns: lab.seed.ns, listen: `${lab.seed.ip}:${PORT + 2}`})
     const local = await startServe(path.join(t.dir, 'local-seed'), ['--token', 'lab-push-token'], {netns: lab.hosts[0].ns})
+    // the same, by the address the host has in the lab (not a loopback address)
+    const localByAddress = await startServe(path.join(t.dir, 'local-seed-2'), ['--token', 'lab-push-token', '--allow-anonymous-read'], {netns: lab.hosts[0].ns, listen: `${lab.hosts[0].ip}:${PORT + 3}`})
     const pushed = {}
-    for (const [name, url] of [['across', across.url], ['local', local.url]]) {
+    for (const [name, url] of [['across', across.url], ['local', local.url], ['localByAddress', localByAddress.url]]) {
       const r = await bounded(execAsync(['push', id, url, '--token', 'lab-push-token', '--json'], {store: host, netns: lab.hosts[0].ns}), 60_000, `the push to the ${name} seed`)
       assert.is(r.status, 0, r.stderr)
       pushed[name] = JSON.parse(r.stdout)
@@ -228,6 +230,7 @@ test('fleet lab: a seed holding raw chunks compresses them on send to a host acr
     assert.equal([pushed.across.encoding, pushed.across.compressed], ['compress', true])
     assert.ok(pushed.across.uploadedBytes < 0.6 * newBytes, `across: ${pushed.across.uploadedBytes} bytes sent`)
     assert.equal([pushed.local.encoding, pushed.local.compressed, pushed.local.uploadedBytes], ['stored', false, newBytes])
+    assert.equal([pushed.localByAddress.encoding, pushed.localByAddress.uploadedBytes], ['stored', newBytes], `the push to ${localByAddress.url}, a vmi serve on the host`)
   } finally {
     await lab?.close()
     t.cleanup()
