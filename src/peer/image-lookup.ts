@@ -126,7 +126,7 @@ export async function fetchManifest(
     }
     return undefined
   }
-  const found = (await firstFound(chain.peerList, signal, ask)) ?? (chain.seed && !signal?.aborted ? await ask(chain.seed, signal) : undefined)
+  const found = await peersThenSeed(chain, signal, ask)
   signal?.throwIfAborted()
   if (found) return found
   throw new RemoteError(`no source has image ${id}: tried ${[chain.local.name + ' (missing)', ...errors].join(', ')}`, {data: {id}})
@@ -153,11 +153,11 @@ function firstFound<S, T>(sources: readonly S[], signal: AbortSignal | undefined
     const start = () => {
       while (!done && running < MAX_ASKS && next < sources.length && !signal?.aborted) {
         running++
+        // nothing found: start the next ask, or end once none is left running
         const settle = (r: T | undefined) => {
           running--
           if (done) return
           if (r !== undefined) return void ((done = true), resolve(r))
-          if (running === 0 && (next >= sources.length || signal?.aborted)) return void ((done = true), resolve(undefined))
           start()
         }
         // (an ask that throws found nothing)
@@ -167,6 +167,13 @@ function firstFound<S, T>(sources: readonly S[], signal: AbortSignal | undefined
     }
     start()
   })
+}
+
+/** `ask` of the peers at once (firstFound), then of the seed when none had it. */
+async function peersThenSeed<T>(chain: FetchChain, signal: AbortSignal | undefined, ask: (src: RemoteSource, signal?: AbortSignal) => Promise<T | undefined>): Promise<T | undefined> {
+  const found = await firstFound(chain.peerList, signal, ask)
+  if (found !== undefined || !chain.seed || signal?.aborted) return found
+  return ask(chain.seed, signal)
 }
 
 /**
@@ -186,6 +193,6 @@ export async function copyProfile(chain: FetchChain, id: string, manifest: Manif
       return undefined // a bad profile is ignored
     }
   }
-  const profile = (await firstFound(chain.peerList, signal, fetchFrom)) ?? (chain.seed && !signal?.aborted ? await fetchFrom(chain.seed, signal) : undefined)
+  const profile = await peersThenSeed(chain, signal, fetchFrom)
   if (profile) await chain.local.putProfile(id, profile).catch(() => {})
 }

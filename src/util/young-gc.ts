@@ -38,7 +38,8 @@ function young(): Collector | null {
 
 /**
  * Counts bytes received and runs a young collection after every `every`
- * bytes (one counter per process: requests received at once share it).
+ * bytes. Requests that share one pacer share its count (uploads.ts keeps one
+ * for the process, so bodies received at once count together).
  */
 export class YoungGcPacer {
   private since = 0
