@@ -55,7 +55,11 @@ const FLEET_NOTES = [
     'Most packets a fill loses are a host\'s own, dropped by the tbf on its own end (15 connections into a 384 KiB queue); raising that queue to 4 MiB, as a NIC\'s qdisc would hold them, took 1.06–1.14× the fill time in 3 alternating pairs, every request waiting behind what its owner had queued for the other hosts: ' +
     '[2026-12-07-lab-uplink-queue.md](../bench/results/2026-12-07-lab-uplink-queue.md). ' +
     'Asking the peers for the manifest at once instead of one after another brought the seed\'s first 1 % from 2.04–2.29–2.44 s to 1.20–1.65–2.20 s, and the fill to 0.918–0.977–1.070× its time in 6 alternating pairs: ' +
-    '[2026-12-07-manifest-asks.md](../bench/results/2026-12-07-manifest-asks.md).',
+    '[2026-12-07-manifest-asks.md](../bench/results/2026-12-07-manifest-asks.md). ' +
+    'Where the 16-host fill\'s CPU goes: in the pulls, half in the kernel (creating one file per chunk on this filesystem, copying into the page cache), and start-up (node, the CLI, module compiling) on the shared cores; socket reads are few and large (median 32 KB, about 90 a second per pull). ' +
+    'On a day when this machine started node at half its earlier speed (0.086 CPU-s for `node -e 0`, against 0.04), the unchanged build took 24.00 s, the seed\'s link at 82 % of its rate: at 36 Mbit/s the 16-host fill moves with the cores. ' +
+    'A 2-host fill loses its time in the seed\'s phase (the link at 89–93 % of its rate), not in a tail (0.26 s): ' +
+    '[2026-12-07-fleet-cpu-anatomy.md](../bench/results/2026-12-07-fleet-cpu-anatomy.md).',
   '',
   'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34, 21.73, 21.30, 24.57 and 25.87 CPU-s per GiB in six full runs of 2026-12-07 ' +
     '(at 20f9cae, bd919bf, 3c9fb10, 2a16b72, 675ec65 and dca667c), while vmi through the owners measured 22.32–33.49 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +
