@@ -51,9 +51,6 @@ export interface BulkEnd {
   stopped?: string
 }
 
-/** This module as a writer-thread job: the thread imports it by this URL and calls runJob. */
-const BULK_RECEIVE: WriterJob<BulkTask, BulkProgress, BulkEnd> = {module: import.meta.url}
-
 /**
  * Fetch, verify and store a share of a pull's chunks on `writer`'s thread.
  * `onProgress` hears about outcomes in batches, by index into `task.items`,
@@ -93,6 +90,9 @@ function emptyProgress(): BulkProgress {
  * write the store stops the task and rejects with that error.
  */
 export const runJob: WriterJobRunner<BulkTask, BulkProgress, BulkEnd> = (store, task, report, signal) => runBulkTask(store, task, report, signal)
+
+/** This module as a writer-thread job: a thread imports it by this URL (see WriterJob) and calls runJob. */
+const BULK_RECEIVE: WriterJob<BulkTask, BulkProgress, BulkEnd> = {module: new URL('../peer/bulk-receive.js', import.meta.url).href, runner: runJob}
 
 async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
   const all: Indexed[] = task.items.map((it, index) => ({...it, index}))

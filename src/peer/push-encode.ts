@@ -33,8 +33,8 @@ export interface EncodeResult {
   objects: Encoded[]
 }
 
-/** This module as a writer-thread job (bulk-receive.ts does the same). */
-const PUSH_ENCODE: WriterJob<EncodeTask, never, EncodeResult> = {module: import.meta.url}
+/** This module as a writer-thread job (bulk-receive.ts does the same); runJob is below. */
+const PUSH_ENCODE: WriterJob<EncodeTask, never, EncodeResult> = {module: new URL('../peer/push-encode.js', import.meta.url).href, runner: (...a) => runJob(...a)}
 
 /** `task` read and encoded on `writer`'s thread; the buffers come back as copies. */
 export async function encodeOnThread(writer: ObjectWriter, task: EncodeTask, signal?: AbortSignal): Promise<Encoded[]> {

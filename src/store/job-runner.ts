@@ -62,7 +62,7 @@ export class CallerThreadJobs implements JobRunner {
   job<T, P, R>(job: WriterJob<T, P, R>, task: T, onProgress: (p: P) => void, what: string, signal?: AbortSignal): Promise<R> {
     const run = (async () => {
       try {
-        const runJob = (await runnerFor(job.module)) as WriterJobRunner<T, P, R>
+        const runJob = job.runner ?? ((await runnerFor(job.module)) as WriterJobRunner<T, P, R>)
         // a job always gets a signal (a thread's job gets one of its own)
         return await runJob(this.store, task, onProgress, signal ?? new AbortController().signal)
       } catch (err) {
@@ -75,7 +75,7 @@ export class CallerThreadJobs implements JobRunner {
   }
 
   preload(job: WriterJob<unknown, unknown, unknown>): void {
-    runnerFor(job.module).catch(() => {}) // reported by the job that needs it
+    if (!job.runner) runnerFor(job.module).catch(() => {}) // reported by the job that needs it
   }
 
   async close(): Promise<void> {

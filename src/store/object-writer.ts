@@ -61,12 +61,19 @@ interface Reply {
 export type WriterJobRunner<T, P, R> = (store: LocalStore, task: T, report: (p: P) => void, signal: AbortSignal) => Promise<R>
 
 /**
- * Which module runs a job, by URL (its `import.meta.url`): the thread
- * imports it the first time, so the store layer names no module above it.
+ * Which module runs a job, by URL: a writer thread imports it the first
+ * time, so the store layer names no module above it. The URL names the
+ * module's file in dist/ relative to a directory one level below dist/
+ * (`new URL('../peer/x.js', import.meta.url)`), which is where both the
+ * module itself and a command's bundle (scripts/bundle-commands.mjs) lie.
  */
 export interface WriterJob<T, P, R> {
   readonly module: string
-  /** Phantom: ties the job's task, progress and result types to its URL. */
+  /**
+   * The module's runJob, for a job run on the caller's own thread
+   * (CallerThreadJobs): importing the module by its URL there would load,
+   * inside a command's bundle, a second copy of it and of all it imports.
+   */
   readonly runner?: WriterJobRunner<T, P, R>
 }
 
@@ -124,7 +131,8 @@ export class ObjectWriter implements JobRunner {
     this.inlineAbove = init.inlineAbove ?? 4 << 20
     // its own directory for temporary files (LocalStore.stageObjectsIn), removed by close()
     this.stagingDir = path.join(new StoreLayout(storeRoot).tmpDir, tmpName('writer'))
-    this.worker = new Worker(new URL('./object-writer-worker.js', import.meta.url), {
+    // from dist/store/ or from a command's bundle in dist/commands/: one level below dist/ both
+    this.worker = new Worker(new URL('../store/object-writer-worker.js', import.meta.url), {
       workerData: {root: storeRoot, stagingDir: this.stagingDir},
       // V8 reserves 128 MiB of address space per thread for compiled code by
       // default; this thread runs little code, and a pull must still run
