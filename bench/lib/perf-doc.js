@@ -59,7 +59,9 @@ const FLEET_NOTES = [
     'Where the 16-host fill\'s CPU goes: in the pulls, half in the kernel (creating one file per chunk on this filesystem, copying into the page cache), and start-up (node, the CLI, module compiling) on the shared cores; socket reads are few and large (median 32 KB, about 90 a second per pull). ' +
     'On a day when this machine started node at half its earlier speed (0.086 CPU-s for `node -e 0`, against 0.04), the unchanged build took 24.00 s, the seed\'s link at 82 % of its rate: at 36 Mbit/s the 16-host fill moves with the cores. ' +
     'A 2-host fill loses its time in the seed\'s phase (the link at 89–93 % of its rate), not in a tail (0.26 s): ' +
-    '[2026-12-07-fleet-cpu-anatomy.md](../bench/results/2026-12-07-fleet-cpu-anatomy.md).',
+    '[2026-12-07-fleet-cpu-anatomy.md](../bench/results/2026-12-07-fleet-cpu-anatomy.md). ' +
+    'Each top-level command built as one file took a command\'s start to 0.72–0.86× its CPU (6 alternating rounds); in the 16-host fill that was not separated from the runs\' spread (0.95–0.99–1.05× in 3 alternating pairs): ' +
+    '[2026-12-07-command-bundles.md](../bench/results/2026-12-07-command-bundles.md).',
   '',
   'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34, 21.73, 21.30, 24.57 and 25.87 CPU-s per GiB in six full runs of 2026-12-07 ' +
     '(at 20f9cae, bd919bf, 3c9fb10, 2a16b72, 675ec65 and dca667c), while vmi through the owners measured 22.32–33.49 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +
