@@ -32,7 +32,7 @@ const HTTP_CLIENT = [
   '',
   'A push to vmi serve sends its chunks in object batches (docs/PROTOCOL.md, "Object batches"), which the server hashes and stores on writer threads; against one PUT per chunk, the same push took about 2.7× less time in an A/B of alternating builds: [2026-12-06-push-batches.md](../bench/results/2026-12-06-push-batches.md).',
   '',
-  "While it receives object batches, vmi serve runs a young-generation collection every 4 MiB of body (src/util/young-gc.ts): node:http's body pieces count as external memory, and in the server's small heap V8 otherwise met them with 26–33 full collections per push of the Debian image. With the pacing: 1–2, and the server's user CPU 0.73× (median of 8 alternating pairs); its sys time, file creation, did not change, and the push's wall did not separate: [2026-12-07-push-young-gc.md](../bench/results/2026-12-07-push-young-gc.md).",
+  "While it receives object batches, vmi serve runs a young-generation collection every 4 MiB of body (src/util/young-gc.ts): node:http's body pieces count as external memory, and in the server's small heap V8 otherwise met them with 26–33 full collections per push of the Debian image. With the pacing: 1–2, and the server's user CPU 0.73× (median of 8 alternating pairs); its sys time, file creation, did not change, and the push's wall did not separate: [2026-12-07-push-young-gc.md](../bench/results/2026-12-07-push-young-gc.md). Collecting on the serve's main thread alone (`node --single-threaded-gc`) did not separate either (wall 0.71–1.00–1.25× in 10 alternating rounds): [2026-12-07-serve-single-threaded-gc.md](../bench/results/2026-12-07-serve-single-threaded-gc.md).",
   '',
 ]
 
