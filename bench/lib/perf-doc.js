@@ -60,7 +60,7 @@ const FLEET_NOTES = [
     'On a day when this machine started node at half its earlier speed (0.086 CPU-s for `node -e 0`, against 0.04), the unchanged build took 24.00 s, the seed\'s link at 82 % of its rate: at 36 Mbit/s the 16-host fill moves with the cores. ' +
     'A 2-host fill loses its time in the seed\'s phase (the link at 89–93 % of its rate), not in a tail (0.26 s): ' +
     '[2026-12-07-fleet-cpu-anatomy.md](../bench/results/2026-12-07-fleet-cpu-anatomy.md). ' +
-    'Each top-level command built as one file took a command\'s start to 0.72–0.86× its CPU (6 alternating rounds); in the 16-host fill that was not separated from the runs\' spread (0.95–0.99–1.05× in 3 alternating pairs): ' +
+    'Each top-level command built as one file took a command\'s start to 0.72–0.87× its CPU (6 alternating rounds); in the 16-host fill that was not separated from the runs\' spread (0.95–0.99–1.05× in 3 alternating pairs): ' +
     '[2026-12-07-command-bundles.md](../bench/results/2026-12-07-command-bundles.md).',
   '',
   'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34, 21.73, 21.30, 24.57 and 25.87 CPU-s per GiB in six full runs of 2026-12-07 ' +
