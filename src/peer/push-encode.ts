@@ -33,9 +33,6 @@ export interface EncodeResult {
   objects: Encoded[]
 }
 
-/** This module as a writer-thread job (bulk-receive.ts does the same); runJob is below. */
-const PUSH_ENCODE: WriterJob<EncodeTask, never, EncodeResult> = {module: new URL('../peer/push-encode.js', import.meta.url).href, runner: (...a) => runJob(...a)}
-
 /** `task` read and encoded on `writer`'s thread; the buffers come back as copies. */
 export async function encodeOnThread(writer: ObjectWriter, task: EncodeTask, signal?: AbortSignal): Promise<Encoded[]> {
   const r = await writer.job(PUSH_ENCODE, task, () => {}, `reading ${task.ids.length} chunks to push`, signal)
@@ -58,6 +55,9 @@ export const runJob: WriterJobRunner<EncodeTask, never, EncodeResult> = async (s
     }),
   }
 }
+
+/** This module as a writer-thread job (bulk-receive.ts does the same). */
+const PUSH_ENCODE: WriterJob<EncodeTask, never, EncodeResult> = {module: new URL('../peer/push-encode.js', import.meta.url).href, runner: runJob}
 
 /**
  * One chunk as it goes out, in `encoding`; hashed first with `verify`.
