@@ -92,7 +92,7 @@ function emptyProgress(): BulkProgress {
 export const runJob: WriterJobRunner<BulkTask, BulkProgress, BulkEnd> = (store, task, report, signal) => runBulkTask(store, task, report, signal)
 
 /** This module as a writer-thread job: a thread imports it by this URL (see WriterJob) and calls runJob. */
-const BULK_RECEIVE: WriterJob<BulkTask, BulkProgress, BulkEnd> = {module: new URL('../peer/bulk-receive.js', import.meta.url).href, runner: runJob}
+export const BULK_RECEIVE: WriterJob<BulkTask, BulkProgress, BulkEnd> = {module: new URL('../peer/bulk-receive.js', import.meta.url).href, runner: runJob}
 
 async function runBulkTask(store: LocalStore, task: BulkTask, report: (p: BulkProgress) => void, signal?: AbortSignal): Promise<BulkEnd> {
   const all: Indexed[] = task.items.map((it, index) => ({...it, index}))

@@ -37,8 +37,16 @@ export interface BulkChain {
  */
 export function startWriters(store: LocalStore): JobRunner[] {
   const threads = Math.max(2, Math.min(4, os.availableParallelism())) - 1
-  return [new CallerThreadJobs(store), ...Array.from({length: threads}, () => new ObjectWriter(store.root))]
+  return [new CallerThreadJobs(store), ...Array.from({length: threads}, () => new ObjectWriter(store.root, {entry: PEER_WRITER_THREAD}))]
 }
+
+/**
+ * The entry of this layer's writer threads (a pull's, a push's): the
+ * store's thread with this layer's jobs built in (writer-thread.ts), which
+ * the build bundles into one file. Written from one level below dist/, as
+ * WriterJob's URLs are, so that it also names the file from a command's bundle.
+ */
+export const PEER_WRITER_THREAD = new URL('../peer/writer-thread.js', import.meta.url)
 
 export async function closeWriters(writers: readonly JobRunner[]): Promise<void> {
   await Promise.all(writers.map((w) => w.close().catch(() => {})))

@@ -57,7 +57,7 @@ export const runJob: WriterJobRunner<EncodeTask, never, EncodeResult> = async (s
 }
 
 /** This module as a writer-thread job (bulk-receive.ts does the same). */
-const PUSH_ENCODE: WriterJob<EncodeTask, never, EncodeResult> = {module: new URL('../peer/push-encode.js', import.meta.url).href, runner: runJob}
+export const PUSH_ENCODE: WriterJob<EncodeTask, never, EncodeResult> = {module: new URL('../peer/push-encode.js', import.meta.url).href, runner: runJob}
 
 /**
  * One chunk as it goes out, in `encoding`; hashed first with `verify`.

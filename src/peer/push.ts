@@ -23,6 +23,7 @@ import {chunkCount, uniqueChunkIds} from '../store/manifest.js'
 import {BATCH_FRAME_HEAD} from './wire.js'
 import {canCompress} from '../store/zstd.js'
 import {ObjectWriter} from '../store/object-writer.js'
+import {PEER_WRITER_THREAD} from './chain-bulk.js'
 import {encodeForUpload, encodeOnThread, type Encoded, type EncodeTask, type UploadEncoding} from './push-encode.js'
 import {MAX_STORED_OBJECT} from '../store/object-encoding.js'
 import {encodeProfile} from '../store/profile.js'
@@ -196,7 +197,7 @@ async function uploadChunks(
   for (let i = 0; i < ids.length; i += per) batches.push(ids.slice(i, i + per))
   // (a writer thread stages its files in the store: a store this process cannot write encodes here)
   const threads = (init.encoding === 'compress' || verify) && batches.length > 1 && (await store.isWritable())
-  const writers = threads ? Array.from({length: BATCHES_IN_FLIGHT}, () => new ObjectWriter(store.root)) : []
+  const writers = threads ? Array.from({length: BATCHES_IN_FLIGHT}, () => new ObjectWriter(store.root, {entry: PEER_WRITER_THREAD})) : []
   let turn = 0
   // Read here, a batch's objects go into one slab, reused by later batches (putObjects keeps no
   // reference once settled): a fresh buffer per chunk of 128 KiB or more is a fresh mapping from the

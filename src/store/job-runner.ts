@@ -39,6 +39,15 @@ export function jobStoreError(error: {message?: string; errno?: string} | undefi
 /** Job modules by URL, each imported once per thread. */
 const runners = new Map<string, Promise<WriterJobRunner<unknown, unknown, unknown>>>()
 
+/**
+ * Run `job` by its runner on this thread whenever its module is asked for
+ * (runWriterThread: a thread whose entry holds the job's module already).
+ */
+export function builtInJob(job: WriterJob<unknown, unknown, unknown>): void {
+  if (!job.runner) throw new Error(`a built-in writer job needs its runner: ${job.module}`)
+  runners.set(job.module, Promise.resolve(job.runner))
+}
+
 /** The runner a job module exports (`runJob`), imported once per module on this thread. */
 export function runnerFor(module: string): Promise<WriterJobRunner<unknown, unknown, unknown>> {
   let runner = runners.get(module)

@@ -65,7 +65,7 @@ export type WriterJobRunner<T, P, R> = (store: LocalStore, task: T, report: (p: 
  * time, so the store layer names no module above it. The URL names the
  * module's file in dist/ relative to a directory one level below dist/
  * (`new URL('../peer/x.js', import.meta.url)`), which is where both the
- * module itself and a command's bundle (scripts/bundle-commands.mjs) lie.
+ * module itself and a command's bundle (scripts/bundle-entries.mjs) lie.
  */
 export interface WriterJob<T, P, R> {
   readonly module: string
@@ -103,6 +103,12 @@ export interface ObjectWriterInit {
   inline?: LocalStore
   /** Backlog in bytes from which puts run inline (default 4 MiB). */
   inlineAbove?: number
+  /**
+   * The thread's entry module: by default the store's own
+   * (object-writer-worker.ts). A layer above passes an entry of its own that
+   * calls runWriterThread with its jobs built in (writer-thread.ts).
+   */
+  entry?: URL
 }
 
 export class ObjectWriter implements JobRunner {
@@ -132,7 +138,7 @@ export class ObjectWriter implements JobRunner {
     // its own directory for temporary files (LocalStore.stageObjectsIn), removed by close()
     this.stagingDir = path.join(new StoreLayout(storeRoot).tmpDir, tmpName('writer'))
     // from dist/store/ or from a command's bundle in dist/commands/: one level below dist/ both
-    this.worker = new Worker(new URL('../store/object-writer-worker.js', import.meta.url), {
+    this.worker = new Worker(init.entry ?? new URL('../store/object-writer-worker.js', import.meta.url), {
       workerData: {root: storeRoot, stagingDir: this.stagingDir},
       // V8 reserves 128 MiB of address space per thread for compiled code by
       // default; this thread runs little code, and a pull must still run
