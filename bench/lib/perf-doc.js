@@ -63,7 +63,9 @@ const FLEET_NOTES = [
     'Each top-level command built as one file took a command\'s start to 0.72–0.87× its CPU (6 alternating rounds); in the 16-host fill that was not separated from the runs\' spread (0.95–0.99–1.05× in 3 alternating pairs): ' +
     '[2026-12-07-command-bundles.md](../bench/results/2026-12-07-command-bundles.md). ' +
     "The pull's and push's writer thread built as one file with their jobs took its start to 0.50–0.65–0.84× its CPU (12 alternating starts), and a fresh pull of a small image to 0.74–0.92–0.98× (6 alternating rounds of 20); not measured in the fill, where 16 × about 25 ms is below the runs' spread: " +
-    '[2026-12-07-writer-thread-bundle.md](../bench/results/2026-12-07-writer-thread-bundle.md).',
+    '[2026-12-07-writer-thread-bundle.md](../bench/results/2026-12-07-writer-thread-bundle.md). ' +
+    'The same seconds with half the bytes (18 Mbit/s links, 32 MiB of unique chunks) eased the cores (1.22–1.76 of 2 busy) but not the 16-host fill, 1.54–1.56× the limit against 1.47–1.58× at 36 Mbit/s in the same session, each run on a freshly made ext4: the distance is not only the cores saturating, and the lab keeps its scale: ' +
+    '[2026-12-07-fleet-lab-scale.md](../bench/results/2026-12-07-fleet-lab-scale.md).',
   '',
   'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34, 21.73, 21.30, 24.57 and 25.87 CPU-s per GiB in six full runs of 2026-12-07 ' +
     '(at 20f9cae, bd919bf, 3c9fb10, 2a16b72, 675ec65 and dca667c), while vmi through the owners measured 22.32–33.49 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +
