@@ -19,7 +19,7 @@ import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {labUnavailable, startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
-import {runTimed} from './lib/measure.js'
+import {cpuOf, runTimed} from './lib/measure.js'
 import {
   BIN,
   BUILD,
@@ -121,10 +121,10 @@ const loop = {}
     await prepare({dirs: [path.join(rawSeed, 'objects')]}, settings)
     const w = cpuWindow([s.pid])
     const r = await vmiTimed(['push', 'bench:compress', s.url, '--token', TOKEN, '--json', raw ? '--no-compress' : '--compress'], rawSeed, {scratch: workDir})
-    const c = w.end((r.user ?? 0) + (r.sys ?? 0))
+    const c = w.end(cpuOf(r))
     await s.stop()
     await discard(target)
-    const x = {wall: r.wall, clientCpu: (r.user ?? 0) + (r.sys ?? 0), serverCpu: c.serverCpu, othersCores: c.othersCores, sentBytes: r.json.uploadedBytes, compressed: r.json.compressed}
+    const x = {wall: r.wall, clientCpu: cpuOf(r), serverCpu: c.serverCpu, othersCores: c.othersCores, sentBytes: r.json.uploadedBytes, compressed: r.json.compressed}
     log(`  push ${raw ? 'raw       ' : 'compressed'}: ${f(x.wall)} s, ${bytesHuman(x.sentBytes)} sent, CPU client ${f(x.clientCpu)} s, server ${f(x.serverCpu)} s`)
     return x
   }
@@ -149,10 +149,10 @@ const loop = {}
     const served0 = await servedObjectBytes(serve)
     const w = cpuWindow([serve.pid])
     const r = await vmiTimed(['pull', 'bench:compress', serve.url, '--json'], host, {scratch: workDir})
-    const c = w.end((r.user ?? 0) + (r.sys ?? 0))
+    const c = w.end(cpuOf(r))
     const servedBytes = (await servedObjectBytes(serve)) - served0
     await discard(host)
-    const x = {wall: r.wall, clientCpu: (r.user ?? 0) + (r.sys ?? 0), serverCpu: c.serverCpu, othersCores: c.othersCores, servedBytes}
+    const x = {wall: r.wall, clientCpu: cpuOf(r), serverCpu: c.serverCpu, othersCores: c.othersCores, servedBytes}
     log(`  pull from the ${label} seed: ${f(x.wall)} s, ${bytesHuman(servedBytes)} served, CPU client ${f(x.clientCpu)} s, server ${f(x.serverCpu)} s`)
     return x
   }
@@ -199,11 +199,11 @@ if (labWhy) {
       const w = cpuWindow([serve.pid])
       const t = timedIn(h, [process.execPath, BIN, 'pull', image.id, serve.url, '--json'], {env: vmiEnv(host), tStart: performance.now(), scratch: workDir})
       const r = await t.done
-      const c = w.end((r.user ?? 0) + (r.sys ?? 0))
+      const c = w.end(cpuOf(r))
       const wireBytes = L.counters(L.seed).tx - tx0
       if (r.status !== 0) throw new Error(`pull in the lab failed: ${r.stderr}`)
       await discard(host)
-      const x = {wall: r.wall, wireBytes, clientCpu: (r.user ?? 0) + (r.sys ?? 0), serverCpu: c.serverCpu}
+      const x = {wall: r.wall, wireBytes, clientCpu: cpuOf(r), serverCpu: c.serverCpu}
       log(`  1 host, ${label} seed: ${f(x.wall)} s, ${bytesHuman(wireBytes)} on the seed's link, CPU client ${f(x.clientCpu)} s, seed ${f(x.serverCpu)} s`)
       return x
     }
@@ -236,7 +236,7 @@ async function fleetFill(L, sRaw, sZ, sSent) {
     const w = cpuWindow([serve.pid, ...serves.map((s) => s.pid)])
     const tStart = performance.now()
     const results = await Promise.all(L.hosts.map((h, i) => timedIn(h, [process.execPath, BIN, 'pull', image.id, serve.url, ...peers, '--json'], {env: vmiEnv(stores[i]), tStart, scratch: workDir}).done))
-    const clientCpu = results.reduce((a, r) => a + (r.user ?? 0) + (r.sys ?? 0), 0)
+    const clientCpu = results.reduce((a, r) => a + cpuOf(r), 0)
     const cpu = w.end(clientCpu)
     const failures = results.filter((r) => r.status !== 0).map((r) => `${r.host}: ${r.stderr.trim().split('\n').pop()}`)
     const seedServed = (await servedObjectBytes(serve)) - served0

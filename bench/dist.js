@@ -10,7 +10,7 @@ import path from 'node:path'
 import {bytesHuman, f, int, MB, mbps} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
 import {hashSpeed} from './lib/inproc.js'
-import {GNU_TIME, median, runTimed, stats, summarizeRuns} from './lib/measure.js'
+import {cpuOf, GNU_TIME, median, runTimed, stats, summarizeRuns} from './lib/measure.js'
 import {
   BUILD,
   cpuWindow,
@@ -142,7 +142,7 @@ const pullRuns = {curlFile: [], curlNull: [], pullNginx: [], pullServe: []}
  */
 async function measured(label, r, warm, pids, run) {
   const res = tagged(await prepare(warm, settings), await withServers(pids, run))
-  log(`  ${label} #${r + 1}: ${f(res.wall)} s (${f(mbps(image.size, res.wall), 0)} MB/s of image), CPU ${f((res.user ?? 0) + (res.sys ?? 0))} s, server CPU ${f(res.serverCpu)} s, irq ${f(res.irqCores)} cores, others ${f(res.othersCores)} cores`)
+  log(`  ${label} #${r + 1}: ${f(res.wall)} s (${f(mbps(image.size, res.wall), 0)} MB/s of image), CPU ${f(cpuOf(res))} s, server CPU ${f(res.serverCpu)} s, irq ${f(res.irqCores)} cores, others ${f(res.othersCores)} cores`)
   return res
 }
 const rawWarm = {files: [image.file]}
@@ -192,7 +192,7 @@ for (const n of opts.hosts) {
     }),
   )
   const wall = (performance.now() - tStart) / 1000
-  const childCpu = results.reduce((a, r) => a + (r.user ?? 0) + (r.sys ?? 0), 0)
+  const childCpu = results.reduce((a, r) => a + cpuOf(r), 0)
   const cpu = w.end(childCpu)
   const seedCpu = wSeed.end().serverCpu
   const seedBytes = (await servedObjectBytes(seedServe)) - before
@@ -214,7 +214,7 @@ for (const n of opts.hosts) {
     irqCores: cpu.irqCores,
     othersCores: cpu.othersCores,
     ...p,
-    perHost: results.map((r) => ({wall: r.wall, endedAt: r.endedAt, cpu: (r.user ?? 0) + (r.sys ?? 0), rssBytes: r.rssBytes, fromBytes: r.json?.fromBytes, fromChunks: r.json?.fromChunks, sourceErrors: r.json?.sourceErrors, seconds: r.json?.seconds})),
+    perHost: results.map((r) => ({wall: r.wall, endedAt: r.endedAt, cpu: cpuOf(r), rssBytes: r.rssBytes, fromBytes: r.json?.fromBytes, fromChunks: r.json?.fromChunks, sourceErrors: r.json?.sourceErrors, seconds: r.json?.seconds})),
   }
   fleet.push(point)
   log(

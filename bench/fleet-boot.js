@@ -9,7 +9,7 @@ import {existsSync, promises as fsp, readFileSync} from 'node:fs'
 import path from 'node:path'
 import {startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
-import {runTimed} from './lib/measure.js'
+import {cpuOf, runTimed} from './lib/measure.js'
 import {
   BIN,
   BUILD,
@@ -215,7 +215,7 @@ async function storm(kind, hosts, {qemuHost} = {}) {
   const epoch0 = Date.now() / 1000
   const results = await Promise.all(hosts.map((h, i) => timedIn(h, argvFor(h, i), {env: vmiEnv(stores[i]), tStart, scratch: workDir}).done))
   const wall = (performance.now() - tStart) / 1000
-  const cpu = w.end(results.reduce((a, r) => a + (r.user ?? 0) + (r.sys ?? 0), 0))
+  const cpu = w.end(results.reduce((a, r) => a + cpuOf(r), 0))
   const seedWire = lab.counters(lab.seed).tx - tx0
   const seedServed = (await servedObjectBytes(seedServe)) - served0
   for (const s of serves) await s.stop()
@@ -234,7 +234,7 @@ async function storm(kind, hosts, {qemuHost} = {}) {
       realBoot: real,
       fetchedBytes: mount?.fetchedBytes,
       wall: r.wall,
-      cpu: (r.user ?? 0) + (r.sys ?? 0),
+      cpu: cpuOf(r),
       error: r.status !== 0 || (!replay && !real?.ok) ? r.stderr.trim().split('\n').slice(-3).join(' | ') : undefined,
     }
   })
@@ -250,7 +250,7 @@ async function storm(kind, hosts, {qemuHost} = {}) {
     seedBytes: kind === 'copy' ? seedWire : seedServed,
     seedWireBytes: seedWire,
     failures: perHost.filter((p) => p.error).map((p) => `${p.host}: ${p.error}`),
-    clientCpu: results.reduce((a, r) => a + (r.user ?? 0) + (r.sys ?? 0), 0),
+    clientCpu: results.reduce((a, r) => a + cpuOf(r), 0),
     serverCpu: cpu.serverCpu,
     busyCores: cpu.busyCores,
     othersCores: cpu.othersCores,

@@ -9,7 +9,7 @@ import path from 'node:path'
 import {startLab} from '../test/helpers/lab.js'
 import {bytesHuman, f, int} from './lib/format.js'
 import {allocatedBytes, ensureSyntheticImage} from './lib/image.js'
-import {countFiles} from './lib/measure.js'
+import {cpuOf, countFiles} from './lib/measure.js'
 import {
   BIN,
   BUILD,
@@ -151,7 +151,9 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
   const results = await Promise.all(running.map((r) => r.done))
   const timeline = await sampler?.stop()
   const wall = Math.max(...results.filter((r) => !events.excluded?.includes(r.host)).map((r) => r.endedAt))
-  const childCpu = results.reduce((a, r) => a + (r.user ?? 0) + (r.sys ?? 0), 0)
+  const childCpu = results.reduce((a, r) => a + cpuOf(r), 0)
+  const unmeasured = results.filter((r) => Number.isNaN(cpuOf(r)))
+  if (unmeasured.length) log(`  the CPU of ${unmeasured.length} of ${results.length} clients was not measured (${unmeasured[0].cpuLost}): this run's client CPU and "others" are unknown`)
   const cpu = w.end(childCpu)
   const seedCpu = wSeed.end().serverCpu
   const seedWireBytes = lab.counters(lab.seed).tx - tx0
@@ -213,7 +215,7 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
     fsckFailures,
     events,
     timeline,
-    perHost: results.map((r) => ({host: r.host, status: r.status, wall: r.wall, startedAt: r.startedAt, endedAt: r.endedAt, cpu: (r.user ?? 0) + (r.sys ?? 0), seconds: r.json?.seconds, fromChunks: r.json?.fromChunks, sourceErrors: r.json?.sourceErrors})),
+    perHost: results.map((r) => ({host: r.host, status: r.status, wall: r.wall, startedAt: r.startedAt, endedAt: r.endedAt, cpu: cpuOf(r), seconds: r.json?.seconds, fromChunks: r.json?.fromChunks, sourceErrors: r.json?.sourceErrors})),
     ...prep,
   }
 }

@@ -9,7 +9,7 @@ import {promises as fsp, readFileSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {bytesHuman, f, GB, int, MB} from './lib/format.js'
-import {GNU_TIME, median, runTimed, stats} from './lib/measure.js'
+import {cpuOf, GNU_TIME, median, runTimed, stats} from './lib/measure.js'
 import {
   BUILD,
   cpuWindow,
@@ -97,7 +97,7 @@ for (const cs of CHUNK_SIZES) {
   const store = path.join(workDir, `seed-${cs / KiB}k`)
   const p = await prepare({files: [image.file]}, settings)
   const r = await vmiTimed(['import', image.file, `bench:${cs / KiB}k`, '--chunk-size', `${cs / KiB}K`, '--json'], store, {scratch: workDir})
-  seeds[cs] = {store, id: r.json.id, importJson: r.json, importWall: r.wall, importCpu: (r.user ?? 0) + (r.sys ?? 0), importRssBytes: r.rssBytes, ...p}
+  seeds[cs] = {store, id: r.json.id, importJson: r.json, importWall: r.wall, importCpu: cpuOf(r), importRssBytes: r.rssBytes, ...p}
   log(`seed ${cs / KiB} KiB: imported in ${f(r.wall)} s (${f(image.size / r.wall / GB)} GB/s), ${int(r.json.newChunks)} distinct non-zero chunks (${bytesHuman(r.json.newBytes)}), id ${r.json.id.slice(0, 12)}`)
 }
 for (const cs of CHUNK_SIZES) {
@@ -135,7 +135,7 @@ if (opts.reads) {
   const warm = {files: [image.file], dirs: [path.join(seed.store, 'objects')]}
   const runOne = async (c, pat, cpus) => {
     const r = await withServers([c.pid], () => qemuImgBench(c.uri, pat, {scratch: workDir, cpus}))
-    return {seconds: r.seconds, wall: r.wall, clientCpu: (r.user ?? 0) + (r.sys ?? 0), serverCpu: r.serverCpu, othersCores: r.othersCores, irqCores: r.irqCores}
+    return {seconds: r.seconds, wall: r.wall, clientCpu: cpuOf(r), serverCpu: r.serverCpu, othersCores: r.othersCores, irqCores: r.irqCores}
   }
   // first pass over the whole image: vmi reads and verifies every chunk once here (not a cached read)
   const firstPass = {}
@@ -227,13 +227,13 @@ if (opts.boot) {
     const before = seedCs ? await servedObjectBytes(seeds[seedCs].serve) : undefined
     const w = cpuWindow(allSeedPids)
     const r = await runTimed(cmd, args, {env, scratch: workDir, allowFail: true})
-    const cpu = w.end((r.user ?? 0) + (r.sys ?? 0))
+    const cpu = w.end(cpuOf(r))
     const after = seedCs ? await servedObjectBytes(seeds[seedCs].serve) : undefined
     /** @type {Record<string, any>} */
     const out = {
       wall: r.wall,
       status: r.status,
-      cpu: (r.user ?? 0) + (r.sys ?? 0),
+      cpu: cpuOf(r),
       rssBytes: r.rssBytes,
       seedCpu: cpu.serverCpu,
       othersCores: cpu.othersCores,

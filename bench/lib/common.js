@@ -13,7 +13,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {cpuTimes, loadAverage, machineInfo, sleep, waitQuiet} from './machine.js'
 import {GiB} from './format.js'
-import {freePageReporting, hasCommand, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
+import {cpuOf, freePageReporting, hasCommand, pretouch, runTimed, settle, warmDir, warmFile} from './measure.js'
 import {metricSum, startServe as startTestServe} from '../../test/helpers/serve.js'
 import {startNginx as startTestNginx} from '../../test/helpers/nginx.js'
 
@@ -337,7 +337,7 @@ export function cpuWindow(pids = []) {
 export async function withServers(pids, fn) {
   const w = cpuWindow(pids)
   const r = await fn()
-  const {serverCpu, irqCores, othersCores, stealCores} = w.end((r.user ?? 0) + (r.sys ?? 0))
+  const {serverCpu, irqCores, othersCores, stealCores} = w.end(cpuOf(r))
   return Object.assign(r, {serverCpu, irqCores, othersCores, stealCores})
 }
 

@@ -19,8 +19,19 @@ export {hasCommand} from '../../test/helpers/index.js'
 export const RSS_METHOD = GNU_TIME ? `${GNU_TIME} -f %M (ru_maxrss of the child)` : 'polling /proc/<pid>/status VmHWM every 10 ms'
 
 /**
+ * The CPU-seconds (user + sys) of a runTimed result, or NaN when they were
+ * not measured (no GNU time, or it left no figures): a sum over runs is then
+ * unknown too, never a count that leaves a run out.
+ * @param {{user?: number, sys?: number}} r
+ */
+export function cpuOf(r) {
+  return r.user === undefined || r.sys === undefined ? NaN : r.user + r.sys
+}
+
+/**
  * Run `cmd args` and measure it. Resolves {wall, rssBytes, user, sys,
- * bgCores, status, stdout, stderr}; rejects when it exits non-zero unless
+ * cpuLost (why user and sys are missing, when they are), bgCores, status,
+ * stdout, stderr}; rejects when it exits non-zero unless
  * `allowFail`. `discardStdout` sends its stdout to /dev/null; `onSpawn` gets the
  * child at once (to kill it). `wall` is spawn-to-exit as seen from here (seconds).
  */
@@ -57,8 +68,10 @@ export async function runTimed(cmd, args, opts = {}) {
   let rssBytes = hwm
   let user
   let sys
+  /** Why user and sys are missing, when they are. @type {string | undefined} */
+  let cpuLost
   if (GNU_TIME) {
-    const text = await fsp.readFile(tmpOut, 'utf8').catch(() => '')
+    const text = await fsp.readFile(tmpOut, 'utf8').catch((e) => ((cpuLost = `GNU time's file: ${e.code ?? e.message}`), ''))
     await fsp.rm(tmpOut, {force: true})
     const last = text.trim().split('\n').pop() ?? ''
     const f = last.split(/\s+/).map(Number)
@@ -66,14 +79,14 @@ export async function runTimed(cmd, args, opts = {}) {
       rssBytes = f[0] * 1024
       user = f[1]
       sys = f[2]
-    }
-  }
+    } else cpuLost ??= `GNU time wrote ${JSON.stringify(last)}`
+  } else cpuLost = 'no GNU time'
   // CPU used by everything else meanwhile, in cores (0..N); needs the child's own CPU time
   let bgCores
   if (cpu0 && cpu1 && user !== undefined) bgCores = Math.max(0, cpu1.busy - cpu0.busy - user - sys) / wall
   // CPU time the hypervisor gave to others while this VM wanted it, in cores
   const stealCores = cpu0 && cpu1 ? (cpu1.steal - cpu0.steal) / wall : undefined
-  const r = {wall, rssBytes, user, sys, bgCores, stealCores, status, stdout, stderr}
+  const r = {wall, rssBytes, user, sys, cpuLost, bgCores, stealCores, status, stdout, stderr}
   if (status !== 0 && !opts.allowFail) {
     throw Object.assign(new Error(`${cmd} ${args.join(' ')} failed (${status}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`), {result: r})
   }
