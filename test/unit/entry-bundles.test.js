@@ -79,6 +79,16 @@ function writerThreadRun(entry, storeRoot, messages) {
   return {modules, answers: report}
 }
 
+/** Run `fn` with a new store in a scratch directory, removed afterwards. */
+async function withStore(fn) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-bundle-test-'))
+  try {
+    return await fn(await LocalStore.open(dir), dir)
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+}
+
 test('every top-level command loads no module of dist/ but itself and the oclif bundle', () => {
   const commands = readdirSync(path.join(dist, 'commands'), {withFileTypes: true}).filter((e) => e.isFile() && e.name.endsWith('.js'))
   assert.ok(commands.length >= 15, `${commands.length} top-level commands`)
@@ -89,10 +99,8 @@ test('every top-level command loads no module of dist/ but itself and the oclif 
   }
 })
 
-test('a job run on the caller thread runs its runner, without importing its module by URL', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-bundle-test-'))
-  try {
-    const store = await LocalStore.open(dir)
+test('a job run on the caller thread runs its runner, without importing its module by URL', () =>
+  withStore(async (store, dir) => {
     const jobs = new CallerThreadJobs(store)
     // a module URL that cannot be imported: only the runner can answer
     const job = {module: pathToFileURL(path.join(dir, 'no-such-job.js')).href, runner: async (s, task, report) => (report(task + 1), {root: s.root, twice: task * 2})}
@@ -102,30 +110,22 @@ test('a job run on the caller thread runs its runner, without importing its modu
     assert.equal(r, {root: store.root, twice: 42})
     assert.equal(reports, [22])
     await jobs.close()
-  } finally {
-    rmSync(dir, {recursive: true, force: true})
-  }
-})
+  }),
+)
 
-test("the store's writer thread loads its entry alone, and stores a chunk", async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-bundle-test-'))
-  try {
-    const store = await LocalStore.open(dir)
+test("the store's writer thread loads its entry alone, and stores a chunk", () =>
+  withStore(async (store) => {
     const text = 'a chunk for the writer thread\n'.repeat(100)
     const id = hash(Buffer.from(text))
     const {modules, answers} = writerThreadRun('store/object-writer-worker.js', store.root, [{seq: 1, id, text, verify: true}])
     assert.equal(answers.map((a) => a.ok), ['stored'])
     assert.equal((await store.getObject(id)).toString(), text)
     assert.equal(modules.sort(), ['store/object-writer-worker.js'])
-  } finally {
-    rmSync(dir, {recursive: true, force: true})
-  }
-})
+  }),
+)
 
-test("a pull's and a push's writer thread loads its entry alone, and runs both jobs by their URLs", async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'vmi-bundle-test-'))
-  try {
-    const store = await LocalStore.open(dir)
+test("a pull's and a push's writer thread loads its entry alone, and runs both jobs by their URLs", () =>
+  withStore(async (store) => {
     const chunk = Buffer.from('a chunk to push\n'.repeat(300))
     const id = hash(chunk)
     await store.putObject(id, chunk)
@@ -137,9 +137,7 @@ test("a pull's and a push's writer thread loads its entry alone, and runs both j
     assert.equal(answers[0].done, {unanswered: []})
     assert.equal(answers[1].done.objects.map((o) => [Buffer.from(Object.values(o.data)).equals(chunk), o.chunkBytes]), [[true, chunk.length]])
     assert.equal(modules.sort(), ['peer/writer-thread.js'])
-  } finally {
-    rmSync(dir, {recursive: true, force: true})
-  }
-})
+  }),
+)
 
 test.run()
