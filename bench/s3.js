@@ -10,7 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {f} from './lib/format.js'
 import {renderS3Report} from './lib/dist-report.js'
-import {runTimed, stats} from './lib/measure.js'
+import {cpuOf, runTimed, stats} from './lib/measure.js'
 import {findBootImage, MiB, parseOptions, prepare, prepMethod, prepSettings, ROOT, startNginx, startRun, treeCpuSeconds, vmiTimed} from './lib/common.js'
 
 const {reps, gets: GETS, image: IMAGE_CHOICE} = parseOptions(
@@ -123,7 +123,7 @@ async function timed(key, servers, job) {
   const s0 = treeCpuSeconds(servers)
   const r = await job()
   cpu[key].server.push(treeCpuSeconds(servers) - s0)
-  cpu[key].client.push((r.user ?? NaN) + (r.sys ?? NaN))
+  cpu[key].client.push(cpuOf(r))
   t[key].push(r.wall)
 }
 const vmiEnv = {...awsEnv}

@@ -122,7 +122,7 @@ export function summarizeRuns(runs, keys) {
     wallMin: wall.min,
     wallMax: wall.max,
     rssBytes: stats(pick('rssBytes')).max,
-    cpu: median(runs.map((r) => (r.user ?? NaN) + (r.sys ?? NaN))),
+    cpu: median(runs.map(cpuOf)),
     ...Object.fromEntries(keys.map((k) => [k, median(pick(k))])),
     startedQuiet: busyStarts === 0,
     busyStarts,
