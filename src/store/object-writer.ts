@@ -62,7 +62,8 @@ export type WriterJobRunner<T, P, R> = (store: LocalStore, task: T, report: (p: 
 
 /**
  * Which module runs a job, by URL: a writer thread imports it the first
- * time, so the store layer names no module above it. The URL names the
+ * time, unless the thread's entry holds it (runWriterThread's `builtIn`), so
+ * the store layer names no module above it. The URL names the
  * module's file in dist/ relative to a directory one level below dist/
  * (`new URL('../peer/x.js', import.meta.url)`), which is where both the
  * module itself and a command's bundle (scripts/bundle-entries.mjs) lie.
@@ -71,8 +72,9 @@ export interface WriterJob<T, P, R> {
   readonly module: string
   /**
    * The module's runJob, for a job run on the caller's own thread
-   * (CallerThreadJobs): importing the module by its URL there would load,
-   * inside a command's bundle, a second copy of it and of all it imports.
+   * (CallerThreadJobs), or built into a thread's entry (runWriterThread):
+   * importing the module by its URL there would load, inside a bundle, a
+   * second copy of it and of all it imports.
    */
   readonly runner?: WriterJobRunner<T, P, R>
 }
