@@ -65,7 +65,10 @@ const FLEET_NOTES = [
     "The pull's and push's writer thread built as one file with their jobs took its start to 0.50–0.65–0.84× its CPU (12 alternating starts), and a fresh pull of a small image to 0.74–0.92–0.98× (6 alternating rounds of 20); not measured in the fill, where 16 × about 25 ms is below the runs' spread: " +
     '[2026-12-07-writer-thread-bundle.md](../bench/results/2026-12-07-writer-thread-bundle.md). ' +
     'The same seconds with half the bytes (18 Mbit/s links, 32 MiB of unique chunks) eased the cores (1.22–1.76 of 2 busy) but not the 16-host fill, 1.54–1.56× the limit against 1.47–1.58× at 36 Mbit/s in the same session, each run on a freshly made ext4: the distance is not only the cores saturating, and the lab keeps its scale: ' +
-    '[2026-12-07-fleet-lab-scale.md](../bench/results/2026-12-07-fleet-lab-scale.md).',
+    '[2026-12-07-fleet-lab-scale.md](../bench/results/2026-12-07-fleet-lab-scale.md). ' +
+    'With all 16 pulls started and loaded before the clock (a scratch build that waits for a release), the fill took 1.28–1.34–1.38× the limit from the release, against 1.44–1.49–1.57× for the same build started as usual (4 alternating pairs): the start on the shared cores is part of the distance, not all of it. ' +
+    "Every link sampled through such a fill: the seed's link at 97–99 % of its rate, the hosts' downlinks and uplinks at a median 90–96 % once under way, headers 3.6 % of that; the downlinks take about 3 s to get there and the hosts finish 2.8–2.9 s after the seed's last chunk, as each chunk reaches its owner at 1/16 of the seed's link before it is forwarded: " +
+    '[2026-12-07-fleet-start-and-links.md](../bench/results/2026-12-07-fleet-start-and-links.md).',
   '',
   'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34, 21.73, 21.30, 24.57 and 25.87 CPU-s per GiB in six full runs of 2026-12-07 ' +
     '(at 20f9cae, bd919bf, 3c9fb10, 2a16b72, 675ec65 and dca667c), while vmi through the owners measured 22.32–33.49 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +
