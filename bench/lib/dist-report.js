@@ -300,7 +300,7 @@ function explain(R) {
   }
   lines.push(
     R.push.repush
-      ? `- **Push** (${f(R.push.push.wall)} s vs cp ${f(R.push.cp.wall)} s, vs a pull from the same vmi serve ${f(R.pull.pullServe.wall)} s): the client reads each object (${bytesHuman(U)}; not hashed again: the server hashes every upload)${img.pushCompressed ? `, compresses it on two writer threads (${bytesHuman(img.pushSentBytes)} sent)` : ''} and sends them in 16 MiB object batches, two at a time; the server ${img.pushCompressed ? 'decodes and ' : ''}hashes each chunk and writes one file per chunk (${int(n)}) on 2 writer threads, as a pull writes them. ` +
+      ? `- **Push** (${f(R.push.push.wall)} s vs cp ${f(R.push.cp.wall)} s, vs a pull from the same vmi serve ${f(R.pull.pullServe.wall)} s): the client reads each object (${bytesHuman(U)}; not hashed again: the server hashes every upload)${img.pushCompressed ? `, compresses it on two writer threads (${bytesHuman(img.pushSentBytes)} sent)` : ''} and sends them in 16 MiB object batches, two at a time; the server ${img.pushCompressed ? 'decodes and ' : ''}hashes each chunk and writes one file per chunk (${int(n)}) on its writer threads, as a pull writes them. ` +
         `Client CPU ${f(R.push.push.cpu)} s + server ${f(R.push.push.serverCpu)} s on ${R.machine.cores} cores; cp copies ${bytesHuman(img.allocated)} of allocated data into one file with no hashing, so against cp the push pays for ${int(n)} file creations, as the pull does. ` +
         `The re-push of the changed image (${f(R.push.repush.wall)} s) is start-up, the missing-check of every chunk id, and ${bytesHuman(img.changedNewBytes)} of new chunks.` +
         (R.push.pushCompress

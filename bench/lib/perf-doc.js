@@ -34,6 +34,8 @@ const HTTP_CLIENT = [
   '',
   "While it receives object batches, vmi serve runs a young-generation collection every 4 MiB of body (src/util/young-gc.ts): node:http's body pieces count as external memory, and in the server's small heap V8 otherwise met them with 26–33 full collections per push of the Debian image. With the pacing: 1–2, and the server's user CPU 0.73× (median of 8 alternating pairs); its sys time, file creation, did not change, and the push's wall did not separate: [2026-12-07-push-young-gc.md](../bench/results/2026-12-07-push-young-gc.md). Collecting on the serve's main thread alone (`node --single-threaded-gc`) did not separate either (wall 0.71–1.00–1.25× in 10 alternating rounds): [2026-12-07-serve-single-threaded-gc.md](../bench/results/2026-12-07-serve-single-threaded-gc.md).",
   '',
+  "vmi serve stores object batches on one writer thread per core beyond its main thread, which reads the bodies (at least one, at most two: one on this machine). Against two writers on these 2 cores, a push of the Debian image to a server on the same machine took 0.76–0.89–0.98× the time (10 alternating rounds, faster in every one) and 0.89× the server's CPU; a push with `--compress`, bound by the client's compressing, 0.97–1.02–1.08× (6 rounds): [2026-12-07-upload-writers.md](../bench/results/2026-12-07-upload-writers.md).",
+  '',
 ]
 
 /** Where a 16-host fill's time goes, and what was measured and did not help (a dated report). */

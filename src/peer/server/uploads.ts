@@ -10,10 +10,9 @@
  * still remove them: the manifest PUT then answers 409 and the pusher has to
  * upload them again.
  *
- * An object batch is verified and stored on writer threads (one per core,
- * at most 2, started at the first batch): the request is read into slabs
- * (batch-slabs.ts) while the threads hash and write, one write lock for the
- * whole batch.
+ * An object batch is verified and stored on writer threads (started at the
+ * first batch): the request is read into slabs (batch-slabs.ts) while the
+ * threads hash and write, one write lock for the whole batch.
  */
 import {timingSafeEqual} from 'node:crypto'
 import type {IncomingMessage} from 'node:http'
@@ -55,6 +54,13 @@ import {tokenDigest} from './read-access.js'
 /** Longest an upload waits for a gc to let go of the store before answering 503. */
 const LOCK_WAIT_MS = 30_000
 const ZERO_REASON = 'an all-zero chunk (a manifest marks those as zero runs)'
+/**
+ * Writer threads for object batches: one per core beyond the main thread,
+ * which is itself busy reading each body into slabs; at least one, at most
+ * two. On two cores a second writer only contended with the main thread and
+ * with a pusher on the same machine (bench/results/2026-12-07-upload-writers.md).
+ */
+const UPLOAD_WRITERS = Math.max(1, Math.min(2, os.availableParallelism() - 1))
 /** Bytes of a batch handed to a writer thread and not yet written, before the server reads on. */
 const BATCH_BACKLOG = 8 << 20
 /**
@@ -148,7 +154,7 @@ export class UploadHandlers {
     if (Number(x.req.headers['content-length']) > MAX_OBJECT_BATCH_BYTES) throw new BodyTooLarge(MAX_OBJECT_BATCH_BYTES)
     // `encodings`: what this server stores as sent (PROTOCOL.md "Compressed objects")
     const answer: BatchAnswer = {stored: 0, present: 0, refused: [], encodings: [...OBJECT_ENCODINGS]}
-    const writers = (this.writers ??= Array.from({length: Math.max(1, Math.min(2, os.availableParallelism()))}, () => new ObjectWriter(this.sc.store.root)))
+    const writers = (this.writers ??= Array.from({length: UPLOAD_WRITERS}, () => new ObjectWriter(this.sc.store.root)))
     await this.writeLock(async () => {
       const puts: Promise<void>[] = []
       // each object is checked on its own on a thread, decoded first (a frame may hold zeros): wrong bytes, all zeros
