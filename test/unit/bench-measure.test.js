@@ -4,16 +4,17 @@
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 import {cpuOf, GNU_TIME, runTimed} from '../../bench/lib/measure.js'
+import {skip} from '../helpers/index.js'
 
 test('a timed child has its CPU', async () => {
-  if (!GNU_TIME) return console.log('  skipped: no GNU time (scripts/install-deps.sh installs it)')
+  if (!GNU_TIME) return skip('no GNU time (scripts/install-deps.sh installs it)')
   const r = await runTimed(process.execPath, ['-e', 'let x = 0; for (let i = 0; i < 3e7; i++) x += i'])
   assert.ok(Number.isFinite(cpuOf(r)) && cpuOf(r) > 0, `cpu ${cpuOf(r)}`)
   assert.is(r.cpuLost, undefined)
 })
 
 test('a child whose CPU GNU time could not record is unknown, and so is a sum over it', async () => {
-  if (!GNU_TIME) return console.log('  skipped: no GNU time (scripts/install-deps.sh installs it)')
+  if (!GNU_TIME) return skip('no GNU time (scripts/install-deps.sh installs it)')
   // GNU time cannot create its output file in a directory that does not exist
   const r = await runTimed('true', [], {scratch: '/nonexistent-vmi-bench-dir', allowFail: true})
   assert.ok(Number.isNaN(cpuOf(r)))
