@@ -160,14 +160,11 @@ async function fill(kind, hosts, {label = kind, scenario, late = []} = {}) {
   const seedServedBytes = (await servedObjectBytes(seedServe)) - served0
   const hostServed = []
   const fetchedThrough = []
-  const relays = {completed: 0, cut: 0}
   for (const s of serves) {
     const m = (await s?.metrics().catch(() => '')) ?? ''
     hostServed.push(metricSum(m, 'vmi_served_bytes_total', {kind: 'objects'}))
     fetchedThrough.push(metricSum(m, 'vmi_fetched_bytes_total'))
-    for (const outcome of ['completed', 'cut']) relays[outcome] += metricSum(m, 'vmi_fetch_through_relays_total', {outcome})
   }
-  if (serves.some(Boolean)) log(`  host serves relayed ${relays.completed} answers as their chunks arrived from the seed (${relays.cut} cut)`)
   // every finished host has the whole image: vmi verified each chunk on arrival, fsck checks the store; curl's file has the size
   const failures = []
   const counted = results.filter((r) => !events.excluded?.includes(r.host))

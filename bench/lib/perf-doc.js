@@ -70,7 +70,9 @@ const FLEET_NOTES = [
     '[2026-12-07-fleet-lab-scale.md](../bench/results/2026-12-07-fleet-lab-scale.md). ' +
     'With all 16 pulls started and loaded before the clock (a scratch build that waits for a release), the fill took 1.28–1.34–1.38× the limit from the release, against 1.44–1.49–1.57× for the same build started as usual (4 alternating pairs): the start on the shared cores is part of the distance, not all of it. ' +
     "Every link sampled through such a fill: the seed's link at 97–99 % of its rate, the hosts' downlinks and uplinks at a median 90–96 % once under way, headers 3.6 % of that; the downlinks take about 3 s to get there and the hosts finish 2.8–2.9 s after the seed's last chunk, as each chunk reaches its owner at 1/16 of the seed's link before it is forwarded: " +
-    '[2026-12-07-fleet-start-and-links.md](../bench/results/2026-12-07-fleet-start-and-links.md).',
+    '[2026-12-07-fleet-start-and-links.md](../bench/results/2026-12-07-fleet-start-and-links.md). ' +
+    "An owner relaying each chunk on as it arrives from the seed (cut-through, its last byte held until verified) shortened the 16-host tail (median 3.41 → 2.84 s) but not the fill, 0.91–0.99–1.08× its time in 8 alternating pairs, the shared cores setting the seed's phase; relaying in slices of a few KiB filled the slower lab (18 Mbit/s) in 0.95× the time for 1.5× the host serves' CPU, the gain going with the smoother sending, not with the shorter wait. The lab does not scale the chunk, so that wait is about 0.47 s here and under 2 ms in the fleet it models; not adopted (28a9864, reverted): " +
+    '[2026-12-08-fetch-through-relay.md](../bench/results/2026-12-08-fetch-through-relay.md).',
   '',
   'The fleet CPU goal compares vmi with one direct pull from nginx per fleet size. At 16 hosts that single run measured 21.02, 15.34, 21.73, 21.30, 24.57 and 25.87 CPU-s per GiB in six full runs of 2026-12-07 ' +
     '(at 20f9cae, bd919bf, 3c9fb10, 2a16b72, 675ec65 and dca667c), while vmi through the owners measured 22.32–33.49 (the median of each run\'s three): met or missed at 1.5× turns on that one anchor run. ' +

@@ -15,7 +15,6 @@
  * store's own get (HttpStore: the general client, with its retries and redirects), one by one.
  */
 import {RemoteIntegrityError} from '../errors.js'
-import {Arrival, type ArrivalListener} from './arrival.js'
 import {checkReceived} from '../store/object-encoding.js'
 import {spanItem, splitSpan, type SpanItem} from './packs.js'
 import {bulkGet, type BulkItem} from './pipelined-get.js'
@@ -49,7 +48,6 @@ export class BatchedSource implements ChunkSource {
   private readonly maxBatch: number
   private readonly maxInFlight: number
   private readonly typical: number
-  private arrivalListener?: ArrivalListener
 
   constructor(
     private readonly store: RemoteSource,
@@ -65,15 +63,6 @@ export class BatchedSource implements ChunkSource {
 
   has(id: string, opts?: FetchOptions): Promise<boolean> {
     return this.store.has(id, opts)
-  }
-
-  /**
-   * Be told of each loose object's body as it begins to arrive, to relay it
-   * on before it is whole (fetch-through.ts). One listener; a later call
-   * replaces it.
-   */
-  watchArrivals(listener: ArrivalListener): void {
-    this.arrivalListener = listener
   }
 
   /** Where the store packs an image's chunks, when it may keep packs: batches then read their ranges. */
@@ -125,7 +114,6 @@ export class BatchedSource implements ChunkSource {
       return item
     })
     for (const span of plan?.spans ?? []) items.push(spanItem(span))
-    const arrivals = new Map<Waiter, Arrival>()
     const settled = new Set<Waiter>()
     const settle = (w: Waiter, fn: (w: Waiter) => void) => {
       if (settled.has(w)) return
@@ -137,11 +125,7 @@ export class BatchedSource implements ChunkSource {
     const received = (w: Waiter, bytes: Buffer) =>
       settle(w, () => {
         try {
-          const chunk = checkReceived(w.id, bytes, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${w.id} (they hash to ${actual})`, {data: {id: w.id, actual, source: this.name}}))
-          const a = arrivals.get(w)
-          // these very bytes hashed to the id: what was relayed of them may be completed
-          if (a && a.body === bytes) a.verified = true
-          w.resolve(chunk)
+          w.resolve(checkReceived(w.id, bytes, (actual) => new RemoteIntegrityError(`${this.name} sent wrong bytes for chunk ${w.id} (they hash to ${actual})`, {data: {id: w.id, actual, source: this.name}})))
         } catch (err) {
           w.reject(err as Error)
         }
@@ -164,14 +148,6 @@ export class BatchedSource implements ChunkSource {
           if (!(item as SpanItem).span && !this.store.packsPending) settle(byItem.get(item)!, (w) => w.resolve(undefined))
         },
         onFailed: () => {},
-        onBodyStart: (item, body, head) => {
-          const w = byItem.get(item)
-          if (!w || !this.arrivalListener || (item as SpanItem).span) return undefined
-          const a = new Arrival(w.id, body, head.incompressible)
-          arrivals.set(w, a)
-          this.arrivalListener(a)
-          return (filled) => a.progress(filled)
-        },
       },
       {...this.store.bulkOptions(false), connections: 1, maxFailures: 1, windowBytes: this.maxBatch * this.typical},
     ).catch(() => undefined)

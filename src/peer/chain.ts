@@ -27,7 +27,6 @@ import type {JobRunner} from '../store/job-runner.js'
 import type {BulkItem} from './pipelined-get.js'
 import {bulkFetch} from './chain-bulk.js'
 import {shortReason, walkSources, type ChainSources} from './chain-walk.js'
-import type {ArrivalListener} from './arrival.js'
 import {PeerRanking} from './peer-ranking.js'
 import {UnavailableReport} from './unavailable-report.js'
 import {assertChunkId, type ChunkSource, type FetchOptions, type RemoteSource, type SourceKind} from './source.js'
@@ -43,8 +42,6 @@ export interface UpstreamSource extends ChunkSource {
   readonly downSince?: number
   /** A seed that may keep chunks in packs: where this image's are (RemoteSource.usePacks). */
   usePacks?(manifestId: string, opts?: FetchOptions): Promise<number>
-  /** A batching upstream: tells of each object body as it begins to arrive (BatchedSource.watchArrivals). */
-  watchArrivals?(listener: ArrivalListener): void
 }
 import {MAX_OBJECT_BYTES, objectPath} from './wire.js'
 

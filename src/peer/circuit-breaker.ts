@@ -23,7 +23,6 @@
  * `close()` stops its probing.
  */
 import {SourceDownError} from '../errors.js'
-import type {ArrivalListener} from './arrival.js'
 import type {PackSpan} from './packs.js'
 import type {BulkOptions} from './pipelined-get.js'
 import {failureKind} from './retry.js'
@@ -201,11 +200,6 @@ export class GuardedSource<S extends ChunkSource = ChunkSource> implements Chunk
 
   has(id: string, opts?: FetchOptions): Promise<boolean> {
     return this.breaker.run(() => this.inner.has(id, opts))
-  }
-
-  /** Bodies as they begin to arrive (BatchedSource.watchArrivals), when the inner source tells. */
-  watchArrivals(listener: ArrivalListener): void {
-    ;(this.inner as ChunkSource & {watchArrivals?(l: ArrivalListener): void}).watchArrivals?.(listener)
   }
 
   /**

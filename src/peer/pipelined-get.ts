@@ -20,7 +20,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import {signRequest, EMPTY_SHA256, type S3Credentials} from './s3/sigv4.js'
 import {clientContext, type ClientTls} from './tls-trust.js'
-import {byteRange, COMPRESSIBLE_HEADER, COMPRESSIBLE_NO, MAX_HEADER_BYTES, USER_AGENT} from './wire.js'
+import {byteRange, MAX_HEADER_BYTES, USER_AGENT} from './wire.js'
 
 export interface BulkItem {
   id: string
@@ -41,14 +41,6 @@ export interface BulkHandlers {
   onMissing(item: BulkItem): void
   /** Any other answer for this item (status, wrong length). */
   onFailed(item: BulkItem, reason: string, status?: number): void
-  /**
-   * Optional: a 200 (206) body of an acceptable length begins to arrive
-   * into `body` (the buffer onBody will hand over). The function returned,
-   * if any, is called with the bytes filled so far each time more arrive;
-   * a body cut short by the connection is never completed (its item is
-   * asked again, into a new buffer).
-   */
-  onBodyStart?(item: BulkItem, body: Buffer, head: {incompressible: boolean}): ((filled: number) => void) | undefined
 }
 
 /** Sign every request with SigV4 (an S3 bucket): plain data, so that a writer thread can sign too. */
@@ -125,8 +117,6 @@ interface ResponseHead {
   status: number
   length: number
   keepAlive: boolean
-  /** The server said it tried to compress this chunk and it did not compress (COMPRESSIBLE_HEADER). */
-  incompressible: boolean
 }
 
 /** GET every item from the server at `baseUrl`; answers arrive through `handlers`. */
@@ -181,8 +171,6 @@ class PipelinedConnection {
   private bodyOff = 0
   private skip = 0
   private cur?: {item: BulkItem; status: number}
-  /** Told of the body's progress (BulkHandlers.onBodyStart). */
-  private progress?: (filled: number) => void
 
   constructor(
     private readonly target: Target,
@@ -257,7 +245,6 @@ class PipelinedConnection {
   private complete(): void {
     const {item, status} = this.cur!
     this.cur = undefined
-    this.progress = undefined
     this.pending.shift()
     this.windowLeft += item.length
     this.answered++
@@ -280,7 +267,6 @@ class PipelinedConnection {
           buf.copy(this.body, this.bodyOff, off, off + k)
           this.bodyOff += k
           off += k
-          this.progress?.(this.bodyOff)
           if (this.bodyOff === this.body.length) this.complete()
           continue
         }
@@ -312,7 +298,7 @@ class PipelinedConnection {
   }
 
   /** A response's head has been read: set up reading (or skipping) its body. */
-  private startResponse({status, length, keepAlive, incompressible}: ResponseHead): void {
+  private startResponse({status, length, keepAlive}: ResponseHead): void {
     if (!keepAlive) this.closing = true
     const item = this.pending[0]
     // a ranged item is answered 206; its status is kept as OK so that complete() hands the body over
@@ -322,7 +308,6 @@ class PipelinedConnection {
     if (ok && fits) {
       this.body = this.opts.allocBody ? this.opts.allocBody(length) : Buffer.allocUnsafeSlow(length)
       this.bodyOff = 0
-      this.progress = this.handlers.onBodyStart?.(item, this.body, {incompressible})
       if (length === 0) this.complete()
       return
     }
@@ -361,7 +346,6 @@ function parseHead(text: string): ResponseHead | undefined {
   if (status >= 100 && status < 200) return undefined
   let length: number | undefined
   let keepAlive = m[1] === '1'
-  let incompressible = false
   for (let i = 1; i < lines.length; i++) {
     const c = lines[i].indexOf(':')
     if (c < 0) continue
@@ -372,9 +356,8 @@ function parseHead(text: string): ResponseHead | undefined {
       length = Number(value)
     } else if (name === 'transfer-encoding') throw new ProtocolStop('chunked responses are not bulk-fetched')
     else if (name === 'content-encoding' && value.toLowerCase() !== 'identity') throw new ProtocolStop(`content coding ${value} is not bulk-fetched`)
-    else if (name === COMPRESSIBLE_HEADER) incompressible = value.toLowerCase() === COMPRESSIBLE_NO
     else if (name === 'connection') keepAlive = /keep-alive/i.test(value) && !/close/i.test(value) ? true : !/close/i.test(value) && keepAlive
   }
   if (length === undefined) throw new ProtocolStop('a response without Content-Length')
-  return {status, length, keepAlive, incompressible}
+  return {status, length, keepAlive}
 }

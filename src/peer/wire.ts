@@ -72,14 +72,6 @@ export const FETCH_UPSTREAM = 'upstream'
  * server whose upstream keeps packs knows where to find it (packs.ts).
  */
 export const IMAGE_HEADER = 'x-vmi-image'
-/**
- * On an object answer sent raw to a client that reads frames: `no` when the
- * server tried to compress the chunk by the store's rule and it did not
- * compress (PROTOCOL.md "Relaying as it arrives"). A claim about the chunk,
- * not trusted for anything but that choice: a wrong one costs bytes.
- */
-export const COMPRESSIBLE_HEADER = 'x-vmi-compressible'
-export const COMPRESSIBLE_NO = 'no'
 export const USER_AGENT = 'vmi/1'
 
 /** Whether a request's ENCODINGS_HEADER value names an encoding this vmi stores (zstd). */

@@ -8,32 +8,14 @@
  * log lines.
  */
 import {ChunkMissingError} from '../../errors.js'
-import type {Arrival} from '../arrival.js'
 import type {ChainEvent, FetchChain, UpstreamSource} from '../chain.js'
 import {fetchThroughChain} from '../factory.js'
 import type {ServerContext} from './context.js'
 import {HttpFailure} from './http-io.js'
 import {WarningLimiter} from '../warning-limiter.js'
 
-/** Bytes of a body read before choosing whether to relay it: a frame's magic. */
-const MAGIC_BYTES = 4
-
-/** A fetch-through under way: the chain's fetch, and the upstream's body as it arrives. */
-interface Pending {
-  /** The chunk, verified and stored (the chain's fetch, joined by every request for it). */
-  done: Promise<Buffer>
-  /** The body arriving from the upstream, once its head has been read (the latest, if it was asked again). */
-  arrival?: Arrival
-  /** Told when an arrival appears. */
-  readonly waiting: Set<() => void>
-}
-
-/** What to answer a fetch-through with: the chunk, or a body still arriving, to relay as it comes until `done`. */
-export type Served = {data: Buffer} | {relay: Arrival; done: Promise<Buffer>}
-
 export class FetchThrough {
   private readonly chain: FetchChain<UpstreamSource>
-  private readonly pending = new Map<string, Pending>()
   /** Log lines per chunk, limited: an upstream that sends wrong bytes for every chunk costs a few lines and a count, not one a chunk. */
   private readonly limiter: WarningLimiter
 
@@ -60,12 +42,6 @@ export class FetchThrough {
         return data
       },
     }
-    upstream.watchArrivals?.((a) => {
-      const p = this.pending.get(a.id)
-      if (!p) return
-      p.arrival = a
-      for (const f of p.waiting) f()
-    })
     this.chain = fetchThroughChain(sc.store, counted, {
       onEvent: (e) => this.onEvent(e),
       // a failure to keep a copy (disk full …) does not stop us serving it
@@ -77,77 +53,21 @@ export class FetchThrough {
    * The chunk for an answer: its bytes, or 404 when the upstream lacks it
    * too, 502 when it failed. `image`: the image the requester fetches it
    * for; an upstream keeping packs learns where that image's chunks are
-   * first (once per image). With `relayable`, a body that begins to arrive
-   * from the upstream before the chunk is whole is offered to it, and
-   * returned to relay when it accepts (PROTOCOL.md "Relaying as it arrives").
+   * first (once per image).
    */
-  async serve(id: string, image?: string, relayable?: (a: Arrival) => boolean): Promise<Served> {
+  async serve(id: string, image?: string): Promise<Buffer> {
     // Started beside the fetch, not awaited before it: an upstream of loose
     // objects (most) answers at once, and one that keeps packs looks a chunk
     // it misses up again once the list is in (its get waits for it).
     if (image && this.upstream.usePacks)
       void this.upstream.usePacks(image).catch((err) => this.sc.logger.warn(`could not read where ${this.upstream.name} packs image ${image}: ${(err as Error)?.message ?? err}`))
-    const p = this.pendingFor(id)
-    const arrival = relayable ? await this.whenRelayable(p, relayable) : undefined
-    if (arrival) return {relay: arrival, done: p.done.catch((err) => Promise.reject(this.failure(err)))}
     try {
-      return {data: await p.done}
+      return (await this.chain.fetch(id)).data
     } catch (err) {
-      throw this.failure(err)
+      if (err instanceof ChunkMissingError) throw new HttpFailure(404, 'not found')
+      this.sc.metrics.upstreamErrors.inc()
+      throw new HttpFailure(502, 'upstream error')
     }
-  }
-
-  /** The fetch of `id` under way, joined, or started now (forgotten once it settles). */
-  private pendingFor(id: string): Pending {
-    const running = this.pending.get(id)
-    if (running) return running
-    const p: Pending = {done: this.chain.fetch(id).then((f) => f.data), waiting: new Set()}
-    this.pending.set(id, p)
-    p.done.then(
-      () => this.pending.delete(id),
-      () => this.pending.delete(id),
-    )
-    return p
-  }
-
-  /**
-   * The arrival to relay: the first one whose first bytes have come (enough
-   * to tell a frame) and that `relayable` accepts; undefined when it does
-   * not, or when the fetch settles first (a local copy, a fetch through the
-   * general client, a failure), and the answer waits for the whole chunk.
-   * A body of a few bytes is never relayed: its last byte is held back.
-   */
-  private whenRelayable(p: Pending, relayable: (a: Arrival) => boolean): Promise<Arrival | undefined> {
-    return new Promise((resolve) => {
-      let stop = (): void => {}
-      const finish = (a?: Arrival) => {
-        stop()
-        p.waiting.delete(onArrival)
-        resolve(a)
-      }
-      const check = () => {
-        const a = p.arrival!
-        if (a.filled >= Math.min(MAGIC_BYTES, a.body.length)) finish(a.body.length > MAGIC_BYTES && relayable(a) ? a : undefined)
-      }
-      const onArrival = () => {
-        stop()
-        stop = p.arrival!.onProgress(check)
-        check()
-      }
-      p.waiting.add(onArrival)
-      if (p.arrival) onArrival()
-      p.done.then(
-        () => finish(),
-        () => finish(),
-      )
-    })
-  }
-
-  /** A failed fetch-through as its HTTP answer: 404 when the upstream lacks the chunk, else 502 (counted). */
-  private failure(err: unknown): HttpFailure {
-    if (err instanceof ChunkMissingError) return new HttpFailure(404, 'not found')
-    this.sc.metrics.upstreamErrors.inc()
-    return new HttpFailure(502, 'upstream error')
   }
 
   /** Log the count of lines held back (the server is closing). */

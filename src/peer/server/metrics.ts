@@ -29,12 +29,6 @@ function createSeries() {
       registers,
     }),
     upstreamErrors: new Counter({name: 'vmi_upstream_errors_total', help: 'Fetch-through failures other than "missing"', registers}),
-    relays: new Counter({
-      name: 'vmi_fetch_through_relays_total',
-      help: 'Fetch-through answers relayed as the upstream body arrived, by outcome (completed once verified, or cut)',
-      labelNames: ['outcome'] as const,
-      registers,
-    }),
     uploads: new Counter({
       name: 'vmi_uploads_total',
       help: 'PUT requests by result: stored, exists, invalid, too_large, conflict, denied, error',

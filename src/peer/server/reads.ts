@@ -11,9 +11,8 @@ import {readFileOrUndefined} from '../../util/fs-util.js'
 import {objectFileDefect} from '../../store/local-objects.js'
 import {onResponseDone} from '../response-done.js'
 import {isValidId} from '../../store/layout.js'
-import {asksFetchThrough, CACHE_IMMUTABLE, CACHE_REVALIDATE, COMPRESSIBLE_HEADER, COMPRESSIBLE_NO, CONTENT_BINARY, CONTENT_JSON, CONTENT_TEXT, ENCODINGS_HEADER, FETCH_HEADER, IMAGE_HEADER, readsEncodings} from '../wire.js'
-import {isFrame, storedFormOf} from '../../store/object-encoding.js'
-import type {Arrival} from '../arrival.js'
+import {asksFetchThrough, CACHE_IMMUTABLE, CACHE_REVALIDATE, CONTENT_BINARY, CONTENT_JSON, CONTENT_TEXT, ENCODINGS_HEADER, FETCH_HEADER, IMAGE_HEADER, readsEncodings} from '../wire.js'
+import {storedFormOf} from '../../store/object-encoding.js'
 import type {ServerContext} from './context.js'
 import type {FetchThrough} from './fetch-through.js'
 import {HttpFailure, send, type Exchange} from './http-io.js'
@@ -59,83 +58,10 @@ export class ReadHandlers {
     metrics.objectRequests.inc({result: 'miss'})
     if (req.method !== 'GET' || !asksFetchThrough(req.headers[FETCH_HEADER]) || !this.fetchThrough) throw new HttpFailure(404, 'not found')
     const image = req.headers[IMAGE_HEADER]
-    const served = await this.fetchThrough.serve(id, typeof image === 'string' && isValidId(image) ? image : undefined, (a) => this.relayable(req, asStored, a))
-    if ('relay' in served) return this.relay(x, served.relay, served.done, headers)
-    const data = asStored ? this.sc.sendCompression.outgoing(req, id, storedFormOf(served.data)) : served.data
+    const chunk = await this.fetchThrough.serve(id, typeof image === 'string' && isValidId(image) ? image : undefined)
+    const data = asStored ? this.sc.sendCompression.outgoing(req, id, storedFormOf(chunk)) : chunk
     this.countWhenSent(res, data.length)
-    send(x, 200, data, this.withCompressibility(id, asStored, data, headers))
-  }
-
-  /** `headers`, saying the chunk does not compress when it is sent raw to a client that reads frames and that is known (COMPRESSIBLE_HEADER). */
-  private withCompressibility(id: string, asStored: boolean, sent: Buffer, headers: Headers): Headers {
-    return asStored && !isFrame(sent) && this.sc.sendCompression.knownIncompressible(id) ? {...headers, [COMPRESSIBLE_HEADER]: COMPRESSIBLE_NO} : headers
-  }
-
-  /**
-   * Whether an upstream body arriving may be relayed to this client as it
-   * comes: only when it is what this server would send it once whole. A
-   * frame goes as it is to a client that reads frames (outgoing() sends a
-   * frame as it is); raw bytes to a client that gets no compression from
-   * this server, or when the upstream said the chunk does not compress.
-   */
-  private relayable(req: IncomingMessage, asStored: boolean, a: Arrival): boolean {
-    if (isFrame(a.body)) return asStored
-    return !asStored || a.incompressible || !this.sc.sendCompression.wantedBy(req)
-  }
-
-  /**
-   * Relay a body as it arrives from the upstream (PROTOCOL.md "Relaying as
-   * it arrives"): every byte but the last as soon as it is here, the last
-   * only once the whole body has hashed to the id and the chunk is stored.
-   * When it does not (wrong bytes, a body cut short and fetched again, a
-   * failure), the connection is closed without it: a client never gets a
-   * whole answer of unverified bytes, and asks again.
-   */
-  private relay(x: Exchange, a: Arrival, done: Promise<Buffer>, headers: Headers): void {
-    const {req, res, ctx} = x
-    const {metrics, sendCompression} = this.sc
-    const total = a.body.length
-    const out: Headers = {...headers, 'Content-Length': total}
-    if (!isFrame(a.body) && a.incompressible) {
-      out[COMPRESSIBLE_HEADER] = COMPRESSIBLE_NO
-      sendCompression.noteIncompressible(a.id)
-    }
-    res.writeHead(200, out)
-    let sent = 0
-    let over = false
-    const forward = () => {
-      const upTo = Math.min(a.filled, total - 1)
-      if (over || upTo <= sent) return
-      res.write(a.body.subarray(sent, upTo))
-      ctx.bytes += upTo - sent
-      sent = upTo
-    }
-    const stop = a.onProgress(forward)
-    onResponseDone(req, res, () => {
-      over = true
-      stop()
-    })
-    forward()
-    this.countWhenSent(res, total)
-    const cut = () => {
-      metrics.relays.inc({outcome: 'cut'})
-      // the connection, not the response: one queued behind another on a pipelined connection ignores destroy()
-      if (!over) req.socket.destroy()
-    }
-    done.then(
-      () => {
-        stop()
-        if (!a.verified || a.filled !== total) return cut()
-        metrics.relays.inc({outcome: 'completed'})
-        if (over) return
-        ctx.bytes += total - sent
-        res.end(a.body.subarray(sent))
-      },
-      () => {
-        stop()
-        cut()
-      },
-    )
+    send(x, 200, data, headers)
   }
 
   /**
@@ -161,7 +87,6 @@ export class ReadHandlers {
     }
     if (!here) return false
     if (asStored) here = this.sc.sendCompression.outgoing(req, id, here)
-    headers = this.withCompressibility(id, asStored, here, headers)
     const held = here.length
     this.heldBytes += held
     onResponseDone(req, res, () => (this.heldBytes -= held))

@@ -41,7 +41,7 @@ export class SendCompression {
   ) {}
 
   /** Whether objects resting raw go out compressed to this request's client (which must also ask for frames). */
-  wantedBy(req: IncomingMessage): boolean {
+  private wantedBy(req: IncomingMessage): boolean {
     if (this.policy === 'never' || !canCompress()) return false
     return this.policy === 'always' || !onThisMachine(req)
   }
@@ -49,18 +49,6 @@ export class SendCompression {
   /** What to send this request's client (one that asked for frames) for the object `stored` of chunk `id`: encode() when the policy wants it, else the object as it is. */
   outgoing(req: IncomingMessage, id: string, stored: Buffer): Buffer {
     return this.wantedBy(req) ? this.encode(id, stored) : stored
-  }
-
-  /** Whether chunk `id` was found not to compress by the store's rule (and is sent raw without another try). */
-  knownIncompressible(id: string): boolean {
-    return this.incompressible.has(id)
-  }
-
-  /** Remember chunk `id` as not compressing (an upstream said so: a wrong claim only costs bytes). */
-  noteIncompressible(id: string): void {
-    if (this.incompressible.has(id)) return
-    if (this.incompressible.size >= MAX_INCOMPRESSIBLE) this.incompressible.delete(this.incompressible.values().next().value!)
-    this.incompressible.add(id)
   }
 
   /** What to send for the object `stored` of chunk `id`: a frame as it is, else the chunk's frame when it compresses, else the chunk. */
@@ -76,7 +64,8 @@ export class SendCompression {
     if (this.incompressible.has(id)) return stored
     const frame = encodeChunk(stored)
     if (frame === stored) {
-      this.noteIncompressible(id)
+      if (this.incompressible.size >= MAX_INCOMPRESSIBLE) this.incompressible.delete(this.incompressible.values().next().value!)
+      this.incompressible.add(id)
       this.count('incompressible')
       return stored
     }
