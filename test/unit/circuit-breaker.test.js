@@ -17,6 +17,7 @@ import {LocalStore} from '../../dist/store/local-store.js'
 import {hash} from '../../dist/store/hash.js'
 import {RemoteError, RemoteIntegrityError, SourceDownError} from '../../dist/errors.js'
 import {haveBlackhole, PYTHON, startBlackhole} from '../helpers/blackhole.js'
+import {skip} from '../helpers/index.js'
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
@@ -203,7 +204,7 @@ test('a source that stays silent (idle timeout) is marked down at its first time
 })
 
 test('a connection that is never accepted (its SYN dropped) times out once and marks the source down', async () => {
-  if (!haveBlackhole()) return console.log(`  SKIP: ${PYTHON} not installed`)
+  if (!haveBlackhole()) return skip(`${PYTHON} not installed`)
   const hole = await startBlackhole()
   const src = guardRemote(seedLike(hole.url, {connectTimeoutMs: 300}), {probeMinMs: 60_000})
   try {
