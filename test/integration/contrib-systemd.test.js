@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert'
 import {spawn, spawnSync} from 'node:child_process'
 import {chmodSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
-import {BIN, freePort, ROOT, tmpDir, tmpStore} from '../helpers/index.js'
+import {BIN, freePort, ROOT, skip, tmpDir, tmpStore} from '../helpers/index.js'
 
 const UNIT = readFileSync(path.join(ROOT, 'contrib', 'vmi-serve.service'), 'utf8')
 const ENV_FILE = readFileSync(path.join(ROOT, 'contrib', 'vmi-serve.env'), 'utf8')
@@ -122,7 +122,7 @@ test('ExecStartPost fails when nothing answers (the unit then fails to start)', 
 })
 
 test('systemd-analyze verify accepts the unit', () => {
-  if (spawnSync('systemd-analyze', ['--version']).status !== 0) return console.log('SKIP: systemd-analyze is not installed')
+  if (spawnSync('systemd-analyze', ['--version']).status !== 0) return skip('systemd-analyze is not installed')
   const d = tmpDir()
   try {
     // the installed paths, here: a vmi on PATH and the generated man pages

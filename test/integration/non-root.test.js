@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert'
 import {spawn, spawnSync} from 'node:child_process'
 import {chmodSync, readFileSync, statSync} from 'node:fs'
 import path from 'node:path'
-import {BIN, makeImage, sha256File, tmpDir} from '../helpers/index.js'
+import {BIN, makeImage, sha256File, skip, tmpDir} from '../helpers/index.js'
 
 const NOBODY = 65534
 const asRoot = process.getuid() === 0
@@ -46,7 +46,7 @@ async function start(argv, home) {
 }
 
 test('as an unprivileged user: import, serve, push, pull, mount on a unix socket, export, fsck, gc', async () => {
-  if (asRoot && spawnSync('setpriv', ['--version']).status !== 0) return console.log('SKIP: setpriv (util-linux) is not installed')
+  if (asRoot && spawnSync('setpriv', ['--version']).status !== 0) return skip('setpriv (util-linux) is not installed')
   const t = tmpDir()
   chmodSync(t.dir, 0o777)
   const seedHome = path.join(t.dir, 'seed')
@@ -87,7 +87,7 @@ test('as an unprivileged user: import, serve, push, pull, mount on a unix socket
 })
 
 test('as an unprivileged user: a port below 1024 exits 2 saying it needs root; --file needs /dev/fuse', async () => {
-  if (!asRoot) return console.log('SKIP: not root, so no unprivileged user to switch to')
+  if (!asRoot) return skip('not root, so no unprivileged user to switch to')
   const t = tmpDir()
   chmodSync(t.dir, 0o777)
   const home = path.join(t.dir, 'home')
@@ -97,7 +97,7 @@ test('as an unprivileged user: a port below 1024 exits 2 saying it needs root; -
     chmodSync(src, 0o644)
     assert.is(run(['import', src, 'web:1', '--chunk-size', '64K', '-q'], home).status, 0)
     const unprivilegedFrom = Number(readFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8'))
-    if (unprivilegedFrom <= 80) console.log(`SKIP: ports from ${unprivilegedFrom} up need no root on this kernel`)
+    if (unprivilegedFrom <= 80) skip(`ports from ${unprivilegedFrom} up need no root on this kernel`)
     else for (const argv of [
       ['serve', '--listen', '127.0.0.1:80'],
       ['mount', 'web:1', '--listen', '127.0.0.1:80', '--exec', 'true'],
@@ -107,7 +107,7 @@ test('as an unprivileged user: a port below 1024 exits 2 saying it needs root; -
       assert.match(r.stderr, /ports below 1024 need root/)
     }
     const fuse = statSync('/dev/fuse', {throwIfNoEntry: false})
-    if (!fuse || (fuse.mode & 0o006) === 0o006) return console.log('SKIP: /dev/fuse is missing or open to every user here; the --file refusal is not reproducible')
+    if (!fuse || (fuse.mode & 0o006) === 0o006) return skip('/dev/fuse is missing or open to every user here; the --file refusal is not reproducible')
     const r = run(['mount', 'web:1', '--file', path.join(t.dir, 'disk.raw'), '--exec', 'true'], home)
     assert.is(r.status, 7, r.stderr)
     assert.match(r.stderr, /\/dev\/fuse: Permission denied/)

@@ -165,7 +165,7 @@ test('mutual TLS: no client certificate, another CA\'s, or an expired one is ref
       const m = await execAsync(['mount', 'img:1', s.url, '--ca-cert', pki.ca, ...clientFlags, '--read-only', '--exec', `qemu-img convert -f raw -O raw {nbd} ${out}`], {store: path.join(T.dir, 'mtls-mount')})
       assert.is(m.status, 0, m.stderr)
       assert.is(await sha256File(out), await sha256File(SRC))
-    } else console.log('SKIP: mount through mutual TLS (qemu-img is not installed)')
+    } else skip('mount through mutual TLS (qemu-img is not installed)')
 
     // serve's fetch-through shows its client certificate to the seed; without one the seed refuses it (502)
     for (const [who, flags, want] of [
