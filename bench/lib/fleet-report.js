@@ -81,10 +81,12 @@ export function fleetBody(R, {plot}) {
       `The seed runs \`vmi serve\` and nginx (one worker, sendfile) over the same store, and nginx also serves the raw image for curl.`,
     '',
   )
+  // the factor from this lab to a fleet on 10 Gbit/s links
+  const scale = 10e9 / R.lab.rate
   out.push(
-    `**Scaling**: every size and rate here but one is a fleet's scaled down by one factor. At ${mbit(R.lab.rate)} a ${bytesHuman(img.size)} image models, for example, a ${f((img.size * (10e9 / R.lab.rate)) / GiB, 1)} GiB image on 10 Gbit/s links (×${f(10e9 / R.lab.rate, 0)}: the same seconds) — ` +
+    `**Scaling**: every size and rate here but one is a fleet's scaled down by one factor. At ${mbit(R.lab.rate)} a ${bytesHuman(img.size)} image models, for example, a ${f((img.size * scale) / GiB, 1)} GiB image on 10 Gbit/s links (×${f(scale, 0)}: the same seconds) — ` +
       `as long as CPU stays below saturation, which on this ${R.machine.cores}-core machine shared by all hosts it does not always: the "busy cores" column shows it, and a run near ${R.machine.cores} cores measures CPU, not the links. ` +
-      `The one not scaled is the chunk, ${img.chunkSize / 1024} KiB here as in that fleet: the lab has ×${f(10e9 / R.lab.rate, 0)} fewer chunks, each as many times longer on a link. ` +
+      `The one not scaled is the chunk, ${img.chunkSize / 1024} KiB here as in that fleet: the lab has ×${f(scale, 0)} fewer chunks, each as many times longer on a link. ` +
       `What one chunk waits for — reaching its owner before it goes on to the other hosts, the first chunks at the start of a fill and the last at its end — weighs that much more here than in the fleet modelled ` +
       `(bench/results/2026-12-08-fetch-through-relay.md).`,
     '',
