@@ -2,7 +2,7 @@
 import {mapLimit} from '../util/map-limit.js'
 import {RefNotFoundError, VmiError} from '../errors.js'
 import type {LocalStore} from './local-store.js'
-import {withLock} from './lock.js'
+import {scanLocks, withLock} from './lock.js'
 import {chunkCount, chunkLength, type Manifest} from './manifest.js'
 import {formatRef, parseRef, type RefName} from './ref.js'
 
@@ -261,9 +261,21 @@ export interface RemoveResult {
   spec: string
   id: string
   untagged: string[]
+  /**
+   * Why the image's manifest stays although no ref names it any more: it is
+   * pinned, or a running mount or pull holds it. gc keeps it (and its
+   * chunks) while that lasts and removes it after; absent when removed.
+   */
+  kept?: 'pinned' | 'in-use'
 }
 
-/** Remove refs (an id removes every ref to it). Objects go at the next gc. */
+/**
+ * Remove refs (an id removes every ref to it). An image no ref names any
+ * more loses its manifest here, unless a pin or a running operation keeps
+ * it: gc keeps the chunks of exactly those images (pins, live locks' roots),
+ * and it can keep them only while their manifest says which they are.
+ * Objects go at the next gc.
+ */
 export async function removeImages(store: LocalStore, specs: string[]): Promise<RemoveResult[]> {
   return withLock(store.layout, {op: 'rm'}, async () => {
     // resolve all first: one bad name removes nothing
@@ -275,12 +287,19 @@ export async function removeImages(store: LocalStore, specs: string[]): Promise<
       const refs = named ? [parseRef(spec)] : (byId.get(id) ?? [])
       plans.push({spec, id, refs})
     }
+    // what gc would keep (it cannot run while this write lock is held)
+    const pinned = new Set(await store.listPins())
+    const {roots: inUse} = await scanLocks(store.layout)
     const out: RemoveResult[] = []
     for (const p of plans) {
       const untagged: string[] = []
       for (const r of p.refs) if ((await store.deleteRef(r)) !== undefined) untagged.push(formatRef(r))
-      if (p.refs.length === 0 || !(await stillReferenced(store, p.id))) await store.deleteManifest(p.id)
-      out.push({spec: p.spec, id: p.id, untagged})
+      let kept: RemoveResult['kept']
+      if (p.refs.length === 0 || !(await stillReferenced(store, p.id))) {
+        kept = pinned.has(p.id) ? 'pinned' : inUse.has(p.id) ? 'in-use' : undefined
+        if (!kept) await store.deleteManifest(p.id)
+      }
+      out.push({spec: p.spec, id: p.id, untagged, ...(kept ? {kept} : {})})
     }
     return out
   })

@@ -145,6 +145,51 @@ test('gc while a lazily mounted image is in use keeps its manifest and fetched c
   }
 })
 
+test('rm of an image a running mount reads, or of a pinned one, keeps it whole until the mount ends or the pin goes', async () => {
+  if (!hasCommand('qemu-img')) return skip('qemu-img not installed')
+  const t = tmpStore()
+  let m
+  try {
+    const src = path.join(t.dir, 'src.raw')
+    await makeImage(src, [{kind: 'random', size: 2 * M, seed: 'rm-mounted'}])
+    const store = t.store
+    const id = ok(exec(['import', src, 'web:3', '--chunk-size', '64K'], {store}), 'import').stdout.trim()
+    m = await startMount(store, ['web:3', '--read-only'])
+    const rm = JSON.parse(ok(exec(['rm', 'web:3', '--json'], {store}), 'rm while mounted').stdout)
+    assert.equal(rm.removed, [{spec: 'web:3', id, untagged: ['web:3'], kept: 'in-use'}])
+    const g = JSON.parse(ok(exec(['gc', '--json'], {store}), 'gc while mounted').stdout)
+    assert.is(g.removedObjects, 0, 'the mount’s image keeps its chunks')
+    assert.equal(g.missingRoots, [])
+    // every byte still reads through the mount
+    const out = path.join(t.dir, 'out.raw')
+    assert.is((await runAsync('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', m.nbd, out])).status, 0)
+    assert.is(await sha256File(out), await sha256File(src))
+    // undone while it is still there: the id names it
+    ok(exec(['tag', id, 'web:3'], {store}), 'tag it again')
+    ok(exec(['rm', 'web:3'], {store}), 'rm again')
+    await m.stop()
+    m = undefined
+    const g2 = JSON.parse(ok(exec(['gc', '--json'], {store}), 'gc after the mount').stdout)
+    assert.equal([g2.removedManifests, g2.removedObjects], [[id], 32], 'unmounted and unreferenced: gc takes it')
+    fsckClean(store)
+
+    // pinned: the same
+    const id4 = ok(exec(['import', src, 'web:4', '--chunk-size', '64K'], {store}), 'import again').stdout.trim()
+    ok(exec(['pin', 'web:4'], {store}), 'pin')
+    const rm2 = ok(exec(['rm', 'web:4'], {store}), 'rm pinned')
+    assert.match(rm2.stdout, /is pinned/)
+    assert.is(JSON.parse(ok(exec(['gc', '--json'], {store}), 'gc pinned').stdout).removedObjects, 0, 'a pinned image keeps its chunks')
+    ok(exec(['export', id4, out, '--force'], {store}), 'export the pinned image by id')
+    assert.is(await sha256File(out), await sha256File(src))
+    ok(exec(['pin', '--remove', id4], {store}), 'unpin')
+    assert.is(JSON.parse(ok(exec(['gc', '--json'], {store}), 'gc unpinned').stdout).removedObjects, 32)
+    fsckClean(store)
+  } finally {
+    await m?.stop()
+    t.cleanup()
+  }
+})
+
 test('--vhost-user-blk brings up a vhost-user-blk socket (qemu-storage-daemon) and removes it at unmount', async () => {
   if (!hasCommand('qemu-storage-daemon')) return skip('qemu-storage-daemon not installed')
   const t = tmpStore()
