@@ -11,7 +11,7 @@
  * objects, manifests and finally refs (and their signatures) into the store. A truncated or tampered
  * bundle is refused and leaves the store unchanged.
  */
-import {createWriteStream, promises as fsp} from 'node:fs'
+import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import {once} from 'node:events'
 import {pipeline} from 'node:stream/promises'
@@ -19,7 +19,7 @@ import {Readable, type Writable} from 'node:stream'
 import tar from 'tar-stream'
 import {BadBundleError, FileNotFoundError, InterruptedError, VmiError, storeWriteError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
-import {tmpName} from '../util/fs-util.js'
+import {outputError, outputTarget, publishFile, stagingFile} from '../util/output-file.js'
 import {verifyContent} from './hash.js'
 import {isValidId} from './layout.js'
 import type {LocalStore} from './local-store.js'
@@ -43,6 +43,8 @@ interface BundleIndex {
 export interface SaveInit {
   progress?: ProgressReporter
   signal?: AbortSignal
+  /** Replace an existing file at `dest` (only once the bundle is complete); without it an existing file is an error before any work. */
+  overwrite?: boolean
 }
 
 export interface SaveResult {
@@ -51,9 +53,10 @@ export interface SaveResult {
   bytes: number
 }
 
-/** Write a bundle of `specs` to `dest` (a path: written beside it, then renamed; or a stream). */
+/** Write a bundle of `specs` to `dest` (a path: written beside it, then put in place; or a stream). */
 export async function saveBundle(store: LocalStore, specs: string[], dest: string | Writable, init: SaveInit = {}): Promise<SaveResult> {
   if (specs.length === 0) throw new VmiError('nothing to save: name at least one image')
+  const out = typeof dest === 'string' ? await outputTarget(dest, init.overwrite ?? false) : undefined
   const progress = init.progress ?? silentProgress
   const images = new Map<string, {manifest: Manifest; bytes: Buffer; refs: Set<string>}>()
   for (const spec of specs) {
@@ -78,11 +81,15 @@ export async function saveBundle(store: LocalStore, specs: string[], dest: strin
     }
     index.images.push({id, refs, ...(Object.keys(signatures).length ? {signatures} : {})})
   }
+  // the destination is opened before the first entry: a path that cannot be written fails here, before any work
+  const staging = out && (out.st === undefined || out.st.isFile()) ? stagingFile(out.target, 'vmi-save') : out?.target
+  const file = staging === undefined ? undefined : await fsp.open(staging, staging === out?.target ? 'w' : 'wx', 0o644).catch((err) => Promise.reject(outputError(err, dest, 'the bundle')))
   const pack = tar.pack()
   let bytes = 0
   const producer = (async () => {
+    // the entry's own stream fails too when the pack is destroyed (the destination failed): both settle this promise
     const add = (name: string, data: Buffer) =>
-      new Promise<void>((resolve, reject) => pack.entry({name, size: data.length, mode: 0o644, mtime: new Date(0)}, data, (err) => (err ? reject(err) : resolve())))
+      new Promise<void>((resolve, reject) => pack.entry({name, size: data.length, mode: 0o644, mtime: new Date(0)}, data, (err) => (err ? reject(err) : resolve())).on('error', reject))
     await add(BUNDLE_INDEX, Buffer.from(JSON.stringify(index, null, 1) + '\n'))
     for (const [id, e] of images) await add(`manifests/${id}`, e.bytes)
     for (const [id, {manifest}] of images) {
@@ -104,26 +111,28 @@ export async function saveBundle(store: LocalStore, specs: string[], dest: strin
   producer.catch((err) => pack.destroy(err))
 
   try {
-    if (typeof dest === 'string') {
-      const target = path.resolve(dest)
-      const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${tmpName('vmi-save')}`)
+    if (file) {
       try {
-        await pipeline(pack, createWriteStream(tmp, {flags: 'wx', mode: 0o644}))
-        const fh = await fsp.open(tmp, 'r+')
-        await fh.sync().finally(() => fh.close())
+        await pipeline(pack, file.createWriteStream())
         await producer
-        await fsp.rename(tmp, target)
+        if (staging !== out!.target) {
+          const fh = await fsp.open(staging!, 'r+')
+          await fh.sync().finally(() => fh.close())
+          await publishFile(staging!, out!.target, init.overwrite ?? false, dest as string)
+        }
       } catch (err) {
-        await fsp.rm(tmp, {force: true})
+        await file.close().catch(() => {})
+        if (staging !== out!.target) await fsp.rm(staging!, {force: true})
         throw err
       }
     } else {
-      for await (const piece of pack) if (!dest.write(piece)) await once(dest, 'drain')
+      const stream = dest as Writable
+      for await (const piece of pack) if (!stream.write(piece)) await once(stream, 'drain')
       await producer
     }
   } catch (err) {
     if (init.signal?.aborted) throw new InterruptedError('save interrupted', {cause: err})
-    throw err
+    throw outputError(err, dest, 'the bundle')
   } finally {
     progress.stop()
   }

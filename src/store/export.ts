@@ -7,9 +7,10 @@
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import type {Writable} from 'node:stream'
-import {BadManifestError, FileExistsError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
+import {BadManifestError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {tmpName} from '../util/fs-util.js'
+import {outputError, outputTarget, publishFile, stagingFile} from '../util/output-file.js'
 import {convertFromRaw, DEFAULT_TOOLS, type Tools} from './formats.js'
 import type {LocalStore} from './local-store.js'
 import {chunkCount, chunkLength, MAX_EXPANDED_CHUNKS} from './manifest.js'
@@ -248,17 +249,9 @@ async function streamConverted(run: ExportRun, sink: StreamSink): Promise<void> 
  * place. Other formats are converted from a raw file beside it.
  */
 async function exportToFile(run: ExportRun, dest: string): Promise<void> {
-  const target = path.resolve(dest)
-  let st
-  try {
-    st = await fsp.stat(target)
-  } catch (err) {
-    if (!isErrno(err, 'ENOENT')) throw err
-  }
-  if (st?.isDirectory()) throw new UsageError(`${dest} is a directory; give a file name`)
-  if (st?.isFile() && !run.init.overwrite) throw new FileExistsError(`${dest} already exists`, {data: {file: target}})
+  const {target, st} = await outputTarget(dest, run.init.overwrite ?? false)
   const inPlace = st !== undefined && !st.isFile() // block device or similar
-  const rawFile = inPlace ? target : path.join(path.dirname(target), `.${path.basename(target)}.${tmpName('vmi-export')}`)
+  const rawFile = inPlace ? target : stagingFile(target, 'vmi-export')
   const rawTarget = run.format === 'raw' ? rawFile : rawFile + '.raw'
   try {
     await writeRaw(run, rawTarget, inPlace)
@@ -266,7 +259,7 @@ async function exportToFile(run: ExportRun, dest: string): Promise<void> {
       await convertFromRaw(rawTarget, run.format, rawFile, run.init.tools ?? DEFAULT_TOOLS)
       await fsp.rm(rawTarget, {force: true})
     }
-    if (!inPlace) await publish(rawFile, target, run.init.overwrite ?? false, dest)
+    if (!inPlace) await publishFile(rawFile, target, run.init.overwrite ?? false, dest)
   } catch (err) {
     if (!inPlace) await fsp.rm(rawFile, {force: true}).catch(() => {})
     if (rawTarget !== rawFile) await fsp.rm(rawTarget, {force: true}).catch(() => {})
@@ -336,30 +329,6 @@ async function writeRaw(run: ExportRun, file: string, inPlace: boolean): Promise
 
 /** What a failed export reports: an interruption, or the destination's failure in words. */
 function exportError(err: unknown, spec: string, dest: string | Writable, signal: AbortSignal | undefined): unknown {
-  const what = typeof dest === 'string' ? dest : 'the export'
   if (signal?.aborted) return new InterruptedError(`export of ${spec} interrupted`, {cause: err})
-  if (isErrno(err, 'EPIPE')) return new VmiError(`the reader of the export went away (broken pipe)`, {cause: err})
-  if (isErrno(err, 'ENOSPC')) return new VmiError(`no space left writing ${what}`, {cause: err})
-  if (isErrno(err, 'EACCES', 'EPERM', 'EROFS')) return new VmiError(`cannot write ${what}: ${(err as Error).message}`, {cause: err})
-  if (isErrno(err, 'ENOENT') && typeof dest === 'string') return new UsageError(`cannot write ${dest}: its directory does not exist`, {cause: err})
-  return err
-}
-
-/**
- * Put the finished file in place. Without `overwrite`, a hard link makes it
- * appear only if nothing took the name meanwhile (EEXIST); a filesystem
- * without hard links falls back to a rename.
- */
-async function publish(file: string, target: string, overwrite: boolean, shown: string): Promise<void> {
-  if (!overwrite) {
-    try {
-      await fsp.link(file, target)
-      await fsp.rm(file, {force: true})
-      return
-    } catch (err) {
-      if (isErrno(err, 'EEXIST')) throw new FileExistsError(`${shown} already exists`, {cause: err, data: {file: target}})
-      if (!isErrno(err, 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK')) throw err
-    }
-  }
-  await fsp.rename(file, target)
+  return outputError(err, dest, 'the export')
 }
