@@ -86,6 +86,9 @@ export class BadManifestError extends VmiError {
   override readonly exitCode = ExitCode.BAD_INPUT
 }
 
+/** A manifest of a format version newer than this vmi reads: not damaged, only unreadable here ("upgrade vmi"). */
+export class NewerManifestError extends BadManifestError {}
+
 export class BadBundleError extends VmiError {
   override readonly code = 'VMI_BAD_BUNDLE'
   override readonly exitCode = ExitCode.BAD_INPUT

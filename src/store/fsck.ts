@@ -1,11 +1,14 @@
 /**
  * `fsck`: re-hash every object, check every manifest and ref, and report each
- * problem. `repair` moves corrupt objects, bad manifests and refs that hold
- * no id to quarantine/ (so a later pull or import stores a good copy again)
- * and removes refs to absent manifests.
+ * problem. `repair` moves corrupt objects (and what is not a file where an
+ * object should be), bad manifests, and refs that hold no id or bear a name
+ * no command can give, to quarantine/ (so a later pull or import stores a
+ * good copy again), and removes refs to absent manifests. A manifest of a
+ * newer format is reported and left alone.
  */
+import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {InterruptedError, VmiError} from '../errors.js'
+import {InterruptedError, NewerManifestError, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {readdirOrEmpty, readFileBounded} from '../util/fs-util.js'
 import {isFrame, MAX_STORED_OBJECT, openObject} from './object-encoding.js'
@@ -15,7 +18,7 @@ import {withLock} from './lock.js'
 import {decodeManifest, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES, uniqueChunkIds} from './manifest.js'
 import {isValidRefPart} from './ref.js'
 
-export type ProblemKind = 'corrupt-object' | 'stray-file' | 'bad-manifest' | 'missing-chunk' | 'dangling-ref' | 'bad-ref' | 'unreadable'
+export type ProblemKind = 'corrupt-object' | 'stray-file' | 'bad-manifest' | 'newer-manifest' | 'missing-chunk' | 'dangling-ref' | 'bad-ref' | 'unreadable'
 
 export interface Problem {
   kind: ProblemKind
@@ -68,8 +71,8 @@ async function check(store: LocalStore, init: FsckInit): Promise<FsckResult> {
   const c: Check = {store, init, problems: [], rel: (p) => path.relative(store.layout.root, p)}
   const {present, objects, checked, objectBytes, compressedObjects, compressedChunkBytes} = await checkObjects(c)
   // an interruption from here on still reports how far the objects got
-  const {manifests, manifestOk, lazyImages, lazyMissingChunks} = await checkManifests(c, present, () => `${checked} of ${objects} objects`)
-  const refs = await checkRefs(c, manifestOk)
+  const {manifests, manifestOk, newer, lazyImages, lazyMissingChunks} = await checkManifests(c, present, () => `${checked} of ${objects} objects`)
+  const refs = await checkRefs(c, manifestOk, newer)
   const {problems} = c
   return {ok: problems.length === 0, objects, objectBytes, compressedObjects, compressedChunkBytes, manifests, refs, lazyImages, lazyMissingChunks, problems}
 }
@@ -116,7 +119,13 @@ async function checkObjects(
           const p: Problem = {kind: 'corrupt-object', path: rel(file), message: oversize}
           if (init.repair) p.repaired = await quarantine(store, file, id)
           problems.push(p)
-        } else problems.push({kind: 'unreadable', path: rel(file), message: `object ${id} cannot be read: ${(err as Error).message}`})
+        } else {
+          const p: Problem = {kind: 'unreadable', path: rel(file), message: `object ${id} cannot be read: ${(err as Error).message}`}
+          // not a file at all (a directory, a FIFO) holds no chunk, and would pass for one with a writer that only looks for the name;
+          // a regular file this user cannot read may be whole: left for its owner
+          if (init.repair && (await notRegularFile(file))) p.repaired = await quarantine(store, file, id)
+          problems.push(p)
+        }
         continue
       }
       if (data === undefined) continue // removed meanwhile
@@ -149,13 +158,15 @@ async function checkManifests(
   c: Check,
   present: ReadonlySet<string>,
   progressSoFar: () => string,
-): Promise<{manifests: number; manifestOk: Set<string>; lazyImages: number; lazyMissingChunks: number}> {
+): Promise<{manifests: number; manifestOk: Set<string>; newer: Set<string>; lazyImages: number; lazyMissingChunks: number}> {
   const {store, init, problems, rel} = c
   const L = store.layout
   const lazy = new Set(await store.listLazy())
   let lazyMissing = 0
   let manifests = 0
   const manifestOk = new Set<string>()
+  // whole (they hash to their id) but of a newer format: this vmi cannot check their chunks, and leaves them and their refs alone
+  const newer = new Set<string>()
   for (const shard of (await readdirOrEmpty(L.manifestsDir)).sort()) {
     for (const rest of (await readdirOrEmpty(path.join(L.manifestsDir, shard))).sort()) {
       stopIfAborted(c, progressSoFar)
@@ -172,6 +183,11 @@ async function checkManifests(
         if (bytes === undefined) continue // removed meanwhile
         m = decodeManifest(bytes, id)
       } catch (err) {
+        if (err instanceof NewerManifestError) {
+          problems.push({kind: 'newer-manifest', path: rel(file), message: `${rel(file)}: ${err.message} to check it (it is left as it is)`})
+          newer.add(id)
+          continue
+        }
         const p: Problem = {kind: 'bad-manifest', path: rel(file), message: `${rel(file)}: ${(err as Error).message}`}
         if (init.repair) p.repaired = await quarantine(store, file, id)
         problems.push(p)
@@ -188,11 +204,11 @@ async function checkManifests(
         })
     }
   }
-  return {manifests, manifestOk, lazyImages: lazy.size, lazyMissingChunks: lazyMissing}
+  return {manifests, manifestOk, newer, lazyImages: lazy.size, lazyMissingChunks: lazyMissing}
 }
 
 /** Every ref read and followed; unreadable refs quarantined, and refs to an absent image removed, on repair. Their count. */
-async function checkRefs(c: Check, manifestOk: ReadonlySet<string>): Promise<number> {
+async function checkRefs(c: Check, manifestOk: ReadonlySet<string>, newer: ReadonlySet<string>): Promise<number> {
   const {store, init, problems, rel} = c
   const L = store.layout
   let refs = 0
@@ -202,7 +218,10 @@ async function checkRefs(c: Check, manifestOk: ReadonlySet<string>): Promise<num
       refs++
       const ref = `${name}:${tag}`
       if (!isValidRefPart(name) || !isValidRefPart(tag)) {
-        problems.push({kind: 'bad-ref', path: rel(file), message: `${rel(file)} is not a valid ref name`})
+        // no command can name it (nor remove it)
+        const p: Problem = {kind: 'bad-ref', path: rel(file), message: `${rel(file)} is not a valid ref name`}
+        if (init.repair) p.repaired = await quarantine(store, file, 'ref')
+        problems.push(p)
         continue
       }
       let id: string | undefined
@@ -215,7 +234,7 @@ async function checkRefs(c: Check, manifestOk: ReadonlySet<string>): Promise<num
         problems.push(p)
         continue
       }
-      if (id && !manifestOk.has(id)) {
+      if (id && !manifestOk.has(id) && !newer.has(id)) {
         const p: Problem = {kind: 'dangling-ref', path: rel(file), message: `ref ${ref} points at image ${id}, which is missing or damaged`}
         if (init.repair && !(await store.hasManifest(id))) {
           await store.deleteRef({name, tag})
@@ -226,6 +245,11 @@ async function checkRefs(c: Check, manifestOk: ReadonlySet<string>): Promise<num
     }
   }
   return refs
+}
+
+async function notRegularFile(file: string): Promise<boolean> {
+  const st = await fsp.lstat(file).catch(() => undefined)
+  return st !== undefined && !st.isFile()
 }
 
 /** Move `file` to quarantine/ as `<label>.<unique>`. */

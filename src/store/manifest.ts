@@ -2,7 +2,7 @@
  * The image manifest: canonical JSON (keys sorted, no whitespace, UTF-8);
  * the image id is the BLAKE3 of these bytes. See docs/FORMAT.md.
  */
-import {BadManifestError} from '../errors.js'
+import {BadManifestError, NewerManifestError} from '../errors.js'
 import {hash, verifyContent} from './hash.js'
 import {isValidId} from './layout.js'
 
@@ -132,12 +132,13 @@ export function validateManifest(m: Manifest, where = 'manifest'): void {
     throw new BadManifestError(`${where}: ${msg}`)
   }
   if (m === null || typeof m !== 'object' || Array.isArray(m)) bad('not a JSON object')
-  for (const k of Object.keys(m)) if (!KEYS.has(k)) bad(`unknown field ${JSON.stringify(k)}`)
+  // the version first: a newer format may have fields this vmi does not know
   if (m.version !== MANIFEST_VERSION) {
     if (Number.isInteger(m.version) && m.version > MANIFEST_VERSION)
-      bad(`format version ${m.version} is newer than this vmi reads (${MANIFEST_VERSION}); upgrade vmi`)
+      throw new NewerManifestError(`${where}: format version ${m.version} is newer than this vmi reads (${MANIFEST_VERSION}); upgrade vmi`)
     bad(`unsupported format version ${JSON.stringify(m.version)}`)
   }
+  for (const k of Object.keys(m)) if (!KEYS.has(k)) bad(`unknown field ${JSON.stringify(k)}`)
   if (!isValidChunkSize(m.chunkSize)) bad(`chunk size ${JSON.stringify(m.chunkSize)} is not a power of two between 64 KiB and 4 MiB`)
   if (!Number.isSafeInteger(m.virtualSize) || m.virtualSize <= 0 || m.virtualSize > MAX_VIRTUAL_SIZE || m.virtualSize % 512 !== 0)
     bad(`virtual size ${JSON.stringify(m.virtualSize)} is not a positive multiple of 512 up to 1 PiB`)

@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert'
 import {spawnSync} from 'node:child_process'
 import {promises as fsp, readFileSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
+import {hash} from '../../dist/store/hash.js'
 import {exec, fsckClean, hasCommand, listFiles, makeImage, seededBytes, sha256File, skip, tmpStore} from '../helpers/index.js'
 
 const K = 1024
@@ -254,6 +255,51 @@ test('fsck finds a corrupt object and a missing one; --repair quarantines; re-im
     const out = path.join(t.dir, 'ok.raw')
     ok(exec(['export', 'a', out], {store: t.store}), 'export')
     assert.is(await sha256File(out), await sha256File(a))
+  } finally {
+    t.cleanup()
+  }
+})
+
+test('fsck --repair leaves an image of a newer format (and its ref) alone, and moves aside what is not a file where an object should be and refs with invalid names', async () => {
+  const t = tmpStore()
+  try {
+    const a = path.join(t.dir, 'a.raw')
+    await makeImage(a, [{kind: 'random', size: M, seed: 'fsck-newer'}])
+    ok(exec(['import', a, 'a:1', '--chunk-size', '256K'], {store: t.store}), 'import')
+    // a whole manifest of format 2, with a field format 1 does not know, and a ref to it
+    const bytes = Buffer.from(JSON.stringify({version: 2, virtualSize: 512, chunkSize: 65536, chunks: [1], layers: []}))
+    const id = hash(bytes)
+    await fsp.mkdir(path.join(t.store, 'manifests', id.slice(0, 2)), {recursive: true})
+    writeFileSync(path.join(t.store, 'manifests', id.slice(0, 2), id.slice(2)), bytes)
+    await fsp.mkdir(path.join(t.store, 'refs', 'next'), {recursive: true})
+    writeFileSync(path.join(t.store, 'refs', 'next', '2'), id + '\n')
+    // a directory where an object should be, and a ref no command can name
+    const objs = await listFiles(path.join(t.store, 'objects'))
+    const victim = path.join(t.store, 'objects', objs[0])
+    await fsp.rm(victim)
+    await fsp.mkdir(victim)
+    await fsp.mkdir(path.join(t.store, 'refs', 'bad name'), {recursive: true})
+    writeFileSync(path.join(t.store, 'refs', 'bad name', 'x'), readFileSync(path.join(t.store, 'refs', 'a', '1')))
+
+    const r = exec(['fsck', '--repair', '--json'], {store: t.store})
+    assert.is(r.status, 1, r.stderr)
+    assert.is(r.stderr, '', 'with --json the problems are in the document only')
+    const kinds = Object.fromEntries(JSON.parse(r.stdout).problems.map((p) => [p.kind, p]))
+    assert.match(kinds['newer-manifest'].message, /format version 2 is newer than this vmi reads \(1\); upgrade vmi/)
+    assert.is(kinds['newer-manifest'].repaired, undefined)
+    assert.not.ok(kinds['dangling-ref'], 'its ref is not dangling')
+    assert.match(kinds.unreadable.repaired, /^moved to quarantine\//)
+    assert.match(kinds['bad-ref'].repaired, /^moved to quarantine\//)
+    // the newer image and its ref stay; the rest is repaired: a re-import stores the chunk again
+    assert.is(readFileSync(path.join(t.store, 'refs', 'next', '2'), 'utf8').trim(), id)
+    assert.ok(statSync(path.join(t.store, 'manifests', id.slice(0, 2), id.slice(2))).isFile())
+    ok(exec(['import', a, 'a:1', '--chunk-size', '256K'], {store: t.store}), 're-import')
+    const out = path.join(t.dir, 'out.raw')
+    ok(exec(['export', 'a:1', out], {store: t.store}), 'export')
+    assert.is(await sha256File(out), await sha256File(a))
+    const again = exec(['fsck'], {store: t.store})
+    assert.is(again.status, 1)
+    assert.equal(again.stderr.trim().split('\n').map((l) => l.split(':')[0]), ['newer-manifest'], 'only the newer image is left to report')
   } finally {
     t.cleanup()
   }
