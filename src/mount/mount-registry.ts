@@ -111,6 +111,13 @@ export async function registerMount(
   }
 }
 
+/** Whether `r` has what a reader of the record uses. */
+function wellFormed(r: unknown): r is MountRecord {
+  const m = r as MountRecord | null | undefined
+  if (typeof m !== 'object' || m === null || typeof m.stats !== 'object' || m.stats === null) return false
+  return Number.isSafeInteger(m.pid) && typeof m.host === 'string' && typeof m.image === 'string' && typeof m.nbd === 'string' && typeof m.stats.fetchedBytes === 'object' && m.stats.fetchedBytes !== null
+}
+
 /** The running mounts of this store, by pid; removes the records of mounts that are gone. */
 export async function listMounts(layout: StoreLayout): Promise<MountRecord[]> {
   const out: MountRecord[] = []
@@ -118,12 +125,23 @@ export async function listMounts(layout: StoreLayout): Promise<MountRecord[]> {
     if (!/^\d+\.json$/.test(name)) continue
     const file = path.join(layout.mountsDir, name)
     let r: MountRecord | undefined
+    let text: string
     try {
-      r = JSON.parse(await fsp.readFile(file, 'utf8')) as MountRecord
+      text = await fsp.readFile(file, 'utf8')
     } catch {
-      r = undefined // vanished, or (never, being renamed in whole) unreadable
+      continue // vanished
     }
-    if (r === undefined || typeof r.pid !== 'number') continue
+    try {
+      r = JSON.parse(text) as MountRecord
+    } catch {
+      r = undefined
+    }
+    if (!wellFormed(r)) {
+      // written whole and renamed, a mount's own record is never torn: this one was not written by a mount of this vmi.
+      // It is a report, not a lock: removed once the process its name gives is gone, else left out
+      if (!pidAlive(Number(name.slice(0, -'.json'.length)))) await fsp.rm(file, {force: true}).catch(() => {})
+      continue
+    }
     if (!isLive(r)) {
       await fsp.rm(file, {force: true}).catch(() => {})
       continue

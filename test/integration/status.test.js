@@ -128,4 +128,26 @@ test('a mount that stops cleanly removes its record at once', async () => {
   }
 })
 
+test('records no mount of this vmi wrote (fields missing, not JSON) are left out of status, and removed once their pid is gone', async () => {
+  const t = tmpStore()
+  try {
+    const dir = path.join(t.store, 'run', 'mounts')
+    await fsp.mkdir(dir, {recursive: true})
+    // pid 1 is alive; the one in the dead record's name is past pid_max
+    const partial = path.join(dir, '1.json')
+    const garbage = path.join(dir, '4194305.json')
+    await fsp.writeFile(partial, JSON.stringify({pid: 1, image: 'x'}))
+    await fsp.writeFile(garbage, '{garbage')
+    for (const argv of [['--no-probe'], []]) {
+      const r = exec(['status', '--json', ...argv], {store: t.store})
+      assert.is(r.status, 0, r.stderr)
+      assert.equal(JSON.parse(r.stdout).mounts, [])
+    }
+    assert.ok(existsSync(partial), 'a live pid’s record is not removed')
+    assert.not.ok(existsSync(garbage), 'a dead pid’s record is removed')
+  } finally {
+    t.cleanup()
+  }
+})
+
 test.run()
