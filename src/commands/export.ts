@@ -3,6 +3,7 @@ import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes, rate} from '../cli/format.js'
 import {ExitCode, FileExistsError, UsageError, VmiError} from '../errors.js'
 import {exportImage, type ExportResult} from '../store/export.js'
+import {EXPORT_FORMATS} from '../store/formats.js'
 import {missingChunksHint} from '../cli/hints.js'
 
 export default class Export extends BaseCommand<typeof Export> {
@@ -24,7 +25,7 @@ Exit codes: 0 ok, 2 bad arguments, or FILE exists (without --force), 3 unknown i
   }
 
   static override flags = {
-    format: Flags.string({char: 'f', summary: 'Output format: raw (default), qcow2, vmdk, vhdx, vdi, vpc.', default: 'raw'}),
+    format: Flags.string({char: 'f', summary: 'Output format.', options: [...EXPORT_FORMATS], default: 'raw'}),
     force: Flags.boolean({summary: 'Replace FILE when it exists (it is replaced whole, only once the export succeeded).', default: false}),
   }
 

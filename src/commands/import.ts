@@ -5,6 +5,7 @@ import {resolveChunkSize} from '../cli/settings.js'
 import {RefNotFoundError, UsageError} from '../errors.js'
 import type {LocalStore} from '../store/local-store.js'
 import {DEFAULT_CHUNK_SIZE, importImage, type ImportResult} from '../store/import.js'
+import {IMPORT_FORMATS} from '../store/formats.js'
 
 export default class Import extends BaseCommand<typeof Import> {
   static override interruptible = true
@@ -34,7 +35,7 @@ Exit codes: 0 ok, 2 bad arguments, 3 file or --parent image not found, 5 not a u
       exclusive: ['parent'],
     }),
     annotation: Flags.string({char: 'a', summary: 'KEY=VALUE to record in the manifest (repeatable).', multiple: true}),
-    format: Flags.string({summary: 'Source format; skips detection (raw, qcow2, vmdk, ...).'}),
+    format: Flags.string({summary: 'Source format; skips detection (qemu-img still checks the file is of it).', options: [...IMPORT_FORMATS]}),
     created: Flags.string({summary: 'Creation time to record (ISO 8601), for reproducible image ids.'}),
   }
 

@@ -11,7 +11,7 @@ import {BadManifestError, InterruptedError, isErrno, UsageError, VmiError} from 
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {tmpName} from '../util/fs-util.js'
 import {outputError, outputTarget, publishFile, stagingFile} from '../util/output-file.js'
-import {convertFromRaw, DEFAULT_TOOLS, type Tools} from './formats.js'
+import {checkFormat, convertFromRaw, DEFAULT_TOOLS, EXPORT_FORMATS, type Tools} from './formats.js'
 import type {LocalStore} from './local-store.js'
 import {chunkCount, chunkLength, MAX_EXPANDED_CHUNKS} from './manifest.js'
 import {manifestFileEntries} from './manifest-scan.js'
@@ -45,7 +45,7 @@ const PROGRESS_STEP = 8 << 20
 export async function exportImage(store: LocalStore, spec: string, dest: string | Writable, init: ExportInit = {}): Promise<ExportResult> {
   const t0 = performance.now()
   const format = init.format ?? 'raw'
-  if (!/^[a-z0-9]+$/.test(format)) throw new UsageError(`unknown format ${JSON.stringify(format)}`)
+  checkFormat(format, EXPORT_FORMATS)
   const id = await store.resolveId(spec)
   // the manifest is checked and walked as a file: its chunk list is never all in memory
   const manifest: ManifestHead = await store.verifyStoredManifestFile(id)

@@ -3,16 +3,26 @@
  * is absent) and raw streams of non-raw images through QEMU's tools.
  */
 import {spawn} from 'node:child_process'
-import {BadInputError, DependencyError} from '../errors.js'
+import {BadInputError, DependencyError, UsageError} from '../errors.js'
 
 /** Formats imported through qemu-img / qemu-nbd. */
 export const QEMU_FORMATS = ['qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed', 'qcow', 'parallels', 'dmg', 'cloop', 'bochs'] as const
+/** What `import --format` names. */
+export const IMPORT_FORMATS: readonly string[] = ['raw', ...QEMU_FORMATS]
+/** What export writes (qemu-img convert -O). */
+export const EXPORT_FORMATS: readonly string[] = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc']
+
+/** `format` when it is one of `known`, else a usage error listing them. */
+export function checkFormat(format: string, known: readonly string[]): string {
+  if (!known.includes(format)) throw new UsageError(`unknown format ${JSON.stringify(format)}: one of ${known.join(', ')}`)
+  return format
+}
 
 export interface FormatInfo {
   format: string
   virtualSize: number
-  /** How it was detected. */
-  via: 'qemu-img' | 'magic'
+  /** How it was detected ('given': named by the user, its virtual size from qemu-img). */
+  via: 'qemu-img' | 'magic' | 'given'
 }
 
 export interface Tools {
@@ -83,6 +93,27 @@ async function runTool(tool: string, args: string[], timeout = 600_000): Promise
   if (r.failed && isEnoent(r)) return undefined
   if (r.failed && r.exitCode === undefined) throw new DependencyError(`running ${tool} failed: ${r.shortMessage ?? r.message}`)
   return {exitCode: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr)}
+}
+
+/**
+ * `file` read as `format`, which the user named (no detection): its virtual
+ * size from `qemu-img info -f`, which also refuses a file that is not of
+ * that format. Raw needs no tool.
+ */
+export async function givenFormat(file: string, format: string, size: number, tools: Tools = DEFAULT_TOOLS): Promise<FormatInfo> {
+  checkFormat(format, IMPORT_FORMATS)
+  if (format === 'raw') return {format, virtualSize: size, via: 'given'}
+  const r = await runTool(tools.qemuImg, ['info', '-f', format, '--output=json', '--force-share', file], 60_000)
+  if (r === undefined) throw new DependencyError(`importing ${format} needs qemu-img, which is not installed (Debian: apt-get install qemu-utils)`, {data: {format}})
+  if (r.exitCode !== 0) throw new BadInputError(`${file} cannot be read as ${format}: ${lastLine(r.stderr)}`, {data: {format}})
+  let vs: unknown
+  try {
+    vs = (JSON.parse(r.stdout) as {'virtual-size'?: unknown})['virtual-size']
+  } catch {
+    throw new DependencyError(`qemu-img info printed unexpected output for ${file}`)
+  }
+  if (typeof vs !== 'number' || !Number.isSafeInteger(vs) || vs <= 0) throw new BadInputError(`${file}: qemu-img reports no usable virtual size`)
+  return {format, virtualSize: vs, via: 'given'}
 }
 
 /**

@@ -6,7 +6,7 @@
 import {promises as fsp} from 'node:fs'
 import {BadInputError, DependencyError, FileNotFoundError, isErrno, UsageError} from '../errors.js'
 import {fileChunks, streamChunks} from './chunker.js'
-import {convertToRawFile, DEFAULT_TOOLS, detectFormat, looksLikeText, openRawStream, sniffArchive, sniffFormat, type RawStream, type Tools} from './formats.js'
+import {convertToRawFile, DEFAULT_TOOLS, detectFormat, givenFormat, looksLikeText, openRawStream, sniffArchive, sniffFormat, type RawStream, type Tools} from './formats.js'
 import type {LocalStore} from './local-store.js'
 
 export interface ImportSource {
@@ -44,7 +44,7 @@ export async function openImportSource(store: LocalStore, source: string, chunkS
     if (archive && !sniffFormat(head))
       throw new BadInputError(`${source} is a ${archive} file, not a disk image; unpack it first`, {data: {source, archive}})
     if (!sniffFormat(head) && looksLikeText(head)) throw new BadInputError(`${source} looks like a text file, not a disk image`, {data: {source}})
-    const fmt = init.format ? {format: init.format, virtualSize: size, via: 'given'} : await detectFormat(source, size, head, tools)
+    const fmt = init.format ? await givenFormat(source, init.format, size, tools) : await detectFormat(source, size, head, tools)
     if (fmt.format === 'raw') {
       checkRawSize(source, size)
       const chunks = fileChunks(fh.fd, size, chunkSize, {signal: init.signal})

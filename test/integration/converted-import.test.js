@@ -143,6 +143,24 @@ test('an import that waits for a running gc before it reads the converter gets e
   }
 })
 
+test('--format names the source format: the same id as detected; a file not of it → exit 5 naming the format; an unknown format → exit 2 listing them (import and export)', () =>
+  withQcow2(async (t, file) => {
+    const detected = JSON.parse(ok(await execAsync(importArgs(file, 'q:detected'), {store: t.store}), 'import detected').stdout)
+    const given = JSON.parse(ok(await execAsync([...importArgs(file, 'q:given'), '--format', 'qcow2'], {store: t.store}), 'import --format qcow2').stdout)
+    assert.is(given.id, detected.id, 'the same image as detection gives')
+    const raw = path.join(t.dir, 'disk.raw')
+    const wrong = await execAsync(['import', raw, 'r:1', '--format', 'qcow2', '--json'], {store: t.store})
+    assert.is(wrong.status, 5, wrong.stderr)
+    assert.match(JSON.parse(wrong.stderr).error.message, /disk\.raw cannot be read as qcow2: .*not in qcow2 format/)
+    for (const argv of [['import', raw, 'r:1', '--format', 'bogus'], ['export', 'q:given', path.join(t.dir, 'out.x'), '--format', 'bogus']]) {
+      const r = await execAsync(argv, {store: t.store})
+      assert.is(r.status, 2, r.stderr)
+      assert.match(r.stderr, /bogus.*one of: raw, qcow2/)
+    }
+    await assertStore(t.store, await objects(t.store), 2, 'after the refusals')
+    assert.equal((await fsp.readdir(t.dir)).sort(), ['disk.qcow2', 'disk.raw', 'store'], 'no output file')
+  }))
+
 test('a converter that exits cleanly with too few bytes → exit 7 naming it; nothing referenced, gc removes its chunks', () =>
   withQcow2(async (t, qcow) => {
     // nbdcopy whose output stops after 2 MiB + 64 KiB, and which still exits 0 (the pipeline's status is head's)
