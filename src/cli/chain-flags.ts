@@ -48,7 +48,7 @@ export async function readTokenFromFlags(flags: {'read-token-file'?: string}, re
 }
 
 export const chainFlags = {
-  peer: Flags.string({summary: 'A peer to fetch from (vmi serve on another host); repeatable. Else $VMI_PEERS, else the config.', multiple: true}),
+  peer: Flags.string({summary: 'A peer to fetch from (vmi serve on another host); repeat --peer for each. Else $VMI_PEERS, else the config.', multiple: true, multipleNonGreedy: true}),
   'peers-file': Flags.string({summary: 'File with one peer URL a line; re-read when it changes.'}),
   'no-seed': Flags.boolean({summary: 'Use only the local store and peers.', default: false}),
   'no-owner-hashing': Flags.boolean({summary: "Ask peers in list order instead of each chunk's owner first.", default: false}),

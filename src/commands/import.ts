@@ -34,9 +34,9 @@ Exit codes: 0 ok, 2 bad arguments, 3 file or --parent image not found, 5 not a u
       summary: 'Like --parent, but an image that does not exist records no parent instead of failing (a first build: --parent-if-exists web:latest).',
       exclusive: ['parent'],
     }),
-    annotation: Flags.string({char: 'a', summary: 'KEY=VALUE to record in the manifest (repeatable).', multiple: true}),
+    annotation: Flags.string({char: 'a', summary: 'KEY=VALUE to record in the manifest (repeat -a for each).', multiple: true, multipleNonGreedy: true}),
     format: Flags.string({summary: 'Source format; skips detection (qemu-img still checks the file is of it).', options: [...IMPORT_FORMATS]}),
-    created: Flags.string({summary: 'Creation time to record (ISO 8601), for reproducible image ids.'}),
+    created: Flags.string({summary: 'Creation time to record, for reproducible image ids: ISO 8601 (2026-01-31, 2026-01-31T12:00:00Z, …+02:00); a time without an offset is UTC.'}),
   }
 
   async run(): Promise<ImportResult> {
@@ -47,13 +47,11 @@ Exit codes: 0 ok, 2 bad arguments, 3 file or --parent image not found, 5 not a u
     for (const a of this.flags.annotation ?? []) {
       const eq = a.indexOf('=')
       if (eq <= 0) throw new UsageError(`annotation ${JSON.stringify(a)} is not KEY=VALUE`)
-      annotations[a.slice(0, eq)] = a.slice(eq + 1)
+      const key = a.slice(0, eq)
+      if (Object.hasOwn(annotations, key)) throw new UsageError(`annotation ${JSON.stringify(key)} is given twice`)
+      annotations[key] = a.slice(eq + 1)
     }
-    let created: Date | undefined
-    if (this.flags.created) {
-      created = new Date(this.flags.created)
-      if (Number.isNaN(created.getTime())) throw new UsageError(`--created ${this.flags.created} is not a date`)
-    }
+    const created = this.flags.created === undefined ? undefined : parseIsoTime(this.flags.created, '--created')
     const parent = await this.resolveParent(store)
     const r = await importImage(store, file, {
       ref,
@@ -87,4 +85,22 @@ Exit codes: 0 ok, 2 bad arguments, 3 file or --parent image not found, 5 not a u
       return undefined
     }
   }
+}
+
+/**
+ * An ISO 8601 date or date-time, read the same on every machine: a time
+ * without an offset is UTC (Date would read it in the local time zone, and
+ * the same command would give another image id elsewhere). Anything else,
+ * or a day the calendar does not have, is a usage error.
+ */
+export function parseIsoTime(text: string, what: string): Date {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$/.exec(text)
+  const bad = () => new UsageError(`${what} ${JSON.stringify(text)} is not an ISO 8601 date or time (2026-01-31, 2026-01-31T12:00:00Z, 2026-01-31T12:00:00+02:00)`)
+  if (!m) throw bad()
+  const [, y, mo, d, h = '00', mi = '00', sec = '00', frac = '', zone = 'Z'] = m
+  const date = new Date(`${y}-${mo}-${d}T${h}:${mi}:${sec}${frac.slice(0, 4)}${zone}`)
+  // Date rolls 2026-02-30 over into March: the day must be the one written
+  const day = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d)))
+  if (Number.isNaN(date.getTime()) || day.getUTCMonth() !== Number(mo) - 1 || day.getUTCDate() !== Number(d) || Number(h) > 23 || Number(mi) > 59 || Number(sec) > 59) throw bad()
+  return date
 }

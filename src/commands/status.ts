@@ -26,7 +26,7 @@ export default class Status extends BaseCommand<typeof Status> {
 Peers and seeds: the peers (--peer, else $VMI_PEERS, else the config; and the peers file) and every configured remote are probed at once with one HEAD each; any HTTP answer is up, with its latency.`
   static override examples = ['<%= config.bin %> status', '<%= config.bin %> status --json', '<%= config.bin %> status --no-probe']
   static override flags = {
-    peer: Flags.string({summary: 'A peer to probe; repeatable. Else $VMI_PEERS, else the config.', multiple: true}),
+    peer: Flags.string({summary: 'A peer to probe; repeat --peer for each. Else $VMI_PEERS, else the config.', multiple: true, multipleNonGreedy: true}),
     'peers-file': Flags.string({summary: 'File with one peer URL a line (else the config peersFile).'}),
     insecure: Flags.boolean({summary: 'Accept self-signed TLS certificates.', default: false}),
     'probe-timeout': Flags.integer({summary: 'Connection timeout of each probe, ms (an answer then has 2 s more).', default: 1000, min: 50, max: 60_000}),

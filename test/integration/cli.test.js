@@ -305,6 +305,32 @@ test('fsck --repair leaves an image of a newer format (and its ref) alone, and m
   }
 })
 
+test('--created: a time without an offset is UTC (the same id in any time zone), anything not ISO 8601 is refused; -a takes one value each and a key once', async () => {
+  const t = tmpStore()
+  try {
+    const a = path.join(t.dir, 'a.raw')
+    await makeImage(a, [{kind: 'random', size: 256 * K, seed: 'created'}])
+    const id = (tz, created) => ok(exec(['import', a, '--created', created, '-q'], {store: t.store, env: {TZ: tz}}), `import TZ=${tz} ${created}`).stdout.trim()
+    const utc = id('UTC', '2026-01-01T00:00:00Z')
+    assert.is(id('America/New_York', '2026-01-01T00:00:00'), utc)
+    assert.is(id('Asia/Tokyo', '2026-01-01T09:00:00+09:00'), utc)
+    assert.is(id('Asia/Tokyo', '2026-01-01'), utc)
+    for (const bad of ['1', 'yesterday', '2026-02-30', '2026-13-01', '2026-01-01 00:00', '2026-01-01T24:00:00Z']) {
+      const r = exec(['import', a, '--created', bad], {store: t.store})
+      assert.is(r.status, 2, `${bad}: ${r.stderr}`)
+      assert.match(r.stderr, /is not an ISO 8601 date or time/)
+    }
+    const an = ok(exec(['import', '-a', 'k=v', '-a', 'o=p', a, 'ann:1', '-q'], {store: t.store}), '-a before the arguments').stdout.trim()
+    assert.equal(JSON.parse(ok(exec(['inspect', an, '--json'], {store: t.store}), 'inspect').stdout).annotations, {k: 'v', o: 'p'})
+    const twice = exec(['import', a, 'ann:2', '-a', 'k=v', '-a', 'k=w'], {store: t.store})
+    assert.is(twice.status, 2)
+    assert.match(twice.stderr, /annotation "k" is given twice/)
+    fsckClean(t.store)
+  } finally {
+    t.cleanup()
+  }
+})
+
 test('save → load into an empty store carries refs, manifests and chunks', async () => {
   const t = tmpStore()
   const t2 = tmpStore()

@@ -38,6 +38,11 @@ test('one dead peer of two: one warning line; --verbose and --json say which sou
       assert.match(r.stdout, /^local 0 B \(0\), peers \S+ MiB \(64\), seed 0 B \(0\)\n$/, 'the live peer gave everything')
     }
 
+    // each --peer takes one value: before the image and seed, they stay arguments
+    const first = await execAsync(['pull', '--peer', dead, '--peer', peer.url, 'app:v1', seed.url], {store: path.join(t.dir, 'host-first')})
+    assert.is(first.status, 0, first.stderr)
+    assert.match(first.stdout, /^local 0 B \(0\), peers \S+ MiB \(64\), seed 0 B \(0\)\n$/)
+
     const v = await execAsync([...args, '--verbose'], {store: path.join(t.dir, 'host-v')})
     assert.is(v.status, 0, v.stderr)
     assert.match(v.stderr, new RegExp(`  peer ${dead}/?: down since \\S+ \\(ECONNREFUSED\\), sent 0 chunks`))
