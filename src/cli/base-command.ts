@@ -166,7 +166,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       code = (err as unknown as {oclif: {exit: number}}).oclif.exit
       if (code === 0) return code
       if (code === 1 || code === 2) code = ExitCode.USAGE
-      payload = {code: 'VMI_USAGE', message: err.message, exitCode: code}
+      // oclif adds to a missing argument a note that repeatable flags take every value after them; vmi's
+      // take one value per use (multipleNonGreedy), so the note would mislead
+      payload = {code: 'VMI_USAGE', message: err.message.replace(/\n\nNote: [^\n]* multiple values\.[^\n]*(\nAlternatively, [^\n]*)?/, ''), exitCode: code}
     } else {
       code = ExitCode.FAILURE
       payload = {code: 'VMI_INTERNAL', message: err.message ?? String(err), exitCode: code}
