@@ -65,6 +65,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   static interruptible = false
 
+  /**
+   * Whether a signal is this command's normal end (a mount runs until
+   * stopped): an error after it is then reported as itself, not as the
+   * interruption (a last flush that failed at unmount is not the signal's).
+   */
+  static stopsOnSignal = false
+
   public override async init(): Promise<void> {
     // every in-flight request listens on this signal
     setMaxListeners(0, this.abort.signal)
@@ -152,7 +159,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   private report(err: Interfaces.CommandError): number {
     let code: number
     let payload: Record<string, unknown>
-    if (this.stopSignal) {
+    if (this.stopSignal && (err instanceof InterruptedError || !(this.ctor as typeof BaseCommand).stopsOnSignal)) {
       // whatever failed after a signal failed because of it (an aborted request is not the remote's fault)
       code = this.interruptedExitCode()
       const message = err instanceof InterruptedError ? err.message : `${this.commandName()} interrupted by ${this.stopSignal}`

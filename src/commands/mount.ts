@@ -37,6 +37,7 @@ function checkExecPlaceholders(exec: string, flags: {listen?: string; file?: str
 
 export default class Mount extends BaseCommand<typeof Mount> {
   static override interruptible = true
+  static override stopsOnSignal = true
   static override summary = 'Serve an image to a hypervisor, fetching each chunk on first read.'
   static override description = `Serves the image as an NBD export (unix socket or TCP) before a single chunk is local. Each chunk is fetched on the guest's first read through local store → peers → seed (the seed only when no local or peer copy exists), verified, stored locally, and served. Writes go to a copy-on-write overlay; the image is never modified ('vmi commit' makes a new image from the overlay).
 
@@ -73,7 +74,7 @@ A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vm
     'vhost-user-blk': Flags.string({summary: 'Also expose it as a vhost-user-blk socket (qemu-storage-daemon).'}),
     device: Flags.string({summary: 'Attach it to a kernel NBD device (/dev/nbdN) through nbd-client.'}),
     overlay: Flags.string({summary: 'Keep the copy-on-write overlay in this directory (reused across mounts).'}),
-    'read-only': Flags.boolean({summary: 'Refuse writes.', default: false}),
+    'read-only': Flags.boolean({summary: 'Refuse writes (with --overlay: serve the disk as that overlay left it, writes and all).', default: false}),
     exec: Flags.string({summary: 'Run this command for the life of the mount ({nbd} {file} {socket} {device} {vhost} substituted).'}),
     'exec-stop-timeout': Flags.integer({
       summary: 'Seconds the --exec command (its whole process group) has to exit after SIGTERM before SIGKILL.',
@@ -172,8 +173,10 @@ A mount by NAME:TAG of an image not yet here writes the ref, as a pull does ('vm
     } finally {
       await registration.remove()
       const stats = mount.stats()
-      await mount.close()
+      let closing: unknown
+      await mount.close().catch((err) => (closing = err))
       close()
+      if (closing !== undefined) throw closing
       this.note(
         `unmounted ${mount.id.slice(0, 12)}: fetched ${stats.fetched.peer} chunks (${humanBytes(stats.fetchedBytes.peer)}) from peers, ${stats.fetched.seed} (${humanBytes(stats.fetchedBytes.seed)}) from the seed; ${stats.firstReads} chunks read by the guest, ${stats.prefetched} prefetched`,
       )

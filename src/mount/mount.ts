@@ -3,10 +3,10 @@
  * and hand it to a hypervisor: as an NBD URI, a regular file (FUSE, through
  * qemu-storage-daemon), a vhost-user-blk socket, or a kernel /dev/nbdN.
  */
-import {promises as fsp} from 'node:fs'
+import {existsSync, promises as fsp} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {BadManifestError, StoreReadOnlyError, UsageError} from '../errors.js'
+import {BadManifestError, StoreReadOnlyError, UsageError, VmiError} from '../errors.js'
 import type {FetchChain} from '../peer/chain.js'
 import {fetchManifest, resolveLocal, resolveTarget, type ResolvedTarget} from '../peer/image-lookup.js'
 import type {AllowedSigner} from '../security/allowed-signers.js'
@@ -93,10 +93,17 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
   const locks: StoreLock[] = []
   const owners: OwnerLock[] = []
   const cleanups: (() => Promise<void>)[] = []
+  // every step runs; the first of vmi's own errors (a failed last flush, a profile not saved) is the unmount's, the others are logged
   const cleanup = async () => {
-    for (const c of cleanups.reverse()) await c().catch((err) => log(`cleanup: ${(err as Error).message}`))
+    let reported: VmiError | undefined
+    for (const c of cleanups.reverse())
+      await c().catch((err) => {
+        log(`cleanup: ${(err as Error).message}`)
+        if (err instanceof VmiError) reported ??= err
+      })
     for (const l of locks) await l.release().catch(() => {})
     for (const o of owners) await o.release().catch(() => {})
+    if (reported) throw reported
   }
   // an overlay, a socket, a --file path each have one owner: two guests on one overlay corrupt each other
   const own = async (kind: string, p: string) => owners.push(await acquireOwner(kind, p, `vmi mount of ${id.slice(0, 12)}`))
@@ -143,7 +150,8 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
     if (mode !== 'none') startPrefetch(backend, mode, profile?.chunks ?? [], init.prefetchConcurrency ?? PREFETCH_CONCURRENCY, stats, log, cleanups)
     return mount
   } catch (err) {
-    await cleanup()
+    // the start's own error is the one to report
+    await cleanup().catch(() => {})
     throw err
   }
 }
@@ -179,7 +187,7 @@ async function serveImage(
       log(`boot profile of ${order.length} chunks saved`)
     })
 
-  if (socketPath) await fsp.rm(socketPath, {force: true})
+  // a stale socket at socketPath is removed by startNbdServer; a file, or another program's live socket, is refused
   const server = await startNbdServer(backend, {
     socketPath,
     host: init.listen?.host,
@@ -268,7 +276,8 @@ async function fetchProfile(chain: FetchChain, id: string, chunks: number): Prom
 }
 
 /**
- * The copy-on-write overlay (none when read-only): `init.overlayDir`, kept;
+ * The copy-on-write overlay: `init.overlayDir`, kept (read-only: only read,
+ * and none without one);
  * or a temporary one in the store's tmp/ (in `scratch` when the store cannot
  * be written), removed at unmount.
  */
@@ -280,13 +289,29 @@ async function openOverlay(
   init: MountInit,
   cleanups: (() => Promise<void>)[],
 ): Promise<{overlay?: Overlay; overlayDir?: string}> {
-  if (init.readOnly) return {}
+  if (init.readOnly) {
+    if (!init.overlayDir) return {}
+    // a read-only view of the guest's disk as an earlier mount left it: base and writes, nothing changed
+    const dir = path.resolve(init.overlayDir)
+    if (!existsSync(path.join(dir, 'meta.json'))) throw new UsageError(`${init.overlayDir} holds no overlay to show read-only (no meta.json)`)
+    const overlay = await Overlay.open(dir, {base: id, virtualSize, readOnly: true})
+    cleanups.push(() => overlay.close())
+    return {overlay, overlayDir: dir}
+  }
   const dir = path.resolve(init.overlayDir ?? (scratch === undefined ? store.tmpPath('overlay') : path.join(scratch, `vmi-overlay-${process.pid}-${id.slice(0, 8)}`)))
   const overlay = await Overlay.open(dir, {base: id, virtualSize})
   cleanups.push(async () => {
-    await overlay.flush().catch(() => {})
+    if (!init.overlayDir) {
+      await overlay.close()
+      await fsp.rm(dir, {recursive: true, force: true})
+      return
+    }
+    // a kept overlay: what the guest wrote since its last flush is made durable now, or the unmount says it could not be
+    let failed: unknown
+    await overlay.flush().catch((err) => (failed = err))
     await overlay.close()
-    if (!init.overlayDir) await fsp.rm(dir, {recursive: true, force: true})
+    if (failed !== undefined)
+      throw new VmiError(`the overlay's last flush at unmount failed (${(failed as Error).message}): writes the guest did not flush itself may be lost`, {cause: failed, data: {overlay: dir}})
   })
   return {overlay, overlayDir: dir}
 }

@@ -28,16 +28,23 @@ export interface OwnerLock {
   release(): Promise<void>
 }
 
-/** The path with its directory resolved through symlinks (the path itself may not exist yet). */
+/**
+ * The path with its deepest existing ancestor resolved through symlinks and
+ * the rest appended: the same name before and after the missing directories
+ * are created (the path itself, and directories leading to it, may not
+ * exist yet), so that two spellings of one path share one lock.
+ */
 export function canonicalPath(p: string): string {
-  const abs = path.resolve(p)
-  try {
-    return realpathSync(abs)
-  } catch {
+  let existing = path.resolve(p)
+  const rest: string[] = []
+  for (;;) {
     try {
-      return path.join(realpathSync(path.dirname(abs)), path.basename(abs))
+      return path.join(realpathSync(existing), ...rest)
     } catch {
-      return abs
+      const parent = path.dirname(existing)
+      if (parent === existing) return path.resolve(p)
+      rest.unshift(path.basename(existing))
+      existing = parent
     }
   }
 }

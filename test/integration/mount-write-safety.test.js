@@ -5,9 +5,11 @@
 // flushes, and one owner per overlay, --file path and socket.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {promises as fsp} from 'node:fs'
+import {existsSync, promises as fsp, readFileSync, writeFileSync} from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
-import {execAsync, fsckCleanAsync, hasCommand, makeImage, ROOT, runAsync, skip, tmpStore} from '../helpers/index.js'
+import {execAsync, fsckCleanAsync, hasCommand, makeImage, ROOT, runAsync, sha256File, skip, tmpStore} from '../helpers/index.js'
+import {tmpfs} from '../helpers/tmpfs.js'
 import {sleep} from '../helpers/crash.js'
 import {startMount} from '../helpers/mount.js'
 
@@ -245,6 +247,108 @@ test('one owner per --file path: a second --file mount on the same path is refus
     assert.is((await fsp.stat(file)).size, f.size, 'the first mount\'s file still serves the disk')
   } finally {
     await m?.stop()
+    t.cleanup()
+  }
+})
+
+test('one owner per overlay whose path runs through a symlink to directories not made yet: a second mount by either spelling is refused (exit 6)', async () => {
+  const t = tmpStore()
+  let m
+  try {
+    const f = await fixture(t, 2 * M)
+    await fsp.mkdir(path.join(t.dir, 'real'))
+    await fsp.symlink(path.join(t.dir, 'real'), path.join(t.dir, 'lnk'))
+    // neither real/sub nor real/sub/ov exists before the first mount makes them
+    const viaLink = path.join(t.dir, 'lnk', 'sub', 'ov')
+    m = await startMount(f.store, ['img:v1', '--overlay', viaLink])
+    for (const ovl of [viaLink, path.join(t.dir, 'real', 'sub', 'ov')]) {
+      const r = await execAsync(['mount', 'img:v1', '--overlay', ovl], {store: f.store, timeout: 30_000})
+      assert.is(r.status, 6, `${ovl}: exit ${r.status}: ${r.stderr}`)
+      assert.match(r.stderr, new RegExp(`pid ${m.child.pid}`))
+    }
+  } finally {
+    await m?.stop()
+    t.cleanup()
+  }
+})
+
+test('--socket never removes what is not a stale socket: a file is refused (exit 2), another program\'s live socket too (exit 6); both stay', async () => {
+  const t = tmpStore()
+  let other
+  try {
+    const f = await fixture(t, 2 * M)
+    const file = path.join(t.dir, 'important')
+    writeFileSync(file, 'important')
+    const r = await execAsync(['mount', 'img:v1', '--socket', file], {store: f.store, timeout: 30_000})
+    assert.is(r.status, 2, r.stderr)
+    assert.match(r.stderr, /exists and is not a socket/)
+    assert.is(readFileSync(file, 'utf8'), 'important')
+    const sock = path.join(t.dir, 'other.sock')
+    other = net.createServer().listen(sock)
+    await new Promise((resolve) => other.once('listening', resolve))
+    const r2 = await execAsync(['mount', 'img:v1', '--socket', sock], {store: f.store, timeout: 30_000})
+    assert.is(r2.status, 6, r2.stderr)
+    assert.match(r2.stderr, /in use by a running server/)
+    assert.ok(existsSync(sock), 'the other program keeps its socket')
+  } finally {
+    other?.close()
+    t.cleanup()
+  }
+})
+
+test('--read-only --overlay serves the disk as the overlay left it (base and writes) and refuses writes; without an overlay there, exit 2', async () => {
+  if (!haveQemuIo) return skip('qemu-io not installed')
+  const t = tmpStore()
+  let m
+  try {
+    const f = await fixture(t, 2 * M)
+    const ovl = path.join(t.dir, 'ovl')
+    m = await startMount(f.store, ['img:v1', '--overlay', ovl])
+    assert.is((await runAsync('qemu-io', ['-f', 'raw', '-c', 'write -P 0xab 100000 70000', '-c', 'flush', m.nbd])).status, 0)
+    await m.stop()
+    const expected = readFileSync(f.base)
+    expected.fill(0xab, 100000, 170000)
+    m = await startMount(f.store, ['img:v1', '--overlay', ovl, '--read-only'])
+    const out = path.join(t.dir, 'out.raw')
+    assert.is((await runAsync('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', m.nbd, out])).status, 0)
+    assert.ok(readFileSync(out).equals(expected), 'base and the overlay’s writes')
+    const w = await runAsync('qemu-io', ['-f', 'raw', '-c', 'write -P 0xcd 0 4096', m.nbd])
+    assert.match(w.out, /Operation not permitted|Permission denied|read-only/i, w.out)
+    await m.stop()
+    m = undefined
+    const none = await execAsync(['mount', 'img:v1', '--overlay', path.join(t.dir, 'nothing'), '--read-only'], {store: f.store, timeout: 30_000})
+    assert.is(none.status, 2, none.stderr)
+    assert.match(none.stderr, /holds no overlay/)
+    assert.not.ok(existsSync(path.join(t.dir, 'nothing')), 'nothing made')
+  } finally {
+    await m?.stop()
+    t.cleanup()
+  }
+})
+
+test('a kept overlay whose last flush fails at unmount (its filesystem full): the unmount says so and exits 1, not 0', async () => {
+  if (!haveQemuIo) return skip('qemu-io not installed')
+  const t = tmpStore()
+  let m
+  let fs
+  try {
+    const f = await fixture(t, 2 * M)
+    fs = tmpfs(t.dir, '1m')
+    if (fs.reason) return skip(fs.reason)
+    const ovl = path.join(fs.mnt, 'ovl')
+    m = await startMount(f.store, ['img:v1', '--overlay', ovl])
+    // fill what is left: zeroing needs no data blocks, only the map written at a flush
+    writeFileSync(path.join(fs.mnt, 'filler'), Buffer.alloc(0))
+    const fill = await runAsync('sh', ['-c', `dd if=/dev/zero of=${path.join(fs.mnt, 'filler')} bs=4k 2>/dev/null; true`])
+    assert.is(fill.status, 0)
+    await runAsync('qemu-io', ['-f', 'raw', '-c', 'write -z 0 65536', m.nbd])
+    const end = await m.stop('SIGTERM')
+    m = undefined
+    assert.is(end.code, 1, end.stderr)
+    assert.match(end.stderr, /the overlay's last flush at unmount failed/)
+  } finally {
+    await m?.stop('SIGKILL')
+    fs?.umount?.()
     t.cleanup()
   }
 })

@@ -13,6 +13,7 @@
  */
 import fs from 'node:fs'
 import net from 'node:net'
+import {InUseError, UsageError} from '../../errors.js'
 import type {BlockBackend} from './block-backend.js'
 import {Connection, safeLog, type ConnectionOptions} from './connection.js'
 import type {ExportInfo} from './session.js'
@@ -89,7 +90,7 @@ async function removeStaleSocket(path: string): Promise<void> {
   } catch {
     return
   }
-  if (!st.isSocket()) throw Object.assign(new Error(`${path} exists and is not a socket`), {code: 'EEXIST'})
+  if (!st.isSocket()) throw new UsageError(`${path} exists and is not a socket; give another path`)
   const live = await new Promise<boolean>((resolve) => {
     const s = net.connect(path)
     s.once('connect', () => {
@@ -98,7 +99,7 @@ async function removeStaleSocket(path: string): Promise<void> {
     })
     s.once('error', () => resolve(false))
   })
-  if (live) throw Object.assign(new Error(`${path} is in use by a running server`), {code: 'EADDRINUSE'})
+  if (live) throw new InUseError(`${path} is in use by a running server`)
   fs.rmSync(path, {force: true})
 }
 
