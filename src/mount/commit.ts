@@ -24,7 +24,7 @@ export interface CommitResult {
   newBytes: number
 }
 
-export async function commitOverlay(chain: FetchChain, overlayDir: string, target: string): Promise<CommitResult> {
+export async function commitOverlay(chain: FetchChain, overlayDir: string, target: string, signal?: AbortSignal): Promise<CommitResult> {
   const ref = parseRef(target)
   const store = chain.local
   let meta
@@ -46,6 +46,10 @@ export async function commitOverlay(chain: FetchChain, overlayDir: string, targe
   try {
     return await withLock(store.layout, {op: 'commit'}, async () => {
       const ids = expandChunks(base)
+      // a ref never names an image whose chunks are not all here: what a lazy mount left unread is fetched now (or the commit fails)
+      const absent = new Map<string, number>()
+      for (let i = 0; i < ids.length; i++) if (ids[i] !== null && !absent.has(ids[i]!) && !store.hasObjectSync(ids[i]!)) absent.set(ids[i]!, chunkLength(base, i))
+      if (absent.size > 0) await chain.fetchMany([...absent].map(([id, length]) => ({id, length})), {signal})
       const builder = new ChunkListBuilder()
       let changed = 0
       let newChunks = 0

@@ -261,6 +261,43 @@ test('overlay: writes read back, the base is unchanged, a FLUSHed write survives
   }
 })
 
+test('commit of a lazy mount’s overlay fetches the base chunks the guest never read: the new image is whole (fsck clean, exports base + writes); with no seed to fetch them, no ref', async () => {
+  if (!haveQemu) return skip('qemu-io not installed')
+  const t = tmpStore()
+  let m
+  let seed
+  try {
+    const {src, store: seedStore} = await imageStore(t, [{kind: 'random', size: 4 * M, seed: 'lazy-commit'}])
+    seed = await startServe(seedStore)
+    const host = path.join(t.dir, 'host')
+    const ovl = path.join(t.dir, 'ovl')
+    m = await startMount(host, ['img:v1', seed.url, '--overlay', ovl, '--prefetch', 'none'])
+    ok(run('qemu-io', ['-f', 'raw', '-c', 'write -P 0xab 100000 5000', '-c', 'flush', m.nbd]), 'qemu-io write')
+    await m.stop()
+    m = undefined
+    const expected = readFileSync(src)
+    expected.fill(0xab, 100000, 105000)
+    // no seed named (and no origin): the chunks the guest never read cannot be had, and nothing is referenced
+    const refused = exec(['commit', ovl, 'img:v2'], {store: host})
+    assert.is(refused.status, 8, refused.stderr)
+    assert.ok(refused.stderr.includes(`vmi commit ${ovl} img:v2 ${seed.url}`), `the hint names the seed the mount used: ${refused.stderr}`)
+    assert.is(exec(['inspect', 'img:v2'], {store: host}).status, 3, 'no ref to an image whose chunks are not here')
+    const c = JSON.parse(ok(exec(['commit', ovl, 'img:v2', seed.url, '--json'], {store: host}), 'commit with the seed').stdout)
+    assert.is(c.changedChunks, 1)
+    const f = fsckClean(host)
+    assert.is(f.lazyMissingChunks, 0)
+    await seed.stop()
+    seed = undefined
+    const out = path.join(t.dir, 'v2.raw')
+    ok(exec(['export', 'img:v2', out], {store: host}), 'export v2 with the seed gone')
+    assert.ok(readFileSync(out).equals(expected), 'base and the write')
+  } finally {
+    await m?.stop()
+    await seed?.stop()
+    t.cleanup()
+  }
+})
+
 test('--exec runs the client with {nbd} substituted and passes its exit code on', async () => {
   if (!haveQemu) return skip('qemu-img not installed')
   const t = tmpStore()
