@@ -5,6 +5,7 @@
  * (--tls-client-cert/--tls-client-key). A missing file is "not found" (exit 3); an unreadable, empty or
  * malformed one is a bad argument (exit 2).
  */
+import {createPrivateKey, createPublicKey, X509Certificate} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {FileNotFoundError, isErrno, UsageError} from '../errors.js'
 import {clientContext, trustContext} from '../peer/tls-trust.js'
@@ -29,6 +30,8 @@ export async function readTokenFile(file: string, what = 'push token'): Promise<
 export function checkToken(token: string, from: string, what = 'push token'): void {
   if (token === '') throw new UsageError(`the ${what} (${from}) is empty`)
   if (/\s/.test(token)) throw new UsageError(`the ${what} (${from}) must not contain whitespace`)
+  // it travels in an HTTP header, which carries visible ASCII only
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError(`the ${what} (${from}) must be printable ASCII (it is sent in an HTTP header)`)
 }
 
 /** A client certificate and its key (PEM), checked to load together. */
@@ -38,10 +41,22 @@ export async function readClientCertFiles(certFile: string, keyFile: string): Pr
   if (!cert.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`TLS client certificate ${certFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`)
   try {
     clientContext({cert, key})
+    checkKeyOfCert(cert, key)
   } catch (err) {
     throw new UsageError(`TLS client certificate ${certFile} and key ${keyFile} do not load: ${(err as Error).message}`, {cause: err})
   }
   return {cert, key}
+}
+
+/**
+ * Throws unless `key` is the private key of the (first) certificate in
+ * `cert`. OpenSSL refuses a mismatched key of the certificate's own type
+ * when loading them, but takes one of another type (an Ed25519 key for an
+ * EC certificate), and every handshake then fails.
+ */
+export function checkKeyOfCert(cert: string | Buffer, key: string | Buffer): void {
+  const certKey = new X509Certificate(cert).publicKey
+  if (!certKey.equals(createPublicKey(createPrivateKey(key)))) throw new Error('the key is not the certificate\'s (its public key differs)')
 }
 
 /** A PEM bundle of CA certificates: at least one certificate, all of them parsable. */

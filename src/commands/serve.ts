@@ -1,10 +1,10 @@
 import {Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {clientTlsFromFlags, readTokenFromFlags, tlsFlags} from '../cli/chain-flags.js'
-import {checkToken, readCaFile, readCredentialFile, readTokenFile} from '../cli/credential-files.js'
+import {checkKeyOfCert, checkToken, readCaFile, readCredentialFile, readTokenFile} from '../cli/credential-files.js'
 import {jsonLine} from '../cli/json.js'
 import {isLoopbackHost, listenError, parseListen} from '../cli/listen.js'
-import {UsageError} from '../errors.js'
+import {StoreReadOnlyError, UsageError} from '../errors.js'
 import {upstreamSource} from '../peer/factory.js'
 import {s3AccessFor} from '../cli/s3-settings.js'
 import {LOG_FORMATS, SEND_COMPRESSION_POLICIES, startServer, type LogFormat, type LogLevel, type SendCompressionPolicy} from '../peer/server.js'
@@ -107,7 +107,16 @@ Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments, the address cannot 
       this.flags['tls-cert'] && this.flags['tls-key']
         ? {cert: await readCredentialFile(this.flags['tls-cert'], 'TLS certificate'), key: await readCredentialFile(this.flags['tls-key'], 'TLS key'), clientCa}
         : undefined
+    if (tls) {
+      try {
+        checkKeyOfCert(tls.cert, tls.key)
+      } catch (err) {
+        throw new UsageError(`bad TLS certificate or key: ${this.flags['tls-key']} and ${this.flags['tls-cert']}: ${(err as Error).message}`, {cause: err})
+      }
+    }
     const store = await this.openStore()
+    if (pushToken !== undefined && !(await store.isWritable()))
+      throw new StoreReadOnlyError(`store ${store.root} cannot be written, so it cannot take pushes: serve it without a push token to serve it read-only`)
     const json = (this.flags['log-format'] as LogFormat) === 'json'
     // errors are always worth a line; requests and warnings only with --log (a JSON record carries its own time)
     const log = (line: string, level: LogLevel) => {

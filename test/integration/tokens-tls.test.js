@@ -11,6 +11,7 @@ import {mkdirSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {exec, execAsync, fsckCleanAsync, hasCommand, makeImage, sha256File, skip, tmpDir} from '../helpers/index.js'
 import {metricSum, startServe} from '../helpers/serve.js'
+import {sh, tmpfs} from '../helpers/tmpfs.js'
 
 const M = 1024 * 1024
 const T = tmpDir('vmi-tls-')
@@ -231,6 +232,54 @@ test('TLS: a certificate from a private CA fails clearly without --ca-cert, and 
     }
   } finally {
     await s.stop()
+  }
+})
+
+test('serve refuses what it could not honour: a TLS key that is not the certificate\'s (exit 2), a push token on a store it cannot write (exit 6); tokens must be printable ASCII; a full store answers uploads 507 in words', async () => {
+  if (!hasCommand('openssl')) return skip('openssl is not installed')
+  await fixture()
+  const {cert} = makePki()
+  // an Ed25519 key for the EC certificate: OpenSSL loads the pair, and every handshake would fail
+  const edKey = path.join(T.dir, 'ed25519.key')
+  assert.is(spawnSync('openssl', ['genpkey', '-algorithm', 'ed25519', '-out', edKey]).status, 0)
+  const bad = exec(['serve', '--listen', '127.0.0.1:0', '--tls-cert', cert, '--tls-key', edKey], {store: emptyStore('tls-mismatch')})
+  assert.is(bad.status, 2, bad.stderr)
+  assert.match(bad.stderr, /bad TLS certificate or key: .*not the certificate's/)
+
+  const odd = path.join(T.dir, 'token-utf8')
+  writeFileSync(odd, 't\u00f6k\u20ac\n')
+  for (const argv of [['serve', '--listen', '127.0.0.1:0', '--token-file', odd], ['push', 'img:1', 'http://127.0.0.1:9', '--token-file', odd]]) {
+    const r = exec(argv, {store: STORE})
+    assert.is(r.status, 2, `${argv[0]}: ${r.stderr}`)
+    assert.match(r.stderr, /must be printable ASCII/)
+  }
+
+  const t = tmpDir('vmi-ro-serve-')
+  const fs = tmpfs(t.dir, '2m')
+  if (fs.reason) {
+    t.cleanup()
+    return skip(`the read-only and full store cases: ${fs.reason}`)
+  }
+  let s
+  try {
+    const store = path.join(fs.mnt, 'store')
+    assert.is(exec(['remote', 'ls'], {store}).status, 0)
+    assert.is(sh('mount', ['-o', 'remount,ro', fs.mnt]), undefined)
+    const ro = exec(['serve', '--listen', '127.0.0.1:0', '--token-file', TOKEN_FILE], {store})
+    assert.is(ro.status, 6, ro.stderr)
+    assert.match(ro.stderr, /cannot take pushes: serve it without a push token/)
+    assert.is(sh('mount', ['-o', 'remount,rw', fs.mnt]), undefined)
+    // 1 MiB of chunks into what is left of 2 MiB after a filler: the store fills mid-push
+    writeFileSync(path.join(fs.mnt, 'filler'), Buffer.alloc(1536 * 1024, 1))
+    s = await startServe(store, ['--token-file', TOKEN_FILE])
+    const p = await execAsync(['push', 'img:1', s.url, '--token-file', TOKEN_FILE], {store: STORE})
+    assert.is(p.status, 9, p.stderr)
+    assert.match(p.stderr, /507.*store cannot be written: it is full/)
+    assert.not.match(s.stderr(), /\n\s+at /, 'no stack in the server log')
+  } finally {
+    await s?.stop()
+    fs.umount()
+    t.cleanup()
   }
 })
 

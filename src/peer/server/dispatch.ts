@@ -2,7 +2,7 @@
  * From a request to its handler: the route parsed (wire.ts), the method
  * checked against the route's, and any failure turned into its answer.
  */
-import {isErrno, StoreBusyError} from '../../errors.js'
+import {isErrno, StoreBusyError, StoreFullError, StoreReadOnlyError} from '../../errors.js'
 import {ALLOWED_METHODS, CACHE_NONE, parseTarget, ROUTE_LABEL} from '../wire.js'
 import {logSafe} from './access-log.js'
 import type {ServerContext} from './context.js'
@@ -84,7 +84,11 @@ export class Dispatcher {
     let failure: HttpFailure
     if (err instanceof HttpFailure) failure = err
     else if (err instanceof StoreBusyError) failure = new HttpFailure(503, 'store busy (gc running), retry later', {'Retry-After': '5'})
-    else {
+    else if (err instanceof StoreReadOnlyError || err instanceof StoreFullError) {
+      // the operator's to fix, and said in words: no stack
+      logger.error(`cannot store for ${describe(x)}: ${(err as Error).message}`)
+      failure = new HttpFailure(507, `the server's store cannot be written: ${err instanceof StoreFullError ? 'it is full' : 'it is read-only'}`)
+    } else {
       logger.error(`internal error on ${describe(x)}: ${(err as Error)?.stack ?? String(err)}`)
       failure = new HttpFailure(500, 'internal error')
     }
