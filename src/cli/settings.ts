@@ -69,7 +69,17 @@ export interface RemoteConfig {
  * or (no argument) the remote named `origin`, like git.
  */
 export function resolveRemote(arg: string | undefined, config: RemoteConfig): RemoteEntry & {name?: string} {
-  if (arg && /^(https?|s3):\/\//i.test(arg)) return {url: arg}
+  if (arg && /^[a-z][a-z0-9+.-]*:\/\//i.test(arg)) {
+    if (!/^(https?|s3):\/\//i.test(arg)) throw new UsageError(`${arg}: only http://, https:// and s3:// remotes are supported`)
+    let u: URL | undefined
+    try {
+      u = new URL(arg)
+    } catch {
+      u = undefined
+    }
+    if (!u?.hostname) throw new UsageError(`${arg} is not a URL`)
+    return {url: arg}
+  }
   const name = arg ?? 'origin'
   const r = config.remotes?.[name]
   if (!r) {

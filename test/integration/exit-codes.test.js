@@ -199,6 +199,13 @@ const ROWS = {
     },
   ],
   2: [
+    ...['http://', 'http://[::1', 'http://127.0.0.1:99999', 'ftp://host'].flatMap((url) =>
+      [['pull', 'img:1', url], ['push', 'img:1', url, '--token', 't'], ['mount', 'img:1', url, '--read-only']].map((argv) => ({
+        what: `${argv[0]} from a malformed or unsupported URL ${url}`,
+        run: () => exec(argv, {store: STORE}),
+        stderr: /is not a URL|only http:\/\/, https:\/\/ and s3:\/\/ remotes are supported/,
+      })),
+    ),
     {what: 'tag to a malformed name', run: () => exec(['tag', 'img:1', 'bad name!'], {store: STORE}), stderr: /invalid image name/},
     {
       what: 'a bad line in a peers file',
