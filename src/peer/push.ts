@@ -12,7 +12,7 @@
  * serve hashes every upload and refuses wrong bytes, so a corrupt local
  * object fails the push there instead of spreading.
  */
-import {RemoteAuthError, RemoteError, UsageError, VmiError} from '../errors.js'
+import {ChunkMissingError, RemoteAuthError, RemoteError, UsageError, VmiError} from '../errors.js'
 import {fingerprint, type SshSigner} from '../security/ssh-keys.js'
 import {signRef} from '../store/ref-signature.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
@@ -84,7 +84,7 @@ export async function pushImage(store: LocalStore, spec: string, remote: Writabl
     signature = {text: await signRef(target, id, init.signer, time), time: time.toISOString()}
   }
   const ids = [...uniqueChunkIds(manifest)]
-  for (const c of ids) if (!(await store.hasObject(c))) throw new VmiError(`cannot push ${spec}: chunk ${c} is not in ${store.name} (pull or re-import it first)`)
+  for (const c of ids) if (!(await store.hasObject(c))) throw new ChunkMissingError(`cannot push ${spec}: chunk ${c} is not in ${store.name} (pull or re-import it first)`, {data: {id: c}})
   let uploadedBytes = 0
   let uploadedChunkBytes = 0
   let uploadedChunks = 0

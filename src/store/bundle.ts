@@ -17,7 +17,7 @@ import {once} from 'node:events'
 import {pipeline} from 'node:stream/promises'
 import {Readable, type Writable} from 'node:stream'
 import tar from 'tar-stream'
-import {BadBundleError, FileNotFoundError, InterruptedError, VmiError, storeWriteError} from '../errors.js'
+import {BadBundleError, ChunkMissingError, FileNotFoundError, InterruptedError, VmiError, storeWriteError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {outputError, outputTarget, publishFile, stagingFile} from '../util/output-file.js'
 import {verifyContent} from './hash.js'
@@ -68,7 +68,7 @@ export async function saveBundle(store: LocalStore, specs: string[], dest: strin
   const chunks = new Set<string>()
   for (const {manifest} of images.values()) for (const c of uniqueChunkIds(manifest)) chunks.add(c)
   // every chunk must be here before anything is written
-  for (const c of chunks) if (!(await store.hasObject(c))) throw new VmiError(`cannot save: chunk ${c} is not in ${store.name}`)
+  for (const c of chunks) if (!(await store.hasObject(c))) throw new ChunkMissingError(`cannot save: chunk ${c} is not in ${store.name}`, {data: {id: c}})
 
   const index: BundleIndex = {format: 'vmi-bundle', version: BUNDLE_VERSION, images: []}
   for (const [id, e] of images) {
@@ -132,6 +132,7 @@ export async function saveBundle(store: LocalStore, specs: string[], dest: strin
     }
   } catch (err) {
     if (init.signal?.aborted) throw new InterruptedError('save interrupted', {cause: err})
+    await store.setAsideIfCorrupt(err)
     throw outputError(err, dest, 'the bundle')
   } finally {
     progress.stop()

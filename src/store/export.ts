@@ -59,6 +59,7 @@ export async function exportImage(store: LocalStore, spec: string, dest: string 
     else await exportToStream(run, dest)
     return {id, virtualSize: manifest.virtualSize, format, bytesWritten: run.bytesWritten, holes: run.holes, seconds: (performance.now() - t0) / 1000}
   } catch (err) {
+    await store.setAsideIfCorrupt(err)
     throw exportError(err, spec, dest, init.signal)
   } finally {
     run.progress.stop()

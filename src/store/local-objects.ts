@@ -215,6 +215,19 @@ export class LocalObjectStore {
     return dest
   }
 
+  /**
+   * After `err` from a verified read: a corrupt object (an IntegrityError
+   * naming it) is moved aside, as fsck --repair would, so that the pull the
+   * error's hint suggests stores a good copy again (a pull counts what is
+   * present, without re-hashing it); the message says where it went. Best
+   * effort: a store this process cannot write keeps it.
+   */
+  async setAsideIfCorrupt(err: unknown): Promise<void> {
+    if (!(err instanceof IntegrityError) || typeof err.data.id !== 'string' || err.data.actual === undefined || !isValidId(err.data.id)) return
+    const moved = await this.moveAside(this.layout.objectPath(err.data.id), err.data.id).catch(() => undefined)
+    if (moved) err.message += `; moved to ${path.relative(this.layout.root, moved)}`
+  }
+
   /** Size in bytes of a stored object, or undefined when absent. */
   async objectSize(id: string): Promise<number | undefined> {
     try {

@@ -61,6 +61,32 @@ test('a mount reading a corrupt local chunk moves it aside, fetches it again fro
   }
 })
 
+test('export and save of an image with a corrupt local chunk: refused (exit 8), the chunk moved aside, and the pull the hint names brings it back', async () => {
+  const t = tmpDir()
+  let seed
+  try {
+    const r = await hostWithCorruptChunk(t.dir, 4 * M, 'export-repair')
+    seed = r.seed
+    const {src, host, id} = r
+    const out = path.join(t.dir, 'out.raw')
+    const e = await execAsync(['export', 'app:v1', out], {store: host})
+    assert.is(e.status, 8, e.stderr)
+    assert.match(e.stderr, new RegExp(`chunk ${id} in .* is corrupt .*; moved to quarantine/${id}\\.`))
+    assert.ok(e.stderr.includes(`vmi pull app:v1 ${seed.url}`), e.stderr)
+    const s = await execAsync(['save', 'app:v1', '-o', path.join(t.dir, 'b.tar')], {store: host})
+    assert.is(s.status, 8, `save: the chunk is missing now: ${s.stderr}`)
+    const p = await execAsync(['pull', 'app:v1', seed.url], {store: host})
+    assert.is(p.status, 0, p.stderr)
+    assert.match(p.stdout, /seed \S+ \S+ \(1\)/, `the pull fetched the one chunk again: ${p.stdout}`)
+    assert.is((await execAsync(['export', 'app:v1', out], {store: host})).status, 0)
+    assert.is(await sha256File(out), await sha256File(src))
+    await fsckCleanAsync(host)
+  } finally {
+    await seed?.stop()
+    t.cleanup()
+  }
+})
+
 test('when the corrupt chunk cannot be moved aside, the mount says so (not "moved to"), and still reads the right bytes from the seed', async () => {
   if (!hasCommand('qemu-img')) return skip('qemu-img is not installed (the NBD client that reads the mount)')
   const t = tmpDir()
