@@ -4,7 +4,7 @@
 // error exits print nothing on stdout.
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
-import {cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, watch, writeFileSync} from 'node:fs'
+import {cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, watch, writeFileSync} from 'node:fs'
 import {hostname} from 'node:os'
 import net from 'node:net'
 import path from 'node:path'
@@ -296,6 +296,15 @@ const ROWS = {
       },
       stderr: /does not match|corrupt|integrity/i,
     },
+    ...['push', 'save'].map((cmd) => ({
+      what: `${cmd} of an image with a chunk missing here`,
+      run: () => {
+        const store = copyStore()
+        rmSync(objectFiles(store)[0])
+        return exec(cmd === 'push' ? ['push', 'img:1', 'http://127.0.0.1:9', '--token', 't'] : ['save', 'img:1', '-o', path.join(T.dir, 'out-missing.tar')], {store})
+      },
+      stderr: /chunk [0-9a-f]{64} is not in/,
+    })),
   ],
   9: [{what: 'pull from a seed that refuses connections', run: () => exec(['pull', 'img:1', 'http://127.0.0.1:1'], {store: copyStore()}), stderr: /127\.0\.0\.1:1.*ECONNREFUSED/}],
   10: [
