@@ -111,11 +111,16 @@ export async function readdirOrEmpty(dir: string): Promise<string[]> {
  * calls do not need the thread pool.
  */
 export function mkdirpSync(dir: string): void {
+  // one level at a time, not mkdirSync's recursive mode: on a filesystem that refuses a new entry with ENOENT
+  // (procfs) that mode retries forever; here the level that cannot be made says why (ENOENT, EROFS, EACCES)
   try {
-    fs.mkdirSync(dir, {recursive: true})
+    fs.mkdirSync(dir)
   } catch (err) {
+    if (isErrno(err, 'EEXIST')) {
+      if (fs.statSync(dir).isDirectory()) return
+      throw err
+    }
     if (!isErrno(err, 'ENOENT') || path.dirname(dir) === dir) throw err
-    // one level at a time: the level that cannot be created says why (EROFS, EACCES)
     mkdirpSync(path.dirname(dir))
     try {
       fs.mkdirSync(dir)

@@ -47,6 +47,8 @@ export function exec(argv, opts = {}) {
     cwd: opts.cwd ?? ROOT,
     maxBuffer: 1024 * 1024 * 1024,
     timeout: opts.timeout ?? 300_000,
+    // a CLI spinning in a system call never runs its SIGTERM handler
+    killSignal: opts.killSignal ?? 'SIGTERM',
   })
   if (r.error) throw r.error
   return {status: r.status, signal: r.signal, stdout: r.stdout.toString(), stderr: r.stderr.toString(), stdoutBuf: r.stdout}

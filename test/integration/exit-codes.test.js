@@ -269,7 +269,11 @@ const ROWS = {
       stderr: /empty/,
     },
   ],
-  6: [{what: 'a store path that is a file', run: () => exec(['ls'], {store: SRC}), stderr: /not a directory/}],
+  6: [
+    {what: 'a store path that is a file', run: () => exec(['ls'], {store: SRC}), stderr: /not a directory/},
+    // procfs refuses a new directory with ENOENT, on which a recursive mkdir retried forever
+    {what: 'a store path on procfs', run: () => exec(['ls'], {store: '/proc/vmi-no-store', timeout: 20_000, killSignal: 'SIGKILL'}), stderr: /could not write the store directory \/proc\/vmi-no-store/},
+  ],
   7: [
     {
       what: 'export as qcow2 without qemu-img on PATH',
