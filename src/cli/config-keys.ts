@@ -11,7 +11,9 @@ import path from 'node:path'
 import {UsageError} from '../errors.js'
 import {isValidChunkSize} from '../store/manifest.js'
 import {isHttpUrl, parsePeerList} from '../peer/peer-list.js'
+import {readPeersFile} from '../peer/factory.js'
 import {parseSize} from './settings.js'
+import {readAllowedSigners} from './signing.js'
 
 export interface Setting {
   /** What it is, for tables and help. */
@@ -27,6 +29,8 @@ export interface Setting {
   parse?: (text: string) => unknown
   /** The value names a file that must exist when it is set. */
   file?: boolean
+  /** Reads that file as the commands will (a missing one: exit 3; one they would refuse: exit 2), so that a bad one is refused when set. */
+  check?: (file: string) => Promise<unknown>
   /** Set by another command instead of `vmi config set`. */
   managedBy?: string
 }
@@ -86,6 +90,7 @@ export const SETTINGS: Setting[] = [
     summary: 'A file with one peer URL a line, re-read when it changes.',
     parse: parsePath('peers file'),
     file: true,
+    check: readPeersFile,
   },
   {
     name: 'remotes',
@@ -127,6 +132,7 @@ export const SETTINGS: Setting[] = [
     summary: "An allowed signers file (git's and ssh-keygen's format): pulls and mounts by NAME:TAG then need the ref signed by a key it allows for that name (default: not checked).",
     parse: parsePath('allowed signers file'),
     file: true,
+    check: readAllowedSigners,
   },
   {
     name: 'S3 credentials',

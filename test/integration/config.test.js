@@ -47,7 +47,15 @@ test('a bad key or value exits 2 (a missing peers file 3) and leaves config.json
     assert.is(exec(['config', 'set', 'chunkSize', '256K'], {store: t.store}).status, 0)
     const file = path.join(t.store, 'config.json')
     const before = readFileSync(file)
+    // files the commands would refuse: a tar instead of allowed signers, a peers file with a line that is not a URL
+    const notSigners = path.join(t.dir, 'some.tar')
+    writeFileSync(notSigners, 'ustar garbage\n')
+    const badPeers = path.join(t.dir, 'notes.txt')
+    writeFileSync(badPeers, 'http://10.0.0.2:7070\nremember the milk\n')
     for (const [argv, code, msg] of [
+      [['config', 'set', 'allowedSigners', notSigners], 2, /allowed signers|not a/],
+      [['config', 'set', 'allowedSigners', path.join(t.dir, 'nope')], 3, /no such file/],
+      [['config', 'set', 'peersFile', badPeers], 2, /notes\.txt:2: "remember" is not an http\(s\) URL/],
       [['config', 'set', 'chunkSize', '3K'], 2, /power of two/],
       [['config', 'set', 'chunkSize', 'lots'], 2, /invalid chunk size/],
       [['config', 'set', 'maxCache', '-1'], 2, /invalid cache budget/],

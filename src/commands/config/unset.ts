@@ -8,7 +8,7 @@ export default class ConfigUnset extends BaseCommand<typeof ConfigUnset> {
   static override summary = "Remove one setting from the store's config.json (back to its default)."
   static override examples = ['<%= config.bin %> config unset maxCache']
   static override args = {
-    key: Args.string({description: 'Setting: chunkSize, maxCache, peers, peersFile.', required: true}),
+    key: Args.string({description: 'Setting: chunkSize, maxCache, peers, peersFile, allowedSigners.', required: true}),
   }
 
   async run(): Promise<{key: string; removed: boolean}> {
