@@ -85,7 +85,7 @@ Exit codes: 0 stopped by SIGINT or SIGTERM, 2 bad arguments, the address cannot 
           `--listen ${this.flags.listen} is reachable from the network, and anyone who reaches it could list and download every image: require a client certificate (--client-ca FILE with --tls-cert/--tls-key) or a read token (--read-token-file FILE), or pass --allow-anonymous-read`,
           {data: {listen: this.flags.listen}},
         )
-      this.warning(`serving ${this.flags.listen} without read authorization (--allow-anonymous-read): anyone who reaches it can list and download every image`)
+      this.warning(`serving ${this.flags.listen} without read authorization (--allow-anonymous-read): anyone who reaches it can list and download every image`, {type: 'anonymous-read', listen: this.flags.listen})
     }
     let pushToken: string | undefined
     if (this.flags.token !== undefined) checkToken((pushToken = this.flags.token), '--token')
