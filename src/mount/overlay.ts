@@ -23,7 +23,7 @@
  */
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
-import {VmiError} from '../errors.js'
+import {UsageError, VmiError} from '../errors.js'
 
 export const OVERLAY_BLOCK = 4096
 /** Largest disk an overlay covers (16 TiB: its two bitmaps take 1 GiB of memory). */
@@ -82,14 +82,15 @@ export class Overlay {
 
   /** Open an overlay directory, creating it for `base` when empty. */
   static async open(dir: string, init: {base: string; virtualSize: number; readOnly?: boolean}): Promise<Overlay> {
-    await fsp.mkdir(dir, {recursive: true})
+    // the guest's writes are its own: a new overlay is for its owner only, whatever the umask (an existing one keeps its modes)
+    await fsp.mkdir(dir, {recursive: true, mode: 0o700})
     const metaFile = path.join(dir, 'meta.json')
     let meta: OverlayMeta
     try {
       meta = JSON.parse(await fsp.readFile(metaFile, 'utf8'))
       if (meta.version !== 1 || meta.blockSize !== OVERLAY_BLOCK) throw new VmiError(`overlay ${dir} has an unsupported format`)
       if (meta.base !== init.base)
-        throw new VmiError(`overlay ${dir} belongs to image ${meta.base}, not ${init.base}`, {data: {overlayBase: meta.base}})
+        throw new UsageError(`overlay ${dir} belongs to image ${meta.base}, not ${init.base}`, {data: {overlayBase: meta.base}})
       // checked before the bitmaps are sized from it
       if (meta.virtualSize !== init.virtualSize) throw new VmiError(`overlay ${dir} is damaged: its virtual size ${JSON.stringify(meta.virtualSize)} is not the image's ${init.virtualSize}`)
     } catch (err) {
@@ -98,7 +99,7 @@ export class Overlay {
         throw new VmiError(`overlay ${dir} is damaged: ${(err as Error).message}`, {cause: err})
       }
       meta = {version: 1, base: init.base, virtualSize: init.virtualSize, blockSize: OVERLAY_BLOCK}
-      await fsp.writeFile(metaFile + '.tmp', JSON.stringify(meta) + '\n')
+      await fsp.writeFile(metaFile + '.tmp', JSON.stringify(meta) + '\n', {mode: 0o600})
       await fsp.rename(metaFile + '.tmp', metaFile)
     }
     if (!init.readOnly)
@@ -115,7 +116,7 @@ export class Overlay {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     }
-    const fh = await fsp.open(path.join(dir, 'data'), init.readOnly ? 'r' : (await exists(path.join(dir, 'data'))) ? 'r+' : 'w+')
+    const fh = await fsp.open(path.join(dir, 'data'), init.readOnly ? 'r' : (await exists(path.join(dir, 'data'))) ? 'r+' : 'w+', 0o600)
     if (!init.readOnly && (await fh.stat()).size !== meta.virtualSize) await fh.truncate(meta.virtualSize)
     return new Overlay(dir, meta, fh, written, zeroed)
   }
@@ -202,7 +203,7 @@ export class Overlay {
     const file = path.join(this.dir, 'map')
     const tmp = `${file}.tmp-${process.pid}-${++tmpCounter}`
     try {
-      const h = await fsp.open(tmp, 'w')
+      const h = await fsp.open(tmp, 'w', 0o600)
       try {
         await h.writeFile(map)
         await h.datasync()

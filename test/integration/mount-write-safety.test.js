@@ -353,4 +353,32 @@ test('a kept overlay whose last flush fails at unmount (its filesystem full): th
   }
 })
 
+test('a new overlay is its owner\'s only (0700, files 0600; the tests run under umask 022); another image\'s overlay and a socket in a missing directory are usage errors (exit 2)', async () => {
+  if (!haveQemuIo) return skip('qemu-io not installed')
+  const t = tmpStore()
+  let m
+  try {
+    const f = await fixture(t, 2 * M)
+    const ovl = path.join(t.dir, 'ovl')
+    m = await startMount(f.store, ['img:v1', '--overlay', ovl])
+    assert.is((await runAsync('qemu-io', ['-f', 'raw', '-c', 'write -P 0xab 0 4096', '-c', 'flush', m.nbd])).status, 0)
+    await m.stop()
+    m = undefined
+    const mode = async (p) => ((await fsp.stat(p)).mode & 0o777).toString(8)
+    assert.equal([await mode(ovl), await mode(path.join(ovl, 'data')), await mode(path.join(ovl, 'meta.json')), await mode(path.join(ovl, 'map'))], ['700', '600', '600', '600'])
+    const other = path.join(t.dir, 'other.raw')
+    await makeImage(other, [{kind: 'random', size: M, seed: 'other-image'}])
+    assert.is((await execAsync(['import', other, 'other:v1', '-q'], {store: f.store})).status, 0)
+    const wrong = await execAsync(['mount', 'other:v1', '--overlay', ovl], {store: f.store, timeout: 30_000})
+    assert.is(wrong.status, 2, wrong.stderr)
+    assert.match(wrong.stderr, /belongs to image/)
+    const nodir = await execAsync(['mount', 'img:v1', '--socket', path.join(t.dir, 'nodir', 'x.sock')], {store: f.store, timeout: 30_000})
+    assert.is(nodir.status, 2, nodir.stderr)
+    assert.match(nodir.stderr, /its directory does not exist/)
+  } finally {
+    await m?.stop()
+    t.cleanup()
+  }
+})
+
 test.run()
