@@ -73,11 +73,11 @@ export async function resolveLocal(store: LocalStore, spec: string, signers?: Al
 export async function resolveTarget(chain: FetchChain, spec: string, signal?: AbortSignal, signers?: AllowedSigner[]): Promise<ResolvedTarget> {
   if (isValidId(spec)) return {id: spec}
   if (/^[0-9a-f]{4,63}$/.test(spec)) {
-    // a prefix is only meaningful locally
+    // a prefix is only meaningful locally; a name may be spelled in hex too, and is asked of the seed as NAME:latest
     try {
       return {id: await chain.local.resolveId(spec)}
     } catch {
-      throw new UsageError(`${spec} looks like an id prefix; pull needs a full image id or NAME:TAG`)
+      if (!chain.seed) throw new UsageError(`${spec} looks like an id prefix; pull needs a full image id or NAME:TAG`)
     }
   }
   const ref = parseRef(spec)

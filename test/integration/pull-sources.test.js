@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert'
 import http from 'node:http'
 import path from 'node:path'
 import {balancedOwners} from '../../dist/index.js'
-import {execAsync, freePort, tmpStore} from '../helpers/index.js'
+import {execAsync, freePort, makeImage, tmpStore} from '../helpers/index.js'
 import {forwarder, objectIds, seedImage} from '../helpers/peers.js'
 import {startServe} from '../helpers/serve.js'
 
@@ -192,6 +192,28 @@ test('a live peer that fails every chunk: three warning lines and one sum of the
   } finally {
     for (const s of servers) await s.stop()
     await new Promise((r) => failing.close(r))
+    t.cleanup()
+  }
+})
+
+test('a name spelled in hex (cafe) is pulled as cafe:latest from the seed when it is no local id prefix; one the seed lacks is not found (exit 3)', async () => {
+  const t = tmpStore()
+  let seed
+  try {
+    const src = path.join(t.dir, 'src.raw')
+    await makeImage(src, [{kind: 'random', size: 256 * 1024, seed: 'hex-name'}])
+    const seedStore = path.join(t.dir, 'seed')
+    const imp = await execAsync(['import', src, 'cafe', '-q'], {store: seedStore})
+    assert.is(imp.status, 0, imp.stderr)
+    seed = await startServe(seedStore)
+    const r = await execAsync(['pull', 'cafe', seed.url, '--json'], {store: t.store})
+    assert.is(r.status, 0, r.stderr)
+    assert.equal([JSON.parse(r.stdout).id, JSON.parse(r.stdout).ref], [imp.stdout.trim(), 'cafe:latest'])
+    const none = await execAsync(['pull', 'beef', seed.url], {store: t.store})
+    assert.is(none.status, 3, none.stderr)
+    assert.match(none.stderr, /has no image beef:latest/)
+  } finally {
+    await seed?.stop()
     t.cleanup()
   }
 })
