@@ -54,6 +54,19 @@ async function withMount(args, fn) {
   }
 }
 
+/** A fixture of 2 MiB and its kept overlay, after a mount wrote `write` (a qemu-io command), flushed and stopped: {f, ovl}. */
+async function overlayWritten(t, write) {
+  const f = await fixture(t, 2 * M)
+  const ovl = path.join(t.dir, 'ovl')
+  const m = await startMount(f.store, ['img:v1', '--overlay', ovl])
+  try {
+    assert.is((await runAsync('qemu-io', ['-f', 'raw', '-c', write, '-c', 'flush', m.nbd])).status, 0)
+  } finally {
+    await m.stop()
+  }
+  return {f, ovl}
+}
+
 function need() {
   if (!haveLibnbd) {
     skip(`libnbd's Python bindings are not importable by ${PY} (Debian package python3-libnbd)`)
@@ -301,11 +314,7 @@ test('--read-only --overlay serves the disk as the overlay left it (base and wri
   const t = tmpStore()
   let m
   try {
-    const f = await fixture(t, 2 * M)
-    const ovl = path.join(t.dir, 'ovl')
-    m = await startMount(f.store, ['img:v1', '--overlay', ovl])
-    assert.is((await runAsync('qemu-io', ['-f', 'raw', '-c', 'write -P 0xab 100000 70000', '-c', 'flush', m.nbd])).status, 0)
-    await m.stop()
+    const {f, ovl} = await overlayWritten(t, 'write -P 0xab 100000 70000')
     const expected = readFileSync(f.base)
     expected.fill(0xab, 100000, 170000)
     m = await startMount(f.store, ['img:v1', '--overlay', ovl, '--read-only'])
@@ -356,14 +365,8 @@ test('a kept overlay whose last flush fails at unmount (its filesystem full): th
 test('a new overlay is its owner\'s only (0700, files 0600; the tests run under umask 022); another image\'s overlay and a socket in a missing directory are usage errors (exit 2)', async () => {
   if (!haveQemuIo) return skip('qemu-io not installed')
   const t = tmpStore()
-  let m
   try {
-    const f = await fixture(t, 2 * M)
-    const ovl = path.join(t.dir, 'ovl')
-    m = await startMount(f.store, ['img:v1', '--overlay', ovl])
-    assert.is((await runAsync('qemu-io', ['-f', 'raw', '-c', 'write -P 0xab 0 4096', '-c', 'flush', m.nbd])).status, 0)
-    await m.stop()
-    m = undefined
+    const {f, ovl} = await overlayWritten(t, 'write -P 0xab 0 4096')
     const mode = async (p) => ((await fsp.stat(p)).mode & 0o777).toString(8)
     assert.equal([await mode(ovl), await mode(path.join(ovl, 'data')), await mode(path.join(ovl, 'meta.json')), await mode(path.join(ovl, 'map'))], ['700', '600', '600', '600'])
     const other = path.join(t.dir, 'other.raw')
@@ -376,7 +379,6 @@ test('a new overlay is its owner\'s only (0700, files 0600; the tests run under 
     assert.is(nodir.status, 2, nodir.stderr)
     assert.match(nodir.stderr, /its directory does not exist/)
   } finally {
-    await m?.stop()
     t.cleanup()
   }
 })
