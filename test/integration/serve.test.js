@@ -535,6 +535,8 @@ test('/metrics counts requests, bytes, hits and misses, and uploads', async () =
     'vmi_uploads_total',
   ])
     assert.match(before, new RegExp(`^# TYPE ${name} counter$`, 'm'), name)
+  // every documented label of vmi_uploads_total is there before its first event (PROTOCOL.md "Metrics")
+  for (const result of ['stored', 'exists', 'invalid', 'too_large', 'conflict', 'denied', 'error']) assert.is(metric(before, 'vmi_uploads_total', {result}), 0, `uploads ${result}`)
   const get200 = {route: 'objects', method: 'GET', status: '200'}
   const picks = objectIds.slice(0, 4)
   let size = 0

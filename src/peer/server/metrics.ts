@@ -50,7 +50,7 @@ export function createMetrics(upstreamKind: string | undefined): ServerMetrics {
   const m = createSeries()
   for (const kind of ['objects', 'manifests']) m.servedBytes.inc({kind}, 0)
   for (const result of ['hit', 'miss']) m.objectRequests.inc({result}, 0)
-  for (const result of ['stored', 'exists', 'invalid', 'too_large', 'conflict', 'denied']) m.uploads.inc({result}, 0)
+  for (const result of ['stored', 'exists', 'invalid', 'too_large', 'conflict', 'denied', 'error']) m.uploads.inc({result}, 0)
   m.verificationFailures.inc({source: 'upload'}, 0)
   for (const result of ['compressed', 'cached', 'incompressible']) m.sendCompressions.inc({result}, 0)
   if (upstreamKind) {
