@@ -2,7 +2,7 @@
  * What the CLI adds to a library error: the flags, variables and commands
  * that fix it (library messages never name flags).
  */
-import {RemoteAuthError, RemoteError, RemoteTlsError} from '../errors.js'
+import {FileExistsError, RemoteAuthError, RemoteError, RemoteTlsError} from '../errors.js'
 import {mentionsClientCertRefusal, mentionsTlsTrust} from '../peer/tls-trust.js'
 import type {LocalStore} from '../store/local-store.js'
 import {parseRef} from '../store/ref.js'
@@ -27,6 +27,8 @@ export const READ_TOKEN_HINT =
 
 /** A hint any command may give (push adds TOKEN_HINT itself: a 401 to a pull is not about push tokens). */
 export function hintFor(err: unknown): string | undefined {
+  // only the output files of export and save are refused as existing, and both take --force
+  if (err instanceof FileExistsError) return '--force replaces it'
   if (err instanceof RemoteTlsError) return TLS_HINT
   if (err instanceof RemoteAuthError && err.data.s3Code !== undefined) return S3_CREDENTIALS_HINT
   if (err instanceof RemoteError && mentionsTlsTrust(err.message)) return TLS_HINT
@@ -43,13 +45,19 @@ export function hintFor(err: unknown): string | undefined {
  */
 export async function missingChunksHint(store: LocalStore, spec: string): Promise<string> {
   const id = await store.resolveId(spec).catch(() => undefined)
-  const sources = id ? await store.getSources(id) : []
+  const source = id ? await lastSource(store, id) : undefined
   // a pull takes NAME:TAG or a full id, not an id prefix
   const named = await Promise.resolve()
     .then(() => store.readRef(parseRef(spec)))
     .catch(() => undefined)
   if (id && named !== id) spec = id
   const fsck = "'vmi fsck' lists every missing or damaged chunk"
-  if (sources.length > 0) return `fetch what is missing again with 'vmi pull ${spec} ${sources[sources.length - 1]}'; ${fsck}`
+  if (source) return `fetch what is missing again with 'vmi pull ${spec} ${source}'; ${fsck}`
   return `no remote is known to hold this image: pull it again from a seed that has it ('vmi pull ${spec} REMOTE'), or load it from a bundle; ${fsck}`
+}
+
+/** The remote image `id` last came from (a pull, a lazy mount), when the store knows one. */
+export async function lastSource(store: LocalStore, id: string): Promise<string | undefined> {
+  const sources = await store.getSources(id).catch(() => [])
+  return sources[sources.length - 1]
 }

@@ -65,19 +65,28 @@ export interface RemoteConfig {
 }
 
 /**
+ * A remote's URL, parsed: http(s) with a host, or s3 (its bucket and prefix
+ * are checked by parseS3Url); else a usage error naming it.
+ */
+export function parseRemoteUrl(url: string): URL {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw new UsageError(`${url} is not a URL`)
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:' && u.protocol !== 's3:') throw new UsageError(`${url}: only http://, https:// and s3:// remotes are supported`)
+  if (u.protocol !== 's3:' && !u.hostname) throw new UsageError(`${url} is not a URL`)
+  return u
+}
+
+/**
  * Which remote a command talks to: a URL as given, a configured remote name,
  * or (no argument) the remote named `origin`, like git.
  */
 export function resolveRemote(arg: string | undefined, config: RemoteConfig): RemoteEntry & {name?: string} {
   if (arg && /^[a-z][a-z0-9+.-]*:\/\//i.test(arg)) {
-    if (!/^(https?|s3):\/\//i.test(arg)) throw new UsageError(`${arg}: only http://, https:// and s3:// remotes are supported`)
-    let u: URL | undefined
-    try {
-      u = new URL(arg)
-    } catch {
-      u = undefined
-    }
-    if (!u?.hostname) throw new UsageError(`${arg} is not a URL`)
+    parseRemoteUrl(arg)
     return {url: arg}
   }
   const name = arg ?? 'origin'

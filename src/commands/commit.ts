@@ -4,8 +4,10 @@ import {Args} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {chainFlags, chainFromFlags} from '../cli/chain-flags.js'
 import {humanBytes} from '../cli/format.js'
+import {lastSource} from '../cli/hints.js'
 import {ChunkMissingError} from '../errors.js'
 import {commitOverlay, type CommitResult} from '../mount/commit.js'
+import type {LocalStore} from '../store/local-store.js'
 
 export default class Commit extends BaseCommand<typeof Commit> {
   static override summary = "Make a new image from a mount's overlay (the base with the guest's writes)."
@@ -23,7 +25,7 @@ export default class Commit extends BaseCommand<typeof Commit> {
     const {chain, close} = await chainFromFlags(store, this.args.remote, this.flags)
     try {
       const r = await commitOverlay(chain, this.args.overlay, this.args.ref, this.signal).catch(async (err: unknown) => {
-        if (err instanceof ChunkMissingError && this.args.remote === undefined) err.hint = await this.seedHint()
+        if (err instanceof ChunkMissingError && this.args.remote === undefined) err.hint = await this.seedHint(store)
         throw err
       })
       this.note(`${r.changedChunks} chunks changed, ${r.newChunks} new (${humanBytes(r.newBytes)}); parent ${r.parent.slice(0, 12)}`)
@@ -35,14 +37,12 @@ export default class Commit extends BaseCommand<typeof Commit> {
   }
 
   /** Where the base's chunks can be had: the seed the mount fetched from, when the store knows it. */
-  private async seedHint(): Promise<string> {
-    const store = await this.openStore()
+  private async seedHint(store: LocalStore): Promise<string> {
     const base = await fsp
       .readFile(path.join(this.args.overlay, 'meta.json'), 'utf8')
       .then((t) => String((JSON.parse(t) as {base?: unknown}).base))
       .catch(() => undefined)
-    const sources = base ? await store.getSources(base).catch(() => []) : []
-    const seed = sources.length > 0 ? sources[sources.length - 1] : 'SEED'
+    const seed = (base && (await lastSource(store, base))) || 'SEED'
     return `the base chunks the mount never read come from a seed: name it ('vmi commit ${this.args.overlay} ${this.args.ref} ${seed}'), or configure origin`
   }
 }

@@ -1,7 +1,7 @@
 import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes, rate} from '../cli/format.js'
-import {ExitCode, FileExistsError, UsageError, VmiError} from '../errors.js'
+import {ExitCode, UsageError, VmiError} from '../errors.js'
 import {exportImage, type ExportResult} from '../store/export.js'
 import {EXPORT_FORMATS} from '../store/formats.js'
 import {missingChunksHint} from '../cli/hints.js'
@@ -42,8 +42,7 @@ Exit codes: 0 ok, 2 bad arguments, or FILE exists (without --force), 3 unknown i
         overwrite: this.flags.force,
       })
     } catch (err) {
-      if (err instanceof FileExistsError) err.hint = '--force replaces it'
-      else if (err instanceof VmiError && err.exitCode === ExitCode.INTEGRITY) err.hint = await missingChunksHint(store, this.args.image)
+      if (err instanceof VmiError && err.exitCode === ExitCode.INTEGRITY) err.hint = await missingChunksHint(store, this.args.image)
       throw err
     }
     this.note(`exported ${r.id.slice(0, 12)} (${humanBytes(r.virtualSize)}) as ${r.format} in ${r.seconds.toFixed(2)} s, ${rate(r.virtualSize, r.seconds)}`)

@@ -1,7 +1,7 @@
 import {Args, Flags} from '#oclif'
 import {BaseCommand} from '../cli/base-command.js'
 import {humanBytes} from '../cli/format.js'
-import {FileExistsError, UsageError} from '../errors.js'
+import {UsageError} from '../errors.js'
 import {saveBundle, type SaveResult} from '../store/bundle.js'
 
 export default class Save extends BaseCommand<typeof Save> {
@@ -25,13 +25,7 @@ Exit codes: 0 ok, 2 bad arguments, FILE exists (without --force) or its director
     const specs = this.positional
     const toStdout = this.flags.output === '-'
     if (toStdout && this.jsonEnabled()) throw new UsageError('--json cannot be combined with -o - (standard output carries the bundle)')
-    let r: SaveResult
-    try {
-      r = await saveBundle(store, specs, toStdout ? process.stdout : this.flags.output, {progress: this.progress(), signal: this.signal, overwrite: this.flags.force})
-    } catch (err) {
-      if (err instanceof FileExistsError) err.hint = '--force replaces it'
-      throw err
-    }
+    const r = await saveBundle(store, specs, toStdout ? process.stdout : this.flags.output, {progress: this.progress(), signal: this.signal, overwrite: this.flags.force})
     this.note(`saved ${r.images.length} image(s), ${r.objects} chunks (${humanBytes(r.bytes)})`)
     return r
   }

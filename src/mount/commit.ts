@@ -10,7 +10,7 @@ import type {FetchChain} from '../peer/chain.js'
 import {isAllZero} from '../store/chunker.js'
 import {hash} from '../store/hash.js'
 import {withLock} from '../store/lock.js'
-import {ChunkListBuilder, chunkLength, expandChunks, MANIFEST_VERSION, type Manifest} from '../store/manifest.js'
+import {ChunkListBuilder, chunkLength, expandChunks, MANIFEST_VERSION, uniqueChunkIds, type Manifest} from '../store/manifest.js'
 import {formatRef, parseRef} from '../store/ref.js'
 import {OVERLAY_BLOCK, Overlay} from './overlay.js'
 import {acquireOwner} from '../util/owner-lock.js'
@@ -47,8 +47,9 @@ export async function commitOverlay(chain: FetchChain, overlayDir: string, targe
     return await withLock(store.layout, {op: 'commit'}, async () => {
       const ids = expandChunks(base)
       // a ref never names an image whose chunks are not all here: what a lazy mount left unread is fetched now (or the commit fails)
+      const here = store.presentObjectsSync(uniqueChunkIds(base))
       const absent = new Map<string, number>()
-      for (let i = 0; i < ids.length; i++) if (ids[i] !== null && !absent.has(ids[i]!) && !store.hasObjectSync(ids[i]!)) absent.set(ids[i]!, chunkLength(base, i))
+      for (let i = 0; i < ids.length; i++) if (ids[i] !== null && !here.has(ids[i]!)) absent.set(ids[i]!, chunkLength(base, i))
       if (absent.size > 0) await chain.fetchMany([...absent].map(([id, length]) => ({id, length})), {signal})
       const builder = new ChunkListBuilder()
       let changed = 0

@@ -122,8 +122,6 @@ export async function mountImage(chain: FetchChain, spec: string, init: MountIni
     chain.setImage(id, uniqueChunkIds(manifest)) // owners balanced over this image's chunks, as a pull of it does; the seed's packs of it
     if (init.overlayDir) await own('overlay', init.overlayDir)
     const socketPath = init.listen ? undefined : (init.socketPath ?? path.join(scratch, `${process.pid}-mount-${id.slice(0, 8)}.sock`))
-    // (bind() says EACCES, or ENOENT, where the directory is missing)
-    if (init.socketPath && !existsSync(path.dirname(path.resolve(init.socketPath)))) throw new UsageError(`cannot make the socket ${init.socketPath}: its directory does not exist`)
     if (socketPath) await own('socket', socketPath)
     if (init.file) await own('file', init.file)
     if (init.vhostUserBlk) await own('socket', init.vhostUserBlk)

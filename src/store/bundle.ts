@@ -81,9 +81,11 @@ export async function saveBundle(store: LocalStore, specs: string[], dest: strin
     }
     index.images.push({id, refs, ...(Object.keys(signatures).length ? {signatures} : {})})
   }
-  // the destination is opened before the first entry: a path that cannot be written fails here, before any work
-  const staging = out && (out.st === undefined || out.st.isFile()) ? stagingFile(out.target, 'vmi-save') : out?.target
-  const file = staging === undefined ? undefined : await fsp.open(staging, staging === out?.target ? 'w' : 'wx', 0o644).catch((err) => Promise.reject(outputError(err, dest, 'the bundle')))
+  // the destination is opened before the first entry: a path that cannot be written fails here, before any work.
+  // A FIFO or a device is written in place; a file is staged beside its name and put in place when complete
+  const inPlace = out?.st !== undefined && !out.st.isFile()
+  const staging = out && (inPlace ? out.target : stagingFile(out.target, 'vmi-save'))
+  const file = staging === undefined ? undefined : await fsp.open(staging, inPlace ? 'w' : 'wx', 0o644).catch((err) => Promise.reject(outputError(err, dest, 'the bundle')))
   const pack = tar.pack()
   let bytes = 0
   const producer = (async () => {
@@ -115,14 +117,14 @@ export async function saveBundle(store: LocalStore, specs: string[], dest: strin
       try {
         await pipeline(pack, file.createWriteStream())
         await producer
-        if (staging !== out!.target) {
+        if (!inPlace) {
           const fh = await fsp.open(staging!, 'r+')
           await fh.sync().finally(() => fh.close())
           await publishFile(staging!, out!.target, init.overwrite ?? false, dest as string)
         }
       } catch (err) {
         await file.close().catch(() => {})
-        if (staging !== out!.target) await fsp.rm(staging!, {force: true})
+        if (!inPlace) await fsp.rm(staging!, {force: true})
         throw err
       }
     } else {

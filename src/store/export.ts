@@ -7,7 +7,7 @@
 import {promises as fsp} from 'node:fs'
 import path from 'node:path'
 import type {Writable} from 'node:stream'
-import {BadManifestError, InterruptedError, isErrno, UsageError, VmiError} from '../errors.js'
+import {BadManifestError, InterruptedError, isErrno, VmiError} from '../errors.js'
 import {silentProgress, type ProgressReporter} from '../progress.js'
 import {tmpName} from '../util/fs-util.js'
 import {outputError, outputTarget, publishFile, stagingFile} from '../util/output-file.js'

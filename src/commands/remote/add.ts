@@ -5,7 +5,7 @@ import {readCaFile, readClientCertFiles, readTokenFile} from '../../cli/credenti
 import {UsageError} from '../../errors.js'
 import {isValidRefPart} from '../../store/ref.js'
 import {withLock} from '../../store/lock.js'
-import type {RemoteConfig, RemoteEntry} from '../../cli/settings.js'
+import {parseRemoteUrl, type RemoteConfig, type RemoteEntry} from '../../cli/settings.js'
 import {checkEndpoint} from '../../cli/s3-settings.js'
 import {parseS3Url} from '../../peer/s3/s3-url.js'
 
@@ -40,14 +40,8 @@ Exit codes: 0 ok, 2 a bad name or URL, or an empty or unreadable file, 3 a --tok
   async run(): Promise<{name: string; url: string}> {
     const {name, url} = this.args
     if (!isValidRefPart(name)) throw new UsageError(`invalid remote name ${JSON.stringify(name)}`)
-    let u: URL
-    try {
-      u = new URL(url)
-    } catch {
-      throw new UsageError(`${url} is not a URL`)
-    }
+    const u = parseRemoteUrl(url)
     const s3 = u.protocol === 's3:'
-    if (u.protocol !== 'http:' && u.protocol !== 'https:' && !s3) throw new UsageError(`${url}: only http://, https:// and s3:// remotes are supported`)
     if (s3) {
       try {
         parseS3Url(url)

@@ -13,6 +13,7 @@
  */
 import fs from 'node:fs'
 import net from 'node:net'
+import {dirname} from 'node:path'
 import {InUseError, UsageError} from '../../errors.js'
 import type {BlockBackend} from './block-backend.js'
 import {Connection, safeLog, type ConnectionOptions} from './connection.js'
@@ -88,6 +89,8 @@ async function removeStaleSocket(path: string): Promise<void> {
   try {
     st = fs.statSync(path)
   } catch {
+    // bind() would say EACCES (or ENOENT) for a directory that is missing
+    if (!fs.existsSync(dirname(path))) throw new UsageError(`cannot make the socket ${path}: its directory does not exist`)
     return
   }
   if (!st.isSocket()) throw new UsageError(`${path} exists and is not a socket; give another path`)
